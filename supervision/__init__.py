@@ -1,0 +1,18 @@
+"""supervision: Erlang/OTP supervision on Thespian actors (knows nothing about language models).
+
+    from supervision import ActorRuntime, ChildSpec, SupervisorSpec, GenServer
+"""
+
+from .errors import (ActorExited, CallFailed, CallTimeout, FailedToStartChild, Shutdown, SpecError,
+                     SupervisionError)
+from .gen_server import GenServer, NoReply
+from .messages import ChildCounts, ChildInfo, LifecycleEvent, RootFailure
+from .ref import ActorRef, SupervisorRef
+from .runtime import ActorRuntime
+from .specs import AutoShutdown, ChildSpec, Kind, Restart, Strategy, SupervisorSpec
+
+__all__ = [
+    "ActorRuntime", "ChildSpec", "SupervisorSpec", "GenServer", "NoReply", "ActorRef", "SupervisorRef",
+    "ChildInfo", "ChildCounts", "LifecycleEvent", "RootFailure", "Restart", "Strategy", "AutoShutdown", "Kind",
+    "SupervisionError", "SpecError", "CallTimeout", "ActorExited", "CallFailed", "FailedToStartChild", "Shutdown",
+]

@@ -1,0 +1,202 @@
+"""GenServer: OTP's gen_server behaviour as a Thespian actor.
+
+Subclasses implement ``init``, ``handle_call``, ``handle_cast``, ``handle_info`` and ``terminate``.
+Unlike a bare Thespian actor, a handler exception is never retried by Thespian: it runs
+``terminate(reason)``, answers the pending call with :class:`CallFailed`, tells the parent why
+(``ExitNotice``) and exits abnormally, exactly once, so the supervisor sees one crash.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Any
+
+import structlog
+from thespian.actors import Actor, ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
+
+from .errors import ActorExited, CallFailed
+from .messages import (Call, CallError, CallToken, Cast, ExitNotice, Init, InitFailed, InitOk, Reply,
+                       StopRequest)
+
+
+class _NoReplyType:
+    _instance = None
+
+    def __new__(cls) -> "_NoReplyType":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NoReply"
+
+    def __reduce__(self) -> str:
+        return "NoReply"
+
+
+NoReply = _NoReplyType()
+"""Return this from ``handle_call`` to answer later with ``self.reply(self.current_call, value)``."""
+
+
+def set_process_title(title: str) -> None:
+    """Show the actor's role in ``ps`` (only when it runs in its own process)."""
+    try:
+        import setproctitle
+    except ImportError:  # optional at runtime; the multiproc tests require it
+        return
+    setproctitle.setproctitle(title)
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class GenServer(Actor):
+    """Base class of supervised actors. Override the ``init``/``handle_*``/``terminate`` callbacks.
+
+    Internal attributes and methods use the ``_sv_`` prefix so they never collide with Thespian's.
+    """
+
+    title_prefix = "supervision"
+
+    # --- callbacks (override) ------------------------------------------------------------------
+
+    def init(self, *args: Any, **kwargs: Any) -> None:
+        """Set up state; raising here is a failed start (``FailedToStartChild``)."""
+
+    def handle_call(self, request: Any) -> Any:
+        """Answer a ``call``; the return value is the reply (or ``NoReply`` to answer later)."""
+        raise NotImplementedError(f"{type(self).__name__} does not handle calls ({type(request).__name__})")
+
+    def handle_cast(self, message: Any) -> None:
+        """Handle a ``cast`` (no reply)."""
+
+    def handle_info(self, message: Any) -> None:
+        """Handle anything else: timers (``send_after``), Thespian system messages."""
+
+    def terminate(self, reason: str) -> None:
+        """Best-effort cleanup on shutdown or after a crash."""
+
+    # --- API for subclasses ----------------------------------------------------------------------
+
+    @property
+    def current_call(self) -> CallToken | None:
+        """Token of the call being handled, to answer later with :meth:`reply`."""
+        return getattr(self, "_sv_token", None)
+
+    def reply(self, token: CallToken, value: Any) -> None:
+        """Answer a call whose handler returned ``NoReply``."""
+        self.send(token.caller, Reply(token.corr, value))
+
+    def reply_error(self, token: CallToken, error: Exception) -> None:
+        """Answer a deferred call with an error raised at the caller."""
+        self.send(token.caller, CallError(token.corr, error))
+
+    def stop(self, reason: str = "normal") -> None:
+        """Exit normally once the current handler returns (after its reply is sent)."""
+        self._sv_stop_reason = reason
+
+    def send_after(self, seconds: float, message: Any) -> None:
+        """Deliver ``message`` to ``handle_info`` after ``seconds``."""
+        self.wakeupAfter(seconds, payload=message)
+
+    @property
+    def path(self) -> str:
+        return getattr(self, "_sv_path", "?")
+
+    @property
+    def log(self) -> Any:
+        return structlog.get_logger("supervision").bind(actor=self.path, pid=os.getpid())
+
+    # --- Thespian entry point ------------------------------------------------------------------
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:  # noqa: N802 - Thespian's name
+        if isinstance(msg, ActorExitRequest):
+            self._sv_done = True  # killed or system shutdown: no terminate (OTP brutal_kill)
+            return
+        if getattr(self, "_sv_done", False):
+            if isinstance(msg, Call):
+                self.send(sender, CallError(msg.corr, ActorExited(self.path, "exiting")))
+            return
+        if isinstance(msg, PoisonMessage):
+            return  # we never raise into Thespian, so this is a peer's problem: nothing to retry
+        try:
+            self._sv_dispatch(msg, sender)
+        except BaseException as exc:  # noqa: BLE001 - every handler failure becomes one abnormal exit
+            self._sv_crash(exc)
+            return
+        reason = getattr(self, "_sv_stop_reason", None)
+        if reason is not None:
+            self._sv_exit(reason, normal=True)
+
+    def _sv_dispatch(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, Call):
+            self._sv_token = CallToken(sender, msg.corr)
+            try:
+                result = self.handle_call(msg.request)
+            except BaseException as exc:
+                tb = traceback.format_exc(limit=20)
+                self.send(sender, CallError(msg.corr, CallFailed(self.path, type(exc).__name__, str(exc), tb)))
+                raise
+            finally:
+                self._sv_token = None
+            if result is not NoReply:
+                self.send(sender, Reply(msg.corr, result))
+        elif isinstance(msg, Cast):
+            self.handle_cast(msg.message)
+        elif isinstance(msg, Init):
+            self._sv_on_init(msg, sender)
+        elif isinstance(msg, StopRequest):
+            self._sv_on_stop_request(msg)
+        elif isinstance(msg, WakeupMessage):
+            self.handle_info(msg.payload if msg.payload is not None else msg)
+        else:
+            self.handle_info(msg)
+
+    # --- lifecycle internals -------------------------------------------------------------------
+
+    def _sv_on_init(self, msg: Init, sender: Any) -> None:
+        self._sv_setup(msg, sender)
+        try:
+            self.init(*msg.args, **msg.kwargs)
+        except BaseException as exc:  # noqa: BLE001 - a failed start is reported, not raised
+            self.log.warning("init_failed", reason=describe(exc))
+            self.send(sender, InitFailed(describe(exc), self.myAddress))
+            self._sv_done = True
+            self.send(self.myAddress, ActorExitRequest())
+            return
+        self.send(sender, InitOk(self.myAddress, os.getpid()))
+
+    def _sv_setup(self, msg: Init, sender: Any) -> None:
+        self._sv_parent = sender
+        self._sv_path = msg.path
+        self._sv_root = msg.root
+        self._sv_owner_pid = msg.owner_pid
+        if os.getpid() != msg.owner_pid:
+            set_process_title(f"{self.title_prefix}: {msg.title}")
+
+    def _sv_on_stop_request(self, msg: StopRequest) -> None:
+        self._sv_exit(msg.reason, normal=True)
+
+    def _sv_crash(self, exc: BaseException) -> None:
+        reason = describe(exc)
+        self.log.error("crashed", reason=reason, exc_info=exc)
+        self._sv_exit(reason, normal=False)
+
+    def _sv_exit(self, reason: str, normal: bool) -> None:
+        """Run terminate once, tell the parent why, and leave."""
+        if getattr(self, "_sv_done", False):
+            return
+        self._sv_done = True
+        try:
+            self.terminate(reason)
+        except BaseException as exc:  # noqa: BLE001 - terminate is best effort, as in OTP
+            self.log.warning("terminate_failed", reason=describe(exc))
+        parent = getattr(self, "_sv_parent", None)
+        if parent is not None:
+            self.send(parent, ExitNotice(reason, normal))
+        self.send(self.myAddress, ActorExitRequest())
+
+
+__all__ = ["GenServer", "NoReply", "ChildActorExited", "WakeupMessage", "set_process_title", "describe"]

@@ -1,0 +1,441 @@
+"""ActorRuntime: the only code that creates a Thespian ActorSystem.
+
+It starts the system on the chosen base, a root supervisor, and (for the process bases) a
+watchdog process that stops the tree if the owner dies without closing it. ``close()`` (or leaving
+the ``with`` block, Ctrl-C included) stops the tree in reverse start order, shuts the system down
+and reaps what Thespian leaves behind.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+import structlog
+from thespian.actors import ActorSystem, PoisonMessage
+
+from . import _thespian
+from .errors import ActorExited, CallTimeout, Shutdown, SpecError, SupervisionError
+from .gen_server import set_process_title
+from .messages import (Call, CallError, ChildSpec, Cast, DrainEvents, GetFailures, Init, InitFailed, InitOk,
+                       IsAlive, LifecycleEvent, Reply, RootFailure, StartTop, StopTree, WhereIs)
+from .ref import ActorRef, SupervisorRef
+from .root import RootSupervisor
+from .specs import SupervisorSpec, validate_children, walk_classes, walk_names
+from .telemetry import EventBus, Subscriber
+
+log = structlog.get_logger("supervision")
+
+BASES = {"local": "simpleSystemBase", "multiproc": "multiprocTCPBase", "tcp": "multiprocTCPBase"}
+SLICE = 0.25  # seconds between liveness checks while a call waits
+EVENT_POLL = 0.05
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class _Endpoint:
+    """One outside mailbox (Thespian's external endpoints are not thread-safe: one user at a time)."""
+
+    def __init__(self, system: Any, closer: Callable[[], None] | None = None) -> None:
+        self.system = system
+        self.closer = closer
+
+
+class ActorRuntime:
+    """An embedded actor system with a root supervisor. Use as a context manager.
+
+    ``base``: ``"local"`` (simpleSystemBase, in this process, deterministic), ``"multiproc"``
+    (multiprocTCPBase on 127.0.0.1, one process per actor, a free admin port per runtime), or
+    ``"tcp"`` (the same base set up to join a convention: ``bind_host``/``convention`` name the
+    interface and the leader's ``host:port``).
+    """
+
+    def __init__(self, base: str = "local", name: str = "app", *, admin_port: int | None = None,
+                 bind_host: str = "127.0.0.1", convention: str | None = None,
+                 capabilities: dict | None = None, log_dir: str | None = None,
+                 shutdown_timeout: float = 60.0) -> None:
+        if base not in BASES:
+            raise SpecError("ActorRuntime.base", f"unknown base {base!r}", "use 'local', 'multiproc' or 'tcp'")
+        if not isinstance(name, str) or not name or "/" in name:
+            raise SpecError("ActorRuntime.name", f"must be a non-empty string without '/', got {name!r}")
+        self.base = base
+        self.name = name
+        self.bind_host = bind_host
+        self.convention = convention
+        self.admin_port = admin_port
+        self.extra_capabilities = dict(capabilities or {})
+        self.log_dir = log_dir
+        self.shutdown_timeout = shutdown_timeout
+        self._system: Any = None
+        self._root: Any = None
+        self._closed = False
+        self._corr = itertools.count(1)
+        self._lock = threading.RLock()  # local base: one caller at a time drives the system
+        self._pool: list[_Endpoint] = []
+        self._pool_lock = threading.Lock()
+        self._clones: list[_Endpoint] = []
+        self._bus = EventBus()
+        self.events: list[LifecycleEvent] = []
+        self._event_thread: threading.Thread | None = None
+        self._stop_events = threading.Event()
+        self._watchdog: subprocess.Popen | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def is_local(self) -> bool:
+        return self.base == "local"
+
+    def __enter__(self) -> "ActorRuntime":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def start(self) -> "ActorRuntime":
+        if self._system is not None:
+            return self
+        if self.is_local:
+            self._system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=_log_defs())
+        else:
+            self._start_process_system()
+        self._pool.append(_Endpoint(self._system))
+        try:
+            self._root = self._system.createActor(RootSupervisor)
+            init = Init((), {"spec": SupervisorSpec(intensity=0), "children": ()}, self.name,
+                        f"root {self.name}", None, os.getpid())
+            reply = self._request(self._root, init, 30.0)
+            if not isinstance(reply, InitOk):
+                raise SupervisionError(f"root supervisor did not start: {reply!r}")
+            if not self.is_local:
+                self._start_watchdog()
+        except BaseException:
+            self.close()
+            raise
+        log.info("runtime_started", runtime=self.name, base=self.base, admin_port=self.admin_port)
+        return self
+
+    def _start_process_system(self) -> None:
+        _thespian.install()
+        os.environ[_thespian.BIND_ENV] = self.bind_host
+        os.environ.setdefault("THESPIAN_BASE_IPADDR", self.bind_host)
+        log_dir = self.log_dir or os.path.join(tempfile.gettempdir(), f"supervision-{os.getpid()}")
+        os.makedirs(log_dir, exist_ok=True)
+        os.environ.setdefault("THESPLOG_FILE", os.path.join(log_dir, "thespian.log"))
+        os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
+        self.admin_port = self.admin_port or free_port(self.bind_host)
+        caps = {"Admin Port": self.admin_port, **self.extra_capabilities}
+        if self.convention:
+            caps["Convention Address.IPv4"] = self.convention
+        before = _child_pids()
+        with _title(f"supervision: admin {self.name}"):
+            self._system = ActorSystem(BASES[self.base], capabilities=caps, transientUnique=True,
+                                       logDefs=_log_defs())
+        _reap_new_zombies(before)
+
+    def _start_watchdog(self) -> None:
+        cmd = [sys.executable, "-m", "supervision.watchdog", "--port", str(self.admin_port),
+               "--name", self.name, "--timeout", str(self.shutdown_timeout)]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self._watchdog = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True, env=env)
+        self._watchdog.stdin.write(pickle.dumps(self._root).hex().encode() + b"\n")
+        self._watchdog.stdin.flush()
+
+    def close(self) -> None:
+        """Stop the tree in order, shut the actor system down, leave no process behind. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        system, self._system = self._system, None
+        if system is None:
+            return
+        try:
+            if self._root is not None:
+                try:
+                    self._request(self._root, Call(next(self._corr), StopTree("shutdown")),
+                                  self.shutdown_timeout, system=system)
+                except SupervisionError as exc:
+                    log.warning("ordered_shutdown_incomplete", runtime=self.name, error=str(exc))
+                self._pump_events(system)
+        finally:
+            self._stop_events.set()
+            if self._event_thread is not None:
+                self._event_thread.join(timeout=2.0)
+            for clone in self._clones:
+                if clone.closer:
+                    clone.closer()
+            before = _child_pids()
+            system.shutdown()
+            _reap_new_zombies(before)
+            self._stop_watchdog()
+            log.info("runtime_stopped", runtime=self.name)
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is None:
+            return
+        try:
+            self._watchdog.stdin.write(b"bye\n")
+            self._watchdog.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            self._watchdog.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            self._watchdog.kill()
+            self._watchdog.wait()
+
+    # --- public API ------------------------------------------------------------------------------
+
+    def start_supervisor(self, spec: SupervisorSpec, children: Sequence[ChildSpec] = (), name: str = "top",
+                         timeout: float = 60.0) -> SupervisorRef:
+        """Start a top-level supervisor and its children (left to right); raises FailedToStartChild."""
+        if not isinstance(spec, SupervisorSpec):
+            raise SpecError("start_supervisor.spec", f"expected a SupervisorSpec, got {type(spec).__name__}")
+        if not isinstance(name, str) or not name or "/" in name:
+            raise SpecError("start_supervisor.name", f"must be a non-empty string without '/', got {name!r}")
+        children = tuple(children)
+        for child in children:
+            if not isinstance(child, ChildSpec):
+                raise SpecError("start_supervisor.children", f"expected ChildSpec items, got {type(child).__name__}")
+        validate_children(spec, children, where="start_supervisor.children")
+        top = ChildSpec(id=name, start=spec, children=children, name=name)
+        self.check_spec([top])
+        info = self.call(self._need_root(), StartTop(spec, children, name), timeout)
+        return info.ref.bind(self)
+
+    def check_spec(self, specs: Sequence[ChildSpec]) -> None:
+        """Runtime-dependent checks before anything starts: names free, classes importable by workers."""
+        names = walk_names(specs)
+        seen: set[str] = set()
+        for n in names:
+            if n in seen:
+                raise SpecError("ChildSpec.name", f"name {n!r} used twice in one tree", "names must be unique")
+            seen.add(n)
+            if self.whereis(n) is not None:
+                raise SpecError("ChildSpec.name", f"name {n!r} is already registered", "choose another name")
+        if not self.is_local:
+            for cid, start in walk_classes(specs):
+                if isinstance(start, type) and start.__module__ == "__main__":
+                    raise SpecError(f"ChildSpec({cid!r}).start",
+                                    f"{start.__qualname__} is defined in __main__, which actor processes cannot import",
+                                    "move the class into an importable module")
+
+    def whereis(self, name: str) -> ActorRef | None:
+        """The running actor registered under ``name``, or None."""
+        found = self.call(self._need_root(), WhereIs(name), 10.0)
+        if found is None:
+            return None
+        return ActorRef(found.address, found.path, found.kind).bind(self)
+
+    @property
+    def failures(self) -> list[RootFailure]:
+        """Top-level supervisors that exited abnormally (escalations), oldest first."""
+        return self.call(self._need_root(), GetFailures(), 10.0)
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(LifecycleEvent)`` for every lifecycle step; returns an unsubscribe function.
+
+        Under ``local`` callbacks run in the caller's thread at the end of each runtime call; under
+        the process bases, in a background thread within ~50 ms of the event.
+        """
+        unsubscribe = self._bus.subscribe(callback)
+        if not self.is_local and self._event_thread is None and self._system is not None:
+            self._event_thread = threading.Thread(target=self._event_loop, name=f"supervision-events-{self.name}",
+                                                  daemon=True)
+            self._event_thread.start()
+        return unsubscribe
+
+    # --- calls (the Caller protocol of ActorRef) ---------------------------------------------------
+
+    def call(self, address: Any, request: Any, timeout: float = 5.0) -> Any:
+        """Send ``request`` to an actor's ``handle_call`` and return its reply (see ActorRef.call)."""
+        reply = self._request(address, Call(next(self._corr), request), timeout)
+        if self.is_local and self._bus:
+            self._pump_events(self._system)
+        if isinstance(reply, CallError):
+            raise reply.error
+        return reply.value
+
+    def cast(self, address: Any, message: Any) -> None:
+        system = self._need_system()
+        if self.is_local:
+            with self._lock:
+                system.tell(address, Cast(message))
+            if self._bus:
+                self._pump_events(system)
+        else:
+            with self._endpoint() as ep:
+                ep.system.tell(address, Cast(message))
+
+    def _need_system(self) -> Any:
+        if self._system is None:
+            raise Shutdown(f"runtime {self.name!r} is closed")
+        return self._system
+
+    def _need_root(self) -> Any:
+        self._need_system()
+        return self._root
+
+    def _request(self, address: Any, msg: Any, timeout: float, system: Any = None) -> Any:
+        """Deliver ``msg`` and wait for the matching reply; raise ActorExited / CallTimeout."""
+        if system is None:
+            system = self._need_system()
+        corr = getattr(msg, "corr", None)
+
+        def matches(r: Any) -> bool:
+            if corr is None:
+                return isinstance(r, (InitOk, InitFailed))
+            return isinstance(r, (Reply, CallError)) and r.corr == corr
+
+        if self.is_local:
+            return self._request_local(system, address, msg, timeout, matches)
+        deadline = time.monotonic() + timeout
+        with self._endpoint(system) as ep:
+            reply = ep.system.ask(address, msg, min(timeout, SLICE))
+            while True:
+                if reply is not None and matches(reply):
+                    return reply
+                if reply is None or isinstance(reply, PoisonMessage):
+                    self._raise_if_dead(address, system)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CallTimeout(str(address), getattr(msg, "request", msg), timeout)
+                reply = ep.system.listen(min(remaining, SLICE))
+
+    def _request_local(self, system: Any, address: Any, msg: Any, timeout: float,
+                       matches: Callable[[Any], bool]) -> Any:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            system.tell(address, msg)  # runs the system until it is idle
+            while True:
+                reply = system.listen(0)
+                while reply is not None:
+                    if matches(reply):
+                        return reply
+                    reply = system.listen(0)
+                self._raise_if_dead(address, system)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CallTimeout(str(address), getattr(msg, "request", msg), timeout)
+                reply = system.listen(remaining)  # returns early unless a timer is pending
+                if reply is not None and matches(reply):
+                    return reply
+                if reply is None:
+                    raise CallTimeout(str(address), getattr(msg, "request", msg), timeout,
+                                      "the local actor system is idle and no timer is pending: no reply can come")
+
+    def _raise_if_dead(self, address: Any, system: Any) -> None:
+        if self._root is None or address == self._root:
+            return
+        reason = self._request(self._root, Call(next(self._corr), IsAlive(address)), 10.0, system=system).value
+        if reason is not None:
+            raise ActorExited(str(address), reason)
+
+    @contextmanager
+    def _endpoint(self, system: Any = None) -> Iterator[_Endpoint]:
+        """Borrow an outside mailbox; clones are made on demand for concurrent threads."""
+        with self._pool_lock:
+            ep = self._pool.pop() if self._pool else None
+        if ep is None:
+            base = system or self._need_system()
+            cm = base.private()
+            ep = _Endpoint(cm.__enter__(), lambda cm=cm: cm.__exit__(None, None, None))
+            self._clones.append(ep)
+        try:
+            yield ep
+        finally:
+            with self._pool_lock:
+                self._pool.append(ep)
+
+    # --- events ------------------------------------------------------------------------------------
+
+    def _pump_events(self, system: Any) -> None:
+        try:
+            reply = self._request(self._root, Call(next(self._corr), DrainEvents()), 10.0, system=system)
+        except SupervisionError as exc:
+            log.warning("event_drain_failed", runtime=self.name, error=str(exc))
+            return
+        for event in reply.value:
+            self.events.append(event)
+            self._bus.publish(event)
+        del self.events[:-10_000]
+
+    def _event_loop(self) -> None:
+        while not self._stop_events.wait(EVENT_POLL):
+            system = self._system
+            if system is None:
+                return
+            self._pump_events(system)
+
+
+def _log_defs() -> dict:
+    """Thespian's own logging config for actor processes (False would crash multiproc actors)."""
+    return {"version": 1, "disable_existing_loggers": False,
+            "handlers": {"null": {"class": "logging.NullHandler"}},
+            "root": {"handlers": ["null"], "level": "WARNING"}}
+
+
+@contextmanager
+def _title(title: str) -> Iterator[None]:
+    """Processes forked inside this block (Thespian's admin) inherit ``title`` in ``ps``."""
+    try:
+        import setproctitle
+    except ImportError:
+        yield
+        return
+    old = setproctitle.getproctitle()
+    set_process_title(title)
+    try:
+        yield
+    finally:
+        setproctitle.setproctitle(old)
+
+
+def _child_pids() -> set[int]:
+    me = os.getpid()
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if int(fields[1]) == me:
+            found.add(int(entry))
+    return found
+
+
+def _reap_new_zombies(before: set[int]) -> None:
+    """Reap the intermediate fork Thespian leaves as our zombie (only children that are new)."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        new = _child_pids() - before
+        pending = []
+        for pid in new:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if done == 0:
+                pending.append(pid)
+        if not pending or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)

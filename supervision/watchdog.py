@@ -1,0 +1,56 @@
+"""Owner watchdog: ``python -m supervision.watchdog --port P``, started by ActorRuntime.
+
+Its stdin is a pipe from the owning process: first line, the root supervisor's address (hex of a
+pickle: the pipe is private to the owner); then ``bye`` when the owner closes the runtime itself.
+End-of-file without ``bye`` means the owner died (kill -9): the watchdog joins the actor system as
+an outside client, asks the root to stop the tree in order, and shuts the system down, so no
+actor process outlives its owner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import signal
+import sys
+from typing import Any
+
+from .gen_server import set_process_title
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="supervision.watchdog")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--name", default="app")
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the owner's to handle
+    set_process_title(f"supervision: watchdog {args.name}")
+    first = sys.stdin.buffer.readline().strip()
+    rest = sys.stdin.buffer.read()
+    if rest.strip() == b"bye" or not first:
+        return 0
+    root = pickle.loads(bytes.fromhex(first.decode()))
+    shut_down(args.port, root, args.name, args.timeout)
+    return 0
+
+
+def shut_down(port: int, root: Any, name: str, timeout: float) -> None:
+    """Stop the tree under ``root`` in order, then the whole actor system on ``port``."""
+    from thespian.actors import ActorSystem
+
+    from . import _thespian
+    from .messages import Call, StopTree
+
+    _thespian.install()
+    system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": port}, transientUnique=True,
+                         logDefs={"version": 1, "disable_existing_loggers": False})
+    try:
+        answer = system.ask(root, Call(0, StopTree("owner_died")), timeout)
+        print(f"supervision watchdog {name}: owner gone; tree stopped ({type(answer).__name__})", file=sys.stderr)
+    finally:
+        system.shutdown()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
