@@ -102,12 +102,14 @@ class GenServer(Actor):
         self.wakeupAfter(seconds, payload=message)
 
     @property
-    def path(self) -> str:
+    def actor_path(self) -> str:
+        """Where this actor sits in the tree, e.g. ``app/top/worker``."""
         return getattr(self, "_sv_path", "?")
 
     @property
-    def log(self) -> Any:
-        return structlog.get_logger("supervision").bind(actor=self.path, pid=os.getpid())
+    def actor_log(self) -> Any:
+        """A structlog logger bound to this actor's path and pid."""
+        return structlog.get_logger("supervision").bind(actor=self.actor_path, pid=os.getpid())
 
     # --- Thespian entry point ------------------------------------------------------------------
 
@@ -117,7 +119,7 @@ class GenServer(Actor):
             return
         if getattr(self, "_sv_done", False):
             if isinstance(msg, Call):
-                self.send(sender, CallError(msg.corr, ActorExited(self.path, "exiting")))
+                self.send(sender, CallError(msg.corr, ActorExited(self.actor_path, "exiting")))
             return
         if isinstance(msg, PoisonMessage):
             return  # we never raise into Thespian, so this is a peer's problem: nothing to retry
@@ -137,7 +139,7 @@ class GenServer(Actor):
                 result = self.handle_call(msg.request)
             except BaseException as exc:
                 tb = traceback.format_exc(limit=20)
-                self.send(sender, CallError(msg.corr, CallFailed(self.path, type(exc).__name__, str(exc), tb)))
+                self.send(sender, CallError(msg.corr, CallFailed(self.actor_path, type(exc).__name__, str(exc), tb)))
                 raise
             finally:
                 self._sv_token = None
@@ -161,7 +163,7 @@ class GenServer(Actor):
         try:
             self.init(*msg.args, **msg.kwargs)
         except BaseException as exc:  # noqa: BLE001 - a failed start is reported, not raised
-            self.log.warning("init_failed", reason=describe(exc))
+            self.actor_log.warning("init_failed", reason=describe(exc))
             self.send(sender, InitFailed(describe(exc), self.myAddress))
             self._sv_done = True
             self.send(self.myAddress, ActorExitRequest())
@@ -181,7 +183,7 @@ class GenServer(Actor):
 
     def _sv_crash(self, exc: BaseException) -> None:
         reason = describe(exc)
-        self.log.error("crashed", reason=reason, exc_info=exc)
+        self.actor_log.error("crashed", reason=reason, exc_info=exc)
         self._sv_exit(reason, normal=False)
 
     def _sv_exit(self, reason: str, normal: bool) -> None:
@@ -192,7 +194,7 @@ class GenServer(Actor):
         try:
             self.terminate(reason)
         except BaseException as exc:  # noqa: BLE001 - terminate is best effort, as in OTP
-            self.log.warning("terminate_failed", reason=describe(exc))
+            self.actor_log.warning("terminate_failed", reason=describe(exc))
         parent = getattr(self, "_sv_parent", None)
         if parent is not None:
             self.send(parent, ExitNotice(reason, normal))

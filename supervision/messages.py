@@ -30,8 +30,11 @@ class InitOk:
 
 @dataclass(frozen=True)
 class InitFailed:
+    """``child`` names the deepest child whose start failed, when a supervisor's init fails."""
+
     reason: str
     address: Any = None
+    child: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class RootSupervisor(SupervisorActor):
                 self.dead[message.address] = message.reason
                 if len(self.dead) > MAX_DEAD:
                     self.dead.popitem(last=False)
-                if message.supervisor == self.path and not message.normal:
+                if message.supervisor == self.actor_path and not message.normal:
                     self.failures.append(RootFailure(message.child, message.reason, message.at))
         else:
             super().handle_other(message)

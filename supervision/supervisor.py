@@ -101,18 +101,23 @@ class SupervisorActor(GenServer):
         self.waiting: Any = None
         self.wait_seq = 0
         self.orphan_notices: list[tuple[Any, ExitNotice]] = []
+        self._failed_child: Optional[str] = None
 
         def done(value: Any, error: Optional[BaseException]) -> None:
             if error is None:
                 self.send(sender, InitOk(self.myAddress, os.getpid()))
                 return
-            self.send(sender, InitFailed(error.reason if isinstance(error, FailedToStartChild) else describe(error)))
+            if isinstance(error, FailedToStartChild):
+                self.send(sender, InitFailed(error.reason, self.myAddress, error.id))
+            else:
+                self.send(sender, InitFailed(describe(error), self.myAddress))
             self._sv_done = True
             self.send(self.myAddress, ActorExitRequest())
 
         self._enqueue(self._op_init(children), done)
 
     def _op_init(self, children: tuple) -> Op:
+        """Start children left to right; on a failure stop the started ones in reverse order."""
         if self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
             self.template = children[0]
             return None
@@ -121,16 +126,17 @@ class SupervisorActor(GenServer):
             self._add_kid(child)
             reason = yield from self._start_kid(child.id)
             if reason is not None:
+                failed = self._failed_child or child.id
                 for cid in reversed(started):
                     yield from self._stop_kid(cid)
-                raise FailedToStartChild(child.id, reason)
+                raise FailedToStartChild(failed, reason)
             started.append(child.id)
         return None
 
     def _sv_on_stop_request(self, msg: StopRequest) -> None:
         # Drop queued work, then stop the children (reverse order) and exit normally.
         for pending in self.queue:
-            pending.done(None, ActorExited(self.path, "supervisor shutting down"))
+            pending.done(None, ActorExited(self.actor_path, "supervisor shutting down"))
         self.queue.clear()
         self._enqueue(self._op_shutdown(msg.reason, normal=True))
 
@@ -181,7 +187,7 @@ class SupervisorActor(GenServer):
         yield  # pragma: no cover - makes this a generator
 
     def _which_children(self) -> list[ChildInfo]:
-        return [ChildInfo(cid, ActorRef(k.address, f"{self.path}/{cid}", k.spec.kind) if k.address else None,
+        return [ChildInfo(cid, ActorRef(k.address, f"{self.actor_path}/{cid}", k.spec.kind) if k.address else None,
                           k.spec.restart, k.spec.kind)
                 for cid in self.order for k in (self.kids[cid],)]
 
@@ -195,7 +201,7 @@ class SupervisorActor(GenServer):
         try:
             return self.kids[cid]
         except KeyError:
-            raise SpecError("id", f"supervisor {self.path} has no child {cid!r}",
+            raise SpecError("id", f"supervisor {self.actor_path} has no child {cid!r}",
                             "see which_children() for the ids") from None
 
     def _op_start_child(self, request: StartChild) -> Op:
@@ -214,19 +220,19 @@ class SupervisorActor(GenServer):
             if spec is None:
                 raise SpecError("start_child", "needs a ChildSpec")
             if spec.id in self.kids:
-                raise SpecError("ChildSpec.id", f"duplicate child id {spec.id!r} in {self.path}",
+                raise SpecError("ChildSpec.id", f"duplicate child id {spec.id!r} in {self.actor_path}",
                                 "pick another id or delete_child() the old one")
-            validate_children(self.spec, [spec], where=f"{self.path}.start_child")
+            validate_children(self.spec, [spec], where=f"{self.actor_path}.start_child")
         self._add_kid(spec)
         reason = yield from self._start_kid(spec.id)
         if reason is not None:
             self._remove_kid(spec.id)
-            raise FailedToStartChild(spec.id, reason)
+            raise FailedToStartChild(self._failed_child or spec.id, reason)
         return self._info(spec.id)
 
     def _info(self, cid: str) -> ChildInfo:
         k = self.kids[cid]
-        return ChildInfo(cid, ActorRef(k.address, f"{self.path}/{cid}", k.spec.kind), k.spec.restart, k.spec.kind)
+        return ChildInfo(cid, ActorRef(k.address, f"{self.actor_path}/{cid}", k.spec.kind), k.spec.restart, k.spec.kind)
 
     def _op_terminate_child(self, cid: str) -> Op:
         kid = self._kid(cid)
@@ -271,7 +277,7 @@ class SupervisorActor(GenServer):
 
     def handle_other(self, message: Any) -> None:
         """Messages a subclass handles (the root's registry and events)."""
-        self.log.debug("ignored", message=type(message).__name__)
+        self.actor_log.debug("ignored", message=type(message).__name__)
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:  # noqa: N802
         if isinstance(msg, ExitNotice):
@@ -399,7 +405,7 @@ class SupervisorActor(GenServer):
         """Start one child; returns None on success or the failure reason."""
         kid = self.kids[cid]
         spec = kid.spec
-        path = f"{self.path}/{cid}"
+        path = f"{self.actor_path}/{cid}"
         try:
             if spec.kind is Kind.SUPERVISOR:
                 cls: type = SupervisorActor
@@ -413,6 +419,7 @@ class SupervisorActor(GenServer):
             return describe(exc)
         self.send(address, Init(args, kwargs, path, spec.title or path, self._sv_root, self._sv_owner_pid))
         result = yield _WaitStart(address, self.spec.start_timeout)
+        self._failed_child = result.child if isinstance(result, InitFailed) else None
         if isinstance(result, InitOk):
             kid.address, kid.pid, kid.notice = result.address, result.pid, None
             kid.generation += 1
@@ -507,9 +514,9 @@ class SupervisorActor(GenServer):
 
     def _emit(self, kind: str, child: str, reason: str = "", normal: bool = True, pid: int = 0,
               address: Any = None) -> None:
-        event = LifecycleEvent(kind=kind, supervisor=self.path, child=child, reason=reason, normal=normal,
+        event = LifecycleEvent(kind=kind, supervisor=self.actor_path, child=child, reason=reason, normal=normal,
                                pid=pid, address=str(address) if address is not None else "", at=time.time())
-        log = self.log.warning if kind in ("escalate", "start_failed") or not normal else self.log.info
+        log = self.actor_log.warning if kind in ("escalate", "start_failed") or not normal else self.actor_log.info
         log(f"child_{kind}", child=child, reason=reason or None, child_pid=pid or None)
         if self._sv_root is None or self._sv_root == self.myAddress:
             self.handle_other(event)
@@ -521,7 +528,7 @@ class SupervisorActor(GenServer):
         if getattr(self, "_sv_done", False):
             return
         for pending in getattr(self, "queue", ()):
-            pending.done(None, ActorExited(self.path, reason))
+            pending.done(None, ActorExited(self.actor_path, reason))
         if hasattr(self, "queue"):
             self.queue.clear()
         for kid in getattr(self, "kids", {}).values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from supervision import GenServer
+from supervision import GenServer, NoReply
 
 
 class Counter(GenServer):
@@ -24,6 +24,8 @@ class Counter(GenServer):
             return os.getpid()
         if request == "crash":
             raise ValueError("boom")
+        if request == "noreply":
+            return NoReply
         if request == "stop":
             self.stop("normal")
             return "stopping"
