@@ -9,7 +9,8 @@ import pytest
 
 from supervision import ActorRuntime
 
-MARKERS = (b"supervision:", b"dspex:")
+# Our actors' titles, plus the titles Thespian gives its own admin and logger processes.
+MARKERS = (b"supervision:", b"dspex:", b"MultiProcAdmin ActorAddr-", b"logger ActorAddr-")
 
 
 def live_marked_processes() -> dict[int, str]:

@@ -1,0 +1,140 @@
+"""Behaviour only the process bases have: kill -9, process titles, owner death, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from supervision import ActorRuntime, ChildSpec, SupervisorSpec
+from tests.conftest import live_marked_processes, wait_until
+from tests.supervision.actors import Counter, SlowStop
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["multiproc", "tcp"])
+def prt(request):
+    with ActorRuntime(base=request.param, name="p") as runtime:
+        yield runtime
+
+
+def cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        return fh.read().replace(b"\0", b" ").decode().strip()
+
+
+def test_kill_9_is_a_crash(prt):
+    events = []
+    prt.subscribe(events.append)
+    sup = prt.start_supervisor(SupervisorSpec(intensity=3), [ChildSpec(id="c", start=Counter)])
+    old = sup.child("c")
+    pid = old.call("pid")
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: (r := sup.child("c")) is not None and r != old, 10.0)
+    assert sup.child("c").call("pid") != pid
+    assert wait_until(lambda: any(e.kind == "exit" and e.reason == "killed" and not e.normal for e in events))
+
+
+def test_process_titles_show_the_tree(prt):
+    inner = ChildSpec(id="inner", start=SupervisorSpec(), children=[ChildSpec(id="c", start=Counter)])
+    sup = prt.start_supervisor(SupervisorSpec(), [inner], name="top")
+    pid = sup.child("inner").child("c").call("pid")
+    assert cmdline(pid) == "supervision: p/top/inner/c"
+    titles = set(live_marked_processes().values())
+    assert "supervision: p/top" in titles and "supervision: p/top/inner" in titles and "supervision: root p" in titles
+    assert f"MultiProcAdmin ActorAddr-(T|:{prt.admin_port})" in titles  # Thespian titles its admin itself
+    assert wait_until(lambda: "supervision: watchdog p" in set(live_marked_processes().values()))
+
+
+def test_shutdown_timeout_kills_slow_terminate(prt):
+    sup = prt.start_supervisor(SupervisorSpec(), [ChildSpec(id="s", start=SlowStop, shutdown=0.5)])
+    pid = sup.child("s").call("pid")
+    t0 = time.monotonic()
+    sup.terminate_child("s")
+    assert 0.5 <= time.monotonic() - t0 < 8.0
+    assert wait_until(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2])
+
+
+def test_actor_sockets_bind_loopback_only(prt):
+    sup = prt.start_supervisor(SupervisorSpec(), [ChildSpec(id="c", start=Counter)])
+    pid = sup.child("c").call("pid")
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip("ss not available")
+    mine = [line for line in out.stdout.splitlines() if f"pid={pid}," in line]
+    assert mine and all("127.0.0.1:" in line.split()[3] for line in mine)
+
+
+def _spawn_owner(name: str, log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.supervision.owner_script", name, str(log)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    for _ in range(50):  # structlog lines come first
+        line = proc.stdout.readline()
+        if line.startswith("ready") or not line:
+            break
+    assert line.startswith("ready"), line
+    return proc
+
+
+def _session(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        stat = fh.read()
+    return int(stat[stat.rfind(b")") + 2:].split()[3])
+
+
+def _admins() -> set:
+    """Session ids of Thespian admins: each admin's session holds all its actors (and logger)."""
+    return {_session(p) for p, c in live_marked_processes().items() if c.startswith("MultiProcAdmin ActorAddr-")}
+
+
+def _mine(name: str, admins: set) -> dict:
+    """The owner's tree: everything in its admin's session, and its watchdog."""
+    found = {}
+    for p, c in live_marked_processes().items():
+        try:
+            if _session(p) in admins or c == f"supervision: watchdog {name}":
+                found[p] = c
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_owner_killed_leaves_no_daemons(tmp_path):
+    log = tmp_path / "t.log"
+    before = _admins()
+    proc = _spawn_owner("orphan", log)
+    try:
+        ports = _admins() - before
+        assert len(ports) == 1
+        # admin, logger, root, top, 3 workers, watchdog
+        assert wait_until(lambda: len(_mine("orphan", ports)) == 8), _mine("orphan", ports)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        assert wait_until(lambda: not _mine("orphan", ports), 20.0), _mine("orphan", ports)
+        assert log.read_text().splitlines() == ["c:shutdown", "b:shutdown", "a:shutdown"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_sigint_stops_tree_in_order(tmp_path):
+    log = tmp_path / "t.log"
+    before = _admins()
+    proc = _spawn_owner("intr", log)
+    try:
+        ports = _admins() - before
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        assert log.read_text().splitlines() == ["c:shutdown", "b:shutdown", "a:shutdown"]
+        assert wait_until(lambda: not _mine("intr", ports), 10.0), _mine("intr", ports)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
