@@ -1,0 +1,1 @@
+"""Benchmarks: scripts and results, not collected by pytest. Run with ``./run bench``."""

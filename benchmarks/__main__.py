@@ -1,0 +1,34 @@
+"""``python -m benchmarks``: run every benchmark in one run and write the tables into benchmarks/README.md."""
+
+from __future__ import annotations
+
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import bench_supervision
+
+README = Path(__file__).with_name("README.md")
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body}\n{end}"
+    if start in text:
+        return re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    return text + "\n" + block + "\n"
+
+
+def main() -> None:
+    stamp = f"_Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.machine()}, Python {platform.python_version()}._"
+    table = bench_supervision.run()
+    print(table)
+    text = README.read_text() if README.exists() else "# Benchmarks\n"
+    README.write_text(replace_section(text, "supervision", f"{stamp}\n\n{table}"))
+    print(f"wrote {README}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
