@@ -1,0 +1,106 @@
+"""Adapter interface and the value rendering / coercion every adapter shares."""
+
+from __future__ import annotations
+
+import json
+import typing
+from functools import lru_cache
+from typing import Any, Literal, Mapping, Sequence
+
+import pydantic
+
+from ..errors import AdapterParseError
+from ..signature import Field, SignatureMeta, type_name
+
+Message = dict[str, str]
+NOT_SUPPLIED = "Not supplied for this particular example."
+
+
+@lru_cache(maxsize=1024)
+def _type_adapter(annotation: Any) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(annotation)
+
+
+def render_value(value: Any) -> str:
+    """Strings as they are; everything else as JSON (pydantic-aware)."""
+    if isinstance(value, str):
+        return value
+    return _type_adapter(type(value)).dump_json(value).decode() if isinstance(value, pydantic.BaseModel) else \
+        json.dumps(pydantic.TypeAdapter(Any).dump_python(value, mode="json"), ensure_ascii=False)
+
+
+def is_text(annotation: Any) -> bool:
+    if annotation is str:
+        return True
+    return typing.get_origin(annotation) is Literal and all(isinstance(a, str) for a in typing.get_args(annotation))
+
+
+def coerce(name: str, field: Field, text: str) -> Any:
+    """Validate an LM's text for one field against its type (raises ValueError with the reason)."""
+    annotation = field.annotation
+    text = text.strip()
+    if annotation is str:
+        return text
+    adapter = _type_adapter(annotation)
+    if is_text(annotation):
+        candidate = text.strip("'\"` ").strip()
+        options = typing.get_args(annotation)
+        for option in options:  # tolerate case: "Positive" for "positive"
+            if candidate.lower() == option.lower():
+                return option
+        raise ValueError(f"field {name!r}: {text!r} is not one of {', '.join(map(repr, options))}")
+    try:
+        return adapter.validate_json(text)
+    except pydantic.ValidationError:
+        pass
+    try:
+        return adapter.validate_python(text)
+    except pydantic.ValidationError as exc:
+        raise ValueError(f"field {name!r}: {text!r} is not a valid {type_name(annotation)} "
+                         f"({exc.errors()[0]['msg']})") from None
+
+
+def field_description(name: str, field: Field) -> str:
+    desc = f": {field.desc}" if field.desc else ""
+    return f"`{name}` ({type_name(field.annotation)}){desc}"
+
+
+class Adapter:
+    """Turns (signature, inputs, demos) into chat messages, and an LM's text back into output values."""
+
+    def format(self, signature: SignatureMeta, inputs: Mapping[str, Any],
+               demos: Sequence[Mapping[str, Any]] = ()) -> list[Message]:
+        raise NotImplementedError
+
+    def parse(self, signature: SignatureMeta, text: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def format_answer(self, signature: SignatureMeta, values: Mapping[str, Any]) -> str:
+        """The text a perfect LM would answer with (used for demos and round-trip tests)."""
+        raise NotImplementedError
+
+    def name(self) -> str:
+        return type(self).__name__
+
+    def _coerce_all(self, signature: SignatureMeta, sections: Mapping[str, str], text: str) -> dict[str, Any]:
+        missing = [n for n in signature.output_fields if n not in sections]
+        if missing:
+            raise AdapterParseError(signature, text, missing, "the answer lacks these output fields")
+        values, problems = {}, []
+        for name, field in signature.output_fields.items():
+            try:
+                values[name] = coerce(name, field, sections[name])
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise AdapterParseError(signature, text, (), "; ".join(problems))
+        return values
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self).__name__)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

@@ -1,0 +1,64 @@
+"""TextAdapter: completion-style ``Field Name: value`` lines; small local models follow it far better.
+
+SmolLM2-135M scores ~91% on UCI sentiment with this shape and 6 demos, ~58% with marker-style
+chat turns (../shared/MODELS.md). The prompt ends with the first output prefix, so the model
+continues the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+from ..errors import SignatureError
+from ..signature import SignatureMeta
+from .base import NOT_SUPPLIED, Adapter, Message, render_value
+
+
+class TextAdapter(Adapter):
+    """One ``Prefix: value`` line per field; demos are blocks of such lines separated by blank lines."""
+
+    def _line(self, signature: SignatureMeta, name: str, value: Any) -> str:
+        return f"{signature.fields[name].display(name)}: {render_value(value)}"
+
+    def _block(self, signature: SignatureMeta, values: Mapping[str, Any], outputs: bool) -> str:
+        names = [*signature.input_fields, *(signature.output_fields if outputs else [])]
+        return "\n".join(self._line(signature, n, values[n] if n in values else NOT_SUPPLIED)
+                         for n in names if n in values or n in signature.input_fields)
+
+    def prompt(self, signature: SignatureMeta, inputs: Mapping[str, Any], demos: Sequence[Mapping[str, Any]] = ()) -> str:
+        """The whole completion prompt, ending with the first output prefix."""
+        missing = [n for n in signature.input_fields if n not in inputs]
+        if missing:
+            raise SignatureError(f"{signature.__name__}: missing input field(s) {', '.join(missing)}")
+        blocks = [signature.instructions]
+        blocks += [self._block(signature, demo, outputs=True) for demo in demos]
+        first = next(iter(signature.output_fields))
+        blocks.append(self._block(signature, inputs, outputs=False) + f"\n{signature.fields[first].display(first)}:")
+        return "\n\n".join(blocks)
+
+    def format(self, signature: SignatureMeta, inputs: Mapping[str, Any],
+               demos: Sequence[Mapping[str, Any]] = ()) -> list[Message]:
+        return [{"role": "user", "content": self.prompt(signature, inputs, demos)}]
+
+    def format_answer(self, signature: SignatureMeta, values: Mapping[str, Any]) -> str:
+        """The continuation after the prompt's last prefix: first value, then the other output lines."""
+        names = list(signature.output_fields)
+        lines = [" " + render_value(values[names[0]])]
+        lines += [self._line(signature, n, values[n]) for n in names[1:]]
+        return "\n".join(lines)
+
+    def parse(self, signature: SignatureMeta, text: str) -> dict[str, Any]:
+        first = next(iter(signature.output_fields))
+        full = f"{signature.fields[first].display(first)}:{text}"
+        prefixes = {signature.fields[n].display(n): n for n in signature.fields}
+        pattern = re.compile(r"^(" + "|".join(re.escape(p) for p in prefixes) + r"):", re.M)
+        sections: dict[str, str] = {}
+        pieces = pattern.split(full)
+        for prefix, body in zip(pieces[1::2], pieces[2::2]):
+            name = prefixes[prefix]
+            if name in signature.output_fields and name not in sections:
+                sections[name] = body.split("\n\n")[0] if name == list(signature.output_fields)[-1] else body
+            elif name in signature.input_fields and sections:
+                break  # the model started a new example: stop
+        return self._coerce_all(signature, sections, text)

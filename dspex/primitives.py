@@ -1,0 +1,202 @@
+"""Example, Prediction and Usage: small immutable values with read access by key or attribute."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from .errors import ExampleError
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts as the provider reported them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+
+class _Record(Mapping[str, Any]):
+    """Immutable mapping of fields, readable as ``r["name"]`` or ``r.name``."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None, **fields: Any) -> None:
+        merged = {**(data or {}), **fields}
+        for key in merged:
+            if not isinstance(key, str) or key.startswith("_"):
+                raise ExampleError(f"field names must be strings not starting with '_', got {key!r}")
+        object.__setattr__(self, "_data", merged)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no field {name!r} (fields: {', '.join(self._data)})") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use .copy({name}=...)")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._state() == other._state()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=repr))
+
+    def _state(self) -> tuple:
+        return (self._data,)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._data)
+
+    def __getstate__(self) -> dict:
+        return {"_data": self._data}
+
+    def __setstate__(self, state: dict) -> None:
+        object.__setattr__(self, "_data", state["_data"])
+
+
+class Example(_Record):
+    """A data point: fields, some of which are marked as inputs (``with_inputs``); the rest are labels."""
+
+    __slots__ = ("_input_keys",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None, *, _inputs: Iterable[str] | None = None,
+                 **fields: Any) -> None:
+        super().__init__(data, **fields)
+        object.__setattr__(self, "_input_keys", tuple(_inputs) if _inputs is not None else None)
+
+    def with_inputs(self, *keys: str) -> "Example":
+        missing = [k for k in keys if k not in self._data]
+        if missing:
+            raise ExampleError(f"with_inputs: {', '.join(missing)} not in this example (fields: {', '.join(self._data)})")
+        return Example(self._data, _inputs=keys)
+
+    @property
+    def input_keys(self) -> tuple[str, ...] | None:
+        return self._input_keys
+
+    def _need_inputs(self) -> tuple[str, ...]:
+        if self._input_keys is None:
+            raise ExampleError("this example has no inputs marked; call .with_inputs('question', ...) first")
+        return self._input_keys
+
+    def inputs(self) -> "Example":
+        keys = self._need_inputs()
+        return Example({k: self._data[k] for k in keys}, _inputs=keys)
+
+    def labels(self) -> "Example":
+        keys = self._need_inputs()
+        return Example({k: v for k, v in self._data.items() if k not in keys})
+
+    def copy(self, **changes: Any) -> "Example":
+        return Example({**self._data, **changes}, _inputs=self._input_keys)
+
+    def _state(self) -> tuple:
+        return (self._data, self._input_keys)
+
+    def to_json(self) -> str:
+        return json.dumps({"data": self._data, "inputs": self._input_keys})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Example":
+        try:
+            obj = json.loads(text)
+            return cls(obj["data"], _inputs=obj.get("inputs"))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ExampleError(f"not an Example JSON document: {exc}") from None
+
+    def __getstate__(self) -> dict:
+        return {"_data": self._data, "_input_keys": self._input_keys}
+
+    def __setstate__(self, state: dict) -> None:
+        object.__setattr__(self, "_data", state["_data"])
+        object.__setattr__(self, "_input_keys", state["_input_keys"])
+
+    def __repr__(self) -> str:
+        return f"Example({self._data!r}, inputs={self._input_keys!r})"
+
+
+class Prediction(_Record):
+    """Output fields as attributes, plus ``usage``, ``cost``, ``raw`` text and the ``trace`` of sub-calls."""
+
+    __slots__ = ("usage", "cost", "raw", "trace")
+
+    def __init__(self, data: Mapping[str, Any] | None = None, *, usage: Usage = Usage(), cost: float = 0.0,
+                 raw: str = "", trace: Sequence[Any] = (), **fields: Any) -> None:
+        super().__init__(data, **fields)
+        object.__setattr__(self, "usage", usage)
+        object.__setattr__(self, "cost", cost)
+        object.__setattr__(self, "raw", raw)
+        object.__setattr__(self, "trace", tuple(trace))
+
+    def copy(self, **changes: Any) -> "Prediction":
+        return Prediction({**self._data, **changes}, usage=self.usage, cost=self.cost, raw=self.raw, trace=self.trace)
+
+    def _state(self) -> tuple:
+        return (self._data, self.usage, self.cost, self.raw, self.trace)
+
+    def __getstate__(self) -> dict:
+        return {"_data": self._data, "usage": self.usage, "cost": self.cost, "raw": self.raw, "trace": self.trace}
+
+    def __setstate__(self, state: dict) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+
+    def __repr__(self) -> str:
+        return f"Prediction({self._data!r}, usage={self.usage}, cost={self.cost})"
+
+
+def examples_from(rows: Iterable[Mapping[str, Any]], inputs: Sequence[str]) -> list[Example]:
+    """Examples from dicts, each with ``inputs`` marked; ExampleError names the bad row."""
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise ExampleError(f"row {i}: expected an object/dict, got {type(row).__name__}")
+        missing = [k for k in inputs if k not in row]
+        if missing:
+            raise ExampleError(f"row {i}: missing input field(s) {', '.join(missing)} (has: {', '.join(row)})")
+        out.append(Example(dict(row), _inputs=inputs))
+    return out
+
+
+def load_jsonl(path: str | Path, inputs: Sequence[str]) -> list[Example]:
+    """Examples from a JSONL file (one object per line; blank lines skipped); errors give the line number."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ExampleError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(row, dict):
+                raise ExampleError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            missing = [k for k in inputs if k not in row]
+            if missing:
+                raise ExampleError(f"{path}:{lineno}: missing input field(s) {', '.join(missing)}")
+            rows.append(Example(row, _inputs=inputs))
+    return rows
