@@ -1,0 +1,46 @@
+"""Example / Prediction values and data loading."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+
+from dspex import Example, ExampleError, Prediction, Usage, examples_from, load_jsonl
+
+
+def test_example_inputs_labels_and_immutability():
+    ex = Example(question="q", answer="a").with_inputs("question")
+    assert ex.inputs() == Example(question="q").with_inputs("question")
+    assert ex.labels().to_dict() == {"answer": "a"} and ex.question == "q" and ex["answer"] == "a"
+    with pytest.raises(AttributeError, match="immutable"):
+        ex.answer = "b"
+    changed = ex.copy(answer="b")
+    assert changed.answer == "b" and ex.answer == "a" and changed.input_keys == ("question",)
+    with pytest.raises(ExampleError, match="with_inputs"):
+        Example(question="q").labels()
+    with pytest.raises(ExampleError, match="not in this example"):
+        ex.with_inputs("nope")
+
+
+def test_round_trips():
+    ex = Example(question="q", n=3).with_inputs("question")
+    assert Example.from_json(ex.to_json()) == ex and pickle.loads(pickle.dumps(ex)) == ex
+    pred = Prediction(answer="x", usage=Usage(3, 4), cost=0.01, raw="raw")
+    assert pickle.loads(pickle.dumps(pred)) == pred and pred.usage.total_tokens == 7
+    assert (Usage(1, 2) + Usage(3, 4)) == Usage(4, 6)
+
+
+def test_load_jsonl_reports_line_numbers(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"sentence": "good", "label": "positive"}) + "\n\n{bad json}\n")
+    with pytest.raises(ExampleError, match=r"d.jsonl:3: not valid JSON"):
+        load_jsonl(path, inputs=["sentence"])
+    path.write_text(json.dumps({"sentence": "good"}) + "\n" + json.dumps({"text": "x"}) + "\n")
+    with pytest.raises(ExampleError, match=r":2: missing input field\(s\) sentence"):
+        load_jsonl(path, inputs=["sentence"])
+    path.write_text(json.dumps({"sentence": "good", "label": "positive"}) + "\n")
+    assert load_jsonl(path, inputs=["sentence"])[0].labels().to_dict() == {"label": "positive"}
+    with pytest.raises(ExampleError, match="row 1"):
+        examples_from([{"sentence": "a"}, ["x"]], inputs=["sentence"])
