@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import bench_supervision
+from benchmarks import bench_adapters, bench_supervision, dspy_env
 
 README = Path(__file__).with_name("README.md")
 
@@ -23,10 +23,13 @@ def replace_section(text: str, name: str, body: str) -> str:
 
 def main() -> None:
     stamp = f"_Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.machine()}, Python {platform.python_version()}._"
-    table = bench_supervision.run()
-    print(table)
+    dspy_env.ensure()
     text = README.read_text() if README.exists() else "# Benchmarks\n"
-    README.write_text(replace_section(text, "supervision", f"{stamp}\n\n{table}"))
+    for name, bench in (("supervision", bench_supervision), ("adapters", bench_adapters)):
+        table = bench.run()
+        print(table)
+        text = replace_section(text, name, f"{stamp}\n\n{table}")
+    README.write_text(text)
     print(f"wrote {README}", file=sys.stderr)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import pydantic
@@ -15,10 +16,16 @@ from .base import NOT_SUPPLIED, Adapter, Message, field_description, render_valu
 FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
+@lru_cache(maxsize=512)
 def output_model(signature: SignatureMeta) -> type[pydantic.BaseModel]:
     """A pydantic model of the output fields (for validation and providers' response schemas)."""
     fields = {n: (f.annotation, pydantic.Field(description=f.desc or None)) for n, f in signature.output_fields.items()}
     return pydantic.create_model(f"{signature.__name__}Output", **fields)  # type: ignore[call-overload]
+
+
+@lru_cache(maxsize=512)
+def _schema_text(signature: SignatureMeta) -> str:
+    return json.dumps(output_model(signature).model_json_schema())
 
 
 class JSONAdapter(Adapter):
@@ -32,7 +39,7 @@ class JSONAdapter(Adapter):
     def system_message(self, signature: SignatureMeta) -> str:
         ins = "\n".join(f"- {field_description(n, f)}" for n, f in signature.input_fields.items())
         outs = "\n".join(f"- {field_description(n, f)}" for n, f in signature.output_fields.items())
-        schema = json.dumps(output_model(signature).model_json_schema())
+        schema = _schema_text(signature)
         return (f"{signature.instructions}\n\nInput fields:\n{ins}\nOutput fields:\n{outs}\n\n"
                 f"Answer with one JSON object with exactly the keys {', '.join(signature.output_fields)}, "
                 f"following this JSON schema: {schema}")
