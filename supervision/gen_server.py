@@ -13,7 +13,7 @@ import traceback
 from typing import Any
 
 import structlog
-from thespian.actors import Actor, ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
+from thespian.actors import Actor, ActorExitRequest, PoisonMessage, WakeupMessage
 
 from .errors import ActorExited, CallFailed
 from .messages import (Call, CallError, CallToken, Cast, ExitNotice, Init, InitFailed, InitOk, Reply,
@@ -201,4 +201,4 @@ class GenServer(Actor):
         self.send(self.myAddress, ActorExitRequest())
 
 
-__all__ = ["GenServer", "NoReply", "ChildActorExited", "WakeupMessage", "set_process_title", "describe"]
+__all__ = ["GenServer", "NoReply", "set_process_title", "describe"]

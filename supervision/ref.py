@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from .errors import Shutdown
+from .errors import Shutdown, SpecError
+from .messages import (ChildCounts, ChildInfo, CountChildren, DeleteChild, RestartChild, StartChild, TerminateChild,
+                       WhichChildren)
 from .specs import ChildSpec, Kind
 
 DEFAULT_TIMEOUT = 5.0
@@ -16,6 +18,8 @@ class Caller(Protocol):
     def call(self, address: Any, request: Any, timeout: float) -> Any: ...
 
     def cast(self, address: Any, message: Any) -> None: ...
+
+    def check_spec(self, specs: Any) -> None: ...
 
 
 class ActorRef:
@@ -72,22 +76,16 @@ class SupervisorRef(ActorRef):
 
     __slots__ = ()
 
-    def _rebind(self, info: Any) -> Any:
-        from .messages import ChildInfo
-
-        if isinstance(info, ChildInfo) and info.ref is not None:
+    def _rebind(self, info: ChildInfo) -> ChildInfo:
+        if info.ref is not None:
             return ChildInfo(info.id, info.ref.bind(self._need_caller()), info.restart, info.kind)
         return info
 
     def which_children(self, timeout: float = DEFAULT_TIMEOUT) -> list:
         """[ChildInfo(id, ref | None, restart, kind)] in start order."""
-        from .messages import WhichChildren
-
         return [self._rebind(i) for i in self.call(WhichChildren(), timeout)]
 
-    def count_children(self, timeout: float = DEFAULT_TIMEOUT) -> Any:
-        from .messages import CountChildren
-
+    def count_children(self, timeout: float = DEFAULT_TIMEOUT) -> ChildCounts:
         return self.call(CountChildren(), timeout)
 
     def child(self, id: str, timeout: float = DEFAULT_TIMEOUT) -> ActorRef | None:  # noqa: A002
@@ -95,35 +93,23 @@ class SupervisorRef(ActorRef):
         for info in self.which_children(timeout):
             if info.id == id:
                 return info.ref
-        from .errors import SpecError
-
         raise SpecError("id", f"supervisor {self.path} has no child {id!r}", "see which_children() for the ids")
 
     def start_child(self, spec: ChildSpec | dict | None = None, *, args: tuple = (), kwargs: dict | None = None,
                     timeout: float = 30.0) -> Any:
         """Start a child from a ChildSpec (or, for simple_one_for_one, from the template with extra
         ``args``/``kwargs``; a dict as first argument is taken as kwargs). Returns its ChildInfo."""
-        from .messages import StartChild
-
         if isinstance(spec, dict):
             spec, kwargs = None, {**spec, **(kwargs or {})}
-        caller = self._need_caller()
-        check = getattr(caller, "check_spec", None)
-        if spec is not None and check is not None:
-            check([spec])
+        if spec is not None:
+            self._need_caller().check_spec([spec])
         return self._rebind(self.call(StartChild(spec, tuple(args), dict(kwargs or {})), timeout))
 
     def terminate_child(self, id: str, timeout: float = 60.0) -> None:  # noqa: A002
-        from .messages import TerminateChild
-
         self.call(TerminateChild(id), timeout)
 
     def restart_child(self, id: str, timeout: float = 30.0) -> Any:  # noqa: A002
-        from .messages import RestartChild
-
         return self._rebind(self.call(RestartChild(id), timeout))
 
     def delete_child(self, id: str, timeout: float = DEFAULT_TIMEOUT) -> None:  # noqa: A002
-        from .messages import DeleteChild
-
         self.call(DeleteChild(id), timeout)

@@ -10,9 +10,9 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from .errors import SpecError
-from .messages import (ChildSpec, DrainEvents, GetFailures, IsAlive, LifecycleEvent, Register, Registered,
-                       RootFailure, StartChild, StartTop, Unregister, WhereIs)
-from .specs import Restart
+from .messages import (DrainEvents, GetFailures, IsAlive, LifecycleEvent, Register, Registered, RootFailure,
+                       StartChild, StartTop, Unregister, WhereIs)
+from .specs import ChildSpec, Restart
 from .supervisor import SupervisorActor
 
 MAX_EVENTS = 10_000

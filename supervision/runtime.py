@@ -23,9 +23,8 @@ from typing import Any, Callable, Iterator, Sequence
 import structlog
 from thespian.actors import ActorSystem, PoisonMessage
 
-from . import _thespian
+from . import _thespian, procfs
 from .errors import ActorExited, CallTimeout, Shutdown, SpecError, SupervisionError
-from .gen_server import set_process_title
 from .messages import (Call, CallError, ChildSpec, Cast, DrainEvents, GetFailures, Init, InitFailed, InitOk,
                        IsAlive, LifecycleEvent, Reply, RootFailure, StartTop, StopTree, WhereIs)
 from .ref import ActorRef, SupervisorRef
@@ -141,10 +140,8 @@ class ActorRuntime:
         caps = {"Admin Port": self.admin_port, **self.extra_capabilities}
         if self.convention:
             caps["Convention Address.IPv4"] = self.convention
-        before = _child_pids()
-        with _title(f"supervision: admin {self.name}"):
-            self._system = ActorSystem(BASES[self.base], capabilities=caps, transientUnique=True,
-                                       logDefs=_log_defs())
+        before = procfs.children_of(os.getpid())
+        self._system = ActorSystem(BASES[self.base], capabilities=caps, transientUnique=True, logDefs=_log_defs())
         _reap_new_zombies(before)
 
     def _start_watchdog(self) -> None:
@@ -179,9 +176,7 @@ class ActorRuntime:
             for clone in self._clones:
                 if clone.closer:
                     clone.closer()
-            before = _child_pids()
             system.shutdown()
-            _reap_new_zombies(before)
             self._stop_watchdog()
             log.info("runtime_stopped", runtime=self.name)
 
@@ -390,44 +385,11 @@ def _log_defs() -> dict:
             "root": {"handlers": ["null"], "level": "WARNING"}}
 
 
-@contextmanager
-def _title(title: str) -> Iterator[None]:
-    """Processes forked inside this block (Thespian's admin) inherit ``title`` in ``ps``."""
-    try:
-        import setproctitle
-    except ImportError:
-        yield
-        return
-    old = setproctitle.getproctitle()
-    set_process_title(title)
-    try:
-        yield
-    finally:
-        setproctitle.setproctitle(old)
-
-
-def _child_pids() -> set[int]:
-    me = os.getpid()
-    found: set[int] = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read().decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if int(fields[1]) == me:
-            found.add(int(entry))
-    return found
-
-
 def _reap_new_zombies(before: set[int]) -> None:
     """Reap the intermediate fork Thespian leaves as our zombie (only children that are new)."""
     deadline = time.monotonic() + 2.0
     while True:
-        new = _child_pids() - before
+        new = procfs.children_of(os.getpid()) - before
         pending = []
         for pid in new:
             try:

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Generator, Optional
 
 from thespian.actors import ActorExitRequest, ChildActorExited
@@ -78,7 +78,7 @@ Op = Generator[Any, Any, Any]
 @dataclass
 class _Pending:
     op: Op
-    done: Callable[[Any, Optional[BaseException]], None] = field(default=lambda value, error: None)
+    done: Callable[[Any, Optional[BaseException]], None]
 
 
 class SupervisorActor(GenServer):
@@ -172,7 +172,7 @@ class SupervisorActor(GenServer):
         if isinstance(request, RestartChild):
             return self._op_restart_child(request.id)
         if isinstance(request, DeleteChild):
-            return self._op_delete_child(request.id)
+            return self._op_value(lambda: self._delete_child(request.id))
         if isinstance(request, StopTree):
             return self._op_stop_all(request.reason)
         return self._op_value(lambda: self.handle_request(request))
@@ -241,26 +241,25 @@ class SupervisorActor(GenServer):
             self._remove_kid(cid)
         return None
 
-    def _op_restart_child(self, cid: str) -> Op:
+    def _stopped_kid(self, cid: str, action: str) -> _Kid:
+        """The child ``cid`` for restart_child / delete_child, which OTP allows only on stopped children."""
         kid = self._kid(cid)
         if self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
-            raise SpecError("restart_child", "not supported by simple_one_for_one (as in OTP)")
+            raise SpecError(action, "not supported by simple_one_for_one (as in OTP)")
         if kid.address is not None:
-            raise SpecError("restart_child", f"child {cid!r} is running", "terminate_child() it first")
+            raise SpecError(action, f"child {cid!r} is running", "terminate_child() it first")
+        return kid
+
+    def _op_restart_child(self, cid: str) -> Op:
+        self._stopped_kid(cid, "restart_child")
         reason = yield from self._start_kid(cid)
         if reason is not None:
             raise FailedToStartChild(cid, reason)
         return self._info(cid)
 
-    def _op_delete_child(self, cid: str) -> Op:
-        kid = self._kid(cid)
-        if self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
-            raise SpecError("delete_child", "not supported by simple_one_for_one (as in OTP)")
-        if kid.address is not None:
-            raise SpecError("delete_child", f"child {cid!r} is running", "terminate_child() it first")
+    def _delete_child(self, cid: str) -> None:
+        self._stopped_kid(cid, "delete_child")
         self._remove_kid(cid)
-        return None
-        yield  # pragma: no cover
 
     # --- exits ---------------------------------------------------------------------------------
 
@@ -357,7 +356,7 @@ class SupervisorActor(GenServer):
                                         self.spec.jitter)
             if delay > 0:
                 yield _Sleep(delay)
-        order = [c for c in self.order]
+        order = list(self.order)
         running = [c for c in order if self.kids[c].address is not None]
         temporary = [c for c in order if self.kids[c].spec.restart is Restart.TEMPORARY]
         plan = planning.restart_plan(self.spec.strategy, order, running, cid, temporary)

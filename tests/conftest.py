@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from supervision import ActorRuntime
+from supervision import ActorRuntime, procfs
 
 # Our actors' titles, plus the titles Thespian gives its own admin and logger processes.
 MARKERS = (b"supervision:", b"dspex:", b"MultiProcAdmin ActorAddr-", b"logger ActorAddr-")
@@ -16,19 +16,17 @@ MARKERS = (b"supervision:", b"dspex:", b"MultiProcAdmin ActorAddr-", b"logger Ac
 def live_marked_processes() -> dict[int, str]:
     """Running (non-zombie) processes whose title carries our marker: found by title, not parent."""
     found: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+    for pid in procfs.pids():
+        if pid == os.getpid():
             continue
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
                 cmd = fh.read().replace(b"\0", b" ").strip()
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
         except OSError:
             continue
-        state = stat[stat.rfind(b")") + 2:].split()[0]
-        if cmd.startswith(MARKERS) and state not in (b"Z", b"X"):
-            found[int(entry)] = cmd.decode(errors="replace")
+        fields = procfs.stat_fields(pid)
+        if cmd.startswith(MARKERS) and fields is not None and fields[0] not in ("Z", "X"):
+            found[pid] = cmd.decode(errors="replace")
     return found
 
 

@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from supervision import ActorRuntime, ChildSpec, SupervisorSpec
+from supervision import ActorRuntime, ChildSpec, SupervisorSpec, procfs
 from tests.conftest import live_marked_processes, wait_until
 from tests.supervision.actors import Counter, SlowStop
 
@@ -58,7 +60,7 @@ def test_shutdown_timeout_kills_slow_terminate(prt):
     t0 = time.monotonic()
     sup.terminate_child("s")
     assert 0.5 <= time.monotonic() - t0 < 8.0
-    assert wait_until(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2])
+    assert wait_until(lambda: (fields := procfs.stat_fields(pid)) is None or fields[0] == "Z")  # gone or zombie
 
 
 def test_actor_sockets_bind_loopback_only(prt):
@@ -71,70 +73,59 @@ def test_actor_sockets_bind_loopback_only(prt):
     assert mine and all("127.0.0.1:" in line.split()[3] for line in mine)
 
 
-def _spawn_owner(name: str, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.supervision.owner_script", name, str(log)], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
-    for _ in range(50):  # structlog lines come first
-        line = proc.stdout.readline()
-        if line.startswith("ready") or not line:
-            break
-    assert line.startswith("ready"), line
-    return proc
+def _session(pid: int) -> int | None:
+    fields = procfs.stat_fields(pid)
+    return None if fields is None else int(fields[3])
 
 
-def _session(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        stat = fh.read()
-    return int(stat[stat.rfind(b")") + 2:].split()[3])
-
-
-def _admins() -> set:
+def _admin_sessions() -> set:
     """Session ids of Thespian admins: each admin's session holds all its actors (and logger)."""
     return {_session(p) for p, c in live_marked_processes().items() if c.startswith("MultiProcAdmin ActorAddr-")}
 
 
-def _mine(name: str, admins: set) -> dict:
+def _mine(name: str, sessions: set) -> dict:
     """The owner's tree: everything in its admin's session, and its watchdog."""
-    found = {}
-    for p, c in live_marked_processes().items():
-        try:
-            if _session(p) in admins or c == f"supervision: watchdog {name}":
-                found[p] = c
-        except OSError:
-            continue
-    return found
+    return {p: c for p, c in live_marked_processes().items()
+            if _session(p) in sessions or c == f"supervision: watchdog {name}"}
+
+
+@contextmanager
+def owner(name: str, log: Path) -> Iterator[tuple[subprocess.Popen, set]]:
+    """A process owning a multiproc runtime with workers a, b, c; yields it and its admin's session."""
+    before = _admin_sessions()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.supervision.owner_script", name, str(log)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(50):  # structlog lines come first
+            line = proc.stdout.readline()
+            if line.startswith("ready") or not line:
+                break
+        assert line.startswith("ready"), line
+        yield proc, _admin_sessions() - before
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.slow
 def test_owner_killed_leaves_no_daemons(tmp_path):
     log = tmp_path / "t.log"
-    before = _admins()
-    proc = _spawn_owner("orphan", log)
-    try:
-        ports = _admins() - before
-        assert len(ports) == 1
+    with owner("orphan", log) as (proc, sessions):
+        assert len(sessions) == 1
         # admin, logger, root, top, 3 workers, watchdog
-        assert wait_until(lambda: len(_mine("orphan", ports)) == 8), _mine("orphan", ports)
+        assert wait_until(lambda: len(_mine("orphan", sessions)) == 8), _mine("orphan", sessions)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
-        assert wait_until(lambda: not _mine("orphan", ports), 20.0), _mine("orphan", ports)
+        assert wait_until(lambda: not _mine("orphan", sessions), 20.0), _mine("orphan", sessions)
         assert log.read_text().splitlines() == ["c:shutdown", "b:shutdown", "a:shutdown"]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 @pytest.mark.slow
 def test_sigint_stops_tree_in_order(tmp_path):
     log = tmp_path / "t.log"
-    before = _admins()
-    proc = _spawn_owner("intr", log)
-    try:
-        ports = _admins() - before
+    with owner("intr", log) as (proc, sessions):
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
         assert log.read_text().splitlines() == ["c:shutdown", "b:shutdown", "a:shutdown"]
-        assert wait_until(lambda: not _mine("intr", ports), 10.0), _mine("intr", ports)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        assert wait_until(lambda: not _mine("intr", sessions), 10.0), _mine("intr", sessions)

@@ -1,0 +1,31 @@
+"""Reading /proc (Linux): a process's state, parent and session, and a process's children.
+
+Used to reap the fork Thespian leaves behind, and by the tests to find stray processes.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]; None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def children_of(parent: int) -> set[int]:
+    found = set()
+    for pid in pids():
+        fields = stat_fields(pid)
+        if fields is not None and int(fields[1]) == parent:
+            found.add(pid)
+    return found
