@@ -9,7 +9,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import pydantic
 
-from ..errors import AdapterParseError
+from ..errors import AdapterParseError, SignatureError
 from ..signature import Field, SignatureMeta, type_name
 
 Message = dict[str, str]
@@ -21,12 +21,18 @@ def _type_adapter(annotation: Any) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(annotation)
 
 
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON data for any value pydantic can serialize (models, containers, scalars)."""
+    return _type_adapter(Any).dump_python(value, mode="json")
+
+
 def render_value(value: Any) -> str:
     """Strings as they are; everything else as JSON (pydantic-aware)."""
     if isinstance(value, str):
         return value
-    return _type_adapter(type(value)).dump_json(value).decode() if isinstance(value, pydantic.BaseModel) else \
-        json.dumps(pydantic.TypeAdapter(Any).dump_python(value, mode="json"), ensure_ascii=False)
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump_json()
+    return json.dumps(to_jsonable(value), ensure_ascii=False)
 
 
 def is_text(annotation: Any) -> bool:
@@ -78,6 +84,13 @@ class Adapter:
     def format_answer(self, signature: SignatureMeta, values: Mapping[str, Any]) -> str:
         """The text a perfect LM would answer with (used for demos and round-trip tests)."""
         raise NotImplementedError
+
+    @staticmethod
+    def check_inputs(signature: SignatureMeta, inputs: Mapping[str, Any]) -> None:
+        """Every input field must be given: a missing one is the caller's error, not the LM's."""
+        missing = [n for n in signature.input_fields if n not in inputs]
+        if missing:
+            raise SignatureError(f"{signature.__name__}: missing input field(s) {', '.join(missing)}")
 
     def name(self) -> str:
         return type(self).__name__

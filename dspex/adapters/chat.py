@@ -45,6 +45,7 @@ class ChatAdapter(Adapter):
 
     def format(self, signature: SignatureMeta, inputs: Mapping[str, Any],
                demos: Sequence[Mapping[str, Any]] = ()) -> list[Message]:
+        self.check_inputs(signature, inputs)
         messages: list[Message] = [{"role": "system", "content": self.system_message(signature)}]
         for demo in demos:
             user = self.user_message(signature, demo, final=False)
@@ -52,11 +53,6 @@ class ChatAdapter(Adapter):
                 user = "This is an example of the task, though some input or output fields are not supplied.\n\n" + user
             messages.append({"role": "user", "content": user})
             messages.append({"role": "assistant", "content": self.format_answer(signature, demo)})
-        missing = [n for n in signature.input_fields if n not in inputs]
-        if missing:
-            from ..errors import SignatureError
-
-            raise SignatureError(f"{signature.__name__}: missing input field(s) {', '.join(missing)}")
         messages.append({"role": "user", "content": self.user_message(signature, inputs)})
         return messages
 

@@ -9,9 +9,9 @@ from typing import Any, Mapping, Sequence
 
 import pydantic
 
-from ..errors import AdapterParseError, SignatureError
+from ..errors import AdapterParseError
 from ..signature import SignatureMeta
-from .base import NOT_SUPPLIED, Adapter, Message, field_description, render_value
+from .base import NOT_SUPPLIED, Adapter, Message, field_description, render_value, to_jsonable
 
 FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
@@ -51,14 +51,13 @@ class JSONAdapter(Adapter):
     def format_answer(self, signature: SignatureMeta, values: Mapping[str, Any]) -> str:
         model = output_model(signature)
         present = {n: values[n] for n in signature.output_fields if n in values}
-        return json.dumps(pydantic.TypeAdapter(Any).dump_python(present, mode="json"), ensure_ascii=False) \
-            if len(present) < len(signature.output_fields) else model(**present).model_dump_json()
+        if len(present) < len(signature.output_fields):  # a partial demo: no model validation
+            return json.dumps(to_jsonable(present), ensure_ascii=False)
+        return model(**present).model_dump_json()
 
     def format(self, signature: SignatureMeta, inputs: Mapping[str, Any],
                demos: Sequence[Mapping[str, Any]] = ()) -> list[Message]:
-        missing = [n for n in signature.input_fields if n not in inputs]
-        if missing:
-            raise SignatureError(f"{signature.__name__}: missing input field(s) {', '.join(missing)}")
+        self.check_inputs(signature, inputs)
         messages: list[Message] = [{"role": "system", "content": self.system_message(signature)}]
         for demo in demos:
             messages.append({"role": "user", "content": self.user_message(signature, demo)})

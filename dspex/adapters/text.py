@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
-from ..errors import SignatureError
 from ..signature import SignatureMeta
 from .base import NOT_SUPPLIED, Adapter, Message, render_value
 
@@ -28,9 +27,7 @@ class TextAdapter(Adapter):
 
     def prompt(self, signature: SignatureMeta, inputs: Mapping[str, Any], demos: Sequence[Mapping[str, Any]] = ()) -> str:
         """The whole completion prompt, ending with the first output prefix."""
-        missing = [n for n in signature.input_fields if n not in inputs]
-        if missing:
-            raise SignatureError(f"{signature.__name__}: missing input field(s) {', '.join(missing)}")
+        self.check_inputs(signature, inputs)
         blocks = [signature.instructions]
         blocks += [self._block(signature, demo, outputs=True) for demo in demos]
         first = next(iter(signature.output_fields))
@@ -49,7 +46,8 @@ class TextAdapter(Adapter):
         return "\n".join(lines)
 
     def parse(self, signature: SignatureMeta, text: str) -> dict[str, Any]:
-        first = next(iter(signature.output_fields))
+        outputs = list(signature.output_fields)
+        first, last = outputs[0], outputs[-1]
         full = f"{signature.fields[first].display(first)}:{text}"
         prefixes = {signature.fields[n].display(n): n for n in signature.fields}
         pattern = re.compile(r"^(" + "|".join(re.escape(p) for p in prefixes) + r"):", re.M)
@@ -58,7 +56,7 @@ class TextAdapter(Adapter):
         for prefix, body in zip(pieces[1::2], pieces[2::2]):
             name = prefixes[prefix]
             if name in signature.output_fields and name not in sections:
-                sections[name] = body.split("\n\n")[0] if name == list(signature.output_fields)[-1] else body
+                sections[name] = body.split("\n\n")[0] if name == last else body
             elif name in signature.input_fields and sections:
                 break  # the model started a new example: stop
         return self._coerce_all(signature, sections, text)
