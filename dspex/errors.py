@@ -5,12 +5,24 @@
     DspexError
     ├── SignatureError        a signature string/class is malformed (says what and where)
     ├── ExampleError          a data row is malformed (says which row/line and why)
-    └── AdapterParseError     an LM answer could not be parsed into the signature's output fields
+    ├── AdapterParseError     an LM answer could not be parsed into the signature's output fields
+    ├── ConfigError           a bad setting (LM options, model string, fault plan, price table)
+    └── LMError               a language-model request failed; says what happened and what to do
+        ├── RateLimited       the provider kept answering 429 after every retry
+        ├── CircuitOpen       the client's breaker is open: the provider failed too often recently
+        ├── ProviderError     the provider answered an error status (``status``, ``body`` excerpt)
+        │   └── AuthError     401/403: the key is missing, wrong or lacks access
+        ├── LMTimeout         no answer within ``timeout`` (after every retry)
+        ├── BudgetExceeded    the client's ``budget_usd`` / ``budget_tokens`` is spent: nothing was sent
+        ├── MalformedResponse the provider's body was not the wire format it promised
+        └── ClientExited      the client actor died while the request was in flight (also an ``ActorExited``)
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
+
+from supervision.errors import ActorExited
 
 
 class DspexError(Exception):
@@ -43,3 +55,105 @@ class AdapterParseError(DspexError):
 
     def __reduce__(self):
         return (type(self), (self.signature, self.raw_text, self.missing_fields, self.reason))
+
+
+class ConfigError(DspexError, ValueError):
+    """A setting is invalid; the message names it and the accepted values."""
+
+
+class LMError(DspexError):
+    """A language-model request failed. ``model`` names the client (``provider/model``)."""
+
+    hint = ""
+
+    def __init__(self, message: str, model: str = "", attempts: int = 0) -> None:
+        self.message = message
+        self.model = model
+        self.attempts = attempts
+        text = f"{model}: {message}" if model else message
+        if attempts > 1:
+            text += f" (after {attempts} attempts)"
+        if self.hint:
+            text += f". {self.hint}"
+        self._text = text
+        super().__init__(text)
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type, state: dict) -> "LMError":
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    Exception.__init__(err, state["_text"])
+    return err
+
+
+class RateLimited(LMError):
+    """429 after every retry (``retry_after``: what the provider last asked for, in seconds)."""
+
+    hint = "Lower rpm/tpm or max_in_flight, raise retries, or ask the provider for a higher limit"
+
+    def __init__(self, message: str, model: str = "", attempts: int = 0, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, model, attempts)
+
+
+class CircuitOpen(LMError):
+    """The breaker is open; ``retry_in`` seconds until it lets a trial request through."""
+
+    hint = "Wait for the breaker to heal, fix the provider, or call lm.reset_breaker()"
+
+    def __init__(self, message: str, model: str = "", attempts: int = 0, retry_in: float = 0.0) -> None:
+        self.retry_in = retry_in
+        super().__init__(message, model, attempts)
+
+
+class ProviderError(LMError):
+    """The provider answered ``status`` (``body``: a short excerpt of its error body, secrets removed)."""
+
+    hint = "Check the request (model name, parameters) against the provider's documentation"
+
+    def __init__(self, message: str, model: str = "", attempts: int = 0, status: int = 0, body: str = "") -> None:
+        self.status = status
+        self.body = body[:300]
+        super().__init__(f"{message} [HTTP {status}] {self.body}".rstrip(), model, attempts)
+
+
+class AuthError(ProviderError):
+    """401/403: never retried."""
+
+    hint = "Pass api_key=... or set the provider's key variable (e.g. OPENAI_API_KEY) with a valid key"
+
+
+class LMTimeout(LMError, TimeoutError):
+    """No complete answer within the client's ``timeout``."""
+
+    hint = "Raise timeout=, lower max_tokens, or check that the endpoint is reachable"
+
+
+class BudgetExceeded(LMError):
+    """The budget is spent; the request was not sent."""
+
+    hint = "Raise budget_usd/budget_tokens or start a new client"
+
+
+class MalformedResponse(LMError):
+    """The body was not valid for the provider's wire format (``body``: excerpt)."""
+
+    hint = "The endpoint may not speak this provider's format: check base_url and the provider prefix"
+
+    def __init__(self, message: str, model: str = "", attempts: int = 0, body: str = "") -> None:
+        self.body = body[:300]
+        super().__init__(f"{message}: {self.body!r}", model, attempts)
+
+
+class ClientExited(LMError, ActorExited):
+    """The client actor exited while the request was in flight; its supervisor restarts it."""
+
+    hint = "The request may or may not have reached the provider; retry it (the restarted client takes over)"
+
+    def __init__(self, message: str, model: str = "", attempts: int = 0) -> None:
+        self.path = model
+        self.reason = message
+        LMError.__init__(self, message, model, attempts)

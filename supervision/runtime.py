@@ -37,6 +37,7 @@ log = structlog.get_logger("supervision")
 BASES = {"local": "simpleSystemBase", "multiproc": "multiprocTCPBase", "tcp": "multiprocTCPBase"}
 SLICE = 0.25  # seconds between liveness checks while a call waits
 EVENT_POLL = 0.05
+LOCAL_POLL = 0.002  # local base: how often a waiting caller lets timers fire and checks for its reply
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -83,6 +84,8 @@ class ActorRuntime:
         self._closed = False
         self._corr = itertools.count(1)
         self._lock = threading.RLock()  # local base: one caller at a time drives the system
+        self._cond = threading.Condition(self._lock)
+        self._parked: list[Any] = []  # local base: replies that arrived while another thread drove
         self._pool: list[_Endpoint] = []
         self._pool_lock = threading.Lock()
         self._clones: list[_Endpoint] = []
@@ -269,8 +272,9 @@ class ActorRuntime:
     def cast(self, address: Any, message: Any) -> None:
         system = self._need_system()
         if self.is_local:
-            with self._lock:
+            with self._cond:
                 system.tell(address, Cast(message))
+                self._collect_local(system)
             if self._bus:
                 self._pump_events(system)
         else:
@@ -314,25 +318,38 @@ class ActorRuntime:
 
     def _request_local(self, system: Any, address: Any, msg: Any, timeout: float,
                        matches: Callable[[Any], bool]) -> Any:
+        """Local base: whoever holds the lock drives the system; replies for other threads are parked.
+
+        A caller waiting for a deferred reply releases the lock between polls, so other threads can
+        send the messages (or let the timers fall due) that produce it.
+        """
         deadline = time.monotonic() + timeout
-        with self._lock:
+        with self._cond:
             system.tell(address, msg)  # runs the system until it is idle
             while True:
-                reply = system.listen(0)
-                while reply is not None:
+                self._collect_local(system)
+                for i, reply in enumerate(self._parked):
                     if matches(reply):
+                        del self._parked[i]
                         return reply
-                    reply = system.listen(0)
                 self._raise_if_dead(address, system)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise CallTimeout(str(address), getattr(msg, "request", msg), timeout)
-                reply = system.listen(remaining)  # returns early unless a timer is pending
-                if reply is not None and matches(reply):
-                    return reply
-                if reply is None:
-                    raise CallTimeout(str(address), getattr(msg, "request", msg), timeout,
-                                      "the local actor system is idle and no timer is pending: no reply can come")
+                self._cond.wait(min(remaining, LOCAL_POLL))
+                system.listen(min(remaining, LOCAL_POLL))  # fires a timer falling due within the poll
+
+    def _collect_local(self, system: Any) -> None:
+        """Move every reply waiting at the outside mailbox to the parked list; wake the other callers."""
+        reply = system.listen(0)
+        got = False
+        while reply is not None:
+            if not isinstance(reply, PoisonMessage):
+                self._parked.append(reply)
+                got = True
+            reply = system.listen(0)
+        if got:
+            self._cond.notify_all()
 
     def _raise_if_dead(self, address: Any, system: Any) -> None:
         if self._root is None or address == self._root:

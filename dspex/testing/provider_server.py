@@ -1,0 +1,384 @@
+"""A fault-injecting LM provider simulator: a real HTTP server on 127.0.0.1 for tests and benchmarks.
+
+It speaks three wire formats on one port:
+
+* OpenAI chat completions   ``POST /v1/chat/completions``                (``Authorization: Bearer``)
+* Anthropic messages        ``POST /v1/messages``                         (``x-api-key``)
+* Gemini generateContent    ``POST /v1beta/models/{model}:generateContent`` (``x-goog-api-key`` or ``?key=``)
+
+Answers come from a scriptable ``answer`` function; token counts are the server's own (a word/punctuation
+count), so a test can compare a client's ledger with the server's. Faults (see :class:`Faults`) are drawn
+per request. Every request is logged (arrival time, headers with secrets removed, body, status sent).
+This is a test double of a *provider*, never a stand-in for a model: it is not used by the demo.
+
+    with ProviderServer(answer=lambda req: "Paris", faults=Faults(error_rates={500: 0.2})) as server:
+        lm = dspex.LM("openai/gpt-4o-mini", base_url=server.base_url("openai"), api_key="sk-test")
+
+Run it alone: ``python -m dspex.testing.provider_server --latency 0.05 --error 500:0.2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.utils
+import json
+import re
+import signal
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from .faults import FaultPlan, Faults
+
+SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie")
+_GEMINI = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):generateContent$")
+
+
+def count_tokens(text: str) -> int:
+    """The simulator's tokenizer: words and punctuation marks (deterministic, documented)."""
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+@dataclass(frozen=True)
+class SimRequest:
+    """A parsed request, as the ``answer`` function sees it."""
+
+    provider: str
+    model: str
+    messages: list[dict]
+    system: str
+    params: dict
+
+    @property
+    def prompt_text(self) -> str:
+        return "\n".join([self.system, *(m["content"] for m in self.messages)]).strip()
+
+    @property
+    def last_user(self) -> str:
+        users = [m["content"] for m in self.messages if m["role"] == "user"]
+        return users[-1] if users else ""
+
+
+@dataclass
+class LoggedRequest:
+    """One request as the server saw it: ``at`` is ``time.time()`` on arrival; secrets are removed."""
+
+    at: float
+    provider: str
+    path: str
+    headers: dict
+    body: Any
+    status: int = 0
+    fault: str = "ok"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def _echo(req: SimRequest) -> str:
+    return f"echo: {req.last_user}"
+
+
+@dataclass
+class _State:
+    answer: Callable[[SimRequest], str]
+    plan: FaultPlan
+    api_key: str | None
+    log: list[LoggedRequest] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+class ProviderServer:
+    """The simulator as a context manager; ``url`` is ``http://127.0.0.1:<port>``."""
+
+    def __init__(self, answer: Callable[[SimRequest], str] | str | None = None, faults: Faults | None = None,
+                 *, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        if isinstance(answer, str):
+            fixed = answer
+            answer = lambda _req: fixed  # noqa: E731 - a constant answer
+        self._state = _State(answer or _echo, FaultPlan(faults or Faults()), api_key)
+        self._httpd = _Server((host, port), _Handler)
+        self._httpd.state = self._state
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def base_url(self, provider: str = "openai") -> str:
+        """The ``base_url`` a client of ``provider`` should use."""
+        return {"openai": f"{self.url}/v1", "anthropic": self.url, "gemini": self.url}[provider]
+
+    # --- control ---------------------------------------------------------------------------------
+
+    def set_faults(self, faults: Faults) -> None:
+        with self._state.lock:
+            self._state.plan = FaultPlan(faults)
+
+    def set_answer(self, answer: Callable[[SimRequest], str]) -> None:
+        self._state.answer = answer
+
+    @property
+    def log(self) -> list[LoggedRequest]:
+        with self._state.lock:
+            return list(self._state.log)
+
+    def clear_log(self) -> None:
+        with self._state.lock:
+            self._state.log.clear()
+
+    def successes(self) -> list[LoggedRequest]:
+        """Requests answered 200 with a complete, valid body (what a client may bill)."""
+        return [r for r in self.log if r.status == 200 and r.fault == "ok"]
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> "ProviderServer":
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="provider-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._state.stopping.set()  # hanging handlers give up at once
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+        self._httpd.server_close()
+        self._httpd.close_connections()
+
+    def __enter__(self) -> "ProviderServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+    state: _State
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conns_lock:
+            self._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Close the kept-alive connections too, so their handler threads end."""
+        with self._conns_lock:
+            conns, self._conns = list(self._conns), set()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the peer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+        """Quiet: the request log is the record."""
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib's name
+        state = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        split = urlsplit(self.path)
+        provider, model = self._route(split.path)
+        headers = {k.lower(): ("<redacted>" if k.lower() in SECRET_HEADERS else v) for k, v in self.headers.items()}
+        query_key = parse_qs(split.query).get("key", [None])[0]
+        with state.lock:
+            fault = state.plan.next_fault()
+            latency = state.plan.next_latency()
+            faults = state.plan.faults
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        entry = LoggedRequest(time.time(), provider or "?", split.path, headers, body, fault=fault)
+        with state.lock:
+            state.log.append(entry)
+        if latency:
+            state.stopping.wait(latency)
+        if provider is None:
+            return self._send_json(entry, 404, {"error": {"message": f"no route {split.path}", "type": "not_found"}})
+        if state.api_key is not None and self._key(provider, query_key) != state.api_key:
+            return self._send_json(entry, 401, _error_body(provider, 401, "invalid api key"))
+        if fault == "hang":
+            state.stopping.wait(faults.hang_s)
+            entry.status = -1
+            self.close_connection = True
+            return None
+        if fault == "reset":
+            entry.status = -1
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return None
+        if fault.isdigit():
+            return self._send_error_status(entry, provider, int(fault), faults)
+        try:
+            req = _parse(provider, model, body)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            return self._send_json(entry, 400, _error_body(provider, 400, f"bad request: {exc}"))
+        text = state.answer(req)
+        entry.prompt_tokens, entry.completion_tokens = count_tokens(req.prompt_text), count_tokens(text)
+        payload = json.dumps(_render(provider, req.model, text, entry.prompt_tokens, entry.completion_tokens)).encode()
+        if fault == "malformed":
+            payload = b'{"id": "x", "choices": [{"message": ' + payload[:20]
+        if fault == "truncate":
+            self._send_raw(entry, 200, payload[: len(payload) // 2], {"Content-Type": "application/json"},
+                           declared_length=len(payload))
+            self.close_connection = True
+            return None
+        self._send_raw(entry, 200, payload, {"Content-Type": "application/json"})
+        return None
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _route(self, path: str) -> tuple[str | None, str]:
+        if path == "/v1/chat/completions":
+            return "openai", ""
+        if path == "/v1/messages":
+            return "anthropic", ""
+        match = _GEMINI.match(path)
+        if match:
+            return "gemini", match.group("model")
+        return None, ""
+
+    def _key(self, provider: str, query_key: str | None) -> str | None:
+        if provider == "openai":
+            auth = self.headers.get("Authorization", "")
+            return auth[7:] if auth.startswith("Bearer ") else None
+        if provider == "anthropic":
+            return self.headers.get("x-api-key")
+        return self.headers.get("x-goog-api-key") or query_key
+
+    def _send_error_status(self, entry: LoggedRequest, provider: str, status: int, faults: Faults) -> None:
+        headers = {"Content-Type": "application/json"}
+        body = _error_body(provider, status, "simulated failure")
+        if status in (429, 503) and faults.retry_after is not None:
+            ra = faults.retry_after
+            headers["Retry-After"] = (email.utils.formatdate(time.time() + ra, usegmt=True)
+                                      if faults.retry_after_format == "date" else f"{ra:g}")
+            if provider == "openai":
+                headers["x-ratelimit-reset-requests"] = f"{ra:g}s"
+            elif provider == "anthropic":
+                reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + ra))
+                headers["anthropic-ratelimit-requests-reset"] = reset
+            else:
+                body["error"]["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                             "retryDelay": f"{ra:g}s"}]
+        self._send_raw(entry, status, json.dumps(body).encode(), headers)
+
+    def _send_json(self, entry: LoggedRequest, status: int, body: dict) -> None:
+        self._send_raw(entry, status, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+    def _send_raw(self, entry: LoggedRequest, status: int, payload: bytes, headers: dict,
+                  declared_length: int | None = None) -> None:
+        """Status line, headers and body in one send (no Nagle / delayed-ACK stall on keep-alive)."""
+        entry.status = status
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+                 f"Content-Length: {declared_length if declared_length is not None else len(payload)}",
+                 *(f"{k}: {v}" for k, v in headers.items())]
+        try:
+            self.connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+        except OSError:
+            self.close_connection = True  # the client went away (e.g. its timeout fired)
+
+
+def _parse(provider: str, model: str, body: dict) -> SimRequest:
+    if provider == "openai":
+        msgs = [{"role": m["role"], "content": _text(m["content"])} for m in body["messages"]]
+        system = "\n".join(m["content"] for m in msgs if m["role"] == "system")
+        params = {k: v for k, v in body.items() if k not in ("messages", "model")}
+        return SimRequest("openai", body["model"], [m for m in msgs if m["role"] != "system"], system, params)
+    if provider == "anthropic":
+        msgs = [{"role": m["role"], "content": _text(m["content"])} for m in body["messages"]]
+        if "max_tokens" not in body:
+            raise ValueError("max_tokens is required")
+        params = {k: v for k, v in body.items() if k not in ("messages", "model", "system")}
+        return SimRequest("anthropic", body["model"], msgs, _text(body.get("system", "")), params)
+    msgs = [{"role": "assistant" if c.get("role") == "model" else "user",
+             "content": "".join(p["text"] for p in c["parts"])} for c in body["contents"]]
+    system = "".join(p["text"] for p in (body.get("systemInstruction") or {}).get("parts", []))
+    return SimRequest("gemini", model, msgs, system, dict(body.get("generationConfig") or {}))
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(part["text"] for part in content if part.get("type") == "text")
+
+
+def _render(provider: str, model: str, text: str, prompt_tokens: int, completion_tokens: int) -> dict:
+    if provider == "openai":
+        return {"id": "chatcmpl-sim", "object": "chat.completion", "created": int(time.time()), "model": model or "sim",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens}}
+    if provider == "anthropic":
+        return {"id": "msg_sim", "type": "message", "role": "assistant", "model": model or "sim",
+                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}}
+    return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": prompt_tokens, "candidatesTokenCount": completion_tokens,
+                              "totalTokenCount": prompt_tokens + completion_tokens}, "modelVersion": model}
+
+
+def _error_body(provider: str, status: int, message: str) -> dict:
+    if provider == "anthropic":
+        return {"type": "error", "error": {"type": "api_error" if status >= 500 else "invalid_request_error",
+                                           "message": message}}
+    if provider == "gemini":
+        return {"error": {"code": status, "message": message, "status": "UNAVAILABLE" if status >= 500 else "INVALID"}}
+    kind = "server_error" if status >= 500 else "rate_limit_exceeded" if status == 429 else "invalid_request_error"
+    return {"error": {"message": message, "type": kind, "code": status}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or ``--duration``); print the URL on the first line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--error", action="append", default=[], metavar="STATUS:RATE", help="e.g. 500:0.2")
+    parser.add_argument("--retry-after", type=float, default=1.0)
+    parser.add_argument("--answer", default=None, help="a fixed answer (default: echo the last user message)")
+    parser.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    rates = {int(s): float(r) for s, r in (e.split(":") for e in args.error)}
+    faults = Faults(error_rates=rates, latency=args.latency, retry_after=args.retry_after, seed=args.seed)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    with ProviderServer(args.answer, faults, port=args.port) as server:
+        print(server.url, flush=True)
+        done.wait(args.duration)
+
+
+if __name__ == "__main__":
+    main()
