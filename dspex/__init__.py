@@ -1,10 +1,17 @@
 """dspex: declarative language-model programs on OTP-style supervision (see README)."""
 
 from .adapters import Adapter, ChatAdapter, JSONAdapter, TextAdapter
-from .errors import AdapterParseError, DspexError, ExampleError, SignatureError
+from .clients import LM, Breaker, ClientStatus, Completion, LedgerReport, UsageTotals
+from .errors import (AdapterParseError, AuthError, BudgetExceeded, CircuitOpen, ClientExited, ConfigError, DspexError,
+                     ExampleError, LMError, LMTimeout, MalformedResponse, ProviderError, RateLimited, SignatureError)
+from .logs import configure_logging
 from .primitives import Example, Prediction, Usage, examples_from, load_jsonl
+from .runtime import Runtime, current_runtime, runtime
 from .signature import Field, InputField, OutputField, Signature
 
 __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Prediction", "Usage", "load_jsonl",
            "examples_from", "Adapter", "ChatAdapter", "JSONAdapter", "TextAdapter", "DspexError", "SignatureError",
-           "ExampleError", "AdapterParseError"]
+           "ExampleError", "AdapterParseError", "ConfigError", "LMError", "RateLimited", "CircuitOpen", "ProviderError",
+           "AuthError", "LMTimeout", "BudgetExceeded", "MalformedResponse", "ClientExited", "LM", "Breaker",
+           "Completion", "UsageTotals", "LedgerReport", "ClientStatus", "Runtime", "runtime", "current_runtime",
+           "configure_logging"]

@@ -16,7 +16,7 @@ import structlog
 from thespian.actors import Actor, ActorExitRequest, PoisonMessage, WakeupMessage
 
 from .errors import ActorExited, CallFailed
-from .messages import (Call, CallError, CallToken, Cast, ExitNotice, Init, InitFailed, InitOk, Reply,
+from .messages import (Call, CallError, CallToken, Cast, ExitNotice, Init, InitFailed, InitOk, Nudge, Reply,
                        StopRequest)
 
 
@@ -121,8 +121,8 @@ class GenServer(Actor):
             if isinstance(msg, Call):
                 self.send(sender, CallError(msg.corr, ActorExited(self.actor_path, "exiting")))
             return
-        if isinstance(msg, PoisonMessage):
-            return  # we never raise into Thespian, so this is a peer's problem: nothing to retry
+        if isinstance(msg, (PoisonMessage, Nudge)):
+            return  # Poison: we never raise into Thespian, so this is a peer's problem: nothing to retry
         try:
             self._sv_dispatch(msg, sender)
         except BaseException as exc:  # noqa: BLE001 - every handler failure becomes one abnormal exit

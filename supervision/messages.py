@@ -38,6 +38,11 @@ class InitFailed:
 
 
 @dataclass(frozen=True)
+class Nudge:
+    """Ignored by every actor: the local runtime sends it to make due timers fire and queued sends run."""
+
+
+@dataclass(frozen=True)
 class StopRequest:
     """Ask an actor to run ``terminate(reason)`` and exit normally (a supervisor's shutdown)."""
 

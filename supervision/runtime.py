@@ -26,7 +26,7 @@ from thespian.actors import ActorSystem, PoisonMessage
 from . import _thespian, procfs
 from .errors import ActorExited, CallTimeout, Shutdown, SpecError, SupervisionError
 from .messages import (Call, CallError, ChildSpec, Cast, DrainEvents, GetFailures, Init, InitFailed, InitOk,
-                       IsAlive, LifecycleEvent, Reply, RootFailure, StartTop, StopTree, WhereIs)
+                       IsAlive, LifecycleEvent, Nudge, Reply, RootFailure, StartTop, StopTree, WhereIs)
 from .ref import ActorRef, SupervisorRef
 from .root import RootSupervisor
 from .specs import SupervisorSpec, validate_children, walk_classes, walk_names
@@ -337,7 +337,7 @@ class ActorRuntime:
                 if remaining <= 0:
                     raise CallTimeout(str(address), getattr(msg, "request", msg), timeout)
                 self._cond.wait(min(remaining, LOCAL_POLL))
-                system.listen(min(remaining, LOCAL_POLL))  # fires a timer falling due within the poll
+                system.tell(self._root or address, Nudge())  # fires the timers now due and runs what they send
 
     def _collect_local(self, system: Any) -> None:
         """Move every reply waiting at the outside mailbox to the parked list; wake the other callers."""

@@ -1,0 +1,343 @@
+"""The client actor: one per provider + model + endpoint, the single owner of its shared limits.
+
+Handles ask it for a *lease* before each HTTP attempt and report the outcome after; the HTTP itself
+runs in the handle's process (so bytes never cross a process boundary and many requests are in
+flight without one actor each). Per request the pipeline is: cache (in the handle) → budget →
+rate limiter → circuit breaker → [HTTP in the handle] → retry decision → usage & cost ledger.
+A caller waits (deferred reply) while the limiter books its slot, while ``max_in_flight`` leases
+are out, or while a retry backs off; every wait is a timer in this actor, never a sleep.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervision import GenServer, NoReply
+from supervision.messages import Call, CallToken, LifecycleEvent, Reply, WhichChildren
+from supervision.resilience import (BreakerChange, BreakerOpen, BreakerState, CircuitBreaker, Permit, RateLimiter,
+                                    Reservation, exponential_backoff)
+
+from ..errors import (AuthError, BudgetExceeded, CircuitOpen, LMError, LMTimeout, MalformedResponse, ProviderError,
+                      RateLimited)
+from .config import LMConfig
+from .messages import (Admit, CacheHit, ClientStatus, Done, Flush, GetStatus, GetUsage, InjectFaults, Lease,
+                       LedgerQuery, LedgerReport, RecordBatch, Report, ResetBreaker, UsageRecord, UsageTotals)
+from .prices import Price, cost_of
+from .transport import Outcome
+
+FLUSH_EVERY = 0.2  # seconds between usage batches to the ledger
+SWEEP_EVERY = 5.0  # seconds between checks for leases whose holder vanished
+
+
+@dataclass
+class _Wait:
+    """A request between attempts: waiting for its backoff, its rate slot or an in-flight place."""
+
+    id: int
+    token: CallToken
+    est_tokens: int
+    run: str | None
+    attempt: int = 0
+    not_before: float = 0.0
+    reservation: Reservation | None = None
+
+
+@dataclass
+class _Lease:
+    wait: _Wait
+    permit: Permit
+    started: float
+
+
+@dataclass(frozen=True)
+class _Due:
+    wait_id: int
+
+
+@dataclass(frozen=True)
+class _Tick:
+    kind: str
+
+
+@dataclass
+class _Flushing:
+    tokens: list = field(default_factory=list)
+
+
+class ClientActor(GenServer):
+    """Owns limiter, breaker, budget and totals for one client; see the module docstring."""
+
+    title_prefix = "dspex"
+
+    def init(self, cfg: LMConfig, price: Price | None = None, use_ledger: bool = True) -> None:
+        self.cfg, self.price, self.ledger = cfg, price, None
+        self.clock = time.monotonic
+        self.limiter = RateLimiter(cfg.rpm, cfg.tpm, name=cfg.qualified)
+        b = cfg.breaker
+        self.breaker = CircuitBreaker(b.max_failures, b.window, b.reset_after, name=cfg.qualified,
+                                      fail_fraction=b.fail_fraction, on_change=self._on_breaker)
+        self.ids = itertools.count(1)
+        self.leases: dict[int, _Lease] = {}
+        self.timed: dict[int, _Wait] = {}
+        self.ready: deque[_Wait] = deque()
+        self.totals = UsageTotals()
+        self.baseline = UsageTotals()  # what the ledger had for this client before a restart
+        self.records: list[UsageRecord] = []
+        self.flushes: dict[int, list[CallToken]] = {}
+        self.usage_waiters: list[CallToken] | None = [] if use_ledger else None
+        self.timers = {"flush": False, "sweep": False}
+        self.asked_parent = next(self.ids)
+        if use_ledger:  # find the ledger (a sibling, restarted with us under rest_for_one), then our totals
+            self.send(self._sv_parent, Call(self.asked_parent, WhichChildren()))
+        self.actor_log.info("client_started", client=cfg.client_key, rpm=cfg.rpm, tpm=cfg.tpm,
+                            max_in_flight=cfg.max_in_flight)
+
+    # --- calls -------------------------------------------------------------------------------------
+
+    def handle_call(self, request: Any) -> Any:
+        if isinstance(request, Admit):
+            return self._admit(request)
+        if isinstance(request, Report):
+            return self._report(request)
+        if isinstance(request, GetUsage):
+            if self.usage_waiters is not None:  # the ledger's baseline has not arrived yet
+                self.usage_waiters.append(self.current_call)
+                return NoReply
+            return self.baseline + self.totals
+        if isinstance(request, Flush):
+            return self._flush(self.current_call)
+        if isinstance(request, GetStatus):
+            snap = self.breaker.snapshot()
+            return ClientStatus(self.cfg.client_key, snap.state.value, snap.retry_in, snap.trips, len(self.leases),
+                                len(self.ready) + len(self.timed), self.limiter.paused_for, self.baseline + self.totals)
+        if isinstance(request, ResetBreaker):
+            self.breaker.reset()
+            self._pump()
+            return None
+        if isinstance(request, InjectFaults):
+            self.breaker.inject_faults(request.fraction)
+            return None
+        return super().handle_call(request)
+
+    def handle_cast(self, message: Any) -> None:
+        if isinstance(message, CacheHit):
+            self._account(UsageRecord(self.cfg.client_key, message.run, True, True, 0, 0, 0, 0.0))
+
+    def handle_info(self, message: Any) -> None:
+        if isinstance(message, _Due):
+            wait = self.timed.pop(message.wait_id, None)
+            if wait is not None:
+                self._advance(wait)
+        elif isinstance(message, _Tick):
+            self.timers[message.kind] = False
+            if message.kind == "flush":
+                self._flush(None)
+            else:
+                self._sweep()
+        elif isinstance(message, Reply):
+            self._on_ledger_reply(message)
+
+    # --- the pipeline ------------------------------------------------------------------------------
+
+    def _admit(self, req: Admit) -> Any:
+        cfg, spent = self.cfg, self.baseline + self.totals
+        if cfg.budget_usd is not None and spent.cost >= cfg.budget_usd:
+            raise_later = BudgetExceeded(f"budget_usd={cfg.budget_usd:g} is spent (${spent.cost:.6f} so far); "
+                                         "the request was not sent", cfg.qualified)
+            self.reply_error(self.current_call, raise_later)
+            return NoReply
+        if cfg.budget_tokens is not None and spent.total_tokens >= cfg.budget_tokens:
+            self.reply_error(self.current_call, BudgetExceeded(
+                f"budget_tokens={cfg.budget_tokens} is spent ({spent.total_tokens} tokens so far); "
+                "the request was not sent", cfg.qualified))
+            return NoReply
+        self._advance(_Wait(next(self.ids), self.current_call, req.est_tokens, req.run))
+        return NoReply
+
+    def _advance(self, wait: _Wait) -> None:
+        """Move a waiting request on: backoff → rate slot → in-flight place → breaker → lease."""
+        now = self.clock()
+        if wait.not_before > now:
+            return self._wait_for(wait, wait.not_before - now)
+        pause_end = now + self.limiter.paused_for
+        if wait.reservation is None or wait.reservation.at < pause_end:
+            wait.reservation = self.limiter.reserve(wait.est_tokens)
+        delay = self.limiter.delay(wait.reservation)
+        if delay > 0:
+            return self._wait_for(wait, delay)
+        if len(self.leases) >= self.cfg.max_in_flight:
+            self.ready.append(wait)
+            return None
+        return self._grant(wait)
+
+    def _wait_for(self, wait: _Wait, delay: float) -> None:
+        self.timed[wait.id] = wait
+        self.send_after(delay, _Due(wait.id))
+
+    def _grant(self, wait: _Wait) -> None:
+        try:
+            permit = self.breaker.acquire()
+        except BreakerOpen as exc:
+            self._fail(wait, CircuitOpen(f"circuit breaker is {exc.state.value}"
+                                         + (" (fault injection)" if exc.injected else "")
+                                         + f"; a trial request may pass in {exc.retry_in:.1f}s",
+                                         self.cfg.qualified, wait.attempt + 1, retry_in=exc.retry_in), status=0)
+            return
+        lease_id = next(self.ids)
+        self.leases[lease_id] = _Lease(wait, permit, self.clock())
+        self.reply(wait.token, Lease(lease_id, wait.attempt))
+        self._tick("sweep", SWEEP_EVERY)
+
+    def _report(self, rep: Report) -> Any:
+        lease = self.leases.pop(rep.lease, None)
+        outcome = rep.outcome
+        if lease is None:  # expired by the sweep: account for it all the same
+            lease = _Lease(_Wait(next(self.ids), self.current_call, 0, None), None, self.clock())  # type: ignore[arg-type]
+        wait = lease.wait
+        wait.token = self.current_call
+        if lease.permit is not None:
+            self.breaker.record(lease.permit, ok=not outcome.health_failure)
+        if outcome.ok:
+            if wait.reservation is not None:
+                self.limiter.settle(wait.reservation, outcome.prompt_tokens + outcome.completion_tokens)
+            cost = cost_of(self.price, outcome.prompt_tokens, outcome.completion_tokens)
+            self._account(UsageRecord(self.cfg.client_key, wait.run, True, False, wait.attempt, outcome.prompt_tokens,
+                                      outcome.completion_tokens, cost, 200))
+            self._log_request(outcome, wait.attempt)
+            self._pump()
+            return Done(cost, wait.attempt + 1)
+        if outcome.kind == "status" and outcome.status == 429:
+            pause = outcome.retry_after if outcome.retry_after is not None else self._backoff(wait.attempt)
+            self.limiter.pause(pause)
+            self._emit("rate_pause", f"429: no request for {pause:.2f}s")
+        if outcome.retryable and wait.attempt < self.cfg.retries:
+            delay = outcome.retry_after if outcome.retry_after is not None else self._backoff(wait.attempt)
+            wait.attempt += 1
+            wait.not_before = self.clock() + delay
+            wait.reservation = None
+            self._advance(wait)
+        else:
+            self._log_request(outcome, wait.attempt)
+            self._fail(wait, self._error(outcome, wait.attempt + 1), outcome.status)
+        self._pump()
+        return NoReply
+
+    def _pump(self) -> None:
+        """Grant waiting requests while there is room in flight."""
+        while self.ready and len(self.leases) < self.cfg.max_in_flight:
+            self._advance(self.ready.popleft())
+
+    def _backoff(self, attempt: int) -> float:
+        return exponential_backoff(attempt, self.cfg.backoff_base, self.cfg.backoff_cap, jitter=1.0)
+
+    def _fail(self, wait: _Wait, error: LMError, status: int) -> None:
+        self._account(UsageRecord(self.cfg.client_key, wait.run, False, False, wait.attempt, 0, 0, 0.0, status,
+                                  type(error).__name__))
+        self.reply_error(wait.token, error)
+
+    def _error(self, outcome: Outcome, attempts: int) -> LMError:
+        model = self.cfg.qualified
+        if outcome.kind == "timeout":
+            return LMTimeout(f"no answer within timeout={self.cfg.timeout:g}s", model, attempts)
+        if outcome.kind == "connection":
+            return ProviderError(f"connection failed or dropped ({outcome.detail[:200]})", model, attempts)
+        if outcome.kind == "malformed":
+            return MalformedResponse("the response body is not valid", model, attempts, body=outcome.detail)
+        if outcome.status == 429:
+            return RateLimited("the provider kept answering 429 Too Many Requests", model, attempts,
+                               retry_after=outcome.retry_after)
+        if outcome.status in (401, 403):
+            return AuthError("the provider refused the credentials", model, attempts, status=outcome.status,
+                             body=outcome.detail)
+        return ProviderError("the provider answered an error", model, attempts, status=outcome.status,
+                             body=outcome.detail)
+
+    # --- accounting --------------------------------------------------------------------------------
+
+    def _account(self, rec: UsageRecord) -> None:
+        self.totals = self.totals.record(rec)
+        self.records.append(rec)
+        self._tick("flush", FLUSH_EVERY)
+
+    def _flush(self, token: CallToken | None) -> Any:
+        if self.ledger is None:  # not found yet (or none): keep the records, answer at once
+            if self.usage_waiters is not None:
+                self._tick("flush", FLUSH_EVERY)
+            else:
+                self.records = []
+            return True if token is not None else None
+        corr = next(self.ids)
+        self.flushes[corr] = [token] if token is not None else []
+        self.send(self.ledger, Call(corr, RecordBatch(tuple(self.records))))
+        self.records = []
+        return NoReply
+
+    def _on_ledger_reply(self, reply: Reply) -> None:
+        if reply.corr == self.asked_parent:
+            ledger = next((c.ref for c in reply.value if c.id == "ledger" and c.ref is not None), None)
+            if ledger is None:
+                raise RuntimeError("no running ledger beside this client")  # crash: the supervisor retries
+            self.ledger = ledger.address
+            corr = next(self.ids)
+            self.flushes[corr] = []
+            self.send(self.ledger, Call(corr, LedgerQuery(client=self.cfg.client_key)))
+            return
+        tokens = self.flushes.pop(reply.corr, None)
+        if tokens is None:
+            return
+        if isinstance(reply.value, LedgerReport) and self.usage_waiters is not None:
+            self.baseline = reply.value.by_client.get(self.cfg.client_key, UsageTotals())
+            waiters, self.usage_waiters = self.usage_waiters, None
+            for token in waiters:
+                self.reply(token, self.baseline + self.totals)
+        for token in tokens:
+            self.reply(token, True)
+
+    def _sweep(self) -> None:
+        """Take back leases whose holder never reported (its process died): free their places."""
+        horizon = self.clock() - (self.cfg.timeout + 30.0)
+        for lease_id, lease in list(self.leases.items()):
+            if lease.started < horizon:
+                del self.leases[lease_id]
+                self.breaker.cancel(lease.permit)
+                self.actor_log.warning("lease_expired", client=self.cfg.client_key, attempt=lease.wait.attempt)
+        self._pump()
+        if self.leases:
+            self._tick("sweep", SWEEP_EVERY)
+
+    def _tick(self, kind: str, seconds: float) -> None:
+        if not self.timers[kind]:
+            self.timers[kind] = True
+            self.send_after(seconds, _Tick(kind))
+
+    # --- telemetry ---------------------------------------------------------------------------------
+
+    def _log_request(self, outcome: Outcome, retries: int) -> None:
+        log = self.actor_log.debug if outcome.ok else self.actor_log.warning
+        log("lm_request", provider=self.cfg.provider, model=self.cfg.model, status=outcome.status or outcome.kind,
+            latency_s=round(outcome.latency_s, 4), prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens, retries=retries)
+
+    def _on_breaker(self, change: BreakerChange) -> None:
+        self._emit(f"breaker_{change.new.value}", change.reason, normal=change.new is not BreakerState.OPEN)
+
+    def _emit(self, kind: str, reason: str, normal: bool = True) -> None:
+        event = LifecycleEvent(kind=kind, supervisor=self.actor_path, child=self.cfg.client_key, reason=reason,
+                               normal=normal, pid=os.getpid(), address=str(self.myAddress), at=time.time())
+        (self.actor_log.info if normal else self.actor_log.warning)(kind, client=self.cfg.client_key, reason=reason)
+        root = getattr(self, "_sv_root", None)
+        if root is not None:
+            self.send(root, event)
+
+    def terminate(self, reason: str) -> None:
+        if self.records and self.ledger is not None:
+            self.send(self.ledger, Call(next(self.ids), RecordBatch(tuple(self.records))))
+            self.records = []
+
+
+__all__ = ["ClientActor"]

@@ -1,0 +1,156 @@
+"""LM client settings: validated, immutable, and free of secrets (the key is a separate :class:`Secret`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import ConfigError
+
+PROVIDERS = ("openai", "anthropic", "gemini")
+KEY_ENV = {"openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",),
+           "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com",
+                    "gemini": "https://generativelanguage.googleapis.com"}
+
+
+class Secret:
+    """An API key. Prints, logs and pickles as ``'***'``: only :meth:`reveal` gives the value.
+
+    Pickling drops the value on purpose (a handle or program sent to another process or saved to
+    disk never carries a key); the receiving side reads its key from the environment.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError("an API key must be a non-empty string")
+        self._value = value.strip()
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret is never pickled: pass the key to the process that needs it through its "
+                        "environment (e.g. OPENAI_API_KEY)")
+
+
+@dataclass(frozen=True)
+class Breaker:
+    """Circuit breaker settings: melt after ``max_failures`` in ``window`` s; trial after ``reset_after`` s."""
+
+    max_failures: int = 5
+    window: float = 10.0
+    reset_after: float = 30.0
+    fail_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_failures < 1 or self.window <= 0 or self.reset_after < 0 or not 0 <= self.fail_fraction <= 1:
+            raise ConfigError(f"invalid {self}: use max_failures >= 1, window > 0, reset_after >= 0, "
+                              "fail_fraction in [0, 1]")
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Everything about a client except its key. ``provider/model`` names it; the rest shapes the pipeline."""
+
+    provider: str
+    model: str
+    base_url: str
+    temperature: float = 0.0
+    max_tokens: int = 512
+    timeout: float = 30.0
+    rpm: float | None = 500
+    tpm: float | None = None
+    max_in_flight: int = 64
+    retries: int = 5
+    breaker: Breaker = field(default_factory=Breaker)
+    cache: bool = True
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
+    backoff_base: float = 0.5
+    backoff_cap: float = 20.0
+    params: tuple[tuple[str, Any], ...] = ()
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.provider in PROVIDERS, f"unknown provider {self.provider!r}: use one of {', '.join(PROVIDERS)}"),
+            (bool(self.model), "the model name is empty: write 'provider/model', e.g. 'openai/gpt-4o-mini'"),
+            (self.base_url.startswith(("http://", "https://")), f"base_url must start with http(s)://, got {self.base_url!r}"),
+            (self.timeout > 0, f"timeout must be > 0 seconds, got {self.timeout}"),
+            (self.max_tokens >= 1, f"max_tokens must be >= 1, got {self.max_tokens}"),
+            (self.max_in_flight >= 1, f"max_in_flight must be >= 1, got {self.max_in_flight}"),
+            (self.retries >= 0, f"retries must be >= 0, got {self.retries}"),
+            (self.rpm is None or self.rpm > 0, f"rpm must be > 0 or None, got {self.rpm}"),
+            (self.tpm is None or self.tpm > 0, f"tpm must be > 0 or None, got {self.tpm}"),
+            (self.budget_usd is None or self.budget_usd >= 0, f"budget_usd must be >= 0, got {self.budget_usd}"),
+            (self.budget_tokens is None or self.budget_tokens >= 0, f"budget_tokens must be >= 0, got {self.budget_tokens}"),
+            (0 <= self.temperature <= 2, f"temperature must be in [0, 2], got {self.temperature}"),
+            (0 < self.backoff_base <= self.backoff_cap, "need 0 < backoff_base <= backoff_cap"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"LM {self.provider}/{self.model}: {message}")
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+    @property
+    def client_key(self) -> str:
+        """One client actor per provider + model + endpoint (+ optional name)."""
+        return f"{self.qualified}@{self.base_url}" + (f"#{self.name}" if self.name else "")
+
+    @property
+    def limits(self) -> tuple:
+        """The settings a shared client actor enforces; handles of one client must agree on them."""
+        return (self.rpm, self.tpm, self.max_in_flight, self.retries, self.breaker, self.budget_usd,
+                self.budget_tokens, self.backoff_base, self.backoff_cap, self.timeout)
+
+    def sampling(self) -> dict:
+        """The parameters that shape the answer (part of the cache key)."""
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens, **dict(self.params)}
+
+    def evolve(self, **changes: Any) -> "LMConfig":
+        return replace(self, **changes)
+
+
+def parse_model(model: str) -> tuple[str, str]:
+    """``"openai/gpt-4o-mini"`` → ``("openai", "gpt-4o-mini")``, with a clear error otherwise."""
+    if not isinstance(model, str) or "/" not in model:
+        raise ConfigError(f"model must look like 'provider/model' (e.g. 'openai/gpt-4o-mini'), got {model!r}")
+    provider, name = model.split("/", 1)
+    if provider not in PROVIDERS:
+        raise ConfigError(f"unknown provider {provider!r} in {model!r}: use one of {', '.join(PROVIDERS)} "
+                          "(any OpenAI-compatible server: 'openai/<model>' with base_url=...)")
+    return provider, name
+
+
+def resolve_key(provider: str, api_key: str | Secret | None, environ: dict | None = None) -> Secret | None:
+    """The key from the argument, else from the provider's usual environment variables, else None."""
+    if isinstance(api_key, Secret):
+        return api_key
+    if api_key is not None:
+        return Secret(api_key)
+    env = os.environ if environ is None else environ
+    for var in KEY_ENV[provider]:
+        if env.get(var):
+            return Secret(env[var])
+    return None
+
+
+__all__ = ["LMConfig", "Breaker", "Secret", "parse_model", "resolve_key", "PROVIDERS", "KEY_ENV", "DEFAULT_BASE_URL"]

@@ -1,0 +1,175 @@
+"""``dspex.LM``: a cheap, picklable handle to a client actor; it runs the HTTP in the caller's process."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any, Sequence
+
+from supervision import ActorExited, ActorRef
+
+from ..errors import ClientExited, ConfigError
+from ..primitives import Usage
+from .cache import cache_key
+from .config import DEFAULT_BASE_URL, Breaker, LMConfig, Secret, parse_model, resolve_key
+from .messages import (Admit, CacheHit, ClientStatus, Completion, Done, Flush, GetStatus, GetUsage, InjectFaults,
+                       Lease, Report, ResetBreaker, UsageTotals, cached_completion)
+from .prices import Price, check_price
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+CALL_TIMEOUT = 24 * 3600.0  # a request may queue behind the limiter for long; a dead client is detected at once
+ROLES = ("system", "user", "assistant")
+
+
+class LM:
+    """A language model behind the resilient client pipeline.
+
+    ``dspex.LM("openai/gpt-4o-mini")`` finds or starts the client actor for that provider, model and
+    endpoint in the current :func:`dspex.runtime` (or ``runtime=``). The key comes from ``api_key`` or
+    the provider's environment variable and stays in this process: ``repr`` and pickles never hold it.
+    Extra keyword arguments are sampling parameters sent with every request (e.g. ``top_p=0.9``).
+    """
+
+    def __init__(self, model: str, api_key: str | Secret | None = None, base_url: str | None = None, *,
+                 temperature: float = 0.0, max_tokens: int = 512, timeout: float = 30.0,
+                 rpm: float | None = 500, tpm: float | None = None, max_in_flight: int = 64, retries: int = 5,
+                 breaker: Breaker | None = None, cache: bool = True, budget_usd: float | None = None,
+                 budget_tokens: int | None = None, backoff_base: float = 0.5, backoff_cap: float = 20.0,
+                 price: Price | None = None, name: str | None = None, runtime: "Runtime | None" = None,
+                 **params: Any) -> None:
+        from ..runtime import current_runtime
+
+        provider, model_name = parse_model(model)
+        self.config = LMConfig(provider, model_name, base_url or DEFAULT_BASE_URL[provider], temperature, max_tokens,
+                               timeout, rpm, tpm, max_in_flight, retries, breaker or Breaker(), cache, budget_usd,
+                               budget_tokens, backoff_base, backoff_cap, tuple(sorted(params.items())), name)
+        self.price = check_price(price) if price is not None else None
+        self._key = resolve_key(provider, api_key)
+        self._runtime: Runtime | None = None
+        self._ref: ActorRef | None = None
+        self.bind(runtime or current_runtime())
+
+    # --- binding -----------------------------------------------------------------------------------
+
+    def bind(self, runtime: "Runtime") -> "LM":
+        """Attach to ``runtime`` (after unpickling): find or start the client actor there."""
+        self._runtime = runtime
+        self._ref = runtime.client_ref(self.config, self.price)
+        if self._key is None:
+            self._key = resolve_key(self.config.provider, None)
+        return self
+
+    def _need_runtime(self) -> "Runtime":
+        if self._runtime is None:
+            raise ConfigError(f"{self!r} is not bound to a runtime (it was unpickled or its runtime closed): "
+                              "call lm.bind(rt) inside `with dspex.runtime() as rt:`")
+        return self._runtime
+
+    @property
+    def model(self) -> str:
+        return self.config.qualified
+
+    # --- requests ----------------------------------------------------------------------------------
+
+    def request(self, messages: Sequence[dict] | str, *, run: str | None = None, **overrides: Any) -> Completion:
+        """Send a chat request through the pipeline; raises a typed :class:`~dspex.errors.LMError`."""
+        rt = self._need_runtime()
+        msgs = normalize_messages(messages)
+        cfg = self.config
+        sampling = {**cfg.sampling(), **overrides}
+        engine = rt.engine(cfg, self._key)
+        key = cache_key(cfg.provider, cfg.model, msgs, sampling) if cfg.cache else None
+        if key is not None:
+            hit = engine.cache.get(key)
+            if hit is not None:
+                self._call(CacheHit(run), cast=True)
+                return cached_completion(hit)
+        start = time.monotonic()
+        est = len(json.dumps(msgs)) // 4 + int(sampling.get("max_tokens", cfg.max_tokens))
+        reply = self._call(Admit(est, run))
+        while isinstance(reply, Lease):
+            outcome = engine.transport.attempt(msgs, sampling)
+            reply = self._call(Report(reply.id, outcome))
+        assert isinstance(reply, Done), reply
+        comp = Completion(outcome.text, Usage(outcome.prompt_tokens, outcome.completion_tokens), reply.cost,
+                          outcome.model or cfg.model, time.monotonic() - start, attempts=reply.attempts)
+        if key is not None:
+            engine.cache.put(key, {"text": comp.text, "prompt_tokens": comp.usage.prompt_tokens,
+                                   "completion_tokens": comp.usage.completion_tokens, "model": comp.model})
+        return comp
+
+    def __call__(self, messages: Sequence[dict] | str, **overrides: Any) -> str:
+        """The answer's text."""
+        return self.request(messages, **overrides).text
+
+    # --- state -------------------------------------------------------------------------------------
+
+    def usage(self) -> UsageTotals:
+        """Totals of this client (all handles), surviving client restarts: requests, tokens, cost, hits, retries."""
+        return self._call(GetUsage())
+
+    def status(self) -> ClientStatus:
+        return self._call(GetStatus())
+
+    def flush(self) -> None:
+        """Wait until the ledger has every finished request of this client."""
+        self._call(Flush())
+
+    def reset_breaker(self) -> None:
+        self._call(ResetBreaker())
+
+    def inject_faults(self, fraction: float) -> None:
+        """Make the client's breaker reject ``fraction`` of requests on purpose (chaos testing)."""
+        self._call(InjectFaults(fraction))
+
+    def _call(self, message: Any, cast: bool = False) -> Any:
+        rt = self._need_runtime()
+        if self._ref is None:
+            self._ref = rt.client_ref(self.config, self.price)
+        try:
+            if cast:
+                return self._ref.cast(message)
+            return self._ref.call(message, CALL_TIMEOUT)
+        except ActorExited as exc:
+            self._ref = None  # the supervisor restarts the client; the next request finds the new one
+            raise ClientExited(f"the client actor exited ({exc.reason})", self.model) from None
+
+    # --- values ------------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        key = "***" if self._key is not None else "none"
+        return f"LM({self.model!r}, base_url={self.config.base_url!r}, api_key={key})"
+
+    def __getstate__(self) -> dict:
+        return {"config": self.config, "price": self.price}
+
+    def __setstate__(self, state: dict) -> None:
+        self.config, self.price = state["config"], state["price"]
+        self._key = None
+        self._runtime = None
+        self._ref = None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LM) and other.config == self.config and other.price == self.price
+
+    def __hash__(self) -> int:
+        return hash(self.config)
+
+
+def normalize_messages(messages: Sequence[dict] | str) -> list[dict]:
+    """Check chat messages (a plain string is one user message); a clear ConfigError names the bad item."""
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise ConfigError(f"message {i} must be {{'role': one of {ROLES}, 'content': str}}, got {m!r}")
+        out.append({"role": m["role"], "content": m["content"]})
+    if not out:
+        raise ConfigError("messages is empty: pass at least one {'role': 'user', 'content': ...}")
+    return out
+
+
+__all__ = ["LM", "normalize_messages"]

@@ -1,0 +1,167 @@
+"""Messages between LM handles, client actors and the ledger (named values, never bare tuples)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..primitives import Usage
+from .transport import Outcome
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer: ``usage`` is the provider's own count; ``cost`` in USD from the price table."""
+
+    text: str
+    usage: Usage
+    cost: float
+    model: str
+    latency_s: float
+    cached: bool = False
+    attempts: int = 1
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """Totals over requests: ``requests`` = finished lm requests (ok + failed + cache hits)."""
+
+    requests: int = 0
+    ok: int = 0
+    failed: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: "UsageTotals") -> "UsageTotals":
+        return UsageTotals(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
+
+    def record(self, rec: "UsageRecord") -> "UsageTotals":
+        return self + UsageTotals(1, int(rec.ok and not rec.cached), int(not rec.ok), int(rec.cached), rec.retries,
+                                  rec.prompt_tokens, rec.completion_tokens, rec.cost)
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """What the ledger keeps per finished request."""
+
+    client: str
+    run: str | None
+    ok: bool
+    cached: bool
+    retries: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    status: int = 0
+    error: str = ""
+
+
+# --- handle -> client actor -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Admit:
+    """Ask leave to send attempt 0 of a request (``est_tokens`` for the token limit)."""
+
+    est_tokens: int
+    run: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Leave to send one attempt now."""
+
+    id: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of a leased attempt; the reply is :class:`Done`, the next :class:`Lease`, or an error."""
+
+    lease: int
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Done:
+    cost: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    run: str | None = None
+
+
+@dataclass(frozen=True)
+class GetUsage:
+    pass
+
+
+@dataclass(frozen=True)
+class ResetBreaker:
+    pass
+
+
+@dataclass(frozen=True)
+class InjectFaults:
+    fraction: float
+
+
+@dataclass(frozen=True)
+class GetStatus:
+    pass
+
+
+@dataclass(frozen=True)
+class ClientStatus:
+    """A client actor's live state (for the dashboard and tests)."""
+
+    client: str
+    breaker: str
+    breaker_retry_in: float
+    breaker_trips: int
+    in_flight: int
+    queued: int
+    paused_for: float
+    totals: UsageTotals
+
+
+@dataclass(frozen=True)
+class Flush:
+    """Send pending usage records to the ledger and reply once it has them."""
+
+
+# --- client actor -> ledger ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RecordBatch:
+    records: tuple[UsageRecord, ...]
+
+
+@dataclass(frozen=True)
+class LedgerQuery:
+    client: str | None = None
+    run: str | None = None
+
+
+@dataclass(frozen=True)
+class LedgerReport:
+    total: UsageTotals
+    by_client: dict = field(default_factory=dict)
+    by_run: dict = field(default_factory=dict)
+
+
+def cached_completion(data: dict) -> Completion:
+    """A completion from the cache: free, instant, flagged."""
+    comp = Completion(data["text"], Usage(data["prompt_tokens"], data["completion_tokens"]), 0.0, data["model"], 0.0)
+    return replace(comp, cached=True, attempts=0)

@@ -1,0 +1,204 @@
+"""Wire formats: how each provider wants a chat request, and where its answer and token counts are."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+from .config import LMConfig, Secret
+
+
+class WireError(ValueError):
+    """The body does not have the shape the provider documents (becomes ``MalformedResponse``)."""
+
+
+@dataclass(frozen=True)
+class Parsed:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+
+
+class Provider:
+    """One provider's request building and response parsing (stateless)."""
+
+    name = ""
+
+    def url(self, cfg: LMConfig) -> str:
+        raise NotImplementedError
+
+    def headers(self, key: Secret | None) -> dict:
+        raise NotImplementedError
+
+    def body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
+        raise NotImplementedError
+
+    def parse(self, body: Any) -> Parsed:
+        raise NotImplementedError
+
+    def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
+        """Seconds the provider asks us to wait: ``Retry-After`` first, then its own reset headers."""
+        value = headers.get("retry-after")
+        return parse_retry_after(value) if value else None
+
+
+class OpenAI(Provider):
+    name = "openai"
+
+    def url(self, cfg: LMConfig) -> str:
+        return cfg.base_url.rstrip("/") + "/chat/completions"
+
+    def headers(self, key: Secret | None) -> dict:
+        return {"Authorization": f"Bearer {key.reveal()}"} if key else {}
+
+    def body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
+        return {"model": cfg.model, "messages": messages, **params}
+
+    def parse(self, body: Any) -> Parsed:
+        try:
+            choice = body["choices"][0]
+            text = choice["message"]["content"] or ""
+            usage = body.get("usage") or {}
+            return Parsed(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)),
+                          body.get("model", ""))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise WireError(f"not an OpenAI chat completion ({type(exc).__name__}: {exc})") from None
+
+    def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
+        found = super().retry_after(headers, body)
+        if found is not None:
+            return found
+        resets = [parse_duration(headers[h]) for h in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+                  if h in headers]
+        resets = [r for r in resets if r is not None]
+        return max(resets) if resets else None
+
+
+class Anthropic(Provider):
+    name = "anthropic"
+    version = "2023-06-01"
+
+    def url(self, cfg: LMConfig) -> str:
+        return cfg.base_url.rstrip("/") + "/v1/messages"
+
+    def headers(self, key: Secret | None) -> dict:
+        base = {"anthropic-version": self.version}
+        return {**base, "x-api-key": key.reveal()} if key else base
+
+    def body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        turns = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
+        body = {"model": cfg.model, "messages": turns, **params}
+        if system:
+            body["system"] = system
+        return body
+
+    def parse(self, body: Any) -> Parsed:
+        try:
+            text = "".join(part["text"] for part in body["content"] if part.get("type") == "text")
+            usage = body["usage"]
+            return Parsed(text, int(usage["input_tokens"]), int(usage["output_tokens"]), body.get("model", ""))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise WireError(f"not an Anthropic message ({type(exc).__name__}: {exc})") from None
+
+    def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
+        found = super().retry_after(headers, body)
+        if found is not None:
+            return found
+        for header in ("anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset"):
+            if header in headers:
+                return parse_timestamp(headers[header])
+        return None
+
+
+class Gemini(Provider):
+    name = "gemini"
+
+    def url(self, cfg: LMConfig) -> str:
+        return f"{cfg.base_url.rstrip('/')}/v1beta/models/{cfg.model}:generateContent"
+
+    def headers(self, key: Secret | None) -> dict:
+        return {"x-goog-api-key": key.reveal()} if key else {}
+
+    def body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        contents = [{"role": "model" if m["role"] == "assistant" else "user", "parts": [{"text": m["content"]}]}
+                    for m in messages if m["role"] != "system"]
+        config = {"maxOutputTokens" if k == "max_tokens" else k: v for k, v in params.items()}
+        body: dict = {"contents": contents, "generationConfig": config}
+        if system:
+            body["systemInstruction"] = {"parts": [{"text": system}]}
+        return body
+
+    def parse(self, body: Any) -> Parsed:
+        try:
+            parts = body["candidates"][0]["content"]["parts"]
+            meta = body.get("usageMetadata") or {}
+            return Parsed("".join(p.get("text", "") for p in parts), int(meta.get("promptTokenCount", 0)),
+                          int(meta.get("candidatesTokenCount", 0)), body.get("modelVersion", ""))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise WireError(f"not a Gemini generateContent answer ({type(exc).__name__}: {exc})") from None
+
+    def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
+        found = super().retry_after(headers, body)
+        if found is not None:
+            return found
+        try:
+            details = body["error"]["details"]
+        except (KeyError, TypeError):
+            return None
+        for detail in details if isinstance(details, list) else []:
+            if isinstance(detail, dict) and "retryDelay" in detail:
+                return parse_duration(str(detail["retryDelay"]))
+        return None
+
+
+PROVIDER_IMPLS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Anthropic(), Gemini())}
+
+_DURATION = re.compile(r"(?P<num>\d+(?:\.\d+)?)(?P<unit>ms|h|m|s)")
+
+
+def parse_duration(text: str) -> float | None:
+    """OpenAI/Google style durations: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"``."""
+    text = text.strip()
+    if not text:
+        return None
+    total, pos = 0.0, 0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            return None
+        pos = match.end()
+        total += float(match["num"]) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match["unit"]]
+    return total if pos == len(text) else None
+
+
+def parse_retry_after(value: str) -> float | None:
+    """``Retry-After``: delta-seconds or an HTTP date (RFC 9110); None when unreadable."""
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def parse_timestamp(value: str) -> float | None:
+    """An RFC 3339 reset time (Anthropic) as seconds from now."""
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+__all__ = ["Provider", "OpenAI", "Anthropic", "Gemini", "PROVIDER_IMPLS", "Parsed", "WireError",
+           "parse_duration", "parse_retry_after", "parse_timestamp"]

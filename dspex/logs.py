@@ -1,0 +1,55 @@
+"""Logging set-up for dspex programs: structlog with a level filter and secret redaction.
+
+Redaction works on every event, whoever logs it: values under secret-looking keys (``api_key``,
+``authorization``, ...) are replaced, and strings that look like provider keys (``sk-...``,
+``AIza...``) are masked, so a key passed by mistake to a log call still never reaches the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+SECRET_KEYS = re.compile(r"(api[_-]?key|authorization|secret|token$|password|x-goog-api-key)", re.I)
+KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|sk_[A-Za-z0-9_\-]{6,}|AIza[0-9A-Za-z_\-]{10,}|"
+                         r"Bearer\s+[A-Za-z0-9._\-]{6,})")
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+          "critical": logging.CRITICAL}
+
+
+def scrub(value: Any) -> Any:
+    """Mask key-shaped substrings in strings (recursively in dicts, lists and tuples)."""
+    if isinstance(value, str):
+        return KEY_PATTERN.sub("***", value)
+    if isinstance(value, dict):
+        return {k: "***" if isinstance(k, str) and SECRET_KEYS.search(k) else scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(scrub(v) for v in value)
+    return value
+
+
+def redact(_logger: Any, _name: str, event: dict) -> dict:
+    """structlog processor: no secret leaves through a log event."""
+    return scrub(event)
+
+
+def configure_logging(level: str = "warning") -> None:
+    """Route structlog events at ``level`` and above to stderr, redacted, without touching the stdlib root logger."""
+    if level not in LEVELS:
+        from .errors import ConfigError
+
+        raise ConfigError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.format_exc_info, redact,
+                    structlog.processors.TimeStamper(fmt="iso"), structlog.dev.ConsoleRenderer(colors=False)],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+__all__ = ["configure_logging", "redact", "scrub"]

@@ -1,0 +1,165 @@
+"""``dspex.runtime()``: the actor runtime with dspex's own tree (clients and their ledger) on top.
+
+    with dspex.runtime(base="local") as rt:
+        lm = dspex.LM("openai/gpt-4o-mini")      # finds rt as the innermost open runtime
+
+Open runtimes form an explicit, process-wide stack (not thread-local): ``dspex.LM`` and friends use
+the innermost one unless given ``runtime=``. Nothing starts implicitly: without an open runtime
+they raise :class:`~dspex.errors.ConfigError` saying how to open one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import structlog
+
+from supervision import ActorRef, ActorRuntime, ChildSpec, SupervisorRef, SupervisorSpec
+
+from .clients.cache import ResponseCache
+from .clients.client import ClientActor
+from .clients.config import LMConfig, Secret
+from .clients.ledger import LedgerActor
+from .clients.messages import Flush, LedgerQuery, LedgerReport
+from .clients.prices import Price, check_price, price_for
+from .clients.transport import Transport
+from .errors import ConfigError
+from .logs import configure_logging
+
+_ACTIVE: list["Runtime"] = []
+_ACTIVE_LOCK = threading.Lock()
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DSPEX_CACHE_DIR") or Path.home() / ".cache" / "dspex")
+
+
+@dataclass
+class Engine:
+    """What one process needs to talk to one client's provider: an HTTP pool and the response cache."""
+
+    transport: Transport
+    cache: ResponseCache
+
+
+class Runtime:
+    """An :class:`~supervision.ActorRuntime` plus the ``clients`` supervisor (ledger + one actor per client)."""
+
+    def __init__(self, base: str = "local", *, name: str = "dspex", cache_dir: str | Path | None = None,
+                 prices: Mapping[str, Price] | None = None, log_level: str | None = "warning",
+                 **runtime_options: Any) -> None:
+        self.actors = ActorRuntime(base, name, **runtime_options)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.prices = {k: check_price(v) for k, v in (prices or {}).items()}
+        self.log_level = log_level
+        self.clients: SupervisorRef | None = None
+        self._configs: dict[str, LMConfig] = {}
+        self._engines: dict[tuple, Engine] = {}
+        self._caches: dict[str, ResponseCache] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def base(self) -> str:
+        return self.actors.base
+
+    def start(self) -> "Runtime":
+        if self.log_level is not None and not structlog.is_configured():
+            configure_logging(self.log_level)
+        self.actors.start()
+        try:
+            self.clients = self.actors.start_supervisor(
+                SupervisorSpec("rest_for_one", intensity=10, period=10.0),
+                [ChildSpec("ledger", LedgerActor, title="ledger")], name="clients")
+        except BaseException:
+            self.actors.close()
+            raise
+        with _ACTIVE_LOCK:
+            _ACTIVE.append(self)
+        return self
+
+    def close(self) -> None:
+        with _ACTIVE_LOCK:
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
+        with self._lock:
+            for engine in self._engines.values():
+                engine.transport.close()
+            self._engines.clear()
+        self.actors.close()
+
+    def __enter__(self) -> "Runtime":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- clients -----------------------------------------------------------------------------------
+
+    def client_ref(self, cfg: LMConfig, price: Price | None = None) -> ActorRef:
+        """The running client actor for ``cfg`` (started on first use; found again after a restart)."""
+        if self.clients is None:
+            raise ConfigError("the runtime is not started: use `with dspex.runtime() as rt:`")
+        with self._lock:
+            known = self._configs.get(cfg.client_key)
+            if known is not None and known.limits != cfg.limits:
+                raise ConfigError(f"a client for {cfg.client_key} already runs with other limits "
+                                  f"(rpm={known.rpm}, tpm={known.tpm}, max_in_flight={known.max_in_flight}, "
+                                  f"budget_usd={known.budget_usd}, ...): pass the same limits, or name= a separate client")
+            child_id = _child_id(cfg)
+            ref = self.clients.child(child_id) if known is not None else None
+            if ref is None:
+                if known is None:
+                    price = price if price is not None else price_for(cfg.qualified, self.prices)
+                    info = self.clients.start_child(ChildSpec(child_id, ClientActor, args=(cfg, price),
+                                                              title=f"client {cfg.qualified}"))
+                    self._configs[cfg.client_key] = cfg
+                    ref = info.ref
+                else:
+                    raise ConfigError(f"the client {cfg.client_key} is restarting; retry the request")
+            return ref
+
+    def engine(self, cfg: LMConfig, key: Secret | None) -> Engine:
+        """This process's HTTP pool and cache for a client (one per client and key)."""
+        ident = (cfg.client_key, cfg.max_in_flight, cfg.timeout, key)
+        with self._lock:
+            engine = self._engines.get(ident)
+            if engine is None:
+                cache = self._caches.get("responses")
+                if cache is None:
+                    cache = self._caches["responses"] = ResponseCache(self.cache_dir)
+                engine = self._engines[ident] = Engine(Transport(cfg, key), cache)
+            return engine
+
+    def usage(self, run: str | None = None) -> LedgerReport:
+        """Ledger totals (all clients, per client, per run) once every client has flushed."""
+        if self.clients is None:
+            raise ConfigError("the runtime is not started")
+        for info in self.clients.which_children():
+            if info.id != "ledger" and info.ref is not None:
+                info.ref.call(Flush(), 30.0)
+        return self.clients.child("ledger").call(LedgerQuery(run=run), 30.0)
+
+
+def _child_id(cfg: LMConfig) -> str:
+    return "client:" + cfg.client_key
+
+
+def runtime(base: str = "local", **options: Any) -> Runtime:
+    """A :class:`Runtime` to use as a context manager (``base``: local | multiproc | tcp)."""
+    return Runtime(base, **options)
+
+
+def current_runtime() -> Runtime:
+    """The innermost open runtime of this process."""
+    with _ACTIVE_LOCK:
+        if _ACTIVE:
+            return _ACTIVE[-1]
+    raise ConfigError("no dspex runtime is open: wrap your code in `with dspex.runtime() as rt:` "
+                      "or pass runtime=rt")
+
+
+__all__ = ["Runtime", "runtime", "current_runtime", "Engine", "default_cache_dir"]

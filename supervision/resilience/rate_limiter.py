@@ -1,0 +1,141 @@
+"""RateLimiter: requests and tokens per minute, by reservation, so waiting callers never stampede.
+
+Two limits hold together for requests: a token bucket (GCRA: one request every ``60/rpm`` s, bursts of
+``burst``) and a sliding window (never more than ``rpm`` requests in any ``window`` seconds). Tokens per
+minute are a sliding-window sum (estimates at reservation, corrected by ``settle`` with the real count).
+``reserve`` never refuses: it books the earliest slot that keeps every limit and says when it is. A
+server's ``Retry-After`` calls ``pause``: no slot is given before the pause ends, and the slots after it
+are spaced as usual. One actor owns a limiter (not thread-safe by design); the clock is injected.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import SpecError
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A booked slot: the call may start at ``at`` (the limiter's clock)."""
+
+    id: int
+    at: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class LimiterSnapshot:
+    name: str
+    rpm: float | None
+    tpm: float | None
+    requests_in_window: int
+    tokens_in_window: int
+    paused_for: float
+    backlog_s: float
+
+
+class RateLimiter:
+    """Book slots with ``reserve(tokens)``; ``pause(seconds)`` on a 429; ``settle`` real token counts."""
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None, *, burst: int | None = None,
+                 window: float = 60.0, name: str = "limiter", clock: Callable[[], float] = time.monotonic) -> None:
+        for label, value in (("rpm", rpm), ("tpm", tpm)):
+            if value is not None and value <= 0:
+                raise SpecError(f"RateLimiter.{label}", f"{value}", "use a positive number or None for no limit")
+        if burst is not None and burst < 1:
+            raise SpecError("RateLimiter.burst", f"{burst}", "use an integer >= 1")
+        self.rpm, self.tpm, self.window, self.name, self.clock = rpm, tpm, window, name, clock
+        self.burst = burst or (max(1, math.floor(rpm / 60.0)) if rpm else 1)  # default: one second's worth
+        self._interval = 60.0 / rpm if rpm else 0.0
+        self._tolerance = (self.burst - 1) * self._interval
+        self._tat = 0.0  # GCRA's theoretical arrival time
+        self._last = 0.0  # slots are handed out in non-decreasing order
+        self._paused_until = 0.0
+        self._requests: deque[float] = deque(maxlen=max(1, math.floor(rpm * window / 60.0)) if rpm else 1)
+        self._tokens: deque[list] = deque()  # [at, tokens, id]
+        self._token_sum = 0
+        self._by_id: dict[int, list] = {}
+        self._ids = itertools.count(1)
+
+    def reserve(self, tokens: int = 0) -> Reservation:
+        """Book the earliest slot for one request using ``tokens`` (an estimate is fine)."""
+        now = self.clock()
+        self._prune(now)
+        at = max(now, self._paused_until, self._last)
+        if self.rpm:
+            at = max(at, self._tat - self._tolerance)
+            if len(self._requests) == self._requests.maxlen:
+                at = max(at, self._requests[0] + self.window)
+        if self.tpm and tokens:
+            if tokens > self.tpm:
+                raise SpecError("RateLimiter.tpm", f"one request needs {tokens} tokens but tpm is {self.tpm:g}",
+                                "raise tpm or lower max_tokens / the prompt size")
+            at = max(at, self._token_slot(tokens))
+        rid = next(self._ids)
+        if self.rpm:
+            self._tat = max(self._tat, at) + self._interval
+            self._requests.append(at)
+        if self.tpm:
+            entry = [at, tokens, rid]
+            self._tokens.append(entry)
+            self._by_id[rid] = entry
+            self._token_sum += tokens
+        self._last = at
+        return Reservation(rid, at, tokens)
+
+    def delay(self, reservation: Reservation) -> float:
+        """Seconds from now until the reserved slot."""
+        return max(0.0, reservation.at - self.clock())
+
+    def settle(self, reservation: Reservation, actual_tokens: int) -> None:
+        """Replace the estimate with what the provider counted."""
+        entry = self._by_id.get(reservation.id)
+        if entry is not None:
+            self._token_sum += actual_tokens - entry[1]
+            entry[1] = actual_tokens
+
+    def pause(self, seconds: float) -> float:
+        """Give no slot before ``seconds`` from now (e.g. a 429's Retry-After); returns the pause end."""
+        until = self.clock() + max(0.0, seconds)
+        if until > self._paused_until:
+            self._paused_until = until
+            self._tat = max(self._tat, until)
+        return self._paused_until
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self.clock())
+
+    def snapshot(self) -> LimiterSnapshot:
+        now = self.clock()
+        self._prune(now)
+        in_window = sum(1 for t in self._requests if t > now - self.window)
+        return LimiterSnapshot(self.name, self.rpm, self.tpm, in_window, self._token_sum, self.paused_for,
+                               max(0.0, self._last - now))
+
+    def _token_slot(self, tokens: int) -> float:
+        """The earliest time at which ``tokens`` more fit into the sliding window."""
+        running = self._token_sum
+        slot = 0.0
+        for at, used, _ in self._tokens:
+            if running + tokens <= self.tpm:
+                break
+            running -= used
+            slot = at + self.window
+        return slot
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.window
+        while self._tokens and self._tokens[0][0] <= horizon:
+            at, used, rid = self._tokens.popleft()
+            self._token_sum -= used
+            self._by_id.pop(rid, None)
+
+
+__all__ = ["RateLimiter", "Reservation", "LimiterSnapshot"]
