@@ -145,27 +145,30 @@ class ClientActor(GenServer):
     # --- the pipeline ------------------------------------------------------------------------------
 
     def _admit(self, req: Admit) -> Any:
+        wait = _Wait(next(self.ids), self.current_call, req.est_tokens, req.run)
+        if not self._over_budget(wait):
+            self._advance(wait)
+        return NoReply
+
+    def _over_budget(self, wait: _Wait) -> bool:
+        """Checked on arrival and again when a place in flight is granted: overspend is bounded by what is in flight."""
         cfg, spent = self.cfg, self.baseline + self.totals
         if cfg.budget_usd is not None and spent.cost >= cfg.budget_usd:
-            raise_later = BudgetExceeded(f"budget_usd={cfg.budget_usd:g} is spent (${spent.cost:.6f} so far); "
-                                         "the request was not sent", cfg.qualified)
-            self.reply_error(self.current_call, raise_later)
-            return NoReply
-        if cfg.budget_tokens is not None and spent.total_tokens >= cfg.budget_tokens:
-            self.reply_error(self.current_call, BudgetExceeded(
-                f"budget_tokens={cfg.budget_tokens} is spent ({spent.total_tokens} tokens so far); "
-                "the request was not sent", cfg.qualified))
-            return NoReply
-        self._advance(_Wait(next(self.ids), self.current_call, req.est_tokens, req.run))
-        return NoReply
+            why = f"budget_usd={cfg.budget_usd:g} is spent (${spent.cost:.6f} so far)"
+        elif cfg.budget_tokens is not None and spent.total_tokens >= cfg.budget_tokens:
+            why = f"budget_tokens={cfg.budget_tokens} is spent ({spent.total_tokens} tokens so far)"
+        else:
+            return False
+        self._fail(wait, BudgetExceeded(f"{why}; the request was not sent", cfg.qualified, wait.attempt), 0)
+        return True
 
     def _advance(self, wait: _Wait) -> None:
         """Move a waiting request on: backoff → rate slot → in-flight place → breaker → lease."""
         now = self.clock()
         if wait.not_before > now:
             return self._wait_for(wait, wait.not_before - now)
-        pause_end = now + self.limiter.paused_for
-        if wait.reservation is None or wait.reservation.at < pause_end:
+        paused_for = self.limiter.paused_for  # a 429 since this slot was booked: book again after the pause
+        if wait.reservation is None or (paused_for > 0 and wait.reservation.at < now + paused_for):
             wait.reservation = self.limiter.reserve(wait.est_tokens)
         delay = self.limiter.delay(wait.reservation)
         if delay > 0:
@@ -180,6 +183,8 @@ class ClientActor(GenServer):
         self.send_after(delay, _Due(wait.id))
 
     def _grant(self, wait: _Wait) -> None:
+        if self._over_budget(wait):
+            return
         try:
             permit = self.breaker.acquire()
         except BreakerOpen as exc:

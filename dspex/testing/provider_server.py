@@ -90,6 +90,8 @@ class _State:
     api_key: str | None
     log: list[LoggedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0
+    peak: int = 0
     stopping: threading.Event = field(default_factory=threading.Event)
 
 
@@ -132,6 +134,12 @@ class ProviderServer:
     def clear_log(self) -> None:
         with self._state.lock:
             self._state.log.clear()
+            self._state.peak = self._state.in_flight
+
+    @property
+    def peak_concurrency(self) -> int:
+        """Most requests being handled at once since start (or the last ``clear_log``)."""
+        return self._state.peak
 
     def successes(self) -> list[LoggedRequest]:
         """Requests answered 200 with a complete, valid body (what a client may bill)."""
@@ -205,6 +213,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib's name
         state = self.server.state
+        with state.lock:
+            state.in_flight += 1
+            state.peak = max(state.peak, state.in_flight)
+        try:
+            self._serve(state)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _serve(self, state: _State) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         split = urlsplit(self.path)
@@ -226,8 +244,9 @@ class _Handler(BaseHTTPRequestHandler):
             state.stopping.wait(latency)
         if provider is None:
             return self._send_json(entry, 404, {"error": {"message": f"no route {split.path}", "type": "not_found"}})
-        if state.api_key is not None and self._key(provider, query_key) != state.api_key:
-            return self._send_json(entry, 401, _error_body(provider, 401, "invalid api key"))
+        presented = self._key(provider, query_key)
+        if state.api_key is not None and presented != state.api_key:  # echoes the key, as some providers do
+            return self._send_json(entry, 401, _error_body(provider, 401, f"Incorrect API key provided: {presented}"))
         if fault == "hang":
             state.stopping.wait(faults.hang_s)
             entry.status = -1

@@ -1,0 +1,249 @@
+"""The pipeline end to end: breaker, Retry-After, rate limits, concurrency, cache, budgets, redaction, crashes."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import structlog
+
+import dspex
+from dspex.testing import Faults
+from supervision import procfs
+
+from ...conftest import wait_until
+from .conftest import KEY, make_lm
+
+
+def test_breaker_trips_stays_open_half_opens_and_heals(server, drt):
+    events: list = []
+    drt.actors.subscribe(events.append)
+    lm = make_lm(server, retries=0, breaker=dspex.Breaker(max_failures=3, window=10.0, reset_after=0.4))
+    server.set_faults(Faults(schedule=["500"] * 4))
+    for _ in range(3):
+        with pytest.raises(dspex.ProviderError):
+            lm.request("x")
+    with pytest.raises(dspex.CircuitOpen) as info:
+        lm.request("y")
+    assert len(server.log) == 3  # open: nothing sent
+    assert 0 < info.value.retry_in <= 0.4 and "reset_breaker" in str(info.value)
+    assert lm.status().breaker == "open"
+    time.sleep(0.45)
+    with pytest.raises(dspex.ProviderError):  # the single trial fails: open again
+        lm.request("trial 1")
+    with pytest.raises(dspex.CircuitOpen):
+        lm.request("z")
+    time.sleep(0.45)
+    assert lm.request("trial 2").text == "ans:trial 2"  # heals
+    assert lm.status().breaker == "closed" and lm.status().breaker_trips == 2
+    kinds = [e.kind for e in events if e.kind.startswith("breaker_")]
+    assert kinds == ["breaker_open", "breaker_half_open", "breaker_open", "breaker_half_open", "breaker_closed"]
+
+
+def test_manual_reset_and_fault_injection(server, drt):
+    lm = make_lm(server, retries=0, breaker=dspex.Breaker(max_failures=1, reset_after=60.0))
+    server.set_faults(Faults(schedule=["503"]))
+    with pytest.raises(dspex.ProviderError):
+        lm.request("a")
+    with pytest.raises(dspex.CircuitOpen):
+        lm.request("b")
+    lm.reset_breaker()
+    assert lm.request("c").text == "ans:c"
+    lm.inject_faults(1.0)
+    with pytest.raises(dspex.CircuitOpen, match="fault injection"):
+        lm.request("d")
+    lm.inject_faults(0.0)
+    assert lm.request("e").text == "ans:e"
+
+
+@pytest.mark.parametrize("fmt,wait", [("seconds", 0.5), ("date", 2.0)])
+def test_retry_after_is_honoured(server, drt, fmt, wait):
+    server.set_faults(Faults(schedule=["429"], retry_after=wait, retry_after_format=fmt))
+    comp = make_lm(server).request("hi")
+    first, second = server.log
+    assert comp.attempts == 2 and first.status == 429 and second.status == 200
+    # an HTTP date has one-second resolution: the wait is at least wait - 1s then
+    assert second.at - first.at >= (wait if fmt == "seconds" else wait - 1.0) - 0.01
+
+
+def test_429_pauses_every_concurrent_request(server, drt):
+    """While a Retry-After pause runs, no request of any caller reaches the server (no stampede)."""
+    latency, pause = 0.05, 0.6
+    server.set_faults(Faults(schedule=["429"], retry_after=pause, latency=latency))
+    lm = make_lm(server)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: [lm.request(f"r{i}-{k}") for k in range(3)], range(8)))
+    log = server.log
+    t429 = next(e.at for e in log if e.status == 429)
+    reported = t429 + latency + 0.03  # the 429 reaches the client actor about here
+    inside = [e.at - t429 for e in log if reported < e.at < t429 + pause - 0.01]
+    assert inside == []
+    assert len([e for e in log if e.status == 200]) == 24
+
+
+def test_measured_request_rate_never_exceeds_the_limit(server, drt):
+    rpm = 240  # 4 per second, bursts of 4
+    lm = make_lm(server, rpm=rpm)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: lm.request(f"q{i}"), range(16)))
+    times = sorted(e.at for e in server.log)
+    assert len(times) == 16
+    assert times[-1] - times[0] >= (16 - 4) / 4.0 - 0.05
+    for i, start in enumerate(times):
+        assert sum(1 for t in times[i:] if t < start + 1.0) <= 4 + 4 + 1  # burst + rate + clock jitter
+
+
+def test_many_in_flight_on_the_local_base_and_max_in_flight_holds(server, drt):
+    server.set_faults(Faults(latency=0.1))
+    lm = make_lm(server, max_in_flight=6)
+    start = time.monotonic()
+    with ThreadPoolExecutor(24) as pool:
+        texts = list(pool.map(lambda i: lm(f"m{i}"), range(48)))
+    wall = time.monotonic() - start
+    assert texts == [f"ans:m{i}" for i in range(48)]
+    assert server.peak_concurrency == 6
+    assert wall < 48 * 0.1 / 6 * 2.0  # concurrent, bounded by max_in_flight
+
+
+def test_cache_hits_are_free_take_no_tokens_and_persist(server, tmp_path):
+    cache_dir = tmp_path / "cache"
+    with dspex.runtime("local", cache_dir=cache_dir, log_level=None):
+        lm = make_lm(server, cache=True, rpm=60)  # one per second: a hit must not wait for a slot
+        first = lm.request("cached?")
+        start = time.monotonic()
+        again = lm.request("cached?")
+        assert time.monotonic() - start < 0.5
+        assert again.cached and again.text == first.text and again.cost == 0.0 and not first.cached
+        assert len(server.log) == 1
+        lm.request("cached?", temperature=0.7)  # other sampling params: a miss
+        assert len(server.log) == 2
+        usage = lm.usage()
+        assert (usage.requests, usage.cache_hits, usage.ok) == (3, 1, 2)
+    with dspex.runtime("local", cache_dir=cache_dir, log_level=None):  # a new runtime: the disk cache survives
+        assert make_lm(server, cache=True).request("cached?").cached
+        assert len(server.log) == 2
+
+
+def test_budget_stops_new_requests_before_sending(server, drt):
+    lm = make_lm(server, price=(1_000_000.0, 1_000_000.0), budget_usd=5.0)  # $1 per token
+    first = lm.request("spend it all now")
+    assert first.cost == first.usage.total_tokens * 1.0 >= 5.0
+    with pytest.raises(dspex.BudgetExceeded, match="budget_usd=5"):
+        lm.request("more")
+    assert len(server.log) == 1
+    lm2 = make_lm(server, name="tokens", budget_tokens=3)
+    lm2.request("a b c d")
+    with pytest.raises(dspex.BudgetExceeded, match="budget_tokens=3"):
+        lm2.request("more")
+    assert len(server.log) == 2
+
+
+def test_budget_overspend_is_bounded_by_requests_in_flight(server, drt):
+    server.set_faults(Faults(latency=0.05))
+    lm = make_lm(server, price=(1_000_000.0, 1_000_000.0), budget_usd=20.0, max_in_flight=4)
+
+    def one(i):
+        try:
+            return lm.request(f"w{i}").cost
+        except dspex.BudgetExceeded:
+            return None
+
+    with ThreadPoolExecutor(8) as pool:
+        costs = [c for c in pool.map(one, range(40)) if c is not None]
+    per_request = max(costs)
+    assert lm.usage().cost == pytest.approx(sum(costs))
+    assert sum(costs) < 20.0 + 4 * per_request  # never more than the in-flight requests over budget
+
+
+def test_secrets_never_reach_logs_reprs_pickles_or_errors(server, tmp_path):
+    out = io.StringIO()
+    structlog.configure(processors=[dspex.logs.redact, structlog.processors.JSONRenderer()],
+                        logger_factory=structlog.PrintLoggerFactory(out))
+    try:
+        with dspex.runtime("local", cache_dir=tmp_path, log_level=None) as rt:
+            lm = make_lm(server, retries=1)
+            server.set_faults(Faults(schedule=["500", "500", "429"]))
+            with pytest.raises(dspex.ProviderError) as failed:
+                lm.request("fail")
+            lm.request("ok")
+            bad = make_lm(server, api_key="sk-live-SUPERSECRET9876", name="bad")
+            with pytest.raises(dspex.AuthError) as auth:
+                bad.request("x")
+            structlog.get_logger("user").info("oops", api_key=KEY, note=f"key is {KEY}")
+            texts = [out.getvalue(), repr(lm), repr(bad), str(failed.value), str(auth.value), repr(auth.value),
+                     str(lm.status()), str(rt.usage())]
+            blobs = [pickle.dumps(lm), pickle.dumps(bad), pickle.dumps(auth.value)]
+            assert "lm_request" in texts[0]
+    finally:
+        structlog.reset_defaults()
+    for secret in (KEY, "sk-live-SUPERSECRET9876"):
+        assert not [t for t in texts if secret in t]
+        assert not [b for b in blobs if secret.encode() in b]
+    assert "***" in texts[1]
+    with pytest.raises(TypeError, match="never pickled"):
+        pickle.dumps(dspex.clients.Secret(KEY))
+
+
+def test_unpickled_handle_rebinds_and_reads_its_key_from_the_environment(server, drt, monkeypatch):
+    lm = make_lm(server)
+    copy = pickle.loads(pickle.dumps(lm))
+    assert copy == lm
+    with pytest.raises(dspex.ConfigError, match="bind"):
+        copy.request("x")
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    assert copy.bind(drt).request("y").text == "ans:y"
+
+
+@pytest.mark.slow
+def test_client_actor_killed_mid_flight(server, tmp_path):
+    """kill -9 of the client process: the waiting caller gets ClientExited promptly; the next request works."""
+    server.set_faults(Faults(latency=0.5))
+    with dspex.runtime("multiproc", cache_dir=tmp_path, log_level=None) as rt:
+        events: list = []
+        rt.actors.subscribe(events.append)
+        lm = make_lm(server)
+        assert lm.request("warm").text == "ans:warm"
+        pids = wait_until(lambda: [p for p in procfs.pids() if b"dspex: client openai/test-model" in _cmdline(p)])
+        assert len(pids) == 1
+        result: dict = {}
+
+        def caller():
+            try:
+                result["value"] = lm.request("in flight")
+            except Exception as exc:  # noqa: BLE001 - the test inspects it
+                result["error"] = exc
+
+        thread = threading.Thread(target=caller)
+        thread.start()
+        time.sleep(0.2)  # the request is at the server now
+        os.kill(pids[0], signal.SIGKILL)
+        start = time.monotonic()
+        thread.join(timeout=10)
+        assert not thread.is_alive() and time.monotonic() - start < 3.0
+        assert isinstance(result.get("error"), dspex.ClientExited)
+        assert isinstance(result["error"], dspex.LMError)
+        comp = wait_until(lambda: _try(lambda: lm.request("after restart")), timeout=10)
+        assert comp.text == "ans:after restart"
+        assert lm.usage().ok >= 2  # the ledger kept the totals from before the crash
+        assert wait_until(lambda: any(e.kind == "restart" for e in events))
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _try(fn):
+    try:
+        return fn()
+    except dspex.ClientExited:
+        return None

@@ -1,0 +1,136 @@
+"""CircuitBreaker and RateLimiter on an injected clock: exact, no sleeping."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from supervision import SpecError
+from supervision.resilience import BreakerOpen, BreakerState, CircuitBreaker, RateLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fail(breaker: CircuitBreaker, n: int = 1) -> None:
+    for _ in range(n):
+        breaker.record(breaker.acquire(), ok=False)
+
+
+def test_breaker_melts_after_max_failures_within_window_only():
+    clock = Clock()
+    b = CircuitBreaker(max_failures=3, window=10.0, reset_after=5.0, clock=clock)
+    fail(b, 2)
+    clock.now += 11  # the first two fall out of the window
+    fail(b, 2)
+    assert b.state is BreakerState.CLOSED
+    fail(b)
+    assert b.state is BreakerState.OPEN and b.trips == 1
+    with pytest.raises(BreakerOpen) as info:
+        b.acquire()
+    assert info.value.retry_in == pytest.approx(5.0)
+
+
+def test_breaker_half_opens_with_exactly_one_trial_and_heals():
+    clock, changes = Clock(), []
+    b = CircuitBreaker(max_failures=1, window=10.0, reset_after=5.0, clock=clock, on_change=changes.append)
+    fail(b)
+    clock.now += 5.0
+    assert b.state is BreakerState.HALF_OPEN
+    trial = b.acquire()
+    assert trial.trial
+    with pytest.raises(BreakerOpen):
+        b.acquire()  # only one trial at a time
+    b.record(trial, ok=True)
+    assert b.state is BreakerState.CLOSED
+    assert [(c.old.value, c.new.value) for c in changes] == [("closed", "open"), ("open", "half_open"),
+                                                             ("half_open", "closed")]
+
+
+def test_failed_trial_reopens_and_stale_outcomes_do_not_count():
+    clock = Clock()
+    b = CircuitBreaker(max_failures=2, window=10.0, reset_after=5.0, clock=clock)
+    early = b.acquire()  # begun while closed, finishes after the breaker opened
+    fail(b, 2)
+    b.record(early, ok=False)  # must not extend the open period or count anywhere
+    clock.now += 5.0
+    trial = b.acquire()
+    b.record(trial, ok=False)
+    assert b.state is BreakerState.OPEN and b.trips == 2
+    b.reset()
+    assert b.state is BreakerState.CLOSED
+    b.record(b.acquire(), ok=True)
+
+
+def test_breaker_fault_injection_rejects_the_given_fraction():
+    values = iter([0.1, 0.9, 0.2, 0.8])
+    b = CircuitBreaker(fail_fraction=0.5, rand=lambda: next(values))
+    outcomes = []
+    for _ in range(4):
+        try:
+            b.acquire()
+            outcomes.append("ok")
+        except BreakerOpen as exc:
+            assert exc.injected
+            outcomes.append("rejected")
+    assert outcomes == ["rejected", "ok", "rejected", "ok"]
+    with pytest.raises(SpecError):
+        b.inject_faults(1.5)
+
+
+def test_limiter_spaces_requests_and_pause_defers_everyone():
+    clock = Clock()
+    lim = RateLimiter(rpm=60, clock=clock)  # one per second, burst 1
+    slots = [lim.reserve().at - clock.now for _ in range(3)]
+    assert slots == pytest.approx([0.0, 1.0, 2.0])
+    lim.pause(10.0)
+    after = [lim.reserve().at - clock.now for _ in range(2)]
+    assert after == pytest.approx([10.0, 11.0])  # no stampede at the end of the pause
+
+
+def test_limiter_tokens_per_minute_and_settle():
+    clock = Clock()
+    lim = RateLimiter(tpm=1000, clock=clock)
+    first = lim.reserve(600)
+    assert lim.reserve(300).at == clock.now
+    blocked = lim.reserve(200)  # 1100 > 1000: must wait until the first leaves the window
+    assert blocked.at == pytest.approx(first.at + 60.0)
+    lim2 = RateLimiter(tpm=1000, clock=clock)
+    r = lim2.reserve(900)
+    lim2.settle(r, 100)  # the provider counted fewer
+    assert lim2.reserve(800).at == clock.now
+    with pytest.raises(SpecError, match="tpm"):
+        lim2.reserve(5000)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rpm=st.integers(1, 600), burst=st.one_of(st.none(), st.integers(1, 20)),
+       arrivals=st.lists(st.floats(0, 5.0), min_size=1, max_size=200),
+       pauses=st.lists(st.tuples(st.integers(0, 199), st.floats(0, 3.0)), max_size=5))
+def test_limiter_never_exceeds_rpm_in_any_window(rpm, burst, arrivals, pauses):
+    """Whatever the arrival pattern and pauses: at most ``rpm`` slots in any 60 s, at most ``burst`` at once."""
+    clock = Clock()
+    lim = RateLimiter(rpm=rpm, burst=burst, clock=clock)
+    pause_at = dict(pauses)
+    slots = []
+    for i, gap in enumerate(arrivals):
+        clock.now += gap
+        if i in pause_at:
+            end = lim.pause(pause_at[i])
+        slot = lim.reserve().at
+        assert slot >= clock.now
+        if i in pause_at:
+            assert slot >= end
+        slots.append(slot)
+    assert slots == sorted(slots)
+    for i, start in enumerate(slots):
+        in_window = sum(1 for s in slots[i:] if s < start + 60.0)
+        assert in_window <= rpm
+        in_burst = sum(1 for s in slots[i:] if s == start)
+        assert in_burst <= lim.burst
