@@ -79,7 +79,8 @@ class ClientActor(GenServer):
         self.clock = time.monotonic
         self.limiter = RateLimiter(cfg.rpm, cfg.tpm, name=cfg.qualified)
         b = cfg.breaker
-        self.breaker = CircuitBreaker(b.max_failures, b.window, b.reset_after, name=cfg.qualified,
+        self.breaker = CircuitBreaker(b.max_failures, b.window, b.reset_after, failure_rate=b.failure_rate,
+                                      name=cfg.qualified,
                                       fail_fraction=b.fail_fraction, on_change=self._on_breaker)
         self.ids = itertools.count(1)
         self.leases: dict[int, _Lease] = {}

@@ -50,17 +50,21 @@ class Secret:
 
 @dataclass(frozen=True)
 class Breaker:
-    """Circuit breaker settings: melt after ``max_failures`` in ``window`` s; trial after ``reset_after`` s."""
+    """Circuit breaker settings: melt after ``max_failures`` failed attempts in ``window`` s that are also at
+    least ``failure_rate`` of the attempts there; one trial after ``reset_after`` s. ``fail_fraction``
+    rejects that share of requests on purpose (chaos testing)."""
 
     max_failures: int = 5
     window: float = 10.0
     reset_after: float = 30.0
+    failure_rate: float = 0.5
     fail_fraction: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.max_failures < 1 or self.window <= 0 or self.reset_after < 0 or not 0 <= self.fail_fraction <= 1:
+        if (self.max_failures < 1 or self.window <= 0 or self.reset_after < 0 or not 0 <= self.fail_fraction <= 1
+                or not 0 < self.failure_rate <= 1):
             raise ConfigError(f"invalid {self}: use max_failures >= 1, window > 0, reset_after >= 0, "
-                              "fail_fraction in [0, 1]")
+                              "failure_rate in (0, 1], fail_fraction in [0, 1]")
 
 
 @dataclass(frozen=True)

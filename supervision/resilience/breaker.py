@@ -1,7 +1,8 @@
 """CircuitBreaker: stop calling a failing dependency, then probe it with one trial request.
 
 Fuse-style, as in Erlang's ``fuse``: it *melts* (opens) after ``max_failures`` failures within
-``window`` seconds, stays open for ``reset_after`` seconds, then lets exactly one trial through
+``window`` seconds that are also at least ``failure_rate`` of the calls in that window (a busy client
+does not melt on a few percent of errors its retries absorb), stays open for ``reset_after`` seconds, then lets exactly one trial through
 (half-open). The trial's success closes it; its failure opens it again. Not thread-safe by design:
 one actor owns it. The clock and the random source are injected so it can be tested without sleeping.
 """
@@ -70,18 +71,21 @@ class CircuitBreaker:
     """Closed → open → half-open → closed. ``acquire()`` before a call, ``record(permit, ok)`` after."""
 
     def __init__(self, max_failures: int = 5, window: float = 10.0, reset_after: float = 30.0, *,
-                 name: str = "breaker", on_change: Callable[[BreakerChange], None] | None = None,
+                 failure_rate: float = 0.5, name: str = "breaker", on_change: Callable[[BreakerChange], None] | None = None,
                  fail_fraction: float = 0.0, clock: Callable[[], float] = time.monotonic,
                  rand: Callable[[], float] = random.random) -> None:
-        if max_failures < 1 or window <= 0 or reset_after < 0:
-            raise SpecError("CircuitBreaker", f"max_failures={max_failures}, window={window}, "
-                            f"reset_after={reset_after}", "use max_failures >= 1, window > 0, reset_after >= 0")
+        if max_failures < 1 or window <= 0 or reset_after < 0 or not 0 < failure_rate <= 1:
+            raise SpecError("CircuitBreaker", f"max_failures={max_failures}, window={window}, reset_after="
+                            f"{reset_after}, failure_rate={failure_rate}",
+                            "use max_failures >= 1, window > 0, reset_after >= 0, 0 < failure_rate <= 1")
+        self.failure_rate = failure_rate
         self.name = name
         self.max_failures, self.window, self.reset_after = max_failures, window, reset_after
         self.on_change = on_change
         self.clock, self.rand = clock, rand
         self._state = BreakerState.CLOSED
-        self._failures: deque[float] = deque()
+        self._calls: deque[tuple[float, bool]] = deque()  # (time, failed) of the calls in the window
+        self._failed = 0
         self._opened_at = 0.0
         self._trial_out = False
         self._generation = 0  # bumps on every state change: permits from an older state are ignored
@@ -104,7 +108,7 @@ class CircuitBreaker:
 
     def snapshot(self) -> BreakerSnapshot:
         self._prune()
-        return BreakerSnapshot(self.name, self.state, len(self._failures), self.retry_in(), self.trips)
+        return BreakerSnapshot(self.name, self.state, self._failed, self.retry_in(), self.trips)
 
     # --- calls ---------------------------------------------------------------------------------
 
@@ -129,18 +133,18 @@ class CircuitBreaker:
         if permit.trial:
             self._trial_out = False
             if ok:
-                self._failures.clear()
+                self._clear()
                 self._move(BreakerState.CLOSED, "trial succeeded")
             else:
                 self._open("trial failed")
             return
-        if ok or self._state is not BreakerState.CLOSED:
+        if self._state is not BreakerState.CLOSED:
             return
-        now = self.clock()
-        self._failures.append(now)
+        self._calls.append((self.clock(), not ok))
+        self._failed += not ok
         self._prune()
-        if len(self._failures) >= self.max_failures:
-            self._open(f"{len(self._failures)} failures within {self.window:g}s")
+        if not ok and self._failed >= self.max_failures and self._failed >= self.failure_rate * len(self._calls):
+            self._open(f"{self._failed} of {len(self._calls)} calls failed within {self.window:g}s")
 
     def cancel(self, permit: Permit) -> None:
         """The permitted call was never made: a trial permit is handed back."""
@@ -149,7 +153,7 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Close by hand (an operator fixed the dependency)."""
-        self._failures.clear()
+        self._clear()
         self._trial_out = False
         if self._state is not BreakerState.CLOSED:
             self._move(BreakerState.CLOSED, "manual reset")
@@ -164,12 +168,16 @@ class CircuitBreaker:
 
     def _prune(self) -> None:
         horizon = self.clock() - self.window
-        while self._failures and self._failures[0] <= horizon:
-            self._failures.popleft()
+        while self._calls and self._calls[0][0] <= horizon:
+            self._failed -= self._calls.popleft()[1]
+
+    def _clear(self) -> None:
+        self._calls.clear()
+        self._failed = 0
 
     def _open(self, reason: str) -> None:
         self._opened_at = self.clock()
-        self._failures.clear()
+        self._clear()
         self.trips += 1
         self._move(BreakerState.OPEN, reason)
 

@@ -134,3 +134,14 @@ def test_limiter_never_exceeds_rpm_in_any_window(rpm, burst, arrivals, pauses):
         assert in_window <= rpm
         in_burst = sum(1 for s in slots[i:] if s == start)
         assert in_burst <= lim.burst
+
+
+def test_breaker_needs_the_failure_rate_as_well_as_the_count():
+    clock = Clock()
+    b = CircuitBreaker(max_failures=3, window=10.0, failure_rate=0.5, clock=clock)
+    for _ in range(10):
+        b.record(b.acquire(), ok=True)
+    fail(b, 5)  # 5 of 15 failed: a third, under the rate
+    assert b.state is BreakerState.CLOSED
+    fail(b, 5)  # 10 of 20: half
+    assert b.state is BreakerState.OPEN
