@@ -111,6 +111,7 @@ class ActorRuntime:
     def start(self) -> "ActorRuntime":
         if self._system is not None:
             return self
+        _thespian.install()
         if self.is_local:
             self._system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=_log_defs())
         else:
@@ -132,7 +133,6 @@ class ActorRuntime:
         return self
 
     def _start_process_system(self) -> None:
-        _thespian.install()
         os.environ[_thespian.BIND_ENV] = self.bind_host
         os.environ.setdefault("THESPIAN_BASE_IPADDR", self.bind_host)
         log_dir = self.log_dir or os.path.join(tempfile.gettempdir(), f"supervision-{os.getpid()}")

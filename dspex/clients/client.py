@@ -153,7 +153,10 @@ class ClientActor(GenServer):
 
     def _over_budget(self, wait: _Wait) -> bool:
         """Checked on arrival and again when a place in flight is granted: overspend is bounded by what is in flight."""
-        cfg, spent = self.cfg, self.baseline + self.totals
+        cfg = self.cfg
+        if cfg.budget_usd is None and cfg.budget_tokens is None:
+            return False
+        spent = self.baseline + self.totals
         if cfg.budget_usd is not None and spent.cost >= cfg.budget_usd:
             why = f"budget_usd={cfg.budget_usd:g} is spent (${spent.cost:.6f} so far)"
         elif cfg.budget_tokens is not None and spent.total_tokens >= cfg.budget_tokens:

@@ -42,11 +42,16 @@ class UsageTotals:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: "UsageTotals") -> "UsageTotals":
-        return UsageTotals(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
+        return UsageTotals(self.requests + other.requests, self.ok + other.ok, self.failed + other.failed,
+                           self.cache_hits + other.cache_hits, self.retries + other.retries,
+                           self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                           self.cost + other.cost)
 
     def record(self, rec: "UsageRecord") -> "UsageTotals":
-        return self + UsageTotals(1, int(rec.ok and not rec.cached), int(not rec.ok), int(rec.cached), rec.retries,
-                                  rec.prompt_tokens, rec.completion_tokens, rec.cost)
+        return UsageTotals(self.requests + 1, self.ok + (rec.ok and not rec.cached), self.failed + (not rec.ok),
+                           self.cache_hits + rec.cached, self.retries + rec.retries,
+                           self.prompt_tokens + rec.prompt_tokens, self.completion_tokens + rec.completion_tokens,
+                           self.cost + rec.cost)
 
 
 @dataclass(frozen=True)
