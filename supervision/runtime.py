@@ -86,6 +86,7 @@ class ActorRuntime:
         self._lock = threading.RLock()  # local base: one caller at a time drives the system
         self._cond = threading.Condition(self._lock)
         self._parked: list[Any] = []  # local base: replies that arrived while another thread drove
+        self._waiters = 0  # local base: threads waiting for a deferred reply
         self._pool: list[_Endpoint] = []
         self._pool_lock = threading.Lock()
         self._clones: list[_Endpoint] = []
@@ -274,7 +275,8 @@ class ActorRuntime:
         if self.is_local:
             with self._cond:
                 system.tell(address, Cast(message))
-                self._collect_local(system)
+                if self._waiters:  # the cast may have released deferred replies for them
+                    self._collect_local(system)
             if self._bus:
                 self._pump_events(system)
         else:
@@ -327,29 +329,41 @@ class ActorRuntime:
         with self._cond:
             system.tell(address, msg)  # runs the system until it is idle
             while True:
-                self._collect_local(system)
-                for i, reply in enumerate(self._parked):
-                    if matches(reply):
-                        del self._parked[i]
-                        return reply
+                reply = self._collect_local(system, matches)
+                if reply is None:
+                    reply = next((r for r in self._parked if matches(r)), None)
+                    if reply is not None:
+                        self._parked.remove(reply)
+                if reply is not None:
+                    return reply
                 self._raise_if_dead(address, system)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise CallTimeout(str(address), getattr(msg, "request", msg), timeout)
-                self._cond.wait(min(remaining, LOCAL_POLL))
+                self._waiters += 1
+                try:
+                    self._cond.wait(min(remaining, LOCAL_POLL))
+                finally:
+                    self._waiters -= 1
                 system.tell(self._root or address, Nudge())  # fires the timers now due and runs what they send
 
-    def _collect_local(self, system: Any) -> None:
-        """Move every reply waiting at the outside mailbox to the parked list; wake the other callers."""
+    def _collect_local(self, system: Any, matches: Callable[[Any], bool] | None = None) -> Any:
+        """Take the replies waiting at the outside mailbox: return the one ``matches`` accepts, park the
+        others for their threads (and wake them)."""
+        found, parked = None, False
         reply = system.listen(0)
-        got = False
         while reply is not None:
-            if not isinstance(reply, PoisonMessage):
+            if found is None and matches is not None and matches(reply):
+                found = reply
+            elif not isinstance(reply, PoisonMessage):
                 self._parked.append(reply)
-                got = True
+                parked = True
+            if found is not None and not self._waiters:
+                break  # nobody else waits: skip the extra scheduler pass
             reply = system.listen(0)
-        if got:
+        if parked:
             self._cond.notify_all()
+        return found
 
     def _raise_if_dead(self, address: Any, system: Any) -> None:
         if self._root is None or address == self._root:

@@ -50,7 +50,7 @@ class _Wait:
 @dataclass
 class _Lease:
     wait: _Wait
-    permit: Permit
+    permit: Permit | None  # None: the lease had expired when its report came
     started: float
 
 
@@ -205,8 +205,8 @@ class ClientActor(GenServer):
     def _report(self, rep: Report) -> Any:
         lease = self.leases.pop(rep.lease, None)
         outcome = rep.outcome
-        if lease is None:  # expired by the sweep: account for it all the same
-            lease = _Lease(_Wait(next(self.ids), self.current_call, 0, None), None, self.clock())  # type: ignore[arg-type]
+        if lease is None:  # taken back by the sweep: account for it all the same
+            lease = _Lease(_Wait(next(self.ids), self.current_call, 0, rep.run, rep.attempt), None, self.clock())
         wait = lease.wait
         wait.token = self.current_call
         if lease.permit is not None:
@@ -313,7 +313,8 @@ class ClientActor(GenServer):
         for lease_id, lease in list(self.leases.items()):
             if lease.started < horizon:
                 del self.leases[lease_id]
-                self.breaker.cancel(lease.permit)
+                if lease.permit is not None:
+                    self.breaker.cancel(lease.permit)
                 self.actor_log.warning("lease_expired", client=self.cfg.client_key, attempt=lease.wait.attempt)
         self._pump()
         if self.leases:

@@ -91,7 +91,7 @@ class LM:
         reply = self._call(Admit(est, run))
         while isinstance(reply, Lease):
             outcome = engine.transport.attempt(msgs, sampling)
-            reply = self._call(Report(reply.id, outcome))
+            reply = self._call(Report(reply.id, outcome, reply.attempt, run))
         assert isinstance(reply, Done), reply
         comp = Completion(outcome.text, Usage(outcome.prompt_tokens, outcome.completion_tokens), reply.cost,
                           outcome.model or cfg.model, time.monotonic() - start, attempts=reply.attempts)

@@ -94,6 +94,8 @@ class Report:
 
     lease: int
     outcome: Outcome
+    attempt: int = 0
+    run: str | None = None
 
 
 @dataclass(frozen=True)
