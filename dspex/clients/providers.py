@@ -42,9 +42,14 @@ class Provider:
         raise NotImplementedError
 
     def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
-        """Seconds the provider asks us to wait: ``Retry-After`` first, then its own reset headers."""
+        """Seconds the provider asks us to wait: ``Retry-After`` first, then its own reset hints."""
         value = headers.get("retry-after")
-        return parse_retry_after(value) if value else None
+        found = parse_retry_after(value) if value else None
+        return found if found is not None else self.reset_hint(headers, body)
+
+    def reset_hint(self, headers: Mapping[str, str], body: Any) -> float | None:
+        """The provider's own way of saying when limits reset (lowercase ``headers``)."""
+        return None
 
 
 class OpenAI(Provider):
@@ -69,10 +74,7 @@ class OpenAI(Provider):
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise WireError(f"not an OpenAI chat completion ({type(exc).__name__}: {exc})") from None
 
-    def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
-        found = super().retry_after(headers, body)
-        if found is not None:
-            return found
+    def reset_hint(self, headers: Mapping[str, str], body: Any) -> float | None:
         resets = [parse_duration(headers[h]) for h in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
                   if h in headers]
         resets = [r for r in resets if r is not None]
@@ -106,10 +108,7 @@ class Anthropic(Provider):
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not an Anthropic message ({type(exc).__name__}: {exc})") from None
 
-    def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
-        found = super().retry_after(headers, body)
-        if found is not None:
-            return found
+    def reset_hint(self, headers: Mapping[str, str], body: Any) -> float | None:
         for header in ("anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset"):
             if header in headers:
                 return parse_timestamp(headers[header])
@@ -144,10 +143,7 @@ class Gemini(Provider):
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise WireError(f"not a Gemini generateContent answer ({type(exc).__name__}: {exc})") from None
 
-    def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
-        found = super().retry_after(headers, body)
-        if found is not None:
-            return found
+    def reset_hint(self, headers: Mapping[str, str], body: Any) -> float | None:
         try:
             details = body["error"]["details"]
         except (KeyError, TypeError):
