@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import structlog
 
 from supervision import ActorRef, ActorRuntime, ChildSpec, SupervisorRef, SupervisorSpec
+from supervision.runtime import free_port
 
 from .clients.cache import ResponseCache
 from .clients.client import ClientActor
@@ -28,6 +29,8 @@ from .clients.messages import Flush, LedgerQuery, LedgerReport
 from .clients.prices import Price, check_price, price_for
 from .clients.transport import Transport
 from .errors import ConfigError
+from .local.actor import ModelServer
+from .local.models import resolve_model
 from .logs import configure_logging
 
 _ACTIVE: list["Runtime"] = []
@@ -60,6 +63,7 @@ class Runtime:
         self._configs: dict[str, LMConfig] = {}
         self._engines: dict[tuple, Engine] = {}
         self._caches: dict[str, ResponseCache] = {}
+        self._model_ports: dict[str, int] = {}
         self._lock = threading.RLock()
 
     @property
@@ -121,6 +125,22 @@ class Runtime:
                 else:
                     raise ConfigError(f"the client {cfg.client_key} is restarting; retry the request")
             return ref
+
+    def local_model_url(self, name: str, n_ctx: int = 2048, threads: int = 2) -> str:
+        """Start (once) the supervised server of local model ``name``; its OpenAI-style base URL."""
+        if self.clients is None:
+            raise ConfigError("the runtime is not started: use `with dspex.runtime() as rt:`")
+        with self._lock:
+            port = self._model_ports.get(name)
+            if port is None:
+                path = resolve_model(name)
+                port = free_port()
+                short = Path(name).stem if name.endswith(".gguf") else name
+                self.clients.start_child(ChildSpec(f"model:{name}", ModelServer, args=(str(path), port, short),
+                                                   kwargs={"n_ctx": n_ctx, "threads": threads},
+                                                   title=f"model {short}", shutdown=15.0), timeout=180.0)
+                self._model_ports[name] = port
+            return f"http://127.0.0.1:{port}/v1"
 
     def engine(self, cfg: LMConfig, key: Secret | None) -> Engine:
         """This process's HTTP pool and cache for a client (one per client and key)."""

@@ -8,11 +8,13 @@ from typing import Any
 
 from ..errors import ConfigError
 
-PROVIDERS = ("openai", "anthropic", "gemini")
+PROVIDERS = ("openai", "anthropic", "gemini", "local")
 KEY_ENV = {"openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",),
-           "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+           "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "local": ()}
 DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com",
-                    "gemini": "https://generativelanguage.googleapis.com"}
+                    "gemini": "https://generativelanguage.googleapis.com", "local": "http://127.0.0.1/v1"}
+DEFAULT_RPM = {"openai": 500, "anthropic": 50, "gemini": 15, "local": None}
+"""Requests per minute when ``rpm="auto"``: each provider's entry-tier limit; none for a local model."""
 
 
 class Secret:

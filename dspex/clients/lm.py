@@ -11,7 +11,7 @@ from supervision import ActorExited, ActorRef
 from ..errors import ClientExited, ConfigError
 from ..primitives import Usage
 from .cache import cache_key
-from .config import DEFAULT_BASE_URL, Breaker, LMConfig, Secret, parse_model, resolve_key
+from .config import DEFAULT_BASE_URL, DEFAULT_RPM, Breaker, LMConfig, Secret, parse_model, resolve_key
 from .messages import (Admit, CacheHit, ClientStatus, Completion, Done, Flush, GetStatus, GetUsage, InjectFaults,
                        Lease, Report, ResetBreaker, UsageTotals, cached_completion)
 from .prices import Price, check_price
@@ -34,7 +34,7 @@ class LM:
 
     def __init__(self, model: str, api_key: str | Secret | None = None, base_url: str | None = None, *,
                  temperature: float = 0.0, max_tokens: int = 512, timeout: float = 30.0,
-                 rpm: float | None = 500, tpm: float | None = None, max_in_flight: int = 64, retries: int = 5,
+                 rpm: float | None | str = "auto", tpm: float | None = None, max_in_flight: int = 64, retries: int = 5,
                  breaker: Breaker | None = None, cache: bool = True, budget_usd: float | None = None,
                  budget_tokens: int | None = None, backoff_base: float = 0.5, backoff_cap: float = 20.0,
                  price: Price | None = None, name: str | None = None, runtime: "Runtime | None" = None,
@@ -42,6 +42,12 @@ class LM:
         from ..runtime import current_runtime
 
         provider, model_name = parse_model(model)
+        rt = runtime or current_runtime()
+        if rpm == "auto":
+            rpm = DEFAULT_RPM[provider]
+        if provider == "local":  # the runtime starts (or finds) the model's server process
+            base_url = base_url or rt.local_model_url(model_name)
+            params.setdefault("prompt_format", "raw")
         self.config = LMConfig(provider, model_name, base_url or DEFAULT_BASE_URL[provider], temperature, max_tokens,
                                timeout, rpm, tpm, max_in_flight, retries, breaker or Breaker(), cache, budget_usd,
                                budget_tokens, backoff_base, backoff_cap, tuple(sorted(params.items())), name)
@@ -49,7 +55,7 @@ class LM:
         self._key = resolve_key(provider, api_key)
         self._runtime: Runtime | None = None
         self._ref: ActorRef | None = None
-        self.bind(runtime or current_runtime())
+        self.bind(rt)
 
     # --- binding -----------------------------------------------------------------------------------
 
@@ -73,14 +79,19 @@ class LM:
 
     # --- requests ----------------------------------------------------------------------------------
 
-    def request(self, messages: Sequence[dict] | str, *, run: str | None = None, **overrides: Any) -> Completion:
-        """Send a chat request through the pipeline; raises a typed :class:`~dspex.errors.LMError`."""
+    def request(self, messages: Sequence[dict] | str, *, run: str | None = None, rollout: int | None = None,
+                **overrides: Any) -> Completion:
+        """Send a chat request through the pipeline; raises a typed :class:`~dspex.errors.LMError`.
+
+        ``rollout`` tells apart deliberate repeats of one prompt (BestOfN, MultiChainComparison): it is
+        part of the cache key and never sent. ``overrides`` are sampling parameters for this request.
+        """
         rt = self._need_runtime()
         msgs = normalize_messages(messages)
         cfg = self.config
         sampling = {**cfg.sampling(), **overrides}
         engine = rt.engine(cfg, self._key)
-        key = cache_key(cfg.provider, cfg.model, msgs, sampling) if cfg.cache else None
+        key = cache_key(cfg.provider, cfg.model, msgs, {**sampling, "_rollout": rollout}) if cfg.cache else None
         if key is not None:
             hit = engine.cache.get(key)
             if hit is not None:

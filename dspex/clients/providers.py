@@ -154,7 +154,13 @@ class Gemini(Provider):
         return None
 
 
-PROVIDER_IMPLS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Anthropic(), Gemini())}
+class Local(OpenAI):
+    """A local model served by ``dspex.local.server``: the OpenAI format, no key."""
+
+    name = "local"
+
+
+PROVIDER_IMPLS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Anthropic(), Gemini(), Local())}
 
 _DURATION = re.compile(r"(?P<num>\d+(?:\.\d+)?)(?P<unit>ms|h|m|s)")
 

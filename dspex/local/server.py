@@ -1,0 +1,122 @@
+"""A local GGUF model (llama-cpp-python) behind an OpenAI-compatible chat endpoint, in its own process.
+
+    python -m dspex.local.server --model PATH [--port 0] [--n-ctx 2048] [--threads 2]
+
+Prints its URL on the first line of stdout, then serves ``POST /v1/chat/completions`` on 127.0.0.1.
+It exits when its stdin reaches end-of-file, so it never outlives the actor that owns it (even after
+that actor is killed with -9). One model instance answers one request at a time (llama.cpp contexts
+are not thread-safe); callers queue on a lock.
+
+``prompt_format`` in the request body: ``"chat"`` applies the model's chat template; ``"raw"`` joins
+the message contents and continues the text (completion style, which small models follow far better
+for ``Field: value`` prompts; see ../shared/MODELS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+RAW_STOP = ["\n\n"]
+
+
+class _Model:
+    def __init__(self, path: str, n_ctx: int, threads: int, seed: int) -> None:
+        from llama_cpp import Llama
+
+        self.name = path.rsplit("/", 1)[-1]
+        self.llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, seed=seed, verbose=False)
+        self.lock = threading.Lock()
+
+    def complete(self, body: dict) -> dict:
+        messages = body["messages"]
+        params = {"temperature": float(body.get("temperature", 0.0)), "max_tokens": int(body.get("max_tokens", 256))}
+        stop = body.get("stop")
+        with self.lock:
+            if body.get("prompt_format", "chat") == "raw":
+                prompt = "\n\n".join(m["content"] for m in messages)
+                out = self.llm.create_completion(prompt, stop=stop or RAW_STOP, **params)
+                text = out["choices"][0]["text"]
+            else:
+                out = self.llm.create_chat_completion(messages=messages, stop=stop, **params)
+                text = out["choices"][0]["message"]["content"] or ""
+        usage = out["usage"]
+        return {"id": out.get("id", "local"), "object": "chat.completion", "created": int(time.time()),
+                "model": self.name, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                                  "finish_reason": out["choices"][0].get("finish_reason", "stop")}],
+                "usage": {"prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
+                          "total_tokens": usage["total_tokens"]}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    model: _Model
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+        """Quiet: the client actor logs every request."""
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib's name
+        """``/health``: answered without the model lock, so it shows the process is alive while it works."""
+        if self.path in ("/health", "/v1/health"):
+            return self._send(200, {"status": "ok"})
+        return self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib's name
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.split("?")[0] != "/v1/chat/completions":
+            return self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+        try:
+            body = json.loads(raw)
+            answer = self.model.complete(body)
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._send(400, {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}})
+        return self._send(200, answer)
+
+    def _send(self, status: int, body: dict) -> None:
+        payload = json.dumps(body).encode()
+        head = (f"HTTP/1.1 {status} {self.responses[status][0]}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n").encode()
+        self.connection.sendall(head + payload)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="serve a GGUF model on 127.0.0.1 (OpenAI chat format)")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--title", default="dspex: model")
+    args = parser.parse_args(argv)
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(args.title)
+    except ImportError:
+        pass  # only the process title is lost
+    _Handler.model = _Model(args.model, args.n_ctx, args.threads, args.seed)
+    httpd = ThreadingHTTPServer(("127.0.0.1", args.port), _Handler, bind_and_activate=False)
+    httpd.daemon_threads = True
+    httpd.allow_reuse_address = True  # a restart binds the same port again at once
+    httpd.server_bind()
+    httpd.server_activate()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    print(f"http://127.0.0.1:{httpd.server_address[1]}", flush=True)
+    sys.stdin.read()  # until the owner closes the pipe or dies
+    httpd.shutdown()
+    httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()

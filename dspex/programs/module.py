@@ -1,0 +1,158 @@
+"""Module: the base of every program. Plain, picklable values; the LM is passed in, never global.
+
+A module's predictors are found by walking its attributes (sub-modules, and lists / tuples / dicts
+of them) in definition order, which gives stable names such as ``answer`` or ``steps[1].predict``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ..errors import ConfigError
+from ..primitives import Prediction, Usage
+
+if TYPE_CHECKING:
+    from .predict import Predict
+
+FORMAT_VERSION = 1
+
+
+class Module:
+    """Subclass it, set sub-modules in ``__init__``, implement ``forward(**inputs) -> Prediction``."""
+
+    def __call__(self, **inputs: Any) -> Prediction:
+        return self.forward(**inputs)
+
+    def forward(self, **inputs: Any) -> Prediction:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(**inputs)")
+
+    async def acall(self, **inputs: Any) -> Prediction:
+        """Async twin: runs ``forward`` in a worker thread (the client actors provide the concurrency)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.forward, **inputs)
+
+    # --- the tree ----------------------------------------------------------------------------------
+
+    def named_sub_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        for name, value in vars(self).items():
+            yield from _walk(value, f"{prefix}{name}")
+
+    def named_predictors(self) -> list[tuple[str, "Predict"]]:
+        """Every predictor below this module, with a stable dotted name."""
+        from .predict import Predict
+
+        found = [("self", self)] if isinstance(self, Predict) else []
+        found += [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predict)]
+        return found
+
+    def predictors(self) -> list["Predict"]:
+        return [p for _, p in self.named_predictors()]
+
+    def set_lm(self, lm: Any) -> "Module":
+        """Use ``lm`` for every predictor in the tree (returns self)."""
+        for p in self.predictors():
+            p.lm = lm
+        return self
+
+    def deepcopy(self) -> "Module":
+        """An independent copy; LM handles are shared (they are references to client actors)."""
+        return copy.deepcopy(self)
+
+    def reset_copy(self) -> "Module":
+        """A copy with every predictor's demos cleared (what optimizers start from)."""
+        fresh = self.deepcopy()
+        for p in fresh.predictors():
+            p.demos = []
+        return fresh
+
+    # --- saving ------------------------------------------------------------------------------------
+
+    def dump_state(self) -> dict:
+        return {name: p.dump_state() for name, p in self.named_predictors()}
+
+    def load_state(self, state: dict) -> "Module":
+        names = dict(self.named_predictors())
+        missing = set(names) - set(state)
+        if missing:
+            raise ConfigError(f"the saved program has no state for predictors {sorted(missing)}: "
+                              "it was saved from a different program")
+        for name, p in names.items():
+            p.load_state(state[name])
+        return self
+
+    def save(self, path: str | Path) -> None:
+        """JSON: program class, constructor config, and per predictor its signature, demos, adapter and LM
+        name. Never an API key. ``dspex.load(path)`` rebuilds it."""
+        cls = type(self)
+        doc = {"dspex_format": FORMAT_VERSION, "class": f"{cls.__module__}:{cls.__qualname__}",
+               "config": self.dump_config(), "state": self.dump_state()}
+        Path(path).write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+
+    def dump_config(self) -> dict | None:
+        """Constructor settings for ``load`` (built-in programs); None: construct with no arguments."""
+        return None
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> "Module":
+        return cls() if config is None else cls(**config)
+
+    def __deepcopy__(self, memo: dict) -> "Module":
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in vars(self).items():
+            shared = key == "lm" or type(value).__name__ == "LM"
+            setattr(clone, key, value if shared else copy.deepcopy(value, memo))
+        return clone
+
+
+def _walk(value: Any, name: str) -> Iterator[tuple[str, Module]]:
+    if isinstance(value, Module):
+        yield name, value
+        yield from value.named_sub_modules(prefix=f"{name}.")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _walk(item, f"{name}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(item, f"{name}[{key!r}]")
+
+
+def load(path: str | Path, lm: Any = None) -> Module:
+    """Rebuild a saved program (its class must be importable and a Module); attach ``lm`` if given."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read a saved program from {path}: {exc}") from None
+    if not isinstance(doc, dict) or "dspex_format" not in doc:
+        raise ConfigError(f"{path} is not a saved dspex program (no 'dspex_format' field)")
+    if doc["dspex_format"] != FORMAT_VERSION:
+        raise ConfigError(f"{path} has format {doc['dspex_format']!r}; this dspex reads format {FORMAT_VERSION}")
+    try:
+        module_name, qualname = doc["class"].split(":")
+        cls: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        if not (isinstance(cls, type) and issubclass(cls, Module)):
+            raise ConfigError(f"{doc['class']} is not a dspex Module")
+        program = cls.from_config(doc.get("config")).load_state(doc["state"])
+    except (KeyError, ValueError, AttributeError, ImportError, TypeError) as exc:
+        raise ConfigError(f"{path} is corrupt or from an incompatible program: {type(exc).__name__}: {exc}") from None
+    return program.set_lm(lm) if lm is not None else program
+
+
+def combine(predictions: list[Prediction], **outputs: Any) -> Prediction:
+    """A Prediction with ``outputs`` whose usage, cost and trace add up those of ``predictions``."""
+    usage, cost, trace = Usage(), 0.0, []
+    for p in predictions:
+        usage, cost = usage + p.usage, cost + p.cost
+        trace.extend(p.trace)
+    raw = predictions[-1].raw if predictions else ""
+    return Prediction(outputs, usage=usage, cost=cost, raw=raw, trace=trace)
+
+
+__all__ = ["Module", "load", "combine", "FORMAT_VERSION"]

@@ -1,0 +1,139 @@
+"""Predict and ChainOfThought: one signature, one adapter, demos, an LM; parse failures handled in steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Sequence
+
+import structlog
+
+from ..adapters import Adapter, ChatAdapter, JSONAdapter, TextAdapter
+from ..errors import AdapterParseError, ConfigError, SignatureError
+from ..primitives import Example, Prediction, Usage
+from ..signature import OutputField, Signature, SignatureMeta, ensure_signature, make_signature
+from .module import Module
+
+log = structlog.get_logger("dspex.programs")
+ADAPTERS: dict[str, type[Adapter]] = {"ChatAdapter": ChatAdapter, "JSONAdapter": JSONAdapter,
+                                      "TextAdapter": TextAdapter}
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One predictor call: what teleprompters bootstrap demos from."""
+
+    predictor: str
+    inputs: dict
+    outputs: dict
+
+
+class Predict(Module):
+    """``Predict("question -> answer", lm=lm)``: format with the adapter, ask the LM, parse.
+
+    On a parse failure: one re-ask showing the model its answer and the error, then the JSON adapter,
+    then :class:`~dspex.errors.AdapterParseError` (each step logged). ``config`` holds per-call LM
+    options (``temperature``, ``max_tokens``, ...).
+    """
+
+    def __init__(self, signature: Any, lm: Any = None, adapter: Adapter | None = None,
+                 demos: Sequence[Mapping[str, Any]] = (), **config: Any) -> None:
+        self.signature: SignatureMeta = ensure_signature(signature)
+        self.lm = lm
+        self.adapter = adapter or ChatAdapter()
+        self.demos = [dict(d) for d in demos]
+        self.config = dict(config)
+
+    def forward(self, **inputs: Any) -> Prediction:
+        if self.lm is None:
+            raise ConfigError(f"{type(self).__name__}({self.signature.signature_string()!r}) has no LM: "
+                              "pass lm= or call program.set_lm(lm)")
+        sig, options = self.signature, dict(self.config)
+        messages = self.adapter.format(sig, inputs, self.demos)
+        comps = [self.lm.request(messages, **options)]
+        try:
+            values = self.adapter.parse(sig, comps[-1].text)
+        except AdapterParseError as first:
+            log.info("parse_failed_reasking", signature=sig.signature_string(), reason=first.reason)
+            retry = [*messages, {"role": "assistant", "content": comps[-1].text},
+                     {"role": "user", "content": f"Your answer could not be parsed ({first.reason or 'missing fields: ' + ', '.join(first.missing_fields)}). "
+                                                 "Answer again, exactly in the required format."}]
+            comps.append(self.lm.request(retry, **options))
+            try:
+                values = self.adapter.parse(sig, comps[-1].text)
+            except AdapterParseError:
+                values = self._json_fallback(sig, inputs, options, comps)
+        usage = sum((c.usage for c in comps), Usage())
+        step = TraceStep(type(self).__name__, dict(inputs), dict(values))
+        return Prediction(values, usage=usage, cost=sum(c.cost for c in comps), raw=comps[-1].text, trace=[step])
+
+    def _json_fallback(self, sig: SignatureMeta, inputs: dict, options: dict, comps: list) -> dict:
+        if isinstance(self.adapter, JSONAdapter):
+            return self.adapter.parse(sig, comps[-1].text)  # raises the AdapterParseError
+        log.info("parse_failed_json_fallback", signature=sig.signature_string())
+        fallback = JSONAdapter()
+        comps.append(self.lm.request(fallback.format(sig, inputs, self.demos), **options))
+        return fallback.parse(sig, comps[-1].text)  # AdapterParseError if this fails too
+
+    # --- saving ------------------------------------------------------------------------------------
+
+    def dump_config(self) -> dict:
+        return {"signature": dump_signature(self.signature), "config": self.config}
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> "Predict":
+        if not config:
+            raise ConfigError(f"{cls.__name__} needs its saved config (signature)")
+        return cls(load_signature(config["signature"]), **config.get("config", {}))
+
+    def dump_state(self) -> dict:
+        return {"signature": dump_signature(self.signature), "demos": [_jsonable(d) for d in self.demos],
+                "adapter": self.adapter.name(), "lm": getattr(self.lm, "model", None), "config": self.config}
+
+    def load_state(self, state: dict) -> "Predict":
+        self.signature = load_signature(state["signature"])
+        self.demos = [dict(d) for d in state["demos"]]
+        adapter = ADAPTERS.get(state.get("adapter", "ChatAdapter"))
+        if adapter is None:
+            raise ConfigError(f"unknown adapter {state.get('adapter')!r} (known: {', '.join(ADAPTERS)})")
+        self.adapter = adapter()
+        self.config = dict(state.get("config", {}))
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.signature.signature_string()!r}, demos={len(self.demos)})"
+
+
+class ChainOfThought(Predict):
+    """Predict with a ``reasoning`` output first, so the model thinks before it answers."""
+
+    def __init__(self, signature: Any, lm: Any = None, adapter: Adapter | None = None,
+                 demos: Sequence[Mapping[str, Any]] = (), rationale_desc: str = "Think step by step.",
+                 **config: Any) -> None:
+        base = ensure_signature(signature)
+        if "reasoning" not in base.fields:
+            base = base.prepend("reasoning", OutputField(desc=rationale_desc), str)
+        super().__init__(base, lm, adapter, demos, **config)
+
+
+def dump_signature(sig: SignatureMeta) -> dict:
+    return {"name": sig.__name__, "string": sig.signature_string(), "instructions": sig._instructions,
+            "fields": {n: {"desc": f.desc, "prefix": f.prefix} for n, f in sig.fields.items()}}
+
+
+def load_signature(data: dict) -> SignatureMeta:
+    try:
+        parsed = Signature(data["string"])
+        fields = {n: replace(f, **data["fields"].get(n, {})) for n, f in parsed.fields.items()}
+        return make_signature(fields, data.get("instructions"), data.get("name", "StringSignature"))
+    except (KeyError, TypeError, SignatureError) as exc:
+        raise ConfigError(f"a saved signature is corrupt: {exc}") from None
+
+
+def _jsonable(demo: Mapping[str, Any]) -> dict:
+    data = dict(demo.items()) if isinstance(demo, Example) else dict(demo)
+    from ..adapters.base import to_jsonable
+
+    return {k: to_jsonable(v) for k, v in data.items()}
+
+
+__all__ = ["Predict", "ChainOfThought", "TraceStep", "dump_signature", "load_signature"]
