@@ -1,0 +1,22 @@
+"""``python -m dspex <command>``: ``demo`` (more commands come with evaluation and optimization)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print("usage: python -m dspex demo [--model M] [--n N] [--demos K] [--cot]")
+        return 0 if args else 2
+    if args[0] == "demo":
+        from .demo import main as demo
+
+        return demo(args[1:])
+    print(f"unknown command {args[0]!r}; try: python -m dspex demo", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
