@@ -76,7 +76,7 @@ class LMError(DspexError):
         if self.hint:
             text += f". {self.hint}"
         self._text = text
-        super().__init__(text)
+        Exception.__init__(self, text)  # not super(): ClientExited also derives from ActorExited
 
     def __reduce__(self):
         return (_rebuild, (type(self), self.__dict__.copy()))
@@ -154,6 +154,6 @@ class ClientExited(LMError, ActorExited):
     hint = "The request may or may not have reached the provider; retry it (the restarted client takes over)"
 
     def __init__(self, message: str, model: str = "", attempts: int = 0) -> None:
-        self.path = model
+        self.target = model
         self.reason = message
         LMError.__init__(self, message, model, attempts)

@@ -60,6 +60,7 @@ class Runtime:
         self.prices = {k: check_price(v) for k, v in (prices or {}).items()}
         self.log_level = log_level
         self.clients: SupervisorRef | None = None
+        self.models: SupervisorRef | None = None
         self._configs: dict[str, LMConfig] = {}
         self._engines: dict[tuple, Engine] = {}
         self._caches: dict[str, ResponseCache] = {}
@@ -78,6 +79,9 @@ class Runtime:
             self.clients = self.actors.start_supervisor(
                 SupervisorSpec("rest_for_one", intensity=10, period=10.0),
                 [ChildSpec("ledger", LedgerActor, title="ledger")], name="clients")
+            # local model servers apart from the clients: a model crash restarts only that model
+            self.models = self.actors.start_supervisor(SupervisorSpec("one_for_one", intensity=5, period=30.0),
+                                                       name="models")
         except BaseException:
             self.actors.close()
             raise
@@ -128,7 +132,7 @@ class Runtime:
 
     def local_model_url(self, name: str, n_ctx: int = 2048, threads: int = 2) -> str:
         """Start (once) the supervised server of local model ``name``; its OpenAI-style base URL."""
-        if self.clients is None:
+        if self.models is None:
             raise ConfigError("the runtime is not started: use `with dspex.runtime() as rt:`")
         with self._lock:
             port = self._model_ports.get(name)
@@ -136,7 +140,7 @@ class Runtime:
                 path = resolve_model(name)
                 port = free_port()
                 short = Path(name).stem if name.endswith(".gguf") else name
-                self.clients.start_child(ChildSpec(f"model:{name}", ModelServer, args=(str(path), port, short),
+                self.models.start_child(ChildSpec(f"model:{name}", ModelServer, args=(str(path), port, short),
                                                    kwargs={"n_ctx": n_ctx, "threads": threads},
                                                    title=f"model {short}", shutdown=15.0), timeout=180.0)
                 self._model_ports[name] = port

@@ -1,0 +1,54 @@
+"""The local provider with the real SmolLM2-135M model: a supervised model server process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+import dspex
+from supervision import procfs
+
+from ...conftest import wait_until
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not built here (./run installs it)")
+
+
+def _server_pids() -> list[int]:
+    found = []
+    for pid in procfs.pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if fh.read().startswith(b"dspex: model smollm2-135m (server)"):
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_local_model_answers_through_the_pipeline_and_a_killed_server_is_restarted(tmp_path):
+    events: list = []
+    with dspex.runtime("local", cache_dir=tmp_path, log_level="error") as rt:
+        rt.actors.subscribe(events.append)
+        lm = dspex.LM("local/smollm2-135m", max_tokens=4, cache=False, retries=8, backoff_base=0.2, backoff_cap=1.0)
+        qa = dspex.Predict("review -> sentiment", lm=lm, adapter=dspex.TextAdapter())
+        first = qa(review="I loved it, works great, best purchase ever.")
+        assert isinstance(first.sentiment, str) and first.sentiment  # a tiny model: any answer, really generated
+        assert first.cost == 0.0 and first.usage.completion_tokens >= 1
+        (pid,) = wait_until(_server_pids)
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(2.5)  # the model actor checks every 2 s
+        again = qa(review="Terrible. It broke after one day.")  # retried until the restarted server answers
+        assert again.sentiment
+        assert wait_until(lambda: any(e.kind == "restart" and "model" in e.child for e in events))
+        assert wait_until(lambda: (p := _server_pids()) and p[0] != pid)
+    assert wait_until(lambda: not _server_pids())  # closing the runtime stops the model process
+
+
+def test_unknown_local_model_says_what_to_use(tmp_path):
+    with dspex.runtime("local", cache_dir=tmp_path, log_level="error"):
+        with pytest.raises(dspex.ConfigError, match="local/smollm2-135m"):
+            dspex.LM("local/no-such-model")
