@@ -8,9 +8,9 @@ import structlog
 
 from ..errors import ConfigError, DspexError
 from ..primitives import Prediction
-from ..signature import InputField, OutputField, ensure_signature
+from ..signature import InputField, OutputField, ensure_signature, make_signature
 from .module import Module, combine
-from .predict import ChainOfThought, Predict
+from .predict import ChainOfThought, Predict, dump_signature, load_signature
 
 log = structlog.get_logger("dspex.programs")
 Reward = Callable[[dict, Prediction], float]
@@ -43,19 +43,12 @@ class MultiChainComparison(Module):
         return combine([*attempts, final], **dict(final.items()))
 
     def dump_config(self) -> dict:
-        from .predict import dump_signature
-
         sig = self.attempt.signature
-        base = {n: f for n, f in sig.fields.items() if n != "reasoning"}
-        from ..signature import make_signature
-
-        return {"signature": dump_signature(make_signature(base, sig._instructions, sig.__name__)), "M": self.M,
-                "temperature": self.temperature}
+        base = make_signature({n: f for n, f in sig.fields.items() if n != "reasoning"}, sig._instructions, sig.__name__)
+        return {"signature": dump_signature(base), "M": self.M, "temperature": self.temperature}
 
     @classmethod
     def from_config(cls, config: dict | None) -> "MultiChainComparison":
-        from .predict import load_signature
-
         if not config:
             raise ConfigError("MultiChainComparison needs its saved config")
         return cls(load_signature(config["signature"]), M=config["M"], temperature=config["temperature"])

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 import structlog
 
 from ..adapters import Adapter, ChatAdapter, JSONAdapter, TextAdapter
+from ..adapters.base import to_jsonable
 from ..errors import AdapterParseError, ConfigError, SignatureError
 from ..primitives import Example, Prediction, Usage
 from ..signature import OutputField, Signature, SignatureMeta, ensure_signature, make_signature
@@ -131,8 +132,6 @@ def load_signature(data: dict) -> SignatureMeta:
 
 def _jsonable(demo: Mapping[str, Any]) -> dict:
     data = dict(demo.items()) if isinstance(demo, Example) else dict(demo)
-    from ..adapters.base import to_jsonable
-
     return {k: to_jsonable(v) for k, v in data.items()}
 
 
