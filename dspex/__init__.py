@@ -4,6 +4,7 @@ from .adapters import Adapter, ChatAdapter, JSONAdapter, TextAdapter
 from .clients import LM, Breaker, ClientStatus, Completion, LedgerReport, UsageTotals
 from .errors import (AdapterParseError, AuthError, BudgetExceeded, CircuitOpen, ClientExited, ConfigError, DspexError,
                      ExampleError, LMError, LMTimeout, MalformedResponse, ProviderError, RateLimited, SignatureError)
+from .evaluate import Evaluate, EvaluationResult, EvalRow
 from .logs import configure_logging
 from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Predict, ReAct, Refine, Tool, combine,
                        load)
@@ -17,4 +18,4 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "AuthError", "LMTimeout", "BudgetExceeded", "MalformedResponse", "ClientExited", "LM", "Breaker",
            "Completion", "UsageTotals", "LedgerReport", "ClientStatus", "Runtime", "runtime", "current_runtime",
            "configure_logging", "Module", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison",
-           "BestOfN", "Refine", "load", "combine"]
+           "BestOfN", "Refine", "load", "combine", "Evaluate", "EvaluationResult", "EvalRow"]

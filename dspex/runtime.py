@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import structlog
 
-from supervision import ActorRef, ActorRuntime, ChildSpec, SupervisorRef, SupervisorSpec
+from supervision import ActorRef, ActorRuntime, ChildSpec, Kind, SupervisorRef, SupervisorSpec
 from supervision.runtime import free_port
 
 from .clients.cache import ResponseCache
@@ -118,17 +118,16 @@ class Runtime:
                                   f"(rpm={known.rpm}, tpm={known.tpm}, max_in_flight={known.max_in_flight}, "
                                   f"budget_usd={known.budget_usd}, ...): pass the same limits, or name= a separate client")
             child_id = _child_id(cfg)
-            ref = self.clients.child(child_id) if known is not None else None
-            if ref is None:
-                if known is None:
-                    price = price if price is not None else price_for(cfg.qualified, self.prices)
-                    info = self.clients.start_child(ChildSpec(child_id, ClientActor, args=(cfg, price),
-                                                              title=f"client {cfg.qualified}"))
-                    self._configs[cfg.client_key] = cfg
-                    ref = info.ref
-                else:
+            running = {c.id: c for c in self.clients.which_children()}
+            if child_id in running:
+                if running[child_id].ref is None:
                     raise ConfigError(f"the client {cfg.client_key} is restarting; retry the request")
-            return ref
+                return running[child_id].ref
+            price = price if price is not None else price_for(cfg.qualified, self.prices)
+            info = self.clients.start_child(ChildSpec(child_id, ClientActor, args=(cfg, price),
+                                                      title=f"client {cfg.qualified}"))
+            self._configs[cfg.client_key] = cfg
+            return info.ref
 
     def local_model_url(self, name: str, n_ctx: int = 2048, threads: int = 2) -> str:
         """Start (once) the supervised server of local model ``name``; its OpenAI-style base URL."""
@@ -166,6 +165,37 @@ class Runtime:
             if info.id != "ledger" and info.ref is not None:
                 info.ref.call(Flush(), 30.0)
         return self.clients.child("ledger").call(LedgerQuery(run=run), 30.0)
+
+
+    # --- other processes -------------------------------------------------------------------------
+
+    def info(self) -> "RuntimeInfo":
+        """What another process (an evaluation worker) needs to use this runtime's clients."""
+        if self.clients is None or self.actors.is_local:
+            raise ConfigError("only a started multiproc/tcp runtime can be shared with other processes")
+        return RuntimeInfo(self.actors.admin_port, self.actors._root, self.clients.address, self.clients.path,
+                           str(self.cache_dir), dict(self.prices))
+
+    @classmethod
+    def attach(cls, info: "RuntimeInfo") -> "Runtime":
+        """This runtime's clients, seen from another process; ``close`` only drops the connection."""
+        rt = cls.__new__(cls)
+        Runtime.__init__(rt, "multiproc", cache_dir=info.cache_dir, prices=info.prices, log_level=None)
+        rt.actors = ActorRuntime.attach(info.admin_port, info.root)
+        rt.clients = SupervisorRef(info.clients, info.clients_path, Kind.SUPERVISOR).bind(rt.actors)
+        return rt
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """Addresses and settings of a running runtime (picklable; no secrets)."""
+
+    admin_port: int
+    root: Any
+    clients: Any
+    clients_path: str
+    cache_dir: str
+    prices: dict
 
 
 def _child_id(cfg: LMConfig) -> str:

@@ -25,8 +25,9 @@ from thespian.actors import ActorSystem, PoisonMessage
 
 from . import _thespian, procfs
 from .errors import ActorExited, CallTimeout, Shutdown, SpecError, SupervisionError
-from .messages import (Call, CallError, ChildSpec, Cast, DrainEvents, GetFailures, Init, InitFailed, InitOk,
-                       IsAlive, LifecycleEvent, Nudge, Reply, RootFailure, StartTop, StopTree, WhereIs)
+from .messages import (Call, CallError, ChildSpec, Cast, DeleteChild, DrainEvents, GetFailures, Init, InitFailed, InitOk,
+                       IsAlive, LifecycleEvent, Nudge, Reply, RootFailure, StartTop, StopTree, TerminateChild,
+                       WhereIs)
 from .ref import ActorRef, SupervisorRef
 from .root import RootSupervisor
 from .specs import SupervisorSpec, validate_children, walk_classes, walk_names
@@ -157,6 +158,19 @@ class ActorRuntime:
         self._watchdog.stdin.write(pickle.dumps(self._root).hex().encode() + b"\n")
         self._watchdog.stdin.flush()
 
+    @classmethod
+    def attach(cls, admin_port: int, root: Any, name: str = "attached") -> "ActorRuntime":
+        """A caller into a running multiproc/tcp runtime from another process (e.g. inside an actor).
+
+        It owns nothing: ``close`` only drops its endpoints; the owning runtime stops the tree.
+        """
+        _thespian.install()
+        rt = cls("multiproc", name, admin_port=admin_port)
+        rt._system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": admin_port})
+        rt._root = root
+        rt._attached = True
+        return rt
+
     def close(self) -> None:
         """Stop the tree in order, shut the actor system down, leave no process behind. Idempotent."""
         if self._closed:
@@ -164,6 +178,11 @@ class ActorRuntime:
         self._closed = True
         system, self._system = self._system, None
         if system is None:
+            return
+        if getattr(self, "_attached", False):
+            for clone in self._clones:
+                if clone.closer:
+                    clone.closer()
             return
         try:
             if self._root is not None:
@@ -216,6 +235,11 @@ class ActorRuntime:
         self.check_spec([top])
         info = self.call(self._need_root(), StartTop(spec, children, name), timeout)
         return info.ref.bind(self)
+
+    def stop_supervisor(self, name: str, timeout: float = 60.0) -> None:
+        """Stop a top-level supervisor started with ``start_supervisor`` (its tree in order) and forget it."""
+        self.call(self._need_root(), TerminateChild(name), timeout)
+        self.call(self._need_root(), DeleteChild(name), timeout)
 
     def check_spec(self, specs: Sequence[ChildSpec]) -> None:
         """Runtime-dependent checks before anything starts: names free, classes importable by workers."""

@@ -247,3 +247,30 @@ def _try(fn):
         return fn()
     except dspex.ClientExited:
         return None
+
+
+@pytest.mark.slow
+def test_another_process_attaches_to_the_runtime_and_shares_its_client(server, tmp_path):
+    """What evaluation workers do: attach to a running multiproc runtime and use its client actor."""
+    import subprocess
+    import sys
+    import textwrap
+
+    with dspex.runtime("multiproc", cache_dir=tmp_path, log_level=None) as rt:
+        lm = make_lm(server)
+        lm.request("from the owner")
+        blob = pickle.dumps((rt.info(), lm))
+        code = textwrap.dedent("""
+            import pickle, sys, dspex
+            info, lm = pickle.loads(sys.stdin.buffer.read())
+            rt = dspex.Runtime.attach(info)
+            try:
+                print(lm.bind(rt).request("from a worker").text)
+            finally:
+                rt.close()
+        """)
+        out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, timeout=60,
+                             env={**os.environ, "OPENAI_API_KEY": KEY})
+        assert out.returncode == 0, out.stderr.decode()[-2000:]
+        assert out.stdout.decode().strip().splitlines()[-1] == "ans:from a worker"
+        assert lm.usage().ok == 2  # one client actor counted both processes' requests

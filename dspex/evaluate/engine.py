@@ -1,0 +1,78 @@
+"""Running examples: one example → one row, whatever raises; and a bounded, straggler-proof thread runner."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+from ..primitives import Example
+from .result import EvalRow, ExampleTimeout, MetricError, portable
+from .tracker import Tracker
+
+Metric = Callable[..., Any]
+
+
+def run_example(program: Any, metric: Metric, index: int, example: Example, worker: str, attempts: int = 1) -> EvalRow:
+    """Program, then metric; a failure of either is this row's typed error (score 0)."""
+    try:
+        prediction = program(**example.inputs())
+    except Exception as exc:  # noqa: BLE001 - every failure of the program becomes this row's error
+        return EvalRow(index, example, None, 0.0, portable(exc), attempts, worker)
+    try:
+        value = metric(example, prediction, None)
+        score = float(value)
+    except Exception as exc:  # noqa: BLE001 - a metric failure is recorded, the run goes on
+        error = MetricError(f"the metric raised {type(exc).__name__}: {exc}")
+        return EvalRow(index, example, prediction, 0.0, portable(error), attempts, worker)
+    return EvalRow(index, example, prediction, score, None, attempts, worker)
+
+
+class ThreadRunner:
+    """Runs up to ``concurrency`` examples at once, one daemon thread each, so a hung example holds
+    only its own thread: the tracker fails it at its timeout and the run goes on."""
+
+    def __init__(self, program: Any, metric: Metric, examples: Sequence[Example], tracker: Tracker,
+                 concurrency: int, worker: str = "main", clock: Callable[[], float] = time.monotonic) -> None:
+        self.program, self.metric, self.examples, self.tracker = program, metric, examples, tracker
+        self.concurrency, self.worker, self.clock = concurrency, worker, clock
+        self.results: queue.Queue = queue.Queue()
+        self.cancelled = threading.Event()
+
+    def rows(self, poll: float = 0.05, until: float | None = None) -> Iterator[EvalRow]:
+        """Rows as they finish (each example exactly once), until all are done, ``cancel()`` has
+        drained what was in flight, or the clock passes ``until``."""
+        while not self.tracker.finished and (until is None or self.clock() < until):
+            if not self.cancelled.is_set():
+                free = self.concurrency - len(self.tracker.in_flight)
+                for index in self.tracker.take(self.worker, max(0, free), self.clock()):
+                    self._start(index)
+            failed, _ = self.tracker.overdue(self.clock())
+            for index in failed:
+                if self.tracker.finish(index):
+                    yield EvalRow(index, self.examples[index], None, 0.0,
+                                  ExampleTimeout(f"example {index} ran past timeout_per_example"),
+                                  self.tracker.attempts.get(index, 1), self.worker)
+            if self.cancelled.is_set() and not self.tracker.in_flight:
+                return
+            try:
+                row = self.results.get(timeout=poll)
+            except queue.Empty:
+                continue
+            if self.tracker.finish(row.index):
+                yield row
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def _start(self, index: int) -> None:
+        attempts = self.tracker.attempts.get(index, 1)
+
+        def work() -> None:
+            self.results.put(run_example(self.program, self.metric, index, self.examples[index], self.worker, attempts))
+
+        threading.Thread(target=work, name=f"eval-{index}", daemon=True).start()
+
+
+__all__ = ["run_example", "ThreadRunner", "Metric"]

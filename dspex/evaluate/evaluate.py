@@ -1,0 +1,110 @@
+"""``dspex.Evaluate``: score a program on a data set; every example ends as exactly one row.
+
+    result = dspex.Evaluate(devset, metric, max_concurrency=64, timeout_per_example=60.0).run(program)
+
+Failures (program, adapter parse, LM errors, metric) are rows with typed errors and score 0 (or left out
+of the mean with ``exclude_failures=True``); an example past ``timeout_per_example`` is failed without
+waiting for it (its late result is dropped); ``max_errors`` and Ctrl-C stop dispatching and return the
+partial result, the unfinished examples as ``EvaluationCancelled`` rows. With ``journal=path`` every
+finished row is appended as JSON Lines as it arrives; ``resume_from=path`` skips the rows found there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..clients.messages import UsageTotals
+from ..errors import ConfigError, DspexError
+from ..primitives import Example, Usage
+from .engine import Metric, ThreadRunner
+from .result import EvalRow, EvaluationResult, load_journal
+from .tracker import Tracker
+
+
+class EvaluationCancelled(DspexError):
+    """The run stopped (max_errors or Ctrl-C) before this example finished; a resumed run redoes it."""
+
+
+class Evaluate:
+    def __init__(self, devset: Sequence[Example], metric: Metric, max_concurrency: int = 64, workers: int = 2,
+                 timeout_per_example: float | None = 60.0, max_errors: int | None = None, progress: bool = True,
+                 journal: str | Path | None = None, resume_from: str | Path | None = None,
+                 exclude_failures: bool = False, retry_timeouts: bool = False) -> None:
+        self.devset = list(devset)
+        for i, ex in enumerate(self.devset):
+            if not isinstance(ex, Example) or ex.input_keys is None:
+                raise ConfigError(f"devset[{i}] must be an Example with inputs marked (example.with_inputs(...))")
+        if not callable(metric):
+            raise ConfigError("metric must be callable as metric(example, prediction, trace=None)")
+        if max_concurrency < 1 or workers < 0:
+            raise ConfigError(f"need max_concurrency >= 1 and workers >= 0, got {max_concurrency}, {workers}")
+        self.metric, self.max_concurrency, self.workers = metric, max_concurrency, workers
+        self.timeout, self.max_errors, self.progress = timeout_per_example, max_errors, progress
+        self.journal = Path(journal) if journal is not None else None
+        self.resume_from = Path(resume_from) if resume_from is not None else None
+        self.exclude_failures, self.retry_timeouts = exclude_failures, retry_timeouts
+
+    def run(self, program: Any) -> EvaluationResult:
+        """Evaluate ``program`` with threads in this process (the client actors share limits and breakers)."""
+        start = time.monotonic()
+        tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
+        rows: dict[int, EvalRow] = {}
+        if self.resume_from is not None:
+            for row in load_journal(self.resume_from):
+                if 0 <= row.index < len(self.devset) and row.example == self.devset[row.index]:
+                    rows[row.index] = row
+            tracker.skip(rows)
+        runner = ThreadRunner(program, self.metric, self.devset, tracker, self.max_concurrency)
+        aborted = None
+        bar = _progress(len(self.devset), len(rows)) if self.progress else None
+        journal = open(self.journal, "a", encoding="utf-8") if self.journal is not None else None
+        errors = sum(1 for r in rows.values() if r.failed)
+        try:
+            try:
+                for row in runner.rows():
+                    rows[row.index] = row
+                    errors += row.failed
+                    if journal is not None:
+                        journal.write(json.dumps(row.to_json(), ensure_ascii=False, default=str) + "\n")
+                        journal.flush()
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(failed=errors, spend=f"${_cost(rows):.4f}", refresh=False)
+                    if self.max_errors is not None and errors >= self.max_errors and aborted is None:
+                        aborted = f"max_errors={self.max_errors} reached"
+                        runner.cancel()
+            except KeyboardInterrupt:
+                aborted = "interrupted"
+                runner.cancel()
+                for row in runner.rows(poll=0.02, until=time.monotonic() + 2.0):
+                    rows[row.index] = row
+        finally:
+            if journal is not None:
+                journal.close()
+            if bar is not None:
+                bar.close()
+        for i, ex in enumerate(self.devset):
+            if i not in rows:
+                rows[i] = EvalRow(i, ex, None, 0.0, EvaluationCancelled(f"not finished: {aborted}"), 0, "")
+        ordered = [rows[i] for i in range(len(self.devset))]
+        usage = sum((r.prediction.usage for r in ordered if r.prediction is not None), Usage())
+        totals = UsageTotals(len(ordered), sum(not r.failed for r in ordered), sum(r.failed for r in ordered), 0, 0,
+                             usage.prompt_tokens, usage.completion_tokens, _cost(rows))
+        return EvaluationResult(ordered, time.monotonic() - start, totals, self.exclude_failures, aborted,
+                                tracker.duplicates)
+
+
+def _cost(rows: dict) -> float:
+    return sum(r.prediction.cost for r in rows.values() if r.prediction is not None)
+
+
+def _progress(total: int, initial: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="evaluate", unit="ex", leave=False)
+
+
+__all__ = ["Evaluate", "EvaluationCancelled"]

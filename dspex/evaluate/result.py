@@ -1,0 +1,141 @@
+"""Result rows and the EvaluationResult: one row per example, in input order."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..clients.messages import UsageTotals
+from ..errors import DspexError
+from ..primitives import Example, Prediction, Usage
+
+
+class RemoteError(DspexError):
+    """An error from a worker that could not travel as itself (``type_name``: its class there)."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        self.type_name, self.message = type_name, message
+        super().__init__(f"{type_name}: {message}")
+
+    def __reduce__(self):
+        return (RemoteError, (self.type_name, self.message))
+
+
+class ExampleTimeout(DspexError, TimeoutError):
+    """The example ran longer than ``timeout_per_example``; its late result, if any, is dropped."""
+
+
+class MetricError(DspexError):
+    """The metric raised for this example (``__cause__`` or the message says what)."""
+
+
+def portable(error: BaseException) -> BaseException:
+    """The error itself if it pickles, else a RemoteError with its type and message."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - anything unpicklable is described instead
+        return RemoteError(type(error).__name__, str(error))
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One example's outcome: a prediction and score, or an error (score 0 unless excluded)."""
+
+    index: int
+    example: Example
+    prediction: Prediction | None
+    score: float
+    error: BaseException | None = None
+    attempts: int = 1
+    worker: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "example": json.loads(self.example.to_json()),
+                "prediction": dict(self.prediction.items()) if self.prediction is not None else None,
+                "usage": [self.prediction.usage.prompt_tokens, self.prediction.usage.completion_tokens]
+                if self.prediction is not None else [0, 0],
+                "cost": self.prediction.cost if self.prediction is not None else 0.0,
+                "score": self.score, "error": None if self.error is None else
+                {"type": type(self.error).__name__, "message": str(self.error)[:2000]},
+                "attempts": self.attempts, "worker": self.worker}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "EvalRow":
+        pred = None
+        if data["prediction"] is not None:
+            pred = Prediction(data["prediction"], usage=Usage(*data.get("usage", [0, 0])), cost=data.get("cost", 0.0))
+        err = data["error"]
+        return cls(data["index"], Example.from_json(json.dumps(data["example"])), pred, float(data["score"]),
+                   RemoteError(err["type"], err["message"]) if err else None, data["attempts"], data["worker"])
+
+
+@dataclass
+class EvaluationResult:
+    """``score``: mean over all rows, failures as 0 (or over successes only with ``exclude_failures``)."""
+
+    rows: list[EvalRow]
+    wall_s: float
+    usage: UsageTotals = field(default_factory=UsageTotals)
+    exclude_failures: bool = False
+    aborted: str | None = None
+    duplicates_dropped: int = 0
+
+    @property
+    def score(self) -> float:
+        rows = [r for r in self.rows if not (self.exclude_failures and r.failed)]
+        return sum(r.score for r in rows) / len(rows) if rows else 0.0
+
+    @property
+    def errors(self) -> list[EvalRow]:
+        return [r for r in self.rows if r.failed]
+
+    @property
+    def cost(self) -> float:
+        return sum(r.prediction.cost for r in self.rows if r.prediction is not None)
+
+    def to_jsonl(self, path: str | Path) -> None:
+        with open(path, "w", encoding="utf-8") as fh:
+            for row in self.rows:
+                fh.write(json.dumps(row.to_json(), ensure_ascii=False, default=str) + "\n")
+
+    def to_table(self, limit: int = 20) -> str:
+        lines = [f"score {self.score:.3f} over {len(self.rows)} rows ({len(self.errors)} failed), "
+                 f"{self.wall_s:.2f}s, ${self.cost:.6f}" + (f"; aborted: {self.aborted}" if self.aborted else ""),
+                 f"{'#':>5}  {'score':>5}  {'worker':<10}  outcome"]
+        for row in self.rows[:limit]:
+            outcome = (f"{type(row.error).__name__}: {str(row.error)[:60]}" if row.error is not None
+                       else str(dict(row.prediction.items()) if row.prediction is not None else "")[:70])
+            lines.append(f"{row.index:>5}  {row.score:>5.2f}  {row.worker:<10}  {outcome}")
+        if len(self.rows) > limit:
+            lines.append(f"... {len(self.rows) - limit} more rows")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"EvaluationResult(score={self.score:.4f}, rows={len(self.rows)}, errors={len(self.errors)}, "
+                f"wall_s={self.wall_s:.2f})")
+
+
+def load_journal(path: str | Path) -> list[EvalRow]:
+    """Rows finished by an earlier run (a torn last line from a crash is ignored)."""
+    rows = []
+    p = Path(path)
+    if not p.exists():
+        return rows
+    for line in p.read_text(encoding="utf-8").split("\n"):
+        if line.strip():
+            try:
+                rows.append(EvalRow.from_json(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return rows
+
+
+__all__ = ["EvalRow", "EvaluationResult", "RemoteError", "ExampleTimeout", "MetricError", "portable", "load_journal"]

@@ -1,0 +1,150 @@
+"""Evaluate: exactly one row per example under any fault, stragglers, aborts, journal and resume."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dspex
+from dspex.evaluate import EvaluationCancelled, ExampleTimeout, MetricError, Tracker
+from dspex.testing import Faults, ProviderServer
+
+KEY = "sk-test-evaluate-123456"
+_ids = itertools.count()
+
+
+def chat(**fields) -> str:
+    return "".join(f"[[ ## {k} ## ]]\n{v}\n\n" for k, v in fields.items()) + "[[ ## completed ## ]]"
+
+
+def answer(req):
+    if "boom" in req.prompt_text:
+        return "no markers at all, ever"
+    number = req.last_user.split("[[ ## question ## ]]\n")[-1].split("\n")[0]
+    return chat(answer=number.upper())
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    with ProviderServer(answer=answer, api_key=KEY) as server, \
+            dspex.runtime("local", cache_dir=tmp_path_factory.mktemp("cache"), log_level=None) as rt:
+        lm = dspex.LM("openai/eval", api_key=KEY, base_url=server.base_url(), rpm=None, cache=False, retries=2,
+                      backoff_base=0.001, backoff_cap=0.005, breaker=dspex.Breaker(max_failures=10_000))
+        yield server, rt, lm
+
+
+def devset(n, prefix="q"):
+    return [dspex.Example(question=f"{prefix}{next(_ids)}-{i}", answer=f"{prefix}{i}").with_inputs("question")
+            for i in range(n)]
+
+
+def exact(example, pred, trace=None):
+    return pred.answer == example.question.upper()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(schedule=st.lists(st.sampled_from(["ok", "ok", "500", "429", "400", "malformed", "reset"]), max_size=30),
+       n=st.integers(1, 30), concurrency=st.integers(1, 8), metric_fails=st.sets(st.integers(0, 29), max_size=5))
+def test_exactly_one_row_per_example_under_any_fault_schedule(world, schedule, n, concurrency, metric_fails):
+    server, _, lm = world
+    server.set_faults(Faults(schedule=schedule, retry_after=0.0))
+    data = devset(n)
+    bad = {data[i].question for i in metric_fails if i < n}
+
+    def metric(example, pred, trace=None):
+        if example.question in bad:
+            raise ValueError("metric bug")
+        return exact(example, pred)
+
+    program = dspex.Predict("question -> answer", lm=lm)
+    result = dspex.Evaluate(data, metric, max_concurrency=concurrency, progress=False).run(program)
+    assert len(result.rows) == n
+    assert [r.index for r in result.rows] == list(range(n))
+    assert [r.example for r in result.rows] == data
+    assert result.score == pytest.approx(sum(r.score for r in result.rows) / n)
+    for row in result.rows:
+        assert (row.error is None) == (row.prediction is not None and row.example.question not in bad) or \
+            isinstance(row.error, MetricError)
+        if row.example.question in bad and row.prediction is not None:
+            assert isinstance(row.error, MetricError) and row.score == 0
+        if row.error is not None:
+            assert isinstance(row.error, (dspex.LMError, MetricError, dspex.AdapterParseError))
+    assert result.duplicates_dropped == 0
+
+
+def test_parse_failures_and_stragglers_never_stall(world):
+    server, _, lm = world
+    server.set_faults(Faults(latency=lambda rnd: 0.0))
+    data = devset(6) + [dspex.Example(question="boom", answer="x").with_inputs("question")]
+    slow = {data[2].question}
+
+    class Slow(dspex.Predict):
+        def forward(self, **inputs):
+            if inputs["question"] in slow:
+                time.sleep(3.0)
+            return super().forward(**inputs)
+
+    start = time.monotonic()
+    result = dspex.Evaluate(data, exact, max_concurrency=4, timeout_per_example=0.5, progress=False).run(
+        Slow("question -> answer", lm=lm))
+    assert time.monotonic() - start < 2.5
+    assert isinstance(result.rows[2].error, ExampleTimeout)
+    assert isinstance(result.rows[6].error, dspex.AdapterParseError)
+    assert result.score == pytest.approx(5 / 7)
+    assert dspex.Evaluate(data, exact, progress=False, exclude_failures=True, timeout_per_example=0.5).run(
+        Slow("question -> answer", lm=lm)).score == 1.0
+
+
+def test_max_errors_aborts_with_a_row_for_every_example(world):
+    server, _, lm = world
+    server.set_faults(Faults(error_rates={400: 1.0}))
+    data = devset(40)
+    result = dspex.Evaluate(data, exact, max_concurrency=2, max_errors=3, progress=False).run(
+        dspex.Predict("question -> answer", lm=lm))
+    server.set_faults(Faults())
+    assert result.aborted == "max_errors=3 reached" and len(result.rows) == 40
+    assert any(isinstance(r.error, EvaluationCancelled) for r in result.rows)
+    assert "failed" in result.to_table()
+
+
+def test_journal_and_resume_give_the_same_rows_as_an_uninterrupted_run(world, tmp_path):
+    server, _, lm = world
+    server.set_faults(Faults())
+    data = devset(20)
+    program = dspex.Predict("question -> answer", lm=lm)
+    full = dspex.Evaluate(data, exact, max_concurrency=4, progress=False).run(program)
+    journal = tmp_path / "run.jsonl"
+    partial = [json.dumps(r.to_json()) for r in full.rows[:12]]
+    journal.write_text("\n".join(partial) + "\n{\"torn\": ")  # a crash mid-write
+    server.clear_log()
+    resumed = dspex.Evaluate(data, exact, max_concurrency=4, progress=False, journal=journal,
+                             resume_from=journal).run(program)
+    assert len(server.log) == 8  # only the unfinished ones were asked again
+    assert [(r.index, r.score, r.failed) for r in resumed.rows] == [(r.index, r.score, r.failed) for r in full.rows]
+    assert resumed.score == full.score
+    out = tmp_path / "rows.jsonl"
+    resumed.to_jsonl(out)
+    assert len(out.read_text().strip().split("\n")) == 20
+
+
+def test_bad_devset_and_metric_are_config_errors():
+    with pytest.raises(dspex.ConfigError, match="with_inputs"):
+        dspex.Evaluate([dspex.Example(question="x")], exact)
+    with pytest.raises(dspex.ConfigError, match="callable"):
+        dspex.Evaluate([], "not a metric")
+
+
+def test_tracker_requeues_lost_workers_and_drops_duplicates():
+    t = Tracker(5, timeout=1.0)
+    assert t.take("w1", 3, 0.0) == [0, 1, 2]
+    assert t.take("w2", 1, 0.0) == [3]
+    assert t.worker_lost("w1") == [0, 1, 2]
+    assert t.take("w2", 2, 0.5) == [0, 1]
+    assert t.finish(0) and not t.finish(0) and t.duplicates == 1
+    failed, _ = t.overdue(2.0)
+    assert sorted(failed) == [1, 3]
