@@ -25,7 +25,7 @@ from thespian.actors import ActorSystem, PoisonMessage
 
 from . import _thespian, procfs
 from .errors import ActorExited, CallTimeout, Shutdown, SpecError, SupervisionError
-from .messages import (Call, CallError, ChildSpec, Cast, DeleteChild, DrainEvents, GetFailures, Init, InitFailed, InitOk,
+from .messages import (Call, CallError, ChildSpec, Cast, DrainEvents, GetFailures, Init, InitFailed, InitOk,
                        IsAlive, LifecycleEvent, Nudge, Reply, RootFailure, StartTop, StopTree, TerminateChild,
                        WhereIs)
 from .ref import ActorRef, SupervisorRef
@@ -237,9 +237,9 @@ class ActorRuntime:
         return info.ref.bind(self)
 
     def stop_supervisor(self, name: str, timeout: float = 60.0) -> None:
-        """Stop a top-level supervisor started with ``start_supervisor`` (its tree in order) and forget it."""
+        """Stop a top-level supervisor started with ``start_supervisor`` (its tree in order); being a
+        temporary child of the root, it is forgotten once stopped."""
         self.call(self._need_root(), TerminateChild(name), timeout)
-        self.call(self._need_root(), DeleteChild(name), timeout)
 
     def check_spec(self, specs: Sequence[ChildSpec]) -> None:
         """Runtime-dependent checks before anything starts: names free, classes importable by workers."""

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from ..clients.messages import UsageTotals
 from ..errors import ConfigError, DspexError
 from ..primitives import Example, Usage
+from .actors import WorkerFeed
 from .engine import Metric, ThreadRunner
 from .result import EvalRow, EvaluationResult, load_journal
 from .tracker import Tracker
@@ -47,8 +48,10 @@ class Evaluate:
         self.resume_from = Path(resume_from) if resume_from is not None else None
         self.exclude_failures, self.retry_timeouts = exclude_failures, retry_timeouts
 
-    def run(self, program: Any) -> EvaluationResult:
-        """Evaluate ``program`` with threads in this process (the client actors share limits and breakers)."""
+    def run(self, program: Any, runtime: Any = None) -> EvaluationResult:
+        """Evaluate ``program``. On a multiproc/tcp runtime with ``workers > 0`` the examples run in worker
+        processes (``max_concurrency / workers`` threads each); otherwise on threads in this process.
+        Either way the LM calls share the runtime's client actors (limits, breakers, ledger)."""
         start = time.monotonic()
         tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
         rows: dict[int, EvalRow] = {}
@@ -57,7 +60,12 @@ class Evaluate:
                 if 0 <= row.index < len(self.devset) and row.example == self.devset[row.index]:
                     rows[row.index] = row
             tracker.skip(rows)
-        runner = ThreadRunner(program, self.metric, self.devset, tracker, self.max_concurrency)
+        rt = runtime if runtime is not None else _current_runtime()
+        if self.workers > 0 and rt is not None and not rt.actors.is_local:
+            runner: Any = WorkerFeed(rt, program, self.metric, self.devset, list(rows), self.workers,
+                                     self.max_concurrency, self.timeout, self.retry_timeouts)
+        else:
+            runner = ThreadRunner(program, self.metric, self.devset, tracker, self.max_concurrency)
         aborted = None
         bar = _progress(len(self.devset), len(rows)) if self.progress else None
         journal = open(self.journal, "a", encoding="utf-8") if self.journal is not None else None
@@ -65,6 +73,8 @@ class Evaluate:
         try:
             try:
                 for row in runner.rows():
+                    if row.index in rows:
+                        continue  # already finished (a resumed row); exactly once
                     rows[row.index] = row
                     errors += row.failed
                     if journal is not None:
@@ -80,8 +90,10 @@ class Evaluate:
                 aborted = "interrupted"
                 runner.cancel()
                 for row in runner.rows(poll=0.02, until=time.monotonic() + 2.0):
-                    rows[row.index] = row
+                    rows.setdefault(row.index, row)
         finally:
+            if isinstance(runner, WorkerFeed):
+                runner.close()
             if journal is not None:
                 journal.close()
             if bar is not None:
@@ -95,6 +107,12 @@ class Evaluate:
                              usage.prompt_tokens, usage.completion_tokens, _cost(rows))
         return EvaluationResult(ordered, time.monotonic() - start, totals, self.exclude_failures, aborted,
                                 tracker.duplicates)
+
+
+def _current_runtime() -> Any:
+    from ..runtime import _ACTIVE
+
+    return _ACTIVE[-1] if _ACTIVE else None
 
 
 def _cost(rows: dict) -> float:

@@ -148,3 +148,52 @@ def test_tracker_requeues_lost_workers_and_drops_duplicates():
     assert t.finish(0) and not t.finish(0) and t.duplicates == 1
     failed, _ = t.overdue(2.0)
     assert sorted(failed) == [1, 3]
+
+
+def _workers() -> list[int]:
+    from supervision import procfs
+
+    found = []
+    for pid in procfs.pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if fh.read().startswith(b"dspex: eval-worker"):
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_worker_processes_and_kill_9_of_a_worker_mid_run(tmp_path):
+    """Examples run in eval-worker processes; killing one re-queues its examples: still one row each."""
+    import os
+    import signal
+    import threading
+
+    from ...conftest import wait_until
+
+    os.environ["OPENAI_API_KEY"] = KEY  # worker processes read their key from the environment
+    with ProviderServer(answer=answer, api_key=KEY, faults=Faults(latency=0.02)) as server, \
+            dspex.runtime("multiproc", cache_dir=tmp_path, log_level=None):
+        lm = dspex.LM("openai/eval", api_key=KEY, base_url=server.base_url(), rpm=None, cache=False)
+        data = devset(300)
+        killed: list = []
+
+        def kill_one():
+            pids = wait_until(lambda: len(server.log) > 60 and _workers(), timeout=30)
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+        threading.Thread(target=kill_one, daemon=True).start()
+        try:
+            result = dspex.Evaluate(data, exact, max_concurrency=16, workers=2, progress=False,
+                                    timeout_per_example=30).run(dspex.Predict("question -> answer", lm=lm))
+        finally:
+            del os.environ["OPENAI_API_KEY"]
+        assert killed, "no worker was killed"
+        assert len(result.rows) == 300 and [r.index for r in result.rows] == list(range(300))
+        assert result.score == 1.0, result.to_table()
+        assert {r.worker for r in result.rows} >= {"worker-1", "worker-2"}
+    assert wait_until(lambda: not _workers())
