@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import bench_adapters, bench_clients, bench_supervision, dspy_env
+from benchmarks import bench_adapters, bench_clients, bench_evaluate, bench_supervision, dspy_env
 
 README = Path(__file__).with_name("README.md")
 
@@ -25,7 +25,8 @@ def main() -> None:
     stamp = f"_Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.machine()}, Python {platform.python_version()}._"
     dspy_env.ensure()
     text = README.read_text() if README.exists() else "# Benchmarks\n"
-    for name, bench in (("supervision", bench_supervision), ("adapters", bench_adapters), ("clients", bench_clients)):
+    for name, bench in (("supervision", bench_supervision), ("adapters", bench_adapters), ("clients", bench_clients),
+                        ("evaluate", bench_evaluate)):
         table = bench.run()
         print(table)
         text = replace_section(text, name, f"{stamp}\n\n{table}")
