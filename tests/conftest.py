@@ -30,6 +30,19 @@ def live_marked_processes() -> dict[int, str]:
     return found
 
 
+def pids_titled(prefix: bytes) -> list[int]:
+    """Processes whose title (command line) starts with ``prefix``."""
+    found = []
+    for pid in procfs.pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if fh.read().startswith(prefix):
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
     """Poll ``predicate`` until truthy (bounded); returns its last value."""
     deadline = time.monotonic() + timeout

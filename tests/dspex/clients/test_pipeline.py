@@ -15,9 +15,8 @@ import structlog
 
 import dspex
 from dspex.testing import Faults
-from supervision import procfs
 
-from ...conftest import wait_until
+from ...conftest import pids_titled, wait_until
 from .conftest import KEY, make_lm
 
 
@@ -209,7 +208,7 @@ def test_client_actor_killed_mid_flight(server, tmp_path):
         rt.actors.subscribe(events.append)
         lm = make_lm(server)
         assert lm.request("warm").text == "ans:warm"
-        pids = wait_until(lambda: [p for p in procfs.pids() if b"dspex: client openai/test-model" in _cmdline(p)])
+        pids = wait_until(lambda: pids_titled(b"dspex: client openai/test-model"))
         assert len(pids) == 1
         result: dict = {}
 
@@ -232,14 +231,6 @@ def test_client_actor_killed_mid_flight(server, tmp_path):
         assert comp.text == "ans:after restart"
         assert lm.usage().ok >= 2  # the ledger kept the totals from before the crash
         assert wait_until(lambda: any(e.kind == "restart" for e in events))
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
 
 
 def _try(fn):

@@ -14,6 +14,8 @@ import dspex
 from dspex.evaluate import EvaluationCancelled, ExampleTimeout, MetricError, Tracker
 from dspex.testing import Faults, ProviderServer
 
+from ...conftest import pids_titled, wait_until
+
 KEY = "sk-test-evaluate-123456"
 _ids = itertools.count()
 
@@ -151,17 +153,7 @@ def test_tracker_requeues_lost_workers_and_drops_duplicates():
 
 
 def _workers() -> list[int]:
-    from supervision import procfs
-
-    found = []
-    for pid in procfs.pids():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if fh.read().startswith(b"dspex: eval-worker"):
-                    found.append(pid)
-        except OSError:
-            continue
-    return found
+    return pids_titled(b"dspex: eval-worker")
 
 
 @pytest.mark.slow
@@ -170,8 +162,6 @@ def test_worker_processes_and_kill_9_of_a_worker_mid_run(tmp_path):
     import os
     import signal
     import threading
-
-    from ...conftest import wait_until
 
     os.environ["OPENAI_API_KEY"] = KEY  # worker processes read their key from the environment
     with ProviderServer(answer=answer, api_key=KEY, faults=Faults(latency=0.02)) as server, \

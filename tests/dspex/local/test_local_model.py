@@ -9,23 +9,14 @@ import time
 import pytest
 
 import dspex
-from supervision import procfs
 
-from ...conftest import wait_until
+from ...conftest import pids_titled, wait_until
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not built here (./run installs it)")
 
 
 def _server_pids() -> list[int]:
-    found = []
-    for pid in procfs.pids():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if fh.read().startswith(b"dspex: model smollm2-135m (server)"):
-                    found.append(pid)
-        except OSError:
-            continue
-    return found
+    return pids_titled(b"dspex: model smollm2-135m (server)")
 
 
 @pytest.mark.slow
