@@ -50,9 +50,17 @@ class Tool:
         return cls(func, name, inspect.getdoc(func) or f"the tool {name}", args)
 
     @classmethod
-    def from_actor(cls, ref: Any, name: str, desc: str, args: dict | None = None, timeout: float = 30.0) -> "Tool":
-        """A stateful tool living under supervision: each use is ``ref.call(args_dict)``."""
-        return cls(lambda **kw: ref.call(kw, timeout), name, desc, args or {})
+    def from_actor(cls, ref: Any, name: str, desc: str, args: dict | None = None, timeout: float = 30.0,
+                   child: str | None = None) -> "Tool":
+        """A stateful tool living under supervision: each use is ``ref.call(args_dict)``. With ``child``,
+        ``ref`` is its supervisor and every use calls the child's current incarnation (after a restart too)."""
+        def use(**kwargs: Any) -> Any:
+            target = ref.child(child) if child is not None else ref
+            if target is None:
+                raise ConfigError(f"the tool actor {child!r} is restarting; try again")
+            return target.call(kwargs, timeout)
+
+        return cls(use, name, desc, args or {})
 
     def __call__(self, **kwargs: Any) -> Any:
         return self.func(**kwargs)

@@ -260,3 +260,32 @@ def test_any_composition_survives_save_and_load(program, tmp_path):
     for (n1, p1), (n2, p2) in zip(program.named_predictors(), loaded.named_predictors()):
         assert n1 == n2 and p1.signature == p2.signature and p1.demos == p2.demos
         assert type(p1.adapter) is type(p2.adapter)
+
+
+def test_react_tool_can_be_a_supervised_actor(script, lm):
+    """A stateful tool lives under supervision; a crash of the tool is an observation and a restart."""
+    from supervision import ChildSpec, SupervisorSpec
+
+    from tests.dspex.programs.tools import Tally
+
+    rt = dspex.current_runtime()
+    sup = rt.actors.start_supervisor(SupervisorSpec(intensity=3), [ChildSpec("tally", Tally)], name="tools")
+    tally = dspex.Tool.from_actor(sup, "tally", "Add n to a running total and return it.",
+                                  {"n": {"type": "integer"}}, child="tally")
+
+    def step(req):
+        text = req.last_user
+        if "Observation 3" in text:
+            return chat(next_thought="done", next_tool_name="finish", next_tool_args="{}")
+        if "Observation 2" in text:
+            return chat(next_thought="more", next_tool_name="tally", next_tool_args='{"n": 5}')
+        if "Observation 1" in text:
+            return chat(next_thought="break it", next_tool_name="tally", next_tool_args='{"n": -1}')
+        return chat(next_thought="count", next_tool_name="tally", next_tool_args='{"n": 2}')
+
+    script.rules.append((lambda r: "next_tool_name" in r.prompt_text, step))
+    script.rules.append((lambda r: True, chat(reasoning="r", answer="ok")))
+    out = dspex.ReAct("question -> answer", tools=[tally], lm=lm, max_iters=5)(question="count")
+    assert "Observation 1: 2" in out.trajectory
+    assert "Observation 2: Error: CallFailed" in out.trajectory  # the actor crashed on n < 0
+    assert "Observation 3: 5" in out.trajectory  # restarted by its supervisor, state fresh
