@@ -21,7 +21,7 @@ from thespian.actors import ActorExitRequest, ChildActorExited
 from . import planning
 from .errors import ActorExited, FailedToStartChild, SpecError, SupervisionError
 from .gen_server import GenServer, NoReply, describe
-from .messages import (CallToken, ChildCounts, ChildInfo, CountChildren, DeleteChild, ExitNotice, GetChild,
+from .messages import (ChildCounts, ChildInfo, CountChildren, DeleteChild, ExitNotice, GetChild,
                        Init, InitFailed, InitOk, LifecycleEvent, Register, RestartChild, StartChild,
                        StopRequest, StopTree, TerminateChild, Unregister, WhichChildren)
 from .ref import ActorRef

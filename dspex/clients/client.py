@@ -14,7 +14,7 @@ import itertools
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from supervision import GenServer, NoReply
@@ -62,11 +62,6 @@ class _Due:
 @dataclass(frozen=True)
 class _Tick:
     kind: str
-
-
-@dataclass
-class _Flushing:
-    tokens: list = field(default_factory=list)
 
 
 class ClientActor(GenServer):

@@ -6,7 +6,6 @@ import json
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..clients.messages import UsageTotals
 from ..errors import DspexError

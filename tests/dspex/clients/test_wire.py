@@ -11,7 +11,7 @@ import dspex
 from dspex.clients.providers import parse_duration, parse_retry_after, parse_timestamp
 from dspex.testing import Faults, count_tokens
 
-from .conftest import KEY, make_lm
+from .conftest import make_lm
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]
 
