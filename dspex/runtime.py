@@ -18,26 +18,22 @@ from typing import Any, Mapping
 
 import structlog
 
-from supervision import ActorRef, ActorRuntime, ChildSpec, Kind, SupervisionError, SupervisorRef, SupervisorSpec
+from supervision import ActorRef, ActorRuntime, ChildSpec, Kind, SupervisorRef, SupervisorSpec
 from supervision.runtime import free_port
 
 from .clients.cache import ResponseCache
 from .clients.client import ClientActor
 from .clients.config import LMConfig, Secret
-from .clients.leases import LeasePool
 from .clients.ledger import LedgerActor
 from .clients.messages import Flush, LedgerQuery, LedgerReport
 from .clients.prices import Price, check_price, price_for
 from .clients.transport import Transport
-from .errors import ConfigError, DspexError
+from .errors import ConfigError
 from .local.actor import ModelServer
 from .local.models import resolve_model
 from .logs import configure_logging
 
-log = structlog.get_logger("dspex")
 _ACTIVE: list["Runtime"] = []
-LEASE_BLOCK = 8
-"""Leases per block for handles attached from another process (evaluation workers)."""
 _ACTIVE_LOCK = threading.Lock()
 
 
@@ -51,7 +47,6 @@ class Engine:
 
     transport: Transport
     cache: ResponseCache
-    pool: LeasePool | None = None  # leases in blocks, when the client actor is in another process
 
 
 class Runtime:
@@ -59,7 +54,6 @@ class Runtime:
 
     def __init__(self, base: str = "local", *, name: str = "dspex", cache_dir: str | Path | None = None,
                  prices: Mapping[str, Price] | None = None, log_level: str | None = "warning",
-                 lease_block: int = 1,
                  **runtime_options: Any) -> None:
         self.actors = ActorRuntime(base, name, **runtime_options)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -71,7 +65,6 @@ class Runtime:
         self._engines: dict[tuple, Engine] = {}
         self._caches: dict[str, ResponseCache] = {}
         self._model_ports: dict[str, int] = {}
-        self.lease_block = lease_block
         self._lock = threading.RLock()
 
     @property
@@ -101,15 +94,9 @@ class Runtime:
             if self in _ACTIVE:
                 _ACTIVE.remove(self)
         with self._lock:
-            engines, self._engines = list(self._engines.values()), {}
-        for engine in engines:
-            if engine.pool is not None:  # pending successes and unused leases go back to the client actor
-                try:
-                    ref = self.client_ref(engine.transport.cfg)
-                    engine.pool.flush(lambda msg, ref=ref: ref.call(msg, 30.0), release_all=True)
-                except (SupervisionError, DspexError) as exc:
-                    log.warning("lease_flush_failed", client=engine.transport.cfg.client_key, error=str(exc))
-            engine.transport.close()
+            for engine in self._engines.values():
+                engine.transport.close()
+            self._engines.clear()
         self.actors.close()
 
     def __enter__(self) -> "Runtime":
@@ -167,8 +154,7 @@ class Runtime:
                 cache = self._caches.get("responses")
                 if cache is None:
                     cache = self._caches["responses"] = ResponseCache(self.cache_dir)
-                pool = None if self.actors.is_local or self.lease_block <= 1 else LeasePool(self.lease_block)
-                engine = self._engines[ident] = Engine(Transport(cfg, key), cache, pool)
+                engine = self._engines[ident] = Engine(Transport(cfg, key), cache)
             return engine
 
     def usage(self, run: str | None = None) -> LedgerReport:
@@ -191,11 +177,10 @@ class Runtime:
                            str(self.cache_dir), dict(self.prices))
 
     @classmethod
-    def attach(cls, info: "RuntimeInfo", lease_block: int = LEASE_BLOCK) -> "Runtime":
+    def attach(cls, info: "RuntimeInfo") -> "Runtime":
         """This runtime's clients, seen from another process; ``close`` only drops the connection."""
         rt = cls.__new__(cls)
-        Runtime.__init__(rt, "multiproc", cache_dir=info.cache_dir, prices=info.prices, log_level=None,
-                         lease_block=lease_block)
+        Runtime.__init__(rt, "multiproc", cache_dir=info.cache_dir, prices=info.prices, log_level=None)
         rt.actors = ActorRuntime.attach(info.admin_port, info.root)
         rt.clients = SupervisorRef(info.clients, info.clients_path, Kind.SUPERVISOR).bind(rt.actors)
         return rt

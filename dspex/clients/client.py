@@ -25,9 +25,8 @@ from supervision.resilience import (BreakerChange, BreakerOpen, BreakerState, Ci
 from ..errors import (AuthError, BudgetExceeded, CircuitOpen, LMError, LMTimeout, MalformedResponse, ProviderError,
                       RateLimited)
 from .config import LMConfig
-from .messages import (Admit, AdmitBlock, CacheHit, ClientStatus, Done, Flush, GetStatus, GetUsage, InjectFaults, Lease,
-                       LedgerQuery, LedgerReport, LeaseBlock, RecordBatch, Report, ResetBreaker, Settled, SettleBatch,
-                       UsageRecord, UsageTotals)
+from .messages import (Admit, CacheHit, ClientStatus, Done, Flush, GetStatus, GetUsage, InjectFaults, Lease,
+                       LedgerQuery, LedgerReport, RecordBatch, Report, ResetBreaker, UsageRecord, UsageTotals)
 from .prices import Price, cost_of
 from .transport import Outcome
 
@@ -46,7 +45,6 @@ class _Wait:
     attempt: int = 0
     not_before: float = 0.0
     reservation: Reservation | None = None
-    want: int = 0  # > 0: the caller asked for a block of leases (AdmitBlock)
 
 
 @dataclass
@@ -100,22 +98,6 @@ class ClientActor(GenServer):
     def handle_call(self, request: Any) -> Any:
         if isinstance(request, Admit):
             return self._admit(request)
-        if isinstance(request, AdmitBlock):
-            for item in request.settled:
-                self._settle(item)
-            wait = _Wait(next(self.ids), self.current_call, request.est_tokens, request.run, want=request.want)
-            if not self._over_budget(wait):
-                self._advance(wait)
-            return NoReply
-        if isinstance(request, SettleBatch):
-            for item in request.settled:
-                self._settle(item)
-            for lease_id in request.release:
-                lease = self.leases.pop(lease_id, None)
-                if lease is not None and lease.permit is not None:
-                    self.breaker.cancel(lease.permit)
-            self._pump()
-            return True
         if isinstance(request, Report):
             return self._report(request)
         if isinstance(request, GetUsage):
@@ -212,37 +194,8 @@ class ClientActor(GenServer):
             return
         lease_id = next(self.ids)
         self.leases[lease_id] = _Lease(wait, permit, self.clock())
+        self.reply(wait.token, Lease(lease_id, wait.attempt))
         self._tick("sweep", SWEEP_EVERY)
-        if not wait.want:
-            self.reply(wait.token, Lease(lease_id, wait.attempt))
-            return
-        leases = [Lease(lease_id, wait.attempt)]
-        while len(leases) < wait.want and self._extra_lease(wait, leases):
-            pass
-        self.reply(wait.token, LeaseBlock(tuple(leases), self.price))
-
-    def _extra_lease(self, wait: _Wait, leases: list) -> bool:
-        """One more lease for a block, only if it is free right now: a place in flight, a rate slot due
-        now, a closed breaker, budget left. Never waits."""
-        cfg = self.cfg
-        if len(self.leases) >= cfg.max_in_flight or self.breaker.state is not BreakerState.CLOSED:
-            return False
-        spent = self.baseline + self.totals
-        if ((cfg.budget_usd is not None and spent.cost >= cfg.budget_usd)
-                or (cfg.budget_tokens is not None and spent.total_tokens >= cfg.budget_tokens)):
-            return False
-        reservation = self.limiter.try_reserve(wait.est_tokens)
-        if reservation is None:
-            return False
-        try:
-            permit = self.breaker.acquire()
-        except BreakerOpen:
-            return False
-        extra = _Wait(next(self.ids), wait.token, wait.est_tokens, wait.run, reservation=reservation)
-        lease_id = next(self.ids)
-        self.leases[lease_id] = _Lease(extra, permit, self.clock())
-        leases.append(Lease(lease_id, 0))
-        return True
 
     def _report(self, rep: Report) -> Any:
         lease = self.leases.pop(rep.lease, None)
@@ -254,7 +207,12 @@ class ClientActor(GenServer):
         if lease.permit is not None:
             self.breaker.record(lease.permit, ok=not outcome.health_failure)
         if outcome.ok:
-            cost = self._succeeded(wait, outcome)
+            if wait.reservation is not None:
+                self.limiter.settle(wait.reservation, outcome.prompt_tokens + outcome.completion_tokens)
+            cost = cost_of(self.price, outcome.prompt_tokens, outcome.completion_tokens)
+            self._account(UsageRecord(self.cfg.client_key, wait.run, True, False, wait.attempt, outcome.prompt_tokens,
+                                      outcome.completion_tokens, cost, 200))
+            self._log_request(outcome, wait.attempt)
             self._pump()
             return Done(cost, wait.attempt + 1)
         if outcome.kind == "status" and outcome.status == 429:
@@ -272,25 +230,6 @@ class ClientActor(GenServer):
             self._fail(wait, self._error(outcome, wait.attempt + 1), outcome.status)
         self._pump()
         return NoReply
-
-    def _succeeded(self, wait: _Wait, outcome: Outcome) -> float:
-        if wait.reservation is not None:
-            self.limiter.settle(wait.reservation, outcome.prompt_tokens + outcome.completion_tokens)
-        cost = cost_of(self.price, outcome.prompt_tokens, outcome.completion_tokens)
-        self._account(UsageRecord(self.cfg.client_key, wait.run, True, False, wait.attempt, outcome.prompt_tokens,
-                                  outcome.completion_tokens, cost, 200))
-        self._log_request(outcome, wait.attempt)
-        return cost
-
-    def _settle(self, item: Settled) -> None:
-        """A success on a block lease, reported after the fact."""
-        lease = self.leases.pop(item.lease, None)
-        if lease is not None and lease.permit is not None:
-            self.breaker.record(lease.permit, ok=True)
-        wait = lease.wait if lease is not None else _Wait(next(self.ids), self.current_call, 0, item.run, item.attempt)
-        wait.run = item.run
-        self._succeeded(wait, item.outcome)
-        self._pump()
 
     def _pump(self) -> None:
         """Grant waiting requests while there is room in flight."""

@@ -12,9 +12,9 @@ from ..errors import ClientExited, ConfigError
 from ..primitives import Usage
 from .cache import cache_key
 from .config import DEFAULT_BASE_URL, DEFAULT_RPM, Breaker, LMConfig, Secret, parse_model, resolve_key
-from .messages import (Admit, AdmitBlock, CacheHit, ClientStatus, Completion, Done, Flush, GetStatus, GetUsage,
-                       InjectFaults, Lease, Report, ResetBreaker, Settled, SettleBatch, UsageTotals, cached_completion)
-from .prices import Price, check_price, cost_of
+from .messages import (Admit, CacheHit, ClientStatus, Completion, Done, Flush, GetStatus, GetUsage, InjectFaults,
+                       Lease, Report, ResetBreaker, UsageTotals, cached_completion)
+from .prices import Price, check_price
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -99,13 +99,9 @@ class LM:
                 return cached_completion(hit)
         start = time.monotonic()
         est = len(json.dumps(msgs)) // 4 + int(sampling.get("max_tokens", cfg.max_tokens))
-        reply = self._lease(engine, est, run)
+        reply = self._call(Admit(est, run))
         while isinstance(reply, Lease):
             outcome = engine.transport.attempt(msgs, sampling)
-            if outcome.ok and engine.pool is not None and reply.attempt == 0:  # settled later, in a batch
-                engine.pool.settled(Settled(reply.id, outcome, 0, run))
-                reply = Done(cost_of(engine.pool.price, outcome.prompt_tokens, outcome.completion_tokens), 1)
-                break
             reply = self._call(Report(reply.id, outcome, reply.attempt, run))
         assert isinstance(reply, Done), reply
         comp = Completion(outcome.text, Usage(outcome.prompt_tokens, outcome.completion_tokens), reply.cost,
@@ -115,21 +111,6 @@ class LM:
                                    "completion_tokens": comp.usage.completion_tokens, "model": comp.model})
         return comp
 
-    def _lease(self, engine: Any, est: int, run: str | None) -> Lease:
-        """One lease: from this process's stock, else from the actor (a block, when leasing in blocks)."""
-        pool = engine.pool
-        if pool is None:
-            return self._call(Admit(est, run))
-        lease = pool.take()
-        if lease is not None:
-            return lease
-        settled, stale = pool.drain()
-        if stale:
-            self._call(SettleBatch((), stale))
-        block = self._call(AdmitBlock(est, run, pool.block, settled))
-        pool.add(block.leases[1:], block.price)
-        return block.leases[0]
-
     def __call__(self, messages: Sequence[dict] | str, **overrides: Any) -> str:
         """The answer's text."""
         return self.request(messages, **overrides).text
@@ -137,25 +118,15 @@ class LM:
     # --- state -------------------------------------------------------------------------------------
 
     def usage(self) -> UsageTotals:
-        """Totals of this client (all handles), surviving client restarts: requests, tokens, cost, hits, retries.
-        Successes on block leases in other processes count once those processes flush."""
-        self._flush_pool()
+        """Totals of this client (all handles), surviving client restarts: requests, tokens, cost, hits, retries."""
         return self._call(GetUsage())
 
     def status(self) -> ClientStatus:
-        self._flush_pool()
         return self._call(GetStatus())
 
     def flush(self) -> None:
-        """Report this process's pending successes, give back unused leases, and wait until the ledger has
-        every finished request of this client."""
-        self._flush_pool(release_all=True)
+        """Wait until the ledger has every finished request of this client."""
         self._call(Flush())
-
-    def _flush_pool(self, release_all: bool = False) -> None:
-        engine = self._need_runtime().engine(self.config, self._key)
-        if engine.pool is not None:
-            engine.pool.flush(self._call, release_all)
 
     def reset_breaker(self) -> None:
         self._call(ResetBreaker())

@@ -99,41 +99,6 @@ class Report:
 
 
 @dataclass(frozen=True)
-class Settled:
-    """A success on a block lease, reported later in a batch (the caller already has its answer)."""
-
-    lease: int
-    outcome: Outcome
-    attempt: int = 0
-    run: str | None = None
-
-
-@dataclass(frozen=True)
-class AdmitBlock:
-    """Like Admit, but take up to ``want`` leases that are free right now (one at least, waiting as usual),
-    and settle earlier successes on the way: fewer messages for handles in other processes."""
-
-    est_tokens: int
-    run: str | None = None
-    want: int = 1
-    settled: tuple = ()
-
-
-@dataclass(frozen=True)
-class LeaseBlock:
-    leases: tuple
-    price: tuple | None = None
-
-
-@dataclass(frozen=True)
-class SettleBatch:
-    """Settle successes and give back leases that were not used."""
-
-    settled: tuple = ()
-    release: tuple = ()
-
-
-@dataclass(frozen=True)
 class Done:
     cost: float
     attempts: int

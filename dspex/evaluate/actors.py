@@ -139,19 +139,13 @@ class EvalWorker(GenServer):
             siblings = rt.actors.call(self._sv_parent, WhichChildren(), 30.0)
             coord = next(c.ref.address for c in siblings if c.id == "coordinator" and c.ref is not None)
             rt.actors.call(coord, Hello(self.worker), 30.0)
-            lms = list({id(p.lm): p.lm for p in getattr(program, "predictors", lambda: [])()
-                        if p.lm is not None}.values())
-            try:
-                self._work(rt, coord, program, metric, lms)
-            finally:
-                for lm in lms:
-                    lm.flush()  # give back unused leases
+            self._work(rt, coord, program, metric)
         except Exception as exc:  # noqa: BLE001 - logged; the coordinator's timeouts and a restart recover
             self.actor_log.error("eval_worker_failed", worker=self.worker, error=f"{type(exc).__name__}: {exc}")
         finally:
             rt.close()
 
-    def _work(self, rt: Any, coord: Any, program: Any, metric: Any, lms: list) -> None:
+    def _work(self, rt: Any, coord: Any, program: Any, metric: Any) -> None:
         running: dict[Future, int] = {}
         finished = False
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.worker}-ex") as pool:
@@ -171,8 +165,6 @@ class EvalWorker(GenServer):
                 for f in done:
                     del running[f]
                 if rows:
-                    for lm in lms:  # successes reach the client actor before the rows reach the coordinator
-                        lm._flush_pool()
                     rt.actors.call(coord, Results(self.worker, rows), 30.0)
 
 
