@@ -63,7 +63,7 @@ class Runtime:
         self.models: SupervisorRef | None = None
         self._configs: dict[str, LMConfig] = {}
         self._engines: dict[tuple, Engine] = {}
-        self._caches: dict[str, ResponseCache] = {}
+        self._cache: ResponseCache | None = None  # one per process, opened on first use
         self._model_ports: dict[str, int] = {}
         self._lock = threading.RLock()
 
@@ -151,10 +151,9 @@ class Runtime:
         with self._lock:
             engine = self._engines.get(ident)
             if engine is None:
-                cache = self._caches.get("responses")
-                if cache is None:
-                    cache = self._caches["responses"] = ResponseCache(self.cache_dir)
-                engine = self._engines[ident] = Engine(Transport(cfg, key), cache)
+                if self._cache is None:
+                    self._cache = ResponseCache(self.cache_dir)
+                engine = self._engines[ident] = Engine(Transport(cfg, key), self._cache)
             return engine
 
     def usage(self, run: str | None = None) -> LedgerReport:
@@ -165,7 +164,6 @@ class Runtime:
             if info.id != "ledger" and info.ref is not None:
                 info.ref.call(Flush(), 30.0)
         return self.clients.child("ledger").call(LedgerQuery(run=run), 30.0)
-
 
     # --- other processes -------------------------------------------------------------------------
 
@@ -179,8 +177,7 @@ class Runtime:
     @classmethod
     def attach(cls, info: "RuntimeInfo") -> "Runtime":
         """This runtime's clients, seen from another process; ``close`` only drops the connection."""
-        rt = cls.__new__(cls)
-        Runtime.__init__(rt, "multiproc", cache_dir=info.cache_dir, prices=info.prices, log_level=None)
+        rt = cls("multiproc", cache_dir=info.cache_dir, prices=info.prices, log_level=None)
         rt.actors = ActorRuntime.attach(info.admin_port, info.root)
         rt.clients = SupervisorRef(info.clients, info.clients_path, Kind.SUPERVISOR).bind(rt.actors)
         return rt
@@ -207,13 +204,19 @@ def runtime(base: str = "local", **options: Any) -> Runtime:
     return Runtime(base, **options)
 
 
-def current_runtime() -> Runtime:
-    """The innermost open runtime of this process."""
+def active_runtime() -> Runtime | None:
+    """The innermost open runtime of this process, or None."""
     with _ACTIVE_LOCK:
-        if _ACTIVE:
-            return _ACTIVE[-1]
+        return _ACTIVE[-1] if _ACTIVE else None
+
+
+def current_runtime() -> Runtime:
+    """The innermost open runtime of this process (ConfigError if none is open)."""
+    runtime = active_runtime()
+    if runtime is not None:
+        return runtime
     raise ConfigError("no dspex runtime is open: wrap your code in `with dspex.runtime() as rt:` "
                       "or pass runtime=rt")
 
 
-__all__ = ["Runtime", "runtime", "current_runtime", "Engine", "default_cache_dir"]
+__all__ = ["Runtime", "runtime", "current_runtime", "active_runtime", "Engine", "default_cache_dir"]

@@ -91,6 +91,7 @@ class ActorRuntime:
         self._pool: list[_Endpoint] = []
         self._pool_lock = threading.Lock()
         self._clones: list[_Endpoint] = []
+        self._attached = False  # a caller into another process's runtime (see attach): owns nothing
         self._bus = EventBus()
         self.events: list[LifecycleEvent] = []
         self._event_thread: threading.Thread | None = None
@@ -179,10 +180,8 @@ class ActorRuntime:
         system, self._system = self._system, None
         if system is None:
             return
-        if getattr(self, "_attached", False):
-            for clone in self._clones:
-                if clone.closer:
-                    clone.closer()
+        if self._attached:
+            self._close_clones()
             return
         try:
             if self._root is not None:
@@ -196,12 +195,15 @@ class ActorRuntime:
             self._stop_events.set()
             if self._event_thread is not None:
                 self._event_thread.join(timeout=2.0)
-            for clone in self._clones:
-                if clone.closer:
-                    clone.closer()
+            self._close_clones()
             system.shutdown()
             self._stop_watchdog()
             log.info("runtime_stopped", runtime=self.name)
+
+    def _close_clones(self) -> None:
+        for clone in self._clones:
+            if clone.closer:
+                clone.closer()
 
     def _stop_watchdog(self) -> None:
         if self._watchdog is None:

@@ -13,7 +13,7 @@ from ..primitives import Usage
 from .cache import cache_key
 from .config import DEFAULT_BASE_URL, DEFAULT_RPM, Breaker, LMConfig, Secret, parse_model, resolve_key
 from .messages import (Admit, CacheHit, ClientStatus, Completion, Done, Flush, GetStatus, GetUsage, InjectFaults,
-                       Lease, Report, ResetBreaker, UsageTotals, cached_completion)
+                       Lease, Report, ResetBreaker, UsageTotals, cache_entry, cached_completion)
 from .prices import Price, check_price
 
 if TYPE_CHECKING:
@@ -107,8 +107,7 @@ class LM:
         comp = Completion(outcome.text, Usage(outcome.prompt_tokens, outcome.completion_tokens), reply.cost,
                           outcome.model or cfg.model, time.monotonic() - start, attempts=reply.attempts)
         if key is not None:
-            engine.cache.put(key, {"text": comp.text, "prompt_tokens": comp.usage.prompt_tokens,
-                                   "completion_tokens": comp.usage.completion_tokens, "model": comp.model})
+            engine.cache.put(key, cache_entry(comp))
         return comp
 
     def __call__(self, messages: Sequence[dict] | str, **overrides: Any) -> str:

@@ -168,6 +168,12 @@ class LedgerReport:
     by_run: dict = field(default_factory=dict)
 
 
+def cache_entry(comp: Completion) -> dict:
+    """What the response cache keeps of a completion (read back by :func:`cached_completion`)."""
+    return {"text": comp.text, "prompt_tokens": comp.usage.prompt_tokens,
+            "completion_tokens": comp.usage.completion_tokens, "model": comp.model}
+
+
 def cached_completion(data: dict) -> Completion:
     """A completion from the cache: free, instant, flagged."""
     comp = Completion(data["text"], Usage(data["prompt_tokens"], data["completion_tokens"]), 0.0, data["model"], 0.0)

@@ -196,10 +196,12 @@ class WorkerFeed:
                                               name=self.name)
         self.coord = self.sup.child("coordinator")
         self.cancelled = False
+        self.duplicates = 0  # late results the coordinator dropped
 
     def rows(self, poll: float = 0.1, until: float | None = None):
         while until is None or time.monotonic() < until:
             progress = self.coord.call(GetProgress(), 30.0)
+            self.duplicates = progress.counts["duplicates"]
             yield from progress.rows
             if progress.finished or (self.cancelled and not progress.counts["in_flight"]):
                 return

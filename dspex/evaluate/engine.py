@@ -63,6 +63,11 @@ class ThreadRunner:
             if self.tracker.finish(row.index):
                 yield row
 
+    @property
+    def duplicates(self) -> int:
+        """Late results dropped because their example was already done."""
+        return self.tracker.duplicates
+
     def cancel(self) -> None:
         self.cancelled.set()
 

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from ..clients.messages import UsageTotals
 from ..errors import ConfigError, DspexError
 from ..primitives import Example, Usage
+from ..runtime import active_runtime
 from .actors import WorkerFeed
 from .engine import Metric, ThreadRunner
 from .result import EvalRow, EvaluationResult, load_journal
@@ -53,23 +54,24 @@ class Evaluate:
         processes (``max_concurrency / workers`` threads each); otherwise on threads in this process.
         Either way the LM calls share the runtime's client actors (limits, breakers, ledger)."""
         start = time.monotonic()
-        tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
         rows: dict[int, EvalRow] = {}
         if self.resume_from is not None:
             for row in load_journal(self.resume_from):
                 if 0 <= row.index < len(self.devset) and row.example == self.devset[row.index]:
                     rows[row.index] = row
-            tracker.skip(rows)
-        rt = runtime if runtime is not None else _current_runtime()
+        rt = runtime if runtime is not None else active_runtime()
         if self.workers > 0 and rt is not None and not rt.actors.is_local:
             runner: Any = WorkerFeed(rt, program, self.metric, self.devset, list(rows), self.workers,
                                      self.max_concurrency, self.timeout, self.retry_timeouts)
         else:
+            tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
+            tracker.skip(rows)
             runner = ThreadRunner(program, self.metric, self.devset, tracker, self.max_concurrency)
         aborted = None
         bar = _progress(len(self.devset), len(rows)) if self.progress else None
         journal = open(self.journal, "a", encoding="utf-8") if self.journal is not None else None
         errors = sum(1 for r in rows.values() if r.failed)
+        spent = _cost(rows)
         try:
             try:
                 for row in runner.rows():
@@ -77,12 +79,13 @@ class Evaluate:
                         continue  # already finished (a resumed row); exactly once
                     rows[row.index] = row
                     errors += row.failed
+                    spent += row.prediction.cost if row.prediction is not None else 0.0
                     if journal is not None:
                         journal.write(json.dumps(row.to_json(), ensure_ascii=False, default=str) + "\n")
                         journal.flush()
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(failed=errors, spend=f"${_cost(rows):.4f}", refresh=False)
+                        bar.set_postfix(failed=errors, spend=f"${spent:.4f}", refresh=False)
                     if self.max_errors is not None and errors >= self.max_errors and aborted is None:
                         aborted = f"max_errors={self.max_errors} reached"
                         runner.cancel()
@@ -106,13 +109,7 @@ class Evaluate:
         totals = UsageTotals(len(ordered), sum(not r.failed for r in ordered), sum(r.failed for r in ordered), 0, 0,
                              usage.prompt_tokens, usage.completion_tokens, _cost(rows))
         return EvaluationResult(ordered, time.monotonic() - start, totals, self.exclude_failures, aborted,
-                                tracker.duplicates)
-
-
-def _current_runtime() -> Any:
-    from ..runtime import _ACTIVE
-
-    return _ACTIVE[-1] if _ACTIVE else None
+                                runner.duplicates)
 
 
 def _cost(rows: dict) -> float:
