@@ -15,13 +15,10 @@ from dspex.evaluate import EvaluationCancelled, ExampleTimeout, MetricError, Tra
 from dspex.testing import Faults, ProviderServer
 
 from ...conftest import pids_titled, wait_until
+from ..scripted import chat
 
 KEY = "sk-test-evaluate-123456"
 _ids = itertools.count()
-
-
-def chat(**fields) -> str:
-    return "".join(f"[[ ## {k} ## ]]\n{v}\n\n" for k, v in fields.items()) + "[[ ## completed ## ]]"
 
 
 def answer(req):

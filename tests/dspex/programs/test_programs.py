@@ -15,11 +15,9 @@ from hypothesis import strategies as st
 import dspex
 from dspex.testing import ProviderServer
 
+from ..scripted import chat
+
 KEY = "sk-test-programs-123456"
-
-
-def chat(**fields) -> str:
-    return "".join(f"[[ ## {k} ## ]]\n{v}\n\n" for k, v in fields.items()) + "[[ ## completed ## ]]"
 
 
 @pytest.fixture
