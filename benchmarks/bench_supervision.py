@@ -12,7 +12,8 @@ import structlog
 from thespian.actors import ActorExitRequest, ActorSystem
 
 from supervision import ActorRuntime, CallFailed, ChildSpec, SupervisorSpec
-from supervision.runtime import BASES, _log_defs, free_port
+from supervision.runtime import BASES
+from supervision.tcp import free_port, log_defs as _log_defs
 from benchmarks.raw_actor import RawEcho
 from tests.supervision.actors import Counter
 

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import structlog
 
 from supervision import ActorRef, ActorRuntime, ChildSpec, Kind, SupervisorRef, SupervisorSpec
-from supervision.runtime import free_port
+from supervision.tcp import free_port
 
 from .clients.cache import ResponseCache
 from .clients.client import ClientActor

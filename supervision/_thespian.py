@@ -1,23 +1,33 @@
-"""The one place that adapts Thespian: two small, behaviour-preserving patches.
+"""The one place that adapts Thespian: three small patches.
 
 1. Bind actors to one interface, not 0.0.0.0. Thespian binds its admin and every actor on all
    interfaces and accepts unauthenticated pickles: anyone who reaches a port can run code. With
    ``SUPERVISION_BIND_HOST`` set (the runtime sets it to 127.0.0.1 unless told otherwise), every
    socket binds to that address instead. Forked processes inherit the environment and the patch.
-2. simpleSystemBase looks for expired timers before every message it delivers, through a fold of
+2. Accept connections only from listed peers. With ``SUPERVISION_ALLOWED_PEERS`` set (a comma
+   separated list of IP addresses; the runtime always sets it for the process bases), a connection
+   from any other address is closed as soon as it is accepted, before a byte of it is read, so an unlisted host cannot hand
+   Thespian a pickle to load (a pickle is code). Loopback and the bound address are always allowed.
+3. simpleSystemBase looks for expired timers before every message it delivers, through a fold of
    lambdas that cost ~15 µs per pending timer (Thespian cannot cancel timers, so supervisors' start
    timeouts stay pending for a minute): the same partition in one plain pass.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
+import socket
 
 from thespian.system import simpleSystemBase
-from thespian.system.transport import IPBase
+from thespian.system.transport import IPBase, TCPTransport
+from thespian.system.utilis import thesplog
 
 BIND_ENV = "SUPERVISION_BIND_HOST"
+PEERS_ENV = "SUPERVISION_ALLOWED_PEERS"
 _original_init = IPBase.IPActorAddress.__init__
+_original_accept = TCPTransport.TCPTransport._acceptNewIncoming
 
 
 def _init(self, af, socktype, proto, baseaddr=None, port=0, external=False):  # type: ignore[no-untyped-def]
@@ -25,6 +35,49 @@ def _init(self, af, socktype, proto, baseaddr=None, port=0, external=False):  # 
     host = os.environ.get(BIND_ENV)
     if host and self.bindname and self.bindname[0] in ("", "0.0.0.0"):
         self.bindname = (host,) + tuple(self.bindname[1:])
+
+
+def allowed_peers() -> frozenset[str] | None:
+    """The IP addresses this process accepts connections from (None: any)."""
+    listed = os.environ.get(PEERS_ENV)
+    return None if listed is None else _parse_peers(listed, os.environ.get(BIND_ENV, ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_peers(listed: str, bound: str) -> frozenset[str]:
+    return frozenset(p.strip() for p in listed.split(",") if p.strip()) | {"127.0.0.1", bound}
+
+
+def _accept_new_incoming(self):  # type: ignore[no-untyped-def]
+    """TCPTransport._acceptNewIncoming, closing connections from unlisted peers before reading a byte.
+
+    Thespian's own version queues an internal wake-up after a failed accept that its admin cannot
+    handle, so a refusal must look like no connection at all, not like an accept error."""
+    peers = allowed_peers()
+    if peers is None:
+        return _original_accept(self)
+    try:
+        sock, remote = self.new_socket(self.socket.accept)
+    except OSError as exc:
+        thesplog("Error accepting incoming: %s", exc)
+        self._check_indicators()
+        return None
+    self._check_indicators()
+    if remote[0] not in peers:
+        sock.close()
+        thesplog("refused a connection from unlisted peer %s (allowed: %s)", remote[0], sorted(peers))
+        return None
+    if remote == self.myAddress:
+        self._incomingEnvelopes.append(TCPTransport.Thespian__UpdateWork())
+    sock.setblocking(0)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    incoming = TCPTransport.TCPIncomingPersistent if hasattr(self, "_openSockets") else TCPTransport.TCPIncoming
+    self._incomingSockets[sock.fileno()] = incoming(TCPTransport.ActorAddress(None), sock)
+    return None
 
 
 def _pop_expired_wakeups(self, ct):  # type: ignore[no-untyped-def]
@@ -37,8 +90,19 @@ def _pop_expired_wakeups(self, ct):  # type: ignore[no-untyped-def]
     return expired
 
 
+def set_base_address(host: str) -> None:
+    """This process's address on the network: new sockets bind to it, and Thespian's idea of which
+    addresses are "this system" is rebuilt from the interfaces plus ``host`` (it is read once at
+    import, so a value inherited from a parent on another host would make that host look local)."""
+    os.environ[BIND_ENV] = host
+    os.environ["THESPIAN_BASE_IPADDR"] = host
+    IPBase.thisSystem._myAddresses = set(IPBase.getLocalAddresses()) | {host}
+
+
 def install() -> None:
     """Idempotent; called by ActorRuntime before any actor system starts."""
     if IPBase.IPActorAddress.__init__ is not _init:
         IPBase.IPActorAddress.__init__ = _init
+    if TCPTransport.TCPTransport._acceptNewIncoming is not _accept_new_incoming:
+        TCPTransport.TCPTransport._acceptNewIncoming = _accept_new_incoming
     simpleSystemBase.WakeupManager._pop_expired_wakeups = _pop_expired_wakeups

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from thespian.actors import Actor, ActorExitRequest, PoisonMessage, WakeupMessage
 
+from . import procfs
 from .errors import ActorExited, CallFailed
 from .messages import (Call, CallError, CallToken, Cast, ExitNotice, Init, InitFailed, InitOk, Nudge, Reply,
                        StopRequest)
@@ -59,6 +60,12 @@ class GenServer(Actor):
     """
 
     title_prefix = "supervision"
+
+    @staticmethod
+    def actorSystemCapabilityCheck(capabilities: dict, requirements: dict) -> bool:  # noqa: N802 - Thespian's name
+        """Thespian's placement hook: a system can run this actor if it has every required capability
+        value (``ChildSpec.requirements``); with none required, any system can."""
+        return all(capabilities.get(key) == value for key, value in (requirements or {}).items())
 
     # --- callbacks (override) ------------------------------------------------------------------
 
@@ -168,7 +175,7 @@ class GenServer(Actor):
             self._sv_done = True
             self.send(self.myAddress, ActorExitRequest())
             return
-        self.send(sender, InitOk(self.myAddress, os.getpid()))
+        self.send(sender, InitOk(self.myAddress, os.getpid(), procfs.node_id()))
 
     def _sv_setup(self, msg: Init, sender: Any) -> None:
         self._sv_parent = sender

@@ -26,6 +26,7 @@ class Init:
 class InitOk:
     address: Any
     pid: int
+    node: str = ""  # procfs.node_id() of the child's process: its pid is only signalled on the same node
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Used to reap the fork Thespian leaves behind, and by the tests to find stray pro
 
 from __future__ import annotations
 
+import functools
 import os
 
 
@@ -16,6 +17,18 @@ def stat_fields(pid: int) -> list[str] | None:
     except OSError:
         return None
     return stat[stat.rfind(")") + 2:].split()
+
+
+@functools.cache
+def node_id() -> str:
+    """Where a pid means something: this boot of this machine and this pid namespace. Two processes
+    with the same node id can signal each other by pid; across nodes (other hosts) they cannot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return f"unknown-{os.getpid()}"
 
 
 def pids() -> list[int]:

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import pickle
-import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -23,7 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 import structlog
 from thespian.actors import ActorSystem, PoisonMessage
 
-from . import _thespian, procfs
+from . import _thespian, tcp
 from .errors import ActorExited, CallTimeout, Shutdown, SpecError, SupervisionError
 from .messages import (Call, CallError, ChildSpec, Cast, DrainEvents, GetFailures, Init, InitFailed, InitOk,
                        IsAlive, LifecycleEvent, Nudge, Reply, RootFailure, StartTop, StopTree, TerminateChild,
@@ -36,15 +32,10 @@ from .telemetry import EventBus, Subscriber
 log = structlog.get_logger("supervision")
 
 BASES = {"local": "simpleSystemBase", "multiproc": "multiprocTCPBase", "tcp": "multiprocTCPBase"}
+LOOPBACK = ("127.0.0.1", "localhost")
 SLICE = 0.25  # seconds between liveness checks while a call waits
 EVENT_POLL = 0.05
 LOCAL_POLL = 0.002  # local base: how often a waiting caller lets timers fire and checks for its reply
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class _Endpoint:
@@ -60,13 +51,15 @@ class ActorRuntime:
 
     ``base``: ``"local"`` (simpleSystemBase, in this process, deterministic), ``"multiproc"``
     (multiprocTCPBase on 127.0.0.1, one process per actor, a free admin port per runtime), or
-    ``"tcp"`` (the same base set up to join a convention: ``bind_host``/``convention`` name the
-    interface and the leader's ``host:port``).
+    ``"tcp"`` (the same base on the interface ``bind_host``, the leader of a convention that other
+    hosts join with :class:`~supervision.node.Node`; ``convention="ip:port"`` makes it a member of
+    another leader's instead). Off loopback, only the IP addresses in ``peers`` may connect: list
+    the hosts you trust, since whoever connects can run code in every actor process.
     """
 
     def __init__(self, base: str = "local", name: str = "app", *, admin_port: int | None = None,
                  bind_host: str = "127.0.0.1", convention: str | None = None,
-                 capabilities: dict | None = None, log_dir: str | None = None,
+                 capabilities: dict | None = None, peers: Sequence[str] = (), log_dir: str | None = None,
                  shutdown_timeout: float = 60.0) -> None:
         if base not in BASES:
             raise SpecError("ActorRuntime.base", f"unknown base {base!r}", "use 'local', 'multiproc' or 'tcp'")
@@ -78,6 +71,9 @@ class ActorRuntime:
         self.convention = convention
         self.admin_port = admin_port
         self.extra_capabilities = dict(capabilities or {})
+        if isinstance(peers, str) or not all(isinstance(p, str) and p for p in peers):
+            raise SpecError("ActorRuntime.peers", f"must be a list of IP addresses, got {peers!r}")
+        self.peers = tuple(peers)
         self.log_dir = log_dir
         self.shutdown_timeout = shutdown_timeout
         self._system: Any = None
@@ -116,7 +112,7 @@ class ActorRuntime:
             return self
         _thespian.install()
         if self.is_local:
-            self._system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=_log_defs())
+            self._system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=tcp.log_defs())
         else:
             self._start_process_system()
         self._pool.append(_Endpoint(self._system))
@@ -128,7 +124,7 @@ class ActorRuntime:
             if not isinstance(reply, InitOk):
                 raise SupervisionError(f"root supervisor did not start: {reply!r}")
             if not self.is_local:
-                self._start_watchdog()
+                self._watchdog = tcp.start_watchdog(self.admin_port, self.name, self.shutdown_timeout, self._root)
         except BaseException:
             self.close()
             raise
@@ -136,36 +132,22 @@ class ActorRuntime:
         return self
 
     def _start_process_system(self) -> None:
-        os.environ[_thespian.BIND_ENV] = self.bind_host
-        os.environ.setdefault("THESPIAN_BASE_IPADDR", self.bind_host)
-        log_dir = self.log_dir or os.path.join(tempfile.gettempdir(), f"supervision-{os.getpid()}")
-        os.makedirs(log_dir, exist_ok=True)
-        os.environ.setdefault("THESPLOG_FILE", os.path.join(log_dir, "thespian.log"))
-        os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
-        self.admin_port = self.admin_port or free_port(self.bind_host)
-        caps = {"Admin Port": self.admin_port, **self.extra_capabilities}
-        if self.convention:
-            caps["Convention Address.IPv4"] = self.convention
-        before = procfs.children_of(os.getpid())
-        self._system = ActorSystem(BASES[self.base], capabilities=caps, transientUnique=True, logDefs=_log_defs())
-        _reap_new_zombies(before)
-
-    def _start_watchdog(self) -> None:
-        cmd = [sys.executable, "-m", "supervision.watchdog", "--port", str(self.admin_port),
-               "--name", self.name, "--timeout", str(self.shutdown_timeout)]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        self._watchdog = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True, env=env)
-        self._watchdog.stdin.write(pickle.dumps(self._root).hex().encode() + b"\n")
-        self._watchdog.stdin.flush()
+        peers = self.peers if self.bind_host not in LOOPBACK else ()
+        self._system, self.admin_port = tcp.start_system(
+            self.bind_host, self.admin_port, self.extra_capabilities, convention=self.convention, peers=peers,
+            log_dir=self.log_dir)
 
     @classmethod
     def attach(cls, admin_port: int, root: Any, name: str = "attached") -> "ActorRuntime":
         """A caller into a running multiproc/tcp runtime from another process (e.g. inside an actor).
 
-        It owns nothing: ``close`` only drops its endpoints; the owning runtime stops the tree.
+        It owns nothing: ``close`` only drops its endpoints; the owning runtime stops the tree. In an
+        actor placed on another host's node it goes through that node's admin (same convention).
         """
+        from .node import local_admin_port
+
         _thespian.install()
+        admin_port = local_admin_port(admin_port)
         rt = cls("multiproc", name, admin_port=admin_port)
         rt._system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": admin_port})
         rt._root = root
@@ -197,27 +179,13 @@ class ActorRuntime:
                 self._event_thread.join(timeout=2.0)
             self._close_clones()
             system.shutdown()
-            self._stop_watchdog()
+            tcp.stop_watchdog(self._watchdog)
             log.info("runtime_stopped", runtime=self.name)
 
     def _close_clones(self) -> None:
         for clone in self._clones:
             if clone.closer:
                 clone.closer()
-
-    def _stop_watchdog(self) -> None:
-        if self._watchdog is None:
-            return
-        try:
-            self._watchdog.stdin.write(b"bye\n")
-            self._watchdog.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
-        try:
-            self._watchdog.wait(timeout=10.0)
-        except subprocess.TimeoutExpired:
-            self._watchdog.kill()
-            self._watchdog.wait()
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -266,6 +234,13 @@ class ActorRuntime:
         if found is None:
             return None
         return ActorRef(found.address, found.path, found.kind).bind(self)
+
+    def convention_members(self) -> list[str]:
+        """``ip:port`` of the nodes that have joined this runtime's convention (process bases only)."""
+        if self.is_local:
+            return []
+        with self._endpoint() as ep:
+            return tcp.convention_members(ep.system)
 
     @property
     def failures(self) -> list[RootFailure]:
@@ -433,28 +408,3 @@ class ActorRuntime:
             if system is None:
                 return
             self._pump_events(system)
-
-
-def _log_defs() -> dict:
-    """Thespian's own logging config for actor processes (False would crash multiproc actors)."""
-    return {"version": 1, "disable_existing_loggers": False,
-            "handlers": {"null": {"class": "logging.NullHandler"}},
-            "root": {"handlers": ["null"], "level": "WARNING"}}
-
-
-def _reap_new_zombies(before: set[int]) -> None:
-    """Reap the intermediate fork Thespian leaves as our zombie (only children that are new)."""
-    deadline = time.monotonic() + 2.0
-    while True:
-        new = procfs.children_of(os.getpid()) - before
-        pending = []
-        for pid in new:
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                continue
-            if done == 0:
-                pending.append(pid)
-        if not pending or time.monotonic() > deadline:
-            return
-        time.sleep(0.02)

@@ -120,7 +120,9 @@ class ChildSpec:
     :class:`SupervisorSpec` for a nested supervisor whose own children are given in ``children``.
     ``shutdown`` is seconds for ``terminate`` before the child is killed, ``"brutal_kill"``, or
     ``"infinity"`` (the default for supervisors). ``name`` registers the running child in the
-    runtime's registry (``rt.whereis(name)``).
+    runtime's registry (``rt.whereis(name)``). ``requirements`` places a worker on an actor system
+    of a convention whose capabilities include every ``key: value`` given (another host, see
+    :class:`supervision.node.Node`); without it the child runs on the supervisor's own system.
     """
 
     id: str
@@ -133,6 +135,7 @@ class ChildSpec:
     name: str | None = None
     children: Sequence["ChildSpec"] = ()
     title: str | None = None
+    requirements: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -165,6 +168,13 @@ class ChildSpec:
                                     f"expected ChildSpec items, got {type(child).__name__}")
             validate_children(self.start, children, where=f"ChildSpec({self.id!r}).children")
             set_(self, "children", children)
+        if self.requirements is not None:
+            if not isinstance(self.requirements, Mapping) or not all(isinstance(k, str) for k in self.requirements):
+                raise SpecError(f"ChildSpec({self.id!r}).requirements", "must be a mapping of capability names to values")
+            if is_sup:
+                raise SpecError(f"ChildSpec({self.id!r}).requirements", "only workers can be placed on other systems",
+                                "keep supervisors with their parent and place their workers")
+            set_(self, "requirements", dict(self.requirements))
         if self.shutdown is _UNSET:
             set_(self, "shutdown", INFINITY if is_sup else 5.0)
         elif self.shutdown not in (BRUTAL_KILL, INFINITY):

@@ -18,7 +18,7 @@ from typing import Any, Callable, Generator, Optional
 
 from thespian.actors import ActorExitRequest, ChildActorExited
 
-from . import planning
+from . import planning, procfs
 from .errors import ActorExited, FailedToStartChild, SpecError, SupervisionError
 from .gen_server import GenServer, NoReply, describe
 from .messages import (ChildCounts, ChildInfo, CountChildren, DeleteChild, ExitNotice, GetChild,
@@ -37,6 +37,7 @@ class _Kid:
     spec: ChildSpec
     address: Any = None
     pid: int = 0
+    node: str = ""
     generation: int = 0
     notice: Optional[ExitNotice] = None
 
@@ -105,7 +106,7 @@ class SupervisorActor(GenServer):
 
         def done(value: Any, error: Optional[BaseException]) -> None:
             if error is None:
-                self.send(sender, InitOk(self.myAddress, os.getpid()))
+                self.send(sender, InitOk(self.myAddress, os.getpid(), procfs.node_id()))
                 return
             if isinstance(error, FailedToStartChild):
                 self.send(sender, InitFailed(error.reason, self.myAddress, error.id))
@@ -214,7 +215,7 @@ class SupervisorActor(GenServer):
             kwargs = {**t.kwargs, **request.kwargs}
             spec = ChildSpec(id=f"{t.id}-{self.instances}", start=t.start, args=t.args + tuple(request.args),
                              kwargs=kwargs, restart=t.restart, shutdown=t.shutdown, significant=t.significant,
-                             children=t.children, title=t.title)
+                             children=t.children, title=t.title, requirements=t.requirements)
         else:
             spec = request.spec
             if spec is None:
@@ -412,7 +413,7 @@ class SupervisorActor(GenServer):
             else:
                 cls = resolve_actor_class(spec.start_path()) if isinstance(spec.start, str) else spec.start
                 args, kwargs = spec.args, dict(spec.kwargs)
-            address = self.createActor(cls)
+            address = self.createActor(cls, targetActorRequirements=spec.requirements)
         except Exception as exc:  # noqa: BLE001 - Thespian raises assorted errors for bad classes
             self._emit("start_failed", cid, describe(exc), normal=False)
             return describe(exc)
@@ -420,7 +421,7 @@ class SupervisorActor(GenServer):
         result = yield _WaitStart(address, self.spec.start_timeout)
         self._failed_child = result.child if isinstance(result, InitFailed) else None
         if isinstance(result, InitOk):
-            kid.address, kid.pid, kid.notice = result.address, result.pid, None
+            kid.address, kid.pid, kid.node, kid.notice = result.address, result.pid, result.node, None
             kid.generation += 1
             if spec.name:
                 self.send(self._sv_root, Register(spec.name, result.address, spec.kind, path))
@@ -456,7 +457,7 @@ class SupervisorActor(GenServer):
             self._mark_down(kid, exit_)
 
     def _kill(self, kid: _Kid) -> None:
-        if kid.pid and kid.pid != os.getpid():
+        if kid.pid and kid.pid != os.getpid() and kid.node == procfs.node_id():  # a pid elsewhere means nothing here
             try:
                 os.kill(kid.pid, signal.SIGKILL)
                 return

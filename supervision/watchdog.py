@@ -1,7 +1,8 @@
 """Owner watchdog: ``python -m supervision.watchdog --port P``, started by ActorRuntime.
 
 Its stdin is a pipe from the owning process: first line, the root supervisor's address (hex of a
-pickle: the pipe is private to the owner); then ``bye`` when the owner closes the runtime itself.
+pickle: the pipe is private to the owner) or ``-`` for a system without a tree (a convention member,
+:class:`supervision.node.Node`); then ``bye`` when the owner closes the runtime itself.
 End-of-file without ``bye`` means the owner died (kill -9): the watchdog joins the actor system as
 an outside client, asks the root to stop the tree in order, and shuts the system down, so no
 actor process outlives its owner.
@@ -30,13 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     rest = sys.stdin.buffer.read()
     if rest.strip() == b"bye" or not first:
         return 0
-    root = pickle.loads(bytes.fromhex(first.decode()))
+    root = None if first == b"-" else pickle.loads(bytes.fromhex(first.decode()))
     shut_down(args.port, root, args.name, args.timeout)
     return 0
 
 
-def shut_down(port: int, root: Any, name: str, timeout: float) -> None:
-    """Stop the tree under ``root`` in order, then the whole actor system on ``port``."""
+def shut_down(port: int, root: Any | None, name: str, timeout: float) -> None:
+    """Stop the tree under ``root`` (if any) in order, then the whole actor system on ``port``."""
     from thespian.actors import ActorSystem
 
     from . import _thespian
@@ -46,8 +47,9 @@ def shut_down(port: int, root: Any, name: str, timeout: float) -> None:
     system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": port}, transientUnique=True,
                          logDefs={"version": 1, "disable_existing_loggers": False})
     try:
-        answer = system.ask(root, Call(0, StopTree("owner_died")), timeout)
-        print(f"supervision watchdog {name}: owner gone; tree stopped ({type(answer).__name__})", file=sys.stderr)
+        if root is not None:
+            answer = system.ask(root, Call(0, StopTree("owner_died")), timeout)
+            print(f"supervision watchdog {name}: owner gone; tree stopped ({type(answer).__name__})", file=sys.stderr)
     finally:
         system.shutdown()
 

@@ -1,0 +1,129 @@
+"""Starting a multiprocTCPBase actor system safely, and the watchdog that outlives its owner.
+
+Used by :class:`~supervision.ActorRuntime` (a tree's own system) and :class:`~supervision.node.Node`
+(a host's system joined to a leader's convention). Every socket binds to ``bind_host`` (127.0.0.1
+unless a multi-host run names an interface) and accepts connections only from ``peers``: Thespian
+unpickles whatever arrives, so whoever can connect can run code in every actor process.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Sequence
+
+from thespian.actors import ActorSystem
+
+from . import _thespian, procfs
+from .errors import SpecError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def check_address(value: str, what: str) -> tuple[str, int]:
+    """``"host:port"`` → (host, port), or SpecError saying what is wrong."""
+    host, sep, port = str(value).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SpecError(what, f"{value!r} is not an address", "write it as 'ip:port', e.g. '10.0.0.5:1900'")
+    return host, int(port)
+
+
+def start_system(bind_host: str, admin_port: int | None, capabilities: dict, *, convention: str | None = None,
+                 peers: Sequence[str] = (), log_dir: str | None = None) -> tuple[Any, int]:
+    """Start (or join) the multiprocTCPBase system on ``bind_host:admin_port`` (a free port if None);
+    returns the system and its admin port. Actor processes forked from it inherit the bind address
+    and the peer list through the environment set here."""
+    _thespian.install()
+    _thespian.set_base_address(bind_host)
+    os.environ[_thespian.PEERS_ENV] = ",".join(peers)
+    log_dir = log_dir or os.path.join(tempfile.gettempdir(), f"supervision-{os.getpid()}")
+    os.makedirs(log_dir, exist_ok=True)
+    os.environ.setdefault("THESPLOG_FILE", os.path.join(log_dir, "thespian.log"))
+    os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
+    admin_port = admin_port or free_port(bind_host)
+    caps = {"Admin Port": admin_port, **capabilities}
+    if convention:
+        check_address(convention, "convention")
+        caps["Convention Address.IPv4"] = convention
+    before = procfs.children_of(os.getpid())
+    system = ActorSystem("multiprocTCPBase", capabilities=caps, transientUnique=True, logDefs=log_defs())
+    reap_new_zombies(before)
+    return system, admin_port
+
+
+def start_watchdog(admin_port: int, name: str, timeout: float, root: Any = None) -> subprocess.Popen:
+    """``python -m supervision.watchdog``: stops the tree under ``root`` (if any) and the system when
+    this process dies without saying ``bye`` (see :func:`stop_watchdog`)."""
+    cmd = [sys.executable, "-m", "supervision.watchdog", "--port", str(admin_port), "--name", name,
+           "--timeout", str(timeout)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    watchdog = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True, env=env)
+    first = pickle.dumps(root).hex().encode() if root is not None else b"-"
+    watchdog.stdin.write(first + b"\n")
+    watchdog.stdin.flush()
+    return watchdog
+
+
+def stop_watchdog(watchdog: subprocess.Popen | None) -> None:
+    """Tell the watchdog its owner closed the system itself, and wait for it."""
+    if watchdog is None:
+        return
+    try:
+        watchdog.stdin.write(b"bye\n")
+        watchdog.stdin.close()
+    except (BrokenPipeError, OSError):
+        pass
+    try:
+        watchdog.wait(timeout=10.0)
+    except subprocess.TimeoutExpired:
+        watchdog.kill()
+        watchdog.wait()
+
+
+def convention_members(system: Any, timeout: float = 10.0) -> list[str]:
+    """``ip:port`` of the admins that have joined this system's convention (the leader asks its own)."""
+    from thespian.system.messages.status import Thespian_StatusReq
+
+    status = system.ask(system._systemBase.adminAddr, Thespian_StatusReq(), timeout)
+    members = []
+    for address, _valid in getattr(status, "conventionAttendees", None) or []:
+        details = getattr(address, "addressDetails", None)
+        sockname = getattr(details, "sockname", None)
+        if sockname:
+            members.append(f"{sockname[0]}:{sockname[1]}")
+    return members
+
+
+def log_defs() -> dict:
+    """Thespian's own logging config for actor processes (False would crash multiproc actors)."""
+    return {"version": 1, "disable_existing_loggers": False,
+            "handlers": {"null": {"class": "logging.NullHandler"}},
+            "root": {"handlers": ["null"], "level": "WARNING"}}
+
+
+def reap_new_zombies(before: set[int]) -> None:
+    """Reap the intermediate fork Thespian leaves as our zombie (only children that are new)."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        new = procfs.children_of(os.getpid()) - before
+        pending = []
+        for pid in new:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if done == 0:
+                pending.append(pid)
+        if not pending or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)

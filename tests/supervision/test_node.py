@@ -1,0 +1,88 @@
+"""Several hosts on one machine (network namespaces): placement by capability, restarts on a node,
+and the trust model (unlisted peers cannot connect, so they cannot hand us a pickle)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import sys
+
+import pytest
+
+from supervision import ActorRuntime, ChildSpec, SpecError, SupervisionError, SupervisorSpec
+from supervision.node import NODE_CAPABILITY, Node, parse_capabilities
+from tests.conftest import wait_until
+from tests.netns import Network
+from tests.supervision.actors import Counter
+
+pytestmark = pytest.mark.multihost
+NODE_PORT = 19100
+
+
+def start_node(net: Network, i: int, leader: str, *extra: str) -> None:
+    proc = net.spawn(i, [sys.executable, "-m", "supervision.node", "--leader", leader, "--bind", net.hosts[i].ip,
+                         "--port", str(NODE_PORT), *extra])
+    assert proc.stdout.readline().startswith("ready")
+
+
+def child_pid(sup, cid: str) -> int | None:
+    child = sup.child(cid)
+    try:
+        return child.call("pid", 2.0) if child is not None else None
+    except SupervisionError:
+        return None
+
+
+def test_children_run_on_the_node_their_requirements_name_and_restart_there():
+    with Network(2) as net, ActorRuntime("tcp", "lead", bind_host=net.leader_ip,
+                                         peers=[h.ip for h in net.hosts]) as rt:
+        leader = f"{net.leader_ip}:{rt.admin_port}"
+        for i in range(2):
+            start_node(net, i, leader, "--cap", f"zone=z{i}")
+        nodes = {f"{h.ip}:{NODE_PORT}" for h in net.hosts}
+        assert wait_until(lambda: nodes <= set(rt.convention_members()), timeout=15)
+        sup = rt.start_supervisor(SupervisorSpec("one_for_one", intensity=5), [
+            ChildSpec("here", Counter),
+            ChildSpec("z0", Counter, requirements={"zone": "z0"}, shutdown=2.0),
+            ChildSpec("h1", Counter, requirements={NODE_CAPABILITY: f"{net.hosts[1].ip}:{NODE_PORT}"}, shutdown=2.0),
+        ])
+        spaces = {cid: sup.child(cid).call("netns") for cid in ("here", "z0", "h1")}
+        assert spaces["here"] == os.readlink("/proc/self/ns/net")
+        assert len(set(spaces.values())) == 3  # three hosts
+
+        sup.child("z0").call("incr")
+        old = sup.child("z0").call("pid")
+        os.kill(old, signal.SIGKILL)
+        assert wait_until(lambda: child_pid(sup, "z0") not in (None, old), timeout=10, interval=0.1)
+        assert sup.child("z0").call("get") == 0  # a fresh process...
+        assert sup.child("z0").call("netns") == spaces["z0"]  # ...on the same node
+
+
+def test_an_unlisted_peer_cannot_connect_a_listed_one_is_trusted_with_code(tmp_path):
+    marker = str(tmp_path / "loaded")
+    with Network(2) as net, ActorRuntime("tcp", "lead", bind_host=net.leader_ip, peers=[net.hosts[0].ip]) as rt:
+        leader = f"{net.leader_ip}:{rt.admin_port}"
+        mine = os.readlink("/proc/self/ns/net").strip("net:[]")
+        for i in range(2):  # both send a pickle that runs code when loaded (their capabilities)
+            proc = net.spawn(i, [sys.executable, "-m", "tests.supervision.node_script", leader, net.hosts[i].ip,
+                                 str(NODE_PORT), marker])
+            assert proc.stdout.readline().startswith("ready")
+        listed, unlisted = (f"{h.ip}:{NODE_PORT}" for h in net.hosts)
+        assert wait_until(lambda: listed in rt.convention_members(), timeout=15)
+        assert wait_until(lambda: glob.glob(f"{marker}.{mine}"), timeout=5)  # the listed peer's pickle ran here
+        os.unlink(f"{marker}.{mine}")
+        wait_until(lambda: False, timeout=3.0)  # give the unlisted peer time to retry its registration
+        assert unlisted not in rt.convention_members()
+        assert not glob.glob(f"{marker}.{mine}")  # nothing it sent was loaded on the leader
+
+
+def test_node_and_runtime_arguments_are_checked():
+    with pytest.raises(SpecError, match="ip:port"):
+        Node("10.0.0.5", "10.0.0.6", 1900)
+    with pytest.raises(SpecError, match="key=value"):
+        parse_capabilities(["role"])
+    with pytest.raises(SpecError, match="IP addresses"):
+        ActorRuntime("tcp", peers="10.0.0.6")
+    with pytest.raises(SpecError, match="only workers"):
+        ChildSpec("s", SupervisorSpec(), requirements={"zone": "a"})
