@@ -19,6 +19,7 @@ import errno
 import functools
 import os
 import socket
+from typing import Any
 
 from thespian.system import simpleSystemBase
 from thespian.system.transport import IPBase, TCPTransport
@@ -97,6 +98,16 @@ def set_base_address(host: str) -> None:
     os.environ[BIND_ENV] = host
     os.environ["THESPIAN_BASE_IPADDR"] = host
     IPBase.thisSystem._myAddresses = set(IPBase.getLocalAddresses()) | {host}
+
+
+def forget_child(actor: Any, address: Any) -> None:
+    """Treat ``actor``'s child at ``address`` as exited, as Thespian does on ChildActorExited.
+
+    For a child whose exit will never be reported (its host is gone): Thespian would otherwise keep
+    retrying messages to it for minutes and hold the parent's own exit until it answers."""
+    manager = getattr(actor, "_myRef", None)
+    if manager is not None and address in getattr(manager, "childAddresses", ()):
+        manager._handleChildExited(address)
 
 
 def install() -> None:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Generator, Optional
 
 from thespian.actors import ActorExitRequest, ChildActorExited
 
-from . import planning, procfs
+from . import _thespian, planning, procfs
 from .errors import ActorExited, FailedToStartChild, SpecError, SupervisionError
 from .gen_server import GenServer, NoReply, describe
 from .messages import (ChildCounts, ChildInfo, CountChildren, DeleteChild, ExitNotice, GetChild,
@@ -452,6 +452,8 @@ class SupervisorActor(GenServer):
             if result is TIMEOUT:
                 self._kill(kid)
                 result = yield _WaitExit(address, KILL_WAIT)
+        if not isinstance(result, _Exit):  # no exit will come (e.g. its host is gone): stop waiting for it
+            _thespian.forget_child(self, address)
         exit_ = result if isinstance(result, _Exit) else _Exit("killed (no exit seen)", False)
         if kid.address is not None:
             self._mark_down(kid, exit_)

@@ -14,16 +14,16 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from supervision import GenServer
-from supervision.messages import WhichChildren
 
 from .engine import run_example
 from .result import EvalRow, ExampleTimeout
 from .tracker import Tracker
 
 _RUNS = itertools.count(1)
+HEARTBEAT = 1.0  # seconds: a worker calls the coordinator at least this often, busy or not
 
 
 @dataclass(frozen=True)
@@ -67,19 +67,28 @@ class CancelRun:
 
 
 class EvalCoordinator(GenServer):
-    """Owns the Tracker: pending / in flight (per worker) / done."""
+    """Owns the Tracker: pending / in flight (per worker) / done. Workers call in at least every
+    HEARTBEAT seconds; one silent for ``lost_after`` (its host gone, its process hung) loses its
+    examples to the others, and a result it sends later counts only if nobody finished them first."""
 
     title_prefix = "dspex"
 
-    def init(self, examples: list, timeout: float | None, retry_timeouts: bool, done: list) -> None:
+    def init(self, examples: list, timeout: float | None, retry_timeouts: bool, done: list,
+             lost_after: float = 10.0) -> None:
         self.examples = examples
         self.tracker = Tracker(len(examples), timeout, retry_timeouts)
         self.tracker.skip(done)
         self.fresh: list[EvalRow] = []
         self.cancelled = False
+        self.lost_after = lost_after
+        self.seen: dict[str, float] = {}  # worker -> last call
+        self.started = time.monotonic()
 
     def handle_call(self, request: Any) -> Any:
         now = time.monotonic()
+        worker = getattr(request, "worker", None)
+        if worker is not None:
+            self.seen[worker] = now
         if isinstance(request, Hello):
             requeued = self.tracker.worker_lost(request.worker)
             if requeued:
@@ -96,13 +105,18 @@ class EvalCoordinator(GenServer):
                     self.fresh.append(row)
             return True
         if isinstance(request, GetProgress):
+            for silent in [w for w, t in self.seen.items() if now - t > self.lost_after]:
+                del self.seen[silent]
+                requeued = self.tracker.worker_lost(silent)
+                self.actor_log.warning("worker_lost", worker=silent, silent_s=self.lost_after, requeued=len(requeued))
             failed, _ = self.tracker.overdue(now)
             for i in failed:
                 if self.tracker.finish(i):
                     self.fresh.append(EvalRow(i, self.examples[i], None, 0.0, ExampleTimeout(
                         f"example {i} ran past timeout_per_example"), self.tracker.attempts.get(i, 1), "coordinator"))
             rows, self.fresh = tuple(self.fresh), []
-            return Progress(rows, self.tracker.counts(), self.tracker.finished)
+            counts = {**self.tracker.counts(), "live_workers": len(self.seen), "age_s": now - self.started}
+            return Progress(rows, counts, self.tracker.finished)
         if isinstance(request, CancelRun):
             self.cancelled = True
             return True
@@ -114,8 +128,9 @@ class EvalWorker(GenServer):
 
     title_prefix = "dspex"
 
-    def init(self, worker: str, info: Any, payload: bytes, concurrency: int) -> None:
+    def init(self, worker: str, info: Any, payload: bytes, concurrency: int, coordinator: str) -> None:
         self.worker, self.info, self.payload, self.concurrency = worker, info, payload, concurrency
+        self.coordinator = coordinator
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name=f"eval-{worker}", daemon=True)
         self.thread.start()
@@ -136,8 +151,10 @@ class EvalWorker(GenServer):
                 if predictor.lm is not None and id(predictor.lm) not in bound:
                     predictor.lm.bind(rt)
                     bound.add(id(predictor.lm))
-            siblings = rt.actors.call(self._sv_parent, WhichChildren(), 30.0)
-            coord = next(c.ref.address for c in siblings if c.id == "coordinator" and c.ref is not None)
+            coord = rt.actors.whereis(self.coordinator)
+            if coord is None:
+                raise LookupError(f"no coordinator registered as {self.coordinator!r}")
+            coord = coord.address
             rt.actors.call(coord, Hello(self.worker), 30.0)
             self._work(rt, coord, program, metric)
         except Exception as exc:  # noqa: BLE001 - logged; the coordinator's timeouts and a restart recover
@@ -148,12 +165,14 @@ class EvalWorker(GenServer):
     def _work(self, rt: Any, coord: Any, program: Any, metric: Any) -> None:
         running: dict[Future, int] = {}
         finished = False
+        last_call = time.monotonic()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.worker}-ex") as pool:
             while not self.stopping.is_set() and not (finished and not running):
                 free = self.concurrency - len(running)
-                if free > 0 and not finished:
-                    batch = rt.actors.call(coord, Pull(self.worker, free), 30.0)
-                    finished = batch.finished and not batch.items
+                if (free > 0 and not finished) or time.monotonic() - last_call > HEARTBEAT:
+                    batch = rt.actors.call(coord, Pull(self.worker, free if not finished else 0), 30.0)
+                    last_call = time.monotonic()
+                    finished = finished or (batch.finished and not batch.items)
                     for index, example, attempts in batch.items:
                         fut = pool.submit(run_example, program, metric, index, example, self.worker, attempts)
                         running[fut] = index
@@ -166,16 +185,25 @@ class EvalWorker(GenServer):
                     del running[f]
                 if rows:
                     rt.actors.call(coord, Results(self.worker, rows), 30.0)
+                    last_call = time.monotonic()
 
 
 class WorkerFeed:
-    """Evaluate's side of a worker run: starts the evaluation supervisor, polls the coordinator for rows."""
+    """Evaluate's side of a worker run: starts the evaluation supervisor, polls the coordinator for rows.
+
+    Without ``hosts`` the workers are processes of this runtime. With ``hosts`` (node addresses,
+    ``ip:port``) each host gets ``workers`` workers under its own supervisor, a temporary child of the
+    run's supervisor: a host that is lost (or keeps failing) gives up alone while the coordinator and
+    the other hosts go on; its examples go back to the queue when its workers fall silent.
+    """
 
     def __init__(self, rt: Any, program: Any, metric: Any, examples: list, done: list, workers: int,
-                 concurrency: int, timeout: float | None, retry_timeouts: bool) -> None:
+                 concurrency: int, timeout: float | None, retry_timeouts: bool,
+                 hosts: Sequence[str] = (), lost_after: float = 10.0) -> None:
         import cloudpickle
 
         from supervision import ChildSpec, SupervisorSpec
+        from supervision.node import NODE_CAPABILITY
 
         from ..errors import ConfigError
 
@@ -186,16 +214,29 @@ class WorkerFeed:
                               f"{exc}); make them picklable or use workers=0") from None
         self.rt = rt
         self.name = f"eval-{os.getpid()}-{next(_RUNS)}"
-        per_worker = max(1, concurrency // workers)
+        self.lost_after = lost_after
+        coordinator = f"{self.name}-coordinator"
+        per_worker = max(1, concurrency // (workers * max(1, len(hosts))))
         info = rt.info()
-        children = [ChildSpec("coordinator", EvalCoordinator, args=(examples, timeout, retry_timeouts, list(done)),
-                              title="eval-coordinator")]
-        children += [ChildSpec(f"worker-{n}", EvalWorker, args=(f"worker-{n}", info, payload, per_worker),
-                               title=f"eval-worker {n}") for n in range(1, workers + 1)]
+
+        def worker(wid: str, title: str, **placement: Any) -> ChildSpec:
+            return ChildSpec(wid, EvalWorker, args=(wid, info, payload, per_worker, coordinator), title=title,
+                             **placement)
+
+        children = [ChildSpec("coordinator", EvalCoordinator, name=coordinator, title="eval-coordinator",
+                              args=(examples, timeout, retry_timeouts, list(done), lost_after))]
+        if not hosts:
+            children += [worker(f"worker-{n}", f"eval-worker {n}") for n in range(1, workers + 1)]
+        for host in hosts:
+            placed = [worker(f"worker-{n}@{host}", f"eval-worker {n}@{host}", shutdown=2.0,
+                             requirements={NODE_CAPABILITY: host}) for n in range(1, workers + 1)]
+            children.append(ChildSpec(f"host:{host}", SupervisorSpec("one_for_one", intensity=5, period=10.0),
+                                      children=placed, restart="temporary"))
         self.sup = rt.actors.start_supervisor(SupervisorSpec("one_for_one", intensity=20, period=10.0), children,
                                               name=self.name)
         self.coord = self.sup.child("coordinator")
         self.cancelled = False
+        self.aborted: str | None = None  # why the run stopped early on its own (no worker left)
         self.duplicates = 0  # late results the coordinator dropped
 
     def rows(self, poll: float = 0.1, until: float | None = None):
@@ -204,6 +245,9 @@ class WorkerFeed:
             self.duplicates = progress.counts["duplicates"]
             yield from progress.rows
             if progress.finished or (self.cancelled and not progress.counts["in_flight"]):
+                return
+            if not progress.counts["live_workers"] and progress.counts["age_s"] > 3 * self.lost_after:
+                self.aborted = f"no evaluation worker has called in for {self.lost_after:g}s (all hosts lost?)"
                 return
             time.sleep(poll)
 

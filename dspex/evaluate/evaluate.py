@@ -54,11 +54,7 @@ class Evaluate:
         processes (``max_concurrency / workers`` threads each); otherwise on threads in this process.
         Either way the LM calls share the runtime's client actors (limits, breakers, ledger)."""
         start = time.monotonic()
-        rows: dict[int, EvalRow] = {}
-        if self.resume_from is not None:
-            for row in load_journal(self.resume_from):
-                if 0 <= row.index < len(self.devset) and row.example == self.devset[row.index]:
-                    rows[row.index] = row
+        rows = self._resumed()
         rt = runtime if runtime is not None else active_runtime()
         if self.workers > 0 and rt is not None and not rt.actors.is_local:
             runner: Any = WorkerFeed(rt, program, self.metric, self.devset, list(rows), self.workers,
@@ -67,6 +63,60 @@ class Evaluate:
             tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
             tracker.skip(rows)
             runner = ThreadRunner(program, self.metric, self.devset, tracker, self.max_concurrency)
+        return self._collect(runner, rows, start)
+
+    def run_distributed(self, program: Any, hosts: Sequence[str], runtime: Any = None, *,
+                        join_timeout: float = 30.0, lost_after: float = 10.0) -> EvaluationResult:
+        """Evaluate ``program`` with ``workers`` worker processes on each of ``hosts``.
+
+        ``hosts`` are the node addresses (``ip:port``) of machines running ``python -m dspex host
+        --leader <this runtime's ip:admin_port> --bind <ip> --port <port>``; this process's runtime
+        must be ``dspex.runtime("tcp", bind_host=<ip the hosts reach>, admin_port=..., peers=[<host
+        ips>])``. The program, metric and examples travel to the hosts as pickles; their LM calls go
+        through this runtime's client actors (shared limits, breakers, budget, ledger), their HTTP
+        from the hosts, each host's keys from its own environment. A host silent for ``lost_after``
+        seconds is lost: its examples run again elsewhere, still one row each.
+        """
+        from supervision import SpecError, tcp
+        from supervision.runtime import LOOPBACK
+
+        start = time.monotonic()
+        rt = runtime if runtime is not None else active_runtime()
+        if rt is None or rt.actors.base != "tcp" or rt.actors.bind_host in LOOPBACK:
+            raise ConfigError("run_distributed needs a tcp runtime on an address the hosts can reach: "
+                              "dspex.runtime('tcp', bind_host='<this ip>', admin_port=1900, peers=['<host ip>', ...])")
+        hosts = list(hosts)
+        if not hosts:
+            raise ConfigError("run_distributed needs at least one host ('ip:port' of a `python -m dspex host`)")
+        for host in hosts:
+            try:
+                ip, _ = tcp.check_address(host, "run_distributed.hosts")
+            except SpecError as exc:
+                raise ConfigError(str(exc)) from None
+            if ip not in rt.actors.peers:
+                raise ConfigError(f"host {host} is not among the runtime's peers {list(rt.actors.peers)}: add "
+                                  f"{ip!r} to dspex.runtime(..., peers=[...]) (peers are trusted to run code here)")
+        missing = _wait_for_hosts(rt, hosts, join_timeout)
+        if missing:
+            leader = f"{rt.actors.bind_host}:{rt.actors.admin_port}"
+            raise ConfigError(f"hosts {missing} have not joined within {join_timeout:g}s; on each, run "
+                              f"`python -m dspex host --leader {leader} --bind <its ip> --port <its port>`")
+        rows = self._resumed()
+        runner = WorkerFeed(rt, program, self.metric, self.devset, list(rows), max(1, self.workers),
+                            self.max_concurrency, self.timeout, self.retry_timeouts, hosts=hosts,
+                            lost_after=lost_after)
+        return self._collect(runner, rows, start)
+
+    def _resumed(self) -> dict[int, EvalRow]:
+        rows: dict[int, EvalRow] = {}
+        if self.resume_from is not None:
+            for row in load_journal(self.resume_from):
+                if 0 <= row.index < len(self.devset) and row.example == self.devset[row.index]:
+                    rows[row.index] = row
+        return rows
+
+    def _collect(self, runner: Any, rows: dict[int, EvalRow], start: float) -> EvaluationResult:
+        """Take the runner's rows (each example once) into ``rows``, with journal, bar, max_errors and Ctrl-C."""
         aborted = None
         bar = _progress(len(self.devset), len(rows)) if self.progress else None
         journal = open(self.journal, "a", encoding="utf-8") if self.journal is not None else None
@@ -96,6 +146,7 @@ class Evaluate:
                     rows.setdefault(row.index, row)
         finally:
             if isinstance(runner, WorkerFeed):
+                aborted = aborted or runner.aborted
                 runner.close()
             if journal is not None:
                 journal.close()
@@ -110,6 +161,16 @@ class Evaluate:
                              usage.prompt_tokens, usage.completion_tokens, _cost(rows))
         return EvaluationResult(ordered, time.monotonic() - start, totals, self.exclude_failures, aborted,
                                 runner.duplicates)
+
+
+def _wait_for_hosts(rt: Any, hosts: list[str], timeout: float) -> list[str]:
+    """Hosts not yet in the runtime's convention after waiting up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [h for h in hosts if h not in set(rt.actors.convention_members())]
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(0.1)
 
 
 def _cost(rows: dict) -> float:

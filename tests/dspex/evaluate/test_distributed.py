@@ -1,0 +1,89 @@
+"""run_distributed over hosts in network namespaces: examples spread over the hosts, one row each,
+even when a host is torn down mid-run; what the leader refuses to start, with the fix in the message."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from contextlib import contextmanager
+
+import pytest
+
+import dspex
+from dspex.testing import Faults, ProviderServer
+from tests.conftest import wait_until
+from tests.netns import Network
+
+from .test_evaluate import KEY, answer, devset, exact
+
+pytestmark = pytest.mark.multihost
+HOST_PORT = 19300
+
+
+@contextmanager
+def cluster(tmp_path, n_hosts: int = 2, latency: float = 0.02):
+    """A leader runtime and simulator on the bridge, and ``n_hosts`` dspex hosts joined to it."""
+    with Network(n_hosts) as net, \
+            ProviderServer(answer=answer, api_key=KEY, faults=Faults(latency=latency), host=net.leader_ip) as server, \
+            dspex.runtime("tcp", bind_host=net.leader_ip, peers=[h.ip for h in net.hosts], cache_dir=tmp_path,
+                          log_level=None) as rt:
+        leader = f"{net.leader_ip}:{rt.actors.admin_port}"
+        for i, host in enumerate(net.hosts):
+            proc = net.spawn(i, [sys.executable, "-m", "dspex", "host", "--leader", leader, "--bind", host.ip,
+                                 "--port", str(HOST_PORT)], env={"OPENAI_API_KEY": KEY})
+            assert proc.stdout.readline().startswith("dspex host ready")
+        lm = dspex.LM("openai/eval", api_key=KEY, base_url=server.base_url(), rpm=None, cache=False)
+        yield net, server, rt, dspex.Predict("question -> answer", lm=lm), [f"{h.ip}:{HOST_PORT}" for h in net.hosts]
+
+
+def test_examples_spread_over_the_hosts_one_row_each(tmp_path):
+    with cluster(tmp_path) as (net, server, rt, program, hosts):
+        data = devset(200)
+        result = dspex.Evaluate(data, exact, max_concurrency=16, workers=1, progress=False).run_distributed(
+            program, hosts=hosts)
+        assert [r.index for r in result.rows] == list(range(200))
+        assert result.score == 1.0, result.to_table()
+        by_host = {h: sum(r.worker.endswith("@" + h) for r in result.rows) for h in hosts}
+        assert all(n > 0 for n in by_host.values()), by_host
+        assert sum(by_host.values()) == 200
+        assert len(server.successes()) == 200  # no example asked twice
+        assert rt.usage().total.requests == 200  # the leader's ledger saw every call the hosts made
+
+
+def test_a_host_torn_down_mid_run_loses_no_example(tmp_path):
+    with cluster(tmp_path, latency=0.05) as (net, server, rt, program, hosts):
+        data = devset(300)
+        torn: list[bool] = []
+
+        def tear_down_first_host():
+            if wait_until(lambda: len(server.log) > 80, timeout=60):
+                net.tear_down(0)
+                torn.append(True)
+
+        threading.Thread(target=tear_down_first_host, daemon=True).start()
+        result = dspex.Evaluate(data, exact, max_concurrency=16, workers=1, progress=False,
+                                timeout_per_example=60).run_distributed(program, hosts=hosts, lost_after=3.0)
+        assert torn, "the host was not torn down"
+        assert [r.index for r in result.rows] == list(range(300))
+        assert result.score == 1.0, result.to_table()
+        assert not result.errors
+        rerun = [r for r in result.rows if r.attempts > 1]
+        assert rerun and all(r.worker.endswith("@" + hosts[1]) for r in rerun)
+        assert sum(r.worker.endswith("@" + hosts[0]) for r in result.rows) > 0  # it did work before it went
+
+
+def test_what_run_distributed_refuses(tmp_path):
+    data = devset(3)
+    program = dspex.Predict("question -> answer")
+    with dspex.runtime("multiproc", cache_dir=tmp_path, log_level=None):
+        with pytest.raises(dspex.ConfigError, match="tcp runtime"):
+            dspex.Evaluate(data, exact, progress=False).run_distributed(program, hosts=["10.0.0.6:1900"])
+    with Network(1) as net, dspex.runtime("tcp", bind_host=net.leader_ip, peers=[net.hosts[0].ip],
+                                          cache_dir=tmp_path, log_level=None):
+        evaluate = dspex.Evaluate(data, exact, progress=False)
+        with pytest.raises(dspex.ConfigError, match="ip:port"):
+            evaluate.run_distributed(program, hosts=[net.hosts[0].ip])
+        with pytest.raises(dspex.ConfigError, match="not among the runtime's peers"):
+            evaluate.run_distributed(program, hosts=["10.0.0.99:1900"])
+        with pytest.raises(dspex.ConfigError, match="python -m dspex host --leader"):
+            evaluate.run_distributed(program, hosts=[f"{net.hosts[0].ip}:{HOST_PORT}"], join_timeout=0.5)
