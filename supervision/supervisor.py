@@ -30,6 +30,7 @@ from .specs import (BRUTAL_KILL, INFINITY, ChildSpec, Kind, Restart, Strategy, S
                     resolve_actor_class, validate_children)
 
 KILL_WAIT = 5.0  # seconds to wait for the exit of a child we killed
+LIVENESS_EVERY = 1.0  # seconds between checks that child processes on this node still exist
 
 
 @dataclass
@@ -64,6 +65,11 @@ class _Timer:
     """Payload of a supervisor timer: resumes the operation waiting under ``seq``."""
 
     seq: int
+
+
+@dataclass(frozen=True)
+class _CheckLiveness:
+    """Timer payload: look for child processes that died without an exit notice reaching us."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,7 @@ class SupervisorActor(GenServer):
         self.wait_seq = 0
         self.orphan_notices: list[tuple[Any, ExitNotice]] = []
         self._failed_child: Optional[str] = None
+        self._liveness_armed = False
 
         def done(value: Any, error: Optional[BaseException]) -> None:
             if error is None:
@@ -272,6 +279,9 @@ class SupervisorActor(GenServer):
         elif isinstance(message, _Timer):
             if self.waiting is not None and message.seq == self.wait_seq:
                 self._resume(TIMEOUT)
+        elif isinstance(message, _CheckLiveness):
+            self._liveness_armed = False
+            self._check_liveness()
         else:
             self.handle_other(message)
 
@@ -313,6 +323,28 @@ class SupervisorActor(GenServer):
         exit_ = _Exit(notice.reason, notice.normal) if notice else _Exit("killed", False)
         self._mark_down(kid, exit_)
         self._enqueue(self._op_child_exited(kid.spec.id, kid.generation, exit_))
+
+    def _local_process(self, kid: _Kid) -> bool:
+        return bool(kid.pid) and kid.pid != os.getpid() and kid.node == procfs.node_id()
+
+    def _check_liveness(self) -> None:
+        """Thespian learns of a child's death from SIGCHLD, and two deaths close together can yield
+        one notice: a child process on this node that is gone (or a zombie) is handled as exited."""
+        for kid in list(self.kids.values()):
+            if kid.address is not None and self._local_process(kid):
+                fields = procfs.stat_fields(kid.pid)
+                if fields is None or fields[0] in ("Z", "X"):
+                    self.actor_log.warning("child_gone_unnoticed", child=kid.spec.id, child_pid=kid.pid)
+                    address = kid.address
+                    _thespian.forget_child(self, address)  # Thespian's own bookkeeping (and reaping) too
+                    self._on_child_exited(address)
+        self._arm_liveness()
+
+    def _arm_liveness(self) -> None:
+        if not self._liveness_armed and any(k.address is not None and self._local_process(k)
+                                            for k in self.kids.values()):
+            self._liveness_armed = True
+            self.send_after(LIVENESS_EVERY, _CheckLiveness())
 
     def _kid_at(self, address: Any) -> Optional[_Kid]:
         for kid in self.kids.values():
@@ -426,6 +458,7 @@ class SupervisorActor(GenServer):
             if spec.name:
                 self.send(self._sv_root, Register(spec.name, result.address, spec.kind, path))
             self._emit("restart" if restart else "start", cid, pid=result.pid, address=result.address)
+            self._arm_liveness()
             return None
         if result is TIMEOUT:
             self.send(address, ActorExitRequest())

@@ -121,7 +121,9 @@ class ClientActor(GenServer):
         return super().handle_call(request)
 
     def handle_cast(self, message: Any) -> None:
-        if isinstance(message, CacheHit):
+        if isinstance(message, Report):  # a success: nobody waits for the Done
+            self._report(message)
+        elif isinstance(message, CacheHit):
             self._account(UsageRecord(self.cfg.client_key, message.run, True, True, 0, 0, 0, 0.0))
 
     def handle_info(self, message: Any) -> None:
@@ -194,7 +196,7 @@ class ClientActor(GenServer):
             return
         lease_id = next(self.ids)
         self.leases[lease_id] = _Lease(wait, permit, self.clock())
-        self.reply(wait.token, Lease(lease_id, wait.attempt))
+        self.reply(wait.token, Lease(lease_id, wait.attempt, self.price))
         self._tick("sweep", SWEEP_EVERY)
 
     def _report(self, rep: Report) -> Any:

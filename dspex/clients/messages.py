@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..primitives import Usage
+from .prices import Price
 from .transport import Outcome
 
 
@@ -82,15 +83,18 @@ class Admit:
 
 @dataclass(frozen=True)
 class Lease:
-    """Leave to send one attempt now."""
+    """Leave to send one attempt now. ``price`` lets the holder work out the cost of a success itself,
+    so it can report a success without waiting for an answer (see :class:`Report`)."""
 
     id: int
     attempt: int
+    price: Price | None = None
 
 
 @dataclass(frozen=True)
 class Report:
-    """The outcome of a leased attempt; the reply is :class:`Done`, the next :class:`Lease`, or an error."""
+    """The outcome of a leased attempt; the reply is :class:`Done`, the next :class:`Lease`, or an error.
+    A success is sent as a cast (no reply: the holder knows its cost and attempts), anything else as a call."""
 
     lease: int
     outcome: Outcome

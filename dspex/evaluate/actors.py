@@ -230,7 +230,10 @@ class WorkerFeed:
         for host in hosts:
             placed = [worker(f"worker-{n}@{host}", f"eval-worker {n}@{host}", shutdown=2.0,
                              requirements={NODE_CAPABILITY: host}) for n in range(1, workers + 1)]
-            children.append(ChildSpec(f"host:{host}", SupervisorSpec("one_for_one", intensity=5, period=10.0),
+            # a restart on a host that is gone waits for its start timeout: keep both small, so a lost
+            # host's supervisor gives up in seconds (the coordinator has re-queued its examples already)
+            children.append(ChildSpec(f"host:{host}", SupervisorSpec("one_for_one", intensity=3, period=30.0,
+                                                                     start_timeout=5.0),
                                       children=placed, restart="temporary"))
         self.sup = rt.actors.start_supervisor(SupervisorSpec("one_for_one", intensity=20, period=10.0), children,
                                               name=self.name)

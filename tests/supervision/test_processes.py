@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from supervision import ActorRuntime, ChildSpec, SupervisorSpec, procfs
+from supervision import ActorRuntime, ChildSpec, SupervisionError, SupervisorSpec, procfs
 from tests.conftest import live_marked_processes, wait_until
 from tests.supervision.actors import Counter, SlowStop
 
@@ -41,6 +41,25 @@ def test_kill_9_is_a_crash(prt):
     assert wait_until(lambda: (r := sup.child("c")) is not None and r != old, 10.0)
     assert sup.child("c").call("pid") != pid
     assert wait_until(lambda: any(e.kind == "exit" and e.reason == "killed" and not e.normal for e in events))
+
+
+def test_children_killed_together_are_all_restarted(prt):
+    """Thespian may merge the SIGCHLDs of deaths close together into one exit notice; the supervisor's
+    liveness check restarts every dead child anyway (repeated: the race does not show every time)."""
+    sup = prt.start_supervisor(SupervisorSpec(intensity=100, period=10.0),
+                               [ChildSpec(id=f"c{i}", start=Counter) for i in range(4)])
+    for _ in range(5):
+        pids = [sup.child(f"c{i}").call("pid") for i in range(4)]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+        def all_new():
+            try:
+                return all(sup.child(f"c{i}").call("pid", 2.0) not in pids for i in range(4))
+            except SupervisionError:
+                return False
+
+        assert wait_until(all_new, timeout=5.0, interval=0.1)
 
 
 def test_process_titles_show_the_tree(prt):

@@ -201,32 +201,37 @@ def test_unpickled_handle_rebinds_and_reads_its_key_from_the_environment(server,
 
 @pytest.mark.slow
 def test_client_actor_killed_mid_flight(server, tmp_path):
-    """kill -9 of the client process: the waiting caller gets ClientExited promptly; the next request works."""
+    """kill -9 of the client process: a caller whose answer is already coming keeps it (a success is
+    reported one-way); a caller waiting for admission gets ClientExited promptly; the next request works."""
     server.set_faults(Faults(latency=0.5))
     with dspex.runtime("multiproc", cache_dir=tmp_path, log_level=None) as rt:
         events: list = []
         rt.actors.subscribe(events.append)
-        lm = make_lm(server)
+        lm = make_lm(server, max_in_flight=1)
         assert lm.request("warm").text == "ans:warm"
         pids = wait_until(lambda: pids_titled(b"dspex: client openai/test-model"))
         assert len(pids) == 1
-        result: dict = {}
+        results: dict = {}
 
-        def caller():
+        def caller(prompt: str):
             try:
-                result["value"] = lm.request("in flight")
+                results[prompt] = lm.request(prompt)
             except Exception as exc:  # noqa: BLE001 - the test inspects it
-                result["error"] = exc
+                results[prompt] = exc
 
-        thread = threading.Thread(target=caller)
-        thread.start()
-        time.sleep(0.2)  # the request is at the server now
+        threads = [threading.Thread(target=caller, args=(p,)) for p in ("in flight", "admission")]
+        threads[0].start()
+        wait_until(lambda: len(server.log) == 2)  # the first is at the server now and holds the only place
+        threads[1].start()
+        time.sleep(0.1)
         os.kill(pids[0], signal.SIGKILL)
         start = time.monotonic()
-        thread.join(timeout=10)
-        assert not thread.is_alive() and time.monotonic() - start < 3.0
-        assert isinstance(result.get("error"), dspex.ClientExited)
-        assert isinstance(result["error"], dspex.LMError)
+        for thread in threads:
+            thread.join(timeout=10)
+        assert not any(t.is_alive() for t in threads) and time.monotonic() - start < 3.0
+        assert results["in flight"].text == "ans:in flight"
+        assert isinstance(results["admission"], dspex.ClientExited)
+        assert isinstance(results["admission"], dspex.LMError)
         comp = wait_until(lambda: _try(lambda: lm.request("after restart")), timeout=10)
         assert comp.text == "ans:after restart"
         assert lm.usage().ok >= 2  # the ledger kept the totals from before the crash
