@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from supervision import GenServer, NoReply
+from supervision import GenServer, NoReply, procfs
 from supervision.messages import Call, CallToken, LifecycleEvent, Reply, WhichChildren
 from supervision.resilience import (BreakerChange, BreakerOpen, BreakerState, CircuitBreaker, Permit, RateLimiter,
                                     Reservation, exponential_backoff)
@@ -31,7 +31,7 @@ from .prices import Price, cost_of
 from .transport import Outcome
 
 FLUSH_EVERY = 0.2  # seconds between usage batches to the ledger
-SWEEP_EVERY = 5.0  # seconds between checks for leases whose holder vanished
+SWEEP_EVERY = 1.0  # seconds between checks for leases whose holder vanished
 
 
 @dataclass
@@ -45,6 +45,7 @@ class _Wait:
     attempt: int = 0
     not_before: float = 0.0
     reservation: Reservation | None = None
+    holder: tuple[str, int] | None = None  # the asking process (node id, pid)
 
 
 @dataclass
@@ -143,7 +144,7 @@ class ClientActor(GenServer):
     # --- the pipeline ------------------------------------------------------------------------------
 
     def _admit(self, req: Admit) -> Any:
-        wait = _Wait(next(self.ids), self.current_call, req.est_tokens, req.run)
+        wait = _Wait(next(self.ids), self.current_call, req.est_tokens, req.run, holder=req.holder)
         if not self._over_budget(wait):
             self._advance(wait)
         return NoReply
@@ -305,14 +306,24 @@ class ClientActor(GenServer):
             self.reply(token, True)
 
     def _sweep(self) -> None:
-        """Take back leases whose holder never reported (its process died): free their places."""
+        """Take back leases whose holder will never report: its process is gone (checked on this node),
+        or the lease is older than any attempt can take (another node). Frees their places."""
         horizon = self.clock() - (self.cfg.timeout + 30.0)
+        node, gone = procfs.node_id(), {}
         for lease_id, lease in list(self.leases.items()):
-            if lease.started < horizon:
+            holder = lease.wait.holder
+            dead = False
+            if holder is not None and holder[0] == node:
+                if holder[1] not in gone:
+                    fields = procfs.stat_fields(holder[1])
+                    gone[holder[1]] = fields is None or fields[0] in ("Z", "X")
+                dead = gone[holder[1]]
+            if dead or lease.started < horizon:
                 del self.leases[lease_id]
                 if lease.permit is not None:
                     self.breaker.cancel(lease.permit)
-                self.actor_log.warning("lease_expired", client=self.cfg.client_key, attempt=lease.wait.attempt)
+                self.actor_log.warning("lease_expired", client=self.cfg.client_key, attempt=lease.wait.attempt,
+                                       why="holder process gone" if dead else "no report in time")
         self._pump()
         if self.leases:
             self._tick("sweep", SWEEP_EVERY)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
-from supervision import ActorExited, ActorRef
+from supervision import ActorExited, ActorRef, procfs
 
 from ..errors import ClientExited, ConfigError
 from ..primitives import Usage
@@ -99,7 +100,7 @@ class LM:
                 return cached_completion(hit)
         start = time.monotonic()
         est = len(json.dumps(msgs)) // 4 + int(sampling.get("max_tokens", cfg.max_tokens))
-        reply = self._call(Admit(est, run))
+        reply = self._call(Admit(est, run, (procfs.node_id(), os.getpid())))
         while isinstance(reply, Lease):
             outcome = engine.transport.attempt(msgs, sampling)
             report = Report(reply.id, outcome, reply.attempt, run)

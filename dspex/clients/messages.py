@@ -75,10 +75,12 @@ class UsageRecord:
 
 @dataclass(frozen=True)
 class Admit:
-    """Ask leave to send attempt 0 of a request (``est_tokens`` for the token limit)."""
+    """Ask leave to send attempt 0 of a request (``est_tokens`` for the token limit). ``holder`` is the
+    asking process, ``(node id, pid)``: if it dies, its leases are taken back at once."""
 
     est_tokens: int
     run: str | None = None
+    holder: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)

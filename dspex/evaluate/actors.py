@@ -12,6 +12,7 @@ import itertools
 import os
 import threading
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -24,6 +25,8 @@ from .tracker import Tracker
 
 _RUNS = itertools.count(1)
 HEARTBEAT = 1.0  # seconds: a worker calls the coordinator at least this often, busy or not
+ROWS_PER_CALL = 8  # a worker sends its finished rows once it has this many...
+ROW_DELAY = 0.02  # ...or the oldest has waited this long (seconds)
 
 
 @dataclass(frozen=True)
@@ -33,20 +36,17 @@ class Hello:
 
 @dataclass(frozen=True)
 class Pull:
+    """Up to ``n`` more examples for ``worker``; ``rows`` are its results since the last call."""
+
     worker: str
     n: int
+    rows: tuple = ()
 
 
 @dataclass(frozen=True)
 class Batch:
     items: tuple  # ((index, example, attempts), ...)
     finished: bool = False
-
-
-@dataclass(frozen=True)
-class Results:
-    worker: str
-    rows: tuple
 
 
 @dataclass(frozen=True)
@@ -95,15 +95,11 @@ class EvalCoordinator(GenServer):
                 self.actor_log.warning("worker_restarted", worker=request.worker, requeued=len(requeued))
             return True
         if isinstance(request, Pull):
+            self._finish(request.rows)
             if self.cancelled:
                 return Batch((), finished=True)
             idx = self.tracker.take(request.worker, request.n, now)
             return Batch(tuple((i, self.examples[i], self.tracker.attempts[i]) for i in idx), self.tracker.finished)
-        if isinstance(request, Results):
-            for row in request.rows:
-                if self.tracker.finish(row.index):
-                    self.fresh.append(row)
-            return True
         if isinstance(request, GetProgress):
             for silent in [w for w, t in self.seen.items() if now - t > self.lost_after]:
                 del self.seen[silent]
@@ -111,9 +107,11 @@ class EvalCoordinator(GenServer):
                 self.actor_log.warning("worker_lost", worker=silent, silent_s=self.lost_after, requeued=len(requeued))
             failed, _ = self.tracker.overdue(now)
             for i in failed:
+                holder = self.tracker.in_flight.get(i, ("coordinator",))[0]
                 if self.tracker.finish(i):
                     self.fresh.append(EvalRow(i, self.examples[i], None, 0.0, ExampleTimeout(
-                        f"example {i} ran past timeout_per_example"), self.tracker.attempts.get(i, 1), "coordinator"))
+                        f"example {i} ran past timeout_per_example on {holder}"), self.tracker.attempts.get(i, 1),
+                        holder))
             rows, self.fresh = tuple(self.fresh), []
             counts = {**self.tracker.counts(), "live_workers": len(self.seen), "age_s": now - self.started}
             return Progress(rows, counts, self.tracker.finished)
@@ -121,6 +119,12 @@ class EvalCoordinator(GenServer):
             self.cancelled = True
             return True
         return super().handle_call(request)
+
+
+    def _finish(self, rows: tuple) -> None:
+        for row in rows:
+            if self.tracker.finish(row.index):
+                self.fresh.append(row)
 
 
 class EvalWorker(GenServer):
@@ -163,29 +167,37 @@ class EvalWorker(GenServer):
             rt.close()
 
     def _work(self, rt: Any, coord: Any, program: Any, metric: Any) -> None:
+        """Keep ``concurrency`` examples running and as many queued (so a thread never waits for a round
+        trip); one call to the coordinator both returns finished rows and takes more."""
         running: dict[Future, int] = {}
+        queued: deque = deque()  # handed to us, not started yet: still ours (in flight) at the coordinator
+        rows: list[EvalRow] = []
+        first_row_at = 0.0
         finished = False
-        last_call = time.monotonic()
+        last_call = float("-inf")
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.worker}-ex") as pool:
-            while not self.stopping.is_set() and not (finished and not running):
-                free = self.concurrency - len(running)
-                if (free > 0 and not finished) or time.monotonic() - last_call > HEARTBEAT:
-                    batch = rt.actors.call(coord, Pull(self.worker, free if not finished else 0), 30.0)
-                    last_call = time.monotonic()
+            while not self.stopping.is_set() and (running or queued or rows or not finished):
+                now = time.monotonic()
+                want = 0 if finished else 2 * self.concurrency - len(running) - len(queued)
+                if ((rows and (len(rows) >= ROWS_PER_CALL or now - first_row_at > ROW_DELAY))
+                        or want >= max(1, self.concurrency // 2) or (want > 0 and not running and not queued)
+                        or now - last_call > HEARTBEAT):
+                    batch = rt.actors.call(coord, Pull(self.worker, want, tuple(rows)), 30.0)
+                    rows, last_call = [], time.monotonic()
                     finished = finished or (batch.finished and not batch.items)
-                    for index, example, attempts in batch.items:
-                        fut = pool.submit(run_example, program, metric, index, example, self.worker, attempts)
-                        running[fut] = index
+                    queued.extend(batch.items)
+                while queued and len(running) < self.concurrency:
+                    index, example, attempts = queued.popleft()
+                    running[pool.submit(run_example, program, metric, index, example, self.worker, attempts)] = index
                 if not running:
-                    time.sleep(0.05)
+                    time.sleep(0.01)
                     continue
-                done, _ = wait(list(running), timeout=0.1, return_when=FIRST_COMPLETED)
-                rows = tuple(f.result() for f in done)
+                done, _ = wait(list(running), timeout=ROW_DELAY, return_when=FIRST_COMPLETED)
                 for f in done:
+                    if not rows:
+                        first_row_at = time.monotonic()
+                    rows.append(f.result())
                     del running[f]
-                if rows:
-                    rt.actors.call(coord, Results(self.worker, rows), 30.0)
-                    last_call = time.monotonic()
 
 
 class WorkerFeed:
@@ -262,5 +274,5 @@ class WorkerFeed:
         self.rt.actors.stop_supervisor(self.name)
 
 
-__all__ = ["EvalCoordinator", "EvalWorker", "Hello", "Pull", "Batch", "Results", "GetProgress", "Progress",
+__all__ = ["EvalCoordinator", "EvalWorker", "Hello", "Pull", "Batch", "GetProgress", "Progress",
            "CancelRun", "WorkerFeed"]
