@@ -14,11 +14,12 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import structlog
 
 from supervision import ActorRef, ActorRuntime, ChildSpec, Kind, SupervisorRef, SupervisorSpec
+from supervision.telemetry import EventBus
 from supervision.tcp import free_port
 
 from .clients.cache import ResponseCache
@@ -66,6 +67,7 @@ class Runtime:
         self._cache: ResponseCache | None = None  # one per process, opened on first use
         self._model_ports: dict[str, int] = {}
         self._lock = threading.RLock()
+        self._bus = EventBus()  # dspex-level events (evaluation progress) for the dashboard and tests
 
     @property
     def base(self) -> str:
@@ -104,6 +106,24 @@ class Runtime:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    # --- events ------------------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for dspex events (e.g. ``EvalProgress``) and the supervision tree's
+        lifecycle events; returns an unsubscribe function."""
+        unsubscribe_events = self._bus.subscribe(callback)
+        unsubscribe_tree = self.actors.subscribe(callback)
+
+        def unsubscribe() -> None:
+            unsubscribe_events()
+            unsubscribe_tree()
+
+        return unsubscribe
+
+    def publish(self, event: Any) -> None:
+        """Hand ``event`` to this process's subscribers (in the calling thread)."""
+        self._bus.publish(event)
 
     # --- clients -----------------------------------------------------------------------------------
 

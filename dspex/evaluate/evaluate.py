@@ -11,7 +11,9 @@ finished row is appended as JSON Lines as it arrives; ``resume_from=path`` skips
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,8 +24,11 @@ from ..primitives import Example, Usage
 from ..runtime import active_runtime
 from .actors import WorkerFeed
 from .engine import Metric, ThreadRunner
-from .result import EvalRow, EvaluationResult, load_journal
+from .result import EvalProgress, EvalRow, EvaluationResult, load_journal
 from .tracker import Tracker
+
+
+_RUNS = itertools.count(1)
 
 
 class EvaluationCancelled(DspexError):
@@ -63,7 +68,7 @@ class Evaluate:
             tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
             tracker.skip(rows)
             runner = ThreadRunner(program, self.metric, self.devset, tracker, self.max_concurrency)
-        return self._collect(runner, rows, start)
+        return self._collect(runner, rows, start, rt)
 
     def run_distributed(self, program: Any, hosts: Sequence[str], runtime: Any = None, *,
                         join_timeout: float = 30.0, lost_after: float = 10.0) -> EvaluationResult:
@@ -105,7 +110,7 @@ class Evaluate:
         runner = WorkerFeed(rt, program, self.metric, self.devset, list(rows), max(1, self.workers),
                             self.max_concurrency, self.timeout, self.retry_timeouts, hosts=hosts,
                             lost_after=lost_after)
-        return self._collect(runner, rows, start)
+        return self._collect(runner, rows, start, rt)
 
     def _resumed(self) -> dict[int, EvalRow]:
         rows: dict[int, EvalRow] = {}
@@ -115,9 +120,21 @@ class Evaluate:
                     rows[row.index] = row
         return rows
 
-    def _collect(self, runner: Any, rows: dict[int, EvalRow], start: float) -> EvaluationResult:
-        """Take the runner's rows (each example once) into ``rows``, with journal, bar, max_errors and Ctrl-C."""
+    def _collect(self, runner: Any, rows: dict[int, EvalRow], start: float, rt: Any) -> EvaluationResult:
+        """Take the runner's rows (each example once) into ``rows``, with journal, bar, progress events,
+        max_errors and Ctrl-C."""
         aborted = None
+        resumed, run, last_event = len(rows), f"eval-{os.getpid()}-{next(_RUNS)}", 0.0
+
+        def progress(finished: bool = False) -> None:
+            if rt is None:
+                return
+            elapsed = time.monotonic() - start
+            rate = (len(rows) - resumed) / elapsed if elapsed > 0 else 0.0
+            left = len(self.devset) - len(rows)
+            rt.publish(EvalProgress(run, len(self.devset), len(rows), errors, rate,
+                                    left / rate if rate > 0 else None, spent, finished, aborted))
+
         bar = _progress(len(self.devset), len(rows)) if self.progress else None
         journal = open(self.journal, "a", encoding="utf-8") if self.journal is not None else None
         errors = sum(1 for r in rows.values() if r.failed)
@@ -136,6 +153,9 @@ class Evaluate:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(failed=errors, spend=f"${spent:.4f}", refresh=False)
+                    if time.monotonic() - last_event >= 0.1:
+                        progress()
+                        last_event = time.monotonic()
                     if self.max_errors is not None and errors >= self.max_errors and aborted is None:
                         aborted = f"max_errors={self.max_errors} reached"
                         runner.cancel()
@@ -155,6 +175,8 @@ class Evaluate:
         for i, ex in enumerate(self.devset):
             if i not in rows:
                 rows[i] = EvalRow(i, ex, None, 0.0, EvaluationCancelled(f"not finished: {aborted}"), 0, "")
+                errors += 1
+        progress(finished=True)
         ordered = [rows[i] for i in range(len(self.devset))]
         usage = sum((r.prediction.usage for r in ordered if r.prediction is not None), Usage())
         totals = UsageTotals(len(ordered), sum(not r.failed for r in ordered), sum(r.failed for r in ordered), 0, 0,

@@ -76,6 +76,22 @@ class EvalRow:
                    RemoteError(err["type"], err["message"]) if err else None, data["attempts"], data["worker"])
 
 
+@dataclass(frozen=True)
+class EvalProgress:
+    """An evaluation's progress, published on the runtime's bus (``rt.subscribe``) as rows arrive
+    (at most ten times a second) and once more when it ends (``finished``): what a dashboard shows."""
+
+    run: str
+    total: int
+    done: int
+    failed: int
+    rate_per_s: float
+    eta_s: float | None
+    spend_usd: float
+    finished: bool = False
+    aborted: str | None = None
+
+
 @dataclass
 class EvaluationResult:
     """``score``: mean over all rows, failures as 0 (or over successes only with ``exclude_failures``)."""

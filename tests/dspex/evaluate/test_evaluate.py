@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dspex
-from dspex.evaluate import EvaluationCancelled, ExampleTimeout, MetricError, Tracker
+from dspex.evaluate import EvalProgress, EvaluationCancelled, ExampleTimeout, MetricError, Tracker
 from dspex.testing import Faults, ProviderServer
 
 from ...conftest import pids_titled, wait_until
@@ -129,6 +129,23 @@ def test_journal_and_resume_give_the_same_rows_as_an_uninterrupted_run(world, tm
     out = tmp_path / "rows.jsonl"
     resumed.to_jsonl(out)
     assert len(out.read_text().strip().split("\n")) == 20
+
+
+def test_progress_events_reach_runtime_subscribers(world):
+    server, rt, lm = world
+    server.set_faults(Faults(latency=0.01, schedule=["400"] * 3))
+    events: list = []
+    unsubscribe = rt.subscribe(lambda e: events.append(e) if isinstance(e, EvalProgress) else None)
+    try:
+        result = dspex.Evaluate(devset(60), exact, max_concurrency=4, progress=False).run(
+            dspex.Predict("question -> answer", lm=lm))
+    finally:
+        unsubscribe()
+    assert events and len({e.run for e in events}) == 1
+    assert [e.done for e in events] == sorted(e.done for e in events)
+    last = events[-1]
+    assert last.finished and last.done == last.total == 60 and last.failed == len(result.errors) == 3
+    assert not any(e.finished for e in events[:-1]) and last.aborted is None
 
 
 def test_bad_devset_and_metric_are_config_errors():
