@@ -2,13 +2,17 @@
 
 * 1000 examples at 50 ms latency, concurrency 16 and 64 (floor: concurrency / 0.05 s);
 * a CPU-heavy metric (~20 ms CPU per example): 2 worker processes vs 1;
-* 20% 5xx + 10% 429: rows lost (goal 0) and wall time.
+* 20% 5xx + 10% 429: rows lost (goal 0) and wall time;
+* run_distributed over hosts in network namespaces on this machine (root only): the same work spread
+  over 1 and 2 hosts (the hosts share this machine's 2 cores, so this measures the overhead of the
+  convention, not extra capacity).
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -38,6 +42,33 @@ def ours(n: int, concurrency: int, base: str, workers: int, cpu_ms: float, *serv
         dspex.Evaluate(devset[:20], cpu_metric(0), max_concurrency=4, workers=workers, progress=False).run(program)
         result = dspex.Evaluate(devset, cpu_metric(cpu_ms), max_concurrency=concurrency, workers=workers,
                                 progress=False).run(program)
+    return {"wall": result.wall_s, "rows": len(result.rows), "score": result.score, "failed": len(result.errors)}
+
+
+def across_hosts(n: int, concurrency: int, cpu_ms: float, n_hosts: int, *server_args: str) -> dict | None:
+    """``run_distributed`` with one worker on each of ``n_hosts`` namespaces (None without root)."""
+    from dspex.testing.netns import Network, NetworkUnavailable
+
+    try:
+        net = Network(n_hosts)
+    except NetworkUnavailable:
+        return None
+    with net, simulator("--host", net.leader_ip, "--answer", ANSWER, *server_args) as (url, _), \
+            dspex.runtime("tcp", bind_host=net.leader_ip, peers=[h.ip for h in net.hosts], cache_dir=tempfile.mkdtemp(),
+                          log_level="error") as rt:
+        leader = f"{net.leader_ip}:{rt.actors.admin_port}"
+        for i, host in enumerate(net.hosts):
+            proc = net.spawn(i, [sys.executable, "-m", "dspex", "host", "--leader", leader, "--bind", host.ip,
+                                 "--port", "19400"], env={"OPENAI_API_KEY": "sk-bench"})
+            proc.stdout.readline()
+        hosts = [f"{h.ip}:19400" for h in net.hosts]
+        lm = dspex.LM("openai/sim", api_key="sk-bench", base_url=url + "/v1", rpm=None, cache=False, max_tokens=64)
+        program = dspex.Predict("question -> answer", lm=lm)
+        devset = [dspex.Example(question=f"question {i}", answer="ok").with_inputs("question") for i in range(n)]
+        dspex.Evaluate(devset[:20], cpu_metric(0), max_concurrency=4, workers=1, progress=False).run_distributed(
+            program, hosts=hosts)
+        result = dspex.Evaluate(devset, cpu_metric(cpu_ms), max_concurrency=concurrency, workers=1,
+                                progress=False).run_distributed(program, hosts=hosts)
     return {"wall": result.wall_s, "rows": len(result.rows), "score": result.score, "failed": len(result.errors)}
 
 
@@ -83,7 +114,25 @@ def run() -> str:
                      f"| {f_d['wall']:.2f} s |")
     lines.append(f"| dspex, threads | {f_ours['rows']} | {f_ours['score']:.3f} | {f_ours['failed']} | {f_ours['wall']:.2f} s |")
     lines.append(f"| dspex, 2 workers | {f_two['rows']} | {f_two['score']:.3f} | {f_two['failed']} | {f_two['wall']:.2f} s |")
+    lines += hosts_table()
     return "\n".join(lines)
+
+
+def hosts_table() -> list[str]:
+    h1 = across_hosts(N, 16, 0, 1, "--latency", "0.05")
+    if h1 is None:
+        return ["", "**Across hosts**: not measured (needs root for network namespaces)."]
+    h2 = across_hosts(N, 16, 0, 2, "--latency", "0.05")
+    c1 = across_hosts(CPU_N, 16, 20, 1, "--latency", "0.0")
+    c2 = across_hosts(CPU_N, 16, 20, 2, "--latency", "0.0")
+    floor = 16 / 0.05
+    return ["", "**Across hosts** (`run_distributed`, one worker per host, hosts are network namespaces on this "
+            "2-core machine: overhead, not capacity)", "",
+            "| run | 1 host | 2 hosts |", "|---|---|---|",
+            f"| 1000 ex, 50 ms, concurrency 16 (floor {floor:.0f}/s) | {N / h1['wall']:.0f}/s, {h1['rows']} rows | "
+            f"{N / h2['wall']:.0f}/s, {h2['rows']} rows |",
+            f"| {CPU_N} ex, ~20 ms CPU metric, concurrency 16 | {c1['wall']:.2f} s | {c2['wall']:.2f} s "
+            f"({c1['wall'] / c2['wall']:.2f}×) |"]
 
 
 if __name__ == "__main__":

@@ -382,6 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or ``--duration``); print the URL on the first line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless testing hosts)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--error", action="append", default=[], metavar="STATUS:RATE", help="e.g. 500:0.2")
     parser.add_argument("--retry-after", type=float, default=1.0)
@@ -394,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    with ProviderServer(args.answer, faults, port=args.port) as server:
+    with ProviderServer(args.answer, faults, host=args.host, port=args.port) as server:
         print(server.url, flush=True)
         done.wait(args.duration)
 
