@@ -1,4 +1,4 @@
-"""The one place that adapts Thespian: three small patches.
+"""The one place that adapts Thespian: three small patches and two helpers that reach into it.
 
 1. Bind actors to one interface, not 0.0.0.0. Thespian binds its admin and every actor on all
    interfaces and accepts unauthenticated pickles: anyone who reaches a port can run code. With
@@ -6,8 +6,9 @@
    socket binds to that address instead. Forked processes inherit the environment and the patch.
 2. Accept connections only from listed peers. With ``SUPERVISION_ALLOWED_PEERS`` set (a comma
    separated list of IP addresses; the runtime always sets it for the process bases), a connection
-   from any other address is closed as soon as it is accepted, before a byte of it is read, so an unlisted host cannot hand
-   Thespian a pickle to load (a pickle is code). Loopback and the bound address are always allowed.
+   from any other address is closed as soon as it is accepted, before a byte of it is read, so an
+   unlisted host cannot hand Thespian a pickle to load (a pickle is code). Loopback and the bound
+   address are always allowed.
 3. simpleSystemBase looks for expired timers before every message it delivers, through a fold of
    lambdas that cost ~15 µs per pending timer (Thespian cannot cancel timers, so supervisors' start
    timeouts stay pending for a minute): the same partition in one plain pass.

@@ -1,8 +1,9 @@
 """Evaluation: every example ends as exactly one row (scored, or failed with a typed error)."""
 
 from .evaluate import Evaluate, EvaluationCancelled
-from .result import EvalProgress, EvalRow, EvaluationResult, ExampleTimeout, MetricError, RemoteError, load_journal
+from .result import (EvalProgress, EvalRow, EvaluationResult, ExampleTimeout, MetricError, RemoteError,
+                     load_journal)
 from .tracker import Tracker
 
-__all__ = ["Evaluate", "EvaluationResult", "EvalRow", "EvalProgress", "EvaluationCancelled", "ExampleTimeout", "MetricError",
-           "RemoteError", "Tracker", "load_journal"]
+__all__ = ["Evaluate", "EvaluationResult", "EvalRow", "EvalProgress", "EvaluationCancelled", "ExampleTimeout",
+           "MetricError", "RemoteError", "Tracker", "load_journal"]

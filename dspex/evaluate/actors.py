@@ -120,7 +120,6 @@ class EvalCoordinator(GenServer):
             return True
         return super().handle_call(request)
 
-
     def _finish(self, rows: tuple) -> None:
         for row in rows:
             if self.tracker.finish(row.index):

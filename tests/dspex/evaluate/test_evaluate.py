@@ -46,6 +46,17 @@ def exact(example, pred, trace=None):
     return pred.answer == example.question.upper()
 
 
+def failing_for(bad: set):
+    """The exact-match metric, raising for the examples whose question is in ``bad``."""
+
+    def metric(example, pred, trace=None):
+        if example.question in bad:
+            raise ValueError("metric bug")
+        return exact(example, pred)
+
+    return metric
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(schedule=st.lists(st.sampled_from(["ok", "ok", "500", "429", "400", "malformed", "reset"]), max_size=30),
        n=st.integers(1, 30), concurrency=st.integers(1, 8), metric_fails=st.sets(st.integers(0, 29), max_size=5))
@@ -54,12 +65,7 @@ def test_exactly_one_row_per_example_under_any_fault_schedule(world, schedule, n
     server.set_faults(Faults(schedule=schedule, retry_after=0.0))
     data = devset(n)
     bad = {data[i].question for i in metric_fails if i < n}
-
-    def metric(example, pred, trace=None):
-        if example.question in bad:
-            raise ValueError("metric bug")
-        return exact(example, pred)
-
+    metric = failing_for(bad)
     program = dspex.Predict("question -> answer", lm=lm)
     result = dspex.Evaluate(data, metric, max_concurrency=concurrency, progress=False).run(program)
     assert len(result.rows) == n

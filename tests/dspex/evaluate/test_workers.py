@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +18,7 @@ from dspex.evaluate import EvaluationCancelled, MetricError
 from dspex.testing import Faults, ProviderServer
 from tests.conftest import pids_titled, wait_until
 
-from .test_evaluate import KEY, answer, devset, exact
+from .test_evaluate import KEY, answer, devset, exact, failing_for
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +52,20 @@ def kill_workers_at(server: ProviderServer, moments: list[int], killed: list[int
                 pass
 
 
+@contextmanager
+def killing(server: ProviderServer, moments: list[int]) -> Iterator[list[int]]:
+    """Run the block while a thread kills workers at ``moments``; yields the pids it killed."""
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=kill_workers_at, args=(server, moments, killed, stop), daemon=True)
+    killer.start()
+    try:
+        yield killed
+    finally:
+        stop.set()
+        killer.join(timeout=25)
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(schedule=st.lists(st.sampled_from(["ok", "ok", "ok", "500", "429", "400", "malformed", "reset"]), max_size=40),
        n=st.integers(5, 60), kills=st.lists(st.floats(0.05, 0.5), min_size=1, max_size=2),
@@ -60,23 +76,9 @@ def test_exactly_one_row_per_example_with_faults_and_worker_kills(farm, schedule
     server.set_faults(Faults(schedule=schedule, retry_after=0.0, latency=0.01))
     data = devset(n)
     bad = {data[i].question for i in metric_fails if i < n}
-
-    def metric(example, pred, trace=None):
-        if example.question in bad:
-            raise ValueError("metric bug")
-        return exact(example, pred)
-
-    killed: list[int] = []
-    stop = threading.Event()
-    moments = [max(1, int(f * n)) for f in kills]  # requests seen by the server: mid-run
-    killer = threading.Thread(target=kill_workers_at, args=(server, moments, killed, stop), daemon=True)
-    killer.start()
-    try:
-        result = dspex.Evaluate(data, metric, max_concurrency=8, workers=2, progress=False,
+    with killing(server, [max(1, int(f * n)) for f in kills]):  # moments: requests seen by the server
+        result = dspex.Evaluate(data, failing_for(bad), max_concurrency=8, workers=2, progress=False,
                                 timeout_per_example=30).run(dspex.Predict("question -> answer", lm=lm))
-    finally:
-        stop.set()
-        killer.join(timeout=25)
     assert [r.index for r in result.rows] == list(range(n))
     assert [r.example for r in result.rows] == data
     assert result.score == pytest.approx(sum(r.score for r in result.rows) / n)
@@ -119,16 +121,9 @@ def test_twelve_hundred_examples_with_faults_and_a_kill_each_row_once_ledger_mat
     server.set_faults(Faults(error_rates={500: 0.1, 429: 0.05}, retry_after=0.0, latency=0.005))
     before = rt.usage().total
     data = devset(1200)
-    killed: list[int] = []
-    stop = threading.Event()
-    killer = threading.Thread(target=kill_workers_at, args=(server, [400], killed, stop), daemon=True)
-    killer.start()
-    try:
+    with killing(server, [400]) as killed:
         result = dspex.Evaluate(data, exact, max_concurrency=16, workers=2, progress=False,
                                 timeout_per_example=30).run(dspex.Predict("question -> answer", lm=lm))
-    finally:
-        stop.set()
-        killer.join(timeout=25)
     assert killed and [r.index for r in result.rows] == list(range(1200))
     assert result.score == pytest.approx(sum(r.score for r in result.rows) / 1200)
     assert all(isinstance(r.error, dspex.LMError) for r in result.errors)  # only exhausted retries fail
