@@ -3,6 +3,8 @@ even when a host is torn down mid-run; what the leader refuses to start, with th
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 from contextlib import contextmanager
@@ -11,7 +13,7 @@ import pytest
 
 import dspex
 from dspex.testing import Faults, ProviderServer
-from tests.conftest import wait_until
+from tests.conftest import pids_titled, wait_until
 from tests.netns import Network
 
 from .test_evaluate import KEY, answer, devset, exact
@@ -70,6 +72,34 @@ def test_a_host_torn_down_mid_run_loses_no_example(tmp_path):
         rerun = [r for r in result.rows if r.attempts > 1]
         assert rerun and all(r.worker.endswith("@" + hosts[1]) for r in rerun)
         assert sum(r.worker.endswith("@" + hosts[0]) for r in result.rows) > 0  # it did work before it went
+
+
+def test_a_worker_killed_on_a_host_is_restarted_there(tmp_path):
+    """kill -9 of one remote worker process (its host stays up): its supervisor on the leader restarts
+    it on the same host, its examples run again, one row each."""
+    with cluster(tmp_path, latency=0.05) as (net, server, rt, program, hosts):
+        title = f"dspex: eval-worker 1@{hosts[0]}".encode()
+        killed: list[int] = []
+        restarted_in: list[str] = []  # network namespaces: of the killed worker, then of its successor
+
+        def kill_remote_worker():
+            pids = wait_until(lambda: len(server.log) > 60 and pids_titled(title), timeout=60)
+            if pids:
+                restarted_in.append(os.readlink(f"/proc/{pids[0]}/ns/net"))  # where it ran
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+                new = wait_until(lambda: [p for p in pids_titled(title) if p != pids[0]], timeout=10)
+                if new:
+                    restarted_in.append(os.readlink(f"/proc/{new[0]}/ns/net"))
+
+        threading.Thread(target=kill_remote_worker, daemon=True).start()
+        result = dspex.Evaluate(devset(300), exact, max_concurrency=16, workers=1, progress=False,
+                                timeout_per_example=60).run_distributed(program, hosts=hosts, lost_after=5.0)
+        assert killed, "no remote worker was killed"
+        assert [r.index for r in result.rows] == list(range(300)) and result.score == 1.0
+        assert any(r.attempts > 1 for r in result.rows)  # the killed worker's examples ran again
+        assert len(restarted_in) == 2 and restarted_in[0] == restarted_in[1]  # restarted on its own host
+        assert restarted_in[0] != os.readlink("/proc/self/ns/net")
 
 
 def test_what_run_distributed_refuses(tmp_path):
