@@ -77,6 +77,25 @@ def test_an_unlisted_peer_cannot_connect_a_listed_one_is_trusted_with_code(tmp_p
         assert not glob.glob(f"{marker}.{mine}")  # nothing it sent was loaded on the leader
 
 
+def test_a_killed_node_process_takes_its_actor_system_with_it():
+    """kill -9 of ``python -m supervision.node``: its watchdog shuts the node's admin and actors down,
+    so nothing of it is left in its namespace; the leader's supervisor sees its child exit."""
+    with Network(1) as net, ActorRuntime("tcp", "lead", bind_host=net.leader_ip, peers=[net.hosts[0].ip]) as rt:
+        leader = f"{net.leader_ip}:{rt.admin_port}"
+        proc = net.spawn(0, [sys.executable, "-m", "supervision.node", "--leader", leader, "--bind", net.hosts[0].ip,
+                             "--port", str(NODE_PORT)])
+        assert proc.stdout.readline().startswith("ready")
+        node = f"{net.hosts[0].ip}:{NODE_PORT}"
+        assert wait_until(lambda: node in rt.convention_members(), timeout=15)
+        sup = rt.start_supervisor(SupervisorSpec("one_for_one", intensity=0),
+                                  [ChildSpec("w", Counter, requirements={NODE_CAPABILITY: node}, shutdown=1.0)])
+        assert sup.child("w").call("netns") != os.readlink("/proc/self/ns/net")
+        assert len(net.pids(0)) >= 3  # the node process, its admin, the child (and Thespian's logger)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert wait_until(lambda: not net.pids(0), timeout=20, interval=0.2)
+        assert wait_until(lambda: rt.failures, timeout=10)  # intensity 0: the child's exit stopped its supervisor
+
+
 def test_node_and_runtime_arguments_are_checked():
     with pytest.raises(SpecError, match="ip:port"):
         Node("10.0.0.5", "10.0.0.6", 1900)
