@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -22,6 +22,7 @@ from supervision import ActorRef, ActorRuntime, ChildSpec, Kind, SupervisorRef, 
 from supervision.telemetry import EventBus
 from supervision.tcp import free_port
 
+from .clients.admissions import Admissions
 from .clients.cache import ResponseCache
 from .clients.client import ClientActor
 from .clients.config import LMConfig, Secret
@@ -48,6 +49,7 @@ class Engine:
 
     transport: Transport
     cache: ResponseCache
+    admissions: Admissions = field(default_factory=Admissions)  # coalesced lease requests (process bases)
 
 
 class Runtime:

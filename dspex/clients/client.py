@@ -25,7 +25,8 @@ from supervision.resilience import (BreakerChange, BreakerOpen, BreakerState, Ci
 from ..errors import (AuthError, BudgetExceeded, CircuitOpen, LMError, LMTimeout, MalformedResponse, ProviderError,
                       RateLimited)
 from .config import LMConfig
-from .messages import (Admit, CacheHit, ClientStatus, Done, Flush, GetStatus, GetUsage, InjectFaults, Lease,
+from .messages import (Admit, AdmitBatch, CacheHit, ClientStatus, Done, Flush, GetStatus, GetUsage, InjectFaults, Lease,
+                       Leases,
                        LedgerQuery, LedgerReport, RecordBatch, Report, ResetBreaker, UsageRecord, UsageTotals)
 from .prices import Price, cost_of
 from .transport import Outcome
@@ -46,6 +47,7 @@ class _Wait:
     not_before: float = 0.0
     reservation: Reservation | None = None
     holder: tuple[str, int] | None = None  # the asking process (node id, pid)
+    batch: tuple = ()  # the rest of an AdmitBatch: leased with this one if free right now
 
 
 @dataclass
@@ -99,6 +101,13 @@ class ClientActor(GenServer):
     def handle_call(self, request: Any) -> Any:
         if isinstance(request, Admit):
             return self._admit(request)
+        if isinstance(request, AdmitBatch):
+            first = request.requests[0]
+            wait = _Wait(next(self.ids), self.current_call, first.est_tokens, first.run, holder=first.holder,
+                         batch=tuple(request.requests[1:]))
+            if not self._over_budget(wait):
+                self._advance(wait)
+            return NoReply
         if isinstance(request, Report):
             return self._report(request)
         if isinstance(request, GetUsage):
@@ -151,18 +160,22 @@ class ClientActor(GenServer):
 
     def _over_budget(self, wait: _Wait) -> bool:
         """Checked on arrival and again when a place in flight is granted: overspend is bounded by what is in flight."""
+        why = self._budget_spent()
+        if why is None:
+            return False
+        self._fail(wait, BudgetExceeded(f"{why}; the request was not sent", self.cfg.qualified, wait.attempt), 0)
+        return True
+
+    def _budget_spent(self) -> str | None:
         cfg = self.cfg
         if cfg.budget_usd is None and cfg.budget_tokens is None:
-            return False
+            return None
         spent = self.baseline + self.totals
         if cfg.budget_usd is not None and spent.cost >= cfg.budget_usd:
-            why = f"budget_usd={cfg.budget_usd:g} is spent (${spent.cost:.6f} so far)"
-        elif cfg.budget_tokens is not None and spent.total_tokens >= cfg.budget_tokens:
-            why = f"budget_tokens={cfg.budget_tokens} is spent ({spent.total_tokens} tokens so far)"
-        else:
-            return False
-        self._fail(wait, BudgetExceeded(f"{why}; the request was not sent", cfg.qualified, wait.attempt), 0)
-        return True
+            return f"budget_usd={cfg.budget_usd:g} is spent (${spent.cost:.6f} so far)"
+        if cfg.budget_tokens is not None and spent.total_tokens >= cfg.budget_tokens:
+            return f"budget_tokens={cfg.budget_tokens} is spent ({spent.total_tokens} tokens so far)"
+        return None
 
     def _advance(self, wait: _Wait) -> None:
         """Move a waiting request on: backoff → rate slot → in-flight place → breaker → lease."""
@@ -197,8 +210,30 @@ class ClientActor(GenServer):
             return
         lease_id = next(self.ids)
         self.leases[lease_id] = _Lease(wait, permit, self.clock())
-        self.reply(wait.token, Lease(lease_id, wait.attempt, self.price))
+        lease = Lease(lease_id, wait.attempt, self.price)
+        if wait.batch:
+            batch, wait.batch = wait.batch, ()
+            self.reply(wait.token, Leases((lease, *(self._lease_now(a) for a in batch))))
+        else:
+            self.reply(wait.token, lease)
         self._tick("sweep", SWEEP_EVERY)
+
+    def _lease_now(self, req: Admit) -> Lease | None:
+        """A lease for a batch's follower if one is free this instant without jumping the line; else None."""
+        if self.ready or self.timed or len(self.leases) >= self.cfg.max_in_flight or self._budget_spent():
+            return None
+        try:
+            permit = self.breaker.acquire()
+        except BreakerOpen:
+            return None
+        reservation = self.limiter.try_reserve(req.est_tokens)
+        if reservation is None:
+            self.breaker.cancel(permit)
+            return None
+        wait = _Wait(next(self.ids), None, req.est_tokens, req.run, reservation=reservation, holder=req.holder)
+        lease_id = next(self.ids)
+        self.leases[lease_id] = _Lease(wait, permit, self.clock())
+        return Lease(lease_id, 0, self.price)
 
     def _report(self, rep: Report) -> Any:
         lease = self.leases.pop(rep.lease, None)

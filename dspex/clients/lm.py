@@ -100,7 +100,9 @@ class LM:
                 return cached_completion(hit)
         start = time.monotonic()
         est = len(json.dumps(msgs)) // 4 + int(sampling.get("max_tokens", cfg.max_tokens))
-        reply = self._call(Admit(est, run, (procfs.node_id(), os.getpid())))
+        admit = Admit(est, run, (procfs.node_id(), os.getpid()))
+        # in the client actor's own process a call is cheap; elsewhere, threads asking together share one
+        reply = self._call(admit) if rt.actors.is_local else engine.admissions.admit(self._call, admit)
         while isinstance(reply, Lease):
             outcome = engine.transport.attempt(msgs, sampling)
             report = Report(reply.id, outcome, reply.attempt, run)

@@ -84,6 +84,20 @@ class Admit:
 
 
 @dataclass(frozen=True)
+class AdmitBatch:
+    """Several threads of one process asking at once: the first waits its turn as an :class:`Admit`;
+    when it is granted, the others get a lease too if one is free right now. The reply is a
+    :class:`Leases` (``None`` for each that must ask again); an error is the first's."""
+
+    requests: tuple
+
+
+@dataclass(frozen=True)
+class Leases:
+    leases: tuple  # Lease | None, in the order of the AdmitBatch
+
+
+@dataclass(frozen=True)
 class Lease:
     """Leave to send one attempt now. ``price`` lets the holder work out the cost of a success itself,
     so it can report a success without waiting for an answer (see :class:`Report`)."""

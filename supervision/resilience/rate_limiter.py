@@ -65,6 +65,14 @@ class RateLimiter:
 
     def reserve(self, tokens: int = 0) -> Reservation:
         """Book the earliest slot for one request using ``tokens`` (an estimate is fine)."""
+        return self._book(self._slot(tokens), tokens)
+
+    def try_reserve(self, tokens: int = 0) -> Reservation | None:
+        """Book a slot only if one is free right now (for handing out leases in blocks); else None."""
+        at = self._slot(tokens)
+        return self._book(at, tokens) if at <= self.clock() else None
+
+    def _slot(self, tokens: int) -> float:
         now = self.clock()
         self._prune(now)
         at = max(now, self._paused_until, self._last)
@@ -77,6 +85,9 @@ class RateLimiter:
                 raise SpecError("RateLimiter.tpm", f"one request needs {tokens} tokens but tpm is {self.tpm:g}",
                                 "raise tpm or lower max_tokens / the prompt size")
             at = max(at, self._token_slot(tokens))
+        return at
+
+    def _book(self, at: float, tokens: int) -> Reservation:
         rid = next(self._ids)
         if self.rpm:
             self._tat = max(self._tat, at) + self._interval

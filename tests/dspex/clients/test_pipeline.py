@@ -270,3 +270,39 @@ def test_another_process_attaches_to_the_runtime_and_shares_its_client(server, t
         assert out.returncode == 0, out.stderr.decode()[-2000:]
         assert out.stdout.decode().strip().splitlines()[-1] == "ans:from a worker"
         assert lm.usage().ok == 2  # one client actor counted both processes' requests
+
+
+@pytest.fixture
+def mrt(tmp_path):
+    """A multiproc runtime: the test's threads are in another process than the client actor, so
+    their admissions are coalesced (dspex.clients.admissions)."""
+    with dspex.runtime("multiproc", cache_dir=tmp_path / "cache", log_level=None) as runtime:
+        yield runtime
+
+
+def test_coalesced_admissions_hold_max_in_flight_rate_and_typed_errors(server, mrt):
+    server.set_faults(Faults(latency=0.1))
+    lm = make_lm(server, max_in_flight=6)
+    with ThreadPoolExecutor(24) as pool:
+        texts = list(pool.map(lambda i: lm(f"m{i}"), range(96)))
+    assert texts == [f"ans:m{i}" for i in range(96)]
+    assert server.peak_concurrency == 6
+    server.clear_log()
+    server.set_faults(Faults())
+    paced = make_lm(server, name="paced", rpm=240)  # 4 per second, bursts of 4
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: paced.request(f"q{i}"), range(16)))
+    times = sorted(e.at for e in server.log)
+    assert times[-1] - times[0] >= (16 - 4) / 4.0 - 0.05
+    server.set_faults(Faults(error_rates={400: 1.0}))
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda i: _outcome(lambda: lm.request(f"bad{i}")), range(16)))
+    assert all(isinstance(o, dspex.ProviderError) and o.status == 400 for o in outcomes)
+    assert lm.status().in_flight == 0  # every lease came back
+
+
+def _outcome(fn):
+    try:
+        return fn()
+    except dspex.LMError as exc:
+        return exc
