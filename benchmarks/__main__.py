@@ -1,4 +1,5 @@
-"""``python -m benchmarks``: run every benchmark in one run and write the tables into benchmarks/README.md."""
+"""``python -m benchmarks [name ...]``: run the benchmarks (all, or the named sections) in one run and
+write their tables into benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -25,8 +26,12 @@ def main() -> None:
     stamp = f"_Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.machine()}, Python {platform.python_version()}._"
     dspy_env.ensure()
     text = README.read_text() if README.exists() else "# Benchmarks\n"
-    for name, bench in (("supervision", bench_supervision), ("adapters", bench_adapters), ("clients", bench_clients),
-                        ("evaluate", bench_evaluate)):
+    benches = (("supervision", bench_supervision), ("adapters", bench_adapters), ("clients", bench_clients),
+               ("evaluate", bench_evaluate))
+    wanted = set(sys.argv[1:]) or {name for name, _ in benches}
+    for name, bench in benches:
+        if name not in wanted:
+            continue
         table = bench.run()
         print(table)
         text = replace_section(text, name, f"{stamp}\n\n{table}")
