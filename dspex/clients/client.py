@@ -26,8 +26,7 @@ from ..errors import (AuthError, BudgetExceeded, CircuitOpen, LMError, LMTimeout
                       RateLimited)
 from .config import LMConfig
 from .messages import (Admit, AdmitBatch, CacheHit, ClientStatus, Done, Flush, GetStatus, GetUsage, InjectFaults, Lease,
-                       Leases,
-                       LedgerQuery, LedgerReport, RecordBatch, Report, ResetBreaker, UsageRecord, UsageTotals)
+                       Leases, LedgerQuery, LedgerReport, RecordBatch, Report, ResetBreaker, UsageRecord, UsageTotals)
 from .prices import Price, cost_of
 from .transport import Outcome
 
@@ -102,12 +101,7 @@ class ClientActor(GenServer):
         if isinstance(request, Admit):
             return self._admit(request)
         if isinstance(request, AdmitBatch):
-            first = request.requests[0]
-            wait = _Wait(next(self.ids), self.current_call, first.est_tokens, first.run, holder=first.holder,
-                         batch=tuple(request.requests[1:]))
-            if not self._over_budget(wait):
-                self._advance(wait)
-            return NoReply
+            return self._admit(request.requests[0], tuple(request.requests[1:]))
         if isinstance(request, Report):
             return self._report(request)
         if isinstance(request, GetUsage):
@@ -152,8 +146,8 @@ class ClientActor(GenServer):
 
     # --- the pipeline ------------------------------------------------------------------------------
 
-    def _admit(self, req: Admit) -> Any:
-        wait = _Wait(next(self.ids), self.current_call, req.est_tokens, req.run, holder=req.holder)
+    def _admit(self, req: Admit, batch: tuple = ()) -> Any:
+        wait = _Wait(next(self.ids), self.current_call, req.est_tokens, req.run, holder=req.holder, batch=batch)
         if not self._over_budget(wait):
             self._advance(wait)
         return NoReply
