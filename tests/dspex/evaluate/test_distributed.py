@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,16 @@ def test_what_run_distributed_refuses(tmp_path):
             evaluate.run_distributed(program, hosts=["10.0.0.99:1900"])
         with pytest.raises(dspex.ConfigError, match="python -m dspex host --leader"):
             evaluate.run_distributed(program, hosts=[f"{net.hosts[0].ip}:{HOST_PORT}"], join_timeout=0.5)
+
+
+def test_the_distributed_example_runs_and_leaves_nothing_behind():
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root for ip netns")
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, str(root / "examples" / "distributed_eval.py"), "--n", "200"],
+                         capture_output=True, text=True, timeout=240, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "200 rows for 200 examples, score 1.000" in out.stdout
+    assert "tearing down host 1" in out.stdout
