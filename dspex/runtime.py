@@ -22,7 +22,7 @@ from supervision import ActorRef, ActorRuntime, ChildSpec, Kind, SupervisorRef, 
 from supervision.telemetry import EventBus
 from supervision.tcp import free_port
 
-from .clients.admissions import Admissions
+from .clients.admissions import Admissions, Reports
 from .clients.cache import ResponseCache
 from .clients.client import ClientActor
 from .clients.config import LMConfig, Secret
@@ -50,6 +50,7 @@ class Engine:
     transport: Transport
     cache: ResponseCache
     admissions: Admissions = field(default_factory=Admissions)  # coalesced lease requests (process bases)
+    reports: Reports = field(default_factory=Reports)  # batched success reports (process bases)
 
 
 class Runtime:
@@ -99,9 +100,17 @@ class Runtime:
                 _ACTIVE.remove(self)
         with self._lock:
             for engine in self._engines.values():
+                engine.reports.close()
                 engine.transport.close()
             self._engines.clear()
         self.actors.close()
+
+    def flush_reports(self) -> None:
+        """Hand the client actors every success report this process still holds (see Reports)."""
+        with self._lock:
+            engines = list(self._engines.values())
+        for engine in engines:
+            engine.reports.flush()
 
     def __enter__(self) -> "Runtime":
         return self.start()
@@ -182,6 +191,7 @@ class Runtime:
         """Ledger totals (all clients, per client, per run) once every client has flushed."""
         if self.clients is None:
             raise ConfigError("the runtime is not started")
+        self.flush_reports()
         for info in self.clients.which_children():
             if info.id != "ledger" and info.ref is not None:
                 info.ref.call(Flush(), 30.0)

@@ -1,21 +1,32 @@
-"""Admissions of one process's threads to one client actor, coalesced into one call at a time.
+"""Traffic of one process's threads to one client actor, coalesced: admissions and success reports.
 
 In a process other than the client actor's (an evaluation worker), asking for a lease is a
 cross-process round trip. Threads that need a lease while another thread's request is on its way
 queue up; when the answer comes, the next thread asks for all of them at once (:class:`AdmitBatch`).
 The actor grants the first when its turn comes and the others only if a lease is free that instant,
 so no lease is ever held without a thread waiting for it (nothing to give back, nothing to leak).
+
+Success reports (one-way) are gathered for a few milliseconds and sent as one :class:`ReportBatch`;
+``flush()`` sends what is pending at once (an evaluation worker flushes before it hands in its rows,
+so the ledger has every call of a row before the row is counted).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import Any, Callable
 
-from .messages import Admit, AdmitBatch, Lease, Leases
+import structlog
+
+from ..errors import LMError
+from .messages import Admit, AdmitBatch, Lease, Leases, Report, ReportBatch
+
+log = structlog.get_logger("dspex")
 
 MAX_BATCH = 16
+REPORT_EVERY = 0.005  # seconds a success report may wait for others
 
 
 class _Ask:
@@ -75,3 +86,55 @@ class Admissions:
                 self._queue.extendleft(reversed(again))
                 self._asking = False
                 self._cond.notify_all()
+
+
+class Reports:
+    """Success reports of this process's threads, sent in batches by one daemon thread."""
+
+    def __init__(self, interval: float = REPORT_EVERY) -> None:
+        self.interval = interval
+        self._cond = threading.Condition()
+        self._pending: list[Report] = []
+        self._cast: Callable[[Any], None] | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._send_lock = threading.Lock()  # one batch on its way at a time: reports stay in order
+
+    def add(self, cast: Callable[[Any], None], report: Report) -> None:
+        with self._cond:
+            self._cast = cast
+            self._pending.append(report)
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, name="dspex-reports", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        if self._closed:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send every pending report now (returns once they are handed to the actor system)."""
+        with self._send_lock:
+            with self._cond:
+                batch, self._pending = self._pending, []
+                cast = self._cast
+            if batch and cast is not None:
+                try:
+                    cast(ReportBatch(tuple(batch)) if len(batch) > 1 else batch[0])
+                except LMError as exc:  # the client actor is gone: its restart starts from the ledger
+                    log.warning("reports_lost", reports=len(batch), error=str(exc))
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self.flush()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+            time.sleep(self.interval)  # let the reports of other threads join this batch
+            self.flush()

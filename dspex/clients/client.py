@@ -26,7 +26,7 @@ from ..errors import (AuthError, BudgetExceeded, CircuitOpen, LMError, LMTimeout
                       RateLimited)
 from .config import LMConfig
 from .messages import (Admit, AdmitBatch, CacheHit, ClientStatus, Done, Flush, GetStatus, GetUsage, InjectFaults, Lease,
-                       Leases, LedgerQuery, LedgerReport, RecordBatch, Report, ResetBreaker, UsageRecord, UsageTotals)
+                       Leases, LedgerQuery, LedgerReport, RecordBatch, Report, ReportBatch, ResetBreaker, UsageRecord, UsageTotals)
 from .prices import Price, cost_of
 from .transport import Outcome
 
@@ -127,6 +127,9 @@ class ClientActor(GenServer):
     def handle_cast(self, message: Any) -> None:
         if isinstance(message, Report):  # a success: nobody waits for the Done
             self._report(message)
+        elif isinstance(message, ReportBatch):
+            for report in message.reports:
+                self._report(report)
         elif isinstance(message, CacheHit):
             self._account(UsageRecord(self.cfg.client_key, message.run, True, True, 0, 0, 0, 0.0))
 

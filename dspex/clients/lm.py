@@ -107,7 +107,10 @@ class LM:
             outcome = engine.transport.attempt(msgs, sampling)
             report = Report(reply.id, outcome, reply.attempt, run)
             if outcome.ok:  # the actor books it; we need no answer (one hop instead of a round trip)
-                self._call(report, cast=True)
+                if rt.actors.is_local:
+                    self._call(report, cast=True)
+                else:  # from another process: batched with this process's other successes
+                    engine.reports.add(self._cast, report)
                 reply = Done(cost_of(reply.price, outcome.prompt_tokens, outcome.completion_tokens), reply.attempt + 1)
             else:
                 reply = self._call(report)
@@ -126,13 +129,15 @@ class LM:
 
     def usage(self) -> UsageTotals:
         """Totals of this client (all handles), surviving client restarts: requests, tokens, cost, hits, retries."""
+        self._need_runtime().flush_reports()
         return self._call(GetUsage())
 
     def status(self) -> ClientStatus:
         return self._call(GetStatus())
 
     def flush(self) -> None:
-        """Wait until the ledger has every finished request of this client."""
+        """Wait until the ledger has every finished request of this client (from this process: sent first)."""
+        self._need_runtime().flush_reports()
         self._call(Flush())
 
     def reset_breaker(self) -> None:
@@ -141,6 +146,9 @@ class LM:
     def inject_faults(self, fraction: float) -> None:
         """Make the client's breaker reject ``fraction`` of requests on purpose (chaos testing)."""
         self._call(InjectFaults(fraction))
+
+    def _cast(self, message: Any) -> None:
+        self._call(message, cast=True)
 
     def _call(self, message: Any, cast: bool = False) -> Any:
         rt = self._need_runtime()

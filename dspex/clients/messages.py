@@ -119,6 +119,13 @@ class Report:
 
 
 @dataclass(frozen=True)
+class ReportBatch:
+    """Success reports of several calls of one process, sent together (one-way)."""
+
+    reports: tuple
+
+
+@dataclass(frozen=True)
 class Done:
     cost: float
     attempts: int

@@ -181,6 +181,8 @@ class EvalWorker(GenServer):
                 if ((rows and (len(rows) >= ROWS_PER_CALL or now - first_row_at > ROW_DELAY))
                         or want >= max(1, self.concurrency // 2) or (want > 0 and not running and not queued)
                         or now - last_call > HEARTBEAT):
+                    if rows:
+                        rt.flush_reports()  # the ledger has a row's calls before the row counts
                     batch = rt.actors.call(coord, Pull(self.worker, want, tuple(rows)), 30.0)
                     rows, last_call = [], time.monotonic()
                     finished = finished or (batch.finished and not batch.items)

@@ -209,6 +209,7 @@ def test_client_actor_killed_mid_flight(server, tmp_path):
         rt.actors.subscribe(events.append)
         lm = make_lm(server, max_in_flight=1)
         assert lm.request("warm").text == "ans:warm"
+        lm.flush()  # the ledger has it before the crash
         pids = wait_until(lambda: pids_titled(b"dspex: client openai/test-model"))
         assert len(pids) == 1
         results: dict = {}

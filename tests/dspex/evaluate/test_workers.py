@@ -129,8 +129,9 @@ def test_twelve_hundred_examples_with_faults_and_a_kill_each_row_once_ledger_mat
     assert all(isinstance(r.error, dspex.LMError) for r in result.errors)  # only exhausted retries fail
     after = rt.usage().total
     # every answer the server gave is in the ledger once, whichever process asked for it, except the
-    # ones a killed worker received and never reported (at most its share of the 16 in flight)
+    # ones a killed worker received and never reported: per thread (8 each) at most one answer in flight
+    # and one report waiting for its batch
     answered, booked = len(server.successes()), after.ok - before.ok
-    assert booked <= answered <= booked + 8
+    assert booked <= answered <= booked + 16
     tokens = sum(r.prompt_tokens for r in server.successes())
     assert after.prompt_tokens - before.prompt_tokens <= tokens
