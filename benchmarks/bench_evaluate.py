@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -36,12 +35,17 @@ def cpu_metric(ms: float):
 def ours(n: int, concurrency: int, base: str, workers: int, cpu_ms: float, *server_args: str) -> dict:
     with simulator("--answer", ANSWER, *server_args) as (url, _), \
             dspex.runtime(base, cache_dir=tempfile.mkdtemp(), log_level="error"):
-        lm = dspex.LM("openai/sim", api_key="sk-bench", base_url=url + "/v1", rpm=None, cache=False, max_tokens=64)
-        program = dspex.Predict("question -> answer", lm=lm)
-        devset = [dspex.Example(question=f"question {i}", answer="ok").with_inputs("question") for i in range(n)]
-        dspex.Evaluate(devset[:20], cpu_metric(0), max_concurrency=4, workers=workers, progress=False).run(program)
-        result = dspex.Evaluate(devset, cpu_metric(cpu_ms), max_concurrency=concurrency, workers=workers,
-                                progress=False).run(program)
+        return measure(url, n, concurrency, workers, cpu_ms, lambda evaluate, program: evaluate.run(program))
+
+
+def measure(url: str, n: int, concurrency: int, workers: int, cpu_ms: float, run) -> dict:
+    """A warm-up of 20 examples, then ``n`` examples through ``run(evaluate, program)``; wall, rows, score."""
+    lm = dspex.LM("openai/sim", api_key="sk-bench", base_url=url + "/v1", rpm=None, cache=False, max_tokens=64)
+    program = dspex.Predict("question -> answer", lm=lm)
+    devset = [dspex.Example(question=f"question {i}", answer="ok").with_inputs("question") for i in range(n)]
+    run(dspex.Evaluate(devset[:20], cpu_metric(0), max_concurrency=4, workers=workers, progress=False), program)
+    result = run(dspex.Evaluate(devset, cpu_metric(cpu_ms), max_concurrency=concurrency, workers=workers,
+                                progress=False), program)
     return {"wall": result.wall_s, "rows": len(result.rows), "score": result.score, "failed": len(result.errors)}
 
 
@@ -56,20 +60,9 @@ def across_hosts(n: int, concurrency: int, cpu_ms: float, n_hosts: int, *server_
     with net, simulator("--host", net.leader_ip, "--answer", ANSWER, *server_args) as (url, _), \
             dspex.runtime("tcp", bind_host=net.leader_ip, peers=[h.ip for h in net.hosts], cache_dir=tempfile.mkdtemp(),
                           log_level="error") as rt:
-        leader = f"{net.leader_ip}:{rt.actors.admin_port}"
-        for i, host in enumerate(net.hosts):
-            proc = net.spawn(i, [sys.executable, "-m", "dspex", "host", "--leader", leader, "--bind", host.ip,
-                                 "--port", "19400"], env={"OPENAI_API_KEY": "sk-bench"})
-            proc.stdout.readline()
-        hosts = [f"{h.ip}:19400" for h in net.hosts]
-        lm = dspex.LM("openai/sim", api_key="sk-bench", base_url=url + "/v1", rpm=None, cache=False, max_tokens=64)
-        program = dspex.Predict("question -> answer", lm=lm)
-        devset = [dspex.Example(question=f"question {i}", answer="ok").with_inputs("question") for i in range(n)]
-        dspex.Evaluate(devset[:20], cpu_metric(0), max_concurrency=4, workers=1, progress=False).run_distributed(
-            program, hosts=hosts)
-        result = dspex.Evaluate(devset, cpu_metric(cpu_ms), max_concurrency=concurrency, workers=1,
-                                progress=False).run_distributed(program, hosts=hosts)
-    return {"wall": result.wall_s, "rows": len(result.rows), "score": result.score, "failed": len(result.errors)}
+        hosts = net.start_dspex_hosts(f"{net.leader_ip}:{rt.actors.admin_port}", 19400, {"OPENAI_API_KEY": "sk-bench"})
+        return measure(url, n, concurrency, 1, cpu_ms,
+                       lambda evaluate, program: evaluate.run_distributed(program, hosts=hosts))
 
 
 def theirs(n: int, threads: int, cpu_ms: float, *server_args: str) -> dict | None:

@@ -14,12 +14,10 @@ import argparse
 
 
 def main(argv: list[str] | None = None) -> int:
+    from supervision.node import add_node_arguments, node_from_args, serve
+
     parser = argparse.ArgumentParser(prog="python -m dspex host", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--leader", required=True, help="the leader runtime's admin address, ip:port")
-    parser.add_argument("--bind", required=True, help="this host's IP address, as the leader reaches it")
-    parser.add_argument("--port", type=int, default=1900, help="this host's admin port (default 1900)")
-    parser.add_argument("--peer", action="append", default=[], help="another IP allowed to connect (repeat)")
-    parser.add_argument("--cap", action="append", default=[], help="a capability key=value (repeat)")
+    add_node_arguments(parser, default_port=1900)
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
 
@@ -27,12 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     import cloudpickle  # noqa: F401
     import requests  # noqa: F401
 
-    from supervision.node import Node, parse_capabilities, serve
-
     from . import evaluate, programs  # noqa: F401
     from .logs import configure_logging
 
     configure_logging(args.log_level)
-    serve(Node(args.leader, args.bind, args.port, capabilities={"dspex.host": "1", **parse_capabilities(args.cap)},
-               peers=args.peer, name="dspex-host"), ready="dspex host ready")
+    serve(node_from_args(args, {"dspex.host": "1"}, name="dspex-host"), ready="dspex host ready")
     return 0

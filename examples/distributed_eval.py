@@ -45,12 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     with net, ProviderServer(answer=answer, api_key=KEY, faults=Faults(latency=0.05), host=net.leader_ip) as server, \
             dspex.runtime("tcp", bind_host=net.leader_ip, peers=[h.ip for h in net.hosts],
                           cache_dir=tempfile.mkdtemp(prefix="dspex-example-"), log_level="error") as rt:
-        leader = f"{net.leader_ip}:{rt.actors.admin_port}"
-        hosts = [f"{h.ip}:{HOST_PORT}" for h in net.hosts]
-        for i, host in enumerate(net.hosts):
-            proc = net.spawn(i, [sys.executable, "-m", "dspex", "host", "--leader", leader, "--bind", host.ip,
-                                 "--port", str(HOST_PORT)], env={"OPENAI_API_KEY": KEY})
-            print(f"host {i + 1}: {proc.stdout.readline().strip()} (namespace {host.ns})", flush=True)
+        hosts = net.start_dspex_hosts(f"{net.leader_ip}:{rt.actors.admin_port}", HOST_PORT, {"OPENAI_API_KEY": KEY})
+        for i, (address, host) in enumerate(zip(hosts, net.hosts)):
+            print(f"host {i + 1}: dspex host ready at {address} (namespace {host.ns})", flush=True)
         lm = dspex.LM("openai/sim", api_key=KEY, base_url=server.base_url(), rpm=None, cache=False)
         devset = [dspex.Example(question=f"q{i}", answer=f"Q{i}").with_inputs("question") for i in range(args.n)]
 

@@ -112,15 +112,28 @@ def serve(node: Node, ready: str = "ready") -> None:
         stop.wait()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="supervision.node", description=__doc__.split("\n\n")[0])
+def add_node_arguments(parser: argparse.ArgumentParser, default_port: int | None = None) -> None:
+    """The command-line options of a node: --leader, --bind, --port, --peer, --cap (see :func:`node_from_args`)."""
     parser.add_argument("--leader", required=True, help="the leader's admin address, ip:port")
     parser.add_argument("--bind", required=True, help="this host's address on the network the leader sees")
-    parser.add_argument("--port", type=int, required=True, help="this node's admin port")
+    if default_port is None:
+        parser.add_argument("--port", type=int, required=True, help="this node's admin port")
+    else:
+        parser.add_argument("--port", type=int, default=default_port, help=f"this node's admin port ({default_port})")
     parser.add_argument("--peer", action="append", default=[], help="another IP allowed to connect (repeat)")
     parser.add_argument("--cap", action="append", default=[], help="a capability key=value (repeat)")
-    args = parser.parse_args(argv)
-    serve(Node(args.leader, args.bind, args.port, capabilities=parse_capabilities(args.cap), peers=args.peer))
+
+
+def node_from_args(args: argparse.Namespace, capabilities: dict | None = None, name: str = "node") -> Node:
+    """The :class:`Node` the options of :func:`add_node_arguments` describe, with ``capabilities`` added."""
+    return Node(args.leader, args.bind, args.port, capabilities={**(capabilities or {}), **parse_capabilities(args.cap)},
+                peers=args.peer, name=name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="supervision.node", description=__doc__.split("\n\n")[0])
+    add_node_arguments(parser)
+    serve(node_from_args(parser.parse_args(argv)))
     return 0
 
 

@@ -31,6 +31,12 @@ def node_id() -> str:
         return f"unknown-{os.getpid()}"
 
 
+def gone(pid: int) -> bool:
+    """True if process ``pid`` has exited: no longer listed, or a zombie waiting to be reaped."""
+    fields = stat_fields(pid)
+    return fields is None or fields[0] in ("Z", "X")
+
+
 def pids() -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
 

@@ -24,6 +24,7 @@ from .errors import ActorExited, CallTimeout, Shutdown, SpecError, SupervisionEr
 from .messages import (Call, CallError, ChildSpec, Cast, DrainEvents, GetFailures, Init, InitFailed, InitOk,
                        IsAlive, LifecycleEvent, Nudge, Reply, RootFailure, StartTop, StopTree, TerminateChild,
                        WhereIs)
+from .node import local_admin_port
 from .ref import ActorRef, SupervisorRef
 from .root import RootSupervisor
 from .specs import SupervisorSpec, validate_children, walk_classes, walk_names
@@ -144,8 +145,6 @@ class ActorRuntime:
         It owns nothing: ``close`` only drops its endpoints; the owning runtime stops the tree. In an
         actor placed on another host's node it goes through that node's admin (same convention).
         """
-        from .node import local_admin_port
-
         _thespian.install()
         admin_port = local_admin_port(admin_port)
         rt = cls("multiproc", name, admin_port=admin_port)

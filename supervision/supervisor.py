@@ -332,8 +332,7 @@ class SupervisorActor(GenServer):
         one notice: a child process on this node that is gone (or a zombie) is handled as exited."""
         for kid in list(self.kids.values()):
             if kid.address is not None and self._local_process(kid):
-                fields = procfs.stat_fields(kid.pid)
-                if fields is None or fields[0] in ("Z", "X"):
+                if procfs.gone(kid.pid):
                     self.actor_log.warning("child_gone_unnoticed", child=kid.spec.id, child_pid=kid.pid)
                     address = kid.address
                     _thespian.forget_child(self, address)  # Thespian's own bookkeeping (and reaping) too

@@ -24,8 +24,7 @@ def live_marked_processes() -> dict[int, str]:
                 cmd = fh.read().replace(b"\0", b" ").strip()
         except OSError:
             continue
-        fields = procfs.stat_fields(pid)
-        if cmd.startswith(MARKERS) and fields is not None and fields[0] not in ("Z", "X"):
+        if cmd.startswith(MARKERS) and not procfs.gone(pid):
             found[pid] = cmd.decode(errors="replace")
     return found
 

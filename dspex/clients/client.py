@@ -347,8 +347,7 @@ class ClientActor(GenServer):
             dead = False
             if holder is not None and holder[0] == node:
                 if holder[1] not in gone:
-                    fields = procfs.stat_fields(holder[1])
-                    gone[holder[1]] = fields is None or fields[0] in ("Z", "X")
+                    gone[holder[1]] = procfs.gone(holder[1])
                 dead = gone[holder[1]]
             if dead or lease.started < horizon:
                 del self.leases[lease_id]

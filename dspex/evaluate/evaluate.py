@@ -189,7 +189,8 @@ def _wait_for_hosts(rt: Any, hosts: list[str], timeout: float) -> list[str]:
     """Hosts not yet in the runtime's convention after waiting up to ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        missing = [h for h in hosts if h not in set(rt.actors.convention_members())]
+        members = set(rt.actors.convention_members())
+        missing = [h for h in hosts if h not in members]
         if not missing or time.monotonic() > deadline:
             return missing
         time.sleep(0.1)

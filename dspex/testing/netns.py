@@ -98,6 +98,17 @@ class Network:
         self.procs.append(proc)
         return proc
 
+    def start_dspex_hosts(self, leader: str, port: int, env: dict | None = None) -> list[str]:
+        """``python -m dspex host`` in every host, joined to ``leader`` (``ip:port``); waits until each
+        says it is ready and returns their node addresses (``ip:port``) for ``run_distributed``."""
+        for i, host in enumerate(self.hosts):
+            proc = self.spawn(i, [sys.executable, "-m", "dspex", "host", "--leader", leader, "--bind", host.ip,
+                                  "--port", str(port)], env=env)
+            line = proc.stdout.readline()
+            if not line.startswith("dspex host ready"):
+                raise RuntimeError(f"the dspex host in {host.ns} did not start (printed {line!r})")
+        return [f"{h.ip}:{port}" for h in self.hosts]
+
     def pids(self, i: int) -> list[int]:
         out = ip("netns", "pids", self.hosts[i].ns, check=False).stdout
         return [int(p) for p in out.split()]

@@ -30,13 +30,9 @@ def cluster(tmp_path, n_hosts: int = 2, latency: float = 0.02):
             ProviderServer(answer=answer, api_key=KEY, faults=Faults(latency=latency), host=net.leader_ip) as server, \
             dspex.runtime("tcp", bind_host=net.leader_ip, peers=[h.ip for h in net.hosts], cache_dir=tmp_path,
                           log_level=None) as rt:
-        leader = f"{net.leader_ip}:{rt.actors.admin_port}"
-        for i, host in enumerate(net.hosts):
-            proc = net.spawn(i, [sys.executable, "-m", "dspex", "host", "--leader", leader, "--bind", host.ip,
-                                 "--port", str(HOST_PORT)], env={"OPENAI_API_KEY": KEY})
-            assert proc.stdout.readline().startswith("dspex host ready")
+        hosts = net.start_dspex_hosts(f"{net.leader_ip}:{rt.actors.admin_port}", HOST_PORT, {"OPENAI_API_KEY": KEY})
         lm = dspex.LM("openai/eval", api_key=KEY, base_url=server.base_url(), rpm=None, cache=False)
-        yield net, server, rt, dspex.Predict("question -> answer", lm=lm), [f"{h.ip}:{HOST_PORT}" for h in net.hosts]
+        yield net, server, rt, dspex.Predict("question -> answer", lm=lm), hosts
 
 
 def test_examples_spread_over_the_hosts_one_row_each(tmp_path):
