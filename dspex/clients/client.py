@@ -341,14 +341,10 @@ class ClientActor(GenServer):
         """Take back leases whose holder will never report: its process is gone (checked on this node),
         or the lease is older than any attempt can take (another node). Frees their places."""
         horizon = self.clock() - (self.cfg.timeout + 30.0)
-        node, gone = procfs.node_id(), {}
+        node = procfs.node_id()
         for lease_id, lease in list(self.leases.items()):
             holder = lease.wait.holder
-            dead = False
-            if holder is not None and holder[0] == node:
-                if holder[1] not in gone:
-                    gone[holder[1]] = procfs.gone(holder[1])
-                dead = gone[holder[1]]
+            dead = holder is not None and holder[0] == node and procfs.gone(holder[1])
             if dead or lease.started < horizon:
                 del self.leases[lease_id]
                 if lease.permit is not None:
