@@ -21,6 +21,7 @@ from supervision import GenServer, NoReply, procfs
 from supervision.messages import Call, CallToken, LifecycleEvent, Reply, WhichChildren
 from supervision.resilience import (BreakerChange, BreakerOpen, BreakerState, CircuitBreaker, Permit, RateLimiter,
                                     Reservation, exponential_backoff)
+from supervision.resilience.adaptive import AdaptiveRate, RateHints, RateSource
 
 from ..errors import (AuthError, BudgetExceeded, CircuitOpen, LMError, LMTimeout, MalformedResponse, ProviderError,
                       RateLimited)
@@ -74,7 +75,8 @@ class ClientActor(GenServer):
     def init(self, cfg: LMConfig, price: Price | None = None, use_ledger: bool = True) -> None:
         self.cfg, self.price, self.ledger = cfg, price, None
         self.clock = time.monotonic
-        self.limiter = RateLimiter(cfg.rpm, cfg.tpm, name=cfg.qualified)
+        self.rate = AdaptiveRate(cfg.rpm, cfg.tpm)
+        self.limiter = RateLimiter(self.rate.rpm, self.rate.tpm, name=cfg.qualified)
         b = cfg.breaker
         self.breaker = CircuitBreaker(b.max_failures, b.window, b.reset_after, failure_rate=b.failure_rate,
                                       name=cfg.qualified,
@@ -112,9 +114,14 @@ class ClientActor(GenServer):
         if isinstance(request, Flush):
             return self._flush(self.current_call)
         if isinstance(request, GetStatus):
-            snap = self.breaker.snapshot()
-            return ClientStatus(self.cfg.client_key, snap.state.value, snap.retry_in, snap.trips, len(self.leases),
-                                len(self.ready) + len(self.timed), self.limiter.paused_for, self.baseline + self.totals)
+            snap, rate = self.breaker.snapshot(), self.rate.status()
+            return ClientStatus(client=self.cfg.client_key, breaker=snap.state.value, breaker_retry_in=snap.retry_in,
+                                breaker_trips=snap.trips, in_flight=len(self.leases),
+                                queued=len(self.ready) + len(self.timed), paused_for=self.limiter.paused_for,
+                                totals=self.baseline + self.totals, rpm=rate.rpm, tpm=rate.tpm,
+                                rate_source=rate.source.value, tpm_source=rate.tpm_source.value,
+                                advertised_rpm=rate.advertised_rpm, advertised_tpm=rate.advertised_tpm,
+                                throttled=rate.throttled)
         if isinstance(request, ResetBreaker):
             self.breaker.reset()
             self._pump()
@@ -185,10 +192,14 @@ class ClientActor(GenServer):
         delay = self.limiter.delay(wait.reservation)
         if delay > 0:
             return self._wait_for(wait, delay)
-        if len(self.leases) >= self.cfg.max_in_flight:
+        if not self._room():
             self.ready.append(wait)
             return None
         return self._grant(wait)
+
+    def _room(self) -> bool:
+        """A place in flight is free (while the first request probes the provider's limits, it goes alone)."""
+        return len(self.leases) < self.cfg.max_in_flight and not (self.rate.probing and self.leases)
 
     def _wait_for(self, wait: _Wait, delay: float) -> None:
         self.timed[wait.id] = wait
@@ -217,7 +228,7 @@ class ClientActor(GenServer):
 
     def _lease_now(self, req: Admit) -> Lease | None:
         """A lease for a batch's follower if one is free this instant without jumping the line; else None."""
-        if self.ready or self.timed or len(self.leases) >= self.cfg.max_in_flight or self._budget_spent():
+        if self.ready or self.timed or not self._room() or self._budget_spent():
             return None
         try:
             permit = self.breaker.acquire()
@@ -241,6 +252,7 @@ class ClientActor(GenServer):
         wait.token = self.current_call
         if lease.permit is not None:
             self.breaker.record(lease.permit, ok=not outcome.health_failure)
+        self._adapt(outcome, lease.started)
         if outcome.ok:
             if wait.reservation is not None:
                 self.limiter.settle(wait.reservation, outcome.prompt_tokens + outcome.completion_tokens)
@@ -268,8 +280,33 @@ class ClientActor(GenServer):
 
     def _pump(self) -> None:
         """Grant waiting requests while there is room in flight."""
-        while self.ready and len(self.leases) < self.cfg.max_in_flight:
+        while self.ready and self._room():
             self._advance(self.ready.popleft())
+
+    def _adapt(self, outcome: Outcome, sent_at: float) -> None:
+        """The rate policy learns from every answer: advertised limits, 429s (decrease), successes (increase)."""
+        rate = self.rate
+        before, old_rpm = rate.source, rate.rpm
+        changed = rate.answered(outcome.hints)
+        if outcome.kind == "status" and outcome.status == 429:
+            changed = rate.throttled_by_server(sent_at) or changed
+        elif outcome.ok:
+            changed = rate.succeeded() or changed
+        if changed:
+            self.limiter.set_limits(rate.rpm, rate.tpm, sliding_window=rate.source is RateSource.FIXED)
+            if rate.rpm is not None and (old_rpm is None or rate.rpm < old_rpm):
+                for wait in (*self.ready, *self.timed.values()):  # slots booked at the old rate: book again
+                    wait.reservation = None
+            if rate.source is not before:
+                self._emit("rate_" + rate.source.value, f"rpm={_fmt(rate.rpm)} tpm={_fmt(rate.tpm)}")
+        self._respect_remaining(outcome.hints)
+
+    def _respect_remaining(self, hints: RateHints | None) -> None:
+        """A server that says no request is left right now gets none until its next one is due."""
+        adv = hints.requests if hints is not None else None
+        if adv is not None and adv.remaining is not None and adv.remaining < 1 and adv.limit:
+            due = 60.0 / adv.limit
+            self.limiter.pause(min(due, adv.reset_s) if adv.reset_s is not None else due)
 
     def _backoff(self, attempt: int) -> float:
         return exponential_backoff(attempt, self.cfg.backoff_base, self.cfg.backoff_cap, jitter=1.0)
@@ -383,6 +420,10 @@ class ClientActor(GenServer):
         if self.records and self.ledger is not None:
             self.send(self.ledger, Call(next(self.ids), RecordBatch(tuple(self.records))))
             self.records = []
+
+
+def _fmt(value: float | None) -> str:
+    return "none" if value is None else f"{value:g}"
 
 
 __all__ = ["ClientActor"]

@@ -13,8 +13,8 @@ KEY_ENV = {"openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",),
            "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "local": ()}
 DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com",
                     "gemini": "https://generativelanguage.googleapis.com", "local": "http://127.0.0.1/v1"}
-DEFAULT_RPM = {"openai": 500, "anthropic": 50, "gemini": 15, "local": None}
-"""Requests per minute when ``rpm="auto"``: each provider's entry-tier limit; none for a local model."""
+AUTO = "auto"
+"""``rpm="auto"`` / ``tpm="auto"``: no cap until the provider tells us one (headers, 429s); see AdaptiveRate."""
 
 
 class Secret:
@@ -79,8 +79,8 @@ class LMConfig:
     temperature: float = 0.0
     max_tokens: int = 512
     timeout: float = 30.0
-    rpm: float | None = 500
-    tpm: float | None = None
+    rpm: float | str | None = AUTO
+    tpm: float | str | None = AUTO
     max_in_flight: int = 64
     retries: int = 5
     breaker: Breaker = field(default_factory=Breaker)
@@ -101,8 +101,8 @@ class LMConfig:
             (self.max_tokens >= 1, f"max_tokens must be >= 1, got {self.max_tokens}"),
             (self.max_in_flight >= 1, f"max_in_flight must be >= 1, got {self.max_in_flight}"),
             (self.retries >= 0, f"retries must be >= 0, got {self.retries}"),
-            (self.rpm is None or self.rpm > 0, f"rpm must be > 0 or None, got {self.rpm}"),
-            (self.tpm is None or self.tpm > 0, f"tpm must be > 0 or None, got {self.tpm}"),
+            (_rate_ok(self.rpm), f"rpm must be a number > 0, None (no cap) or 'auto', got {self.rpm!r}"),
+            (_rate_ok(self.tpm), f"tpm must be a number > 0, None (no cap) or 'auto', got {self.tpm!r}"),
             (self.budget_usd is None or self.budget_usd >= 0, f"budget_usd must be >= 0, got {self.budget_usd}"),
             (self.budget_tokens is None or self.budget_tokens >= 0, f"budget_tokens must be >= 0, got {self.budget_tokens}"),
             (0 <= self.temperature <= 2, f"temperature must be in [0, 2], got {self.temperature}"),
@@ -135,6 +135,12 @@ class LMConfig:
         return replace(self, **changes)
 
 
+def _rate_ok(value: Any) -> bool:
+    if value is None or value == AUTO:
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+
+
 def parse_model(model: str) -> tuple[str, str]:
     """``"openai/gpt-4o-mini"`` → ``("openai", "gpt-4o-mini")``, with a clear error otherwise."""
     if not isinstance(model, str) or "/" not in model:
@@ -159,4 +165,5 @@ def resolve_key(provider: str, api_key: str | Secret | None, environ: dict | Non
     return None
 
 
-__all__ = ["LMConfig", "Breaker", "Secret", "parse_model", "resolve_key", "PROVIDERS", "KEY_ENV", "DEFAULT_BASE_URL"]
+__all__ = ["LMConfig", "Breaker", "Secret", "parse_model", "resolve_key", "PROVIDERS", "KEY_ENV", "DEFAULT_BASE_URL",
+           "AUTO"]

@@ -12,7 +12,7 @@ from supervision import ActorExited, ActorRef, procfs
 from ..errors import ClientExited, ConfigError
 from ..primitives import Usage
 from .cache import cache_key
-from .config import DEFAULT_BASE_URL, DEFAULT_RPM, Breaker, LMConfig, Secret, parse_model, resolve_key
+from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, parse_model, resolve_key
 from .messages import (Admit, CacheHit, ClientStatus, Completion, Done, Flush, GetStatus, GetUsage, InjectFaults,
                        Lease, Report, ResetBreaker, UsageTotals, cache_entry, cached_completion)
 from .prices import Price, check_price, cost_of
@@ -35,7 +35,7 @@ class LM:
 
     def __init__(self, model: str, api_key: str | Secret | None = None, base_url: str | None = None, *,
                  temperature: float = 0.0, max_tokens: int = 512, timeout: float = 30.0,
-                 rpm: float | None | str = "auto", tpm: float | None = None, max_in_flight: int = 64, retries: int = 5,
+                 rpm: float | None | str = AUTO, tpm: float | None | str = AUTO, max_in_flight: int = 64, retries: int = 5,
                  breaker: Breaker | None = None, cache: bool = True, budget_usd: float | None = None,
                  budget_tokens: int | None = None, backoff_base: float = 0.5, backoff_cap: float = 20.0,
                  price: Price | None = None, name: str | None = None, runtime: "Runtime | None" = None,
@@ -44,9 +44,9 @@ class LM:
 
         provider, model_name = parse_model(model)
         rt = runtime or current_runtime()
-        if rpm == "auto":
-            rpm = DEFAULT_RPM[provider]
-        if provider == "local":  # the runtime starts (or finds) the model's server process
+        if provider == "local":  # the runtime starts (or finds) the model's server process; it sets no limits
+            rpm = None if rpm == AUTO else rpm
+            tpm = None if tpm == AUTO else tpm
             base_url = base_url or rt.local_model_url(model_name)
             params.setdefault("prompt_format", "raw")
         self.config = LMConfig(provider, model_name, base_url or DEFAULT_BASE_URL[provider], temperature, max_tokens,

@@ -168,6 +168,13 @@ class ClientStatus:
     queued: int
     paused_for: float
     totals: UsageTotals
+    rpm: float | None = None  # requests per minute in force (None: no cap)
+    tpm: float | None = None
+    rate_source: str = "none"  # where rpm came from: none | fixed | advertised | learned
+    tpm_source: str = "none"
+    advertised_rpm: float | None = None
+    advertised_tpm: float | None = None
+    throttled: int = 0  # 429s seen
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
 
+from supervision.resilience.adaptive import Advert, RateHints
+
 from .config import LMConfig, Secret
 
 
@@ -51,6 +53,10 @@ class Provider:
         """The provider's own way of saying when limits reset (lowercase ``headers``)."""
         return None
 
+    def rate_hints(self, headers: Mapping[str, str]) -> RateHints | None:
+        """The request and token limits the provider advertises in its response headers (None: none)."""
+        return None
+
 
 class OpenAI(Provider):
     name = "openai"
@@ -79,6 +85,12 @@ class OpenAI(Provider):
                   if h in headers]
         resets = [r for r in resets if r is not None]
         return max(resets) if resets else None
+
+    def rate_hints(self, headers: Mapping[str, str]) -> RateHints | None:
+        if headers.get("x-ratelimit-limit-requests") is None and headers.get("x-ratelimit-limit-tokens") is None:
+            return None
+        return RateHints(*(_advert(headers, f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}",
+                                   f"x-ratelimit-reset-{kind}", parse_duration) for kind in ("requests", "tokens")))
 
 
 class Anthropic(Provider):
@@ -113,6 +125,14 @@ class Anthropic(Provider):
             if header in headers:
                 return parse_timestamp(headers[header])
         return None
+
+    def rate_hints(self, headers: Mapping[str, str]) -> RateHints | None:
+        if (headers.get("anthropic-ratelimit-requests-limit") is None
+                and headers.get("anthropic-ratelimit-tokens-limit") is None):
+            return None
+        return RateHints(*(_advert(headers, f"anthropic-ratelimit-{kind}-limit", f"anthropic-ratelimit-{kind}-remaining",
+                                   f"anthropic-ratelimit-{kind}-reset", parse_timestamp)
+                           for kind in ("requests", "tokens")))
 
 
 class Gemini(Provider):
@@ -177,6 +197,27 @@ def parse_duration(text: str) -> float | None:
         pos = match.end()
         total += float(match["num"]) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match["unit"]]
     return total if pos == len(text) else None
+
+
+def _advert(headers: Mapping[str, str], limit: str, remaining: str, reset: str,
+            parse_reset: Any) -> Advert | None:
+    """One advertised limit from three headers; unreadable values are left out (never an error)."""
+    values = [_number(headers.get(limit)), _number(headers.get(remaining))]
+    raw_reset = headers.get(reset)
+    reset_s = parse_reset(raw_reset) if raw_reset else None
+    if values[0] is None or values[0] <= 0:
+        return None
+    return Advert(values[0], values[1], reset_s)
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if number == number and number >= 0 and number != float("inf") else None
 
 
 def parse_retry_after(value: str) -> float | None:

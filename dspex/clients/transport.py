@@ -16,6 +16,8 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from supervision.resilience.adaptive import RateHints
+
 from .config import LMConfig, Secret
 from .providers import PROVIDER_IMPLS, WireError
 
@@ -35,6 +37,7 @@ class Outcome:
     status: int = 0
     retry_after: float | None = None
     detail: str = ""
+    hints: RateHints | None = None  # the limits the provider advertised in this response's headers
 
     @property
     def ok(self) -> bool:
@@ -95,6 +98,7 @@ class Transport:
         except urllib3.exceptions.HTTPError as exc:  # refused, reset, truncated body, TLS
             return Outcome("connection", time.monotonic() - start, detail=self.scrub(str(exc)))
         latency = time.monotonic() - start
+        hints = self.provider.rate_hints(resp.headers)  # case-insensitive header lookups
         excerpt = self.scrub(raw[:300].decode("utf-8", "replace"))
         try:
             data = json.loads(raw)
@@ -103,15 +107,15 @@ class Transport:
         if resp.status != 200:
             headers = {k.lower(): v for k, v in resp.headers.items()}
             return Outcome("status", latency, status=resp.status, detail=excerpt,
-                           retry_after=self.provider.retry_after(headers, data))
+                           retry_after=self.provider.retry_after(headers, data), hints=hints)
         if data is None:
-            return Outcome("malformed", latency, status=200, detail=excerpt)
+            return Outcome("malformed", latency, status=200, detail=excerpt, hints=hints)
         try:
             parsed = self.provider.parse(data)
         except WireError as exc:
-            return Outcome("malformed", latency, status=200, detail=f"{exc}; body: {excerpt}")
+            return Outcome("malformed", latency, status=200, detail=f"{exc}; body: {excerpt}", hints=hints)
         return Outcome("ok", latency, parsed.text, parsed.prompt_tokens, parsed.completion_tokens,
-                       parsed.model, status=200)
+                       parsed.model, status=200, hints=hints)
 
     def scrub(self, text: str) -> str:
         """Remove the key from text that may echo the request (error bodies, exception messages)."""

@@ -34,6 +34,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from .faults import FaultPlan, Faults
+from .limits import LimitState, ServerLimits
 
 SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie")
 _GEMINI = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):generateContent$")
@@ -93,17 +94,20 @@ class _State:
     in_flight: int = 0
     peak: int = 0
     stopping: threading.Event = field(default_factory=threading.Event)
+    limits: LimitState | None = None
 
 
 class ProviderServer:
     """The simulator as a context manager; ``url`` is ``http://127.0.0.1:<port>``."""
 
     def __init__(self, answer: Callable[[SimRequest], str] | str | None = None, faults: Faults | None = None,
-                 *, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+                 *, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
+                 limits: ServerLimits | None = None) -> None:
         if isinstance(answer, str):
             fixed = answer
             answer = lambda _req: fixed  # noqa: E731 - a constant answer
-        self._state = _State(answer or _echo, FaultPlan(faults or Faults()), api_key)
+        self._state = _State(answer or _echo, FaultPlan(faults or Faults()), api_key,
+                             limits=LimitState(limits) if limits is not None else None)
         self._httpd = _Server((host, port), _Handler)
         self._httpd.state = self._state
         self._thread: threading.Thread | None = None
@@ -123,8 +127,13 @@ class ProviderServer:
         with self._state.lock:
             self._state.plan = FaultPlan(faults)
 
-    def set_answer(self, answer: Callable[[SimRequest], str]) -> None:
-        self._state.answer = answer
+    def set_limits(self, limits: ServerLimits | None) -> None:
+        """Enforce (and advertise) new rate limits from now on; None lifts them."""
+        self._state.limits = LimitState(limits) if limits is not None else None
+
+    def throttled(self) -> list[LoggedRequest]:
+        """Requests refused by the server's own rate limits (429)."""
+        return [r for r in self.log if r.fault == "rate_limit"]
 
     @property
     def log(self) -> list[LoggedRequest]:
@@ -264,7 +273,15 @@ class _Handler(BaseHTTPRequestHandler):
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return self._send_json(entry, 400, _error_body(provider, 400, f"bad request: {exc}"))
         text = state.answer(req)
-        entry.prompt_tokens, entry.completion_tokens = count_tokens(req.prompt_text), count_tokens(text)
+        prompt_tokens, completion_tokens = count_tokens(req.prompt_text), count_tokens(text)
+        limit_headers: dict = {}
+        if state.limits is not None:
+            admission = state.limits.admit(provider, prompt_tokens + completion_tokens)
+            limit_headers = admission.headers
+            if not admission.allowed:
+                entry.fault = "rate_limit"
+                return self._send_rate_limited(entry, provider, admission.retry_after, limit_headers)
+        entry.prompt_tokens, entry.completion_tokens = prompt_tokens, completion_tokens
         payload = json.dumps(_render(provider, req.model, text, entry.prompt_tokens, entry.completion_tokens)).encode()
         if fault == "malformed":
             payload = b'{"id": "x", "choices": [{"message": ' + payload[:20]
@@ -273,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
                            declared_length=len(payload))
             self.close_connection = True
             return None
-        self._send_raw(entry, 200, payload, {"Content-Type": "application/json"})
+        self._send_raw(entry, 200, payload, {"Content-Type": "application/json", **limit_headers})
         return None
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -312,6 +329,14 @@ class _Handler(BaseHTTPRequestHandler):
                 body["error"]["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
                                              "retryDelay": f"{ra:g}s"}]
         self._send_raw(entry, status, json.dumps(body).encode(), headers)
+
+    def _send_rate_limited(self, entry: LoggedRequest, provider: str, wait: float, headers: dict) -> None:
+        body = _error_body(provider, 429, "rate limit exceeded: slow down")
+        if provider == "gemini":
+            body["error"]["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                         "retryDelay": f"{wait:.3f}s"}]
+        self._send_raw(entry, 429, json.dumps(body).encode(),
+                       {"Content-Type": "application/json", "Retry-After": f"{wait:.3f}", **headers})
 
     def _send_json(self, entry: LoggedRequest, status: int, body: dict) -> None:
         self._send_raw(entry, status, json.dumps(body).encode(), {"Content-Type": "application/json"})
@@ -389,13 +414,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--answer", default=None, help="a fixed answer (default: echo the last user message)")
     parser.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rpm", type=float, default=None, help="enforce and advertise this many requests a minute")
+    parser.add_argument("--tpm", type=float, default=None, help="enforce and advertise this many tokens a minute")
     args = parser.parse_args(argv)
     rates = {int(s): float(r) for s, r in (e.split(":") for e in args.error)}
     faults = Faults(error_rates=rates, latency=args.latency, retry_after=args.retry_after, seed=args.seed)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    with ProviderServer(args.answer, faults, host=args.host, port=args.port) as server:
+    limits = ServerLimits(args.rpm, args.tpm) if args.rpm or args.tpm else None
+    with ProviderServer(args.answer, faults, host=args.host, port=args.port, limits=limits) as server:
         print(server.url, flush=True)
         done.wait(args.duration)
 

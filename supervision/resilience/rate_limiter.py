@@ -45,23 +45,33 @@ class RateLimiter:
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None, *, burst: int | None = None,
                  window: float = 60.0, name: str = "limiter", clock: Callable[[], float] = time.monotonic) -> None:
-        for label, value in (("rpm", rpm), ("tpm", tpm)):
-            if value is not None and value <= 0:
-                raise SpecError(f"RateLimiter.{label}", f"{value}", "use a positive number or None for no limit")
         if burst is not None and burst < 1:
             raise SpecError("RateLimiter.burst", f"{burst}", "use an integer >= 1")
-        self.rpm, self.tpm, self.window, self.name, self.clock = rpm, tpm, window, name, clock
-        self.burst = burst or (max(1, math.floor(rpm / 60.0)) if rpm else 1)  # default: one second's worth
-        self._interval = 60.0 / rpm if rpm else 0.0
-        self._tolerance = (self.burst - 1) * self._interval
+        self.window, self.name, self.clock = window, name, clock
+        self._burst_setting = burst
         self._tat = 0.0  # GCRA's theoretical arrival time
         self._last = 0.0  # slots are handed out in non-decreasing order
         self._paused_until = 0.0
-        self._requests: deque[float] = deque(maxlen=max(1, math.floor(rpm * window / 60.0)) if rpm else 1)
+        self._requests: deque[float] = deque(maxlen=None)
         self._tokens: deque[list] = deque()  # [at, tokens, id]
         self._token_sum = 0
         self._by_id: dict[int, list] = {}
         self._ids = itertools.count(1)
+        self.set_limits(rpm, tpm)
+
+    def set_limits(self, rpm: float | None, tpm: float | None, *, sliding_window: bool = True) -> None:
+        """Change the limits in force (an adaptive policy learned or was told new ones); slots already
+        booked still count against them. ``sliding_window=False`` keeps only the token bucket for
+        requests: a rate lowered after a 429 then applies from now on, not to the last minute's traffic."""
+        for label, value in (("rpm", rpm), ("tpm", tpm)):
+            if value is not None and value <= 0:
+                raise SpecError(f"RateLimiter.{label}", f"{value}", "use a positive number or None for no limit")
+        self.rpm, self.tpm = rpm, tpm
+        self.burst = self._burst_setting or (max(1, math.floor(rpm / 60.0)) if rpm else 1)  # one second's worth
+        self._interval = 60.0 / rpm if rpm else 0.0
+        self._tolerance = (self.burst - 1) * self._interval
+        size = max(1, math.floor(rpm * self.window / 60.0)) if rpm and sliding_window else None
+        self._requests = deque(self._requests if size else (), maxlen=size)
 
     def reserve(self, tokens: int = 0) -> Reservation:
         """Book the earliest slot for one request using ``tokens`` (an estimate is fine)."""
@@ -78,7 +88,7 @@ class RateLimiter:
         at = max(now, self._paused_until, self._last)
         if self.rpm:
             at = max(at, self._tat - self._tolerance)
-            if len(self._requests) == self._requests.maxlen:
+            if self._requests.maxlen is not None and len(self._requests) == self._requests.maxlen:
                 at = max(at, self._requests[0] + self.window)
         if self.tpm and tokens:
             if tokens > self.tpm:
@@ -91,7 +101,8 @@ class RateLimiter:
         rid = next(self._ids)
         if self.rpm:
             self._tat = max(self._tat, at) + self._interval
-            self._requests.append(at)
+            if self._requests.maxlen is not None:
+                self._requests.append(at)
         if self.tpm:
             entry = [at, tokens, rid]
             self._tokens.append(entry)

@@ -1,0 +1,160 @@
+"""AdaptiveRate: which request/token rate is in force, and why — a pure decision with an injected clock.
+
+A limit is ``"fixed"`` (the user set a number), ``"none"`` (no cap: the user said ``None``, or nothing has
+told us of one), ``"advertised"`` (the server's own headers name its limit) or ``"learned"`` (AIMD after
+being throttled: multiplicative decrease on each 429, additive increase while successes flow, never
+above an advertised limit). In auto mode the very first request goes alone (a *probe*), so a burst of
+callers does not hit a strict server before its headers have been read; its answer ends the probe
+whatever it says. The owner (a client actor) applies the rates to a :class:`RateLimiter`.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import SpecError
+
+AUTO = "auto"
+
+
+class RateSource(str, enum.Enum):
+    NONE = "none"
+    FIXED = "fixed"
+    ADVERTISED = "advertised"
+    LEARNED = "learned"
+
+
+@dataclass(frozen=True)
+class Advert:
+    """One limit as a server states it: ``limit`` per minute, ``remaining`` now, ``reset_s`` until full."""
+
+    limit: float | None = None
+    remaining: float | None = None
+    reset_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RateHints:
+    """What one response said about request and token limits (either may be absent)."""
+
+    requests: Advert | None = None
+    tokens: Advert | None = None
+
+
+@dataclass(frozen=True)
+class RateStatus:
+    """The rates in force (per minute; None = no cap) and where they came from."""
+
+    rpm: float | None
+    tpm: float | None
+    source: RateSource
+    tpm_source: RateSource
+    probing: bool = False
+    advertised_rpm: float | None = None
+    advertised_tpm: float | None = None
+    throttled: int = 0
+
+
+Setting = float | str | None
+DECREASE = 0.7  # on a 429, the rate in force times this
+RECENT_S = 10.0  # the window over which the accepted rate is measured (for a first decrease)
+STEP_MAX = 3.0  # rpm added per success: a rate grows back by about 5% a second, whatever its size
+
+
+class AdaptiveRate:
+    """Rates per minute for one client: ``rpm`` / ``tpm`` are a number (fixed), None (none) or "auto"."""
+
+    def __init__(self, rpm: Setting = AUTO, tpm: Setting = AUTO, *, decrease: float = DECREASE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        for label, value in (("rpm", rpm), ("tpm", tpm)):
+            if not (value is None or value == AUTO or (isinstance(value, (int, float)) and value > 0)):
+                raise SpecError(f"AdaptiveRate.{label}", repr(value), "use a positive number, None or 'auto'")
+        if not 0 < decrease < 1:
+            raise SpecError("AdaptiveRate.decrease", repr(decrease), "use a number in (0, 1)")
+        self.auto_rpm, self.auto_tpm = rpm == AUTO, tpm == AUTO
+        self.rpm: float | None = None if rpm == AUTO else rpm  # type: ignore[assignment]
+        self.tpm: float | None = None if tpm == AUTO else tpm  # type: ignore[assignment]
+        self.source = RateSource.NONE if rpm is None or rpm == AUTO else RateSource.FIXED
+        self.tpm_source = RateSource.NONE if tpm is None or tpm == AUTO else RateSource.FIXED
+        self.advertised_rpm: float | None = None
+        self.advertised_tpm: float | None = None
+        self.probing = self.auto_rpm  # until the first answer
+        self.throttled = 0
+        self.decrease, self.clock = decrease, clock
+        self._step = 1.0  # additive increase per success (rpm), set at each decrease
+        self._decreased_at = float("-inf")
+        self._ok: deque[float] = deque()
+
+    # --- what happened ---------------------------------------------------------------------------
+
+    def answered(self, hints: RateHints | None) -> bool:
+        """Any answer (ends the probe); adopts advertised limits. True when a rate changed."""
+        before = self._key()
+        self.probing = False
+        if hints is not None and self.auto_rpm and hints.requests and hints.requests.limit:
+            self._advertise_rpm(hints.requests.limit)
+        if hints is not None and self.auto_tpm and hints.tokens and hints.tokens.limit:
+            self.advertised_tpm = self.tpm = float(hints.tokens.limit)
+            self.tpm_source = RateSource.ADVERTISED
+        return self._key() != before
+
+    def succeeded(self) -> bool:
+        """A success: additive increase of a learned rate, up to the advertised limit (if any); the
+        successes of the last few seconds measure the rate the server accepts (for a first decrease)."""
+        now = self.clock()
+        self._ok.append(now)
+        while self._ok and self._ok[0] < now - RECENT_S:
+            self._ok.popleft()
+        if not self.auto_rpm or self.source is not RateSource.LEARNED or self.rpm is None:
+            return False
+        ceiling = self.advertised_rpm
+        self.rpm = self.rpm + self._step if ceiling is None else min(ceiling, self.rpm + self._step)
+        if ceiling is not None and self.rpm >= ceiling:
+            self.source = RateSource.ADVERTISED
+        return True
+
+    def throttled_by_server(self, sent_at: float | None = None) -> bool:
+        """A 429: multiplicative decrease of the rate in force (a first one from the measured sending rate).
+        One decrease per congestion event: a 429 for a request sent (``sent_at``, this clock) before the
+        last decrease was already paid for."""
+        self.throttled += 1
+        self.probing = False
+        if not self.auto_rpm or (sent_at is not None and sent_at < self._decreased_at):
+            return False
+        self._decreased_at = self.clock()
+        current = self.rpm if self.rpm is not None else self.recent_rpm()
+        self.rpm = max(1.0, current * self.decrease)
+        self._step = min(STEP_MAX, max(0.5, current / 100.0))
+        self.source = RateSource.LEARNED
+        return True
+
+    def recent_rpm(self) -> float:
+        """Requests per minute the server accepted over the last few seconds (at least one a second)."""
+        now = self.clock()
+        recent = [t for t in self._ok if t >= now - RECENT_S]
+        if len(recent) < 2:
+            return 60.0
+        span = max(now - recent[0], 1.0)
+        return len(recent) * 60.0 / span
+
+    def status(self) -> RateStatus:
+        return RateStatus(self.rpm, self.tpm, self.source, self.tpm_source, self.probing, self.advertised_rpm,
+                          self.advertised_tpm, self.throttled)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _advertise_rpm(self, limit: float) -> None:
+        self.advertised_rpm = limit = float(limit)
+        learned = self.source is RateSource.LEARNED and self.rpm is not None
+        self.rpm = min(self.rpm, limit) if learned else limit  # type: ignore[type-var]
+        self.source = RateSource.ADVERTISED if self.rpm >= limit else RateSource.LEARNED
+
+    def _key(self) -> tuple:
+        return (self.rpm, self.tpm, self.source, self.tpm_source, self.probing)
+
+
+__all__ = ["AdaptiveRate", "RateSource", "RateStatus", "RateHints", "Advert", "AUTO"]
