@@ -72,7 +72,13 @@ def field_description(name: str, field: Field) -> str:
 
 
 class Adapter:
-    """Turns (signature, inputs, demos) into chat messages, and an LM's text back into output values."""
+    """Turns (signature, inputs, demos) into chat messages, and an LM's text back into output values.
+
+    ``prompt_style`` says how a model that can take either should read the messages: ``"chat"``
+    (its chat template) or ``"completion"`` (the text continued as it stands); only local models use it.
+    """
+
+    prompt_style = "chat"
 
     def format(self, signature: SignatureMeta, inputs: Mapping[str, Any],
                demos: Sequence[Mapping[str, Any]] = ()) -> list[Message]:

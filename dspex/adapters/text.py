@@ -17,6 +17,8 @@ from .base import NOT_SUPPLIED, Adapter, Message, render_value
 class TextAdapter(Adapter):
     """One ``Prefix: value`` line per field; demos are blocks of such lines separated by blank lines."""
 
+    prompt_style = "completion"
+
     def _line(self, signature: SignatureMeta, name: str, value: Any) -> str:
         return f"{signature.fields[name].display(name)}: {render_value(value)}"
 

@@ -47,6 +47,7 @@ class _Wait:
     not_before: float = 0.0
     reservation: Reservation | None = None
     holder: tuple[str, int] | None = None  # the asking process (node id, pid)
+    billed: tuple[int, int] = (0, 0)  # tokens of failed attempts the provider still counted (empty answers)
     batch: tuple = ()  # the rest of an AdmitBatch: leased with this one if free right now
 
 
@@ -138,7 +139,8 @@ class ClientActor(GenServer):
             for report in message.reports:
                 self._report(report)
         elif isinstance(message, CacheHit):
-            self._account(UsageRecord(self.cfg.client_key, message.run, True, True, 0, 0, 0, 0.0))
+            self._account(UsageRecord(client=self.cfg.client_key, run=message.run, ok=True, cached=True, retries=0,
+                                      prompt_tokens=0, completion_tokens=0, cost=0.0))
 
     def handle_info(self, message: Any) -> None:
         if isinstance(message, _Due):
@@ -253,12 +255,15 @@ class ClientActor(GenServer):
         if lease.permit is not None:
             self.breaker.record(lease.permit, ok=not outcome.health_failure)
         self._adapt(outcome, lease.started)
+        wait.billed = (wait.billed[0] + outcome.prompt_tokens, wait.billed[1] + outcome.completion_tokens)
         if outcome.ok:
             if wait.reservation is not None:
                 self.limiter.settle(wait.reservation, outcome.prompt_tokens + outcome.completion_tokens)
-            cost = cost_of(self.price, outcome.prompt_tokens, outcome.completion_tokens)
-            self._account(UsageRecord(self.cfg.client_key, wait.run, True, False, wait.attempt, outcome.prompt_tokens,
-                                      outcome.completion_tokens, cost, 200))
+            prompt, completion = wait.billed
+            cost = cost_of(self.price, prompt, completion)
+            self._account(UsageRecord(client=self.cfg.client_key, run=wait.run, ok=True, cached=False,
+                                      retries=wait.attempt, prompt_tokens=prompt, completion_tokens=completion,
+                                      cost=cost, status=200))
             self._log_request(outcome, wait.attempt)
             self._pump()
             return Done(cost, wait.attempt + 1)
@@ -266,7 +271,8 @@ class ClientActor(GenServer):
             pause = outcome.retry_after if outcome.retry_after is not None else self._backoff(wait.attempt)
             self.limiter.pause(pause)
             self._emit("rate_pause", f"429: no request for {pause:.2f}s")
-        if outcome.retryable and wait.attempt < self.cfg.retries:
+        cap = self.cfg.retries if outcome.max_retries is None else min(self.cfg.retries, outcome.max_retries)
+        if outcome.retryable and wait.attempt < cap:
             delay = outcome.retry_after if outcome.retry_after is not None else self._backoff(wait.attempt)
             wait.attempt += 1
             wait.not_before = self.clock() + delay
@@ -312,8 +318,11 @@ class ClientActor(GenServer):
         return exponential_backoff(attempt, self.cfg.backoff_base, self.cfg.backoff_cap, jitter=1.0)
 
     def _fail(self, wait: _Wait, error: LMError, status: int) -> None:
-        self._account(UsageRecord(self.cfg.client_key, wait.run, False, False, wait.attempt, 0, 0, 0.0, status,
-                                  type(error).__name__))
+        prompt, completion = wait.billed
+        self._account(UsageRecord(client=self.cfg.client_key, run=wait.run, ok=False, cached=False,
+                                  retries=wait.attempt, prompt_tokens=prompt, completion_tokens=completion,
+                                  cost=cost_of(self.price, prompt, completion), status=status,
+                                  error=type(error).__name__))
         self.reply_error(wait.token, error)
 
     def _error(self, outcome: Outcome, attempts: int) -> LMError:
@@ -324,6 +333,9 @@ class ClientActor(GenServer):
             return ProviderError(f"connection failed or dropped ({outcome.detail[:200]})", model, attempts)
         if outcome.kind == "malformed":
             return MalformedResponse("the response body is not valid", model, attempts, body=outcome.detail)
+        if outcome.kind == "empty":
+            return MalformedResponse("the model returned an empty completion (check the prompt format, stop "
+                                     "sequences and max_tokens)", model, attempts, body=outcome.detail)
         if outcome.status == 429:
             return RateLimited("the provider kept answering 429 Too Many Requests", model, attempts,
                                retry_after=outcome.retry_after)

@@ -48,7 +48,6 @@ class LM:
             rpm = None if rpm == AUTO else rpm
             tpm = None if tpm == AUTO else tpm
             base_url = base_url or rt.local_model_url(model_name)
-            params.setdefault("prompt_format", "raw")
         self.config = LMConfig(provider, model_name, base_url or DEFAULT_BASE_URL[provider], temperature, max_tokens,
                                timeout, rpm, tpm, max_in_flight, retries, breaker or Breaker(), cache, budget_usd,
                                budget_tokens, backoff_base, backoff_cap, tuple(sorted(params.items())), name)
@@ -78,19 +77,29 @@ class LM:
     def model(self) -> str:
         return self.config.qualified
 
+    @property
+    def default_adapter(self) -> str:
+        """The adapter a program uses with this LM when given none: small local models follow plain
+        ``Field: value`` completion prompts far better than chat markers (benchmarks/README.md)."""
+        return "TextAdapter" if self.config.provider == "local" else "ChatAdapter"
+
     # --- requests ----------------------------------------------------------------------------------
 
     def request(self, messages: Sequence[dict] | str, *, run: str | None = None, rollout: int | None = None,
-                **overrides: Any) -> Completion:
+                prompt_style: str = "chat", **overrides: Any) -> Completion:
         """Send a chat request through the pipeline; raises a typed :class:`~dspex.errors.LMError`.
 
         ``rollout`` tells apart deliberate repeats of one prompt (BestOfN, MultiChainComparison): it is
-        part of the cache key and never sent. ``overrides`` are sampling parameters for this request.
+        part of the cache key and never sent. ``prompt_style`` ("chat" | "completion", from the adapter)
+        tells a local model whether to apply its chat template; providers never see it. ``overrides``
+        are sampling parameters for this request.
         """
         rt = self._need_runtime()
         msgs = normalize_messages(messages)
         cfg = self.config
         sampling = {**cfg.sampling(), **overrides}
+        if cfg.provider == "local":
+            sampling.setdefault("prompt_format", "raw" if prompt_style == "completion" else "chat")
         engine = rt.engine(cfg, self._key)
         key = cache_key(cfg.provider, cfg.model, msgs, {**sampling, "_rollout": rollout}) if cfg.cache else None
         if key is not None:
@@ -103,20 +112,23 @@ class LM:
         admit = Admit(est, run, (procfs.node_id(), os.getpid()))
         # in the client actor's own process a call is cheap; elsewhere, threads asking together share one
         reply = self._call(admit) if rt.actors.is_local else engine.admissions.admit(self._call, admit)
+        billed = Usage()  # every attempt the provider counted (an empty answer is billed, then retried)
         while isinstance(reply, Lease):
             outcome = engine.transport.attempt(msgs, sampling)
+            billed = billed + Usage(outcome.prompt_tokens, outcome.completion_tokens)
             report = Report(reply.id, outcome, reply.attempt, run)
             if outcome.ok:  # the actor books it; we need no answer (one hop instead of a round trip)
                 if rt.actors.is_local:
                     self._call(report, cast=True)
                 else:  # from another process: batched with this process's other successes
                     engine.reports.add(self._cast, report)
-                reply = Done(cost_of(reply.price, outcome.prompt_tokens, outcome.completion_tokens), reply.attempt + 1)
+                reply = Done(cost_of(reply.price, billed.prompt_tokens, billed.completion_tokens), reply.attempt + 1)
             else:
                 reply = self._call(report)
-        assert isinstance(reply, Done), reply
-        comp = Completion(outcome.text, Usage(outcome.prompt_tokens, outcome.completion_tokens), reply.cost,
-                          outcome.model or cfg.model, time.monotonic() - start, attempts=reply.attempts)
+        if not isinstance(reply, Done):  # the protocol allows only Lease or Done here
+            raise TypeError(f"dspex bug: the client actor answered {type(reply).__name__} to a request")
+        comp = Completion(outcome.text, billed, reply.cost, outcome.model or cfg.model, time.monotonic() - start,
+                          attempts=reply.attempts)
         if key is not None:
             engine.cache.put(key, cache_entry(comp))
         return comp

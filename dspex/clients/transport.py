@@ -22,11 +22,13 @@ from .config import LMConfig, Secret
 from .providers import PROVIDER_IMPLS, WireError
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+EMPTY_RETRIES = 1  # an empty completion is asked once more (a sampled model may answer); then it is an error
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one attempt produced. ``kind``: ok | status | timeout | connection | malformed."""
+    """What one attempt produced. ``kind``: ok | status | timeout | connection | malformed | empty
+    (a well-formed answer with no text: retried once, then ``MalformedResponse``)."""
 
     kind: str
     latency_s: float
@@ -45,9 +47,14 @@ class Outcome:
 
     @property
     def retryable(self) -> bool:
-        if self.kind in ("timeout", "connection", "malformed"):
+        if self.kind in ("timeout", "connection", "malformed", "empty"):
             return True
         return self.kind == "status" and self.status in RETRYABLE_STATUS
+
+    @property
+    def max_retries(self) -> int | None:
+        """A cap of its own on retries of this kind (None: the client's ``retries``)."""
+        return EMPTY_RETRIES if self.kind == "empty" else None
 
     @property
     def health_failure(self) -> bool:
@@ -114,6 +121,9 @@ class Transport:
             parsed = self.provider.parse(data)
         except WireError as exc:
             return Outcome("malformed", latency, status=200, detail=f"{exc}; body: {excerpt}", hints=hints)
+        if not parsed.text.strip():
+            return Outcome("empty", latency, "", parsed.prompt_tokens, parsed.completion_tokens, parsed.model,
+                           status=200, detail=f"the completion is empty; body: {excerpt}", hints=hints)
         return Outcome("ok", latency, parsed.text, parsed.prompt_tokens, parsed.completion_tokens,
                        parsed.model, status=200, hints=hints)
 

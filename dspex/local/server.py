@@ -7,9 +7,10 @@ It exits when its stdin reaches end-of-file, so it never outlives the actor that
 that actor is killed with -9). One model instance answers one request at a time (llama.cpp contexts
 are not thread-safe); callers queue on a lock.
 
-``prompt_format`` in the request body: ``"chat"`` applies the model's chat template; ``"raw"`` joins
-the message contents and continues the text (completion style, which small models follow far better
-for ``Field: value`` prompts; see ../shared/MODELS.md).
+``prompt_format`` in the request body: ``"chat"`` (the default) applies the model's chat template;
+``"raw"`` joins the message contents and continues the text (completion style, which small models
+follow far better for ``Field: value`` prompts; see ../shared/MODELS.md). A raw completion ends at the
+first blank line *after some text*: blank lines before the answer are skipped, never the answer.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-RAW_STOP = ["\n\n"]
+RAW_END = "\n\n"  # a raw completion's end: the first blank line after some text
+
+
+def cut_raw(text: str) -> tuple[str, bool]:
+    """The answer in a raw continuation: leading blank lines dropped, cut at the next blank line
+    (``True`` when the cut was made, i.e. generation may stop)."""
+    body = text.lstrip("\n")
+    end = body.find(RAW_END)
+    return (body, False) if end < 0 else (body[:end], True)
 
 
 class _Model:
@@ -40,18 +49,34 @@ class _Model:
         stop = body.get("stop")
         with self.lock:
             if body.get("prompt_format", "chat") == "raw":
-                prompt = "\n\n".join(m["content"] for m in messages)
-                out = self.llm.create_completion(prompt, stop=stop or RAW_STOP, **params)
-                text = out["choices"][0]["text"]
-            else:
-                out = self.llm.create_chat_completion(messages=messages, stop=stop, **params)
-                text = out["choices"][0]["message"]["content"] or ""
-        usage = out["usage"]
-        return {"id": out.get("id", "local"), "object": "chat.completion", "created": int(time.time()),
+                return self._raw(messages, stop, params)
+            out = self.llm.create_chat_completion(messages=messages, stop=stop, **params)
+            text = out["choices"][0]["message"]["content"] or ""
+        return self._answer(text, out["usage"]["prompt_tokens"], out["usage"]["completion_tokens"],
+                            out["choices"][0].get("finish_reason", "stop"))
+
+    def _raw(self, messages: list, stop: Any, params: dict) -> dict:
+        """Stream the continuation and stop at the raw end rule (or the caller's own ``stop``)."""
+        prompt = "\n\n".join(m["content"] for m in messages)
+        prompt_tokens = len(self.llm.tokenize(prompt.encode("utf-8")))
+        text, count, reason = "", 0, "length"
+        for chunk in self.llm.create_completion(prompt, stop=stop, stream=True, **params):
+            count += 1
+            text += chunk["choices"][0]["text"]
+            if chunk["choices"][0].get("finish_reason"):
+                reason = chunk["choices"][0]["finish_reason"]
+                break
+            if cut_raw(text)[1]:
+                reason = "stop"
+                break
+        return self._answer(cut_raw(text)[0], prompt_tokens, count, reason)
+
+    def _answer(self, text: str, prompt_tokens: int, completion_tokens: int, reason: str) -> dict:
+        return {"id": "local", "object": "chat.completion", "created": int(time.time()),
                 "model": self.name, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                                  "finish_reason": out["choices"][0].get("finish_reason", "stop")}],
-                "usage": {"prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
-                          "total_tokens": usage["total_tokens"]}}
+                                                  "finish_reason": reason}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens}}
 
 
 class _Handler(BaseHTTPRequestHandler):

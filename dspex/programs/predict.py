@@ -33,14 +33,15 @@ class Predict(Module):
 
     On a parse failure: one re-ask showing the model its answer and the error, then the JSON adapter,
     then :class:`~dspex.errors.AdapterParseError` (each step logged). ``config`` holds per-call LM
-    options (``temperature``, ``max_tokens``, ...).
+    options (``temperature``, ``max_tokens``, ...). Without ``adapter=``, the LM's own preference is
+    used (``lm.default_adapter``: Chat for providers, Text for small local models, measured in benchmarks/).
     """
 
     def __init__(self, signature: Any, lm: Any = None, adapter: Adapter | None = None,
                  demos: Sequence[Mapping[str, Any]] = (), **config: Any) -> None:
         self.signature: SignatureMeta = ensure_signature(signature)
         self.lm = lm
-        self.adapter = adapter or ChatAdapter()
+        self.adapter = adapter  # None: the LM's default_adapter
         self.demos = [dict(d) for d in demos]
         self.config = dict(config)
 
@@ -48,11 +49,12 @@ class Predict(Module):
         if self.lm is None:
             raise ConfigError(f"{type(self).__name__}({self.signature.signature_string()!r}) has no LM: "
                               "pass lm= or call program.set_lm(lm)")
-        sig, options = self.signature, dict(self.config)
-        messages = self.adapter.format(sig, inputs, self.demos)
+        sig, options, adapter = self.signature, dict(self.config), self.adapter_for(self.lm)
+        options.setdefault("prompt_style", adapter.prompt_style)
+        messages = adapter.format(sig, inputs, self.demos)
         comps = [self.lm.request(messages, **options)]
         try:
-            values = self.adapter.parse(sig, comps[-1].text)
+            values = adapter.parse(sig, comps[-1].text)
         except AdapterParseError as first:
             log.info("parse_failed_reasking", signature=sig.signature_string(), reason=first.reason)
             retry = [*messages, {"role": "assistant", "content": comps[-1].text},
@@ -60,18 +62,26 @@ class Predict(Module):
                                                  "Answer again, exactly in the required format."}]
             comps.append(self.lm.request(retry, **options))
             try:
-                values = self.adapter.parse(sig, comps[-1].text)
+                values = adapter.parse(sig, comps[-1].text)
             except AdapterParseError:
-                values = self._json_fallback(sig, inputs, options, comps)
+                values = self._json_fallback(adapter, sig, inputs, options, comps)
         usage = sum((c.usage for c in comps), Usage())
         step = TraceStep(type(self).__name__, dict(inputs), dict(values))
         return Prediction(values, usage=usage, cost=sum(c.cost for c in comps), raw=comps[-1].text, trace=[step])
 
-    def _json_fallback(self, sig: SignatureMeta, inputs: dict, options: dict, comps: list) -> dict:
-        if isinstance(self.adapter, JSONAdapter):
-            return self.adapter.parse(sig, comps[-1].text)  # raises the AdapterParseError
+    def adapter_for(self, lm: Any) -> Adapter:
+        """The adapter in use: the one given, else the LM's preference (Chat when it has none)."""
+        if self.adapter is not None:
+            return self.adapter
+        preferred = getattr(lm, "default_adapter", "ChatAdapter")
+        return ADAPTERS.get(preferred, ChatAdapter)()
+
+    def _json_fallback(self, adapter: Adapter, sig: SignatureMeta, inputs: dict, options: dict, comps: list) -> dict:
+        if isinstance(adapter, JSONAdapter):
+            return adapter.parse(sig, comps[-1].text)  # raises the AdapterParseError
         log.info("parse_failed_json_fallback", signature=sig.signature_string())
         fallback = JSONAdapter()
+        options = {**options, "prompt_style": fallback.prompt_style}
         comps.append(self.lm.request(fallback.format(sig, inputs, self.demos), **options))
         return fallback.parse(sig, comps[-1].text)  # AdapterParseError if this fails too
 
@@ -88,15 +98,16 @@ class Predict(Module):
 
     def dump_state(self) -> dict:
         return {"signature": dump_signature(self.signature), "demos": [_jsonable(d) for d in self.demos],
-                "adapter": self.adapter.name(), "lm": getattr(self.lm, "model", None), "config": self.config}
+                "adapter": self.adapter.name() if self.adapter is not None else None, "lm": getattr(self.lm, "model", None), "config": self.config}
 
     def load_state(self, state: dict) -> "Predict":
         self.signature = load_signature(state["signature"])
         self.demos = [dict(d) for d in state["demos"]]
-        adapter = ADAPTERS.get(state.get("adapter", "ChatAdapter"))
-        if adapter is None:
-            raise ConfigError(f"unknown adapter {state.get('adapter')!r} (known: {', '.join(ADAPTERS)})")
-        self.adapter = adapter()
+        name = state.get("adapter")
+        adapter = ADAPTERS.get(name) if name is not None else None
+        if name is not None and adapter is None:
+            raise ConfigError(f"unknown adapter {name!r} (known: {', '.join(ADAPTERS)}, or null for the LM's default)")
+        self.adapter = adapter() if adapter is not None else None
         self.config = dict(state.get("config", {}))
         return self
 

@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 import dspex
-from dspex.testing import Faults
+from dspex.testing import Faults, ProviderServer
 
 from ...conftest import pids_titled, wait_until
 from .conftest import KEY, make_lm
@@ -307,3 +307,14 @@ def _outcome(fn):
         return fn()
     except dspex.LMError as exc:
         return exc
+
+
+def test_an_empty_completion_is_retried_once_then_a_typed_error(drt):
+    with ProviderServer(answer=lambda req: "", api_key=KEY) as server:
+        lm = make_lm(server)
+        with pytest.raises(dspex.MalformedResponse, match="empty completion") as info:
+            lm.request("say nothing")
+        assert len(server.log) == 2 and info.value.attempts == 2
+        usage = lm.usage()
+    billed = sum(e.prompt_tokens for e in server.log)  # the provider counted both attempts' prompts
+    assert (usage.requests, usage.failed, usage.retries, usage.prompt_tokens) == (1, 1, 1, billed) and billed > 0

@@ -43,3 +43,26 @@ def test_unknown_local_model_says_what_to_use(tmp_path):
     with dspex.runtime("local", cache_dir=tmp_path, log_level="error"):
         with pytest.raises(dspex.ConfigError, match="local/smollm2-135m"):
             dspex.LM("local/no-such-model")
+
+
+def test_raw_continuations_skip_leading_blank_lines_and_end_at_the_next():
+    from dspex.local.server import cut_raw
+
+    assert cut_raw("\n\n positive\n\nReview: next") == (" positive", True)
+    assert cut_raw("\n\n") == ("", False)  # nothing yet: keep generating
+    assert cut_raw(" neg") == (" neg", False)
+
+
+@pytest.mark.slow
+def test_every_adapter_gets_an_answer_and_local_models_default_to_the_text_adapter(tmp_path):
+    with dspex.runtime("local", cache_dir=tmp_path, log_level="error"):
+        lm = dspex.LM("local/smollm2-135m", max_tokens=12, cache=False)
+        sig = dspex.Signature("review -> sentiment")
+        for adapter in (dspex.ChatAdapter(), dspex.JSONAdapter(), dspex.TextAdapter()):
+            messages = adapter.format(sig, {"review": "Good case, excellent value."})
+            comp = lm.request(messages, prompt_style=adapter.prompt_style)
+            assert comp.text.strip(), type(adapter).__name__  # never an empty completion
+        program = dspex.Predict(sig, lm=lm)
+        assert isinstance(program.adapter_for(lm), dspex.TextAdapter)
+        assert program(review="Terrible, it broke after one day.").sentiment
+        assert lm.usage().requests == 4  # one request each: no re-ask, no JSON fallback
