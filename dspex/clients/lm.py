@@ -16,6 +16,7 @@ from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, parse_mod
 from .messages import (Admit, CacheHit, ClientStatus, Completion, Done, Flush, GetStatus, GetUsage, InjectFaults,
                        Lease, Report, ResetBreaker, UsageTotals, cache_entry, cached_completion)
 from .prices import Price, check_price, cost_of
+from .scope import current_run
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -97,6 +98,7 @@ class LM:
         rt = self._need_runtime()
         msgs = normalize_messages(messages)
         cfg = self.config
+        run = run if run is not None else current_run()
         sampling = {**cfg.sampling(), **overrides}
         if cfg.provider == "local":
             sampling.setdefault("prompt_format", "raw" if prompt_style == "completion" else "chat")

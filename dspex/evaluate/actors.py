@@ -8,8 +8,6 @@ coordinator re-queues what that worker had in flight; a result for an example al
 
 from __future__ import annotations
 
-import itertools
-import os
 import threading
 import time
 from collections import deque
@@ -23,7 +21,6 @@ from .engine import run_example
 from .result import EvalRow, ExampleTimeout
 from .tracker import Tracker
 
-_RUNS = itertools.count(1)
 HEARTBEAT = 1.0  # seconds: a worker calls the coordinator at least this often, busy or not
 ROWS_PER_CALL = 8  # a worker sends its finished rows once it has this many...
 ROW_DELAY = 0.02  # ...or the oldest has waited this long (seconds)
@@ -131,9 +128,10 @@ class EvalWorker(GenServer):
 
     title_prefix = "dspex"
 
-    def init(self, worker: str, info: Any, payload: bytes, concurrency: int, coordinator: str) -> None:
+    def init(self, worker: str, info: Any, payload: bytes, concurrency: int, coordinator: str,
+             run: str | None = None) -> None:
         self.worker, self.info, self.payload, self.concurrency = worker, info, payload, concurrency
-        self.coordinator = coordinator
+        self.coordinator, self.run = coordinator, run
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name=f"eval-{worker}", daemon=True)
         self.thread.start()
@@ -189,7 +187,8 @@ class EvalWorker(GenServer):
                     queued.extend(batch.items)
                 while queued and len(running) < self.concurrency:
                     index, example, attempts = queued.popleft()
-                    running[pool.submit(run_example, program, metric, index, example, self.worker, attempts)] = index
+                    running[pool.submit(run_example, program, metric, index, example, self.worker, attempts,
+                                        self.run)] = index
                 if not running:
                     time.sleep(0.01)
                     continue
@@ -212,7 +211,7 @@ class WorkerFeed:
 
     def __init__(self, rt: Any, program: Any, metric: Any, examples: list, done: list, workers: int,
                  concurrency: int, timeout: float | None, retry_timeouts: bool,
-                 hosts: Sequence[str] = (), lost_after: float = 10.0) -> None:
+                 hosts: Sequence[str] = (), lost_after: float = 10.0, run: str = "eval") -> None:
         import cloudpickle
 
         from supervision import ChildSpec, SupervisorSpec
@@ -226,14 +225,14 @@ class WorkerFeed:
             raise ConfigError(f"cannot send the program and metric to worker processes ({type(exc).__name__}: "
                               f"{exc}); make them picklable or use workers=0") from None
         self.rt = rt
-        self.name = f"eval-{os.getpid()}-{next(_RUNS)}"
+        self.name = run  # the run's id names its supervisor too
         self.lost_after = lost_after
         coordinator = f"{self.name}-coordinator"
         per_worker = max(1, concurrency // (workers * max(1, len(hosts))))
         info = rt.info()
 
         def worker(wid: str, title: str, **placement: Any) -> ChildSpec:
-            return ChildSpec(wid, EvalWorker, args=(wid, info, payload, per_worker, coordinator), title=title,
+            return ChildSpec(wid, EvalWorker, args=(wid, info, payload, per_worker, coordinator, run), title=title,
                              **placement)
 
         children = [ChildSpec("coordinator", EvalCoordinator, name=coordinator, title="eval-coordinator",

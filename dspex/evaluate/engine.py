@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
 
+from ..clients.scope import run_scope
 from ..primitives import Example
 from .result import EvalRow, ExampleTimeout, MetricError, portable
 from .tracker import Tracker
@@ -14,8 +16,15 @@ from .tracker import Tracker
 Metric = Callable[..., Any]
 
 
-def run_example(program: Any, metric: Metric, index: int, example: Example, worker: str, attempts: int = 1) -> EvalRow:
-    """Program, then metric; a failure of either is this row's typed error (score 0)."""
+def run_example(program: Any, metric: Metric, index: int, example: Example, worker: str, attempts: int = 1,
+                run: str | None = None) -> EvalRow:
+    """Program, then metric; a failure of either is this row's typed error (score 0). The LM calls
+    made inside are booked to ``run`` in the ledger."""
+    with run_scope(run):
+        return _run_example(program, metric, index, example, worker, attempts)
+
+
+def _run_example(program: Any, metric: Metric, index: int, example: Example, worker: str, attempts: int) -> EvalRow:
     try:
         prediction = program(**example.inputs())
     except Exception as exc:  # noqa: BLE001 - every failure of the program becomes this row's error
@@ -34,9 +43,10 @@ class ThreadRunner:
     only its own thread: the tracker fails it at its timeout and the run goes on."""
 
     def __init__(self, program: Any, metric: Metric, examples: Sequence[Example], tracker: Tracker,
-                 concurrency: int, worker: str = "main", clock: Callable[[], float] = time.monotonic) -> None:
+                 concurrency: int, worker: str = "main", clock: Callable[[], float] = time.monotonic,
+                 run: str | None = None) -> None:
         self.program, self.metric, self.examples, self.tracker = program, metric, examples, tracker
-        self.concurrency, self.worker, self.clock = concurrency, worker, clock
+        self.concurrency, self.worker, self.clock, self.run = concurrency, worker, clock, run
         self.results: queue.Queue = queue.Queue()
         self.cancelled = threading.Event()
 
@@ -75,9 +85,11 @@ class ThreadRunner:
         attempts = self.tracker.attempts.get(index, 1)
 
         def work() -> None:
-            self.results.put(run_example(self.program, self.metric, index, self.examples[index], self.worker, attempts))
+            self.results.put(run_example(self.program, self.metric, index, self.examples[index], self.worker, attempts,
+                                         self.run))
 
-        threading.Thread(target=work, name=f"eval-{index}", daemon=True).start()
+        # the caller's context (its dspex.context overrides) goes with the example
+        threading.Thread(target=contextvars.copy_context().run, args=(work,), name=f"eval-{index}", daemon=True).start()
 
 
 __all__ = ["run_example", "ThreadRunner", "Metric"]

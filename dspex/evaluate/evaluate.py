@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from ..clients.messages import UsageTotals
 from ..errors import ConfigError, DspexError
-from ..primitives import Example, Usage
+from ..primitives import Example
 from ..runtime import active_runtime
 from .actors import WorkerFeed
 from .engine import Metric, ThreadRunner
@@ -58,17 +58,17 @@ class Evaluate:
         """Evaluate ``program``. On a multiproc/tcp runtime with ``workers > 0`` the examples run in worker
         processes (``max_concurrency / workers`` threads each); otherwise on threads in this process.
         Either way the LM calls share the runtime's client actors (limits, breakers, ledger)."""
-        start = time.monotonic()
+        start, run = time.monotonic(), new_run_id()
         rows = self._resumed()
         rt = runtime if runtime is not None else active_runtime()
         if self.workers > 0 and rt is not None and not rt.actors.is_local:
             runner: Any = WorkerFeed(rt, program, self.metric, self.devset, list(rows), self.workers,
-                                     self.max_concurrency, self.timeout, self.retry_timeouts)
+                                     self.max_concurrency, self.timeout, self.retry_timeouts, run=run)
         else:
             tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
             tracker.skip(rows)
-            runner = ThreadRunner(program, self.metric, self.devset, tracker, self.max_concurrency)
-        return self._collect(runner, rows, start, rt)
+            runner = ThreadRunner(program, self.metric, self.devset, tracker, self.max_concurrency, run=run)
+        return self._collect(runner, rows, start, rt, run)
 
     def run_distributed(self, program: Any, hosts: Sequence[str], runtime: Any = None, *,
                         join_timeout: float = 30.0, lost_after: float = 10.0) -> EvaluationResult:
@@ -85,7 +85,7 @@ class Evaluate:
         from supervision import SpecError, tcp
         from supervision.runtime import LOOPBACK
 
-        start = time.monotonic()
+        start, run = time.monotonic(), new_run_id()
         rt = runtime if runtime is not None else active_runtime()
         if rt is None or rt.actors.base != "tcp" or rt.actors.bind_host in LOOPBACK:
             raise ConfigError("run_distributed needs a tcp runtime on an address the hosts can reach: "
@@ -109,8 +109,8 @@ class Evaluate:
         rows = self._resumed()
         runner = WorkerFeed(rt, program, self.metric, self.devset, list(rows), max(1, self.workers),
                             self.max_concurrency, self.timeout, self.retry_timeouts, hosts=hosts,
-                            lost_after=lost_after)
-        return self._collect(runner, rows, start, rt)
+                            lost_after=lost_after, run=run)
+        return self._collect(runner, rows, start, rt, run)
 
     def _resumed(self) -> dict[int, EvalRow]:
         rows: dict[int, EvalRow] = {}
@@ -120,11 +120,11 @@ class Evaluate:
                     rows[row.index] = row
         return rows
 
-    def _collect(self, runner: Any, rows: dict[int, EvalRow], start: float, rt: Any) -> EvaluationResult:
+    def _collect(self, runner: Any, rows: dict[int, EvalRow], start: float, rt: Any, run: str) -> EvaluationResult:
         """Take the runner's rows (each example once) into ``rows``, with journal, bar, progress events,
         max_errors and Ctrl-C."""
         aborted = None
-        resumed, run, last_event = len(rows), f"eval-{os.getpid()}-{next(_RUNS)}", 0.0
+        resumed, last_event = len(rows), 0.0
 
         def progress(finished: bool = False) -> None:
             if rt is None:
@@ -178,11 +178,8 @@ class Evaluate:
                 errors += 1
         progress(finished=True)
         ordered = [rows[i] for i in range(len(self.devset))]
-        usage = sum((r.prediction.usage for r in ordered if r.prediction is not None), Usage())
-        totals = UsageTotals(len(ordered), sum(not r.failed for r in ordered), sum(r.failed for r in ordered), 0, 0,
-                             usage.prompt_tokens, usage.completion_tokens, _cost(rows))
-        return EvaluationResult(ordered, time.monotonic() - start, totals, self.exclude_failures, aborted,
-                                runner.duplicates)
+        return EvaluationResult(ordered, time.monotonic() - start, _run_usage(rt, run), self.exclude_failures,
+                                aborted, runner.duplicates, run=run)
 
 
 def _wait_for_hosts(rt: Any, hosts: list[str], timeout: float) -> list[str]:
@@ -194,6 +191,18 @@ def _wait_for_hosts(rt: Any, hosts: list[str], timeout: float) -> list[str]:
         if not missing or time.monotonic() > deadline:
             return missing
         time.sleep(0.1)
+
+
+def new_run_id(kind: str = "eval") -> str:
+    """The one source of run ids: a run's ledger entry, its progress events and its supervisor share it."""
+    return f"{kind}-{os.getpid()}-{next(_RUNS)}"
+
+
+def _run_usage(rt: Any, run: str) -> UsageTotals:
+    """What this run really sent, retried and took from the cache: the ledger's count for the run."""
+    if rt is None:
+        return UsageTotals()
+    return rt.usage(run=run).by_run.get(run, UsageTotals())
 
 
 def _cost(rows: dict) -> float:

@@ -94,7 +94,12 @@ class EvalProgress:
 
 @dataclass
 class EvaluationResult:
-    """``score``: mean over all rows, failures as 0 (or over successes only with ``exclude_failures``)."""
+    """``score``: mean over all rows, failures as 0 (or over successes only with ``exclude_failures``).
+
+    ``usage`` is what this run really did, from the ledger: LM requests (not rows), successes, failures,
+    cache hits, retries, tokens and cost, including the calls of examples that later timed out.
+    ``cost`` is what the rows' predictions cost (rows resumed from a journal included).
+    """
 
     rows: list[EvalRow]
     wall_s: float
@@ -102,6 +107,7 @@ class EvaluationResult:
     exclude_failures: bool = False
     aborted: str | None = None
     duplicates_dropped: int = 0
+    run: str = ""
 
     @property
     def score(self) -> float:

@@ -207,3 +207,27 @@ def test_worker_processes_and_kill_9_of_a_worker_mid_run(tmp_path):
         assert result.score == 1.0, result.to_table()
         assert {r.worker for r in result.rows} >= {"worker-1", "worker-2"}
     assert wait_until(lambda: not _workers())
+
+
+@pytest.mark.parametrize("base", ["local", "multiproc"])
+def test_usage_counts_what_the_run_really_did_cache_hits_and_retries(tmp_path, base, monkeypatch):
+    """EvaluationResult.usage comes from the ledger for the run: LM requests, retries, hits, tokens."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # worker processes read their key from the environment
+    with ProviderServer(answer=answer, api_key=KEY, faults=Faults(schedule=["500", "ok", "503", "ok", "ok", "500"],
+                                                                  retry_after=0.0)) as server, \
+            dspex.runtime(base, cache_dir=tmp_path / "cache", log_level=None):
+        lm = dspex.LM("openai/totals", api_key=KEY, base_url=server.base_url(), cache=True, backoff_base=0.001,
+                      backoff_cap=0.005)
+        data = devset(12)
+        program = dspex.Predict("question -> answer", lm=lm)
+        first = dspex.Evaluate(data, exact, max_concurrency=4, workers=2, progress=False).run(program)
+        sent = server.successes()
+        failures = [e for e in server.log if e.status >= 500]
+        assert first.score == 1.0 and len(failures) == 3
+        assert (first.usage.requests, first.usage.ok, first.usage.cache_hits, first.usage.retries) == (12, 12, 0, 3)
+        assert first.usage.prompt_tokens == sum(e.prompt_tokens for e in sent)
+        assert first.usage.completion_tokens == sum(e.completion_tokens for e in sent)
+        again = dspex.Evaluate(data, exact, max_concurrency=4, workers=2, progress=False).run(program)
+        assert (again.usage.requests, again.usage.cache_hits, again.usage.ok, again.usage.retries) == (12, 12, 0, 0)
+        assert again.usage.total_tokens == 0 and len(server.log) == 15  # nothing new was sent
+        assert again.run != first.run
