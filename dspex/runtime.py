@@ -70,6 +70,7 @@ class Runtime:
         self._cache: ResponseCache | None = None  # one per process, opened on first use
         self._model_ports: dict[str, int] = {}
         self._lock = threading.RLock()
+        self._keys: dict[str, Secret | None] = {}  # LM handle token -> its key, for handles unpickled here
         self._bus = EventBus()  # dspex-level events (evaluation progress) for the dashboard and tests
 
     @property
@@ -160,6 +161,19 @@ class Runtime:
             self._configs[cfg.client_key] = cfg
             return info.ref
 
+    def remember_key(self, token: str, key: Secret | None) -> None:
+        """Keep a handle's key in this process, so a copy unpickled here gets it back (it never travels)."""
+        with self._lock:
+            self._keys[token] = key
+
+    def key_for(self, token: str) -> Secret | None:
+        with self._lock:
+            return self._keys.get(token)
+
+    def knows_token(self, token: str) -> bool:
+        with self._lock:
+            return token in self._keys
+
     def local_model_url(self, name: str, n_ctx: int = 2048, threads: int = 2) -> str:
         """Start (once) the supervised server of local model ``name``; its OpenAI-style base URL."""
         if self.models is None:
@@ -236,6 +250,12 @@ def runtime(base: str = "local", **options: Any) -> Runtime:
     return Runtime(base, **options)
 
 
+def open_runtimes() -> list[Runtime]:
+    """The open runtimes of this process, innermost last."""
+    with _ACTIVE_LOCK:
+        return list(_ACTIVE)
+
+
 def active_runtime() -> Runtime | None:
     """The innermost open runtime of this process, or None."""
     with _ACTIVE_LOCK:
@@ -251,4 +271,4 @@ def current_runtime() -> Runtime:
                       "or pass runtime=rt")
 
 
-__all__ = ["Runtime", "runtime", "current_runtime", "active_runtime", "Engine", "default_cache_dir"]
+__all__ = ["Runtime", "runtime", "current_runtime", "active_runtime", "open_runtimes", "Engine", "default_cache_dir"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -54,6 +55,7 @@ class LM:
                                budget_tokens, backoff_base, backoff_cap, tuple(sorted(params.items())), name)
         self.price = check_price(price) if price is not None else None
         self._key = resolve_key(provider, api_key)
+        self._token = secrets.token_hex(8)  # names this handle's key in its runtime (never the key itself)
         self._runtime: Runtime | None = None
         self._ref: ActorRef | None = None
         self.bind(rt)
@@ -61,18 +63,35 @@ class LM:
     # --- binding -----------------------------------------------------------------------------------
 
     def bind(self, runtime: "Runtime") -> "LM":
-        """Attach to ``runtime`` (after unpickling): find or start the client actor there."""
+        """Attach to ``runtime`` (after unpickling): find or start the client actor there. A handle
+        unpickled in the process that made it gets its key back from that runtime (never from the pickle)."""
         self._runtime = runtime
         self._ref = runtime.client_ref(self.config, self.price)
         if self._key is None:
-            self._key = resolve_key(self.config.provider, None)
+            self._key = runtime.key_for(self._token) or resolve_key(self.config.provider, None)
+        runtime.remember_key(self._token, self._key)
         return self
 
     def _need_runtime(self) -> "Runtime":
         if self._runtime is None:
-            raise ConfigError(f"{self!r} is not bound to a runtime (it was unpickled or its runtime closed): "
-                              "call lm.bind(rt) inside `with dspex.runtime() as rt:`")
-        return self._runtime
+            self._rebind()
+        return self._runtime  # type: ignore[return-value]
+
+    def _rebind(self) -> None:
+        """An unpickled handle binds on first use: to the open runtime that made it (same process, key
+        and all), else to the only open runtime (key from the environment)."""
+        from ..runtime import open_runtimes
+
+        runtimes = open_runtimes()
+        home = [rt for rt in runtimes if rt.knows_token(self._token)]
+        if home:
+            self.bind(home[-1])
+        elif len(runtimes) == 1:
+            self.bind(runtimes[0])
+        else:
+            found = "no dspex runtime is open" if not runtimes else f"{len(runtimes)} runtimes are open"
+            raise ConfigError(f"{self!r} is not bound to a runtime (it was unpickled, or its runtime closed) and "
+                              f"{found}: call lm.bind(rt) inside `with dspex.runtime() as rt:`")
 
     @property
     def model(self) -> str:
@@ -183,10 +202,11 @@ class LM:
         return f"LM({self.model!r}, base_url={self.config.base_url!r}, api_key={key})"
 
     def __getstate__(self) -> dict:
-        return {"config": self.config, "price": self.price}
+        return {"config": self.config, "price": self.price, "token": self._token}
 
     def __setstate__(self, state: dict) -> None:
         self.config, self.price = state["config"], state["price"]
+        self._token = state.get("token") or secrets.token_hex(8)
         self._key = None
         self._runtime = None
         self._ref = None

@@ -189,14 +189,32 @@ def test_secrets_never_reach_logs_reprs_pickles_or_errors(server, tmp_path):
         pickle.dumps(dspex.clients.Secret(KEY))
 
 
-def test_unpickled_handle_rebinds_and_reads_its_key_from_the_environment(server, drt, monkeypatch):
-    lm = make_lm(server)
-    copy = pickle.loads(pickle.dumps(lm))
+def test_a_pickle_round_trip_in_one_process_just_works_and_keeps_its_explicit_key(server, drt, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    lm = make_lm(server)  # api_key= given explicitly, not in the environment
+    blob = pickle.dumps(lm)
+    assert KEY.encode() not in blob
+    copy = pickle.loads(blob)
     assert copy == lm
+    assert copy.request("y").text == "ans:y"  # re-bound to this runtime, with the key it had
+    program = dspex.Predict("question -> answer", lm=lm)
+    import copy as copying
+    assert copying.deepcopy(program).lm.request("z").text == "ans:z"
+
+
+def test_an_unpickled_handle_elsewhere_binds_to_the_only_runtime_or_says_how(server, tmp_path, monkeypatch):
+    with dspex.runtime("local", cache_dir=tmp_path / "a", log_level=None):
+        blob, other = pickle.dumps(make_lm(server)), pickle.dumps(make_lm(server))
+    orphan = pickle.loads(blob)  # its runtime is gone: a handle from "another process"
     with pytest.raises(dspex.ConfigError, match="bind"):
-        copy.request("x")
+        orphan.request("x")
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    assert copy.bind(drt).request("y").text == "ans:y"
+    with dspex.runtime("local", cache_dir=tmp_path / "b", log_level=None):
+        assert pickle.loads(blob).request("y").text == "ans:y"  # the one open runtime, key from the environment
+        with dspex.runtime("local", cache_dir=tmp_path / "c", log_level=None):
+            assert pickle.loads(blob).request("z").text == "ans:z"  # the runtime that bound it before
+            with pytest.raises(dspex.ConfigError, match="2 runtimes are open"):
+                pickle.loads(other).request("z")  # never bound here: which runtime? it says how to choose
 
 
 @pytest.mark.slow
