@@ -12,7 +12,7 @@ finished row is appended as JSON Lines as it arrives; ``resume_from=path`` skips
 from __future__ import annotations
 
 import itertools
-import json
+
 import os
 import time
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from ..clients.messages import UsageTotals
 from ..errors import ConfigError, DspexError
+from ..jsonl import dumps_line
 from ..primitives import Example
 from ..runtime import active_runtime
 from .actors import WorkerFeed
@@ -148,7 +149,7 @@ class Evaluate:
                     errors += row.failed
                     spent += row.prediction.cost if row.prediction is not None else 0.0
                     if journal is not None:
-                        journal.write(json.dumps(row.to_json(), ensure_ascii=False, default=str) + "\n")
+                        journal.write(dumps_line(row.to_json()))
                         journal.flush()
                     if bar is not None:
                         bar.update(1)

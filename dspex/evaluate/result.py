@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..clients.messages import UsageTotals
 from ..errors import DspexError
+from ..jsonl import dumps_line
 from ..primitives import Example, Prediction, Usage
 
 
@@ -125,7 +126,7 @@ class EvaluationResult:
     def to_jsonl(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as fh:
             for row in self.rows:
-                fh.write(json.dumps(row.to_json(), ensure_ascii=False, default=str) + "\n")
+                fh.write(dumps_line(row.to_json()))
 
     def to_table(self, limit: int = 20) -> str:
         lines = [f"score {self.score:.3f} over {len(self.rows)} rows ({len(self.errors)} failed), "

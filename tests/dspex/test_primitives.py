@@ -44,3 +44,25 @@ def test_load_jsonl_reports_line_numbers(tmp_path):
     assert load_jsonl(path, inputs=["sentence"])[0].labels().to_dict() == {"label": "positive"}
     with pytest.raises(ExampleError, match="row 1"):
         examples_from([{"sentence": "a"}, ["x"]], inputs=["sentence"])
+
+
+def test_json_lines_survive_str_splitlines():
+    import json
+
+    from dspex.jsonl import dumps_line
+
+    record = {"text": "a\u2028b\x85c\u2029d\x0be", "n": 1}
+    line = dumps_line(record)
+    assert line.endswith("\n") and len(line.splitlines()) == 1
+    assert json.loads(line) == record
+
+
+def test_the_shipped_sentiment_data_is_one_record_a_line():
+    import json
+    from pathlib import Path
+
+    import dspex
+
+    text = (Path(dspex.__file__).parent / "data" / "sentiment" / "sentences.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert len(rows) == 3000 and all({"text", "label"} <= set(r) for r in rows)
