@@ -8,6 +8,7 @@ Unlike a bare Thespian actor, a handler exception is never retried by Thespian: 
 
 from __future__ import annotations
 
+import enum
 import os
 import traceback
 from typing import Any
@@ -53,6 +54,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class Lifecycle(enum.Enum):
+    """Where a GenServer is in its life (one value, like httpx's ``ClientState``)."""
+
+    NEW = "new"  # created by Thespian; no Init yet
+    RUNNING = "running"  # initialised: handles calls, casts and infos
+    DONE = "done"  # exited, killed or failed to start: answers calls with ActorExited, nothing else
+
+
 class GenServer(Actor):
     """Base class of supervised actors. Override the ``init``/``handle_*``/``terminate`` callbacks.
 
@@ -60,6 +69,16 @@ class GenServer(Actor):
     """
 
     title_prefix = "supervision"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sv_state = Lifecycle.NEW
+        self._sv_parent: Any = None  # the supervisor's address (from Init)
+        self._sv_path = "?"  # place in the tree, e.g. "app/top/worker"
+        self._sv_root: Any = None  # the root supervisor's address (events go there)
+        self._sv_owner_pid: int | None = None  # the runtime owner's pid (this actor's own process if equal)
+        self._sv_token: CallToken | None = None  # the call being handled
+        self._sv_stop_reason: str | None = None  # set by stop(): exit after the current handler
 
     @staticmethod
     def actorSystemCapabilityCheck(capabilities: dict, requirements: dict) -> bool:  # noqa: N802 - Thespian's name
@@ -90,7 +109,7 @@ class GenServer(Actor):
     @property
     def current_call(self) -> CallToken | None:
         """Token of the call being handled, to answer later with :meth:`reply`."""
-        return getattr(self, "_sv_token", None)
+        return self._sv_token
 
     def reply(self, token: CallToken, value: Any) -> None:
         """Answer a call whose handler returned ``NoReply``."""
@@ -111,7 +130,7 @@ class GenServer(Actor):
     @property
     def actor_path(self) -> str:
         """Where this actor sits in the tree, e.g. ``app/top/worker``."""
-        return getattr(self, "_sv_path", "?")
+        return self._sv_path
 
     @property
     def actor_log(self) -> Any:
@@ -122,9 +141,9 @@ class GenServer(Actor):
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:  # noqa: N802 - Thespian's name
         if isinstance(msg, ActorExitRequest):
-            self._sv_done = True  # killed or system shutdown: no terminate (OTP brutal_kill)
+            self._sv_state = Lifecycle.DONE  # killed or system shutdown: no terminate (OTP brutal_kill)
             return
-        if getattr(self, "_sv_done", False):
+        if self._sv_state is Lifecycle.DONE:
             if isinstance(msg, Call):
                 self.send(sender, CallError(msg.corr, ActorExited(self.actor_path, "exiting")))
             return
@@ -135,9 +154,8 @@ class GenServer(Actor):
         except BaseException as exc:  # noqa: BLE001 - every handler failure becomes one abnormal exit
             self._sv_crash(exc)
             return
-        reason = getattr(self, "_sv_stop_reason", None)
-        if reason is not None:
-            self._sv_exit(reason, normal=True)
+        if self._sv_stop_reason is not None:
+            self._sv_exit(self._sv_stop_reason, normal=True)
 
     def _sv_dispatch(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, Call):
@@ -172,9 +190,10 @@ class GenServer(Actor):
         except BaseException as exc:  # noqa: BLE001 - a failed start is reported, not raised
             self.actor_log.warning("init_failed", reason=describe(exc))
             self.send(sender, InitFailed(describe(exc), self.myAddress))
-            self._sv_done = True
+            self._sv_state = Lifecycle.DONE
             self.send(self.myAddress, ActorExitRequest())
             return
+        self._sv_state = Lifecycle.RUNNING
         self.send(sender, InitOk(self.myAddress, os.getpid(), procfs.node_id()))
 
     def _sv_setup(self, msg: Init, sender: Any) -> None:
@@ -195,17 +214,16 @@ class GenServer(Actor):
 
     def _sv_exit(self, reason: str, normal: bool) -> None:
         """Run terminate once, tell the parent why, and leave."""
-        if getattr(self, "_sv_done", False):
+        if self._sv_state is Lifecycle.DONE:
             return
-        self._sv_done = True
+        self._sv_state = Lifecycle.DONE
         try:
             self.terminate(reason)
         except BaseException as exc:  # noqa: BLE001 - terminate is best effort, as in OTP
             self.actor_log.warning("terminate_failed", reason=describe(exc))
-        parent = getattr(self, "_sv_parent", None)
-        if parent is not None:
-            self.send(parent, ExitNotice(reason, normal))
+        if self._sv_parent is not None:
+            self.send(self._sv_parent, ExitNotice(reason, normal))
         self.send(self.myAddress, ActorExitRequest())
 
 
-__all__ = ["GenServer", "NoReply", "set_process_title", "describe"]
+__all__ = ["GenServer", "Lifecycle", "NoReply", "set_process_title", "describe"]

@@ -43,7 +43,7 @@ class RootSupervisor(SupervisorActor):
         if isinstance(request, GetFailures):
             return list(self.failures)
         if isinstance(request, StartTop):
-            if request.name in self.registry or request.name in self.kids:
+            if request.name in self.registry or request.name in self.state.kids:
                 raise SpecError("name", f"{request.name!r} is already registered", "choose another name")
             spec = ChildSpec(id=request.name, start=request.spec, children=request.children,
                              restart=Restart.TEMPORARY, name=request.name)

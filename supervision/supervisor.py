@@ -13,14 +13,14 @@ import os
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Generator, Optional
 
 from thespian.actors import ActorExitRequest, ChildActorExited
 
 from . import _thespian, planning, procfs
 from .errors import ActorExited, FailedToStartChild, SpecError, SupervisionError
-from .gen_server import GenServer, NoReply, describe
+from .gen_server import GenServer, Lifecycle, NoReply, describe
 from .messages import (ChildCounts, ChildInfo, CountChildren, DeleteChild, ExitNotice, GetChild,
                        Init, InitFailed, InitOk, LifecycleEvent, Register, RestartChild, StartChild,
                        StopRequest, StopTree, TerminateChild, Unregister, WhichChildren)
@@ -88,28 +88,39 @@ class _Pending:
     done: Callable[[Any, Optional[BaseException]], None]
 
 
+@dataclass
+class SupervisorState:
+    """Everything a supervisor knows, in one place (OTP's ``#state`` record)."""
+
+    spec: SupervisorSpec = field(default_factory=SupervisorSpec)
+    kids: dict[str, _Kid] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # child ids in start order
+    restarts: tuple[float, ...] = ()  # restart times within the intensity period (planning.record_restart)
+    template: Optional[ChildSpec] = None  # simple_one_for_one's child template
+    instances: int = 0  # simple_one_for_one children started so far (their ids)
+    queue: deque[_Pending] = field(default_factory=deque)  # operations waiting their turn
+    current: Optional[_Pending] = None  # the operation running now
+    waiting: Any = None  # what it waits for (_WaitStart, _WaitExit, _Sleep)
+    wait_seq: int = 0  # tells a current timer from a stale one
+    orphan_notices: list[tuple[Any, ExitNotice]] = field(default_factory=list)  # notices before their child is known
+    failed_child: Optional[str] = None  # the grandchild that failed a nested start
+    liveness_armed: bool = False
+
+
 class SupervisorActor(GenServer):
     """A supervisor (kind "supervisor"); started from a :class:`SupervisorSpec` in a ChildSpec."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = SupervisorState()
 
     # --- init: start all children, reply to the parent when done --------------------------------
 
     def _sv_on_init(self, msg: Init, sender: Any) -> None:
         self._sv_setup(msg, sender)
-        spec: SupervisorSpec = msg.kwargs["spec"]
+        self.state = SupervisorState(spec=msg.kwargs["spec"])
+        self._sv_state = Lifecycle.RUNNING
         children: tuple = tuple(msg.kwargs.get("children", ()))
-        self.spec = spec
-        self.kids: dict[str, _Kid] = {}
-        self.order: list[str] = []
-        self.restarts: tuple[float, ...] = ()
-        self.template: Optional[ChildSpec] = None
-        self.instances = 0
-        self.queue: deque[_Pending] = deque()
-        self.current: Optional[_Pending] = None
-        self.waiting: Any = None
-        self.wait_seq = 0
-        self.orphan_notices: list[tuple[Any, ExitNotice]] = []
-        self._failed_child: Optional[str] = None
-        self._liveness_armed = False
 
         def done(value: Any, error: Optional[BaseException]) -> None:
             if error is None:
@@ -119,22 +130,22 @@ class SupervisorActor(GenServer):
                 self.send(sender, InitFailed(error.reason, self.myAddress, error.id))
             else:
                 self.send(sender, InitFailed(describe(error), self.myAddress))
-            self._sv_done = True
+            self._sv_state = Lifecycle.DONE
             self.send(self.myAddress, ActorExitRequest())
 
         self._enqueue(self._op_init(children), done)
 
     def _op_init(self, children: tuple) -> Op:
         """Start children left to right; on a failure stop the started ones in reverse order."""
-        if self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
-            self.template = children[0]
+        if self.state.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
+            self.state.template = children[0]
             return None
         started: list[str] = []
         for child in children:
             self._add_kid(child)
             reason = yield from self._start_kid(child.id)
             if reason is not None:
-                failed = self._failed_child or child.id
+                failed = self.state.failed_child or child.id
                 for cid in reversed(started):
                     yield from self._stop_kid(cid)
                 raise FailedToStartChild(failed, reason)
@@ -143,9 +154,9 @@ class SupervisorActor(GenServer):
 
     def _sv_on_stop_request(self, msg: StopRequest) -> None:
         # Drop queued work, then stop the children (reverse order) and exit normally.
-        for pending in self.queue:
+        for pending in self.state.queue:
             pending.done(None, ActorExited(self.actor_path, "supervisor shutting down"))
-        self.queue.clear()
+        self.state.queue.clear()
         self._enqueue(self._op_shutdown(msg.reason, normal=True))
 
     # --- requests ------------------------------------------------------------------------------
@@ -167,23 +178,22 @@ class SupervisorActor(GenServer):
         return NoReply
 
     def _request_op(self, request: Any) -> Op:
-        if isinstance(request, WhichChildren):
-            return self._op_value(self._which_children)
-        if isinstance(request, CountChildren):
-            return self._op_value(self._count_children)
-        if isinstance(request, GetChild):
-            return self._op_value(lambda: self._kid(request.id).address)
-        if isinstance(request, StartChild):
-            return self._op_start_child(request)
-        if isinstance(request, TerminateChild):
-            return self._op_terminate_child(request.id)
-        if isinstance(request, RestartChild):
-            return self._op_restart_child(request.id)
-        if isinstance(request, DeleteChild):
-            return self._op_value(lambda: self._delete_child(request.id))
-        if isinstance(request, StopTree):
-            return self._op_stop_all(request.reason)
-        return self._op_value(lambda: self.handle_request(request))
+        """The operation a request runs: one table entry per request type."""
+        handler = self._REQUESTS.get(type(request))
+        if handler is None:
+            return self._op_value(lambda: self.handle_request(request))
+        return handler(self, request)
+
+    _REQUESTS: dict[type, Callable[["SupervisorActor", Any], Op]] = {
+        WhichChildren: lambda self, r: self._op_value(self._which_children),
+        CountChildren: lambda self, r: self._op_value(self._count_children),
+        GetChild: lambda self, r: self._op_value(lambda: self._kid(r.id).address),
+        StartChild: lambda self, r: self._op_start_child(r),
+        TerminateChild: lambda self, r: self._op_terminate_child(r.id),
+        RestartChild: lambda self, r: self._op_restart_child(r.id),
+        DeleteChild: lambda self, r: self._op_value(lambda: self._delete_child(r.id)),
+        StopTree: lambda self, r: self._op_stop_all(r.reason),
+    }
 
     def handle_request(self, request: Any) -> Any:
         """Requests a subclass adds (the root's registry); unknown ones are a caller error."""
@@ -195,64 +205,61 @@ class SupervisorActor(GenServer):
         yield  # pragma: no cover - makes this a generator
 
     def _which_children(self) -> list[ChildInfo]:
-        return [ChildInfo(cid, ActorRef(k.address, f"{self.actor_path}/{cid}", k.spec.kind) if k.address else None,
-                          k.spec.restart, k.spec.kind)
-                for cid in self.order for k in (self.kids[cid],)]
+        return [self._info(cid) for cid in self.state.order]
 
     def _count_children(self) -> ChildCounts:
-        kids = [self.kids[c] for c in self.order]
+        kids = [self.state.kids[c] for c in self.state.order]
         sups = sum(1 for k in kids if k.spec.kind is Kind.SUPERVISOR)
         return ChildCounts(specs=len(kids), active=sum(1 for k in kids if k.address is not None),
                            supervisors=sups, workers=len(kids) - sups)
 
     def _kid(self, cid: str) -> _Kid:
         try:
-            return self.kids[cid]
+            return self.state.kids[cid]
         except KeyError:
             raise SpecError("id", f"supervisor {self.actor_path} has no child {cid!r}",
                             "see which_children() for the ids") from None
 
     def _op_start_child(self, request: StartChild) -> Op:
-        if self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
+        if self.state.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
             if request.spec is not None:
                 raise SpecError("start_child", "a simple_one_for_one supervisor starts children from its template",
                                 "pass args/kwargs instead of a ChildSpec")
-            self.instances += 1
-            t = self.template
-            kwargs = {**t.kwargs, **request.kwargs}
-            spec = ChildSpec(id=f"{t.id}-{self.instances}", start=t.start, args=t.args + tuple(request.args),
-                             kwargs=kwargs, restart=t.restart, shutdown=t.shutdown, significant=t.significant,
-                             children=t.children, title=t.title, requirements=t.requirements)
+            self.state.instances += 1
+            t = self.state.template
+            spec = replace(t, id=f"{t.id}-{self.state.instances}", args=t.args + tuple(request.args),
+                           kwargs={**t.kwargs, **request.kwargs})
         else:
             spec = request.spec
             if spec is None:
                 raise SpecError("start_child", "needs a ChildSpec")
-            if spec.id in self.kids:
+            if spec.id in self.state.kids:
                 raise SpecError("ChildSpec.id", f"duplicate child id {spec.id!r} in {self.actor_path}",
                                 "pick another id or delete_child() the old one")
-            validate_children(self.spec, [spec], where=f"{self.actor_path}.start_child")
+            validate_children(self.state.spec, [spec], where=f"{self.actor_path}.start_child")
         self._add_kid(spec)
         reason = yield from self._start_kid(spec.id)
         if reason is not None:
             self._remove_kid(spec.id)
-            raise FailedToStartChild(self._failed_child or spec.id, reason)
+            raise FailedToStartChild(self.state.failed_child or spec.id, reason)
         return self._info(spec.id)
 
     def _info(self, cid: str) -> ChildInfo:
-        k = self.kids[cid]
-        return ChildInfo(cid, ActorRef(k.address, f"{self.actor_path}/{cid}", k.spec.kind), k.spec.restart, k.spec.kind)
+        k = self.state.kids[cid]
+        ref = ActorRef(k.address, f"{self.actor_path}/{cid}", k.spec.kind) if k.address is not None else None
+        return ChildInfo(cid, ref, k.spec.restart, k.spec.kind)
 
     def _op_terminate_child(self, cid: str) -> Op:
         kid = self._kid(cid)
         yield from self._stop_kid(cid)
-        if kid.spec.restart is Restart.TEMPORARY or self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
+        if kid.spec.restart is Restart.TEMPORARY or self.state.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
             self._remove_kid(cid)
         return None
 
     def _stopped_kid(self, cid: str, action: str) -> _Kid:
         """The child ``cid`` for restart_child / delete_child, which OTP allows only on stopped children."""
         kid = self._kid(cid)
-        if self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
+        if self.state.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
             raise SpecError(action, "not supported by simple_one_for_one (as in OTP)")
         if kid.address is not None:
             raise SpecError(action, f"child {cid!r} is running", "terminate_child() it first")
@@ -277,10 +284,10 @@ class SupervisorActor(GenServer):
         elif isinstance(message, ChildActorExited):
             self._on_child_exited(message.childAddress)
         elif isinstance(message, _Timer):
-            if self.waiting is not None and message.seq == self.wait_seq:
+            if self.state.waiting is not None and message.seq == self.state.wait_seq:
                 self._resume(TIMEOUT)
         elif isinstance(message, _CheckLiveness):
-            self._liveness_armed = False
+            self.state.liveness_armed = False
             self._check_liveness()
         else:
             self.handle_other(message)
@@ -296,41 +303,45 @@ class SupervisorActor(GenServer):
         super().receiveMessage(msg, sender)
 
     def _on_notice(self, sender: Any, notice: ExitNotice) -> None:
-        for kid in self.kids.values():
-            if kid.address is not None and kid.address == sender:
-                kid.notice = notice
-                return
-        self.orphan_notices.append((sender, notice))
-        del self.orphan_notices[:-50]
+        kid = self._kid_at(sender)
+        if kid is not None:
+            kid.notice = notice
+            return
+        self.state.orphan_notices.append((sender, notice))
+        del self.state.orphan_notices[:-50]
 
     def _notice_for(self, address: Any) -> Optional[ExitNotice]:
-        for i, (addr, notice) in enumerate(self.orphan_notices):
+        for i, (addr, notice) in enumerate(self.state.orphan_notices):
             if addr == address:
-                del self.orphan_notices[i]
+                del self.state.orphan_notices[i]
                 return notice
         return None
 
+    def _exit_of(self, kid: Optional[_Kid], address: Any) -> _Exit:
+        """Why the child at ``address`` exited: its notice, else killed (no notice means abnormal)."""
+        notice = (kid.notice if kid is not None else None) or self._notice_for(address)
+        return _Exit(notice.reason, notice.normal) if notice else _Exit("killed", False)
+
     def _on_child_exited(self, address: Any) -> None:
-        if isinstance(self.waiting, (_WaitStart, _WaitExit)) and self.waiting.address == address:
-            kid = self._kid_at(address)
-            notice = (kid.notice if kid else None) or self._notice_for(address)
-            self._resume(_Exit(notice.reason, notice.normal) if notice else _Exit("killed", False))
-            return
         kid = self._kid_at(address)
+        if isinstance(self.state.waiting, (_WaitStart, _WaitExit)) and self.state.waiting.address == address:
+            self._resume(self._exit_of(kid, address))
+            return
         if kid is None:
             return  # duplicate or stale notice (multiprocTCPBase may send two): idempotent
-        notice = kid.notice or self._notice_for(address)
-        exit_ = _Exit(notice.reason, notice.normal) if notice else _Exit("killed", False)
+        exit_ = self._exit_of(kid, address)
         self._mark_down(kid, exit_)
         self._enqueue(self._op_child_exited(kid.spec.id, kid.generation, exit_))
 
-    def _local_process(self, kid: _Kid) -> bool:
+    @staticmethod
+    def _local_process(kid: _Kid) -> bool:
+        """The child runs in a process of its own on this node (so its pid means something here)."""
         return bool(kid.pid) and kid.pid != os.getpid() and kid.node == procfs.node_id()
 
     def _check_liveness(self) -> None:
         """Thespian learns of a child's death from SIGCHLD, and two deaths close together can yield
         one notice: a child process on this node that is gone (or a zombie) is handled as exited."""
-        for kid in list(self.kids.values()):
+        for kid in list(self.state.kids.values()):
             if kid.address is not None and self._local_process(kid):
                 if procfs.gone(kid.pid):
                     self.actor_log.warning("child_gone_unnoticed", child=kid.spec.id, child_pid=kid.pid)
@@ -340,13 +351,13 @@ class SupervisorActor(GenServer):
         self._arm_liveness()
 
     def _arm_liveness(self) -> None:
-        if not self._liveness_armed and any(k.address is not None and self._local_process(k)
-                                            for k in self.kids.values()):
-            self._liveness_armed = True
+        if not self.state.liveness_armed and any(k.address is not None and self._local_process(k)
+                                            for k in self.state.kids.values()):
+            self.state.liveness_armed = True
             self.send_after(LIVENESS_EVERY, _CheckLiveness())
 
     def _kid_at(self, address: Any) -> Optional[_Kid]:
-        for kid in self.kids.values():
+        for kid in self.state.kids.values():
             if kid.address is not None and kid.address == address:
                 return kid
         return None
@@ -359,14 +370,14 @@ class SupervisorActor(GenServer):
         self._emit("exit", kid.spec.id, exit_.reason, exit_.normal, address=address)
 
     def _op_child_exited(self, cid: str, generation: int, exit_: _Exit) -> Op:
-        kid = self.kids.get(cid)
+        kid = self.state.kids.get(cid)
         if kid is None or kid.generation != generation or kid.address is not None:
             return None  # already restarted (or removed) by another operation
         if not planning.should_restart(kid.spec.restart, exit_.normal):
-            if kid.spec.restart is Restart.TEMPORARY or self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
+            if kid.spec.restart is Restart.TEMPORARY or self.state.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
                 self._remove_kid(cid)
-            running_sig = sum(1 for k in self.kids.values() if k.spec.significant and k.address is not None)
-            if planning.should_auto_shutdown(self.spec.auto_shutdown, kid.spec.significant, running_sig):
+            running_sig = sum(1 for k in self.state.kids.values() if k.spec.significant and k.address is not None)
+            if planning.should_auto_shutdown(self.state.spec.auto_shutdown, kid.spec.significant, running_sig):
                 self._emit("auto_shutdown", cid, exit_.reason)
                 yield from self._op_shutdown("shutdown", normal=True)
             return None
@@ -375,66 +386,72 @@ class SupervisorActor(GenServer):
 
     def _restart(self, cid: str, reason: str) -> Op:
         now = time.monotonic()
-        self.restarts, exceeded = planning.record_restart(self.restarts, now, self.spec.intensity, self.spec.period)
+        self.state.restarts, exceeded = planning.record_restart(self.state.restarts, now, self.state.spec.intensity, self.state.spec.period)
         if exceeded:
-            why = (f"reached_max_restart_intensity: more than {self.spec.intensity} restart(s) in "
-                   f"{self.spec.period:g}s (last: {cid!r}: {reason})")
+            why = (f"reached_max_restart_intensity: more than {self.state.spec.intensity} restart(s) in "
+                   f"{self.state.spec.period:g}s (last: {cid!r}: {reason})")
             self._emit("escalate", cid, why, normal=False)
             yield from self._stop_all_kids()
             self._sv_exit(why, normal=False)
             return
-        if self.spec.min_backoff is not None:
-            delay = exponential_backoff(len(self.restarts) - 1, self.spec.min_backoff, self.spec.max_backoff,
-                                        self.spec.jitter)
+        if self.state.spec.min_backoff is not None:
+            delay = exponential_backoff(len(self.state.restarts) - 1, self.state.spec.min_backoff, self.state.spec.max_backoff,
+                                        self.state.spec.jitter)
             if delay > 0:
                 yield _Sleep(delay)
-        order = list(self.order)
-        running = [c for c in order if self.kids[c].address is not None]
-        temporary = [c for c in order if self.kids[c].spec.restart is Restart.TEMPORARY]
-        plan = planning.restart_plan(self.spec.strategy, order, running, cid, temporary)
+        order = list(self.state.order)
+        running = [c for c in order if self.state.kids[c].address is not None]
+        temporary = [c for c in order if self.state.kids[c].spec.restart is Restart.TEMPORARY]
+        plan = planning.restart_plan(self.state.spec.strategy, order, running, cid, temporary)
         for sid in plan.stop:
             yield from self._stop_kid(sid)
-            if self.kids[sid].spec.restart is Restart.TEMPORARY:
+            if self.state.kids[sid].spec.restart is Restart.TEMPORARY:
                 self._remove_kid(sid)
         started: list[str] = []
         for sid in plan.start:
-            if sid not in self.kids or self.kids[sid].address is not None:
+            if sid not in self.state.kids or self.state.kids[sid].address is not None:
                 continue
             why = yield from self._start_kid(sid, restart=True)
             if why is not None:
                 for s in reversed(started):
                     yield from self._stop_kid(s)
-                yield from self._restart(sid, f"restart failed: {why}")  # counts as another restart (OTP)
+                # OTP's try_again_restart: another restart (it counts towards the intensity), queued as
+                # an operation of its own so that a shutdown or a request can get in between
+                self._enqueue(self._op_try_again(sid, f"restart failed: {why}"))
                 return
             started.append(sid)
+
+    def _op_try_again(self, cid: str, reason: str) -> Op:
+        if cid in self.state.kids and self.state.kids[cid].address is None:
+            yield from self._restart(cid, reason)
 
     def _op_shutdown(self, reason: str, normal: bool) -> Op:
         yield from self._stop_all_kids()
         self._sv_exit(reason, normal=normal)
 
     def _op_stop_all(self, reason: str) -> Op:
-        yield from self._stop_all_kids()
+        yield from self._stop_all_kids(reason)
         return None
 
-    def _stop_all_kids(self) -> Op:
-        for cid in reversed(list(self.order)):
-            if cid in self.kids:
-                yield from self._stop_kid(cid)
+    def _stop_all_kids(self, reason: str = "shutdown") -> Op:
+        for cid in reversed(list(self.state.order)):
+            if cid in self.state.kids:
+                yield from self._stop_kid(cid, reason)
 
     # --- starting and stopping one child ----------------------------------------------------------
 
     def _add_kid(self, spec: ChildSpec) -> None:
-        self.kids[spec.id] = _Kid(spec)
-        self.order.append(spec.id)
+        self.state.kids[spec.id] = _Kid(spec)
+        self.state.order.append(spec.id)
 
     def _remove_kid(self, cid: str) -> None:
-        self.kids.pop(cid, None)
-        if cid in self.order:
-            self.order.remove(cid)
+        self.state.kids.pop(cid, None)
+        if cid in self.state.order:
+            self.state.order.remove(cid)
 
     def _start_kid(self, cid: str, restart: bool = False) -> Op:
         """Start one child; returns None on success or the failure reason."""
-        kid = self.kids[cid]
+        kid = self.state.kids[cid]
         spec = kid.spec
         path = f"{self.actor_path}/{cid}"
         try:
@@ -449,8 +466,8 @@ class SupervisorActor(GenServer):
             self._emit("start_failed", cid, describe(exc), normal=False)
             return describe(exc)
         self.send(address, Init(args, kwargs, path, spec.title or path, self._sv_root, self._sv_owner_pid))
-        result = yield _WaitStart(address, self.spec.start_timeout)
-        self._failed_child = result.child if isinstance(result, InitFailed) else None
+        result = yield _WaitStart(address, self.state.spec.start_timeout)
+        self.state.failed_child = result.child if isinstance(result, InitFailed) else None
         if isinstance(result, InitOk):
             kid.address, kid.pid, kid.node, kid.notice = result.address, result.pid, result.node, None
             kid.generation += 1
@@ -461,7 +478,7 @@ class SupervisorActor(GenServer):
             return None
         if result is TIMEOUT:
             self.send(address, ActorExitRequest())
-            why = f"no reply to init within {self.spec.start_timeout:g}s"
+            why = f"no reply to init within {self.state.spec.start_timeout:g}s"
         elif isinstance(result, InitFailed):
             why = result.reason
         else:
@@ -470,7 +487,7 @@ class SupervisorActor(GenServer):
         return why
 
     def _stop_kid(self, cid: str, reason: str = "shutdown") -> Op:
-        kid = self.kids[cid]
+        kid = self.state.kids[cid]
         address = kid.address
         if address is None:
             return
@@ -491,7 +508,7 @@ class SupervisorActor(GenServer):
             self._mark_down(kid, exit_)
 
     def _kill(self, kid: _Kid) -> None:
-        if kid.pid and kid.pid != os.getpid() and kid.node == procfs.node_id():  # a pid elsewhere means nothing here
+        if self._local_process(kid):  # a pid elsewhere means nothing here
             try:
                 os.kill(kid.pid, signal.SIGKILL)
                 return
@@ -502,7 +519,7 @@ class SupervisorActor(GenServer):
     # --- the operation runner ----------------------------------------------------------------------
 
     def _enqueue(self, op: Op, done: Callable[[Any, Optional[BaseException]], None] | None = None) -> None:
-        self.queue.append(_Pending(op, done or (lambda value, error: self._raise(error))))
+        self.state.queue.append(_Pending(op, done or (lambda value, error: self._raise(error))))
         self._pump()
 
     @staticmethod
@@ -512,37 +529,37 @@ class SupervisorActor(GenServer):
             raise error
 
     def _pump(self) -> None:
-        while self.current is None and self.queue and not getattr(self, "_sv_done", False):
-            self.current = self.queue.popleft()
+        while self.state.current is None and self.state.queue and self._sv_state is not Lifecycle.DONE:
+            self.state.current = self.state.queue.popleft()
             self._step(None)
 
     def _resume_if(self, predicate: Callable[[Any], bool], value: Any) -> None:
-        if self.waiting is not None and predicate(self.waiting):
+        if self.state.waiting is not None and predicate(self.state.waiting):
             self._resume(value)
 
     def _resume(self, value: Any) -> None:
-        self.waiting = None
-        self.wait_seq += 1
+        self.state.waiting = None
+        self.state.wait_seq += 1
         self._step(value)
         self._pump()
 
     def _step(self, value: Any) -> None:
-        pending = self.current
+        pending = self.state.current
         try:
             waited = pending.op.send(value)
         except StopIteration as stop:
-            self.current = None
+            self.state.current = None
             pending.done(stop.value, None)
             return
         except SupervisionError as exc:
-            self.current = None
+            self.state.current = None
             pending.done(None, exc)
             return
-        self.waiting = waited
-        self.wait_seq += 1
+        self.state.waiting = waited
+        self.state.wait_seq += 1
         timeout = waited.seconds if isinstance(waited, _Sleep) else waited.timeout
         if timeout is not None:
-            self.wakeupAfter(timeout, payload=_Timer(self.wait_seq))
+            self.wakeupAfter(timeout, payload=_Timer(self.state.wait_seq))
 
     # --- telemetry ---------------------------------------------------------------------------------
 
@@ -559,13 +576,12 @@ class SupervisorActor(GenServer):
 
     def _sv_exit(self, reason: str, normal: bool) -> None:
         """Fail queued requests, kill children still running (only after a bug), then exit."""
-        if getattr(self, "_sv_done", False):
+        if self._sv_state is Lifecycle.DONE:
             return
-        for pending in getattr(self, "queue", ()):
+        for pending in self.state.queue:
             pending.done(None, ActorExited(self.actor_path, reason))
-        if hasattr(self, "queue"):
-            self.queue.clear()
-        for kid in getattr(self, "kids", {}).values():
+        self.state.queue.clear()
+        for kid in self.state.kids.values():
             if kid.address is not None:
                 self._kill(kid)
         super()._sv_exit(reason, normal)
