@@ -6,8 +6,8 @@ from .errors import (AdapterParseError, AuthError, BudgetExceeded, CircuitOpen, 
                      ExampleError, LMError, LMTimeout, MalformedResponse, ProviderError, RateLimited, SignatureError)
 from .evaluate import Evaluate, EvaluationResult, EvalRow
 from .logs import configure_logging
-from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Predict, ReAct, Refine, Tool, combine,
-                       load)
+from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Predict, Predictor, ReAct, Refine, Tool,
+                       combine, load)
 from .primitives import Example, Prediction, Usage, examples_from, load_jsonl
 from .runtime import Runtime, current_runtime, runtime
 from .signature import Field, InputField, OutputField, Signature
@@ -17,5 +17,5 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "ExampleError", "AdapterParseError", "ConfigError", "LMError", "RateLimited", "CircuitOpen", "ProviderError",
            "AuthError", "LMTimeout", "BudgetExceeded", "MalformedResponse", "ClientExited", "LM", "Breaker",
            "Completion", "UsageTotals", "LedgerReport", "ClientStatus", "Runtime", "runtime", "current_runtime",
-           "configure_logging", "Module", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison",
+           "configure_logging", "Module", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison",
            "BestOfN", "Refine", "load", "combine", "Evaluate", "EvaluationResult", "EvalRow"]

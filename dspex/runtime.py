@@ -3,9 +3,9 @@
     with dspex.runtime(base="local") as rt:
         lm = dspex.LM("openai/gpt-4o-mini")      # finds rt as the innermost open runtime
 
-Open runtimes form an explicit, process-wide stack (not thread-local): ``dspex.LM`` and friends use
-the innermost one unless given ``runtime=``. Nothing starts implicitly: without an open runtime
-they raise :class:`~dspex.errors.ConfigError` saying how to open one.
+Open runtimes form an explicit, process-wide stack (``dspex.clients.host``, not thread-local):
+``dspex.LM`` and friends use the innermost one unless given ``runtime=``. Nothing starts implicitly:
+without an open runtime they raise :class:`~dspex.errors.ConfigError` saying how to open one.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .clients.admissions import Admissions, Reports
 from .clients.cache import ResponseCache
 from .clients.client import ClientActor
 from .clients.config import LMConfig, Secret
+from .clients.host import OPEN, active_runtime, current_runtime, open_runtimes
 from .clients.ledger import LedgerActor
 from .clients.messages import Flush, LedgerQuery, LedgerReport
 from .clients.prices import Price, check_price, price_for
@@ -34,9 +35,6 @@ from .errors import ConfigError
 from .local.actor import ModelServer
 from .local.models import resolve_model
 from .logs import configure_logging
-
-_ACTIVE: list["Runtime"] = []
-_ACTIVE_LOCK = threading.Lock()
 
 
 def default_cache_dir() -> Path:
@@ -91,14 +89,11 @@ class Runtime:
         except BaseException:
             self.actors.close()
             raise
-        with _ACTIVE_LOCK:
-            _ACTIVE.append(self)
+        OPEN.push(self)
         return self
 
     def close(self) -> None:
-        with _ACTIVE_LOCK:
-            if self in _ACTIVE:
-                _ACTIVE.remove(self)
+        OPEN.remove(self)
         with self._lock:
             for engine in self._engines.values():
                 engine.reports.close()
@@ -217,7 +212,7 @@ class Runtime:
         """What another process (an evaluation worker) needs to use this runtime's clients."""
         if self.clients is None or self.actors.is_local:
             raise ConfigError("only a started multiproc/tcp runtime can be shared with other processes")
-        return RuntimeInfo(self.actors.admin_port, self.actors._root, self.clients.address, self.clients.path,
+        return RuntimeInfo(self.actors.admin_port, self.actors.root, self.clients.address, self.clients.path,
                            str(self.cache_dir), dict(self.prices))
 
     @classmethod
@@ -248,27 +243,6 @@ def _child_id(cfg: LMConfig) -> str:
 def runtime(base: str = "local", **options: Any) -> Runtime:
     """A :class:`Runtime` to use as a context manager (``base``: local | multiproc | tcp)."""
     return Runtime(base, **options)
-
-
-def open_runtimes() -> list[Runtime]:
-    """The open runtimes of this process, innermost last."""
-    with _ACTIVE_LOCK:
-        return list(_ACTIVE)
-
-
-def active_runtime() -> Runtime | None:
-    """The innermost open runtime of this process, or None."""
-    with _ACTIVE_LOCK:
-        return _ACTIVE[-1] if _ACTIVE else None
-
-
-def current_runtime() -> Runtime:
-    """The innermost open runtime of this process (ConfigError if none is open)."""
-    runtime = active_runtime()
-    if runtime is not None:
-        return runtime
-    raise ConfigError("no dspex runtime is open: wrap your code in `with dspex.runtime() as rt:` "
-                      "or pass runtime=rt")
 
 
 __all__ = ["Runtime", "runtime", "current_runtime", "active_runtime", "open_runtimes", "Engine", "default_cache_dir"]

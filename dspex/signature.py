@@ -227,6 +227,11 @@ class SignatureMeta(type):
         outs = ", ".join(f"`{n}`" for n in cls.output_fields)
         return f"Given the fields {ins}, produce the fields {outs}."
 
+    @property
+    def custom_instructions(cls) -> str | None:
+        """The instructions as given (docstring or argument), None when the default text is used."""
+        return cls._instructions
+
     def signature_string(cls) -> str:
         side = lambda fs: ", ".join(f"{n}: {type_name(f.annotation)}" for n, f in fs.items())  # noqa: E731
         return f"{side(cls.input_fields)} -> {side(cls.output_fields)}"

@@ -5,14 +5,14 @@
 
 from .errors import (ActorExited, CallFailed, CallTimeout, FailedToStartChild, Shutdown, SpecError,
                      SupervisionError)
-from .gen_server import GenServer, NoReply
+from .gen_server import GenServer, Lifecycle, NoReply
 from .messages import ChildCounts, ChildInfo, LifecycleEvent, RootFailure
 from .ref import ActorRef, SupervisorRef
 from .runtime import ActorRuntime
 from .specs import AutoShutdown, ChildSpec, Kind, Restart, Strategy, SupervisorSpec
 
 __all__ = [
-    "ActorRuntime", "ChildSpec", "SupervisorSpec", "GenServer", "NoReply", "ActorRef", "SupervisorRef",
+    "ActorRuntime", "ChildSpec", "SupervisorSpec", "GenServer", "Lifecycle", "NoReply", "ActorRef", "SupervisorRef",
     "ChildInfo", "ChildCounts", "LifecycleEvent", "RootFailure", "Restart", "Strategy", "AutoShutdown", "Kind",
     "SupervisionError", "SpecError", "CallTimeout", "ActorExited", "CallFailed", "FailedToStartChild", "Shutdown",
 ]

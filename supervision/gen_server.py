@@ -69,6 +69,7 @@ class GenServer(Actor):
     """
 
     title_prefix = "supervision"
+    _sv_gen_server = True  # what specs.is_actor_class looks for
 
     def __init__(self) -> None:
         super().__init__()

@@ -288,6 +288,11 @@ class ActorRuntime:
             raise Shutdown(f"runtime {self.name!r} is closed")
         return self._system
 
+    @property
+    def root(self) -> Any:
+        """The root supervisor's address (what another process needs to :meth:`attach`)."""
+        return self._root
+
     def _need_root(self) -> Any:
         self._need_system()
         return self._root

@@ -193,14 +193,17 @@ class ChildSpec:
         return f"{self.start.__module__}:{self.start.__qualname__}"
 
 
-def _check_actor_class(start: Any, field_name: str) -> None:
-    from .gen_server import GenServer  # local: gen_server imports nothing from here at import time
+def is_actor_class(obj: Any) -> bool:
+    """A GenServer subclass (recognised by the marker GenServer sets, so specs need not import it)."""
+    return isinstance(obj, type) and getattr(obj, "_sv_gen_server", False) is True
 
+
+def _check_actor_class(start: Any, field_name: str) -> None:
     if isinstance(start, str):
         if ":" not in start:
             raise SpecError(field_name, f"{start!r} is not a 'module:Class' path")
         return
-    if not isinstance(start, type) or not issubclass(start, GenServer):
+    if not is_actor_class(start):
         raise SpecError(field_name, f"{start!r} is not a GenServer subclass",
                         "subclass supervision.GenServer, or pass a SupervisorSpec for a nested supervisor")
     if "<locals>" in start.__qualname__:
@@ -210,8 +213,6 @@ def _check_actor_class(start: Any, field_name: str) -> None:
 
 def resolve_actor_class(path: str) -> type:
     """Import ``module:Class``; raise SpecError with the reason when that is impossible."""
-    from .gen_server import GenServer
-
     module_name, _, qualname = path.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
@@ -220,7 +221,7 @@ def resolve_actor_class(path: str) -> type:
     except (ImportError, AttributeError) as exc:
         raise SpecError("ChildSpec.start", f"cannot import {path!r}: {exc}",
                         "the class must live in an importable module") from exc
-    if not isinstance(obj, type) or not issubclass(obj, GenServer):
+    if not is_actor_class(obj):
         raise SpecError("ChildSpec.start", f"{path!r} is not a GenServer subclass")
     return obj
 

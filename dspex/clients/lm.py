@@ -13,6 +13,7 @@ from supervision import ActorExited, ActorRef, procfs
 from ..errors import ClientExited, ConfigError
 from ..primitives import Usage
 from .cache import cache_key
+from .host import current_runtime, open_runtimes
 from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, parse_model, resolve_key
 from .messages import (Admit, CacheHit, ClientStatus, Completion, Done, Flush, GetStatus, GetUsage, InjectFaults,
                        Lease, Report, ResetBreaker, UsageTotals, cache_entry, cached_completion)
@@ -20,7 +21,7 @@ from .prices import Price, check_price, cost_of
 from .scope import current_run
 
 if TYPE_CHECKING:
-    from ..runtime import Runtime
+    from .host import ClientHost as Runtime
 
 CALL_TIMEOUT = 24 * 3600.0  # a request may queue behind the limiter for long; a dead client is detected at once
 ROLES = ("system", "user", "assistant")
@@ -42,8 +43,6 @@ class LM:
                  budget_tokens: int | None = None, backoff_base: float = 0.5, backoff_cap: float = 20.0,
                  price: Price | None = None, name: str | None = None, runtime: "Runtime | None" = None,
                  **params: Any) -> None:
-        from ..runtime import current_runtime
-
         provider, model_name = parse_model(model)
         rt = runtime or current_runtime()
         if provider == "local":  # the runtime starts (or finds) the model's server process; it sets no limits
@@ -80,8 +79,6 @@ class LM:
     def _rebind(self) -> None:
         """An unpickled handle binds on first use: to the open runtime that made it (same process, key
         and all), else to the only open runtime (key from the environment)."""
-        from ..runtime import open_runtimes
-
         runtimes = open_runtimes()
         home = [rt for rt in runtimes if rt.knows_token(self._token)]
         if home:
@@ -210,6 +207,13 @@ class LM:
         self._key = None
         self._runtime = None
         self._ref = None
+
+    def __copy__(self) -> "LM":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "LM":
+        """A handle is a reference to a client actor: copies of a program share it (and its key)."""
+        return self
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LM) and other.config == self.config and other.price == self.price

@@ -22,7 +22,7 @@ from ..clients.messages import UsageTotals
 from ..errors import ConfigError, DspexError
 from ..jsonl import dumps_line
 from ..primitives import Example
-from ..runtime import active_runtime
+from ..clients.host import active_runtime
 from .actors import WorkerFeed
 from .engine import Metric, ThreadRunner
 from .result import EvalProgress, EvalRow, EvaluationResult, load_journal

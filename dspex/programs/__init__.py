@@ -1,9 +1,9 @@
 """Programs: Module, Predict, ChainOfThought, ReAct, MultiChainComparison, BestOfN, Refine; save / load."""
 
 from .ensembles import BestOfN, MultiChainComparison, Refine
-from .module import Module, combine, load
+from .module import Module, Predictor, combine, load
 from .predict import ChainOfThought, Predict, TraceStep
 from .react import ReAct, Tool
 
-__all__ = ["Module", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison", "BestOfN", "Refine",
+__all__ = ["Module", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison", "BestOfN", "Refine",
            "TraceStep", "load", "combine"]

@@ -44,7 +44,7 @@ class MultiChainComparison(Module):
 
     def dump_config(self) -> dict:
         sig = self.attempt.signature
-        base = make_signature({n: f for n, f in sig.fields.items() if n != "reasoning"}, sig._instructions, sig.__name__)
+        base = make_signature({n: f for n, f in sig.fields.items() if n != "reasoning"}, sig.custom_instructions, sig.__name__)
         return {"signature": dump_signature(base), "M": self.M, "temperature": self.temperature}
 
     @classmethod

@@ -10,13 +10,10 @@ import copy
 import importlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from ..errors import ConfigError
 from ..primitives import Prediction, Usage
-
-if TYPE_CHECKING:
-    from .predict import Predict
 
 FORMAT_VERSION = 1
 
@@ -42,15 +39,13 @@ class Module:
         for name, value in vars(self).items():
             yield from _walk(value, f"{prefix}{name}")
 
-    def named_predictors(self) -> list[tuple[str, "Predict"]]:
+    def named_predictors(self) -> list[tuple[str, "Predictor"]]:
         """Every predictor below this module, with a stable dotted name."""
-        from .predict import Predict
-
-        found = [("self", self)] if isinstance(self, Predict) else []
-        found += [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predict)]
+        found = [("self", self)] if isinstance(self, Predictor) else []
+        found += [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predictor)]
         return found
 
-    def predictors(self) -> list["Predict"]:
+    def predictors(self) -> list["Predictor"]:
         return [p for _, p in self.named_predictors()]
 
     def set_lm(self, lm: Any) -> "Module":
@@ -101,13 +96,14 @@ class Module:
     def from_config(cls, config: dict | None) -> "Module":
         return cls() if config is None else cls(**config)
 
-    def __deepcopy__(self, memo: dict) -> "Module":
-        clone = object.__new__(type(self))
-        memo[id(self)] = clone
-        for key, value in vars(self).items():
-            shared = key == "lm" or type(value).__name__ == "LM"
-            setattr(clone, key, value if shared else copy.deepcopy(value, memo))
-        return clone
+
+
+class Predictor(Module):
+    """A module that calls an LM itself (``Predict`` and its kin): what optimizers tune. It has an
+    ``lm``, ``demos`` and ``dump_state`` / ``load_state``; LM handles copy as themselves."""
+
+    lm: Any
+    demos: list
 
 
 def _walk(value: Any, name: str) -> Iterator[tuple[str, Module]]:
@@ -155,4 +151,4 @@ def combine(predictions: list[Prediction], **outputs: Any) -> Prediction:
     return Prediction(outputs, usage=usage, cost=cost, raw=raw, trace=trace)
 
 
-__all__ = ["Module", "load", "combine", "FORMAT_VERSION"]
+__all__ = ["Module", "Predictor", "load", "combine", "FORMAT_VERSION"]

@@ -12,7 +12,7 @@ from ..adapters.base import to_jsonable
 from ..errors import AdapterParseError, ConfigError, SignatureError
 from ..primitives import Example, Prediction, Usage
 from ..signature import OutputField, Signature, SignatureMeta, ensure_signature, make_signature
-from .module import Module
+from .module import Predictor
 
 log = structlog.get_logger("dspex.programs")
 ADAPTERS: dict[str, type[Adapter]] = {"ChatAdapter": ChatAdapter, "JSONAdapter": JSONAdapter,
@@ -28,7 +28,7 @@ class TraceStep:
     outputs: dict
 
 
-class Predict(Module):
+class Predict(Predictor):
     """``Predict("question -> answer", lm=lm)``: format with the adapter, ask the LM, parse.
 
     On a parse failure: one re-ask showing the model its answer and the error, then the JSON adapter,
@@ -128,7 +128,7 @@ class ChainOfThought(Predict):
 
 
 def dump_signature(sig: SignatureMeta) -> dict:
-    return {"name": sig.__name__, "string": sig.signature_string(), "instructions": sig._instructions,
+    return {"name": sig.__name__, "string": sig.signature_string(), "instructions": sig.custom_instructions,
             "fields": {n: {"desc": f.desc, "prefix": f.prefix} for n, f in sig.fields.items()}}
 
 
