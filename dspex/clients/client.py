@@ -1,11 +1,18 @@
 """The client actor: one per provider + model + endpoint, the single owner of its shared limits.
 
-Handles ask it for a *lease* before each HTTP attempt and report the outcome after; the HTTP itself
-runs in the handle's process (so bytes never cross a process boundary and many requests are in
-flight without one actor each). Per request the pipeline is: cache (in the handle) → budget →
-rate limiter → circuit breaker → [HTTP in the handle] → retry decision → usage & cost ledger.
-A caller waits (deferred reply) while the limiter books its slot, while ``max_in_flight`` leases
-are out, or while a retry backs off; every wait is a timer in this actor, never a sleep.
+One request, top to bottom (the handle's side is ``LM.request`` in lm.py):
+
+1. cache — in the handle: a hit is free, takes no rate slot, and is only counted here (``CacheHit``);
+2. ``Admit`` — the handle asks for a *lease*; ``_try_lease`` is the one admission core: the budget,
+   the retry's backoff, the rate limiter's slot, a place in flight (``max_in_flight``; the first
+   request probes the provider's limits alone) and the breaker, decided by ``admission.decide``. A
+   request that cannot go now is parked (an actor timer or the ready queue, never a sleep) or failed;
+3. HTTP — in the handle's process (bytes never cross a process boundary; many requests are in
+   flight without an actor each), classified by ``transport.Outcome``;
+4. ``Report`` — the outcome comes back: the breaker and the rate policy learn from it (advertised
+   limits, 429s, successes); a retryable failure backs off and goes round step 2 again; a success
+   (sent one-way) or a final failure is booked;
+5. ledger — usage records go to the ledger actor in batches (totals survive client restarts).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from supervision.resilience.adaptive import AdaptiveRate, RateHints, RateSource
 
 from ..errors import (AuthError, BudgetExceeded, CircuitOpen, LMError, LMTimeout, MalformedResponse, ProviderError,
                       RateLimited)
+from .admission import Facts, Verdict, decide
 from .config import LMConfig
 from .messages import (Admit, AdmitBatch, CacheHit, ClientStatus, Done, Flush, GetStatus, GetUsage, InjectFaults, Lease,
                        Leases, LedgerQuery, LedgerReport, RecordBatch, Report, ReportBatch, ResetBreaker, UsageRecord, UsageTotals)
@@ -101,76 +109,146 @@ class ClientActor(GenServer):
     # --- calls -------------------------------------------------------------------------------------
 
     def handle_call(self, request: Any) -> Any:
-        if isinstance(request, Admit):
-            return self._admit(request)
-        if isinstance(request, AdmitBatch):
-            return self._admit(request.requests[0], tuple(request.requests[1:]))
-        if isinstance(request, Report):
-            return self._report(request)
-        if isinstance(request, GetUsage):
-            if self.usage_waiters is not None:  # the ledger's baseline has not arrived yet
-                self.usage_waiters.append(self.current_call)
-                return NoReply
-            return self.baseline + self.totals
-        if isinstance(request, Flush):
-            return self._flush(self.current_call)
-        if isinstance(request, GetStatus):
-            snap, rate = self.breaker.snapshot(), self.rate.status()
-            return ClientStatus(client=self.cfg.client_key, breaker=snap.state.value, breaker_retry_in=snap.retry_in,
-                                breaker_trips=snap.trips, in_flight=len(self.leases),
-                                queued=len(self.ready) + len(self.timed), paused_for=self.limiter.paused_for,
-                                totals=self.baseline + self.totals, rpm=rate.rpm, tpm=rate.tpm,
-                                rate_source=rate.source.value, tpm_source=rate.tpm_source.value,
-                                advertised_rpm=rate.advertised_rpm, advertised_tpm=rate.advertised_tpm,
-                                throttled=rate.throttled)
-        if isinstance(request, ResetBreaker):
-            self.breaker.reset()
-            self._pump()
-            return None
-        if isinstance(request, InjectFaults):
-            self.breaker.inject_faults(request.fraction)
-            return None
+        match request:
+            case Admit():
+                return self._admit(request)
+            case AdmitBatch(requests=(first, *rest)):
+                return self._admit(first, tuple(rest))
+            case Report():
+                return self._report(request)
+            case GetUsage():
+                if self.usage_waiters is not None:  # the ledger's baseline has not arrived yet
+                    self.usage_waiters.append(self.current_call)
+                    return NoReply
+                return self.baseline + self.totals
+            case Flush():
+                return self._flush(self.current_call)
+            case GetStatus():
+                return self._status()
+            case ResetBreaker():
+                self.breaker.reset()
+                self._pump()
+                return None
+            case InjectFaults(fraction=fraction):
+                self.breaker.inject_faults(fraction)
+                return None
         return super().handle_call(request)
 
     def handle_cast(self, message: Any) -> None:
-        if isinstance(message, Report):  # a success: nobody waits for the Done
-            self._report(message)
-        elif isinstance(message, ReportBatch):
-            for report in message.reports:
-                self._report(report)
-        elif isinstance(message, CacheHit):
-            self._account(UsageRecord(client=self.cfg.client_key, run=message.run, ok=True, cached=True, retries=0,
-                                      prompt_tokens=0, completion_tokens=0, cost=0.0))
+        match message:
+            case Report():  # a success: nobody waits for the Done
+                self._report(message)
+            case ReportBatch(reports=reports):
+                for report in reports:
+                    self._report(report)
+            case CacheHit(run=run):
+                self._account(UsageRecord(client=self.cfg.client_key, run=run, ok=True, cached=True, retries=0,
+                                          prompt_tokens=0, completion_tokens=0, cost=0.0))
 
     def handle_info(self, message: Any) -> None:
-        if isinstance(message, _Due):
-            wait = self.timed.pop(message.wait_id, None)
-            if wait is not None:
-                self._advance(wait)
-        elif isinstance(message, _Tick):
-            self.timers[message.kind] = False
-            if message.kind == "flush":
+        match message:
+            case _Due(wait_id=wait_id):
+                wait = self.timed.pop(wait_id, None)
+                if wait is not None:
+                    self._advance(wait)
+            case _Tick(kind="flush"):
+                self.timers["flush"] = False
                 self._flush(None)
-            else:
+            case _Tick(kind="sweep"):
+                self.timers["sweep"] = False
                 self._sweep()
-        elif isinstance(message, Reply):
-            self._on_ledger_reply(message)
+            case Reply():
+                self._on_ledger_reply(message)
+
+    def _status(self) -> ClientStatus:
+        snap, rate = self.breaker.snapshot(), self.rate.status()
+        return ClientStatus(client=self.cfg.client_key, breaker=snap.state.value, breaker_retry_in=snap.retry_in,
+                            breaker_trips=snap.trips, in_flight=len(self.leases),
+                            queued=len(self.ready) + len(self.timed), paused_for=self.limiter.paused_for,
+                            totals=self.baseline + self.totals, rpm=rate.rpm, tpm=rate.tpm,
+                            rate_source=rate.source.value, tpm_source=rate.tpm_source.value,
+                            advertised_rpm=rate.advertised_rpm, advertised_tpm=rate.advertised_tpm,
+                            throttled=rate.throttled)
 
     # --- the pipeline ------------------------------------------------------------------------------
 
     def _admit(self, req: Admit, batch: tuple = ()) -> Any:
         wait = _Wait(next(self.ids), self.current_call, req.est_tokens, req.run, holder=req.holder, batch=batch)
-        if not self._over_budget(wait):
-            self._advance(wait)
+        self._advance(wait)
         return NoReply
 
-    def _over_budget(self, wait: _Wait) -> bool:
-        """Checked on arrival and again when a place in flight is granted: overspend is bounded by what is in flight."""
-        why = self._budget_spent()
-        if why is None:
-            return False
-        self._fail(wait, BudgetExceeded(f"{why}; the request was not sent", self.cfg.qualified, wait.attempt), 0)
-        return True
+    def _advance(self, wait: _Wait) -> None:
+        """The waiting path: a lease now, or the request parks (timer, ready queue) or fails."""
+        lease = self._try_lease(wait, park=True)
+        if lease is None:
+            return
+        if wait.batch:  # the followers of an AdmitBatch get a lease too if one is free this instant
+            batch, wait.batch = wait.batch, ()
+            followers = (self._try_lease(_Wait(next(self.ids), None, a.est_tokens, a.run, holder=a.holder), park=False)
+                         for a in batch)
+            self.reply(wait.token, Leases((lease, *followers)))
+        else:
+            self.reply(wait.token, lease)
+        self._tick("sweep", SWEEP_EVERY)
+
+    def _try_lease(self, wait: _Wait, *, park: bool) -> Lease | None:
+        """The one admission core, non-blocking: a lease if ``wait`` may be sent now, else None.
+
+        budget → backoff → rate slot → place in flight → breaker (the verdict is ``admission.decide``).
+        With ``park`` the request waits where the verdict says (a timer, the ready queue) or fails with
+        its typed error; without, nothing is booked, parked or failed (a batch follower asks again).
+        """
+        if not park and (self.ready or self.timed):
+            return None  # a follower never jumps the line
+        now = self.clock()
+        backoff_left = max(0.0, wait.not_before - now)
+        rate_delay = 0.0 if backoff_left > 0 else self._rate_delay(wait, now, book=park)
+        decision = decide(Facts(backoff_left=backoff_left, rate_delay=rate_delay, in_flight=len(self.leases),
+                                max_in_flight=self.cfg.max_in_flight, probing=self.rate.probing,
+                                budget_spent=self._budget_spent() is not None))
+        match decision.verdict:
+            case Verdict.GRANT:
+                return self._lease(wait, now, park)
+            case Verdict.BUDGET if park:
+                why = self._budget_spent()
+                self._fail(wait, BudgetExceeded(f"{why}; the request was not sent", self.cfg.qualified,
+                                                wait.attempt), 0)
+            case Verdict.BACKOFF | Verdict.RATE if park:
+                self.timed[wait.id] = wait
+                self.send_after(decision.seconds, _Due(wait.id))
+            case Verdict.ROOM if park:
+                self.ready.append(wait)
+        return None
+
+    def _rate_delay(self, wait: _Wait, now: float, book: bool) -> float:
+        """Seconds to the request's rate slot; a waiting request books it (again after a 429's pause)."""
+        if not book:
+            return self.limiter.available_in(wait.est_tokens)
+        paused_for = self.limiter.paused_for
+        if wait.reservation is None or (paused_for > 0 and wait.reservation.at < now + paused_for):
+            wait.reservation = self.limiter.reserve(wait.est_tokens)
+        return self.limiter.delay(wait.reservation)
+
+    def _lease(self, wait: _Wait, now: float, park: bool) -> Lease | None:
+        """The breaker's permit, then the lease (an open breaker fails a waiting request, typed)."""
+        try:
+            permit = self.breaker.acquire()
+        except BreakerOpen as exc:
+            if park:
+                self._fail(wait, CircuitOpen(f"circuit breaker is {exc.state.value}"
+                                             + (" (fault injection)" if exc.injected else "")
+                                             + f"; a trial request may pass in {exc.retry_in:.1f}s",
+                                             self.cfg.qualified, wait.attempt + 1, retry_in=exc.retry_in), status=0)
+            return None
+        if wait.reservation is None:  # a follower: its slot is free right now
+            wait.reservation = self.limiter.reserve(wait.est_tokens)
+        lease_id = next(self.ids)
+        self.leases[lease_id] = _Lease(wait, permit, now)
+        return Lease(lease_id, wait.attempt, self.price)
+
+    def _room(self) -> bool:
+        """A place in flight is free (while the first request probes the provider's limits, it goes alone)."""
+        return len(self.leases) < self.cfg.max_in_flight and not (self.rate.probing and self.leases)
 
     def _budget_spent(self) -> str | None:
         cfg = self.cfg
@@ -182,68 +260,6 @@ class ClientActor(GenServer):
         if cfg.budget_tokens is not None and spent.total_tokens >= cfg.budget_tokens:
             return f"budget_tokens={cfg.budget_tokens} is spent ({spent.total_tokens} tokens so far)"
         return None
-
-    def _advance(self, wait: _Wait) -> None:
-        """Move a waiting request on: backoff → rate slot → in-flight place → breaker → lease."""
-        now = self.clock()
-        if wait.not_before > now:
-            return self._wait_for(wait, wait.not_before - now)
-        paused_for = self.limiter.paused_for  # a 429 since this slot was booked: book again after the pause
-        if wait.reservation is None or (paused_for > 0 and wait.reservation.at < now + paused_for):
-            wait.reservation = self.limiter.reserve(wait.est_tokens)
-        delay = self.limiter.delay(wait.reservation)
-        if delay > 0:
-            return self._wait_for(wait, delay)
-        if not self._room():
-            self.ready.append(wait)
-            return None
-        return self._grant(wait)
-
-    def _room(self) -> bool:
-        """A place in flight is free (while the first request probes the provider's limits, it goes alone)."""
-        return len(self.leases) < self.cfg.max_in_flight and not (self.rate.probing and self.leases)
-
-    def _wait_for(self, wait: _Wait, delay: float) -> None:
-        self.timed[wait.id] = wait
-        self.send_after(delay, _Due(wait.id))
-
-    def _grant(self, wait: _Wait) -> None:
-        if self._over_budget(wait):
-            return
-        try:
-            permit = self.breaker.acquire()
-        except BreakerOpen as exc:
-            self._fail(wait, CircuitOpen(f"circuit breaker is {exc.state.value}"
-                                         + (" (fault injection)" if exc.injected else "")
-                                         + f"; a trial request may pass in {exc.retry_in:.1f}s",
-                                         self.cfg.qualified, wait.attempt + 1, retry_in=exc.retry_in), status=0)
-            return
-        lease_id = next(self.ids)
-        self.leases[lease_id] = _Lease(wait, permit, self.clock())
-        lease = Lease(lease_id, wait.attempt, self.price)
-        if wait.batch:
-            batch, wait.batch = wait.batch, ()
-            self.reply(wait.token, Leases((lease, *(self._lease_now(a) for a in batch))))
-        else:
-            self.reply(wait.token, lease)
-        self._tick("sweep", SWEEP_EVERY)
-
-    def _lease_now(self, req: Admit) -> Lease | None:
-        """A lease for a batch's follower if one is free this instant without jumping the line; else None."""
-        if self.ready or self.timed or not self._room() or self._budget_spent():
-            return None
-        try:
-            permit = self.breaker.acquire()
-        except BreakerOpen:
-            return None
-        reservation = self.limiter.try_reserve(req.est_tokens)
-        if reservation is None:
-            self.breaker.cancel(permit)
-            return None
-        wait = _Wait(next(self.ids), None, req.est_tokens, req.run, reservation=reservation, holder=req.holder)
-        lease_id = next(self.ids)
-        self.leases[lease_id] = _Lease(wait, permit, self.clock())
-        return Lease(lease_id, 0, self.price)
 
     def _report(self, rep: Report) -> Any:
         lease = self.leases.pop(rep.lease, None)

@@ -77,6 +77,10 @@ class RateLimiter:
         """Book the earliest slot for one request using ``tokens`` (an estimate is fine)."""
         return self._book(self._slot(tokens), tokens)
 
+    def available_in(self, tokens: int = 0) -> float:
+        """Seconds until a slot for ``tokens`` would be free (0: now), without booking anything."""
+        return max(0.0, self._slot(tokens) - self.clock())
+
     def try_reserve(self, tokens: int = 0) -> Reservation | None:
         """Book a slot only if one is free right now (for handing out leases in blocks); else None."""
         at = self._slot(tokens)
