@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import LM, ChainOfThought, ConfigError, LMError, Predict, Signature, TextAdapter, runtime
+from . import LM, ChainOfThought, ConfigError, Evaluate, Predict, Signature, TextAdapter, runtime
 from .primitives import Example
 
 DATA = Path(__file__).resolve().parent / "data" / "sentiment" / "sentences.jsonl"
@@ -24,7 +24,7 @@ DATA = Path(__file__).resolve().parent / "data" / "sentiment" / "sentences.jsonl
 
 def sentiment_split(dev_size: int, train_size: int = 200) -> tuple[list[Example], list[Example]]:
     """A fixed, balanced split by a stable hash of each id: (train, dev)."""
-    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").split("\n") if line.strip()]
+    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows.sort(key=lambda r: hashlib.sha256(r["id"].encode()).hexdigest())
     examples = [Example(review=r["text"], sentiment=r["label"]).with_inputs("review") for r in rows]
     dev = _balanced(examples[:1000], dev_size)
@@ -38,24 +38,18 @@ def _balanced(examples: list[Example], n: int) -> list[Example]:
     return [e for pair in zip(pos, neg) for e in pair]
 
 
-def correct(example: Example, prediction: object) -> bool:
+def correct(example: Example, prediction: object, trace: object = None) -> bool:
     """The label is the first word of the answer (case and punctuation ignored)."""
     words = str(getattr(prediction, "sentiment", "")).strip().lower().split()
     return bool(words) and words[0].strip(".,!:;\"'") == example.sentiment
 
 
 def score(program: Predict, dev: list[Example]) -> tuple[float, float, list[str]]:
-    """Accuracy and wall time over ``dev``; failures count as wrong and are listed (Evaluate will make
-    this concurrent and fault tolerant)."""
-    start, right, failures = time.monotonic(), 0, []
-    for ex in dev:
-        try:
-            right += correct(ex, program(**ex.inputs()))
-        except (LMError, ConfigError) as exc:
-            failures.append(f"{type(exc).__name__}: {str(exc)[:120]}")
-        except Exception as exc:  # noqa: BLE001 - a parse failure is a wrong answer here, reported
-            failures.append(f"{type(exc).__name__}: {str(exc)[:120]}")
-    return right / len(dev), time.monotonic() - start, failures
+    """Accuracy and wall time over ``dev`` with ``Evaluate`` (concurrent, one row per example, a
+    progress bar); failed rows count as wrong and are listed with their typed errors."""
+    result = Evaluate(dev, correct, max_concurrency=4, timeout_per_example=120.0).run(program)
+    failures = [f"{type(r.error).__name__}: {str(r.error)[:120]}" for r in result.errors]
+    return result.score, result.wall_s, failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  failed: {failure}")
     print(f"\nsupervision events ({len(events)}):")
     for e in events:
-        print(f"  {e.kind:<12} {e.supervisor}/{e.child}" + (f"  ({e.reason})" if e.reason else ""))
+        print(f"  {e.summary()}")
     print(f"\ntotal wall time {time.monotonic() - t0:.1f}s; every actor and the model process are stopped")
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import copyreg
+import enum
 import keyword
 import typing
 from dataclasses import dataclass, replace
@@ -26,14 +27,28 @@ _BASE_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": b
                                "List": list, "Dict": dict}
 
 
+class FieldKind(str, enum.Enum):
+    """An input or an output (a ``str`` too, so saved programs keep their plain strings)."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+
+
 @dataclass(frozen=True)
 class Field:
     """One field: whether it is an input or output, its type, description and display prefix."""
 
-    kind: str  # "input" | "output"
+    kind: FieldKind
     annotation: Any = str
     desc: str = ""
     prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, FieldKind):
+            try:
+                object.__setattr__(self, "kind", FieldKind(self.kind))
+            except ValueError:
+                raise SignatureError(f"a field's kind is {self.kind!r}; use 'input' or 'output'") from None
 
     def display(self, name: str) -> str:
         return self.prefix or name.replace("_", " ").title()
@@ -41,12 +56,12 @@ class Field:
 
 def InputField(desc: str = "", prefix: str = "") -> Field:  # noqa: N802 - DSPy's spelling
     """Declare an input field in a signature class body."""
-    return Field("input", str, desc, prefix)
+    return Field(FieldKind.INPUT, str, desc, prefix)
 
 
 def OutputField(desc: str = "", prefix: str = "") -> Field:  # noqa: N802
     """Declare an output field in a signature class body."""
-    return Field("output", str, desc, prefix)
+    return Field(FieldKind.OUTPUT, str, desc, prefix)
 
 
 def type_name(annotation: Any) -> str:

@@ -1,6 +1,6 @@
 """A tour of supervision: start a tree of real processes, crash and kill children, watch OTP restart them.
 
-    ./run demo            (or: python examples/supervision_tour.py [--base local|multiproc])
+    ./run tour            (or: python examples/supervision_tour.py [--base local|multiproc])
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from tour_actors import Worker
 
 
 def show(event: LifecycleEvent) -> None:
-    extra = f" pid={event.pid}" if event.pid else ""
-    reason = f" ({event.reason})" if event.reason else ""
-    print(f"  event: {event.kind:<12} {event.supervisor}/{event.child}{extra}{reason}", flush=True)
+    extra = f"  pid={event.pid}" if event.pid else ""
+    print(f"  event: {event.summary()}{extra}", flush=True)
 
 
 def tree(sup, indent: str = "  ") -> None:

@@ -118,3 +118,10 @@ def install() -> None:
     if TCPTransport.TCPTransport._acceptNewIncoming is not _accept_new_incoming:
         TCPTransport.TCPTransport._acceptNewIncoming = _accept_new_incoming
     simpleSystemBase.WakeupManager._pop_expired_wakeups = _pop_expired_wakeups
+
+
+def log_defs() -> dict:
+    """Thespian's own logging config for actor processes (False would crash multiproc actors)."""
+    return {"version": 1, "disable_existing_loggers": False,
+            "handlers": {"null": {"class": "logging.NullHandler"}},
+            "root": {"handlers": ["null"], "level": "WARNING"}}

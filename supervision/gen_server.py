@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import time
 import traceback
 from typing import Any
 
@@ -18,8 +19,8 @@ from thespian.actors import Actor, ActorExitRequest, PoisonMessage, WakeupMessag
 
 from . import procfs
 from .errors import ActorExited, CallFailed
-from .messages import (Call, CallError, CallToken, Cast, ExitNotice, Init, InitFailed, InitOk, Nudge, Reply,
-                       StopRequest)
+from .messages import (ActorEvent, Call, CallError, CallToken, Cast, ExitNotice, Init, InitFailed, InitOk, Nudge,
+                       Reply, StopRequest)
 
 
 class _NoReplyType:
@@ -127,6 +128,13 @@ class GenServer(Actor):
     def send_after(self, seconds: float, message: Any) -> None:
         """Deliver ``message`` to ``handle_info`` after ``seconds``."""
         self.wakeupAfter(seconds, payload=message)
+
+    def emit_event(self, kind: str, subject: str = "", reason: str = "", normal: bool = True) -> None:
+        """Log ``kind`` and hand it to the runtime's subscribers (an :class:`ActorEvent`)."""
+        (self.actor_log.info if normal else self.actor_log.warning)(kind, subject=subject, reason=reason)
+        if self._sv_root is not None:
+            self.send(self._sv_root, ActorEvent(kind=kind, actor=self.actor_path, subject=subject, reason=reason,
+                                                normal=normal, pid=os.getpid(), at=time.time()))
 
     @property
     def actor_path(self) -> str:

@@ -233,3 +233,23 @@ class LifecycleEvent:
     pid: int = 0
     address: str = ""
     at: float = 0.0
+
+    def summary(self) -> str:
+        return f"{self.kind:<14} {self.supervisor}/{self.child}" + (f"  ({self.reason})" if self.reason else "")
+
+
+@dataclass(frozen=True)
+class ActorEvent:
+    """Something an actor reports about itself, not the tree: a breaker opening, a rate learned.
+    Delivered to the runtime's subscribers beside the lifecycle events."""
+
+    kind: str
+    actor: str  # the reporting actor's path
+    subject: str = ""  # what it is about (e.g. a client key)
+    reason: str = ""
+    normal: bool = True
+    pid: int = 0
+    at: float = 0.0
+
+    def summary(self) -> str:
+        return f"{self.kind:<14} {self.actor}" + (f"  ({self.reason})" if self.reason else "")

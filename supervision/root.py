@@ -10,7 +10,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from .errors import SpecError
-from .messages import (DrainEvents, GetFailures, IsAlive, LifecycleEvent, Register, Registered, RootFailure,
+from .messages import (ActorEvent, DrainEvents, GetFailures, IsAlive, LifecycleEvent, Register, Registered, RootFailure,
                        StartChild, StartTop, Unregister, WhereIs)
 from .specs import ChildSpec, Restart
 from .supervisor import SupervisorActor
@@ -26,7 +26,7 @@ class RootSupervisor(SupervisorActor):
         super()._sv_setup(msg, sender)
         self._sv_root = self.myAddress
         self.registry: dict[str, Registered] = {}
-        self.events: deque[LifecycleEvent] = deque(maxlen=MAX_EVENTS)
+        self.events: deque[LifecycleEvent | ActorEvent] = deque(maxlen=MAX_EVENTS)
         self.failures: list[RootFailure] = []
         self.dead: OrderedDict[str, str] = OrderedDict()
 
@@ -57,6 +57,8 @@ class RootSupervisor(SupervisorActor):
             current = self.registry.get(message.name)
             if current is not None and current.address == message.address:
                 del self.registry[message.name]
+        elif isinstance(message, ActorEvent):
+            self.events.append(message)
         elif isinstance(message, LifecycleEvent):
             self.events.append(message)
             if message.kind == "exit" and message.address:

@@ -113,7 +113,7 @@ class ActorRuntime:
             return self
         _thespian.install()
         if self.is_local:
-            self._system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=tcp.log_defs())
+            self._system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=_thespian.log_defs())
         else:
             self._start_process_system()
         self._pool.append(_Endpoint(self._system))

@@ -48,7 +48,7 @@ class Kind(str, enum.Enum):
 
 BRUTAL_KILL = "brutal_kill"
 INFINITY = "infinity"
-Shutdown = Union[float, str]
+ShutdownSetting = Union[float, str]  # seconds, "brutal_kill" or "infinity"
 
 _UNSET: Any = object()
 
@@ -130,7 +130,7 @@ class ChildSpec:
     args: tuple = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     restart: Restart | str = Restart.PERMANENT
-    shutdown: Shutdown = _UNSET
+    shutdown: ShutdownSetting = _UNSET
     significant: bool = False
     name: str | None = None
     children: Sequence["ChildSpec"] = ()

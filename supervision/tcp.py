@@ -55,7 +55,7 @@ def start_system(bind_host: str, admin_port: int | None, capabilities: dict, *, 
         check_address(convention, "convention")
         caps["Convention Address.IPv4"] = convention
     before = procfs.children_of(os.getpid())
-    system = ActorSystem("multiprocTCPBase", capabilities=caps, transientUnique=True, logDefs=log_defs())
+    system = ActorSystem("multiprocTCPBase", capabilities=caps, transientUnique=True, logDefs=_thespian.log_defs())
     reap_new_zombies(before)
     return system, admin_port
 
@@ -102,13 +102,6 @@ def convention_members(system: Any, timeout: float = 10.0) -> list[str]:
         if sockname:
             members.append(f"{sockname[0]}:{sockname[1]}")
     return members
-
-
-def log_defs() -> dict:
-    """Thespian's own logging config for actor processes (False would crash multiproc actors)."""
-    return {"version": 1, "disable_existing_loggers": False,
-            "handlers": {"null": {"class": "logging.NullHandler"}},
-            "root": {"handlers": ["null"], "level": "WARNING"}}
 
 
 def reap_new_zombies(before: set[int]) -> None:

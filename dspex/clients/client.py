@@ -18,14 +18,13 @@ One request, top to bottom (the handle's side is ``LM.request`` in lm.py):
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from supervision import GenServer, NoReply, procfs
-from supervision.messages import Call, CallToken, LifecycleEvent, Reply, WhichChildren
+from supervision.messages import Call, CallToken, Reply, WhichChildren
 from supervision.resilience import (BreakerChange, BreakerOpen, BreakerState, CircuitBreaker, Permit, RateLimiter,
                                     Reservation, exponential_backoff)
 from supervision.resilience.adaptive import AdaptiveRate, RateHints, RateSource
@@ -437,12 +436,7 @@ class ClientActor(GenServer):
         self._emit(f"breaker_{change.new.value}", change.reason, normal=change.new is not BreakerState.OPEN)
 
     def _emit(self, kind: str, reason: str, normal: bool = True) -> None:
-        event = LifecycleEvent(kind=kind, supervisor=self.actor_path, child=self.cfg.client_key, reason=reason,
-                               normal=normal, pid=os.getpid(), address=str(self.myAddress), at=time.time())
-        (self.actor_log.info if normal else self.actor_log.warning)(kind, client=self.cfg.client_key, reason=reason)
-        root = getattr(self, "_sv_root", None)
-        if root is not None:
-            self.send(root, event)
+        self.emit_event(kind, subject=self.cfg.client_key, reason=reason, normal=normal)
 
     def terminate(self, reason: str) -> None:
         if self.records and self.ledger is not None:

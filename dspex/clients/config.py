@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
@@ -130,9 +130,6 @@ class LMConfig:
     def sampling(self) -> dict:
         """The parameters that shape the answer (part of the cache key)."""
         return {"temperature": self.temperature, "max_tokens": self.max_tokens, **dict(self.params)}
-
-    def evolve(self, **changes: Any) -> "LMConfig":
-        return replace(self, **changes)
 
 
 def _rate_ok(value: Any) -> bool:

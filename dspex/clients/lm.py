@@ -49,9 +49,11 @@ class LM:
             rpm = None if rpm == AUTO else rpm
             tpm = None if tpm == AUTO else tpm
             base_url = base_url or rt.local_model_url(model_name)
-        self.config = LMConfig(provider, model_name, base_url or DEFAULT_BASE_URL[provider], temperature, max_tokens,
-                               timeout, rpm, tpm, max_in_flight, retries, breaker or Breaker(), cache, budget_usd,
-                               budget_tokens, backoff_base, backoff_cap, tuple(sorted(params.items())), name)
+        self.config = LMConfig(provider=provider, model=model_name, base_url=base_url or DEFAULT_BASE_URL[provider],
+                               temperature=temperature, max_tokens=max_tokens, timeout=timeout, rpm=rpm, tpm=tpm,
+                               max_in_flight=max_in_flight, retries=retries, breaker=breaker or Breaker(), cache=cache,
+                               budget_usd=budget_usd, budget_tokens=budget_tokens, backoff_base=backoff_base,
+                               backoff_cap=backoff_cap, params=tuple(sorted(params.items())), name=name)
         self.price = check_price(price) if price is not None else None
         self._key = resolve_key(provider, api_key)
         self._token = secrets.token_hex(8)  # names this handle's key in its runtime (never the key itself)
@@ -145,8 +147,8 @@ class LM:
                 reply = self._call(report)
         if not isinstance(reply, Done):  # the protocol allows only Lease or Done here
             raise TypeError(f"dspex bug: the client actor answered {type(reply).__name__} to a request")
-        comp = Completion(outcome.text, billed, reply.cost, outcome.model or cfg.model, time.monotonic() - start,
-                          attempts=reply.attempts)
+        comp = Completion(text=outcome.text, usage=billed, cost=reply.cost, model=outcome.model or cfg.model,
+                          latency_s=time.monotonic() - start, attempts=reply.attempts)
         if key is not None:
             engine.cache.put(key, cache_entry(comp))
         return comp

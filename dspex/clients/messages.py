@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 
 from ..primitives import Usage
 from .prices import Price
@@ -43,16 +43,13 @@ class UsageTotals:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: "UsageTotals") -> "UsageTotals":
-        return UsageTotals(self.requests + other.requests, self.ok + other.ok, self.failed + other.failed,
-                           self.cache_hits + other.cache_hits, self.retries + other.retries,
-                           self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
-                           self.cost + other.cost)
+        return UsageTotals(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
     def record(self, rec: "UsageRecord") -> "UsageTotals":
-        return UsageTotals(self.requests + 1, self.ok + (rec.ok and not rec.cached), self.failed + (not rec.ok),
-                           self.cache_hits + rec.cached, self.retries + rec.retries,
-                           self.prompt_tokens + rec.prompt_tokens, self.completion_tokens + rec.completion_tokens,
-                           self.cost + rec.cost)
+        """These totals with one finished request more."""
+        return self + UsageTotals(requests=1, ok=int(rec.ok and not rec.cached), failed=int(not rec.ok),
+                                  cache_hits=int(rec.cached), retries=rec.retries, prompt_tokens=rec.prompt_tokens,
+                                  completion_tokens=rec.completion_tokens, cost=rec.cost)
 
 
 @dataclass(frozen=True)
@@ -210,5 +207,5 @@ def cache_entry(comp: Completion) -> dict:
 
 def cached_completion(data: dict) -> Completion:
     """A completion from the cache: free, instant, flagged."""
-    comp = Completion(data["text"], Usage(data["prompt_tokens"], data["completion_tokens"]), 0.0, data["model"], 0.0)
-    return replace(comp, cached=True, attempts=0)
+    return Completion(text=data["text"], usage=Usage(data["prompt_tokens"], data["completion_tokens"]), cost=0.0,
+                      model=data["model"], latency_s=0.0, cached=True, attempts=0)

@@ -6,6 +6,7 @@ what happened, with secrets scrubbed from anything it reports.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import time
@@ -25,12 +26,21 @@ RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 EMPTY_RETRIES = 1  # an empty completion is asked once more (a sampled model may answer); then it is an error
 
 
+class OutcomeKind(str, enum.Enum):
+    OK = "ok"
+    STATUS = "status"  # an HTTP error status (``status``)
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"  # refused, reset, truncated
+    MALFORMED = "malformed"  # not the promised wire format
+    EMPTY = "empty"  # well formed, no text
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one attempt produced. ``kind``: ok | status | timeout | connection | malformed | empty
     (a well-formed answer with no text: retried once, then ``MalformedResponse``)."""
 
-    kind: str
+    kind: OutcomeKind
     latency_s: float
     text: str = ""
     prompt_tokens: int = 0
@@ -41,9 +51,12 @@ class Outcome:
     detail: str = ""
     hints: RateHints | None = None  # the limits the provider advertised in this response's headers
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", OutcomeKind(self.kind))
+
     @property
     def ok(self) -> bool:
-        return self.kind == "ok"
+        return self.kind is OutcomeKind.OK
 
     @property
     def retryable(self) -> bool:
@@ -137,4 +150,4 @@ class Transport:
         self.session.close()
 
 
-__all__ = ["Transport", "Outcome", "RETRYABLE_STATUS"]
+__all__ = ["Transport", "Outcome", "OutcomeKind", "RETRYABLE_STATUS"]

@@ -13,12 +13,12 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from supervision import GenServer
 
-from .engine import run_example
-from .result import EvalRow, ExampleTimeout
+from .runner import run_example
+from .result import EvalRow, timeout_row
 from .tracker import Tracker
 
 HEARTBEAT = 1.0  # seconds: a worker calls the coordinator at least this often, busy or not
@@ -47,8 +47,9 @@ class Batch:
 
 
 @dataclass(frozen=True)
-class GetProgress:
-    pass
+class SweepAndCollect:
+    """Evaluate's poll, and it changes things: workers silent too long lose their examples (re-queued),
+    overdue examples are failed as ExampleTimeout rows; the reply carries the rows finished since."""
 
 
 @dataclass(frozen=True)
@@ -83,39 +84,40 @@ class EvalCoordinator(GenServer):
 
     def handle_call(self, request: Any) -> Any:
         now = time.monotonic()
-        worker = getattr(request, "worker", None)
-        if worker is not None:
-            self.seen[worker] = now
-        if isinstance(request, Hello):
-            requeued = self.tracker.worker_lost(request.worker)
-            if requeued:
-                self.actor_log.warning("worker_restarted", worker=request.worker, requeued=len(requeued))
-            return True
-        if isinstance(request, Pull):
-            self._finish(request.rows)
-            if self.cancelled:
-                return Batch((), finished=True)
-            idx = self.tracker.take(request.worker, request.n, now)
-            return Batch(tuple((i, self.examples[i], self.tracker.attempts[i]) for i in idx), self.tracker.finished)
-        if isinstance(request, GetProgress):
-            for silent in [w for w, t in self.seen.items() if now - t > self.lost_after]:
-                del self.seen[silent]
-                requeued = self.tracker.worker_lost(silent)
-                self.actor_log.warning("worker_lost", worker=silent, silent_s=self.lost_after, requeued=len(requeued))
-            failed, _ = self.tracker.overdue(now)
-            for i in failed:
-                holder = self.tracker.in_flight.get(i, ("coordinator",))[0]
-                if self.tracker.finish(i):
-                    self.fresh.append(EvalRow(i, self.examples[i], None, 0.0, ExampleTimeout(
-                        f"example {i} ran past timeout_per_example on {holder}"), self.tracker.attempts.get(i, 1),
-                        holder))
-            rows, self.fresh = tuple(self.fresh), []
-            counts = {**self.tracker.counts(), "live_workers": len(self.seen), "age_s": now - self.started}
-            return Progress(rows, counts, self.tracker.finished)
-        if isinstance(request, CancelRun):
-            self.cancelled = True
-            return True
+        match request:
+            case Hello(worker=worker):
+                self.seen[worker] = now
+                requeued = self.tracker.worker_lost(worker)
+                if requeued:
+                    self.actor_log.warning("worker_restarted", worker=worker, requeued=len(requeued))
+                return True
+            case Pull(worker=worker, n=n, rows=rows):
+                self.seen[worker] = now
+                self._finish(rows)
+                if self.cancelled:
+                    return Batch((), finished=True)
+                idx = self.tracker.take(worker, n, now)
+                return Batch(tuple((i, self.examples[i], self.tracker.attempts[i]) for i in idx), self.tracker.finished)
+            case SweepAndCollect():
+                return self._sweep_and_collect(now)
+            case CancelRun():
+                self.cancelled = True
+                return True
         return super().handle_call(request)
+
+    def _sweep_and_collect(self, now: float) -> Progress:
+        for silent in [w for w, t in self.seen.items() if now - t > self.lost_after]:
+            del self.seen[silent]
+            requeued = self.tracker.worker_lost(silent)
+            self.actor_log.warning("worker_lost", worker=silent, silent_s=self.lost_after, requeued=len(requeued))
+        failed, _ = self.tracker.overdue(now)
+        for i in failed:
+            holder = self.tracker.in_flight.get(i, ("coordinator",))[0]
+            if self.tracker.finish(i):
+                self.fresh.append(timeout_row(i, self.examples[i], self.tracker.attempts.get(i, 1), holder))
+        rows, self.fresh = tuple(self.fresh), []
+        counts = {**self.tracker.counts(), "live_workers": len(self.seen), "age_s": now - self.started}
+        return Progress(rows, counts, self.tracker.finished)
 
     def _finish(self, rows: tuple) -> None:
         for row in rows:
@@ -200,79 +202,4 @@ class EvalWorker(GenServer):
                     del running[f]
 
 
-class WorkerFeed:
-    """Evaluate's side of a worker run: starts the evaluation supervisor, polls the coordinator for rows.
-
-    Without ``hosts`` the workers are processes of this runtime. With ``hosts`` (node addresses,
-    ``ip:port``) each host gets ``workers`` workers under its own supervisor, a temporary child of the
-    run's supervisor: a host that is lost (or keeps failing) gives up alone while the coordinator and
-    the other hosts go on; its examples go back to the queue when its workers fall silent.
-    """
-
-    def __init__(self, rt: Any, program: Any, metric: Any, examples: list, done: list, workers: int,
-                 concurrency: int, timeout: float | None, retry_timeouts: bool,
-                 hosts: Sequence[str] = (), lost_after: float = 10.0, run: str = "eval") -> None:
-        import cloudpickle
-
-        from supervision import ChildSpec, SupervisorSpec
-        from supervision.node import NODE_CAPABILITY
-
-        from ..errors import ConfigError
-
-        try:
-            payload = cloudpickle.dumps((program, metric))
-        except Exception as exc:  # noqa: BLE001 - any pickling failure gets the same clear message
-            raise ConfigError(f"cannot send the program and metric to worker processes ({type(exc).__name__}: "
-                              f"{exc}); make them picklable or use workers=0") from None
-        self.rt = rt
-        self.name = run  # the run's id names its supervisor too
-        self.lost_after = lost_after
-        coordinator = f"{self.name}-coordinator"
-        per_worker = max(1, concurrency // (workers * max(1, len(hosts))))
-        info = rt.info()
-
-        def worker(wid: str, title: str, **placement: Any) -> ChildSpec:
-            return ChildSpec(wid, EvalWorker, args=(wid, info, payload, per_worker, coordinator, run), title=title,
-                             **placement)
-
-        children = [ChildSpec("coordinator", EvalCoordinator, name=coordinator, title="eval-coordinator",
-                              args=(examples, timeout, retry_timeouts, list(done), lost_after))]
-        if not hosts:
-            children += [worker(f"worker-{n}", f"eval-worker {n}") for n in range(1, workers + 1)]
-        for host in hosts:
-            placed = [worker(f"worker-{n}@{host}", f"eval-worker {n}@{host}", shutdown=2.0,
-                             requirements={NODE_CAPABILITY: host}) for n in range(1, workers + 1)]
-            # a restart on a host that is gone waits for its start timeout: keep both small, so a lost
-            # host's supervisor gives up in seconds (the coordinator has re-queued its examples already)
-            children.append(ChildSpec(f"host:{host}", SupervisorSpec("one_for_one", intensity=3, period=30.0,
-                                                                     start_timeout=5.0),
-                                      children=placed, restart="temporary"))
-        self.sup = rt.actors.start_supervisor(SupervisorSpec("one_for_one", intensity=20, period=10.0), children,
-                                              name=self.name)
-        self.coord = self.sup.child("coordinator")
-        self.cancelled = False
-        self.aborted: str | None = None  # why the run stopped early on its own (no worker left)
-        self.duplicates = 0  # late results the coordinator dropped
-
-    def rows(self, poll: float = 0.1, until: float | None = None):
-        while until is None or time.monotonic() < until:
-            progress = self.coord.call(GetProgress(), 30.0)
-            self.duplicates = progress.counts["duplicates"]
-            yield from progress.rows
-            if progress.finished or (self.cancelled and not progress.counts["in_flight"]):
-                return
-            if not progress.counts["live_workers"] and progress.counts["age_s"] > 3 * self.lost_after:
-                self.aborted = f"no evaluation worker has called in for {self.lost_after:g}s (all hosts lost?)"
-                return
-            time.sleep(poll)
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        self.coord.call(CancelRun(), 30.0)
-
-    def close(self) -> None:
-        self.rt.actors.stop_supervisor(self.name)
-
-
-__all__ = ["EvalCoordinator", "EvalWorker", "Hello", "Pull", "Batch", "GetProgress", "Progress",
-           "CancelRun", "WorkerFeed"]
+__all__ = ["EvalCoordinator", "EvalWorker", "Hello", "Pull", "Batch", "SweepAndCollect", "Progress", "CancelRun"]

@@ -23,8 +23,8 @@ from ..errors import ConfigError, DspexError
 from ..jsonl import dumps_line
 from ..primitives import Example
 from ..clients.host import active_runtime
-from .actors import WorkerFeed
-from .engine import Metric, ThreadRunner
+from .runner import Metric, Runner, ThreadRunner
+from .feed import WorkerFeed
 from .result import EvalProgress, EvalRow, EvaluationResult, load_journal
 from .tracker import Tracker
 
@@ -63,8 +63,9 @@ class Evaluate:
         rows = self._resumed()
         rt = runtime if runtime is not None else active_runtime()
         if self.workers > 0 and rt is not None and not rt.actors.is_local:
-            runner: Any = WorkerFeed(rt, program, self.metric, self.devset, list(rows), self.workers,
-                                     self.max_concurrency, self.timeout, self.retry_timeouts, run=run)
+            runner: Runner = WorkerFeed(rt, program, self.metric, self.devset, done=list(rows), workers=self.workers,
+                                        concurrency=self.max_concurrency, timeout=self.timeout,
+                                        retry_timeouts=self.retry_timeouts, run=run)
         else:
             tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
             tracker.skip(rows)
@@ -108,9 +109,9 @@ class Evaluate:
             raise ConfigError(f"hosts {missing} have not joined within {join_timeout:g}s; on each, run "
                               f"`python -m dspex host --leader {leader} --bind <its ip> --port <its port>`")
         rows = self._resumed()
-        runner = WorkerFeed(rt, program, self.metric, self.devset, list(rows), max(1, self.workers),
-                            self.max_concurrency, self.timeout, self.retry_timeouts, hosts=hosts,
-                            lost_after=lost_after, run=run)
+        runner = WorkerFeed(rt, program, self.metric, self.devset, done=list(rows), workers=max(1, self.workers),
+                            concurrency=self.max_concurrency, timeout=self.timeout, retry_timeouts=self.retry_timeouts,
+                            hosts=hosts, lost_after=lost_after, run=run)
         return self._collect(runner, rows, start, rt, run)
 
     def _resumed(self) -> dict[int, EvalRow]:
@@ -121,66 +122,82 @@ class Evaluate:
                     rows[row.index] = row
         return rows
 
-    def _collect(self, runner: Any, rows: dict[int, EvalRow], start: float, rt: Any, run: str) -> EvaluationResult:
+    def _collect(self, runner: Runner, rows: dict[int, EvalRow], start: float, rt: Any, run: str) -> EvaluationResult:
         """Take the runner's rows (each example once) into ``rows``, with journal, bar, progress events,
-        max_errors and Ctrl-C."""
-        aborted = None
-        resumed, last_event = len(rows), 0.0
-
-        def progress(finished: bool = False) -> None:
-            if rt is None:
-                return
-            elapsed = time.monotonic() - start
-            rate = (len(rows) - resumed) / elapsed if elapsed > 0 else 0.0
-            left = len(self.devset) - len(rows)
-            rt.publish(EvalProgress(run, len(self.devset), len(rows), errors, rate,
-                                    left / rate if rate > 0 else None, spent, finished, aborted))
-
-        bar = _progress(len(self.devset), len(rows)) if self.progress else None
-        journal = open(self.journal, "a", encoding="utf-8") if self.journal is not None else None
-        errors = sum(1 for r in rows.values() if r.failed)
-        spent = _cost(rows)
+        max_errors and Ctrl-C (rows finished while draining are journaled like any other)."""
+        tally = _Tally(run, len(self.devset), rows, rt, start, self.journal, self.progress)
+        aborted: str | None = None
         try:
             try:
                 for row in runner.rows():
-                    if row.index in rows:
-                        continue  # already finished (a resumed row); exactly once
-                    rows[row.index] = row
-                    errors += row.failed
-                    spent += row.prediction.cost if row.prediction is not None else 0.0
-                    if journal is not None:
-                        journal.write(dumps_line(row.to_json()))
-                        journal.flush()
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(failed=errors, spend=f"${spent:.4f}", refresh=False)
-                    if time.monotonic() - last_event >= 0.1:
-                        progress()
-                        last_event = time.monotonic()
-                    if self.max_errors is not None and errors >= self.max_errors and aborted is None:
+                    tally.take(row)
+                    if self.max_errors is not None and tally.errors >= self.max_errors and aborted is None:
                         aborted = f"max_errors={self.max_errors} reached"
                         runner.cancel()
             except KeyboardInterrupt:
                 aborted = "interrupted"
                 runner.cancel()
                 for row in runner.rows(poll=0.02, until=time.monotonic() + 2.0):
-                    rows.setdefault(row.index, row)
+                    tally.take(row)
         finally:
-            if isinstance(runner, WorkerFeed):
-                aborted = aborted or runner.aborted
-                runner.close()
-            if journal is not None:
-                journal.close()
-            if bar is not None:
-                bar.close()
+            aborted = aborted or runner.aborted
+            runner.close()
+            tally.close()
         for i, ex in enumerate(self.devset):
             if i not in rows:
-                rows[i] = EvalRow(i, ex, None, 0.0, EvaluationCancelled(f"not finished: {aborted}"), 0, "")
-                errors += 1
-        progress(finished=True)
+                rows[i] = EvalRow(index=i, example=ex, prediction=None, score=0.0,
+                                  error=EvaluationCancelled(f"not finished: {aborted}"), attempts=0, worker="")
+                tally.errors += 1
+        tally.publish(finished=True, aborted=aborted)
         ordered = [rows[i] for i in range(len(self.devset))]
         return EvaluationResult(ordered, time.monotonic() - start, _run_usage(rt, run), self.exclude_failures,
                                 aborted, runner.duplicates, run=run)
+
+
+class _Tally:
+    """One run's rows as they arrive: each example once, appended to the journal, counted on the bar,
+    and published as ``EvalProgress`` (at most ten times a second, and once at the end)."""
+
+    def __init__(self, run: str, total: int, rows: dict[int, EvalRow], rt: Any, start: float,
+                 journal: Path | None, bar: bool) -> None:
+        self.run, self.total, self.rows, self.rt, self.start = run, total, rows, rt, start
+        self.resumed = len(rows)
+        self.errors = sum(1 for r in rows.values() if r.failed)
+        self.spent = _cost(rows)
+        self.last_event = 0.0
+        self.journal = open(journal, "a", encoding="utf-8") if journal is not None else None
+        self.bar = _progress(total, len(rows)) if bar else None
+
+    def take(self, row: EvalRow) -> None:
+        if row.index in self.rows:
+            return  # already finished (a resumed row): exactly once
+        self.rows[row.index] = row
+        self.errors += row.failed
+        self.spent += row.prediction.cost if row.prediction is not None else 0.0
+        if self.journal is not None:
+            self.journal.write(dumps_line(row.to_json()))
+            self.journal.flush()
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(failed=self.errors, spend=f"${self.spent:.4f}", refresh=False)
+        if time.monotonic() - self.last_event >= 0.1:
+            self.publish()
+            self.last_event = time.monotonic()
+
+    def publish(self, finished: bool = False, aborted: str | None = None) -> None:
+        if self.rt is None:
+            return
+        elapsed = time.monotonic() - self.start
+        rate = (len(self.rows) - self.resumed) / elapsed if elapsed > 0 else 0.0
+        left = self.total - len(self.rows)
+        self.rt.publish(EvalProgress(self.run, self.total, len(self.rows), self.errors, rate,
+                                     left / rate if rate > 0 else None, self.spent, finished, aborted))
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _wait_for_hosts(rt: Any, hosts: list[str], timeout: float) -> list[str]:

@@ -32,6 +32,12 @@ class MetricError(DspexError):
     """The metric raised for this example (``__cause__`` or the message says what)."""
 
 
+def timeout_row(index: int, example: Example, attempts: int, worker: str) -> "EvalRow":
+    """The row of an example that ran past ``timeout_per_example`` (its late result is dropped)."""
+    return EvalRow(index=index, example=example, prediction=None, score=0.0, attempts=attempts, worker=worker,
+                   error=ExampleTimeout(f"example {index} ran past timeout_per_example on {worker}"))
+
+
 def portable(error: BaseException) -> BaseException:
     """The error itself if it pickles, else a RemoteError with its type and message."""
     try:
@@ -160,4 +166,5 @@ def load_journal(path: str | Path) -> list[EvalRow]:
     return rows
 
 
-__all__ = ["EvalRow", "EvaluationResult", "RemoteError", "ExampleTimeout", "MetricError", "portable", "load_journal"]
+__all__ = ["EvalRow", "EvaluationResult", "RemoteError", "ExampleTimeout", "MetricError", "portable", "load_journal",
+           "timeout_row"]

@@ -19,7 +19,7 @@ class Tracker:
     timeout: float | None = None
     retry_timeouts: bool = False
     pending: deque = field(default_factory=deque)
-    in_flight: dict = field(default_factory=dict)  # index -> (worker, started, attempts)
+    in_flight: dict = field(default_factory=dict)  # index -> (worker, started); attempts are in `attempts`
     done: set = field(default_factory=set)
     attempts: dict = field(default_factory=dict)
     duplicates: int = 0

@@ -6,11 +6,11 @@ import contextvars
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from ..clients.scope import run_scope
 from ..primitives import Example
-from .result import EvalRow, ExampleTimeout, MetricError, portable
+from .result import EvalRow, MetricError, portable, timeout_row
 from .tracker import Tracker
 
 Metric = Callable[..., Any]
@@ -28,14 +28,31 @@ def _run_example(program: Any, metric: Metric, index: int, example: Example, wor
     try:
         prediction = program(**example.inputs())
     except Exception as exc:  # noqa: BLE001 - every failure of the program becomes this row's error
-        return EvalRow(index, example, None, 0.0, portable(exc), attempts, worker)
+        return EvalRow(index=index, example=example, prediction=None, score=0.0, error=portable(exc), attempts=attempts,
+                       worker=worker)
     try:
         value = metric(example, prediction, None)
         score = float(value)
     except Exception as exc:  # noqa: BLE001 - a metric failure is recorded, the run goes on
         error = MetricError(f"the metric raised {type(exc).__name__}: {exc}")
-        return EvalRow(index, example, prediction, 0.0, portable(error), attempts, worker)
-    return EvalRow(index, example, prediction, score, None, attempts, worker)
+        return EvalRow(index=index, example=example, prediction=prediction, score=0.0, error=portable(error),
+                       attempts=attempts, worker=worker)
+    return EvalRow(index=index, example=example, prediction=prediction, score=score, attempts=attempts, worker=worker)
+
+
+class Runner(Protocol):
+    """How Evaluate drives a run, in threads (ThreadRunner) or on worker processes (WorkerFeed)."""
+
+    aborted: str | None  # why the run stopped early on its own (None: it did not)
+
+    def rows(self, poll: float = ..., until: float | None = None) -> Iterator[EvalRow]: ...
+
+    def cancel(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def duplicates(self) -> int: ...
 
 
 class ThreadRunner:
@@ -49,6 +66,7 @@ class ThreadRunner:
         self.concurrency, self.worker, self.clock, self.run = concurrency, worker, clock, run
         self.results: queue.Queue = queue.Queue()
         self.cancelled = threading.Event()
+        self.aborted: str | None = None  # a thread run never aborts on its own
 
     def rows(self, poll: float = 0.05, until: float | None = None) -> Iterator[EvalRow]:
         """Rows as they finish (each example exactly once), until all are done, ``cancel()`` has
@@ -61,9 +79,7 @@ class ThreadRunner:
             failed, _ = self.tracker.overdue(self.clock())
             for index in failed:
                 if self.tracker.finish(index):
-                    yield EvalRow(index, self.examples[index], None, 0.0,
-                                  ExampleTimeout(f"example {index} ran past timeout_per_example"),
-                                  self.tracker.attempts.get(index, 1), self.worker)
+                    yield timeout_row(index, self.examples[index], self.tracker.attempts.get(index, 1), self.worker)
             if self.cancelled.is_set() and not self.tracker.in_flight:
                 return
             try:
@@ -81,6 +97,9 @@ class ThreadRunner:
     def cancel(self) -> None:
         self.cancelled.set()
 
+    def close(self) -> None:
+        """Nothing to stop: a straggler's daemon thread ends on its own and its late result is dropped."""
+
     def _start(self, index: int) -> None:
         attempts = self.tracker.attempts.get(index, 1)
 
@@ -92,4 +111,4 @@ class ThreadRunner:
         threading.Thread(target=contextvars.copy_context().run, args=(work,), name=f"eval-{index}", daemon=True).start()
 
 
-__all__ = ["run_example", "ThreadRunner", "Metric"]
+__all__ = ["run_example", "Runner", "ThreadRunner", "Metric"]

@@ -1,0 +1,90 @@
+"""Evaluate's side of a run on worker processes (or hosts): the evaluation supervisor and the poll.
+
+Not an actor: it runs in the caller's thread, starts the run's supervisor (coordinator + workers, see
+``actors.py``) and turns the coordinator's answers into rows; it is a :class:`~.runner.Runner`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from .actors import CancelRun, EvalCoordinator, EvalWorker, SweepAndCollect
+
+
+class WorkerFeed:
+    """Evaluate's side of a worker run: starts the evaluation supervisor, polls the coordinator for rows.
+
+    Without ``hosts`` the workers are processes of this runtime. With ``hosts`` (node addresses,
+    ``ip:port``) each host gets ``workers`` workers under its own supervisor, a temporary child of the
+    run's supervisor: a host that is lost (or keeps failing) gives up alone while the coordinator and
+    the other hosts go on; its examples go back to the queue when its workers fall silent.
+    """
+
+    def __init__(self, rt: Any, program: Any, metric: Any, examples: list, *, done: list, workers: int,
+                 concurrency: int, timeout: float | None, retry_timeouts: bool,
+                 hosts: Sequence[str] = (), lost_after: float = 10.0, run: str = "eval") -> None:
+        import cloudpickle
+
+        from supervision import ChildSpec, SupervisorSpec
+        from supervision.node import NODE_CAPABILITY
+
+        from ..errors import ConfigError
+
+        try:
+            payload = cloudpickle.dumps((program, metric))
+        except Exception as exc:  # noqa: BLE001 - any pickling failure gets the same clear message
+            raise ConfigError(f"cannot send the program and metric to worker processes ({type(exc).__name__}: "
+                              f"{exc}); make them picklable or use workers=0") from None
+        self.rt = rt
+        self.name = run  # the run's id names its supervisor too
+        self.lost_after = lost_after
+        coordinator = f"{self.name}-coordinator"
+        per_worker = max(1, concurrency // (workers * max(1, len(hosts))))
+        info = rt.info()
+
+        def worker(wid: str, title: str, **placement: Any) -> ChildSpec:
+            return ChildSpec(wid, EvalWorker, args=(wid, info, payload, per_worker, coordinator, run), title=title,
+                             **placement)
+
+        children = [ChildSpec("coordinator", EvalCoordinator, name=coordinator, title="eval-coordinator",
+                              args=(examples, timeout, retry_timeouts, list(done), lost_after))]
+        if not hosts:
+            children += [worker(f"worker-{n}", f"eval-worker {n}") for n in range(1, workers + 1)]
+        for host in hosts:
+            placed = [worker(f"worker-{n}@{host}", f"eval-worker {n}@{host}", shutdown=2.0,
+                             requirements={NODE_CAPABILITY: host}) for n in range(1, workers + 1)]
+            # a restart on a host that is gone waits for its start timeout: keep both small, so a lost
+            # host's supervisor gives up in seconds (the coordinator has re-queued its examples already)
+            children.append(ChildSpec(f"host:{host}", SupervisorSpec("one_for_one", intensity=3, period=30.0,
+                                                                     start_timeout=5.0),
+                                      children=placed, restart="temporary"))
+        self.sup = rt.actors.start_supervisor(SupervisorSpec("one_for_one", intensity=20, period=10.0), children,
+                                              name=self.name)
+        self.coord = self.sup.child("coordinator")
+        self.cancelled = False
+        self.aborted: str | None = None  # why the run stopped early on its own (no worker left)
+        self.duplicates = 0  # late results the coordinator dropped
+
+    def rows(self, poll: float = 0.1, until: float | None = None):
+        while until is None or time.monotonic() < until:
+            progress = self.coord.call(SweepAndCollect(), 30.0)
+            self.duplicates = progress.counts["duplicates"]
+            yield from progress.rows
+            if progress.finished or (self.cancelled and not progress.counts["in_flight"]):
+                return
+            if not progress.counts["live_workers"] and progress.counts["age_s"] > 3 * self.lost_after:
+                self.aborted = f"no evaluation worker has called in for {self.lost_after:g}s (all hosts lost?)"
+                return
+            time.sleep(poll)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.coord.call(CancelRun(), 30.0)
+
+    def close(self) -> None:
+        self.rt.actors.stop_supervisor(self.name)
+
+
+
+__all__ = ["WorkerFeed"]
