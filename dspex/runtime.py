@@ -99,6 +99,9 @@ class Runtime:
                 engine.reports.close()
                 engine.transport.close()
             self._engines.clear()
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None
         self.actors.close()
 
     def flush_reports(self) -> None:

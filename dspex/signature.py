@@ -13,7 +13,8 @@ import enum
 import keyword
 import typing
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Mapping, Optional
+import types
+from typing import Any, Literal, Mapping, Optional, Union
 
 import pydantic
 
@@ -23,8 +24,10 @@ RESERVED = frozenset({"instructions", "signature", "demos", "trace", "usage", "c
                       "copy", "with_inputs", "keys", "values", "items", "get", "completed", "input_fields",
                       "output_fields", "fields"})
 _BASE_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict,
-                               "Optional": Optional, "Literal": Literal, "Any": Any, "tuple": tuple,
-                               "List": list, "Dict": dict}
+                               "Optional": Optional, "Literal": Literal, "Any": Any, "tuple": tuple, "Union": Union,
+                               "List": list, "Dict": dict, "None": type(None), "NoneType": type(None)}
+MAX_TYPE_DEPTH = 20  # nested type arguments a signature string may have (list[list[...]])
+MAX_TYPE_TEXT = 1000
 
 
 class FieldKind(str, enum.Enum):
@@ -65,20 +68,35 @@ def OutputField(desc: str = "", prefix: str = "") -> Field:  # noqa: N802
 
 
 def type_name(annotation: Any) -> str:
-    """Render a type the way signature strings write it (round-trips through parsing)."""
+    """Render a type the way signature strings write it (parses back to the same type)."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if annotation is Any:
         return "Any"
+    if annotation is None or annotation is type(None):
+        return "None"
     if origin is Literal:
         return f"Literal[{', '.join(repr(a) for a in args)}]"
-    if origin is typing.Union and type(None) in args and len(args) == 2:
-        return f"Optional[{type_name(next(a for a in args if a is not type(None)))}]"
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and len(args) == 2:
+            return f"Optional[{type_name(next(a for a in args if a is not type(None)))}]"
+        return f"Union[{', '.join(type_name(a) for a in args)}]"
     if origin in (list, dict, tuple):
-        return f"{origin.__name__}[{', '.join(type_name(a) for a in args)}]"
+        return f"{origin.__name__}[{', '.join('...' if a is Ellipsis else type_name(a) for a in args)}]"
     if isinstance(annotation, type):
         return annotation.__name__
     return repr(annotation)
+
+
+def custom_types_of(annotation: Any) -> dict[str, type]:
+    """The classes a type uses beyond the built-in names (pydantic models, enums), by name."""
+    found: dict[str, type] = {}
+    if isinstance(annotation, type) and annotation.__name__ not in _BASE_TYPES:
+        found[annotation.__name__] = annotation
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(annotation) is not Literal:
+            found.update(custom_types_of(arg))
+    return found
 
 
 def _check_name(name: str, where: str) -> None:
@@ -103,13 +121,19 @@ class _TypeParser:
         self.names = {**_BASE_TYPES, **custom}
 
     def parse(self, text: str, where: str) -> Any:
+        if len(text) > MAX_TYPE_TEXT:
+            raise SignatureError(f"{where}: the type is {len(text)} characters long (at most {MAX_TYPE_TEXT})")
         try:
             node = ast.parse(text.strip(), mode="eval").body
-        except SyntaxError:
-            raise SignatureError(f"{where}: cannot parse type {text.strip()!r}") from None
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            raise SignatureError(f"{where}: cannot parse type {text.strip()[:100]!r}") from None
         return self.build(node, where)
 
-    def build(self, node: ast.AST, where: str) -> Any:
+    def build(self, node: ast.AST, where: str, depth: int = 0) -> Any:
+        if depth > MAX_TYPE_DEPTH:
+            raise SignatureError(f"{where}: the type nests more than {MAX_TYPE_DEPTH} levels deep")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):  # X | Y
+            return Union[self.build(node.left, where, depth + 1), self.build(node.right, where, depth + 1)]
         if isinstance(node, ast.Name):
             if node.id not in self.names:
                 allowed = ", ".join(sorted(n for n in self.names if n not in ("List", "Dict")))
@@ -117,16 +141,22 @@ class _TypeParser:
                                      f"with custom_types={{'{node.id}': {node.id}}})")
             return self.names[node.id]
         if isinstance(node, ast.Subscript):
-            base = self.build(node.value, where)
+            base = self.build(node.value, where, depth + 1)
             items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            if not items:
+                raise SignatureError(f"{where}: {ast.unparse(node)!r} has no type arguments")
             if base is Literal:
-                if not all(isinstance(i, ast.Constant) for i in items):
-                    raise SignatureError(f"{where}: Literal[...] takes constants only")
+                if not all(isinstance(i, ast.Constant) and isinstance(i.value, (str, int, bool, type(None)))
+                           for i in items):
+                    raise SignatureError(f"{where}: Literal[...] takes str, int, bool or None constants only")
                 return Literal[tuple(i.value for i in items)]  # type: ignore[misc]
-            args = tuple(self.build(i, where) for i in items)
+            if base not in (list, dict, tuple, Optional, Union):
+                raise SignatureError(f"{where}: {ast.unparse(node.value)!r} takes no type arguments")
+            args = tuple(Ellipsis if isinstance(i, ast.Constant) and i.value is Ellipsis and base is tuple
+                         else self.build(i, where, depth + 1) for i in items)
             try:
                 return base[args if len(args) > 1 else args[0]]
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 raise SignatureError(f"{where}: bad type arguments: {exc}") from None
         if isinstance(node, ast.Constant) and node.value is None:
             return type(None)

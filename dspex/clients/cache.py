@@ -1,5 +1,11 @@
 """Response cache: an in-memory LRU in front of an SQLite file that survives restarts and is shared
-safely by every process on the machine (WAL mode, busy timeout). Hits cost nothing and take no rate tokens."""
+safely by every process on the machine (WAL mode, busy timeout). Hits cost nothing and take no rate tokens.
+
+Writes are behind: a put lands in memory at once and reaches the file within ``WRITE_EVERY`` seconds,
+in one transaction with the others (64 threads each committing their own insert would queue on
+SQLite's write lock). A cache file that is not a database is set aside with a warning, never an error
+on every request.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +18,19 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from ..errors import ConfigError
 
+log = structlog.get_logger("dspex")
+WRITE_EVERY = 0.05  # seconds a put may wait to be written with others
 
-def cache_key(provider: str, model: str, messages: list[dict], sampling: dict) -> str:
-    """SHA-256 over provider, model, messages and sampling parameters (canonical JSON)."""
-    blob = json.dumps([provider, model, messages, sampling], sort_keys=True, ensure_ascii=False, default=str)
+
+def cache_key(provider: str, model: str, messages: list[dict], sampling: dict, endpoint: str = "") -> str:
+    """SHA-256 over the endpoint, provider, model, messages and sampling parameters (canonical JSON):
+    the same model name at another server is another cache entry."""
+    blob = json.dumps([endpoint, provider, model, messages, sampling], sort_keys=True, ensure_ascii=False,
+                      default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -45,7 +58,8 @@ class MemoryLRU:
 
 
 class DiskCache:
-    """Key → JSON in one SQLite table; one connection per thread."""
+    """Key → JSON in one SQLite table over one connection (a lock; each statement takes microseconds,
+    and threads come and go: Evaluate runs each example on a thread of its own), one writer thread."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -54,30 +68,114 @@ class DiskCache:
         except OSError as exc:
             raise ConfigError(f"cannot create the cache directory {self.path.parent}: {exc}; "
                               "pass cache_dir= to dspex.runtime() or set DSPEX_CACHE_DIR") from None
-        self._local = threading.local()
-        with self._conn() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
-                         "created REAL NOT NULL)")
+        self._db: sqlite3.Connection | None = None
+        self._db_lock = threading.RLock()
+        self._cond = threading.Condition()
+        self._pending: dict[str, str] = {}
+        self._writer: threading.Thread | None = None
+        self._closed = False
+        self._open_table()
+
+    def _open_table(self) -> None:
+        with self._db_lock:
+            try:
+                self._conn().execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, "
+                                     "value TEXT NOT NULL, created REAL NOT NULL)")
+            except sqlite3.DatabaseError as exc:
+                self._set_aside(exc)
+                self._conn().execute("CREATE TABLE responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+                                     "created REAL NOT NULL)")
+
+    def _set_aside(self, exc: Exception) -> None:
+        """A file that is not a cache database: keep it for inspection, start an empty one."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(str(self.path) + suffix)
+            if part.exists():
+                part.rename(Path(str(aside) + suffix))
+        log.warning("cache_set_aside", path=str(self.path), moved_to=str(aside), error=str(exc))
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
+        """The connection (callers hold ``_db_lock``)."""
+        if self._db is None:
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        return self._db
 
     def get(self, key: str) -> Any | None:
-        row = self._conn().execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        with self._cond:
+            pending = self._pending.get(key)
+        if pending is not None:
+            return json.loads(pending)
+        with self._db_lock:
+            try:
+                row = self._conn().execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+            except sqlite3.DatabaseError as exc:  # locked for too long, or damaged under us: a miss
+                self._recover(exc)
+                return None
         return json.loads(row[0]) if row else None
 
     def put(self, key: str, value: Any) -> None:
-        self._conn().execute("INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
-                             (key, json.dumps(value), time.time()))
+        with self._cond:
+            self._pending[key] = json.dumps(value)
+            if self._writer is None and not self._closed:
+                self._writer = threading.Thread(target=self._write_loop, name="dspex-cache-writer", daemon=True)
+                self._writer.start()
+            self._cond.notify()
+        if self._closed:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every pending put now."""
+        with self._cond:
+            batch, self._pending = self._pending, {}
+        if not batch:
+            return
+        rows = [(k, v, time.time()) for k, v in batch.items()]
+        with self._db_lock:
+            conn = self._conn()
+            try:
+                conn.execute("BEGIN")
+                conn.executemany("INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)", rows)
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                log.warning("cache_write_failed", path=str(self.path), entries=len(batch), error=str(exc))
+                if conn.in_transaction:
+                    conn.rollback()
+                self._recover(exc)
+
+    def _recover(self, exc: sqlite3.DatabaseError) -> None:
+        """A damaged file is set aside for a fresh one; a busy or emptied one is only re-checked."""
+        if not isinstance(exc, sqlite3.OperationalError):  # "not a database", "malformed"
+            self._set_aside(exc)
+        self._open_table()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._writer is not None:
+            self._writer.join(timeout=10)
+        self.flush()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+            time.sleep(WRITE_EVERY)  # let other puts join this transaction
+            self.flush()
 
     def __len__(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        self.flush()
+        with self._db_lock:
+            return self._conn().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
 
 class ResponseCache:
@@ -99,6 +197,11 @@ class ResponseCache:
         self.memory.put(key, value)
         if self.disk is not None:
             self.disk.put(key, value)
+
+    def close(self) -> None:
+        """Write what is pending (the process's last puts reach the file)."""
+        if self.disk is not None:
+            self.disk.close()
 
 
 __all__ = ["cache_key", "MemoryLRU", "DiskCache", "ResponseCache"]

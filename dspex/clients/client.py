@@ -34,7 +34,8 @@ from ..errors import (AuthError, BudgetExceeded, CircuitOpen, LMError, LMTimeout
 from .admission import Facts, Verdict, decide
 from .config import LMConfig
 from .messages import (Admit, AdmitBatch, CacheHit, ClientStatus, Done, Flush, GetStatus, GetUsage, InjectFaults, Lease,
-                       Leases, LedgerQuery, LedgerReport, RecordBatch, Report, ReportBatch, ResetBreaker, UsageRecord, UsageTotals)
+                       Leases, LedgerQuery, LedgerReport, RecordBatch, Release, Report, ReportBatch, ResetBreaker,
+                       UsageRecord, UsageTotals)
 from .prices import Price, cost_of
 from .transport import Outcome
 
@@ -140,6 +141,8 @@ class ClientActor(GenServer):
             case ReportBatch(reports=reports):
                 for report in reports:
                     self._report(report)
+            case Release(lease=lease_id, run=run):
+                self._release(lease_id, run)
             case CacheHit(run=run):
                 self._account(UsageRecord(client=self.cfg.client_key, run=run, ok=True, cached=True, retries=0,
                                           prompt_tokens=0, completion_tokens=0, cost=0.0))
@@ -298,6 +301,17 @@ class ClientActor(GenServer):
             self._fail(wait, self._error(outcome, wait.attempt + 1), outcome.status)
         self._pump()
         return NoReply
+
+    def _release(self, lease_id: int, run: str | None) -> None:
+        lease = self.leases.pop(lease_id, None)
+        if lease is None:
+            return
+        if lease.permit is not None:
+            self.breaker.cancel(lease.permit)
+        self._account(UsageRecord(client=self.cfg.client_key, run=run, ok=False, cached=False,
+                                  retries=lease.wait.attempt, prompt_tokens=0, completion_tokens=0, cost=0.0,
+                                  error="Aborted"))
+        self._pump()
 
     def _pump(self) -> None:
         """Grant waiting requests while there is room in flight."""

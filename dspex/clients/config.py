@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +16,7 @@ KEY_ENV = {"openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",),
 DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com",
                     "gemini": "https://generativelanguage.googleapis.com", "local": "http://127.0.0.1/v1"}
 AUTO = "auto"
+MAX_TIMEOUT = 24 * 3600.0  # seconds: a longer request timeout is a mistake (inf would overflow the socket layer)
 """``rpm="auto"`` / ``tpm="auto"``: no cap until the provider tells us one (headers, 429s); see AdaptiveRate."""
 
 
@@ -97,20 +100,26 @@ class LMConfig:
             (self.provider in PROVIDERS, f"unknown provider {self.provider!r}: use one of {', '.join(PROVIDERS)}"),
             (bool(self.model), "the model name is empty: write 'provider/model', e.g. 'openai/gpt-4o-mini'"),
             (self.base_url.startswith(("http://", "https://")), f"base_url must start with http(s)://, got {self.base_url!r}"),
-            (self.timeout > 0, f"timeout must be > 0 seconds, got {self.timeout}"),
-            (self.max_tokens >= 1, f"max_tokens must be >= 1, got {self.max_tokens}"),
-            (self.max_in_flight >= 1, f"max_in_flight must be >= 1, got {self.max_in_flight}"),
-            (self.retries >= 0, f"retries must be >= 0, got {self.retries}"),
+            (_number(self.timeout) and 0 < self.timeout <= MAX_TIMEOUT,
+             f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {self.timeout!r}"),
+            (SAMPLING_CHECKS["max_tokens"][0](self.max_tokens), f"max_tokens must be an int >= 1, got {self.max_tokens!r}"),
+            (isinstance(self.max_in_flight, int) and self.max_in_flight >= 1,
+             f"max_in_flight must be an int >= 1, got {self.max_in_flight!r}"),
+            (isinstance(self.retries, int) and self.retries >= 0, f"retries must be an int >= 0, got {self.retries!r}"),
             (_rate_ok(self.rpm), f"rpm must be a number > 0, None (no cap) or 'auto', got {self.rpm!r}"),
             (_rate_ok(self.tpm), f"tpm must be a number > 0, None (no cap) or 'auto', got {self.tpm!r}"),
-            (self.budget_usd is None or self.budget_usd >= 0, f"budget_usd must be >= 0, got {self.budget_usd}"),
-            (self.budget_tokens is None or self.budget_tokens >= 0, f"budget_tokens must be >= 0, got {self.budget_tokens}"),
-            (0 <= self.temperature <= 2, f"temperature must be in [0, 2], got {self.temperature}"),
-            (0 < self.backoff_base <= self.backoff_cap, "need 0 < backoff_base <= backoff_cap"),
+            (self.budget_usd is None or (_number(self.budget_usd) and self.budget_usd >= 0),
+             f"budget_usd must be a number >= 0, got {self.budget_usd!r}"),
+            (self.budget_tokens is None or (isinstance(self.budget_tokens, int) and self.budget_tokens >= 0),
+             f"budget_tokens must be an int >= 0, got {self.budget_tokens!r}"),
+            (SAMPLING_CHECKS["temperature"][0](self.temperature), f"temperature must be in [0, 2], got {self.temperature!r}"),
+            (_number(self.backoff_base) and _number(self.backoff_cap) and 0 < self.backoff_base <= self.backoff_cap,
+             "need 0 < backoff_base <= backoff_cap (numbers of seconds)"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"LM {self.provider}/{self.model}: {message}")
+        check_sampling(dict(self.params), f"LM {self.provider}/{self.model}")
 
     @property
     def qualified(self) -> str:
@@ -130,6 +139,36 @@ class LMConfig:
     def sampling(self) -> dict:
         """The parameters that shape the answer (part of the cache key)."""
         return {"temperature": self.temperature, "max_tokens": self.max_tokens, **dict(self.params)}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+SAMPLING_CHECKS: dict[str, tuple[Any, str]] = {
+    "temperature": (lambda v: _number(v) and 0 <= v <= 2, "a number in [0, 2]"),
+    "max_tokens": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an int >= 1"),
+    "top_p": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "n": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an int >= 1"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an int"),
+    "presence_penalty": (lambda v: _number(v) and -2 <= v <= 2, "a number in [-2, 2]"),
+    "frequency_penalty": (lambda v: _number(v) and -2 <= v <= 2, "a number in [-2, 2]"),
+    "stop": (lambda v: isinstance(v, str) or (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)),
+             "a string or a list of strings"),
+}
+
+
+def check_sampling(params: dict, where: str) -> None:
+    """Request parameters are checked before anything is leased or sent: known ones by type and range,
+    the rest must be JSON (what goes into the request body)."""
+    for name, value in params.items():
+        check = SAMPLING_CHECKS.get(name)
+        if check is not None and not check[0](value):
+            raise ConfigError(f"{where}: {name} must be {check[1]}, got {value!r}")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: parameter {name}={value!r} cannot be sent as JSON ({exc})") from None
 
 
 def _rate_ok(value: Any) -> bool:

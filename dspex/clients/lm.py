@@ -14,9 +14,9 @@ from ..errors import ClientExited, ConfigError
 from ..primitives import Usage
 from .cache import cache_key
 from .host import current_runtime, open_runtimes
-from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, parse_model, resolve_key
+from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, check_sampling, parse_model, resolve_key
 from .messages import (Admit, CacheHit, ClientStatus, Completion, Done, Flush, GetStatus, GetUsage, InjectFaults,
-                       Lease, Report, ResetBreaker, UsageTotals, cache_entry, cached_completion)
+                       Lease, Release, Report, ResetBreaker, UsageTotals, cache_entry, cached_completion)
 from .prices import Price, check_price, cost_of
 from .scope import current_run
 
@@ -117,11 +117,13 @@ class LM:
         msgs = normalize_messages(messages)
         cfg = self.config
         run = run if run is not None else current_run()
+        check_sampling(overrides, f"LM {cfg.qualified} request")  # before anything is leased
         sampling = {**cfg.sampling(), **overrides}
         if cfg.provider == "local":
             sampling.setdefault("prompt_format", "raw" if prompt_style == "completion" else "chat")
         engine = rt.engine(cfg, self._key)
-        key = cache_key(cfg.provider, cfg.model, msgs, {**sampling, "_rollout": rollout}) if cfg.cache else None
+        key = (cache_key(cfg.provider, cfg.model, msgs, {**sampling, "_rollout": rollout}, endpoint=cfg.base_url)
+               if cfg.cache else None)
         if key is not None:
             hit = engine.cache.get(key)
             if hit is not None:
@@ -134,7 +136,11 @@ class LM:
         reply = self._call(admit) if rt.actors.is_local else engine.admissions.admit(self._call, admit)
         billed = Usage()  # every attempt the provider counted (an empty answer is billed, then retried)
         while isinstance(reply, Lease):
-            outcome = engine.transport.attempt(msgs, sampling)
+            try:
+                outcome = engine.transport.attempt(msgs, sampling)
+            except BaseException:  # Ctrl-C, or a bug below: the lease goes back at once, never leaks
+                self._cast(Release(reply.id, run))
+                raise
             billed = billed + Usage(outcome.prompt_tokens, outcome.completion_tokens)
             report = Report(reply.id, outcome, reply.attempt, run)
             if outcome.ok:  # the actor books it; we need no answer (one hop instead of a round trip)

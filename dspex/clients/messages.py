@@ -116,6 +116,15 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Release:
+    """A leased attempt that ended without an outcome (Ctrl-C, an error in the caller's process): the
+    place in flight is given back at once (one-way) and the request is booked as failed."""
+
+    lease: int
+    run: str | None = None
+
+
+@dataclass(frozen=True)
 class ReportBatch:
     """Success reports of several calls of one process, sent together (one-way)."""
 

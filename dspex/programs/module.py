@@ -7,7 +7,6 @@ of them) in definition order, which gives stable names such as ``answer`` or ``s
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -72,6 +71,8 @@ class Module:
 
     def load_state(self, state: dict) -> "Module":
         names = dict(self.named_predictors())
+        if not isinstance(state, dict):
+            raise ConfigError(f"a saved program's state must be an object, got {type(state).__name__}")
         missing = set(names) - set(state)
         if missing:
             raise ConfigError(f"the saved program has no state for predictors {sorted(missing)}: "
@@ -119,26 +120,49 @@ def _walk(value: Any, name: str) -> Iterator[tuple[str, Module]]:
 
 
 def load(path: str | Path, lm: Any = None) -> Module:
-    """Rebuild a saved program (its class must be importable and a Module); attach ``lm`` if given."""
+    """Rebuild a saved program; attach ``lm`` if given. Loading reads data only: the program's class
+    is looked up among modules already imported (never imported on the file's word) and must be a
+    Module; anything else is a ConfigError naming what was refused."""
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read a saved program from {path}: {exc}") from None
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read a saved program from {path}: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(doc, dict) or "dspex_format" not in doc:
         raise ConfigError(f"{path} is not a saved dspex program (no 'dspex_format' field)")
     if doc["dspex_format"] != FORMAT_VERSION:
         raise ConfigError(f"{path} has format {doc['dspex_format']!r}; this dspex reads format {FORMAT_VERSION}")
+    cls = program_class(doc.get("class"))
+    config, state = doc.get("config"), doc.get("state")
+    if not (config is None or isinstance(config, dict)) or not isinstance(state, dict):
+        raise ConfigError(f"{path}: 'config' must be an object or null and 'state' an object")
     try:
-        module_name, qualname = doc["class"].split(":")
-        cls: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
-        if not (isinstance(cls, type) and issubclass(cls, Module)):
-            raise ConfigError(f"{doc['class']} is not a dspex Module")
-        program = cls.from_config(doc.get("config")).load_state(doc["state"])
-    except (KeyError, ValueError, AttributeError, ImportError, TypeError) as exc:
-        raise ConfigError(f"{path} is corrupt or from an incompatible program: {type(exc).__name__}: {exc}") from None
+        program = cls.from_config(config).load_state(state)
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{path} is corrupt or from an incompatible program: {type(exc).__name__}: "
+                          f"{str(exc)[:200]}") from None
     return program.set_lm(lm) if lm is not None else program
+
+
+def program_class(name: Any) -> type[Module]:
+    """``module:Class`` from a saved file, resolved without importing anything: the module must be
+    imported already (dspex's own always are) and the class a Module subclass."""
+    import sys
+
+    if not isinstance(name, str) or name.count(":") != 1:
+        raise ConfigError(f"the saved 'class' must be 'module:Class', got {name!r}")
+    module_name, qualname = name.split(":")
+    module = sys.modules.get(module_name)
+    if module is None:
+        raise ConfigError(f"the saved program's class {name} is in {module_name!r}, which is not imported: import "
+                          "the module that defines it first (dspex.load never imports modules named in a file)")
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = vars(obj).get(part) if hasattr(obj, "__dict__") else None
+    if not (isinstance(obj, type) and issubclass(obj, Module)):
+        raise ConfigError(f"the saved program's class {name} is not a dspex Module: refused")
+    return obj
 
 
 def combine(predictions: list[Prediction], **outputs: Any) -> Prediction:

@@ -11,7 +11,7 @@ from ..adapters import Adapter, ChatAdapter, JSONAdapter, TextAdapter
 from ..adapters.base import to_jsonable
 from ..errors import AdapterParseError, ConfigError, SignatureError
 from ..primitives import Example, Prediction, Usage
-from ..signature import OutputField, Signature, SignatureMeta, ensure_signature, make_signature
+from ..signature import OutputField, Signature, SignatureMeta, custom_types_of, ensure_signature, make_signature
 from .module import Predictor
 
 log = structlog.get_logger("dspex.programs")
@@ -98,17 +98,23 @@ class Predict(Predictor):
 
     def dump_state(self) -> dict:
         return {"signature": dump_signature(self.signature), "demos": [_jsonable(d) for d in self.demos],
-                "adapter": self.adapter.name() if self.adapter is not None else None, "lm": getattr(self.lm, "model", None), "config": self.config}
+                "adapter": self.adapter.name() if self.adapter is not None else None,
+                "lm": getattr(self.lm, "model", None), "config": self.config}
 
     def load_state(self, state: dict) -> "Predict":
+        if not isinstance(state, dict) or "signature" not in state:
+            raise ConfigError(f"a saved predictor must be an object with a 'signature', got {type(state).__name__}")
+        demos, config = state.get("demos", []), state.get("config", {})
+        if not isinstance(demos, list) or not all(isinstance(d, dict) for d in demos) or not isinstance(config, dict):
+            raise ConfigError("a saved predictor's 'demos' must be a list of objects and its 'config' an object")
         self.signature = load_signature(state["signature"])
-        self.demos = [dict(d) for d in state["demos"]]
+        self.demos = [dict(d) for d in demos]
         name = state.get("adapter")
         adapter = ADAPTERS.get(name) if name is not None else None
         if name is not None and adapter is None:
             raise ConfigError(f"unknown adapter {name!r} (known: {', '.join(ADAPTERS)}, or null for the LM's default)")
         self.adapter = adapter() if adapter is not None else None
-        self.config = dict(state.get("config", {}))
+        self.config = dict(config)
         return self
 
     def __repr__(self) -> str:
@@ -128,17 +134,71 @@ class ChainOfThought(Predict):
 
 
 def dump_signature(sig: SignatureMeta) -> dict:
+    """A signature as data: its string (types written as the signature parser reads them), instructions,
+    each field's description and prefix, and where its custom types (pydantic models, enums) live."""
+    custom: dict[str, str] = {}
+    for field in sig.fields.values():
+        for name, cls in custom_types_of(field.annotation).items():
+            custom[name] = f"{cls.__module__}:{cls.__qualname__}"
     return {"name": sig.__name__, "string": sig.signature_string(), "instructions": sig.custom_instructions,
-            "fields": {n: {"desc": f.desc, "prefix": f.prefix} for n, f in sig.fields.items()}}
+            "fields": {n: {"desc": f.desc, "prefix": f.prefix} for n, f in sig.fields.items()}, "types": custom}
 
 
-def load_signature(data: dict) -> SignatureMeta:
+def load_signature(data: Any) -> SignatureMeta:
+    """The inverse of :func:`dump_signature`, reading data only: types go through the allow-listed
+    parser (never ``eval``), custom types are found only in modules already imported (nothing is
+    imported), and a field can change only its description and prefix."""
+    if not isinstance(data, dict) or not isinstance(data.get("string"), str):
+        raise ConfigError("a saved signature must be an object with a 'string' (e.g. 'question -> answer')")
+    fields_data, instructions = data.get("fields", {}), data.get("instructions")
+    if not isinstance(fields_data, dict) or not (instructions is None or isinstance(instructions, str)):
+        raise ConfigError("a saved signature's 'fields' must be an object and its 'instructions' a string or null")
+    custom = {name: resolve_saved_type(name, path) for name, path in _items(data.get("types", {}), "types")}
     try:
-        parsed = Signature(data["string"])
-        fields = {n: replace(f, **data["fields"].get(n, {})) for n, f in parsed.fields.items()}
-        return make_signature(fields, data.get("instructions"), data.get("name", "StringSignature"))
-    except (KeyError, TypeError, SignatureError) as exc:
+        parsed = Signature(data["string"], custom_types=custom)
+        fields = {}
+        for name, field in parsed.fields.items():
+            saved = fields_data.get(name, {})
+            if not isinstance(saved, dict) or set(saved) - {"desc", "prefix"}:
+                raise ConfigError(f"saved field {name!r} may hold only 'desc' and 'prefix' (strings), got "
+                                  f"{sorted(saved) if isinstance(saved, dict) else type(saved).__name__}")
+            if not all(isinstance(v, str) for v in saved.values()):
+                raise ConfigError(f"saved field {name!r}: 'desc' and 'prefix' must be strings")
+            fields[name] = replace(field, **saved)
+        name = data.get("name", "StringSignature")
+        return make_signature(fields, instructions, name if isinstance(name, str) and name.isidentifier()
+                              else "StringSignature")
+    except SignatureError as exc:
         raise ConfigError(f"a saved signature is corrupt: {exc}") from None
+
+
+def resolve_saved_type(name: str, path: Any) -> type:
+    """A custom type named in a saved program: only from a module already imported, and only a pydantic
+    model or an enum (loading a file never imports code)."""
+    import enum
+    import sys
+
+    import pydantic
+
+    if not isinstance(path, str) or path.count(":") != 1:
+        raise ConfigError(f"saved type {name!r}: expected 'module:Class', got {path!r}")
+    module_name, qualname = path.split(":")
+    module = sys.modules.get(module_name)
+    if module is None:
+        raise ConfigError(f"saved type {name!r} lives in {module_name!r}, which is not imported: import it "
+                          "before loading (dspex.load never imports modules named in a file)")
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = vars(obj).get(part) if hasattr(obj, "__dict__") else None
+    if not (isinstance(obj, type) and (issubclass(obj, pydantic.BaseModel) or issubclass(obj, enum.Enum))):
+        raise ConfigError(f"saved type {name!r} ({path}) is not a pydantic model or an enum: refused")
+    return obj
+
+
+def _items(value: Any, what: str) -> list:
+    if not isinstance(value, dict):
+        raise ConfigError(f"a saved signature's {what!r} must be an object")
+    return list(value.items())
 
 
 def _jsonable(demo: Mapping[str, Any]) -> dict:

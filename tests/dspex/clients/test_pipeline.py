@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import structlog
+import structlog.testing
 
 import dspex
 from dspex.testing import Faults, ProviderServer
@@ -337,3 +338,63 @@ def test_an_empty_completion_is_retried_once_then_a_typed_error(drt):
         usage = lm.usage()
     billed = sum(e.prompt_tokens for e in server.log)  # the provider counted both attempts' prompts
     assert (usage.requests, usage.failed, usage.retries, usage.prompt_tokens) == (1, 1, 1, billed) and billed > 0
+
+
+def test_the_cache_key_names_the_endpoint(tmp_path):
+    """The same model name at two servers: the second server is asked, never answered from the first's."""
+    with ProviderServer(answer="from A", api_key=KEY) as a, ProviderServer(answer="from B", api_key=KEY) as b:
+        with dspex.runtime("local", cache_dir=tmp_path, log_level=None):
+            assert make_lm(a, cache=True)("same prompt") == "from A"
+        with dspex.runtime("local", cache_dir=tmp_path, log_level=None):
+            assert make_lm(b, cache=True)("same prompt") == "from B"
+            assert make_lm(a, cache=True).request("same prompt").cached
+        assert len(a.log) == 1 and len(b.log) == 1
+
+
+def test_a_corrupt_cache_file_is_set_aside_with_a_warning(server, tmp_path):
+    (tmp_path / "responses.sqlite").write_bytes(b"this is not a database" * 100)
+    with structlog.testing.capture_logs() as logs:
+        with dspex.runtime("local", cache_dir=tmp_path, log_level=None):
+            lm = make_lm(server, cache=True)
+            assert lm("first") == "ans:first"
+            assert lm.request("first").cached
+    assert [e for e in logs if e["event"] == "cache_set_aside" and e["log_level"] == "warning"]
+    assert list(tmp_path.glob("responses.sqlite.corrupt-*"))
+    with dspex.runtime("local", cache_dir=tmp_path, log_level=None):  # the fresh file holds the answer
+        assert make_lm(server, cache=True).request("first").cached
+
+
+def test_bad_request_parameters_are_config_errors_before_anything_is_leased(server, drt):
+    lm = make_lm(server, max_in_flight=2)
+    for bad in ({"stop": object()}, {"max_tokens": "10"}, {"temperature": float("nan")}, {"top_p": 3}):
+        with pytest.raises(dspex.ConfigError):
+            lm.request("hi", **bad)
+    start = time.monotonic()
+    assert lm("valid") == "ans:valid"
+    assert time.monotonic() - start < 1.0 and lm.status().in_flight == 0
+    assert len(server.log) == 1
+    with pytest.raises(dspex.ConfigError, match="timeout"):
+        make_lm(server, timeout=float("inf"), name="inf")
+
+
+def test_an_error_during_an_attempt_gives_its_lease_back(server, drt, monkeypatch):
+    from dspex.clients.transport import Transport
+
+    lm = make_lm(server, max_in_flight=1)
+    real = Transport.attempt
+    calls = []
+
+    def failing_once(self, messages, params):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived while the HTTP was under way
+        return real(self, messages, params)
+
+    monkeypatch.setattr(Transport, "attempt", failing_once)
+    with pytest.raises(KeyboardInterrupt):
+        lm.request("interrupted")
+    start = time.monotonic()
+    assert lm("next") == "ans:next"  # the only place in flight was given back
+    assert time.monotonic() - start < 1.0
+    usage = lm.usage()
+    assert (usage.requests, usage.failed, usage.ok) == (2, 1, 1)
