@@ -13,7 +13,8 @@ from thespian.actors import ActorExitRequest, ActorSystem
 
 from supervision import ActorRuntime, CallFailed, ChildSpec, SupervisorSpec
 from supervision.runtime import BASES
-from supervision.tcp import free_port, log_defs as _log_defs
+from supervision._thespian import log_defs as _log_defs
+from supervision.tcp import free_port
 from benchmarks.raw_actor import RawEcho
 from tests.supervision.actors import Counter
 
