@@ -32,7 +32,11 @@ class Secret:
     def __init__(self, value: str) -> None:
         if not isinstance(value, str) or not value.strip():
             raise ConfigError("an API key must be a non-empty string")
-        self._value = value.strip()
+        value = value.strip()
+        if any(c.isspace() or not c.isprintable() for c in value):  # the message never shows the key
+            raise ConfigError(f"the API key ({len(value)} characters) contains a space, a line break or another "
+                              "invisible character (a copy-paste leftover?): pass the key alone")
+        self._value = value
 
     def reveal(self) -> str:
         return self._value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -24,6 +25,28 @@ class Parsed:
     prompt_tokens: int
     completion_tokens: int
     model: str
+
+
+def _text_of(content: Any) -> str:
+    """A message's text: a string, or OpenAI-style content parts; anything else is not an answer."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and isinstance(p.get("text", ""), str) for p in content):
+        return "".join(p.get("text", "") for p in content if p.get("type", "text") == "text")
+    raise WireError(f"the answer's content is a {type(content).__name__}, not text")
+
+
+def checked(text: str, prompt_tokens: Any, completion_tokens: Any, model: Any) -> Parsed:
+    """Token counts must be non-negative integers (a negative count would make totals and budgets lie)."""
+    counts = []
+    for label, value in (("prompt", prompt_tokens), ("completion", completion_tokens)):
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+                or value != int(value)):
+            raise WireError(f"the {label} token count is {value!r}, not a non-negative integer")
+        counts.append(int(value))
+    return Parsed(text, counts[0], counts[1], model if isinstance(model, str) else "")
 
 
 class Provider:
@@ -73,11 +96,11 @@ class OpenAI(Provider):
     def parse(self, body: Any) -> Parsed:
         try:
             choice = body["choices"][0]
-            text = choice["message"]["content"] or ""
+            content = choice["message"]["content"]
             usage = body.get("usage") or {}
-            return Parsed(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)),
-                          body.get("model", ""))
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            return checked(_text_of(content), usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                           body.get("model", ""))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not an OpenAI chat completion ({type(exc).__name__}: {exc})") from None
 
     def reset_hint(self, headers: Mapping[str, str], body: Any) -> float | None:
@@ -114,9 +137,9 @@ class Anthropic(Provider):
 
     def parse(self, body: Any) -> Parsed:
         try:
-            text = "".join(part["text"] for part in body["content"] if part.get("type") == "text")
+            text = "".join(_text_of(part["text"]) for part in body["content"] if part.get("type") == "text")
             usage = body["usage"]
-            return Parsed(text, int(usage["input_tokens"]), int(usage["output_tokens"]), body.get("model", ""))
+            return checked(text, usage["input_tokens"], usage["output_tokens"], body.get("model", ""))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not an Anthropic message ({type(exc).__name__}: {exc})") from None
 
@@ -158,8 +181,8 @@ class Gemini(Provider):
         try:
             parts = body["candidates"][0]["content"]["parts"]
             meta = body.get("usageMetadata") or {}
-            return Parsed("".join(p.get("text", "") for p in parts), int(meta.get("promptTokenCount", 0)),
-                          int(meta.get("candidatesTokenCount", 0)), body.get("modelVersion", ""))
+            return checked("".join(_text_of(p.get("text", "")) for p in parts), meta.get("promptTokenCount", 0),
+                           meta.get("candidatesTokenCount", 0), body.get("modelVersion", ""))
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise WireError(f"not a Gemini generateContent answer ({type(exc).__name__}: {exc})") from None
 

@@ -75,6 +75,35 @@ class Outcome:
         return self.kind in ("timeout", "connection", "malformed") or (self.kind == "status" and self.status >= 500)
 
 
+SCRUB_MIN = 8  # a run of this many characters of the key is masked wherever it appears
+
+
+def scrub_secret(text: str, secret: str) -> str:
+    """``text`` with every run of at least ``SCRUB_MIN`` characters of ``secret`` (case-insensitive) masked."""
+    low, key = text.lower(), secret.lower()
+    n = SCRUB_MIN if len(key) >= SCRUB_MIN else len(key)
+    spans: list[list[int]] = []
+    for i in range(len(key) - n + 1):
+        gram, at = key[i:i + n], low.find(key[i:i + n])
+        while at >= 0:
+            spans.append([at, at + n])
+            at = low.find(gram, at + 1)
+    if not spans:
+        return text
+    spans.sort()
+    merged = [spans[0]]
+    for start, end in spans[1:]:
+        if start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    out, pos = [], 0
+    for start, end in merged:
+        out += [text[pos:start], "***"]
+        pos = end
+    return "".join(out) + text[pos:]
+
+
 class Transport:
     """HTTP for one client in one process: the ``requests.Session`` connection pool, sized to ``max_in_flight``.
 
@@ -119,10 +148,10 @@ class Transport:
             return Outcome("connection", time.monotonic() - start, detail=self.scrub(str(exc)))
         latency = time.monotonic() - start
         hints = self.provider.rate_hints(resp.headers)  # case-insensitive header lookups
-        excerpt = self.scrub(raw[:300].decode("utf-8", "replace"))
+        excerpt = self.scrub(raw[:4096].decode("utf-8", "replace"))[:300]  # scrub first, then cut
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than any answer is
             data = None
         if resp.status != 200:
             headers = {k.lower(): v for k, v in resp.headers.items()}
@@ -141,10 +170,9 @@ class Transport:
                        parsed.model, status=200, hints=hints)
 
     def scrub(self, text: str) -> str:
-        """Remove the key from text that may echo the request (error bodies, exception messages)."""
-        if self._key is not None:
-            text = text.replace(self._key.reveal(), "***")
-        return text
+        """Remove the key from text that may echo the request (error bodies, exception messages): the key
+        and any fragment of it of ``SCRUB_MIN`` characters or more, in any letter case."""
+        return scrub_secret(text, self._key.reveal()) if self._key is not None else text
 
     def close(self) -> None:
         self.session.close()

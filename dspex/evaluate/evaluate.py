@@ -47,8 +47,14 @@ class Evaluate:
                 raise ConfigError(f"devset[{i}] must be an Example with inputs marked (example.with_inputs(...))")
         if not callable(metric):
             raise ConfigError("metric must be callable as metric(example, prediction, trace=None)")
-        if max_concurrency < 1 or workers < 0:
-            raise ConfigError(f"need max_concurrency >= 1 and workers >= 0, got {max_concurrency}, {workers}")
+        if not _int_at_least(max_concurrency, 1) or not _int_at_least(workers, 0):
+            raise ConfigError(f"need max_concurrency >= 1 and workers >= 0 (ints), got {max_concurrency!r}, {workers!r}")
+        if max_errors is not None and not _int_at_least(max_errors, 1):
+            raise ConfigError(f"max_errors must be an int >= 1 (stop after that many failed rows) or None, "
+                              f"got {max_errors!r}")
+        if timeout_per_example is not None and not (isinstance(timeout_per_example, (int, float))
+                                                    and 0 < timeout_per_example < float("inf")):
+            raise ConfigError(f"timeout_per_example must be a number of seconds > 0 or None, got {timeout_per_example!r}")
         self.metric, self.max_concurrency, self.workers = metric, max_concurrency, workers
         self.timeout, self.max_errors, self.progress = timeout_per_example, max_errors, progress
         self.journal = Path(journal) if journal is not None else None
@@ -209,6 +215,10 @@ def _wait_for_hosts(rt: Any, hosts: list[str], timeout: float) -> list[str]:
         if not missing or time.monotonic() > deadline:
             return missing
         time.sleep(0.1)
+
+
+def _int_at_least(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 def new_run_id(kind: str = "eval") -> str:

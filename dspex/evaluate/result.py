@@ -29,7 +29,12 @@ class ExampleTimeout(DspexError, TimeoutError):
 
 
 class MetricError(DspexError):
-    """The metric raised for this example (``__cause__`` or the message says what)."""
+    """The metric raised for this example, or returned no finite number (the message says what)."""
+
+
+class ProgramAborted(DspexError):
+    """The program raised a BaseException that is not an Exception (``SystemExit``, a library's own):
+    recorded as this example's failure instead of stopping the run (Ctrl-C still stops it)."""
 
 
 def timeout_row(index: int, example: Example, attempts: int, worker: str) -> "EvalRow":
@@ -166,5 +171,6 @@ def load_journal(path: str | Path) -> list[EvalRow]:
     return rows
 
 
-__all__ = ["EvalRow", "EvaluationResult", "RemoteError", "ExampleTimeout", "MetricError", "portable", "load_journal",
+__all__ = ["EvalRow", "EvaluationResult", "RemoteError", "ExampleTimeout", "MetricError", "ProgramAborted", "portable",
+           "load_journal",
            "timeout_row"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import math
 import queue
 import threading
 import time
@@ -10,7 +11,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from ..clients.scope import run_scope
 from ..primitives import Example
-from .result import EvalRow, MetricError, portable, timeout_row
+from .result import EvalRow, MetricError, ProgramAborted, portable, timeout_row
 from .tracker import Tracker
 
 Metric = Callable[..., Any]
@@ -27,13 +28,22 @@ def run_example(program: Any, metric: Metric, index: int, example: Example, work
 def _run_example(program: Any, metric: Metric, index: int, example: Example, worker: str, attempts: int) -> EvalRow:
     try:
         prediction = program(**example.inputs())
+    except KeyboardInterrupt:
+        raise  # Ctrl-C keeps its meaning: the run stops with its partial result
     except Exception as exc:  # noqa: BLE001 - every failure of the program becomes this row's error
         return EvalRow(index=index, example=example, prediction=None, score=0.0, error=portable(exc), attempts=attempts,
                        worker=worker)
+    except BaseException as exc:  # SystemExit, a library's own BaseException: this example's failure, not the run's
+        return EvalRow(index=index, example=example, prediction=None, score=0.0, error=ProgramAborted(
+            f"the program raised {type(exc).__name__}: {exc}"), attempts=attempts, worker=worker)
     try:
         value = metric(example, prediction, None)
         score = float(value)
-    except Exception as exc:  # noqa: BLE001 - a metric failure is recorded, the run goes on
+        if not math.isfinite(score):
+            raise ValueError(f"the metric returned {value!r}; return a finite number (or a bool)")
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a metric failure is recorded, the run goes on
         error = MetricError(f"the metric raised {type(exc).__name__}: {exc}")
         return EvalRow(index=index, example=example, prediction=prediction, score=0.0, error=portable(error),
                        attempts=attempts, worker=worker)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dspex
-from dspex.evaluate import EvaluationCancelled, MetricError
+from dspex.evaluate import load_journal, EvaluationCancelled, MetricError
 from dspex.testing import Faults, ProviderServer
 from tests.conftest import pids_titled, wait_until
 
@@ -105,6 +105,8 @@ def test_ctrl_c_mid_run_then_resume_gives_the_rows_of_an_uninterrupted_run(tmp_p
         assert partial.aborted == "interrupted"
         cancelled = [r for r in partial.rows if isinstance(r.error, EvaluationCancelled)]
         assert 0 < len(cancelled) < 120 and len(partial.rows) == 120
+        journaled = {r.index for r in load_journal(journal)}  # every finished row, drained ones included
+        assert journaled == {r.index for r in partial.rows if not isinstance(r.error, EvaluationCancelled)}
         asked_before = len(server.log)
         resumed = dspex.Evaluate(data, exact, max_concurrency=4, progress=False, journal=journal,
                                  resume_from=journal).run(program)
