@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import errno
 import functools
+import logging
 import os
 import socket
 from typing import Any
 
+import structlog
 from thespian.system import simpleSystemBase
 from thespian.system.transport import IPBase, TCPTransport
 from thespian.system.utilis import thesplog
@@ -67,7 +69,9 @@ def _accept_new_incoming(self):  # type: ignore[no-untyped-def]
     self._check_indicators()
     if remote[0] not in peers:
         sock.close()
-        thesplog("refused a connection from unlisted peer %s (allowed: %s)", remote[0], sorted(peers))
+        thesplog("refused a connection from unlisted peer %s (allowed: %s)", remote[0], sorted(peers),
+                 level=logging.WARNING)
+        structlog.get_logger("supervision").warning("connection_refused", peer=remote[0], allowed=sorted(peers))
         return None
     if remote == self.myAddress:
         self._incomingEnvelopes.append(TCPTransport.Thespian__UpdateWork())

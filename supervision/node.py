@@ -45,14 +45,16 @@ class Node:
         self._system: Any = None
         self._watchdog: Any = None
         self._saved_env: str | None = None
+        self._log_place: Any = None
 
     def start(self) -> "Node":
         if self._system is not None:
             return self
         self._saved_env = os.environ.get(NODE_ENV)
         os.environ[NODE_ENV] = self.address
+        self._log_place = tcp.place_thespian_log(self.log_dir)
         self._system, _ = tcp.start_system(self.bind_host, self.admin_port, self.capabilities,
-                                           convention=self.leader, peers=self.peers, log_dir=self.log_dir)
+                                           convention=self.leader, peers=self.peers)
         self._watchdog = tcp.start_watchdog(self.admin_port, self.name, 10.0)
         return self
 
@@ -65,6 +67,7 @@ class Node:
             system.shutdown()
         finally:
             tcp.stop_watchdog(self._watchdog)
+            tcp.release_thespian_log(self._log_place)
             if self._saved_env is None:
                 os.environ.pop(NODE_ENV, None)
             else:

@@ -94,6 +94,7 @@ class ActorRuntime:
         self._event_thread: threading.Thread | None = None
         self._stop_events = threading.Event()
         self._watchdog: subprocess.Popen | None = None
+        self._log_place: tcp.LogPlace | None = None  # Thespian's log folder (process bases)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -134,9 +135,9 @@ class ActorRuntime:
 
     def _start_process_system(self) -> None:
         peers = self.peers if self.bind_host not in LOOPBACK else ()
+        self._log_place = tcp.place_thespian_log(self.log_dir)
         self._system, self.admin_port = tcp.start_system(
-            self.bind_host, self.admin_port, self.extra_capabilities, convention=self.convention, peers=peers,
-            log_dir=self.log_dir)
+            self.bind_host, self.admin_port, self.extra_capabilities, convention=self.convention, peers=peers)
 
     @classmethod
     def attach(cls, admin_port: int, root: Any, name: str = "attached") -> "ActorRuntime":
@@ -179,6 +180,7 @@ class ActorRuntime:
             self._close_clones()
             system.shutdown()
             tcp.stop_watchdog(self._watchdog)
+            tcp.release_thespian_log(self._log_place)
             log.info("runtime_stopped", runtime=self.name)
 
     def _close_clones(self) -> None:

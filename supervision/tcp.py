@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from thespian.actors import ActorSystem
@@ -29,6 +31,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+OWNED_LOG_ENV = "SUPERVISION_THESPLOG_FILE"  # the THESPLOG_FILE a runtime set (told apart from the user's)
+
+
 def check_address(value: str, what: str) -> tuple[str, int]:
     """``"host:port"`` → (host, port), or SpecError saying what is wrong."""
     host, sep, port = str(value).rpartition(":")
@@ -37,18 +42,51 @@ def check_address(value: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@dataclass(frozen=True)
+class LogPlace:
+    """Where Thespian's own log goes for one system: ``owned`` folders are removed when it closes."""
+
+    folder: str
+    owned: bool
+    previous: str | None  # THESPLOG_FILE before this system set it
+
+
+def place_thespian_log(log_dir: str | None) -> LogPlace:
+    """Thespian's log file: in ``log_dir``, else in a fresh private folder (``mkdtemp``: mode 0700, made
+    exclusively, so nothing pre-created can be followed). A ``THESPLOG_FILE`` the user set is kept."""
+    previous = os.environ.get("THESPLOG_FILE")
+    if previous and os.environ.get(OWNED_LOG_ENV) != previous:  # the user's own choice
+        return LogPlace(os.path.dirname(previous), False, previous)
+    owned = log_dir is None
+    folder = tempfile.mkdtemp(prefix=f"supervision-{os.getpid()}-") if owned else log_dir
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.environ["THESPLOG_FILE"] = os.environ[OWNED_LOG_ENV] = os.path.join(folder, "thespian.log")
+    os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
+    return LogPlace(folder, owned, previous)
+
+
+def release_thespian_log(place: LogPlace | None) -> None:
+    """After the system is shut down: put THESPLOG_FILE back as it was and remove an owned folder."""
+    if place is None:
+        return
+    if os.environ.get(OWNED_LOG_ENV) == os.path.join(place.folder, "thespian.log"):  # still ours
+        if place.previous is None:
+            os.environ.pop("THESPLOG_FILE", None)
+            os.environ.pop(OWNED_LOG_ENV, None)
+        else:  # an outer runtime's (we only ever replace our own)
+            os.environ["THESPLOG_FILE"] = os.environ[OWNED_LOG_ENV] = place.previous
+    if place.owned:
+        shutil.rmtree(place.folder, ignore_errors=True)  # our own temporary folder; nothing else is in it
+
+
 def start_system(bind_host: str, admin_port: int | None, capabilities: dict, *, convention: str | None = None,
-                 peers: Sequence[str] = (), log_dir: str | None = None) -> tuple[Any, int]:
+                 peers: Sequence[str] = (), log_place: LogPlace | None = None) -> tuple[Any, int]:
     """Start (or join) the multiprocTCPBase system on ``bind_host:admin_port`` (a free port if None);
-    returns the system and its admin port. Actor processes forked from it inherit the bind address
-    and the peer list through the environment set here."""
+    returns the system and its admin port. Actor processes forked from it inherit the bind address,
+    the peer list and the log place through the environment set here."""
     _thespian.install()
     _thespian.set_base_address(bind_host)
     os.environ[_thespian.PEERS_ENV] = ",".join(peers)
-    log_dir = log_dir or os.path.join(tempfile.gettempdir(), f"supervision-{os.getpid()}")
-    os.makedirs(log_dir, exist_ok=True)
-    os.environ.setdefault("THESPLOG_FILE", os.path.join(log_dir, "thespian.log"))
-    os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
     admin_port = admin_port or free_port(bind_host)
     caps = {"Admin Port": admin_port, **capabilities}
     if convention:
