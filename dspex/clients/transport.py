@@ -11,6 +11,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -20,6 +21,7 @@ from requests.adapters import HTTPAdapter
 from supervision.resilience.adaptive import RateHints
 
 from .config import LMConfig, Secret
+from .deadline import Deadlines, deadline_connection
 from .providers import PROVIDER_IMPLS, WireError
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
@@ -76,6 +78,28 @@ class Outcome:
 
 
 SCRUB_MIN = 8  # a run of this many characters of the key is masked wherever it appears
+MAX_BODY = 16 * 1024 * 1024  # bytes: no chat answer is larger; a bigger body is refused, not read whole
+
+
+class BodyTooLarge(Exception):
+    """A response body past MAX_BODY (its connection is dropped)."""
+
+
+def _read_capped(resp: Any, limit: int) -> bytes:
+    """The body, read in chunks and refused past ``limit`` bytes; the connection goes back to the pool."""
+    declared = resp.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        resp.close()
+        raise BodyTooLarge(f"the response declares {int(declared)} bytes (more than {limit}); not read")
+    chunks, size = [], 0
+    for chunk in resp.stream(65536):
+        size += len(chunk)
+        if size > limit:
+            resp.close()
+            raise BodyTooLarge(f"the response is larger than {limit} bytes; the rest was not read")
+        chunks.append(chunk)
+    resp.release_conn()
+    return b"".join(chunks)
 
 
 def scrub_secret(text: str, secret: str) -> str:
@@ -131,6 +155,8 @@ class Transport:
         probe = requests.Request("POST", self._url).prepare()
         self._pool = adapter.get_connection_with_tls_context(probe, verify=self.session.verify,
                                                              proxies=self.session.proxies)
+        self._deadlines = Deadlines(f"dspex-deadlines {cfg.qualified}")
+        self._pool.ConnectionCls = deadline_connection(self._pool.ConnectionCls, self._deadlines)
 
     def __repr__(self) -> str:
         return f"<Transport {self.cfg.qualified} {self._url}>"
@@ -138,14 +164,25 @@ class Transport:
     def attempt(self, messages: list[dict], params: dict) -> Outcome:
         body = json.dumps(self.provider.body(self.cfg, messages, params)).encode()
         start = time.monotonic()
+        self._deadlines.begin(start + self.cfg.timeout)  # the whole attempt, not each read
         try:
             resp = self._pool.urlopen("POST", self._path, body=body, headers=self._headers, retries=False,
-                                      timeout=self._timeout, preload_content=True, assert_same_host=False)
-            raw = resp.data
+                                      timeout=self._timeout, preload_content=False, assert_same_host=False)
+            raw = _read_capped(resp, MAX_BODY)
         except urllib3.exceptions.TimeoutError as exc:
+            self._deadlines.end()
             return Outcome("timeout", time.monotonic() - start, detail=self.scrub(str(exc)))
-        except urllib3.exceptions.HTTPError as exc:  # refused, reset, truncated body, TLS
+        except urllib3.exceptions.HTTPError as exc:  # refused, reset, truncated body, TLS (or cut at the deadline)
+            if self._deadlines.end():
+                return Outcome("timeout", time.monotonic() - start, detail=f"no complete answer within "
+                                                                           f"timeout={self.cfg.timeout:g}s")
             return Outcome("connection", time.monotonic() - start, detail=self.scrub(str(exc)))
+        except BodyTooLarge as exc:
+            self._deadlines.end()
+            return Outcome("malformed", time.monotonic() - start, status=resp.status, detail=str(exc))
+        if self._deadlines.end():
+            return Outcome("timeout", time.monotonic() - start,
+                           detail=f"no complete answer within timeout={self.cfg.timeout:g}s")
         latency = time.monotonic() - start
         hints = self.provider.rate_hints(resp.headers)  # case-insensitive header lookups
         excerpt = self.scrub(raw[:4096].decode("utf-8", "replace"))[:300]  # scrub first, then cut

@@ -69,8 +69,8 @@ def drt(tmp_path):
 
 
 def lm_for(url, **options):
-    return dspex.LM("openai/hostile", api_key=KEY, base_url=url, cache=False, retries=1, backoff_base=0.01,
-                    backoff_cap=0.02, **options)
+    settings = {"cache": False, "retries": 1, "backoff_base": 0.01, "backoff_cap": 0.02, **options}
+    return dspex.LM("openai/hostile", api_key=KEY, base_url=url, **settings)
 
 
 @pytest.mark.parametrize("content", [{"text": "a dict"}, 42, ["not", "parts"], [{"text": 5}]])
@@ -151,3 +151,89 @@ def test_a_base_exception_in_the_program_or_metric_is_that_examples_failed_row(d
 def test_evaluate_refuses_settings_that_make_no_sense(options):
     with pytest.raises(dspex.ConfigError):
         dspex.Evaluate([dspex.Example(q="x").with_inputs("q")], lambda e, p, t=None: 1.0, **options)
+
+
+class Drip:
+    """A server on 127.0.0.1 that misbehaves at the socket level: drips its headers or body, or sends an
+    endless chunked body."""
+
+    def __init__(self, mode: str) -> None:
+        import socket
+
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn) -> None:
+        body = completion("ok")
+        try:
+            conn.recv(65536)
+            if self.mode == "headers":
+                head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nX-Slow: {'a' * 200}\r\n\r\n".encode()
+                for byte in head:
+                    if self.stop.wait(0.25):
+                        return
+                    conn.sendall(bytes([byte]))
+            elif self.mode == "body":
+                conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+                for byte in body:
+                    if self.stop.wait(0.25):
+                        return
+                    conn.sendall(bytes([byte]))
+            else:  # giant: a chunked body that never ends (until the client hangs up)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                chunk = b"x" * 65536
+                while not self.stop.is_set():
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except OSError:
+            return  # the client hung up: what it should do
+        finally:
+            conn.close()
+
+    def __enter__(self) -> "Drip":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("mode", ["headers", "body"])
+def test_timeout_bounds_the_whole_attempt_not_each_read(drt, mode):
+    import time
+
+    with Drip(mode) as server:
+        lm = lm_for(server.url, timeout=1.0, retries=0)
+        start = time.monotonic()
+        with pytest.raises(dspex.LMTimeout):
+            lm.request("hi")
+        assert time.monotonic() - start < 2.0
+
+
+def test_a_giant_body_is_refused_not_read_whole(drt):
+    import time
+
+    with Drip("giant") as server:
+        lm = lm_for(server.url, timeout=20.0, retries=0)
+        start = time.monotonic()
+        with pytest.raises(dspex.MalformedResponse, match="larger than"):
+            lm.request("hi")
+        assert time.monotonic() - start < 10.0
