@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import signal
 import time
 import traceback
 from typing import Any
@@ -49,6 +50,20 @@ def set_process_title(title: str) -> None:
     except ImportError:  # optional at runtime; the multiproc tests require it
         return
     setproctitle.setproctitle(title)
+
+
+def die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the process that forked it dies (OTP's link between a
+    supervisor and its children), so a killed supervisor's tree never lives on as orphans."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the supervisors' liveness checks and the watchdog still stop the tree
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def describe(exc: BaseException) -> str:
@@ -210,8 +225,9 @@ class GenServer(Actor):
         self._sv_path = msg.path
         self._sv_root = msg.root
         self._sv_owner_pid = msg.owner_pid
-        if os.getpid() != msg.owner_pid:
+        if os.getpid() != msg.owner_pid:  # an actor process of its own
             set_process_title(f"{self.title_prefix}: {msg.title}")
+            die_with_parent()
 
     def _sv_on_stop_request(self, msg: StopRequest) -> None:
         self._sv_exit(msg.reason, normal=True)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 import structlog
 from thespian.actors import ActorSystem, PoisonMessage
 
-from . import _thespian, tcp
+from . import _thespian, procfs, tcp
 from .errors import ActorExited, CallTimeout, Shutdown, SpecError, SupervisionError
 from .messages import (Call, CallError, ChildSpec, Cast, DrainEvents, GetFailures, Init, InitFailed, InitOk,
                        IsAlive, LifecycleEvent, Nudge, Reply, RootFailure, StartTop, StopTree, TerminateChild,
@@ -95,6 +95,8 @@ class ActorRuntime:
         self._stop_events = threading.Event()
         self._watchdog: subprocess.Popen | None = None
         self._log_place: tcp.LogPlace | None = None  # Thespian's log folder (process bases)
+        self._root_pid: int | None = None  # the root supervisor's process (process bases)
+        self._root_lost: RootFailure | None = None  # set when that process died under us
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -125,6 +127,7 @@ class ActorRuntime:
             reply = self._request(self._root, init, 30.0)
             if not isinstance(reply, InitOk):
                 raise SupervisionError(f"root supervisor did not start: {reply!r}")
+            self._root_pid = reply.pid if not self.is_local else None
             if not self.is_local:
                 self._watchdog = tcp.start_watchdog(self.admin_port, self.name, self.shutdown_timeout, self._root)
         except BaseException:
@@ -166,7 +169,7 @@ class ActorRuntime:
             self._close_clones()
             return
         try:
-            if self._root is not None:
+            if self._root is not None and not self._root_gone():
                 try:
                     self._request(self._root, Call(next(self._corr), StopTree("shutdown")),
                                   self.shutdown_timeout, system=system)
@@ -245,8 +248,27 @@ class ActorRuntime:
 
     @property
     def failures(self) -> list[RootFailure]:
-        """Top-level supervisors that exited abnormally (escalations), oldest first."""
-        return self.call(self._need_root(), GetFailures(), 10.0)
+        """Top-level supervisors that exited abnormally (escalations), oldest first; if the root
+        supervisor itself died (killed), a failure named ``root`` (its tree is gone with it)."""
+        if self._root_gone():
+            return [self._root_lost]  # type: ignore[list-item]
+        try:
+            return self.call(self._need_root(), GetFailures(), 10.0)
+        except ActorExited:
+            if self._root_gone():
+                return [self._root_lost]  # type: ignore[list-item]
+            raise
+
+    def _root_gone(self) -> bool:
+        """The root's process has died (checked on this node; each actor process dies with its parent)."""
+        if self._root_lost is not None:
+            return True
+        if self._root_pid is None or self._root_pid == os.getpid() or not procfs.gone(self._root_pid):
+            return False
+        self._root_lost = RootFailure("root", f"the root supervisor's process {self._root_pid} died; every actor "
+                                              "under it was stopped with it", time.time())
+        log.error("root_lost", runtime=self.name, pid=self._root_pid)
+        return True
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(LifecycleEvent)`` for every lifecycle step; returns an unsubscribe function.
@@ -373,6 +395,8 @@ class ActorRuntime:
         return found
 
     def _raise_if_dead(self, address: Any, system: Any) -> None:
+        if self._root is not None and self._root_gone():
+            raise ActorExited(str(address), self._root_lost.reason if self._root_lost else "root gone")
         if self._root is None or address == self._root:
             return
         reason = self._request(self._root, Call(next(self._corr), IsAlive(address)), 10.0, system=system).value

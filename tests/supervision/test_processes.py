@@ -148,3 +148,21 @@ def test_sigint_stops_tree_in_order(tmp_path):
         proc.wait(30)
         assert log.read_text().splitlines() == ["c:shutdown", "b:shutdown", "a:shutdown"]
         assert wait_until(lambda: not _mine("intr", sessions), 10.0), _mine("intr", sessions)
+
+
+def test_kill_9_of_the_root_takes_its_whole_tree_and_the_owner_learns_of_it():
+    """Each actor process dies with its parent (OTP's supervisor link), so after kill -9 of the root
+    nothing of the tree lives on; rt.failures names the root, and close() is prompt."""
+    with ActorRuntime(base="multiproc", name="rootkill") as rt:
+        rt.start_supervisor(SupervisorSpec(intensity=3), [ChildSpec(id="a", start=Counter),
+                                                          ChildSpec(id="b", start=Counter)], name="top")
+        tree = {p: c for p, c in live_marked_processes().items() if "rootkill" in c}
+        root = [p for p, c in tree.items() if c.startswith("supervision: root rootkill")]
+        assert len(root) == 1 and len(tree) >= 4  # root, top, a, b
+        os.kill(root[0], signal.SIGKILL)
+        assert wait_until(lambda: not [p for p, c in live_marked_processes().items() if "rootkill" in c
+                                       and not c.startswith(("MultiProcAdmin", "logger"))], timeout=5.0)
+        failures = rt.failures
+        assert [f.name for f in failures] == ["root"] and "died" in failures[0].reason
+        start = time.monotonic()
+    assert time.monotonic() - start < 15.0
