@@ -2,7 +2,8 @@
 
 from .ensembles import BestOfN, MultiChainComparison, Refine
 from .module import Module, Predictor, combine, load
-from .predict import ChainOfThought, Predict, TraceStep
+from .predict import ChainOfThought, Predict
+from .trace import TraceStep
 from .react import ReAct, Tool
 
 __all__ = ["Module", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison", "BestOfN", "Refine",

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 from ..errors import ConfigError
 from ..primitives import Prediction, Usage
+from . import trace
 
 FORMAT_VERSION = 1
 
@@ -21,7 +22,17 @@ class Module:
     """Subclass it, set sub-modules in ``__init__``, implement ``forward(**inputs) -> Prediction``."""
 
     def __call__(self, **inputs: Any) -> Prediction:
-        return self.forward(**inputs)
+        """``forward``; a top-level call collects every predictor call made inside it, so the result's
+        trace, usage and cost cover them all (a user's module may return just its last Prediction)."""
+        if trace.in_scope() or isinstance(self, Predictor):  # a lone predictor's result is its own trace
+            return self.forward(**inputs)
+        with trace.collect(self) as steps:
+            result = self.forward(**inputs)
+        if not isinstance(result, Prediction) or not steps:
+            return result
+        usage = sum((s.usage for s in steps), Usage())
+        return Prediction(dict(result.items()), usage=usage, cost=sum(s.cost for s in steps), raw=result.raw,
+                          trace=steps)
 
     def forward(self, **inputs: Any) -> Prediction:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(**inputs)")

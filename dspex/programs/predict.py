@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 import structlog
@@ -13,19 +13,11 @@ from ..errors import AdapterParseError, ConfigError, SignatureError
 from ..primitives import Example, Prediction, Usage
 from ..signature import OutputField, Signature, SignatureMeta, custom_types_of, ensure_signature, make_signature
 from .module import Predictor
+from .trace import TraceStep, record, step_name
 
 log = structlog.get_logger("dspex.programs")
 ADAPTERS: dict[str, type[Adapter]] = {"ChatAdapter": ChatAdapter, "JSONAdapter": JSONAdapter,
                                       "TextAdapter": TextAdapter}
-
-
-@dataclass(frozen=True)
-class TraceStep:
-    """One predictor call: what teleprompters bootstrap demos from."""
-
-    predictor: str
-    inputs: dict
-    outputs: dict
 
 
 class Predict(Predictor):
@@ -65,9 +57,10 @@ class Predict(Predictor):
                 values = adapter.parse(sig, comps[-1].text)
             except AdapterParseError:
                 values = self._json_fallback(adapter, sig, inputs, options, comps)
-        usage = sum((c.usage for c in comps), Usage())
-        step = TraceStep(type(self).__name__, dict(inputs), dict(values))
-        return Prediction(values, usage=usage, cost=sum(c.cost for c in comps), raw=comps[-1].text, trace=[step])
+        usage, cost = sum((c.usage for c in comps), Usage()), sum(c.cost for c in comps)
+        step = TraceStep(step_name(self), dict(inputs), dict(values), usage, cost)
+        record(step)
+        return Prediction(values, usage=usage, cost=cost, raw=comps[-1].text, trace=[step])
 
     def adapter_for(self, lm: Any) -> Adapter:
         """The adapter in use: the one given, else the LM's preference (Chat when it has none)."""
