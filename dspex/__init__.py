@@ -11,6 +11,8 @@ from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Pr
 from .primitives import Example, Prediction, Usage, examples_from, load_jsonl
 from .runtime import Runtime, current_runtime, runtime
 from .signature import Field, InputField, OutputField, Signature
+from .teleprompt import (BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
+                         CompileReport, LabeledFewShot)
 
 __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Prediction", "Usage", "load_jsonl",
            "examples_from", "Adapter", "ChatAdapter", "JSONAdapter", "TextAdapter", "DspexError", "SignatureError",
@@ -18,4 +20,5 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "AuthError", "LMTimeout", "BudgetExceeded", "MalformedResponse", "ClientExited", "LM", "Breaker",
            "Completion", "UsageTotals", "LedgerReport", "ClientStatus", "Runtime", "runtime", "current_runtime",
            "configure_logging", "Module", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison",
-           "BestOfN", "Refine", "load", "combine", "Evaluate", "EvaluationResult", "EvalRow"]
+           "BestOfN", "Refine", "load", "combine", "Evaluate", "EvaluationResult", "EvalRow", "LabeledFewShot",
+           "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress"]

@@ -13,7 +13,8 @@ DSPEX = {
     "LMError", "LMTimeout", "LedgerReport", "MalformedResponse", "Module", "MultiChainComparison", "OutputField",
     "Predict", "Prediction", "Predictor", "ProviderError", "RateLimited", "ReAct", "Refine", "Runtime", "Signature",
     "SignatureError", "TextAdapter", "Tool", "Usage", "UsageTotals", "combine", "configure_logging",
-    "current_runtime", "examples_from", "load", "load_jsonl", "runtime",
+    "current_runtime", "examples_from", "load", "load_jsonl", "runtime", "LabeledFewShot", "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress",
 }
 SUPERVISION = {
     "ActorExited", "ActorRef", "ActorRuntime", "AutoShutdown", "CallFailed", "CallTimeout", "ChildCounts",

@@ -16,7 +16,7 @@ import itertools
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..clients.messages import UsageTotals
 from ..errors import ConfigError, DspexError
@@ -61,10 +61,12 @@ class Evaluate:
         self.resume_from = Path(resume_from) if resume_from is not None else None
         self.exclude_failures, self.retry_timeouts = exclude_failures, retry_timeouts
 
-    def run(self, program: Any, runtime: Any = None) -> EvaluationResult:
+    def run(self, program: Any, runtime: Any = None, *, until: Callable[["_Tally"], bool] | None = None) -> EvaluationResult:
         """Evaluate ``program``. On a multiproc/tcp runtime with ``workers > 0`` the examples run in worker
         processes (``max_concurrency / workers`` threads each); otherwise on threads in this process.
-        Either way the LM calls share the runtime's client actors (limits, breakers, ledger)."""
+        Either way the LM calls share the runtime's client actors (limits, breakers, ledger).
+        ``until(tally)`` is asked after each row; when it says True, dispatching stops as with
+        max_errors (optimizers stop a bootstrap once they have their demos, or at their budget)."""
         start, run = time.monotonic(), new_run_id()
         rows = self._resumed()
         rt = runtime if runtime is not None else active_runtime()
@@ -76,7 +78,7 @@ class Evaluate:
             tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
             tracker.skip(rows)
             runner = ThreadRunner(program, self.metric, self.devset, tracker, self.max_concurrency, run=run)
-        return self._collect(runner, rows, start, rt, run)
+        return self._collect(runner, rows, start, rt, run, until)
 
     def run_distributed(self, program: Any, hosts: Sequence[str], runtime: Any = None, *,
                         join_timeout: float = 30.0, lost_after: float = 10.0) -> EvaluationResult:
@@ -128,7 +130,8 @@ class Evaluate:
                     rows[row.index] = row
         return rows
 
-    def _collect(self, runner: Runner, rows: dict[int, EvalRow], start: float, rt: Any, run: str) -> EvaluationResult:
+    def _collect(self, runner: Runner, rows: dict[int, EvalRow], start: float, rt: Any, run: str,
+                 until: Callable[["_Tally"], bool] | None = None) -> EvaluationResult:
         """Take the runner's rows (each example once) into ``rows``, with journal, bar, progress events,
         max_errors and Ctrl-C (rows finished while draining are journaled like any other)."""
         tally = _Tally(run, len(self.devset), rows, rt, start, self.journal, self.progress)
@@ -139,6 +142,9 @@ class Evaluate:
                     tally.take(row)
                     if self.max_errors is not None and tally.errors >= self.max_errors and aborted is None:
                         aborted = f"max_errors={self.max_errors} reached"
+                        runner.cancel()
+                    if until is not None and aborted is None and until(tally):
+                        aborted = "stopped"
                         runner.cancel()
             except KeyboardInterrupt:
                 aborted = "interrupted"
@@ -170,6 +176,7 @@ class _Tally:
         self.resumed = len(rows)
         self.errors = sum(1 for r in rows.values() if r.failed)
         self.spent = _cost(rows)
+        self.tokens = sum(r.prediction.usage.total_tokens for r in rows.values() if r.prediction is not None)
         self.last_event = 0.0
         self.journal = open(journal, "a", encoding="utf-8") if journal is not None else None
         self.bar = _progress(total, len(rows)) if bar else None
@@ -179,7 +186,9 @@ class _Tally:
             return  # already finished (a resumed row): exactly once
         self.rows[row.index] = row
         self.errors += row.failed
-        self.spent += row.prediction.cost if row.prediction is not None else 0.0
+        if row.prediction is not None:
+            self.spent += row.prediction.cost
+            self.tokens += row.prediction.usage.total_tokens
         if self.journal is not None:
             self.journal.write(dumps_line(row.to_json()))
             self.journal.flush()

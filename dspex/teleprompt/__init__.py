@@ -1,0 +1,8 @@
+"""Optimizers: compile a program from data and a metric, as a journaled, budgeted, resumable job."""
+
+from .fewshot import BootstrapFewShot, LabeledFewShot, NoTracePassed
+from .job import CandidateScore, CompileJob, CompileProgress, CompileReport, CompileStopped
+from .random_search import BootstrapFewShotWithRandomSearch
+
+__all__ = ["LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport",
+           "CandidateScore", "CompileProgress", "CompileJob", "CompileStopped", "NoTracePassed"]

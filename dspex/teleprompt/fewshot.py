@@ -1,0 +1,249 @@
+"""Few-shot optimizers: LabeledFewShot (sampled training examples as demos) and BootstrapFewShot
+(demos from the teacher's own successful traces, gathered concurrently and deterministically).
+
+Neither mutates the student or the teacher: compile works on copies. The same seed gives the same
+compiled program: bootstrapped demos are the first successes in trainset order, whatever order the
+concurrent calls finish in; once every predictor has its demos the rest are cancelled, not waited for.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Sequence
+
+from ..errors import ConfigError, DspexError
+from ..primitives import Example, Prediction, Usage
+from ..programs import Module
+from ..programs.trace import collect
+from .job import CompileJob, CompileReport, CompileStopped, fingerprint
+
+
+def check_trainset(trainset: Any, student: Module, what: str = "trainset") -> list[Example]:
+    """A non-empty list of Examples with inputs marked that carry every input the student reads."""
+    if not isinstance(trainset, (list, tuple)) or not trainset:
+        raise ConfigError(f"{what} must be a non-empty list of dspex.Example (got {type(trainset).__name__}"
+                          f"{' of length 0' if isinstance(trainset, (list, tuple)) else ''})")
+    needed = set()
+    for _, predictor in student.named_predictors()[:1]:
+        needed = set(predictor.signature.input_fields)
+    for i, ex in enumerate(trainset):
+        if not isinstance(ex, Example) or ex.input_keys is None:
+            raise ConfigError(f"{what}[{i}] must be a dspex.Example with inputs marked (example.with_inputs(...))")
+        missing = needed - set(ex.keys())
+        if missing:
+            raise ConfigError(f"{what}[{i}] lacks the input field(s) {sorted(missing)} the program's first predictor "
+                              "reads")
+    return list(trainset)
+
+
+def check_student(student: Any) -> Module:
+    if not isinstance(student, Module) or not student.named_predictors():
+        raise ConfigError(f"the student must be a dspex Module with at least one predictor, got {type(student).__name__}")
+    return student
+
+
+def structure(program: Module) -> list:
+    return [(name, p.signature.signature_string()) for name, p in program.named_predictors()]
+
+
+def example_digest(examples: Sequence[Example]) -> list:
+    return [dict(ex.items()) for ex in examples]
+
+
+class LabeledFewShot:
+    """``k`` training examples (a seeded sample) as every predictor's demos. No LM calls."""
+
+    def __init__(self, k: int = 16, seed: int = 0) -> None:
+        if not isinstance(k, int) or k < 0:
+            raise ConfigError(f"k must be an int >= 0, got {k!r}")
+        self.k, self.seed = k, seed
+
+    def compile(self, student: Module, *, trainset: Sequence[Example], sample: bool = True, **job_options: Any
+                ) -> Module:
+        trainset = check_trainset(trainset, check_student(student))
+        job = CompileJob("LabeledFewShot", self.seed, fingerprint(student=structure(student), k=self.k), **job_options)
+        compiled = student.reset_copy()
+        demos = labeled_demos(trainset, self.k, random.Random(self.seed) if sample else None)
+        for predictor in compiled.predictors():
+            predictor.demos = list(demos)
+        compiled.compile_report = job.report(None, None, (), "done")
+        return compiled
+
+
+def labeled_demos(examples: Sequence[Example], k: int, rng: random.Random | None) -> list[dict]:
+    chosen = rng.sample(list(examples), min(k, len(examples))) if rng is not None else list(examples)[:k]
+    return [dict(ex.items()) for ex in chosen]
+
+
+class Traced(Module):
+    """The teacher as Evaluate runs it during bootstrapping: every predictor call of one forward is
+    collected (a scope opened around the call, in whichever thread or worker process runs it)."""
+
+    def __init__(self, program: Module) -> None:
+        self.program = program
+
+    def forward(self, **inputs: Any) -> Prediction:
+        with collect(self.program) as steps:
+            result = self.program.forward(**inputs)
+        if not isinstance(result, Prediction):
+            raise ConfigError(f"the teacher returned {type(result).__name__}, not a Prediction")
+        return Prediction(dict(result.items()), usage=sum((s.usage for s in steps), Usage()),
+                          cost=sum(s.cost for s in steps), raw=result.raw, trace=steps)
+
+
+def passed(metric: Callable, threshold: float | None) -> Callable:
+    """A bootstrap metric: the user's metric with the trace, as 1.0 (keep these demos) or 0.0."""
+
+    def bootstrap_metric(example: Example, prediction: Prediction, trace: Any = None) -> float:
+        value = metric(example, prediction, trace=prediction.trace)
+        score = float(value)
+        return 1.0 if (score >= threshold if threshold is not None else bool(value)) else 0.0
+
+    return bootstrap_metric
+
+
+class BootstrapFewShot:
+    """DSPy's BootstrapFewShot: run the teacher over the trainset, keep the traces the metric passes as
+    demos (up to ``max_bootstrapped_demos`` per predictor), fill up to ``max_labeled_demos`` with raw
+    examples. Concurrent, deterministic, journaled, resumable."""
+
+    def __init__(self, metric: Callable, metric_threshold: float | None = None, max_bootstrapped_demos: int = 4,
+                 max_labeled_demos: int = 16, max_rounds: int = 1, max_errors: int | None = None,
+                 seed: int = 0) -> None:
+        if not callable(metric):
+            raise ConfigError("metric must be callable as metric(example, prediction, trace=None)")
+        for label, value, low in (("max_bootstrapped_demos", max_bootstrapped_demos, 0),
+                                  ("max_labeled_demos", max_labeled_demos, 0), ("max_rounds", max_rounds, 1)):
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(f"{label} must be an int >= {low}, got {value!r}")
+        self.metric, self.metric_threshold = metric, metric_threshold
+        self.max_bootstrapped_demos, self.max_labeled_demos = max_bootstrapped_demos, max_labeled_demos
+        self.max_rounds, self.max_errors, self.seed = max_rounds, max_errors, seed
+
+    def settings(self) -> dict:
+        return {"threshold": self.metric_threshold, "boot": self.max_bootstrapped_demos,
+                "labeled": self.max_labeled_demos, "rounds": self.max_rounds}
+
+    def compile(self, student: Module, *, trainset: Sequence[Example], teacher: Module | None = None,
+                **job_options: Any) -> Module:
+        trainset = check_trainset(trainset, check_student(student))
+        job = CompileJob("BootstrapFewShot", self.seed,
+                         fingerprint(student=structure(student), trainset=example_digest(trainset),
+                                     settings=self.settings()), **job_options)
+        try:
+            compiled, traces = self.compile_in(job, student, trainset, teacher)
+            stopped = "done"
+        except CompileStopped as stop:
+            compiled, traces, stopped = student.reset_copy(), {}, stop.reason
+        if stopped == "done" and traces and not any(v is not None for v in traces.values()):
+            errors = [e for e in job.errors if e][:3]
+            raise NoTracePassed(f"no trace of the teacher passed the metric on {len(traces)} examples"
+                                + (f"; first errors: {errors}" if errors else "; check the metric and the teacher"))
+        compiled.compile_report = job.report(None, None, (), stopped)
+        return compiled
+
+    def compile_in(self, job: CompileJob, student: Module, trainset: list[Example], teacher: Module | None,
+                   order: Sequence[int] | None = None, max_demos: int | None = None, tag: str = ""
+                   ) -> tuple[Module, dict[int, list[dict] | None]]:
+        """The compiled copy of ``student`` and the traces found; ``order`` (train indices) and
+        ``max_demos`` let random search bootstrap shuffled subsets; journal entries carry ``tag``."""
+        compiled = student.reset_copy()
+        teacher_copy = (teacher.deepcopy() if teacher is not None else student.reset_copy())
+        if structure(teacher_copy) != structure(compiled):
+            raise ConfigError(f"the teacher's predictors {structure(teacher_copy)} differ from the student's "
+                              f"{structure(compiled)}: use a teacher of the same program")
+        order = list(order) if order is not None else list(range(len(trainset)))
+        want = self.max_bootstrapped_demos if max_demos is None else max_demos
+        traces = self.bootstrap(job, teacher_copy, trainset, order, want, tag)
+        chosen = [i for i in order if traces.get(i) is not None][:want]
+        demos: dict[str, list[dict]] = {name: [] for name, _ in compiled.named_predictors()}
+        for i in chosen:
+            for step in traces[i] or ():
+                if step["predictor"] in demos:
+                    demos[step["predictor"]].append({**step["inputs"], **step["outputs"]})
+        raw = [trainset[i] for i in order if i not in chosen]
+        rng = random.Random(self.seed)
+        for name, predictor in compiled.named_predictors():
+            room = max(0, self.max_labeled_demos - len(demos[name]))
+            predictor.demos = demos[name] + labeled_demos(raw, room, rng)
+        return compiled, traces
+
+    def bootstrap(self, job: CompileJob, teacher: Module, trainset: list[Example], order: list[int], want: int,
+                  tag: str) -> dict[int, list[dict] | None]:
+        """Train index → the passing trace's steps (None: it failed). Journaled results are reused."""
+        found: dict[int, list[dict] | None] = {}
+        tried: dict[int, int] = {}  # index -> last round it ran in
+        for entry in job.journaled("bootstrap"):
+            if entry.get("tag") == tag:
+                found[entry["index"]] = entry["steps"] if entry["ok"] else None
+                tried[entry["index"]] = max(tried.get(entry["index"], -1), entry["round"])
+        for round_ in range(self.max_rounds):
+            if want == 0 or _enough(found, order, want):
+                break
+            pending = [i for i in order if i not in found or (found[i] is None and tried.get(i, -1) < round_)]
+            if not pending:
+                break
+            program = teacher if round_ == 0 else _sampling(teacher, round_)
+
+            def until(tally: Any, pending: list[int] = pending) -> bool:
+                merged: dict[int, Any] = dict(found)
+                for pos, row in tally.rows.items():
+                    merged[pending[pos]] = True if row.error is None and row.score >= 1.0 else None
+                return _enough(merged, order, want)
+
+            result = job.evaluate(Traced(program), [trainset[i] for i in pending],
+                                  passed(self.metric, self.metric_threshold), phase="bootstrap", until=until)
+            errors = 0
+            for pos, row in enumerate(result.rows):
+                if type(row.error).__name__ == "EvaluationCancelled":
+                    continue  # never ran: not journaled, so a resumed compile may still run it
+                ok = row.error is None and row.score >= 1.0
+                errors += row.error is not None
+                steps = [_step_json(s) for s in row.prediction.trace] if ok else None
+                found[pending[pos]], tried[pending[pos]] = steps, round_
+                error = None if row.error is None else f"{type(row.error).__name__}: {str(row.error)[:200]}"
+                job.errors.append(error)
+                job.record({"kind": "bootstrap", "tag": tag, "index": pending[pos], "round": round_, "ok": ok,
+                            "steps": steps, "error": error})
+            job.progress("bootstrap", fraction=min(1.0, sum(v is not None for v in found.values()) / max(1, want)))
+            if self.max_errors is not None and errors > self.max_errors:
+                raise NoTracePassed(f"bootstrapping stopped: {errors} examples failed (max_errors={self.max_errors});"
+                                    f" first error: {next(e for e in job.errors if e)}")
+        return found
+
+
+class NoTracePassed(DspexError):
+    """Bootstrapping found no trace the metric passes (the first errors are named), or more examples
+    failed than ``max_errors`` allows: never a silently empty program."""
+
+
+def _enough(found: dict[int, Any], order: list[int], want: int) -> bool:
+    """True once the resolved prefix of ``order`` holds ``want`` passing traces (or all is resolved)."""
+    ok = 0
+    for i in order:
+        if i not in found:
+            return False
+        if found[i] is not None:
+            ok += 1
+            if ok >= want:
+                return True
+    return True
+
+
+def _sampling(teacher: Module, round_: int) -> Module:
+    """Rounds after the first sample afresh: temperature 1.0 and a rollout id (part of the cache key)."""
+    fresh = teacher.deepcopy()
+    for predictor in fresh.predictors():
+        predictor.config = {**predictor.config, "temperature": 1.0, "rollout": round_}
+    return fresh
+
+
+def _step_json(step: Any) -> dict:
+    from ..adapters.base import to_jsonable
+
+    return {"predictor": step.predictor, "inputs": {k: to_jsonable(v) for k, v in step.inputs.items()},
+            "outputs": {k: to_jsonable(v) for k, v in step.outputs.items()}}
+
+
+__all__ = ["LabeledFewShot", "BootstrapFewShot", "NoTracePassed", "Traced", "CompileReport", "check_trainset",
+           "labeled_demos"]

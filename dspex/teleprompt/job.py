@@ -1,0 +1,227 @@
+"""A compile as a job: one journal, one budget, one set of progress events, one report.
+
+Every optimizer's ``compile`` drives a :class:`CompileJob`. It scores through ``Evaluate`` (so
+concurrently, with exact accounting), appends every step (bootstrapped traces, candidates with their
+configuration and score) to ``run_dir/journal.jsonl`` as it happens, and on a later ``compile(...,
+run_dir=same)`` hands the optimizer what was already done (so it is not asked again) after checking the
+journal belongs to the same optimizer, settings, student, data and seed. A budget (``budget_usd``,
+``budget_tokens``) or Ctrl-C stops dispatching; the optimizer returns the best program so far.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import structlog
+
+from ..clients.host import active_runtime
+from ..clients.messages import UsageTotals
+from ..errors import BudgetExceeded, ConfigError, DspexError
+from ..evaluate import Evaluate, EvaluationResult
+from ..evaluate.evaluate import new_run_id
+from ..jsonl import dumps_line
+from ..primitives import Example
+
+log = structlog.get_logger("dspex.teleprompt")
+JOURNAL = "journal.jsonl"
+
+
+class CompileStopped(DspexError):
+    """Raised inside a compile when it must stop dispatching (``reason``: "budget" or "cancelled");
+    the optimizer catches it and returns the best program so far."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason, self.detail = reason, detail
+        super().__init__(f"compile stopped: {reason}" + (f" ({detail})" if detail else ""))
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    id: int
+    description: str
+    score: float
+    lm_calls: int
+
+
+@dataclass(frozen=True)
+class CompileReport:
+    """What a compile tried and spent (``compiled.compile_report``)."""
+
+    optimizer: str
+    seed: int
+    baseline_score: float | None
+    score: float | None
+    candidates: tuple[CandidateScore, ...]
+    stopped: str  # "done" | "budget" | "cancelled"
+    usage: UsageTotals
+    cost: float
+    lm_calls: int
+    wall_s: float
+    run_dir: str | None
+    resumed_steps: int = 0  # journal entries a resumed compile did not redo
+
+
+@dataclass(frozen=True)
+class CompileProgress:
+    """Published on the runtime's bus (``rt.subscribe``) at each step of a compile."""
+
+    run: str
+    optimizer: str
+    phase: str
+    candidate: int | None
+    score: float | None
+    best: float | None
+    calls: int
+    spend_usd: float
+    eta_s: float | None
+    finished: bool = False
+
+
+@dataclass
+class CompileJob:
+    optimizer: str
+    seed: int
+    fingerprint: dict  # what a resumed journal must match
+    run_dir: Path | None = None
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
+    max_concurrency: int = 16
+    workers: int | None = None
+    run: str = field(default_factory=lambda: new_run_id("compile"))
+    usage: UsageTotals = field(default_factory=UsageTotals)
+    started: float = field(default_factory=time.monotonic)
+    done: list[dict] = field(default_factory=list)  # journal entries from an earlier run (resume)
+    best: float | None = None
+    resumed_steps: int = 0
+    errors: list = field(default_factory=list)  # bootstrap errors as met (the first ones are named on failure)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        for label, value in (("budget_usd", self.budget_usd), ("budget_tokens", self.budget_tokens)):
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise ConfigError(f"{label} must be a number >= 0 or None, got {value!r}")
+        if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
+            raise ConfigError(f"max_concurrency must be an int >= 1, got {self.max_concurrency!r}")
+        if self.budget_usd == 0 or self.budget_tokens == 0:
+            raise BudgetExceeded("the budget is zero: not even the baseline fits; raise budget_usd / budget_tokens",
+                                 self.optimizer, 0)
+        if self.run_dir is not None:
+            self.run_dir = Path(self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._open_journal()
+
+    # --- journal -----------------------------------------------------------------------------------
+
+    def _open_journal(self) -> None:
+        path = self.run_dir / JOURNAL  # type: ignore[operator]
+        header = {"kind": "header", "optimizer": self.optimizer, "seed": self.seed, **self.fingerprint}
+        if path.exists():
+            entries = _read_journal(path)
+            old = entries[0] if entries and entries[0].get("kind") == "header" else None
+            if old is None:
+                raise ConfigError(f"{path} is not a dspex compile journal (no header): use another run_dir")
+            differs = [k for k in header if old.get(k) != header[k]]
+            if differs:
+                raise ConfigError(f"{path} is the journal of another compile: its {', '.join(differs)} "
+                                  f"differ{'s' if len(differs) == 1 else ''} from this one's; use another run_dir "
+                                  "or the same optimizer, settings, student, trainset and seed")
+            self.done = entries[1:]
+            self.resumed_steps = len(self.done)
+            log.info("compile_resumed", run_dir=str(self.run_dir), steps=len(self.done))
+        else:
+            self._append(header)
+
+    def record(self, entry: dict) -> None:
+        """Append one step to the journal (flushed and fsynced: a kill -9 loses at most the step under way)."""
+        if self.run_dir is not None:
+            self._append(entry)
+
+    def _append(self, entry: dict) -> None:
+        with open(self.run_dir / JOURNAL, "a", encoding="utf-8") as fh:  # type: ignore[operator]
+            fh.write(dumps_line(entry))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def journaled(self, kind: str) -> list[dict]:
+        return [e for e in self.done if e.get("kind") == kind]
+
+    # --- scoring -----------------------------------------------------------------------------------
+
+    def evaluate(self, program: Any, examples: Sequence[Example], metric: Callable, *, phase: str,
+                 concurrency: int | None = None,
+                 until: Callable[[Any], bool] | None = None) -> EvaluationResult:
+        """Score ``program`` on ``examples`` through Evaluate, inside the budget; CompileStopped when
+        the budget is spent or Ctrl-C arrives (the partial result is still counted)."""
+        self._check_budget()
+        spent_usd, spent_tokens = self.usage.cost, self.usage.total_tokens
+
+        def stop(tally: Any) -> bool:
+            over = ((self.budget_usd is not None and spent_usd + tally.spent >= self.budget_usd)
+                    or (self.budget_tokens is not None and spent_tokens + tally.tokens >= self.budget_tokens))
+            return over or (until is not None and until(tally))
+
+        workers = self.workers if self.workers is not None else 0
+        evaluator = Evaluate(examples, metric, max_concurrency=concurrency or self.max_concurrency, workers=workers,
+                             progress=False, timeout_per_example=300.0)
+        result = evaluator.run(program, until=stop)
+        with self._lock:  # candidates are scored from several threads at once
+            self.usage = self.usage + result.usage
+        if result.aborted == "interrupted":
+            raise CompileStopped("cancelled", f"Ctrl-C during {phase}")
+        self._check_budget()
+        return result
+
+    def _check_budget(self) -> None:
+        if self.budget_usd is not None and self.usage.cost >= self.budget_usd:
+            raise CompileStopped("budget", f"budget_usd={self.budget_usd:g} spent (${self.usage.cost:.6f})")
+        if self.budget_tokens is not None and self.usage.total_tokens >= self.budget_tokens:
+            raise CompileStopped("budget", f"budget_tokens={self.budget_tokens} spent ({self.usage.total_tokens})")
+
+    # --- events and report --------------------------------------------------------------------------
+
+    def progress(self, phase: str, candidate: int | None = None, score: float | None = None,
+                 fraction: float | None = None, finished: bool = False) -> None:
+        if score is not None and (self.best is None or score > self.best):
+            self.best = score
+        elapsed = time.monotonic() - self.started
+        eta = elapsed * (1 - fraction) / fraction if fraction else None
+        event = CompileProgress(self.run, self.optimizer, phase, candidate, score, self.best, self.usage.requests,
+                                self.usage.cost, eta, finished)
+        rt = active_runtime()
+        if rt is not None:
+            rt.publish(event)
+
+    def report(self, baseline: float | None, score: float | None, candidates: Sequence[CandidateScore],
+               stopped: str) -> CompileReport:
+        self.progress("finished", score=score, fraction=1.0, finished=True)
+        return CompileReport(self.optimizer, self.seed, baseline, score, tuple(candidates), stopped, self.usage,
+                             self.usage.cost, self.usage.requests, time.monotonic() - self.started,
+                             str(self.run_dir) if self.run_dir is not None else None, self.resumed_steps)
+
+
+def fingerprint(**parts: Any) -> dict:
+    """Stable digests of what a journal must match (the student's structure, the data, the settings)."""
+    return {k: hashlib.sha256(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            for k, v in parts.items()}
+
+
+def _read_journal(path: Path) -> list[dict]:
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue  # a line torn by a kill: the step it recorded is redone
+    return entries
+
+
+__all__ = ["CompileJob", "CompileReport", "CandidateScore", "CompileProgress", "CompileStopped", "fingerprint"]

@@ -1,0 +1,52 @@
+"""A simulated task where demos measurably help, deterministically.
+
+Questions are ``w<i>``; the right answer is the question upper-cased. Zero-shot, the simulated model
+answers right only on "easy" questions (an even i); with at least one demo in the prompt it answers
+every question right. So zero-shot scores 0.5, bootstrapping finds passing traces on the easy ones,
+and any program with demos scores 1.0.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import dspex
+from dspex.testing import ProviderServer
+
+from ..scripted import chat
+
+KEY = "sk-test-teleprompt-123456"
+
+
+def answer(req) -> str:
+    demos = sum(1 for m in req.messages if m["role"] == "assistant")
+    fields = dict(re.findall(r"\[\[ ## (\w+) ## \]\]\n([^\n]*)", req.last_user))
+    question = fields.get("question") or fields.get("draft") or ""
+    easy = question[-1:].isdigit() and int(question[-1]) % 2 == 0
+    right = question.upper()
+    if "draft" in fields:  # the second predictor of a two-step module: polishes the draft
+        return chat(answer=fields["draft"] if demos or easy else "wrong")
+    return chat(answer=right if demos or easy else "wrong")
+
+
+def data(n: int, prefix: str = "w") -> list[dspex.Example]:
+    return [dspex.Example(question=f"{prefix}{i}", answer=f"{prefix}{i}".upper()).with_inputs("question")
+            for i in range(n)]
+
+
+def exact(example, pred, trace=None) -> bool:
+    return pred.answer == example.answer
+
+
+@pytest.fixture
+def sim():
+    with ProviderServer(answer=answer, api_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def lm(sim, tmp_path):
+    with dspex.runtime("local", cache_dir=tmp_path / "cache", log_level=None):
+        yield dspex.LM("openai/task", api_key=KEY, base_url=sim.base_url())

@@ -1,0 +1,79 @@
+"""LabeledFewShot and BootstrapFewShot against the simulated task where demos help."""
+
+from __future__ import annotations
+
+import pytest
+
+import dspex
+from dspex.teleprompt import NoTracePassed
+
+from .conftest import data, exact
+
+
+def score(program, dev) -> float:
+    return dspex.Evaluate(dev, exact, progress=False).run(program).score
+
+
+def test_labeled_few_shot_is_seeded_and_leaves_the_student_alone(lm):
+    student = dspex.Predict("question -> answer", lm=lm)
+    train, dev = data(20, "t"), data(10, "d")
+    a = dspex.LabeledFewShot(k=4, seed=0).compile(student, trainset=train)
+    b = dspex.LabeledFewShot(k=4, seed=0).compile(student, trainset=train)
+    c = dspex.LabeledFewShot(k=4, seed=1).compile(student, trainset=train)
+    assert a.demos == b.demos != c.demos and len(a.demos) == 4
+    assert student.demos == [] and a.compile_report.seed == 0
+    assert score(student, dev) == 0.5 and score(a, dev) == 1.0
+
+
+def test_bootstrap_lifts_the_score_from_passing_traces_and_stops_early(lm, sim):
+    student = dspex.Predict("question -> answer", lm=lm)
+    train, dev = data(40, "t"), data(10, "d")
+    compiled = dspex.BootstrapFewShot(exact, max_bootstrapped_demos=3, max_labeled_demos=3).compile(
+        student, trainset=train)
+    assert [d["question"] for d in compiled.demos] == ["t0", "t2", "t4"]  # the first passes, in trainset order
+    assert all(d["answer"] == d["question"].upper() for d in compiled.demos)
+    asked = len(sim.log)
+    assert asked < 40  # stopped once it had its demos (the rest cancelled, not waited for)
+    assert student.demos == [] and score(compiled, dev) == 1.0
+    report = compiled.compile_report
+    assert report.stopped == "done" and report.optimizer == "BootstrapFewShot" and report.lm_calls == asked
+    again = dspex.BootstrapFewShot(exact, max_bootstrapped_demos=3, max_labeled_demos=3).compile(
+        student, trainset=train)
+    assert again.demos == compiled.demos  # same seed, same program
+
+
+class TwoStep(dspex.Module):
+    def __init__(self, lm):
+        self.draft = dspex.Predict("question -> answer", lm=lm)
+        self.polish = dspex.Predict("question, draft -> answer", lm=lm)
+
+    def forward(self, question):
+        first = self.draft(question=question)
+        return self.polish(question=question, draft=first.answer)
+
+
+def test_each_predictor_of_a_two_step_module_gets_its_own_demos(lm):
+    compiled = dspex.BootstrapFewShot(exact, max_bootstrapped_demos=2, max_labeled_demos=2).compile(
+        TwoStep(lm), trainset=data(10, "t"))
+    assert [set(d) for d in compiled.draft.demos] == [{"question", "answer"}] * 2
+    assert [set(d) for d in compiled.polish.demos] == [{"question", "draft", "answer"}] * 2
+    assert score(compiled, data(6, "d")) == 1.0
+
+
+def test_a_teacher_of_another_structure_and_bad_trainsets_are_refused(lm):
+    student = dspex.Predict("question -> answer", lm=lm)
+    boot = dspex.BootstrapFewShot(exact)
+    with pytest.raises(dspex.ConfigError, match="teacher"):
+        boot.compile(student, trainset=data(4), teacher=TwoStep(lm))
+    with pytest.raises(dspex.ConfigError, match="non-empty"):
+        boot.compile(student, trainset=[])
+    with pytest.raises(dspex.ConfigError, match="lacks the input"):
+        boot.compile(student, trainset=[dspex.Example(query="x", answer="X").with_inputs("query")])
+
+
+def test_no_passing_trace_is_a_typed_error_naming_the_first_errors(lm):
+    def broken(example, pred, trace=None):
+        raise ValueError("metric bug")
+
+    with pytest.raises(NoTracePassed, match="MetricError"):
+        dspex.BootstrapFewShot(broken).compile(dspex.Predict("question -> answer", lm=lm), trainset=data(4))

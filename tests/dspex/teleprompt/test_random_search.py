@@ -1,0 +1,104 @@
+"""Random search: DSPy's candidate set, candidates in flight together, journaled and resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import dspex
+
+from .conftest import KEY, data, exact
+
+
+def search(**options):
+    return dspex.BootstrapFewShotWithRandomSearch(exact, num_candidate_programs=4, max_bootstrapped_demos=2,
+                                                  max_labeled_demos=2, **options)
+
+
+def test_random_search_finds_a_better_program_and_reports_every_candidate(lm, sim):
+    student = dspex.Predict("question -> answer", lm=lm)
+    compiled = search().compile(student, trainset=data(12, "t"), valset=data(8, "v"))
+    report = compiled.compile_report
+    assert report.baseline_score == 0.5 and report.score == 1.0 and report.stopped == "done"
+    assert [c.description for c in report.candidates[:3]] == ["zero-shot", "labeled demos only",
+                                                              "bootstrap 2 demos, unshuffled"]
+    assert len(report.candidates) == 3 + 4
+    assert report.lm_calls - report.usage.cache_hits == len(sim.log)  # what was sent: every request counted
+    assert student.demos == [] and compiled.demos
+
+
+def test_search_adapters_makes_the_adapter_part_of_each_candidate(lm):
+    compiled = search(search_adapters=True).compile(dspex.Predict("question -> answer", lm=lm),
+                                                    trainset=data(8, "t"), valset=data(4, "v"))
+    names = [c.description for c in compiled.compile_report.candidates]
+    assert {"zero-shot, ChatAdapter", "zero-shot, JSONAdapter", "zero-shot, TextAdapter"} <= set(names)
+
+
+def test_a_valset_is_required():
+    with pytest.raises(dspex.ConfigError, match="valset"):
+        search().compile(dspex.Predict("question -> answer"), trainset=data(4))
+
+
+def test_resume_from_the_journal_asks_nothing_again_and_gives_the_same_program(lm, sim, tmp_path):
+    student = dspex.Predict("question -> answer", lm=lm)
+    first = search().compile(student, trainset=data(12, "t"), valset=data(8, "v"), run_dir=tmp_path / "run")
+    asked = len(sim.log)
+    again = search().compile(student, trainset=data(12, "t"), valset=data(8, "v"), run_dir=tmp_path / "run")
+    assert len(sim.log) == asked  # every bootstrap and every score came from the journal
+    assert again.demos == first.demos and again.compile_report.resumed_steps > 0
+    with pytest.raises(dspex.ConfigError, match="seed"):
+        search(seed=5).compile(student, trainset=data(12, "t"), valset=data(8, "v"), run_dir=tmp_path / "run")
+
+
+def test_a_budget_stops_dispatching_with_the_best_so_far(lm):
+    compiled = search(parallel=1).compile(dspex.Predict("question -> answer", lm=lm), trainset=data(12, "t"),
+                                          valset=data(8, "v"), budget_tokens=6000)
+    report = compiled.compile_report
+    assert report.stopped == "budget" and 2 <= len(report.candidates) < 7
+    assert report.score == 1.0 and compiled.demos  # the best so far (labeled demos) comes back
+    per_request = report.usage.total_tokens / report.usage.requests
+    assert report.usage.total_tokens <= 6000 + 16 * per_request * 1.5  # overspend bounded by what was in flight
+
+
+RUNNER = textwrap.dedent("""
+    import sys, json, dspex
+    sys.path.insert(0, sys.argv[3])
+    from tests.dspex.teleprompt.conftest import data, exact
+    with dspex.runtime("local", cache_dir=sys.argv[2] + "/cache", log_level="error"):
+        lm = dspex.LM("openai/task", api_key=sys.argv[4], base_url=sys.argv[1], cache=False)
+        compiled = dspex.BootstrapFewShotWithRandomSearch(exact, num_candidate_programs=6, max_bootstrapped_demos=2,
+            max_labeled_demos=2).compile(dspex.Predict("question -> answer", lm=lm), trainset=data(16, "t"),
+            valset=data(12, "v"), run_dir=sys.argv[2] + "/run", max_concurrency=4)
+        print(json.dumps(compiled.demos))
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_compiling_process_then_resume_gives_the_identical_program(sim, tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    args = [sys.executable, "-c", RUNNER, sim.base_url(), str(tmp_path), root, KEY]
+    clean = subprocess.run(args[:4] + [str(tmp_path / "clean")] + args[5:], capture_output=True, text=True,
+                           timeout=120)
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    uninterrupted = len(sim.log)
+    sim.clear_log()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = tmp_path / "run" / "journal.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("candidate") < 2):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first_part = len(sim.log)
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads(resumed.stdout.splitlines()[-1]) == json.loads(clean.stdout.splitlines()[-1])
+    assert first_part < uninterrupted  # it really was cut short
+    assert len(sim.log) <= uninterrupted + 4  # the requests in flight at the kill, at most, were asked twice
