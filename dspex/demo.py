@@ -1,7 +1,8 @@
 """The demo: a real local model (SmolLM2-135M on llama.cpp, no key, no network) classifies review
-sentiment with ``Predict`` and the Text adapter, zero-shot and then with a few labelled demos.
+sentiment; ``BootstrapFewShotWithRandomSearch`` compiles the program within a token budget, and the
+compiled program is scored, saved and loaded back.
 
-    python -m dspex demo [--model local/smollm2-135m] [--n 80] [--demos 6]
+    python -m dspex demo [--model local/smollm2-135m] [--n 200] [--val 60] [--candidates 2]
 
 With a provider key in the environment, ``--model openai/gpt-4o-mini`` runs the same program there.
 """
@@ -16,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import LM, ChainOfThought, ConfigError, Evaluate, Predict, Signature, TextAdapter, runtime
+from . import LM, BootstrapFewShotWithRandomSearch, ConfigError, Evaluate, Predict, Signature, load, runtime
 from .primitives import Example
 
 DATA = Path(__file__).resolve().parent / "data" / "sentiment" / "sentences.jsonl"
@@ -56,37 +57,54 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dspex demo", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="local/smollm2-135m")
     parser.add_argument("--n", type=int, default=200, help="dev examples")
-    parser.add_argument("--demos", type=int, default=6, help="labelled demos for the few-shot run")
-    parser.add_argument("--cot", action="store_true", help="ChainOfThought instead of Predict")
+    parser.add_argument("--val", type=int, default=60, help="validation examples the candidates are scored on")
+    parser.add_argument("--candidates", type=int, default=2, help="shuffled bootstrap candidates")
+    parser.add_argument("--budget-tokens", type=int, default=200_000, help="token budget of the compile")
+    parser.add_argument("--out", default=None, help="where to save the compiled program (default: a temp dir)")
     args = parser.parse_args(argv)
     train, dev = sentiment_split(args.n)
+    val, train = train[:args.val], train[args.val:]
     QA = Signature("review -> sentiment", instructions="Classify the sentiment of the review as positive or negative.")
     events: list = []
-    print(f"dspex demo: {args.model}, {len(dev)} dev reviews (UCI sentiment, CC BY 4.0)\n")
+    print(f"dspex demo: {args.model}, {len(train)} train / {len(val)} val / {len(dev)} dev reviews "
+          "(UCI sentiment, CC BY 4.0)\n")
     t0 = time.monotonic()
-    with runtime("local", cache_dir=tempfile.mkdtemp(prefix="dspex-demo-"), log_level="error") as rt:
-        rt.actors.subscribe(events.append)
+    workdir = Path(tempfile.mkdtemp(prefix="dspex-demo-"))
+    with runtime("local", cache_dir=workdir / "cache", log_level="error") as rt:
+        rt.subscribe(events.append)
         try:
-            lm = LM(args.model, max_tokens=8 if not args.cot else 128, cache=True)
+            lm = LM(args.model, max_tokens=8)
         except ConfigError as exc:
             print(f"cannot start {args.model}: {exc}", file=sys.stderr)
             return 2
-        print(f"runtime and model ready in {time.monotonic() - t0:.1f}s ({lm!r})")
-        make = ChainOfThought if args.cot else Predict
-        zero = make(QA, lm=lm, adapter=TextAdapter())
-        acc0, wall0, fail0 = score(zero, dev)
-        print(f"zero-shot:          accuracy {acc0:6.1%}  in {wall0:5.1f}s" + (f"  ({len(fail0)} failed)" if fail0 else ""))
-        demos = [dict(e.items()) for e in _balanced(train, args.demos)]
-        few = make(QA, lm=lm, adapter=TextAdapter(), demos=demos)
-        acc1, wall1, fail1 = score(few, dev)
-        print(f"with {len(demos)} demos:       accuracy {acc1:6.1%}  in {wall1:5.1f}s" + (f"  ({len(fail1)} failed)" if fail1 else ""))
+        print(f"runtime and model ready in {time.monotonic() - t0:.1f}s ({lm!r}, adapter {lm.default_adapter})")
+        student = Predict(QA, lm=lm)
+        acc0, wall0, fail0 = score(student, dev)
+        print(f"zero-shot on dev:   accuracy {acc0:6.1%}  in {wall0:5.1f}s" + (f"  ({len(fail0)} failed)" if fail0 else ""))
+        optimizer = BootstrapFewShotWithRandomSearch(correct, num_candidate_programs=args.candidates,
+                                                     max_bootstrapped_demos=4, max_labeled_demos=6)
+        compiled = optimizer.compile(student, trainset=train, valset=val, budget_tokens=args.budget_tokens,
+                                     max_concurrency=4, run_dir=workdir / "compile")
+        report = compiled.compile_report
+        print(f"\nBootstrapFewShotWithRandomSearch ({report.stopped}, {report.wall_s:.1f}s, {report.lm_calls} LM calls, "
+              f"{report.usage.total_tokens} tokens, journal in {report.run_dir}):")
+        for c in report.candidates:
+            print(f"  #{c.id:<2} {c.score:6.1%}  {c.description}")
+        acc1, wall1, fail1 = score(compiled, dev)
+        print(f"\ncompiled on dev:    accuracy {acc1:6.1%}  in {wall1:5.1f}s   lift {100 * (acc1 - acc0):+.1f} points"
+              + (f"  ({len(fail1)} failed)" if fail1 else ""))
+        out = Path(args.out) if args.out else workdir / "compiled.json"
+        compiled.save(out)
+        reloaded = load(out, lm=lm)
+        print(f"saved to {out}; dspex.load reads it back with {len(reloaded.demos)} demos")
         usage = lm.usage()
         print(f"\nLM usage: {usage.requests} requests, {usage.prompt_tokens} prompt + {usage.completion_tokens} "
               f"completion tokens, ${usage.cost:.4f}, {usage.retries} retries, {usage.cache_hits} cache hits")
         for failure in (fail0 + fail1)[:5]:
             print(f"  failed: {failure}")
-    print(f"\nsupervision events ({len(events)}):")
-    for e in events:
+    tree = [e for e in events if hasattr(e, "summary")]
+    print(f"\nsupervision events ({len(tree)}):")
+    for e in tree:
         print(f"  {e.summary()}")
     print(f"\ntotal wall time {time.monotonic() - t0:.1f}s; every actor and the model process are stopped")
     return 0

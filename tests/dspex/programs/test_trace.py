@@ -11,9 +11,9 @@ from .test_programs import lm, script  # noqa: F401  (fixtures)
 class TwoStep(dspex.Module):
     """Written as DSPy users write it: two predictors, the last Prediction returned, no dspex.combine."""
 
-    def __init__(self, lm):
-        self.draft = dspex.Predict("question -> answer", lm=lm)
-        self.polish = dspex.Predict("question, draft -> answer", lm=lm)
+    def __init__(self, model):
+        self.draft = dspex.Predict("question -> answer", lm=model)
+        self.polish = dspex.Predict("question, draft -> answer", lm=model)
 
     def forward(self, question):
         first = self.draft(question=question)

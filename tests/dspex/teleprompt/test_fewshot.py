@@ -77,3 +77,14 @@ def test_no_passing_trace_is_a_typed_error_naming_the_first_errors(lm):
 
     with pytest.raises(NoTracePassed, match="MetricError"):
         dspex.BootstrapFewShot(broken).compile(dspex.Predict("question -> answer", lm=lm), trainset=data(4))
+
+
+def test_a_compile_publishes_its_progress_on_the_runtime_bus(lm):
+    events: list = []
+    dspex.current_runtime().subscribe(events.append)
+    dspex.BootstrapFewShot(exact, max_bootstrapped_demos=2).compile(dspex.Predict("question -> answer", lm=lm),
+                                                                    trainset=data(8, "t"))
+    progress = [e for e in events if isinstance(e, dspex.CompileProgress)]
+    assert progress and progress[-1].finished and progress[-1].optimizer == "BootstrapFewShot"
+    assert {e.phase for e in progress} >= {"bootstrap", "finished"}
+    assert progress[-1].calls >= 2
