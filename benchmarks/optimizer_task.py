@@ -1,7 +1,8 @@
 """The simulated task both libraries' optimizers run in benchmarks/bench_optimizers.py (importable by
 either venv: no dspex or dspy import). Questions are ``q<i>``; the right answer is the question
-upper-cased. Zero-shot the model is right only when i is a multiple of ``RARE``; with a demo in the
-prompt it is always right. So a bootstrap has to scan many examples to find its passing traces."""
+upper-cased. On training questions (``t<i>``) the model is right only when i is a multiple of ``RARE``,
+demos or not, so a bootstrap has to scan the trainset for its passing traces; on validation questions
+(``v<i>``) it is right with a demo in the prompt and wrong without, so demos lift the score."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ def answer_text(messages: list[dict], last_user: str) -> str:
     fields = dict(MARKER.findall(last_user))
     question = fields.get("question", "")
     digits = question[1:]
-    right = demos > 0 or (digits.isdigit() and int(digits) % RARE == 0)
+    if question.startswith("v"):
+        right = demos > 0
+    else:
+        right = digits.isdigit() and int(digits) % RARE == 0
     return f"[[ ## answer ## ]]\n{question.upper() if right else 'wrong'}\n\n[[ ## completed ## ]]"
 
 

@@ -6,11 +6,14 @@ import json
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..clients.messages import UsageTotals
 from ..errors import DspexError
 from ..jsonl import dumps_line
+from ..adapters.base import to_jsonable
 from ..primitives import Example, Prediction, Usage
+from ..programs.trace import TraceStep
 
 
 class RemoteError(DspexError):
@@ -35,6 +38,13 @@ class MetricError(DspexError):
 class ProgramAborted(DspexError):
     """The program raised a BaseException that is not an Exception (``SystemExit``, a library's own):
     recorded as this example's failure instead of stopping the run (Ctrl-C still stops it)."""
+
+
+def _step_json(step: Any) -> dict:
+    return {"predictor": getattr(step, "predictor", str(step)), "inputs": to_jsonable(getattr(step, "inputs", {})),
+            "outputs": to_jsonable(getattr(step, "outputs", {})),
+            "usage": [step.usage.prompt_tokens, step.usage.completion_tokens] if hasattr(step, "usage") else [0, 0],
+            "cost": getattr(step, "cost", 0.0)}
 
 
 def timeout_row(index: int, example: Example, attempts: int, worker: str) -> "EvalRow":
@@ -76,13 +86,17 @@ class EvalRow:
                 "cost": self.prediction.cost if self.prediction is not None else 0.0,
                 "score": self.score, "error": None if self.error is None else
                 {"type": type(self.error).__name__, "message": str(self.error)[:2000]},
-                "attempts": self.attempts, "worker": self.worker}
+                "attempts": self.attempts, "worker": self.worker,
+                "trace": [_step_json(s) for s in self.prediction.trace] if self.prediction is not None else []}
 
     @classmethod
     def from_json(cls, data: dict) -> "EvalRow":
         pred = None
         if data["prediction"] is not None:
-            pred = Prediction(data["prediction"], usage=Usage(*data.get("usage", [0, 0])), cost=data.get("cost", 0.0))
+            trace = [TraceStep(s["predictor"], s["inputs"], s["outputs"], Usage(*s.get("usage", [0, 0])),
+                               s.get("cost", 0.0)) for s in data.get("trace", [])]
+            pred = Prediction(data["prediction"], usage=Usage(*data.get("usage", [0, 0])), cost=data.get("cost", 0.0),
+                              trace=trace)
         err = data["error"]
         return cls(data["index"], Example.from_json(json.dumps(data["example"])), pred, float(data["score"]),
                    RemoteError(err["type"], err["message"]) if err else None, data["attempts"], data["worker"])

@@ -103,9 +103,10 @@ def passed(metric: Callable, threshold: float | None) -> Callable:
 
 
 class BootstrapFewShot:
-    """DSPy's BootstrapFewShot: run the teacher over the trainset, keep the traces the metric passes as
-    demos (up to ``max_bootstrapped_demos`` per predictor), fill up to ``max_labeled_demos`` with raw
-    examples. Concurrent, deterministic, journaled, resumable."""
+    """DSPy's BootstrapFewShot: run the teacher (by default the student with ``max_labeled_demos``
+    labeled demos, as in DSPy) over the trainset, keep the traces the metric passes as demos (up to
+    ``max_bootstrapped_demos`` per predictor), fill up to ``max_labeled_demos`` with raw examples.
+    Concurrent, deterministic, journaled, resumable."""
 
     def __init__(self, metric: Callable, metric_threshold: float | None = None, max_bootstrapped_demos: int = 4,
                  max_labeled_demos: int = 16, max_rounds: int = 1, max_errors: int | None = None,
@@ -148,7 +149,13 @@ class BootstrapFewShot:
         """The compiled copy of ``student`` and the traces found; ``order`` (train indices) and
         ``max_demos`` let random search bootstrap shuffled subsets; journal entries carry ``tag``."""
         compiled = student.reset_copy()
-        teacher_copy = (teacher.deepcopy() if teacher is not None else student.reset_copy())
+        if teacher is not None:
+            teacher_copy = teacher.deepcopy()
+        else:  # as DSPy does: the student with labeled demos teaches
+            teacher_copy = student.reset_copy()
+            labeled = labeled_demos(trainset, self.max_labeled_demos, random.Random(self.seed))
+            for predictor in teacher_copy.predictors():
+                predictor.demos = list(labeled)
         if structure(teacher_copy) != structure(compiled):
             raise ConfigError(f"the teacher's predictors {structure(teacher_copy)} differ from the student's "
                               f"{structure(compiled)}: use a teacher of the same program")
@@ -192,7 +199,8 @@ class BootstrapFewShot:
                 return _enough(merged, order, want)
 
             result = job.evaluate(Traced(program), [trainset[i] for i in pending],
-                                  passed(self.metric, self.metric_threshold), phase="bootstrap", until=until)
+                                  passed(self.metric, self.metric_threshold), phase="bootstrap",
+                                  name=f"bootstrap{('-' + tag) if tag else ''}-round{round_}", until=until)
             errors = 0
             for pos, row in enumerate(result.rows):
                 if type(row.error).__name__ == "EvaluationCancelled":

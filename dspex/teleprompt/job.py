@@ -101,7 +101,7 @@ class CompileJob:
     best: float | None = None
     resumed_steps: int = 0
     errors: list = field(default_factory=list)  # bootstrap errors as met (the first ones are named on failure)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
         for label, value in (("budget_usd", self.budget_usd), ("budget_tokens", self.budget_tokens)):
@@ -141,7 +141,8 @@ class CompileJob:
     def record(self, entry: dict) -> None:
         """Append one step to the journal (flushed and fsynced: a kill -9 loses at most the step under way)."""
         if self.run_dir is not None:
-            self._append(entry)
+            with self._lock:
+                self._append(entry)
 
     def _append(self, entry: dict) -> None:
         with open(self.run_dir / JOURNAL, "a", encoding="utf-8") as fh:  # type: ignore[operator]
@@ -154,11 +155,13 @@ class CompileJob:
 
     # --- scoring -----------------------------------------------------------------------------------
 
-    def evaluate(self, program: Any, examples: Sequence[Example], metric: Callable, *, phase: str,
+    def evaluate(self, program: Any, examples: Sequence[Example], metric: Callable, *, phase: str, name: str,
                  concurrency: int | None = None,
                  until: Callable[[Any], bool] | None = None) -> EvaluationResult:
         """Score ``program`` on ``examples`` through Evaluate, inside the budget; CompileStopped when
-        the budget is spent or Ctrl-C arrives (the partial result is still counted)."""
+        the budget is spent or Ctrl-C arrives (the partial result is still counted). With a run_dir,
+        each row is journaled as it finishes (``name`` tells the evaluations apart), so a resumed
+        compile asks again only the rows that were in flight."""
         self._check_budget()
         spent_usd, spent_tokens = self.usage.cost, self.usage.total_tokens
 
@@ -168,8 +171,9 @@ class CompileJob:
             return over or (until is not None and until(tally))
 
         workers = self.workers if self.workers is not None else 0
+        rows = self.run_dir / f"rows-{name}.jsonl" if self.run_dir is not None else None
         evaluator = Evaluate(examples, metric, max_concurrency=concurrency or self.max_concurrency, workers=workers,
-                             progress=False, timeout_per_example=300.0)
+                             progress=False, timeout_per_example=300.0, journal=rows, resume_from=rows)
         result = evaluator.run(program, until=stop)
         with self._lock:  # candidates are scored from several threads at once
             self.usage = self.usage + result.usage

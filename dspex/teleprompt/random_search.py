@@ -79,19 +79,20 @@ class BootstrapFewShotWithRandomSearch:
         try:
             for start in range(0, len(plan), parallel):
                 batch = plan[start:start + parallel]
-                built = {item["id"]: self.build(job, booter, student, teacher, trainset, item) for item in batch}
-                programs.update(built)
-                todo = [item for item in batch if item["id"] not in scored]
 
-                def score(item: dict) -> dict:
-                    result = job.evaluate(built[item["id"]], valset, self.metric, phase="candidates",
+                def build_and_score(item: dict) -> dict | None:
+                    program = self.build(job, booter, student, teacher, trainset, item)
+                    programs[item["id"]] = program
+                    if item["id"] in scored:
+                        return None  # scored before the crash: the journal has it
+                    result = job.evaluate(program, valset, self.metric, phase="candidates", name=f"candidate-{item['id']}",
                                           concurrency=per_candidate)
                     return {"kind": "candidate", "id": item["id"], "description": describe(item),
                             "score": result.score, "lm_calls": result.usage.requests, "complete": not result.aborted}
 
-                with ThreadPoolExecutor(len(todo) or 1, thread_name_prefix="dspex-candidate") as pool:
-                    for entry in pool.map(score, todo):
-                        if entry["complete"]:  # a candidate cut short by the budget is not a score
+                with ThreadPoolExecutor(len(batch), thread_name_prefix="dspex-candidate") as pool:
+                    for entry in pool.map(build_and_score, batch):
+                        if entry is not None and entry["complete"]:  # one cut short by the budget is no score
                             scored[entry["id"]] = entry
                             job.record(entry)
                             job.progress("candidates", entry["id"], entry["score"], (entry["id"] + 1) / len(plan))

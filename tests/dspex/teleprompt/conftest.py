@@ -1,9 +1,10 @@
 """A simulated task where demos measurably help, deterministically.
 
-Questions are ``w<i>``; the right answer is the question upper-cased. Zero-shot, the simulated model
-answers right only on "easy" questions (an even i); with at least one demo in the prompt it answers
-every question right. So zero-shot scores 0.5, bootstrapping finds passing traces on the easy ones,
-and any program with demos scores 1.0.
+Questions are ``<prefix><i>``; the right answer is the question upper-cased. On training questions
+(prefix ``t``) the simulated model is right only on the "easy" ones (an even i), demos or not, so a
+teacher's passing traces are the easy ones. On any other question it is right on the easy ones
+zero-shot and on every one with at least one demo in the prompt: zero-shot scores 0.5, any program
+with demos 1.0.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ def answer(req) -> str:
     fields = dict(re.findall(r"\[\[ ## (\w+) ## \]\]\n([^\n]*)", req.last_user))
     question = fields.get("question") or fields.get("draft") or ""
     easy = question[-1:].isdigit() and int(question[-1]) % 2 == 0
-    right = question.upper()
+    helped = bool(demos) and not question.startswith("t")
     if "draft" in fields:  # the second predictor of a two-step module: polishes the draft
-        return chat(answer=fields["draft"] if demos or easy else "wrong")
-    return chat(answer=right if demos or easy else "wrong")
+        return chat(answer=fields["draft"] if helped or easy else "wrong")
+    return chat(answer=question.upper() if helped or easy else "wrong")
 
 
 def data(n: int, prefix: str = "w") -> list[dspex.Example]:
