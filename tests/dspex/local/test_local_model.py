@@ -66,3 +66,20 @@ def test_every_adapter_gets_an_answer_and_local_models_default_to_the_text_adapt
         assert isinstance(program.adapter_for(lm), dspex.TextAdapter)
         assert program(review="Terrible, it broke after one day.").sentiment
         assert lm.usage().requests == 4  # one request each: no re-ask, no JSON fallback
+
+
+@pytest.mark.slow
+def test_bootstrap_few_shot_lifts_the_real_local_model(tmp_path):
+    from dspex.demo import correct, sentiment_split
+
+    train, dev = sentiment_split(40, train_size=40)
+    sig = dspex.Signature("review -> sentiment", instructions="Classify the sentiment of the review as positive or negative.")
+    with dspex.runtime("local", cache_dir=tmp_path, log_level="error"):
+        lm = dspex.LM("local/smollm2-135m", max_tokens=8)
+        student = dspex.Predict(sig, lm=lm)
+        zero = dspex.Evaluate(dev, correct, max_concurrency=2, progress=False).run(student).score
+        compiled = dspex.BootstrapFewShot(correct, max_bootstrapped_demos=4, max_labeled_demos=6).compile(
+            student, trainset=train, max_concurrency=2)
+        lifted = dspex.Evaluate(dev, correct, max_concurrency=2, progress=False).run(compiled).score
+    assert len(compiled.demos) == 6 and compiled.compile_report.stopped == "done"
+    assert lifted >= zero + 0.15, (zero, lifted)
