@@ -63,6 +63,7 @@ class Runtime:
         self.log_level = log_level
         self.clients: SupervisorRef | None = None
         self.models: SupervisorRef | None = None
+        self._compile: SupervisorRef | None = None
         self._configs: dict[str, LMConfig] = {}
         self._engines: dict[tuple, Engine] = {}
         self._cache: ResponseCache | None = None  # one per process, opened on first use
@@ -158,6 +159,14 @@ class Runtime:
                                                       title=f"client {cfg.qualified}"))
             self._configs[cfg.client_key] = cfg
             return info.ref
+
+    def compile_supervisor(self) -> SupervisorRef:
+        """The ``compile`` supervisor (started on first use): one journal-keeping actor per compile job."""
+        with self._lock:
+            if self._compile is None:
+                self._compile = self.actors.start_supervisor(SupervisorSpec("one_for_one", intensity=10, period=30.0),
+                                                             name="compile")
+            return self._compile
 
     def remember_key(self, token: str, key: Secret | None) -> None:
         """Keep a handle's key in this process, so a copy unpickled here gets it back (it never travels)."""

@@ -49,8 +49,7 @@ class WorkerFeed:
 
         children = [ChildSpec("coordinator", EvalCoordinator, name=coordinator, title="eval-coordinator",
                               args=(examples, timeout, retry_timeouts, list(done), lost_after))]
-        if not hosts:
-            children += [worker(f"worker-{n}", f"eval-worker {n}") for n in range(1, workers + 1)]
+        local_workers = [worker(f"worker-{n}", f"eval-worker {n}") for n in range(1, workers + 1)] if not hosts else []
         for host in hosts:
             placed = [worker(f"worker-{n}@{host}", f"eval-worker {n}@{host}", shutdown=2.0,
                              requirements={NODE_CAPABILITY: host}) for n in range(1, workers + 1)]
@@ -61,6 +60,12 @@ class WorkerFeed:
                                       children=placed, restart="temporary"))
         self.sup = rt.actors.start_supervisor(SupervisorSpec("one_for_one", intensity=20, period=10.0), children,
                                               name=self.name)
+        try:
+            for spec in local_workers:  # one by one, after the coordinator: a worker killed while it starts
+                _start_with_retry(self.sup, spec)  # (the first ones already work) is started again
+        except BaseException:
+            rt.actors.stop_supervisor(self.name)
+            raise
         self.coord = self.sup.child("coordinator")
         self.cancelled = False
         self.aborted: str | None = None  # why the run stopped early on its own (no worker left)
@@ -85,6 +90,20 @@ class WorkerFeed:
     def close(self) -> None:
         self.rt.actors.stop_supervisor(self.name)
 
+
+
+
+def _start_with_retry(sup: Any, spec: Any, attempts: int = 3) -> None:
+    """start_child, again if the child died while starting (a failed start leaves no spec behind)."""
+    from supervision import FailedToStartChild
+
+    for attempt in range(attempts):
+        try:
+            sup.start_child(spec)
+            return
+        except FailedToStartChild:
+            if attempt == attempts - 1:
+                raise
 
 
 __all__ = ["WorkerFeed"]

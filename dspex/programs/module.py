@@ -159,20 +159,27 @@ def load(path: str | Path, lm: Any = None) -> Module:
 def program_class(name: Any) -> type[Module]:
     """``module:Class`` from a saved file, resolved without importing anything: the module must be
     imported already (dspex's own always are) and the class a Module subclass."""
+    obj = imported_object(name, "the saved program's class")
+    if not (isinstance(obj, type) and issubclass(obj, Module)):
+        raise ConfigError(f"the saved program's class {name} is not a dspex Module: refused")
+    return obj
+
+
+def imported_object(path: Any, what: str) -> Any:
+    """``module:Qualified.name`` looked up in a module that is already imported (a saved file never
+    makes dspex import anything); ConfigError says what to do otherwise. None if the name is absent."""
     import sys
 
-    if not isinstance(name, str) or name.count(":") != 1:
-        raise ConfigError(f"the saved 'class' must be 'module:Class', got {name!r}")
-    module_name, qualname = name.split(":")
+    if not isinstance(path, str) or path.count(":") != 1:
+        raise ConfigError(f"{what} must be 'module:Class', got {path!r}")
+    module_name, qualname = path.split(":")
     module = sys.modules.get(module_name)
     if module is None:
-        raise ConfigError(f"the saved program's class {name} is in {module_name!r}, which is not imported: import "
-                          "the module that defines it first (dspex.load never imports modules named in a file)")
+        raise ConfigError(f"{what} {path} is in {module_name!r}, which is not imported: import the module that "
+                          "defines it first (dspex.load never imports modules named in a file)")
     obj: Any = module
     for part in qualname.split("."):
         obj = vars(obj).get(part) if hasattr(obj, "__dict__") else None
-    if not (isinstance(obj, type) and issubclass(obj, Module)):
-        raise ConfigError(f"the saved program's class {name} is not a dspex Module: refused")
     return obj
 
 

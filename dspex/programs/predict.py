@@ -12,7 +12,7 @@ from ..adapters.base import to_jsonable
 from ..errors import AdapterParseError, ConfigError, SignatureError
 from ..primitives import Example, Prediction, Usage
 from ..signature import OutputField, Signature, SignatureMeta, custom_types_of, ensure_signature, make_signature
-from .module import Predictor
+from .module import Predictor, imported_object
 from .trace import TraceStep, record, step_name
 
 log = structlog.get_logger("dspex.programs")
@@ -169,20 +169,10 @@ def resolve_saved_type(name: str, path: Any) -> type:
     """A custom type named in a saved program: only from a module already imported, and only a pydantic
     model or an enum (loading a file never imports code)."""
     import enum
-    import sys
 
     import pydantic
 
-    if not isinstance(path, str) or path.count(":") != 1:
-        raise ConfigError(f"saved type {name!r}: expected 'module:Class', got {path!r}")
-    module_name, qualname = path.split(":")
-    module = sys.modules.get(module_name)
-    if module is None:
-        raise ConfigError(f"saved type {name!r} lives in {module_name!r}, which is not imported: import it "
-                          "before loading (dspex.load never imports modules named in a file)")
-    obj: Any = module
-    for part in qualname.split("."):
-        obj = vars(obj).get(part) if hasattr(obj, "__dict__") else None
+    obj = imported_object(path, f"saved type {name!r}")
     if not (isinstance(obj, type) and (issubclass(obj, pydantic.BaseModel) or issubclass(obj, enum.Enum))):
         raise ConfigError(f"saved type {name!r} ({path}) is not a pydantic model or an enum: refused")
     return obj

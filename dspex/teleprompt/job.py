@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,13 +20,15 @@ from typing import Any, Callable, Sequence
 
 import structlog
 
+from supervision import ActorExited, ChildSpec, SupervisionError
+
 from ..clients.host import active_runtime
 from ..clients.messages import UsageTotals
 from ..errors import BudgetExceeded, ConfigError, DspexError
 from ..evaluate import Evaluate, EvaluationResult
 from ..evaluate.evaluate import new_run_id
-from ..jsonl import dumps_line
 from ..primitives import Example
+from .keeper import Append, JournalKeeper, read_journal
 
 log = structlog.get_logger("dspex.teleprompt")
 JOURNAL = "journal.jsonl"
@@ -123,7 +124,7 @@ class CompileJob:
         path = self.run_dir / JOURNAL  # type: ignore[operator]
         header = {"kind": "header", "optimizer": self.optimizer, "seed": self.seed, **self.fingerprint}
         if path.exists():
-            entries = _read_journal(path)
+            entries = read_journal(path)
             old = entries[0] if entries and entries[0].get("kind") == "header" else None
             if old is None:
                 raise ConfigError(f"{path} is not a dspex compile journal (no header): use another run_dir")
@@ -135,20 +136,45 @@ class CompileJob:
             self.done = entries[1:]
             self.resumed_steps = len(self.done)
             log.info("compile_resumed", run_dir=str(self.run_dir), steps=len(self.done))
-        else:
-            self._append(header)
+        self._start_keeper(path)
+        if not path.exists() or not read_journal(path):
+            self.record(header)
+
+    def _start_keeper(self, path: Path) -> None:
+        """The job's journal-keeping actor, a child of the runtime's ``compile`` supervisor."""
+        rt = active_runtime()
+        if rt is None:
+            raise ConfigError("a compile with run_dir= needs an open runtime: `with dspex.runtime():`")
+        self._supervisor = rt.compile_supervisor()
+        self._keeper_id = f"job:{self.run}"
+        self._supervisor.start_child(ChildSpec(self._keeper_id, JournalKeeper, args=(str(path),),
+                                               title=f"compile {self.optimizer}"))
 
     def record(self, entry: dict) -> None:
-        """Append one step to the journal (flushed and fsynced: a kill -9 loses at most the step under way)."""
-        if self.run_dir is not None:
-            with self._lock:
-                self._append(entry)
+        """Append one step to the journal through the job's actor (fsynced: a kill -9 loses at most the
+        step under way); if the actor crashed, its restart (from the journal) takes the step."""
+        if self.run_dir is None:
+            return
+        with self._lock:
+            for attempt in range(50):
+                keeper = self._supervisor.child(self._keeper_id)
+                if keeper is not None:
+                    try:
+                        keeper.call(Append(entry), 30.0)
+                        return
+                    except ActorExited:
+                        pass  # restarting: ask the new one
+                time.sleep(0.05 * min(attempt + 1, 10))
+            raise ConfigError(f"the compile job's journal actor under {self._supervisor.path} did not come back")
 
-    def _append(self, entry: dict) -> None:
-        with open(self.run_dir / JOURNAL, "a", encoding="utf-8") as fh:  # type: ignore[operator]
-            fh.write(dumps_line(entry))
-            fh.flush()
-            os.fsync(fh.fileno())
+    def close(self) -> None:
+        """The job is over: its actor goes (the journal stays in run_dir)."""
+        if self.run_dir is not None and getattr(self, "_supervisor", None) is not None:
+            try:
+                self._supervisor.terminate_child(self._keeper_id)
+                self._supervisor.delete_child(self._keeper_id)
+            except SupervisionError as exc:
+                log.warning("compile_job_close", error=str(exc))
 
     def journaled(self, kind: str) -> list[dict]:
         return [e for e in self.done if e.get("kind") == kind]
@@ -205,6 +231,7 @@ class CompileJob:
     def report(self, baseline: float | None, score: float | None, candidates: Sequence[CandidateScore],
                stopped: str) -> CompileReport:
         self.progress("finished", score=score, fraction=1.0, finished=True)
+        self.close()
         return CompileReport(self.optimizer, self.seed, baseline, score, tuple(candidates), stopped, self.usage,
                              self.usage.cost, self.usage.requests, time.monotonic() - self.started,
                              str(self.run_dir) if self.run_dir is not None else None, self.resumed_steps)
@@ -214,18 +241,6 @@ def fingerprint(**parts: Any) -> dict:
     """Stable digests of what a journal must match (the student's structure, the data, the settings)."""
     return {k: hashlib.sha256(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()[:16]
             for k, v in parts.items()}
-
-
-def _read_journal(path: Path) -> list[dict]:
-    entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            continue  # a line torn by a kill: the step it recorded is redone
-    return entries
 
 
 __all__ = ["CompileJob", "CompileReport", "CandidateScore", "CompileProgress", "CompileStopped", "fingerprint"]

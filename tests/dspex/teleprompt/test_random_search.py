@@ -102,3 +102,45 @@ def test_kill_9_of_the_compiling_process_then_resume_gives_the_identical_program
     assert json.loads(resumed.stdout.splitlines()[-1]) == json.loads(clean.stdout.splitlines()[-1])
     assert first_part < uninterrupted  # it really was cut short
     assert len(sim.log) <= uninterrupted + 4  # the requests in flight at the kill, at most, were asked twice
+
+
+@pytest.mark.slow
+def test_a_crash_of_the_job_actor_is_a_supervised_restart_that_goes_on_from_its_journal(sim, tmp_path):
+    """kill -9 of the compile job's actor (its journal keeper) mid-compile: restarted by the compile
+    supervisor from the journal; the compile finishes with the program an undisturbed one gives."""
+    import threading
+
+    from tests.conftest import pids_titled
+
+    def compile_once(run_dir, killer=None):
+        with dspex.runtime("multiproc", cache_dir=tmp_path / "cache", log_level="error") as rt:
+            events: list = []
+            rt.subscribe(events.append)
+            lm = dspex.LM("openai/task", api_key=KEY, base_url=sim.base_url(), cache=False)
+            if killer:
+                threading.Thread(target=killer, args=(run_dir,), daemon=True).start()
+            compiled = dspex.BootstrapFewShotWithRandomSearch(
+                exact, num_candidate_programs=6, max_bootstrapped_demos=2, max_labeled_demos=2, parallel=1).compile(
+                dspex.Predict("question -> answer", lm=lm), trainset=data(16, "t"), valset=data(30, "v"),
+                run_dir=run_dir, max_concurrency=2)
+            return compiled, events
+
+    killed = []
+
+    def kill_keeper(run_dir):
+        journal = run_dir / "journal.jsonl"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count('"candidate"') < 2):
+            time.sleep(0.01)
+        pids = pids_titled(b"dspex: compile")
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        killed.extend(pids)
+
+    clean, _ = compile_once(tmp_path / "clean")
+    crashed, events = compile_once(tmp_path / "crashed", kill_keeper)
+    assert killed, "the job actor was never found to kill"
+    assert any(getattr(e, "kind", "") == "restart" and e.child.startswith("job:") for e in events)
+    assert crashed.demos == clean.demos and crashed.compile_report.score == clean.compile_report.score
+    entries = [json.loads(line) for line in (tmp_path / "crashed" / "journal.jsonl").read_text().splitlines()]
+    assert sum(e["kind"] == "candidate" for e in entries) == len(crashed.compile_report.candidates)
