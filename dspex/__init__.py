@@ -1,7 +1,7 @@
 """dspex: declarative language-model programs on OTP-style supervision (see README)."""
 
 from .adapters import Adapter, ChatAdapter, JSONAdapter, TextAdapter
-from .clients import LM, Breaker, ClientStatus, Completion, LedgerReport, UsageTotals
+from .clients import LM, Breaker, Embedder, ClientStatus, Completion, LedgerReport, UsageTotals
 from .errors import (AdapterParseError, AuthError, BudgetExceeded, CircuitOpen, ClientExited, ConfigError, DspexError,
                      ExampleError, LMError, LMTimeout, MalformedResponse, ProviderError, RateLimited, SignatureError)
 from .evaluate import Evaluate, EvaluationResult, EvalRow
@@ -12,7 +12,7 @@ from .primitives import Example, Prediction, Usage, examples_from, load_jsonl
 from .runtime import Runtime, current_runtime, runtime
 from .signature import Field, InputField, OutputField, Signature
 from .teleprompt import (BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
-                         CompileReport, LabeledFewShot)
+                         CompileReport, KNNFewShot, LabeledFewShot)
 
 __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Prediction", "Usage", "load_jsonl",
            "examples_from", "Adapter", "ChatAdapter", "JSONAdapter", "TextAdapter", "DspexError", "SignatureError",
@@ -21,4 +21,5 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "Completion", "UsageTotals", "LedgerReport", "ClientStatus", "Runtime", "runtime", "current_runtime",
            "configure_logging", "Module", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison",
            "BestOfN", "Refine", "load", "combine", "Evaluate", "EvaluationResult", "EvalRow", "LabeledFewShot",
-           "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress"]
+           "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress",
+           "KNNFewShot", "Embedder"]

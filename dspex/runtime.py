@@ -197,15 +197,20 @@ class Runtime:
                 self._model_ports[name] = port
             return f"http://127.0.0.1:{port}/v1"
 
+    def response_cache(self) -> ResponseCache:
+        """This process's response cache (completions and embeddings), opened on first use."""
+        with self._lock:
+            if self._cache is None:
+                self._cache = ResponseCache(self.cache_dir)
+            return self._cache
+
     def engine(self, cfg: LMConfig, key: Secret | None) -> Engine:
         """This process's HTTP pool and cache for a client (one per client and key)."""
         ident = (cfg.client_key, cfg.max_in_flight, cfg.timeout, key)
         with self._lock:
             engine = self._engines.get(ident)
             if engine is None:
-                if self._cache is None:
-                    self._cache = ResponseCache(self.cache_dir)
-                engine = self._engines[ident] = Engine(Transport(cfg, key), self._cache)
+                engine = self._engines[ident] = Engine(Transport(cfg, key), self.response_cache())
             return engine
 
     def usage(self, run: str | None = None) -> LedgerReport:

@@ -14,7 +14,8 @@ DSPEX = {
     "Predict", "Prediction", "Predictor", "ProviderError", "RateLimited", "ReAct", "Refine", "Runtime", "Signature",
     "SignatureError", "TextAdapter", "Tool", "Usage", "UsageTotals", "combine", "configure_logging",
     "current_runtime", "examples_from", "load", "load_jsonl", "runtime", "LabeledFewShot", "BootstrapFewShot",
-    "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress",
+    "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress", "KNNFewShot",
+    "Embedder",
 }
 SUPERVISION = {
     "ActorExited", "ActorRef", "ActorRuntime", "AutoShutdown", "CallFailed", "CallTimeout", "ChildCounts",

@@ -1,8 +1,10 @@
 """Optimizers: compile a program from data and a metric, as a journaled, budgeted, resumable job."""
 
 from .fewshot import BootstrapFewShot, LabeledFewShot, NoTracePassed
+from .knn import KNNFewShot, KNNProgram
 from .job import CandidateScore, CompileJob, CompileProgress, CompileReport, CompileStopped
 from .random_search import BootstrapFewShotWithRandomSearch
 
-__all__ = ["LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport",
+__all__ = ["LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "KNNFewShot", "KNNProgram",
+           "CompileReport",
            "CandidateScore", "CompileProgress", "CompileJob", "CompileStopped", "NoTracePassed"]

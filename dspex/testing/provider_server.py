@@ -40,6 +40,22 @@ SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "co
 _GEMINI = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):generateContent$")
 
 
+EMBED_DIM = 64
+
+
+def embed_text(text: str) -> list[float]:
+    """The simulator's embedding: hashed bag of lower-cased words, unit length (texts sharing words are
+    near each other: deterministic, documented, enough to test nearest-neighbour demos)."""
+    import hashlib
+    import math
+
+    vector = [0.0] * EMBED_DIM
+    for word in re.findall(r"\w+", text.lower()):
+        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % EMBED_DIM] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
 def count_tokens(text: str) -> int:
     """The simulator's tokenizer: words and punctuation marks (deterministic, documented)."""
     return len(re.findall(r"\w+|[^\w\s]", text))
@@ -268,6 +284,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if fault.isdigit():
             return self._send_error_status(entry, provider, int(fault), faults)
+        if provider == "embeddings":
+            return self._send_embeddings(entry, body)
         try:
             req = _parse(provider, model, body)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -298,6 +316,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, path: str) -> tuple[str | None, str]:
         if path == "/v1/chat/completions":
             return "openai", ""
+        if path == "/v1/embeddings":
+            return "embeddings", ""
         if path == "/v1/messages":
             return "anthropic", ""
         match = _GEMINI.match(path)
@@ -305,8 +325,19 @@ class _Handler(BaseHTTPRequestHandler):
             return "gemini", match.group("model")
         return None, ""
 
+    def _send_embeddings(self, entry: LoggedRequest, body: Any) -> None:
+        texts = body.get("input") if isinstance(body, dict) else None
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return self._send_json(entry, 400, _error_body("openai", 400, "input must be a string or strings"))
+        entry.prompt_tokens = sum(count_tokens(t) for t in texts)
+        data = [{"object": "embedding", "index": i, "embedding": embed_text(t)} for i, t in enumerate(texts)]
+        return self._send_json(entry, 200, {"object": "list", "data": data, "model": body.get("model", "sim"),
+                                            "usage": {"prompt_tokens": entry.prompt_tokens,
+                                                      "total_tokens": entry.prompt_tokens}})
+
     def _key(self, provider: str, query_key: str | None) -> str | None:
-        if provider == "openai":
+        if provider in ("openai", "embeddings"):
             auth = self.headers.get("Authorization", "")
             return auth[7:] if auth.startswith("Bearer ") else None
         if provider == "anthropic":

