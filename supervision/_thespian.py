@@ -9,7 +9,11 @@
    from any other address is closed as soon as it is accepted, before a byte of it is read, so an
    unlisted host cannot hand Thespian a pickle to load (a pickle is code). Loopback and the bound
    address are always allowed.
-3. simpleSystemBase looks for expired timers before every message it delivers, through a fold of
+3. Survive malformed frames. Thespian's frame reader raises on a size prefix that is not a number
+   and that exception kills the whole transport (one stray connection from loopback took a tree
+   down); a bad, negative or absurd size now marks the frame corrupt, which Thespian already handles
+   by dropping that one connection.
+4. simpleSystemBase looks for expired timers before every message it delivers, through a fold of
    lambdas that cost ~15 µs per pending timer (Thespian cannot cancel timers, so supervisors' start
    timeouts stay pending for a minute): the same partition in one plain pass.
 """
@@ -25,13 +29,15 @@ from typing import Any
 
 import structlog
 from thespian.system import simpleSystemBase
-from thespian.system.transport import IPBase, TCPTransport
+from thespian.system.transport import IPBase, TCPTransport, streamBuffer
 from thespian.system.utilis import thesplog
 
 BIND_ENV = "SUPERVISION_BIND_HOST"
 PEERS_ENV = "SUPERVISION_ALLOWED_PEERS"
 _original_init = IPBase.IPActorAddress.__init__
 _original_accept = TCPTransport.TCPTransport._acceptNewIncoming
+_original_add_more = streamBuffer.ReceiveBuffer.addMore
+MAX_FRAME = 1 << 30  # bytes: a larger declared frame is treated as corrupt
 
 
 def _init(self, af, socktype, proto, baseaddr=None, port=0, external=False):  # type: ignore[no-untyped-def]
@@ -39,6 +45,23 @@ def _init(self, af, socktype, proto, baseaddr=None, port=0, external=False):  # 
     host = os.environ.get(BIND_ENV)
     if host and self.bindname and self.bindname[0] in ("", "0.0.0.0"):
         self.bindname = (host,) + tuple(self.bindname[1:])
+
+
+def _add_more(self, buf):  # type: ignore[no-untyped-def]
+    """ReceiveBuffer.addMore that marks a frame corrupt instead of raising (see 3. above)."""
+    try:
+        _original_add_more(self, buf)
+    except ValueError:
+        _corrupt(self, "a size prefix that is not a number")
+        return
+    if self._size is not None and not 0 <= self._size <= MAX_FRAME:
+        _corrupt(self, f"a declared size of {self._size} bytes")
+
+
+def _corrupt(buffer: Any, why: str) -> None:
+    buffer._size, buffer._buf, buffer._blen = None, b"", 41  # isDone() and completed() is None: dropped
+    thesplog("dropping a malformed frame (%s)", why, level=logging.WARNING)
+    structlog.get_logger("supervision").warning("malformed_frame_dropped", why=why)
 
 
 def allowed_peers() -> frozenset[str] | None:
@@ -121,6 +144,8 @@ def install() -> None:
         IPBase.IPActorAddress.__init__ = _init
     if TCPTransport.TCPTransport._acceptNewIncoming is not _accept_new_incoming:
         TCPTransport.TCPTransport._acceptNewIncoming = _accept_new_incoming
+    if streamBuffer.ReceiveBuffer.addMore is not _add_more:
+        streamBuffer.ReceiveBuffer.addMore = _add_more
     simpleSystemBase.WakeupManager._pop_expired_wakeups = _pop_expired_wakeups
 
 

@@ -166,3 +166,19 @@ def test_kill_9_of_the_root_takes_its_whole_tree_and_the_owner_learns_of_it():
         assert [f.name for f in failures] == ["root"] and "died" in failures[0].reason
         start = time.monotonic()
     assert time.monotonic() - start < 15.0
+
+
+def test_malformed_frames_from_loopback_are_dropped_and_the_tree_lives_on(prt):
+    import socket
+
+    sup = prt.start_supervisor(SupervisorSpec(), [ChildSpec(id="c", start=Counter)], name="top")
+    child = sup.child("c")
+    for target in (prt.root, child.address):
+        host, port = target.addressDetails.sockname[:2]
+        for junk in (b"not-a-size>payload", b"-5>abc", b"99999999999999>x", b"12>" + b"\x80" * 12, b"x" * 100):
+            with socket.create_connection((host, port), timeout=5) as sock:
+                sock.sendall(junk)
+                time.sleep(0.05)
+    assert child.call("incr", timeout=5.0) == 1
+    assert prt.failures == []
+    assert [c.id for c in sup.which_children()] == ["c"]
