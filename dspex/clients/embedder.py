@@ -103,7 +103,9 @@ class Embedder:
                 spec = importlib.util.find_spec(package)
                 if spec is None or importlib.util.find_spec("sentence_transformers") is None:
                     raise ConfigError(f"local/{self.model} needs sentence-transformers and its weights: {install}")
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk: never a hub
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
                 from sentence_transformers import SentenceTransformer
 
                 folder = _weights_folder(Path(list(spec.submodule_search_locations)[0]))

@@ -69,3 +69,22 @@ def test_embeddings_are_cached_and_typed_errors(world):
         dspex.Embedder("cohere/x")
     with pytest.raises(dspex.ConfigError, match="embedder"):
         dspex.KNNFewShot(k=2, trainset=topic_examples("t", 3))
+
+
+@pytest.mark.slow
+def test_the_local_embedder_finds_sentiment_neighbours(tmp_path):
+    pytest.importorskip("sentence_transformers", reason="./run installs sentence-transformers")
+    from dspex.demo import sentiment_split
+
+    train, dev = sentiment_split(60, train_size=200)
+    train = [dspex.Example(question=e.review, answer=e.sentiment).with_inputs("question") for e in train]
+    dev = [dspex.Example(question=e.review, answer=e.sentiment).with_inputs("question") for e in dev]
+    with ProviderServer(answer=copies_first_demo, api_key=KEY) as server, \
+            dspex.runtime("local", cache_dir=tmp_path / "cache", log_level=None):
+        embedder = dspex.Embedder("local/all-minilm-l6-v2")
+        a, b, c = embedder(["a cat purrs", "the kitten meows", "stock markets fell"])
+        assert len(a) == 384 and sum(x * y for x, y in zip(a, b)) > sum(x * y for x, y in zip(a, c)) + 0.2
+        lm = dspex.LM("openai/knn", api_key=KEY, base_url=server.base_url())
+        knn = dspex.KNNFewShot(k=1, trainset=train, embedder=embedder).compile(dspex.Predict("question -> answer", lm=lm))
+        score = dspex.Evaluate(dev, exact, progress=False).run(knn).score  # the nearest review's label
+    assert score >= 0.65, score
