@@ -196,7 +196,7 @@ class CompileJob:
                     or (self.budget_tokens is not None and spent_tokens + tally.tokens >= self.budget_tokens))
             return over or (until is not None and until(tally))
 
-        workers = self.workers if self.workers is not None else 0
+        workers = self.workers if self.workers is not None else 2  # Evaluate's default (process runtimes only)
         rows = self.run_dir / f"rows-{name}.jsonl" if self.run_dir is not None else None
         evaluator = Evaluate(examples, metric, max_concurrency=concurrency or self.max_concurrency, workers=workers,
                              progress=False, timeout_per_example=300.0, journal=rows, resume_from=rows)
@@ -207,6 +207,18 @@ class CompileJob:
             raise CompileStopped("cancelled", f"Ctrl-C during {phase}")
         self._check_budget()
         return result
+
+    def estimate(self, calls: int, tokens_per_call: int) -> None:
+        """Log what the compile will ask for at most (as MIPROv2 does); refuse a token budget that cannot
+        even hold the baseline evaluation's first ``baseline_calls`` worth."""
+        log.info("compile_estimate", optimizer=self.optimizer, lm_calls=calls, tokens=calls * tokens_per_call)
+
+    def refuse_if_baseline_cannot_fit(self, baseline_calls: int, tokens_per_call: int) -> None:
+        need = baseline_calls * tokens_per_call
+        if self.budget_tokens is not None and self.budget_tokens < need:
+            raise BudgetExceeded(f"budget_tokens={self.budget_tokens} cannot hold even the baseline (about {need} "
+                                 f"tokens: {baseline_calls} calls of ~{tokens_per_call}); raise the budget or score "
+                                 "on a smaller valset", self.optimizer, 0)
 
     def _check_budget(self) -> None:
         if self.budget_usd is not None and self.usage.cost >= self.budget_usd:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from ..adapters import ChatAdapter, JSONAdapter, TextAdapter
-from ..errors import ConfigError
+from ..errors import ConfigError, DspexError
 from ..primitives import Example
 from ..programs import Module
 from .fewshot import BootstrapFewShot, check_student, check_trainset, example_digest, labeled_demos, structure
@@ -70,6 +70,9 @@ class BootstrapFewShotWithRandomSearch:
         job = CompileJob("BootstrapFewShotWithRandomSearch", self.seed,
                          fingerprint(student=structure(student), trainset=example_digest(trainset),
                                      valset=example_digest(valset), settings=settings), **job_options)
+        per_call = tokens_per_call(student, valset[0])
+        job.estimate(len(plan) * (len(valset) + len(trainset)), per_call)
+        job.refuse_if_baseline_cannot_fit(len(valset), per_call)
         scored = {e["id"]: e for e in job.journaled("candidate")}
         booter = BootstrapFewShot(self.metric, self.metric_threshold, self.max_bootstrapped_demos,
                                   self.max_labeled_demos, self.max_rounds, seed=self.seed)
@@ -135,6 +138,21 @@ class BootstrapFewShotWithRandomSearch:
             for predictor in program.predictors():
                 predictor.adapter = ADAPTERS[item["adapter"]]()
         return program
+
+
+def tokens_per_call(program: Module, example: Example) -> int:
+    """A rough size of one call: the first predictor's zero-shot prompt (4 characters a token) and its
+    answer budget."""
+    import json
+
+    predictor = program.predictors()[0]
+    adapter = predictor.adapter_for(predictor.lm)
+    try:
+        prompt = adapter.format(predictor.signature, dict(example.inputs()), [])
+    except DspexError:
+        return 256
+    answer = int(predictor.config.get("max_tokens", getattr(getattr(predictor.lm, "config", None), "max_tokens", 256)))
+    return len(json.dumps(prompt)) // 4 + min(answer, 256)
 
 
 def describe(item: dict) -> str:

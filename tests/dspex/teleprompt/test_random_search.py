@@ -144,3 +144,10 @@ def test_a_crash_of_the_job_actor_is_a_supervised_restart_that_goes_on_from_its_
     assert crashed.demos == clean.demos and crashed.compile_report.score == clean.compile_report.score
     entries = [json.loads(line) for line in (tmp_path / "crashed" / "journal.jsonl").read_text().splitlines()]
     assert sum(e["kind"] == "candidate" for e in entries) == len(crashed.compile_report.candidates)
+
+
+def test_a_token_budget_that_cannot_hold_the_baseline_is_refused_before_anything_is_sent(lm, sim):
+    with pytest.raises(dspex.BudgetExceeded, match="baseline"):
+        search().compile(dspex.Predict("question -> answer", lm=lm), trainset=data(8, "t"), valset=data(8, "v"),
+                         budget_tokens=100)
+    assert sim.log == []
