@@ -23,9 +23,7 @@ def check_trainset(trainset: Any, student: Module, what: str = "trainset") -> li
     if not isinstance(trainset, (list, tuple)) or not trainset:
         raise ConfigError(f"{what} must be a non-empty list of dspex.Example (got {type(trainset).__name__}"
                           f"{' of length 0' if isinstance(trainset, (list, tuple)) else ''})")
-    needed = set()
-    for _, predictor in student.named_predictors()[:1]:
-        needed = set(predictor.signature.input_fields)
+    needed = set(student.predictors()[0].signature.input_fields)  # what the program is first called with
     for i, ex in enumerate(trainset):
         if not isinstance(ex, Example) or ex.input_keys is None:
             raise ConfigError(f"{what}[{i}] must be a dspex.Example with inputs marked (example.with_inputs(...))")
