@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from benchmarks import (bench_adapters, bench_clients, bench_defaults, bench_evaluate, bench_optimizers,
-                        bench_supervision, dspy_env)
+                        bench_quality, bench_supervision, dspy_env)
 
 README = Path(__file__).with_name("README.md")
 
@@ -28,7 +28,8 @@ def main() -> None:
     dspy_env.ensure()
     text = README.read_text() if README.exists() else "# Benchmarks\n"
     benches = (("supervision", bench_supervision), ("adapters", bench_adapters), ("clients", bench_clients),
-               ("evaluate", bench_evaluate), ("defaults", bench_defaults), ("optimizers", bench_optimizers))
+               ("evaluate", bench_evaluate), ("defaults", bench_defaults), ("optimizers", bench_optimizers),
+               ("quality", bench_quality))
     wanted = set(sys.argv[1:]) or {name for name, _ in benches}
     for name, bench in benches:
         if name not in wanted:

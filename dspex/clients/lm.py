@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
@@ -130,7 +129,7 @@ class LM:
                 self._call(CacheHit(run), cast=True)
                 return cached_completion(hit)
         start = time.monotonic()
-        est = len(json.dumps(msgs)) // 4 + int(sampling.get("max_tokens", cfg.max_tokens))
+        est = sum(len(m["content"]) for m in msgs) // 4 + int(sampling.get("max_tokens", cfg.max_tokens))
         admit = Admit(est, run, (procfs.node_id(), os.getpid()))
         # in the client actor's own process a call is cheap; elsewhere, threads asking together share one
         reply = self._call(admit) if rt.actors.is_local else engine.admissions.admit(self._call, admit)

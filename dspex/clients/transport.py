@@ -185,24 +185,24 @@ class Transport:
                            detail=f"no complete answer within timeout={self.cfg.timeout:g}s")
         latency = time.monotonic() - start
         hints = self.provider.rate_hints(resp.headers)  # case-insensitive header lookups
-        excerpt = self.scrub(raw[:4096].decode("utf-8", "replace"))[:300]  # scrub first, then cut
+        excerpt = lambda: self.scrub(raw[:4096].decode("utf-8", "replace"))[:300]  # noqa: E731 - scrub, then cut
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError):  # not JSON, or nested deeper than any answer is
             data = None
         if resp.status != 200:
             headers = {k.lower(): v for k, v in resp.headers.items()}
-            return Outcome("status", latency, status=resp.status, detail=excerpt,
+            return Outcome("status", latency, status=resp.status, detail=excerpt(),
                            retry_after=self.provider.retry_after(headers, data), hints=hints)
         if data is None:
-            return Outcome("malformed", latency, status=200, detail=excerpt, hints=hints)
+            return Outcome("malformed", latency, status=200, detail=excerpt(), hints=hints)
         try:
             parsed = self.provider.parse(data)
         except WireError as exc:
-            return Outcome("malformed", latency, status=200, detail=f"{exc}; body: {excerpt}", hints=hints)
+            return Outcome("malformed", latency, status=200, detail=f"{exc}; body: {excerpt()}", hints=hints)
         if not parsed.text.strip():
             return Outcome("empty", latency, "", parsed.prompt_tokens, parsed.completion_tokens, parsed.model,
-                           status=200, detail=f"the completion is empty; body: {excerpt}", hints=hints)
+                           status=200, detail=f"the completion is empty; body: {excerpt()}", hints=hints)
         return Outcome("ok", latency, parsed.text, parsed.prompt_tokens, parsed.completion_tokens,
                        parsed.model, status=200, hints=hints)
 
