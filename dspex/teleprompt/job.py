@@ -103,6 +103,7 @@ class CompileJob:
     resumed_steps: int = 0
     errors: list = field(default_factory=list)  # bootstrap errors as met (the first ones are named on failure)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def __post_init__(self) -> None:
         for label, value in (("budget_usd", self.budget_usd), ("budget_tokens", self.budget_tokens)):
@@ -194,7 +195,7 @@ class CompileJob:
         def stop(tally: Any) -> bool:
             over = ((self.budget_usd is not None and spent_usd + tally.spent >= self.budget_usd)
                     or (self.budget_tokens is not None and spent_tokens + tally.tokens >= self.budget_tokens))
-            return over or (until is not None and until(tally))
+            return over or self._cancelled.is_set() or (until is not None and until(tally))
 
         workers = self.workers if self.workers is not None else 2  # Evaluate's default (process runtimes only)
         rows = self.run_dir / f"rows-{name}.jsonl" if self.run_dir is not None else None
@@ -220,7 +221,13 @@ class CompileJob:
                                  f"tokens: {baseline_calls} calls of ~{tokens_per_call}); raise the budget or score "
                                  "on a smaller valset", self.optimizer, 0)
 
+    def cancel(self) -> None:
+        """Stop dispatching everywhere (Ctrl-C reached the thread that drives the compile)."""
+        self._cancelled.set()
+
     def _check_budget(self) -> None:
+        if self._cancelled.is_set():
+            raise CompileStopped("cancelled", "Ctrl-C")
         if self.budget_usd is not None and self.usage.cost >= self.budget_usd:
             raise CompileStopped("budget", f"budget_usd={self.budget_usd:g} spent (${self.usage.cost:.6f})")
         if self.budget_tokens is not None and self.usage.total_tokens >= self.budget_tokens:

@@ -94,7 +94,13 @@ class BootstrapFewShotWithRandomSearch:
                             "score": result.score, "lm_calls": result.usage.requests, "complete": not result.aborted}
 
                 with ThreadPoolExecutor(len(batch), thread_name_prefix="dspex-candidate") as pool:
-                    for entry in pool.map(build_and_score, batch):
+                    futures = [pool.submit(build_and_score, item) for item in batch]
+                    try:
+                        entries = [f.result() for f in futures]
+                    except KeyboardInterrupt:  # reaches this thread only: stop the candidates' evaluations too
+                        job.cancel()
+                        raise
+                    for entry in entries:
                         if entry is not None and entry["complete"]:  # one cut short by the budget is no score
                             scored[entry["id"]] = entry
                             job.record(entry)

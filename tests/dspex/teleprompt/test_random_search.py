@@ -75,7 +75,7 @@ RUNNER = textwrap.dedent("""
         lm = dspex.LM("openai/task", api_key=sys.argv[4], base_url=sys.argv[1], cache=False)
         compiled = dspex.BootstrapFewShotWithRandomSearch(exact, num_candidate_programs=6, max_bootstrapped_demos=2,
             max_labeled_demos=2).compile(dspex.Predict("question -> answer", lm=lm), trainset=data(16, "t"),
-            valset=data(12, "v"), run_dir=sys.argv[2] + "/run", max_concurrency=4)
+            valset=data(12, "v"), run_dir=sys.argv[2] + "/run", max_concurrency=1)
         print(json.dumps(compiled.demos))
 """)
 
@@ -101,7 +101,8 @@ def test_kill_9_of_the_compiling_process_then_resume_gives_the_identical_program
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads(resumed.stdout.splitlines()[-1]) == json.loads(clean.stdout.splitlines()[-1])
     assert first_part < uninterrupted  # it really was cut short
-    assert len(sim.log) <= uninterrupted + 4  # the requests in flight at the kill, at most, were asked twice
+    # one request at a time, so the count is deterministic: only the request in flight at the kill is asked twice
+    assert len(sim.log) <= uninterrupted + 1
 
 
 @pytest.mark.slow
@@ -151,3 +152,24 @@ def test_a_token_budget_that_cannot_hold_the_baseline_is_refused_before_anything
         search().compile(dspex.Predict("question -> answer", lm=lm), trainset=data(8, "t"), valset=data(8, "v"),
                          budget_tokens=100)
     assert sim.log == []
+
+
+def test_ctrl_c_while_candidates_are_scored_returns_the_best_so_far_promptly(sim, tmp_path):
+    """A real SIGINT while several candidates are in flight: they stop, the best scored one comes back."""
+    import threading
+
+    from dspex.testing import Faults
+
+    sim.set_faults(Faults(latency=0.05))
+    with dspex.runtime("local", cache_dir=tmp_path / "cache", log_level=None):
+        lm = dspex.LM("openai/task", api_key=KEY, base_url=sim.base_url(), cache=False)
+        threading.Timer(1.5, signal.raise_signal, args=(signal.SIGINT,)).start()
+        start = time.monotonic()
+        compiled = dspex.BootstrapFewShotWithRandomSearch(exact, num_candidate_programs=12, max_bootstrapped_demos=2,
+                                                          max_labeled_demos=2).compile(
+            dspex.Predict("question -> answer", lm=lm), trainset=data(16, "t"), valset=data(40, "v"),
+            run_dir=tmp_path / "run")
+        took = time.monotonic() - start
+    report = compiled.compile_report
+    assert report.stopped == "cancelled" and 0 < len(report.candidates) < 15
+    assert took < 6.0  # the in-flight candidates stopped, they were not run to the end
