@@ -37,7 +37,7 @@ def _run_example(program: Any, metric: Metric, index: int, example: Example, wor
         return EvalRow(index=index, example=example, prediction=None, score=0.0, error=ProgramAborted(
             f"the program raised {type(exc).__name__}: {exc}"), attempts=attempts, worker=worker)
     try:
-        value = metric(example, prediction, None)
+        value = metric(example, prediction, trace=None)  # by keyword, as DSPy metrics with **kwargs expect
         score = float(value)
         if not math.isfinite(score):
             raise ValueError(f"the metric returned {value!r}; return a finite number (or a bool)")

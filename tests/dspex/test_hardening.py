@@ -150,7 +150,7 @@ def test_a_base_exception_in_the_program_or_metric_is_that_examples_failed_row(d
                                      {"max_concurrency": 0}, {"timeout_per_example": float("inf")}])
 def test_evaluate_refuses_settings_that_make_no_sense(options):
     with pytest.raises(dspex.ConfigError):
-        dspex.Evaluate([dspex.Example(q="x").with_inputs("q")], lambda e, p, t=None: 1.0, **options)
+        dspex.Evaluate([dspex.Example(q="x").with_inputs("q")], lambda e, p, trace=None: 1.0, **options)
 
 
 class Drip:
