@@ -134,7 +134,11 @@ class BootstrapFewShot:
             stopped = "done"
         except CompileStopped as stop:
             compiled, traces, stopped = student.reset_copy(), {}, stop.reason
+        except BaseException:
+            job.close()
+            raise
         if stopped == "done" and traces and not any(v is not None for v in traces.values()):
+            job.close()
             errors = [e for e in job.errors if e][:3]
             raise NoTracePassed(f"no trace of the teacher passed the metric on {len(traces)} examples"
                                 + (f"; first errors: {errors}" if errors else "; check the metric and the teacher"))

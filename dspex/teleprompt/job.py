@@ -104,6 +104,8 @@ class CompileJob:
     errors: list = field(default_factory=list)  # bootstrap errors as met (the first ones are named on failure)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    _supervisor: Any = field(default=None, repr=False)  # the runtime's compile supervisor (with a run_dir)
+    _keeper_id: str = ""
 
     def __post_init__(self) -> None:
         for label, value in (("budget_usd", self.budget_usd), ("budget_tokens", self.budget_tokens)):
@@ -154,7 +156,7 @@ class CompileJob:
     def record(self, entry: dict) -> None:
         """Append one step to the journal through the job's actor (fsynced: a kill -9 loses at most the
         step under way); if the actor crashed, its restart (from the journal) takes the step."""
-        if self.run_dir is None:
+        if self.run_dir is None or self._supervisor is None:
             return
         with self._lock:
             for attempt in range(50):
@@ -169,15 +171,18 @@ class CompileJob:
             raise ConfigError(f"the compile job's journal actor under {self._supervisor.path} did not come back")
 
     def close(self) -> None:
-        """The job is over: its actor goes (the journal stays in run_dir)."""
-        if self.run_dir is not None and getattr(self, "_supervisor", None) is not None:
-            try:
-                self._supervisor.terminate_child(self._keeper_id)
-                self._supervisor.delete_child(self._keeper_id)
-            except SupervisionError as exc:
-                log.warning("compile_job_close", error=str(exc))
+        """The job is over (or failed): its actor goes, the journal stays in run_dir. Idempotent."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is None:
+            return
+        try:
+            supervisor.terminate_child(self._keeper_id)
+            supervisor.delete_child(self._keeper_id)
+        except SupervisionError as exc:
+            log.warning("compile_job_close", error=str(exc))
 
     def journaled(self, kind: str) -> list[dict]:
+        """The steps of that kind an earlier run of this compile finished (resume)."""
         return [e for e in self.done if e.get("kind") == kind]
 
     # --- scoring -----------------------------------------------------------------------------------

@@ -112,6 +112,9 @@ class BootstrapFewShotWithRandomSearch:
             stopped = stop.reason
         except KeyboardInterrupt:  # Ctrl-C between evaluations: the best so far, as Evaluate does
             stopped = "cancelled"
+        except BaseException:
+            job.close()
+            raise
         best = _best(scored)
         if best is None:
             compiled = student.reset_copy()
