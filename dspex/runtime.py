@@ -10,6 +10,7 @@ without an open runtime they raise :class:`~dspex.errors.ConfigError` saying how
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class Runtime:
         self.clients: SupervisorRef | None = None
         self.models: SupervisorRef | None = None
         self._compile: SupervisorRef | None = None
+        self.defaults: dict[str, Any] = {}  # dspex.configure(lm=..., adapter=...) on this runtime
         self._configs: dict[str, LMConfig] = {}
         self._engines: dict[tuple, Engine] = {}
         self._cache: ResponseCache | None = None  # one per process, opened on first use
@@ -255,6 +257,18 @@ class RuntimeInfo:
 
 def _child_id(cfg: LMConfig) -> str:
     return "client:" + cfg.client_key
+
+
+def _default_runtime() -> Runtime:
+    """The process's default runtime: local base, started on first use, closed in order at exit."""
+    rt = Runtime("local", name="dspex-default").start()
+    atexit.register(rt.close)
+    structlog.get_logger("dspex").info("default_runtime_started", base="local",
+                                       hint="closed at exit; `with dspex.runtime(...)` chooses another")
+    return rt
+
+
+OPEN.set_default_factory(_default_runtime)
 
 
 def runtime(base: str = "local", **options: Any) -> Runtime:

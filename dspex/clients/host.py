@@ -39,8 +39,10 @@ class _OpenHosts:
     """Open runtimes of this process, innermost last (a runtime pushes itself on start, pops on close)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._stack: list[Any] = []
+        self._factory: Any = None  # makes the process's default runtime (set by dspex.runtime)
+        self._default: Any = None
 
     def push(self, host: Any) -> None:
         with self._lock:
@@ -50,6 +52,22 @@ class _OpenHosts:
         with self._lock:
             if host in self._stack:
                 self._stack.remove(host)
+            if host is self._default:
+                self._default = None
+
+    def set_default_factory(self, factory: Any) -> None:
+        self._factory = factory
+
+    def started_default(self) -> Any:
+        """The default runtime if it has been started (never starts it)."""
+        return self._default
+
+    def default(self) -> Any:
+        """The process's default runtime, started on first use (None if no factory is set)."""
+        with self._lock:
+            if self._default is None and self._factory is not None:
+                self._default = self._factory()
+            return self._default
 
     def all(self) -> list[Any]:
         with self._lock:
@@ -73,13 +91,19 @@ def active_runtime() -> Any:
     return OPEN.innermost()
 
 
+def existing_runtime() -> Any:
+    """The innermost open runtime, else the default one if it already runs; None otherwise (starts nothing)."""
+    return active_runtime() or OPEN.started_default()
+
+
 def current_runtime() -> Any:
-    """The innermost open runtime of this process (ConfigError if none is open)."""
-    runtime = active_runtime()
+    """The innermost open runtime of this process; with none open, the process's default runtime
+    (local base, started now, closed at exit), as DSPy users expect line 1 of a tutorial to work."""
+    runtime = active_runtime() or OPEN.default()
     if runtime is not None:
         return runtime
     raise ConfigError("no dspex runtime is open: wrap your code in `with dspex.runtime() as rt:` "
                       "or pass runtime=rt")
 
 
-__all__ = ["ClientHost", "open_runtimes", "active_runtime", "current_runtime", "OPEN"]
+__all__ = ["ClientHost", "open_runtimes", "active_runtime", "existing_runtime", "current_runtime", "OPEN"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 from supervision import ActorExited, ActorRef, procfs
@@ -41,7 +42,11 @@ class LM:
                  breaker: Breaker | None = None, cache: bool = True, budget_usd: float | None = None,
                  budget_tokens: int | None = None, backoff_base: float = 0.5, backoff_cap: float = 20.0,
                  price: Price | None = None, name: str | None = None, runtime: "Runtime | None" = None,
-                 **params: Any) -> None:
+                 api_base: str | None = None, **params: Any) -> None:
+        if api_base is not None:  # DSPy's and litellm's name for it
+            if base_url is not None and base_url != api_base:
+                raise ConfigError("pass base_url= or api_base= (the same setting), not both")
+            base_url = api_base
         provider, model_name = parse_model(model)
         rt = runtime or current_runtime()
         if provider == "local":  # the runtime starts (or finds) the model's server process; it sets no limits
@@ -214,6 +219,25 @@ class LM:
         self._key = None
         self._runtime = None
         self._ref = None
+
+    def copy(self, **overrides: Any) -> "LM":
+        """Another handle of the same client (same actor, limits, budget and key) with other per-request
+        settings: ``temperature``, ``max_tokens`` or sampling parameters (optimizers sample at 1.0)."""
+        allowed = {"temperature", "max_tokens"}
+        fields = {k: v for k, v in overrides.items() if k in allowed}
+        params = {**dict(self.config.params), **{k: v for k, v in overrides.items() if k not in allowed}}
+        limits = {"rpm", "tpm", "max_in_flight", "retries", "timeout", "breaker", "budget_usd", "budget_tokens",
+                  "backoff_base", "backoff_cap", "cache", "name", "base_url"}
+        if limits & set(params):
+            raise ConfigError(f"lm.copy changes per-request settings only; {sorted(limits & set(params))} belong to "
+                              "the client: make another dspex.LM(..., name=...) for other limits")
+        clone = object.__new__(LM)
+        clone.config = replace(self.config, **fields, params=tuple(sorted(params.items())))
+        clone.price, clone._key, clone._token = self.price, self._key, secrets.token_hex(8)
+        clone._runtime, clone._ref = None, None
+        if self._runtime is not None:
+            clone.bind(self._runtime)
+        return clone
 
     def __copy__(self) -> "LM":
         return self

@@ -31,6 +31,10 @@ class WorkerFeed:
 
         from ..errors import ConfigError
 
+        from ..programs.settings import with_resolved_lms
+
+        if hasattr(program, "predictors"):  # workers have no dspex.context / configure of this process
+            program = with_resolved_lms(program)
         try:
             payload = cloudpickle.dumps((program, metric))
         except Exception as exc:  # noqa: BLE001 - any pickling failure gets the same clear message

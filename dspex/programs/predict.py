@@ -13,6 +13,7 @@ from ..errors import AdapterParseError, ConfigError, SignatureError
 from ..primitives import Example, Prediction, Usage
 from ..signature import OutputField, Signature, SignatureMeta, custom_types_of, ensure_signature, make_signature
 from .module import Predictor, imported_object
+from .settings import resolve_lm, setting
 from .trace import TraceStep, record, step_name
 
 log = structlog.get_logger("dspex.programs")
@@ -38,13 +39,13 @@ class Predict(Predictor):
         self.config = dict(config)
 
     def forward(self, **inputs: Any) -> Prediction:
-        if self.lm is None:
-            raise ConfigError(f"{type(self).__name__}({self.signature.signature_string()!r}) has no LM: "
-                              "pass lm= or call program.set_lm(lm)")
-        sig, options, adapter = self.signature, dict(self.config), self.adapter_for(self.lm)
+        lm = resolve_lm(self.lm, f"{type(self).__name__}({self.signature.signature_string()!r})")
+        if isinstance(self.lm, str):
+            self.lm = lm  # a "provider/model" string becomes its handle once
+        sig, options, adapter = self.signature, dict(self.config), self.adapter_for(lm)
         options.setdefault("prompt_style", adapter.prompt_style)
         messages = adapter.format(sig, inputs, self.demos)
-        comps = [self.lm.request(messages, **options)]
+        comps = [lm.request(messages, **options)]
         try:
             values = adapter.parse(sig, comps[-1].text)
         except AdapterParseError as first:
@@ -52,30 +53,35 @@ class Predict(Predictor):
             retry = [*messages, {"role": "assistant", "content": comps[-1].text},
                      {"role": "user", "content": f"Your answer could not be parsed ({first.reason or 'missing fields: ' + ', '.join(first.missing_fields)}). "
                                                  "Answer again, exactly in the required format."}]
-            comps.append(self.lm.request(retry, **options))
+            comps.append(lm.request(retry, **options))
             try:
                 values = adapter.parse(sig, comps[-1].text)
             except AdapterParseError:
-                values = self._json_fallback(adapter, sig, inputs, options, comps)
+                values = self._json_fallback(lm, adapter, sig, inputs, options, comps)
         usage, cost = sum((c.usage for c in comps), Usage()), sum(c.cost for c in comps)
         step = TraceStep(step_name(self), dict(inputs), dict(values), usage, cost)
         record(step)
         return Prediction(values, usage=usage, cost=cost, raw=comps[-1].text, trace=[step])
 
     def adapter_for(self, lm: Any) -> Adapter:
-        """The adapter in use: the one given, else the LM's preference (Chat when it has none)."""
+        """The adapter in use: the one given, else the one in force (``dspex.context`` / ``configure``),
+        else the LM's preference (Chat when it has none)."""
         if self.adapter is not None:
             return self.adapter
+        scoped = setting("adapter")
+        if scoped is not None:
+            return scoped
         preferred = getattr(lm, "default_adapter", "ChatAdapter")
         return ADAPTERS.get(preferred, ChatAdapter)()
 
-    def _json_fallback(self, adapter: Adapter, sig: SignatureMeta, inputs: dict, options: dict, comps: list) -> dict:
+    def _json_fallback(self, lm: Any, adapter: Adapter, sig: SignatureMeta, inputs: dict, options: dict,
+                       comps: list) -> dict:
         if isinstance(adapter, JSONAdapter):
             return adapter.parse(sig, comps[-1].text)  # raises the AdapterParseError
         log.info("parse_failed_json_fallback", signature=sig.signature_string())
         fallback = JSONAdapter()
         options = {**options, "prompt_style": fallback.prompt_style}
-        comps.append(self.lm.request(fallback.format(sig, inputs, self.demos), **options))
+        comps.append(lm.request(fallback.format(sig, inputs, self.demos), **options))
         return fallback.parse(sig, comps[-1].text)  # AdapterParseError if this fails too
 
     # --- saving ------------------------------------------------------------------------------------
