@@ -9,6 +9,7 @@ from .logs import configure_logging
 from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Predict, Predictor, ReAct, Refine, Tool,
                        combine, load)
 from .primitives import Example, Prediction, Usage, examples_from, load_jsonl
+from . import metrics
 from .programs.settings import configure, context
 from .runtime import Runtime, current_runtime, runtime
 from .signature import Field, InputField, OutputField, Signature
@@ -23,4 +24,4 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "configure_logging", "Module", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison",
            "BestOfN", "Refine", "load", "combine", "Evaluate", "EvaluationResult", "EvalRow", "LabeledFewShot",
            "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress",
-           "KNNFewShot", "Embedder", "configure", "context"]
+           "KNNFewShot", "Embedder", "configure", "context", "metrics"]

@@ -14,7 +14,7 @@ LAYERS = [
     {"local"},
     {"runtime"},
     {"programs"},
-    {"evaluate"},
+    {"evaluate", "metrics"},
     {"teleprompt"},
     {"testing", "demo", "host", "cli", "dashboard", "__main__", "__init__"},
 ]

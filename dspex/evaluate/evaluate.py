@@ -15,6 +15,7 @@ import itertools
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,16 +37,39 @@ class EvaluationCancelled(DspexError):
     """The run stopped (max_errors or Ctrl-C) before this example finished; a resumed run redoes it."""
 
 
+DSPY_INSTEAD = {
+    "return_outputs": "result.results holds (example, prediction, score) triples, result.rows everything",
+    "return_all_scores": "result.results holds every score",
+    "provide_traceback": "every failed row carries its typed error (result.errors)",
+    "save_as_csv": "result.to_jsonl(path) (JSON Lines), or journal= while it runs",
+    "save_as_json": "result.to_jsonl(path) (JSON Lines), or journal= while it runs",
+}
+
+
 class Evaluate:
-    def __init__(self, devset: Sequence[Example], metric: Metric, max_concurrency: int = 64, workers: int = 2,
-                 timeout_per_example: float | None = 60.0, max_errors: int | None = None, progress: bool = True,
-                 journal: str | Path | None = None, resume_from: str | Path | None = None,
-                 exclude_failures: bool = False, retry_timeouts: bool = False) -> None:
-        self.devset = list(devset)
-        for i, ex in enumerate(self.devset):
-            if not isinstance(ex, Example) or ex.input_keys is None:
-                raise ConfigError(f"devset[{i}] must be an Example with inputs marked (example.with_inputs(...))")
-        if not callable(metric):
+    """Also speaks DSPy: ``num_threads`` (= ``max_concurrency``), ``display_progress`` (= ``progress``),
+    ``display_table`` (print the result table), ``failure_score`` (the score of a failed row), and
+    ``evaluator(program)``. Scores are fractions in [0, 1] (DSPy reports 0–100)."""
+
+    def __init__(self, devset: Sequence[Example] | None = None, metric: Metric | None = None,
+                 max_concurrency: int = 64, workers: int = 2, timeout_per_example: float | None = 60.0,
+                 max_errors: int | None = None, progress: bool = True, journal: str | Path | None = None,
+                 resume_from: str | Path | None = None, exclude_failures: bool = False,
+                 retry_timeouts: bool = False, *, num_threads: int | None = None,
+                 display_progress: bool | None = None, display_table: bool | int = False,
+                 failure_score: float = 0.0, **unknown: Any) -> None:
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ConfigError(f"Evaluate does not take {name}=: {DSPY_INSTEAD.get(name, 'see help(dspex.Evaluate)')}")
+        if num_threads is not None:
+            max_concurrency = num_threads
+        if display_progress is not None:
+            progress = display_progress
+        if not isinstance(failure_score, (int, float)) or failure_score != failure_score:
+            raise ConfigError(f"failure_score must be a number, got {failure_score!r}")
+        self.display_table, self.failure_score = display_table, float(failure_score)
+        self.devset = _checked_devset(devset if devset is not None else [])
+        if metric is None or not callable(metric):
             raise ConfigError("metric must be callable as metric(example, prediction, trace=None)")
         if not _int_at_least(max_concurrency, 1) or not _int_at_least(workers, 0):
             raise ConfigError(f"need max_concurrency >= 1 and workers >= 0 (ints), got {max_concurrency!r}, {workers!r}")
@@ -61,12 +85,24 @@ class Evaluate:
         self.resume_from = Path(resume_from) if resume_from is not None else None
         self.exclude_failures, self.retry_timeouts = exclude_failures, retry_timeouts
 
-    def run(self, program: Any, runtime: Any = None, *, until: Callable[["_Tally"], bool] | None = None) -> EvaluationResult:
+    def __call__(self, program: Any, devset: Sequence[Example] | None = None, **kwargs: Any) -> EvaluationResult:
+        """DSPy's ``evaluator(program)``: the same as :meth:`run`."""
+        return self.run(program, devset=devset, **kwargs)
+
+    def run(self, program: Any, runtime: Any = None, *, devset: Sequence[Example] | None = None,
+            until: Callable[["_Tally"], bool] | None = None) -> EvaluationResult:
         """Evaluate ``program``. On a multiproc/tcp runtime with ``workers > 0`` the examples run in worker
         processes (``max_concurrency / workers`` threads each); otherwise on threads in this process.
         Either way the LM calls share the runtime's client actors (limits, breakers, ledger).
+        ``devset=`` evaluates on other examples this once.
         ``until(tally)`` is asked after each row; when it says True, dispatching stops as with
         max_errors (optimizers stop a bootstrap once they have their demos, or at their budget)."""
+        if devset is not None:
+            other = Evaluate.__new__(Evaluate)
+            other.__dict__.update(self.__dict__, devset=_checked_devset(devset))
+            return other.run(program, runtime, until=until)
+        if not self.devset:
+            raise ConfigError("Evaluate has no examples: pass devset= (to Evaluate or to run)")
         start, run = time.monotonic(), new_run_id()
         rows = self._resumed()
         rt = runtime if runtime is not None else active_runtime()
@@ -162,8 +198,14 @@ class Evaluate:
                 tally.errors += 1
         tally.publish(finished=True, aborted=aborted)
         ordered = [rows[i] for i in range(len(self.devset))]
-        return EvaluationResult(ordered, time.monotonic() - start, _run_usage(rt, run), self.exclude_failures,
-                                aborted, runner.duplicates, run=run)
+        if self.failure_score:
+            ordered = [replace(r, score=self.failure_score) if r.failed else r for r in ordered]
+        result = EvaluationResult(ordered, time.monotonic() - start, _run_usage(rt, run), self.exclude_failures,
+                                  aborted, runner.duplicates, run=run)
+        if self.display_table:
+            print(result.to_table(self.display_table if isinstance(self.display_table, int)
+                                  and not isinstance(self.display_table, bool) else 20))
+        return result
 
 
 class _Tally:
@@ -176,7 +218,7 @@ class _Tally:
         self.resumed = len(rows)
         self.errors = sum(1 for r in rows.values() if r.failed)
         self.spent = _cost(rows)
-        self.tokens = sum(r.prediction.usage.total_tokens for r in rows.values() if r.prediction is not None)
+        self.tokens = sum(getattr(getattr(r.prediction, "usage", None), "total_tokens", 0) for r in rows.values())
         self.last_event = 0.0
         self.journal = open(journal, "a", encoding="utf-8") if journal is not None else None
         self.bar = _progress(total, len(rows)) if bar else None
@@ -186,9 +228,9 @@ class _Tally:
             return  # already finished (a resumed row): exactly once
         self.rows[row.index] = row
         self.errors += row.failed
-        if row.prediction is not None:
-            self.spent += row.prediction.cost
-            self.tokens += row.prediction.usage.total_tokens
+        if row.prediction is not None:  # a program may return a dict, a list, a string: no usage of its own
+            self.spent += getattr(row.prediction, "cost", 0.0)
+            self.tokens += getattr(getattr(row.prediction, "usage", None), "total_tokens", 0)
         if self.journal is not None:
             self.journal.write(dumps_line(row.to_json()))
             self.journal.flush()
@@ -226,6 +268,14 @@ def _wait_for_hosts(rt: Any, hosts: list[str], timeout: float) -> list[str]:
         time.sleep(0.1)
 
 
+def _checked_devset(devset: Any) -> list[Example]:
+    examples = list(devset)
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Example) or ex.input_keys is None:
+            raise ConfigError(f"devset[{i}] must be an Example with inputs marked (example.with_inputs(...))")
+    return examples
+
+
 def _int_at_least(value: Any, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
@@ -243,7 +293,7 @@ def _run_usage(rt: Any, run: str) -> UsageTotals:
 
 
 def _cost(rows: dict) -> float:
-    return sum(r.prediction.cost for r in rows.values() if r.prediction is not None)
+    return sum(getattr(r.prediction, "cost", 0.0) for r in rows.values() if r.prediction is not None)
 
 
 def _progress(total: int, initial: int) -> Any:

@@ -79,15 +79,18 @@ class EvalRow:
         return self.error is not None
 
     def to_json(self) -> dict:
+        pred = self.prediction
+        is_prediction = isinstance(pred, Prediction)
+        usage = pred.usage if is_prediction else Usage()
         return {"index": self.index, "example": json.loads(self.example.to_json()),
-                "prediction": dict(self.prediction.items()) if self.prediction is not None else None,
-                "usage": [self.prediction.usage.prompt_tokens, self.prediction.usage.completion_tokens]
-                if self.prediction is not None else [0, 0],
-                "cost": self.prediction.cost if self.prediction is not None else 0.0,
+                "prediction": (dict(pred.items()) if is_prediction else None if pred is None
+                               else {"value": to_jsonable(pred)}),  # a program may return a dict, a list, text
+                "usage": [usage.prompt_tokens, usage.completion_tokens],
+                "cost": pred.cost if is_prediction else 0.0,
                 "score": self.score, "error": None if self.error is None else
                 {"type": type(self.error).__name__, "message": str(self.error)[:2000]},
                 "attempts": self.attempts, "worker": self.worker,
-                "trace": [_step_json(s) for s in self.prediction.trace] if self.prediction is not None else []}
+                "trace": [_step_json(s) for s in pred.trace] if is_prediction else []}
 
     @classmethod
     def from_json(cls, data: dict) -> "EvalRow":
@@ -146,7 +149,12 @@ class EvaluationResult:
 
     @property
     def cost(self) -> float:
-        return sum(r.prediction.cost for r in self.rows if r.prediction is not None)
+        return sum(getattr(r.prediction, "cost", 0.0) for r in self.rows if r.prediction is not None)
+
+    @property
+    def results(self) -> list[tuple]:
+        """DSPy's shape: ``(example, prediction, score)`` per example, in input order."""
+        return [(r.example, r.prediction, r.score) for r in self.rows]
 
     def to_jsonl(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as fh:
@@ -158,8 +166,9 @@ class EvaluationResult:
                  f"{self.wall_s:.2f}s, ${self.cost:.6f}" + (f"; aborted: {self.aborted}" if self.aborted else ""),
                  f"{'#':>5}  {'score':>5}  {'worker':<10}  outcome"]
         for row in self.rows[:limit]:
+            shown = dict(row.prediction.items()) if isinstance(row.prediction, Prediction) else row.prediction
             outcome = (f"{type(row.error).__name__}: {str(row.error)[:60]}" if row.error is not None
-                       else str(dict(row.prediction.items()) if row.prediction is not None else "")[:70])
+                       else str(shown if shown is not None else "")[:70])
             lines.append(f"{row.index:>5}  {row.score:>5.2f}  {row.worker:<10}  {outcome}")
         if len(self.rows) > limit:
             lines.append(f"... {len(self.rows) - limit} more rows")

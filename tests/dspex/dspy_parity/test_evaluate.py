@@ -1,0 +1,63 @@
+"""dspy.Evaluate habits: DSPy's argument names, evaluator(program), results triples, keyword trace,
+programs that return plain values, and the metrics users reach for."""
+
+from __future__ import annotations
+
+import pytest
+
+import dspex as dspy
+from dspex.metrics import answer_exact_match, answer_passage_match, f1_score, normalize_text
+
+
+def devset():
+    return [dspy.Example(question=q, answer=a).with_inputs("question")
+            for q, a in (("What is 1+1?", "2"), ("Capital of France?", "Paris"), ("Color of the sky?", "blue"))]
+
+
+class Lookup(dspy.Module):
+    ANSWERS = {"What is 1+1?": "2", "Capital of France?": "paris.", "Color of the sky?": "green"}
+
+    def forward(self, question):
+        return dspy.Prediction(answer=self.ANSWERS[question])
+
+
+def test_dspy_argument_names_and_call_style():
+    def metric(example, pred, trace=None, **kwargs):  # DSPy metrics often take **kwargs
+        return answer_exact_match(example, pred)
+
+    evaluator = dspy.Evaluate(devset=devset(), metric=metric, num_threads=2, display_progress=False,
+                              display_table=False, max_errors=10)
+    result = evaluator(Lookup())
+    assert result.score == pytest.approx(2 / 3)  # a fraction, where DSPy reports 66.67
+    assert [score for _, _, score in result.results] == [1.0, 1.0, 0.0]
+    assert evaluator.run(Lookup(), devset=devset()[:1]).score == 1.0
+
+
+def test_a_program_that_returns_a_plain_value_is_scored_like_any_other():
+    class Plain(dspy.Module):
+        def forward(self, question):
+            return ["a", "list"] if "1+1" in question else question.upper()
+
+    result = dspy.Evaluate(devset(), lambda ex, pred, trace=None: isinstance(pred, str), progress=False).run(Plain())
+    assert [r.score for r in result.rows] == [0.0, 1.0, 1.0] and not result.errors
+    assert result.to_table() and result.rows[0].to_json()["prediction"] == {"value": ["a", "list"]}
+
+
+def test_failure_score_and_unknown_dspy_options():
+    def broken(example, pred, trace=None):
+        raise ValueError("boom")
+
+    result = dspy.Evaluate(devset(), broken, failure_score=0.25, progress=False).run(Lookup())
+    assert result.score == 0.25 and len(result.errors) == 3
+    with pytest.raises(dspy.ConfigError, match="result.results"):
+        dspy.Evaluate(devset(), broken, return_outputs=True)
+
+
+def test_the_metrics_normalise_as_dspy_does():
+    assert normalize_text("The  Eiffel-Tower!") == "eiffeltower"
+    assert f1_score("the cat sat", "a cat sat down") == pytest.approx(0.8)
+    ex = dspy.Example(question="q", answer=["Paris", "paris, France"]).with_inputs("question")
+    assert answer_exact_match(ex, dspy.Prediction(answer="paris."))
+    assert answer_exact_match(ex, dspy.Prediction(answer="paris in france"), frac=0.5)
+    assert answer_passage_match(ex, dspy.Prediction(context=["It is in Paris, the capital."]))
+    assert not answer_passage_match(ex, dspy.Prediction(context=["Lyon"]))
