@@ -22,8 +22,23 @@ def _type_adapter(annotation: Any) -> pydantic.TypeAdapter:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Plain JSON data for any value pydantic can serialize (models, containers, scalars)."""
-    return _type_adapter(Any).dump_python(value, mode="json")
+    """Plain JSON data for any value pydantic can serialize (models, containers, scalars); an Example or
+    a Prediction given as a value is its fields. Anything else is a SignatureError that says what to pass."""
+    try:
+        return _type_adapter(Any).dump_python(_plain(value), mode="json")
+    except pydantic.PydanticSerializationError as exc:
+        raise SignatureError(f"cannot render a {type(value).__name__} as a field value ({str(exc)[:120]}): pass "
+                             "text, numbers, lists/dicts of them, or a pydantic model") from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping) and not isinstance(value, dict):  # Example, Prediction
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def render_value(value: Any) -> str:

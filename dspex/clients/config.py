@@ -162,9 +162,21 @@ SAMPLING_CHECKS: dict[str, tuple[Any, str]] = {
 }
 
 
+KNOWN_PARAMS = frozenset({
+    "temperature", "max_tokens", "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias",
+    "logprobs", "top_logprobs", "response_format", "user", "tools", "tool_choice", "parallel_tool_calls",
+    "max_completion_tokens", "reasoning_effort", "service_tier", "top_k", "stop_sequences", "metadata",
+    "candidate_count", "prompt_format"})
+"""Request parameters the three wire formats (and the local server) understand; anything else is a
+ConfigError naming it, never a silently ignored or mis-sent option."""
+
+
 def check_sampling(params: dict, where: str) -> None:
     """Request parameters are checked before anything is leased or sent: known ones by type and range,
     the rest must be JSON (what goes into the request body)."""
+    unknown = sorted(set(params) - KNOWN_PARAMS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown request option(s) {unknown}; known: {', '.join(sorted(KNOWN_PARAMS))}")
     for name, value in params.items():
         check = SAMPLING_CHECKS.get(name)
         if check is not None and not check[0](value):

@@ -43,6 +43,9 @@ class LM:
                  budget_tokens: int | None = None, backoff_base: float = 0.5, backoff_cap: float = 20.0,
                  price: Price | None = None, name: str | None = None, runtime: "Runtime | None" = None,
                  api_base: str | None = None, **params: Any) -> None:
+        params = _framework_options(params)
+        if "num_retries" in params:  # DSPy's name
+            retries = params.pop("num_retries")
         if api_base is not None:  # DSPy's and litellm's name for it
             if base_url is not None and base_url != api_base:
                 raise ConfigError("pass base_url= or api_base= (the same setting), not both")
@@ -121,6 +124,8 @@ class LM:
         msgs = normalize_messages(messages)
         cfg = self.config
         run = run if run is not None else current_run()
+        rollout_id = overrides.pop("rollout_id", None)  # DSPy's name: part of the cache key, never sent
+        rollout = rollout if rollout is not None else rollout_id
         check_sampling(overrides, f"LM {cfg.qualified} request")  # before anything is leased
         sampling = {**cfg.sampling(), **overrides}
         if cfg.provider == "local":
@@ -251,6 +256,21 @@ class LM:
 
     def __hash__(self) -> int:
         return hash(self.config)
+
+
+def _framework_options(params: dict) -> dict:
+    """DSPy/litellm options that are about the framework, not the request body: understood here, never sent."""
+    params = dict(params)
+    model_type = params.pop("model_type", "chat")
+    if model_type != "chat":
+        raise ConfigError(f"model_type={model_type!r}: dspex speaks chat APIs (chat completions, messages, "
+                          "generateContent); use model_type='chat' or leave it out")
+    for name in ("rollout_id", "callbacks", "finetuning_model", "launch_kwargs", "train_kwargs"):
+        if name in params:
+            raise ConfigError(f"dspex.LM does not take {name}= at construction"
+                              + ("; pass rollout_id= per call (program(..., config={'rollout_id': 1}))"
+                                 if name == "rollout_id" else ""))
+    return params
 
 
 def normalize_messages(messages: Sequence[dict] | str) -> list[dict]:

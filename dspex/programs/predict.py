@@ -39,10 +39,13 @@ class Predict(Predictor):
         self.config = dict(config)
 
     def forward(self, **inputs: Any) -> Prediction:
+        per_call = inputs.pop("config", None) if "config" not in self.signature.fields else None
+        if per_call is not None and not isinstance(per_call, dict):
+            raise ConfigError(f"config= must be a dict of LM options (e.g. {{'temperature': 0.7}}), got {per_call!r}")
         lm = resolve_lm(self.lm, f"{type(self).__name__}({self.signature.signature_string()!r})")
         if isinstance(self.lm, str):
             self.lm = lm  # a "provider/model" string becomes its handle once
-        sig, options, adapter = self.signature, dict(self.config), self.adapter_for(lm)
+        sig, options, adapter = self.signature, {**self.config, **(per_call or {})}, self.adapter_for(lm)
         options.setdefault("prompt_style", adapter.prompt_style)
         messages = adapter.format(sig, inputs, self.demos)
         comps = [lm.request(messages, **options)]

@@ -105,6 +105,13 @@ def test_bad_settings_and_messages_raise_config_errors(server, drt):
         make_lm(server, rpm=5)
 
 
-def test_lm_without_runtime_says_how_to_open_one():
-    with pytest.raises(dspex.ConfigError, match="dspex.runtime"):
-        dspex.LM("openai/gpt-4o-mini", api_key="sk-x")
+def test_lm_without_runtime_uses_the_process_default_runtime():
+    """DSPy's line 1 works: outside any `with dspex.runtime()`, a local default runtime starts (closed at exit)."""
+    from dspex.clients.host import OPEN
+
+    lm = dspex.LM("openai/gpt-4o-mini", api_key="sk-x")
+    try:
+        assert lm._need_runtime() is OPEN.default() and OPEN.default().actors.is_local
+    finally:
+        OPEN.default().close()
+    assert OPEN.started_default() is None
