@@ -71,6 +71,9 @@ class _Record(Mapping[str, Any]):
     def to_dict(self) -> dict[str, Any]:
         return dict(self._data)
 
+    def toDict(self) -> dict[str, Any]:  # noqa: N802 - DSPy's spelling
+        return self.to_dict()
+
     def __getstate__(self) -> dict:
         return {"_data": self._data}
 
@@ -84,9 +87,20 @@ class Example(_Record):
     __slots__ = ("_input_keys",)
 
     def __init__(self, data: Mapping[str, Any] | None = None, *, _inputs: Iterable[str] | None = None,
-                 **fields: Any) -> None:
+                 base: "Example | Mapping[str, Any] | None" = None, **fields: Any) -> None:
+        if base is not None:  # DSPy's Example(base=ex, c=3): a copy of ``base`` with more fields
+            if not isinstance(base, Mapping):
+                raise ExampleError(f"Example(base=...) takes an Example or a mapping, got {type(base).__name__}")
+            if _inputs is None and isinstance(base, Example):
+                _inputs = base.input_keys
+            data = {**dict(base.items()), **(data or {})}
         super().__init__(data, **fields)
         object.__setattr__(self, "_input_keys", tuple(_inputs) if _inputs is not None else None)
+
+    def without(self, *keys: str) -> "Example":
+        """A copy without those fields (they also stop being inputs)."""
+        inputs = tuple(k for k in self._input_keys if k not in keys) if self._input_keys is not None else None
+        return Example({k: v for k, v in self._data.items() if k not in keys}, _inputs=inputs)
 
     def with_inputs(self, *keys: str) -> "Example":
         missing = [k for k in keys if k not in self._data]
@@ -139,27 +153,51 @@ class Example(_Record):
         return f"Example({self._data!r}, inputs={self._input_keys!r})"
 
 
+class Completions(tuple):
+    """A prediction's completions: a tuple of field dicts; ``completions.answer`` lists one field (DSPy's shape)."""
+
+    def __getattr__(self, name: str) -> list:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self and all(name in c for c in self):
+            return [c[name] for c in self]
+        raise AttributeError(f"the completions have no field {name!r}")
+
+
 class Prediction(_Record):
     """Output fields as attributes, plus ``usage``, ``cost``, ``raw`` text and the ``trace`` of sub-calls."""
 
-    __slots__ = ("usage", "cost", "raw", "trace")
+    __slots__ = ("usage", "cost", "raw", "trace", "completions")
 
     def __init__(self, data: Mapping[str, Any] | None = None, *, usage: Usage = Usage(), cost: float = 0.0,
-                 raw: str = "", trace: Sequence[Any] = (), **fields: Any) -> None:
+                 raw: str = "", trace: Sequence[Any] = (), completions: Sequence[Mapping[str, Any]] | None = None,
+                 **fields: Any) -> None:
         super().__init__(data, **fields)
         object.__setattr__(self, "usage", usage)
         object.__setattr__(self, "cost", cost)
         object.__setattr__(self, "raw", raw)
         object.__setattr__(self, "trace", tuple(trace))
+        object.__setattr__(self, "completions", Completions(dict(c) for c in completions) if completions is not None
+                           else Completions((dict(self._data),)))
 
     def copy(self, **changes: Any) -> "Prediction":
-        return Prediction({**self._data, **changes}, usage=self.usage, cost=self.cost, raw=self.raw, trace=self.trace)
+        return Prediction({**self._data, **changes}, usage=self.usage, cost=self.cost, raw=self.raw, trace=self.trace,
+                          completions=self.completions)
+
+    @classmethod
+    def from_completions(cls, completions: Sequence[Mapping[str, Any]], **kwargs: Any) -> "Prediction":
+        """DSPy's shape: the first completion's fields, all of them in ``completions``."""
+        items = [dict(c) for c in completions]
+        if not items:
+            raise ExampleError("Prediction.from_completions needs at least one completion")
+        return cls(items[0], completions=items, **kwargs)
 
     def _state(self) -> tuple:
         return (self._data, self.usage, self.cost, self.raw, self.trace)
 
     def __getstate__(self) -> dict:
-        return {"_data": self._data, "usage": self.usage, "cost": self.cost, "raw": self.raw, "trace": self.trace}
+        return {"_data": self._data, "usage": self.usage, "cost": self.cost, "raw": self.raw, "trace": self.trace,
+                "completions": self.completions}
 
     def __setstate__(self, state: dict) -> None:
         for key, value in state.items():

@@ -61,3 +61,14 @@ def test_the_metrics_normalise_as_dspy_does():
     assert answer_exact_match(ex, dspy.Prediction(answer="paris in france"), frac=0.5)
     assert answer_passage_match(ex, dspy.Prediction(context=["It is in Paris, the capital."]))
     assert not answer_passage_match(ex, dspy.Prediction(context=["Lyon"]))
+
+
+def test_example_and_prediction_habits():
+    ex = dspy.Example(question="q", answer="a").with_inputs("question")
+    more = dspy.Example(base=ex, context="c")
+    assert more.toDict() == {"question": "q", "answer": "a", "context": "c"} and more.input_keys == ("question",)
+    assert "base" not in more and more.get("missing", 7) == 7
+    assert more.without("answer").toDict() == {"question": "q", "context": "c"}
+    pred = dspy.Prediction.from_completions([{"answer": "1"}, {"answer": "2"}])
+    assert pred.answer == "1" and pred.completions.answer == ["1", "2"] and len(pred.completions) == 2
+    assert ex.toDict() == {"question": "q", "answer": "a"}  # immutable: nothing above changed it
