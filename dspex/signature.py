@@ -20,9 +20,10 @@ import pydantic
 
 from .errors import SignatureError
 
-RESERVED = frozenset({"instructions", "signature", "demos", "trace", "usage", "cost", "raw", "inputs", "labels",
-                      "copy", "with_inputs", "keys", "values", "items", "get", "completed", "input_fields",
-                      "output_fields", "fields"})
+RESERVED = frozenset({"usage", "cost", "raw", "trace", "completions", "completed"})
+"""Field names that really clash: a Prediction's own attributes (and constructor keywords) and the Chat
+adapter's end marker. Others (``items``, ``inputs``...) are fine: read them as ``pred["items"]`` where a
+method of the same name shadows the attribute."""
 _BASE_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict,
                                "Optional": Optional, "Literal": Literal, "Any": Any, "tuple": tuple, "Union": Union,
                                "List": list, "Dict": dict, "None": type(None), "NoneType": type(None)}
@@ -37,14 +38,38 @@ class FieldKind(str, enum.Enum):
     OUTPUT = "output"
 
 
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+    def __reduce__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT = _NoDefault()
+
+
 @dataclass(frozen=True)
 class Field:
-    """One field: whether it is an input or output, its type, description and display prefix."""
+    """One field: whether it is an input or output, its type, description, display prefix and default
+    (an input with a default, or an ``Optional`` one, may be omitted; such an output the model leaves out
+    takes its default, or None)."""
 
     kind: FieldKind
     annotation: Any = str
     desc: str = ""
     prefix: str = ""
+    default: Any = NO_DEFAULT
+
+    @property
+    def optional(self) -> bool:
+        if self.default is not NO_DEFAULT:
+            return True
+        args = typing.get_args(self.annotation)
+        return typing.get_origin(self.annotation) in (typing.Union, types.UnionType) and type(None) in args
+
+    def missing_value(self) -> Any:
+        return None if self.default is NO_DEFAULT else self.default
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, FieldKind):
@@ -57,14 +82,14 @@ class Field:
         return self.prefix or name.replace("_", " ").title()
 
 
-def InputField(desc: str = "", prefix: str = "") -> Field:  # noqa: N802 - DSPy's spelling
+def InputField(desc: str = "", prefix: str = "", default: Any = NO_DEFAULT) -> Field:  # noqa: N802 - DSPy's
     """Declare an input field in a signature class body."""
-    return Field(FieldKind.INPUT, str, desc, prefix)
+    return Field(FieldKind.INPUT, str, desc, prefix, default)
 
 
-def OutputField(desc: str = "", prefix: str = "") -> Field:  # noqa: N802
+def OutputField(desc: str = "", prefix: str = "", default: Any = NO_DEFAULT) -> Field:  # noqa: N802
     """Declare an output field in a signature class body."""
-    return Field(FieldKind.OUTPUT, str, desc, prefix)
+    return Field(FieldKind.OUTPUT, str, desc, prefix, default)
 
 
 def type_name(annotation: Any) -> str:
@@ -216,20 +241,20 @@ class SignatureMeta(type):
         fields: dict[str, Field] = {}
         for base in reversed(bases):
             fields.update(getattr(base, "_fields", {}))
-        for fname, annotation in annotations.items():
-            value = ns.pop(fname, None)
-            if not isinstance(value, Field):
+        for fname in annotations:
+            if not isinstance(ns.get(fname), Field):
                 raise SignatureError(f"signature class {name}: field {fname!r} must be declared with "
                                      f"InputField() or OutputField()")
+        for fname, value in list(ns.items()):  # definition order; a field without a type is a str (as in DSPy)
+            if not isinstance(value, Field):
+                continue
+            ns.pop(fname)
             _check_name(fname, f"signature class {name}")
+            annotation = annotations.get(fname, str)
             if isinstance(annotation, str):
                 annotation = _resolve_annotation(annotation, ns, f"signature class {name}, field {fname!r}")
             _check_type(annotation, f"signature class {name}, field {fname!r}")
             fields[fname] = replace(value, annotation=annotation)
-        for fname, value in list(ns.items()):
-            if isinstance(value, Field):
-                raise SignatureError(f"signature class {name}: field {fname!r} needs a type annotation "
-                                     f"(e.g. '{fname}: str = InputField()')")
         ns.pop("__annotations__", None)
         cls = super().__new__(mcs, name, bases, ns)
         if "_fields" not in ns:
@@ -285,6 +310,30 @@ class SignatureMeta(type):
 
     def with_instructions(cls, instructions: str) -> "SignatureMeta":
         return make_signature(cls.fields, instructions, cls.__name__)
+
+    def append_instructions(cls, text: str) -> "SignatureMeta":
+        """A new signature whose instructions end with ``text`` (DSPy's name)."""
+        return cls.with_instructions(f"{cls.instructions}\n{text}")
+
+    def with_updated_fields(cls, name: str, type_: Any = None, **changes: Any) -> "SignatureMeta":
+        """A new signature with field ``name`` changed (``desc``, ``prefix``, ``default``, or its type)."""
+        if name not in cls._fields:
+            raise SignatureError(f"{cls.__name__} has no field {name!r} (fields: {', '.join(cls._fields)})")
+        bad = set(changes) - {"desc", "prefix", "default"}
+        if bad:
+            raise SignatureError(f"with_updated_fields changes desc, prefix, default or type_; not {sorted(bad)}")
+        field = replace(cls._fields[name], **changes, **({"annotation": type_} if type_ is not None else {}))
+        return make_signature({**cls._fields, name: field}, cls._instructions, cls.__name__)
+
+    def equals(cls, other: Any) -> bool:
+        """Same fields (names, kinds, types, descriptions) and instructions."""
+        return isinstance(other, SignatureMeta) and cls._key() == other._key()
+
+    @property
+    def signature(cls) -> str:
+        """The string form, ``"question -> answer"`` (DSPy's ``Signature.signature``)."""
+        side = lambda fs: ", ".join(fs)  # noqa: E731
+        return f"{side(cls.input_fields)} -> {side(cls.output_fields)}"
 
     def _insert(cls, name: str, field: Field, type_: Any, at_start: bool) -> "SignatureMeta":
         if not isinstance(field, Field):

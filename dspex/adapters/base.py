@@ -109,7 +109,7 @@ class Adapter:
     @staticmethod
     def check_inputs(signature: SignatureMeta, inputs: Mapping[str, Any]) -> None:
         """Every input field must be given: a missing one is the caller's error, not the LM's."""
-        missing = [n for n in signature.input_fields if n not in inputs]
+        missing = [n for n, f in signature.input_fields.items() if n not in inputs and not f.optional]
         if missing:
             raise SignatureError(f"{signature.__name__}: missing input field(s) {', '.join(missing)}")
 
@@ -117,11 +117,14 @@ class Adapter:
         return type(self).__name__
 
     def _coerce_all(self, signature: SignatureMeta, sections: Mapping[str, str], text: str) -> dict[str, Any]:
-        missing = [n for n in signature.output_fields if n not in sections]
+        missing = [n for n, f in signature.output_fields.items() if n not in sections and not f.optional]
         if missing:
             raise AdapterParseError(signature, text, missing, "the answer lacks these output fields")
         values, problems = {}, []
         for name, field in signature.output_fields.items():
+            if name not in sections:  # optional, and the model left it out
+                values[name] = field.missing_value()
+                continue
             try:
                 values[name] = coerce(name, field, sections[name])
             except ValueError as exc:

@@ -62,7 +62,7 @@ def test_equality_hashing_pickling():
 @pytest.mark.parametrize("bad, needle", [
     ("question answer", "missing '->'"), (" -> answer", "input side is empty"), ("q -> ", "output side is empty"),
     ("a, a -> b", "appears twice"), ("a -> a", "both input and output"), ("a-b -> c", "not a valid field name"),
-    ("a: Foo -> b", "unknown type 'Foo'"), ("a -> instructions", "reserved"), ("a -> b -> c", "more than one"),
+    ("a: Foo -> b", "unknown type 'Foo'"), ("a -> usage", "reserved"), ("a -> b -> c", "more than one"),
     ("a,, b -> c", "empty field name"), ("a: list[ -> b", "cannot parse type"),
 ])
 def test_bad_strings(bad, needle):
