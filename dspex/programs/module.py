@@ -7,6 +7,8 @@ of them) in definition order, which gives stable names such as ``answer`` or ``s
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,10 +18,36 @@ from ..primitives import Prediction, Usage
 from . import trace
 
 FORMAT_VERSION = 1
+INIT_ARGS = "_dspex_init_args"  # where a module keeps the __init__ arguments it was built with
+PICKLE_MAGIC = b"DSPEX-PICKLE\n"  # a whole-program pickle starts with this line
 
 
 class Module:
     """Subclass it, set sub-modules in ``__init__``, implement ``forward(**inputs) -> Prediction``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A user's ``__init__`` arguments are remembered (when they are plain data) so that ``save`` /
+        ``dspex.load`` rebuild the module with them, not with the defaults."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_dspex_recording", False):
+            return
+
+        @functools.wraps(init)
+        def recording(self: Any, *args: Any, **kw: Any) -> None:
+            if INIT_ARGS not in vars(self):  # the outermost __init__ of the instance's class records
+                try:
+                    bound = inspect.signature(init).bind(self, *args, **kw)
+                    bound.apply_defaults()
+                    values = {k: v for k, v in list(bound.arguments.items())[1:]}
+                    json.dumps(values)
+                    vars(self)[INIT_ARGS] = values
+                except (TypeError, ValueError):
+                    vars(self)[INIT_ARGS] = None  # not plain data (an LM, a module): load needs them passed
+            init(self, *args, **kw)
+
+        recording._dspex_recording = True  # type: ignore[attr-defined]
+        cls.__init__ = recording  # type: ignore[method-assign]
 
     def __call__(self, **inputs: Any) -> Prediction:
         """``forward``; a top-level call collects every predictor call made inside it, so the result's
@@ -28,26 +56,45 @@ class Module:
             return self.forward(**inputs)
         with trace.collect(self) as steps:
             result = self.forward(**inputs)
-        if not isinstance(result, Prediction) or not steps:
-            return result
-        usage = sum((s.usage for s in steps), Usage())
-        return Prediction(dict(result.items()), usage=usage, cost=sum(s.cost for s in steps), raw=result.raw,
-                          trace=steps)
+        return _totalled(result, steps)
 
     def forward(self, **inputs: Any) -> Prediction:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(**inputs)")
 
     async def acall(self, **inputs: Any) -> Prediction:
-        """Async twin: runs ``forward`` in a worker thread (the client actors provide the concurrency)."""
+        """Async twin: ``aforward`` when the module defines one, else the call in a worker thread (the
+        client actors provide the concurrency; the caller's context goes along)."""
         import asyncio
 
-        return await asyncio.to_thread(self.forward, **inputs)
+        aforward = getattr(self, "aforward", None)
+        if aforward is not None:
+            if trace.in_scope():
+                return await aforward(**inputs)
+            with trace.collect(self) as steps:
+                result = await aforward(**inputs)
+            return _totalled(result, steps)
+        return await asyncio.to_thread(self.__call__, **inputs)
+
+    def batch(self, examples: Any, num_threads: int | None = None, max_errors: int | None = None,
+              return_failed_examples: bool = False, timeout_per_example: float | None = 60.0) -> Any:
+        """Run on many examples concurrently through Evaluate's engine (DSPy's ``Module.batch``): the
+        predictions in order (None for a failed one); with ``return_failed_examples``, also the failed
+        examples and their errors."""
+        from ..evaluate import Evaluate
+
+        rows = Evaluate(list(examples), lambda example, prediction, trace=None: 1.0, max_concurrency=num_threads or 16,
+                        max_errors=max_errors, progress=False, timeout_per_example=timeout_per_example).run(self).rows
+        predictions = [r.prediction if r.error is None else None for r in rows]
+        if return_failed_examples:
+            return predictions, [r.example for r in rows if r.error is not None], [r.error for r in rows if r.error]
+        return predictions
 
     # --- the tree ----------------------------------------------------------------------------------
 
     def named_sub_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
         for name, value in vars(self).items():
-            yield from _walk(value, f"{prefix}{name}")
+            if name != INIT_ARGS:
+                yield from _walk(value, f"{prefix}{name}")
 
     def named_predictors(self) -> list[tuple[str, "Predictor"]]:
         """Every predictor below this module, with a stable dotted name."""
@@ -92,21 +139,37 @@ class Module:
             p.load_state(state[name])
         return self
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, save_program: bool = False) -> None:
         """JSON: program class, constructor config, and per predictor its signature, demos, adapter and LM
-        name. Never an API key. ``dspex.load(path)`` rebuilds it."""
+        name. Never an API key. ``dspex.load(path)`` rebuilds it; ``program.load(path)`` loads the state
+        into a program you built. ``save_program=True`` pickles the whole program instead (cloudpickle,
+        as DSPy does; loading it runs code, so ``dspex.load`` needs ``allow_pickle=True``)."""
+        if save_program:
+            import cloudpickle
+
+            Path(path).write_bytes(PICKLE_MAGIC + cloudpickle.dumps(self))  # LM handles pickle without keys
+            return
         cls = type(self)
         doc = {"dspex_format": FORMAT_VERSION, "class": f"{cls.__module__}:{cls.__qualname__}",
                "config": self.dump_config(), "state": self.dump_state()}
         Path(path).write_text(json.dumps(doc, indent=2, ensure_ascii=False))
 
+    def load(self, path: str | Path) -> "Module":
+        """Load a saved program's state (demos, signatures, adapters) into this one (DSPy's state-only way)."""
+        doc = _read_saved(path)
+        return self.load_state(doc.get("state"))
+
     def dump_config(self) -> dict | None:
-        """Constructor settings for ``load`` (built-in programs); None: construct with no arguments."""
-        return None
+        """Constructor arguments for ``dspex.load``: the ones ``__init__`` was given, when plain data."""
+        return vars(self).get(INIT_ARGS)
 
     @classmethod
     def from_config(cls, config: dict | None) -> "Module":
-        return cls() if config is None else cls(**config)
+        try:
+            return cls() if config is None else cls(**config)
+        except TypeError as exc:
+            raise ConfigError(f"cannot rebuild {cls.__name__} from the saved file ({exc}): its __init__ takes "
+                              f"arguments that are not plain data; build it yourself and call program.load(path)") from None
 
 
 
@@ -130,18 +193,45 @@ def _walk(value: Any, name: str) -> Iterator[tuple[str, Module]]:
             yield from _walk(item, f"{name}[{key!r}]")
 
 
-def load(path: str | Path, lm: Any = None) -> Module:
-    """Rebuild a saved program; attach ``lm`` if given. Loading reads data only: the program's class
-    is looked up among modules already imported (never imported on the file's word) and must be a
-    Module; anything else is a ConfigError naming what was refused."""
+def _totalled(result: Any, steps: list) -> Any:
+    if not isinstance(result, Prediction) or not steps:
+        return result
+    usage = sum((s.usage for s in steps), Usage())
+    return Prediction(dict(result.items()), usage=usage, cost=sum(s.cost for s in steps), raw=result.raw,
+                      trace=steps, completions=result.completions)
+
+
+def _read_saved(path: str | Path) -> dict:
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = Path(path).read_bytes()
+        if raw.startswith(PICKLE_MAGIC):
+            raise ConfigError(f"{path} is a whole-program pickle (save_program=True): loading it runs code; "
+                              "use dspex.load(path, allow_pickle=True) if you trust the file")
+        doc = json.loads(raw.decode("utf-8"))
     except (OSError, ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read a saved program from {path}: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(doc, dict) or "dspex_format" not in doc:
         raise ConfigError(f"{path} is not a saved dspex program (no 'dspex_format' field)")
     if doc["dspex_format"] != FORMAT_VERSION:
         raise ConfigError(f"{path} has format {doc['dspex_format']!r}; this dspex reads format {FORMAT_VERSION}")
+    return doc
+
+
+def load(path: str | Path, lm: Any = None, allow_pickle: bool = False) -> Module:
+    """Rebuild a saved program; attach ``lm`` if given. Loading reads data only: the program's class
+    is looked up among modules already imported (never imported on the file's word) and must be a
+    Module; anything else is a ConfigError naming what was refused. A whole-program pickle
+    (``save(..., save_program=True)``) loads only with ``allow_pickle=True``: it runs code."""
+    if allow_pickle:
+        import cloudpickle
+
+        raw = Path(path).read_bytes()
+        if raw.startswith(PICKLE_MAGIC):
+            program = cloudpickle.loads(raw[len(PICKLE_MAGIC):])
+            if not isinstance(program, Module):
+                raise ConfigError(f"{path} holds a {type(program).__name__}, not a dspex Module")
+            return program.set_lm(lm) if lm is not None else program
+    doc = _read_saved(path)
     cls = program_class(doc.get("class"))
     config, state = doc.get("config"), doc.get("state")
     if not (config is None or isinstance(config, dict)) or not isinstance(state, dict):
