@@ -40,6 +40,8 @@ class JournalKeeper(GenServer):
     def handle_call(self, request: Any) -> Any:
         match request:
             case Append(entry=entry):
+                if self.entries and self.entries[-1] == entry:  # a retry after our crash: written already
+                    return len(self.entries)
                 with open(self.path, "a", encoding="utf-8") as fh:
                     fh.write(dumps_line(entry))
                     fh.flush()

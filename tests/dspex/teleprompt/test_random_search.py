@@ -106,10 +106,12 @@ def test_kill_9_of_the_compiling_process_then_resume_gives_the_identical_program
 
 
 @pytest.mark.slow
-def test_a_crash_of_the_job_actor_is_a_supervised_restart_that_goes_on_from_its_journal(sim, tmp_path):
+def test_a_crash_of_the_job_actor_is_a_supervised_restart_that_goes_on_from_its_journal(sim, tmp_path, monkeypatch):
     """kill -9 of the compile job's actor (its journal keeper) mid-compile: restarted by the compile
     supervisor from the journal; the compile finishes with the program an undisturbed one gives."""
     import threading
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # the candidates are scored on worker processes
 
     from tests.conftest import pids_titled
 
@@ -142,7 +144,7 @@ def test_a_crash_of_the_job_actor_is_a_supervised_restart_that_goes_on_from_its_
     crashed, events = compile_once(tmp_path / "crashed", kill_keeper)
     assert killed, "the job actor was never found to kill"
     assert any(getattr(e, "kind", "") == "restart" and e.child.startswith("job:") for e in events)
-    assert crashed.demos == clean.demos and crashed.compile_report.score == clean.compile_report.score
+    assert crashed.demos == clean.demos and crashed.compile_report.score == clean.compile_report.score == 1.0
     entries = [json.loads(line) for line in (tmp_path / "crashed" / "journal.jsonl").read_text().splitlines()]
     assert sum(e["kind"] == "candidate" for e in entries) == len(crashed.compile_report.candidates)
 
