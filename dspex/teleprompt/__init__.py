@@ -2,9 +2,9 @@
 
 from .fewshot import BootstrapFewShot, LabeledFewShot, NoTracePassed
 from .knn import KNNFewShot, KNNProgram
-from .job import CandidateScore, CompileJob, CompileProgress, CompileReport, CompileStopped
+from .job import CandidateScore, CompileJob, CompileProgress, CompileReport, CompileStopped, EvaluationFailed
 from .random_search import BootstrapFewShotWithRandomSearch
 
 __all__ = ["LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "KNNFewShot", "KNNProgram",
            "CompileReport",
-           "CandidateScore", "CompileProgress", "CompileJob", "CompileStopped", "NoTracePassed"]
+           "CandidateScore", "CompileProgress", "CompileJob", "CompileStopped", "NoTracePassed", "EvaluationFailed"]

@@ -24,7 +24,7 @@ from supervision import ActorExited, ChildSpec, SupervisionError
 
 from ..clients.host import active_runtime
 from ..clients.messages import UsageTotals
-from ..errors import BudgetExceeded, ConfigError, DspexError
+from ..errors import AuthError, BudgetExceeded, ConfigError, DspexError, LMError
 from ..evaluate import Evaluate, EvaluationResult
 from ..evaluate.evaluate import new_run_id
 from ..primitives import Example
@@ -41,6 +41,11 @@ class CompileStopped(DspexError):
     def __init__(self, reason: str, detail: str = "") -> None:
         self.reason, self.detail = reason, detail
         super().__init__(f"compile stopped: {reason}" + (f" ({detail})" if detail else ""))
+
+
+class EvaluationFailed(DspexError):
+    """Every LM call of an evaluation inside a compile failed (a wrong key, an unreachable provider, keys
+    missing in worker processes' environment): the compile stops instead of scoring garbage."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,13 @@ class CompileJob:
             self.usage = self.usage + result.usage
         if result.aborted == "interrupted":
             raise CompileStopped("cancelled", f"Ctrl-C during {phase}")
+        ran = [r for r in result.rows if type(r.error).__name__ != "EvaluationCancelled"]
+        if ran and all(isinstance(r.error, LMError) for r in ran):
+            first = ran[0].error
+            raise EvaluationFailed(f"every LM call of the {phase} evaluation failed, e.g. {type(first).__name__}: "
+                                   f"{str(first)[:300]}" + ("; worker processes read provider keys from their "
+                                                            "environment (e.g. OPENAI_API_KEY)"
+                                                            if isinstance(first, AuthError) else ""))
         self._check_budget()
         return result
 
@@ -267,4 +279,5 @@ def fingerprint(**parts: Any) -> dict:
             for k, v in parts.items()}
 
 
-__all__ = ["CompileJob", "CompileReport", "CandidateScore", "CompileProgress", "CompileStopped", "fingerprint"]
+__all__ = ["CompileJob", "CompileReport", "CandidateScore", "CompileProgress", "CompileStopped", "EvaluationFailed",
+           "fingerprint"]

@@ -175,3 +175,14 @@ def test_ctrl_c_while_candidates_are_scored_returns_the_best_so_far_promptly(sim
     report = compiled.compile_report
     assert report.stopped == "cancelled" and 0 < len(report.candidates) < 15
     assert took < 6.0  # the in-flight candidates stopped, they were not run to the end
+
+
+def test_a_compile_whose_lm_calls_all_fail_says_so_instead_of_scoring_zero(sim, tmp_path):
+    from dspex.teleprompt import EvaluationFailed
+
+    with dspex.runtime("local", cache_dir=tmp_path / "cache", log_level=None):
+        wrong = dspex.LM("openai/task", api_key="sk-wrong-key-000000", base_url=sim.base_url(), retries=0)
+        with pytest.raises(EvaluationFailed, match="AuthError"):
+            search().compile(dspex.Predict("question -> answer", lm=wrong), trainset=data(6, "t"),
+                             valset=data(4, "v"))
+        assert dspex.current_runtime().compile_supervisor().which_children() == []
