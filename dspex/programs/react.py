@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from dataclasses import dataclass, field, replace
+import typing
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal
 
 import pydantic
@@ -25,29 +26,27 @@ FINISH = "finish"
 
 @dataclass(frozen=True)
 class Tool:
-    """A callable the agent may use: ``args`` maps argument names to JSON schemas."""
+    """A callable the agent may use: ``dspex.Tool(func)`` takes its name, description and argument
+    schemas from the function (``args`` maps argument names to JSON schemas). Arguments are validated
+    into their annotated types (pydantic models included); an ``async`` tool is awaited."""
 
     func: Callable[..., Any]
-    name: str
-    desc: str
-    args: dict = field(default_factory=dict)
+    name: str | None = None
+    desc: str | None = None
+    args: dict | None = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.func):
+            raise ConfigError(f"a tool must be callable, got {self.func!r}")
+        name = self.name or getattr(self.func, "__name__", type(self.func).__name__)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "desc", self.desc or inspect.getdoc(self.func) or f"the tool {name}")
+        if self.args is None:
+            object.__setattr__(self, "args", {n: _schema(a) for n, a in _annotations(self.func).items()})
 
     @classmethod
     def from_callable(cls, func: Callable[..., Any]) -> "Tool":
-        if isinstance(func, Tool):
-            return func
-        if not callable(func):
-            raise ConfigError(f"a tool must be callable, got {func!r}")
-        hints = inspect.signature(func).parameters
-        args = {}
-        for name, param in hints.items():
-            annotation = param.annotation if param.annotation is not inspect.Parameter.empty else Any
-            try:
-                args[name] = pydantic.TypeAdapter(annotation).json_schema()
-            except pydantic.PydanticUserError:
-                args[name] = {}
-        name = getattr(func, "__name__", type(func).__name__)
-        return cls(func, name, inspect.getdoc(func) or f"the tool {name}", args)
+        return func if isinstance(func, Tool) else cls(func)
 
     @classmethod
     def from_actor(cls, ref: Any, name: str, desc: str, args: dict | None = None, timeout: float = 30.0,
@@ -63,10 +62,53 @@ class Tool:
         return cls(use, name, desc, args or {})
 
     def __call__(self, **kwargs: Any) -> Any:
-        return self.func(**kwargs)
+        hints = _annotations(self.func)
+        values = {}
+        for key, value in kwargs.items():
+            annotation = hints.get(key, Any)
+            try:
+                values[key] = pydantic.TypeAdapter(annotation).validate_python(value) if annotation is not Any else value
+            except pydantic.ValidationError as exc:
+                raise ConfigError(f"tool {self.name}: argument {key!r} is not a valid {annotation}: "
+                                  f"{exc.errors()[0]['msg']}") from None
+        result = self.func(**values)
+        if inspect.isawaitable(result):  # an async tool: run it to completion here (ReAct's loop is sync)
+            import asyncio
+
+            return asyncio.run(_awaited(result))
+        return result
 
     def describe(self) -> str:
         return f"{self.name}: {self.desc} Arguments (JSON): {json.dumps(self.args)}"
+
+
+def _annotations(func: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return {}
+    hints: dict[str, Any] = {}
+    try:
+        resolved = typing.get_type_hints(func)
+    except (NameError, TypeError):
+        resolved = {}
+    for name, param in params.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = resolved.get(name, param.annotation)
+        hints[name] = Any if annotation is inspect.Parameter.empty else annotation
+    return hints
+
+
+def _schema(annotation: Any) -> dict:
+    try:
+        return pydantic.TypeAdapter(annotation).json_schema()
+    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError):
+        return {}
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 
 class ReAct(Module):
@@ -97,20 +139,26 @@ class ReAct(Module):
         self.extract = ChainOfThought(extract, lm=lm, **config)
 
     def forward(self, **inputs: Any) -> Prediction:
+        """The result's ``trajectory`` is DSPy's dict: ``thought_0``, ``tool_name_0``, ``tool_args_0``,
+        ``observation_0``, ... (the model reads it rendered as text)."""
         steps: list[str] = []
+        trajectory: dict[str, Any] = {}
         preds: list[Prediction] = []
         for i in range(self.max_iters):
             pred = self.react(**inputs, trajectory="\n".join(steps) or "(none yet)")
             preds.append(pred)
             name, args = pred.next_tool_name, pred.next_tool_args
+            trajectory.update({f"thought_{i}": pred.next_thought, f"tool_name_{i}": name, f"tool_args_{i}": args})
             steps.append(f"Thought {i + 1}: {pred.next_thought}\nTool {i + 1}: {name} {json.dumps(args, default=str)}")
             if name == FINISH:
+                trajectory[f"observation_{i}"] = "Completed."
                 break
-            steps.append(f"Observation {i + 1}: {self._use(name, args)}")
+            observation = self._use(name, args)
+            trajectory[f"observation_{i}"] = observation
+            steps.append(f"Observation {i + 1}: {observation}")
         else:
             steps.append(f"(stopped after max_iters={self.max_iters} steps)")
-        trajectory = "\n".join(steps)
-        final = self.extract(**inputs, trajectory=trajectory)
+        final = self.extract(**inputs, trajectory="\n".join(steps))
         return combine([*preds, final], **dict(final.items()), trajectory=trajectory)
 
     def _use(self, name: str, args: dict) -> str:
