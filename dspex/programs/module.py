@@ -91,10 +91,13 @@ class Module:
 
     # --- the tree ----------------------------------------------------------------------------------
 
-    def named_sub_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+    def named_sub_modules(self, prefix: str = "", _seen: set | None = None) -> Iterator[tuple[str, "Module"]]:
+        """Every sub-module once (by its first name), in attribute order; a module reachable twice, or a
+        child that refers back to its parent, is not walked again."""
+        seen = _seen if _seen is not None else {id(self)}
         for name, value in vars(self).items():
             if name != INIT_ARGS:
-                yield from _walk(value, f"{prefix}{name}")
+                yield from _walk(value, f"{prefix}{name}", seen)
 
     def named_predictors(self) -> list[tuple[str, "Predictor"]]:
         """Every predictor below this module, with a stable dotted name."""
@@ -181,16 +184,19 @@ class Predictor(Module):
     demos: list
 
 
-def _walk(value: Any, name: str) -> Iterator[tuple[str, Module]]:
+def _walk(value: Any, name: str, seen: set) -> Iterator[tuple[str, Module]]:
     if isinstance(value, Module):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
         yield name, value
-        yield from value.named_sub_modules(prefix=f"{name}.")
+        yield from value.named_sub_modules(prefix=f"{name}.", _seen=seen)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            yield from _walk(item, f"{name}[{i}]")
+            yield from _walk(item, f"{name}[{i}]", seen)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _walk(item, f"{name}[{key!r}]")
+            yield from _walk(item, f"{name}[{key!r}]", seen)
 
 
 def _totalled(result: Any, steps: list) -> Any:

@@ -73,3 +73,18 @@ def test_batch_and_aforward(lm):
     assert [p.answer for p in predictions] == ["hi!"] * 5
     result = asyncio.run(Async().acall(question="x"))
     assert result.answer == "hi" and result.usage.total_tokens > 0
+
+
+def test_named_predictors_lists_a_shared_predictor_once_and_survives_cycles():
+    class Parent(dspy.Module):
+        def __init__(self):
+            shared = dspy.Predict("question -> answer")
+            self.first, self.again = shared, shared
+            self.child = Child(self)
+
+    class Child(dspy.Module):
+        def __init__(self, parent):
+            self.parent = parent  # a reference back up: must not recurse forever
+            self.own = dspy.Predict("question -> answer")
+
+    assert [n for n, _ in Parent().named_predictors()] == ["first", "child.own"]
