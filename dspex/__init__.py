@@ -11,7 +11,7 @@ from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Pr
 from .primitives import Example, Prediction, Usage, examples_from, load_jsonl
 from . import metrics
 from .programs.settings import configure, context
-from .runtime import Runtime, current_runtime, runtime
+from .runtime import Runtime, current_runtime, inspect_history, runtime
 from .signature import Field, InputField, OutputField, Signature
 from .teleprompt import (BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
                          CompileReport, KNNFewShot, LabeledFewShot)
@@ -24,4 +24,4 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "configure_logging", "Module", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison",
            "BestOfN", "Refine", "load", "combine", "Evaluate", "EvaluationResult", "EvalRow", "LabeledFewShot",
            "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress",
-           "KNNFewShot", "Embedder", "configure", "context", "metrics"]
+           "KNNFewShot", "Embedder", "configure", "context", "metrics", "inspect_history"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -36,6 +38,9 @@ from .errors import ConfigError
 from .local.actor import ModelServer
 from .local.models import resolve_model
 from .logs import configure_logging
+
+
+HISTORY = 200  # LM calls a runtime remembers for inspect_history (bounded: a long run does not grow memory)
 
 
 def default_cache_dir() -> Path:
@@ -66,6 +71,7 @@ class Runtime:
         self.models: SupervisorRef | None = None
         self._compile: SupervisorRef | None = None
         self.defaults: dict[str, Any] = {}  # dspex.configure(lm=..., adapter=...) on this runtime
+        self._history: deque[dict] = deque(maxlen=HISTORY)  # the last LM calls made in this process
         self._configs: dict[str, LMConfig] = {}
         self._engines: dict[tuple, Engine] = {}
         self._cache: ResponseCache | None = None  # one per process, opened on first use
@@ -161,6 +167,15 @@ class Runtime:
                                                       title=f"client {cfg.qualified}"))
             self._configs[cfg.client_key] = cfg
             return info.ref
+
+    def remember_call(self, model: str, messages: list[dict], completion: Any) -> None:
+        """Keep a call for ``lm.history`` / ``dspex.inspect_history`` (bounded: the last HISTORY calls)."""
+        self._history.append({"model": model, "messages": messages, "response": completion.text,
+                              "usage": completion.usage, "cost": completion.cost, "cached": completion.cached,
+                              "timestamp": time.time()})
+
+    def history(self) -> list[dict]:
+        return list(self._history)
 
     def compile_supervisor(self) -> SupervisorRef:
         """The ``compile`` supervisor (started on first use): one journal-keeping actor per compile job."""
@@ -271,9 +286,24 @@ def _default_runtime() -> Runtime:
 OPEN.set_default_factory(_default_runtime)
 
 
+def inspect_history(n: int = 1) -> str:
+    """Print (and return) the last ``n`` LM calls of this process's current runtime, as DSPy does."""
+    calls = current_runtime().history()[-n:] if n > 0 else []
+    parts = []
+    for call in calls:
+        lines = [f"[{time.strftime('%H:%M:%S', time.localtime(call['timestamp']))}] {call['model']}"
+                 + (" (cached)" if call["cached"] else "")]
+        lines += [f"{m['role'].upper()}: {m['content']}" for m in call["messages"]]
+        lines.append(f"RESPONSE: {call['response']}")
+        parts.append("\n".join(lines))
+    text = "\n\n".join(parts)
+    print(text)
+    return text
+
+
 def runtime(base: str = "local", **options: Any) -> Runtime:
     """A :class:`Runtime` to use as a context manager (``base``: local | multiproc | tcp)."""
     return Runtime(base, **options)
 
 
-__all__ = ["Runtime", "runtime", "current_runtime", "active_runtime", "open_runtimes", "Engine", "default_cache_dir"]
+__all__ = ["Runtime", "runtime", "current_runtime", "active_runtime", "open_runtimes", "inspect_history", "Engine", "default_cache_dir"]

@@ -34,6 +34,10 @@ class ClientHost(Protocol):
 
     def knows_token(self, token: str) -> bool: ...
 
+    def remember_call(self, model: str, messages: list[dict], completion: Any) -> None: ...
+
+    def history(self) -> list[dict]: ...
+
 
 class _OpenHosts:
     """Open runtimes of this process, innermost last (a runtime pushes itself on start, pops on close)."""

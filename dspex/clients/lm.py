@@ -137,7 +137,9 @@ class LM:
             hit = engine.cache.get(key)
             if hit is not None:
                 self._call(CacheHit(run), cast=True)
-                return cached_completion(hit)
+                comp = cached_completion(hit)
+                rt.remember_call(self.model, msgs, comp)
+                return comp
         start = time.monotonic()
         est = sum(len(m["content"]) for m in msgs) // 4 + int(sampling.get("max_tokens", cfg.max_tokens))
         admit = Admit(est, run, (procfs.node_id(), os.getpid()))
@@ -166,6 +168,7 @@ class LM:
                           latency_s=time.monotonic() - start, attempts=reply.attempts)
         if key is not None:
             engine.cache.put(key, cache_entry(comp))
+        rt.remember_call(self.model, msgs, comp)
         return comp
 
     def __call__(self, messages: Sequence[dict] | str, **overrides: Any) -> str:
@@ -173,6 +176,11 @@ class LM:
         return self.request(messages, **overrides).text
 
     # --- state -------------------------------------------------------------------------------------
+
+    @property
+    def history(self) -> list[dict]:
+        """This model's recent calls in this process (bounded; messages and answers, never keys)."""
+        return [h for h in self._need_runtime().history() if h["model"] == self.model]
 
     def usage(self) -> UsageTotals:
         """Totals of this client (all handles), surviving client restarts: requests, tokens, cost, hits, retries."""

@@ -51,3 +51,19 @@ def test_a_prediction_passed_as_an_input_renders_as_its_fields(world):
     first = dspy.Prediction(answer="42", reasoning="because")
     dspy.Predict("question, previous -> answer", lm=lm)(question="q", previous=first)
     assert '"answer": "42"' in server.log[-1].body["messages"][-1]["content"]
+
+
+def test_history_and_inspect_history_are_bounded_and_keyless(world, capsys):
+    server, lm = world
+    qa = dspy.Predict("question -> answer", lm=lm)
+    for i in range(3):
+        qa(question=f"q{i}")
+    assert [h["response"] for h in lm.history][-1].startswith("[[ ## answer ## ]]")
+    text = dspy.inspect_history(n=2)
+    assert text.count("RESPONSE:") == 2 and "q2" in text and KEY not in text
+    assert KEY not in capsys.readouterr().out
+    from dspex.runtime import HISTORY
+
+    for i in range(HISTORY + 5):
+        lm.request(f"fill {i}")
+    assert len(dspy.current_runtime().history()) == HISTORY
