@@ -47,24 +47,47 @@ class Predict(Predictor):
             self.lm = lm  # a "provider/model" string becomes its handle once
         sig, options, adapter = self.signature, {**self.config, **(per_call or {})}, self.adapter_for(lm)
         options.setdefault("prompt_style", adapter.prompt_style)
+        n = options.pop("n", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"n must be an int >= 1 (how many completions), got {n!r}")
         messages = adapter.format(sig, inputs, self.demos)
+        if n == 1:
+            answers = [self._answer(lm, adapter, inputs, messages, options)]
+        else:  # n completions as n concurrent calls, told apart in the cache by their rollout ids
+            import concurrent.futures
+            import contextvars
+
+            base = int(options.pop("rollout", 0) or 0)
+            with concurrent.futures.ThreadPoolExecutor(min(n, 16), thread_name_prefix="dspex-n") as pool:
+                futures = [pool.submit(contextvars.copy_context().run, self._answer, lm, adapter, inputs, messages,
+                                       {**options, "rollout": base * n + i}) for i in range(n)]
+                answers = [f.result() for f in futures]
+        comps = [c for _, cs in answers for c in cs]
+        values = answers[0][0]
+        usage, cost = sum((c.usage for c in comps), Usage()), sum(c.cost for c in comps)
+        step = TraceStep(step_name(self), dict(inputs), dict(values), usage, cost)
+        record(step)
+        return Prediction(values, usage=usage, cost=cost, raw=comps[-1].text, trace=[step],
+                          completions=[v for v, _ in answers])
+
+    def _answer(self, lm: Any, adapter: Adapter, inputs: dict, messages: list, options: dict) -> tuple[dict, list]:
+        """One parsed answer and the completions it took (a re-ask, a JSON fallback)."""
+        sig = self.signature
         comps = [lm.request(messages, **options)]
         try:
             values = adapter.parse(sig, comps[-1].text)
         except AdapterParseError as first:
             log.info("parse_failed_reasking", signature=sig.signature_string(), reason=first.reason)
+            why = first.reason or "missing fields: " + ", ".join(first.missing_fields)
             retry = [*messages, {"role": "assistant", "content": comps[-1].text},
-                     {"role": "user", "content": f"Your answer could not be parsed ({first.reason or 'missing fields: ' + ', '.join(first.missing_fields)}). "
+                     {"role": "user", "content": f"Your answer could not be parsed ({why}). "
                                                  "Answer again, exactly in the required format."}]
             comps.append(lm.request(retry, **options))
             try:
                 values = adapter.parse(sig, comps[-1].text)
             except AdapterParseError:
                 values = self._json_fallback(lm, adapter, sig, inputs, options, comps)
-        usage, cost = sum((c.usage for c in comps), Usage()), sum(c.cost for c in comps)
-        step = TraceStep(step_name(self), dict(inputs), dict(values), usage, cost)
-        record(step)
-        return Prediction(values, usage=usage, cost=cost, raw=comps[-1].text, trace=[step])
+        return values, comps
 
     def adapter_for(self, lm: Any) -> Adapter:
         """The adapter in use: the one given, else the one in force (``dspex.context`` / ``configure``),

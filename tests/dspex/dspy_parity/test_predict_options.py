@@ -67,3 +67,16 @@ def test_history_and_inspect_history_are_bounded_and_keyless(world, capsys):
     for i in range(HISTORY + 5):
         lm.request(f"fill {i}")
     assert len(dspy.current_runtime().history()) == HISTORY
+
+
+def test_n_completions_are_all_kept(tmp_path):
+    count = iter(range(100))
+    with ProviderServer(answer=lambda req: chat(answer=f"a{next(count)}"), api_key=KEY) as server, \
+            dspy.runtime("local", cache_dir=tmp_path, log_level=None):
+        lm = dspy.LM("openai/m", api_base=server.base_url(), api_key=KEY)
+        pred = dspy.Predict("question -> answer", n=3, lm=lm)(question="q")
+        assert len(pred.completions) == 3 and len(set(pred.completions.answer)) == 3
+        assert pred.answer == pred.completions.answer[0]
+        assert len(server.log) == 3 and pred.usage.total_tokens == sum(
+            e.prompt_tokens + e.completion_tokens for e in server.log)
+        assert all("n" not in e.body for e in server.log)
