@@ -76,18 +76,38 @@ class Module:
         return await asyncio.to_thread(self.__call__, **inputs)
 
     def batch(self, examples: Any, num_threads: int | None = None, max_errors: int | None = None,
-              return_failed_examples: bool = False, timeout_per_example: float | None = 60.0) -> Any:
-        """Run on many examples concurrently through Evaluate's engine (DSPy's ``Module.batch``): the
-        predictions in order (None for a failed one); with ``return_failed_examples``, also the failed
-        examples and their errors."""
-        from ..evaluate import Evaluate
+              return_failed_examples: bool = False) -> Any:
+        """Run on many examples concurrently (DSPy's ``Module.batch``): one result per example, in order
+        (None for a failed one); after ``max_errors`` failures the rest are not started. With
+        ``return_failed_examples``, also the failed examples and their errors. (Scoring, timeouts, journals
+        and worker processes are ``dspex.Evaluate``'s.)"""
+        import concurrent.futures
+        import contextvars
 
-        rows = Evaluate(list(examples), lambda example, prediction, trace=None: 1.0, max_concurrency=num_threads or 16,
-                        max_errors=max_errors, progress=False, timeout_per_example=timeout_per_example).run(self).rows
-        predictions = [r.prediction if r.error is None else None for r in rows]
+        items = list(examples)
+        results: list[Any] = [None] * len(items)
+        errors: dict[int, BaseException] = {}
+        stop = False
+
+        def one(i: int) -> None:
+            if stop:
+                return
+            inputs = items[i].inputs() if hasattr(items[i], "inputs") else items[i]
+            try:
+                results[i] = self(**inputs)
+            except Exception as exc:  # noqa: BLE001 - every failure is this example's, returned to the caller
+                errors[i] = exc
+
+        with concurrent.futures.ThreadPoolExecutor(num_threads or 16, thread_name_prefix="dspex-batch") as pool:
+            futures = [pool.submit(contextvars.copy_context().run, one, i) for i in range(len(items))]
+            for future in futures:
+                future.result()
+                if max_errors is not None and len(errors) >= max_errors:
+                    stop = True
         if return_failed_examples:
-            return predictions, [r.example for r in rows if r.error is not None], [r.error for r in rows if r.error]
-        return predictions
+            failed = sorted(errors)
+            return results, [items[i] for i in failed], [errors[i] for i in failed]
+        return results
 
     # --- the tree ----------------------------------------------------------------------------------
 
