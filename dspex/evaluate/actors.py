@@ -135,18 +135,22 @@ class EvalWorker(GenServer):
         self.worker, self.info, self.payload, self.concurrency = worker, info, payload, concurrency
         self.coordinator, self.run = coordinator, run
         self.stopping = threading.Event()
+        self.rt: Any = None  # the attached runtime (made by the worker thread)
         self.thread = threading.Thread(target=self._loop, name=f"eval-{worker}", daemon=True)
         self.thread.start()
 
     def terminate(self, reason: str) -> None:
         self.stopping.set()
+        if self.rt is not None:  # the process may end before the worker thread does: write what is pending
+            self.rt.flush_reports()
+            self.rt.response_cache().close()
 
     def _loop(self) -> None:
         import cloudpickle
 
         from ..runtime import Runtime
 
-        rt = Runtime.attach(self.info)
+        rt = self.rt = Runtime.attach(self.info)
         try:
             program, metric = cloudpickle.loads(self.payload)
             bound: set[int] = set()
