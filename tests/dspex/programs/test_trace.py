@@ -5,19 +5,10 @@ from __future__ import annotations
 import dspex
 from dspex.programs import trace
 
+from ..scripted import TwoStep
 from .test_programs import lm, script  # noqa: F401  (fixtures)
 
 
-class TwoStep(dspex.Module):
-    """Written as DSPy users write it: two predictors, the last Prediction returned, no dspex.combine."""
-
-    def __init__(self, model):
-        self.draft = dspex.Predict("question -> answer", lm=model)
-        self.polish = dspex.Predict("question, draft -> answer", lm=model)
-
-    def forward(self, question):
-        first = self.draft(question=question)
-        return self.polish(question=question, draft=first.answer)
 
 
 def test_every_step_of_a_user_module_is_in_its_result(lm):  # noqa: F811

@@ -7,6 +7,7 @@ import pytest
 import dspex
 from dspex.teleprompt import NoTracePassed
 
+from ..scripted import TwoStep
 from .conftest import data, exact
 
 
@@ -42,14 +43,6 @@ def test_bootstrap_lifts_the_score_from_passing_traces_and_stops_early(lm, sim):
     assert again.demos == compiled.demos  # same seed, same program
 
 
-class TwoStep(dspex.Module):
-    def __init__(self, lm):
-        self.draft = dspex.Predict("question -> answer", lm=lm)
-        self.polish = dspex.Predict("question, draft -> answer", lm=lm)
-
-    def forward(self, question):
-        first = self.draft(question=question)
-        return self.polish(question=question, draft=first.answer)
 
 
 def test_each_predictor_of_a_two_step_module_gets_its_own_demos(lm):
