@@ -12,12 +12,14 @@ finished row is appended as JSON Lines as it arrives; ``resume_from=path`` skips
 from __future__ import annotations
 
 import itertools
-
 import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..clients.messages import UsageTotals
 from ..errors import ConfigError, DspexError
@@ -172,10 +174,12 @@ class Evaluate:
         max_errors and Ctrl-C (rows finished while draining are journaled like any other)."""
         tally = _Tally(run, len(self.devset), rows, rt, start, self.journal, self.progress)
         aborted: str | None = None
+        interrupts = _HeldInterrupts()
         try:
             try:
                 for row in runner.rows():
-                    tally.take(row)
+                    with interrupts.held():  # a Ctrl-C waits until this row is in the result and the journal
+                        tally.take(row)
                     if self.max_errors is not None and tally.errors >= self.max_errors and aborted is None:
                         aborted = f"max_errors={self.max_errors} reached"
                         runner.cancel()
@@ -186,8 +190,10 @@ class Evaluate:
                 aborted = "interrupted"
                 runner.cancel()
                 for row in runner.rows(poll=0.02, until=time.monotonic() + 2.0):
-                    tally.take(row)
+                    with interrupts.held(raise_after=False):
+                        tally.take(row)
         finally:
+            interrupts.restore()
             aborted = aborted or runner.aborted
             runner.close()
             tally.close()
@@ -206,6 +212,43 @@ class Evaluate:
             print(result.to_table(self.display_table if isinstance(self.display_table, int)
                                   and not isinstance(self.display_table, bool) else 20))
         return result
+
+
+class _HeldInterrupts:
+    """Ctrl-C (SIGINT, main thread only) is held while a row is being recorded and raised right after,
+    so the result and the journal always agree on which rows finished."""
+
+    def __init__(self) -> None:
+        self.busy = self.pending = False
+        self.previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.getsignal(signal.SIGINT)
+            if self.previous is signal.default_int_handler:  # only Python's own: a user's handler is left alone
+                signal.signal(signal.SIGINT, self._handler)
+            else:
+                self.previous = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.busy:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def held(self, raise_after: bool = True) -> Iterator[None]:
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
+        if self.pending and raise_after:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 class _Tally:
