@@ -38,6 +38,11 @@ class Facts:
     budget_spent: bool
 
 
+def has_room(in_flight: int, max_in_flight: int, probing: bool) -> bool:
+    """A place in flight is free (while the first request probes the provider's limits, it goes alone)."""
+    return in_flight < max_in_flight and not (probing and in_flight > 0)
+
+
 def decide(facts: Facts) -> Decision:
     """Budget first (nothing is sent once it is spent), then backoff, rate slot, and a place in flight."""
     if facts.budget_spent:
@@ -46,9 +51,9 @@ def decide(facts: Facts) -> Decision:
         return Decision(Verdict.BACKOFF, facts.backoff_left)
     if facts.rate_delay > 0:
         return Decision(Verdict.RATE, facts.rate_delay)
-    if facts.in_flight >= facts.max_in_flight or (facts.probing and facts.in_flight > 0):
+    if not has_room(facts.in_flight, facts.max_in_flight, facts.probing):
         return Decision(Verdict.ROOM)
     return Decision(Verdict.GRANT)
 
 
-__all__ = ["Verdict", "Decision", "Facts", "decide"]
+__all__ = ["Verdict", "Decision", "Facts", "decide", "has_room"]

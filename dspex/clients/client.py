@@ -31,7 +31,7 @@ from supervision.resilience.adaptive import AdaptiveRate, RateHints, RateSource
 
 from ..errors import (AuthError, BudgetExceeded, CircuitOpen, LMError, LMTimeout, MalformedResponse, ProviderError,
                       RateLimited)
-from .admission import Facts, Verdict, decide
+from .admission import Facts, Verdict, decide, has_room
 from .config import LMConfig
 from .messages import (Admit, AdmitBatch, CacheHit, ClientStatus, Done, Flush, GetStatus, GetUsage, InjectFaults, Lease,
                        Leases, LedgerQuery, LedgerReport, RecordBatch, Release, Report, ReportBatch, ResetBreaker,
@@ -250,7 +250,7 @@ class ClientActor(GenServer):
 
     def _room(self) -> bool:
         """A place in flight is free (while the first request probes the provider's limits, it goes alone)."""
-        return len(self.leases) < self.cfg.max_in_flight and not (self.rate.probing and self.leases)
+        return has_room(len(self.leases), self.cfg.max_in_flight, self.rate.probing)
 
     def _budget_spent(self) -> str | None:
         cfg = self.cfg

@@ -11,6 +11,7 @@ finished row is appended as JSON Lines as it arrives; ``resume_from=path`` skips
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import signal
@@ -100,8 +101,8 @@ class Evaluate:
         ``until(tally)`` is asked after each row; when it says True, dispatching stops as with
         max_errors (optimizers stop a bootstrap once they have their demos, or at their budget)."""
         if devset is not None:
-            other = Evaluate.__new__(Evaluate)
-            other.__dict__.update(self.__dict__, devset=_checked_devset(devset))
+            other = copy.copy(self)  # the same settings, other examples, this once
+            other.devset = _checked_devset(devset)
             return other.run(program, runtime, until=until)
         if not self.devset:
             raise ConfigError("Evaluate has no examples: pass devset= (to Evaluate or to run)")

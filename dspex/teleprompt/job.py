@@ -227,11 +227,11 @@ class CompileJob:
         return result
 
     def estimate(self, calls: int, tokens_per_call: int) -> None:
-        """Log what the compile will ask for at most (as MIPROv2 does); refuse a token budget that cannot
-        even hold the baseline evaluation's first ``baseline_calls`` worth."""
+        """Log what the compile will ask for at most (as MIPROv2 does)."""
         log.info("compile_estimate", optimizer=self.optimizer, lm_calls=calls, tokens=calls * tokens_per_call)
 
     def refuse_if_baseline_cannot_fit(self, baseline_calls: int, tokens_per_call: int) -> None:
+        """BudgetExceeded before anything is sent when the token budget cannot hold the baseline evaluation."""
         need = baseline_calls * tokens_per_call
         if self.budget_tokens is not None and self.budget_tokens < need:
             raise BudgetExceeded(f"budget_tokens={self.budget_tokens} cannot hold even the baseline (about {need} "
