@@ -14,7 +14,7 @@ from .programs.settings import configure, context
 from .runtime import Runtime, current_runtime, inspect_history, runtime
 from .signature import Field, InputField, OutputField, Signature
 from .teleprompt import (BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
-                         CompileReport, KNNFewShot, LabeledFewShot)
+                         CompileReport, GEPA, KNNFewShot, LabeledFewShot, MIPROv2)
 
 __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Prediction", "Usage", "load_jsonl",
            "examples_from", "Adapter", "ChatAdapter", "JSONAdapter", "TextAdapter", "DspexError", "SignatureError",
@@ -24,4 +24,5 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "configure_logging", "Module", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison",
            "BestOfN", "Refine", "load", "combine", "Evaluate", "EvaluationResult", "EvalRow", "LabeledFewShot",
            "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress",
-           "KNNFewShot", "Embedder", "configure", "context", "metrics", "inspect_history"]
+           "KNNFewShot", "Embedder", "configure", "context", "metrics", "inspect_history",
+           "MIPROv2", "GEPA"]

@@ -15,7 +15,7 @@ DSPEX = {
     "SignatureError", "TextAdapter", "Tool", "Usage", "UsageTotals", "combine", "configure_logging",
     "current_runtime", "examples_from", "load", "load_jsonl", "runtime", "LabeledFewShot", "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress", "KNNFewShot",
-    "Embedder", "configure", "context", "metrics", "inspect_history",
+    "Embedder", "configure", "context", "metrics", "inspect_history", "MIPROv2", "GEPA",
 }
 SUPERVISION = {
     "ActorExited", "ActorRef", "ActorRuntime", "AutoShutdown", "CallFailed", "CallTimeout", "ChildCounts",

@@ -207,7 +207,7 @@ class Evaluate:
         ordered = [rows[i] for i in range(len(self.devset))]
         if self.failure_score:
             ordered = [replace(r, score=self.failure_score) if r.failed else r for r in ordered]
-        result = EvaluationResult(ordered, time.monotonic() - start, _run_usage(rt, run), self.exclude_failures,
+        result = EvaluationResult(ordered, time.monotonic() - start, run_usage(rt, run), self.exclude_failures,
                                   aborted, runner.duplicates, run=run)
         if self.display_table:
             print(result.to_table(self.display_table if isinstance(self.display_table, int)
@@ -329,7 +329,7 @@ def new_run_id(kind: str = "eval") -> str:
     return f"{kind}-{os.getpid()}-{next(_RUNS)}"
 
 
-def _run_usage(rt: Any, run: str) -> UsageTotals:
+def run_usage(rt: Any, run: str) -> UsageTotals:
     """What this run really sent, retried and took from the cache: the ledger's count for the run."""
     if rt is None:
         return UsageTotals()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..clients.messages import UsageTotals
 from ..errors import DspexError
@@ -38,6 +39,26 @@ class MetricError(DspexError):
 class ProgramAborted(DspexError):
     """The program raised a BaseException that is not an Exception (``SystemExit``, a library's own):
     recorded as this example's failure instead of stopping the run (Ctrl-C still stops it)."""
+
+
+def metric_score(value: Any) -> tuple[float, str | None]:
+    """A metric's answer as (score, feedback): a number or bool, or an object with ``.score`` and
+    optionally ``.feedback`` (``dspex.Prediction(score=0.0, feedback="...")``, GEPA's habit); a mapping
+    with those keys works too. MetricError when there is no finite score in it."""
+    if isinstance(value, Mapping):
+        score, feedback = value.get("score", value), value.get("feedback")
+    elif isinstance(value, (bool, int, float)):
+        score, feedback = value, None
+    else:
+        score, feedback = getattr(value, "score", value), getattr(value, "feedback", None)
+    try:
+        number = float(score)
+    except (TypeError, ValueError):
+        raise MetricError(f"the metric returned {value!r}; return a number, a bool, or an object with a numeric "
+                          ".score (and optionally .feedback)") from None
+    if not math.isfinite(number):
+        raise MetricError(f"the metric returned {value!r}; return a finite number (or a bool)")
+    return number, None if feedback is None else str(feedback)
 
 
 def _step_json(step: Any) -> dict:
@@ -73,6 +94,7 @@ class EvalRow:
     error: BaseException | None = None
     attempts: int = 1
     worker: str = ""
+    feedback: str | None = None  # what the metric said besides the score (GEPA reflects on it)
 
     @property
     def failed(self) -> bool:
@@ -89,7 +111,7 @@ class EvalRow:
                 "cost": pred.cost if is_prediction else 0.0,
                 "score": self.score, "error": None if self.error is None else
                 {"type": type(self.error).__name__, "message": str(self.error)[:2000]},
-                "attempts": self.attempts, "worker": self.worker,
+                "attempts": self.attempts, "worker": self.worker, "feedback": self.feedback,
                 "trace": [_step_json(s) for s in pred.trace] if is_prediction else []}
 
     @classmethod
@@ -102,7 +124,8 @@ class EvalRow:
                               trace=trace)
         err = data["error"]
         return cls(data["index"], Example.from_json(json.dumps(data["example"])), pred, float(data["score"]),
-                   RemoteError(err["type"], err["message"]) if err else None, data["attempts"], data["worker"])
+                   RemoteError(err["type"], err["message"]) if err else None, data["attempts"], data["worker"],
+                   data.get("feedback"))
 
 
 @dataclass(frozen=True)
@@ -195,5 +218,6 @@ def load_journal(path: str | Path) -> list[EvalRow]:
 
 
 __all__ = ["EvalRow", "EvaluationResult", "RemoteError", "ExampleTimeout", "MetricError", "ProgramAborted", "portable",
+           "metric_score",
            "load_journal",
            "timeout_row"]

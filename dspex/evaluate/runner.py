@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import math
 import queue
 import threading
 import time
@@ -11,7 +10,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from ..clients.scope import run_scope
 from ..primitives import Example
-from .result import EvalRow, MetricError, ProgramAborted, portable, timeout_row
+from .result import EvalRow, MetricError, ProgramAborted, metric_score, portable, timeout_row
 from .tracker import Tracker
 
 Metric = Callable[..., Any]
@@ -38,16 +37,18 @@ def _run_example(program: Any, metric: Metric, index: int, example: Example, wor
             f"the program raised {type(exc).__name__}: {exc}"), attempts=attempts, worker=worker)
     try:
         value = metric(example, prediction, trace=None)  # by keyword, as DSPy metrics with **kwargs expect
-        score = float(value)
-        if not math.isfinite(score):
-            raise ValueError(f"the metric returned {value!r}; return a finite number (or a bool)")
+        score, feedback = metric_score(value)
     except KeyboardInterrupt:
         raise
+    except MetricError as exc:
+        return EvalRow(index=index, example=example, prediction=prediction, score=0.0, error=exc,
+                       attempts=attempts, worker=worker)
     except BaseException as exc:  # noqa: BLE001 - a metric failure is recorded, the run goes on
         error = MetricError(f"the metric raised {type(exc).__name__}: {exc}")
         return EvalRow(index=index, example=example, prediction=prediction, score=0.0, error=portable(error),
                        attempts=attempts, worker=worker)
-    return EvalRow(index=index, example=example, prediction=prediction, score=score, attempts=attempts, worker=worker)
+    return EvalRow(index=index, example=example, prediction=prediction, score=score, attempts=attempts, worker=worker,
+                   feedback=feedback)
 
 
 class Runner(Protocol):

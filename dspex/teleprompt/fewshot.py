@@ -12,6 +12,7 @@ import random
 from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError, DspexError
+from ..evaluate.result import metric_score
 from ..primitives import Example, Prediction, Usage
 from ..programs import Module
 from ..programs.trace import collect
@@ -93,9 +94,8 @@ def passed(metric: Callable, threshold: float | None) -> Callable:
     """A bootstrap metric: the user's metric with the trace, as 1.0 (keep these demos) or 0.0."""
 
     def bootstrap_metric(example: Example, prediction: Prediction, trace: Any = None) -> float:
-        value = metric(example, prediction, trace=prediction.trace)
-        score = float(value)
-        return 1.0 if (score >= threshold if threshold is not None else bool(value)) else 0.0
+        score, _ = metric_score(metric(example, prediction, trace=prediction.trace))
+        return 1.0 if (score >= threshold if threshold is not None else bool(score)) else 0.0
 
     return bootstrap_metric
 

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import structlog
 
@@ -26,11 +26,13 @@ from ..clients.host import active_runtime
 from ..clients.messages import UsageTotals
 from ..errors import AuthError, BudgetExceeded, ConfigError, DspexError, LMError
 from ..evaluate import Evaluate, EvaluationResult
-from ..evaluate.evaluate import new_run_id
+from ..clients.scope import run_scope
+from ..evaluate.evaluate import new_run_id, run_usage
 from ..primitives import Example
 from .keeper import Append, JournalKeeper, read_journal
 
 log = structlog.get_logger("dspex.teleprompt")
+T = TypeVar("T")
 JOURNAL = "journal.jsonl"
 
 
@@ -50,10 +52,18 @@ class EvaluationFailed(DspexError):
 
 @dataclass(frozen=True)
 class CandidateScore:
+    """One candidate a compile scored. Instruction optimizers also say what each predictor's instruction
+    was (``instructions``), whether ``score`` is on the whole valset (``full``) or a minibatch mean, and
+    how many trials / minibatches scored it."""
+
     id: int
     description: str
     score: float
     lm_calls: int
+    instructions: dict[str, str] | None = None
+    full: bool = True
+    trials: int = 0
+    parents: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,7 @@ class CompileReport:
     wall_s: float
     run_dir: str | None
     resumed_steps: int = 0  # journal entries a resumed compile did not redo
+    metric_calls: int = 0  # (candidate, example) pairs scored, for the optimizers that count them
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,7 @@ class CompileJob:
     budget_tokens: int | None = None
     max_concurrency: int = 16
     workers: int | None = None
+    parallel_trials: int | None = None  # trials / candidate evaluations in flight at once (None: the optimizer's default)
     run: str = field(default_factory=lambda: new_run_id("compile"))
     usage: UsageTotals = field(default_factory=UsageTotals)
     started: float = field(default_factory=time.monotonic)
@@ -111,6 +123,7 @@ class CompileJob:
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     _supervisor: Any = field(default=None, repr=False)  # the runtime's compile supervisor (with a run_dir)
     _keeper_id: str = ""
+    _replayed: set = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         for label, value in (("budget_usd", self.budget_usd), ("budget_tokens", self.budget_tokens)):
@@ -118,6 +131,8 @@ class CompileJob:
                 raise ConfigError(f"{label} must be a number >= 0 or None, got {value!r}")
         if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be an int >= 1, got {self.max_concurrency!r}")
+        if self.parallel_trials is not None and (not isinstance(self.parallel_trials, int) or self.parallel_trials < 1):
+            raise ConfigError(f"parallel_trials must be an int >= 1 or None, got {self.parallel_trials!r}")
         if self.budget_usd == 0 or self.budget_tokens == 0:
             raise BudgetExceeded("the budget is zero: not even the baseline fits; raise budget_usd / budget_tokens",
                                  self.optimizer, 0)
@@ -186,6 +201,18 @@ class CompileJob:
         except SupervisionError as exc:
             log.warning("compile_job_close", error=str(exc))
 
+    def record_once(self, entry: dict, *key: str) -> None:
+        """Record ``entry`` unless an earlier run of this compile journaled the same step (same kind and
+        the same values of the ``key`` fields): a resumed compile replays its steps without repeating them."""
+        ident = (entry["kind"], *(json.dumps(entry.get(k), sort_keys=True) for k in key))
+        with self._lock:
+            seen = {(e.get("kind"), *(json.dumps(e.get(k), sort_keys=True) for k in key))
+                    for e in self.done if e.get("kind") == entry["kind"]}
+            if ident in seen or ident in self._replayed:
+                return
+            self._replayed.add(ident)
+        self.record(entry)
+
     def journaled(self, kind: str) -> list[dict]:
         """The steps of that kind an earlier run of this compile finished (resume)."""
         return [e for e in self.done if e.get("kind") == kind]
@@ -226,6 +253,21 @@ class CompileJob:
         self._check_budget()
         return result
 
+    def charged(self, fn: Callable[[], T]) -> T:
+        """Run LM calls made outside an evaluation (an instruction proposal, a reflection) booked to the
+        compile: the ledger's count for them joins the report's usage and the budgets."""
+        self._check_budget()
+        run = new_run_id(f"{self.run}-ask")
+        try:
+            with run_scope(run):
+                return fn()
+        finally:
+            rt = active_runtime()
+            if rt is not None:
+                spent = run_usage(rt, run)
+                with self._lock:
+                    self.usage = self.usage + spent
+
     def estimate(self, calls: int, tokens_per_call: int) -> None:
         """Log what the compile will ask for at most (as MIPROv2 does)."""
         log.info("compile_estimate", optimizer=self.optimizer, lm_calls=calls, tokens=calls * tokens_per_call)
@@ -265,12 +307,13 @@ class CompileJob:
             rt.publish(event)
 
     def report(self, baseline: float | None, score: float | None, candidates: Sequence[CandidateScore],
-               stopped: str) -> CompileReport:
+               stopped: str, metric_calls: int = 0) -> CompileReport:
         self.progress("finished", score=score, fraction=1.0, finished=True)
         self.close()
         return CompileReport(self.optimizer, self.seed, baseline, score, tuple(candidates), stopped, self.usage,
                              self.usage.cost, self.usage.requests, time.monotonic() - self.started,
-                             str(self.run_dir) if self.run_dir is not None else None, self.resumed_steps)
+                             str(self.run_dir) if self.run_dir is not None else None, self.resumed_steps,
+                             metric_calls)
 
 
 def fingerprint(**parts: Any) -> dict:

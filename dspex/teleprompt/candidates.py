@@ -1,0 +1,127 @@
+"""What instruction optimizers share: a program edited to a candidate's instructions and demos, and a
+score board that scores each (candidate, example) pair once, however many trials ask for it.
+
+The board is why a resumed or parallel compile spends exactly what an uninterrupted serial one does:
+a pair already scored (in memory, or in a row journal a crashed run left) is never asked again, and a
+pair another trial is scoring right now is waited for, not scored twice. ``metric_calls`` counts the
+pairs scored, so it does not depend on timing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Mapping, Sequence
+
+from ..evaluate.result import EvalRow
+from ..primitives import Example
+from ..programs import Module
+from .job import CompileJob
+
+
+def instructions_of(program: Module) -> dict[str, str]:
+    """Each predictor's instruction, by its dotted name."""
+    return {name: p.signature.instructions for name, p in program.named_predictors()}
+
+
+def edited(program: Module, instructions: Mapping[str, str] | None = None,
+           demos: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> Module:
+    """A copy of ``program`` with the given predictors' instructions and demos replaced."""
+    copy = program.deepcopy()
+    for name, predictor in copy.named_predictors():
+        if instructions is not None and name in instructions:
+            predictor.signature = predictor.signature.with_instructions(instructions[name])
+        if demos is not None and name in demos:
+            predictor.demos = [dict(d) for d in demos[name]]
+    return copy
+
+
+def digest(value: Any) -> str:
+    """A short stable name for a candidate or a subset (journal file names, cache keys)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class ScoreBoard:
+    """Rows of (candidate key, example index) for one example set, each scored once."""
+
+    def __init__(self, job: CompileJob, metric: Callable, examples: Sequence[Example], label: str) -> None:
+        self.job, self.metric, self.examples, self.label = job, metric, list(examples), label
+        self._rows: dict[tuple[str, int], EvalRow] = {}
+        self._claims: dict[tuple[str, int], threading.Event] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def metric_calls(self) -> int:
+        with self._lock:
+            return len(self._rows)
+
+    def known(self, key: str, index: int) -> EvalRow | None:
+        with self._lock:
+            return self._rows.get((key, index))
+
+    def missing(self, key: str, indices: Sequence[int]) -> list[int]:
+        """The indices not yet scored for ``key`` (what scoring them would cost in metric calls)."""
+        with self._lock:
+            return [i for i in indices if (key, i) not in self._rows]
+
+    def score(self, program: Module, key: str, indices: Sequence[int], *, phase: str,
+              concurrency: int | None = None) -> list[EvalRow]:
+        """The rows of ``indices`` for candidate ``key`` (``program``), in that order, scoring only the
+        pairs nobody has scored or is scoring. Raises what ``CompileJob.evaluate`` raises (budget, Ctrl-C)."""
+        while True:
+            mine, theirs = [], []
+            with self._lock:
+                for i in dict.fromkeys(indices):
+                    pair = (key, i)
+                    if pair in self._rows:
+                        continue
+                    if pair in self._claims:
+                        theirs.append(self._claims[pair])
+                    else:
+                        self._claims[pair] = threading.Event()
+                        mine.append(i)
+            if mine:
+                self._score(program, key, mine, phase, concurrency)
+            for event in theirs:
+                event.wait()
+            with self._lock:
+                if all((key, i) in self._rows for i in indices):
+                    return [self._rows[(key, i)] for i in indices]
+            # another trial's evaluation was cut short (budget, Ctrl-C): take over what it left
+
+    def _score(self, program: Module, key: str, mine: list[int], phase: str, concurrency: int | None) -> None:
+        try:
+            result = self.job.evaluate(program, [self.examples[i] for i in mine], self.metric, phase=phase,
+                                       name=f"{self.label}-{key}-{digest(mine)}", concurrency=concurrency)
+            with self._lock:
+                for row in result.rows:
+                    if type(row.error).__name__ != "EvaluationCancelled":
+                        self._rows[(key, mine[row.index])] = row
+        finally:
+            with self._lock:
+                for i in mine:
+                    self._claims.pop((key, i)).set()
+
+
+def in_order(job: CompileJob, parallel: int, fn: Callable, items: Sequence, name: str = "dspex-trial") -> list:
+    """``fn`` over ``items`` with up to ``parallel`` at once (each in the caller's context, so
+    ``dspex.context`` overrides hold), results in ``items`` order. Ctrl-C stops the job's evaluations."""
+    if parallel == 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(parallel, len(items)), thread_name_prefix=name) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
+        try:
+            return [f.result() for f in futures]
+        except KeyboardInterrupt:  # reaches this thread only: stop the other trials' evaluations too
+            job.cancel()
+            raise
+
+
+def mean(rows: Sequence[EvalRow]) -> float:
+    return sum(r.score for r in rows) / len(rows) if rows else 0.0
+
+
+__all__ = ["ScoreBoard", "instructions_of", "edited", "digest", "mean", "in_order"]
