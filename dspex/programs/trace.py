@@ -54,11 +54,12 @@ def collect(program: Any) -> Iterator[list[TraceStep]]:
 
 
 def step_name(predictor: Any) -> str:
-    """The predictor's dotted name in the program being traced (its class name outside any scope)."""
+    """The predictor's dotted name in the program being traced; outside any scope it is a program of its
+    own, named ``"self"`` as ``named_predictors()`` names it; in a scope it is not part of, its class name."""
     scope = _SCOPE.get()
-    if scope is not None and id(predictor) in scope.names:
-        return scope.names[id(predictor)]
-    return type(predictor).__name__
+    if scope is None:
+        return "self"
+    return scope.names.get(id(predictor), type(predictor).__name__)
 
 
 def record(step: TraceStep) -> None:

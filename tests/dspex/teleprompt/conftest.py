@@ -14,7 +14,7 @@ import re
 import pytest
 
 import dspex
-from dspex.testing import ProviderServer
+from dspex.testing import ProviderServer, instruction_task
 
 from ..scripted import chat
 
@@ -51,3 +51,30 @@ def sim():
 def lm(sim, tmp_path):
     with dspex.runtime("local", cache_dir=tmp_path / "cache", log_level=None):
         yield dspex.LM("openai/task", api_key=KEY, base_url=sim.base_url())
+
+
+# --- the instruction-sensitive task (MIPROv2, GEPA): dspex.testing.instruction_task -----------------
+
+def task_answer(req) -> str:
+    return instruction_task.answer_text(req.system, req.messages)
+
+
+def task_data(n: int, prefix: str) -> list[dspex.Example]:
+    return [dspex.Example(**row).with_inputs("question") for row in instruction_task.rows(n, prefix)]
+
+
+def feedback_metric(example, pred, trace=None):
+    score, feedback = instruction_task.score_and_feedback(example.answer, pred.answer)
+    return dspex.Prediction(score=score, feedback=feedback)
+
+
+@pytest.fixture
+def task_sim():
+    with ProviderServer(answer=task_answer, api_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def task_lm(task_sim, tmp_path):
+    with dspex.runtime("local", cache_dir=tmp_path / "cache", log_level="warning"):
+        yield dspex.LM("openai/task", api_key=KEY, base_url=task_sim.base_url())
