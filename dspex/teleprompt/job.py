@@ -124,6 +124,7 @@ class CompileJob:
     _supervisor: Any = field(default=None, repr=False)  # the runtime's compile supervisor (with a run_dir)
     _keeper_id: str = ""
     _replayed: set = field(default_factory=set, repr=False)
+    _live: dict = field(default_factory=dict, repr=False)  # evaluation in flight -> (usd, tokens) spent so far
 
     def __post_init__(self) -> None:
         for label, value in (("budget_usd", self.budget_usd), ("budget_tokens", self.budget_tokens)):
@@ -227,19 +228,29 @@ class CompileJob:
         each row is journaled as it finishes (``name`` tells the evaluations apart), so a resumed
         compile asks again only the rows that were in flight."""
         self._check_budget()
-        spent_usd, spent_tokens = self.usage.cost, self.usage.total_tokens
+        me = object()
 
         def stop(tally: Any) -> bool:
-            over = ((self.budget_usd is not None and spent_usd + tally.spent >= self.budget_usd)
-                    or (self.budget_tokens is not None and spent_tokens + tally.tokens >= self.budget_tokens))
+            with self._lock:  # what every evaluation in flight has spent so far counts (trials run in parallel)
+                self._live[me] = (tally.spent, tally.tokens)
+                spent_usd = self.usage.cost + sum(v[0] for v in self._live.values())
+                spent_tokens = self.usage.total_tokens + sum(v[1] for v in self._live.values())
+            over = ((self.budget_usd is not None and spent_usd >= self.budget_usd)
+                    or (self.budget_tokens is not None and spent_tokens >= self.budget_tokens))
             return over or self._cancelled.is_set() or (until is not None and until(tally))
 
         workers = self.workers if self.workers is not None else 2  # Evaluate's default (process runtimes only)
         rows = self.run_dir / f"rows-{name}.jsonl" if self.run_dir is not None else None
         evaluator = Evaluate(examples, metric, max_concurrency=concurrency or self.max_concurrency, workers=workers,
                              progress=False, timeout_per_example=300.0, journal=rows, resume_from=rows)
-        result = evaluator.run(program, until=stop)
-        with self._lock:  # candidates are scored from several threads at once
+        try:
+            result = evaluator.run(program, until=stop)
+        except BaseException:
+            with self._lock:
+                self._live.pop(me, None)
+            raise
+        with self._lock:  # in one step, so no other evaluation sees this one's spend twice or not at all
+            self._live.pop(me, None)
             self.usage = self.usage + result.usage
         if result.aborted == "interrupted":
             raise CompileStopped("cancelled", f"Ctrl-C during {phase}")
