@@ -14,7 +14,7 @@ def ensure() -> Path:
     python = VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    probe = subprocess.run([str(python), "-c", "import dspy; print(dspy.__version__)"], capture_output=True, text=True)
+    probe = subprocess.run([str(python), "-c", "import dspy, optuna; print(dspy.__version__)"], capture_output=True, text=True)
     if probe.stdout.strip() != DSPY_VERSION:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", f"dspy=={DSPY_VERSION}"], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", f"dspy=={DSPY_VERSION}", "optuna"], check=True)
     return python

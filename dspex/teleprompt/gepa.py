@@ -14,6 +14,9 @@ random draw made in a fixed order, so the result depends on the seed and not on 
 (how many of a round's proposals run at once). (candidate, example) scores are kept on a score board:
 nothing is scored twice and ``metric_calls`` counts every pair scored. The journal keeps every row and
 every reflection, so a resumed compile replays to the same program without asking again.
+
+Concurrency: up to ``parallel_trials`` evaluations at once, each with up to ``max_concurrency`` calls in
+flight (as one ``Evaluate``); together they share the LM client's limits (``max_in_flight``, rate, breaker).
 """
 
 from __future__ import annotations
@@ -173,7 +176,7 @@ class _Evolution:
         self.opt, self.job, self.student, self.trainset, self.valset = opt, job, student, trainset, valset
         self.lm, self.names, self.budget = lm, names, budget
         self.parallel = min(job.parallel_trials or DEFAULT_PARALLEL, ROUND)
-        self.per_eval = max(1, job.max_concurrency // self.parallel)
+        self.per_eval = job.max_concurrency  # per evaluation, as for Evaluate; the LM client's max_in_flight caps the sum
         self.train = ScoreBoard(job, opt.metric, trainset, "gepa-train")
         self.val = ScoreBoard(job, opt.metric, valset, "gepa-val")
         self.rng = random.Random(opt.seed)

@@ -15,10 +15,14 @@
 Every step is journaled (demos, proposals, each row of each trial's minibatch, full scores); a resumed
 compile replays the search against the journal, so the sampler and every random draw come out the same
 and nothing finished is asked again.
+
+Concurrency: up to ``parallel_trials`` evaluations at once, each with up to ``max_concurrency`` calls in
+flight (as one ``Evaluate``); together they share the LM client's limits (``max_in_flight``, rate, breaker).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 import warnings
@@ -37,6 +41,8 @@ from .random_search import BootstrapFewShotWithRandomSearch, describe, tokens_pe
 AUTO = {"light": {"n": 6, "val": 100}, "medium": {"n": 12, "val": 300}, "heavy": {"n": 18, "val": 1000}}
 TRIAL_ROUND = 8  # trials asked of the sampler together (the most that can be in flight at once)
 DEFAULT_PARALLEL = 4
+COMPILE_OVERRIDES = ("num_trials", "minibatch", "minibatch_size", "minibatch_full_eval_steps", "max_bootstrapped_demos",
+                     "max_labeled_demos", "seed", "num_candidates")  # DSPy takes these in compile() too
 
 
 def trials_for(num_vars: int, num_candidates: int) -> int:
@@ -75,6 +81,13 @@ class MIPROv2:
 
     def compile(self, student: Module, *, trainset: Sequence[Example], valset: Sequence[Example] | None = None,
                 teacher: Module | None = None, **job_options: Any) -> Module:
+        """``job_options`` are the compile job's (run_dir, budgets, max_concurrency, workers, parallel_trials);
+        DSPy's habit of passing ``num_trials``, ``minibatch_size``, ... to compile works too."""
+        overrides = {k: job_options.pop(k) for k in COMPILE_OVERRIDES if k in job_options}
+        if overrides:
+            settings = {k: getattr(self, k) for k in inspect.signature(MIPROv2).parameters}
+            return MIPROv2(**{**settings, **overrides}).compile(student, trainset=trainset, valset=valset,
+                                                                 teacher=teacher, **job_options)
         student = check_student(student)
         if self.task_model is not None:
             student = student.deepcopy().set_lm(self.task_model)
@@ -126,7 +139,7 @@ class _Search:
         self.opt, self.job, self.student, self.trainset, self.valset = opt, job, student, trainset, valset
         self.teacher, self.prompt_lm, self.n, self.num_trials, self.names = teacher, prompt_lm, n, num_trials, names
         self.parallel = min(job.parallel_trials or DEFAULT_PARALLEL, TRIAL_ROUND)
-        self.per_eval = max(1, job.max_concurrency // self.parallel)
+        self.per_eval = job.max_concurrency  # per evaluation, as for Evaluate; the LM client's max_in_flight caps the sum
         self.use_minibatch = opt.minibatch and len(valset) > opt.minibatch_size
         self.board = ScoreBoard(job, opt.metric, valset, "mipro")
         self.demo_sets: list[dict[str, list[dict]]] = []
@@ -233,6 +246,7 @@ class _Search:
             scores = self.map(lambda pair: mean(self.board.score(self.program(pair[0]), self.key(pair[0]), pair[1],
                                                                   phase="trials", concurrency=self.per_eval)),
                                list(zip(configs, subsets)))
+            chosen: list[tuple] = []  # configurations to score on the whole valset after this round
             for j, (trial, config, score) in enumerate(zip(asked, configs, scores)):
                 number = t + j
                 study.tell(trial, score)
@@ -249,11 +263,12 @@ class _Search:
                                   (number + 1) / self.num_trials * 0.8 + 0.2)
                 if self.use_minibatch and ((number + 1) % self.opt.minibatch_full_eval_steps == 0
                                            or number + 1 == self.num_trials):
-                    chosen = self.best_unscored()
-                    if chosen is not None:
-                        value = self.score_full(chosen)
-                        study.add_trial(optuna.trial.create_trial(params=self.params(chosen), distributions=dists,
-                                                                  value=value))
+                    pick = self.best_unscored(exclude=chosen)
+                    if pick is not None:
+                        chosen.append(pick)
+            # the round's full scores together (their choice does not depend on their scores), then to the sampler
+            for config, value in zip(chosen, self.map(self.score_full, chosen)):
+                study.add_trial(optuna.trial.create_trial(params=self.params(config), distributions=dists, value=value))
             t += len(asked)
 
     # --- scoring -----------------------------------------------------------------------------------
@@ -269,10 +284,11 @@ class _Search:
             self.job.progress("full", None, self.full[key])
         return self.full[key]
 
-    def best_unscored(self) -> tuple | None:
-        """The configuration with the best minibatch mean not yet scored on the whole valset."""
+    def best_unscored(self, exclude: Sequence[tuple] = ()) -> tuple | None:
+        """The configuration with the best minibatch mean not yet scored on the whole valset (nor about to be)."""
+        skip = {self.key(c) for c in exclude}
         waiting = [(mean_of(self.batches[k]), -i, k) for i, k in enumerate(self.order)
-                   if k in self.batches and k not in self.full]
+                   if k in self.batches and k not in self.full and k not in skip]
         return self.order[max(waiting)[2]] if waiting else None
 
     def minibatch(self, trial: int) -> list[int]:

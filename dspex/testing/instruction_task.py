@@ -11,12 +11,14 @@ rule 1.0. The rule is discoverable, as a proposer would discover it:
 * an instruction-proposal request (output ``proposed_instruction``) proposes an instruction naming the rule
   when its prompt names it (from the summary), unless its tip asks for a persona or for creativity, which
   sends the proposal astray (so the search has to choose);
-* a reflection request (GEPA: "new instruction", answered in a ``` block) names the rule when the feedback
-  in it does; the metric's feedback on a wrong answer does.
+* a reflection request (GEPA: "new instruction" answered in a ``` block, or an output field named like
+  ``new_instruction``) names the rule when the feedback in it does; the metric's feedback on a wrong
+  answer does.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 RULE = "upper case"
@@ -62,10 +64,14 @@ def answer_text(system: str, messages: list[dict]) -> str:
             tip = fields.get("tip", "").lower()
             astray = "persona" in tip or "creativ" in tip
             values[name] = WITH_RULE if RULE in last.lower() and not astray else WITHOUT_RULE
+        elif "instruction" in name:  # a reflection written as a signature (DSPy's GEPA: new_instruction)
+            values[name] = WITH_RULE if RULE in last.lower() else WITHOUT_RULE
         elif name == "reasoning":
             values[name] = "The question is given; answer it."
         else:
             values[name] = "A program that answers short questions."
+    if "Respond with a JSON object" in last:  # a JSON adapter's request
+        return json.dumps(values)
     return _chat(values)
 
 
