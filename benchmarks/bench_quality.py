@@ -27,13 +27,19 @@ def split() -> tuple[list, list, list]:
     return train[60:], train[:60], dev
 
 
-def ours() -> dict:
+def ours(which: str = "fewshot") -> dict:
     train, val, dev = split()
     out = {}
     with dspex.runtime("local", cache_dir=tempfile.mkdtemp(), log_level="error"):
         lm = dspex.LM("local/smollm2-135m", max_tokens=8)
+        writer = lm.copy(max_tokens=200)  # the same model proposing / reflecting needs room for an instruction
         student = dspex.Predict(QA, lm=lm)
-        runs = (("zero-shot", lambda: student),
+        instruction_runs = (
+            ("MIPROv2 auto=light", lambda: dspex.MIPROv2(correct, prompt_model=writer, auto="light").compile(
+                student, trainset=train, valset=val)),
+            ("GEPA auto=light", lambda: dspex.GEPA(correct, reflection_lm=writer, auto="light").compile(
+                student, trainset=train, valset=val)))
+        runs = instruction_runs if which == "instructions" else (("zero-shot", lambda: student),
                 ("LabeledFewShot", lambda: dspex.LabeledFewShot(k=6).compile(student, trainset=train)),
                 ("BootstrapFewShot", lambda: dspex.BootstrapFewShot(correct, max_bootstrapped_demos=4,
                                                                     max_labeled_demos=6).compile(student, trainset=train)),
@@ -43,7 +49,7 @@ def ours() -> dict:
                 ("random search, search_adapters", lambda: dspex.BootstrapFewShotWithRandomSearch(
                     correct, num_candidate_programs=4, max_bootstrapped_demos=4, max_labeled_demos=6,
                     search_adapters=True).compile(student, trainset=train, valset=val)))
-        for name, make in runs:
+        for name, make in (("zero-shot", lambda: student), *runs) if which == "instructions" else runs:
             t0 = time.perf_counter()
             before = lm.usage()
             program = make()
@@ -55,7 +61,7 @@ def ours() -> dict:
     return out
 
 
-def theirs() -> dict | None:
+def theirs(which: str = "fewshot") -> dict | None:
     if not DSPY_PY.exists():
         return None
     train, val, dev = split()
@@ -68,7 +74,7 @@ def theirs() -> dict | None:
     try:
         server.stdout.readline()  # its URL: it is listening
         out = subprocess.run([str(DSPY_PY), str(HERE / "dspy_quality_bench.py"), f"http://127.0.0.1:{port}/v1",
-                              fh.name], capture_output=True, text=True, timeout=7200)
+                              fh.name, which], capture_output=True, text=True, timeout=7200)
         if out.returncode != 0:
             return {"error": out.stderr.strip().splitlines()[-1][:200]}
         return json.loads(out.stdout.strip().splitlines()[-1])
@@ -77,8 +83,8 @@ def theirs() -> dict | None:
         server.wait(timeout=30)
 
 
-def run() -> str:
-    mine, d = ours(), theirs()
+def run(which: str = "fewshot") -> str:
+    mine, d = ours(which), theirs(which)
     lines = ["| program | DSPy 3.4.1 dev accuracy (compile s) | dspex dev accuracy (compile s, LM calls, tokens) |",
              "|---|---|---|"]
     for name, m in mine.items():
@@ -90,4 +96,4 @@ def run() -> str:
 
 
 if __name__ == "__main__":
-    print(run())
+    print(run(sys.argv[1] if len(sys.argv) > 1 else "fewshot"))

@@ -1,7 +1,7 @@
 """Runs inside the DSPy venv: DSPy 3.4.1's optimizers on the local model through its OpenAI-compatible
 server (the same SmolLM2-135M process dspex uses), on the split the parent passes. Prints one JSON line.
 
-usage: dspy_quality_bench.py URL SPLIT_JSON
+usage: dspy_quality_bench.py URL SPLIT_JSON [fewshot | instructions]
 """
 
 import json
@@ -11,6 +11,7 @@ import time
 import dspy
 
 url, split_path = sys.argv[1], sys.argv[2]
+which = sys.argv[3] if len(sys.argv) > 3 else "fewshot"
 split = json.loads(open(split_path).read())
 dspy.configure(lm=dspy.LM("openai/smollm2-135m", api_base=url, api_key="local", max_tokens=8, temperature=0.0))
 
@@ -42,7 +43,20 @@ def score(program):
 
 out = {}
 student = dspy.Predict(Sentiment)
-for name, make in (("zero-shot", lambda: student),
+writer = dspy.LM("openai/smollm2-135m", api_base=url, api_key="local", max_tokens=200, temperature=0.0)
+
+
+def feedback(gold, pred, trace=None, pred_name=None, pred_trace=None):
+    return correct(gold, pred)
+
+
+instruction_runs = (("zero-shot", lambda: student),
+                    ("MIPROv2 auto=light", lambda: dspy.MIPROv2(metric=correct, prompt_model=writer, auto="light",
+                                                                num_threads=2).compile(student, trainset=train,
+                                                                                       valset=val)),
+                    ("GEPA auto=light", lambda: dspy.GEPA(metric=feedback, reflection_lm=writer, auto="light",
+                                                          num_threads=2).compile(student, trainset=train, valset=val)))
+for name, make in instruction_runs if which == "instructions" else (("zero-shot", lambda: student),
                    ("LabeledFewShot", lambda: dspy.LabeledFewShot(k=6).compile(student, trainset=train)),
                    ("BootstrapFewShot", lambda: dspy.BootstrapFewShot(
                        metric=correct, max_bootstrapped_demos=4, max_labeled_demos=6).compile(student, trainset=train)),

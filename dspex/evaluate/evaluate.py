@@ -120,7 +120,8 @@ class Evaluate:
         return self._collect(runner, rows, start, rt, run, until)
 
     def run_distributed(self, program: Any, hosts: Sequence[str], runtime: Any = None, *,
-                        join_timeout: float = 30.0, lost_after: float = 10.0) -> EvaluationResult:
+                        join_timeout: float = 30.0, lost_after: float = 10.0,
+                        until: Callable[["_Tally"], bool] | None = None) -> EvaluationResult:
         """Evaluate ``program`` with ``workers`` worker processes on each of ``hosts``.
 
         ``hosts`` are the node addresses (``ip:port``) of machines running ``python -m dspex host
@@ -129,7 +130,7 @@ class Evaluate:
         ips>])``. The program, metric and examples travel to the hosts as pickles; their LM calls go
         through this runtime's client actors (shared limits, breakers, budget, ledger), their HTTP
         from the hosts, each host's keys from its own environment. A host silent for ``lost_after``
-        seconds is lost: its examples run again elsewhere, still one row each.
+        seconds is lost: its examples run again elsewhere, still one row each. ``until`` as for ``run``.
         """
         from supervision import SpecError, tcp
         from supervision.runtime import LOOPBACK
@@ -159,7 +160,7 @@ class Evaluate:
         runner = WorkerFeed(rt, program, self.metric, self.devset, done=list(rows), workers=max(1, self.workers),
                             concurrency=self.max_concurrency, timeout=self.timeout, retry_timeouts=self.retry_timeouts,
                             hosts=hosts, lost_after=lost_after, run=run)
-        return self._collect(runner, rows, start, rt, run)
+        return self._collect(runner, rows, start, rt, run, until)
 
     def _resumed(self) -> dict[int, EvalRow]:
         rows: dict[int, EvalRow] = {}

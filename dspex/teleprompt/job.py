@@ -111,6 +111,7 @@ class CompileJob:
     budget_tokens: int | None = None
     max_concurrency: int = 16
     workers: int | None = None
+    hosts: Sequence[str] | None = None  # run_distributed hosts ("ip:port"): every evaluation runs on them
     parallel_trials: int | None = None  # trials / candidate evaluations in flight at once (None: the optimizer's default)
     run: str = field(default_factory=lambda: new_run_id("compile"))
     usage: UsageTotals = field(default_factory=UsageTotals)
@@ -244,7 +245,8 @@ class CompileJob:
         evaluator = Evaluate(examples, metric, max_concurrency=concurrency or self.max_concurrency, workers=workers,
                              progress=False, timeout_per_example=300.0, journal=rows, resume_from=rows)
         try:
-            result = evaluator.run(program, until=stop)
+            result = (evaluator.run_distributed(program, self.hosts, until=stop) if self.hosts
+                      else evaluator.run(program, until=stop))
         except BaseException:
             with self._lock:
                 self._live.pop(me, None)

@@ -252,3 +252,24 @@ def test_trials_run_on_worker_processes_and_give_the_same_program(task_sim, tmp_
             compiled = compile_with("mipro", lm, workers=workers, parallel_trials=4)
             programs.append((compiled.signature.instructions, compiled.demos, compiled.compile_report.score))
     assert programs[0] == programs[1] and programs[0][2] >= 0.95
+
+
+@pytest.mark.multihost
+def test_trials_run_on_run_distributed_hosts_and_give_the_same_program(tmp_path):
+    from tests.netns import Network
+
+    with Network(2) as net, \
+            ProviderServer(answer=task_answer, api_key=KEY, host=net.leader_ip) as server, \
+            dspex.runtime("tcp", bind_host=net.leader_ip, peers=[h.ip for h in net.hosts], cache_dir=tmp_path / "c1",
+                          log_level="error") as rt:
+        hosts = net.start_dspex_hosts(f"{net.leader_ip}:{rt.actors.admin_port}", 19310, {"OPENAI_API_KEY": KEY})
+        lm = dspex.LM("openai/task", api_key=KEY, base_url=server.base_url(), cache=False)
+        spread = compile_with("gepa", lm, hosts=hosts, workers=1)
+        calls = len(server.log)
+        with dspex.runtime("local", cache_dir=tmp_path / "c2", log_level="error"):
+            alone = compile_with("gepa", dspex.LM("openai/task", api_key=KEY, base_url=server.base_url(),
+                                                  cache=False))
+    assert spread.signature.instructions == alone.signature.instructions
+    assert spread.compile_report.score == alone.compile_report.score >= 0.95
+    assert spread.compile_report.metric_calls == alone.compile_report.metric_calls
+    assert calls == len(server.log) - calls  # the same requests, wherever they ran
