@@ -10,6 +10,7 @@ from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Pr
                        combine, load)
 from .primitives import Example, Prediction, Usage, examples_from, load_jsonl
 from . import metrics
+from .programs import StreamListener, StreamResponse, streamify, streaming
 from .programs.settings import configure, context
 from .runtime import Runtime, current_runtime, inspect_history, runtime
 from .signature import Field, InputField, OutputField, Signature
@@ -25,4 +26,4 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "BestOfN", "Refine", "load", "combine", "Evaluate", "EvaluationResult", "EvalRow", "LabeledFewShot",
            "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress",
            "KNNFewShot", "Embedder", "configure", "context", "metrics", "inspect_history",
-           "MIPROv2", "GEPA"]
+           "MIPROv2", "GEPA", "streamify", "StreamListener", "StreamResponse", "streaming"]

@@ -192,6 +192,22 @@ class Prediction(_Record):
             raise ExampleError("Prediction.from_completions needs at least one completion")
         return cls(items[0], completions=items, **kwargs)
 
+    def get_lm_usage(self) -> dict[str, dict[str, Any]]:
+        """DSPy's shape: per model, the tokens and cost of every LM call made for this prediction (the
+        trace's steps; a prediction without one counts as one call to an unnamed model)."""
+        steps = [s for s in self.trace if hasattr(s, "usage")]
+        totals: dict[str, dict[str, Any]] = {}
+        for step in steps or [None]:
+            model = (getattr(step, "model", "") or "unknown") if step is not None else "unknown"
+            usage, cost = (step.usage, step.cost) if step is not None else (self.usage, self.cost)
+            entry = totals.setdefault(model, {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+                                              "cost": 0.0})
+            entry["prompt_tokens"] += usage.prompt_tokens
+            entry["completion_tokens"] += usage.completion_tokens
+            entry["total_tokens"] += usage.total_tokens
+            entry["cost"] += cost
+        return totals
+
     def _state(self) -> tuple:
         return (self._data, self.usage, self.cost, self.raw, self.trace)
 

@@ -18,7 +18,7 @@ from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, check_sam
 from .messages import (Admit, CacheHit, ClientStatus, Completion, Done, Flush, GetStatus, GetUsage, InjectFaults,
                        Lease, Release, Report, ResetBreaker, UsageTotals, cache_entry, cached_completion)
 from .prices import Price, check_price, cost_of
-from .scope import current_run
+from .scope import current_run, current_stream
 
 if TYPE_CHECKING:
     from .host import ClientHost as Runtime
@@ -133,11 +133,14 @@ class LM:
         engine = rt.engine(cfg, self._key)
         key = (cache_key(cfg.provider, cfg.model, msgs, {**sampling, "_rollout": rollout}, endpoint=cfg.base_url)
                if cfg.cache else None)
+        sink = current_stream()
         if key is not None:
             hit = engine.cache.get(key)
             if hit is not None:
                 self._call(CacheHit(run), cast=True)
                 comp = cached_completion(hit)
+                if sink is not None:
+                    sink(comp.text)  # a cached answer streams as one piece
                 rt.remember_call(self.model, msgs, comp)
                 return comp
         start = time.monotonic()
@@ -147,11 +150,20 @@ class LM:
         reply = self._call(admit) if rt.actors.is_local else engine.admissions.admit(self._call, admit)
         billed = Usage()  # every attempt the provider counted (an empty answer is billed, then retried)
         while isinstance(reply, Lease):
+            streamed: list[str] = []
+
+            def on_text(piece: str) -> None:
+                streamed.append(piece)
+                sink(piece)  # type: ignore[misc]
             try:
-                outcome = engine.transport.attempt(msgs, sampling)
+                outcome = engine.transport.attempt(msgs, sampling, on_text if sink is not None else None)
             except BaseException:  # Ctrl-C, or a bug below: the lease goes back at once, never leaks
                 self._cast(Release(reply.id, run))
                 raise
+            if sink is not None and not outcome.ok and streamed:
+                sink(None)  # what this attempt streamed is void; a retry streams from the start
+            if sink is not None and outcome.ok and not streamed:
+                sink(outcome.text)  # a provider that answers whole (a local model) streams as one piece
             billed = billed + Usage(outcome.prompt_tokens, outcome.completion_tokens)
             report = Report(reply.id, outcome, reply.attempt, run)
             if outcome.ok:  # the actor books it; we need no answer (one hop instead of a round trip)

@@ -27,6 +27,16 @@ class Parsed:
     model: str
 
 
+@dataclass(frozen=True)
+class StreamDelta:
+    """What one server-sent event of a streamed answer adds: text, and the counts or model when it says them."""
+
+    text: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    model: str | None = None
+
+
 def _text_of(content: Any) -> str:
     """A message's text: a string, or OpenAI-style content parts; anything else is not an answer."""
     if content is None:
@@ -80,6 +90,18 @@ class Provider:
         """The request and token limits the provider advertises in its response headers (None: none)."""
         return None
 
+    streams = True  # answers can come as server-sent events
+
+    def stream_url(self, cfg: LMConfig) -> str:
+        return self.url(cfg)
+
+    def stream_body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
+        return {**self.body(cfg, messages, params), "stream": True}
+
+    def stream_event(self, data: Any) -> StreamDelta:
+        """One event's JSON → what it adds (WireError if it is not the provider's shape)."""
+        raise NotImplementedError
+
 
 class OpenAI(Provider):
     name = "openai"
@@ -102,6 +124,17 @@ class OpenAI(Provider):
                            body.get("model", ""))
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not an OpenAI chat completion ({type(exc).__name__}: {exc})") from None
+
+    def stream_body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
+        return {**self.body(cfg, messages, params), "stream": True, "stream_options": {"include_usage": True}}
+
+    def stream_event(self, data: Any) -> StreamDelta:
+        try:
+            choices, usage = data.get("choices") or [], data.get("usage") or {}
+            text = _text_of(choices[0].get("delta", {}).get("content")) if choices else ""
+            return StreamDelta(text, usage.get("prompt_tokens"), usage.get("completion_tokens"), data.get("model"))
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise WireError(f"not an OpenAI chat completion chunk ({type(exc).__name__}: {exc})") from None
 
     def reset_hint(self, headers: Mapping[str, str], body: Any) -> float | None:
         resets = [parse_duration(headers[h]) for h in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
@@ -142,6 +175,23 @@ class Anthropic(Provider):
             return checked(text, usage["input_tokens"], usage["output_tokens"], body.get("model", ""))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not an Anthropic message ({type(exc).__name__}: {exc})") from None
+
+    def stream_event(self, data: Any) -> StreamDelta:
+        try:
+            kind = data["type"]
+            if kind == "message_start":
+                message = data["message"]
+                return StreamDelta("", message["usage"]["input_tokens"], None, message.get("model"))
+            if kind == "content_block_delta":
+                delta = data["delta"]
+                return StreamDelta(_text_of(delta.get("text", "")) if delta.get("type") == "text_delta" else "")
+            if kind == "message_delta":
+                return StreamDelta("", None, (data.get("usage") or {}).get("output_tokens"))
+            if kind == "error":
+                raise WireError(f"the stream reported an error: {data.get('error')}")
+            return StreamDelta()
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise WireError(f"not an Anthropic stream event ({type(exc).__name__}: {exc})") from None
 
     def reset_hint(self, headers: Mapping[str, str], body: Any) -> float | None:
         for header in ("anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset"):
@@ -186,6 +236,21 @@ class Gemini(Provider):
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise WireError(f"not a Gemini generateContent answer ({type(exc).__name__}: {exc})") from None
 
+    def stream_url(self, cfg: LMConfig) -> str:
+        return f"{cfg.base_url.rstrip('/')}/v1beta/models/{cfg.model}:streamGenerateContent?alt=sse"
+
+    def stream_body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
+        return self.body(cfg, messages, params)
+
+    def stream_event(self, data: Any) -> StreamDelta:
+        try:
+            candidates, meta = data.get("candidates") or [], data.get("usageMetadata") or {}
+            parts = candidates[0].get("content", {}).get("parts", []) if candidates else []
+            return StreamDelta("".join(_text_of(p.get("text", "")) for p in parts), meta.get("promptTokenCount"),
+                               meta.get("candidatesTokenCount"), data.get("modelVersion"))
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise WireError(f"not a Gemini stream chunk ({type(exc).__name__}: {exc})") from None
+
     def reset_hint(self, headers: Mapping[str, str], body: Any) -> float | None:
         try:
             details = body["error"]["details"]
@@ -198,9 +263,10 @@ class Gemini(Provider):
 
 
 class Local(OpenAI):
-    """A local model served by ``dspex.local.server``: the OpenAI format, no key."""
+    """A local model served by ``dspex.local.server``: the OpenAI format, no key (answers come whole)."""
 
     name = "local"
+    streams = False
 
 
 PROVIDER_IMPLS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Anthropic(), Gemini(), Local())}

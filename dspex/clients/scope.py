@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import contextvars
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 _RUN: contextvars.ContextVar[str | None] = contextvars.ContextVar("dspex_run", default=None)
+# where streamed text goes: sink(piece) as it arrives, sink(None) when an attempt failed after some text
+# (its pieces are void: a retry streams again from the start)
+StreamSink = Callable[[Optional[str]], None]
+_STREAM: contextvars.ContextVar[StreamSink | None] = contextvars.ContextVar("dspex_stream", default=None)
 
 
 def current_run() -> str | None:
@@ -29,4 +33,19 @@ def run_scope(run: str | None) -> Iterator[str | None]:
         _RUN.reset(token)
 
 
-__all__ = ["current_run", "run_scope"]
+def current_stream() -> StreamSink | None:
+    """The innermost streaming scope's sink, or None (answers come whole)."""
+    return _STREAM.get()
+
+
+@contextmanager
+def streaming(sink: StreamSink | None) -> Iterator[StreamSink | None]:
+    """LM requests made inside the block stream their text to ``sink`` (None: they do not)."""
+    token = _STREAM.set(sink)
+    try:
+        yield sink
+    finally:
+        _STREAM.reset(token)
+
+
+__all__ = ["current_run", "run_scope", "current_stream", "streaming", "StreamSink"]

@@ -11,7 +11,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import requests
@@ -22,7 +22,7 @@ from supervision.resilience.adaptive import RateHints
 
 from .config import LMConfig, Secret
 from .deadline import Deadlines, deadline_connection
-from .providers import PROVIDER_IMPLS, WireError
+from .providers import PROVIDER_IMPLS, Parsed, WireError, checked
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 EMPTY_RETRIES = 1  # an empty completion is asked once more (a sampled model may answer); then it is an error
@@ -143,6 +143,8 @@ class Transport:
         self._url = self.provider.url(cfg)
         split = urlsplit(self._url)
         self._path = split.path + (f"?{split.query}" if split.query else "")
+        streamed = urlsplit(self.provider.stream_url(cfg))
+        self._stream_path = streamed.path + (f"?{streamed.query}" if streamed.query else "")
         self._headers = {"Content-Type": "application/json", **self.provider.headers(key)}
         self._timeout = urllib3.Timeout(connect=min(10.0, cfg.timeout), read=cfg.timeout)
         self.session = requests.Session()
@@ -161,14 +163,27 @@ class Transport:
     def __repr__(self) -> str:
         return f"<Transport {self.cfg.qualified} {self._url}>"
 
-    def attempt(self, messages: list[dict], params: dict) -> Outcome:
-        body = json.dumps(self.provider.body(self.cfg, messages, params)).encode()
+    def attempt(self, messages: list[dict], params: dict, on_text: Callable[[str], None] | None = None) -> Outcome:
+        """One request. With ``on_text`` (and a provider that streams) the answer is asked for as
+        server-sent events and each piece of text is handed to ``on_text`` as it arrives; the outcome is
+        the same either way (the whole text, the provider's counts)."""
+        streaming = on_text is not None and self.provider.streams
+        make = self.provider.stream_body if streaming else self.provider.body
+        body = json.dumps(make(self.cfg, messages, params)).encode()
         start = time.monotonic()
         self._deadlines.begin(start + self.cfg.timeout)  # the whole attempt, not each read
+        streamed: Parsed | None = None
         try:
-            resp = self._pool.urlopen("POST", self._path, body=body, headers=self._headers, retries=False,
-                                      timeout=self._timeout, preload_content=False, assert_same_host=False)
-            raw = _read_capped(resp, MAX_BODY)
+            resp = self._pool.urlopen("POST", self._stream_path if streaming else self._path, body=body,
+                                      headers=self._headers, retries=False, timeout=self._timeout,
+                                      preload_content=False, assert_same_host=False)
+            if streaming and resp.status == 200:
+                streamed, raw = self._read_stream(resp, on_text), b""  # type: ignore[arg-type]
+            else:
+                raw = _read_capped(resp, MAX_BODY)
+        except WireError as exc:
+            self._deadlines.end()
+            return Outcome("malformed", time.monotonic() - start, status=200, detail=self.scrub(str(exc))[:300])
         except urllib3.exceptions.TimeoutError as exc:
             self._deadlines.end()
             return Outcome("timeout", time.monotonic() - start, detail=self.scrub(str(exc)))
@@ -185,6 +200,12 @@ class Transport:
                            detail=f"no complete answer within timeout={self.cfg.timeout:g}s")
         latency = time.monotonic() - start
         hints = self.provider.rate_hints(resp.headers)  # case-insensitive header lookups
+        if streamed is not None:
+            if not streamed.text.strip():
+                return Outcome("empty", latency, "", streamed.prompt_tokens, streamed.completion_tokens,
+                               streamed.model, status=200, detail="the streamed completion is empty", hints=hints)
+            return Outcome("ok", latency, streamed.text, streamed.prompt_tokens, streamed.completion_tokens,
+                           streamed.model, status=200, hints=hints)
         excerpt = lambda: self.scrub(raw[:4096].decode("utf-8", "replace"))[:300]  # noqa: E731 - scrub, then cut
         try:
             data = json.loads(raw)
@@ -205,6 +226,38 @@ class Transport:
                            status=200, detail=f"the completion is empty; body: {excerpt()}", hints=hints)
         return Outcome("ok", latency, parsed.text, parsed.prompt_tokens, parsed.completion_tokens,
                        parsed.model, status=200, hints=hints)
+
+    def _read_stream(self, resp: Any, on_text: Callable[[str], None]) -> Parsed:
+        """Server-sent events: each ``data:`` line is one JSON event (``[DONE]`` ends OpenAI's stream)."""
+        text: list[str] = []
+        prompt = completion = 0
+        model, size, pending = "", 0, b""
+        for chunk in resp.stream(4096):
+            size += len(chunk)
+            if size > MAX_BODY:
+                resp.close()
+                raise BodyTooLarge(f"the stream is larger than {MAX_BODY} bytes; the rest was not read")
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                line = line.strip()
+                if not line.startswith(b"data:"):
+                    continue  # event names, comments, keep-alives
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    continue
+                try:
+                    delta = self.provider.stream_event(json.loads(payload))
+                except (ValueError, RecursionError) as exc:
+                    raise WireError(f"a stream event is not JSON ({exc})") from None
+                prompt = delta.prompt_tokens if delta.prompt_tokens is not None else prompt
+                completion = delta.completion_tokens if delta.completion_tokens is not None else completion
+                model = delta.model or model
+                if delta.text:
+                    text.append(delta.text)
+                    on_text(delta.text)
+        resp.release_conn()
+        return checked("".join(text), prompt, completion, model)
 
     def scrub(self, text: str) -> str:
         """Remove the key from text that may echo the request (error bodies, exception messages): the key

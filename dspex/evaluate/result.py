@@ -65,7 +65,7 @@ def _step_json(step: Any) -> dict:
     return {"predictor": getattr(step, "predictor", str(step)), "inputs": to_jsonable(getattr(step, "inputs", {})),
             "outputs": to_jsonable(getattr(step, "outputs", {})),
             "usage": [step.usage.prompt_tokens, step.usage.completion_tokens] if hasattr(step, "usage") else [0, 0],
-            "cost": getattr(step, "cost", 0.0)}
+            "cost": getattr(step, "cost", 0.0), "model": getattr(step, "model", "")}
 
 
 def timeout_row(index: int, example: Example, attempts: int, worker: str) -> "EvalRow":
@@ -119,7 +119,7 @@ class EvalRow:
         pred = None
         if data["prediction"] is not None:
             trace = [TraceStep(s["predictor"], s["inputs"], s["outputs"], Usage(*s.get("usage", [0, 0])),
-                               s.get("cost", 0.0)) for s in data.get("trace", [])]
+                               s.get("cost", 0.0), s.get("model", "")) for s in data.get("trace", [])]
             pred = Prediction(data["prediction"], usage=Usage(*data.get("usage", [0, 0])), cost=data.get("cost", 0.0),
                               trace=trace)
         err = data["error"]

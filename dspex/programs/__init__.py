@@ -3,8 +3,10 @@
 from .ensembles import BestOfN, MultiChainComparison, Refine
 from .module import Module, Predictor, combine, load
 from .predict import ChainOfThought, Predict
+from . import streaming
+from .streaming import StreamListener, StreamResponse, streamify
 from .trace import TraceStep
 from .react import ReAct, Tool
 
 __all__ = ["Module", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison", "BestOfN", "Refine",
-           "TraceStep", "load", "combine"]
+           "TraceStep", "load", "combine", "streamify", "StreamListener", "StreamResponse", "streaming"]

@@ -14,6 +14,8 @@ from ..primitives import Example, Prediction, Usage
 from ..signature import OutputField, Signature, SignatureMeta, custom_types_of, ensure_signature, make_signature
 from .module import Predictor, imported_object
 from .settings import resolve_lm, setting
+from ..clients.scope import streaming
+from .streaming import current_session
 from .trace import TraceStep, record, step_name
 
 log = structlog.get_logger("dspex.programs")
@@ -51,7 +53,13 @@ class Predict(Predictor):
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ConfigError(f"n must be an int >= 1 (how many completions), got {n!r}")
         messages = adapter.format(sig, inputs, self.demos)
-        if n == 1:
+        session = current_session()
+        if session is not None and n == 1:  # inside dspex.streamify: stream this call if a listener follows it
+            sink, finish = session.sink_for(self, step_name(self))
+            with streaming(sink):
+                answers = [self._answer(lm, adapter, inputs, messages, options)]
+            finish(answers[0][0])
+        elif n == 1:
             answers = [self._answer(lm, adapter, inputs, messages, options)]
         else:  # n completions as n concurrent calls, told apart in the cache by their rollout ids
             import concurrent.futures
@@ -65,7 +73,7 @@ class Predict(Predictor):
         comps = [c for _, cs in answers for c in cs]
         values = answers[0][0]
         usage, cost = sum((c.usage for c in comps), Usage()), sum(c.cost for c in comps)
-        step = TraceStep(step_name(self), dict(inputs), dict(values), usage, cost)
+        step = TraceStep(step_name(self), dict(inputs), dict(values), usage, cost, str(getattr(lm, "model", "")))
         record(step)
         return Prediction(values, usage=usage, cost=cost, raw=comps[-1].text, trace=[step],
                           completions=[v for v, _ in answers])

@@ -26,6 +26,7 @@ class TraceStep:
     outputs: dict
     usage: Usage = field(default_factory=Usage)
     cost: float = 0.0
+    model: str = ""  # the LM's "provider/model"
 
 
 @dataclass

@@ -6,6 +6,9 @@ It speaks three wire formats on one port:
 * Anthropic messages        ``POST /v1/messages``                         (``x-api-key``)
 * Gemini generateContent    ``POST /v1beta/models/{model}:generateContent`` (``x-goog-api-key`` or ``?key=``)
 
+Each streams as its provider does (server-sent events) when asked: ``"stream": true`` (OpenAI, with the
+usage in a last chunk if ``stream_options.include_usage``; Anthropic) or ``:streamGenerateContent`` (Gemini).
+
 Answers come from a scriptable ``answer`` function; token counts are the server's own (a word/punctuation
 count), so a test can compare a client's ledger with the server's. Faults (see :class:`Faults`) are drawn
 per request. Every request is logged (arrival time, headers with secrets removed, body, status sent).
@@ -37,7 +40,7 @@ from .faults import FaultPlan, Faults
 from .limits import LimitState, ServerLimits
 
 SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie")
-_GEMINI = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):generateContent$")
+_GEMINI = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$")
 
 
 EMBED_DIM = 64
@@ -111,6 +114,7 @@ class _State:
     peak: int = 0
     stopping: threading.Event = field(default_factory=threading.Event)
     limits: LimitState | None = None
+    stream_delay: float = 0.0
 
 
 class ProviderServer:
@@ -118,12 +122,13 @@ class ProviderServer:
 
     def __init__(self, answer: Callable[[SimRequest], str] | str | None = None, faults: Faults | None = None,
                  *, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 limits: ServerLimits | None = None) -> None:
+                 limits: ServerLimits | None = None, stream_delay: float = 0.0) -> None:
+        """``stream_delay``: seconds between the events of a streamed answer (a stream that visibly streams)."""
         if isinstance(answer, str):
             fixed = answer
             answer = lambda _req: fixed  # noqa: E731 - a constant answer
         self._state = _State(answer or _echo, FaultPlan(faults or Faults()), api_key,
-                             limits=LimitState(limits) if limits is not None else None)
+                             limits=LimitState(limits) if limits is not None else None, stream_delay=stream_delay)
         self._httpd = _Server((host, port), _Handler)
         self._httpd.state = self._state
         self._thread: threading.Thread | None = None
@@ -301,6 +306,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send_rate_limited(entry, provider, admission.retry_after, limit_headers)
         entry.prompt_tokens, entry.completion_tokens = prompt_tokens, completion_tokens
         payload = json.dumps(_render(provider, req.model, text, entry.prompt_tokens, entry.completion_tokens)).encode()
+        if _wants_stream(provider, split.path, body):
+            events = _stream_events(provider, req.model, text, prompt_tokens, completion_tokens,
+                                    bool((body.get("stream_options") or {}).get("include_usage")))
+            if fault == "malformed":
+                events = [*events[:len(events) // 2], b"data: {not json\n\n"]
+            return self._send_stream(entry, events, limit_headers, state, cut=fault == "truncate")
         if fault == "malformed":
             payload = b'{"id": "x", "choices": [{"message": ' + payload[:20]
         if fault == "truncate":
@@ -310,6 +321,26 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         self._send_raw(entry, 200, payload, {"Content-Type": "application/json", **limit_headers})
         return None
+
+    def _send_stream(self, entry: LoggedRequest, events: list[bytes], headers: dict, state: _State,
+                     cut: bool = False) -> None:
+        """Server-sent events in HTTP/1.1 chunks, one event a chunk (``stream_delay`` s between them);
+        ``cut``: the connection closes half way (a truncated stream)."""
+        entry.status = 200
+        lines = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream", "Cache-Control: no-cache",
+                 "Transfer-Encoding: chunked", *(f"{k}: {v}" for k, v in headers.items())]
+        try:
+            self.connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            for event in events[:len(events) // 2] if cut else events:
+                if state.stream_delay:
+                    state.stopping.wait(state.stream_delay)
+                self.connection.sendall(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+            if cut:
+                self.close_connection = True
+                return
+            self.connection.sendall(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -422,6 +453,61 @@ def _render(provider: str, model: str, text: str, prompt_tokens: int, completion
     return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
             "usageMetadata": {"promptTokenCount": prompt_tokens, "candidatesTokenCount": completion_tokens,
                               "totalTokenCount": prompt_tokens + completion_tokens}, "modelVersion": model}
+
+
+def _wants_stream(provider: str, path: str, body: Any) -> bool:
+    if provider == "gemini":
+        return path.endswith(":streamGenerateContent")
+    return isinstance(body, dict) and body.get("stream") is True
+
+
+def _pieces(text: str) -> list[str]:
+    """The answer in pieces of about three words (each whitespace run stays with its word)."""
+    words = re.findall(r"\s*\S+\s*", text) or [text]
+    return ["".join(words[i:i + 3]) for i in range(0, len(words), 3)]
+
+
+def _stream_events(provider: str, model: str, text: str, prompt_tokens: int, completion_tokens: int,
+                   include_usage: bool) -> list[bytes]:
+    """The answer as the provider's server-sent events."""
+    def sse(data: Any, event: str | None = None) -> bytes:
+        return ((f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n").encode()
+
+    model = model or "sim"
+    if provider == "openai":
+        chunk = {"id": "chatcmpl-sim", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        out = [sse({**chunk, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]})
+               for p in _pieces(text)]
+        out.append(sse({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+        if include_usage:
+            out.append(sse({**chunk, "choices": [], "usage": {"prompt_tokens": prompt_tokens,
+                                                              "completion_tokens": completion_tokens,
+                                                              "total_tokens": prompt_tokens + completion_tokens}}))
+        return [*out, b"data: [DONE]\n\n"]
+    if provider == "anthropic":
+        return [sse({"type": "message_start", "message": {"id": "msg_sim", "type": "message", "role": "assistant",
+                                                          "model": model, "content": [],
+                                                          "usage": {"input_tokens": prompt_tokens, "output_tokens": 0}}},
+                    "message_start"),
+                sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                    "content_block_start"),
+                *(sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+                      "content_block_delta") for p in _pieces(text)),
+                sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+                sse({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                     "usage": {"output_tokens": completion_tokens}}, "message_delta"),
+                sse({"type": "message_stop"}, "message_stop")]
+    pieces = _pieces(text)
+    out = []
+    for i, piece in enumerate(pieces):
+        data: dict = {"candidates": [{"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0}],
+                      "modelVersion": model}
+        if i == len(pieces) - 1:
+            data["candidates"][0]["finishReason"] = "STOP"
+            data["usageMetadata"] = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": completion_tokens,
+                                     "totalTokenCount": prompt_tokens + completion_tokens}
+        out.append(sse(data))
+    return out
 
 
 def _error_body(provider: str, status: int, message: str) -> dict:
