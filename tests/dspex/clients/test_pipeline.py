@@ -384,11 +384,11 @@ def test_an_error_during_an_attempt_gives_its_lease_back(server, drt, monkeypatc
     real = Transport.attempt
     calls = []
 
-    def failing_once(self, messages, params):
+    def failing_once(self, messages, params, on_text=None):
         calls.append(1)
         if len(calls) == 1:
             raise KeyboardInterrupt  # as if Ctrl-C arrived while the HTTP was under way
-        return real(self, messages, params)
+        return real(self, messages, params, on_text)
 
     monkeypatch.setattr(Transport, "attempt", failing_once)
     with pytest.raises(KeyboardInterrupt):
