@@ -55,6 +55,7 @@ class _Wait:
     not_before: float = 0.0
     reservation: Reservation | None = None
     holder: tuple[str, int] | None = None  # the asking process (node id, pid)
+    retries: int | None = None  # the asking handle's retries (None: the client's)
     billed: tuple[int, int] = (0, 0)  # tokens of failed attempts the provider still counted (empty answers)
     batch: tuple = ()  # the rest of an AdmitBatch: leased with this one if free right now
 
@@ -175,7 +176,8 @@ class ClientActor(GenServer):
     # --- the pipeline ------------------------------------------------------------------------------
 
     def _admit(self, req: Admit, batch: tuple = ()) -> Any:
-        wait = _Wait(next(self.ids), self.current_call, req.est_tokens, req.run, holder=req.holder, batch=batch)
+        wait = _Wait(next(self.ids), self.current_call, req.est_tokens, req.run, holder=req.holder, batch=batch,
+                     retries=req.retries)
         self._advance(wait)
         return NoReply
 
@@ -186,7 +188,8 @@ class ClientActor(GenServer):
             return
         if wait.batch:  # the followers of an AdmitBatch get a lease too if one is free this instant
             batch, wait.batch = wait.batch, ()
-            followers = (self._try_lease(_Wait(next(self.ids), None, a.est_tokens, a.run, holder=a.holder), park=False)
+            followers = (self._try_lease(_Wait(next(self.ids), None, a.est_tokens, a.run, holder=a.holder,
+                                               retries=a.retries), park=False)
                          for a in batch)
             self.reply(wait.token, Leases((lease, *followers)))
         else:
@@ -289,7 +292,8 @@ class ClientActor(GenServer):
             pause = outcome.retry_after if outcome.retry_after is not None else self._backoff(wait.attempt)
             self.limiter.pause(pause)
             self._emit("rate_pause", f"429: no request for {pause:.2f}s")
-        cap = self.cfg.retries if outcome.max_retries is None else min(self.cfg.retries, outcome.max_retries)
+        retries = self.cfg.retries if wait.retries is None else wait.retries
+        cap = retries if outcome.max_retries is None else min(retries, outcome.max_retries)
         if outcome.retryable and wait.attempt < cap:
             delay = outcome.retry_after if outcome.retry_after is not None else self._backoff(wait.attempt)
             wait.attempt += 1

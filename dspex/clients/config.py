@@ -136,8 +136,9 @@ class LMConfig:
 
     @property
     def limits(self) -> tuple:
-        """The settings a shared client actor enforces; handles of one client must agree on them."""
-        return (self.rpm, self.tpm, self.max_in_flight, self.retries, self.breaker, self.budget_usd,
+        """The settings a shared client actor enforces; handles of one client must agree on them (not
+        ``retries``: each request carries its handle's)."""
+        return (self.rpm, self.tpm, self.max_in_flight, self.breaker, self.budget_usd,
                 self.budget_tokens, self.backoff_base, self.backoff_cap, self.timeout)
 
     def sampling(self) -> dict:

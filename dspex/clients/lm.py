@@ -145,7 +145,7 @@ class LM:
                 return comp
         start = time.monotonic()
         est = sum(len(m["content"]) for m in msgs) // 4 + int(sampling.get("max_tokens", cfg.max_tokens))
-        admit = Admit(est, run, (procfs.node_id(), os.getpid()))
+        admit = Admit(est, run, (procfs.node_id(), os.getpid()), cfg.retries)
         # in the client actor's own process a call is cheap; elsewhere, threads asking together share one
         reply = self._call(admit) if rt.actors.is_local else engine.admissions.admit(self._call, admit)
         billed = Usage()  # every attempt the provider counted (an empty answer is billed, then retried)
@@ -247,11 +247,15 @@ class LM:
 
     def copy(self, **overrides: Any) -> "LM":
         """Another handle of the same client (same actor, limits, budget and key) with other per-request
-        settings: ``temperature``, ``max_tokens`` or sampling parameters (optimizers sample at 1.0)."""
-        allowed = {"temperature", "max_tokens"}
+        settings: ``temperature``, ``max_tokens``, ``retries`` (or DSPy's ``num_retries``) or sampling
+        parameters (optimizers sample at 1.0)."""
+        if "num_retries" in overrides:  # DSPy's name
+            overrides = {**{k: v for k, v in overrides.items() if k != "num_retries"},
+                         "retries": overrides["num_retries"]}
+        allowed = {"temperature", "max_tokens", "retries"}
         fields = {k: v for k, v in overrides.items() if k in allowed}
         params = {**dict(self.config.params), **{k: v for k, v in overrides.items() if k not in allowed}}
-        limits = {"rpm", "tpm", "max_in_flight", "retries", "timeout", "breaker", "budget_usd", "budget_tokens",
+        limits = {"rpm", "tpm", "max_in_flight", "timeout", "breaker", "budget_usd", "budget_tokens",
                   "backoff_base", "backoff_cap", "cache", "name", "base_url"}
         if limits & set(params):
             raise ConfigError(f"lm.copy changes per-request settings only; {sorted(limits & set(params))} belong to "

@@ -78,6 +78,7 @@ class Admit:
     est_tokens: int
     run: str | None = None
     holder: tuple[str, int] | None = None
+    retries: int | None = None  # this handle's retries (None: the client's); handles of one client may differ
 
 
 @dataclass(frozen=True)

@@ -103,3 +103,18 @@ def test_worker_processes_get_the_lm_this_process_resolved(server, tmp_path, mon
             result = dspy.Evaluate(data, lambda ex, pred, trace=None: pred.answer == ex.answer, workers=2,
                                    progress=False).run(dspy.Predict("question -> answer"))
     assert result.score == 1.0 and {r.worker for r in result.rows} <= {"worker-1", "worker-2"}
+
+
+def test_two_handles_with_different_retries_share_one_client_and_keep_their_own(tmp_path):
+    from dspex.testing import Faults
+
+    with ProviderServer(answer="ok", api_key=KEY, faults=Faults(error_rates={500: 1.0}, retry_after=0.01)) as sim, \
+            dspy.runtime("local", cache_dir=tmp_path, log_level="error"):
+        patient = dspy.LM("openai/m", api_base=sim.base_url(), api_key=KEY, cache=False, num_retries=3, rpm=None)
+        hasty = patient.copy(num_retries=0)
+        for lm, attempts in ((hasty, 1), (patient, 4)):
+            before = len(sim.log)
+            with pytest.raises(dspy.ProviderError):
+                lm.request("x")
+            assert len(sim.log) - before == attempts
+        assert hasty.status().client == patient.status().client
