@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import (bench_adapters, bench_clients, bench_defaults, bench_evaluate, bench_optimizers,
-                        bench_quality, bench_supervision, dspy_env)
+from benchmarks import (bench_adapters, bench_clients, bench_defaults, bench_evaluate, bench_instructions,
+                        bench_optimizers, bench_quality, bench_supervision, dspy_env)
 
 README = Path(__file__).with_name("README.md")
 
@@ -27,14 +27,15 @@ def main() -> None:
     stamp = f"_Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.machine()}, Python {platform.python_version()}._"
     dspy_env.ensure()
     text = README.read_text() if README.exists() else "# Benchmarks\n"
-    benches = (("supervision", bench_supervision), ("adapters", bench_adapters), ("clients", bench_clients),
-               ("evaluate", bench_evaluate), ("defaults", bench_defaults), ("optimizers", bench_optimizers),
-               ("quality", bench_quality))
+    benches = (("supervision", bench_supervision.run), ("adapters", bench_adapters.run),
+               ("clients", bench_clients.run), ("evaluate", bench_evaluate.run), ("defaults", bench_defaults.run),
+               ("optimizers", bench_optimizers.run), ("instructions", bench_instructions.run),
+               ("quality", bench_quality.run), ("quality_instructions", lambda: bench_quality.run("instructions")))
     wanted = set(sys.argv[1:]) or {name for name, _ in benches}
     for name, bench in benches:
         if name not in wanted:
             continue
-        table = bench.run()
+        table = bench()
         print(table)
         text = replace_section(text, name, f"{stamp}\n\n{table}")
     README.write_text(text)

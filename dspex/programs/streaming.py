@@ -196,33 +196,29 @@ def streamify(program: Any, stream_listeners: Sequence[StreamListener] = (),
         threading.Thread(target=context.run, args=(work,), name="dspex-stream", daemon=True).start()
         return items
 
-    def outcome(kind: str, item: Any) -> tuple[bool, Any]:
+    def taken(entry: tuple[str, Any]) -> tuple[bool, list]:
+        """One queue entry → (finished, what to yield)."""
+        kind, item = entry
         if kind == "error":
             raise item
-        return kind == "done", item
+        if kind == "chunk":
+            return False, [item]
+        return True, [item] if include_final_prediction_in_output_stream else []
 
     def sync_stream(**inputs: Any) -> Iterator[Any]:
         items = start(inputs)
-        while True:
-            last, item = outcome(*items.get())
-            if not last:
-                yield item
-            else:
-                if include_final_prediction_in_output_stream:
-                    yield item
-                return
+        finished = False
+        while not finished:
+            finished, out = taken(items.get())
+            yield from out
 
     async def async_stream(**inputs: Any) -> AsyncIterator[Any]:
-        items = start(inputs)
-        loop = asyncio.get_running_loop()
-        while True:
-            last, item = outcome(*await loop.run_in_executor(None, items.get))
-            if not last:
+        items, loop = start(inputs), asyncio.get_running_loop()
+        finished = False
+        while not finished:
+            finished, out = taken(await loop.run_in_executor(None, items.get))
+            for item in out:
                 yield item
-            else:
-                if include_final_prediction_in_output_stream:
-                    yield item
-                return
 
     return async_stream if async_streaming else sync_stream
 
