@@ -13,6 +13,7 @@ from . import metrics
 from .programs import StreamListener, StreamResponse, streamify, streaming
 from .programs.settings import configure, context
 from .runtime import Runtime, current_runtime, inspect_history, runtime
+from .settings import Settings
 from .signature import Field, InputField, OutputField, Signature
 from .teleprompt import (BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
                          CompileReport, GEPA, KNNFewShot, LabeledFewShot, MIPROv2)
@@ -26,4 +27,5 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "BestOfN", "Refine", "load", "combine", "Evaluate", "EvaluationResult", "EvalRow", "LabeledFewShot",
            "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress",
            "KNNFewShot", "Embedder", "configure", "context", "metrics", "inspect_history",
-           "MIPROv2", "GEPA", "streamify", "StreamListener", "StreamResponse", "streaming"]
+           "MIPROv2", "GEPA", "streamify", "StreamListener", "StreamResponse", "streaming",
+           "Settings"]

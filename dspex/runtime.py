@@ -11,7 +11,6 @@ without an open runtime they raise :class:`~dspex.errors.ConfigError` saying how
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 import time
 from collections import deque
@@ -38,13 +37,15 @@ from .errors import ConfigError
 from .local.actor import ModelServer
 from .local.models import resolve_model
 from .logs import configure_logging
+from .settings import Settings
 
 
 HISTORY = 200  # LM calls a runtime remembers for inspect_history (bounded: a long run does not grow memory)
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("DSPEX_CACHE_DIR") or Path.home() / ".cache" / "dspex")
+    """The response cache's folder when a runtime is given none (``cache_dir`` of ``dspex.Settings``)."""
+    return Settings.load().cache_dir
 
 
 @dataclass
@@ -62,10 +63,12 @@ class Runtime:
 
     def __init__(self, base: str = "local", *, name: str = "dspex", cache_dir: str | Path | None = None,
                  prices: Mapping[str, Price] | None = None, log_level: str | None = "warning",
-                 **runtime_options: Any) -> None:
+                 settings: Settings | None = None, **runtime_options: Any) -> None:
+        self.settings = settings if settings is not None else Settings.load()  # keys, cache folder, prices
         self.actors = ActorRuntime(base, name, **runtime_options)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.prices = {k: check_price(v) for k, v in (prices or {}).items()}
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else self.settings.cache_dir
+        self.prices = {**{k: check_price(v) for k, v in self.settings.prices.items()},
+                       **{k: check_price(v) for k, v in (prices or {}).items()}}
         self.log_level = log_level
         self.clients: SupervisorRef | None = None
         self.models: SupervisorRef | None = None

@@ -16,7 +16,7 @@ DSPEX = {
     "current_runtime", "examples_from", "load", "load_jsonl", "runtime", "LabeledFewShot", "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress", "KNNFewShot",
     "Embedder", "configure", "context", "metrics", "inspect_history", "MIPROv2", "GEPA",
-    "streamify", "StreamListener", "StreamResponse", "streaming",
+    "streamify", "StreamListener", "StreamResponse", "streaming", "Settings",
 }
 SUPERVISION = {
     "ActorExited", "ActorRef", "ActorRuntime", "AutoShutdown", "CallFailed", "CallTimeout", "ChildCounts",

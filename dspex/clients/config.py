@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..settings import PROVIDERS, Settings
 
-PROVIDERS = ("openai", "anthropic", "gemini", "local")
 KEY_ENV = {"openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",),
            "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "local": ()}
 DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com",
@@ -205,17 +204,15 @@ def parse_model(model: str) -> tuple[str, str]:
     return provider, name
 
 
-def resolve_key(provider: str, api_key: str | Secret | None, environ: dict | None = None) -> Secret | None:
-    """The key from the argument, else from the provider's usual environment variables, else None."""
+def resolve_key(provider: str, api_key: str | Secret | None, settings: Settings | None = None) -> Secret | None:
+    """The key from the argument, else from the settings (``DSPEX_OPENAI_API_KEY``, the provider's usual
+    variable such as ``OPENAI_API_KEY``, or the settings file), else None."""
     if isinstance(api_key, Secret):
         return api_key
     if api_key is not None:
         return Secret(api_key)
-    env = os.environ if environ is None else environ
-    for var in KEY_ENV[provider]:
-        if env.get(var):
-            return Secret(env[var])
-    return None
+    value = (settings if settings is not None else Settings.load()).key(provider)
+    return Secret(value) if value else None
 
 
 __all__ = ["LMConfig", "Breaker", "Secret", "parse_model", "resolve_key", "PROVIDERS", "KEY_ENV", "DEFAULT_BASE_URL",

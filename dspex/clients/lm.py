@@ -62,7 +62,7 @@ class LM:
                                budget_usd=budget_usd, budget_tokens=budget_tokens, backoff_base=backoff_base,
                                backoff_cap=backoff_cap, params=tuple(sorted(params.items())), name=name)
         self.price = check_price(price) if price is not None else None
-        self._key = resolve_key(provider, api_key)
+        self._key = resolve_key(provider, api_key, getattr(rt, "settings", None))
         self._token = secrets.token_hex(8)  # names this handle's key in its runtime (never the key itself)
         self._runtime: Runtime | None = None
         self._ref: ActorRef | None = None
