@@ -1,6 +1,6 @@
 """``dspex``: the command line (installed as a console script; ``python -m dspex`` is the same).
 
-    dspex demo | host | eval | optimize | doctor
+    dspex demo | host | eval | optimize | dashboard | doctor
 
 argparse (the standard library's) because the commands are few and flat, it gives ``--help`` and usage
 errors for free, and dspex then needs no other dependency to start. Exit codes: 0 ok, 1 the run failed,
@@ -87,6 +87,15 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--max-metric-calls", type=int, default=None, help="GEPA's budget (default: auto=light)")
     _common(opt)
     opt.set_defaults(run=_optimize)
+
+    board = sub.add_parser("dashboard", help="serve the dashboard of past runs (journals under --runs-dir)")
+    board.add_argument("--runs-dir", help="journals to show (default: the settings' runs_dir)")
+    board.add_argument("--port", type=int, default=None, help="default: the settings' dashboard_port (0: any)")
+    board.add_argument("--host", default=None, help="default 127.0.0.1; any other address needs --allow-remote")
+    board.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
+    board.add_argument("--config", help="a dspex.toml (default: $DSPEX_CONFIG or ./dspex.toml)")
+    board.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    board.set_defaults(run=_dashboard)
 
     doc = sub.add_parser("doctor", help="settings and where each came from; what is installed and reachable")
     doc.add_argument("--config", help="a dspex.toml (default: $DSPEX_CONFIG or ./dspex.toml)")
@@ -255,6 +264,25 @@ def _optimizer(ns: argparse.Namespace, metric: Callable, writer: Any, calls: int
         return tp.GEPA(metric, reflection_lm=writer, **budget).compile(program, trainset=train, valset=dev, **options)
 
     return run
+
+
+def _dashboard(ns: argparse.Namespace) -> int:
+    from .runtime import runtime
+    from .settings import Settings
+
+    settings = Settings.load(config=ns.config)
+    runs_dir = Path(ns.runs_dir) if ns.runs_dir else settings.runs_dir
+    with runtime("local", settings=settings, log_level="error") as rt:
+        board = rt.dashboard(port=ns.port if ns.port is not None else settings.dashboard_port,
+                             host=ns.host or settings.dashboard_host, runs_dir=runs_dir, allow_remote=ns.allow_remote)
+        print(board.url, flush=True)  # the one line on stdout: the URL with its access token
+        deadline = None if ns.duration is None else time.monotonic() + ns.duration
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    return OK
 
 
 def _doctor(ns: argparse.Namespace) -> int:

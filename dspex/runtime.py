@@ -82,6 +82,8 @@ class Runtime:
         self._lock = threading.RLock()
         self._keys: dict[str, Secret | None] = {}  # LM handle token -> its key, for handles unpickled here
         self._bus = EventBus()  # dspex-level events (evaluation progress) for the dashboard and tests
+        self._cancelled_runs: set[str] = set()  # runs asked to stop (rt.cancel_run)
+        self._dashboards: list[Any] = []  # served by this runtime, closed with it
 
     @property
     def base(self) -> str:
@@ -104,7 +106,23 @@ class Runtime:
         OPEN.push(self)
         return self
 
+    def dashboard(self, port: int = 0, host: str = "127.0.0.1", runs_dir: str | Path | None = None,
+                  allow_remote: bool = False) -> Any:
+        """Serve the live dashboard of this runtime (``.url`` has the access token; ``.close()``; closed
+        with the runtime too). Binds 127.0.0.1 unless ``allow_remote=True`` and another ``host``."""
+        from .dashboard import Dashboard
+
+        board = Dashboard(self, host=host, port=port, runs_dir=runs_dir if runs_dir is not None
+                          else self.settings.runs_dir, allow_remote=allow_remote)
+        with self._lock:
+            self._dashboards.append(board)
+        return board
+
     def close(self) -> None:
+        with self._lock:
+            boards, self._dashboards = list(self._dashboards), []
+        for board in boards:
+            board.close()
         OPEN.remove(self)
         with self._lock:
             for engine in self._engines.values():
@@ -147,6 +165,21 @@ class Runtime:
         """Hand ``event`` to this process's subscribers (in the calling thread)."""
         self._bus.publish(event)
 
+    @property
+    def watched(self) -> bool:
+        """Whether anyone subscribed (events that cost something to build are built only then)."""
+        return bool(self._bus)
+
+    def cancel_run(self, run: str) -> None:
+        """Ask the evaluation or compile ``run`` to stop dispatching (as Ctrl-C does: the partial result is
+        kept, its unfinished examples ``EvaluationCancelled``). Used by the dashboard's cancel button."""
+        with self._lock:
+            self._cancelled_runs.add(run)
+
+    def run_cancelled(self, run: str) -> bool:
+        with self._lock:
+            return run in self._cancelled_runs
+
     # --- clients -----------------------------------------------------------------------------------
 
     def client_ref(self, cfg: LMConfig, price: Price | None = None) -> ActorRef:
@@ -175,6 +208,7 @@ class Runtime:
         """Keep a call for ``lm.history`` / ``dspex.inspect_history`` (bounded: the last HISTORY calls)."""
         self._history.append({"model": model, "messages": messages, "response": completion.text,
                               "usage": completion.usage, "cost": completion.cost, "cached": completion.cached,
+                              "latency_s": completion.latency_s,
                               "timestamp": time.time()})
 
     def history(self) -> list[dict]:

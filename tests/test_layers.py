@@ -96,8 +96,13 @@ def test_supervision_knows_nothing_of_dspex():
     assert not {(m, t) for m, ts in graph.items() if m.startswith("supervision") for t in ts if t.startswith("dspex")}
 
 
+# The one upward arrow, named: ``rt.dashboard()`` builds the runtime's own dashboard (imported when called;
+# the dashboard depends on nothing that imports the runtime back).
+ALLOWED_UPWARD = {("dspex.runtime", "dspex.dashboard")}
+
+
 def test_dspex_layers_import_only_downward():
     graph = imports(modules())
     upward = sorted((m, t) for m, ts in graph.items() if m.startswith("dspex") for t in ts
                     if t.startswith("dspex") and t != "dspex" and layer(t) > layer(m))
-    assert upward == []
+    assert [arrow for arrow in upward if arrow not in ALLOWED_UPWARD] == []

@@ -29,7 +29,7 @@ from ..primitives import Example
 from ..clients.host import active_runtime
 from .runner import Metric, Runner, ThreadRunner
 from .feed import WorkerFeed
-from .result import EvalProgress, EvalRow, EvaluationResult, load_journal
+from .result import EvalProgress, EvalRow, EvaluationResult, RowFinished, load_journal
 from .tracker import Tracker
 
 
@@ -188,6 +188,9 @@ class Evaluate:
                     if until is not None and aborted is None and until(tally):
                         aborted = "stopped"
                         runner.cancel()
+                    if rt is not None and aborted is None and rt.run_cancelled(run):
+                        aborted = "cancelled"  # from the dashboard: as Ctrl-C, the partial result is kept
+                        runner.cancel()
             except KeyboardInterrupt:
                 aborted = "interrupted"
                 runner.cancel()
@@ -282,6 +285,8 @@ class _Tally:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(failed=self.errors, spend=f"${self.spent:.4f}", refresh=False)
+        if self.rt is not None and self.rt.watched:
+            self.rt.publish(RowFinished(self.run, row))
         if time.monotonic() - self.last_event >= 0.1:
             self.publish()
             self.last_event = time.monotonic()

@@ -144,6 +144,15 @@ class EvalProgress:
     aborted: str | None = None
 
 
+@dataclass(frozen=True)
+class RowFinished:
+    """One row of an evaluation, published on the runtime's bus as it finishes (only when someone
+    subscribed: the dashboard fills its per-example table from these)."""
+
+    run: str
+    row: EvalRow
+
+
 @dataclass
 class EvaluationResult:
     """``score``: mean over all rows, failures as 0 (or over successes only with ``exclude_failures``).
@@ -218,6 +227,6 @@ def load_journal(path: str | Path) -> list[EvalRow]:
 
 
 __all__ = ["EvalRow", "EvaluationResult", "RemoteError", "ExampleTimeout", "MetricError", "ProgramAborted", "portable",
-           "metric_score",
+           "metric_score", "RowFinished",
            "load_journal",
            "timeout_row"]

@@ -229,7 +229,7 @@ class CompileJob:
         each row is journaled as it finishes (``name`` tells the evaluations apart), so a resumed
         compile asks again only the rows that were in flight."""
         self._check_budget()
-        me = object()
+        me, rt = object(), active_runtime()
 
         def stop(tally: Any) -> bool:
             with self._lock:  # what every evaluation in flight has spent so far counts (trials run in parallel)
@@ -238,6 +238,8 @@ class CompileJob:
                 spent_tokens = self.usage.total_tokens + sum(v[1] for v in self._live.values())
             over = ((self.budget_usd is not None and spent_usd >= self.budget_usd)
                     or (self.budget_tokens is not None and spent_tokens >= self.budget_tokens))
+            if rt is not None and rt.run_cancelled(self.run):
+                self._cancelled.set()  # the dashboard's cancel button: as Ctrl-C, the best so far is returned
             return over or self._cancelled.is_set() or (until is not None and until(tally))
 
         workers = self.workers if self.workers is not None else 2  # Evaluate's default (process runtimes only)
@@ -254,7 +256,7 @@ class CompileJob:
         with self._lock:  # in one step, so no other evaluation sees this one's spend twice or not at all
             self._live.pop(me, None)
             self.usage = self.usage + result.usage
-        if result.aborted == "interrupted":
+        if result.aborted in ("interrupted", "cancelled"):
             raise CompileStopped("cancelled", f"Ctrl-C during {phase}")
         ran = [r for r in result.rows if type(r.error).__name__ != "EvaluationCancelled"]
         if ran and all(isinstance(r.error, LMError) for r in ran):
@@ -298,6 +300,9 @@ class CompileJob:
         self._cancelled.set()
 
     def _check_budget(self) -> None:
+        rt = active_runtime()
+        if rt is not None and rt.run_cancelled(self.run):
+            self._cancelled.set()
         if self._cancelled.is_set():
             raise CompileStopped("cancelled", "Ctrl-C")
         if self.budget_usd is not None and self.usage.cost >= self.budget_usd:

@@ -149,3 +149,30 @@ def test_doctor_reports_each_setting_with_its_source_and_never_a_key(workdir):
     assert by_name["openai key"]["detail"].startswith("not set")
     assert report["ok"] == all(c["ok"] for c in report["checks"])
     assert all("fix" in c for c in report["checks"] if not c["ok"])
+
+
+def test_dashboard_serves_past_runs_from_the_runs_directory_until_stopped(workdir):
+    (workdir / "runs").mkdir()
+    (workdir / "runs" / "old.jsonl").write_text(json.dumps({"index": 0, "example": {}, "prediction": None, "usage": [0, 0],
+                                                            "cost": 0.0, "score": 1.0, "error": None, "attempts": 1,
+                                                            "worker": "main", "trace": []}) + "\n")
+    env = {**os.environ, "DSPEX_CACHE_DIR": str(workdir / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "dspex", "dashboard", "--runs-dir", "runs", "--duration", "30"],
+                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        import requests
+
+        session = requests.Session()
+        assert url.startswith("http://127.0.0.1:") and session.get(url).status_code == 200
+        past = session.get(url.split("?")[0] + "api/past").json()
+        assert past == [{"name": "old.jsonl", "kind": "evaluation", "examples": 1, "score": 1.0, "failed": 0,
+                         "cost": 0.0}]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_dashboard_refuses_a_public_address_without_the_flag(workdir):
+    out = cli(workdir, "dashboard", "--host", "0.0.0.0", "--duration", "1")
+    assert out.returncode == 2 and "allow_remote=True" in out.stderr

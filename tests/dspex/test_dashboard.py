@@ -1,0 +1,179 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright): the tree, a breaker going
+open and closed, an evaluation's progress and rows moving, a drill-down, cancel with the partial result
+kept, a compile's candidates; refused without the token or the CSRF token; memory bounded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+import dspex
+from dspex.dashboard.state import MAX_EVENTS, MAX_ROWS, DashboardState
+from dspex.evaluate.result import EvalRow, RowFinished
+from dspex.testing import Faults, ProviderServer
+
+from .scripted import chat
+from .teleprompt.conftest import answer as fewshot_answer, data as fewshot_data, exact
+
+KEY = "sk-test-dashboard-123456"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("DSPEX_ARTIFACTS", "test-artifacts")) / "dashboard"
+
+
+def answer(req) -> str:
+    if "question" in req.last_user and "[[ ## question ## ]]\nt" in req.last_user:
+        return fewshot_answer(req)
+    return chat(answer="X")
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is not installed: ./run test installs it (apt-get install chromium)")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def more_than(page, selector: str, n: int, timeout: float = 20.0) -> int:
+    """Wait until the page has more than ``n`` matches (the page's CSP forbids evaluated strings)."""
+    deadline = time.monotonic() + timeout
+    while (count := page.locator(selector).count()) <= n:
+        assert time.monotonic() < deadline, f"{selector}: still {count} after {timeout}s"
+        time.sleep(0.05)
+    return count
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_the_dashboard_live_in_chromium(browser, tmp_path):
+    with ProviderServer(answer=answer, api_key=KEY, faults=Faults(latency=0.05)) as sim, \
+            dspex.runtime("local", cache_dir=tmp_path / "cache", log_level="error") as rt:
+        dash = rt.dashboard(runs_dir=tmp_path / "runs")
+        lm = dspex.LM("openai/m", api_key=KEY, base_url=sim.base_url(), cache=False, rpm=None)
+        program = dspex.Predict("question -> answer", lm=lm)
+        devset = [dspex.Example(question=f"q{i}", answer="X").with_inputs("question") for i in range(3000)]
+        results = {}
+
+        def evaluate():
+            results["eval"] = dspex.Evaluate(devset, exact, max_concurrency=2, progress=False,
+                                             journal=tmp_path / "runs" / "eval.jsonl").run(program)
+
+        (tmp_path / "runs").mkdir()
+        worker = threading.Thread(target=evaluate)
+        worker.start()
+        page = browser.new_page()
+        try:
+            page.goto(dash.url)
+            page.wait_for_selector("#conn:text('live')")
+            page.wait_for_selector("#tree tr[data-path='dspex/clients/ledger']")
+            assert "running" in page.inner_text("#tree tr[data-path='dspex/clients/ledger'] .status")
+            page.wait_for_selector("#runs tr[data-run]")
+            page.click("#runs tr[data-run]")
+            before = more_than(page, "#rows tr.row", 3)
+            more_than(page, "#rows tr.row", before)  # the rows move
+            shot(page, "runs-and-rows")
+            page.click("#rows tr.row >> nth=0")
+            page.wait_for_selector("#detail h4")
+            assert "self (openai/m)" in page.inner_text("#detail") and KEY not in page.content()
+            shot(page, "drill-down")
+            page.click("#runs button.cancel")
+            worker.join(timeout=30)
+            result = results["eval"]
+            assert result.aborted == "cancelled"
+            done = [r for r in result.rows if not r.failed]
+            assert 0 < len(done) < len(devset) and len(result.rows) == len(devset)  # the partial result, kept
+            page.wait_for_selector("#runs td.progress:has-text('stopped: cancelled')")
+
+            sim.set_faults(Faults(error_rates={500: 1.0}))  # the provider goes down: the breaker opens
+            for _ in range(12):
+                try:
+                    lm.request(f"probe {time.monotonic()}")
+                except dspex.LMError:
+                    pass
+                if lm.status().breaker == "open":
+                    break
+            assert lm.status().breaker == "open"
+            page.wait_for_selector("#clients td.breaker.open")
+            shot(page, "breaker-open")
+            sim.set_faults(Faults())
+            page.click("#clients button.reset")
+            page.wait_for_selector("#clients td.breaker.closed")
+            assert lm.status().breaker == "closed"
+
+            compile_lm = dspex.LM("openai/task", api_key=KEY, base_url=sim.base_url(), cache=False, rpm=None)
+            compiled = dspex.BootstrapFewShotWithRandomSearch(exact, num_candidate_programs=2, max_bootstrapped_demos=1,
+                                                              max_labeled_demos=1).compile(
+                dspex.Predict("question -> answer", lm=compile_lm), trainset=fewshot_data(6, "t"),
+                valset=fewshot_data(6, "v"))
+            assert compiled.compile_report.candidates
+            page.wait_for_selector("#runs td:text('compile')")
+            page.wait_for_selector("#best-chart svg")
+            shot(page, "compile")
+            page.reload()
+            page.wait_for_selector("#past tr[data-name='eval.jsonl']")
+            shot(page, "tree-and-clients")
+        finally:
+            page.close()
+            worker.join(timeout=30)
+
+        # refused without the token, without the cookie, with a foreign Host, and an action without CSRF
+        base = dash.url.split("?")[0]
+        assert requests.get(base).status_code == 403
+        assert requests.get(base + "?token=wrong").status_code == 403
+        assert requests.get(base + "api/state").status_code == 403
+        session = requests.Session()
+        assert session.get(dash.url).status_code == 200
+        assert session.get(base + "api/state", headers={"Host": "evil.example:80"}).status_code == 421
+        assert session.post(base + "api/runs/x/cancel").status_code == 403
+        anonymous = browser.new_page()
+        try:
+            anonymous.goto(base)
+            assert "token" in anonymous.inner_text("body") and anonymous.locator("#runs").count() == 0
+        finally:
+            anonymous.close()
+
+
+def test_binding_another_interface_needs_the_explicit_flag(tmp_path):
+    with dspex.runtime("local", cache_dir=tmp_path, log_level="error") as rt:
+        with pytest.raises(dspex.ConfigError, match="allow_remote=True"):
+            rt.dashboard(host="0.0.0.0")
+        board = rt.dashboard()
+        assert board.url.startswith("http://127.0.0.1:") and "token=" in board.url and "token" not in repr(board)
+    assert not board._thread.is_alive()  # closed with the runtime
+
+
+def test_a_long_stream_of_events_keeps_the_state_bounded(tmp_path):
+    with dspex.runtime("local", cache_dir=tmp_path, log_level="error") as rt:
+        state = DashboardState(rt)
+        pushed = []
+        stop = state.listen(pushed.append)
+        example = dspex.Example(question="q", answer="a").with_inputs("question")
+        for i in range(MAX_ROWS * 3):
+            rt.publish(RowFinished("run-1", EvalRow(i, example, dspex.Prediction(answer="a"), 1.0)))
+        for i in range(MAX_EVENTS * 3):
+            from supervision.messages import ActorEvent
+
+            rt.publish(ActorEvent("breaker_open", "dspex/clients/x", "x", "test"))
+        assert len(state.rows["run-1"]) == MAX_ROWS and len(state.events) == MAX_EVENTS
+        assert len(state.breakers) == MAX_EVENTS
+        stop()
+        rt.publish(RowFinished("run-1", EvalRow(0, example, dspex.Prediction(answer="a"), 1.0)))
+        assert len(pushed) == MAX_ROWS * 3 + MAX_EVENTS * 3  # nothing after stop
+        state.close()
