@@ -1,6 +1,6 @@
 """The live dashboard: ``rt.dashboard(port=0)`` or ``dspex dashboard`` (see server.py)."""
 
-from .server import Dashboard
+from .server import Dashboard, DashboardApp
 from .state import DashboardState
 
-__all__ = ["Dashboard", "DashboardState"]
+__all__ = ["Dashboard", "DashboardApp", "DashboardState"]

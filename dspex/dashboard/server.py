@@ -27,58 +27,18 @@ COOKIE = "dspex_dashboard"
 QUEUE = 1000  # updates waiting for one page; a page that falls behind skips to a fresh snapshot
 
 
-class Dashboard:
-    """A running dashboard: ``url`` (with the access token), ``close()``; also closed with its runtime."""
+class DashboardApp:
+    """The dashboard as an ASGI app (``.asgi``) to serve alone or mount in a service (e.g. under
+    ``/_dspex``): ``hosts`` are the Host headers it answers (``host:port``), ``token`` the access token."""
 
-    def __init__(self, rt: Any, host: str = "127.0.0.1", port: int = 0, runs_dir: str | Path | None = None,
-                 allow_remote: bool = False) -> None:
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback and not allow_remote:
-            raise ConfigError(f"the dashboard binds 127.0.0.1 by default; to bind {host} pass allow_remote=True "
-                              "(anyone who reaches it with the token can cancel runs)")
-        if not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ConfigError(f"port must be an int in 0..65535, got {port!r}")
-        import uvicorn
-
+    def __init__(self, rt: Any, hosts: set[str], runs_dir: str | Path | None = None) -> None:
+        self.rt, self.hosts = rt, hosts
         self.token, self.csrf = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         self.state = DashboardState(rt, Path(runs_dir) if runs_dir is not None else None)
-        self.rt, self.host = rt, host
-        config = uvicorn.Config(self._app(), host=host, port=port, log_level="warning", access_log=False,
-                                lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="dspex-dashboard", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if not self._server.started:
-            self.state.close()
-            raise ConfigError(f"the dashboard could not listen on {host}:{port} (in use? see the log above)")
-        sock = self._server.servers[0].sockets[0]
-        self.port = sock.getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/?token={self.token}"
+        self.asgi = self._app()
 
     def close(self) -> None:
-        """Stop serving (open pages see the stream end). Idempotent."""
-        if self._thread.is_alive():
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
         self.state.close()
-
-    def __enter__(self) -> "Dashboard":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<Dashboard http://{self.host}:{self.port}/>"  # never the token
 
     # --- the app ----------------------------------------------------------------------------------------
 
@@ -92,8 +52,7 @@ class Dashboard:
         state, dash = self.state, self
 
         def allowed(request: Request) -> Response | None:
-            host = request.headers.get("host", "")
-            if host not in (f"{dash.host}:{dash.port}", f"localhost:{dash.port}", f"127.0.0.1:{dash.port}"):
+            if request.headers.get("host", "") not in dash.hosts:
                 return PlainTextResponse("unexpected Host header", status_code=421)
             cookie = request.cookies.get(COOKIE, "")
             if not hmac.compare_digest(cookie, dash.token):
@@ -114,12 +73,11 @@ class Dashboard:
         async def index(request: Request) -> Response:
             token = request.query_params.get("token")
             if token is not None:  # the URL's token, once: a cookie from now on, and a URL without it
-                host = request.headers.get("host", "")
-                if host not in (f"{dash.host}:{dash.port}", f"localhost:{dash.port}", f"127.0.0.1:{dash.port}"):
+                if request.headers.get("host", "") not in dash.hosts:
                     return PlainTextResponse("unexpected Host header", status_code=421)
                 if not hmac.compare_digest(token, dash.token):
                     return PlainTextResponse("wrong token", status_code=403)
-                response = RedirectResponse("/", status_code=303)
+                response = RedirectResponse(request.url.path, status_code=303)
                 response.set_cookie(COOKIE, dash.token, httponly=True, samesite="strict")
                 return response
             refused = allowed(request)
@@ -205,4 +163,62 @@ class Dashboard:
         return Starlette(routes=routes)
 
 
-__all__ = ["Dashboard"]
+class Dashboard:
+    """A running dashboard: ``url`` (with the access token), ``close()``; also closed with its runtime."""
+
+    def __init__(self, rt: Any, host: str = "127.0.0.1", port: int = 0, runs_dir: str | Path | None = None,
+                 allow_remote: bool = False) -> None:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback and not allow_remote:
+            raise ConfigError(f"the dashboard binds 127.0.0.1 by default; to bind {host} pass allow_remote=True "
+                              "(anyone who reaches it with the token can cancel runs)")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"port must be an int in 0..65535, got {port!r}")
+        import uvicorn
+
+        self.host = host
+        self.app = DashboardApp(rt, set(), runs_dir)
+        config = uvicorn.Config(self.app.asgi, host=host, port=port, log_level="warning", access_log=False,
+                                lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="dspex-dashboard", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self._server.started:
+            self.app.close()
+            raise ConfigError(f"the dashboard could not listen on {host}:{port} (in use? see the log above)")
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.app.hosts.update({f"{host}:{self.port}", f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
+                              if loopback else {f"{host}:{self.port}"})
+
+    @property
+    def token(self) -> str:
+        return self.app.token
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/?token={self.app.token}"
+
+    def close(self) -> None:
+        """Stop serving (open pages see the stream end). Idempotent."""
+        if self._thread.is_alive():
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        self.app.close()
+
+    def __enter__(self) -> "Dashboard":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Dashboard http://{self.host}:{self.port}/>"  # never the token
+
+
+__all__ = ["Dashboard", "DashboardApp"]

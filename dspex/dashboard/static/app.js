@@ -23,7 +23,7 @@ async function post(url) {
 }
 
 async function load() {
-  const s = await (await fetch("/api/state")).json();
+  const s = await (await fetch("api/state")).json();
   state.tree = s.tree; state.clients = s.clients; state.events = s.events; state.breakers = s.breaker_history;
   state.runs = {}; for (const r of s.runs) state.runs[r.run] = r;
   render();
@@ -53,7 +53,7 @@ function renderRuns() {
       tr = el("tr", { class: "row", "data-run": r.run, onclick: () => selectRun(r.run) },
         ...cells.map((c, i) => el("td", { class: ["run", "kind", "progress", "rate", "eta", "score", "failed", "spend"][i] }, c)),
         el("td", {}, el("button", { class: "cancel", "data-run": r.run, onclick: async (e) => {
-          e.stopPropagation(); await post(`/api/runs/${encodeURIComponent(r.run)}/cancel`); } }, "cancel")));
+          e.stopPropagation(); await post(`api/runs/${encodeURIComponent(r.run)}/cancel`); } }, "cancel")));
       runEls[r.run] = tr; body.prepend(tr);
     } else {
       cells.forEach((c, i) => { if (tr.children[i].textContent !== String(c)) tr.children[i].textContent = c; });
@@ -99,11 +99,11 @@ function renderRows() {
 async function selectRun(run) {
   if (run !== selectedRun) { for (const k of Object.keys(rowEls)) delete rowEls[k]; document.querySelector("#rows tbody").replaceChildren(); }
   selectedRun = run; rows = {};
-  for (const r of await (await fetch(`/api/runs/${encodeURIComponent(run)}/rows`)).json()) rows[r.index] = r;
+  for (const r of await (await fetch(`api/runs/${encodeURIComponent(run)}/rows`)).json()) rows[r.index] = r;
   renderRuns(); renderRows();
 }
 async function showRow(index) {
-  const r = await (await fetch(`/api/runs/${encodeURIComponent(selectedRun)}/rows/${index}`)).json();
+  const r = await (await fetch(`api/runs/${encodeURIComponent(selectedRun)}/rows/${index}`)).json();
   const box = document.getElementById("detail");
   box.replaceChildren(el("h3", {}, `example ${r.index}: score ${fmt(r.score)}`),
     el("pre", {}, `inputs: ${JSON.stringify(r.inputs, null, 1)}\nprediction: ${JSON.stringify(r.prediction, null, 1)}` +
@@ -125,7 +125,7 @@ function renderClients() {
       el("td", {}, `${c.in_flight} / ${c.queued}`), el("td", {}, `${fmt(c.latency_p50, 3)} / ${fmt(c.latency_p95, 3)}`),
       el("td", {}, `${c.totals.requests} (${c.throttled})`), el("td", {}, c.totals.prompt_tokens + c.totals.completion_tokens),
       el("td", {}, `$${fmt(spent, 4)}${budget ? " of $" + fmt(budget, 2) : ""} `, bar),
-      el("td", {}, el("button", { class: "reset", "data-client": c.id, onclick: async () => { await post(`/api/clients/${encodeURIComponent(c.id)}/reset`); refreshSoon(); } }, "reset breaker")));
+      el("td", {}, el("button", { class: "reset", "data-client": c.id, onclick: async () => { await post(`api/clients/${encodeURIComponent(c.id)}/reset`); refreshSoon(); } }, "reset breaker")));
   }));
   document.getElementById("breaker-history").replaceChildren(...state.breakers.slice(-10).map((b) =>
     el("li", {}, `${new Date(b.at * 1000).toLocaleTimeString()} ${b.kind} ${b.subject} ${b.reason}`)));
@@ -143,7 +143,7 @@ function renderEvents() {
 function render() { renderRuns(); renderClients(); renderTree(); renderEvents(); }
 
 async function loadPast() {
-  const past = await (await fetch("/api/past")).json();
+  const past = await (await fetch("api/past")).json();
   fill("past", past.map((p) => el("tr", { "data-name": p.name },
     el("td", {}, el("input", { type: "checkbox", value: p.name, class: "pick" })), el("td", {}, p.name), el("td", {}, p.kind),
     el("td", {}, p.examples ?? p.steps), el("td", {}, fmt(p.score ?? p.best, 3)), el("td", {}, p.failed ?? ""), el("td", {}, fmt(p.cost, 4)))));
@@ -151,7 +151,7 @@ async function loadPast() {
 document.getElementById("compare-button").addEventListener("click", async () => {
   const names = [...document.querySelectorAll("input.pick:checked")].map((i) => i.value).slice(0, 2);
   if (names.length !== 2) return;
-  const [a, b] = await Promise.all(names.map(async (n) => (await fetch(`/api/past/${n}`)).json()));
+  const [a, b] = await Promise.all(names.map(async (n) => (await fetch(`api/past/${n}`)).json()));
   const diff = [];
   if (a.rows && b.rows) {
     const bi = Object.fromEntries(b.rows.map((r) => [r.index, r]));
@@ -182,7 +182,7 @@ function apply(u) {
   }
 }
 
-const stream = new EventSource("/events");
+const stream = new EventSource("events");
 stream.addEventListener("open", () => { document.getElementById("conn").textContent = "live"; });
 stream.addEventListener("error", () => { document.getElementById("conn").textContent = "disconnected"; });
 stream.addEventListener("update", (e) => apply(JSON.parse(e.data)));
