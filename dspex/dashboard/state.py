@@ -19,8 +19,7 @@ from supervision import Kind, LifecycleEvent, SupervisionError
 from supervision.messages import ActorEvent
 
 from ..adapters.base import to_jsonable
-from ..evaluate.result import EvalProgress, RowFinished
-from ..teleprompt.job import CompileProgress
+from ..events import CompileProgress, EvalProgress, RowFinished
 
 MAX_EVENTS, MAX_ROWS, MAX_RUNS, MAX_CANDIDATES = 500, 2000, 50, 500
 

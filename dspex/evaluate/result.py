@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..clients.messages import UsageTotals
+from ..events import EvalProgress, RowFinished
 from ..errors import DspexError
 from ..jsonl import dumps_line
 from ..adapters.base import to_jsonable
@@ -126,31 +127,6 @@ class EvalRow:
         return cls(data["index"], Example.from_json(json.dumps(data["example"])), pred, float(data["score"]),
                    RemoteError(err["type"], err["message"]) if err else None, data["attempts"], data["worker"],
                    data.get("feedback"))
-
-
-@dataclass(frozen=True)
-class EvalProgress:
-    """An evaluation's progress, published on the runtime's bus (``rt.subscribe``) as rows arrive
-    (at most ten times a second) and once more when it ends (``finished``): what a dashboard shows."""
-
-    run: str
-    total: int
-    done: int
-    failed: int
-    rate_per_s: float
-    eta_s: float | None
-    spend_usd: float
-    finished: bool = False
-    aborted: str | None = None
-
-
-@dataclass(frozen=True)
-class RowFinished:
-    """One row of an evaluation, published on the runtime's bus as it finishes (only when someone
-    subscribed: the dashboard fills its per-example table from these)."""
-
-    run: str
-    row: EvalRow
 
 
 @dataclass

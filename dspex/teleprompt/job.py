@@ -26,6 +26,7 @@ from ..clients.host import active_runtime
 from ..clients.messages import UsageTotals
 from ..errors import AuthError, BudgetExceeded, ConfigError, DspexError, LMError
 from ..evaluate import Evaluate, EvaluationResult
+from ..events import CompileProgress
 from ..clients.scope import run_scope
 from ..evaluate.evaluate import new_run_id, run_usage
 from ..primitives import Example
@@ -83,22 +84,6 @@ class CompileReport:
     run_dir: str | None
     resumed_steps: int = 0  # journal entries a resumed compile did not redo
     metric_calls: int = 0  # (candidate, example) pairs scored, for the optimizers that count them
-
-
-@dataclass(frozen=True)
-class CompileProgress:
-    """Published on the runtime's bus (``rt.subscribe``) at each step of a compile."""
-
-    run: str
-    optimizer: str
-    phase: str
-    candidate: int | None
-    score: float | None
-    best: float | None
-    calls: int
-    spend_usd: float
-    eta_s: float | None
-    finished: bool = False
 
 
 @dataclass
