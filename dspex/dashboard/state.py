@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from supervision import Kind, LifecycleEvent, SupervisionError
 from supervision.messages import ActorEvent
+from supervision.telemetry import EventBus
 
 from ..adapters.base import to_jsonable
 from ..events import CompileProgress, EvalProgress, RowFinished
@@ -36,7 +37,8 @@ def row_summary(row: Any) -> dict:
     return {"index": row.index, "inputs": _plain(dict(row.example.inputs())),
             "prediction": _plain(dict(pred.items())) if hasattr(pred, "items") else _plain(pred),
             "score": row.score, "error": error, "attempts": row.attempts, "worker": row.worker,
-            "feedback": row.feedback, "tokens": getattr(getattr(pred, "usage", None), "total_tokens", 0),
+            "feedback": row.feedback, "raw": str(getattr(pred, "raw", ""))[:4000],
+            "tokens": getattr(getattr(pred, "usage", None), "total_tokens", 0),
             "cost": getattr(pred, "cost", 0.0),
             "trace": [{"predictor": s.predictor, "model": getattr(s, "model", ""), "inputs": _plain(s.inputs),
                        "outputs": _plain(s.outputs), "prompt_tokens": s.usage.prompt_tokens,
@@ -55,7 +57,7 @@ class DashboardState:
         self.runs: OrderedDict[str, dict] = OrderedDict()
         self.rows: dict[str, OrderedDict] = {}
         self.breakers: deque[dict] = deque(maxlen=MAX_EVENTS)
-        self.listeners: list[Callable[[dict], None]] = []
+        self.listeners = EventBus()  # the open pages' update queues
         self.unsubscribe = rt.subscribe(self.on_event)
 
     def close(self) -> None:
@@ -63,21 +65,10 @@ class DashboardState:
 
     def listen(self, push: Callable[[dict], None]) -> Callable[[], None]:
         """``push(update)`` for every change from now on; returns the function that stops it."""
-        with self.lock:
-            self.listeners.append(push)
-
-        def stop() -> None:
-            with self.lock:
-                if push in self.listeners:
-                    self.listeners.remove(push)
-
-        return stop
+        return self.listeners.subscribe(push)
 
     def _push(self, update: dict) -> None:
-        with self.lock:
-            listeners = list(self.listeners)
-        for push in listeners:
-            push(update)
+        self.listeners.publish(update)
 
     # --- events ---------------------------------------------------------------------------------------
 
@@ -104,6 +95,9 @@ class DashboardState:
                     rows[summary["index"]] = summary
                     while len(rows) > MAX_ROWS:
                         rows.popitem(last=False)
+                    if summary["error"] is not None and event.run in self.runs:  # typed errors, counted by type
+                        errors = self.runs[event.run].setdefault("errors", {})
+                        errors[summary["error"]["type"]] = errors.get(summary["error"]["type"], 0) + 1
                 self._push({"type": "row", "run": event.run, "row": {k: summary[k] for k in summary if k != "trace"}})
             case _:
                 pass  # other dspex events are not shown

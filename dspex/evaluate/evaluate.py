@@ -177,6 +177,9 @@ class Evaluate:
         tally = _Tally(run, len(self.devset), rows, rt, start, self.journal, self.progress)
         aborted: str | None = None
         interrupts = _HeldInterrupts()
+        if until is not None and rows and until(tally):  # the resumed rows are already enough: ask nothing
+            aborted = "stopped"
+            runner.cancel()
         try:
             try:
                 for row in runner.rows():

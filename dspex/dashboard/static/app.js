@@ -42,7 +42,9 @@ function runCells(r) {
   const done = r.kind === "evaluation" ? `${p.done}/${p.total}` : `${p.phase || ""} ${p.candidate ?? ""}`;
   const status = p.finished ? (p.aborted ? `stopped: ${p.aborted}` : "finished") : "running";
   const score = r.kind === "evaluation" ? "" : `${fmt(p.score, 3)} / ${fmt(p.best, 3)}`;
-  return [r.run, r.kind, `${done} ${status}`, fmt(p.rate_per_s, 1), fmt(p.eta_s, 0), score, p.failed ?? "", fmt(p.spend_usd, 4)];
+  const errors = Object.entries(r.errors || {}).map(([t, n]) => `${t} ×${n}`).join(", ");
+  return [r.run, r.kind, `${done} ${status}`, fmt(p.rate_per_s, 1), fmt(p.eta_s, 0), score,
+          `${p.failed ?? ""}${errors ? " (" + errors + ")" : ""}`, fmt(p.spend_usd, 4)];
 }
 function renderRuns() {
   const body = document.querySelector("#runs tbody");
@@ -108,6 +110,7 @@ async function showRow(index) {
   box.replaceChildren(el("h3", {}, `example ${r.index}: score ${fmt(r.score)}`),
     el("pre", {}, `inputs: ${JSON.stringify(r.inputs, null, 1)}\nprediction: ${JSON.stringify(r.prediction, null, 1)}` +
       (r.feedback ? `\nfeedback: ${r.feedback}` : "") + (r.error ? `\nerror: ${r.error.type}: ${r.error.message}` : "") +
+      (r.raw ? `\nraw answer:\n${r.raw}` : "") +
       `\ntokens ${r.tokens}  cost $${fmt(r.cost, 6)}  attempts ${r.attempts}  worker ${r.worker}`),
     ...r.trace.map((s) => el("div", { class: "step" }, el("h4", {}, `${s.predictor} (${s.model})`),
       el("pre", {}, `in: ${JSON.stringify(s.inputs, null, 1)}\nout: ${JSON.stringify(s.outputs, null, 1)}\n` +
