@@ -18,7 +18,8 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, DspexError, ExampleError
@@ -227,14 +228,15 @@ def _optimize(ns: argparse.Namespace) -> int:
     budget_usd = ns.budget_usd if ns.budget_usd is not None else settings.budget_usd
     budget_tokens = ns.budget_tokens if ns.budget_tokens is not None else settings.budget_tokens
     start = time.monotonic()
-    with _runtime(ns, settings):
+    with _runtime(ns, settings) as rt:
         program, lm = _program(ns, settings)
         train = _examples(ns.train, program)
         dev = _examples(ns.dev, program) if ns.dev else None
         writer = lm if not ns.reflection_model else type(lm)(ns.reflection_model, base_url=ns.base_url)
         compile_options = {"run_dir": ns.run_dir, "budget_usd": budget_usd, "budget_tokens": budget_tokens,
                            "max_concurrency": ns.concurrency, "workers": ns.workers or None}
-        compiled = _optimizer(ns, metric, writer, ns.max_metric_calls)(program, train, dev, compile_options)
+        with _compile_bar(rt, f"optimize {ns.optimizer}", enabled=not ns.json):
+            compiled = _optimizer(ns, metric, writer, ns.max_metric_calls)(program, train, dev, compile_options)
         compiled.save(ns.out)
     report = compiled.compile_report
     summary = {"optimizer": report.optimizer, "baseline": report.baseline_score, "score": report.score,
@@ -248,6 +250,35 @@ def _optimize(ns: argparse.Namespace) -> int:
              f"saved     {ns.out}"]
     _say(ns, summary, lines)
     return INTERRUPTED if report.stopped == "cancelled" else OK
+
+
+@contextmanager
+def _compile_bar(rt: Any, label: str, enabled: bool) -> Iterator[None]:
+    """A progress bar on stderr fed by the compile's CompileProgress events (phase, best so far, calls, spend)."""
+    if not enabled:
+        yield
+        return
+    from tqdm import tqdm
+
+    from .events import CompileProgress
+
+    bar = tqdm(desc=label, unit="step", file=sys.stderr, leave=False)
+
+    def on_event(event: Any) -> None:
+        match event:
+            case CompileProgress():
+                bar.update(1)
+                bar.set_postfix(phase=event.phase, best="-" if event.best is None else f"{event.best:.3f}",
+                                calls=event.calls, spend=f"${event.spend_usd:.4f}", refresh=False)
+            case _:
+                pass
+
+    unsubscribe = rt.subscribe(on_event)
+    try:
+        yield
+    finally:
+        unsubscribe()
+        bar.close()
 
 
 def _optimizer(ns: argparse.Namespace, metric: Callable, writer: Any, calls: int | None) -> Callable:

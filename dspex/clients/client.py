@@ -97,6 +97,7 @@ class ClientActor(GenServer):
         self.ready: deque[_Wait] = deque()
         self.totals = UsageTotals()
         self.baseline = UsageTotals()  # what the ledger had for this client before a restart
+        self.errors: dict[str, int] = {}  # requests that failed for good, by error type (since this actor started)
         self.records: list[UsageRecord] = []
         self.flushes: dict[int, list[CallToken]] = {}
         self.usage_waiters: list[CallToken] | None = [] if use_ledger else None
@@ -171,7 +172,7 @@ class ClientActor(GenServer):
                             totals=self.baseline + self.totals, rpm=rate.rpm, tpm=rate.tpm,
                             rate_source=rate.source.value, tpm_source=rate.tpm_source.value,
                             advertised_rpm=rate.advertised_rpm, advertised_tpm=rate.advertised_tpm,
-                            throttled=rate.throttled)
+                            throttled=rate.throttled, errors=tuple(sorted(self.errors.items())))
 
     # --- the pipeline ------------------------------------------------------------------------------
 
@@ -356,6 +357,7 @@ class ClientActor(GenServer):
                                   retries=wait.attempt, prompt_tokens=prompt, completion_tokens=completion,
                                   cost=cost_of(self.price, prompt, completion), status=status,
                                   error=type(error).__name__))
+        self.errors[type(error).__name__] = self.errors.get(type(error).__name__, 0) + 1
         self.reply_error(wait.token, error)
 
     def _error(self, outcome: Outcome, attempts: int) -> LMError:

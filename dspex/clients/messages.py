@@ -182,6 +182,7 @@ class ClientStatus:
     advertised_rpm: float | None = None
     advertised_tpm: float | None = None
     throttled: int = 0  # 429s seen
+    errors: tuple[tuple[str, int], ...] = ()  # requests that failed for good, by error type
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,7 @@ def test_the_dashboard_live_in_chromium(browser, tmp_path):
                     break
             assert lm.status().breaker == "open"
             page.wait_for_selector("#clients td.breaker.open")
+            page.wait_for_selector("#clients td.errors:has-text('ProviderError')")  # failures, by type
             shot(page, "breaker-open")
             sim.set_faults(Faults())
             page.click("#clients button.reset")

@@ -126,7 +126,9 @@ function renderClients() {
       el("td", {}, c.client), el("td", { class: `breaker ${c.breaker}` }, `${c.breaker} (${c.breaker_trips} trips)`),
       el("td", {}, c.rpm == null ? `no cap (${c.rate_source})` : `${fmt(c.rpm, 0)} rpm (${c.rate_source})`),
       el("td", {}, `${c.in_flight} / ${c.queued}`), el("td", {}, `${fmt(c.latency_p50, 3)} / ${fmt(c.latency_p95, 3)}`),
-      el("td", {}, `${c.totals.requests} (${c.throttled})`), el("td", {}, c.totals.prompt_tokens + c.totals.completion_tokens),
+      el("td", {}, `${c.totals.requests} (${c.throttled})`),
+      el("td", { class: "errors" }, (c.errors || []).map(([t, n]) => `${t} ×${n}`).join(", ")),
+      el("td", {}, c.totals.prompt_tokens + c.totals.completion_tokens),
       el("td", {}, `$${fmt(spent, 4)}${budget ? " of $" + fmt(budget, 2) : ""} `, bar),
       el("td", {}, el("button", { class: "reset", "data-client": c.id, onclick: async () => { await post(`api/clients/${encodeURIComponent(c.id)}/reset`); refreshSoon(); } }, "reset breaker")));
   }));
