@@ -32,7 +32,9 @@ def rate_per_s(log, skip=0):
 
 
 def test_by_default_nothing_throttles_a_server_that_names_no_limit(drt):
-    with ProviderServer(answer=lambda r: "ok", api_key=KEY, faults=Faults(latency=0.05)) as server:
+    # 200 ms answers: 64 threads started within ~150 ms of each other (a cold process on 2 busy cores) still
+    # overlap at the server
+    with ProviderServer(answer=lambda r: "ok", api_key=KEY, faults=Faults(latency=0.2)) as server:
         lm = auto_lm(server)
         run(lm, 2, 2)  # warm: the first request probes alone, and a cold process (first test of a fresh clone,
         # nothing compiled yet) does not count against the concurrency measured next
@@ -42,7 +44,7 @@ def test_by_default_nothing_throttles_a_server_that_names_no_limit(drt):
         status = lm.status()
     assert (status.rpm, status.tpm, status.rate_source, status.throttled) == (None, None, "none", 0)
     assert server.peak_concurrency >= 48  # 64 threads really were in flight together
-    assert wall < 1.0  # two waves of 50 ms, not 128 rate slots
+    assert wall < 1.5  # two waves of 200 ms, not 128 rate slots
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
