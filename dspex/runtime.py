@@ -204,6 +204,11 @@ class Runtime:
             self._configs[cfg.client_key] = cfg
             return info.ref
 
+    def client_configs(self) -> dict[str, LMConfig]:
+        """The settings of each client actor this process started, by client key (no keys in them)."""
+        with self._lock:
+            return dict(self._configs)
+
     def remember_call(self, model: str, messages: list[dict], completion: Any) -> None:
         """Keep a call for ``lm.history`` / ``dspex.inspect_history`` (bounded: the last HISTORY calls)."""
         self._history.append({"model": model, "messages": messages, "response": completion.text,

@@ -51,9 +51,15 @@ class DashboardApp:
 
         state, dash = self.state, self
 
-        def allowed(request: Request) -> Response | None:
-            if request.headers.get("host", "") not in dash.hosts:
+        def foreign_host(request: Request) -> Response | None:
+            if request.headers.get("host", "") not in dash.hosts:  # no DNS rebinding
                 return PlainTextResponse("unexpected Host header", status_code=421)
+            return None
+
+        def allowed(request: Request) -> Response | None:
+            refused = foreign_host(request)
+            if refused is not None:
+                return refused
             cookie = request.cookies.get(COOKIE, "")
             if not hmac.compare_digest(cookie, dash.token):
                 return PlainTextResponse("open the dashboard's URL with its token", status_code=403)
@@ -73,8 +79,9 @@ class DashboardApp:
         async def index(request: Request) -> Response:
             token = request.query_params.get("token")
             if token is not None:  # the URL's token, once: a cookie from now on, and a URL without it
-                if request.headers.get("host", "") not in dash.hosts:
-                    return PlainTextResponse("unexpected Host header", status_code=421)
+                refused = foreign_host(request)
+                if refused is not None:
+                    return refused
                 if not hmac.compare_digest(token, dash.token):
                     return PlainTextResponse("wrong token", status_code=403)
                 response = RedirectResponse(request.url.path, status_code=303)

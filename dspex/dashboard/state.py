@@ -188,7 +188,7 @@ class DashboardState:
         latencies: dict[str, list[float]] = {}
         for call in self.rt.history():
             latencies.setdefault(call["model"], []).append(call.get("latency_s") or 0.0)
-        configs = dict(self.rt._configs)
+        configs = self.rt.client_configs()
         for info in self.rt.clients.which_children(timeout=5.0):
             if info.id == "ledger" or info.ref is None:
                 continue

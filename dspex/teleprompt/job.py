@@ -109,7 +109,8 @@ class CompileJob:
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     _supervisor: Any = field(default=None, repr=False)  # the runtime's compile supervisor (with a run_dir)
     _keeper_id: str = ""
-    _replayed: set = field(default_factory=set, repr=False)
+    _replayed: set = field(default_factory=set, repr=False)  # steps recorded or found in the journal
+    _indexed: set = field(default_factory=set, repr=False)  # (kind, key fields) already read from the journal
     _live: dict = field(default_factory=dict, repr=False)  # evaluation in flight -> (usd, tokens) spent so far
 
     def __post_init__(self) -> None:
@@ -191,13 +192,16 @@ class CompileJob:
     def record_once(self, entry: dict, *key: str) -> None:
         """Record ``entry`` unless an earlier run of this compile journaled the same step (same kind and
         the same values of the ``key`` fields): a resumed compile replays its steps without repeating them."""
-        ident = (entry["kind"], *(json.dumps(entry.get(k), sort_keys=True) for k in key))
+        def ident(e: dict) -> tuple:
+            return (e.get("kind"), *(json.dumps(e.get(k), sort_keys=True) for k in key))
+
         with self._lock:
-            seen = {(e.get("kind"), *(json.dumps(e.get(k), sort_keys=True) for k in key))
-                    for e in self.done if e.get("kind") == entry["kind"]}
-            if ident in seen or ident in self._replayed:
+            if (entry["kind"], key) not in self._indexed:  # the journal's steps of this kind, read once
+                self._indexed.add((entry["kind"], key))
+                self._replayed.update(ident(e) for e in self.done if e.get("kind") == entry["kind"])
+            if ident(entry) in self._replayed:
                 return
-            self._replayed.add(ident)
+            self._replayed.add(ident(entry))
         self.record(entry)
 
     def journaled(self, kind: str) -> list[dict]:

@@ -11,13 +11,13 @@ picks the same best (the highest score, the earliest candidate on a tie).
 from __future__ import annotations
 
 import random
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from ..adapters import ChatAdapter, JSONAdapter, TextAdapter
 from ..errors import ConfigError, DspexError
 from ..primitives import Example
 from ..programs import Module
+from .candidates import in_order
 from .fewshot import BootstrapFewShot, check_student, check_trainset, example_digest, labeled_demos, structure
 from .job import CandidateScore, CompileJob, CompileStopped, fingerprint
 
@@ -93,18 +93,11 @@ class BootstrapFewShotWithRandomSearch:
                     return {"kind": "candidate", "id": item["id"], "description": describe(item),
                             "score": result.score, "lm_calls": result.usage.requests, "complete": not result.aborted}
 
-                with ThreadPoolExecutor(len(batch), thread_name_prefix="dspex-candidate") as pool:
-                    futures = [pool.submit(build_and_score, item) for item in batch]
-                    try:
-                        entries = [f.result() for f in futures]
-                    except KeyboardInterrupt:  # reaches this thread only: stop the candidates' evaluations too
-                        job.cancel()
-                        raise
-                    for entry in entries:
-                        if entry is not None and entry["complete"]:  # one cut short by the budget is no score
-                            scored[entry["id"]] = entry
-                            job.record(entry)
-                            job.progress("candidates", entry["id"], entry["score"], (entry["id"] + 1) / len(plan))
+                for entry in in_order(job, parallel, build_and_score, batch, "dspex-candidate"):
+                    if entry is not None and entry["complete"]:  # one cut short by the budget is no score
+                        scored[entry["id"]] = entry
+                        job.record(entry)
+                        job.progress("candidates", entry["id"], entry["score"], (entry["id"] + 1) / len(plan))
                 best = _best(scored)
                 if self.stop_at_score is not None and best is not None and best["score"] >= self.stop_at_score:
                     break

@@ -47,10 +47,15 @@ def sim():
         yield server
 
 
+def runtime_lm(server, tmp_path, log_level):
+    """A local runtime and the task LM on ``server`` (what the ``lm`` fixtures yield)."""
+    with dspex.runtime("local", cache_dir=tmp_path / "cache", log_level=log_level):
+        yield dspex.LM("openai/task", api_key=KEY, base_url=server.base_url())
+
+
 @pytest.fixture
 def lm(sim, tmp_path):
-    with dspex.runtime("local", cache_dir=tmp_path / "cache", log_level=None):
-        yield dspex.LM("openai/task", api_key=KEY, base_url=sim.base_url())
+    yield from runtime_lm(sim, tmp_path, None)
 
 
 # --- the instruction-sensitive task (MIPROv2, GEPA): dspex.testing.instruction_task -----------------
@@ -76,5 +81,4 @@ def task_sim():
 
 @pytest.fixture
 def task_lm(task_sim, tmp_path):
-    with dspex.runtime("local", cache_dir=tmp_path / "cache", log_level="warning"):
-        yield dspex.LM("openai/task", api_key=KEY, base_url=task_sim.base_url())
+    yield from runtime_lm(task_sim, tmp_path, "warning")
