@@ -179,3 +179,21 @@ def test_a_long_stream_of_events_keeps_the_state_bounded(tmp_path):
         rt.publish(RowFinished("run-1", EvalRow(0, example, dspex.Prediction(answer="a"), 1.0)))
         assert len(pushed) == MAX_ROWS * 3 + MAX_EVENTS * 3  # nothing after stop
         state.close()
+
+
+def test_past_runs_read_only_journals_inside_the_runs_directory(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (tmp_path / "secret.jsonl").write_text('{"index": 0, "score": 1.0}\n')  # outside the runs directory
+    (runs / "garbage.jsonl").write_text("not json at all\n{\n")
+    (runs / "deep").mkdir()
+    (runs / "deep" / "ok.jsonl").write_text('{"index": 0, "score": 0.5, "cost": 0.0}\n')
+    with dspex.runtime("local", cache_dir=tmp_path / "c", log_level="error") as rt:
+        board = rt.dashboard(runs_dir=runs)
+        session = requests.Session()
+        assert session.get(board.url).status_code == 200
+        base = board.url.split("?")[0]
+        assert [p["name"] for p in session.get(base + "api/past").json()] == ["deep/ok.jsonl"]  # garbage skipped
+        for name in ("../secret.jsonl", "..%2Fsecret.jsonl", "%2E%2E/secret.jsonl", "/etc/passwd", "garbage.jsonl"):
+            assert session.get(base + "api/past/" + name).status_code == 404, name
+        assert session.get(base + "api/past/deep/ok.jsonl").json()["score"] == 0.5

@@ -111,3 +111,15 @@ def test_get_lm_usage_counts_every_call_by_model(server, runtime):
     assert usage["openai/m"]["prompt_tokens"] == sum(r.prompt_tokens for r in server.log)
     assert usage["openai/m"]["completion_tokens"] == sum(r.completion_tokens for r in server.log)
     assert usage["openai/m"]["total_tokens"] == pred.usage.total_tokens
+
+
+def test_a_garbled_stream_is_a_typed_error_after_its_retries(tmp_path):
+    faults = Faults(error_rates={}, malformed_rate=1.0)  # every stream breaks off into a non-JSON event
+    with ProviderServer(answer=answer, api_key=KEY, faults=faults) as sim, \
+            dspy.runtime("local", cache_dir=tmp_path / "cache", log_level="error"):
+        lm = dspy.LM("openai/m", api_key=KEY, base_url=sim.base_url(), cache=False, num_retries=1, rpm=None)
+        run = dspy.streamify(dspy.Predict("question -> answer", lm=lm), stream_listeners=[dspy.StreamListener("answer")],
+                             async_streaming=False)
+        with pytest.raises(dspy.MalformedResponse, match="not JSON"):
+            list(run(question="q"))
+        assert len(sim.log) == 2 and KEY not in str(sim.log[-1].headers)
