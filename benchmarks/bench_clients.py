@@ -85,7 +85,7 @@ def ours_concurrent(n: int, threads: int, *server_args: str) -> dict:
 
         def call(i: int) -> str:
             try:
-                return "ok" if lm(f"question {i}") else "empty"
+                return "ok" if lm(f"question {i}")[0] else "empty"
             except dspex.LMError as exc:
                 return type(exc).__name__
 

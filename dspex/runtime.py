@@ -209,12 +209,9 @@ class Runtime:
         with self._lock:
             return dict(self._configs)
 
-    def remember_call(self, model: str, messages: list[dict], completion: Any) -> None:
+    def remember_call(self, entry: dict) -> None:
         """Keep a call for ``lm.history`` / ``dspex.inspect_history`` (bounded: the last HISTORY calls)."""
-        self._history.append({"model": model, "messages": messages, "response": completion.text,
-                              "usage": completion.usage, "cost": completion.cost, "cached": completion.cached,
-                              "latency_s": completion.latency_s,
-                              "timestamp": time.time()})
+        self._history.append(entry)
 
     def history(self) -> list[dict]:
         return list(self._history)
@@ -333,7 +330,7 @@ def inspect_history(n: int = 1) -> str:
     calls = current_runtime().history()[-n:] if n > 0 else []
     parts = []
     for call in calls:
-        lines = [f"[{time.strftime('%H:%M:%S', time.localtime(call['timestamp']))}] {call['model']}"
+        lines = [f"[{call['timestamp'][11:19]}] {call['model']}"
                  + (" (cached)" if call["cached"] else "")]
         lines += [f"{m['role'].upper()}: {m['content']}" for m in call["messages"]]
         lines.append(f"RESPONSE: {call['response']}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import secrets
 import time
+import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -141,7 +143,7 @@ class LM:
                 comp = cached_completion(hit)
                 if sink is not None:
                     sink(comp.text)  # a cached answer streams as one piece
-                rt.remember_call(self.model, msgs, comp)
+                rt.remember_call(history_entry(self.model, messages, msgs, overrides, comp))
                 return comp
         start = time.monotonic()
         est = sum(len(m["content"]) for m in msgs) // 4 + int(sampling.get("max_tokens", cfg.max_tokens))
@@ -180,12 +182,24 @@ class LM:
                           latency_s=time.monotonic() - start, attempts=reply.attempts)
         if key is not None:
             engine.cache.put(key, cache_entry(comp))
-        rt.remember_call(self.model, msgs, comp)
+        rt.remember_call(history_entry(self.model, messages, msgs, overrides, comp))
         return comp
 
-    def __call__(self, messages: Sequence[dict] | str, **overrides: Any) -> str:
-        """The answer's text."""
-        return self.request(messages, **overrides).text
+    def __call__(self, prompt: str | Sequence[dict] | None = None, messages: Sequence[dict] | None = None,
+                 **overrides: Any) -> list[str]:
+        """DSPy's ``lm(prompt)`` / ``lm(messages=[...])``: the list of completions (one, or ``n=``; each
+        through the whole pipeline, told apart in the cache by its rollout)."""
+        if (prompt is None) == (messages is None):
+            raise ConfigError("call the LM with a prompt string, lm('...'), or with messages=[{'role': 'user', "
+                              "'content': '...'}], not both")
+        n = overrides.pop("n", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"n must be an int >= 1 (how many completions), got {n!r}")
+        ask = prompt if prompt is not None else messages
+        if n == 1:
+            return [self.request(ask, **overrides).text]
+        base = int(overrides.pop("rollout", 0) or overrides.pop("rollout_id", 0) or 0)
+        return [self.request(ask, **overrides, rollout=base * n + i).text for i in range(n)]
 
     # --- state -------------------------------------------------------------------------------------
 
@@ -309,6 +323,17 @@ def normalize_messages(messages: Sequence[dict] | str) -> list[dict]:
     if not out:
         raise ConfigError("messages is empty: pass at least one {'role': 'user', 'content': ...}")
     return out
+
+
+def history_entry(model: str, given: Any, messages: list[dict], kwargs: dict, comp: Completion) -> dict:
+    """One ``lm.history`` entry, with DSPy's keys (``response`` is the answer's text: dspex keeps no provider
+    response object; never a key)."""
+    usage = {"prompt_tokens": comp.usage.prompt_tokens, "completion_tokens": comp.usage.completion_tokens,
+             "total_tokens": comp.usage.total_tokens}
+    return {"prompt": given if isinstance(given, str) else None, "messages": messages, "kwargs": dict(kwargs),
+            "response": comp.text, "outputs": [comp.text], "usage": usage, "cost": comp.cost,
+            "timestamp": datetime.datetime.now().isoformat(), "uuid": str(uuid.uuid4()), "model": model,
+            "response_model": comp.model, "model_type": "chat", "cached": comp.cached, "latency_s": comp.latency_s}
 
 
 __all__ = ["LM", "normalize_messages"]

@@ -104,7 +104,7 @@ def test_many_in_flight_on_the_local_base_and_max_in_flight_holds(server, drt):
     lm = make_lm(server, max_in_flight=6)
     start = time.monotonic()
     with ThreadPoolExecutor(24) as pool:
-        texts = list(pool.map(lambda i: lm(f"m{i}"), range(48)))
+        texts = list(pool.map(lambda i: lm(f"m{i}")[0], range(48)))
     wall = time.monotonic() - start
     assert texts == [f"ans:m{i}" for i in range(48)]
     assert server.peak_concurrency == 6
@@ -305,7 +305,7 @@ def test_coalesced_admissions_hold_max_in_flight_rate_and_typed_errors(server, m
     server.set_faults(Faults(latency=0.1))
     lm = make_lm(server, max_in_flight=6)
     with ThreadPoolExecutor(24) as pool:
-        texts = list(pool.map(lambda i: lm(f"m{i}"), range(96)))
+        texts = list(pool.map(lambda i: lm(f"m{i}")[0], range(96)))
     assert texts == [f"ans:m{i}" for i in range(96)]
     assert server.peak_concurrency == 6
     server.clear_log()
@@ -344,9 +344,9 @@ def test_the_cache_key_names_the_endpoint(tmp_path):
     """The same model name at two servers: the second server is asked, never answered from the first's."""
     with ProviderServer(answer="from A", api_key=KEY) as a, ProviderServer(answer="from B", api_key=KEY) as b:
         with dspex.runtime("local", cache_dir=tmp_path, log_level=None):
-            assert make_lm(a, cache=True)("same prompt") == "from A"
+            assert make_lm(a, cache=True)("same prompt") == ["from A"]
         with dspex.runtime("local", cache_dir=tmp_path, log_level=None):
-            assert make_lm(b, cache=True)("same prompt") == "from B"
+            assert make_lm(b, cache=True)("same prompt") == ["from B"]
             assert make_lm(a, cache=True).request("same prompt").cached
         assert len(a.log) == 1 and len(b.log) == 1
 
@@ -356,7 +356,7 @@ def test_a_corrupt_cache_file_is_set_aside_with_a_warning(server, tmp_path):
     with structlog.testing.capture_logs() as logs:
         with dspex.runtime("local", cache_dir=tmp_path, log_level=None):
             lm = make_lm(server, cache=True)
-            assert lm("first") == "ans:first"
+            assert lm("first") == ["ans:first"]
             assert lm.request("first").cached
     assert [e for e in logs if e["event"] == "cache_set_aside" and e["log_level"] == "warning"]
     assert list(tmp_path.glob("responses.sqlite.corrupt-*"))
@@ -370,7 +370,7 @@ def test_bad_request_parameters_are_config_errors_before_anything_is_leased(serv
         with pytest.raises(dspex.ConfigError):
             lm.request("hi", **bad)
     start = time.monotonic()
-    assert lm("valid") == "ans:valid"
+    assert lm("valid") == ["ans:valid"]
     assert time.monotonic() - start < 1.0 and lm.status().in_flight == 0
     assert len(server.log) == 1
     with pytest.raises(dspex.ConfigError, match="timeout"):
@@ -394,7 +394,7 @@ def test_an_error_during_an_attempt_gives_its_lease_back(server, drt, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         lm.request("interrupted")
     start = time.monotonic()
-    assert lm("next") == "ans:next"  # the only place in flight was given back
+    assert lm("next") == ["ans:next"]  # the only place in flight was given back
     assert time.monotonic() - start < 1.0
     usage = lm.usage()
     assert (usage.requests, usage.failed, usage.ok) == (2, 1, 1)

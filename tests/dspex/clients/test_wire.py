@@ -39,7 +39,7 @@ def test_wire_format_usage_and_auth_header(server, drt, provider):
         assert body["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
         assert body["contents"] == [{"role": "user", "parts": [{"text": "Capital of France?"}]}]
         assert body["generationConfig"] == {"temperature": 0.5, "maxOutputTokens": 77}
-    assert lm("again") == "ans:again"  # __call__ gives the text
+    assert lm("again") == ["ans:again"]  # __call__ gives the completions, as in DSPy
 
 
 def test_wrong_key_is_auth_error_never_retried(server, drt):
