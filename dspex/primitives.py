@@ -93,13 +93,28 @@ class Example(_Record):
                 raise ExampleError(f"Example(base=...) takes an Example or a mapping, got {type(base).__name__}")
             if _inputs is None and isinstance(base, Example):
                 _inputs = base.input_keys
-            data = {**dict(base.items()), **(data or {})}
+            base_data = base._data if isinstance(base, Example) else dict(base.items())
+            data = {**base_data, **(data or {})}
         super().__init__(data, **fields)
-        object.__setattr__(self, "_input_keys", tuple(_inputs) if _inputs is not None else None)
+        # a set, as DSPy's ``_input_keys`` (user code compares it to one); ``input_keys`` gives them in field order
+        object.__setattr__(self, "_input_keys", frozenset(_inputs) if _inputs is not None else None)
+
+    def __len__(self) -> int:
+        """The fields, without DSPy's hidden ``dspy_``-prefixed ones (``dspy_uuid``, ``dspy_split``), as DSPy counts."""
+        return sum(1 for k in self._data if not k.startswith("dspy_"))
+
+    def keys(self, include_dspy: bool = False) -> list[str]:  # type: ignore[override]
+        return [k for k in self._data if include_dspy or not k.startswith("dspy_")]
+
+    def values(self, include_dspy: bool = False) -> list[Any]:  # type: ignore[override]
+        return [self._data[k] for k in self.keys(include_dspy)]
+
+    def items(self, include_dspy: bool = False) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return [(k, self._data[k]) for k in self.keys(include_dspy)]
 
     def without(self, *keys: str) -> "Example":
         """A copy without those fields (they also stop being inputs)."""
-        inputs = tuple(k for k in self._input_keys if k not in keys) if self._input_keys is not None else None
+        inputs = [k for k in self._input_keys if k not in keys] if self._input_keys is not None else None
         return Example({k: v for k, v in self._data.items() if k not in keys}, _inputs=inputs)
 
     def with_inputs(self, *keys: str) -> "Example":
@@ -110,16 +125,19 @@ class Example(_Record):
 
     @property
     def input_keys(self) -> tuple[str, ...] | None:
-        return self._input_keys
+        """The input fields in field order (None: not marked yet)."""
+        if self._input_keys is None:
+            return None
+        return tuple(k for k in self._data if k in self._input_keys)
 
-    def _need_inputs(self) -> tuple[str, ...]:
+    def _need_inputs(self) -> frozenset[str]:
         if self._input_keys is None:
             raise ExampleError("this example has no inputs marked; call .with_inputs('question', ...) first")
         return self._input_keys
 
     def inputs(self) -> "Example":
         keys = self._need_inputs()
-        return Example({k: self._data[k] for k in keys}, _inputs=keys)
+        return Example({k: v for k, v in self._data.items() if k in keys}, _inputs=keys)
 
     def labels(self) -> "Example":
         keys = self._need_inputs()
@@ -132,7 +150,7 @@ class Example(_Record):
         return (self._data, self._input_keys)
 
     def to_json(self) -> str:
-        return json.dumps({"data": self._data, "inputs": self._input_keys})
+        return json.dumps({"data": self._data, "inputs": list(self.input_keys) if self._input_keys is not None else None})
 
     @classmethod
     def from_json(cls, text: str) -> "Example":
@@ -150,7 +168,7 @@ class Example(_Record):
         object.__setattr__(self, "_input_keys", state["_input_keys"])
 
     def __repr__(self) -> str:
-        return f"Example({self._data!r}, inputs={self._input_keys!r})"
+        return f"Example({self._data!r}, inputs={self.input_keys!r})"
 
 
 class Completions(tuple):

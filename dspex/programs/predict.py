@@ -21,6 +21,7 @@ from .trace import TraceStep, record, step_name
 log = structlog.get_logger("dspex.programs")
 ADAPTERS: dict[str, type[Adapter]] = {"ChatAdapter": ChatAdapter, "JSONAdapter": JSONAdapter,
                                       "TextAdapter": TextAdapter}
+CALL_OPTIONS = ("lm", "config", "demos", "signature")  # what a call may pass besides inputs (DSPy's Predict)
 
 
 class Predict(Predictor):
@@ -40,34 +41,45 @@ class Predict(Predictor):
         self.demos = [dict(d) for d in demos]
         self.config = dict(config)
 
-    def forward(self, **inputs: Any) -> Prediction:
-        per_call = inputs.pop("config", None) if "config" not in self.signature.fields else None
+    def forward(self, **kwargs: Any) -> Prediction:
+        """Answer for the signature's inputs. As DSPy's ``Predict.forward``, a call may also pass ``lm=``,
+        ``config=`` (LM options), ``demos=`` and ``signature=`` for this call only (unless the signature has
+        a field of that name); any other keyword that is not a field of the signature is a ConfigError."""
+        inputs, call = self._call_options(kwargs)
+        per_call = call.get("config")
         if per_call is not None and not isinstance(per_call, dict):
             raise ConfigError(f"config= must be a dict of LM options (e.g. {{'temperature': 0.7}}), got {per_call!r}")
-        lm = resolve_lm(self.lm, f"{type(self).__name__}({self.signature.signature_string()!r})")
-        if isinstance(self.lm, str):
-            self.lm = lm  # a "provider/model" string becomes its handle once
-        sig, options, adapter = self.signature, {**self.config, **(per_call or {})}, self.adapter_for(lm)
+        sig = ensure_signature(call["signature"]) if call.get("signature") is not None else self.signature
+        demos = [dict(d) for d in call["demos"]] if call.get("demos") is not None else self.demos
+        owner = f"{type(self).__name__}({sig.signature_string()!r})"
+        if call.get("lm") is not None:
+            lm = resolve_lm(call["lm"], owner)  # this call's LM wins over the predictor's and the context's
+        else:
+            lm = resolve_lm(self.lm, owner)
+            if isinstance(self.lm, str):
+                self.lm = lm  # a "provider/model" string becomes its handle once
+        options, adapter = {**self.config, **(per_call or {})}, self.adapter_for(lm)
         options.setdefault("prompt_style", adapter.prompt_style)
         n = options.pop("n", 1)
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ConfigError(f"n must be an int >= 1 (how many completions), got {n!r}")
-        messages = adapter.format(sig, inputs, self.demos)
+        messages = adapter.format(sig, inputs, demos)
+        ask = (lm, adapter, sig, demos, inputs, messages)
         session = current_session()
         if session is not None and n == 1:  # inside dspex.streamify: stream this call if a listener follows it
             sink, finish = session.sink_for(self, step_name(self))
             with streaming(sink):
-                answers = [self._answer(lm, adapter, inputs, messages, options)]
+                answers = [self._answer(*ask, options)]
             finish(answers[0][0])
         elif n == 1:
-            answers = [self._answer(lm, adapter, inputs, messages, options)]
+            answers = [self._answer(*ask, options)]
         else:  # n completions as n concurrent calls, told apart in the cache by their rollout ids
             import concurrent.futures
             import contextvars
 
             base = int(options.pop("rollout", 0) or 0)
             with concurrent.futures.ThreadPoolExecutor(min(n, 16), thread_name_prefix="dspex-n") as pool:
-                futures = [pool.submit(contextvars.copy_context().run, self._answer, lm, adapter, inputs, messages,
+                futures = [pool.submit(contextvars.copy_context().run, self._answer, *ask,
                                        {**options, "rollout": base * n + i}) for i in range(n)]
                 answers = [f.result() for f in futures]
         comps = [c for _, cs in answers for c in cs]
@@ -78,9 +90,22 @@ class Predict(Predictor):
         return Prediction(values, usage=usage, cost=cost, raw=comps[-1].text, trace=[step],
                           completions=[v for v, _ in answers])
 
-    def _answer(self, lm: Any, adapter: Adapter, inputs: dict, messages: list, options: dict) -> tuple[dict, list]:
+    def _call_options(self, kwargs: dict) -> tuple[dict, dict]:
+        """Split a call's keywords into the signature's inputs and this call's options (lm, config, demos,
+        signature, as DSPy's Predict takes them); a keyword that is neither is a ConfigError naming it."""
+        fields = self.signature.fields
+        call = {name: kwargs.pop(name) for name in CALL_OPTIONS if name in kwargs and name not in fields}
+        sig = ensure_signature(call["signature"]) if call.get("signature") is not None else self.signature
+        unknown = sorted(set(kwargs) - set(sig.fields))
+        if unknown:
+            raise ConfigError(f"{type(self).__name__}({sig.signature_string()!r}) got {', '.join(map(repr, unknown))}"
+                              f", which is not a field of its signature (inputs: {', '.join(sig.input_fields)}); "
+                              f"a call also takes {', '.join(f'{o}=' for o in CALL_OPTIONS)}")
+        return kwargs, call
+
+    def _answer(self, lm: Any, adapter: Adapter, sig: SignatureMeta, demos: list, inputs: dict, messages: list,
+                options: dict) -> tuple[dict, list]:
         """One parsed answer and the completions it took (a re-ask, a JSON fallback)."""
-        sig = self.signature
         comps = [lm.request(messages, **options)]
         try:
             values = adapter.parse(sig, comps[-1].text)
@@ -94,7 +119,7 @@ class Predict(Predictor):
             try:
                 values = adapter.parse(sig, comps[-1].text)
             except AdapterParseError:
-                values = self._json_fallback(lm, adapter, sig, inputs, options, comps)
+                values = self._json_fallback(lm, adapter, sig, demos, inputs, options, comps)
         return values, comps
 
     def adapter_for(self, lm: Any) -> Adapter:
@@ -108,14 +133,14 @@ class Predict(Predictor):
         preferred = getattr(lm, "default_adapter", "ChatAdapter")
         return ADAPTERS.get(preferred, ChatAdapter)()
 
-    def _json_fallback(self, lm: Any, adapter: Adapter, sig: SignatureMeta, inputs: dict, options: dict,
-                       comps: list) -> dict:
+    def _json_fallback(self, lm: Any, adapter: Adapter, sig: SignatureMeta, demos: list, inputs: dict,
+                       options: dict, comps: list) -> dict:
         if isinstance(adapter, JSONAdapter):
             return adapter.parse(sig, comps[-1].text)  # raises the AdapterParseError
         log.info("parse_failed_json_fallback", signature=sig.signature_string())
         fallback = JSONAdapter()
         options = {**options, "prompt_style": fallback.prompt_style}
-        comps.append(lm.request(fallback.format(sig, inputs, self.demos), **options))
+        comps.append(lm.request(fallback.format(sig, inputs, demos), **options))
         return fallback.parse(sig, comps[-1].text)  # AdapterParseError if this fails too
 
     # --- saving ------------------------------------------------------------------------------------
