@@ -45,11 +45,10 @@ class Predict(Predictor):
         """Answer for the signature's inputs. As DSPy's ``Predict.forward``, a call may also pass ``lm=``,
         ``config=`` (LM options), ``demos=`` and ``signature=`` for this call only (unless the signature has
         a field of that name); any other keyword that is not a field of the signature is a ConfigError."""
-        inputs, call = self._call_options(kwargs)
+        inputs, sig, call = self._call_options(kwargs)
         per_call = call.get("config")
         if per_call is not None and not isinstance(per_call, dict):
             raise ConfigError(f"config= must be a dict of LM options (e.g. {{'temperature': 0.7}}), got {per_call!r}")
-        sig = ensure_signature(call["signature"]) if call.get("signature") is not None else self.signature
         demos = [dict(d) for d in call["demos"]] if call.get("demos") is not None else self.demos
         owner = f"{type(self).__name__}({sig.signature_string()!r})"
         if call.get("lm") is not None:
@@ -90,9 +89,10 @@ class Predict(Predictor):
         return Prediction(values, usage=usage, cost=cost, raw=comps[-1].text, trace=[step],
                           completions=[v for v, _ in answers])
 
-    def _call_options(self, kwargs: dict) -> tuple[dict, dict]:
-        """Split a call's keywords into the signature's inputs and this call's options (lm, config, demos,
-        signature, as DSPy's Predict takes them); a keyword that is neither is a ConfigError naming it."""
+    def _call_options(self, kwargs: dict) -> tuple[dict, SignatureMeta, dict]:
+        """Split a call's keywords into the signature's inputs, the signature in force and this call's options
+        (lm, config, demos, signature, as DSPy's Predict takes them); a keyword that is neither is a
+        ConfigError naming it."""
         fields = self.signature.fields
         call = {name: kwargs.pop(name) for name in CALL_OPTIONS if name in kwargs and name not in fields}
         sig = ensure_signature(call["signature"]) if call.get("signature") is not None else self.signature
@@ -101,7 +101,7 @@ class Predict(Predictor):
             raise ConfigError(f"{type(self).__name__}({sig.signature_string()!r}) got {', '.join(map(repr, unknown))}"
                               f", which is not a field of its signature (inputs: {', '.join(sig.input_fields)}); "
                               f"a call also takes {', '.join(f'{o}=' for o in CALL_OPTIONS)}")
-        return kwargs, call
+        return kwargs, sig, call
 
     def _answer(self, lm: Any, adapter: Adapter, sig: SignatureMeta, demos: list, inputs: dict, messages: list,
                 options: dict) -> tuple[dict, list]:
