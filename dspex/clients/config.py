@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..scrub import remember
 from ..settings import PROVIDERS, Settings
 
 KEY_ENV = {"openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",),
@@ -23,10 +24,11 @@ class Secret:
     """An API key. Prints, logs and pickles as ``'***'``: only :meth:`reveal` gives the value.
 
     Pickling drops the value on purpose (a handle or program sent to another process or saved to
-    disk never carries a key); the receiving side reads its key from the environment.
+    disk never carries a key); the receiving side reads its key from the environment. While it lives,
+    what this process writes has the key masked (:mod:`dspex.scrub`).
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "__weakref__")
 
     def __init__(self, value: str) -> None:
         if not isinstance(value, str) or not value.strip():
@@ -36,6 +38,7 @@ class Secret:
             raise ConfigError(f"the API key ({len(value)} characters) contains a space, a line break or another "
                               "invisible character (a copy-paste leftover?): pass the key alone")
         self._value = value
+        remember(self)
 
     def reveal(self) -> str:
         return self._value
@@ -58,21 +61,37 @@ class Secret:
 
 @dataclass(frozen=True)
 class Breaker:
-    """Circuit breaker settings: melt after ``max_failures`` failed attempts in ``window`` s that are also at
-    least ``failure_rate`` of the attempts there; one trial after ``reset_after`` s. ``fail_fraction``
-    rejects that share of requests on purpose (chaos testing)."""
+    """Circuit breaker settings: a breaker is for outages, not for errors that retries absorb.
+
+    It opens when the recent attempts (of the last ``window`` s, at most the last ``window_calls``) number
+    at least ``min_calls``, at least ``max_failures`` of them failed, and the failures are at least
+    ``failure_rate`` of them: by default 50% of at least 20 (Hystrix's rule). After ``reset_after`` s,
+    ``trial_calls`` trial requests go; it closes when a majority of them succeed, else opens again. While it
+    is open a request waits for it, up to ``max_wait`` s, then fails with ``CircuitOpen`` (0: fail at once,
+    as a service answering users wants). ``count_timeouts=False``: a timeout says nothing about the
+    dependency's health (a local model on a busy machine). ``fail_fraction`` rejects that share of
+    requests on purpose (chaos testing)."""
 
     max_failures: int = 5
     window: float = 10.0
-    reset_after: float = 30.0
+    reset_after: float = 5.0
     failure_rate: float = 0.5
     fail_fraction: float = 0.0
+    min_calls: int = 20
+    window_calls: int = 100
+    trial_calls: int = 3
+    max_wait: float = 60.0
+    count_timeouts: bool = True
 
     def __post_init__(self) -> None:
-        if (self.max_failures < 1 or self.window <= 0 or self.reset_after < 0 or not 0 <= self.fail_fraction <= 1
-                or not 0 < self.failure_rate <= 1):
+        ints = (self.max_failures, self.min_calls, self.window_calls, self.trial_calls)
+        if (not all(isinstance(n, int) and not isinstance(n, bool) for n in ints) or self.max_failures < 1
+                or self.window <= 0 or self.reset_after < 0 or not 0 <= self.fail_fraction <= 1
+                or not 0 < self.failure_rate <= 1 or self.min_calls < 1 or self.window_calls < self.min_calls
+                or self.trial_calls < 1 or not 0 <= self.max_wait < float("inf")):
             raise ConfigError(f"invalid {self}: use max_failures >= 1, window > 0, reset_after >= 0, "
-                              "failure_rate in (0, 1], fail_fraction in [0, 1]")
+                              "failure_rate in (0, 1], fail_fraction in [0, 1], min_calls >= 1, window_calls >= "
+                              "min_calls, trial_calls >= 1, max_wait >= 0 (seconds)")
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ def create_app(program_path: str, model: str, base_url: str | None = None, port:
         rt = app.state.runtime = dspex.runtime("local", log_level="warning").start()
         dashboard = None
         try:
+            # a user is waiting: an open breaker is a 503 at once, not up to a minute in the breaker's line
+            lm_options.setdefault("breaker", dspex.Breaker(max_wait=0))
             lm = dspex.LM(model, base_url=base_url, api_key=api_key, **lm_options)
             holder["program"] = dspex.load(program_path, lm=lm)
             dashboard = DashboardApp(rt, {f"127.0.0.1:{port}", f"localhost:{port}"})

@@ -2,8 +2,12 @@
 
 A limit is ``"fixed"`` (the user set a number), ``"none"`` (no cap: the user said ``None``, or nothing has
 told us of one), ``"advertised"`` (the server's own headers name its limit) or ``"learned"`` (AIMD after
-being throttled: multiplicative decrease on each 429, additive increase while successes flow, never
-above an advertised limit). In auto mode the very first request goes alone (a *probe*), so a burst of
+being throttled: multiplicative decrease on a 429, additive increase while successes flow, never
+above an advertised limit). A 429 whose response names no limit is weak evidence of one (providers also
+answer 429 when they are busy, at random): it decreases the rate only while 429s are a sustained share
+(``WEAK_SHARE`` of at least ``WEAK_MIN`` answers of the last ``RECENT_S`` seconds), so scattered 429s
+that its retries absorb leave the rate alone, while a server really over its limit soon says 429 to
+most requests. In auto mode the very first request goes alone (a *probe*), so a burst of
 callers does not hit a strict server before its headers have been read; its answer ends the probe
 whatever it says. The owner (a client actor) applies the rates to a :class:`RateLimiter`.
 """
@@ -63,6 +67,8 @@ Setting = float | str | None
 DECREASE = 0.7  # on a 429, the rate in force times this
 RECENT_S = 10.0  # the window over which the accepted rate is measured (for a first decrease)
 STEP_MAX = 3.0  # rpm added per success: a rate grows back by about 5% a second, whatever its size
+WEAK_SHARE = 0.5  # a 429 naming no limit decreases the rate only when 429s are this share of recent answers
+WEAK_MIN = 10  # ... of at least this many answers
 
 
 class AdaptiveRate:
@@ -88,6 +94,8 @@ class AdaptiveRate:
         self._step = 1.0  # additive increase per success (rpm), set at each decrease
         self._decreased_at = float("-inf")
         self._ok: deque[float] = deque()
+        self._answers: deque[float] = deque()  # times of the recent answers (any kind)
+        self._429s: deque[float] = deque()  # times of the recent 429s
 
     # --- what happened ---------------------------------------------------------------------------
 
@@ -95,6 +103,7 @@ class AdaptiveRate:
         """Any answer (ends the probe); adopts advertised limits. True when a rate changed."""
         before = self._key()
         self.probing = False
+        _note(self._answers, self.clock())
         if hints is not None and self.auto_rpm and hints.requests and hints.requests.limit:
             self._advertise_rpm(hints.requests.limit)
         if hints is not None and self.auto_tpm and hints.tokens and hints.tokens.limit:
@@ -105,10 +114,7 @@ class AdaptiveRate:
     def succeeded(self) -> bool:
         """A success: additive increase of a learned rate, up to the advertised limit (if any); the
         successes of the last few seconds measure the rate the server accepts (for a first decrease)."""
-        now = self.clock()
-        self._ok.append(now)
-        while self._ok and self._ok[0] < now - RECENT_S:
-            self._ok.popleft()
+        _note(self._ok, self.clock())
         if not self.auto_rpm or self.source is not RateSource.LEARNED or self.rpm is None:
             return False
         ceiling = self.advertised_rpm
@@ -117,13 +123,18 @@ class AdaptiveRate:
             self.source = RateSource.ADVERTISED
         return True
 
-    def throttled_by_server(self, sent_at: float | None = None) -> bool:
-        """A 429: multiplicative decrease of the rate in force (a first one from the measured sending rate).
-        One decrease per congestion event: a 429 for a request sent (``sent_at``, this clock) before the
-        last decrease was already paid for."""
+    def throttled_by_server(self, sent_at: float | None = None, hints: RateHints | None = None) -> bool:
+        """A 429 (``hints``: what its response said about limits): multiplicative decrease of the rate in
+        force (a first one from the measured sending rate). One decrease per congestion event: a 429 for a
+        request sent (``sent_at``, this clock) before the last decrease was already paid for. A 429 that
+        names no limit decreases it only while 429s are a sustained share of the recent answers."""
         self.throttled += 1
         self.probing = False
+        now = self.clock()
+        _note(self._429s, now)
         if not self.auto_rpm or (sent_at is not None and sent_at < self._decreased_at):
+            return False
+        if not _names_limit(hints) and not self._sustained(now):
             return False
         self._decreased_at = self.clock()
         current = self.rpm if self.rpm is not None else self.recent_rpm()
@@ -131,6 +142,12 @@ class AdaptiveRate:
         self._step = min(STEP_MAX, max(0.5, current / 100.0))
         self.source = RateSource.LEARNED
         return True
+
+    def _sustained(self, now: float) -> bool:
+        """429s are at least WEAK_SHARE of the answers of the last RECENT_S seconds (WEAK_MIN of them)."""
+        _note(self._answers, now, add=False)
+        answers = max(len(self._answers), len(self._429s))  # a caller may report a 429 without its answer
+        return answers >= WEAK_MIN and len(self._429s) >= WEAK_SHARE * answers
 
     def recent_rpm(self) -> float:
         """Requests per minute the server accepted over the last few seconds (at least one a second)."""
@@ -155,6 +172,19 @@ class AdaptiveRate:
 
     def _key(self) -> tuple:
         return (self.rpm, self.tpm, self.source, self.tpm_source, self.probing)
+
+
+def _note(times: deque[float], now: float, add: bool = True) -> None:
+    """Append ``now`` to a deque of recent times and drop those older than RECENT_S."""
+    if add:
+        times.append(now)
+    while times and times[0] < now - RECENT_S:
+        times.popleft()
+
+
+def _names_limit(hints: RateHints | None) -> bool:
+    """The response states a request or token limit (strong evidence of one)."""
+    return hints is not None and any(a is not None and bool(a.limit) for a in (hints.requests, hints.tokens))
 
 
 __all__ = ["AdaptiveRate", "RateSource", "RateStatus", "RateHints", "Advert", "AUTO"]

@@ -18,3 +18,21 @@ def exponential_backoff(attempt: int, base: float, cap: float, jitter: float = 0
     delay = min(cap, base * (2 ** min(attempt, 62)))
     jitter = min(max(jitter, 0.0), 1.0)
     return delay * (1.0 - jitter * rand())
+
+
+def health_backoff(attempt: int, base: float, cap: float, pressure: float,
+                   rand: Callable[[], float] = random.random) -> float:
+    """Delay before retry number ``attempt`` (0-based) of a call that failed transiently, full jitter.
+
+    ``pressure`` says how unwell the dependency looks: its recent failure share over the share at which
+    its breaker opens (0: no recent failure, 1 or more: at the threshold). At full pressure this is the
+    classic ``base * 2**attempt`` capped at ``cap``; below it both the base and the growth shrink with the
+    square of the pressure, ``s = pressure**2``: ``base * s * 2**(attempt * s)``. So the scattered errors
+    of a healthy dependency are retried soon (one request's bad luck is not a sign of trouble: a fifth of
+    calls failing against a breaker at half gives s = 0.16, tens of milliseconds), a degraded one gets
+    most of the backoff, and an outage opens the breaker.
+    """
+    if attempt < 0:
+        raise ValueError(f"attempt must be >= 0, got {attempt}")
+    scale = min(max(pressure, 0.0), 1.0) ** 2
+    return min(cap, base * scale * 2 ** min(attempt * scale, 62)) * rand()

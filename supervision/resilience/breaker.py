@@ -1,10 +1,14 @@
-"""CircuitBreaker: stop calling a failing dependency, then probe it with one trial request.
+"""CircuitBreaker: stop calling a dependency that is down, then probe it with a few trial calls.
 
-Fuse-style, as in Erlang's ``fuse``: it *melts* (opens) after ``max_failures`` failures within
-``window`` seconds that are also at least ``failure_rate`` of the calls in that window (a busy client
-does not melt on a few percent of errors its retries absorb), stays open for ``reset_after`` seconds, then lets exactly one trial through
-(half-open). The trial's success closes it; its failure opens it again. Not thread-safe by design:
-one actor owns it. The clock and the random source are injected so it can be tested without sleeping.
+A breaker is for outages, not for an error rate that retries absorb. It *opens* when the recent calls —
+those of the last ``window`` seconds, at most the last ``window_calls`` of them — number at least
+``min_calls``, at least ``max_failures`` of them failed, and the failures are at least ``failure_rate``
+of them (Hystrix: 50% of at least 20 calls in 10 s; resilience4j: 50% of its last 100 calls). So scattered
+errors never open it, and an outage opens it within a few calls' latency even after a long healthy run
+(the count cap keeps old successes from diluting it). It stays open for ``reset_after`` seconds, then goes
+half-open: ``trial_calls`` trial calls may pass; it closes as soon as a majority of them succeeded and opens
+again as soon as a majority can no longer succeed. Not thread-safe by design: one actor owns it. The clock
+and the random source are injected so it can be tested without sleeping.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class BreakerChange:
 
 @dataclass(frozen=True)
 class Permit:
-    """Leave to make one call; hand it back to ``record``. ``trial`` marks the half-open probe."""
+    """Leave to make one call; hand it back to ``record``. ``trial`` marks a half-open probe."""
 
     id: int
     trial: bool
@@ -65,29 +69,35 @@ class BreakerSnapshot:
     recent_failures: int
     retry_in: float
     trips: int
+    recent_calls: int = 0
 
 
 class CircuitBreaker:
     """Closed → open → half-open → closed. ``acquire()`` before a call, ``record(permit, ok)`` after."""
 
-    def __init__(self, max_failures: int = 5, window: float = 10.0, reset_after: float = 30.0, *,
-                 failure_rate: float = 0.5, name: str = "breaker", on_change: Callable[[BreakerChange], None] | None = None,
+    def __init__(self, max_failures: int = 5, window: float = 10.0, reset_after: float = 5.0, *,
+                 failure_rate: float = 0.5, min_calls: int = 20, window_calls: int = 100, trial_calls: int = 3,
+                 name: str = "breaker", on_change: Callable[[BreakerChange], None] | None = None,
                  fail_fraction: float = 0.0, clock: Callable[[], float] = time.monotonic,
                  rand: Callable[[], float] = random.random) -> None:
-        if max_failures < 1 or window <= 0 or reset_after < 0 or not 0 < failure_rate <= 1:
+        if (max_failures < 1 or window <= 0 or reset_after < 0 or not 0 < failure_rate <= 1 or min_calls < 1
+                or window_calls < min_calls or trial_calls < 1):
             raise SpecError("CircuitBreaker", f"max_failures={max_failures}, window={window}, reset_after="
-                            f"{reset_after}, failure_rate={failure_rate}",
-                            "use max_failures >= 1, window > 0, reset_after >= 0, 0 < failure_rate <= 1")
-        self.failure_rate = failure_rate
+                            f"{reset_after}, failure_rate={failure_rate}, min_calls={min_calls}, window_calls="
+                            f"{window_calls}, trial_calls={trial_calls}",
+                            "use max_failures >= 1, window > 0, reset_after >= 0, 0 < failure_rate <= 1, "
+                            "min_calls >= 1, window_calls >= min_calls, trial_calls >= 1")
         self.name = name
         self.max_failures, self.window, self.reset_after = max_failures, window, reset_after
+        self.failure_rate, self.min_calls, self.window_calls = failure_rate, min_calls, window_calls
+        self.trial_calls = trial_calls
         self.on_change = on_change
         self.clock, self.rand = clock, rand
         self._state = BreakerState.CLOSED
-        self._calls: deque[tuple[float, bool]] = deque()  # (time, failed) of the calls in the window
+        self._calls: deque[tuple[float, bool]] = deque()  # (time, failed) of the recent calls
         self._failed = 0
         self._opened_at = 0.0
-        self._trial_out = False
+        self._trials = {"out": 0, "ok": 0, "failed": 0}  # trial permits of this half-open period
         self._generation = 0  # bumps on every state change: permits from an older state are ignored
         self._ids = itertools.count(1)
         self.trips = 0
@@ -106,9 +116,24 @@ class CircuitBreaker:
             return max(0.0, self._opened_at + self.reset_after - self.clock())
         return 0.0
 
+    def trials_left(self) -> int:
+        """Trial permits still to hand out in this half-open period (0 in any other state)."""
+        if self.state is not BreakerState.HALF_OPEN:
+            return 0
+        t = self._trials
+        return max(0, self.trial_calls - t["out"] - t["ok"] - t["failed"])
+
+    def pressure(self) -> float:
+        """The recent failure share over ``failure_rate`` (1: at the share that opens it; 1 while not closed):
+        how unwell the dependency looks, for a retry's backoff."""
+        if self.state is not BreakerState.CLOSED:
+            return 1.0
+        self._prune()
+        return self._failed / len(self._calls) / self.failure_rate if self._calls else 0.0
+
     def snapshot(self) -> BreakerSnapshot:
         self._prune()
-        return BreakerSnapshot(self.name, self.state, self._failed, self.retry_in(), self.trips)
+        return BreakerSnapshot(self.name, self.state, self._failed, self.retry_in(), self.trips, len(self._calls))
 
     # --- calls ---------------------------------------------------------------------------------
 
@@ -118,9 +143,9 @@ class CircuitBreaker:
         if state is BreakerState.OPEN:
             raise BreakerOpen(self.name, state, self.retry_in())
         if state is BreakerState.HALF_OPEN:
-            if self._trial_out:
+            if not self.trials_left():
                 raise BreakerOpen(self.name, state, 0.0)
-            self._trial_out = True
+            self._trials["out"] += 1
             return Permit(next(self._ids), True, self._generation)
         if self.fail_fraction and self.rand() < self.fail_fraction:
             raise BreakerOpen(self.name, state, 0.0, injected=True)
@@ -131,30 +156,27 @@ class CircuitBreaker:
         if permit.generation != self._generation:
             return
         if permit.trial:
-            self._trial_out = False
-            if ok:
-                self._clear()
-                self._move(BreakerState.CLOSED, "trial succeeded")
-            else:
-                self._open("trial failed")
+            self._record_trial(ok)
             return
         if self._state is not BreakerState.CLOSED:
             return
         self._calls.append((self.clock(), not ok))
         self._failed += not ok
         self._prune()
-        if not ok and self._failed >= self.max_failures and self._failed >= self.failure_rate * len(self._calls):
-            self._open(f"{self._failed} of {len(self._calls)} calls failed within {self.window:g}s")
+        calls = len(self._calls)
+        if (not ok and calls >= self.min_calls and self._failed >= self.max_failures
+                and self._failed >= self.failure_rate * calls):
+            self._open(f"{self._failed} of the last {calls} calls failed")
 
     def cancel(self, permit: Permit) -> None:
-        """The permitted call was never made: a trial permit is handed back."""
+        """The permitted call was never made, or its outcome says nothing about the dependency's health:
+        it does not count, and a trial permit is handed back."""
         if permit.trial and permit.generation == self._generation:
-            self._trial_out = False
+            self._trials["out"] -= 1
 
     def reset(self) -> None:
         """Close by hand (an operator fixed the dependency)."""
         self._clear()
-        self._trial_out = False
         if self._state is not BreakerState.CLOSED:
             self._move(BreakerState.CLOSED, "manual reset")
 
@@ -166,9 +188,20 @@ class CircuitBreaker:
 
     # --- internals -----------------------------------------------------------------------------
 
+    def _record_trial(self, ok: bool) -> None:
+        t = self._trials
+        t["out"] -= 1
+        t["ok" if ok else "failed"] += 1
+        needed = self.trial_calls // 2 + 1  # a majority of the trials
+        if t["ok"] >= needed:
+            self._clear()
+            self._move(BreakerState.CLOSED, f"{t['ok']} of {self.trial_calls} trial calls succeeded")
+        elif t["failed"] > self.trial_calls - needed:
+            self._open(f"{t['failed']} of {self.trial_calls} trial calls failed")
+
     def _prune(self) -> None:
         horizon = self.clock() - self.window
-        while self._calls and self._calls[0][0] <= horizon:
+        while self._calls and (self._calls[0][0] <= horizon or len(self._calls) > self.window_calls):
             self._failed -= self._calls.popleft()[1]
 
     def _clear(self) -> None:
@@ -184,7 +217,7 @@ class CircuitBreaker:
     def _move(self, new: BreakerState, reason: str) -> None:
         old, self._state = self._state, new
         self._generation += 1
-        self._trial_out = False
+        self._trials = {"out": 0, "ok": 0, "failed": 0}
         if self.on_change is not None and old is not new:
             self.on_change(BreakerChange(self.name, old, new, reason, time.time()))
 

@@ -41,7 +41,7 @@ def test_advertised_limits_are_adopted_and_followed_down_and_up():
 def test_aimd_decreases_on_429_and_climbs_back_never_above_the_advert():
     rate = AdaptiveRate()
     rate.answered(hints(rpm=600))
-    assert rate.throttled_by_server()
+    assert rate.throttled_by_server(hints=hints(rpm=600))  # a 429 naming its limit: strong evidence, cut at once
     assert rate.rpm == pytest.approx(420) and rate.source is RateSource.LEARNED
     steps = 0
     while rate.source is RateSource.LEARNED:
@@ -53,19 +53,53 @@ def test_aimd_decreases_on_429_and_climbs_back_never_above_the_advert():
     assert rate.rpm == 300
 
 
-def test_a_first_429_without_adverts_learns_from_the_sending_rate():
+def test_429s_naming_no_limit_cut_the_rate_only_once_they_are_a_sustained_share():
+    """A 429 without rate headers (Retry-After 0 or none) is weak evidence: a server really over its limit
+    soon answers 429 to most requests; then the first decrease comes from the measured sending rate."""
     clock = Clock()
     rate = AdaptiveRate(clock=clock)
-    rate.answered(None)
     for _ in range(50):  # 10 accepted a second for 5 s
+        rate.answered(None)
         rate.succeeded()
         clock.now += 0.1
-    rate.throttled_by_server()
+    throttles = 0
+    while True:
+        rate.answered(None)
+        throttles += 1
+        if rate.throttled_by_server():
+            break
+        assert rate.source is RateSource.NONE and rate.rpm is None
+        clock.now += 0.01
+    assert throttles == 50  # half of the last 10 s's 100 answers
     assert rate.source is RateSource.LEARNED
-    assert rate.rpm == pytest.approx(600 * 0.7, rel=0.05)
+    assert rate.rpm == pytest.approx(50 * 60 / 5.5 * 0.7, rel=0.05)
     before = rate.rpm
     rate.succeeded()
     assert rate.rpm > before  # no advert: no ceiling
+
+
+def test_scattered_429s_naming_no_limit_leave_the_rate_alone():
+    """20% 5xx + 10% 429 (Retry-After: 0) at 100 answers a second for a minute: never a decrease."""
+    clock = Clock()
+    rate = AdaptiveRate(clock=clock)
+    for i in range(6000):
+        rate.answered(None)
+        if i % 10 == 3:
+            assert not rate.throttled_by_server(sent_at=clock.now - 0.05)
+        elif i % 10 not in (5, 7):
+            rate.succeeded()
+        clock.now += 0.01
+    assert (rate.rpm, rate.source, rate.throttled) == (None, RateSource.NONE, 600)
+
+
+def test_a_429_with_rate_headers_is_strong_evidence_even_alone():
+    rate = AdaptiveRate()
+    for _ in range(100):
+        rate.answered(hints(rpm=600))
+        rate.succeeded()
+    rate.answered(hints(rpm=600))  # one 429 in 101 answers, but it names the limit
+    assert rate.throttled_by_server(hints=hints(rpm=600))
+    assert (rate.rpm, rate.advertised_rpm, rate.source) == (pytest.approx(420), 600, RateSource.LEARNED)
 
 
 def test_fixed_and_none_never_move():

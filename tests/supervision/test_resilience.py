@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervision import SpecError
-from supervision.resilience import BreakerOpen, BreakerState, CircuitBreaker, RateLimiter
+from supervision.resilience import (BreakerOpen, BreakerState, CircuitBreaker, RateLimiter, exponential_backoff,
+                                    health_backoff)
 
 
 class Clock:
@@ -25,7 +28,7 @@ def fail(breaker: CircuitBreaker, n: int = 1) -> None:
 
 def test_breaker_melts_after_max_failures_within_window_only():
     clock = Clock()
-    b = CircuitBreaker(max_failures=3, window=10.0, reset_after=5.0, clock=clock)
+    b = CircuitBreaker(max_failures=3, window=10.0, reset_after=5.0, min_calls=1, clock=clock)
     fail(b, 2)
     clock.now += 11  # the first two fall out of the window
     fail(b, 2)
@@ -39,7 +42,8 @@ def test_breaker_melts_after_max_failures_within_window_only():
 
 def test_breaker_half_opens_with_exactly_one_trial_and_heals():
     clock, changes = Clock(), []
-    b = CircuitBreaker(max_failures=1, window=10.0, reset_after=5.0, clock=clock, on_change=changes.append)
+    b = CircuitBreaker(max_failures=1, window=10.0, reset_after=5.0, min_calls=1, trial_calls=1, clock=clock,
+                       on_change=changes.append)
     fail(b)
     clock.now += 5.0
     assert b.state is BreakerState.HALF_OPEN
@@ -55,7 +59,7 @@ def test_breaker_half_opens_with_exactly_one_trial_and_heals():
 
 def test_failed_trial_reopens_and_stale_outcomes_do_not_count():
     clock = Clock()
-    b = CircuitBreaker(max_failures=2, window=10.0, reset_after=5.0, clock=clock)
+    b = CircuitBreaker(max_failures=2, window=10.0, reset_after=5.0, min_calls=1, trial_calls=1, clock=clock)
     early = b.acquire()  # begun while closed, finishes after the breaker opened
     fail(b, 2)
     b.record(early, ok=False)  # must not extend the open period or count anywhere
@@ -145,3 +149,119 @@ def test_breaker_needs_the_failure_rate_as_well_as_the_count():
     assert b.state is BreakerState.CLOSED
     fail(b, 5)  # 10 of 20: half
     assert b.state is BreakerState.OPEN
+
+
+# --- the defaults: a breaker for outages, not for an error rate retries absorb (issue 20 §2) -------------
+
+
+def call(breaker: CircuitBreaker, ok: bool) -> None:
+    breaker.record(breaker.acquire(), ok=ok)
+
+
+def test_default_breaker_rides_out_a_20pct_error_rate():
+    clock, rng = Clock(), random.Random(7)
+    b = CircuitBreaker(clock=clock)
+    for _ in range(20_000):  # 200 calls a second for 100 s, one in five failing
+        call(b, ok=rng.random() >= 0.2)
+        clock.now += 0.005
+    assert b.state is BreakerState.CLOSED and b.trips == 0
+
+
+def test_default_breaker_needs_min_calls_before_it_may_open():
+    clock = Clock()
+    b = CircuitBreaker(clock=clock)
+    fail(b, 19)  # every call failed, but 19 calls say little
+    assert b.state is BreakerState.CLOSED
+    fail(b)
+    assert b.state is BreakerState.OPEN
+
+
+def test_an_outage_after_a_long_healthy_run_opens_at_once():
+    """Old successes do not dilute an outage: at most the last window_calls calls count."""
+    clock = Clock()
+    b = CircuitBreaker(clock=clock)
+    for _ in range(4000):  # 400 calls a second, all fine
+        call(b, ok=True)
+        clock.now += 0.0025
+    failed = 0
+    while b.state is BreakerState.CLOSED:
+        fail(b)
+        failed += 1
+        clock.now += 0.0025
+    assert failed == 50  # half of the last 100 calls: 0.125 s after the outage began
+
+
+def test_half_open_admits_trial_calls_and_closes_on_a_majority_of_successes():
+    clock, changes = Clock(), []
+    b = CircuitBreaker(clock=clock, on_change=changes.append)
+    fail(b, 20)
+    assert b.state is BreakerState.OPEN
+    with pytest.raises(BreakerOpen) as info:
+        b.acquire()  # open: nothing goes
+    assert info.value.retry_in == pytest.approx(5.0)
+    clock.now += 5.0
+    assert b.state is BreakerState.HALF_OPEN and b.trials_left() == 3
+    trials = [b.acquire() for _ in range(3)]
+    assert all(t.trial for t in trials) and b.trials_left() == 0
+    with pytest.raises(BreakerOpen):
+        b.acquire()  # beyond its trials, nothing goes
+    b.record(trials[0], ok=True)
+    b.record(trials[1], ok=False)
+    assert b.state is BreakerState.HALF_OPEN  # one each: the third decides
+    b.record(trials[2], ok=True)
+    assert b.state is BreakerState.CLOSED
+    assert changes[-1].reason == "2 of 3 trial calls succeeded"
+
+
+def test_half_open_reopens_on_a_majority_of_failed_trials_and_a_cancelled_trial_goes_back():
+    clock = Clock()
+    b = CircuitBreaker(clock=clock)
+    fail(b, 20)
+    clock.now += 5.0
+    first, second, third = (b.acquire() for _ in range(3))
+    b.cancel(third)  # never sent: its place goes to another call
+    assert b.trials_left() == 1
+    fourth = b.acquire()
+    b.record(first, ok=False)
+    b.record(second, ok=False)
+    assert b.state is BreakerState.OPEN and b.trips == 2
+    b.record(fourth, ok=True)  # a trial of the last half-open period: too late to count
+    assert b.state is BreakerState.OPEN and b.retry_in() == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("bad", [{"min_calls": 0}, {"trial_calls": 0}, {"min_calls": 50, "window_calls": 40}])
+def test_breaker_new_settings_are_checked(bad):
+    with pytest.raises(SpecError):
+        CircuitBreaker(**bad)
+
+
+def test_pressure_is_the_recent_failure_share_over_the_opening_share():
+    clock = Clock()
+    b = CircuitBreaker(clock=clock)
+    assert b.pressure() == 0.0
+    for i in range(20):
+        call(b, ok=i % 5 != 0)  # a fifth failed, against a breaker at half
+    assert b.pressure() == pytest.approx(0.4)
+    clock.now += 11.0  # out of the window
+    assert b.pressure() == 0.0
+    fail(b, 20)
+    assert b.state is BreakerState.OPEN and b.pressure() == 1.0
+
+
+@pytest.mark.parametrize("attempt", range(6))
+def test_health_backoff_is_the_classic_backoff_at_full_pressure(attempt):
+    for r in (0.0, 0.3, 0.999):
+        assert health_backoff(attempt, 0.5, 20.0, 1.0, rand=lambda: r) == \
+            pytest.approx(exponential_backoff(attempt, 0.5, 20.0, jitter=1.0, rand=lambda: 1.0 - r))
+        assert health_backoff(attempt, 0.5, 20.0, 3.0, rand=lambda: r) == health_backoff(attempt, 0.5, 20.0, 1.0,
+                                                                                       rand=lambda: r)
+
+
+def test_health_backoff_retries_scattered_errors_soon_and_a_degraded_provider_late():
+    longest = [health_backoff(a, 0.5, 20.0, 0.4, rand=lambda: 1.0) for a in range(5)]
+    assert sum(longest) < 0.6  # five retries of one unlucky row, a fifth of all calls failing: well under 1 s
+    assert health_backoff(0, 0.5, 20.0, 0.0, rand=lambda: 1.0) == 0.0
+    delays = [health_backoff(4, 0.5, 20.0, p, rand=lambda: 1.0) for p in (0.2, 0.4, 0.6, 0.8, 1.0)]
+    assert delays == sorted(delays) and delays[-1] == 8.0
+    with pytest.raises(ValueError):
+        health_backoff(-1, 0.5, 20.0, 0.5)

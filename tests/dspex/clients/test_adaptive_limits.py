@@ -23,7 +23,7 @@ def auto_lm(server, provider="openai", **options):
 
 def run(lm, n, threads):
     with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(lambda i: lm(f"q{i}"), range(n)))
+        return list(pool.map(lambda i: lm(f"q{i}")[0], range(n)))
 
 
 def rate_per_s(log, skip=0):

@@ -22,9 +22,11 @@ from .conftest import KEY, make_lm
 
 
 def test_breaker_trips_stays_open_half_opens_and_heals(server, drt):
+    """The life cycle in fail-fast mode (max_wait=0, as a service wants), with one trial call."""
     events: list = []
     drt.actors.subscribe(events.append)
-    lm = make_lm(server, retries=0, breaker=dspex.Breaker(max_failures=3, window=10.0, reset_after=0.4))
+    lm = make_lm(server, retries=0, breaker=dspex.Breaker(max_failures=3, min_calls=3, window=10.0, reset_after=0.4,
+                                                          trial_calls=1, max_wait=0))
     server.set_faults(Faults(schedule=["500"] * 4))
     for _ in range(3):
         with pytest.raises(dspex.ProviderError):
@@ -47,7 +49,7 @@ def test_breaker_trips_stays_open_half_opens_and_heals(server, drt):
 
 
 def test_manual_reset_and_fault_injection(server, drt):
-    lm = make_lm(server, retries=0, breaker=dspex.Breaker(max_failures=1, reset_after=60.0))
+    lm = make_lm(server, retries=0, breaker=dspex.Breaker(max_failures=1, min_calls=1, reset_after=60.0, max_wait=0))
     server.set_faults(Faults(schedule=["503"]))
     with pytest.raises(dspex.ProviderError):
         lm.request("a")

@@ -163,8 +163,8 @@ def test_under_injected_429_and_5xx_the_compile_finishes_with_exact_accounting(t
     faults = Faults(error_rates={429: 0.1, 500: 0.1, 503: 0.1}, retry_after=0.05, seed=3)
     with ProviderServer(answer=task_answer, api_key=KEY, faults=faults) as server, \
             dspex.runtime("local", cache_dir=tmp_path / "cache", log_level="error"):
-        # rpm=None: a 429 drawn at random every 10th request would (rightly) teach the default adaptive
-        # limiter a low rate; how it learns is tested with the clients, here the point is the accounting
+        # rpm=None: how the default adaptive limiter treats 429s is tested with the clients (scattered ones
+        # that name no limit leave it alone); here the point is the accounting
         lm = dspex.LM("openai/task", api_key=KEY, base_url=server.base_url(), cache=False, rpm=None)
         compiled = compile_with(name, lm)
         report = compiled.compile_report
