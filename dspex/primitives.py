@@ -12,17 +12,20 @@ from .errors import ExampleError
 
 @dataclass(frozen=True)
 class Usage:
-    """Token counts as the provider reported them."""
+    """Token counts as the provider reported them. ``unconfirmed_tokens`` of them are an upper bound
+    instead: attempts the provider answered (and bills) with a body whose counts could not be read."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    unconfirmed_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: "Usage") -> "Usage":
-        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.unconfirmed_tokens + other.unconfirmed_tokens)
 
 
 class _Record(Mapping[str, Any]):

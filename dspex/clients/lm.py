@@ -19,7 +19,7 @@ from .host import current_runtime, open_runtimes
 from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, check_sampling, parse_model, resolve_key
 from .messages import (Admit, CacheHit, ClientStatus, Completion, Done, Flush, GetStatus, GetUsage, InjectFaults,
                        Lease, Release, Report, ResetBreaker, UsageTotals, cache_entry, cached_completion)
-from .prices import Price, check_price, cost_of
+from .prices import Price, check_price, cost_of, prompt_tokens_bound
 from .scope import current_run, current_stream
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ class LM:
         if provider == "local":  # the runtime starts (or finds) the model's server process; it sets no limits
             rpm = None if rpm == AUTO else rpm
             tpm = None if tpm == AUTO else tpm
+            # a local model that times out is slow (a busy machine), not down: its breaker ignores timeouts
+            breaker = breaker or Breaker(count_timeouts=False)
             base_url = base_url or rt.local_model_url(model_name)
         self.config = LMConfig(provider=provider, model=model_name, base_url=base_url or DEFAULT_BASE_URL[provider],
                                temperature=temperature, max_tokens=max_tokens, timeout=timeout, rpm=rpm, tpm=tpm,
@@ -146,8 +148,10 @@ class LM:
                 rt.remember_call(history_entry(self.model, messages, msgs, overrides, comp))
                 return comp
         start = time.monotonic()
-        est = sum(len(m["content"]) for m in msgs) // 4 + int(sampling.get("max_tokens", cfg.max_tokens))
-        admit = Admit(est, run, (procfs.node_id(), os.getpid()), cfg.retries)
+        max_completion = int(sampling.get("max_tokens", cfg.max_tokens))
+        est = sum(len(m["content"]) for m in msgs) // 4 + max_completion
+        admit = Admit(est, run, (procfs.node_id(), os.getpid()), cfg.retries, max_prompt=prompt_tokens_bound(msgs),
+                      max_completion=max_completion)
         # in the client actor's own process a call is cheap; elsewhere, threads asking together share one
         reply = self._call(admit) if rt.actors.is_local else engine.admissions.admit(self._call, admit)
         billed = Usage()  # every attempt the provider counted (an empty answer is billed, then retried)
@@ -166,7 +170,8 @@ class LM:
                 sink(None)  # what this attempt streamed is void; a retry streams from the start
             if sink is not None and outcome.ok and not streamed:
                 sink(outcome.text)  # a provider that answers whole (a local model) streams as one piece
-            billed = billed + Usage(outcome.prompt_tokens, outcome.completion_tokens)
+            billed = billed + Usage(outcome.prompt_tokens, outcome.completion_tokens,
+                                    outcome.prompt_tokens + outcome.completion_tokens if outcome.estimated else 0)
             report = Report(reply.id, outcome, reply.attempt, run)
             if outcome.ok:  # the actor books it; we need no answer (one hop instead of a round trip)
                 if rt.actors.is_local:

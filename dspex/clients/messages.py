@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from ..primitives import Usage
+from .budgets import RunBudget
 from .prices import Price
 from .transport import Outcome
 
@@ -27,7 +28,14 @@ class Completion:
 
 @dataclass(frozen=True)
 class UsageTotals:
-    """Totals over requests: ``requests`` = finished lm requests (ok + failed + cache hits)."""
+    """Totals over requests: ``requests`` = finished lm requests (ok + failed + cache hits).
+
+    Tokens and cost never count less than the provider bills: an attempt whose count never came back
+    (its holder died with the lease, its host was lost, Ctrl-C mid-request, the 200's body could not be
+    read) is booked at its maximum (every prompt byte a token, plus ``max_tokens``). Those attempts are
+    also counted in ``unconfirmed_calls``, with their share of the tokens and cost in
+    ``unconfirmed_tokens`` and ``unconfirmed_cost`` (included in the totals, which are an upper bound by
+    that much)."""
 
     requests: int = 0
     ok: int = 0
@@ -37,6 +45,9 @@ class UsageTotals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    unconfirmed_calls: int = 0
+    unconfirmed_tokens: int = 0
+    unconfirmed_cost: float = 0.0
 
     @property
     def total_tokens(self) -> int:
@@ -49,12 +60,15 @@ class UsageTotals:
         """These totals with one finished request more."""
         return self + UsageTotals(requests=1, ok=int(rec.ok and not rec.cached), failed=int(not rec.ok),
                                   cache_hits=int(rec.cached), retries=rec.retries, prompt_tokens=rec.prompt_tokens,
-                                  completion_tokens=rec.completion_tokens, cost=rec.cost)
+                                  completion_tokens=rec.completion_tokens, cost=rec.cost,
+                                  unconfirmed_calls=rec.unconfirmed, unconfirmed_tokens=rec.unconfirmed_tokens,
+                                  unconfirmed_cost=rec.unconfirmed_cost)
 
 
 @dataclass(frozen=True)
 class UsageRecord:
-    """What the ledger keeps per finished request."""
+    """What the ledger keeps per finished request. ``unconfirmed`` attempts of it were booked at their
+    maximum (``unconfirmed_tokens`` / ``unconfirmed_cost`` of the totals): the provider's count never came."""
 
     client: str
     run: str | None
@@ -66,6 +80,9 @@ class UsageRecord:
     cost: float
     status: int = 0
     error: str = ""
+    unconfirmed: int = 0
+    unconfirmed_tokens: int = 0
+    unconfirmed_cost: float = 0.0
 
 
 # --- handle -> client actor -------------------------------------------------------------------------
@@ -79,6 +96,8 @@ class Admit:
     run: str | None = None
     holder: tuple[str, int] | None = None
     retries: int | None = None  # this handle's retries (None: the client's); handles of one client may differ
+    max_prompt: int = 0  # the most prompt tokens an attempt can be billed (``prices.prompt_tokens_bound``)
+    max_completion: int = 0  # its max_tokens: together, what an attempt whose report never comes is booked at
 
 
 @dataclass(frozen=True)
@@ -198,6 +217,28 @@ class RecordBatch:
 
 
 @dataclass(frozen=True)
+class Booked:
+    """The ledger's answer to a :class:`RecordBatch`: how many records it took, and each open run
+    budget's spend over all clients now (run id -> ``budgets.Spend``)."""
+
+    records: int
+    budgets: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OpenBudget:
+    """Hold run ``budget.run`` (and the runs inside it) to ``budget`` from now on (to the ledger and
+    every client actor; see ``budgets.py``)."""
+
+    budget: RunBudget
+
+
+@dataclass(frozen=True)
+class CloseBudget:
+    run: str
+
+
+@dataclass(frozen=True)
 class LedgerQuery:
     client: str | None = None
     run: str | None = None
@@ -208,6 +249,7 @@ class LedgerReport:
     total: UsageTotals
     by_client: dict = field(default_factory=dict)
     by_run: dict = field(default_factory=dict)
+    budgets: dict = field(default_factory=dict)  # open run budgets: run id -> (RunBudget, Spend so far)
 
 
 def cache_entry(comp: Completion) -> dict:

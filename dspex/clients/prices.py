@@ -7,7 +7,7 @@ Figures as published in 2025; check your provider's page before relying on a bud
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError
 
@@ -53,4 +53,14 @@ def cost_of(price: Price | None, prompt_tokens: int, completion_tokens: int) -> 
     return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
 
 
-__all__ = ["DEFAULT_PRICES", "price_for", "cost_of", "check_price", "Price"]
+MARKUP_TOKENS = 8  # per message, and once for the reply: the chat markup a provider bills (OpenAI's is 3-4)
+
+
+def prompt_tokens_bound(messages: Sequence[Mapping[str, Any]]) -> int:
+    """The most prompt tokens ``messages`` can be billed as, whatever the tokenizer: none makes a token
+    of less than one byte of UTF-8, plus each message's chat markup. An attempt whose count never comes
+    back is booked at this (and its ``max_tokens``), so the ledger never reports less than was billed."""
+    return sum(len(str(m.get("content", "")).encode("utf-8")) + MARKUP_TOKENS for m in messages) + MARKUP_TOKENS
+
+
+__all__ = ["DEFAULT_PRICES", "price_for", "cost_of", "check_price", "prompt_tokens_bound", "Price"]

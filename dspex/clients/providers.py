@@ -48,21 +48,54 @@ def _text_of(content: Any) -> str:
     raise WireError(f"the answer's content is a {type(content).__name__}, not text")
 
 
-def checked(text: str, prompt_tokens: Any, completion_tokens: Any, model: Any) -> Parsed:
-    """Token counts must be non-negative integers (a negative count would make totals and budgets lie)."""
-    counts = []
-    for label, value in (("prompt", prompt_tokens), ("completion", completion_tokens)):
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
-                or value != int(value)):
-            raise WireError(f"the {label} token count is {value!r}, not a non-negative integer")
-        counts.append(int(value))
-    return Parsed(text, counts[0], counts[1], model if isinstance(model, str) else "")
+MAX_TOKEN_COUNT = 100_000_000  # more than any one request is billed (the largest context windows hold 10M)
+
+
+def token_count(field: str, value: Any) -> int:
+    """The one check of a token count a provider sends (every answer's counts pass here): an integer from
+    0 to MAX_TOKEN_COUNT. JSON has one number type, so a whole float (``12.0``) is taken; a fraction, a
+    string, a bool, a negative or an absurd count (``1e100``) would make totals and budgets lie: WireError
+    naming the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WireError(f"the token count {field} is {value!r}, not a non-negative integer")
+    if isinstance(value, float) and not (math.isfinite(value) and value == int(value)):
+        raise WireError(f"the token count {field} is {value!r}, not a non-negative integer")
+    if not 0 <= value <= MAX_TOKEN_COUNT:
+        raise WireError(f"the token count {field} is {value!r}, not an integer from 0 to {MAX_TOKEN_COUNT} "
+                        "(no request is billed more)")
+    return int(value)
+
+
+def checked(text: str, prompt_tokens: Any, completion_tokens: Any, model: Any,
+            fields: tuple[str, str] = ("prompt_tokens", "completion_tokens")) -> Parsed:
+    """An answer whose token counts (named ``fields`` in the body) pass :func:`token_count`."""
+    return Parsed(text, token_count(fields[0], prompt_tokens), token_count(fields[1], completion_tokens),
+                  model if isinstance(model, str) else "")
 
 
 class Provider:
     """One provider's request building and response parsing (stateless)."""
 
     name = ""
+    usage_at = ("usage", "prompt_tokens", "completion_tokens")  # where a body says its counts: block, prompt, completion
+
+    @property
+    def count_fields(self) -> tuple[str, str]:
+        block, prompt, completion = self.usage_at
+        return f"{block}.{prompt}", f"{block}.{completion}"
+
+    def usage(self, body: Any) -> tuple[int, int] | None:
+        """The counts a body that is not a valid answer still states readably (a 200 is billed even when
+        its answer is broken), else None."""
+        block_name, prompt, completion = self.usage_at
+        block = body.get(block_name) if isinstance(body, dict) else None
+        if not isinstance(block, dict) or prompt not in block or completion not in block:
+            return None
+        fields = self.count_fields
+        try:
+            return token_count(fields[0], block[prompt]), token_count(fields[1], block[completion])
+        except WireError:
+            return None
 
     def url(self, cfg: LMConfig) -> str:
         raise NotImplementedError
@@ -121,7 +154,7 @@ class OpenAI(Provider):
             content = choice["message"]["content"]
             usage = body.get("usage") or {}
             return checked(_text_of(content), usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
-                           body.get("model", ""))
+                           body.get("model", ""), self.count_fields)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not an OpenAI chat completion ({type(exc).__name__}: {exc})") from None
 
@@ -151,6 +184,7 @@ class OpenAI(Provider):
 
 class Anthropic(Provider):
     name = "anthropic"
+    usage_at = ("usage", "input_tokens", "output_tokens")
     version = "2023-06-01"
 
     def url(self, cfg: LMConfig) -> str:
@@ -172,7 +206,8 @@ class Anthropic(Provider):
         try:
             text = "".join(_text_of(part["text"]) for part in body["content"] if part.get("type") == "text")
             usage = body["usage"]
-            return checked(text, usage["input_tokens"], usage["output_tokens"], body.get("model", ""))
+            return checked(text, usage["input_tokens"], usage["output_tokens"], body.get("model", ""),
+                           self.count_fields)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not an Anthropic message ({type(exc).__name__}: {exc})") from None
 
@@ -210,6 +245,7 @@ class Anthropic(Provider):
 
 class Gemini(Provider):
     name = "gemini"
+    usage_at = ("usageMetadata", "promptTokenCount", "candidatesTokenCount")
 
     def url(self, cfg: LMConfig) -> str:
         return f"{cfg.base_url.rstrip('/')}/v1beta/models/{cfg.model}:generateContent"
@@ -232,7 +268,7 @@ class Gemini(Provider):
             parts = body["candidates"][0]["content"]["parts"]
             meta = body.get("usageMetadata") or {}
             return checked("".join(_text_of(p.get("text", "")) for p in parts), meta.get("promptTokenCount", 0),
-                           meta.get("candidatesTokenCount", 0), body.get("modelVersion", ""))
+                           meta.get("candidatesTokenCount", 0), body.get("modelVersion", ""), self.count_fields)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise WireError(f"not a Gemini generateContent answer ({type(exc).__name__}: {exc})") from None
 
@@ -332,5 +368,6 @@ def parse_timestamp(value: str) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-__all__ = ["Provider", "OpenAI", "Anthropic", "Gemini", "PROVIDER_IMPLS", "Parsed", "WireError",
+__all__ = ["Provider", "OpenAI", "Anthropic", "Gemini", "PROVIDER_IMPLS", "Parsed", "WireError", "token_count",
+           "MAX_TOKEN_COUNT",
            "parse_duration", "parse_retry_after", "parse_timestamp"]

@@ -1,6 +1,8 @@
 """The run an LM request belongs to, scoped by a ``with`` (a ``contextvars`` value, right across
 threads that copy their context and asyncio tasks): the ledger totals each run's requests, so an
-evaluation or a compile can report exactly what it really sent, retried and took from the cache."""
+evaluation or a compile can report exactly what it really sent, retried and took from the cache.
+A run started inside another is named inside it (``outer:inner``, see ``within``): a compile's
+evaluations and proposals are runs inside the compile's, and its budget covers them."""
 
 from __future__ import annotations
 
@@ -15,9 +17,17 @@ StreamSink = Callable[[Optional[str]], None]
 _STREAM: contextvars.ContextVar[StreamSink | None] = contextvars.ContextVar("dspex_stream", default=None)
 
 
+RUN_SEP = ":"  # a run started inside another is named ``parent:child`` (a compile's evaluations, its proposals)
+
+
 def current_run() -> str | None:
     """The innermost run scope's id, or None."""
     return _RUN.get()
+
+
+def within(run: str | None, outer: str) -> bool:
+    """``run`` is ``outer`` or a run started inside it (a budget opened for ``outer`` covers it)."""
+    return run is not None and (run == outer or run.startswith(outer + RUN_SEP))
 
 
 @contextmanager
@@ -48,4 +58,4 @@ def streaming(sink: StreamSink | None) -> Iterator[StreamSink | None]:
         _STREAM.reset(token)
 
 
-__all__ = ["current_run", "run_scope", "current_stream", "streaming", "StreamSink"]
+__all__ = ["RUN_SEP", "within", "current_run", "run_scope", "current_stream", "streaming", "StreamSink"]

@@ -20,8 +20,10 @@ from requests.adapters import HTTPAdapter
 
 from supervision.resilience.adaptive import RateHints
 
+from ..scrub import SCRUB_MIN, scrub_secret  # noqa: F401 - re-exported: its home was here
 from .config import LMConfig, Secret
 from .deadline import Deadlines, deadline_connection
+from .prices import prompt_tokens_bound
 from .providers import PROVIDER_IMPLS, Parsed, WireError, checked
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
@@ -52,6 +54,7 @@ class Outcome:
     retry_after: float | None = None
     detail: str = ""
     hints: RateHints | None = None  # the limits the provider advertised in this response's headers
+    estimated: bool = False  # a 200 whose counts could not be read: the tokens are the attempt's maximum
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", OutcomeKind(self.kind))
@@ -77,7 +80,6 @@ class Outcome:
         return self.kind in ("timeout", "connection", "malformed") or (self.kind == "status" and self.status >= 500)
 
 
-SCRUB_MIN = 8  # a run of this many characters of the key is masked wherever it appears
 MAX_BODY = 16 * 1024 * 1024  # bytes: no chat answer is larger; a bigger body is refused, not read whole
 
 
@@ -102,30 +104,9 @@ def _read_capped(resp: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def scrub_secret(text: str, secret: str) -> str:
-    """``text`` with every run of at least ``SCRUB_MIN`` characters of ``secret`` (case-insensitive) masked."""
-    low, key = text.lower(), secret.lower()
-    n = SCRUB_MIN if len(key) >= SCRUB_MIN else len(key)
-    spans: list[list[int]] = []
-    for i in range(len(key) - n + 1):
-        gram, at = key[i:i + n], low.find(key[i:i + n])
-        while at >= 0:
-            spans.append([at, at + n])
-            at = low.find(gram, at + 1)
-    if not spans:
-        return text
-    spans.sort()
-    merged = [spans[0]]
-    for start, end in spans[1:]:
-        if start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    out, pos = [], 0
-    for start, end in merged:
-        out += [text[pos:start], "***"]
-        pos = end
-    return "".join(out) + text[pos:]
+def _answered(resp: Any) -> bool:
+    """The provider said 200 before the attempt broke off: it made (and bills) an answer."""
+    return resp is not None and resp.status == 200
 
 
 class Transport:
@@ -173,6 +154,19 @@ class Transport:
         start = time.monotonic()
         self._deadlines.begin(start + self.cfg.timeout)  # the whole attempt, not each read
         streamed: Parsed | None = None
+        resp: Any = None
+
+        def billed(kind: str, detail: str, counts: tuple[int, int] | None = None, hints: RateHints | None = None,
+                   status: int = 200) -> Outcome:
+            """The provider answered 200, so it bills the attempt, but the answer is unusable: booked at
+            what the body says it used, else at the attempt's maximum (marked ``estimated``)."""
+            latency = time.monotonic() - start
+            if counts is not None:
+                return Outcome(kind, latency, "", counts[0], counts[1], status=status, detail=detail, hints=hints)
+            return Outcome(kind, latency, "", prompt_tokens_bound(messages),
+                           int(params.get("max_tokens", self.cfg.max_tokens)), status=status, detail=detail,
+                           hints=hints, estimated=True)
+
         try:
             resp = self._pool.urlopen("POST", self._stream_path if streaming else self._path, body=body,
                                       headers=self._headers, retries=False, timeout=self._timeout,
@@ -181,23 +175,31 @@ class Transport:
                 streamed, raw = self._read_stream(resp, on_text), b""  # type: ignore[arg-type]
             else:
                 raw = _read_capped(resp, MAX_BODY)
-        except WireError as exc:
+        except WireError as exc:  # a stream event that is not the provider's shape
             self._deadlines.end()
-            return Outcome("malformed", time.monotonic() - start, status=200, detail=self.scrub(str(exc))[:300])
+            return billed("malformed", self.scrub(str(exc))[:300])
         except urllib3.exceptions.TimeoutError as exc:
             self._deadlines.end()
+            if _answered(resp):
+                return billed("timeout", self.scrub(str(exc)), status=0)
             return Outcome("timeout", time.monotonic() - start, detail=self.scrub(str(exc)))
         except urllib3.exceptions.HTTPError as exc:  # refused, reset, truncated body, TLS (or cut at the deadline)
             if self._deadlines.end():
-                return Outcome("timeout", time.monotonic() - start, detail=f"no complete answer within "
-                                                                           f"timeout={self.cfg.timeout:g}s")
+                late = f"no complete answer within timeout={self.cfg.timeout:g}s"
+                return (billed("timeout", late, status=0) if _answered(resp)
+                        else Outcome("timeout", time.monotonic() - start, detail=late))
+            if _answered(resp):  # the 200's body was cut off: the answer was made (and billed)
+                return billed("connection", f"the 200 answer was cut off ({self.scrub(str(exc))})", status=0)
             return Outcome("connection", time.monotonic() - start, detail=self.scrub(str(exc)))
         except BodyTooLarge as exc:
             self._deadlines.end()
+            if _answered(resp):
+                return billed("malformed", str(exc))
             return Outcome("malformed", time.monotonic() - start, status=resp.status, detail=str(exc))
         if self._deadlines.end():
-            return Outcome("timeout", time.monotonic() - start,
-                           detail=f"no complete answer within timeout={self.cfg.timeout:g}s")
+            late = f"no complete answer within timeout={self.cfg.timeout:g}s"
+            return (billed("timeout", late, status=0) if _answered(resp)
+                    else Outcome("timeout", time.monotonic() - start, detail=late))
         latency = time.monotonic() - start
         hints = self.provider.rate_hints(resp.headers)  # case-insensitive header lookups
         if streamed is not None:
@@ -216,11 +218,11 @@ class Transport:
             return Outcome("status", latency, status=resp.status, detail=excerpt(),
                            retry_after=self.provider.retry_after(headers, data), hints=hints)
         if data is None:
-            return Outcome("malformed", latency, status=200, detail=excerpt(), hints=hints)
+            return billed("malformed", excerpt(), hints=hints)
         try:
             parsed = self.provider.parse(data)
         except WireError as exc:
-            return Outcome("malformed", latency, status=200, detail=f"{exc}; body: {excerpt()}", hints=hints)
+            return billed("malformed", f"{exc}; body: {excerpt()}", self.provider.usage(data), hints)
         if not parsed.text.strip():
             return Outcome("empty", latency, "", parsed.prompt_tokens, parsed.completion_tokens, parsed.model,
                            status=200, detail=f"the completion is empty; body: {excerpt()}", hints=hints)
@@ -257,7 +259,7 @@ class Transport:
                     text.append(delta.text)
                     on_text(delta.text)
         resp.release_conn()
-        return checked("".join(text), prompt, completion, model)
+        return checked("".join(text), prompt, completion, model, self.provider.count_fields)
 
     def scrub(self, text: str) -> str:
         """Remove the key from text that may echo the request (error bodies, exception messages): the key

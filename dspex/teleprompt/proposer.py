@@ -14,7 +14,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 from ..adapters.base import render_value
-from ..errors import AdapterParseError, DspexError, LMError
+from ..errors import AdapterParseError, BudgetExceeded, DspexError, LMError
 from ..evaluate.result import EvalRow
 from ..primitives import Example
 from ..programs import Module, Predict
@@ -115,6 +115,8 @@ class GroundedProposer:
                              tip=self.tip(predictor, index) or "(none)")
         except AdapterParseError as exc:
             raise ProposalRejected(f"the proposer's answer could not be parsed: {exc}") from None
+        except BudgetExceeded:
+            raise  # not a bad proposal: the compile is out of budget (CompileJob.charged stops it)
         except LMError as exc:
             raise ProposalRejected(f"the proposer LM failed: {type(exc).__name__}: {exc}") from None
         return checked_instruction(answer.proposed_instruction, current)
@@ -173,6 +175,8 @@ def reflect(lm: Any, instruction: str, rows: Sequence[EvalRow], predictor: str, 
     prompt = REFLECTION_PROMPT.format(instruction=instruction, examples=reflective_examples(rows, predictor))
     try:
         completion = lm.request([{"role": "user", "content": prompt}], rollout=rollout)
+    except BudgetExceeded:
+        raise  # not a bad reflection: the compile is out of budget (CompileJob.charged stops it)
     except LMError as exc:
         raise ProposalRejected(f"the reflection LM failed: {type(exc).__name__}: {exc}") from None
     return checked_instruction(extract_block(completion.text), instruction)

@@ -82,7 +82,7 @@ def test_non_string_content_is_a_malformed_response(drt, content):
 
 def test_openai_content_parts_are_text(drt):
     with Raw(completion([{"type": "text", "text": "hel"}, {"type": "text", "text": "lo"}])) as server:
-        assert lm_for(server.url)("hi") == "hello"
+        assert lm_for(server.url)("hi") == ["hello"]
 
 
 @pytest.mark.parametrize("usage", [(-5, 3), (2, -1), (1.5, 2), ("7", 1)])

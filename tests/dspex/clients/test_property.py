@@ -55,13 +55,19 @@ def test_every_request_ends_once_and_the_ledger_matches_the_server(world, schedu
             assert isinstance(value, (dspex.ProviderError, dspex.MalformedResponse, dspex.RateLimited))
     after = lm.usage()
     delta = {f: getattr(after, f) - getattr(before, f) for f in ("requests", "ok", "failed", "prompt_tokens",
-                                                                 "completion_tokens")}
+                                                                 "completion_tokens", "unconfirmed_calls",
+                                                                 "unconfirmed_tokens")}
     ok = server.successes()
     assert delta["requests"] == n
     assert delta["ok"] == sum(1 for k, _ in outcomes if k == "ok") == len(ok)
     assert delta["failed"] == sum(1 for k, _ in outcomes if k == "error")
-    assert delta["prompt_tokens"] == sum(r.prompt_tokens for r in ok)
-    assert delta["completion_tokens"] == sum(r.completion_tokens for r in ok)
+    # the counts the provider sent are booked as they are; a 200 whose body was broken or cut off is billed
+    # all the same and booked at the attempt's maximum, unconfirmed: the ledger never says less than the bill
+    broken = [r for r in server.log if r.status == 200 and r.fault in ("malformed", "truncate")]
+    assert delta["unconfirmed_calls"] == len(broken)
+    tokens = delta["prompt_tokens"] + delta["completion_tokens"]
+    assert tokens - delta["unconfirmed_tokens"] == sum(r.prompt_tokens + r.completion_tokens for r in ok)
+    assert tokens >= sum(r.prompt_tokens + r.completion_tokens for r in server.log)
     # each request reached the server at most retries + 1 times
     per_prompt = {p: sum(1 for r in server.log if isinstance(r.body, dict) and r.body["messages"][-1]["content"] == p)
                   for p in prompts}
