@@ -3,7 +3,8 @@
 from .adapters import Adapter, ChatAdapter, JSONAdapter, TextAdapter
 from .clients import LM, Breaker, Embedder, ClientStatus, Completion, LedgerReport, UsageTotals
 from .errors import (AdapterParseError, AuthError, BudgetExceeded, CircuitOpen, ClientExited, ConfigError, DspexError,
-                     ExampleError, LMError, LMTimeout, MalformedResponse, ProviderError, RateLimited, SignatureError)
+                     ExampleError, JournalCorrupt, JournalError, JournalLocked, JournalWriteError, LMError, LMTimeout,
+                     MalformedResponse, ProviderError, RateLimited, SignatureError)
 from .evaluate import Evaluate, EvaluationResult, EvalRow
 from .logs import configure_logging
 from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Predict, Predictor, ReAct, Refine, Tool,
@@ -16,7 +17,7 @@ from .runtime import Runtime, current_runtime, inspect_history, runtime
 from .settings import Settings
 from .signature import Field, InputField, OutputField, Signature
 from .teleprompt import (BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
-                         CompileReport, GEPA, KNNFewShot, LabeledFewShot, MIPROv2)
+                         CompileReport, EvaluationFailed, GEPA, KNNFewShot, LabeledFewShot, MIPROv2)
 
 __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Prediction", "Usage", "load_jsonl",
            "examples_from", "Adapter", "ChatAdapter", "JSONAdapter", "TextAdapter", "DspexError", "SignatureError",
@@ -28,4 +29,4 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress",
            "KNNFewShot", "Embedder", "configure", "context", "metrics", "inspect_history",
            "MIPROv2", "GEPA", "streamify", "StreamListener", "StreamResponse", "streaming",
-           "Settings"]
+           "Settings", "JournalError", "JournalCorrupt", "JournalLocked", "JournalWriteError", "EvaluationFailed"]

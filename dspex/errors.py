@@ -7,6 +7,10 @@
     ├── ExampleError          a data row is malformed (says which row/line and why)
     ├── AdapterParseError     an LM answer could not be parsed into the signature's output fields
     ├── ConfigError           a bad setting (LM options, model string, fault plan, price table)
+    ├── JournalError          a run's journal (Evaluate's rows, a compile's steps) cannot be used (``path``)
+    │   ├── JournalCorrupt    a line other than the last is not a record (``line``); a torn last line is skipped
+    │   ├── JournalLocked     another live run holds the journal / run directory (``pid``, ``host``)
+    │   └── JournalWriteError the disk refused a write (``errno``); ``result`` holds what was done so far
     └── LMError               a language-model request failed; says what happened and what to do
         ├── RateLimited       the provider kept answering 429 after every retry
         ├── CircuitOpen       the client's breaker is open: the provider failed too often recently
@@ -59,6 +63,51 @@ class AdapterParseError(DspexError):
 
 class ConfigError(DspexError, ValueError):
     """A setting is invalid; the message names it and the accepted values."""
+
+
+class JournalError(DspexError):
+    """A journal (or the lock beside it) cannot be used; ``path`` names the file."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (_restore, (type(self), self.args, self.__dict__.copy()))
+
+
+class JournalCorrupt(JournalError):
+    """Line ``line`` of the journal is not one of its records (damage, not a crash: a line torn by a
+    crash can only be the last, and that one is skipped)."""
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        self.line, self.reason = line, reason
+        super().__init__(f"{path}, line {line}: {reason}; the journal is damaged there: remove that line (or the "
+                         "file, to start over) and run again", path)
+
+
+class JournalLocked(JournalError):
+    """Another run (process ``pid`` on ``host``) holds the lock of this journal or run directory."""
+
+    def __init__(self, message: str, path: str = "", pid: int | None = None, host: str | None = None) -> None:
+        self.pid, self.host = pid, host
+        super().__init__(message, path)
+
+
+class JournalWriteError(JournalError):
+    """Writing the journal failed (``errno``: ENOSPC when the disk is full); the run stopped dispatching
+    and ``result`` holds what it finished (an EvaluationResult, or a compile's best program so far)."""
+
+    def __init__(self, message: str, path: str = "", errno: int | None = None, result: Any = None) -> None:
+        self.errno, self.result = errno, result
+        super().__init__(message, path)
+
+
+def _restore(cls: type, args: tuple, state: dict) -> Exception:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
 
 
 class LMError(DspexError):

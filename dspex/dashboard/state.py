@@ -7,7 +7,7 @@ traces hold inputs and outputs, not requests).
 
 from __future__ import annotations
 
-import json
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -20,7 +20,9 @@ from supervision.messages import ActorEvent
 from supervision.telemetry import EventBus
 
 from ..adapters.base import to_jsonable
+from ..errors import JournalError
 from ..events import CompileProgress, EvalProgress, RowFinished
+from ..journal import read_journal
 
 MAX_EVENTS, MAX_ROWS, MAX_RUNS, MAX_CANDIDATES = 500, 2000, 50, 500
 
@@ -219,36 +221,46 @@ class DashboardState:
         if self.runs_dir is None or not self.runs_dir.is_dir():
             return []
         found = []
+        inside = self.runs_dir.resolve()
         for path in sorted(self.runs_dir.rglob("*.jsonl")):
+            if inside not in path.resolve().parents:
+                continue  # a link to a file outside the runs directory: never read
             summary = summarize_journal(path)
             if summary is not None:
                 found.append({"name": str(path.relative_to(self.runs_dir)), **summary})
         return found[:500]
 
     def past_run(self, name: str) -> dict | None:
-        if self.runs_dir is None:
+        if self.runs_dir is None or "\0" in name or not name.endswith(".jsonl"):
+            return None  # only the journals past_runs lists have a name
+        try:
+            path = (self.runs_dir / name).resolve()
+            if self.runs_dir.resolve() not in path.parents or not path.is_file():
+                return None  # nothing outside the runs directory is ever read
+        except (OSError, ValueError):  # a name too long for the file system, or one it cannot hold
             return None
-        path = (self.runs_dir / name).resolve()
-        if self.runs_dir.resolve() not in path.parents or not path.is_file():
-            return None  # nothing outside the runs directory is ever read
         return summarize_journal(path, rows=True)
 
 
 def summarize_journal(path: Path, rows: bool = False) -> dict | None:
-    """An evaluation journal (rows) or a compile journal (header, candidates) as a summary."""
-    entries = []
+    """An evaluation journal (rows) or a compile journal (header, candidates) as a summary; None for a file
+    that is neither (damaged, another shape, a score that is no finite number): it is left out of the list.
+    A last line torn by a crash is skipped, so a run killed mid-write is still listed with its rows."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    entries.append(json.loads(line))
-    except (OSError, ValueError):
+        entries = read_journal(path)
+    except (OSError, JournalError):
         return None
-    if entries and entries[0].get("kind") == "header":
-        scores = [e["score"] for e in entries if e.get("kind") in ("candidate", "full") and "score" in e]
-        return {"kind": "compile", "optimizer": entries[0].get("optimizer"), "steps": len(entries) - 1,
-                "best": max(scores) if scores else None, **({"entries": entries[-200:]} if rows else {})}
-    if entries and all("index" in e and "score" in e for e in entries[:5]):
+    if not entries:
+        return None
+    if entries[0].get("kind") == "header":
+        scored = [e for e in entries if e.get("kind") in ("candidate", "full") and "score" in e]
+        if not all(_finite(e["score"]) for e in scored):
+            return None
+        scores = [e["score"] for e in scored]
+        return _json_safe({"kind": "compile", "optimizer": entries[0].get("optimizer"), "steps": len(entries) - 1,
+                           "best": max(scores) if scores else None, **({"entries": entries[-200:]} if rows else {})})
+    if all(isinstance(e.get("index"), int) and _finite(e.get("score")) and _finite(e.get("cost", 0.0))
+           for e in entries):
         score = sum(e["score"] for e in entries) / len(entries)
         cost = sum(e.get("cost", 0.0) for e in entries)
         failed = sum(1 for e in entries if e.get("error"))
@@ -256,8 +268,23 @@ def summarize_journal(path: Path, rows: bool = False) -> dict | None:
         if rows:
             out["rows"] = [{"index": e["index"], "score": e["score"], "error": e.get("error"),
                             "prediction": e.get("prediction")} for e in entries[:MAX_ROWS]]
-        return out
+        return _json_safe(out)
     return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinity (JSON has none; a prediction may hold one) as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 __all__ = ["DashboardState", "row_summary", "summarize_journal"]

@@ -15,6 +15,7 @@ import copy
 import itertools
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -23,10 +24,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..clients.messages import UsageTotals
-from ..errors import ConfigError, DspexError
-from ..jsonl import dumps_line
+from ..errors import ConfigError, DspexError, JournalWriteError
+from ..journal import JournalWriter, RunLock, lock_path
 from ..primitives import Example
 from ..clients.host import active_runtime
+from ..clients.scope import RUN_SEP, current_run
+from .metric_call import MetricPlace, bind_metric
 from .runner import Metric, Runner, ThreadRunner
 from .feed import WorkerFeed
 from .result import EvalProgress, EvalRow, EvaluationResult, RowFinished, load_journal
@@ -60,7 +63,7 @@ class Evaluate:
                  resume_from: str | Path | None = None, exclude_failures: bool = False,
                  retry_timeouts: bool = False, *, num_threads: int | None = None,
                  display_progress: bool | None = None, display_table: bool | int = False,
-                 failure_score: float = 0.0, **unknown: Any) -> None:
+                 failure_score: float = 0.0, warn_if_all_failed: bool = True, **unknown: Any) -> None:
         if unknown:
             name = sorted(unknown)[0]
             raise ConfigError(f"Evaluate does not take {name}=: {DSPY_INSTEAD.get(name, 'see help(dspex.Evaluate)')}")
@@ -71,9 +74,9 @@ class Evaluate:
         if not isinstance(failure_score, (int, float)) or failure_score != failure_score:
             raise ConfigError(f"failure_score must be a number, got {failure_score!r}")
         self.display_table, self.failure_score = display_table, float(failure_score)
+        self.warn_if_all_failed = warn_if_all_failed  # off where the caller raises instead (a compile)
         self.devset = _checked_devset(devset if devset is not None else [])
-        if metric is None or not callable(metric):
-            raise ConfigError("metric must be callable as metric(example, prediction, trace=None)")
+        bind_metric(metric, MetricPlace.EVALUATE)  # a metric that cannot take (example, prediction) fails here
         if not _int_at_least(max_concurrency, 1) or not _int_at_least(workers, 0):
             raise ConfigError(f"need max_concurrency >= 1 and workers >= 0 (ints), got {max_concurrency!r}, {workers!r}")
         if max_errors is not None and not _int_at_least(max_errors, 1):
@@ -107,17 +110,19 @@ class Evaluate:
         if not self.devset:
             raise ConfigError("Evaluate has no examples: pass devset= (to Evaluate or to run)")
         start, run = time.monotonic(), new_run_id()
-        rows = self._resumed()
-        rt = runtime if runtime is not None else active_runtime()
-        if self.workers > 0 and rt is not None and not rt.actors.is_local:
-            runner: Runner = WorkerFeed(rt, program, self.metric, self.devset, done=list(rows), workers=self.workers,
-                                        concurrency=self.max_concurrency, timeout=self.timeout,
-                                        retry_timeouts=self.retry_timeouts, run=run)
-        else:
-            tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
-            tracker.skip(rows)
-            runner = ThreadRunner(program, self.metric, self.devset, tracker, self.max_concurrency, run=run)
-        return self._collect(runner, rows, start, rt, run, until)
+        with self._journal() as journal:  # locked and open before anything is read back or sent
+            rows = self._resumed()
+            rt = runtime if runtime is not None else active_runtime()
+            metric = bind_metric(self.metric, MetricPlace.EVALUATE)
+            if self.workers > 0 and rt is not None and not rt.actors.is_local:
+                runner: Runner = WorkerFeed(rt, program, metric, self.devset, done=list(rows), workers=self.workers,
+                                            concurrency=self.max_concurrency, timeout=self.timeout,
+                                            retry_timeouts=self.retry_timeouts, run=run)
+            else:
+                tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
+                tracker.skip(rows)
+                runner = ThreadRunner(program, metric, self.devset, tracker, self.max_concurrency, run=run)
+            return self._collect(runner, rows, start, rt, run, until, journal)
 
     def run_distributed(self, program: Any, hosts: Sequence[str], runtime: Any = None, *,
                         join_timeout: float = 30.0, lost_after: float = 10.0,
@@ -156,25 +161,58 @@ class Evaluate:
             leader = f"{rt.actors.bind_host}:{rt.actors.admin_port}"
             raise ConfigError(f"hosts {missing} have not joined within {join_timeout:g}s; on each, run "
                               f"`python -m dspex host --leader {leader} --bind <its ip> --port <its port>`")
-        rows = self._resumed()
-        runner = WorkerFeed(rt, program, self.metric, self.devset, done=list(rows), workers=max(1, self.workers),
-                            concurrency=self.max_concurrency, timeout=self.timeout, retry_timeouts=self.retry_timeouts,
-                            hosts=hosts, lost_after=lost_after, run=run)
-        return self._collect(runner, rows, start, rt, run, until)
+        with self._journal() as journal:  # locked and open before anything is read back or sent
+            rows = self._resumed()
+            runner = WorkerFeed(rt, program, bind_metric(self.metric, MetricPlace.EVALUATE), self.devset,
+                                done=list(rows), workers=max(1, self.workers), concurrency=self.max_concurrency,
+                                timeout=self.timeout, retry_timeouts=self.retry_timeouts, hosts=hosts,
+                                lost_after=lost_after, run=run)
+            return self._collect(runner, rows, start, rt, run, until, journal)
+
+    @contextmanager
+    def _journal(self) -> Iterator[JournalWriter | None]:
+        """This run's journal: locked (``<journal>.lock``; a second run on it is refused with JournalLocked)
+        and open (a line torn by a crash cut off) before anything is read back or sent."""
+        path = self.journal
+        if path is None:
+            yield None
+            return
+        if not path.parent.is_dir():
+            raise ConfigError(f"journal={str(path)!r}: the folder {str(path.parent)!r} does not exist; create it "
+                              "or pass another path")
+        lock = writer = None
+        try:
+            try:
+                if not path.exists() or path.is_file():  # a device or a FIFO (/dev/stdout) is no run's to lock
+                    lock = RunLock(lock_path(path), f"the journal {path}").acquire()
+                writer = JournalWriter(path)
+            except (OSError, JournalWriteError) as exc:
+                raise ConfigError(f"journal={str(path)!r} cannot be opened for appending: {exc}; pass another "
+                                  "path") from exc
+            yield writer
+        finally:
+            if writer is not None:
+                writer.close()
+            if lock is not None:
+                lock.release()
 
     def _resumed(self) -> dict[int, EvalRow]:
         rows: dict[int, EvalRow] = {}
         if self.resume_from is not None:
             for row in load_journal(self.resume_from):
+                if getattr(row.error, "type_name", "") == "BudgetExceeded":
+                    continue  # refused before it was sent: a resumed run (with more budget) asks it
                 if 0 <= row.index < len(self.devset) and row.example == self.devset[row.index]:
                     rows[row.index] = row
         return rows
 
     def _collect(self, runner: Runner, rows: dict[int, EvalRow], start: float, rt: Any, run: str,
-                 until: Callable[["_Tally"], bool] | None = None) -> EvaluationResult:
+                 until: Callable[["_Tally"], bool] | None = None,
+                 journal: JournalWriter | None = None) -> EvaluationResult:
         """Take the runner's rows (each example once) into ``rows``, with journal, bar, progress events,
-        max_errors and Ctrl-C (rows finished while draining are journaled like any other)."""
-        tally = _Tally(run, len(self.devset), rows, rt, start, self.journal, self.progress)
+        max_errors and Ctrl-C (rows finished while draining are journaled like any other). A journal the
+        disk stops taking stops dispatching as Ctrl-C does: JournalWriteError carries the partial result."""
+        tally = _Tally(run, len(self.devset), rows, rt, start, journal, self.progress)
         aborted: str | None = None
         interrupts = _HeldInterrupts()
         if until is not None and rows and until(tally):  # the resumed rows are already enough: ask nothing
@@ -185,6 +223,9 @@ class Evaluate:
                 for row in runner.rows():
                     with interrupts.held():  # a Ctrl-C waits until this row is in the result and the journal
                         tally.take(row)
+                    if tally.write_error is not None and aborted is None:
+                        aborted = "journal write failed"
+                        runner.cancel()
                     if self.max_errors is not None and tally.errors >= self.max_errors and aborted is None:
                         aborted = f"max_errors={self.max_errors} reached"
                         runner.cancel()
@@ -216,9 +257,21 @@ class Evaluate:
             ordered = [replace(r, score=self.failure_score) if r.failed else r for r in ordered]
         result = EvaluationResult(ordered, time.monotonic() - start, run_usage(rt, run), self.exclude_failures,
                                   aborted, runner.duplicates, run=run)
+        ran = [r for r in result.rows if not isinstance(r.error, EvaluationCancelled)]
+        if result.all_failed and ran and self.warn_if_all_failed:
+            first = ran[0].error
+            print(f"warning: every one of the {len(result.rows)} rows of this evaluation failed, so its score "
+                  f"{result.score:.4g} measures nothing; the first: {type(first).__name__}: {str(first)[:300]}",
+                  file=sys.stderr, flush=True)
         if self.display_table:
             print(result.to_table(self.display_table if isinstance(self.display_table, int)
                                   and not isinstance(self.display_table, bool) else 20))
+        if tally.write_error is not None:
+            error, done = tally.write_error, sum(1 for r in result.rows if not isinstance(r.error, EvaluationCancelled))
+            raise JournalWriteError(f"{error}; the run stopped there with {done} of {len(result.rows)} rows finished "
+                                    "(in .result; the journal holds those written before); free space (or fix the "
+                                    "journal) and run again with resume_from= to go on", error.path, error.errno,
+                                    result) from error
         return result
 
 
@@ -271,7 +324,8 @@ class _Tally:
         self.spent = _cost(rows)
         self.tokens = sum(getattr(getattr(r.prediction, "usage", None), "total_tokens", 0) for r in rows.values())
         self.last_event = 0.0
-        self.journal = open(journal, "a", encoding="utf-8") if journal is not None else None
+        self.journal = journal
+        self.write_error: JournalWriteError | None = None  # the first refused write: nothing more is written
         self.bar = _progress(total, len(rows)) if bar else None
 
     def take(self, row: EvalRow) -> None:
@@ -282,9 +336,11 @@ class _Tally:
         if row.prediction is not None:  # a program may return a dict, a list, a string: no usage of its own
             self.spent += getattr(row.prediction, "cost", 0.0)
             self.tokens += getattr(getattr(row.prediction, "usage", None), "total_tokens", 0)
-        if self.journal is not None:
-            self.journal.write(dumps_line(row.to_json()))
-            self.journal.flush()
+        if self.journal is not None and self.write_error is None:
+            try:
+                self.journal.append(row.to_json())
+            except JournalWriteError as exc:
+                self.write_error = exc
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(failed=self.errors, spend=f"${self.spent:.4f}", refresh=False)
@@ -304,8 +360,6 @@ class _Tally:
                                      left / rate if rate > 0 else None, self.spent, finished, aborted))
 
     def close(self) -> None:
-        if self.journal is not None:
-            self.journal.close()
         if self.bar is not None:
             self.bar.close()
 
@@ -334,8 +388,11 @@ def _int_at_least(value: Any, low: int) -> bool:
 
 
 def new_run_id(kind: str = "eval") -> str:
-    """The one source of run ids: a run's ledger entry, its progress events and its supervisor share it."""
-    return f"{kind}-{os.getpid()}-{next(_RUNS)}"
+    """The one source of run ids: a run's ledger entry, its progress events and its supervisor share it.
+    A run started inside another's scope is named inside it (``compile-1-2:eval-1-3``), so the outer run's
+    budget covers it (``clients/budgets.py``)."""
+    run, outer = f"{kind}-{os.getpid()}-{next(_RUNS)}", current_run()
+    return f"{outer}{RUN_SEP}{run}" if outer is not None else run
 
 
 def run_usage(rt: Any, run: str) -> UsageTotals:

@@ -13,6 +13,7 @@ from ..clients.messages import UsageTotals
 from ..events import EvalProgress, RowFinished
 from ..errors import DspexError
 from ..jsonl import dumps_line
+from ..journal import read_journal
 from ..adapters.base import to_jsonable
 from ..primitives import Example, Prediction, Usage
 from ..programs.trace import TraceStep
@@ -156,6 +157,11 @@ class EvaluationResult:
         return [r for r in self.rows if r.failed]
 
     @property
+    def all_failed(self) -> bool:
+        """Every row failed: the score measures nothing (a metric that raises, a provider that is down)."""
+        return bool(self.rows) and all(r.failed for r in self.rows)
+
+    @property
     def cost(self) -> float:
         return sum(getattr(r.prediction, "cost", 0.0) for r in self.rows if r.prediction is not None)
 
@@ -188,18 +194,15 @@ class EvaluationResult:
 
 
 def load_journal(path: str | Path) -> list[EvalRow]:
-    """Rows finished by an earlier run (a torn last line from a crash is ignored)."""
-    rows = []
-    p = Path(path)
-    if not p.exists():
-        return rows
-    for line in p.read_text(encoding="utf-8").split("\n"):
-        if line.strip():
-            try:
-                rows.append(EvalRow.from_json(json.loads(line)))
-            except (ValueError, KeyError, TypeError):
-                continue
-    return rows
+    """Rows finished by an earlier run (a last line torn by a crash is skipped; any other line that is
+    not a row is JournalCorrupt, naming the file and the line)."""
+    return read_journal(path, _journal_row)
+
+
+def _journal_row(data: dict) -> EvalRow:
+    if not isinstance(data.get("index"), int) or isinstance(data["index"], bool):
+        raise TypeError(f"index {data.get('index')!r} is not a row number")
+    return EvalRow.from_json(data)
 
 
 __all__ = ["EvalRow", "EvaluationResult", "RemoteError", "ExampleTimeout", "MetricError", "ProgramAborted", "portable",

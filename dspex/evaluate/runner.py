@@ -6,11 +6,14 @@ import contextvars
 import queue
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from ..clients.scope import run_scope
 from ..primitives import Example
-from .result import EvalRow, MetricError, ProgramAborted, metric_score, portable, timeout_row
+from ..scrub import known_keys, scrub_text
+from .result import (EvalRow, MetricError, ProgramAborted, RemoteError, metric_score, portable,
+                     timeout_row)
 from .tracker import Tracker
 
 Metric = Callable[..., Any]
@@ -21,7 +24,41 @@ def run_example(program: Any, metric: Metric, index: int, example: Example, work
     """Program, then metric; a failure of either is this row's typed error (score 0). The LM calls
     made inside are booked to ``run`` in the ledger."""
     with run_scope(run):
-        return _run_example(program, metric, index, example, worker, attempts)
+        return _without_keys(_run_example(program, metric, index, example, worker, attempts))
+
+
+def _without_keys(row: EvalRow) -> EvalRow:
+    """The row with every known key masked in its error's and feedback's text (a metric raising
+    ``ValueError(f"bad {key}")``): rows are formed here, so through them no key reaches the result,
+    a journal, the dashboard or a log. A builtin exception keeps its type; another becomes a RemoteError
+    with its type's name (its own fields cannot be masked in place)."""
+    if row.error is None and row.feedback is None:
+        return row
+    keys = known_keys()
+    if not keys:
+        return row
+    error, feedback = row.error, None if row.feedback is None else scrub_text(row.feedback, keys)
+    if error is not None:
+        text = str(error)
+        clean = scrub_text(text, keys)
+        if clean != text:
+            error = _masked(error, clean)
+    if error is row.error and feedback == row.feedback:
+        return row
+    return replace(row, error=error, feedback=feedback)
+
+
+def _masked(error: BaseException, text: str) -> BaseException:
+    kind = type(error)
+    if kind.__module__ == "builtins" or kind is MetricError:
+        try:
+            twin = kind(text)
+        except TypeError:  # a builtin with more arguments than a message (UnicodeDecodeError)
+            pass
+        else:
+            if str(twin) == text:
+                return twin
+    return RemoteError(kind.__name__, text)
 
 
 def _run_example(program: Any, metric: Metric, index: int, example: Example, worker: str, attempts: int) -> EvalRow:
@@ -36,7 +73,7 @@ def _run_example(program: Any, metric: Metric, index: int, example: Example, wor
         return EvalRow(index=index, example=example, prediction=None, score=0.0, error=ProgramAborted(
             f"the program raised {type(exc).__name__}: {exc}"), attempts=attempts, worker=worker)
     try:
-        value = metric(example, prediction, trace=None)  # by keyword, as DSPy metrics with **kwargs expect
+        value = metric(example, prediction)  # a MetricCall: called the way this metric was bound (Evaluate's form)
         score, feedback = metric_score(value)
     except KeyboardInterrupt:
         raise

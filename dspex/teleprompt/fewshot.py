@@ -12,6 +12,7 @@ import random
 from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError, DspexError
+from ..evaluate.metric_call import MetricPlace, bind_metric
 from ..evaluate.result import metric_score
 from ..primitives import Example, Prediction, Usage
 from ..programs import Module
@@ -92,9 +93,10 @@ class Traced(Module):
 
 def passed(metric: Callable, threshold: float | None) -> Callable:
     """A bootstrap metric: the user's metric with the trace, as 1.0 (keep these demos) or 0.0."""
+    bound = bind_metric(metric, MetricPlace.BOOTSTRAP, "BootstrapFewShot")
 
     def bootstrap_metric(example: Example, prediction: Prediction, trace: Any = None) -> float:
-        score, _ = metric_score(metric(example, prediction, trace=prediction.trace))
+        score, _ = metric_score(bound(example, prediction, prediction.trace))
         return 1.0 if (score >= threshold if threshold is not None else bool(score)) else 0.0
 
     return bootstrap_metric
@@ -109,8 +111,7 @@ class BootstrapFewShot:
     def __init__(self, metric: Callable, metric_threshold: float | None = None, max_bootstrapped_demos: int = 4,
                  max_labeled_demos: int = 16, max_rounds: int = 1, max_errors: int | None = None,
                  seed: int = 0) -> None:
-        if not callable(metric):
-            raise ConfigError("metric must be callable as metric(example, prediction, trace=None)")
+        bind_metric(metric, MetricPlace.BOOTSTRAP, "BootstrapFewShot")  # checked before anything runs
         for label, value, low in (("max_bootstrapped_demos", max_bootstrapped_demos, 0),
                                   ("max_labeled_demos", max_labeled_demos, 0), ("max_rounds", max_rounds, 1)):
             if not isinstance(value, int) or value < low:
@@ -143,7 +144,7 @@ class BootstrapFewShot:
             raise NoTracePassed(f"no trace of the teacher passed the metric on {len(traces)} examples"
                                 + (f"; first errors: {errors}" if errors else "; check the metric and the teacher"))
         compiled.compile_report = job.report(None, None, (), stopped)
-        return compiled
+        return job.finish(compiled)
 
     def compile_in(self, job: CompileJob, student: Module, trainset: list[Example], teacher: Module | None,
                    order: Sequence[int] | None = None, max_demos: int | None = None, tag: str = ""

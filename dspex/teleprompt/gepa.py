@@ -21,13 +21,13 @@ flight (as one ``Evaluate``); together they share the LM client's limits (``max_
 
 from __future__ import annotations
 
-import inspect
 import math
 import random
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
+from ..evaluate.metric_call import MetricPlace, bind_metric
 from ..primitives import Example
 from ..programs import Module
 from ..programs.settings import resolve_lm
@@ -50,26 +50,6 @@ def auto_budget(num_preds: int, num_candidates: int, valset_size: int, minibatch
     if trials == 0:
         return total
     return total + ((trials + 1) // full_eval_steps + 1 + (1 if trials < full_eval_steps else 0)) * valset_size
-
-
-class FeedbackMetric:
-    """A DSPy GEPA metric ``(gold, pred, trace, pred_name, pred_trace)`` called the way Evaluate calls a
-    metric (the extra arguments None: feedback is asked per example, not per predictor)."""
-
-    def __init__(self, metric: Callable) -> None:
-        self.metric = metric
-
-    def __call__(self, example: Example, prediction: Any, trace: Any = None) -> Any:
-        return self.metric(example, prediction, trace, None, None)
-
-
-def as_metric(metric: Callable) -> Callable:
-    try:
-        params = inspect.signature(metric).parameters
-    except (TypeError, ValueError):
-        return metric
-    positional = [p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return FeedbackMetric(metric) if "pred_name" in params or len(positional) >= 5 else metric
 
 
 @dataclass(frozen=True)
@@ -99,9 +79,6 @@ class GEPA:
                  reflection_minibatch_size: int = 3, candidate_selection_strategy: str = "pareto",
                  use_merge: bool = True, max_merge_invocations: int = 5, seed: int = 0,
                  skip_perfect_score: bool = True, perfect_score: float = 1.0) -> None:
-        if not callable(metric):
-            raise ConfigError("metric must be callable as metric(example, prediction, trace=None) and return a "
-                              "number or an object with .score and .feedback")
         given = [name for name, v in (("auto", auto), ("max_metric_calls", max_metric_calls),
                                       ("max_full_evals", max_full_evals)) if v is not None]
         if len(given) != 1:
@@ -117,7 +94,10 @@ class GEPA:
         if candidate_selection_strategy not in ("pareto", "current_best"):
             raise ConfigError(f"candidate_selection_strategy must be 'pareto' or 'current_best', "
                               f"got {candidate_selection_strategy!r}")
-        self.metric, self.reflection_lm, self.auto = as_metric(metric), reflection_lm, auto
+        # DSPy's GEPA metric form (gold, pred, trace, pred_name, pred_trace) or an Evaluate-style metric; returning
+        # a number or an object with .score and .feedback
+        self.metric = bind_metric(metric, MetricPlace.FEEDBACK, "GEPA")
+        self.reflection_lm, self.auto = reflection_lm, auto
         self.max_metric_calls, self.max_full_evals = max_metric_calls, max_full_evals
         self.reflection_minibatch_size, self.strategy = reflection_minibatch_size, candidate_selection_strategy
         self.use_merge, self.max_merge_invocations, self.seed = use_merge, max_merge_invocations, seed
@@ -165,7 +145,7 @@ class GEPA:
         scores = evolution.averages()
         compiled.compile_report = job.report(scores[0] if scores else None, scores[best] if best is not None else None,
                                              evolution.report(), stopped, metric_calls=evolution.metric_calls)
-        return compiled
+        return job.finish(compiled)
 
 
 class _Evolution:
@@ -412,4 +392,4 @@ class _Evolution:
         return [CandidateScore(c, self.origins[c], score, 0, dict(self.candidates[c]), True, 0, self.parents[c])
                 for c, score in enumerate(self.averages())]
 
-__all__ = ["GEPA", "auto_budget", "FeedbackMetric"]
+__all__ = ["GEPA", "auto_budget"]

@@ -5,7 +5,10 @@ concurrently, with exact accounting), appends every step (bootstrapped traces, c
 configuration and score) to ``run_dir/journal.jsonl`` as it happens, and on a later ``compile(...,
 run_dir=same)`` hands the optimizer what was already done (so it is not asked again) after checking the
 journal belongs to the same optimizer, settings, student, data and seed. A budget (``budget_usd``,
-``budget_tokens``) or Ctrl-C stops dispatching; the optimizer returns the best program so far.
+``budget_tokens``) or Ctrl-C stops dispatching; the optimizer returns the best program so far. A run
+directory is locked for the compile's life (``run_dir/lock``: a second compile on it is refused with
+JournalLocked); a journal the disk stops taking (full, read-only) stops the compile as Ctrl-C does, and
+its best program so far comes back inside the JournalWriteError (``.result``).
 """
 
 from __future__ import annotations
@@ -22,15 +25,18 @@ import structlog
 
 from supervision import ActorExited, ChildSpec, SupervisionError
 
+from ..clients.budgets import RunBudget
 from ..clients.host import active_runtime
 from ..clients.messages import UsageTotals
-from ..errors import AuthError, BudgetExceeded, ConfigError, DspexError, LMError
+from ..errors import AuthError, BudgetExceeded, ConfigError, DspexError, JournalWriteError, LMError
 from ..evaluate import Evaluate, EvaluationResult
 from ..events import CompileProgress
 from ..clients.scope import run_scope
 from ..evaluate.evaluate import new_run_id, run_usage
+from ..evaluate.result import MetricError
 from ..primitives import Example
-from .keeper import Append, JournalKeeper, read_journal
+from ..journal import RunLock
+from .keeper import Append, JournalKeeper, WriteFailed, read_journal
 
 log = structlog.get_logger("dspex.teleprompt")
 T = TypeVar("T")
@@ -47,8 +53,24 @@ class CompileStopped(DspexError):
 
 
 class EvaluationFailed(DspexError):
-    """Every LM call of an evaluation inside a compile failed (a wrong key, an unreachable provider, keys
-    missing in worker processes' environment): the compile stops instead of scoring garbage."""
+    """Every LM call, or every metric call, of an evaluation inside a compile failed (a wrong key, an
+    unreachable provider, keys missing in worker processes' environment, a metric that raises): the compile
+    stops instead of scoring garbage."""
+
+
+def check_not_all_failed(result: Any, phase: str) -> None:
+    """Raise EvaluationFailed when every row that ran failed in the LM or in the metric: such a run measured
+    nothing, so no optimizer may take its zeros for a score. (Rows whose program or parse failed are a
+    candidate's real failures and stay scores.)"""
+    ran = [r for r in result.rows if type(r.error).__name__ != "EvaluationCancelled"]
+    if not ran or not all(isinstance(r.error, (LMError, MetricError)) for r in ran):
+        return
+    first = ran[0].error
+    what = "metric call" if isinstance(first, MetricError) else "LM call"
+    raise EvaluationFailed(f"every {what} of the {phase} evaluation failed, e.g. {type(first).__name__}: "
+                           f"{str(first)[:300]}" + ("; worker processes read provider keys from their "
+                                                    "environment (e.g. OPENAI_API_KEY)"
+                                                    if isinstance(first, AuthError) else ""))
 
 
 @dataclass(frozen=True)
@@ -76,7 +98,7 @@ class CompileReport:
     baseline_score: float | None
     score: float | None
     candidates: tuple[CandidateScore, ...]
-    stopped: str  # "done" | "budget" | "cancelled"
+    stopped: str  # "done" | "budget" | "cancelled" | "journal" (the journal could not be written)
     usage: UsageTotals
     cost: float
     lm_calls: int
@@ -112,6 +134,9 @@ class CompileJob:
     _replayed: set = field(default_factory=set, repr=False)  # steps recorded or found in the journal
     _indexed: set = field(default_factory=set, repr=False)  # (kind, key fields) already read from the journal
     _live: dict = field(default_factory=dict, repr=False)  # evaluation in flight -> (usd, tokens) spent so far
+    _run_lock: Any = field(default=None, repr=False)  # the run_dir's RunLock, held until close()
+    _journal_error: Any = field(default=None, repr=False)  # the JournalWriteError that stopped the compile
+    _budget_rt: Any = field(default=None, repr=False)  # the runtime holding this compile's run budget, until close()
 
     def __post_init__(self) -> None:
         for label, value in (("budget_usd", self.budget_usd), ("budget_tokens", self.budget_tokens)):
@@ -126,17 +151,36 @@ class CompileJob:
                                  self.optimizer, 0)
         if self.run_dir is not None:
             self.run_dir = Path(self.run_dir)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._open_journal()
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self._run_lock = RunLock(self.run_dir / "lock", f"the run directory {self.run_dir}").acquire()
+            except OSError as exc:
+                raise ConfigError(f"run_dir={str(self.run_dir)!r} cannot be used: {exc}; pass another one") from exc
+            try:
+                self._open_journal()
+            except BaseException:
+                self.close()
+                raise
+        self._open_budget()
+
+    def _open_budget(self) -> None:
+        """The budget is held at admission, by every client actor, for every LM call of this compile (its
+        evaluations and proposals are runs inside ``self.run``): it is passed by at most the calls in
+        flight when it is reached, each at most one call's maximum cost (``clients/budgets.py``)."""
+        rt = active_runtime()
+        if rt is None or (self.budget_usd is None and self.budget_tokens is None):
+            return
+        rt.open_budget(RunBudget(self.run, self.budget_usd, self.budget_tokens))
+        self._budget_rt = rt
 
     # --- journal -----------------------------------------------------------------------------------
 
     def _open_journal(self) -> None:
         path = self.run_dir / JOURNAL  # type: ignore[operator]
         header = {"kind": "header", "optimizer": self.optimizer, "seed": self.seed, **self.fingerprint}
-        if path.exists():
-            entries = read_journal(path)
-            old = entries[0] if entries and entries[0].get("kind") == "header" else None
+        entries = read_journal(path)  # [] for none, or one whose only line was torn by a crash
+        if entries:
+            old = entries[0] if entries[0].get("kind") == "header" else None
             if old is None:
                 raise ConfigError(f"{path} is not a dspex compile journal (no header): use another run_dir")
             differs = [k for k in header if old.get(k) != header[k]]
@@ -148,8 +192,8 @@ class CompileJob:
             self.resumed_steps = len(self.done)
             log.info("compile_resumed", run_dir=str(self.run_dir), steps=len(self.done))
         self._start_keeper(path)
-        if not path.exists() or not read_journal(path):
-            self.record(header)
+        if not entries:
+            self._append(header)  # JournalWriteError as it is: nothing was done yet
 
     def _start_keeper(self, path: Path) -> None:
         """The job's journal-keeping actor, a child of the runtime's ``compile`` supervisor."""
@@ -166,28 +210,51 @@ class CompileJob:
         step under way); if the actor crashed, its restart (from the journal) takes the step."""
         if self.run_dir is None or self._supervisor is None:
             return
+        try:
+            self._append(entry)
+        except JournalWriteError as exc:
+            self._journal_failed(exc)
+
+    def _append(self, entry: dict) -> None:
         with self._lock:
             for attempt in range(50):
                 keeper = self._supervisor.child(self._keeper_id)
                 if keeper is not None:
                     try:
-                        keeper.call(Append(entry), 30.0)
-                        return
+                        answer = keeper.call(Append(entry), 30.0)
                     except ActorExited:
-                        pass  # restarting: ask the new one
+                        answer = None  # restarting: ask the new one
+                    if isinstance(answer, WriteFailed):
+                        raise JournalWriteError(answer.message, answer.path, answer.errno)
+                    if answer is not None:
+                        return
                 time.sleep(0.05 * min(attempt + 1, 10))
             raise ConfigError(f"the compile job's journal actor under {self._supervisor.path} did not come back")
+
+    def _journal_failed(self, exc: JournalWriteError) -> None:
+        """The journal stopped taking steps: stop dispatching everywhere, as Ctrl-C does; the optimizer
+        returns its best program so far and :meth:`finish` raises this error with it."""
+        with self._lock:
+            if self._journal_error is None:
+                self._journal_error = exc
+        self._cancelled.set()
+        raise CompileStopped("journal", str(exc)) from exc
 
     def close(self) -> None:
         """The job is over (or failed): its actor goes, the journal stays in run_dir. Idempotent."""
         supervisor, self._supervisor = self._supervisor, None
-        if supervisor is None:
-            return
-        try:
-            supervisor.terminate_child(self._keeper_id)
-            supervisor.delete_child(self._keeper_id)
-        except SupervisionError as exc:
-            log.warning("compile_job_close", error=str(exc))
+        if supervisor is not None:
+            try:
+                supervisor.terminate_child(self._keeper_id)
+                supervisor.delete_child(self._keeper_id)
+            except SupervisionError as exc:
+                log.warning("compile_job_close", error=str(exc))
+        lock, self._run_lock = self._run_lock, None
+        if lock is not None:
+            lock.release()  # after the actor: nothing writes the journal once the next compile may
+        budget_rt, self._budget_rt = self._budget_rt, None
+        if budget_rt is not None:
+            budget_rt.close_budget(self.run)
 
     def record_once(self, entry: dict, *key: str) -> None:
         """Record ``entry`` unless an earlier run of this compile journaled the same step (same kind and
@@ -229,15 +296,24 @@ class CompileJob:
                     or (self.budget_tokens is not None and spent_tokens >= self.budget_tokens))
             if rt is not None and rt.run_cancelled(self.run):
                 self._cancelled.set()  # the dashboard's cancel button: as Ctrl-C, the best so far is returned
-            return over or self._cancelled.is_set() or (until is not None and until(tally))
+            refused = bool(tally.rows) and _refused(next(reversed(tally.rows.values())))  # the budget, at admission
+            return over or refused or self._cancelled.is_set() or (until is not None and until(tally))
 
         workers = self.workers if self.workers is not None else 2  # Evaluate's default (process runtimes only)
         rows = self.run_dir / f"rows-{name}.jsonl" if self.run_dir is not None else None
         evaluator = Evaluate(examples, metric, max_concurrency=concurrency or self.max_concurrency, workers=workers,
-                             progress=False, timeout_per_example=300.0, journal=rows, resume_from=rows)
+                             progress=False, timeout_per_example=300.0, journal=rows, resume_from=rows,
+                             warn_if_all_failed=False)
         try:
-            result = (evaluator.run_distributed(program, self.hosts, until=stop) if self.hosts
-                      else evaluator.run(program, until=stop))
+            with run_scope(self.run):  # the evaluation is a run inside the compile's: its budget covers it
+                result = (evaluator.run_distributed(program, self.hosts, until=stop) if self.hosts
+                          else evaluator.run(program, until=stop))
+        except JournalWriteError as exc:  # this evaluation's rows journal: its rows so far still count as spent
+            with self._lock:
+                self._live.pop(me, None)
+                if exc.result is not None:
+                    self.usage = self.usage + exc.result.usage
+            self._journal_failed(exc)
         except BaseException:
             with self._lock:
                 self._live.pop(me, None)
@@ -247,13 +323,10 @@ class CompileJob:
             self.usage = self.usage + result.usage
         if result.aborted in ("interrupted", "cancelled"):
             raise CompileStopped("cancelled", f"Ctrl-C during {phase}")
-        ran = [r for r in result.rows if type(r.error).__name__ != "EvaluationCancelled"]
-        if ran and all(isinstance(r.error, LMError) for r in ran):
-            first = ran[0].error
-            raise EvaluationFailed(f"every LM call of the {phase} evaluation failed, e.g. {type(first).__name__}: "
-                                   f"{str(first)[:300]}" + ("; worker processes read provider keys from their "
-                                                            "environment (e.g. OPENAI_API_KEY)"
-                                                            if isinstance(first, AuthError) else ""))
+        refused = next((r for r in result.rows if _refused(r)), None)
+        if refused is not None:  # rows the budget stopped at admission are no scores
+            raise CompileStopped("budget", str(refused.error))
+        check_not_all_failed(result, phase)
         self._check_budget()
         return result
 
@@ -261,10 +334,13 @@ class CompileJob:
         """Run LM calls made outside an evaluation (an instruction proposal, a reflection) booked to the
         compile: the ledger's count for them joins the report's usage and the budgets."""
         self._check_budget()
-        run = new_run_id(f"{self.run}-ask")
+        with run_scope(self.run):
+            run = new_run_id("ask")  # a run inside the compile's: its budget covers it
         try:
             with run_scope(run):
                 return fn()
+        except BudgetExceeded as exc:  # refused at admission: nothing was sent
+            raise CompileStopped("budget", str(exc)) from exc
         finally:
             rt = active_runtime()
             if rt is not None:
@@ -280,6 +356,7 @@ class CompileJob:
         """BudgetExceeded before anything is sent when the token budget cannot hold the baseline evaluation."""
         need = baseline_calls * tokens_per_call
         if self.budget_tokens is not None and self.budget_tokens < need:
+            self.close()  # the optimizer has not reached its own cleanup yet
             raise BudgetExceeded(f"budget_tokens={self.budget_tokens} cannot hold even the baseline (about {need} "
                                  f"tokens: {baseline_calls} calls of ~{tokens_per_call}); raise the budget or score "
                                  "on a smaller valset", self.optimizer, 0)
@@ -315,12 +392,30 @@ class CompileJob:
 
     def report(self, baseline: float | None, score: float | None, candidates: Sequence[CandidateScore],
                stopped: str, metric_calls: int = 0) -> CompileReport:
+        if self._journal_error is not None:
+            stopped = "journal"
         self.progress("finished", score=score, fraction=1.0, finished=True)
         self.close()
         return CompileReport(self.optimizer, self.seed, baseline, score, tuple(candidates), stopped, self.usage,
                              self.usage.cost, self.usage.requests, time.monotonic() - self.started,
                              str(self.run_dir) if self.run_dir is not None else None, self.resumed_steps,
                              metric_calls)
+
+    def finish(self, compiled: T) -> T:
+        """What ``compile`` returns: the compiled program, or, when the journal stopped the compile, a
+        JournalWriteError carrying it (``.result``, with ``compile_report.stopped == "journal"``)."""
+        error = self._journal_error
+        if error is None:
+            return compiled
+        raise JournalWriteError(f"{error}; the compile stopped there and its best program so far is in .result; "
+                                "free space (or fix the journal) and compile again with the same run_dir to go on",
+                                error.path, error.errno, compiled) from error
+
+
+def _refused(row: Any) -> bool:
+    """The row's LM call was refused at admission because a budget is spent (nothing was sent)."""
+    error = row.error
+    return isinstance(error, BudgetExceeded) or getattr(error, "type_name", "") == "BudgetExceeded"
 
 
 def fingerprint(**parts: Any) -> dict:

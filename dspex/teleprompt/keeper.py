@@ -2,21 +2,22 @@
 supervisor (a Teleprompter is a GenServer managing the state of a long-running optimization).
 
 It appends each step to ``journal.jsonl`` (fsynced) and keeps the steps in memory; when it crashes
-(a full disk, a bug) its supervisor restarts it and it reads its state back from the file, so the
-compile goes on where it was. The driving loop (scoring through Evaluate) runs in the caller's thread.
+(a bug, a kill) its supervisor restarts it and it reads its state back from the file, so the compile
+goes on where it was. A write the disk refuses (full, read-only) is answered as :class:`WriteFailed`, not
+a crash: a restart would not free the disk, and the job stops with the best program so far. The driving
+loop (scoring through Evaluate) runs in the caller's thread.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from supervision import GenServer
 
-from ..jsonl import dumps_line
+from ..errors import JournalWriteError
+from ..journal import JournalWriter, append_record, read_journal
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,23 @@ class Steps:
     """The journal's entries so far (after the header)."""
 
 
+@dataclass(frozen=True)
+class WriteFailed:
+    """The answer to an Append the disk refused (``errno``: ENOSPC when full); the step is not recorded."""
+
+    path: str
+    errno: int | None
+    message: str
+
+
 class JournalKeeper(GenServer):
     title_prefix = "dspex"
 
     def init(self, path: str) -> None:
         self.path = Path(path)
         self.entries: list[dict] = read_journal(self.path)
+        if self.path.exists():
+            JournalWriter(self.path).close()  # a line torn by a crash is cut off before anything is appended
         self.actor_log.info("journal_opened", path=str(self.path), entries=len(self.entries))
 
     def handle_call(self, request: Any) -> Any:
@@ -42,10 +54,11 @@ class JournalKeeper(GenServer):
             case Append(entry=entry):
                 if self.entries and self.entries[-1] == entry:  # a retry after our crash: written already
                     return len(self.entries)
-                with open(self.path, "a", encoding="utf-8") as fh:
-                    fh.write(dumps_line(entry))
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                try:
+                    append_record(self.path, entry, fsync=True)  # opened each time: a restart reads the file
+                except JournalWriteError as exc:
+                    self.actor_log.error("journal_write_failed", path=str(self.path), error=str(exc))
+                    return WriteFailed(str(self.path), exc.errno, str(exc))
                 self.entries.append(entry)
                 return len(self.entries)
             case Steps():
@@ -53,18 +66,4 @@ class JournalKeeper(GenServer):
         return super().handle_call(request)
 
 
-def read_journal(path: Path) -> list[dict]:
-    """Every readable entry (a line torn by a kill is skipped: the step it recorded is redone)."""
-    if not path.exists():
-        return []
-    entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                continue
-    return entries
-
-
-__all__ = ["JournalKeeper", "Append", "Steps", "read_journal"]
+__all__ = ["JournalKeeper", "Append", "Steps", "WriteFailed", "read_journal"]

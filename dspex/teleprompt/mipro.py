@@ -29,6 +29,7 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from ..errors import AdapterParseError, ConfigError, LMError
+from ..evaluate.metric_call import MetricPlace, bind_metric
 from ..primitives import Example
 from ..programs import Module
 from ..programs.settings import resolve_lm
@@ -57,8 +58,7 @@ class MIPROv2:
                  minibatch_size: int = 35, minibatch_full_eval_steps: int = 5, max_bootstrapped_demos: int = 4,
                  max_labeled_demos: int = 4, seed: int = 9, init_temperature: float = 1.0,
                  metric_threshold: float | None = None) -> None:
-        if not callable(metric):
-            raise ConfigError("metric must be callable as metric(example, prediction, trace=None)")
+        bind_metric(metric, MetricPlace.BOOTSTRAP, "MIPROv2")  # it bootstraps demos
         if auto is not None and auto not in AUTO:
             raise ConfigError(f"auto must be one of {', '.join(map(repr, AUTO))} or None, got {auto!r}")
         if auto is not None and (num_candidates is not None or num_trials is not None):
@@ -127,7 +127,7 @@ class MIPROv2:
         compiled.compile_report = job.report(search.full.get(search.key(search.baseline)), search.full.get(
             search.key(best)) if best is not None else None, search.candidates(), stopped,
             metric_calls=search.board.metric_calls)
-        return compiled
+        return job.finish(compiled)
 
 
 class _Search:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from ..adapters import ChatAdapter, JSONAdapter, TextAdapter
 from ..errors import ConfigError, DspexError
+from ..evaluate.metric_call import MetricPlace, bind_metric
 from ..primitives import Example
 from ..programs import Module
 from .candidates import in_order
@@ -29,8 +30,7 @@ class BootstrapFewShotWithRandomSearch:
                  max_labeled_demos: int = 16, stop_at_score: float | None = None, search_adapters: bool = False,
                  seed: int = 0, metric_threshold: float | None = None, max_rounds: int = 1,
                  parallel: int | None = None) -> None:
-        if not callable(metric):
-            raise ConfigError("metric must be callable as metric(example, prediction, trace=None)")
+        bind_metric(metric, MetricPlace.BOOTSTRAP, "BootstrapFewShotWithRandomSearch")  # it bootstraps demos
         if not isinstance(num_candidate_programs, int) or num_candidate_programs < 0:
             raise ConfigError(f"num_candidate_programs must be an int >= 0, got {num_candidate_programs!r}")
         self.metric, self.num_candidate_programs = metric, num_candidate_programs
@@ -118,7 +118,7 @@ class BootstrapFewShotWithRandomSearch:
         candidates = [CandidateScore(e["id"], e["description"], e["score"], e["lm_calls"])
                       for e in sorted(scored.values(), key=lambda e: e["id"])]
         compiled.compile_report = job.report(baseline, best["score"] if best else None, candidates, stopped)
-        return compiled
+        return job.finish(compiled)
 
     def build(self, job: CompileJob, booter: BootstrapFewShot, student: Module, teacher: Module | None,
               trainset: list[Example], item: dict) -> Module:

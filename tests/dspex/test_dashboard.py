@@ -8,6 +8,7 @@ import os
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -103,14 +104,12 @@ def test_the_dashboard_live_in_chromium(browser, tmp_path):
             page.wait_for_selector("#runs td.progress:has-text('stopped: cancelled')")
 
             sim.set_faults(Faults(error_rates={500: 1.0}))  # the provider goes down: the breaker opens
-            for _ in range(12):
-                try:
-                    lm.request(f"probe {time.monotonic()}")
-                except dspex.LMError:
-                    pass
-                if lm.status().breaker == "open":
-                    break
-            assert lm.status().breaker == "open"
+            lm.reset_breaker()  # a clean window: it opens on 50% of at least 20 calls, here the 20th failure
+            probe = lm.copy(retries=0)
+            with ThreadPoolExecutor(20) as pool:
+                failures = list(pool.map(lambda i: pytest.raises(dspex.ProviderError, probe.request, f"probe {i}"),
+                                         range(20)))
+            assert len(failures) == 20 and lm.status().breaker == "open"
             page.wait_for_selector("#clients td.breaker.open")
             page.wait_for_selector("#clients td.errors:has-text('ProviderError')")  # failures, by type
             shot(page, "breaker-open")
@@ -197,3 +196,43 @@ def test_past_runs_read_only_journals_inside_the_runs_directory(tmp_path):
         for name in ("../secret.jsonl", "..%2Fsecret.jsonl", "%2E%2E/secret.jsonl", "/etc/passwd", "garbage.jsonl"):
             assert session.get(base + "api/past/" + name).status_code == 404, name
         assert session.get(base + "api/past/deep/ok.jsonl").json()["score"] == 0.5
+
+
+def test_past_runs_skip_a_journal_of_the_wrong_shape_and_list_one_torn_by_a_crash(tmp_path):
+    """One bad journal must not take the list down (it answered 500); a run killed mid-write (its last
+    line torn inside a multi-byte character) is listed with its readable rows (it vanished)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    row = '{"index": %d, "score": %s, "cost": 0.0}\n'
+    (runs / "ok.jsonl").write_text(row % (0, "0.5"))
+    (runs / "torn.jsonl").write_bytes((row % (0, "1.0") + row % (1, "0.0")).encode()
+                                      + '{"index": 2, "prediction": {"answer": "caf'.encode() + "é".encode()[:1])
+    for name, text in {"text.jsonl": row % (0, '"high"'), "null.jsonl": row % (0, "null"),
+                       "nan.jsonl": row % (0, "NaN"), "list.jsonl": row % (0, "1.0") + "[1, 2]\n",
+                       "late.jsonl": row % (0, "1.0") * 6 + '{"index": 6}\n' + row % (7, "1.0"),
+                       "compile.jsonl": '{"kind": "header", "optimizer": "x"}\n{"kind": "candidate", "score": "1"}\n',
+                       }.items():
+        (runs / name).write_text(text)
+    with dspex.runtime("local", cache_dir=tmp_path / "c", log_level="error") as rt:
+        board = rt.dashboard(runs_dir=runs)
+        session = requests.Session()
+        assert session.get(board.url).status_code == 200
+        base = board.url.split("?")[0]
+        listed = session.get(base + "api/past")
+        assert listed.status_code == 200 and [p["name"] for p in listed.json()] == ["ok.jsonl", "torn.jsonl"]
+        torn = session.get(base + "api/past/torn.jsonl").json()
+        assert torn["examples"] == 2 and [r["index"] for r in torn["rows"]] == [0, 1] and torn["score"] == 0.5
+        for name in ("text.jsonl", "null.jsonl", "nan.jsonl", "list.jsonl", "late.jsonl", "compile.jsonl"):
+            assert session.get(base + "api/past/" + name).status_code == 404, name
+
+
+def test_a_past_run_name_with_a_nul_or_too_long_is_not_found(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with dspex.runtime("local", cache_dir=tmp_path / "c", log_level="error") as rt:
+        board = rt.dashboard(runs_dir=runs)
+        session = requests.Session()
+        assert session.get(board.url).status_code == 200
+        base = board.url.split("?")[0]
+        for name in ("a%00b.jsonl", "%00", "x" * 5000 + ".jsonl", "ok.txt"):
+            assert session.get(base + "api/past/" + name).status_code == 404, name[:20]

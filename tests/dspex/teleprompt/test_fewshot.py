@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import dspex
-from dspex.teleprompt import NoTracePassed
+from dspex.teleprompt import EvaluationFailed
 
 from ..scripted import TwoStep
 from .conftest import data, exact
@@ -64,11 +64,11 @@ def test_a_teacher_of_another_structure_and_bad_trainsets_are_refused(lm):
         boot.compile(student, trainset=[dspex.Example(query="x", answer="X").with_inputs("query")])
 
 
-def test_no_passing_trace_is_a_typed_error_naming_the_first_errors(lm):
+def test_a_metric_that_fails_on_every_row_is_a_typed_error_naming_the_first_errors(lm):
     def broken(example, pred, trace=None):
         raise ValueError("metric bug")
 
-    with pytest.raises(NoTracePassed, match="MetricError"):
+    with pytest.raises(EvaluationFailed, match="MetricError: the metric raised ValueError: metric bug"):
         dspex.BootstrapFewShot(broken).compile(dspex.Predict("question -> answer", lm=lm), trainset=data(4))
 
 
