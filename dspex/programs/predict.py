@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import structlog
 
-from ..adapters import Adapter, ChatAdapter, JSONAdapter, TextAdapter
+from ..adapters import ADAPTERS, Adapter, ChatAdapter, JSONAdapter
 from ..adapters.base import to_jsonable
 from ..errors import AdapterParseError, ConfigError, SignatureError
 from ..primitives import Example, Prediction, Usage
@@ -19,8 +19,6 @@ from .streaming import current_session
 from .trace import TraceStep, record, step_name
 
 log = structlog.get_logger("dspex.programs")
-ADAPTERS: dict[str, type[Adapter]] = {"ChatAdapter": ChatAdapter, "JSONAdapter": JSONAdapter,
-                                      "TextAdapter": TextAdapter}
 CALL_OPTIONS = ("lm", "config", "demos", "signature")  # what a call may pass besides inputs (DSPy's Predict)
 
 
@@ -51,12 +49,9 @@ class Predict(Predictor):
             raise ConfigError(f"config= must be a dict of LM options (e.g. {{'temperature': 0.7}}), got {per_call!r}")
         demos = [dict(d) for d in call["demos"]] if call.get("demos") is not None else self.demos
         owner = f"{type(self).__name__}({sig.signature_string()!r})"
-        if call.get("lm") is not None:
-            lm = resolve_lm(call["lm"], owner)  # this call's LM wins over the predictor's and the context's
-        else:
-            lm = resolve_lm(self.lm, owner)
-            if isinstance(self.lm, str):
-                self.lm = lm  # a "provider/model" string becomes its handle once
+        # this call's LM wins over the predictor's, which wins over the context's; a call never changes the
+        # predictor (a "provider/model" string is resolved to a handle each time, never stored back)
+        lm = resolve_lm(call["lm"] if call.get("lm") is not None else self.lm, owner)
         options, adapter = {**self.config, **(per_call or {})}, self.adapter_for(lm)
         options.setdefault("prompt_style", adapter.prompt_style)
         n = options.pop("n", 1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from typing import Any, Callable, Sequence
 
-from ..adapters import ChatAdapter, JSONAdapter, TextAdapter
+from ..adapters import ADAPTERS
 from ..errors import ConfigError, DspexError
 from ..evaluate.metric_call import MetricPlace, bind_metric
 from ..primitives import Example
@@ -22,7 +22,6 @@ from .candidates import in_order
 from .fewshot import BootstrapFewShot, check_student, check_trainset, example_digest, labeled_demos, structure
 from .job import CandidateScore, CompileJob, CompileStopped, fingerprint
 
-ADAPTERS = {"ChatAdapter": ChatAdapter, "JSONAdapter": JSONAdapter, "TextAdapter": TextAdapter}
 
 
 class BootstrapFewShotWithRandomSearch:
