@@ -4,8 +4,10 @@
 
 argparse (the standard library's) because the commands are few and flat, it gives ``--help`` and usage
 errors for free, and dspex then needs no other dependency to start. Exit codes: 0 ok, 1 the run failed,
-2 bad usage or configuration (the message says what to fix), 130 interrupted (the partial result is
-written: the journal, ``--out``). ``--json`` prints one JSON object on stdout and nothing else there.
+2 bad usage or configuration (one line on stderr says what to fix; every path the run reads or writes
+is checked before the actor system starts, so nothing is sent and nothing paid for), 130 interrupted
+(the partial result is written: the journal, ``--out``), 143 terminated (SIGTERM, handled as Ctrl-C).
+``--json`` prints one JSON object on stdout and nothing else there. No known API key is ever printed.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shutil
+import signal
 import socket
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from contextlib import contextmanager
@@ -23,6 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, DspexError, ExampleError
+from .scrub import scrub_text
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 OPTIMIZERS = ("bootstrap", "random-search", "mipro", "gepa")
@@ -30,6 +37,10 @@ OPTIMIZERS = ("bootstrap", "random-search", "mipro", "gepa")
 
 class UsageError(DspexError):
     """A command line that cannot run (exit 2); the message says what to write instead."""
+
+
+class SavedElsewhere(DspexError):
+    """The run finished but its output could not go where asked (exit 1); the message says where it went."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,14 +58,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(args)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
-    try:
-        return ns.run(ns)
-    except (UsageError, ConfigError, ExampleError) as exc:
-        print(f"dspex {ns.command}: {exc}", file=sys.stderr)
-        return USAGE
-    except KeyboardInterrupt:
-        print(f"dspex {ns.command}: interrupted", file=sys.stderr)
-        return INTERRUPTED
+    with _TerminateAsInterrupt() as signals:
+        try:
+            return signals.exit_code(ns.run(ns))
+        except (UsageError, ConfigError, ExampleError) as exc:
+            print(f"dspex {ns.command}: {scrub_text(str(exc))}", file=sys.stderr)
+            return USAGE
+        except SavedElsewhere as exc:
+            print(f"dspex {ns.command}: {scrub_text(str(exc))}", file=sys.stderr)
+            return FAILED
+        except KeyboardInterrupt:
+            print(f"dspex {ns.command}: {'terminated' if signals.terminated else 'interrupted'}", file=sys.stderr)
+            return signals.exit_code(INTERRUPTED)
+
+
+class _TerminateAsInterrupt:
+    """SIGTERM is handled as Ctrl-C (the partial result is written, the actor system is shut down in
+    order), exit ``128 + 15``. Python's default for SIGTERM is to die on the spot, leaving the actor
+    system's processes to the watchdog, and before the watchdog runs (during start-up) to nobody. The
+    signal is re-raised as SIGINT, so whoever handles Ctrl-C at that moment (Evaluate holds it while a
+    row is being journaled) handles this one too (if SIGINT is ignored, it is a KeyboardInterrupt at
+    once). Main thread only; the previous handler comes back."""
+
+    def __init__(self) -> None:
+        self.terminated = False
+        self.previous: Any = None
+
+    def __enter__(self) -> "_TerminateAsInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        self.terminated = True
+        if callable(signal.getsignal(signal.SIGINT)):
+            signal.raise_signal(signal.SIGINT)  # to whoever handles Ctrl-C now
+        else:  # SIGINT ignored (started in the background by a shell): SIGTERM must still stop the run
+            raise KeyboardInterrupt
+
+    def exit_code(self, code: int) -> int:
+        return 128 + signal.SIGTERM if self.terminated and code == INTERRUPTED else code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,25 +170,97 @@ def _import(spec: str, what: str) -> Any:
         raise UsageError(f"{what} must be module:function (e.g. dspex.metrics:answer_exact_match), got {spec!r}")
     sys.path.insert(0, str(Path.cwd()))
     try:
-        found = getattr(importlib.import_module(module), name)
-    except ImportError as exc:
-        raise UsageError(f"{what} {spec!r}: cannot import {module!r} ({exc})") from None
-    except AttributeError:
-        raise UsageError(f"{what} {spec!r}: {module!r} has no {name!r}") from None
+        imported = _import_module(module, f"{what} {spec!r}")
     finally:
         sys.path.pop(0)
+    found = getattr(imported, name, None)
+    if found is None:
+        raise UsageError(f"{what} {spec!r}: {module!r} has no {name!r}")
     if not callable(found):
         raise UsageError(f"{what} {spec!r} is not callable")
     return found
 
 
+def _import_module(module: str, what: str) -> Any:
+    """The user's module, or a UsageError naming what its import did (a traceback helps nobody here)."""
+    try:
+        return importlib.import_module(module)
+    except SyntaxError as exc:  # IndentationError too
+        where = f"{exc.filename}:{exc.lineno}" if exc.filename else module
+        raise UsageError(f"{what}: {where}: {exc.msg}; fix the syntax error in {module!r}") from None
+    except ImportError as exc:
+        raise UsageError(f"{what}: cannot import {module!r} ({exc})") from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's module code raised while importing
+        raise UsageError(f"{what}: importing {module!r} raised {type(exc).__name__}: {_first_line(exc)}; "
+                         f"fix the module (it runs when imported)") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
+
+
 def _checked(ns: argparse.Namespace) -> None:
+    """Everything the command line names, checked before the actor system starts (and so before the first
+    request): numbers, input files (present, UTF-8), output files and folders (writable)."""
     for label, value, low in (("--workers", ns.workers, 0), ("--concurrency", ns.concurrency, 1)):
         if value < low:
             raise UsageError(f"{label} must be >= {low}, got {value}")
     for path in [ns.program, *[getattr(ns, k) for k in ("data", "train", "dev") if getattr(ns, k, None)]]:
         if not Path(path).is_file():
             raise UsageError(f"{path} does not exist or is not a file")
+    for flag in ("data", "train", "dev"):
+        if getattr(ns, flag, None):
+            _check_utf8(getattr(ns, flag), f"--{flag}")
+    for flag in ("journal", "out"):
+        if getattr(ns, flag, None):
+            _check_output_file(getattr(ns, flag), f"--{flag}")
+    if getattr(ns, "run_dir", None):
+        _check_output_folder(ns.run_dir, "--run-dir", "name a folder that can be created, or remove the file")
+
+
+def _check_utf8(path: str, flag: str) -> None:
+    raw = Path(path).read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UsageError(f"{flag} {path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8 "
+                         "(e.g. iconv -f latin1 -t utf-8)") from None
+
+
+def _check_output_file(path: str, flag: str) -> None:
+    """A file the run will write: not a folder, in a folder that exists and is writable."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; name a file (e.g. {target / 'out.jsonl'})")
+    if not folder.is_dir():
+        raise UsageError(f"{flag} {path}: the folder {folder} does not exist; create it (mkdir -p {folder}) "
+                         "or name a file in an existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"{flag} {path} is not writable; name a file you may write")
+
+
+def _check_output_folder(path: str | Path, what: str, fix: str) -> None:
+    """A folder the run will create if needed: it, or its nearest existing parent, is a writable folder."""
+    folder = Path(path)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        shown = folder if existing == folder else f"{folder} (its parent {existing})"
+        raise UsageError(f"{what} {shown} is a file, not a folder; {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {folder} is not writable ({existing}); {fix}")
+
+
+def _check_settings(settings: Any) -> None:
+    """The settings' paths this command writes to (the response cache), before anything starts."""
+    source = settings.source("cache_dir")
+    var = source[len("env "):] if source.startswith("env ") else "DSPEX_CACHE_DIR"
+    _check_output_folder(settings.cache_dir, f"the response cache folder (cache_dir, {source})",
+                         f"set {var} to a folder (or cache_dir in dspex.toml)")
 
 
 def _runtime(ns: argparse.Namespace, settings: Any) -> Any:
@@ -160,10 +279,7 @@ def _program(ns: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
     from .programs import load
 
     for module in ns.module:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise UsageError(f"--module {module}: {exc}") from None
+        _import_module(module, f"--module {module}")
     lm = LM(ns.model or settings.model, base_url=ns.base_url)
     return load(ns.program, lm=lm), lm
 
@@ -197,6 +313,7 @@ def _eval(ns: argparse.Namespace) -> int:
         raise UsageError("--resume needs --journal F (the rows to skip are read from it)")
     metric = _import(ns.metric, "--metric")
     settings = Settings.load(config=ns.config)
+    _check_settings(settings)
     start = time.monotonic()
     with _runtime(ns, settings):
         program, _ = _program(ns, settings)
@@ -225,6 +342,7 @@ def _optimize(ns: argparse.Namespace) -> int:
         raise UsageError(f"--optimizer {ns.optimizer} needs --dev dev.jsonl (the examples candidates are scored on)")
     metric = _import(ns.metric, "--metric")
     settings = Settings.load(config=ns.config)
+    _check_settings(settings)
     budget_usd = ns.budget_usd if ns.budget_usd is not None else settings.budget_usd
     budget_tokens = ns.budget_tokens if ns.budget_tokens is not None else settings.budget_tokens
     start = time.monotonic()
@@ -237,7 +355,7 @@ def _optimize(ns: argparse.Namespace) -> int:
                            "max_concurrency": ns.concurrency, "workers": ns.workers or None}
         with _compile_bar(rt, f"optimize {ns.optimizer}", enabled=not ns.json):
             compiled = _optimizer(ns, metric, writer, ns.max_metric_calls)(program, train, dev, compile_options)
-        compiled.save(ns.out)
+        _save(compiled, ns)
     report = compiled.compile_report
     summary = {"optimizer": report.optimizer, "baseline": report.baseline_score, "score": report.score,
                "stopped": report.stopped, "candidates": len(report.candidates), "usage": _usage(report.usage),
@@ -250,6 +368,27 @@ def _optimize(ns: argparse.Namespace) -> int:
              f"saved     {ns.out}"]
     _say(ns, summary, lines)
     return INTERRUPTED if report.stopped == "cancelled" else OK
+
+
+def _save(compiled: Any, ns: argparse.Namespace) -> None:
+    """Save to ``--out`` (checked before the run); if the disk says no after all (full, removed), the paid-for
+    program goes to a fresh file in the working folder or the temporary one, and the error names it."""
+    try:
+        compiled.save(ns.out)
+        return
+    except OSError as exc:
+        failure = exc
+    for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+        try:
+            fd, spare = tempfile.mkstemp(prefix="dspex-compiled-", suffix=".json", dir=folder)
+            os.close(fd)
+            compiled.save(spare)
+        except OSError:
+            continue
+        raise SavedElsewhere(f"could not write --out {ns.out} ({failure.strerror or failure}); the compiled program "
+                             f"is saved in {spare}")
+    raise SavedElsewhere(f"could not write --out {ns.out} ({failure.strerror or failure}), nor a spare copy in "
+                         f"{Path.cwd()} or {tempfile.gettempdir()}") from failure
 
 
 @contextmanager
@@ -337,8 +476,13 @@ def _doctor(ns: argparse.Namespace) -> int:
             check(f"{provider} key", True, "present" if present else "not set (only needed for that provider)")
             if present:
                 check(f"{provider} reachable", *_reachable(provider))
+    loopback = _loopback()
+    check("loopback", *loopback)
     check("actor system: local", *_base_usable("local"))
-    check("actor system: multiproc", *_base_usable("multiproc"))
+    if loopback[0]:
+        check("actor system: multiproc", *_base_usable("multiproc"))
+    else:  # it binds 127.0.0.1: with loopback down it cannot start (and is not tried)
+        check("actor system: multiproc", False, "needs the loopback interface (127.0.0.1)", loopback[2])
     check("local model", *_local_model())
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     check("chromium", chromium is not None, chromium or "not found",
@@ -363,6 +507,17 @@ def _reachable(provider: str) -> tuple[bool, str, str]:
         return False, f"{url.hostname}: {exc}", "check the network / proxy (HTTPS_PROXY) or the provider's status"
 
 
+def _loopback() -> tuple[bool, str, str]:
+    """127.0.0.1 answers a connection (the process bases and the provider simulator need it)."""
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            with socket.create_connection(server.getsockname()[:2], timeout=3):
+                return True, "127.0.0.1 accepts connections", ""
+    except OSError as exc:
+        return (False, f"127.0.0.1: {exc.strerror or exc}",
+                "bring the loopback interface up: ip link set lo up (as root)")
+
+
 def _base_usable(base: str) -> tuple[bool, str, str]:
     from supervision import ActorRuntime, SupervisionError
 
@@ -371,7 +526,7 @@ def _base_usable(base: str) -> tuple[bool, str, str]:
         with ActorRuntime(base, f"dspex-doctor-{base}"):
             pass
     except (SupervisionError, OSError) as exc:
-        return False, f"{type(exc).__name__}: {exc}", "see THESPIAN_NOTES.md; try the local base"
+        return False, f"{type(exc).__name__}: {_first_line(exc)}", "see THESPIAN_NOTES.md; try the local base"
     return True, f"starts and stops ({time.monotonic() - started:.1f} s)", ""
 
 

@@ -2,7 +2,8 @@
 
 Redaction works on every event, whoever logs it: values under secret-looking keys (``api_key``,
 ``authorization``, ...) are replaced, and strings that look like provider keys (``sk-...``,
-``AIza...``) are masked, so a key passed by mistake to a log call still never reaches the output.
+``AIza...``) are masked, so a key passed by mistake to a log call still never reaches the output;
+so is every key this process knows (:mod:`dspex.scrub`), whatever its shape.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from .scrub import known_keys, scrub_text
+
 SECRET_KEYS = re.compile(r"(api[_-]?key|authorization|secret|token$|password|x-goog-api-key)", re.I)
 KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|sk_[A-Za-z0-9_\-]{6,}|AIza[0-9A-Za-z_\-]{10,}|"
                          r"Bearer\s+[A-Za-z0-9._\-]{6,})")
@@ -21,20 +24,27 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
           "critical": logging.CRITICAL}
 
 
-def scrub(value: Any) -> Any:
-    """Mask key-shaped substrings in strings (recursively in dicts, lists and tuples)."""
+def scrub(value: Any, keys: frozenset[str] | None = None) -> Any:
+    """Mask key-shaped substrings and the known keys in strings (recursively in dicts, lists and tuples)."""
+    keys = known_keys() if keys is None else keys
     if isinstance(value, str):
-        return KEY_PATTERN.sub("***", value)
+        return scrub_text(KEY_PATTERN.sub("***", value), keys)
     if isinstance(value, dict):
-        return {k: "***" if isinstance(k, str) and SECRET_KEYS.search(k) else scrub(v) for k, v in value.items()}
+        return {k: "***" if isinstance(k, str) and SECRET_KEYS.search(k) else scrub(v, keys) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(scrub(v) for v in value)
+        return type(value)(scrub(v, keys) for v in value)
     return value
 
 
 def redact(_logger: Any, _name: str, event: dict) -> dict:
     """structlog processor: no secret leaves through a log event."""
     return scrub(event)
+
+
+def redact_rendered(_logger: Any, _name: str, line: str) -> str:
+    """structlog's last step, after the renderer: a known key inside a value rendered by its ``repr``
+    (an exception's or an object's) is masked in the line itself."""
+    return scrub_text(line) if isinstance(line, str) else line
 
 
 def configure_logging(level: str = "warning") -> None:
@@ -45,11 +55,12 @@ def configure_logging(level: str = "warning") -> None:
         raise ConfigError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.format_exc_info, redact,
-                    structlog.processors.TimeStamper(fmt="iso"), structlog.dev.ConsoleRenderer(colors=False)],
+                    structlog.processors.TimeStamper(fmt="iso"), structlog.dev.ConsoleRenderer(colors=False),
+                    redact_rendered],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
 
 
-__all__ = ["configure_logging", "redact", "scrub"]
+__all__ = ["configure_logging", "redact", "redact_rendered", "scrub"]

@@ -35,7 +35,8 @@ class _Revealable(Protocol):
     def reveal(self) -> str: ...
 
 
-_live: "weakref.WeakSet[_Revealable]" = weakref.WeakSet()
+# by identity, not equality: two equal Secrets are two holders of one key, and the key stays while either lives
+_live: "weakref.WeakValueDictionary[int, _Revealable]" = weakref.WeakValueDictionary()
 _live_lock = threading.Lock()
 
 
@@ -43,7 +44,7 @@ def remember(secret: _Revealable) -> None:
     """Mask ``secret.reveal()`` in what this process writes, for as long as ``secret`` lives
     (``Secret.__init__`` calls it)."""
     with _live_lock:
-        _live.add(secret)
+        _live[id(secret)] = secret
 
 
 def scrub_secret(text: str, secret: str) -> str:
@@ -87,7 +88,7 @@ def known_keys() -> frozenset[str]:
     at least ``SCRUB_MIN`` characters."""
     keys = {value.strip() for name, value in os.environ.items() if name.upper().endswith("_API_KEY")}
     with _live_lock:
-        keys.update(secret.reveal() for secret in list(_live))
+        keys.update(secret.reveal() for secret in list(_live.values()))
     return frozenset(k for k in keys if len(k) >= SCRUB_MIN)
 
 

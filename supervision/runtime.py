@@ -118,9 +118,9 @@ class ActorRuntime:
         if self.is_local:
             self._system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=_thespian.log_defs())
         else:
-            self._start_process_system()
-        self._pool.append(_Endpoint(self._system))
-        try:
+            self._start_process_system()  # on failure (Ctrl-C included) nothing it forked is left running
+        try:  # from here on, whatever stops the start (Ctrl-C too) shuts the system down
+            self._pool.append(_Endpoint(self._system))
             self._root = self._system.createActor(RootSupervisor)
             init = Init((), {"spec": SupervisorSpec(intensity=0), "children": ()}, self.name,
                         f"root {self.name}", None, os.getpid())
@@ -139,8 +139,13 @@ class ActorRuntime:
     def _start_process_system(self) -> None:
         peers = self.peers if self.bind_host not in LOOPBACK else ()
         self._log_place = tcp.place_thespian_log(self.log_dir)
-        self._system, self.admin_port = tcp.start_system(
-            self.bind_host, self.admin_port, self.extra_capabilities, convention=self.convention, peers=peers)
+        try:
+            self._system, self.admin_port = tcp.start_system(
+                self.bind_host, self.admin_port, self.extra_capabilities, convention=self.convention, peers=peers)
+        except BaseException:
+            tcp.release_thespian_log(self._log_place)
+            self._log_place = None
+            raise
 
     @classmethod
     def attach(cls, admin_port: int, root: Any, name: str = "attached") -> "ActorRuntime":

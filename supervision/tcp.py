@@ -12,6 +12,7 @@ import os
 import pickle
 import socket
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,10 +20,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from thespian.actors import ActorSystem
+from thespian.actors import ActorSystem, ActorSystemException
 
 from . import _thespian, procfs
-from .errors import SpecError
+from .errors import SpecError, SupervisionError
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -92,10 +93,72 @@ def start_system(bind_host: str, admin_port: int | None, capabilities: dict, *, 
     if convention:
         check_address(convention, "convention")
         caps["Convention Address.IPv4"] = convention
-    before = procfs.children_of(os.getpid())
-    system = ActorSystem("multiprocTCPBase", capabilities=caps, transientUnique=True, logDefs=_thespian.log_defs())
-    reap_new_zombies(before)
+    before, reaped = procfs.children_of(os.getpid()), set()
+    try:
+        system = ActorSystem("multiprocTCPBase", capabilities=caps, transientUnique=True, logDefs=_thespian.log_defs())
+        reap_new_zombies(before, reaped)
+    except BaseException as exc:  # Ctrl-C included: the admin forked so far must not outlive this failure
+        stop_forked_admin(before, reaped)
+        if isinstance(exc, ActorSystemException):
+            raise SupervisionError(f"the actor system did not start on {bind_host}:{admin_port} "
+                                   f"({type(exc).__name__}: {exc}); check that {bind_host} is up and reachable "
+                                   "(for 127.0.0.1: the loopback interface, `ip link set lo up`)") from exc
+        raise
     return system, admin_port
+
+
+def stop_forked_admin(before: set[int], reaped: set[int], wait: float = 5.0) -> None:
+    """After a start that failed or was interrupted: kill what Thespian forked for it, found by parentage
+    (never by name). Thespian's starter is a fork of this process (the same command line) that calls
+    ``setsid``, forks the admin and exits, so the admin, its logger and any actor they forked are the
+    processes of the session whose id is the starter's pid: a child of ours new since ``before``, or one
+    :func:`reap_new_zombies` already reaped (``reaped``). Other children of this process are left alone."""
+    me = os.getpid()
+    mine = _cmdline(me)
+    deadline = time.monotonic() + wait
+    for pid in (procfs.children_of(me) - before) | reaped:
+        if pid not in reaped and _cmdline(pid) != mine and not (procfs.gone(pid) and _session(pid)):
+            continue  # not a fork of ours on its way to being the admin (a subprocess another thread started)
+        while pid not in reaped and not procfs.gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)  # let it finish forking the admin (it exits right after)
+        leader = pid not in reaped and not procfs.gone(pid) and _session_of(pid) == pid  # setsid, not yet forked
+        doomed = _session(pid) | ({pid} if leader else set())
+        while doomed:  # again until none is left: one may have been forking its logger as it was killed
+            for member in doomed:
+                try:
+                    os.kill(member, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
+            doomed = _session(pid) if time.monotonic() < deadline else set()
+        if pid not in reaped and (leader or procfs.gone(pid)):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _session_of(pid: int) -> int | None:
+    fields = procfs.stat_fields(pid)
+    return int(fields[3]) if fields is not None else None
+
+
+def _session(sid: int) -> set[int]:
+    """The live processes of session ``sid`` (not ``sid`` itself)."""
+    found = set()
+    for pid in procfs.pids():
+        fields = procfs.stat_fields(pid)
+        if pid != sid and fields is not None and int(fields[3]) == sid and not procfs.gone(pid):
+            found.add(pid)
+    return found
 
 
 def start_watchdog(admin_port: int, name: str, timeout: float, root: Any = None) -> subprocess.Popen:
@@ -142,8 +205,9 @@ def convention_members(system: Any, timeout: float = 10.0) -> list[str]:
     return members
 
 
-def reap_new_zombies(before: set[int]) -> None:
-    """Reap the intermediate fork Thespian leaves as our zombie (only children that are new)."""
+def reap_new_zombies(before: set[int], reaped: set[int] | None = None) -> None:
+    """Reap the intermediate fork Thespian leaves as our zombie (only children that are new); their pids
+    are added to ``reaped`` (the admin's session id, should the start be undone)."""
     deadline = time.monotonic() + 2.0
     while True:
         new = procfs.children_of(os.getpid()) - before
@@ -155,6 +219,8 @@ def reap_new_zombies(before: set[int]) -> None:
                 continue
             if done == 0:
                 pending.append(pid)
+            elif reaped is not None:
+                reaped.add(pid)
         if not pending or time.monotonic() > deadline:
             return
         time.sleep(0.02)

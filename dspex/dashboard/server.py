@@ -5,7 +5,7 @@ vendored in the package, nothing comes from a CDN).
 Safe by default: it binds 127.0.0.1; any other address needs ``allow_remote=True``. Every request needs
 the access token (the URL's ``?token=`` once, exchanged for an HttpOnly cookie); the Host header must
 name the bound address (no DNS rebinding); each action is a POST carrying the CSRF token the page was
-given. No view holds a key.
+given. No view holds a key, and every JSON answer has the keys this process knows masked (dspex.scrub).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..scrub import scrub_text
 from .state import DashboardState
 
 STATIC = Path(__file__).with_name("static")
@@ -46,8 +47,15 @@ class DashboardApp:
         from sse_starlette.sse import EventSourceResponse
         from starlette.applications import Starlette
         from starlette.requests import Request
-        from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+        from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+        from starlette.responses import JSONResponse as _JSONResponse
         from starlette.routing import Route
+
+        class JSONResponse(_JSONResponse):
+            """Every answer of the API with the known keys masked (a past journal, a row's error text)."""
+
+            def render(self, content: Any) -> bytes:
+                return scrub_text(super().render(content).decode("utf-8")).encode("utf-8")
 
         state, dash = self.state, self
 
@@ -155,7 +163,7 @@ class DashboardApp:
                 try:
                     while True:
                         update = await queue.get()
-                        yield {"event": "update", "data": json.dumps(update)}
+                        yield {"event": "update", "data": scrub_text(json.dumps(update))}
                 finally:
                     stop()
 
