@@ -209,8 +209,12 @@ def reap_new_zombies(before: set[int], reaped: set[int] | None = None) -> None:
     """Reap the intermediate fork Thespian leaves as our zombie (only children that are new); their pids
     are added to ``reaped`` (the admin's session id, should the start be undone)."""
     deadline = time.monotonic() + 2.0
+    mine = _cmdline(os.getpid())
     while True:
-        new = procfs.children_of(os.getpid()) - before
+        # only forks of this process (its command line, or already exited): where this process is a
+        # subreaper or a container's pid 1, the admin itself is re-parented here and must not be waited for
+        new = {pid for pid in procfs.children_of(os.getpid()) - before
+               if procfs.gone(pid) or _cmdline(pid) == mine}
         pending = []
         for pid in new:
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 
@@ -12,11 +13,30 @@ from supervision import ActorRuntime, procfs
 # Our actors' titles, plus the titles Thespian gives its own admin and logger processes.
 MARKERS = (b"supervision:", b"dspex:", b"MultiProcAdmin ActorAddr-", b"logger ActorAddr-")
 
+# Which processes are this session's: its descendants, by parentage. This process is a child subreaper, so a
+# process it started whose parent exits is re-parented here rather than to init (Thespian's admin is forked
+# twice into a session of its own): every process of this session stays a descendant of it, and no test can
+# ever find, or kill, a process of another session or program on this machine. (`./run test` also runs the
+# suite in a PID namespace of its own, as root: when it ends, nothing it started survives.)
+PR_SET_CHILD_SUBREAPER = 36
+if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed: the stray-process check needs Linux")
 
-def live_marked_processes() -> dict[int, str]:
-    """Running (non-zombie) processes whose title carries our marker: found by title, not parent."""
+
+def _candidates() -> list[int]:
+    found, todo = set(), [os.getpid()]
+    while todo:
+        for child in procfs.children_of(todo.pop()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return sorted(found)
+
+
+def _titles(prefixes: tuple[bytes, ...]) -> dict[int, str]:
+    """This session's live (non-zombie) processes whose title starts with one of ``prefixes``."""
     found: dict[int, str] = {}
-    for pid in procfs.pids():
+    for pid in _candidates():
         if pid == os.getpid():
             continue
         try:
@@ -24,22 +44,19 @@ def live_marked_processes() -> dict[int, str]:
                 cmd = fh.read().replace(b"\0", b" ").strip()
         except OSError:
             continue
-        if cmd.startswith(MARKERS) and not procfs.gone(pid):
+        if cmd.startswith(prefixes) and not procfs.gone(pid):
             found[pid] = cmd.decode(errors="replace")
     return found
 
 
+def live_marked_processes() -> dict[int, str]:
+    """This session's running actor, admin and watchdog processes (by title, among its own)."""
+    return _titles(MARKERS)
+
+
 def pids_titled(prefix: bytes) -> list[int]:
-    """Processes whose title (command line) starts with ``prefix``."""
-    found = []
-    for pid in procfs.pids():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if fh.read().startswith(prefix):
-                    found.append(pid)
-        except OSError:
-            continue
-    return found
+    """This session's processes whose title (command line) starts with ``prefix``."""
+    return list(_titles((prefix,)))
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
