@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
-from .errors import ConfigError, DspexError, ExampleError
+from .errors import ConfigError, DspexError, ExampleError, JournalLocked
 from .scrub import scrub_text
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
@@ -61,11 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _TerminateAsInterrupt() as signals:
         try:
             return signals.exit_code(ns.run(ns))
-        except (UsageError, ConfigError, ExampleError) as exc:
+        except (UsageError, ConfigError, ExampleError, JournalLocked) as exc:
             print(f"dspex {ns.command}: {scrub_text(str(exc))}", file=sys.stderr)
             return USAGE
-        except SavedElsewhere as exc:
-            print(f"dspex {ns.command}: {scrub_text(str(exc))}", file=sys.stderr)
+        except (SavedElsewhere, DspexError) as exc:  # e.g. EvaluationFailed: the run measured nothing
+            print(f"dspex {ns.command}: {type(exc).__name__}: {scrub_text(str(exc))}", file=sys.stderr)
             return FAILED
         except KeyboardInterrupt:
             print(f"dspex {ns.command}: {'terminated' if signals.terminated else 'interrupted'}", file=sys.stderr)

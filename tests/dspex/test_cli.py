@@ -117,6 +117,18 @@ def test_optimize_writes_the_program_and_a_second_run_resumes_from_the_run_dir(w
         assert resumed["score"] == 1.0 and resumed["resumed_steps"] > 0 and len(sim.log) == asked
 
 
+@pytest.mark.parametrize("optimizer", ["random-search", "mipro"])
+def test_optimize_with_a_metric_that_fails_on_every_row_exits_1_naming_it(workdir, optimizer):
+    (workdir / "bad_metric.py").write_text("def broken(example, pred, trace=None):\n    raise ValueError('oops')\n")
+    with ProviderServer(answer=fewshot_answer, api_key=KEY) as sim:
+        out = cli(workdir, "optimize", "program.json", "--optimizer", optimizer, "--train", "train.jsonl", "--dev",
+                  "dev.jsonl", "--metric", "bad_metric:broken", "--model", "openai/task", "--base-url", sim.base_url(),
+                  "--out", "compiled.json", timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr  # never a score of 0 with exit 0
+    assert "EvaluationFailed" in out.stderr and "oops" in out.stderr and "Traceback" not in out.stderr
+    assert not (workdir / "compiled.json").exists()
+
+
 def test_ctrl_c_during_eval_exits_130_with_the_rows_so_far_in_the_journal(workdir):
     with ProviderServer(answer=fewshot_answer, api_key=KEY, faults=Faults(latency=0.2)) as sim:
         (workdir / "many.jsonl").write_text(rows(200, "w"))
