@@ -1,20 +1,27 @@
-"""``dspex.runtime()``: the actor runtime with dspex's own tree (clients and their ledger) on top.
+"""``dspex.runtime()``: the actor runtime with dspex's own tree on top, its event bus and cancel registry.
 
     with dspex.runtime(base="local") as rt:
         lm = dspex.LM("openai/gpt-4o-mini")      # finds rt as the innermost open runtime
 
+A :class:`Runtime` is the actor tree (``clients``: the ledger and one actor per LM client; ``models``:
+local model servers; ``compile``: compile jobs, on first use), the event bus the dashboard listens to,
+and the registry of runs asked to stop. Its state is a :class:`RuntimeState` (made, open, closed). The
+client side of this process (request pipelines, response cache, keys, call history) is ``rt.engines``
+(``dspex/clients/engines.py``).
+
 Open runtimes form an explicit, process-wide stack (``dspex.clients.host``, not thread-local):
-``dspex.LM`` and friends use the innermost one unless given ``runtime=``. Nothing starts implicitly:
-without an open runtime they raise :class:`~dspex.errors.ConfigError` saying how to open one.
+``dspex.LM`` and friends use the innermost one unless given ``runtime=``. When none is open, the first
+thing that needs one (``dspex.LM(...)``, ``dspex.configure(...)``) starts the process's default runtime:
+local base, closed at interpreter exit (:func:`default_runtime`, the one place that policy lives).
+Asking which runtime is current never starts one.
 """
 
 from __future__ import annotations
 
 import atexit
+import enum
 import threading
-import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -25,16 +32,15 @@ from supervision.errors import Shutdown
 from supervision.telemetry import EventBus
 from supervision.tcp import free_port
 
-from .clients.admissions import Admissions, Reports
+from .clients.budgets import RunBudget
 from .clients.cache import ResponseCache
 from .clients.client import ClientActor
-from .clients.config import LMConfig, Secret
+from .clients.config import LMConfig
+from .clients.engines import Engines
 from .clients.host import OPEN, active_runtime, current_runtime, open_runtimes
 from .clients.ledger import LedgerActor
-from .clients.budgets import RunBudget
 from .clients.messages import CloseBudget, Flush, LedgerQuery, LedgerReport, OpenBudget
 from .clients.prices import Price, check_price, price_for
-from .clients.transport import Transport
 from .errors import ConfigError
 from .local.actor import ModelServer
 from .local.models import resolve_model
@@ -42,26 +48,22 @@ from .logs import configure_logging
 from .settings import Settings
 
 
-HISTORY = 200  # LM calls a runtime remembers for inspect_history (bounded: a long run does not grow memory)
-
-
 def default_cache_dir() -> Path:
     """The response cache's folder when a runtime is given none (``cache_dir`` of ``dspex.Settings``)."""
     return Settings.load().cache_dir
 
 
-@dataclass
-class Engine:
-    """What one process needs to talk to one client's provider: an HTTP pool and the response cache."""
+class RuntimeState(enum.Enum):
+    """Where a runtime is in its life (as httpx's ``ClientState``). Not ``Lifecycle``: that name is the
+    GenServer's state in ``supervision``."""
 
-    transport: Transport
-    cache: ResponseCache
-    admissions: Admissions = field(default_factory=Admissions)  # coalesced lease requests (process bases)
-    reports: Reports = field(default_factory=Reports)  # batched success reports (process bases)
+    UNOPENED = 1  # made, not started: no actor runs, no handle can bind to it
+    OPENED = 2  # started (or attached to another process's runtime): the tree runs, handles bind to it
+    CLOSED = 3  # closed: its actors are stopped; it cannot be opened again (make a new one)
 
 
 class Runtime:
-    """An :class:`~supervision.ActorRuntime` plus the ``clients`` supervisor (ledger + one actor per client)."""
+    """An :class:`~supervision.ActorRuntime` with dspex's tree, event bus and cancel registry (module docstring)."""
 
     def __init__(self, base: str = "local", *, name: str = "dspex", cache_dir: str | Path | None = None,
                  prices: Mapping[str, Price] | None = None, log_level: str | None = "warning",
@@ -72,17 +74,15 @@ class Runtime:
         self.prices = {**{k: check_price(v) for k, v in self.settings.prices.items()},
                        **{k: check_price(v) for k, v in (prices or {}).items()}}
         self.log_level = log_level
-        self.clients: SupervisorRef | None = None
-        self.models: SupervisorRef | None = None
-        self._compile: SupervisorRef | None = None
+        self.state = RuntimeState.UNOPENED
+        self.clients: SupervisorRef | None = None  # the ledger and one actor per LM client
+        self.models: SupervisorRef | None = None  # local model servers
+        self._compile: SupervisorRef | None = None  # compile jobs (started on first use)
         self.defaults: dict[str, Any] = {}  # dspex.configure(lm=..., adapter=...) on this runtime
-        self._history: deque[dict] = deque(maxlen=HISTORY)  # the last LM calls made in this process
+        self.engines = Engines(self.cache_dir, direct=self.actors.is_local, find_client=self.client_ref)
         self._configs: dict[str, LMConfig] = {}
-        self._engines: dict[tuple, Engine] = {}
-        self._cache: ResponseCache | None = None  # one per process, opened on first use
         self._model_ports: dict[str, int] = {}
         self._lock = threading.RLock()
-        self._keys: dict[str, Secret | None] = {}  # LM handle token -> its key, for handles unpickled here
         self._bus = EventBus()  # dspex-level events (evaluation progress) for the dashboard and tests
         self._cancelled_runs: set[str] = set()  # runs asked to stop (rt.cancel_run)
         self._dashboards: list[Any] = []  # served by this runtime, closed with it
@@ -92,6 +92,9 @@ class Runtime:
         return self.actors.base
 
     def start(self) -> "Runtime":
+        if self.state is not RuntimeState.UNOPENED:
+            raise ConfigError(f"this runtime is {self.state.name.lower()}: a runtime is started once "
+                              "(make another with dspex.runtime(...))")
         if self.log_level is not None and not structlog.is_configured():
             configure_logging(self.log_level)
         self.actors.start()
@@ -104,7 +107,9 @@ class Runtime:
                                                        name="models")
         except BaseException:
             self.actors.close()
+            self.state = RuntimeState.CLOSED
             raise
+        self.state = RuntimeState.OPENED
         OPEN.push(self)
         return self
 
@@ -126,22 +131,16 @@ class Runtime:
         for board in boards:
             board.close()
         OPEN.remove(self)
-        with self._lock:
-            for engine in self._engines.values():
-                engine.reports.close()
-                engine.transport.close()
-            self._engines.clear()
-            if self._cache is not None:
-                self._cache.close()
-                self._cache = None
+        self.engines.close()
         self.actors.close()
+        self.state = RuntimeState.CLOSED
 
-    def flush_reports(self) -> None:
-        """Hand the client actors every success report this process still holds (see Reports)."""
-        with self._lock:
-            engines = list(self._engines.values())
-        for engine in engines:
-            engine.reports.flush()
+    def _clients(self) -> SupervisorRef:
+        """The ``clients`` supervisor of this open runtime (ConfigError if it is not open)."""
+        if self.state is not RuntimeState.OPENED or self.clients is None:
+            raise ConfigError(f"the runtime is {'closed' if self.state is RuntimeState.CLOSED else 'not started'}:"
+                              " use `with dspex.runtime() as rt:`")
+        return self.clients
 
     def __enter__(self) -> "Runtime":
         return self.start()
@@ -182,12 +181,15 @@ class Runtime:
         with self._lock:
             return run in self._cancelled_runs
 
-    # --- clients -----------------------------------------------------------------------------------
+    # --- the tree ----------------------------------------------------------------------------------
+
+    def supervisors(self) -> list[SupervisorRef]:
+        """dspex's top supervisors that run now: ``clients``, ``models`` and, once a compile ran, ``compile``."""
+        return [sup for sup in (self.clients, self.models, self._compile) if sup is not None]
 
     def client_ref(self, cfg: LMConfig, price: Price | None = None) -> ActorRef:
         """The running client actor for ``cfg`` (started on first use; found again after a restart)."""
-        if self.clients is None:
-            raise ConfigError("the runtime is not started: use `with dspex.runtime() as rt:`")
+        clients = self._clients()
         with self._lock:
             known = self._configs.get(cfg.client_key)
             if known is not None and known.limits != cfg.limits:
@@ -195,14 +197,14 @@ class Runtime:
                                   f"(rpm={known.rpm}, tpm={known.tpm}, max_in_flight={known.max_in_flight}, "
                                   f"budget_usd={known.budget_usd}, ...): pass the same limits, or name= a separate client")
             child_id = _child_id(cfg)
-            running = {c.id: c for c in self.clients.which_children()}
+            running = {c.id: c for c in clients.which_children()}
             if child_id in running:
                 if running[child_id].ref is None:
                     raise ConfigError(f"the client {cfg.client_key} is restarting; retry the request")
                 return running[child_id].ref
             price = price if price is not None else price_for(cfg.qualified, self.prices)
-            info = self.clients.start_child(ChildSpec(child_id, ClientActor, args=(cfg, price),
-                                                      title=f"client {cfg.qualified}"))
+            info = clients.start_child(ChildSpec(child_id, ClientActor, args=(cfg, price),
+                                                 title=f"client {cfg.qualified}"))
             self._configs[cfg.client_key] = cfg
             return info.ref
 
@@ -210,13 +212,6 @@ class Runtime:
         """The settings of each client actor this process started, by client key (no keys in them)."""
         with self._lock:
             return dict(self._configs)
-
-    def remember_call(self, entry: dict) -> None:
-        """Keep a call for ``lm.history`` / ``dspex.inspect_history`` (bounded: the last HISTORY calls)."""
-        self._history.append(entry)
-
-    def history(self) -> list[dict]:
-        return list(self._history)
 
     def compile_supervisor(self) -> SupervisorRef:
         """The ``compile`` supervisor (started on first use): one journal-keeping actor per compile job."""
@@ -226,23 +221,12 @@ class Runtime:
                                                              name="compile")
             return self._compile
 
-    def remember_key(self, token: str, key: Secret | None) -> None:
-        """Keep a handle's key in this process, so a copy unpickled here gets it back (it never travels)."""
-        with self._lock:
-            self._keys[token] = key
-
-    def key_for(self, token: str) -> Secret | None:
-        with self._lock:
-            return self._keys.get(token)
-
-    def knows_token(self, token: str) -> bool:
-        with self._lock:
-            return token in self._keys
-
     def local_model_url(self, name: str, n_ctx: int = 2048, threads: int = 2) -> str:
         """Start (once) the supervised server of local model ``name``; its OpenAI-style base URL."""
+        self._clients()  # open, or a ConfigError saying so
         if self.models is None:
-            raise ConfigError("the runtime is not started: use `with dspex.runtime() as rt:`")
+            raise ConfigError("local models are served by the runtime that runs them, not by one attached "
+                              "from another process: pass base_url= of the model's server")
         with self._lock:
             port = self._model_ports.get(name)
             if port is None:
@@ -255,47 +239,29 @@ class Runtime:
                 self._model_ports[name] = port
             return f"http://127.0.0.1:{port}/v1"
 
-    def response_cache(self) -> ResponseCache:
-        """This process's response cache (completions and embeddings), opened on first use."""
-        with self._lock:
-            if self._cache is None:
-                self._cache = ResponseCache(self.cache_dir)
-            return self._cache
-
-    def engine(self, cfg: LMConfig, key: Secret | None) -> Engine:
-        """This process's HTTP pool and cache for a client (one per client and key)."""
-        ident = (cfg.client_key, cfg.max_in_flight, cfg.timeout, key)
-        with self._lock:
-            engine = self._engines.get(ident)
-            if engine is None:
-                engine = self._engines[ident] = Engine(Transport(cfg, key), self.response_cache())
-            return engine
-
     def usage(self, run: str | None = None) -> LedgerReport:
         """Ledger totals (all clients, per client, per run) once every client has flushed."""
-        if self.clients is None:
-            raise ConfigError("the runtime is not started")
-        self.flush_reports()
-        for info in self.clients.which_children():
+        clients = self._clients()
+        self.engines.flush()
+        for info in clients.which_children():
             if info.id != "ledger" and info.ref is not None:
                 info.ref.call(Flush(), 30.0)
-        return self.clients.child("ledger").call(LedgerQuery(run=run), 30.0)
+        return clients.child("ledger").call(LedgerQuery(run=run), 30.0)
 
     def open_budget(self, budget: RunBudget) -> None:
         """Hold run ``budget.run`` and the runs inside it to ``budget`` at admission, in every client actor
         (a compile's budget_usd / budget_tokens; see ``clients/budgets.py``). The ledger first: a client
         that starts later learns the open budgets from it."""
-        if self.clients is None:
-            raise ConfigError("the runtime is not started")
-        self.clients.child("ledger").call(OpenBudget(budget), 30.0)
-        for info in self.clients.which_children():
+        clients = self._clients()
+        clients.child("ledger").call(OpenBudget(budget), 30.0)
+        for info in clients.which_children():
             if info.id != "ledger" and info.ref is not None:
                 info.ref.call(OpenBudget(budget), 30.0)
 
     def close_budget(self, run: str) -> None:
         """The run is over: its budget is dropped (a client that exited with it open has nothing to drop)."""
-        if self.clients is None:
-            return
+        if self.state is not RuntimeState.OPENED or self.clients is None:
+            return  # nothing runs: no budget to drop
         try:
             for info in self.clients.which_children():
                 if info.ref is not None:
@@ -303,11 +269,21 @@ class Runtime:
         except (ActorExited, Shutdown) as exc:
             structlog.get_logger("dspex").warning("close_budget", run=run, error=str(exc))
 
+    # --- shorthands for the client side of this process (``rt.engines``) ------------------------------
+
+    def flush_reports(self) -> None:
+        """``rt.engines.flush()``: every success report this process still holds goes to its client actor."""
+        self.engines.flush()
+
+    def response_cache(self) -> ResponseCache:
+        """``rt.engines.response_cache()``: this process's response cache."""
+        return self.engines.response_cache()
+
     # --- other processes -------------------------------------------------------------------------
 
     def info(self) -> "RuntimeInfo":
         """What another process (an evaluation worker) needs to use this runtime's clients."""
-        if self.clients is None or self.actors.is_local:
+        if self.state is not RuntimeState.OPENED or self.clients is None or self.actors.is_local:
             raise ConfigError("only a started multiproc/tcp runtime can be shared with other processes")
         return RuntimeInfo(self.actors.admin_port, self.actors.root, self.clients.address, self.clients.path,
                            str(self.cache_dir), dict(self.prices))
@@ -318,6 +294,7 @@ class Runtime:
         rt = cls("multiproc", cache_dir=info.cache_dir, prices=info.prices, log_level=None)
         rt.actors = ActorRuntime.attach(info.admin_port, info.root)
         rt.clients = SupervisorRef(info.clients, info.clients_path, Kind.SUPERVISOR).bind(rt.actors)
+        rt.state = RuntimeState.OPENED  # not on the open stack: handles bind to it explicitly (lm.bind(rt))
         return rt
 
 
@@ -337,8 +314,15 @@ def _child_id(cfg: LMConfig) -> str:
     return "client:" + cfg.client_key
 
 
-def _default_runtime() -> Runtime:
-    """The process's default runtime: local base, started on first use, closed in order at exit."""
+# --- the process's default runtime: the one place its policy lives ----------------------------------
+# When no runtime is open, the first thing that needs one starts this (``current_runtime()``: dspex.LM(...)
+# without runtime=, dspex.configure(...), a program run with no lm); asking which runtime is current
+# (``existing_runtime()``, ``active_runtime()``) never does. The open-runtime stack is in the clients layer,
+# which cannot import this module, so the factory is handed to it here, when dspex is imported.
+
+def default_runtime() -> Runtime:
+    """The process's default runtime: local base, named dspex-default, started on first use, closed in
+    order at interpreter exit (a user's ``with dspex.runtime(...)`` chooses another)."""
     rt = Runtime("local", name="dspex-default").start()
     atexit.register(rt.close)
     structlog.get_logger("dspex").info("default_runtime_started", base="local",
@@ -346,12 +330,12 @@ def _default_runtime() -> Runtime:
     return rt
 
 
-OPEN.set_default_factory(_default_runtime)
+OPEN.set_default_factory(default_runtime)
 
 
 def inspect_history(n: int = 1) -> str:
     """Print (and return) the last ``n`` LM calls of this process's current runtime, as DSPy does."""
-    calls = current_runtime().history()[-n:] if n > 0 else []
+    calls = current_runtime().engines.history()[-n:] if n > 0 else []
     parts = []
     for call in calls:
         lines = [f"[{call['timestamp'][11:19]}] {call['model']}"
@@ -369,4 +353,5 @@ def runtime(base: str = "local", **options: Any) -> Runtime:
     return Runtime(base, **options)
 
 
-__all__ = ["Runtime", "runtime", "current_runtime", "active_runtime", "open_runtimes", "inspect_history", "Engine", "default_cache_dir"]
+__all__ = ["Runtime", "RuntimeState", "RuntimeInfo", "runtime", "current_runtime", "active_runtime", "open_runtimes",
+           "inspect_history", "default_runtime", "default_cache_dir"]

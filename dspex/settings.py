@@ -21,9 +21,8 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
+from .providers import KEY_FIELDS, PROVIDERS
 
-PROVIDERS = ("openai", "anthropic", "gemini", "local")
-KEY_FIELDS = {"openai": "openai_api_key", "anthropic": "anthropic_api_key", "gemini": "gemini_api_key"}
 PREFIX = "DSPEX_"
 
 
@@ -34,9 +33,15 @@ class Settings(BaseSettings):
                                       validate_default=True, frozen=True)
 
     model: str = Field("local/smollm2-135m", description="the default model, 'provider/model'")
-    openai_api_key: SecretStr | None = None  # also from OPENAI_API_KEY
-    anthropic_api_key: SecretStr | None = None  # also from ANTHROPIC_API_KEY
-    gemini_api_key: SecretStr | None = None  # also from GEMINI_API_KEY or GOOGLE_API_KEY
+    # one key field per provider that takes a key, from the provider registry (dspex/providers.py):
+    # openai_api_key, anthropic_api_key, gemini_api_key, ...; each also read from the provider's usual
+    # variables (OPENAI_API_KEY, ...). A class body's namespace is a plain dict, so they are declared
+    # in a loop, in the registry's order, right here.
+    for _provider, _field in KEY_FIELDS.items():
+        __annotations__[_field] = "SecretStr | None"
+        locals()[_field] = Field(None, description=f"the {_provider} API key; also from "
+                                 + " or ".join(PROVIDERS[_provider].key_env))
+    del _provider, _field
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict,
                                                    description="'provider/model' -> (USD per 1M prompt, completion)")
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "dspex")
@@ -136,10 +141,12 @@ class Settings(BaseSettings):
         return rows
 
 
+_KEY_ENV = {field: PROVIDERS[provider].key_env for provider, field in KEY_FIELDS.items()}
+
+
 def _env_names(name: str) -> list[str]:
-    conventional = {"openai_api_key": ["OPENAI_API_KEY"], "anthropic_api_key": ["ANTHROPIC_API_KEY"],
-                    "gemini_api_key": ["GEMINI_API_KEY", "GOOGLE_API_KEY"]}
-    return [PREFIX + name.upper(), *conventional.get(name, [])]
+    """The variables a setting is read from: ``DSPEX_<NAME>``, then a key's usual ones (``OPENAI_API_KEY``)."""
+    return [PREFIX + name.upper(), *_KEY_ENV.get(name, ())]
 
 
 def _parse_env(name: str, raw: str) -> Any:

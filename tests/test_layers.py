@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # dspex's layers, lowest first; a module may import only its own layer or lower ones
 LAYERS = [
-    {"errors", "scrub", "jsonl", "journal", "logs", "primitives", "signature", "settings", "events"},
+    {"errors", "scrub", "jsonl", "journal", "logs", "primitives", "signature", "providers", "settings", "events"},
     {"adapters"},
     {"clients"},
     {"local"},

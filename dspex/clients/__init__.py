@@ -1,4 +1,6 @@
-"""LM clients: handles (``LM``), client actors with the resilience pipeline, the ledger, the cache."""
+"""LM clients: handles (``LM``), the request pipeline (``pipeline``) each handle sends through, the
+per-process engines behind it (``engines``), client actors owning the shared limits, the ledger, the
+cache, the wire formats of the providers in the registry (``dspex/providers.py``)."""
 
 from .config import Breaker, LMConfig, Secret
 from .embedder import Embedder

@@ -1,9 +1,9 @@
 """Response cache: an in-memory LRU in front of an SQLite file that survives restarts and is shared
 safely by every process on the machine (WAL mode, busy timeout). Hits cost nothing and take no rate tokens.
 
-Writes are behind: a put lands in memory at once and reaches the file within ``WRITE_EVERY`` seconds,
-in one transaction with the others (64 threads each committing their own insert would queue on
-SQLite's write lock). A cache file that is not a database is set aside with a warning, never an error
+Writes are behind (``batcher.Batcher``): a put lands in memory at once and reaches the file within
+``WRITE_EVERY`` seconds, in one transaction with the others (64 threads each committing their own insert
+would queue on SQLite's write lock). A cache file that is not a database is set aside with a warning, never an error
 on every request.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from ..errors import ConfigError
+from .batcher import Batcher
 
 log = structlog.get_logger("dspex")
 WRITE_EVERY = 0.05  # seconds a put may wait to be written with others
@@ -59,7 +60,8 @@ class MemoryLRU:
 
 class DiskCache:
     """Key → JSON in one SQLite table over one connection (a lock; each statement takes microseconds,
-    and threads come and go: Evaluate runs each example on a thread of its own), one writer thread."""
+    and threads come and go: Evaluate runs each example on a thread of its own), one writer thread
+    (the batcher's)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -70,10 +72,7 @@ class DiskCache:
                               "pass cache_dir= to dspex.runtime() or set DSPEX_CACHE_DIR") from None
         self._db: sqlite3.Connection | None = None
         self._db_lock = threading.RLock()
-        self._cond = threading.Condition()
-        self._pending: dict[str, str] = {}
-        self._writer: threading.Thread | None = None
-        self._closed = False
+        self._writes = Batcher(self._write, WRITE_EVERY, "dspex-cache-writer")  # (key, json) pairs
         self._open_table()
 
     def _open_table(self) -> None:
@@ -107,10 +106,9 @@ class DiskCache:
         return self._db
 
     def get(self, key: str) -> Any | None:
-        with self._cond:
-            pending = self._pending.get(key)
+        pending = self._writes.pending(key)
         if pending is not None:
-            return json.loads(pending)
+            return json.loads(pending[1])
         with self._db_lock:
             try:
                 row = self._conn().execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
@@ -120,22 +118,16 @@ class DiskCache:
         return json.loads(row[0]) if row else None
 
     def put(self, key: str, value: Any) -> None:
-        with self._cond:
-            self._pending[key] = json.dumps(value)
-            if self._writer is None and not self._closed:
-                self._writer = threading.Thread(target=self._write_loop, name="dspex-cache-writer", daemon=True)
-                self._writer.start()
-            self._cond.notify()
-        if self._closed:
-            self.flush()
+        self._writes.add((key, json.dumps(value)), key=key)
 
     def flush(self) -> None:
         """Write every pending put now."""
-        with self._cond:
-            batch, self._pending = self._pending, {}
-        if not batch:
-            return
-        rows = [(k, v, time.time()) for k, v in batch.items()]
+        self._writes.flush()
+
+    def _write(self, batch: list[tuple[str, str]]) -> None:
+        """One transaction for a batch of puts (the writer thread's, or a flush's)."""
+        now = time.time()
+        rows = [(k, v, now) for k, v in batch]
         with self._db_lock:
             conn = self._conn()
             try:
@@ -155,22 +147,7 @@ class DiskCache:
         self._open_table()
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        if self._writer is not None:
-            self._writer.join(timeout=10)
-        self.flush()
-
-    def _write_loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-            time.sleep(WRITE_EVERY)  # let other puts join this transaction
-            self.flush()
+        self._writes.close()
 
     def __len__(self) -> int:
         self.flush()

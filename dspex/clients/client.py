@@ -1,15 +1,15 @@
 """The client actor: one per provider + model + endpoint, the single owner of its shared limits.
 
-One request, top to bottom (the handle's side is ``LM.request`` in lm.py):
+One request, top to bottom (the handle's side is the request pipeline, ``pipeline.py``):
 
-1. cache — in the handle: a hit is free, takes no rate slot, and is only counted here (``CacheHit``);
-2. ``Admit`` — the handle asks for a *lease*; ``_try_lease`` is the one admission core: the budget,
+1. cache — in the handle's process: a hit is free, takes no rate slot, and is only counted here (``CacheHit``);
+2. ``Admit`` — the pipeline asks for a *lease*; ``_try_lease`` is the one admission core: the budget,
    the retry's backoff, the rate limiter's slot, a place in flight (``max_in_flight``; the first
    request probes the provider's limits alone) and the breaker, decided by ``admission.decide``. A
    request that cannot go now is parked (an actor timer, the ready queue or, while the breaker is open,
    its line: ``breaker_line.py``; never a sleep) or failed;
 3. HTTP — in the handle's process (bytes never cross a process boundary; many requests are in
-   flight without an actor each), classified by ``transport.Outcome``;
+   flight without an actor each), classified by ``transport.AttemptResult``;
 4. ``Report`` — the outcome comes back: the breaker and the rate policy learn from it (advertised
    limits, 429s, successes); a retryable failure backs off and goes round step 2 again; a success
    (sent one-way) or a final failure is booked;
@@ -18,7 +18,7 @@ One request, top to bottom (the handle's side is ``LM.request`` in lm.py):
 Nothing billed goes unbooked: an attempt whose report never comes (its holder process died with the
 lease, its host was lost, Ctrl-C in the holder) is booked when the lease is taken back, at its maximum
 (``Admit.max_prompt`` + ``max_completion`` tokens) and marked unconfirmed; so is a 200 whose counts
-could not be read (``Outcome.estimated``). Budgets count that too: the client's own ``budget_usd`` /
+could not be read (``AttemptResult.estimated``). Budgets count that too: the client's own ``budget_usd`` /
 ``budget_tokens``, and the run budgets of compiles (``budgets.py``), both checked at admission.
 """
 
@@ -46,7 +46,7 @@ from .messages import (Admit, AdmitBatch, Booked, CacheHit, ClientStatus, CloseB
                        InjectFaults, Lease, Leases, LedgerQuery, LedgerReport, OpenBudget, RecordBatch, Release, Report,
                        ReportBatch, ResetBreaker, UsageRecord, UsageTotals)
 from .prices import Price, cost_of
-from .transport import Outcome
+from .transport import AttemptResult
 
 FLUSH_EVERY = 0.2  # seconds between usage batches to the ledger
 SWEEP_EVERY = 1.0  # seconds between checks for leases whose holder vanished
@@ -419,7 +419,7 @@ class ClientActor(GenServer):
             self.blocked_check = at
             self.send_after(seconds, _LineCheck(at))
 
-    def _adapt(self, outcome: Outcome, sent_at: float) -> None:
+    def _adapt(self, outcome: AttemptResult, sent_at: float) -> None:
         """The rate policy learns from every answer: advertised limits, 429s (decrease), successes (increase)."""
         rate = self.rate
         before, old_rpm = rate.source, rate.rpm
@@ -452,7 +452,7 @@ class ClientActor(GenServer):
         self.errors[type(error).__name__] = self.errors.get(type(error).__name__, 0) + 1
         self.reply_error(wait.token, error)
 
-    def _error(self, outcome: Outcome, attempts: int) -> LMError:
+    def _error(self, outcome: AttemptResult, attempts: int) -> LMError:
         model = self.cfg.qualified
         if outcome.kind == "timeout":
             return LMTimeout(f"no answer within timeout={self.cfg.timeout:g}s", model, attempts)
@@ -576,7 +576,7 @@ class ClientActor(GenServer):
 
     # --- telemetry ---------------------------------------------------------------------------------
 
-    def _log_request(self, outcome: Outcome, retries: int) -> None:
+    def _log_request(self, outcome: AttemptResult, retries: int) -> None:
         log = self.actor_log.debug if outcome.ok else self.actor_log.warning
         log("lm_request", provider=self.cfg.provider, model=self.cfg.model, status=outcome.status or outcome.kind,
             latency_s=round(outcome.latency_s, 4), prompt_tokens=outcome.prompt_tokens,

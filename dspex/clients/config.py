@@ -8,13 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..providers import PROVIDERS
 from ..scrub import remember
-from ..settings import PROVIDERS, Settings
+from ..settings import Settings
 
-KEY_ENV = {"openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",),
-           "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "local": ()}
-DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com",
-                    "gemini": "https://generativelanguage.googleapis.com", "local": "http://127.0.0.1/v1"}
+DEFAULT_BASE_URL = {name: spec.base_url for name, spec in PROVIDERS.items()}  # from the provider registry
 AUTO = "auto"
 MAX_TIMEOUT = 24 * 3600.0  # seconds: a longer request timeout is a mistake (inf would overflow the socket layer)
 """``rpm="auto"`` / ``tpm="auto"``: no cap until the provider tells us one (headers, 429s); see AdaptiveRate."""
@@ -225,7 +223,7 @@ def parse_model(model: str) -> tuple[str, str]:
 
 def resolve_key(provider: str, api_key: str | Secret | None, settings: Settings | None = None) -> Secret | None:
     """The key from the argument, else from the settings (``DSPEX_OPENAI_API_KEY``, the provider's usual
-    variable such as ``OPENAI_API_KEY``, or the settings file), else None."""
+    variables in the registry such as ``OPENAI_API_KEY``, or the settings file), else None."""
     if isinstance(api_key, Secret):
         return api_key
     if api_key is not None:
@@ -234,5 +232,4 @@ def resolve_key(provider: str, api_key: str | Secret | None, settings: Settings 
     return Secret(value) if value else None
 
 
-__all__ = ["LMConfig", "Breaker", "Secret", "parse_model", "resolve_key", "PROVIDERS", "KEY_ENV", "DEFAULT_BASE_URL",
-           "AUTO"]
+__all__ = ["LMConfig", "Breaker", "Secret", "parse_model", "resolve_key", "PROVIDERS", "DEFAULT_BASE_URL", "AUTO"]

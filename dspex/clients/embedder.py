@@ -87,7 +87,7 @@ class Embedder:
         if not self.cache:
             return None
         rt = active_runtime()
-        return rt.response_cache() if rt is not None else None
+        return rt.engines.response_cache() if rt is not None else None
 
     def _cache_key(self, text: str) -> str:
         blob = json.dumps(["embedding", self.base_url, self.provider, self.model, text], ensure_ascii=False)

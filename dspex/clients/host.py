@@ -4,48 +4,39 @@ runtimes of this process, so the clients layer never imports the runtime module 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from supervision import ActorRef
 
-    from .config import LMConfig, Secret
+    from .config import LMConfig
+    from .engines import Engines
     from .prices import Price
 
 
 class ClientHost(Protocol):
-    """The runtime as a handle sees it (``dspex.Runtime`` implements it)."""
+    """The runtime as a handle sees it (``dspex.Runtime`` implements it): the actor tree starts client
+    actors and local model servers; everything else a handle needs is in this process's ``engines``."""
 
-    actors: Any  # the ActorRuntime (``is_local``)
+    engines: "Engines"  # pipelines, response cache, keys, history (``clients/engines.py``)
+    settings: Any  # dspex.Settings: where keys come from
 
     def client_ref(self, cfg: "LMConfig", price: "Price | None" = None) -> "ActorRef": ...
 
-    def engine(self, cfg: "LMConfig", key: "Secret | None") -> Any: ...
-
-    def flush_reports(self) -> None: ...
-
     def local_model_url(self, name: str) -> str: ...
-
-    def remember_key(self, token: str, key: "Secret | None") -> None: ...
-
-    def key_for(self, token: str) -> "Secret | None": ...
-
-    def knows_token(self, token: str) -> bool: ...
-
-    def remember_call(self, entry: dict) -> None: ...
-
-    def history(self) -> list[dict]: ...
 
 
 class _OpenHosts:
-    """Open runtimes of this process, innermost last (a runtime pushes itself on start, pops on close)."""
+    """Open runtimes of this process, innermost last (a runtime pushes itself on start, pops on close),
+    and the process's default runtime: started by :func:`current_runtime` when none is open, made by the
+    factory ``dspex.runtime`` hands in (its one policy, see ``default_runtime`` there)."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._stack: list[Any] = []
-        self._factory: Any = None  # makes the process's default runtime (set by dspex.runtime)
+        self._factory: Callable[[], Any] | None = None
         self._default: Any = None
 
     def push(self, host: Any) -> None:
@@ -59,7 +50,7 @@ class _OpenHosts:
             if host is self._default:
                 self._default = None
 
-    def set_default_factory(self, factory: Any) -> None:
+    def set_default_factory(self, factory: Callable[[], Any]) -> None:
         self._factory = factory
 
     def started_default(self) -> Any:

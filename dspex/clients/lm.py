@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import datetime
-import os
 import secrets
-import time
-import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
 
-from supervision import ActorExited, ActorRef, procfs
-
-from ..errors import ClientExited, ConfigError
-from ..primitives import Usage
-from .cache import cache_key
-from .host import current_runtime, open_runtimes
+from ..errors import ConfigError
 from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, check_sampling, parse_model, resolve_key
-from .messages import (Admit, CacheHit, ClientStatus, Completion, Done, Flush, GetStatus, GetUsage, InjectFaults,
-                       Lease, Release, Report, ResetBreaker, UsageTotals, cache_entry, cached_completion)
-from .prices import Price, check_price, cost_of, prompt_tokens_bound
+from .host import current_runtime, open_runtimes
+from .messages import ClientStatus, Completion, Flush, GetStatus, GetUsage, InjectFaults, ResetBreaker, UsageTotals
+from .pipeline import Pipeline, Request
+from .prices import Price, check_price
 from .scope import current_run, current_stream
 
 if TYPE_CHECKING:
     from .host import ClientHost as Runtime
 
-CALL_TIMEOUT = 24 * 3600.0  # a request may queue behind the limiter for long; a dead client is detected at once
 ROLES = ("system", "user", "assistant")
 
 
@@ -69,7 +60,7 @@ class LM:
         self._key = resolve_key(provider, api_key, getattr(rt, "settings", None))
         self._token = secrets.token_hex(8)  # names this handle's key in its runtime (never the key itself)
         self._runtime: Runtime | None = None
-        self._ref: ActorRef | None = None
+        self._pipeline: Pipeline | None = None
         self.bind(rt)
 
     # --- binding -----------------------------------------------------------------------------------
@@ -77,11 +68,13 @@ class LM:
     def bind(self, runtime: "Runtime") -> "LM":
         """Attach to ``runtime`` (after unpickling): find or start the client actor there. A handle
         unpickled in the process that made it gets its key back from that runtime (never from the pickle)."""
-        self._runtime = runtime
-        self._ref = runtime.client_ref(self.config, self.price)
+        runtime.client_ref(self.config, self.price)  # started now; other limits for this client: ConfigError
+        engines = runtime.engines
         if self._key is None:
-            self._key = runtime.key_for(self._token) or resolve_key(self.config.provider, None)
-        runtime.remember_key(self._token, self._key)
+            self._key = engines.key_for(self._token) or resolve_key(self.config.provider, None)
+        engines.remember_key(self._token, self._key)
+        self._runtime = runtime
+        self._pipeline = engines.pipeline(self.config, self._key, self.price)
         return self
 
     def _need_runtime(self) -> "Runtime":
@@ -89,11 +82,16 @@ class LM:
             self._rebind()
         return self._runtime  # type: ignore[return-value]
 
+    def _need_pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            self._rebind()
+        return self._pipeline  # type: ignore[return-value]
+
     def _rebind(self) -> None:
         """An unpickled handle binds on first use: to the open runtime that made it (same process, key
         and all), else to the only open runtime (key from the environment)."""
         runtimes = open_runtimes()
-        home = [rt for rt in runtimes if rt.knows_token(self._token)]
+        home = [rt for rt in runtimes if rt.engines.knows_token(self._token)]
         if home:
             self.bind(home[-1])
         elif len(runtimes) == 1:
@@ -124,71 +122,17 @@ class LM:
         tells a local model whether to apply its chat template; providers never see it. ``overrides``
         are sampling parameters for this request.
         """
-        rt = self._need_runtime()
-        msgs = normalize_messages(messages)
+        pipeline = self._need_pipeline()
         cfg = self.config
-        run = run if run is not None else current_run()
+        msgs = normalize_messages(messages)
         rollout_id = overrides.pop("rollout_id", None)  # DSPy's name: part of the cache key, never sent
-        rollout = rollout if rollout is not None else rollout_id
         check_sampling(overrides, f"LM {cfg.qualified} request")  # before anything is leased
         sampling = {**cfg.sampling(), **overrides}
         if cfg.provider == "local":
             sampling.setdefault("prompt_format", "raw" if prompt_style == "completion" else "chat")
-        engine = rt.engine(cfg, self._key)
-        key = (cache_key(cfg.provider, cfg.model, msgs, {**sampling, "_rollout": rollout}, endpoint=cfg.base_url)
-               if cfg.cache else None)
-        sink = current_stream()
-        if key is not None:
-            hit = engine.cache.get(key)
-            if hit is not None:
-                self._call(CacheHit(run), cast=True)
-                comp = cached_completion(hit)
-                if sink is not None:
-                    sink(comp.text)  # a cached answer streams as one piece
-                rt.remember_call(history_entry(self.model, messages, msgs, overrides, comp))
-                return comp
-        start = time.monotonic()
-        max_completion = int(sampling.get("max_tokens", cfg.max_tokens))
-        est = sum(len(m["content"]) for m in msgs) // 4 + max_completion
-        admit = Admit(est, run, (procfs.node_id(), os.getpid()), cfg.retries, max_prompt=prompt_tokens_bound(msgs),
-                      max_completion=max_completion)
-        # in the client actor's own process a call is cheap; elsewhere, threads asking together share one
-        reply = self._call(admit) if rt.actors.is_local else engine.admissions.admit(self._call, admit)
-        billed = Usage()  # every attempt the provider counted (an empty answer is billed, then retried)
-        while isinstance(reply, Lease):
-            streamed: list[str] = []
-
-            def on_text(piece: str) -> None:
-                streamed.append(piece)
-                sink(piece)  # type: ignore[misc]
-            try:
-                outcome = engine.transport.attempt(msgs, sampling, on_text if sink is not None else None)
-            except BaseException:  # Ctrl-C, or a bug below: the lease goes back at once, never leaks
-                self._cast(Release(reply.id, run))
-                raise
-            if sink is not None and not outcome.ok and streamed:
-                sink(None)  # what this attempt streamed is void; a retry streams from the start
-            if sink is not None and outcome.ok and not streamed:
-                sink(outcome.text)  # a provider that answers whole (a local model) streams as one piece
-            billed = billed + Usage(outcome.prompt_tokens, outcome.completion_tokens,
-                                    outcome.prompt_tokens + outcome.completion_tokens if outcome.estimated else 0)
-            report = Report(reply.id, outcome, reply.attempt, run)
-            if outcome.ok:  # the actor books it; we need no answer (one hop instead of a round trip)
-                if rt.actors.is_local:
-                    self._call(report, cast=True)
-                else:  # from another process: batched with this process's other successes
-                    engine.reports.add(self._cast, report)
-                reply = Done(cost_of(reply.price, billed.prompt_tokens, billed.completion_tokens), reply.attempt + 1)
-            else:
-                reply = self._call(report)
-        if not isinstance(reply, Done):  # the protocol allows only Lease or Done here
-            raise TypeError(f"dspex bug: the client actor answered {type(reply).__name__} to a request")
-        comp = Completion(text=outcome.text, usage=billed, cost=reply.cost, model=outcome.model or cfg.model,
-                          latency_s=time.monotonic() - start, attempts=reply.attempts)
-        if key is not None:
-            engine.cache.put(key, cache_entry(comp))
-        rt.remember_call(history_entry(self.model, messages, msgs, overrides, comp))
-        return comp
+        return pipeline.send(Request(cfg, msgs, sampling, run=run if run is not None else current_run(),
+                                     rollout=rollout if rollout is not None else rollout_id,
+                                     stream=current_stream(), given=messages, overrides=overrides))
 
     def __call__(self, prompt: str | Sequence[dict] | None = None, messages: Sequence[dict] | None = None,
                  **overrides: Any) -> list[str]:
@@ -211,11 +155,11 @@ class LM:
     @property
     def history(self) -> list[dict]:
         """This model's recent calls in this process (bounded; messages and answers, never keys)."""
-        return [h for h in self._need_runtime().history() if h["model"] == self.model]
+        return [h for h in self._need_runtime().engines.history() if h["model"] == self.model]
 
     def usage(self) -> UsageTotals:
         """Totals of this client (all handles), surviving client restarts: requests, tokens, cost, hits, retries."""
-        self._need_runtime().flush_reports()
+        self._need_runtime().engines.flush()
         return self._call(GetUsage())
 
     def status(self) -> ClientStatus:
@@ -223,7 +167,7 @@ class LM:
 
     def flush(self) -> None:
         """Wait until the ledger has every finished request of this client (from this process: sent first)."""
-        self._need_runtime().flush_reports()
+        self._need_runtime().engines.flush()
         self._call(Flush())
 
     def reset_breaker(self) -> None:
@@ -233,20 +177,8 @@ class LM:
         """Make the client's breaker reject ``fraction`` of requests on purpose (chaos testing)."""
         self._call(InjectFaults(fraction))
 
-    def _cast(self, message: Any) -> None:
-        self._call(message, cast=True)
-
-    def _call(self, message: Any, cast: bool = False) -> Any:
-        rt = self._need_runtime()
-        if self._ref is None:
-            self._ref = rt.client_ref(self.config, self.price)
-        try:
-            if cast:
-                return self._ref.cast(message)
-            return self._ref.call(message, CALL_TIMEOUT)
-        except ActorExited as exc:
-            self._ref = None  # the supervisor restarts the client; the next request finds the new one
-            raise ClientExited(f"the client actor exited ({exc.reason})", self.model) from None
+    def _call(self, message: Any) -> Any:
+        return self._need_pipeline().link.call(message)
 
     # --- values ------------------------------------------------------------------------------------
 
@@ -262,7 +194,7 @@ class LM:
         self._token = state.get("token") or secrets.token_hex(8)
         self._key = None
         self._runtime = None
-        self._ref = None
+        self._pipeline = None
 
     def copy(self, **overrides: Any) -> "LM":
         """Another handle of the same client (same actor, limits, budget and key) with other per-request
@@ -282,7 +214,7 @@ class LM:
         clone = object.__new__(LM)
         clone.config = replace(self.config, **fields, params=tuple(sorted(params.items())))
         clone.price, clone._key, clone._token = self.price, self._key, secrets.token_hex(8)
-        clone._runtime, clone._ref = None, None
+        clone._runtime, clone._pipeline = None, None
         if self._runtime is not None:
             clone.bind(self._runtime)
         return clone
@@ -328,17 +260,6 @@ def normalize_messages(messages: Sequence[dict] | str) -> list[dict]:
     if not out:
         raise ConfigError("messages is empty: pass at least one {'role': 'user', 'content': ...}")
     return out
-
-
-def history_entry(model: str, given: Any, messages: list[dict], kwargs: dict, comp: Completion) -> dict:
-    """One ``lm.history`` entry, with DSPy's keys (``response`` is the answer's text: dspex keeps no provider
-    response object; never a key)."""
-    usage = {"prompt_tokens": comp.usage.prompt_tokens, "completion_tokens": comp.usage.completion_tokens,
-             "total_tokens": comp.usage.total_tokens}
-    return {"prompt": given if isinstance(given, str) else None, "messages": messages, "kwargs": dict(kwargs),
-            "response": comp.text, "outputs": [comp.text], "usage": usage, "cost": comp.cost,
-            "timestamp": datetime.datetime.now().isoformat(), "uuid": str(uuid.uuid4()), "model": model,
-            "response_model": comp.model, "model_type": "chat", "cached": comp.cached, "latency_s": comp.latency_s}
 
 
 __all__ = ["LM", "normalize_messages"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from ..primitives import Usage
 from .budgets import RunBudget
 from .prices import Price
-from .transport import Outcome
+from .transport import AttemptResult
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class Report:
     A success is sent as a cast (no reply: the holder knows its cost and attempts), anything else as a call."""
 
     lease: int
-    outcome: Outcome
+    outcome: AttemptResult
     attempt: int = 0
     run: str | None = None
 

@@ -2,7 +2,7 @@
 
 Overridable: pass ``prices={"openai/my-model": (0.1, 0.4)}`` to ``dspex.runtime`` or ``price=(in, out)``
 to ``dspex.LM``. Unknown models cost 0 and say so once in the log (``price_unknown``); ``local/...`` is free.
-Figures as published in 2025; check your provider's page before relying on a budget.
+The published figures are in the provider registry (``dspex/providers.py``).
 """
 
 from __future__ import annotations
@@ -10,23 +10,11 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError
+from ..providers import PROVIDERS, Price
 
-Price = tuple[float, float]
-
-DEFAULT_PRICES: dict[str, Price] = {
-    "openai/gpt-4o-mini": (0.15, 0.60),
-    "openai/gpt-4o": (2.50, 10.00),
-    "openai/gpt-4.1": (2.00, 8.00),
-    "openai/gpt-4.1-mini": (0.40, 1.60),
-    "openai/gpt-4.1-nano": (0.10, 0.40),
-    "openai/o3-mini": (1.10, 4.40),
-    "anthropic/claude-3-5-haiku-latest": (0.80, 4.00),
-    "anthropic/claude-3-5-sonnet-latest": (3.00, 15.00),
-    "anthropic/claude-sonnet-4-0": (3.00, 15.00),
-    "gemini/gemini-2.0-flash": (0.10, 0.40),
-    "gemini/gemini-1.5-flash": (0.075, 0.30),
-    "gemini/gemini-1.5-pro": (1.25, 5.00),
-}
+DEFAULT_PRICES: dict[str, Price] = {f"{name}/{model}": price for name, spec in PROVIDERS.items()
+                                    for model, price in spec.prices.items()}
+"""``provider/model`` -> price, from each provider's entry in the registry (``dspex/providers.py``)."""
 
 
 def price_for(model: str, table: Mapping[str, Price] | None = None) -> Price | None:

@@ -1,4 +1,4 @@
-"""One HTTP attempt over a pooled ``requests.Session``, classified into an :class:`Outcome` value.
+"""One HTTP attempt over a pooled ``requests.Session``, classified into an :class:`AttemptResult` value.
 
 The transport never decides about retries, limits or breakers (the client actor does); it only says
 what happened, with secrets scrubbed from anything it reports.
@@ -24,13 +24,13 @@ from ..scrub import SCRUB_MIN, scrub_secret  # noqa: F401 - re-exported: its hom
 from .config import LMConfig, Secret
 from .deadline import Deadlines, deadline_connection
 from .prices import prompt_tokens_bound
-from .providers import PROVIDER_IMPLS, Parsed, WireError, checked
+from .wire import Parsed, WireError, checked, wire_for
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 EMPTY_RETRIES = 1  # an empty completion is asked once more (a sampled model may answer); then it is an error
 
 
-class OutcomeKind(str, enum.Enum):
+class AttemptKind(str, enum.Enum):
     OK = "ok"
     STATUS = "status"  # an HTTP error status (``status``)
     TIMEOUT = "timeout"
@@ -40,11 +40,11 @@ class OutcomeKind(str, enum.Enum):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class AttemptResult:
     """What one attempt produced. ``kind``: ok | status | timeout | connection | malformed | empty
     (a well-formed answer with no text: retried once, then ``MalformedResponse``)."""
 
-    kind: OutcomeKind
+    kind: AttemptKind
     latency_s: float
     text: str = ""
     prompt_tokens: int = 0
@@ -57,11 +57,11 @@ class Outcome:
     estimated: bool = False  # a 200 whose counts could not be read: the tokens are the attempt's maximum
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", OutcomeKind(self.kind))
+        object.__setattr__(self, "kind", AttemptKind(self.kind))
 
     @property
     def ok(self) -> bool:
-        return self.kind is OutcomeKind.OK
+        return self.kind is AttemptKind.OK
 
     @property
     def retryable(self) -> bool:
@@ -119,14 +119,14 @@ class Transport:
 
     def __init__(self, cfg: LMConfig, key: Secret | None) -> None:
         self.cfg = cfg
-        self.provider = PROVIDER_IMPLS[cfg.provider]
+        self.wire = wire_for(cfg.provider)
         self._key = key
-        self._url = self.provider.url(cfg)
+        self._url = self.wire.url(cfg)
         split = urlsplit(self._url)
         self._path = split.path + (f"?{split.query}" if split.query else "")
-        streamed = urlsplit(self.provider.stream_url(cfg))
+        streamed = urlsplit(self.wire.stream_url(cfg))
         self._stream_path = streamed.path + (f"?{streamed.query}" if streamed.query else "")
-        self._headers = {"Content-Type": "application/json", **self.provider.headers(key)}
+        self._headers = {"Content-Type": "application/json", **self.wire.headers(key)}
         self._timeout = urllib3.Timeout(connect=min(10.0, cfg.timeout), read=cfg.timeout)
         self.session = requests.Session()
         self.session.proxies.update(requests.utils.get_environ_proxies(self._url))
@@ -144,12 +144,13 @@ class Transport:
     def __repr__(self) -> str:
         return f"<Transport {self.cfg.qualified} {self._url}>"
 
-    def attempt(self, messages: list[dict], params: dict, on_text: Callable[[str], None] | None = None) -> Outcome:
+    def attempt(self, messages: list[dict], params: dict,
+                on_text: Callable[[str], None] | None = None) -> AttemptResult:
         """One request. With ``on_text`` (and a provider that streams) the answer is asked for as
         server-sent events and each piece of text is handed to ``on_text`` as it arrives; the outcome is
         the same either way (the whole text, the provider's counts)."""
-        streaming = on_text is not None and self.provider.streams
-        make = self.provider.stream_body if streaming else self.provider.body
+        streaming = on_text is not None and self.wire.streams
+        make = self.wire.stream_body if streaming else self.wire.body
         body = json.dumps(make(self.cfg, messages, params)).encode()
         start = time.monotonic()
         self._deadlines.begin(start + self.cfg.timeout)  # the whole attempt, not each read
@@ -157,13 +158,13 @@ class Transport:
         resp: Any = None
 
         def billed(kind: str, detail: str, counts: tuple[int, int] | None = None, hints: RateHints | None = None,
-                   status: int = 200) -> Outcome:
+                   status: int = 200) -> AttemptResult:
             """The provider answered 200, so it bills the attempt, but the answer is unusable: booked at
             what the body says it used, else at the attempt's maximum (marked ``estimated``)."""
             latency = time.monotonic() - start
             if counts is not None:
-                return Outcome(kind, latency, "", counts[0], counts[1], status=status, detail=detail, hints=hints)
-            return Outcome(kind, latency, "", prompt_tokens_bound(messages),
+                return AttemptResult(kind, latency, "", counts[0], counts[1], status=status, detail=detail, hints=hints)
+            return AttemptResult(kind, latency, "", prompt_tokens_bound(messages),
                            int(params.get("max_tokens", self.cfg.max_tokens)), status=status, detail=detail,
                            hints=hints, estimated=True)
 
@@ -182,31 +183,31 @@ class Transport:
             self._deadlines.end()
             if _answered(resp):
                 return billed("timeout", self.scrub(str(exc)), status=0)
-            return Outcome("timeout", time.monotonic() - start, detail=self.scrub(str(exc)))
+            return AttemptResult("timeout", time.monotonic() - start, detail=self.scrub(str(exc)))
         except urllib3.exceptions.HTTPError as exc:  # refused, reset, truncated body, TLS (or cut at the deadline)
             if self._deadlines.end():
                 late = f"no complete answer within timeout={self.cfg.timeout:g}s"
                 return (billed("timeout", late, status=0) if _answered(resp)
-                        else Outcome("timeout", time.monotonic() - start, detail=late))
+                        else AttemptResult("timeout", time.monotonic() - start, detail=late))
             if _answered(resp):  # the 200's body was cut off: the answer was made (and billed)
                 return billed("connection", f"the 200 answer was cut off ({self.scrub(str(exc))})", status=0)
-            return Outcome("connection", time.monotonic() - start, detail=self.scrub(str(exc)))
+            return AttemptResult("connection", time.monotonic() - start, detail=self.scrub(str(exc)))
         except BodyTooLarge as exc:
             self._deadlines.end()
             if _answered(resp):
                 return billed("malformed", str(exc))
-            return Outcome("malformed", time.monotonic() - start, status=resp.status, detail=str(exc))
+            return AttemptResult("malformed", time.monotonic() - start, status=resp.status, detail=str(exc))
         if self._deadlines.end():
             late = f"no complete answer within timeout={self.cfg.timeout:g}s"
             return (billed("timeout", late, status=0) if _answered(resp)
-                    else Outcome("timeout", time.monotonic() - start, detail=late))
+                    else AttemptResult("timeout", time.monotonic() - start, detail=late))
         latency = time.monotonic() - start
-        hints = self.provider.rate_hints(resp.headers)  # case-insensitive header lookups
+        hints = self.wire.rate_hints(resp.headers)  # case-insensitive header lookups
         if streamed is not None:
             if not streamed.text.strip():
-                return Outcome("empty", latency, "", streamed.prompt_tokens, streamed.completion_tokens,
+                return AttemptResult("empty", latency, "", streamed.prompt_tokens, streamed.completion_tokens,
                                streamed.model, status=200, detail="the streamed completion is empty", hints=hints)
-            return Outcome("ok", latency, streamed.text, streamed.prompt_tokens, streamed.completion_tokens,
+            return AttemptResult("ok", latency, streamed.text, streamed.prompt_tokens, streamed.completion_tokens,
                            streamed.model, status=200, hints=hints)
         excerpt = lambda: self.scrub(raw[:4096].decode("utf-8", "replace"))[:300]  # noqa: E731 - scrub, then cut
         try:
@@ -215,18 +216,18 @@ class Transport:
             data = None
         if resp.status != 200:
             headers = {k.lower(): v for k, v in resp.headers.items()}
-            return Outcome("status", latency, status=resp.status, detail=excerpt(),
-                           retry_after=self.provider.retry_after(headers, data), hints=hints)
+            return AttemptResult("status", latency, status=resp.status, detail=excerpt(),
+                           retry_after=self.wire.retry_after(headers, data), hints=hints)
         if data is None:
             return billed("malformed", excerpt(), hints=hints)
         try:
-            parsed = self.provider.parse(data)
+            parsed = self.wire.parse(data)
         except WireError as exc:
-            return billed("malformed", f"{exc}; body: {excerpt()}", self.provider.usage(data), hints)
+            return billed("malformed", f"{exc}; body: {excerpt()}", self.wire.usage(data), hints)
         if not parsed.text.strip():
-            return Outcome("empty", latency, "", parsed.prompt_tokens, parsed.completion_tokens, parsed.model,
+            return AttemptResult("empty", latency, "", parsed.prompt_tokens, parsed.completion_tokens, parsed.model,
                            status=200, detail=f"the completion is empty; body: {excerpt()}", hints=hints)
-        return Outcome("ok", latency, parsed.text, parsed.prompt_tokens, parsed.completion_tokens,
+        return AttemptResult("ok", latency, parsed.text, parsed.prompt_tokens, parsed.completion_tokens,
                        parsed.model, status=200, hints=hints)
 
     def _read_stream(self, resp: Any, on_text: Callable[[str], None]) -> Parsed:
@@ -249,7 +250,7 @@ class Transport:
                 if payload == b"[DONE]":
                     continue
                 try:
-                    delta = self.provider.stream_event(json.loads(payload))
+                    delta = self.wire.stream_event(json.loads(payload))
                 except (ValueError, RecursionError) as exc:
                     raise WireError(f"a stream event is not JSON ({exc})") from None
                 prompt = delta.prompt_tokens if delta.prompt_tokens is not None else prompt
@@ -259,7 +260,7 @@ class Transport:
                     text.append(delta.text)
                     on_text(delta.text)
         resp.release_conn()
-        return checked("".join(text), prompt, completion, model, self.provider.count_fields)
+        return checked("".join(text), prompt, completion, model, self.wire.count_fields)
 
     def scrub(self, text: str) -> str:
         """Remove the key from text that may echo the request (error bodies, exception messages): the key
@@ -270,4 +271,4 @@ class Transport:
         self.session.close()
 
 
-__all__ = ["Transport", "Outcome", "OutcomeKind", "RETRYABLE_STATUS"]
+__all__ = ["Transport", "AttemptResult", "AttemptKind", "RETRYABLE_STATUS"]

@@ -298,7 +298,7 @@ def test_another_process_attaches_to_the_runtime_and_shares_its_client(server, t
 @pytest.fixture
 def mrt(tmp_path):
     """A multiproc runtime: the test's threads are in another process than the client actor, so
-    their admissions are coalesced (dspex.clients.admissions)."""
+    their admissions are coalesced (dspex.clients.channels.CoalescedChannel)."""
     with dspex.runtime("multiproc", cache_dir=tmp_path / "cache", log_level=None) as runtime:
         yield runtime
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import dspex
-from dspex.clients.providers import parse_duration, parse_retry_after, parse_timestamp
+from dspex.clients.wire import parse_duration, parse_retry_after, parse_timestamp
 from dspex.testing import Faults, count_tokens
 
 from .conftest import make_lm

@@ -62,11 +62,11 @@ def test_history_and_inspect_history_are_bounded_and_keyless(world, capsys):
     text = dspy.inspect_history(n=2)
     assert text.count("RESPONSE:") == 2 and "q2" in text and KEY not in text
     assert KEY not in capsys.readouterr().out
-    from dspex.runtime import HISTORY
+    from dspex.clients.engines import HISTORY
 
     for i in range(HISTORY + 5):
         lm.request(f"fill {i}")
-    assert len(dspy.current_runtime().history()) == HISTORY
+    assert len(dspy.current_runtime().engines.history()) == HISTORY
 
 
 def test_n_completions_are_all_kept(tmp_path):

@@ -1,4 +1,8 @@
-"""Wire formats: how each provider wants a chat request, and where its answer and token counts are."""
+"""Wire formats: how a provider wants a chat request, and where its answer and token counts are.
+
+A provider's entry in the registry (``dspex/providers.py``) names its wire format; this module holds
+one stateless class per format (``WireFormat`` subclasses), found by name in :data:`WIRE_FORMATS`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any, Mapping
 
 from supervision.resilience.adaptive import Advert, RateHints
 
+from ..providers import PROVIDERS
 from .config import LMConfig, Secret
 
 
@@ -73,8 +78,8 @@ def checked(text: str, prompt_tokens: Any, completion_tokens: Any, model: Any,
                   model if isinstance(model, str) else "")
 
 
-class Provider:
-    """One provider's request building and response parsing (stateless)."""
+class WireFormat:
+    """One wire format's request building and response parsing (stateless)."""
 
     name = ""
     usage_at = ("usage", "prompt_tokens", "completion_tokens")  # where a body says its counts: block, prompt, completion
@@ -136,7 +141,7 @@ class Provider:
         raise NotImplementedError
 
 
-class OpenAI(Provider):
+class OpenAI(WireFormat):
     name = "openai"
 
     def url(self, cfg: LMConfig) -> str:
@@ -182,7 +187,7 @@ class OpenAI(Provider):
                                    f"x-ratelimit-reset-{kind}", parse_duration) for kind in ("requests", "tokens")))
 
 
-class Anthropic(Provider):
+class Anthropic(WireFormat):
     name = "anthropic"
     usage_at = ("usage", "input_tokens", "output_tokens")
     version = "2023-06-01"
@@ -243,7 +248,7 @@ class Anthropic(Provider):
                            for kind in ("requests", "tokens")))
 
 
-class Gemini(Provider):
+class Gemini(WireFormat):
     name = "gemini"
     usage_at = ("usageMetadata", "promptTokenCount", "candidatesTokenCount")
 
@@ -305,7 +310,12 @@ class Local(OpenAI):
     streams = False
 
 
-PROVIDER_IMPLS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Anthropic(), Gemini(), Local())}
+WIRE_FORMATS: dict[str, WireFormat] = {w.name: w for w in (OpenAI(), Anthropic(), Gemini(), Local())}
+
+
+def wire_for(provider: str) -> WireFormat:
+    """The wire format a provider speaks (its registry entry names it)."""
+    return WIRE_FORMATS[PROVIDERS[provider].wire]
 
 _DURATION = re.compile(r"(?P<num>\d+(?:\.\d+)?)(?P<unit>ms|h|m|s)")
 
@@ -368,6 +378,5 @@ def parse_timestamp(value: str) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-__all__ = ["Provider", "OpenAI", "Anthropic", "Gemini", "PROVIDER_IMPLS", "Parsed", "WireError", "token_count",
-           "MAX_TOKEN_COUNT",
-           "parse_duration", "parse_retry_after", "parse_timestamp"]
+__all__ = ["WireFormat", "OpenAI", "Anthropic", "Gemini", "Local", "WIRE_FORMATS", "wire_for", "Parsed", "WireError",
+           "token_count", "MAX_TOKEN_COUNT", "parse_duration", "parse_retry_after", "parse_timestamp"]

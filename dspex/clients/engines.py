@@ -1,0 +1,100 @@
+"""The client side of a runtime in one process: request pipelines, the response cache, keys, history.
+
+A runtime holds one :class:`Engines` (``rt.engines``). It makes one :class:`~dspex.clients.pipeline.Pipeline`
+per client and key in this process (the HTTP pool sized to the client's ``max_in_flight``, with the
+lease channel this process needs), opens the response cache on first use, keeps the keys of the LM
+handles made here (a handle unpickled in this process gets its key back from here; keys never travel)
+and the last calls for ``lm.history``. Which client actor a pipeline talks to is the runtime's
+business: it hands in ``find_client`` (start or find the actor) and whether this process is the
+actors' own (``direct``), so nothing here reaches up to the runtime.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from .cache import ResponseCache
+from .config import LMConfig, Secret
+from .pipeline import ClientLink, Pipeline
+from .prices import Price
+from .transport import Transport
+
+if TYPE_CHECKING:
+    from supervision import ActorRef
+
+HISTORY = 200  # LM calls a process remembers for inspect_history (bounded: a long run does not grow memory)
+
+
+class Engines:
+    """See the module docstring. ``cache_dir`` None: the response cache lives in memory only."""
+
+    def __init__(self, cache_dir: Path | None, *, direct: bool,
+                 find_client: Callable[[LMConfig, Price | None], "ActorRef"]) -> None:
+        self.cache_dir = cache_dir
+        self.direct = direct  # this process is the client actors' own (a local runtime): leases by direct calls
+        self._find_client = find_client
+        self._lock = threading.RLock()
+        self._pipelines: dict[tuple, Pipeline] = {}
+        self._cache: ResponseCache | None = None
+        self._keys: dict[str, Secret | None] = {}  # LM handle token -> its key, for handles unpickled here
+        self._history: deque[dict] = deque(maxlen=HISTORY)
+
+    def pipeline(self, cfg: LMConfig, key: Secret | None, price: Price | None = None) -> Pipeline:
+        """This process's pipeline for a client (one per client and key)."""
+        ident = (cfg.client_key, cfg.max_in_flight, cfg.timeout, key)
+        with self._lock:
+            found = self._pipelines.get(ident)
+            if found is None:
+                link = ClientLink(lambda: self._find_client(cfg, price), cfg.qualified)
+                found = self._pipelines[ident] = Pipeline(Transport(cfg, key), self.response_cache(), link,
+                                                          self._history, direct=self.direct)
+            return found
+
+    def response_cache(self) -> ResponseCache:
+        """This process's response cache (completions and embeddings), opened on first use."""
+        with self._lock:
+            if self._cache is None:
+                self._cache = ResponseCache(self.cache_dir)
+            return self._cache
+
+    def flush(self) -> None:
+        """Hand the client actors every success report this process still holds."""
+        with self._lock:
+            pipelines = list(self._pipelines.values())
+        for pipeline in pipelines:
+            pipeline.flush()
+
+    def close(self) -> None:
+        """Send what is pending, close the HTTP pools and write the cache's last puts."""
+        with self._lock:
+            pipelines, self._pipelines = list(self._pipelines.values()), {}
+            cache, self._cache = self._cache, None
+        for pipeline in pipelines:
+            pipeline.close()
+        if cache is not None:
+            cache.close()
+
+    # --- keys and history --------------------------------------------------------------------------
+
+    def remember_key(self, token: str, key: Secret | None) -> None:
+        """Keep a handle's key in this process, so a copy unpickled here gets it back (it never travels)."""
+        with self._lock:
+            self._keys[token] = key
+
+    def key_for(self, token: str) -> Secret | None:
+        with self._lock:
+            return self._keys.get(token)
+
+    def knows_token(self, token: str) -> bool:
+        with self._lock:
+            return token in self._keys
+
+    def history(self) -> list[dict]:
+        """The last HISTORY calls made through this process's pipelines, oldest first."""
+        return list(self._history)
+
+
+__all__ = ["Engines", "HISTORY"]

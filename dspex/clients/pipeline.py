@@ -1,0 +1,266 @@
+"""One LM request, as layers around the transport (httpx's ``send`` → auth → redirects → transport):
+
+    Pipeline.send(request)
+      remember    lm.history / dspex.inspect_history, with DSPy's keys (never a key)
+      cached      the response cache: a hit is free, takes no lease, is counted by the client actor
+                  (``CacheHit``) and streams as one piece
+      leased      the client actor's lease for each attempt (admission: budget, backoff, rate, room,
+                  breaker), the attempt, its outcome reported back; a failure's report answers with the
+                  next attempt's lease or the typed error. An attempt that ends without an outcome
+                  (Ctrl-C, a bug below) gives its lease back at once (``Release``).
+      streamed    one attempt through the transport; with a stream sink, its text goes out as it comes,
+                  a failed attempt's streamed text is declared void (``sink(None)``: a retry streams from
+                  the start), an answer that came whole goes out as one piece
+      Transport.attempt(messages, params, on_text) -> AttemptResult
+
+Each layer is a callable taking a :class:`Request` and calling the one below, so each can be tested with
+a stand-in below it. The client actor's side of admission is in ``client.py``.
+
+How leases are asked for is the pipeline's lease channel, chosen once when the pipeline is made (one
+pipeline per client and key in each process: ``engines.Engines``): in the client actor's own process (a
+``local`` runtime), where a call costs microseconds, the :class:`DirectChannel` calls for each admission
+and casts each success report; in any other process, where each is a cross-process round trip, the
+``coalesced.CoalescedChannel`` asks for the admissions of many threads at once and batches the reports.
+A failed attempt's report is a call either way (its answer is the next lease or the typed error).
+Both talk through a :class:`ClientLink`: after the client actor exits, a call fails as ``ClientExited``
+and the next one finds the actor its supervisor restarted.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from supervision import ActorExited, ActorRef, procfs
+
+from ..errors import ClientExited
+from ..primitives import Usage
+from .cache import ResponseCache, cache_key
+from .coalesced import CoalescedChannel
+from .config import LMConfig
+from .messages import Admit, CacheHit, Completion, Done, Lease, Release, Report, cache_entry, cached_completion
+from .prices import cost_of, prompt_tokens_bound
+from .scope import StreamSink
+from .transport import AttemptResult, Transport
+
+Send = Callable[["Request"], Completion]
+CALL_TIMEOUT = 24 * 3600.0  # a request may queue behind the limiter for long; a dead client is detected at once
+
+
+@dataclass(frozen=True)
+class Request:
+    """One chat request of a handle. ``cfg`` is the handle's (its retries, cache flag, sampling);
+    ``sampling`` is what is sent besides the messages; ``rollout`` tells apart deliberate repeats of one
+    prompt in the cache (never sent); ``given`` and ``overrides`` are what the caller passed (history)."""
+
+    cfg: LMConfig
+    messages: list[dict]
+    sampling: dict
+    run: str | None = None
+    rollout: int | None = None
+    stream: StreamSink | None = None
+    given: Any = None
+    overrides: dict = field(default_factory=dict)
+
+    def admit(self) -> Admit:
+        """The admission request of attempt 0 (``est_tokens`` for the token limit; what an attempt whose
+        report never comes is booked at; the asking process, so its leases come back if it dies)."""
+        max_completion = int(self.sampling.get("max_tokens", self.cfg.max_tokens))
+        est = sum(len(m["content"]) for m in self.messages) // 4 + max_completion
+        return Admit(est, self.run, (procfs.node_id(), os.getpid()), self.cfg.retries,
+                     max_prompt=prompt_tokens_bound(self.messages), max_completion=max_completion)
+
+
+class Remember:
+    """Keeps each answered request for ``lm.history`` (a bounded deque: the last N calls of the process)."""
+
+    def __init__(self, inner: Send, history: deque) -> None:
+        self.inner, self.history = inner, history
+
+    def __call__(self, request: Request) -> Completion:
+        comp = self.inner(request)
+        self.history.append(history_entry(request, comp))
+        return comp
+
+
+class Cached:
+    """The response cache, for handles with ``cache=True`` (the key: endpoint, model, messages, sampling, rollout)."""
+
+    def __init__(self, inner: Send, cache: ResponseCache, channel: DirectChannel | CoalescedChannel) -> None:
+        self.inner, self.cache, self.channel = inner, cache, channel
+
+    def __call__(self, request: Request) -> Completion:
+        cfg = request.cfg
+        if not cfg.cache:
+            return self.inner(request)
+        key = cache_key(cfg.provider, cfg.model, request.messages, {**request.sampling, "_rollout": request.rollout},
+                        endpoint=cfg.base_url)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.channel.cache_hit(request.run)
+            comp = cached_completion(hit)
+            if request.stream is not None:
+                request.stream(comp.text)  # a cached answer streams as one piece
+            return comp
+        comp = self.inner(request)
+        self.cache.put(key, cache_entry(comp))
+        return comp
+
+
+class Leased:
+    """Attempts under leases of the client actor (see the module docstring)."""
+
+    def __init__(self, attempt: Callable[[Request], AttemptResult],
+                 channel: DirectChannel | CoalescedChannel) -> None:
+        self.attempt, self.channel = attempt, channel
+
+    def __call__(self, request: Request) -> Completion:
+        start = time.monotonic()
+        reply: Lease | Done = self.channel.admit(request.admit())
+        billed = Usage()  # every attempt the provider counted (an empty answer is billed, then retried)
+        while isinstance(reply, Lease):
+            try:
+                outcome = self.attempt(request)
+            except BaseException:  # Ctrl-C, or a bug below: the lease goes back at once, never leaks
+                self.channel.release(reply.id, request.run)
+                raise
+            billed = billed + Usage(outcome.prompt_tokens, outcome.completion_tokens,
+                                    outcome.prompt_tokens + outcome.completion_tokens if outcome.estimated else 0)
+            report = Report(reply.id, outcome, reply.attempt, request.run)
+            if outcome.ok:  # the holder knows the cost: one hop instead of a round trip
+                self.channel.succeeded(report)
+                reply = Done(cost_of(reply.price, billed.prompt_tokens, billed.completion_tokens), reply.attempt + 1)
+            else:
+                reply = self.channel.failed(report)
+        if not isinstance(reply, Done):  # the protocol allows only Lease or Done here
+            raise TypeError(f"dspex bug: the client actor answered {type(reply).__name__} to a request")
+        return Completion(text=outcome.text, usage=billed, cost=reply.cost, model=outcome.model or request.cfg.model,
+                          latency_s=time.monotonic() - start, attempts=reply.attempts)
+
+
+class Streamed:
+    """One attempt through the transport, its text streamed to the request's sink (module docstring)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def __call__(self, request: Request) -> AttemptResult:
+        sink = request.stream
+        if sink is None:
+            return self.transport.attempt(request.messages, request.sampling, None)
+        streamed: list[str] = []
+
+        def on_text(piece: str) -> None:
+            streamed.append(piece)
+            sink(piece)
+
+        outcome = self.transport.attempt(request.messages, request.sampling, on_text)
+        if not outcome.ok and streamed:
+            sink(None)  # what this attempt streamed is void; a retry streams from the start
+        if outcome.ok and not streamed:
+            sink(outcome.text)  # a provider that answers whole (a local model) streams as one piece
+        return outcome
+
+
+class ClientLink:
+    """Messages to one client actor (``find`` returns the running one: started on first use, found again
+    after a restart)."""
+
+    def __init__(self, find: Callable[[], ActorRef], model: str) -> None:
+        self.find = find
+        self.model = model
+        self._ref: ActorRef | None = None
+
+    def call(self, message: Any, timeout: float = CALL_TIMEOUT) -> Any:
+        return self._send(message, timeout)
+
+    def cast(self, message: Any) -> None:
+        self._send(message, None)
+
+    def _send(self, message: Any, timeout: float | None) -> Any:
+        ref = self._ref
+        if ref is None:
+            ref = self._ref = self.find()
+        try:
+            return ref.cast(message) if timeout is None else ref.call(message, timeout)
+        except ActorExited as exc:
+            self._ref = None  # the supervisor restarts the client; the next request finds the new one
+            raise ClientExited(f"the client actor exited ({exc.reason})", self.model) from None
+
+
+class DirectChannel:
+    """Leases straight from the client actor, in its own process (see the module docstring)."""
+
+    def __init__(self, link: ClientLink) -> None:
+        self.link = link
+
+    def admit(self, admit: Admit) -> Lease:
+        """A lease for attempt 0 (waits its turn; a typed LMError when it may not be sent)."""
+        return self.link.call(admit)
+
+    def failed(self, report: Report) -> Lease | Done:
+        """A failed attempt's outcome: the next attempt's lease, or the request's typed error."""
+        return self.link.call(report)
+
+    def succeeded(self, report: Report) -> None:
+        """A success: the actor books it; nobody waits for its answer."""
+        self.link.cast(report)
+
+    def release(self, lease: int, run: str | None) -> None:
+        """A lease that ended without an outcome (Ctrl-C mid-attempt): its place goes back at once."""
+        self.link.cast(Release(lease, run))
+
+    def cache_hit(self, run: str | None) -> None:
+        self.link.cast(CacheHit(run))
+
+    def flush(self) -> None:
+        """Hand the actor what this channel still holds (nothing, here)."""
+
+    def close(self) -> None:
+        self.flush()
+
+
+class Pipeline:
+    """One client's requests from one process: its transport (HTTP pool), the process's response cache
+    and call history, and its lease channel, direct or coalesced (chosen here, once)."""
+
+    def __init__(self, transport: Transport, cache: ResponseCache, link: ClientLink, history: deque, *,
+                 direct: bool) -> None:
+        self.transport = transport
+        self.link = link
+        self.channel = DirectChannel(link) if direct else CoalescedChannel(link)
+        self._send = Remember(Cached(Leased(Streamed(transport), self.channel), cache, self.channel), history)
+
+    def send(self, request: Request) -> Completion:
+        """The completion of ``request``; raises a typed :class:`~dspex.errors.LMError`."""
+        return self._send(request)
+
+    def flush(self) -> None:
+        """Hand the client actor what this pipeline still holds (batched success reports)."""
+        self.channel.flush()
+
+    def close(self) -> None:
+        self.channel.close()
+        self.transport.close()
+
+
+def history_entry(request: Request, comp: Completion) -> dict:
+    """One ``lm.history`` entry, with DSPy's keys (``response`` is the answer's text: dspex keeps no provider
+    response object; never a key)."""
+    usage = {"prompt_tokens": comp.usage.prompt_tokens, "completion_tokens": comp.usage.completion_tokens,
+             "total_tokens": comp.usage.total_tokens}
+    given = request.given
+    return {"prompt": given if isinstance(given, str) else None, "messages": request.messages,
+            "kwargs": dict(request.overrides), "response": comp.text, "outputs": [comp.text], "usage": usage,
+            "cost": comp.cost, "timestamp": datetime.datetime.now().isoformat(), "uuid": str(uuid.uuid4()),
+            "model": request.cfg.qualified, "response_model": comp.model, "model_type": "chat",
+            "cached": comp.cached, "latency_s": comp.latency_s}
+
+
+__all__ = ["Pipeline", "Request", "Remember", "Cached", "Leased", "Streamed", "ClientLink", "DirectChannel",
+           "history_entry", "CALL_TIMEOUT"]

@@ -1,0 +1,63 @@
+"""The provider registry: who each provider is, in one entry.
+
+A provider's identity is its name (the ``provider/`` of ``"provider/model"``), its default base URL,
+the environment variables its API key is usually in, the prices it publishes and the wire format it
+speaks. Everything else derives from this table: ``parse_model`` and ``LMConfig``'s checks, the
+default base URLs, key resolution, ``dspex.Settings``' key fields (``<name>_api_key``, also read from
+``DSPEX_<NAME>_API_KEY``) and the default price table.
+
+Adding a provider is one entry here; one that speaks a new wire format also needs that format's class
+in ``dspex.clients.wire`` (an OpenAI-compatible one names ``wire="openai"`` and needs nothing more).
+The registry is plain data at the bottom layer (``dspex.Settings`` is built from it), so a wire format
+is named here and resolved by the clients layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+Price = tuple[float, float]  # USD per million tokens: (prompt, completion)
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One provider. ``key_env``: the usual variables of its API key, first found wins (empty: it takes
+    no key). ``prices``: model -> (USD per 1M prompt tokens, per 1M completion tokens), as published."""
+
+    name: str
+    base_url: str
+    wire: str  # the wire format's name in dspex.clients.wire.WIRE_FORMATS
+    key_env: tuple[str, ...] = ()
+    prices: Mapping[str, Price] = field(default_factory=dict)
+
+    @property
+    def key_field(self) -> str | None:
+        """Its key's field in ``dspex.Settings`` (None: it takes no key)."""
+        return f"{self.name}_api_key" if self.key_env else None
+
+
+_SPECS = (
+    ProviderSpec("openai", "https://api.openai.com/v1", wire="openai", key_env=("OPENAI_API_KEY",), prices={
+        "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00), "gpt-4.1": (2.00, 8.00),
+        "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40), "o3-mini": (1.10, 4.40)}),
+    ProviderSpec("anthropic", "https://api.anthropic.com", wire="anthropic", key_env=("ANTHROPIC_API_KEY",), prices={
+        "claude-3-5-haiku-latest": (0.80, 4.00), "claude-3-5-sonnet-latest": (3.00, 15.00),
+        "claude-sonnet-4-0": (3.00, 15.00)}),
+    ProviderSpec("gemini", "https://generativelanguage.googleapis.com", wire="gemini",
+                 key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"), prices={
+        "gemini-2.0-flash": (0.10, 0.40), "gemini-1.5-flash": (0.075, 0.30), "gemini-1.5-pro": (1.25, 5.00)}),
+    # a model served by dspex.local.server (the runtime starts it and passes its URL): no key, free
+    ProviderSpec("local", "http://127.0.0.1/v1", wire="local"),
+)
+# prices as published in 2025; check the provider's page before relying on a budget
+
+PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
+
+KEY_FIELDS: Mapping[str, str] = MappingProxyType(
+    {spec.name: spec.key_field for spec in _SPECS if spec.key_field is not None})
+"""provider -> its key's field in ``dspex.Settings`` (providers that take a key)."""
+
+
+__all__ = ["ProviderSpec", "PROVIDERS", "KEY_FIELDS", "Price"]
