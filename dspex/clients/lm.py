@@ -135,9 +135,11 @@ class LM:
                                      stream=current_stream(), given=messages, overrides=overrides))
 
     def __call__(self, prompt: str | Sequence[dict] | None = None, messages: Sequence[dict] | None = None,
-                 **overrides: Any) -> list[str]:
+                 **overrides: Any) -> list[str | dict]:
         """DSPy's ``lm(prompt)`` / ``lm(messages=[...])``: the list of completions (one, or ``n=``; each
-        through the whole pipeline, told apart in the cache by its rollout)."""
+        through the whole pipeline, told apart in the cache by its rollout): their texts, or, when any
+        carries ``logprobs`` or ``tool_calls`` (asked for with ``logprobs=True`` / ``tools=[...]``), a
+        dict per completion with ``text`` and those, as DSPy gives them."""
         if (prompt is None) == (messages is None):
             raise ConfigError("call the LM with a prompt string, lm('...'), or with messages=[{'role': 'user', "
                               "'content': '...'}], not both")
@@ -146,9 +148,13 @@ class LM:
             raise ConfigError(f"n must be an int >= 1 (how many completions), got {n!r}")
         ask = prompt if prompt is not None else messages
         if n == 1:
-            return [self.request(ask, **overrides).text]
-        base = int(overrides.pop("rollout", 0) or overrides.pop("rollout_id", 0) or 0)
-        return [self.request(ask, **overrides, rollout=base * n + i).text for i in range(n)]
+            comps = [self.request(ask, **overrides)]
+        else:
+            base = int(overrides.pop("rollout", 0) or overrides.pop("rollout_id", 0) or 0)
+            comps = [self.request(ask, **overrides, rollout=base * n + i) for i in range(n)]
+        if any(c.extras for c in comps):
+            return [{"text": c.text, **dict(c.extras)} for c in comps]
+        return [c.text for c in comps]
 
     # --- state -------------------------------------------------------------------------------------
 

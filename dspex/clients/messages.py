@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from ..primitives import Usage
 from .budgets import RunBudget
@@ -21,9 +22,15 @@ class Completion:
     latency_s: float
     cached: bool = False
     attempts: int = 1
+    extras: tuple[tuple[str, Any], ...] = ()  # logprobs / tool calls, when asked for and given
 
     def __str__(self) -> str:
         return self.text
+
+    def output(self) -> str | dict:
+        """What DSPy's ``lm(...)`` gives for this completion: its text, or a dict with ``text`` and the
+        ``logprobs`` / ``tool_calls`` the answer carried."""
+        return {"text": self.text, **dict(self.extras)} if self.extras else self.text
 
 
 @dataclass(frozen=True)
@@ -255,10 +262,12 @@ class LedgerReport:
 def cache_entry(comp: Completion) -> dict:
     """What the response cache keeps of a completion (read back by :func:`cached_completion`)."""
     return {"text": comp.text, "prompt_tokens": comp.usage.prompt_tokens,
-            "completion_tokens": comp.usage.completion_tokens, "model": comp.model}
+            "completion_tokens": comp.usage.completion_tokens, "model": comp.model,
+            **({"extras": [list(pair) for pair in comp.extras]} if comp.extras else {})}
 
 
 def cached_completion(data: dict) -> Completion:
     """A completion from the cache: free, instant, flagged."""
     return Completion(text=data["text"], usage=Usage(data["prompt_tokens"], data["completion_tokens"]), cost=0.0,
-                      model=data["model"], latency_s=0.0, cached=True, attempts=0)
+                      model=data["model"], latency_s=0.0, cached=True, attempts=0,
+                      extras=tuple((name, value) for name, value in data.get("extras", ())))

@@ -140,7 +140,7 @@ class Leased:
         if not isinstance(reply, Done):  # the protocol allows only Lease or Done here
             raise TypeError(f"dspex bug: the client actor answered {type(reply).__name__} to a request")
         return Completion(text=outcome.text, usage=billed, cost=reply.cost, model=outcome.model or request.cfg.model,
-                          latency_s=time.monotonic() - start, attempts=reply.attempts)
+                          latency_s=time.monotonic() - start, attempts=reply.attempts, extras=outcome.extras)
 
 
 class Streamed:
@@ -256,7 +256,7 @@ def history_entry(request: Request, comp: Completion) -> dict:
              "total_tokens": comp.usage.total_tokens}
     given = request.given
     return {"prompt": given if isinstance(given, str) else None, "messages": request.messages,
-            "kwargs": dict(request.overrides), "response": comp.text, "outputs": [comp.text], "usage": usage,
+            "kwargs": dict(request.overrides), "response": comp.text, "outputs": [comp.output()], "usage": usage,
             "cost": comp.cost, "timestamp": datetime.datetime.now().isoformat(), "uuid": str(uuid.uuid4()),
             "model": request.cfg.qualified, "response_model": comp.model, "model_type": "chat",
             "cached": comp.cached, "latency_s": comp.latency_s}

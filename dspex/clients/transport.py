@@ -55,6 +55,7 @@ class AttemptResult:
     detail: str = ""
     hints: RateHints | None = None  # the limits the provider advertised in this response's headers
     estimated: bool = False  # a 200 whose counts could not be read: the tokens are the attempt's maximum
+    extras: tuple[tuple[str, Any], ...] = ()  # the answer's logprobs / tool calls, when it has them
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", AttemptKind(self.kind))
@@ -224,11 +225,11 @@ class Transport:
             parsed = self.wire.parse(data)
         except WireError as exc:
             return billed("malformed", f"{exc}; body: {excerpt()}", self.wire.usage(data), hints)
-        if not parsed.text.strip():
+        if not parsed.text.strip() and not parsed.extras:  # a tool call alone is an answer
             return AttemptResult("empty", latency, "", parsed.prompt_tokens, parsed.completion_tokens, parsed.model,
                            status=200, detail=f"the completion is empty; body: {excerpt()}", hints=hints)
         return AttemptResult("ok", latency, parsed.text, parsed.prompt_tokens, parsed.completion_tokens,
-                       parsed.model, status=200, hints=hints)
+                             parsed.model, status=200, hints=hints, extras=parsed.extras)
 
     def _read_stream(self, resp: Any, on_text: Callable[[str], None]) -> Parsed:
         """Server-sent events: each ``data:`` line is one JSON event (``[DONE]`` ends OpenAI's stream)."""

@@ -10,7 +10,7 @@ import email.utils
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Mapping
 
@@ -30,6 +30,7 @@ class Parsed:
     prompt_tokens: int
     completion_tokens: int
     model: str
+    extras: tuple[tuple[str, Any], ...] = ()  # ("logprobs", ...), ("tool_calls", ...) when the answer has them
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,12 @@ class OpenAI(WireFormat):
             choice = body["choices"][0]
             content = choice["message"]["content"]
             usage = body.get("usage") or {}
-            return checked(_text_of(content), usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
-                           body.get("model", ""), self.count_fields)
+            parsed = checked(_text_of(content), usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                             body.get("model", ""), self.count_fields)
+            extras = tuple((name, value) for name, value in (("logprobs", choice.get("logprobs")),
+                                                             ("tool_calls", choice["message"].get("tool_calls")))
+                           if value)
+            return replace(parsed, extras=extras) if extras else parsed
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not an OpenAI chat completion ({type(exc).__name__}: {exc})") from None
 

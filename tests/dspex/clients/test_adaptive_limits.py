@@ -89,7 +89,7 @@ def test_429s_without_adverts_teach_a_rate(drt):
     assert status.rate_source == "learned" and status.advertised_rpm is None
     assert status.throttled == throttled > 0
     assert status.rpm < 1200 * 1.5
-    assert throttled < 40  # learned quickly, not one 429 per request
+    assert throttled < 60  # learned, not one 429 per request (a 429 without adverts counts once sustained)
 
 
 def test_a_fixed_rpm_is_a_cap_and_says_so(drt):

@@ -181,3 +181,29 @@ def test_example_hides_dspy_fields_and_input_keys_compare_to_a_set():
     assert ex._input_keys == {"question"} and ex.input_keys == ("question",)
     assert dspy.Example(base=ex).dspy_uuid == "1"  # a copy keeps them
     assert dict(ex) == {"question": "q", "answer": "a"}
+
+
+def test_lm_call_gives_dicts_when_the_answer_carries_logprobs_or_tool_calls(tmp_path):
+    import json
+
+    from ..test_hardening import Raw
+
+    logprobs = {"content": [{"token": "hi", "logprob": -0.1}]}
+    tool_calls = [{"id": "call_1", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 1}"}}]
+
+    def body(raw):
+        asked = json.loads(raw)
+        message = {"role": "assistant", "content": None if asked.get("tools") else "hi"}
+        choice = {"message": message, "logprobs": logprobs if asked.get("logprobs") else None}
+        if asked.get("tools"):
+            message["tool_calls"] = tool_calls
+        return json.dumps({"choices": [choice], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}).encode()
+
+    with Raw(body) as server, dspy.runtime("local", cache_dir=tmp_path, log_level=None):
+        lm = dspy.LM("openai/m", api_key=KEY, base_url=server.url)
+        assert lm("plain") == ["hi"]
+        assert lm("with logprobs", logprobs=True) == [{"text": "hi", "logprobs": logprobs}]
+        tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+        assert lm("call a tool", tools=tools) == [{"text": "", "tool_calls": tool_calls}]  # no text: still an answer
+        assert lm("call a tool", tools=tools) == [{"text": "", "tool_calls": tool_calls}]  # the same from the cache
+        assert lm.history[-1]["outputs"] == [{"text": "", "tool_calls": tool_calls}]
