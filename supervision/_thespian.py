@@ -16,6 +16,9 @@
 4. simpleSystemBase looks for expired timers before every message it delivers, through a fold of
    lambdas that cost ~15 µs per pending timer (Thespian cannot cancel timers, so supervisors' start
    timeouts stay pending for a minute): the same partition in one plain pass.
+
+Besides ``forget_child``, ``tell_self`` lets a helper thread of an actor put a message in that actor's
+own mailbox (Thespian's ``send`` belongs to the actor's thread).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import structlog
 from thespian.system import simpleSystemBase
-from thespian.system.transport import IPBase, TCPTransport, streamBuffer
+from thespian.system.transport import IPBase, ReceiveEnvelope, TCPTransport, streamBuffer
 from thespian.system.utilis import thesplog
 
 BIND_ENV = "SUPERVISION_BIND_HOST"
@@ -136,6 +139,29 @@ def forget_child(actor: Any, address: Any) -> None:
     manager = getattr(actor, "_myRef", None)
     if manager is not None and address in getattr(manager, "childAddresses", ()):
         manager._handleChildExited(address)
+
+
+def tell_self(actor: Any, message: Any) -> None:
+    """Put ``message`` in ``actor``'s own mailbox from another thread of its process.
+
+    Thespian's ``send`` may only be called from the actor's thread. On the TCP transport the envelope
+    goes where the transport queues what an actor sends itself, and its select loop is woken with
+    ``interrupt_wait`` (what Thespian does itself for a send to self, or after a signal). On
+    simpleSystemBase the send is queued (one list append, atomic; not under the system's lock, which
+    the thread driving the system holds while an actor runs, so a ``terminate`` that joins this thread
+    cannot deadlock) and runs at the next call into the system, as a timer does.
+    """
+    ref = actor._myRef
+    transport = getattr(ref, "transport", None)
+    if transport is not None and hasattr(transport, "_incomingEnvelopes") and hasattr(transport, "interrupt_wait"):
+        transport._incomingEnvelopes.append(ReceiveEnvelope(transport.myAddress, message))
+        transport.interrupt_wait()
+        return
+    system = getattr(getattr(ref, "_system", None), "_systemBase", None)
+    if system is not None and hasattr(system, "_pendingSends"):
+        system._pendingSends.append(simpleSystemBase.PendingSend(ref.address, message, ref.address))
+        return
+    raise NotImplementedError(f"cannot reach the mailbox of {type(actor).__name__} on this Thespian base")
 
 
 def install() -> None:

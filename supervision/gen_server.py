@@ -4,6 +4,9 @@ Subclasses implement ``init``, ``handle_call``, ``handle_cast``, ``handle_info``
 Unlike a bare Thespian actor, a handler exception is never retried by Thespian: it runs
 ``terminate(reason)``, answers the pending call with :class:`CallFailed`, tells the parent why
 (``ExitNotice``) and exits abnormally, exactly once, so the supervisor sees one crash.
+
+A helper thread started with ``spawn_thread`` is linked to its actor, as ``spawn_link`` links two OTP
+processes: if it raises, the actor exits abnormally with the thread's reason (and is restarted).
 """
 
 from __future__ import annotations
@@ -11,17 +14,18 @@ from __future__ import annotations
 import enum
 import os
 import signal
+import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 from thespian.actors import Actor, ActorExitRequest, PoisonMessage, WakeupMessage
 
-from . import procfs
+from . import _thespian, procfs
 from .errors import ActorExited, CallFailed
 from .messages import (ActorEvent, Call, CallError, CallToken, Cast, ExitNotice, Init, InitFailed, InitOk, Nudge,
-                       Reply, StopRequest)
+                       Reply, StopRequest, ThreadCrashed)
 
 
 class _NoReplyType:
@@ -140,6 +144,41 @@ class GenServer(Actor):
         """Exit normally once the current handler returns (after its reply is sent)."""
         self._sv_stop_reason = reason
 
+    def spawn_thread(self, target: Callable[..., Any], *args: Any, name: str | None = None) -> threading.Thread:
+        """Run ``target(*args)`` on a daemon thread linked to this actor (OTP's ``spawn_link``).
+
+        If ``target`` raises (anything, ``KeyboardInterrupt`` included), the actor exits abnormally
+        with the reason ``thread <name> crashed: <Type>: <message>``: ``terminate`` runs, the
+        supervisor sees the exit and restarts the actor per its restart type. A thread that returns
+        ends quietly. The thread must not call Thespian (``send``, ``createActor``...) itself: it
+        talks to the world through a runtime handle of its own, and to its actor only by crashing.
+        """
+        label = name or f"{self.actor_path}:thread"
+
+        def linked() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:  # noqa: BLE001 - whatever kills the thread takes its actor down
+                self.report_crash(exc)
+
+        thread = threading.Thread(target=linked, name=label, daemon=True)
+        thread.start()
+        return thread
+
+    def report_crash(self, exc: BaseException) -> None:
+        """From any thread of this actor: make the actor exit abnormally because of ``exc`` (what
+        ``spawn_thread`` does when its target raises). Ignored once the actor is exiting anyway."""
+        thread = threading.current_thread().name
+        reason = f"thread {thread} crashed: {describe(exc)}"
+        if self._sv_state is Lifecycle.DONE:
+            self.actor_log.info("thread_failed_while_exiting", thread=thread, reason=describe(exc))
+            return
+        self.actor_log.error("thread_crashed", thread=thread, reason=describe(exc), exc_info=exc)
+        try:
+            _thespian.tell_self(self, ThreadCrashed(thread, reason))
+        except OSError as err:  # the process is out of sockets: the crash stays logged, the actor runs on
+            self.actor_log.error("thread_crash_unreported", thread=thread, reason=reason, error=describe(err))
+
     def send_after(self, seconds: float, message: Any) -> None:
         """Deliver ``message`` to ``handle_info`` after ``seconds``."""
         self.wakeupAfter(seconds, payload=message)
@@ -164,15 +203,17 @@ class GenServer(Actor):
     # --- Thespian entry point ------------------------------------------------------------------
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:  # noqa: N802 - Thespian's name
-        if isinstance(msg, ActorExitRequest):
-            self._sv_state = Lifecycle.DONE  # killed or system shutdown: no terminate (OTP brutal_kill)
-            return
-        if self._sv_state is Lifecycle.DONE:
-            if isinstance(msg, Call):
-                self.send(sender, CallError(msg.corr, ActorExited(self.actor_path, "exiting")))
-            return
-        if isinstance(msg, (PoisonMessage, Nudge)):
-            return  # Poison: we never raise into Thespian, so this is a peer's problem: nothing to retry
+        match msg:
+            case ActorExitRequest():
+                self._sv_state = Lifecycle.DONE  # killed or system shutdown: no terminate (OTP brutal_kill)
+                return
+            case Call(corr=corr) if self._sv_state is Lifecycle.DONE:
+                self.send(sender, CallError(corr, ActorExited(self.actor_path, "exiting")))
+                return
+            case _ if self._sv_state is Lifecycle.DONE:
+                return
+            case PoisonMessage() | Nudge():
+                return  # Poison: we never raise into Thespian, so this is a peer's problem: nothing to retry
         try:
             self._sv_dispatch(msg, sender)
         except BaseException as exc:  # noqa: BLE001 - every handler failure becomes one abnormal exit
@@ -182,28 +223,34 @@ class GenServer(Actor):
             self._sv_exit(self._sv_stop_reason, normal=True)
 
     def _sv_dispatch(self, msg: Any, sender: Any) -> None:
-        if isinstance(msg, Call):
-            self._sv_token = CallToken(sender, msg.corr)
-            try:
-                result = self.handle_call(msg.request)
-            except BaseException as exc:
-                tb = traceback.format_exc(limit=20)
-                self.send(sender, CallError(msg.corr, CallFailed(self.actor_path, type(exc).__name__, str(exc), tb)))
-                raise
-            finally:
-                self._sv_token = None
-            if result is not NoReply:
-                self.send(sender, Reply(msg.corr, result))
-        elif isinstance(msg, Cast):
-            self.handle_cast(msg.message)
-        elif isinstance(msg, Init):
-            self._sv_on_init(msg, sender)
-        elif isinstance(msg, StopRequest):
-            self._sv_on_stop_request(msg)
-        elif isinstance(msg, WakeupMessage):
-            self.handle_info(msg.payload if msg.payload is not None else msg)
-        else:
-            self.handle_info(msg)
+        match msg:
+            case Call():
+                self._sv_on_call(msg, sender)
+            case Cast(message=message):
+                self.handle_cast(message)
+            case Init():
+                self._sv_on_init(msg, sender)
+            case StopRequest():
+                self._sv_on_stop_request(msg)
+            case ThreadCrashed(reason=reason) if sender == self.myAddress:  # from a thread of ours (tell_self)
+                self._sv_exit(reason, normal=False)
+            case WakeupMessage(payload=payload) if payload is not None:
+                self.handle_info(payload)
+            case _:
+                self.handle_info(msg)
+
+    def _sv_on_call(self, msg: Call, sender: Any) -> None:
+        self._sv_token = CallToken(sender, msg.corr)
+        try:
+            result = self.handle_call(msg.request)
+        except BaseException as exc:
+            tb = traceback.format_exc(limit=20)
+            self.send(sender, CallError(msg.corr, CallFailed(self.actor_path, type(exc).__name__, str(exc), tb)))
+            raise
+        finally:
+            self._sv_token = None
+        if result is not NoReply:
+            self.send(sender, Reply(msg.corr, result))
 
     # --- lifecycle internals -------------------------------------------------------------------
 

@@ -51,6 +51,16 @@ class StopRequest:
 
 
 @dataclass(frozen=True)
+class ThreadCrashed:
+    """Sent to an actor by a helper thread of its own that died of an exception (``GenServer.spawn_thread``,
+    ``report_crash``): the actor exits abnormally with ``reason``, as an OTP process does when a process
+    linked to it crashes, and its supervisor restarts it per its restart type."""
+
+    thread: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ExitNotice:
     """Sent by an actor to its parent just before it exits: Thespian's ChildActorExited has no reason."""
 

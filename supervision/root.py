@@ -32,40 +32,47 @@ class RootSupervisor(SupervisorActor):
 
     def handle_call(self, request: Any) -> Any:
         # Registry and event requests never wait behind a start or stop in progress.
-        if isinstance(request, WhereIs):
-            return self.registry.get(request.name)
-        if isinstance(request, IsAlive):
-            return self.dead.get(str(request.address))
-        if isinstance(request, DrainEvents):
-            drained = list(self.events)
-            self.events.clear()
-            return drained
-        if isinstance(request, GetFailures):
-            return list(self.failures)
-        if isinstance(request, StartTop):
-            if request.name in self.registry or request.name in self.state.kids:
-                raise SpecError("name", f"{request.name!r} is already registered", "choose another name")
-            spec = ChildSpec(id=request.name, start=request.spec, children=request.children,
-                             restart=Restart.TEMPORARY, name=request.name)
-            return super().handle_call(StartChild(spec))
-        return super().handle_call(request)
+        match request:
+            case WhereIs(name=name):
+                return self.registry.get(name)
+            case IsAlive(address=address):
+                return self.dead.get(str(address))
+            case DrainEvents():
+                drained = list(self.events)
+                self.events.clear()
+                return drained
+            case GetFailures():
+                return list(self.failures)
+            case StartTop(spec=spec, children=children, name=name):
+                if name in self.registry or name in self.state.kids:
+                    raise SpecError("name", f"{name!r} is already registered", "choose another name")
+                top = ChildSpec(id=name, start=spec, children=children, restart=Restart.TEMPORARY, name=name)
+                return super().handle_call(StartChild(top))
+            case _:
+                return super().handle_call(request)
 
     def handle_other(self, message: Any) -> None:
-        if isinstance(message, Register):
-            self.registry[message.name] = Registered(message.name, message.address, message.kind, message.path)
-        elif isinstance(message, Unregister):
-            current = self.registry.get(message.name)
-            if current is not None and current.address == message.address:
-                del self.registry[message.name]
-        elif isinstance(message, ActorEvent):
-            self.events.append(message)
-        elif isinstance(message, LifecycleEvent):
-            self.events.append(message)
-            if message.kind == "exit" and message.address:
-                self.dead[message.address] = message.reason
-                if len(self.dead) > MAX_DEAD:
-                    self.dead.popitem(last=False)
-                if message.supervisor == self.actor_path and not message.normal:
-                    self.failures.append(RootFailure(message.child, message.reason, message.at))
-        else:
-            super().handle_other(message)
+        match message:
+            case Register(name=name, address=address, kind=kind, path=path):
+                self.registry[name] = Registered(name, address, kind, path)
+            case Unregister(name=name, address=address):
+                current = self.registry.get(name)
+                if current is not None and current.address == address:
+                    del self.registry[name]
+            case ActorEvent():
+                self.events.append(message)
+            case LifecycleEvent():
+                self.events.append(message)
+                if message.kind == "exit" and message.address:
+                    self._record_exit(message)
+            case _:
+                super().handle_other(message)
+
+    def _record_exit(self, event: LifecycleEvent) -> None:
+        """Remember why the actor at ``event.address`` exited (IsAlive), and a top-level supervisor's
+        abnormal exit as a failure."""
+        self.dead[event.address] = event.reason
+        if len(self.dead) > MAX_DEAD:
+            self.dead.popitem(last=False)
+        if event.supervisor == self.actor_path and not event.normal:
+            self.failures.append(RootFailure(event.child, event.reason, event.at))

@@ -57,7 +57,7 @@ class _WaitExit:
 
 @dataclass(frozen=True)
 class _Sleep:
-    seconds: float
+    timeout: float  # seconds to sleep (named like the other waits' timeouts)
 
 
 @dataclass(frozen=True)
@@ -123,13 +123,14 @@ class SupervisorActor(GenServer):
         children: tuple = tuple(msg.kwargs.get("children", ()))
 
         def done(value: Any, error: Optional[BaseException]) -> None:
-            if error is None:
-                self.send(sender, InitOk(self.myAddress, os.getpid(), procfs.node_id()))
-                return
-            if isinstance(error, FailedToStartChild):
-                self.send(sender, InitFailed(error.reason, self.myAddress, error.id))
-            else:
-                self.send(sender, InitFailed(describe(error), self.myAddress))
+            match error:
+                case None:
+                    self.send(sender, InitOk(self.myAddress, os.getpid(), procfs.node_id()))
+                    return
+                case FailedToStartChild(reason=reason, id=failed):
+                    self.send(sender, InitFailed(reason, self.myAddress, failed))
+                case _:
+                    self.send(sender, InitFailed(describe(error), self.myAddress))
             self._sv_state = Lifecycle.DONE
             self.send(self.myAddress, ActorExitRequest())
 
@@ -166,34 +167,39 @@ class SupervisorActor(GenServer):
         op = self._request_op(request)
 
         def done(value: Any, error: Optional[BaseException]) -> None:
-            if error is None:
-                self.reply(token, value)
-            elif isinstance(error, SupervisionError):
-                self.reply_error(token, error)
-            else:
-                self.reply_error(token, SupervisionError(describe(error)))
-                raise error
+            match error:
+                case None:
+                    self.reply(token, value)
+                case SupervisionError():
+                    self.reply_error(token, error)
+                case _:
+                    self.reply_error(token, SupervisionError(describe(error)))
+                    raise error
 
         self._enqueue(op, done)
         return NoReply
 
     def _request_op(self, request: Any) -> Op:
-        """The operation a request runs: one table entry per request type."""
-        handler = self._REQUESTS.get(type(request))
-        if handler is None:
-            return self._op_value(lambda: self.handle_request(request))
-        return handler(self, request)
-
-    _REQUESTS: dict[type, Callable[["SupervisorActor", Any], Op]] = {
-        WhichChildren: lambda self, r: self._op_value(self._which_children),
-        CountChildren: lambda self, r: self._op_value(self._count_children),
-        GetChild: lambda self, r: self._op_value(lambda: self._kid(r.id).address),
-        StartChild: lambda self, r: self._op_start_child(r),
-        TerminateChild: lambda self, r: self._op_terminate_child(r.id),
-        RestartChild: lambda self, r: self._op_restart_child(r.id),
-        DeleteChild: lambda self, r: self._op_value(lambda: self._delete_child(r.id)),
-        StopTree: lambda self, r: self._op_stop_all(r.reason),
-    }
+        """The operation a request runs: one clause per request type."""
+        match request:
+            case WhichChildren():
+                return self._op_value(self._which_children)
+            case CountChildren():
+                return self._op_value(self._count_children)
+            case GetChild(id=cid):
+                return self._op_value(lambda: self._kid(cid).address)
+            case StartChild():
+                return self._op_start_child(request)
+            case TerminateChild(id=cid):
+                return self._op_terminate_child(cid)
+            case RestartChild(id=cid):
+                return self._op_restart_child(cid)
+            case DeleteChild(id=cid):
+                return self._op_value(lambda: self._delete_child(cid))
+            case StopTree(reason=reason):
+                return self._op_stop_all(reason)
+            case _:
+                return self._op_value(lambda: self.handle_request(request))
 
     def handle_request(self, request: Any) -> Any:
         """Requests a subclass adds (the root's registry); unknown ones are a caller error."""
@@ -279,28 +285,30 @@ class SupervisorActor(GenServer):
     # --- exits ---------------------------------------------------------------------------------
 
     def handle_info(self, message: Any) -> None:
-        if isinstance(message, (InitOk, InitFailed)):
-            self._resume_if(lambda w: isinstance(w, _WaitStart) and w.address == message.address, message)
-        elif isinstance(message, ChildActorExited):
-            self._on_child_exited(message.childAddress)
-        elif isinstance(message, _Timer):
-            if self.state.waiting is not None and message.seq == self.state.wait_seq:
-                self._resume(TIMEOUT)
-        elif isinstance(message, _CheckLiveness):
-            self.state.liveness_armed = False
-            self._check_liveness()
-        else:
-            self.handle_other(message)
+        match message:
+            case InitOk(address=address) | InitFailed(address=address):
+                self._resume_if(lambda w: isinstance(w, _WaitStart) and w.address == address, message)
+            case ChildActorExited():
+                self._on_child_exited(message.childAddress)
+            case _Timer(seq=seq):
+                if self.state.waiting is not None and seq == self.state.wait_seq:
+                    self._resume(TIMEOUT)
+            case _CheckLiveness():
+                self.state.liveness_armed = False
+                self._check_liveness()
+            case _:
+                self.handle_other(message)
 
     def handle_other(self, message: Any) -> None:
         """Messages a subclass handles (the root's registry and events)."""
         self.actor_log.debug("ignored", message=type(message).__name__)
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:  # noqa: N802
-        if isinstance(msg, ExitNotice):
-            self._on_notice(sender, msg)
-            return
-        super().receiveMessage(msg, sender)
+        match msg:
+            case ExitNotice():
+                self._on_notice(sender, msg)
+            case _:
+                super().receiveMessage(msg, sender)
 
     def _on_notice(self, sender: Any, notice: ExitNotice) -> None:
         kid = self._kid_at(sender)
@@ -324,9 +332,10 @@ class SupervisorActor(GenServer):
 
     def _on_child_exited(self, address: Any) -> None:
         kid = self._kid_at(address)
-        if isinstance(self.state.waiting, (_WaitStart, _WaitExit)) and self.state.waiting.address == address:
-            self._resume(self._exit_of(kid, address))
-            return
+        match self.state.waiting:
+            case _WaitStart(address=waited) | _WaitExit(address=waited) if waited == address:
+                self._resume(self._exit_of(kid, address))
+                return
         if kid is None:
             return  # duplicate or stale notice (multiprocTCPBase may send two): idempotent
         exit_ = self._exit_of(kid, address)
@@ -467,22 +476,23 @@ class SupervisorActor(GenServer):
             return describe(exc)
         self.send(address, Init(args, kwargs, path, spec.title or path, self._sv_root, self._sv_owner_pid))
         result = yield _WaitStart(address, self.state.spec.start_timeout)
-        self.state.failed_child = result.child if isinstance(result, InitFailed) else None
-        if isinstance(result, InitOk):
-            kid.address, kid.pid, kid.node, kid.notice = result.address, result.pid, result.node, None
-            kid.generation += 1
-            if spec.name:
-                self.send(self._sv_root, Register(spec.name, result.address, spec.kind, path))
-            self._emit("restart" if restart else "start", cid, pid=result.pid, address=result.address)
-            self._arm_liveness()
-            return None
-        if result is TIMEOUT:
-            self.send(address, ActorExitRequest())
-            why = f"no reply to init within {self.state.spec.start_timeout:g}s"
-        elif isinstance(result, InitFailed):
-            why = result.reason
-        else:
-            why = f"process exited during start ({result.reason})"
+        self.state.failed_child = None
+        match result:
+            case InitOk():
+                kid.address, kid.pid, kid.node, kid.notice = result.address, result.pid, result.node, None
+                kid.generation += 1
+                if spec.name:
+                    self.send(self._sv_root, Register(spec.name, result.address, spec.kind, path))
+                self._emit("restart" if restart else "start", cid, pid=result.pid, address=result.address)
+                self._arm_liveness()
+                return None
+            case InitFailed(reason=why, child=failed):
+                self.state.failed_child = failed
+            case _Exit(reason=reason):
+                why = f"process exited during start ({reason})"
+            case _:  # TIMEOUT: the child never answered
+                self.send(address, ActorExitRequest())
+                why = f"no reply to init within {self.state.spec.start_timeout:g}s"
         self._emit("start_failed", cid, why, normal=False)
         return why
 
@@ -501,9 +511,12 @@ class SupervisorActor(GenServer):
             if result is TIMEOUT:
                 self._kill(kid)
                 result = yield _WaitExit(address, KILL_WAIT)
-        if not isinstance(result, _Exit):  # no exit will come (e.g. its host is gone): stop waiting for it
-            _thespian.forget_child(self, address)
-        exit_ = result if isinstance(result, _Exit) else _Exit("killed (no exit seen)", False)
+        match result:
+            case _Exit():
+                exit_ = result
+            case _:  # no exit will come (e.g. its host is gone): stop waiting for it
+                _thespian.forget_child(self, address)
+                exit_ = _Exit("killed (no exit seen)", False)
         if kid.address is not None:
             self._mark_down(kid, exit_)
 
@@ -557,9 +570,8 @@ class SupervisorActor(GenServer):
             return
         self.state.waiting = waited
         self.state.wait_seq += 1
-        timeout = waited.seconds if isinstance(waited, _Sleep) else waited.timeout
-        if timeout is not None:
-            self.wakeupAfter(timeout, payload=_Timer(self.state.wait_seq))
+        if waited.timeout is not None:
+            self.wakeupAfter(waited.timeout, payload=_Timer(self.state.wait_seq))
 
     # --- telemetry ---------------------------------------------------------------------------------
 

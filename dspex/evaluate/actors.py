@@ -2,8 +2,11 @@
 
 Each worker is a process (``dspex: eval-worker N`` in ``ps``) that attaches to the runtime, unpickles
 the program and metric (sent by value with cloudpickle), and runs its examples on threads, its LM calls
-going through the shared client actors. It says hello when it starts, so after a crash or kill -9 the
-coordinator re-queues what that worker had in flight; a result for an example already done is dropped.
+going through the shared client actors. The thread that does this is linked to the worker actor
+(``spawn_thread``): if it dies, the worker exits abnormally with its reason and is restarted. A worker
+says hello when it starts and tells the coordinator when it exits, so after a crash the coordinator
+re-queues what that worker had in flight at once (after kill -9, at the restart's hello; a worker that
+never comes back, after ``lost_after``); a result for an example already done is dropped.
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ ROW_DELAY = 0.02  # ...or the oldest has waited this long (seconds)
 @dataclass(frozen=True)
 class Hello:
     worker: str
+
+
+@dataclass(frozen=True)
+class WorkerDown:
+    """Sent by a worker as it exits (crash or stop): what it had in flight goes back to the queue now."""
+
+    worker: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,15 @@ class EvalCoordinator(GenServer):
                 return True
         return super().handle_call(request)
 
+    def handle_info(self, message: Any) -> None:
+        match message:
+            case WorkerDown(worker=worker, reason=reason):
+                requeued = self.tracker.worker_lost(worker)
+                if requeued:
+                    self.actor_log.warning("worker_down", worker=worker, reason=reason, requeued=len(requeued))
+            case _:
+                super().handle_info(message)
+
     def _sweep_and_collect(self, now: float) -> Progress:
         for silent in [w for w, t in self.seen.items() if now - t > self.lost_after]:
             del self.seen[silent]
@@ -136,11 +156,13 @@ class EvalWorker(GenServer):
         self.coordinator, self.run = coordinator, run
         self.stopping = threading.Event()
         self.rt: Any = None  # the attached runtime (made by the worker thread)
-        self.thread = threading.Thread(target=self._loop, name=f"eval-{worker}", daemon=True)
-        self.thread.start()
+        self.coord: Any = None  # the coordinator's address, once the worker thread has found it
+        self.thread = self.spawn_thread(self._loop, name=f"eval-{worker}")  # its crash is this actor's crash
 
     def terminate(self, reason: str) -> None:
         self.stopping.set()
+        if self.coord is not None:  # what this worker had in flight is nobody's now: re-queued at once
+            self.send(self.coord, WorkerDown(self.worker, reason))
         if self.rt is not None:  # the process may end before the worker thread does: write what is pending
             self.rt.flush_reports()
             self.rt.response_cache().close()
@@ -161,12 +183,10 @@ class EvalWorker(GenServer):
             coord = rt.actors.whereis(self.coordinator)
             if coord is None:
                 raise LookupError(f"no coordinator registered as {self.coordinator!r}")
-            coord = coord.address
+            coord = self.coord = coord.address
             rt.actors.call(coord, Hello(self.worker), 30.0)
             self._work(rt, coord, program, metric)
-        except Exception as exc:  # noqa: BLE001 - logged; the coordinator's timeouts and a restart recover
-            self.actor_log.error("eval_worker_failed", worker=self.worker, error=f"{type(exc).__name__}: {exc}")
-        finally:
+        finally:  # a failure goes on up: the linked thread's crash is the worker's exit (then a restart)
             rt.close()
 
     def _work(self, rt: Any, coord: Any, program: Any, metric: Any) -> None:
@@ -178,7 +198,8 @@ class EvalWorker(GenServer):
         first_row_at = 0.0
         finished = False
         last_call = float("-inf")
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.worker}-ex") as pool:
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.worker}-ex")
+        try:
             while not self.stopping.is_set() and (running or queued or rows or not finished):
                 now = time.monotonic()
                 want = 0 if finished else 2 * self.concurrency - len(running) - len(queued)
@@ -202,8 +223,13 @@ class EvalWorker(GenServer):
                 for f in done:
                     if not rows:
                         first_row_at = time.monotonic()
-                    rows.append(f.result())
+                    rows.append(f.result())  # run_example raises only what must stop the worker (Ctrl-C's kind)
                     del running[f]
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # the crash is reported now, not after the rest finish
+            raise
+        pool.shutdown(wait=True)
 
 
-__all__ = ["EvalCoordinator", "EvalWorker", "Hello", "Pull", "Batch", "SweepAndCollect", "Progress", "CancelRun"]
+__all__ = ["EvalCoordinator", "EvalWorker", "Hello", "Pull", "WorkerDown", "Batch", "SweepAndCollect", "Progress",
+           "CancelRun"]

@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 from .actors import CancelRun, EvalCoordinator, EvalWorker, SweepAndCollect
 
+GIVE_UP_SEEN = 5.0  # seconds to wait, after the coordinator is found gone, for the root to record why
+
 
 class WorkerFeed:
     """Evaluate's side of a worker run: starts the evaluation supervisor, polls the coordinator for rows.
@@ -73,11 +75,14 @@ class WorkerFeed:
         self.coord = self.sup.child("coordinator")
         self.cancelled = False
         self.aborted: str | None = None  # why the run stopped early on its own (no worker left)
+        self.gone = False  # the run's supervisor has exited on its own (restart intensity reached)
         self.duplicates = 0  # late results the coordinator dropped
 
     def rows(self, poll: float = 0.1, until: float | None = None):
-        while until is None or time.monotonic() < until:
-            progress = self.coord.call(SweepAndCollect(), 30.0)
+        while (until is None or time.monotonic() < until) and not self.gone:
+            progress = self._ask(SweepAndCollect())
+            if progress is None:
+                return
             self.duplicates = progress.counts["duplicates"]
             yield from progress.rows
             if progress.finished or (self.cancelled and not progress.counts["in_flight"]):
@@ -89,12 +94,40 @@ class WorkerFeed:
 
     def cancel(self) -> None:
         self.cancelled = True
-        self.coord.call(CancelRun(), 30.0)
+        if not self.gone:
+            self._ask(CancelRun())
 
     def close(self) -> None:
-        self.rt.actors.stop_supervisor(self.name)
+        from supervision import SpecError
 
+        if self.gone:  # a supervisor that gave up is gone from the tree already
+            return
+        try:
+            self.rt.actors.stop_supervisor(self.name)
+        except SpecError:  # no such child: it gave up since the last poll
+            if self._failure() is None:
+                raise
 
+    def _ask(self, request: Any) -> Any:
+        """The coordinator's answer; None once the run's supervisor has given up (restart intensity
+        reached, e.g. workers that crash as they start): then ``aborted`` says why and the run stops."""
+        from supervision import ActorExited
+
+        try:
+            return self.coord.call(request, 30.0)
+        except ActorExited:
+            deadline = time.monotonic() + GIVE_UP_SEEN
+            while (failure := self._failure()) is None and time.monotonic() < deadline:
+                time.sleep(0.05)  # the supervisor stops the coordinator first, then exits: the root learns it next
+            if failure is None:
+                raise
+            self.gone = True
+            self.aborted = f"the evaluation's supervisor gave up: {failure.reason}"
+            return None
+
+    def _failure(self) -> Any:
+        """The root's record of this run's supervisor exiting abnormally, if it did."""
+        return next((f for f in reversed(self.rt.actors.failures) if f.name == self.name), None)
 
 
 def _start_with_retry(sup: Any, spec: Any, attempts: int = 3) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import time
 
 from supervision import GenServer, NoReply
@@ -69,3 +70,37 @@ class SlowStop(GenServer):
 
     def terminate(self, reason: str) -> None:
         time.sleep(30)
+
+
+class Linked(GenServer):
+    """Owns a helper thread started with ``spawn_thread``: told through a queue, it raises, is
+    interrupted or returns. Appends each terminate reason to ``path``; with ``raise_on_stop`` its
+    terminate makes the thread raise while the actor is already exiting."""
+
+    def init(self, path: str, raise_on_stop: bool = False) -> None:
+        self.path, self.raise_on_stop = path, raise_on_stop
+        self.orders: queue.Queue = queue.Queue()
+        self.spawn_thread(self._helper, name="helper")
+
+    def _helper(self) -> None:
+        while True:
+            order = self.orders.get()
+            if order == "raise":
+                raise RuntimeError("thread boom")
+            if order == "interrupt":
+                raise KeyboardInterrupt("thread interrupted")
+            if order == "return":
+                return
+
+    def handle_call(self, request):
+        if request == "pid":
+            return os.getpid()
+        self.orders.put(request)
+        return "told"
+
+    def terminate(self, reason: str) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(f"{reason}\n")
+        if self.raise_on_stop:
+            self.orders.put("raise")
+            time.sleep(0.2)  # the thread fails while this actor is exiting
