@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import (bench_adapters, bench_bad_day, bench_clients, bench_defaults, bench_evaluate,
+from benchmarks import (bench_adapters, bench_processes, bench_bad_day, bench_clients, bench_defaults, bench_evaluate,
                         bench_instructions, bench_optimizers, bench_quality, bench_supervision, dspy_env)
 
 README = Path(__file__).with_name("README.md")
@@ -29,7 +29,7 @@ def main() -> None:
     text = README.read_text() if README.exists() else "# Benchmarks\n"
     benches = (("supervision", bench_supervision.run), ("adapters", bench_adapters.run),
                ("clients", bench_clients.run), ("evaluate", bench_evaluate.run), ("bad_day", bench_bad_day.run),
-               ("defaults", bench_defaults.run),
+               ("defaults", bench_defaults.run), ("processes", bench_processes.run),
                ("optimizers", bench_optimizers.run), ("instructions", bench_instructions.run),
                ("quality", bench_quality.run), ("quality_instructions", lambda: bench_quality.run("instructions")))
     wanted = set(sys.argv[1:]) or {name for name, _ in benches}
