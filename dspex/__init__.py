@@ -3,8 +3,8 @@
 from .adapters import Adapter, ChatAdapter, JSONAdapter, TextAdapter
 from .clients import LM, Breaker, Embedder, ClientStatus, Completion, LedgerReport, UsageTotals
 from .errors import (AdapterParseError, AuthError, BudgetExceeded, CircuitOpen, ClientExited, ConfigError, DspexError,
-                     ExampleError, JournalCorrupt, JournalError, JournalLocked, JournalWriteError, LMError, LMTimeout,
-                     MalformedResponse, ProviderError, RateLimited, SignatureError)
+                     ExampleError, JournalCorrupt, JournalError, JournalLocked, JournalTooNew, JournalWriteError, LMError,
+                     LMTimeout, MalformedResponse, ProviderError, RateLimited, SignatureError)
 from .evaluate import Evaluate, EvaluationResult, EvalRow
 from .logs import configure_logging
 from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Predict, Predictor, ReAct, Refine, Tool,
@@ -29,4 +29,5 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress",
            "KNNFewShot", "Embedder", "configure", "context", "metrics", "inspect_history",
            "MIPROv2", "GEPA", "streamify", "StreamListener", "StreamResponse", "streaming",
-           "Settings", "JournalError", "JournalCorrupt", "JournalLocked", "JournalWriteError", "EvaluationFailed"]
+           "Settings", "JournalError", "JournalCorrupt", "JournalLocked", "JournalTooNew", "JournalWriteError",
+           "EvaluationFailed"]

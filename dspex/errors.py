@@ -10,6 +10,7 @@
     ├── JournalError          a run's journal (Evaluate's rows, a compile's steps) cannot be used (``path``)
     │   ├── JournalCorrupt    a line other than the last is not a record (``line``); a torn last line is skipped
     │   ├── JournalLocked     another live run holds the journal / run directory (``pid``, ``host``)
+    │   ├── JournalTooNew     written by a newer dspex (``format`` > ``supported``): upgrade to read it
     │   └── JournalWriteError the disk refused a write (``errno``); ``result`` holds what was done so far
     └── LMError               a language-model request failed; says what happened and what to do
         ├── RateLimited       the provider kept answering 429 after every retry
@@ -92,6 +93,16 @@ class JournalLocked(JournalError):
     def __init__(self, message: str, path: str = "", pid: int | None = None, host: str | None = None) -> None:
         self.pid, self.host = pid, host
         super().__init__(message, path)
+
+
+class JournalTooNew(JournalError):
+    """The journal was written by a newer dspex: its ``format`` is newer than the ``supported`` one this
+    release reads, so it is neither read nor appended to."""
+
+    def __init__(self, path: str, format: int, supported: int) -> None:
+        self.format, self.supported = format, supported
+        super().__init__(f"{path} was written by a newer dspex (journal format {format}; this one reads formats up "
+                         f"to {supported}): upgrade dspex to resume or read it", path)
 
 
 class JournalWriteError(JournalError):

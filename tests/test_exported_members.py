@@ -17,7 +17,7 @@ DSPEX = {
     "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress", "KNNFewShot",
     "Embedder", "configure", "context", "metrics", "inspect_history", "MIPROv2", "GEPA",
     "streamify", "StreamListener", "StreamResponse", "streaming", "Settings",
-    "JournalError", "JournalCorrupt", "JournalLocked", "JournalWriteError", "EvaluationFailed",
+    "JournalError", "JournalCorrupt", "JournalLocked", "JournalTooNew", "JournalWriteError", "EvaluationFailed",
 }
 SUPERVISION = {
     "ActorExited", "ActorRef", "ActorRuntime", "AutoShutdown", "CallFailed", "CallTimeout", "ChildCounts",

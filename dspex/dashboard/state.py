@@ -22,7 +22,7 @@ from supervision.telemetry import EventBus
 from ..adapters.base import to_jsonable
 from ..errors import JournalError
 from ..events import CompileProgress, EvalProgress, RowFinished
-from ..journal import read_journal
+from ..journal import JournalType, Row, read
 
 MAX_EVENTS, MAX_ROWS, MAX_RUNS, MAX_CANDIDATES = 500, 2000, 50, 500
 
@@ -168,11 +168,10 @@ class DashboardState:
                 if info.kind == Kind.SUPERVISOR and info.ref is not None:
                     walk(info.ref, depth + 1)
 
-        for top in (self.rt.clients, self.rt.models, getattr(self.rt, "_compile", None)):
-            if top is not None:
-                nodes.append({"path": top.path, "id": top.path, "depth": 0, "supervisor": "", "kind": "supervisor",
-                              "status": "running", "restarts": 0, "last_exit": "", "pid": 0, "address": ""})
-                walk(top, 1)
+        for top in self.rt.supervisors():
+            nodes.append({"path": top.path, "id": top.path, "depth": 0, "supervisor": "", "kind": "supervisor",
+                          "status": "running", "restarts": 0, "last_exit": "", "pid": 0, "address": ""})
+            walk(top, 1)
         listed = {n["path"] for n in nodes}
         for key, node in seen.items():  # evaluation supervisors and others known from their events
             if key not in listed:
@@ -188,7 +187,7 @@ class DashboardState:
         if self.rt.clients is None:
             return out
         latencies: dict[str, list[float]] = {}
-        for call in self.rt.history():
+        for call in self.rt.engines.history():
             latencies.setdefault(call["model"], []).append(call.get("latency_s") or 0.0)
         configs = self.rt.client_configs()
         for info in self.rt.clients.which_children(timeout=5.0):
@@ -243,37 +242,26 @@ class DashboardState:
 
 
 def summarize_journal(path: Path, rows: bool = False) -> dict | None:
-    """An evaluation journal (rows) or a compile journal (header, candidates) as a summary; None for a file
-    that is neither (damaged, another shape, a score that is no finite number): it is left out of the list.
-    A last line torn by a crash is skipped, so a run killed mid-write is still listed with its rows."""
+    """An evaluation journal (rows) or a compile journal (header, steps) as a summary; None for a file
+    that is neither (damaged, another shape, a score that is no finite number, a newer format): it is left
+    out of the list. A last line torn by a crash is skipped, so a run killed mid-write is still listed."""
     try:
-        entries = read_journal(path)
+        journal = read(path)
     except (OSError, JournalError):
         return None
-    if not entries:
+    header, entries = journal.header, journal.entries
+    if header is not None and header.journal == JournalType.COMPILE:
+        shown = [e.to_json() for e in (header, *entries)][-200:]
+        return _json_safe({"kind": "compile", "optimizer": header.optimizer, "steps": len(entries),
+                           "best": journal.best(), **({"entries": shown} if rows else {})})
+    if not entries or not all(isinstance(e, Row) for e in entries):
         return None
-    if entries[0].get("kind") == "header":
-        scored = [e for e in entries if e.get("kind") in ("candidate", "full") and "score" in e]
-        if not all(_finite(e["score"]) for e in scored):
-            return None
-        scores = [e["score"] for e in scored]
-        return _json_safe({"kind": "compile", "optimizer": entries[0].get("optimizer"), "steps": len(entries) - 1,
-                           "best": max(scores) if scores else None, **({"entries": entries[-200:]} if rows else {})})
-    if all(isinstance(e.get("index"), int) and _finite(e.get("score")) and _finite(e.get("cost", 0.0))
-           for e in entries):
-        score = sum(e["score"] for e in entries) / len(entries)
-        cost = sum(e.get("cost", 0.0) for e in entries)
-        failed = sum(1 for e in entries if e.get("error"))
-        out = {"kind": "evaluation", "examples": len(entries), "score": score, "failed": failed, "cost": cost}
-        if rows:
-            out["rows"] = [{"index": e["index"], "score": e["score"], "error": e.get("error"),
-                            "prediction": e.get("prediction")} for e in entries[:MAX_ROWS]]
-        return _json_safe(out)
-    return None
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    out = {"kind": "evaluation", "examples": len(entries), "score": sum(e.score for e in entries) / len(entries),
+           "failed": sum(1 for e in entries if e.error), "cost": sum(e.cost for e in entries)}
+    if rows:
+        out["rows"] = [{"index": e.index, "score": e.score, "error": e.error, "prediction": e.prediction}
+                       for e in entries[:MAX_ROWS]]
+    return _json_safe(out)
 
 
 def _json_safe(value: Any) -> Any:

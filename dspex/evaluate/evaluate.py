@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ..clients.messages import UsageTotals
 from ..errors import ConfigError, DspexError, JournalWriteError
-from ..journal import JournalWriter, RunLock, lock_path
+from ..journal import Header, JournalType, JournalWriter, RunLock, lock_path
 from ..primitives import Example
 from ..clients.host import active_runtime
 from ..clients.scope import RUN_SEP, current_run
@@ -185,7 +185,7 @@ class Evaluate:
             try:
                 if not path.exists() or path.is_file():  # a device or a FIFO (/dev/stdout) is no run's to lock
                     lock = RunLock(lock_path(path), f"the journal {path}").acquire()
-                writer = JournalWriter(path)
+                writer = JournalWriter(path, header=Header(JournalType.EVALUATION.value))
             except (OSError, JournalWriteError) as exc:
                 raise ConfigError(f"journal={str(path)!r} cannot be opened for appending: {exc}; pass another "
                                   "path") from exc
@@ -317,7 +317,7 @@ class _Tally:
     and published as ``EvalProgress`` (at most ten times a second, and once at the end)."""
 
     def __init__(self, run: str, total: int, rows: dict[int, EvalRow], rt: Any, start: float,
-                 journal: Path | None, bar: bool) -> None:
+                 journal: JournalWriter | None, bar: bool) -> None:
         self.run, self.total, self.rows, self.rt, self.start = run, total, rows, rt, start
         self.resumed = len(rows)
         self.errors = sum(1 for r in rows.values() if r.failed)
@@ -338,7 +338,7 @@ class _Tally:
             self.tokens += getattr(getattr(row.prediction, "usage", None), "total_tokens", 0)
         if self.journal is not None and self.write_error is None:
             try:
-                self.journal.append(row.to_json())
+                self.journal.append(row.to_entry())
             except JournalWriteError as exc:
                 self.write_error = exc
         if self.bar is not None:

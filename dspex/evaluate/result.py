@@ -13,7 +13,7 @@ from ..clients.messages import UsageTotals
 from ..events import EvalProgress, RowFinished
 from ..errors import DspexError
 from ..jsonl import dumps_line
-from ..journal import read_journal
+from ..journal import JournalType, Row, read
 from ..adapters.base import to_jsonable
 from ..primitives import Example, Prediction, Usage
 from ..programs.trace import TraceStep
@@ -116,6 +116,10 @@ class EvalRow:
                 "attempts": self.attempts, "worker": self.worker, "feedback": self.feedback,
                 "trace": [_step_json(s) for s in pred.trace] if is_prediction else []}
 
+    def to_entry(self) -> Row:
+        """The row as its journal holds it."""
+        return Row(**self.to_json())
+
     @classmethod
     def from_json(cls, data: dict) -> "EvalRow":
         pred = None
@@ -195,14 +199,8 @@ class EvaluationResult:
 
 def load_journal(path: str | Path) -> list[EvalRow]:
     """Rows finished by an earlier run (a last line torn by a crash is skipped; any other line that is
-    not a row is JournalCorrupt, naming the file and the line)."""
-    return read_journal(path, _journal_row)
-
-
-def _journal_row(data: dict) -> EvalRow:
-    if not isinstance(data.get("index"), int) or isinstance(data["index"], bool):
-        raise TypeError(f"index {data.get('index')!r} is not a row number")
-    return EvalRow.from_json(data)
+    not a row is JournalCorrupt, naming the file and the line; a compile's journal is a JournalError)."""
+    return [EvalRow.from_json(row.to_json()) for row in read(path, journal=JournalType.EVALUATION).of(Row)]
 
 
 __all__ = ["EvalRow", "EvaluationResult", "RemoteError", "ExampleTimeout", "MetricError", "ProgramAborted", "portable",

@@ -1,5 +1,12 @@
-"""Optimizers: compile a program from data and a metric, as a journaled, budgeted, resumable job."""
+"""Optimizers: compile a program from data and a metric, as a journaled, budgeted, resumable job.
 
+Each is a :class:`Teleprompter` (``base.py``: DSPy's interface and the compile skeleton) in a file of its
+own; what they share is beside them: the job (``job.py``), the checks (``validate.py``), the demo sets
+(``demo_sets.py``), the score board (``candidates.py``), the Pareto front (``pareto.py``), the proposers
+(``proposer.py``).
+"""
+
+from .base import Teleprompter
 from .fewshot import BootstrapFewShot, LabeledFewShot, NoTracePassed
 from .knn import KNNFewShot, KNNProgram
 from .job import CandidateScore, CompileJob, CompileProgress, CompileReport, CompileStopped, EvaluationFailed
@@ -8,7 +15,6 @@ from .mipro import MIPROv2
 from .proposer import ProposalRejected
 from .random_search import BootstrapFewShotWithRandomSearch
 
-__all__ = ["LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "KNNFewShot", "KNNProgram",
-           "CompileReport",
-           "CandidateScore", "CompileProgress", "CompileJob", "CompileStopped", "NoTracePassed", "EvaluationFailed",
-           "MIPROv2", "GEPA", "ProposalRejected"]
+__all__ = ["Teleprompter", "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "KNNFewShot",
+           "KNNProgram", "CompileReport", "CandidateScore", "CompileProgress", "CompileJob", "CompileStopped",
+           "NoTracePassed", "EvaluationFailed", "MIPROv2", "GEPA", "ProposalRejected"]

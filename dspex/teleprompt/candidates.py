@@ -4,7 +4,9 @@ score board that scores each (candidate, example) pair once, however many trials
 The board is why a resumed or parallel compile spends exactly what an uninterrupted serial one does:
 a pair already scored (in memory, or in a row journal a crashed run left) is never asked again, and a
 pair another trial is scoring right now is waited for, not scored twice. ``metric_calls`` counts the
-pairs scored, so it does not depend on timing.
+pairs scored, so it does not depend on timing. An evaluation's row journal is named after the examples it
+claimed, which depends on how the trials in flight interleaved; so a resumed board reads every row
+journal of its candidates first, whichever evaluation wrote it, and finds each row by its example.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import contextvars
 import hashlib
 import json
 import threading
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping, Sequence
 
-from ..evaluate.result import EvalRow
+from ..evaluate.result import EvalRow, load_journal
 from ..primitives import Example
 from ..programs import Module
 from .job import CompileJob
@@ -52,6 +55,8 @@ class ScoreBoard:
         self._rows: dict[tuple[str, int], EvalRow] = {}
         self._claims: dict[tuple[str, int], threading.Event] = {}
         self._lock = threading.Lock()
+        self._loaded = False
+        self._journaled: dict[tuple[str, int], EvalRow] = {}  # rows an earlier run scored, not yet asked for
 
     @property
     def metric_calls(self) -> int:
@@ -71,11 +76,14 @@ class ScoreBoard:
               concurrency: int | None = None) -> list[EvalRow]:
         """The rows of ``indices`` for candidate ``key`` (``program``), in that order, scoring only the
         pairs nobody has scored or is scoring. Raises what ``CompileJob.evaluate`` raises (budget, Ctrl-C)."""
+        self._load_journaled()
         while True:
             mine, theirs = [], []
             with self._lock:
                 for i in dict.fromkeys(indices):
                     pair = (key, i)
+                    if pair in self._journaled:  # scored now, as far as the count goes: as in the first run
+                        self._rows[pair] = self._journaled.pop(pair)
                     if pair in self._rows:
                         continue
                     if pair in self._claims:
@@ -91,6 +99,28 @@ class ScoreBoard:
                 if all((key, i) in self._rows for i in indices):
                     return [self._rows[(key, i)] for i in indices]
             # another trial's evaluation was cut short (budget, Ctrl-C): take over what it left
+
+    def _load_journaled(self) -> None:
+        """The rows an earlier run of this compile journaled for this board (once, before the first score);
+        each joins the board (and ``metric_calls``) when the replay asks for it, as it did in that run."""
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            run_dir = self.job.run_dir
+            if run_dir is None or not self.job.resumed_steps:
+                return
+            where: dict[Example, list[int]] = {}
+            for i, example in enumerate(self.examples):
+                where.setdefault(example, []).append(i)
+            prefix = f"rows-{self.label}-"
+            for path in sorted(run_dir.glob(f"{prefix}*.jsonl")):
+                key = path.name[len(prefix):].rsplit("-", 1)[0]  # rows-<label>-<key>-<claimed examples' digest>
+                for row in load_journal(path):
+                    if getattr(row.error, "type_name", "") == "BudgetExceeded":
+                        continue  # refused before it was sent: asked again, as Evaluate's resume does
+                    for i in where.get(row.example, ()):
+                        self._journaled.setdefault((key, i), replace(row, index=i))
 
     def _score(self, program: Module, key: str, mine: list[int], phase: str, concurrency: int | None) -> None:
         try:

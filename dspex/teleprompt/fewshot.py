@@ -14,43 +14,16 @@ from typing import Any, Callable, Sequence
 from ..errors import ConfigError, DspexError
 from ..evaluate.metric_call import MetricPlace, bind_metric
 from ..evaluate.result import metric_score
+from ..journal import BootstrapTrace
 from ..primitives import Example, Prediction, Usage
 from ..programs import Module
 from ..programs.trace import collect
-from .job import CompileJob, CompileReport, CompileStopped, fingerprint
+from .base import Teleprompter
+from .job import CompileJob
+from .validate import check_student, check_trainset, example_digest, structure
 
 
-def check_trainset(trainset: Any, student: Module, what: str = "trainset") -> list[Example]:
-    """A non-empty list of Examples with inputs marked that carry every input the student reads."""
-    if not isinstance(trainset, (list, tuple)) or not trainset:
-        raise ConfigError(f"{what} must be a non-empty list of dspex.Example (got {type(trainset).__name__}"
-                          f"{' of length 0' if isinstance(trainset, (list, tuple)) else ''})")
-    needed = set(student.predictors()[0].signature.input_fields)  # what the program is first called with
-    for i, ex in enumerate(trainset):
-        if not isinstance(ex, Example) or ex.input_keys is None:
-            raise ConfigError(f"{what}[{i}] must be a dspex.Example with inputs marked (example.with_inputs(...))")
-        missing = needed - set(ex.keys())
-        if missing:
-            raise ConfigError(f"{what}[{i}] lacks the input field(s) {sorted(missing)} the program's first predictor "
-                              "reads")
-    return list(trainset)
-
-
-def check_student(student: Any) -> Module:
-    if not isinstance(student, Module) or not student.named_predictors():
-        raise ConfigError(f"the student must be a dspex Module with at least one predictor, got {type(student).__name__}")
-    return student
-
-
-def structure(program: Module) -> list:
-    return [(name, p.signature.signature_string()) for name, p in program.named_predictors()]
-
-
-def example_digest(examples: Sequence[Example]) -> list:
-    return [dict(ex.items()) for ex in examples]
-
-
-class LabeledFewShot:
+class LabeledFewShot(Teleprompter):
     """``k`` training examples (a seeded sample) as every predictor's demos. No LM calls."""
 
     def __init__(self, k: int = 16, seed: int = 0) -> None:
@@ -60,14 +33,16 @@ class LabeledFewShot:
 
     def compile(self, student: Module, *, trainset: Sequence[Example], sample: bool = True, **job_options: Any
                 ) -> Module:
+        """A copy of ``student`` whose predictors have ``k`` training examples as demos (a seeded sample, or
+        the first ``k`` with ``sample=False``)."""
         trainset = check_trainset(trainset, check_student(student))
-        job = CompileJob("LabeledFewShot", self.seed, fingerprint(student=structure(student), k=self.k), **job_options)
+        job = self.job({"student": structure(student), "k": self.k}, **job_options)
         compiled = student.reset_copy()
-        demos = labeled_demos(trainset, self.k, random.Random(self.seed) if sample else None)
-        for predictor in compiled.predictors():
-            predictor.demos = list(demos)
-        compiled.compile_report = job.report(None, None, (), "done")
-        return compiled
+        with job:
+            demos = labeled_demos(trainset, self.k, random.Random(self.seed) if sample else None)
+            for predictor in compiled.predictors():
+                predictor.demos = list(demos)
+        return job.report(compiled)
 
 
 def labeled_demos(examples: Sequence[Example], k: int, rng: random.Random | None) -> list[dict]:
@@ -102,7 +77,7 @@ def passed(metric: Callable, threshold: float | None) -> Callable:
     return bootstrap_metric
 
 
-class BootstrapFewShot:
+class BootstrapFewShot(Teleprompter):
     """DSPy's BootstrapFewShot: run the teacher (by default the student with ``max_labeled_demos``
     labeled demos, as in DSPy) over the trainset, keep the traces the metric passes as demos (up to
     ``max_bootstrapped_demos`` per predictor), fill up to ``max_labeled_demos`` with raw examples.
@@ -120,31 +95,28 @@ class BootstrapFewShot:
         self.max_bootstrapped_demos, self.max_labeled_demos = max_bootstrapped_demos, max_labeled_demos
         self.max_rounds, self.max_errors, self.seed = max_rounds, max_errors, seed
 
+    journal_entries = (BootstrapTrace,)
+
     def settings(self) -> dict:
+        """What a resumed compile's journal must have been made with (besides the student, data and seed)."""
         return {"threshold": self.metric_threshold, "boot": self.max_bootstrapped_demos,
                 "labeled": self.max_labeled_demos, "rounds": self.max_rounds}
 
     def compile(self, student: Module, *, trainset: Sequence[Example], teacher: Module | None = None,
                 **job_options: Any) -> Module:
+        """A copy of ``student`` with bootstrapped demos (``teacher``: a program of the same structure to
+        trace; by default the student with labeled demos). NoTracePassed when no trace passes the metric."""
         trainset = check_trainset(trainset, check_student(student))
-        job = CompileJob("BootstrapFewShot", self.seed,
-                         fingerprint(student=structure(student), trainset=example_digest(trainset),
-                                     settings=self.settings()), **job_options)
-        try:
+        job = self.job({"student": structure(student), "trainset": example_digest(trainset),
+                        "settings": self.settings()}, **job_options)
+        compiled, traces = student.reset_copy(), {}
+        with job:
             compiled, traces = self.compile_in(job, student, trainset, teacher)
-            stopped = "done"
-        except CompileStopped as stop:
-            compiled, traces, stopped = student.reset_copy(), {}, stop.reason
-        except BaseException:
-            job.close()
-            raise
-        if stopped == "done" and traces and not any(v is not None for v in traces.values()):
-            job.close()
+        if job.stopped == "done" and traces and not any(v is not None for v in traces.values()):
             errors = [e for e in job.errors if e][:3]
             raise NoTracePassed(f"no trace of the teacher passed the metric on {len(traces)} examples"
                                 + (f"; first errors: {errors}" if errors else "; check the metric and the teacher"))
-        compiled.compile_report = job.report(None, None, (), stopped)
-        return job.finish(compiled)
+        return job.report(compiled)
 
     def compile_in(self, job: CompileJob, student: Module, trainset: list[Example], teacher: Module | None,
                    order: Sequence[int] | None = None, max_demos: int | None = None, tag: str = ""
@@ -183,10 +155,10 @@ class BootstrapFewShot:
         """Train index → the passing trace's steps (None: it failed). Journaled results are reused."""
         found: dict[int, list[dict] | None] = {}
         tried: dict[int, int] = {}  # index -> last round it ran in
-        for entry in job.journaled("bootstrap"):
-            if entry.get("tag") == tag:
-                found[entry["index"]] = entry["steps"] if entry["ok"] else None
-                tried[entry["index"]] = max(tried.get(entry["index"], -1), entry["round"])
+        for entry in job.journaled(BootstrapTrace):
+            if entry.tag == tag:
+                found[entry.index] = entry.steps if entry.ok else None
+                tried[entry.index] = max(tried.get(entry.index, -1), entry.round)
         for round_ in range(self.max_rounds):
             if want == 0 or _enough(found, order, want):
                 break
@@ -214,8 +186,7 @@ class BootstrapFewShot:
                 found[pending[pos]], tried[pending[pos]] = steps, round_
                 error = None if row.error is None else f"{type(row.error).__name__}: {str(row.error)[:200]}"
                 job.errors.append(error)
-                job.record({"kind": "bootstrap", "tag": tag, "index": pending[pos], "round": round_, "ok": ok,
-                            "steps": steps, "error": error})
+                job.record(BootstrapTrace(tag, pending[pos], round_, ok, steps, error))
             job.progress("bootstrap", fraction=min(1.0, sum(v is not None for v in found.values()) / max(1, want)))
             if self.max_errors is not None and errors > self.max_errors:
                 raise NoTracePassed(f"bootstrapping stopped: {errors} examples failed (max_errors={self.max_errors});"
@@ -256,5 +227,4 @@ def _step_json(step: Any) -> dict:
             "outputs": {k: to_jsonable(v) for k, v in step.outputs.items()}}
 
 
-__all__ = ["LabeledFewShot", "BootstrapFewShot", "NoTracePassed", "Traced", "CompileReport", "check_trainset",
-           "labeled_demos"]
+__all__ = ["LabeledFewShot", "BootstrapFewShot", "NoTracePassed", "Traced", "labeled_demos"]

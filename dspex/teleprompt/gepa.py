@@ -28,13 +28,16 @@ from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
 from ..evaluate.metric_call import MetricPlace, bind_metric
+from ..journal import PoolCandidate, ProposalOutcome, Reflection
 from ..primitives import Example
 from ..programs import Module
 from ..programs.settings import resolve_lm
+from . import pareto
+from .base import Teleprompter
 from .candidates import ScoreBoard, in_order, digest, edited, instructions_of
-from .fewshot import check_student, check_trainset, example_digest, structure
-from .job import CandidateScore, CompileJob, CompileStopped, fingerprint
+from .job import CandidateScore, CompileJob
 from .proposer import ProposalRejected, reflect
+from .validate import check_student, check_trainset, example_digest, structure
 
 AUTO_CANDIDATES = {"light": 6, "medium": 12, "heavy": 18}
 ROUND = 8  # proposals planned together (the most that can be in flight at once)
@@ -73,7 +76,14 @@ class Outcome:
     note: str
 
 
-class GEPA:
+class GEPA(Teleprompter):
+    """DSPy's GEPA: instructions evolved by reflection on the metric's feedback, parents drawn from the
+    per-example Pareto front, children kept when they beat their parent on a minibatch (see the module's
+    doc). Set exactly one budget: ``auto`` ("light", "medium", "heavy"), ``max_metric_calls`` or
+    ``max_full_evals``. ``reflection_lm`` writes the new instructions (default: the student's LM)."""
+
+    journal_entries = (PoolCandidate, Reflection, ProposalOutcome)
+
     def __init__(self, metric: Callable, reflection_lm: Any = None, auto: str | None = None,
                  max_metric_calls: int | None = None, max_full_evals: int | None = None,
                  reflection_minibatch_size: int = 3, candidate_selection_strategy: str = "pareto",
@@ -119,8 +129,11 @@ class GEPA:
                               "max_full_evals or use a smaller valset")
         return calls
 
-    def compile(self, student: Module, *, trainset: Sequence[Example], valset: Sequence[Example] | None = None,
-                **job_options: Any) -> Module:
+    def compile(self, student: Module, *, trainset: Sequence[Example], teacher: Module | None = None,
+                valset: Sequence[Example] | None = None, **job_options: Any) -> Module:
+        """``valset`` defaults to the trainset (as DSPy's GEPA); a ``teacher`` is refused (as there)."""
+        if teacher is not None:
+            raise ConfigError("GEPA takes no teacher: it evolves the student's own instructions; drop teacher=")
         student = check_student(student)
         trainset = check_trainset(trainset, student)
         valset = check_trainset(valset, student, "valset") if valset is not None else list(trainset)
@@ -129,23 +142,18 @@ class GEPA:
         settings = {"budget": budget, "mb": self.reflection_minibatch_size, "strategy": self.strategy,
                     "merge": self.use_merge, "merges": self.max_merge_invocations, "skip": self.skip_perfect_score,
                     "perfect": self.perfect_score}
-        job = CompileJob("GEPA", self.seed, fingerprint(student=structure(student), trainset=example_digest(trainset),
-                                                        valset=example_digest(valset), settings=settings),
-                         **job_options)
         lm = self.reflection_lm if self.reflection_lm is not None else resolve_lm(
             student.predictors()[0].lm, "GEPA's reflection LM (pass reflection_lm=)")
+        job = self.job({"student": structure(student), "trainset": example_digest(trainset),
+                        "valset": example_digest(valset), "settings": settings}, **job_options)
         evolution = _Evolution(self, job, student, trainset, valset, lm, names, budget)
-        try:
-            stopped = evolution.run()
-        except BaseException:
-            job.close()
-            raise
+        with job:
+            evolution.run()
         best = evolution.best()
-        compiled = edited(student, evolution.candidates[best]) if best is not None else student.deepcopy()
         scores = evolution.averages()
-        compiled.compile_report = job.report(scores[0] if scores else None, scores[best] if best is not None else None,
-                                             evolution.report(), stopped, metric_calls=evolution.metric_calls)
-        return job.finish(compiled)
+        return job.report(edited(student, evolution.candidates[best]) if best is not None else student.deepcopy(),
+                          best=scores[best] if best is not None else None, baseline=scores[0] if scores else None,
+                          candidates=evolution.report(), metric_calls=evolution.metric_calls)
 
 
 class _Evolution:
@@ -168,32 +176,28 @@ class _Evolution:
         self.queue: list[int] = []
         self.merges_due = self.merges_done = 0
         self.tried_merges: set[tuple] = set()
-        self.reflections = {(e["round"], e["slot"]): e for e in job.journaled("reflection")}
+        self.reflections = {(e.round, e.slot): e for e in job.journaled(Reflection)}
 
     @property
     def metric_calls(self) -> int:
         return self.train.metric_calls + self.val.metric_calls
 
-    def run(self) -> str:
-        try:
-            self.add(instructions_of(self.student), (), "the student's own instructions")
-            idle, round_ = 0, 0
-            while idle < 2:
-                proposals = self.plan(round_)
-                if not proposals:
-                    break
-                before = self.metric_calls
-                outcomes = self.map(self.execute, proposals)
-                if not self.keep(outcomes) and self.metric_calls == before:
-                    idle += 1  # nothing left to learn from (every minibatch perfect and already scored)
-                else:
-                    idle = 0
-                round_ += 1
-        except CompileStopped as stop:
-            return stop.reason
-        except KeyboardInterrupt:
-            return "cancelled"
-        return "done"
+    def run(self) -> None:
+        """Rounds until the budget is used or two rounds learn nothing; a stop (budget, Ctrl-C, the
+        journal) goes up to the job's ``with`` block."""
+        self.add(instructions_of(self.student), (), "the student's own instructions")
+        idle, round_ = 0, 0
+        while idle < 2:
+            proposals = self.plan(round_)
+            if not proposals:
+                break
+            before = self.metric_calls
+            outcomes = self.map(self.execute, proposals)
+            if not self.keep(outcomes) and self.metric_calls == before:
+                idle += 1  # nothing left to learn from (every minibatch perfect and already scored)
+            else:
+                idle = 0
+            round_ += 1
 
     # --- planning (sequential: every random draw in a fixed order) ----------------------------------
 
@@ -219,25 +223,7 @@ class _Evolution:
         averages = self.averages()
         if self.opt.strategy == "current_best" or len(self.candidates) == 1:
             return max(range(len(averages)), key=lambda c: (averages[c], -c))
-        wins = self.front_wins()
-        ids = sorted(wins)
-        return self.rng.choices(ids, weights=[wins[c] for c in ids])[0]
-
-    def front_wins(self) -> dict[int, int]:
-        """Non-dominated candidates → how many validation examples each is among the best on."""
-        scores, count = self.val_scores, len(self.valset)
-        fronts = []
-        for e in range(count):
-            top = max(s[e] for s in scores)
-            fronts.append({c for c, s in enumerate(scores) if s[e] == top})
-        alive = set().union(*fronts)
-
-        def dominated(c: int) -> bool:
-            return any(all(scores[d][e] >= scores[c][e] for e in range(count))
-                       and any(scores[d][e] > scores[c][e] for e in range(count)) for d in alive if d != c)
-
-        alive = {c for c in alive if not dominated(c)}
-        return {c: sum(c in front for front in fronts) for c in alive if any(c in front for front in fronts)}
+        return pareto.select(pareto.front_wins(self.val_scores), self.rng)
 
     def next_batch(self, size: int) -> tuple[int, ...]:
         """The next minibatch of training indices (epochs of seeded shuffles, as GEPA samples them)."""
@@ -259,7 +245,7 @@ class _Evolution:
 
     def find_merge(self, round_: int) -> Proposal | None:
         """Two Pareto candidates sharing an ancestor, each predictor taken from the side that changed it."""
-        front = sorted(self.front_wins())
+        front = sorted(pareto.front_wins(self.val_scores))
         pairs = [(i, j) for n, i in enumerate(front) for j in front[n + 1:]]
         self.rng.shuffle(pairs)
         averages = self.averages()
@@ -311,12 +297,11 @@ class _Evolution:
                                                                rollout=p.round * ROUND + p.slot)), None
             except ProposalRejected as exc:
                 text, error = None, str(exc)
-            entry = {"kind": "reflection", "round": p.round, "slot": p.slot, "parent": p.parents[0],
-                     "component": p.component, "instruction": text, "error": error}
+            entry = Reflection(p.round, p.slot, p.parents[0], p.component, text, error)
             self.job.record(entry)
-        if entry["instruction"] is None:
-            return Outcome(p, None, f"proposal skipped: {entry['error']}")
-        child = {**parent, p.component: entry["instruction"]}
+        if entry.instruction is None:
+            return Outcome(p, None, f"proposal skipped: {entry.error}")
+        child = {**parent, p.component: entry.instruction}
         child_rows = self.train.score(edited(self.student, child), digest(child), p.batch, phase="minibatch",
                                       concurrency=self.per_eval)
         before, after = sum(r.score for r in rows), sum(r.score for r in child_rows)
@@ -340,8 +325,7 @@ class _Evolution:
         known = {digest(c) for c in self.candidates}
         for outcome in outcomes:
             p = outcome.proposal
-            self.job.record_once({"kind": "proposal", "round": p.round, "slot": p.slot, "proposal": p.kind,
-                                  "parents": list(p.parents), "component": p.component, "note": outcome.note},
+            self.job.record_once(ProposalOutcome(p.round, p.slot, p.kind, list(p.parents), p.component, outcome.note),
                                  "round", "slot")
             if outcome.child is None or digest(outcome.child) in known:
                 continue  # nothing kept, or a child another proposal of the round (or an earlier one) made already
@@ -372,8 +356,8 @@ class _Evolution:
         self.val_scores.append([r.score for r in rows])
         self.next_component.append(0)
         score = sum(self.val_scores[-1]) / len(rows)
-        self.job.record_once({"kind": "candidate", "id": len(self.candidates) - 1, "instructions": instructions,
-                              "parents": list(parents), "origin": origin, "score": score}, "id")
+        self.job.record_once(PoolCandidate(len(self.candidates) - 1, dict(instructions), list(parents), origin, score),
+                             "id")
         self.job.progress("candidates", len(self.candidates) - 1, score, min(1.0, self.metric_calls / self.budget))
 
     # --- results -------------------------------------------------------------------------------------

@@ -1,14 +1,28 @@
 """A compile as a job: one journal, one budget, one set of progress events, one report.
 
-Every optimizer's ``compile`` drives a :class:`CompileJob`. It scores through ``Evaluate`` (so
-concurrently, with exact accounting), appends every step (bootstrapped traces, candidates with their
-configuration and score) to ``run_dir/journal.jsonl`` as it happens, and on a later ``compile(...,
-run_dir=same)`` hands the optimizer what was already done (so it is not asked again) after checking the
-journal belongs to the same optimizer, settings, student, data and seed. A budget (``budget_usd``,
-``budget_tokens``) or Ctrl-C stops dispatching; the optimizer returns the best program so far. A run
-directory is locked for the compile's life (``run_dir/lock``: a second compile on it is refused with
-JournalLocked); a journal the disk stops taking (full, read-only) stops the compile as Ctrl-C does, and
-its best program so far comes back inside the JournalWriteError (``.result``).
+Every optimizer's ``compile`` works inside ``with CompileJob(...) as job:``. The job scores through
+``Evaluate`` (so concurrently, with exact accounting), appends every step (bootstrapped traces, candidates
+with their configuration and score) to ``run_dir/journal.jsonl`` as it happens, and on a later
+``compile(..., run_dir=same)`` hands the optimizer what was already done (so it is not asked again) after
+checking the journal belongs to the same optimizer, settings, student, data and seed. A budget
+(``budget_usd``, ``budget_tokens``), Ctrl-C, the dashboard's cancel or a journal the disk stops taking
+(full, read-only) stops dispatching and ends the ``with`` block: ``job.stopped`` says which, and the
+optimizer reports its best program so far (``job.report``; after a refused journal write that program
+comes back inside the JournalWriteError, ``.result``). A run directory is locked for the compile's life
+(``run_dir/lock``: a second compile on it is refused with JournalLocked).
+
+Who writes the journal: the compiling process, through :func:`dspex.journal.append` (fsynced, under the
+run directory's lock), not an actor. Until this release a ``JournalKeeper`` actor under the runtime's
+``compile`` supervisor wrote it, and the compile was driven from the caller's thread anyway: each step cost
+two actor round trips and a sleep-retry loop, and the keeper's copy of the steps was never read. Making
+that supervised actor the compile's driver instead (its state rebuilt from the journal on restart) was
+weighed and not done: on the local base an actor's handler runs on the actor system's one thread, so a
+driver there would block the LM client actors it calls; on the process bases the student, teacher and
+metric (closures and lambdas included) would have to be pickled into another process, and the caller's
+``dspex.context`` overrides, its Ctrl-C and the program it gets back would all have to cross that boundary.
+The journal already makes the whole compile restartable (kill -9 of the process, then the same
+``compile(run_dir=...)``), and what a compile runs on stays supervised: its evaluations' coordinator and
+worker actors, and the LM client actors (a crash of any of them is restarted and the compile goes on).
 """
 
 from __future__ import annotations
@@ -23,8 +37,6 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import structlog
 
-from supervision import ActorExited, ChildSpec, SupervisionError
-
 from ..clients.budgets import RunBudget
 from ..clients.host import active_runtime
 from ..clients.messages import UsageTotals
@@ -35,17 +47,17 @@ from ..clients.scope import run_scope
 from ..evaluate.evaluate import new_run_id, run_usage
 from ..evaluate.result import MetricError
 from ..primitives import Example
-from ..journal import RunLock
-from .keeper import Append, JournalKeeper, WriteFailed, read_journal
+from ..journal import Entry, Header, JournalType, JournalWriter, RunLock, append, read
 
 log = structlog.get_logger("dspex.teleprompt")
 T = TypeVar("T")
+E = TypeVar("E", bound=Entry)
 JOURNAL = "journal.jsonl"
 
 
 class CompileStopped(DspexError):
-    """Raised inside a compile when it must stop dispatching (``reason``: "budget" or "cancelled");
-    the optimizer catches it and returns the best program so far."""
+    """Raised inside a compile when it must stop dispatching (``reason``: "budget", "cancelled" or
+    "journal"); the job's ``with`` block ends there and the optimizer reports its best program so far."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         self.reason, self.detail = reason, detail
@@ -110,6 +122,8 @@ class CompileReport:
 
 @dataclass
 class CompileJob:
+    """One compile's journal, budget, events and report; used as ``with job:`` (see the module's doc)."""
+
     optimizer: str
     seed: int
     fingerprint: dict  # what a resumed journal must match
@@ -120,17 +134,18 @@ class CompileJob:
     workers: int | None = None
     hosts: Sequence[str] | None = None  # run_distributed hosts ("ip:port"): every evaluation runs on them
     parallel_trials: int | None = None  # trials / candidate evaluations in flight at once (None: the optimizer's default)
+    entries: tuple[type[Entry], ...] = ()  # the kinds of step this optimizer journals (dspex.journal.format)
     run: str = field(default_factory=lambda: new_run_id("compile"))
     usage: UsageTotals = field(default_factory=UsageTotals)
     started: float = field(default_factory=time.monotonic)
-    done: list[dict] = field(default_factory=list)  # journal entries from an earlier run (resume)
+    done: list[Entry] = field(default_factory=list)  # journal entries from an earlier run (resume)
     best: float | None = None
     resumed_steps: int = 0
+    stopped: str = "done"  # "done" | "budget" | "cancelled" | "journal": what ended the ``with job:`` block
     errors: list = field(default_factory=list)  # bootstrap errors as met (the first ones are named on failure)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
-    _supervisor: Any = field(default=None, repr=False)  # the runtime's compile supervisor (with a run_dir)
-    _keeper_id: str = ""
+    _journal: Path | None = field(default=None, repr=False)  # run_dir/journal.jsonl, once opened
     _replayed: set = field(default_factory=set, repr=False)  # steps recorded or found in the journal
     _indexed: set = field(default_factory=set, repr=False)  # (kind, key fields) already read from the journal
     _live: dict = field(default_factory=dict, repr=False)  # evaluation in flight -> (usd, tokens) spent so far
@@ -173,107 +188,98 @@ class CompileJob:
         rt.open_budget(RunBudget(self.run, self.budget_usd, self.budget_tokens))
         self._budget_rt = rt
 
+    # --- the with block ----------------------------------------------------------------------------
+
+    def __enter__(self) -> "CompileJob":
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        """A stop (CompileStopped: the budget, the dashboard's cancel, a refused journal write) or Ctrl-C
+        ends the block as ``job.stopped``; any other error goes on up. Either way the job closes."""
+        try:
+            if isinstance(exc, CompileStopped):
+                self.stopped = exc.reason
+                return True
+            if isinstance(exc, KeyboardInterrupt):  # between evaluations (within one, Evaluate stops it)
+                self._cancelled.set()
+                self.stopped = "cancelled"
+                return True
+            return False
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """The job is over (or failed): its run directory's lock and its budget go, the journal stays in
+        run_dir. Idempotent."""
+        self._journal = None  # nothing is appended once the lock may be another compile's
+        lock, self._run_lock = self._run_lock, None
+        if lock is not None:
+            lock.release()
+        budget_rt, self._budget_rt = self._budget_rt, None
+        if budget_rt is not None:
+            budget_rt.close_budget(self.run)
+
     # --- journal -----------------------------------------------------------------------------------
 
     def _open_journal(self) -> None:
         path = self.run_dir / JOURNAL  # type: ignore[operator]
-        header = {"kind": "header", "optimizer": self.optimizer, "seed": self.seed, **self.fingerprint}
-        entries = read_journal(path)  # [] for none, or one whose only line was torn by a crash
-        if entries:
-            old = entries[0] if entries[0].get("kind") == "header" else None
-            if old is None:
-                raise ConfigError(f"{path} is not a dspex compile journal (no header): use another run_dir")
-            differs = [k for k in header if old.get(k) != header[k]]
+        header = Header(JournalType.COMPILE.value, optimizer=self.optimizer, seed=self.seed,
+                        fingerprint=self.fingerprint)
+        journal = read(path, *self.entries, journal=JournalType.COMPILE)  # none yet, or only a torn line
+        if journal.header is not None:
+            differs = journal.header.differences(header)
             if differs:
                 raise ConfigError(f"{path} is the journal of another compile: its {', '.join(differs)} "
                                   f"differ{'s' if len(differs) == 1 else ''} from this one's; use another run_dir "
                                   "or the same optimizer, settings, student, trainset and seed")
-            self.done = entries[1:]
+            self.done = list(journal.entries)
             self.resumed_steps = len(self.done)
-            log.info("compile_resumed", run_dir=str(self.run_dir), steps=len(self.done))
-        self._start_keeper(path)
-        if not entries:
-            self._append(header)  # JournalWriteError as it is: nothing was done yet
+            JournalWriter(path).close()  # a line torn by a crash is cut off now, whether or not a step follows
+            log.info("compile_resumed", run_dir=str(self.run_dir), steps=len(self.done), format=journal.format)
+        elif journal.entries:
+            raise ConfigError(f"{path} is not a dspex compile journal (no header): use another run_dir")
+        else:
+            append(path, header)  # JournalWriteError as it is: nothing was done yet
+        self._journal = path
 
-    def _start_keeper(self, path: Path) -> None:
-        """The job's journal-keeping actor, a child of the runtime's ``compile`` supervisor."""
-        rt = active_runtime()
-        if rt is None:
-            raise ConfigError("a compile with run_dir= needs an open runtime: `with dspex.runtime():`")
-        self._supervisor = rt.compile_supervisor()
-        self._keeper_id = f"job:{self.run}"
-        self._supervisor.start_child(ChildSpec(self._keeper_id, JournalKeeper, args=(str(path),),
-                                               title=f"compile {self.optimizer}"))
-
-    def record(self, entry: dict) -> None:
-        """Append one step to the journal through the job's actor (fsynced: a kill -9 loses at most the
-        step under way); if the actor crashed, its restart (from the journal) takes the step."""
-        if self.run_dir is None or self._supervisor is None:
+    def record(self, entry: Entry) -> None:
+        """Append one step to the journal (fsynced: a kill -9, even a power loss, loses at most the step
+        under way). A write the disk refuses stops the compile (CompileStopped "journal")."""
+        if self._journal is None:
             return
         try:
-            self._append(entry)
+            with self._lock:  # steps from trials in flight together: one line at a time
+                append(self._journal, entry)
         except JournalWriteError as exc:
             self._journal_failed(exc)
 
-    def _append(self, entry: dict) -> None:
-        with self._lock:
-            for attempt in range(50):
-                keeper = self._supervisor.child(self._keeper_id)
-                if keeper is not None:
-                    try:
-                        answer = keeper.call(Append(entry), 30.0)
-                    except ActorExited:
-                        answer = None  # restarting: ask the new one
-                    if isinstance(answer, WriteFailed):
-                        raise JournalWriteError(answer.message, answer.path, answer.errno)
-                    if answer is not None:
-                        return
-                time.sleep(0.05 * min(attempt + 1, 10))
-            raise ConfigError(f"the compile job's journal actor under {self._supervisor.path} did not come back")
-
     def _journal_failed(self, exc: JournalWriteError) -> None:
         """The journal stopped taking steps: stop dispatching everywhere, as Ctrl-C does; the optimizer
-        returns its best program so far and :meth:`finish` raises this error with it."""
+        reports its best program so far and :meth:`report` raises this error with it."""
         with self._lock:
             if self._journal_error is None:
                 self._journal_error = exc
         self._cancelled.set()
         raise CompileStopped("journal", str(exc)) from exc
 
-    def close(self) -> None:
-        """The job is over (or failed): its actor goes, the journal stays in run_dir. Idempotent."""
-        supervisor, self._supervisor = self._supervisor, None
-        if supervisor is not None:
-            try:
-                supervisor.terminate_child(self._keeper_id)
-                supervisor.delete_child(self._keeper_id)
-            except SupervisionError as exc:
-                log.warning("compile_job_close", error=str(exc))
-        lock, self._run_lock = self._run_lock, None
-        if lock is not None:
-            lock.release()  # after the actor: nothing writes the journal once the next compile may
-        budget_rt, self._budget_rt = self._budget_rt, None
-        if budget_rt is not None:
-            budget_rt.close_budget(self.run)
-
-    def record_once(self, entry: dict, *key: str) -> None:
+    def record_once(self, entry: Entry, *key: str) -> None:
         """Record ``entry`` unless an earlier run of this compile journaled the same step (same kind and
         the same values of the ``key`` fields): a resumed compile replays its steps without repeating them."""
-        def ident(e: dict) -> tuple:
-            return (e.get("kind"), *(json.dumps(e.get(k), sort_keys=True) for k in key))
+        def ident(e: Entry) -> tuple:
+            return (e.kind, *(json.dumps(getattr(e, k), sort_keys=True) for k in key))
 
         with self._lock:
-            if (entry["kind"], key) not in self._indexed:  # the journal's steps of this kind, read once
-                self._indexed.add((entry["kind"], key))
-                self._replayed.update(ident(e) for e in self.done if e.get("kind") == entry["kind"])
+            if (entry.kind, key) not in self._indexed:  # the journal's steps of this kind, read once
+                self._indexed.add((entry.kind, key))
+                self._replayed.update(ident(e) for e in self.done if e.kind == entry.kind)
             if ident(entry) in self._replayed:
                 return
             self._replayed.add(ident(entry))
         self.record(entry)
 
-    def journaled(self, kind: str) -> list[dict]:
-        """The steps of that kind an earlier run of this compile finished (resume)."""
-        return [e for e in self.done if e.get("kind") == kind]
+    def journaled(self, cls: type[E]) -> list[E]:
+        """The steps of that class an earlier run of this compile finished (resume)."""
+        return [e for e in self.done if isinstance(e, cls)]
 
     # --- scoring -----------------------------------------------------------------------------------
 
@@ -356,7 +362,6 @@ class CompileJob:
         """BudgetExceeded before anything is sent when the token budget cannot hold the baseline evaluation."""
         need = baseline_calls * tokens_per_call
         if self.budget_tokens is not None and self.budget_tokens < need:
-            self.close()  # the optimizer has not reached its own cleanup yet
             raise BudgetExceeded(f"budget_tokens={self.budget_tokens} cannot hold even the baseline (about {need} "
                                  f"tokens: {baseline_calls} calls of ~{tokens_per_call}); raise the budget or score "
                                  "on a smaller valset", self.optimizer, 0)
@@ -380,6 +385,8 @@ class CompileJob:
 
     def progress(self, phase: str, candidate: int | None = None, score: float | None = None,
                  fraction: float | None = None, finished: bool = False) -> None:
+        """Publish a CompileProgress event (``score``: a candidate's, kept as the best when higher;
+        ``fraction``: how far the compile is, for the ETA)."""
         if score is not None and (self.best is None or score > self.best):
             self.best = score
         elapsed = time.monotonic() - self.started
@@ -390,20 +397,19 @@ class CompileJob:
         if rt is not None:
             rt.publish(event)
 
-    def report(self, baseline: float | None, score: float | None, candidates: Sequence[CandidateScore],
-               stopped: str, metric_calls: int = 0) -> CompileReport:
-        if self._journal_error is not None:
-            stopped = "journal"
-        self.progress("finished", score=score, fraction=1.0, finished=True)
+    def report(self, compiled: T, best: float | None = None, baseline: float | None = None,
+               candidates: Sequence[CandidateScore] = (), metric_calls: int = 0) -> T:
+        """What ``compile`` returns: ``compiled`` with its ``compile_report`` (``best``: its score,
+        ``baseline``: the student's; ``metric_calls``: the (candidate, example) pairs scored, for the
+        optimizers that count them) — or, when the journal stopped the compile, a JournalWriteError carrying
+        it (``.result``, with ``compile_report.stopped == "journal"``). Closes the job."""
+        stopped = "journal" if self._journal_error is not None else self.stopped
+        self.progress("finished", score=best, fraction=1.0, finished=True)
         self.close()
-        return CompileReport(self.optimizer, self.seed, baseline, score, tuple(candidates), stopped, self.usage,
-                             self.usage.cost, self.usage.requests, time.monotonic() - self.started,
-                             str(self.run_dir) if self.run_dir is not None else None, self.resumed_steps,
-                             metric_calls)
-
-    def finish(self, compiled: T) -> T:
-        """What ``compile`` returns: the compiled program, or, when the journal stopped the compile, a
-        JournalWriteError carrying it (``.result``, with ``compile_report.stopped == "journal"``)."""
+        compiled.compile_report = CompileReport(  # type: ignore[attr-defined]
+            self.optimizer, self.seed, baseline, best, tuple(candidates), stopped, self.usage, self.usage.cost,
+            self.usage.requests, time.monotonic() - self.started, str(self.run_dir) if self.run_dir is not None
+            else None, self.resumed_steps, metric_calls)
         error = self._journal_error
         if error is None:
             return compiled

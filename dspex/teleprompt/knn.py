@@ -9,8 +9,8 @@ from typing import Any, Sequence
 from ..errors import ConfigError
 from ..primitives import Example, Prediction
 from ..programs import Module
-from .fewshot import check_student, check_trainset, structure
-from .job import CompileJob, fingerprint
+from .base import Teleprompter
+from .validate import check_student, check_trainset, structure
 
 
 def _text(values: dict, keys: Sequence[str]) -> str:
@@ -25,12 +25,14 @@ class KNNProgram(Module):
         self.student, self.trainset, self.vectors, self.k, self.embedder = student, trainset, vectors, k, embedder
 
     def nearest(self, inputs: dict) -> list[Example]:
+        """The ``k`` training examples nearest to ``inputs`` (ties: the earlier one)."""
         keys = list(self.trainset[0].inputs().keys())
         (query,) = self.embedder([_text(inputs, keys)])
         scored = sorted(range(len(self.trainset)), key=lambda i: (-_cosine(query, self.vectors[i]), i))
         return [self.trainset[i] for i in scored[:self.k]]
 
     def forward(self, **inputs: Any) -> Prediction:
+        """The student's answer with the nearest examples as every predictor's demos (on a copy)."""
         demos = [dict(ex.items()) for ex in self.nearest(inputs)]
         program = self.student.deepcopy()
         for predictor in program.predictors():
@@ -44,7 +46,11 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     return dot / (na * nb) if na and nb else 0.0
 
 
-class KNNFewShot:
+class KNNFewShot(Teleprompter):
+    """DSPy's KNNFewShot: the compiled program gives every predictor, for each call, the ``k`` training
+    examples whose inputs are nearest to that call's (cosine similarity of ``embedder`` vectors) as its
+    demos. The training set is embedded once, at compile; each call embeds its own inputs."""
+
     def __init__(self, k: int = 3, trainset: Sequence[Example] = (), embedder: Any = None) -> None:
         if not isinstance(k, int) or k < 1:
             raise ConfigError(f"k must be an int >= 1, got {k!r}")
@@ -52,15 +58,20 @@ class KNNFewShot:
             raise ConfigError("KNNFewShot needs embedder= (e.g. dspex.Embedder('local/all-minilm-l6-v2'))")
         self.k, self.trainset, self.embedder = k, list(trainset), embedder
 
-    def compile(self, student: Module, **job_options: Any) -> KNNProgram:
+    def compile(self, student: Module, *, teacher: Module | None = None, **job_options: Any) -> KNNProgram:
+        """The student wrapped with its nearest-neighbour demos (``teacher`` is taken for DSPy's signature
+        and not used: the demos are the training examples themselves)."""
         student = check_student(student)
         trainset = check_trainset(self.trainset, student)
-        job = CompileJob("KNNFewShot", 0, fingerprint(student=structure(student), k=self.k), **job_options)
-        keys = list(trainset[0].inputs().keys())
-        vectors = self.embedder([_text(dict(ex.inputs()), keys) for ex in trainset])
-        compiled = KNNProgram(student.reset_copy(), trainset, vectors, self.k, self.embedder)
-        compiled.compile_report = job.report(None, None, (), "done")
-        return compiled
+        job = self.job({"student": structure(student), "k": self.k}, **job_options)
+        compiled = None
+        with job:
+            keys = list(trainset[0].inputs().keys())
+            vectors = self.embedder([_text(dict(ex.inputs()), keys) for ex in trainset])
+            compiled = KNNProgram(student.reset_copy(), trainset, vectors, self.k, self.embedder)
+        if compiled is None:  # Ctrl-C while the training set was embedded: nothing to return
+            raise KeyboardInterrupt
+        return job.report(compiled)
 
 
 __all__ = ["KNNFewShot", "KNNProgram"]

@@ -30,14 +30,17 @@ from typing import Any, Callable, Sequence
 
 from ..errors import AdapterParseError, ConfigError, LMError
 from ..evaluate.metric_call import MetricPlace, bind_metric
+from ..journal import BootstrapTrace, DataSummary, FullScore, InstructionProposal, Trial
 from ..primitives import Example
 from ..programs import Module
 from ..programs.settings import resolve_lm
+from . import demo_sets
+from .base import Teleprompter
 from .candidates import ScoreBoard, in_order, edited, mean
-from .fewshot import BootstrapFewShot, check_student, check_trainset, example_digest, structure
-from .job import CandidateScore, CompileJob, CompileStopped, fingerprint
+from .fewshot import BootstrapFewShot
+from .job import CandidateScore, CompileJob
 from .proposer import GroundedProposer, ProposalRejected
-from .random_search import BootstrapFewShotWithRandomSearch, describe, tokens_per_call
+from .validate import check_student, check_trainset, example_digest, structure, tokens_per_call
 
 AUTO = {"light": {"n": 6, "val": 100}, "medium": {"n": 12, "val": 300}, "heavy": {"n": 18, "val": 1000}}
 TRIAL_ROUND = 8  # trials asked of the sampler together (the most that can be in flight at once)
@@ -52,7 +55,15 @@ def trials_for(num_vars: int, num_candidates: int) -> int:
     return max(1, int(max(2 * num_vars * math.log2(max(num_candidates, 1)), 1.5 * num_candidates)))
 
 
-class MIPROv2:
+class MIPROv2(Teleprompter):
+    """DSPy's MIPROv2: instructions proposed from the data and demo sets bootstrapped per predictor, the
+    pair chosen together by a seeded TPE search scored on minibatches, the best by full-valset score
+    returned (see the module's doc). ``auto`` ("light", "medium", "heavy") sizes the search; with
+    ``auto=None`` set ``num_candidates`` (and optionally ``num_trials``). ``prompt_model`` writes the
+    proposals (default: the student's LM); ``task_model`` runs the student (default: its own)."""
+
+    journal_entries = (BootstrapTrace, DataSummary, InstructionProposal, Trial, FullScore)
+
     def __init__(self, metric: Callable, prompt_model: Any = None, task_model: Any = None, auto: str | None = "light",
                  num_candidates: int | None = None, num_trials: int | None = None, minibatch: bool = True,
                  minibatch_size: int = 35, minibatch_full_eval_steps: int = 5, max_bootstrapped_demos: int = 4,
@@ -108,26 +119,22 @@ class MIPROv2:
                     "steps": self.minibatch_full_eval_steps, "boot": self.max_bootstrapped_demos,
                     "labeled": self.max_labeled_demos, "temperature": self.init_temperature,
                     "threshold": self.metric_threshold}
-        job = CompileJob("MIPROv2", self.seed, fingerprint(student=structure(student), trainset=example_digest(trainset),
-                                                           valset=example_digest(valset), settings=settings),
-                         **job_options)
         prompt_lm = self.prompt_model if self.prompt_model is not None else resolve_lm(
             student.predictors()[0].lm, "MIPROv2's prompt model (pass prompt_model=)")
-        per_call = tokens_per_call(student, valset[0])
-        job.estimate(n * len(trainset) + num_trials * min(self.minibatch_size, len(valset)) + len(valset), per_call)
-        job.refuse_if_baseline_cannot_fit(len(valset), per_call)
+        job = self.job({"student": structure(student), "trainset": example_digest(trainset),
+                        "valset": example_digest(valset), "settings": settings}, **job_options)
         search = _Search(self, job, student, trainset, valset, teacher, prompt_lm, n, num_trials, names)
-        try:
-            stopped = search.run()
-        except BaseException:
-            job.close()
-            raise
+        with job:
+            per_call = tokens_per_call(student, valset[0])
+            job.estimate(n * len(trainset) + num_trials * min(self.minibatch_size, len(valset)) + len(valset),
+                         per_call)
+            job.refuse_if_baseline_cannot_fit(len(valset), per_call)
+            search.run()
         best = search.best()
-        compiled = search.program(best) if best is not None else student.deepcopy()
-        compiled.compile_report = job.report(search.full.get(search.key(search.baseline)), search.full.get(
-            search.key(best)) if best is not None else None, search.candidates(), stopped,
-            metric_calls=search.board.metric_calls)
-        return job.finish(compiled)
+        return job.report(search.program(best) if best is not None else student.deepcopy(),
+                          best=search.full.get(search.key(best)) if best is not None else None,
+                          baseline=search.full.get(search.key(search.baseline)), candidates=search.candidates(),
+                          metric_calls=search.board.metric_calls)
 
 
 class _Search:
@@ -152,52 +159,43 @@ class _Search:
 
     # --- the steps ---------------------------------------------------------------------------------
 
-    def run(self) -> str:
-        try:
-            self.build_demo_sets()
-            self.propose_instructions()
-            self.search()
-        except CompileStopped as stop:
-            return stop.reason
-        except KeyboardInterrupt:
-            return "cancelled"
-        return "done"
+    def run(self) -> None:
+        """The three steps; a stop (budget, Ctrl-C, the journal) goes up to the job's ``with`` block."""
+        self.build_demo_sets()
+        self.propose_instructions()
+        self.search()
 
     def build_demo_sets(self) -> None:
         opt = self.opt
         if opt.max_bootstrapped_demos == 0 and opt.max_labeled_demos == 0:
             self.demo_sets, self.demo_names = [{name: [] for name in self.names}], ["zero-shot"]
             return
-        rs = BootstrapFewShotWithRandomSearch(opt.metric, num_candidate_programs=max(0, self.n - 3),
-                                              max_bootstrapped_demos=opt.max_bootstrapped_demos,
-                                              max_labeled_demos=opt.max_labeled_demos, seed=opt.seed,
-                                              metric_threshold=opt.metric_threshold)
         booter = BootstrapFewShot(opt.metric, opt.metric_threshold, opt.max_bootstrapped_demos, opt.max_labeled_demos,
                                   seed=opt.seed)
-        plan = rs.plan(self.student)[:max(self.n, 3)]
-        programs = self.map(lambda item: rs.build(self.job, booter, self.student, self.teacher, self.trainset, item),
-                             plan)
+        plan = demo_sets.plan(opt.seed, max(0, self.n - 3), opt.max_bootstrapped_demos)[:max(self.n, 3)]
+        programs = self.map(lambda item: demo_sets.build(self.job, booter, self.student, self.teacher, self.trainset,
+                                                         item), plan)
         self.demo_sets = [{name: [dict(d) for d in p.demos] for name, p in program.named_predictors()}
                           for program in programs]
-        self.demo_names = [describe(item) for item in plan]
+        self.demo_names = [item.describe() for item in plan]
         self.job.progress("demos", fraction=0.1)
 
     def propose_instructions(self) -> None:
         job, proposer = self.job, GroundedProposer(self.prompt_lm, self.trainset, self.student, self.opt.seed,
                                                    self.opt.init_temperature)
-        done = job.journaled("summary")
+        done = job.journaled(DataSummary)
         if done:
-            summary = done[0]["text"]
+            summary = done[0].text
         else:
             try:
                 summary = job.charged(proposer.describe_data)
             except (LMError, AdapterParseError) as exc:  # an aid to proposals: they go on without it
                 summary = f"(no summary: {type(exc).__name__}: {str(exc)[:200]})"
-            job.record({"kind": "summary", "text": summary})
-        proposed = {(e["predictor"], e["index"]): e for e in job.journaled("proposal")}
+            job.record(DataSummary(summary))
+        proposed = {(e.predictor, e.index): e for e in job.journaled(InstructionProposal)}
         tasks = [(name, k) for name in self.names for k in range(1, self.n)]
 
-        def one(task: tuple[str, int]) -> dict:
+        def one(task: tuple[str, int]) -> InstructionProposal:
             name, k = task
             if task in proposed:
                 return proposed[task]
@@ -206,8 +204,7 @@ class _Search:
                 text, error = job.charged(lambda: proposer.propose(name, k, demos, summary)), None
             except ProposalRejected as exc:
                 text, error = None, str(exc)
-            entry = {"kind": "proposal", "predictor": name, "index": k, "tip": proposer.tip(name, k),
-                     "instruction": text, "error": error}
+            entry = InstructionProposal(name, k, proposer.tip(name, k), text, error)
             job.record(entry)
             return entry
 
@@ -215,8 +212,8 @@ class _Search:
         for name, p in self.student.named_predictors():
             texts = [p.signature.instructions]
             for e in entries:
-                if e["predictor"] == name and e["instruction"] is not None and e["instruction"] not in texts:
-                    texts.append(e["instruction"])
+                if e.predictor == name and e.instruction is not None and e.instruction not in texts:
+                    texts.append(e.instruction)
             self.instructions[name] = texts
         job.progress("proposals", fraction=0.2)
 
@@ -229,7 +226,7 @@ class _Search:
             sampler = optuna.samplers.TPESampler(seed=self.opt.seed, multivariate=True)
         study = optuna.create_study(direction="maximize", sampler=sampler)
         dists = self.distributions(optuna)
-        journaled = {e["trial"]: e for e in self.job.journaled("trial")}
+        journaled = {e.trial: e for e in self.job.journaled(Trial)}
         full_value = self.score_full(self.baseline)
         study.add_trial(optuna.trial.create_trial(params=self.params(self.baseline), distributions=dists,
                                                   value=full_value))
@@ -239,8 +236,8 @@ class _Search:
             configs = [self.config(trial.params) for trial in asked]
             for j, config in enumerate(configs):
                 old = journaled.get(t + j)
-                if old is not None and [tuple(c) for c in old["config"]] != list(config):
-                    raise ConfigError(f"the journal's trial {t + j} chose {old['config']} but the sampler now "
+                if old is not None and [tuple(c) for c in old.config] != list(config):
+                    raise ConfigError(f"the journal's trial {t + j} chose {old.config} but the sampler now "
                                       f"chooses {list(config)} (another Optuna version?): use a new run_dir")
             subsets = [self.minibatch(t + j) for j in range(len(configs))]
             scores = self.map(lambda pair: mean(self.board.score(self.program(pair[0]), self.key(pair[0]), pair[1],
@@ -257,8 +254,7 @@ class _Search:
                 else:
                     self.batches.setdefault(key, []).append(score)
                 if number not in journaled:
-                    self.job.record({"kind": "trial", "trial": number, "config": [list(c) for c in config],
-                                     "minibatch": subsets[j], "score": score})
+                    self.job.record(Trial(number, [list(c) for c in config], subsets[j], score))
                 self.job.progress("trials", number, score if not self.use_minibatch else None,
                                   (number + 1) / self.num_trials * 0.8 + 0.2)
                 if self.use_minibatch and ((number + 1) % self.opt.minibatch_full_eval_steps == 0
@@ -280,7 +276,7 @@ class _Search:
                                     concurrency=self.job.max_concurrency)
             self.full[key] = mean(rows)
             self.order.setdefault(key, config)
-            self.job.record_once({"kind": "full", "config": [list(c) for c in config], "score": self.full[key]}, "config")
+            self.job.record_once(FullScore([list(c) for c in config], self.full[key]), "config")
             self.job.progress("full", None, self.full[key])
         return self.full[key]
 

@@ -1,6 +1,8 @@
 """Journals under crashes, rivals and a full disk: a torn last line (even inside a multi-byte character)
-is skipped; damage elsewhere is named; one run per journal (an OS lock, taken over from a dead holder);
-a write the disk refuses stops the run with its partial result. Real files, /dev/full, real processes."""
+is skipped; damage elsewhere is named; every line is an entry of a known kind with its fields; one run per
+journal (an OS lock, taken over from a dead holder); a write the disk refuses stops the run with its
+partial result. Real files, /dev/full, real processes. (Journals of the previous format:
+test_journal_compat.py.)"""
 
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ from pathlib import Path
 import pytest
 
 import dspex
-from dspex.errors import JournalCorrupt, JournalError, JournalLocked, JournalWriteError
+from dspex.errors import JournalCorrupt, JournalError, JournalLocked, JournalTooNew, JournalWriteError
 from dspex.evaluate import EvaluationCancelled
-from dspex.journal import JournalWriter, RunLock, append_record, lock_path, read_journal
+from dspex.journal import (FORMAT, BootstrapTrace, EntryKind, FullScore, Header, JournalType, JournalWriter,
+                           PoolCandidate, ProposalOutcome, Row, RunLock, ScoredCandidate, Step, Trial, append,
+                           lock_path, read)
 from dspex.testing import ProviderServer
 
 from ..conftest import wait_until
@@ -73,21 +77,29 @@ def holder(path: Path) -> subprocess.Popen:
     return proc
 
 
-# --- reading -----------------------------------------------------------------------------------------
+# --- reading ---------------------------------------------------------------------------------------
+
+def row(index: int, **fields) -> bytes:
+    return json.dumps({"index": index, "score": 1.0, **fields}, ensure_ascii=False).encode() + b"\n"
+
 
 def test_a_last_line_torn_inside_a_multibyte_character_is_skipped(tmp_path):
     journal = tmp_path / "j.jsonl"
-    journal.write_bytes(b'{"a": "\xc3\xa9t\xc3\xa9"}\n{"b": 2}\n' + TORN_UTF8)
-    assert read_journal(journal) == [{"a": "été"}, {"b": 2}]
+    journal.write_bytes(row(0, worker="été") + row(1) + TORN_UTF8)
+    assert [(r.index, r.worker) for r in read(journal).entries] == [(0, "été"), (1, "")]
 
 
 @pytest.mark.parametrize("bad, reason", [(b"not json", "invalid JSON"), (b'{"x": "\xc3"}', "invalid UTF-8"),
-                                         (b"[1, 2]", "a JSON list")])
+                                         (b"[1, 2]", "a JSON list"), (b'{"kind": "nonsense"}', "does not know"),
+                                         (b'{"index": 2, "score": "high"}', "Row.score must be a finite float"),
+                                         (b'{"index": 2}', "score"),
+                                         (b'{"kind": "header", "journal": "evaluation"}', "after the first"),
+                                         (b'{"kind": "candidate", "id": 1, "score": NaN}', "finite")])
 def test_damage_before_the_last_line_names_the_file_and_the_line(tmp_path, bad, reason):
     journal = tmp_path / "j.jsonl"
-    journal.write_bytes(b'{"a": 1}\n\n' + bad + b'\n{"b": 2}\n')
+    journal.write_bytes(row(0) + b"\n" + bad + b"\n" + row(1))
     with pytest.raises(JournalCorrupt, match=reason) as caught:
-        read_journal(journal)
+        read(journal)
     assert caught.value.line == 3 and caught.value.path == str(journal) and f"{journal}, line 3" in str(caught.value)
 
 
@@ -95,34 +107,96 @@ def test_a_fifo_is_refused_not_read_forever(tmp_path):
     fifo = tmp_path / "fifo.jsonl"
     os.mkfifo(fifo)
     with pytest.raises(JournalError, match="not a regular file"):
-        read_journal(fifo)
+        read(fifo)
+
+
+@pytest.mark.parametrize("entry", [
+    Header(JournalType.COMPILE.value, optimizer="GEPA", seed=3, fingerprint={"student": "ab12"}),
+    Row(4, 0.5, {"data": {"q": "é"}, "inputs": ["q"]}, {"a": "É"}, [10, 2], 0.001, None, 1, "w1", "ok", []),
+    BootstrapTrace("candidate-2", 3, 0, True, [{"predictor": "self", "inputs": {}, "outputs": {}}], None),
+    ScoredCandidate(1, "labeled demos only", 0.75, 12, True), Trial(0, [[1, 2]], [3, 1], 0.5),
+    FullScore([[0, 0]], 1.0), PoolCandidate(2, {"self": "Say it."}, [0, 1], "merge of 0 and 1", 0.5),
+    ProposalOutcome(0, 1, "reflect", [0], "self", "minibatch 3 > 1"),
+], ids=lambda e: type(e).__name__)
+def test_every_entry_reads_back_as_itself(tmp_path, entry):
+    journal = tmp_path / "j.jsonl"
+    append(journal, entry)
+    kinds = [type(entry)] if not isinstance(entry, (Header, Row)) else []
+    got = read(journal, *kinds)
+    assert (got.header if isinstance(entry, Header) else got.entries[0]) == entry
+
+
+def test_a_reader_names_the_kinds_it_expects(tmp_path):
+    journal = tmp_path / "j.jsonl"
+    with JournalWriter(journal, header=Header(JournalType.COMPILE.value, optimizer="X", seed=0)) as writer:
+        writer.append(ScoredCandidate(0, "zero-shot", 0.5, 4, True))
+        writer.append(FullScore([[0, 0]], 0.75))
+    loose = read(journal)  # a reader that names no class (the dashboard) gets each step as written
+    assert loose.entries == (Step(EntryKind.CANDIDATE, {"id": 0, "description": "zero-shot", "score": 0.5,
+                                                          "lm_calls": 4, "complete": True}),
+                             Step(EntryKind.FULL, {"config": [[0, 0]], "score": 0.75}))
+    assert loose.best() == 0.75 and loose.format == FORMAT
+    with pytest.raises(JournalCorrupt, match="line 3: a full entry, which a compile journal"):
+        read(journal, ScoredCandidate, journal=JournalType.COMPILE)  # random search's journal holds no "full"
+    with pytest.raises(JournalError, match="is a compile journal, not the evaluation journal"):
+        read(journal, journal=JournalType.EVALUATION)
+    with pytest.raises(TypeError, match="both read 'candidate'"):
+        read(journal, ScoredCandidate, PoolCandidate)
+
+
+def test_a_writer_refuses_a_value_that_is_not_of_its_fields_types():
+    with pytest.raises(TypeError, match=r"Trial.config must be list\[list\[int\]\]"):
+        Trial(0, [(1, 2)], [0], 0.5)  # tuples are not what the journal reads back
+    with pytest.raises(TypeError, match="Row.index must be int"):
+        Row(True, 1.0)
 
 
 # --- writing -----------------------------------------------------------------------------------------
 
+def test_a_new_journal_gets_its_header_first_and_only_once(tmp_path):
+    journal = tmp_path / "j.jsonl"
+    header = Header(JournalType.EVALUATION.value)
+    for index in range(2):
+        with JournalWriter(journal, header=header) as writer:
+            writer.append(Row(index, 1.0))
+    assert [e["kind"] for e in lines(journal)] == ["header", "row", "row"]
+    assert lines(journal)[0] == {"kind": "header", "format": FORMAT, "journal": "evaluation"}
+
+
 def test_appending_after_a_crash_cuts_the_torn_line_off_first(tmp_path):
     journal = tmp_path / "j.jsonl"
-    journal.write_bytes(b'{"a": 1}\n' + TORN_UTF8)
+    journal.write_bytes(row(0) + TORN_UTF8)
     with JournalWriter(journal) as writer:
-        writer.append({"b": "é"})
-    assert lines(journal) == [{"a": 1}, {"b": "é"}]
-    journal.write_bytes(b'{"a": 1}\n{"whole": true}')  # a whole record whose newline never came
+        writer.append(Row(1, 1.0, worker="é"))
+    assert [(e["index"], e.get("worker")) for e in lines(journal)] == [(0, None), (1, "é")]
+    journal.write_bytes(row(0) + row(1)[:-1])  # a whole record whose newline never came
     with JournalWriter(journal) as writer:
-        writer.append({"b": 2})
-    assert lines(journal) == [{"a": 1}, {"whole": True}, {"b": 2}]
+        writer.append(Row(2, 1.0))
+    assert [e["index"] for e in lines(journal)] == [0, 1, 2]
+
+
+def test_a_journal_of_a_newer_format_is_neither_read_nor_appended_to(tmp_path):
+    journal = tmp_path / "j.jsonl"
+    newer = json.dumps({"kind": "header", "format": FORMAT + 1, "journal": "something new"}).encode() + b"\n"
+    journal.write_bytes(newer + b'{"kind": "what-comes-next"}\n')
+    with pytest.raises(JournalTooNew, match=f"format {FORMAT + 1}; this one reads formats up to {FORMAT}"):
+        read(journal)
+    with pytest.raises(JournalTooNew):
+        JournalWriter(journal)
+    assert journal.read_bytes().startswith(newer)
 
 
 def test_a_full_disk_is_a_journal_write_error(tmp_path):
     journal = tmp_path / "j.jsonl"
     journal.symlink_to("/dev/full")  # every write: ENOSPC
     with JournalWriter(journal) as writer, pytest.raises(JournalWriteError, match="No space left") as caught:
-        writer.append({"a": 1})
+        writer.append(Row(0, 1.0))
     assert caught.value.errno == errno.ENOSPC and caught.value.path == str(journal)
 
 
 def test_a_journal_that_cannot_be_opened_any_more_is_a_journal_write_error(tmp_path):
     with pytest.raises(JournalWriteError, match="No such file") as caught:  # its folder removed mid-run
-        append_record(tmp_path / "gone" / "journal.jsonl", {"a": 1})
+        append(tmp_path / "gone" / "journal.jsonl", Row(0, 1.0))
     assert caught.value.errno == errno.ENOENT
 
 
@@ -132,15 +206,15 @@ def test_a_write_cut_short_by_the_disk_leaves_no_torn_line(tmp_path):
     journal = tmp_path / "j.jsonl"
     code = textwrap.dedent("""
         import json, os, resource, signal, sys
-        from dspex.journal import JournalWriter
+        from dspex.journal import JournalWriter, Row
         from dspex.errors import JournalWriteError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         writer = JournalWriter(sys.argv[1])
-        writer.append({"a": 1})
+        writer.append(Row(0, 1.0))
         size = os.path.getsize(sys.argv[1])
         resource.setrlimit(resource.RLIMIT_FSIZE, (size + 10, resource.RLIM_INFINITY))
         try:
-            writer.append({"b": "x" * 100})
+            writer.append(Row(1, 1.0, worker="x" * 100))
         except JournalWriteError as exc:
             print(json.dumps({"errno": exc.errno, "size": os.path.getsize(sys.argv[1]), "was": size}))
     """)
@@ -149,7 +223,7 @@ def test_a_write_cut_short_by_the_disk_leaves_no_torn_line(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout)
     assert report["errno"] == errno.EFBIG and report["size"] == report["was"]
-    assert lines(journal) == [{"a": 1}]
+    assert [e["index"] for e in lines(journal)] == [0]
 
 
 # --- the lock ----------------------------------------------------------------------------------------
@@ -216,7 +290,7 @@ def test_a_second_evaluate_on_a_running_journal_is_refused_before_it_sends_anyth
         gate.set()
         thread.join(30)
     assert len(results["first"].rows) == 12 and len(server.log) == 12
-    assert sorted(e["index"] for e in lines(journal)) == list(range(12))  # each row once
+    assert sorted(r.index for r in read(journal).entries) == list(range(12))  # each row once
 
 
 def test_a_full_disk_mid_run_returns_the_rows_so_far_in_a_journal_write_error(world, tmp_path):
