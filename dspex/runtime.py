@@ -77,7 +77,6 @@ class Runtime:
         self.state = RuntimeState.UNOPENED
         self.clients: SupervisorRef | None = None  # the ledger and one actor per LM client
         self.models: SupervisorRef | None = None  # local model servers
-        self._compile: SupervisorRef | None = None  # compile jobs (started on first use)
         self.defaults: dict[str, Any] = {}  # dspex.configure(lm=..., adapter=...) on this runtime
         self.engines = Engines(self.cache_dir, direct=self.actors.is_local, find_client=self.client_ref)
         self._configs: dict[str, LMConfig] = {}
@@ -185,7 +184,7 @@ class Runtime:
 
     def supervisors(self) -> list[SupervisorRef]:
         """dspex's top supervisors that run now: ``clients``, ``models`` and, once a compile ran, ``compile``."""
-        return [sup for sup in (self.clients, self.models, self._compile) if sup is not None]
+        return [sup for sup in (self.clients, self.models) if sup is not None]
 
     def client_ref(self, cfg: LMConfig, price: Price | None = None) -> ActorRef:
         """The running client actor for ``cfg`` (started on first use; found again after a restart)."""
@@ -212,14 +211,6 @@ class Runtime:
         """The settings of each client actor this process started, by client key (no keys in them)."""
         with self._lock:
             return dict(self._configs)
-
-    def compile_supervisor(self) -> SupervisorRef:
-        """The ``compile`` supervisor (started on first use): one journal-keeping actor per compile job."""
-        with self._lock:
-            if self._compile is None:
-                self._compile = self.actors.start_supervisor(SupervisorSpec("one_for_one", intensity=10, period=30.0),
-                                                             name="compile")
-            return self._compile
 
     def local_model_url(self, name: str, n_ctx: int = 2048, threads: int = 2) -> str:
         """Start (once) the supervised server of local model ``name``; its OpenAI-style base URL."""
