@@ -64,7 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (UsageError, ConfigError, ExampleError, JournalLocked) as exc:
             print(f"dspex {ns.command}: {scrub_text(str(exc))}", file=sys.stderr)
             return USAGE
-        except (SavedElsewhere, DspexError) as exc:  # e.g. EvaluationFailed: the run measured nothing
+        except SavedElsewhere as exc:
+            print(f"dspex {ns.command}: {scrub_text(str(exc))}", file=sys.stderr)
+            return FAILED
+        except DspexError as exc:  # e.g. EvaluationFailed: the run measured nothing
             print(f"dspex {ns.command}: {type(exc).__name__}: {scrub_text(str(exc))}", file=sys.stderr)
             return FAILED
         except KeyboardInterrupt:
