@@ -138,7 +138,9 @@ def test_a_crash_of_the_actors_a_compile_runs_on_is_a_supervised_restart_and_it_
         journal = run_dir / "journal.jsonl"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
-            if journal.exists() and journal.read_text().count('"candidate"') >= 2:
+            # mid-evaluation: two candidates journaled, and a candidate's rows part-way (its workers are busy)
+            busy = [f for f in run_dir.glob("rows-candidate-*.jsonl") if 3 <= len(f.read_bytes().splitlines()) < 25]
+            if journal.exists() and journal.read_text().count('"candidate"') >= 2 and busy:
                 for pid in pids_titled(b"dspex: eval-worker"):
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
