@@ -10,6 +10,8 @@ import pytest
 
 from supervision import ActorRuntime, procfs
 
+from tests.dspex.subreaper import children, descendants  # the kernel's children lists (stdlib only)
+
 # Our actors' titles, plus the titles Thespian gives its own admin and logger processes.
 MARKERS = (b"supervision:", b"dspex:", b"MultiProcAdmin ActorAddr-", b"logger ActorAddr-")
 
@@ -23,28 +25,12 @@ if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) !
     raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed: the stray-process check needs Linux")
 
 
-def _children(pid: int) -> list[int]:
-    """``pid``'s children, as the kernel lists them (no scan of /proc)."""
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                found.extend(int(p) for p in fh.read().split())
-        except OSError:
-            continue
-    return found
-
-
 def _reap_orphans() -> None:
     """Reap the exited processes re-parented here from another session (Thespian's admins and their actors):
     as a subreaper this process is their init. Children of this session (``subprocess`` ones) are left to
     whoever waits for them."""
     mine = os.getsid(0)
-    for pid in _children(os.getpid()):
+    for pid in children(os.getpid()):
         fields = procfs.stat_fields(pid)
         if fields is not None and fields[0] == "Z" and int(fields[3]) != mine:
             try:
@@ -55,13 +41,7 @@ def _reap_orphans() -> None:
 
 def _candidates() -> list[int]:
     _reap_orphans()
-    found, todo = set(), [os.getpid()]
-    while todo:
-        for child in _children(todo.pop()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return sorted(found)
+    return sorted(descendants(os.getpid()))
 
 
 def _titles(prefixes: tuple[bytes, ...]) -> dict[int, str]:
