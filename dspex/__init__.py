@@ -12,9 +12,12 @@ from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Pr
 from .primitives import Example, Prediction, Usage, examples_from, load_jsonl
 from . import metrics
 from .programs import StreamListener, StreamResponse, streamify, streaming
-from .programs.settings import configure, context
+from .programs.settings import configure, context, settings
+from .clients.base_lm import BaseLM
+from .clients.cache_control import Cache
+from .clients.cache_control import configure_cache as _configure_cache
 from .runtime import Runtime, current_runtime, inspect_history, runtime
-from .settings import Settings
+from .config import Settings
 from .signature import Field, InputField, OutputField, Signature
 from .teleprompt import (BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
                          CompileReport, EvaluationFailed, GEPA, KNNFewShot, LabeledFewShot, MIPROv2)
@@ -30,4 +33,19 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "KNNFewShot", "Embedder", "configure", "context", "metrics", "inspect_history",
            "MIPROv2", "GEPA", "streamify", "StreamListener", "StreamResponse", "streaming",
            "Settings", "JournalError", "JournalCorrupt", "JournalLocked", "JournalTooNew", "JournalWriteError",
-           "EvaluationFailed"]
+           "EvaluationFailed", "settings", "BaseLM", "cache", "configure_cache", "utils"]
+
+cache = Cache()  # DSPy's ``dspy.cache``: a view of the current runtime's response cache
+
+
+def configure_cache(enable_disk_cache: bool = True, enable_memory_cache: bool = True, disk_cache_dir: str | None = None,
+                    disk_size_limit_bytes: int | None = None, memory_max_entries: int = 1_000_000) -> None:
+    """DSPy's ``dspy.configure_cache``: which caches the current runtime's LM calls use (memory LRU, the
+    disk file in ``disk_cache_dir`` or the runtime's cache folder); ``dspex.cache`` then describes them."""
+    global cache
+    options = {} if disk_size_limit_bytes is None else {"disk_size_limit_bytes": disk_size_limit_bytes}
+    cache = _configure_cache(enable_disk_cache, enable_memory_cache, disk_cache_dir,
+                             memory_max_entries=memory_max_entries, **options)
+
+
+from . import utils  # noqa: E402 - DSPy's dspy.utils (DummyLM ...): it imports the LM client from above

@@ -309,7 +309,7 @@ def _usage(u: Any) -> dict:
 
 def _eval(ns: argparse.Namespace) -> int:
     from .evaluate import Evaluate
-    from .settings import Settings
+    from .config import Settings
 
     _checked(ns)
     if ns.resume and not ns.journal:
@@ -338,7 +338,7 @@ def _eval(ns: argparse.Namespace) -> int:
 
 
 def _optimize(ns: argparse.Namespace) -> int:
-    from .settings import Settings
+    from .config import Settings
 
     _checked(ns)
     if ns.optimizer != "bootstrap" and not ns.dev:
@@ -441,7 +441,7 @@ def _optimizer(ns: argparse.Namespace, metric: Callable, writer: Any, calls: int
 
 def _dashboard(ns: argparse.Namespace) -> int:
     from .runtime import runtime
-    from .settings import Settings
+    from .config import Settings
 
     settings = Settings.load(config=ns.config)
     runs_dir = Path(ns.runs_dir) if ns.runs_dir else settings.runs_dir
@@ -459,7 +459,7 @@ def _dashboard(ns: argparse.Namespace) -> int:
 
 
 def _doctor(ns: argparse.Namespace) -> int:
-    from .settings import KEY_FIELDS, Settings
+    from .config import KEY_FIELDS, Settings
 
     checks: list[dict] = []
 

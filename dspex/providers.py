@@ -50,6 +50,8 @@ _SPECS = (
         "gemini-2.0-flash": (0.10, 0.40), "gemini-1.5-flash": (0.075, 0.30), "gemini-1.5-pro": (1.25, 5.00)}),
     # a model served by dspex.local.server (the runtime starts it and passes its URL): no key, free
     ProviderSpec("local", "http://127.0.0.1/v1", wire="local"),
+    # a dspex.BaseLM subclass: its forward() answers in this process (no HTTP; the URL only names the client)
+    ProviderSpec("python", "http://python.invalid", wire="python"),
 )
 # prices as published in 2025; check the provider's page before relying on a budget
 

@@ -45,7 +45,7 @@ from .errors import ConfigError
 from .local.actor import ModelServer
 from .local.models import resolve_model
 from .logs import configure_logging
-from .settings import Settings
+from .config import Settings
 
 
 def default_cache_dir() -> Path:

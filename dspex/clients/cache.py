@@ -156,24 +156,49 @@ class DiskCache:
 
 
 class ResponseCache:
-    """Memory first, then disk (a disk hit is promoted to memory)."""
+    """Memory first, then disk (a disk hit is promoted to memory). ``configure`` changes which of the two
+    are used in place (DSPy's ``configure_cache``), so every pipeline holding this cache sees the change."""
 
     def __init__(self, directory: str | Path | None, maxsize: int = 10_000) -> None:
-        self.memory = MemoryLRU(maxsize)
+        self._lock = threading.Lock()
+        self.memory: MemoryLRU | None = MemoryLRU(maxsize)
         self.disk = DiskCache(Path(directory) / "responses.sqlite") if directory is not None else None
 
+    def configure(self, directory: str | Path | None, *, memory: bool = True, maxsize: int = 10_000) -> None:
+        """Use a fresh memory LRU (or none) and the disk cache in ``directory`` (or none); the disk cache
+        used before writes what is pending first."""
+        with self._lock:
+            old = self.disk
+            self.memory = MemoryLRU(maxsize) if memory else None
+            self.disk = DiskCache(Path(directory) / "responses.sqlite") if directory is not None else None
+        if old is not None:
+            old.close()
+
+    @property
+    def enabled(self) -> bool:
+        return self.memory is not None or self.disk is not None
+
     def get(self, key: str) -> Any | None:
-        value = self.memory.get(key)
-        if value is None and self.disk is not None:
-            value = self.disk.get(key)
-            if value is not None:
-                self.memory.put(key, value)
+        memory, disk = self.memory, self.disk
+        value = memory.get(key) if memory is not None else None
+        if value is None and disk is not None:
+            value = disk.get(key)
+            if value is not None and memory is not None:
+                memory.put(key, value)
         return value
 
     def put(self, key: str, value: Any) -> None:
-        self.memory.put(key, value)
-        if self.disk is not None:
-            self.disk.put(key, value)
+        memory, disk = self.memory, self.disk
+        if memory is not None:
+            memory.put(key, value)
+        if disk is not None:
+            disk.put(key, value)
+
+    def reset_memory(self) -> None:
+        """Forget what the memory LRU holds (the disk cache keeps it)."""
+        with self._lock:
+            if self.memory is not None:
+                self.memory = MemoryLRU(self.memory.maxsize)
 
     def close(self) -> None:
         """Write what is pending (the process's last puts reach the file)."""

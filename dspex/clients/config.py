@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..providers import PROVIDERS
 from ..scrub import remember
-from ..settings import Settings
+from ..config import Settings
 
 DEFAULT_BASE_URL = {name: spec.base_url for name, spec in PROVIDERS.items()}  # from the provider registry
 AUTO = "auto"

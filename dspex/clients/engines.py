@@ -12,9 +12,10 @@ actors' own (``direct``), so nothing here reaches up to the runtime.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .cache import ResponseCache
 from .config import LMConfig, Secret
@@ -42,16 +43,29 @@ class Engines:
         self._keys: dict[str, Secret | None] = {}  # LM handle token -> its key, for handles unpickled here
         self._history: deque[dict] = deque(maxlen=HISTORY)
 
-    def pipeline(self, cfg: LMConfig, key: Secret | None, price: Price | None = None) -> Pipeline:
-        """This process's pipeline for a client (one per client and key)."""
-        ident = (cfg.client_key, cfg.max_in_flight, cfg.timeout, key)
+    def pipeline(self, cfg: LMConfig, key: Secret | None, price: Price | None = None, *,
+                 transport: Any = None, owner: Any = None) -> Pipeline:
+        """This process's pipeline for a client (one per client and key). A handle that brings its own
+        ``transport`` (a ``dspex.BaseLM``: its ``forward``) gets a pipeline of its own, dropped (its reports
+        handed over first) when the ``owner`` handle is garbage-collected."""
+        ident: tuple = (cfg.client_key, cfg.max_in_flight, cfg.timeout, key)
+        if transport is not None:
+            ident = (*ident, id(owner))
         with self._lock:
             found = self._pipelines.get(ident)
             if found is None:
                 link = ClientLink(lambda: self._find_client(cfg, price), cfg.qualified)
-                found = self._pipelines[ident] = Pipeline(Transport(cfg, key), self.response_cache(), link,
-                                                          self._history, direct=self.direct)
+                found = self._pipelines[ident] = Pipeline(transport or Transport(cfg, key), self.response_cache(),
+                                                          link, self._history, direct=self.direct)
+                if owner is not None:
+                    weakref.finalize(owner, self._drop, ident)
             return found
+
+    def _drop(self, ident: tuple) -> None:
+        with self._lock:
+            pipeline = self._pipelines.pop(ident, None)
+        if pipeline is not None:
+            pipeline.close()
 
     def response_cache(self) -> ResponseCache:
         """This process's response cache (completions and embeddings), opened on first use."""

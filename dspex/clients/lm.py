@@ -44,6 +44,9 @@ class LM:
                 raise ConfigError("pass base_url= or api_base= (the same setting), not both")
             base_url = api_base
         provider, model_name = parse_model(model)
+        if provider == "python":
+            raise ConfigError(f"{model!r}: 'python/' models are dspex.BaseLM subclasses: subclass dspex.BaseLM "
+                              "and implement forward(prompt=None, messages=None, **kwargs)")
         rt = runtime or current_runtime()
         if provider == "local":  # the runtime starts (or finds) the model's server process; it sets no limits
             rpm = None if rpm == AUTO else rpm

@@ -96,7 +96,7 @@ class Cached:
 
     def __call__(self, request: Request) -> Completion:
         cfg = request.cfg
-        if not cfg.cache:
+        if not cfg.cache or not self.cache.enabled:
             return self.inner(request)
         key = cache_key(cfg.provider, cfg.model, request.messages, {**request.sampling, "_rollout": request.rollout},
                         endpoint=cfg.base_url)

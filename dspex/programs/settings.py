@@ -10,29 +10,40 @@ processes carries the LM it resolved here (``with_resolved_lms``).
 from __future__ import annotations
 
 import contextvars
+import copy
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ..clients.host import current_runtime, existing_runtime
 from ..errors import ConfigError
 
-KEYS = ("lm", "adapter")
+# DSPy's settings and their defaults (``dspy.dsp.utils.settings.DEFAULT_CONFIG``): every key is accepted.
+DEFAULTS: dict[str, Any] = {
+    "lm": None, "adapter": None, "rm": None, "branch_idx": 0, "trace": [], "callbacks": [], "async_max_workers": 8,
+    "send_stream": None, "disable_history": False, "track_usage": False, "usage_tracker": None,
+    "caller_predict": None, "caller_modules": None, "stream_listeners": [], "provide_traceback": False,
+    "num_threads": 8, "max_errors": 10, "allow_tool_async_sync_conversion": False, "max_history_size": 10000,
+    "max_trace_size": 10000, "warn_on_type_mismatch": True,
+}
+# Keys dspex keeps only at their default: another value would be ignored, so it is refused with what to write.
 INSTEAD = {
-    "track_usage": "usage is always tracked: read prediction.usage / prediction.cost or lm.usage()",
-    "num_threads": "pass max_concurrency= to dspex.Evaluate (or num_threads=, its DSPy name)",
-    "cache": "pass cache=False to dspex.LM(...)",
-    "rm": "pass the retriever to your module explicitly",
-    "trace": "a top-level module call collects its own trace (prediction.trace)",
-    "async_max_workers": "async calls share the LM's client actor; set max_in_flight= on dspex.LM",
+    "rm": "pass the retriever to your module explicitly (e.g. dspex.retrievers.Embeddings as a tool)",
+    "usage_tracker": "usage is always tracked: read prediction.get_lm_usage() or lm.usage()",
+    "caller_predict": "it is DSPy's internal bookkeeping; dspex tracks the calling predictor itself",
+    "caller_modules": "it is DSPy's internal bookkeeping; dspex tracks the calling modules itself",
+    "branch_idx": "it is DSPy's internal bookkeeping; pass rollout_id= in a predictor's config for repeats",
+    "send_stream": "stream with dspex.streamify(program) (it sets the stream for the call)",
+    "stream_listeners": "pass stream_listeners= to dspex.streamify(program, ...)",
 }
 _CONTEXT: contextvars.ContextVar[dict] = contextvars.ContextVar("dspex_context", default={})
 
 
 def _checked(settings: dict) -> dict:
-    for key in settings:
-        if key not in KEYS:
-            hint = INSTEAD.get(key, f"dspex understands {', '.join(KEYS)}")
-            raise ConfigError(f"dspex.configure/context: {key!r} is not a dspex setting: {hint}")
+    for key, value in settings.items():
+        if key not in DEFAULTS:
+            raise ConfigError(f"dspex.configure/context: {key!r} is not a setting (known: {', '.join(DEFAULTS)})")
+        if key in INSTEAD and value != DEFAULTS[key]:
+            raise ConfigError(f"dspex.configure/context: {key}= is not supported: {INSTEAD[key]}")
     lm = settings.get("lm")
     if isinstance(lm, str):
         from ..clients import LM
@@ -41,9 +52,25 @@ def _checked(settings: dict) -> dict:
     return settings
 
 
-def configure(**settings: Any) -> None:
-    """Defaults for programs run in the innermost open runtime (or the process's default one)."""
-    current_runtime().defaults.update(_checked(settings))
+def configure(inherit_config: bool = True, **settings: Any) -> None:
+    """Defaults for programs run in the innermost open runtime (or the process's default one), DSPy's
+    ``dspy.configure``. ``inherit_config=False`` first forgets every setting made before. A setting equal
+    to its default is forgotten (so resetting to the defaults starts no runtime when none runs)."""
+    settings = _checked(settings)
+    changed = {k: v for k, v in settings.items() if not _is_default(k, v)}
+    rt = current_runtime() if changed else existing_runtime()
+    if rt is None:
+        return
+    if not inherit_config:
+        rt.defaults.clear()
+    for key in settings:
+        rt.defaults.pop(key, None)
+    rt.defaults.update(changed)
+
+
+def _is_default(key: str, value: Any) -> bool:
+    default = DEFAULTS[key]
+    return value is default or (type(value) is type(default) and value == default)
 
 
 @contextmanager
@@ -57,12 +84,57 @@ def context(**settings: Any) -> Iterator[None]:
 
 
 def setting(key: str) -> Any:
-    """The value in force: the innermost ``context``, then the runtime's ``configure``, else None."""
+    """The value in force: the innermost ``context``, then the runtime's ``configure``, else DSPy's default."""
     scoped = _CONTEXT.get()
     if key in scoped:
         return scoped[key]
     rt = existing_runtime()  # asking never starts a runtime (a worker process has none of its own)
-    return rt.defaults.get(key) if rt is not None else None
+    if rt is not None and key in rt.defaults:
+        return rt.defaults[key]
+    return copy.deepcopy(DEFAULTS.get(key))
+
+
+class SettingsView:
+    """``dspex.settings``: DSPy's settings object over :func:`configure` / :func:`context` / :func:`setting`
+    (``settings.lm``, ``settings["adapter"]``, ``settings.configure(...)``, ``with settings.context(...)``).
+    It holds nothing itself: values live on the runtime and in the block's context."""
+
+    configure = staticmethod(configure)
+    context = staticmethod(context)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name not in DEFAULTS:
+            raise AttributeError(f"dspex.settings has no setting {name!r} (known: {', '.join(DEFAULTS)})")
+        return setting(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        configure(**{name: value})
+
+    def __getitem__(self, key: str) -> Any:
+        return self.__getattr__(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        configure(**{key: value})
+
+    def __contains__(self, key: object) -> bool:
+        return key in DEFAULTS
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return setting(key) if key in DEFAULTS else default
+
+    def copy(self) -> dict[str, Any]:
+        return {key: setting(key) for key in DEFAULTS}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.copy()
+
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self.copy().items() if not _is_default(k, v)}
+        return f"dspex.settings({shown})"
+
+
+settings = SettingsView()
 
 
 def resolve_lm(lm: Any, owner: str) -> Any:
@@ -93,4 +165,4 @@ def with_resolved_lms(program: Any) -> Any:
     return copy
 
 
-__all__ = ["configure", "context", "setting", "resolve_lm", "with_resolved_lms"]
+__all__ = ["configure", "context", "setting", "settings", "SettingsView", "DEFAULTS", "resolve_lm", "with_resolved_lms"]

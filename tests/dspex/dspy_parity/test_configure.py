@@ -77,8 +77,13 @@ def test_a_string_lm_and_clear_errors(server, rt, monkeypatch):
         dspy.Predict("question -> answer", lm=42)(question="x")
     with pytest.raises(dspy.ConfigError, match="has no LM"):
         dspy.Predict("question -> answer")(question="x")
-    with pytest.raises(dspy.ConfigError, match="usage is always tracked"):
-        dspy.configure(track_usage=True)
+    dspy.configure(track_usage=True)  # DSPy's switch; dspex always tracks usage
+    assert dspy.settings.track_usage is True and dspy.settings["track_usage"] is True
+    with pytest.raises(dspy.ConfigError, match="retriever"):
+        dspy.configure(rm=object())
+    with pytest.raises(dspy.ConfigError, match="not a setting"):
+        dspy.configure(temprature=0.5)
+    dspy.configure(track_usage=False)
     with pytest.raises(dspy.ConfigError, match="base_url= or api_base="):
         dspy.LM("openai/m", base_url="http://127.0.0.1:1/v1", api_base="http://127.0.0.1:2/v1")
     assert qa.lm == "openai/m"
