@@ -2,7 +2,11 @@
 rewritten ``dspy`` -> ``dspex``, and compare.
 
 usage: ``python -m benchmarks.dspy_conformance <dspy-checkout> [--files tests/x.py ...] [--timeout S]
-[--json OUT]``
+[--json OUT] [--failures] [--cache-dir DIR | --no-cache]``
+
+Quick check of one file while fixing it (DSPy's side comes from the cache after the first run)::
+
+    python -m benchmarks.dspy_conformance /tmp/dspy-src --files tests/utils/test_parallelizer.py --failures
 
 * The chosen test files, and the helpers they need (``tests/conftest.py``, ``tests/test_utils/``,
   ``tests/adapters/conftest.py``, resource files), are copied from the checkout into a temporary directory,
@@ -30,12 +34,22 @@ usage: ``python -m benchmarks.dspy_conformance <dspy-checkout> [--files tests/x.
 
 :func:`run` returns the per-file table as markdown, for ``benchmarks/__main__.py``; it reads the checkout's
 path from ``$DSPY_CHECKOUT``.
+
+DSPy's side never changes for a given test file and DSPy install, so its per-file outcomes are cached (default
+``~/.cache/dspex-conformance/``, or ``$XDG_CACHE_HOME/dspex-conformance``; ``--cache-dir`` elsewhere,
+``--no-cache`` to rerun DSPy's side and overwrite the entries). An entry's key hashes: the test file, every file
+its run reads from the checkout that can be found statically (the conftests and ``__init__.py`` files on its path,
+the ``tests.*`` modules they import, transitively, and the data files beside it), the DSPy version and the
+list of every distribution installed in ``benchmarks/.venv-dspy`` (plus its Python version), the per-test
+timeout and the pytest arguments. A run killed after ``FILE_TIMEOUT_S`` or one without a JUnit report is not
+stored. dspex's side is always run.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import os
 import re
@@ -44,6 +58,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -81,6 +96,8 @@ DEFAULT_FILES = (
 OUT_OF_SCOPE_MARKERS = ("llm_call", "extra", "deno", "reliability")
 DSPY_TEST_PLUGINS = ("pytest", "pytest-asyncio", "pytest-mock", "pytest-timeout", "pillow", "pandas")
 FILE_TIMEOUT_S = 1200
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dspex-conformance"
+CACHE_SCHEMA = 1  # bump when run_file's arguments or FileRun's meaning change: older entries stop matching
 CATEGORIES = ("ImportError/missing name", "AttributeError", "assertion mismatch", "TypeError", "timeout", "other")
 
 
@@ -175,6 +192,12 @@ def resolve_files(checkout: Path, patterns) -> tuple[list[str], list[str]]:
     """(files found, patterns that name no file in this checkout), as paths relative to the checkout."""
     found, missing = [], []
     for pattern in patterns:
+        if Path(pattern).is_absolute():  # a path into the checkout, e.g. from shell completion
+            try:
+                pattern = str(Path(pattern).resolve().relative_to(checkout))
+            except ValueError:
+                missing.append(pattern)
+                continue
         hits = sorted(str(p.relative_to(checkout)) for p in checkout.glob(pattern)
                       if p.is_file() and p.name.startswith("test_"))
         if not hits:
@@ -210,12 +233,12 @@ def site_packages(python: Path) -> Path:
     return Path(out.stdout.strip())
 
 
-def lend_packages(dspy_python: Path, dest: Path) -> Path:
+def lend_packages(dspy_python: Path, dest: Path, purelib: Path | None = None) -> Path:
     """A directory of symlinks to the DSPy venv's packages, minus DSPy itself and packaging tools."""
     dest.mkdir(parents=True, exist_ok=True)
     skip = re.compile(r"^(dspy|dspy[-_].*\.dist-info|pip|pip-.*|setuptools|setuptools-.*|_distutils_hack|"
                       r"pkg_resources|__pycache__|.*\.pth)$")
-    for entry in site_packages(dspy_python).iterdir():
+    for entry in (purelib or site_packages(dspy_python)).iterdir():
         if not skip.match(entry.name):
             (dest / entry.name).symlink_to(entry)
     return dest
@@ -228,6 +251,7 @@ class FileRun:
     collection_error: str | None = None
     deselected: int = 0
     note: str = ""
+    reported: bool = True  # False: no JUnit report (crash, kill, conftest failed to load); never cached
 
 
 def run_file(python: Path, root: Path, test_file: str, timeout_s: float, lent: Path | None) -> FileRun:
@@ -252,6 +276,7 @@ def run_file(python: Path, root: Path, test_file: str, timeout_s: float, lent: P
     m = re.search(r"(\d+) deselected", out or "")
     run.deselected = int(m.group(1)) if m else 0
     if not report.exists():
+        run.reported = False
         lines = (out or "").strip().splitlines()
         exc = next((f"{m.group(1)}: {m.group(2) or ''}" for m in map(_EXC_LINE.match, reversed(lines)) if m),
                    (lines or ["no output"])[-1])
@@ -360,8 +385,122 @@ def compare(test_file: str, dspy: FileRun, ours: FileRun) -> FileResult:
                       dspy.collection_error, ours.collection_error)
 
 
+# --- cache of DSPy's side -----------------------------------------------------------------------------
+
+_ENV_PROBE = """
+import importlib.metadata as md, json, sys, sysconfig
+dists = sorted({f"{(d.metadata['Name'] or '?').lower().replace('_', '-')}=={d.version}" for d in md.distributions()})
+print(json.dumps({"purelib": sysconfig.get_paths()["purelib"], "python": sys.version, "dists": dists}))
+"""
+
+
+@dataclass
+class DspyEnv:
+    python: Path
+    purelib: Path
+    dspy_version: str | None
+    fingerprint: str  # hash of the interpreter version and every installed distribution's name and version
+
+
+def dspy_env_info(python: Path) -> DspyEnv:
+    """What the DSPy venv has installed, read from package metadata (DSPy itself is not imported)."""
+    out = subprocess.run([str(python), "-c", _ENV_PROBE], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": ""})
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    version = next((d.split("==", 1)[1] for d in info["dists"] if d.split("==", 1)[0] == "dspy"), None)
+    digest = hashlib.sha256(json.dumps([info["python"], info["dists"]]).encode()).hexdigest()
+    return DspyEnv(python, Path(info["purelib"]), version, digest)
+
+
+def _local_modules(path: Path) -> set[str]:
+    """Modules under ``tests`` a Python file imports (``from tests.x import y`` gives tests.x and tests.x.y)."""
+    try:
+        tree = ast.parse(path.read_text())
+    except (SyntaxError, UnicodeDecodeError):
+        return set()
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "tests")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
+                node.module.split(".")[0] == "tests":
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return found
+
+
+def file_inputs(checkout: Path, test_file: str) -> list[Path]:
+    """The files in the checkout a run of ``test_file`` reads, as far as can be seen statically: the file, the
+    conftest.py and __init__.py files from tests/ down to it, the data files in its folder (recursively), and
+    the ``tests.*`` modules (a package: all of its files) these import, transitively."""
+    tests = checkout / "tests"
+    start = checkout / test_file
+    queue: list[Path] = [start]
+    for folder in (start.parent, *start.parent.parents):
+        if folder != tests and tests not in folder.parents:  # only tests/ is staged: conftests above it never run
+            break
+        queue += [folder / "conftest.py", folder / "__init__.py"]
+    queue += [p for p in start.parent.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
+              and "__pycache__" not in p.parts]
+    seen: set[Path] = set()
+    while queue:
+        path = queue.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        if path.suffix != ".py":
+            continue
+        for module in _local_modules(path):
+            target = checkout.joinpath(*module.split("."))
+            if target.is_dir():
+                queue += [p for p in target.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                          and p.suffix != ".pyc"]
+            else:
+                queue.append(target.with_suffix(".py"))
+            for parent in target.parents:  # the packages the import runs on the way
+                if parent == checkout or checkout not in parent.parents:
+                    break
+                queue.append(parent / "__init__.py")
+    return sorted(seen)
+
+
+def cache_key(checkout: Path, test_file: str, env: DspyEnv, timeout_s: float) -> tuple[str, dict]:
+    """(the entry's name, what it was computed from: stored in the entry to explain it)."""
+    content = hashlib.sha256()
+    for path in file_inputs(checkout, test_file):
+        content.update(str(path.relative_to(checkout)).encode() + b"\0" + path.read_bytes() + b"\0")
+    parts = {"schema": CACHE_SCHEMA, "file": test_file, "inputs": content.hexdigest(),
+             "dspy_version": env.dspy_version, "env": env.fingerprint, "timeout": f"{timeout_s:g}",
+             "markers": OUT_OF_SCOPE_MARKERS}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest(), parts
+
+
+def cache_load(cache_dir: Path, key: str) -> FileRun | None:
+    try:
+        data = json.loads((cache_dir / f"{key}.json").read_text())["run"]
+        return FileRun({t: (s, m) for t, (s, m) in data["outcomes"].items()}, data["fixture"],
+                       data["collection_error"], data["deselected"], data["note"], data["reported"])
+    except (OSError, ValueError, KeyError, TypeError):  # absent, or unreadable: run it again
+        return None
+
+
+def cache_store(cache_dir: Path, key: str, parts: dict, run: FileRun) -> None:
+    if run.note or not run.reported:  # a kill or crash may not happen twice: do not remember it
+        return
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    entry = {"key": parts, "stored": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+             "run": {"outcomes": run.outcomes, "fixture": run.fixture, "collection_error": run.collection_error,
+                     "deselected": run.deselected, "note": run.note, "reported": run.reported}}
+    tmp = cache_dir / f".{key}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(entry, indent=1))
+    os.replace(tmp, cache_dir / f"{key}.json")  # atomic: concurrent runs never see half an entry
+
+
 def conformance(checkout: Path, patterns=DEFAULT_FILES, timeout_s: float = 30.0,
-                log=lambda s: print(s, file=sys.stderr, flush=True)) -> tuple[list[FileResult], list[str]]:
+                log=lambda s: print(s, file=sys.stderr, flush=True), cache_dir: Path | None = CACHE_DIR,
+                refresh: bool = False) -> tuple[list[FileResult], list[str]]:
+    """Run the files on both sides. DSPy's side is read from ``cache_dir`` where it has an entry (None: no
+    cache at all; ``refresh``: rerun DSPy's side anyway and overwrite its entries)."""
     checkout = checkout.resolve()
     if not (checkout / "tests" / "conftest.py").exists():
         raise SystemExit(f"{checkout} is not a DSPy checkout (no tests/conftest.py)")
@@ -369,22 +508,49 @@ def conformance(checkout: Path, patterns=DEFAULT_FILES, timeout_s: float = 30.0,
     probe = subprocess.run([str(DSPEX_PY), "-c", "import dspex"], capture_output=True, text=True)
     if probe.returncode:  # e.g. mid-edit: every file would fail for a reason that is not conformance
         raise SystemExit(f"`import dspex` fails in {DSPEX_PY}; fix that first:\n{probe.stderr[-2000:]}")
-    dspy_python = ensure_dspy_python()
+
+    def lookup(env: DspyEnv) -> tuple[dict[str, tuple[str, dict]], dict[str, FileRun]]:
+        keys = {f: cache_key(checkout, f, env, timeout_s) for f in files} if cache_dir else {}
+        hits = {} if refresh or not cache_dir else \
+            {f: run for f, (key, _) in keys.items() if (run := cache_load(cache_dir, key)) is not None}
+        return keys, hits
+
+    # With every file cached and the pinned DSPy in place, dspy_env.ensure (which imports DSPy) is not needed.
+    python = dspy_env.VENV / "bin" / "python"
+    env = dspy_env_info(python) if cache_dir and not refresh and python.exists() else None
+    keys, cached = lookup(env) if env and env.dspy_version == dspy_env.DSPY_VERSION else ({}, {})
+    if env is None or env.dspy_version != dspy_env.DSPY_VERSION or len(cached) < len(files):
+        env = dspy_env_info(ensure_dspy_python())  # may install: the fingerprint is taken afterwards
+        keys, cached = lookup(env)
+    log(f"DSPy {env.dspy_version}: {len(cached)} of {len(files)} files' DSPy side from the cache"
+        + (f" ({cache_dir})" if cache_dir else " (cache off)") + ("; refreshing it" if refresh else ""))
     results = []
+    spent = {"DSPy": 0.0, "dspex": 0.0}
     with tempfile.TemporaryDirectory(prefix="dspy-conformance-") as tmp:
         tmp = Path(tmp)
-        stage(checkout, tmp / "dspy", rewrite=False)
+        if len(cached) < len(files):
+            stage(checkout, tmp / "dspy", rewrite=False)
         stage(checkout, tmp / "dspex", rewrite=True)
-        lent = lend_packages(dspy_python, tmp / "lent")
+        lent = lend_packages(env.python, tmp / "lent", env.purelib)
         for test_file in files:
-            log(f"{test_file}: DSPy ...")
-            theirs = run_file(dspy_python, tmp / "dspy", test_file, timeout_s, None)
+            began = time.monotonic()
+            theirs = cached.get(test_file)
+            if theirs is None:
+                log(f"{test_file}: DSPy ...")
+                theirs = run_file(env.python, tmp / "dspy", test_file, timeout_s, None)
+                if cache_dir:
+                    cache_store(cache_dir, *keys[test_file], theirs)
+                spent["DSPy"] += time.monotonic() - began
             log(f"{test_file}: dspex ...")
+            began = time.monotonic()
             ours = run_file(DSPEX_PY, tmp / "dspex", test_file, timeout_s, lent)
+            spent["dspex"] += time.monotonic() - began
             results.append(compare(test_file, theirs, ours))
             r = results[-1]
             log(f"{test_file}: DSPy passes {len(r.dspy_passed)}, dspex {len(r.dspex_passed)} "
                 f"({len(r.dspex_passed_lenient)} with the fixture's missing steps skipped)")
+    log(f"time in pytest: DSPy side {spent['DSPy']:.0f}s ({len(files) - len(cached)} files run), "
+        f"dspex side {spent['dspex']:.0f}s")
     return results, missing
 
 
@@ -615,6 +781,46 @@ def print_report(results, missing, names: MissingNames) -> None:
     print(table(results, missing))
 
 
+def node_id(test_file: str, test_id: str) -> str:
+    """pytest's node id (``tests/x/test_y.py::TestC::test_z[p]``) of a JUnit ``classname::name`` test id."""
+    classname, name = test_id.split("::", 1)
+    module = test_file[:-3].replace("/", ".")
+    inner = classname[len(module) + 1:] if classname.startswith(module + ".") else ""
+    return "::".join([test_file, *filter(None, inner.split(".")), name])
+
+
+def one_line(text: str, width: int = 200) -> str:
+    line = cause_key(text.strip().splitlines()[0] if text.strip() else "(no message)")
+    return line if len(line) <= width else line[:width - 1] + "…"
+
+
+def failure_lines(results) -> list[str]:
+    """Every test DSPy passes and dspex does not (strictly), in the file's order, as "node id  [category]
+    first line of the failure": the list to work through while fixing."""
+    lines = []
+    for r in results:
+        for test_id in r.dspy_passed:
+            if test_id in r.dspex_failures:
+                description = r.dspex_failures[test_id]
+                lines.append(f"{node_id(r.file, test_id)}  [{category(description)}] {one_line(description)}")
+            elif test_id in r.fixture_only:  # step names only: the report above has their errors
+                steps = ", ".join(step.split(":", 1)[0].split("(", 1)[0]
+                                  for step in r.fixture_only[test_id].split("; "))
+                lines.append(f"{node_id(r.file, test_id)}  [conftest fixture only] passes; fixture steps dspex "
+                             f"lacks: {steps}")
+    return lines
+
+
+def print_failures(results) -> None:
+    lines = failure_lines(results)
+    print(f"\nfailing on dspex, of the tests DSPy passes ({len(lines)}):")
+    for r in results:
+        if r.dspex_collection_error and r.dspy_passed:
+            print(f"  {r.file}: the file fails at import on dspex: {one_line(r.dspex_collection_error)}")
+    for line in lines:
+        print(f"  {line}")
+
+
 def run(checkout: str | None = None) -> str:
     """The per-file table, for benchmarks/__main__.py (checkout from the argument or $DSPY_CHECKOUT)."""
     checkout = checkout or os.environ.get("DSPY_CHECKOUT")
@@ -631,10 +837,20 @@ def main() -> None:
                         help="test files (globs) relative to the checkout; default: issue 22's set")
     parser.add_argument("--timeout", type=float, default=30.0, help="per-test timeout in seconds (default 30)")
     parser.add_argument("--json", type=Path, help="also write every compared test's outcome here")
+    parser.add_argument("--failures", action="store_true",
+                        help="after the report, list every test DSPy passes and dspex fails: pytest node id and "
+                             "the first line of the failure")
+    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR,
+                        help=f"where DSPy's side of each file is cached (default {CACHE_DIR})")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="rerun DSPy's side of every file (the cache entries are rewritten with the result)")
     args = parser.parse_args()
-    results, missing = conformance(args.checkout, args.files, args.timeout)
+    results, missing = conformance(args.checkout, args.files, args.timeout, cache_dir=args.cache_dir,
+                                   refresh=args.no_cache)
     names = missing_names(args.checkout.resolve(), results)
     print_report(results, missing, names)
+    if args.failures:
+        print_failures(results)
     if args.json:
         args.json.write_text(json.dumps({
             "total": dict(zip(("dspex_passed", "dspex_passed_lenient", "dspy_passed"), totals(results))),
