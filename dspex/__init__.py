@@ -8,7 +8,7 @@ from .errors import (AdapterParseError, AuthError, BudgetExceeded, CircuitOpen, 
 from .evaluate import Evaluate, EvaluationResult, EvalRow
 from .logs import configure_logging
 from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Predict, Predictor, ReAct, Refine, Tool,
-                       combine, load)
+                       combine, load, majority)
 from .primitives import Example, Prediction, Usage, examples_from, load_jsonl
 from . import metrics
 from .programs import StreamListener, StreamResponse, streamify, streaming
@@ -33,7 +33,7 @@ __all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Predic
            "KNNFewShot", "Embedder", "configure", "context", "metrics", "inspect_history",
            "MIPROv2", "GEPA", "streamify", "StreamListener", "StreamResponse", "streaming",
            "Settings", "JournalError", "JournalCorrupt", "JournalLocked", "JournalTooNew", "JournalWriteError",
-           "EvaluationFailed", "settings", "BaseLM", "cache", "configure_cache", "utils"]
+           "EvaluationFailed", "settings", "BaseLM", "cache", "configure_cache", "utils", "majority", "predict", "dsp"]
 
 cache = Cache()  # DSPy's ``dspy.cache``: a view of the current runtime's response cache
 
@@ -48,4 +48,4 @@ def configure_cache(enable_disk_cache: bool = True, enable_memory_cache: bool = 
                              memory_max_entries=memory_max_entries, **options)
 
 
-from . import utils  # noqa: E402 - DSPy's dspy.utils (DummyLM ...): it imports the LM client from above
+from . import dsp, predict, utils  # noqa: E402 - DSPy's paths (dspy.utils.DummyLM ...): they import from above

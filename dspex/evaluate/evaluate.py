@@ -380,7 +380,7 @@ def _checked_devset(devset: Any) -> list[Example]:
     for i, ex in enumerate(examples):
         if not isinstance(ex, Example) or ex.input_keys is None:
             raise ConfigError(f"devset[{i}] must be an Example with inputs marked (example.with_inputs(...))")
-    return examples
+    return copy.deepcopy(examples)  # Examples are mutable: the run works on its own copies
 
 
 def _int_at_least(value: Any, low: int) -> bool:

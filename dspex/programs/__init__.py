@@ -1,6 +1,6 @@
 """Programs: Module, Predict, ChainOfThought, ReAct, MultiChainComparison, BestOfN, Refine; save / load."""
 
-from .ensembles import BestOfN, MultiChainComparison, Refine
+from .ensembles import BestOfN, MultiChainComparison, Refine, majority
 from .module import Module, Predictor, combine, load
 from .predict import ChainOfThought, Predict
 from . import streaming
@@ -9,4 +9,4 @@ from .trace import TraceStep
 from .react import ReAct, Tool
 
 __all__ = ["Module", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison", "BestOfN", "Refine",
-           "TraceStep", "load", "combine", "streamify", "StreamListener", "StreamResponse", "streaming"]
+           "TraceStep", "majority", "load", "combine", "streamify", "StreamListener", "StreamResponse", "streaming"]

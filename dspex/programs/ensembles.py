@@ -1,7 +1,9 @@
-"""Programs that call other programs several times: MultiChainComparison, BestOfN, Refine."""
+"""Programs that call other programs several times: MultiChainComparison, BestOfN, Refine; and ``majority``."""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any, Callable
 
 import structlog
@@ -117,3 +119,33 @@ class Refine(BestOfN):
 
 
 __all__ = ["MultiChainComparison", "BestOfN", "Refine"]
+
+
+def _default_normalize(value: Any) -> str | None:
+    """A vote's key: the text lowercased, punctuation and articles dropped, spaces collapsed (empty: no vote)."""
+    text = re.sub(r"\b(a|an|the)\b", " ", re.sub(r"[^\w\s]", " ", str(value).lower()))
+    return " ".join(text.split()) or None
+
+
+def majority(prediction_or_completions: Any, normalize: Any = _default_normalize, field: str | None = None) -> Prediction:
+    """DSPy's ``majority``: the completion whose ``field`` (default: the last output field) is the most
+    common after ``normalize`` (ties: the first seen), as a Prediction. Accepts a Prediction (its
+    completions) or a list of completions / predictions / dicts."""
+    source = prediction_or_completions
+    completions = list(source.completions if isinstance(source, Prediction) else source)
+    if not completions:
+        raise ConfigError("majority() needs at least one completion")
+    rows = [dict(c.items()) if hasattr(c, "items") else dict(c) for c in completions]
+    field = field or list(rows[0])[-1]
+    votes: Counter = Counter()
+    first: dict[Any, dict] = {}
+    for row in rows:
+        key = normalize(row.get(field)) if normalize is not None else row.get(field)
+        if key is None:
+            continue
+        votes[key] += 1
+        first.setdefault(key, row)
+    if not votes:
+        return Prediction.from_completions([rows[0]])
+    winner = max(votes, key=lambda k: (votes[k], -list(first).index(k)))
+    return Prediction.from_completions([first[winner]])

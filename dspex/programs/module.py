@@ -10,6 +10,7 @@ import copy
 import functools
 import inspect
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,6 +25,11 @@ PICKLE_MAGIC = b"DSPEX-PICKLE\n"  # a whole-program pickle starts with this line
 
 class Module:
     """Subclass it, set sub-modules in ``__init__``, implement ``forward(**inputs) -> Prediction``."""
+
+    _compiled: bool = False  # set on a program an optimizer returned (DSPy's flag)
+
+    def __init__(self, callbacks: list | None = None) -> None:
+        self.callbacks = list(callbacks or [])
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A user's ``__init__`` arguments are remembered (when they are plain data) so that ``save`` /
@@ -111,22 +117,64 @@ class Module:
 
     # --- the tree ----------------------------------------------------------------------------------
 
-    def named_sub_modules(self, prefix: str = "", _seen: set | None = None) -> Iterator[tuple[str, "Module"]]:
-        """Every sub-module once (by its first name), in attribute order; a module reachable twice, or a
-        child that refers back to its parent, is not walked again."""
-        seen = _seen if _seen is not None else {id(self)}
-        for name, value in vars(self).items():
-            if name != INIT_ARGS:
-                yield from _walk(value, f"{prefix}{name}", seen)
+    def named_sub_modules(self, type_: type | None = None, skip_compiled: bool = False
+                          ) -> Iterator[tuple[str, "Module"]]:
+        """DSPy's walk: this module as ``"self"``, then every module below it breadth-first, named by its
+        path (``self.sub``, ``self.steps[0]``, ``self.tools[key]``); each once, however often reachable.
+        ``type_`` keeps only instances of it; ``skip_compiled`` does not look inside compiled modules."""
+        type_ = type_ or Module
+        seen: set[int] = set()
+        queue: list[tuple[str, Any]] = [("self", self)]
+        while queue:
+            name, value = queue.pop(0)
+            if isinstance(value, Module):
+                if id(value) in seen:
+                    continue
+                seen.add(id(value))
+                if isinstance(value, type_):
+                    yield name, value
+                if skip_compiled and getattr(value, "_compiled", False):
+                    continue
+                queue.extend((f"{name}.{k}", v) for k, v in vars(value).items() if k != INIT_ARGS)
+            elif isinstance(value, (list, tuple)):
+                queue.extend((f"{name}[{i}]", v) for i, v in enumerate(value))
+            elif isinstance(value, dict):
+                queue.extend((f"{name}[{k}]", v) for k, v in value.items())
 
     def named_predictors(self) -> list[tuple[str, "Predictor"]]:
-        """Every predictor below this module, with a stable dotted name."""
+        """Every predictor in the tree with a stable dotted name (``answer``, ``hop.predict1``,
+        ``steps[1]``; a lone predictor is ``self``): the names its saved state is keyed by."""
         found = [("self", self)] if isinstance(self, Predictor) else []
-        found += [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predictor)]
+        seen = {id(self)}
+        for name, value in vars(self).items():
+            if name != INIT_ARGS:
+                found += [(n, m) for n, m in _walk(value, name, seen) if isinstance(m, Predictor)]
         return found
+
+    def named_parameters(self) -> list[tuple[str, "Predictor"]]:
+        """DSPy's name for :meth:`named_predictors` (a predictor is what an optimizer tunes)."""
+        return self.named_predictors()
+
+    def parameters(self) -> list["Predictor"]:
+        return [p for _, p in self.named_predictors()]
 
     def predictors(self) -> list["Predictor"]:
         return [p for _, p in self.named_predictors()]
+
+    def map_named_predictors(self, func: Any) -> "Module":
+        """Replace each predictor ``p`` by ``func(p)`` in place (DSPy's); returns self."""
+        for name, predictor in self.named_predictors():
+            if name == "self":
+                raise ConfigError("map_named_predictors replaces predictors inside a module, not the module itself")
+            set_attribute_by_name(self, name, func(predictor))
+        return self
+
+    def get_lm(self) -> Any:
+        """The LM every predictor uses (ConfigError when they use different ones)."""
+        lms = {id(p.lm): p.lm for p in self.predictors()}
+        if len(lms) > 1:
+            raise ConfigError("Multiple LMs are being used in the module. There's no unique LM to return.")
+        return next(iter(lms.values()), None)
 
     def set_lm(self, lm: Any) -> "Module":
         """Use ``lm`` for every predictor in the tree (returns self)."""
@@ -205,18 +253,52 @@ class Predictor(Module):
 
 
 def _walk(value: Any, name: str, seen: set) -> Iterator[tuple[str, Module]]:
+    """Modules under ``value`` (depth-first, attribute order), named by their path from the walk's root."""
     if isinstance(value, Module):
         if id(value) in seen:
             return
         seen.add(id(value))
         yield name, value
-        yield from value.named_sub_modules(prefix=f"{name}.", _seen=seen)
+        for key, item in vars(value).items():
+            if key != INIT_ARGS:
+                yield from _walk(item, f"{name}.{key}", seen)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             yield from _walk(item, f"{name}[{i}]", seen)
     elif isinstance(value, dict):
         for key, item in value.items():
             yield from _walk(item, f"{name}[{key!r}]", seen)
+
+
+_PATH_STEP = re.compile(r"""\.?([A-Za-z_]\w*)|\[\s*(-?\d+)\s*\]|\[\s*(['"]?)([^\]'"]*)\3\s*\]""")
+
+
+def set_attribute_by_name(obj: Any, name: str, value: Any) -> None:
+    """Set what the path ``name`` names below ``obj`` (``sub.items[0]['key'].lm``), DSPy's helper for
+    :meth:`Module.map_named_predictors`; a ConfigError names a path that does not parse or lead anywhere."""
+    steps: list[tuple[str, Any]] = []
+    pos = 0
+    while pos < len(name):
+        m = _PATH_STEP.match(name, pos)
+        if m is None or m.end() == pos:
+            raise ConfigError(f"set_attribute_by_name: cannot read the path {name!r} at {name[pos:]!r}")
+        attr, index, _, key = m.groups()
+        steps.append(("attr", attr) if attr is not None else ("item", int(index)) if index is not None
+                     else ("item", key))
+        pos = m.end()
+    if not steps:
+        raise ConfigError("set_attribute_by_name: the path is empty")
+    target = obj
+    try:
+        for kind, step in steps[:-1]:
+            target = getattr(target, step) if kind == "attr" else target[step]
+        kind, step = steps[-1]
+        if kind == "attr":
+            setattr(target, step, value)
+        else:
+            target[step] = value
+    except (AttributeError, KeyError, IndexError, TypeError) as exc:
+        raise ConfigError(f"set_attribute_by_name: {name!r} does not lead to a settable place ({exc})") from None
 
 
 def _totalled(result: Any, steps: list) -> Any:
@@ -309,4 +391,4 @@ def combine(predictions: list[Prediction], **outputs: Any) -> Prediction:
     return Prediction(outputs, usage=usage, cost=cost, raw=raw, trace=trace)
 
 
-__all__ = ["Module", "Predictor", "load", "combine", "FORMAT_VERSION"]
+__all__ = ["Module", "Predictor", "load", "combine", "set_attribute_by_name", "FORMAT_VERSION"]

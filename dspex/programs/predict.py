@@ -249,4 +249,17 @@ def _jsonable(demo: Mapping[str, Any]) -> dict:
     return {k: to_jsonable(v) for k, v in data.items()}
 
 
-__all__ = ["Predict", "ChainOfThought", "TraceStep", "dump_signature", "load_signature"]
+def serialize_object(obj: Any) -> Any:
+    """DSPy's ``serialize_object``: pydantic models (also inside lists, tuples and dicts) as JSON-able dicts."""
+    if isinstance(obj, pydantic.BaseModel):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, list):
+        return [serialize_object(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(serialize_object(v) for v in obj)
+    if isinstance(obj, dict):
+        return {k: serialize_object(v) for k, v in obj.items()}
+    return obj
+
+
+__all__ = ["Predict", "ChainOfThought", "TraceStep", "dump_signature", "load_signature", "serialize_object"]

@@ -3,6 +3,7 @@ size of one call (for the budget check before anything is sent)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any, Sequence
 
@@ -32,7 +33,7 @@ def check_trainset(trainset: Any, student: Module, what: str = "trainset") -> li
         if missing:
             raise ConfigError(f"{what}[{i}] lacks the input field(s) {sorted(missing)} the program's first predictor "
                               "reads")
-    return list(trainset)
+    return copy.deepcopy(list(trainset))  # Examples are mutable: the compile works on its own copies
 
 
 def structure(program: Module) -> list:
@@ -51,7 +52,7 @@ def tokens_per_call(program: Module, example: Example) -> int:
     predictor = program.predictors()[0]
     adapter = predictor.adapter_for(predictor.lm)
     try:
-        prompt = adapter.format(predictor.signature, dict(example.inputs()), [])
+        prompt = adapter.format(predictor.signature, [], dict(example.inputs()))
     except DspexError:
         return 256
     answer = int(predictor.config.get("max_tokens", getattr(getattr(predictor.lm, "config", None), "max_tokens", 256)))

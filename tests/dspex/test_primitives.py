@@ -10,14 +10,21 @@ import pytest
 from dspex import Example, ExampleError, Prediction, Usage, examples_from, load_jsonl
 
 
-def test_example_inputs_labels_and_immutability():
+def test_example_inputs_labels_and_mutation_as_dspy():
     ex = Example(question="q", answer="a").with_inputs("question")
     assert ex.inputs() == Example(question="q").with_inputs("question")
     assert ex.labels().to_dict() == {"answer": "a"} and ex.question == "q" and ex["answer"] == "a"
-    with pytest.raises(AttributeError, match="immutable"):
-        ex.answer = "b"
     changed = ex.copy(answer="b")
     assert changed.answer == "b" and ex.answer == "a" and changed.input_keys == ("question",)
+    ex.answer = "b"  # mutable, as DSPy's
+    ex["extra"] = 1
+    del ex["extra"]
+    assert ex.answer == "b" and "extra" not in ex and ex._input_keys == {"question"}
+    with pytest.raises(AttributeError):
+        _ = ex.extra
+    with pytest.raises(ExampleError, match="not starting with"):
+        ex["_private"] = 1
+    assert repr(Example(a=1, dspy_uuid="u")) == "Example({'a': 1}) (input_keys=None)"
     with pytest.raises(ExampleError, match="with_inputs"):
         Example(question="q").labels()
     with pytest.raises(ExampleError, match="not in this example"):

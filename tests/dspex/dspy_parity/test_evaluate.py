@@ -71,4 +71,4 @@ def test_example_and_prediction_habits():
     assert more.without("answer").toDict() == {"question": "q", "context": "c"}
     pred = dspy.Prediction.from_completions([{"answer": "1"}, {"answer": "2"}])
     assert pred.answer == "1" and pred.completions.answer == ["1", "2"] and len(pred.completions) == 2
-    assert ex.toDict() == {"question": "q", "answer": "a"}  # immutable: nothing above changed it
+    assert ex.toDict() == {"question": "q", "answer": "a"}  # base= and without() made copies: ex is unchanged

@@ -1,47 +1,58 @@
-"""Example, Prediction and Usage: small immutable values with read access by key or attribute."""
+"""Example: a data point, fields readable by key or attribute, some of them marked as inputs.
+
+Examples are mutable as DSPy's are (``ex.a = 2``, ``ex["a"] = 1``, ``del ex["a"]``); dspex copies them
+where a run takes them (Evaluate, the optimizers, worker processes), so a user's later change never races
+a run and a run never changes the user's examples.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, MutableMapping, Sequence
 
-from .errors import ExampleError
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Token counts as the provider reported them. ``unconfirmed_tokens`` of them are an upper bound
-    instead: attempts the provider answered (and bills) with a body whose counts could not be read."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    unconfirmed_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def __add__(self, other: "Usage") -> "Usage":
-        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
-                     self.unconfirmed_tokens + other.unconfirmed_tokens)
+from ..errors import ExampleError
 
 
-class _Record(Mapping[str, Any]):
-    """Immutable mapping of fields, readable as ``r["name"]`` or ``r.name``."""
+def _plain(value: Any) -> Any:
+    """A field value as plain data (pydantic models such as ``History`` dumped), for ``to_dict``."""
+    if hasattr(value, "model_dump") and callable(value.model_dump):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str) or key.startswith("_"):
+        raise ExampleError(f"field names must be strings not starting with '_', got {key!r}")
+
+
+class _Record(MutableMapping[str, Any]):
+    """A mapping of fields, readable and writable as ``r["name"]`` or ``r.name`` (DSPy's Example and
+    Prediction are mutable: ``r.a = 2``, ``r["a"] = 1``, ``del r["a"]``)."""
 
     __slots__ = ("_data",)
 
     def __init__(self, data: Mapping[str, Any] | None = None, **fields: Any) -> None:
         merged = {**(data or {}), **fields}
         for key in merged:
-            if not isinstance(key, str) or key.startswith("_"):
-                raise ExampleError(f"field names must be strings not starting with '_', got {key!r}")
+            _check_key(key)
         object.__setattr__(self, "_data", merged)
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        _check_key(key)
+        self._data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -58,7 +69,15 @@ class _Record(Mapping[str, Any]):
             raise AttributeError(f"{type(self).__name__} has no field {name!r} (fields: {', '.join(self._data)})") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable; use .copy({name}=...)")
+        if name.startswith("_") or any(name in getattr(k, "__slots__", ()) for k in type(self).__mro__):
+            object.__setattr__(self, name, value)
+        else:
+            self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        if name not in self._data:
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}")
+        del self._data[name]
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -72,7 +91,7 @@ class _Record(Mapping[str, Any]):
         return (self._data,)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self._data)
+        return {k: _plain(v) for k, v in self._data.items()}
 
     def toDict(self) -> dict[str, Any]:  # noqa: N802 - DSPy's spelling
         return self.to_dict()
@@ -100,7 +119,7 @@ class Example(_Record):
             data = {**base_data, **(data or {})}
         super().__init__(data, **fields)
         # a set, as DSPy's ``_input_keys`` (user code compares it to one); ``input_keys`` gives them in field order
-        object.__setattr__(self, "_input_keys", frozenset(_inputs) if _inputs is not None else None)
+        object.__setattr__(self, "_input_keys", set(_inputs) if _inputs is not None else None)
 
     def __len__(self) -> int:
         """The fields, without DSPy's hidden ``dspy_``-prefixed ones (``dspy_uuid``, ``dspy_split``), as DSPy counts."""
@@ -133,7 +152,7 @@ class Example(_Record):
             return None
         return tuple(k for k in self._data if k in self._input_keys)
 
-    def _need_inputs(self) -> frozenset[str]:
+    def _need_inputs(self) -> set[str]:
         if self._input_keys is None:
             raise ExampleError("this example has no inputs marked; call .with_inputs('question', ...) first")
         return self._input_keys
@@ -148,9 +167,6 @@ class Example(_Record):
 
     def copy(self, **changes: Any) -> "Example":
         return Example({**self._data, **changes}, _inputs=self._input_keys)
-
-    def _state(self) -> tuple:
-        return (self._data, self._input_keys)
 
     def to_json(self) -> str:
         return json.dumps({"data": self._data, "inputs": list(self.input_keys) if self._input_keys is not None else None})
@@ -171,77 +187,10 @@ class Example(_Record):
         object.__setattr__(self, "_input_keys", state["_input_keys"])
 
     def __repr__(self) -> str:
-        return f"Example({self._data!r}, inputs={self.input_keys!r})"
+        shown = {k: v for k, v in self._data.items() if not k.startswith("dspy_")}
+        return f"Example({shown!r}) (input_keys={self._input_keys!r})"
 
-
-class Completions(tuple):
-    """A prediction's completions: a tuple of field dicts; ``completions.answer`` lists one field (DSPy's shape)."""
-
-    def __getattr__(self, name: str) -> list:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if self and all(name in c for c in self):
-            return [c[name] for c in self]
-        raise AttributeError(f"the completions have no field {name!r}")
-
-
-class Prediction(_Record):
-    """Output fields as attributes, plus ``usage``, ``cost``, ``raw`` text and the ``trace`` of sub-calls."""
-
-    __slots__ = ("usage", "cost", "raw", "trace", "completions")
-
-    def __init__(self, data: Mapping[str, Any] | None = None, *, usage: Usage = Usage(), cost: float = 0.0,
-                 raw: str = "", trace: Sequence[Any] = (), completions: Sequence[Mapping[str, Any]] | None = None,
-                 **fields: Any) -> None:
-        super().__init__(data, **fields)
-        object.__setattr__(self, "usage", usage)
-        object.__setattr__(self, "cost", cost)
-        object.__setattr__(self, "raw", raw)
-        object.__setattr__(self, "trace", tuple(trace))
-        object.__setattr__(self, "completions", Completions(dict(c) for c in completions) if completions is not None
-                           else Completions((dict(self._data),)))
-
-    def copy(self, **changes: Any) -> "Prediction":
-        return Prediction({**self._data, **changes}, usage=self.usage, cost=self.cost, raw=self.raw, trace=self.trace,
-                          completions=self.completions)
-
-    @classmethod
-    def from_completions(cls, completions: Sequence[Mapping[str, Any]], **kwargs: Any) -> "Prediction":
-        """DSPy's shape: the first completion's fields, all of them in ``completions``."""
-        items = [dict(c) for c in completions]
-        if not items:
-            raise ExampleError("Prediction.from_completions needs at least one completion")
-        return cls(items[0], completions=items, **kwargs)
-
-    def get_lm_usage(self) -> dict[str, dict[str, Any]]:
-        """DSPy's shape: per model, the tokens and cost of every LM call made for this prediction (the
-        trace's steps; a prediction without one counts as one call to an unnamed model)."""
-        steps = [s for s in self.trace if hasattr(s, "usage")]
-        totals: dict[str, dict[str, Any]] = {}
-        for step in steps or [None]:
-            model = (getattr(step, "model", "") or "unknown") if step is not None else "unknown"
-            usage, cost = (step.usage, step.cost) if step is not None else (self.usage, self.cost)
-            entry = totals.setdefault(model, {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-                                              "cost": 0.0})
-            entry["prompt_tokens"] += usage.prompt_tokens
-            entry["completion_tokens"] += usage.completion_tokens
-            entry["total_tokens"] += usage.total_tokens
-            entry["cost"] += cost
-        return totals
-
-    def _state(self) -> tuple:
-        return (self._data, self.usage, self.cost, self.raw, self.trace)
-
-    def __getstate__(self) -> dict:
-        return {"_data": self._data, "usage": self.usage, "cost": self.cost, "raw": self.raw, "trace": self.trace,
-                "completions": self.completions}
-
-    def __setstate__(self, state: dict) -> None:
-        for key, value in state.items():
-            object.__setattr__(self, key, value)
-
-    def __repr__(self) -> str:
-        return f"Prediction({self._data!r}, usage={self.usage}, cost={self.cost})"
+    __str__ = __repr__
 
 
 def examples_from(rows: Iterable[Mapping[str, Any]], inputs: Sequence[str]) -> list[Example]:

@@ -1,0 +1,5 @@
+"""DSPy's ``dspy.predict.aggregation``."""
+
+from ..programs.ensembles import majority
+
+__all__ = ["majority"]

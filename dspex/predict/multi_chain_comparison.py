@@ -1,0 +1,5 @@
+"""DSPy's ``dspy.predict.multi_chain_comparison``."""
+
+from ..programs.ensembles import MultiChainComparison
+
+__all__ = ["MultiChainComparison"]

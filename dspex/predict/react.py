@@ -1,0 +1,5 @@
+"""DSPy's ``dspy.predict.react``."""
+
+from ..programs.react import ReAct, Tool
+
+__all__ = ["ReAct", "Tool"]

@@ -1,0 +1,5 @@
+"""DSPy's ``dspy.predict.refine``."""
+
+from ..programs.ensembles import Refine
+
+__all__ = ["Refine"]
