@@ -53,7 +53,8 @@ def ours(mode: str, parallel: int | None) -> dict:
                 student, trainset=train, valset=val, **options)
         wall = time.perf_counter() - t0
         report = compiled.compile_report
-        return {"wall": wall, "calls": len(sim.log), "score": report.score, "baseline": report.baseline_score,
+        return {"wall": wall, "calls": len(sim.log), "score": report.score / 100,  # fractions, as the DSPy side prints them
+                "baseline": report.baseline_score / 100,
                 "metric_calls": report.metric_calls}
 
 

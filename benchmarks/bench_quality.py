@@ -56,7 +56,7 @@ def ours(which: str = "fewshot") -> dict:
             compile_s = time.perf_counter() - t0
             result = dspex.Evaluate(dev, correct, max_concurrency=2, progress=False).run(program)
             after = lm.usage()
-            out[name] = {"dev": result.score, "compile_s": compile_s, "wall_s": time.perf_counter() - t0,
+            out[name] = {"dev": result.mean, "compile_s": compile_s, "wall_s": time.perf_counter() - t0,
                          "calls": after.requests - before.requests, "tokens": after.total_tokens - before.total_tokens}
     return out
 

@@ -293,6 +293,10 @@ def _examples(path: str, program: Any) -> list:
     return load_jsonl(path, list(program.predictors()[0].signature.input_fields))
 
 
+def _pct(score: float | None) -> str:
+    return "-" if score is None else f"{score:.2f}%"
+
+
 def _say(ns: argparse.Namespace, summary: dict, lines: list[str]) -> None:
     if ns.json:
         print(json.dumps(summary))
@@ -327,7 +331,7 @@ def _eval(ns: argparse.Namespace) -> int:
     failed = len(result.errors)
     summary = {"score": result.score, "examples": len(result.rows), "failed": failed, "aborted": result.aborted,
                "usage": _usage(result.usage), "cost": result.usage.cost, "wall_s": time.monotonic() - start}
-    _say(ns, summary, [f"score     {result.score:.4f}  ({len(result.rows)} examples, {failed} failed)",
+    _say(ns, summary, [f"score     {result.score:.2f}%  ({len(result.rows)} examples, {failed} failed)",
                        f"requests  {result.usage.requests} ({result.usage.retries} retries, "
                        f"{result.usage.cache_hits} from the cache)",
                        f"tokens    {result.usage.total_tokens}   cost ${result.usage.cost:.6f}",
@@ -364,9 +368,9 @@ def _optimize(ns: argparse.Namespace) -> int:
                "stopped": report.stopped, "candidates": len(report.candidates), "usage": _usage(report.usage),
                "cost": report.cost, "wall_s": time.monotonic() - start, "out": ns.out, "run_dir": ns.run_dir,
                "resumed_steps": report.resumed_steps}
-    lines = [f"{report.optimizer}: {report.stopped}", *(f"  candidate {c.id:>3}  {c.score:.4f}  {c.description[:70]}"
+    lines = [f"{report.optimizer}: {report.stopped}", *(f"  candidate {c.id:>3}  {c.score:6.2f}%  {c.description[:70]}"
                                                        for c in report.candidates[:20]),
-             f"baseline  {report.baseline_score}", f"score     {report.score}",
+             f"baseline  {_pct(report.baseline_score)}", f"score     {_pct(report.score)}",
              f"requests  {report.usage.requests}   tokens {report.usage.total_tokens}   cost ${report.cost:.6f}",
              f"saved     {ns.out}"]
     _say(ns, summary, lines)

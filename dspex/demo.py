@@ -50,7 +50,7 @@ def score(program: Predict, dev: list[Example]) -> tuple[float, float, list[str]
     progress bar); failed rows count as wrong and are listed with their typed errors."""
     result = Evaluate(dev, correct, max_concurrency=4, timeout_per_example=120.0).run(program)
     failures = [f"{type(r.error).__name__}: {str(r.error)[:120]}" for r in result.errors]
-    return result.score, result.wall_s, failures
+    return result.mean, result.wall_s, failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nBootstrapFewShotWithRandomSearch ({report.stopped}, {report.wall_s:.1f}s, {report.lm_calls} LM calls, "
               f"{report.usage.total_tokens} tokens, journal in {report.run_dir}):")
         for c in report.candidates:
-            print(f"  #{c.id:<2} {c.score:6.1%}  {c.description}")
+            print(f"  #{c.id:<2} {c.score:5.1f}%  {c.description}")
         acc1, wall1, fail1 = score(compiled, dev)
         print(f"\ncompiled on dev:    accuracy {acc1:6.1%}  in {wall1:5.1f}s   lift {100 * (acc1 - acc0):+.1f} points"
               + (f"  ({len(fail1)} failed)" if fail1 else ""))

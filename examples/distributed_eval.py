@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         result = dspex.Evaluate(devset, metric, max_concurrency=16, workers=1, progress=False).run_distributed(
             dspex.Predict("question -> answer", lm=lm), hosts=hosts, lost_after=3.0)
         by_worker = Counter(row.worker for row in result.rows)
-        print(f"\n{len(result.rows)} rows for {args.n} examples, score {result.score:.3f}, "
+        print(f"\n{len(result.rows)} rows for {args.n} examples, score {result.score:.2f}%, "
               f"{sum(r.attempts > 1 for r in result.rows)} examples ran again after the loss, "
               f"{len(result.errors)} failed, {result.wall_s:.1f}s")
         for worker, count in sorted(by_worker.items()):

@@ -253,10 +253,10 @@ def summarize_journal(path: Path, rows: bool = False) -> dict | None:
     if header is not None and header.journal == JournalType.COMPILE:
         shown = [e.to_json() for e in (header, *entries)][-200:]
         return _json_safe({"kind": "compile", "optimizer": header.optimizer, "steps": len(entries),
-                           "best": journal.best(), **({"entries": shown} if rows else {})})
+                           "best": None if journal.best() is None else round(100 * journal.best(), 2), **({"entries": shown} if rows else {})})
     if not entries or not all(isinstance(e, Row) for e in entries):
         return None
-    out = {"kind": "evaluation", "examples": len(entries), "score": sum(e.score for e in entries) / len(entries),
+    out = {"kind": "evaluation", "examples": len(entries), "score": round(100 * sum(e.score for e in entries) / len(entries), 2),
            "failed": sum(1 for e in entries if e.error), "cost": sum(e.cost for e in entries)}
     if rows:
         out["rows"] = [{"index": e.index, "score": e.score, "error": e.error, "prediction": e.prediction}

@@ -136,7 +136,9 @@ class EvalRow:
 
 @dataclass
 class EvaluationResult:
-    """``score``: mean over all rows, failures as 0 (or over successes only with ``exclude_failures``).
+    """``score``: the mean metric value in percent, 0–100, rounded to 2 decimals as DSPy reports it (failures
+    count as 0, or are left out with ``exclude_failures``); ``mean``: the same mean as a fraction, unrounded.
+    Each row's ``score`` is its metric's own value (``results`` gives DSPy's ``(example, prediction, score)``).
 
     ``usage`` is what this run really did, from the ledger: LM requests (not rows), successes, failures,
     cache hits, retries, tokens and cost, including the calls of examples that later timed out.
@@ -152,9 +154,15 @@ class EvaluationResult:
     run: str = ""
 
     @property
-    def score(self) -> float:
+    def mean(self) -> float:
+        """The mean metric value over the counted rows (0–1 for a 0/1 metric)."""
         rows = [r for r in self.rows if not (self.exclude_failures and r.failed)]
         return sum(r.score for r in rows) / len(rows) if rows else 0.0
+
+    @property
+    def score(self) -> float:
+        """The score in percent (0–100), as DSPy's ``EvaluationResult.score``."""
+        return round(100 * self.mean, 2)
 
     @property
     def errors(self) -> list[EvalRow]:
@@ -180,7 +188,7 @@ class EvaluationResult:
                 fh.write(dumps_line(row.to_json()))
 
     def to_table(self, limit: int = 20) -> str:
-        lines = [f"score {self.score:.3f} over {len(self.rows)} rows ({len(self.errors)} failed), "
+        lines = [f"score {self.score:.2f}% over {len(self.rows)} rows ({len(self.errors)} failed), "
                  f"{self.wall_s:.2f}s, ${self.cost:.6f}" + (f"; aborted: {self.aborted}" if self.aborted else ""),
                  f"{'#':>5}  {'score':>5}  {'worker':<10}  outcome"]
         for row in self.rows[:limit]:
@@ -193,7 +201,7 @@ class EvaluationResult:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"EvaluationResult(score={self.score:.4f}, rows={len(self.rows)}, errors={len(self.errors)}, "
+        return (f"EvaluationResult(score={self.score:.2f}%, rows={len(self.rows)}, errors={len(self.errors)}, "
                 f"wall_s={self.wall_s:.2f})")
 
 

@@ -31,7 +31,7 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -391,7 +391,8 @@ class CompileJob:
             self.best = score
         elapsed = time.monotonic() - self.started
         eta = elapsed * (1 - fraction) / fraction if fraction else None
-        event = CompileProgress(self.run, self.optimizer, phase, candidate, score, self.best, self.usage.requests,
+        event = CompileProgress(self.run, self.optimizer, phase, candidate, percent(score), percent(self.best),
+                                self.usage.requests,
                                 self.usage.cost, eta, finished)
         rt = active_runtime()
         if rt is not None:
@@ -407,7 +408,8 @@ class CompileJob:
         self.progress("finished", score=best, fraction=1.0, finished=True)
         self.close()
         compiled.compile_report = CompileReport(  # type: ignore[attr-defined]
-            self.optimizer, self.seed, baseline, best, tuple(candidates), stopped, self.usage, self.usage.cost,
+            self.optimizer, self.seed, percent(baseline), percent(best),
+            tuple(replace(c, score=percent(c.score)) for c in candidates), stopped, self.usage, self.usage.cost,
             self.usage.requests, time.monotonic() - self.started, str(self.run_dir) if self.run_dir is not None
             else None, self.resumed_steps, metric_calls)
         error = self._journal_error
@@ -416,6 +418,11 @@ class CompileJob:
         raise JournalWriteError(f"{error}; the compile stopped there and its best program so far is in .result; "
                                 "free space (or fix the journal) and compile again with the same run_dir to go on",
                                 error.path, error.errno, compiled) from error
+
+
+def percent(mean: float | None) -> float | None:
+    """A mean metric value as the percent users see (DSPy's scale; 2 decimals as DSPy rounds)."""
+    return None if mean is None else round(100 * mean, 2)
 
 
 def _refused(row: Any) -> bool:

@@ -83,7 +83,7 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
                     return None  # scored before the crash: the journal has it
                 result = job.evaluate(program, valset, self.metric, phase="candidates", name=f"candidate-{item.id}",
                                       concurrency=per_candidate)
-                return ScoredCandidate(item.id, item.describe(), result.score, result.usage.requests,
+                return ScoredCandidate(item.id, item.describe(), result.mean, result.usage.requests,
                                        not result.aborted)
 
             for start in range(0, len(plan), parallel):

@@ -47,7 +47,7 @@ def test_eval_prints_one_json_object_and_exits_0(workdir):
                   "--model", "openai/task", "--base-url", sim.base_url(), "--json")
         assert out.returncode == 0, out.stderr
         summary = json.loads(out.stdout)  # the whole of stdout is one JSON object
-        assert summary["examples"] == 12 and summary["failed"] == 0 and summary["score"] == 0.5
+        assert summary["examples"] == 12 and summary["failed"] == 0 and summary["score"] == 50.0
         assert summary["usage"]["requests"] == len(sim.log) == 12
         assert KEY not in out.stdout + out.stderr
 
@@ -57,7 +57,7 @@ def test_eval_with_a_journal_resumes_and_a_table_without_json(workdir):
         base = ["eval", "program.json", "--data", "dev.jsonl", "--metric", "task_metric:exact", "--model", "openai/task",
                 "--base-url", sim.base_url(), "--journal", "rows.jsonl"]
         first = cli(workdir, *base)
-        assert first.returncode == 0 and "score     0.5000  (12 examples, 0 failed)" in first.stdout
+        assert first.returncode == 0 and "score     50.00%  (12 examples, 0 failed)" in first.stdout
         again = cli(workdir, *base, "--resume", "--json")
         assert again.returncode == 0 and json.loads(again.stdout)["usage"]["requests"] == 0
         assert len(sim.log) == 12
@@ -107,14 +107,14 @@ def test_optimize_writes_the_program_and_a_second_run_resumes_from_the_run_dir(w
         first = cli(workdir, *args, timeout=300)
         assert first.returncode == 0, first.stderr
         summary = json.loads(first.stdout)
-        assert summary["score"] == 1.0 and summary["baseline"] == 0.5 and summary["stopped"] == "done"
+        assert summary["score"] == 100.0 and summary["baseline"] == 50.0 and summary["stopped"] == "done"
         asked = len(sim.log)
         with dspex.runtime("local", cache_dir=workdir / "c2", log_level="error"):
             assert dspex.load(workdir / "compiled.json").demos  # a program that loads, with its demos
         again = cli(workdir, *args, timeout=300)
         assert again.returncode == 0, again.stderr
         resumed = json.loads(again.stdout)
-        assert resumed["score"] == 1.0 and resumed["resumed_steps"] > 0 and len(sim.log) == asked
+        assert resumed["score"] == 100.0 and resumed["resumed_steps"] > 0 and len(sim.log) == asked
 
 
 @pytest.mark.parametrize("optimizer", ["random-search", "mipro"])
@@ -178,7 +178,7 @@ def test_dashboard_serves_past_runs_from_the_runs_directory_until_stopped(workdi
         session = requests.Session()
         assert url.startswith("http://127.0.0.1:") and session.get(url).status_code == 200
         past = session.get(url.split("?")[0] + "api/past").json()
-        assert past == [{"name": "old.jsonl", "kind": "evaluation", "examples": 1, "score": 1.0, "failed": 0,
+        assert past == [{"name": "old.jsonl", "kind": "evaluation", "examples": 1, "score": 100.0, "failed": 0,
                          "cost": 0.0}]
     finally:
         proc.send_signal(signal.SIGINT)

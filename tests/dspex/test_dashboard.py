@@ -195,7 +195,7 @@ def test_past_runs_read_only_journals_inside_the_runs_directory(tmp_path):
         assert [p["name"] for p in session.get(base + "api/past").json()] == ["deep/ok.jsonl"]  # garbage skipped
         for name in ("../secret.jsonl", "..%2Fsecret.jsonl", "%2E%2E/secret.jsonl", "/etc/passwd", "garbage.jsonl"):
             assert session.get(base + "api/past/" + name).status_code == 404, name
-        assert session.get(base + "api/past/deep/ok.jsonl").json()["score"] == 0.5
+        assert session.get(base + "api/past/deep/ok.jsonl").json()["score"] == 50.0
 
 
 def test_past_runs_skip_a_journal_of_the_wrong_shape_and_list_one_torn_by_a_crash(tmp_path):
@@ -221,7 +221,7 @@ def test_past_runs_skip_a_journal_of_the_wrong_shape_and_list_one_torn_by_a_cras
         listed = session.get(base + "api/past")
         assert listed.status_code == 200 and [p["name"] for p in listed.json()] == ["ok.jsonl", "torn.jsonl"]
         torn = session.get(base + "api/past/torn.jsonl").json()
-        assert torn["examples"] == 2 and [r["index"] for r in torn["rows"]] == [0, 1] and torn["score"] == 0.5
+        assert torn["examples"] == 2 and [r["index"] for r in torn["rows"]] == [0, 1] and torn["score"] == 50.0
         for name in ("text.jsonl", "null.jsonl", "nan.jsonl", "list.jsonl", "late.jsonl", "compile.jsonl"):
             assert session.get(base + "api/past/" + name).status_code == 404, name
 

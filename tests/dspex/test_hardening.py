@@ -143,7 +143,7 @@ def test_a_base_exception_in_the_program_or_metric_is_that_examples_failed_row(d
     kinds = [type(r.error).__name__ if r.error else None for r in result.rows]
     assert kinds == [None, "ProgramAborted", "MetricError", "MetricError", None]
     assert "SystemExit" in str(result.rows[1].error) and "nan" in str(result.rows[3].error)
-    assert result.score == pytest.approx(2 / 5)
+    assert result.score == 40.0
 
 
 @pytest.mark.parametrize("options", [{"max_errors": 0}, {"max_errors": -1}, {"timeout_per_example": -1.0},

@@ -19,6 +19,7 @@ import pytest
 import dspex
 from dspex.errors import JournalTooNew
 from dspex.journal import FORMAT, Header, read
+from dspex.teleprompt.job import percent
 
 from .teleprompt.conftest import KEY, answer, data, exact, feedback_metric, task_answer, task_data
 
@@ -73,8 +74,8 @@ def test_a_whole_format_1_journal_resumes_to_its_program_asking_nothing(tmp_path
     report = compiled.compile_report
     assert asked == 0 and report.stopped == "done" and report.resumed_steps > 0
     assert program_json(compiled) == expected["program"]
-    assert (report.score, report.baseline_score) == (expected["score"], expected["baseline"])
-    assert [[c.id, c.score] for c in report.candidates] == expected["candidates"]
+    assert (report.score, report.baseline_score) == (percent(expected["score"]), percent(expected["baseline"]))
+    assert [[c.id, c.score] for c in report.candidates] == [[i, percent(s)] for i, s in expected["candidates"]]
 
 
 @pytest.mark.parametrize("name", sorted(COMPILES))
@@ -93,7 +94,7 @@ def test_a_format_1_journal_cut_short_by_a_crash_resumes_to_the_same_program(tmp
     report = compiled.compile_report
     assert 0 < asked <= expected["requests"] and report.stopped == "done" and report.resumed_steps == keep - 1
     assert program_json(compiled) == expected["program"]
-    assert report.score == expected["score"]
+    assert report.score == percent(expected["score"])
     assert read(journal).header.format == 1  # the old journal went on as it was: one format in one file
 
 
@@ -107,7 +108,7 @@ def test_a_format_1_rows_journal_resumes_an_evaluation(tmp_path):
         result = dspex.Evaluate(data(6, "v"), exact, progress=False, journal=journal, resume_from=journal).run(
             dspex.Predict("question -> answer", lm=lm))
         assert sim.log == []
-    assert result.score == expected["score"] and [[r.index, r.score] for r in result.rows] == expected["rows"]
+    assert result.mean == expected["score"] and [[r.index, r.score] for r in result.rows] == expected["rows"]
 
 
 def test_a_journal_from_a_newer_release_is_refused_with_the_fix(tmp_path):

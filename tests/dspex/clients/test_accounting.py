@@ -171,7 +171,7 @@ def test_a_worker_killed_with_requests_in_flight_is_booked_at_their_maximum(tmp_
                                     timeout_per_example=30).run(dspex.Predict("question -> answer", lm=lm))
             killer.result()
     assert killed, "no worker was killed"
-    assert [r.index for r in result.rows] == list(range(48)) and result.score == 1.0  # every example, one row
+    assert [r.index for r in result.rows] == list(range(48)) and result.score == 100.0  # every example, one row
     usage = result.usage
     tokens, usd = billed(server)
     # before: the provider answered (and billed) the killed worker's requests, the ledger never heard of them

@@ -107,7 +107,7 @@ def test_worker_processes_get_the_lm_this_process_resolved(server, tmp_path, mon
             data = [dspy.Example(question=f"q{i}", answer=f"0.0:q{i}").with_inputs("question") for i in range(8)]
             result = dspy.Evaluate(data, lambda ex, pred, trace=None: pred.answer == ex.answer, workers=2,
                                    progress=False).run(dspy.Predict("question -> answer"))
-    assert result.score == 1.0 and {r.worker for r in result.rows} <= {"worker-1", "worker-2"}
+    assert result.score == 100.0 and {r.worker for r in result.rows} <= {"worker-1", "worker-2"}
 
 
 def test_two_handles_with_different_retries_share_one_client_and_keep_their_own(tmp_path):

@@ -28,9 +28,9 @@ def test_dspy_argument_names_and_call_style():
     evaluator = dspy.Evaluate(devset=devset(), metric=metric, num_threads=2, display_progress=False,
                               display_table=False, max_errors=10)
     result = evaluator(Lookup())
-    assert result.score == pytest.approx(2 / 3)  # a fraction, where DSPy reports 66.67
+    assert result.score == 66.67  # percent, as DSPy reports it
     assert [score for _, _, score in result.results] == [1.0, 1.0, 0.0]
-    assert evaluator.run(Lookup(), devset=devset()[:1]).score == 1.0
+    assert evaluator.run(Lookup(), devset=devset()[:1]).score == 100.0
 
 
 def test_a_program_that_returns_a_plain_value_is_scored_like_any_other():
@@ -48,7 +48,7 @@ def test_failure_score_and_unknown_dspy_options():
         raise ValueError("boom")
 
     result = dspy.Evaluate(devset(), broken, failure_score=0.25, progress=False).run(Lookup())
-    assert result.score == 0.25 and len(result.errors) == 3
+    assert result.score == 25.0 and len(result.errors) == 3
     with pytest.raises(dspy.ConfigError, match="result.results"):
         dspy.Evaluate(devset(), broken, return_outputs=True)
 

@@ -50,7 +50,7 @@ def validate(example, pred):  # the form of most DSPy tutorials
         "kwargs"])
 def test_evaluate_scores_a_metric_of_any_dspy_arity(world, metric):
     result = dspy.Evaluate(devset=devset(), metric=metric, display_progress=False)(dspy.Predict("question -> answer"))
-    assert result.score == 1.0 and not result.errors and not result.all_failed
+    assert result.score == 100.0 and not result.errors and not result.all_failed
 
 
 def test_a_metric_that_cannot_take_the_place_s_arguments_is_refused_before_anything_is_sent(world):

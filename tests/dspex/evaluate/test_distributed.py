@@ -41,7 +41,7 @@ def test_examples_spread_over_the_hosts_one_row_each(tmp_path):
         result = dspex.Evaluate(data, exact, max_concurrency=16, workers=1, progress=False).run_distributed(
             program, hosts=hosts)
         assert [r.index for r in result.rows] == list(range(200))
-        assert result.score == 1.0, result.to_table()
+        assert result.score == 100.0, result.to_table()
         by_host = {h: sum(r.worker.endswith("@" + h) for r in result.rows) for h in hosts}
         assert all(n > 0 for n in by_host.values()), by_host
         assert sum(by_host.values()) == 200
@@ -64,7 +64,7 @@ def test_a_host_torn_down_mid_run_loses_no_example(tmp_path):
                                 timeout_per_example=60).run_distributed(program, hosts=hosts, lost_after=3.0)
         assert torn, "the host was not torn down"
         assert [r.index for r in result.rows] == list(range(300))
-        assert result.score == 1.0, result.to_table()
+        assert result.score == 100.0, result.to_table()
         assert not result.errors
         rerun = [r for r in result.rows if r.attempts > 1]
         assert rerun and all(r.worker.endswith("@" + hosts[1]) for r in rerun)
@@ -98,7 +98,7 @@ def test_a_worker_killed_on_a_host_is_restarted_there(tmp_path):
         result = dspex.Evaluate(devset(300), exact, max_concurrency=16, workers=1, progress=False,
                                 timeout_per_example=60).run_distributed(program, hosts=hosts, lost_after=5.0)
         assert killed, "no remote worker was killed"
-        assert [r.index for r in result.rows] == list(range(300)) and result.score == 1.0
+        assert [r.index for r in result.rows] == list(range(300)) and result.score == 100.0
         assert any(r.attempts > 1 for r in result.rows)  # the killed worker's examples ran again
         assert len(restarted_in) == 2 and restarted_in[0] == restarted_in[1]  # restarted on its own host
         assert restarted_in[0] != os.readlink("/proc/self/ns/net")
@@ -130,5 +130,5 @@ def test_the_distributed_example_runs_and_leaves_nothing_behind():
     out = subprocess.run([sys.executable, str(root / "examples" / "distributed_eval.py"), "--n", "200"],
                          capture_output=True, text=True, timeout=240, cwd=root)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "200 rows for 200 examples, score 1.000" in out.stdout
+    assert "200 rows for 200 examples, score 100.00%" in out.stdout
     assert "tearing down host 1" in out.stdout

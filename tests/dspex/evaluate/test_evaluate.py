@@ -71,7 +71,7 @@ def test_exactly_one_row_per_example_under_any_fault_schedule(world, schedule, n
     assert len(result.rows) == n
     assert [r.index for r in result.rows] == list(range(n))
     assert [r.example for r in result.rows] == data
-    assert result.score == pytest.approx(sum(r.score for r in result.rows) / n)
+    assert result.mean == pytest.approx(sum(r.score for r in result.rows) / n)
     for row in result.rows:
         assert (row.error is None) == (row.prediction is not None and row.example.question not in bad) or \
             isinstance(row.error, MetricError)
@@ -100,9 +100,9 @@ def test_parse_failures_and_stragglers_never_stall(world):
     assert time.monotonic() - start < 2.5
     assert isinstance(result.rows[2].error, ExampleTimeout)
     assert isinstance(result.rows[6].error, dspex.AdapterParseError)
-    assert result.score == pytest.approx(5 / 7)
+    assert result.score == round(500 / 7, 2) and result.mean == pytest.approx(5 / 7)
     assert dspex.Evaluate(data, exact, progress=False, exclude_failures=True, timeout_per_example=0.5).run(
-        Slow("question -> answer", lm=lm)).score == 1.0
+        Slow("question -> answer", lm=lm)).score == 100.0
 
 
 def test_max_errors_aborts_with_a_row_for_every_example(world):
@@ -204,7 +204,7 @@ def test_worker_processes_and_kill_9_of_a_worker_mid_run(tmp_path):
             del os.environ["OPENAI_API_KEY"]
         assert killed, "no worker was killed"
         assert len(result.rows) == 300 and [r.index for r in result.rows] == list(range(300))
-        assert result.score == 1.0, result.to_table()
+        assert result.score == 100.0, result.to_table()
         assert {r.worker for r in result.rows} >= {"worker-1", "worker-2"}
     assert wait_until(lambda: not _workers())
 
@@ -223,7 +223,7 @@ def test_usage_counts_what_the_run_really_did_cache_hits_and_retries(tmp_path, b
         first = dspex.Evaluate(data, exact, max_concurrency=4, workers=2, progress=False).run(program)
         sent = server.successes()
         failures = [e for e in server.log if e.status >= 500]
-        assert first.score == 1.0 and len(failures) == 3
+        assert first.score == 100.0 and len(failures) == 3
         assert (first.usage.requests, first.usage.ok, first.usage.cache_hits, first.usage.retries) == (12, 12, 0, 3)
         assert first.usage.prompt_tokens == sum(e.prompt_tokens for e in sent)
         assert first.usage.completion_tokens == sum(e.completion_tokens for e in sent)

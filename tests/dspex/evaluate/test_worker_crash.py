@@ -62,7 +62,7 @@ def test_a_worker_thread_crash_is_restarted_and_its_examples_requeued_at_once(fa
 
     assert [r.index for r in result.rows] == list(range(60))  # every example, exactly once
     assert [r.example for r in result.rows] == data
-    assert result.score == 1.0, [(r.index, r.error) for r in result.rows if r.error]
+    assert result.score == 100.0, [(r.index, r.error) for r in result.rows if r.error]
     assert elapsed < LOST_AFTER / 2, elapsed  # re-queued at the crash, not when the worker fell silent
     crashed = [e for e in events if e.kind == "exit" and e.child.startswith("worker-") and not e.normal]
     assert len(crashed) == 1, [e.summary() for e in events]

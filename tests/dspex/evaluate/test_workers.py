@@ -81,7 +81,7 @@ def test_exactly_one_row_per_example_with_faults_and_worker_kills(farm, schedule
                                 timeout_per_example=30).run(dspex.Predict("question -> answer", lm=lm))
     assert [r.index for r in result.rows] == list(range(n))
     assert [r.example for r in result.rows] == data
-    assert result.score == pytest.approx(sum(r.score for r in result.rows) / n)
+    assert result.mean == pytest.approx(sum(r.score for r in result.rows) / n)
     for row in result.rows:
         if row.error is not None:
             assert isinstance(row.error, (dspex.LMError, MetricError, dspex.AdapterParseError)), row.error
@@ -114,7 +114,7 @@ def test_ctrl_c_mid_run_then_resume_gives_the_rows_of_an_uninterrupted_run(tmp_p
         full = dspex.Evaluate(data, exact, max_concurrency=4, progress=False).run(program)  # all cached now
         assert [(r.index, r.score, r.prediction.answer) for r in resumed.rows] == \
                [(r.index, r.score, r.prediction.answer) for r in full.rows]
-        assert resumed.score == full.score == 1.0
+        assert resumed.score == full.score == 100.0
 
 
 def test_twelve_hundred_examples_with_faults_and_a_kill_each_row_once_ledger_matches_server(farm):
@@ -127,7 +127,7 @@ def test_twelve_hundred_examples_with_faults_and_a_kill_each_row_once_ledger_mat
         result = dspex.Evaluate(data, exact, max_concurrency=16, workers=2, progress=False,
                                 timeout_per_example=30).run(dspex.Predict("question -> answer", lm=lm))
     assert killed and [r.index for r in result.rows] == list(range(1200))
-    assert result.score == pytest.approx(sum(r.score for r in result.rows) / 1200)
+    assert result.mean == pytest.approx(sum(r.score for r in result.rows) / 1200)
     assert all(isinstance(r.error, dspex.LMError) for r in result.errors)  # only exhausted retries fail
     after = rt.usage().total
     # every answer the server gave is in the ledger once, whichever process asked for it; the ones a killed

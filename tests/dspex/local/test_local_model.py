@@ -77,9 +77,9 @@ def test_bootstrap_few_shot_lifts_the_real_local_model(tmp_path):
     with dspex.runtime("local", cache_dir=tmp_path, log_level="error"):
         lm = dspex.LM("local/smollm2-135m", max_tokens=8)
         student = dspex.Predict(sig, lm=lm)
-        zero = dspex.Evaluate(dev, correct, max_concurrency=2, progress=False).run(student).score
+        zero = dspex.Evaluate(dev, correct, max_concurrency=2, progress=False).run(student).mean
         compiled = dspex.BootstrapFewShot(correct, max_bootstrapped_demos=4, max_labeled_demos=6).compile(
             student, trainset=train, max_concurrency=2)
-        lifted = dspex.Evaluate(dev, correct, max_concurrency=2, progress=False).run(compiled).score
+        lifted = dspex.Evaluate(dev, correct, max_concurrency=2, progress=False).run(compiled).mean
     assert len(compiled.demos) == 6 and compiled.compile_report.stopped == "done"
     assert lifted >= zero + 0.15, (zero, lifted)

@@ -103,7 +103,7 @@ class PickLabeled(Teleprompter):
             for i, program in enumerate(programs):
                 if i not in scored:
                     result = job.evaluate(program, valset, self.metric, phase="candidates", name=f"candidate-{i}")
-                    scored[i] = ScoredCandidate(i, f"sample {i}", result.score, result.usage.requests, True)
+                    scored[i] = ScoredCandidate(i, f"sample {i}", result.mean, result.usage.requests, True)
                     job.record(scored[i])
         best = max(scored.values(), key=lambda e: (e.score, -e.id), default=None)
         return job.report(programs[best.id] if best else student.reset_copy(), best=best and best.score,
@@ -115,5 +115,5 @@ def test_an_optimizer_is_one_class_journaled_and_resumable(lm, sim, tmp_path):
     first = PickLabeled(exact).compile(student, trainset=data(6, "t"), valset=data(4, "v"), run_dir=tmp_path / "run")
     asked = len(sim.log)
     again = PickLabeled(exact).compile(student, trainset=data(6, "t"), valset=data(4, "v"), run_dir=tmp_path / "run")
-    assert first.compile_report.score == 1.0 and first.compile_report.optimizer == "PickLabeled"
+    assert first.compile_report.score == 100.0 and first.compile_report.optimizer == "PickLabeled"
     assert len(sim.log) == asked and again.demos == first.demos and again.compile_report.resumed_steps == 3

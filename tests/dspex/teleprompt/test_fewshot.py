@@ -12,7 +12,7 @@ from .conftest import data, exact
 
 
 def score(program, dev) -> float:
-    return dspex.Evaluate(dev, exact, progress=False).run(program).score
+    return dspex.Evaluate(dev, exact, progress=False).run(program).mean
 
 
 def test_labeled_few_shot_is_seeded_and_leaves_the_student_alone(lm):

@@ -26,7 +26,7 @@ def test_random_search_finds_a_better_program_and_reports_every_candidate(lm, si
     student = dspex.Predict("question -> answer", lm=lm)
     compiled = search().compile(student, trainset=data(12, "t"), valset=data(8, "v"))
     report = compiled.compile_report
-    assert report.baseline_score == 0.5 and report.score == 1.0 and report.stopped == "done"
+    assert report.baseline_score == 50.0 and report.score == 100.0 and report.stopped == "done"
     assert [c.description for c in report.candidates[:3]] == ["zero-shot", "labeled demos only",
                                                               "bootstrap 2 demos, unshuffled"]
     assert len(report.candidates) == 3 + 4
@@ -62,7 +62,7 @@ def test_a_budget_stops_dispatching_with_the_best_so_far(lm):
                                           valset=data(8, "v"), budget_tokens=6000)
     report = compiled.compile_report
     assert report.stopped == "budget" and 2 <= len(report.candidates) < 7
-    assert report.score == 1.0 and compiled.demos  # the best so far (labeled demos) comes back
+    assert report.score == 100.0 and compiled.demos  # the best so far (labeled demos) comes back
     per_request = report.usage.total_tokens / report.usage.requests
     assert report.usage.total_tokens <= 6000 + 16 * per_request * 1.5  # overspend bounded by what was in flight
 
@@ -150,7 +150,7 @@ def test_a_crash_of_the_actors_a_compile_runs_on_is_a_supervised_restart_and_it_
     crashed, events = compile_once(tmp_path / "crashed", kill_workers)
     assert killed, "no evaluation worker was found to kill"
     assert any(getattr(e, "kind", "") == "restart" and e.child.startswith("worker-") for e in events)
-    assert crashed.demos == clean.demos and crashed.compile_report.score == clean.compile_report.score == 1.0
+    assert crashed.demos == clean.demos and crashed.compile_report.score == clean.compile_report.score == 100.0
     entries = [json.loads(line) for line in (tmp_path / "crashed" / "journal.jsonl").read_text().splitlines()]
     assert sum(e["kind"] == "candidate" for e in entries) == len(crashed.compile_report.candidates)
 

@@ -83,7 +83,7 @@ def test_a_full_disk_mid_compile_stops_it_with_the_best_program_so_far(lm, sim, 
     compiled = caught.value.result
     report = compiled.compile_report
     assert caught.value.errno == errno.ENOSPC and report.stopped == "journal"
-    assert [c.id for c in report.candidates] == [0, 1] and report.score == 1.0 and compiled.demos  # the best so far
+    assert [c.id for c in report.candidates] == [0, 1] and report.score == 100.0 and compiled.demos  # the best so far
     assert len(sim.log) == 12 == report.lm_calls  # nothing dispatched after the refused write
     assert not (run_dir / "lock").exists()
 
