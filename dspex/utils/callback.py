@@ -1,0 +1,164 @@
+"""Callbacks (DSPy's ``dspy.utils.callback``): hooks around module, LM, adapter, tool and evaluation calls.
+
+A callback subclasses :class:`BaseCallback` and overrides the hooks it wants. It is active when it is in
+the ``callbacks`` setting (``dspex.configure(callbacks=[...])`` or ``with dspex.context(callbacks=[...])``)
+or in the ``callbacks`` list of the instance being called (``Predict(..., callbacks=[...])``). Each call
+gets a fresh ``call_id``; while it runs, :data:`ACTIVE_CALL_ID` holds it, so a hook can find its parent
+call (``ACTIVE_CALL_ID.get()`` in a start hook is the caller's id). Start hooks get the call's arguments
+by name; end hooks get the outputs or the exception (also ``KeyboardInterrupt`` and an async cancellation),
+which then propagates unchanged.
+
+Where calls run: hooks run in the thread or task of the call. The context (the settings, the active call
+id) goes with work dspex hands to its own threads (``Parallel``, ``n=``, ``batch``, Evaluate's thread
+engine). Evaluate's worker processes are other interpreters: a callback object goes there with the program
+only if it pickles (it is part of the instance's ``callbacks``); the global setting does not travel, so
+hooks set with ``configure`` fire in the parent process only.
+
+A hook that raises is logged (with its callback and hook name) and the call goes on: an observer never
+changes what the program computes.
+
+Which hooks a method's call fires is the instance's ``_callback_kind`` (``"module"``, ``"lm"``,
+``"adapter"``, ``"tool"``, ``"evaluate"``; each class above this layer declares its own); for adapters the
+method's name picks ``format`` or ``parse``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import uuid
+from typing import Any, Callable
+
+import structlog
+
+from .callback_context import ACTIVE_CALL_ID, read_setting
+
+log = structlog.get_logger("dspex.callbacks")
+
+
+class BaseCallback:
+    """Override the hooks you need; each does nothing by default."""
+
+    def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        """A module's ``__call__`` / ``acall`` (or a method decorated with :func:`with_callbacks`) starts."""
+
+    def on_module_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
+        """It ended with ``outputs``, or raised ``exception``."""
+
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        """An LM request starts (``inputs``: its messages and options)."""
+
+    def on_lm_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
+        """It ended (``outputs``: the completion)."""
+
+    def on_adapter_format_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        """An adapter starts turning (signature, demos, inputs) into messages."""
+
+    def on_adapter_format_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
+        """It ended (``outputs``: the messages)."""
+
+    def on_adapter_parse_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        """An adapter starts reading a completion."""
+
+    def on_adapter_parse_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
+        """It ended (``outputs``: the field values)."""
+
+    def on_tool_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        """A tool is called."""
+
+    def on_tool_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
+        """It returned or raised."""
+
+    def on_evaluate_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        """An evaluation starts."""
+
+    def on_evaluate_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
+        """It ended (``outputs``: the EvaluationResult)."""
+
+
+def active_callbacks(instance: Any) -> list[BaseCallback]:
+    """The callbacks for a call on ``instance``: the setting in force, then the instance's own."""
+    return [*(read_setting("callbacks", None) or []), *(getattr(instance, "callbacks", None) or [])]
+
+
+def _hook_names(instance: Any, fn: Callable) -> tuple[str, str]:
+    kind = getattr(instance, "_callback_kind", "module")
+    if kind == "adapter":
+        kind = "adapter_parse" if fn.__name__ == "parse" else "adapter_format"
+    return f"on_{kind}_start", f"on_{kind}_end"
+
+
+def _inputs(fn: Callable, instance: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The call's arguments by parameter name, ``self`` left out (``*args`` / ``**kwargs`` under their own
+    names, as DSPy reports them)."""
+    try:
+        bound = inspect.signature(fn).bind(instance, *args, **kwargs)
+    except TypeError:  # the call itself will raise the same TypeError
+        return {"args": args, "kwargs": kwargs}
+    bound.apply_defaults()
+    return dict(list(bound.arguments.items())[1:])
+
+
+def _fire(callbacks: list, hook: str, *args: Any) -> None:
+    for callback in callbacks:
+        method = getattr(callback, hook, None)
+        if method is None:
+            continue
+        try:
+            method(*args)
+        except Exception as exc:  # noqa: BLE001 - an observer's bug is reported, never changes the call's result
+            log.warning("callback_failed", callback=type(callback).__name__, hook=hook, error=repr(exc)[:300])
+
+
+def with_callbacks(fn: Callable) -> Callable:
+    """Fire the active callbacks' start and end hooks around each call of the method ``fn`` (sync or async)."""
+
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def async_wrapper(instance: Any, *args: Any, **kwargs: Any) -> Any:
+            callbacks = active_callbacks(instance)
+            if not callbacks:
+                return await fn(instance, *args, **kwargs)
+            start, end = _hook_names(instance, fn)
+            call_id = uuid.uuid4().hex
+            _fire(callbacks, start, call_id, instance, _inputs(fn, instance, args, kwargs))
+            token = ACTIVE_CALL_ID.set(call_id)
+            outputs, error = None, None
+            try:
+                outputs = await fn(instance, *args, **kwargs)
+                return outputs
+            except BaseException as exc:  # reported, then re-raised unchanged (cancellation included)
+                error = exc
+                raise
+            finally:
+                ACTIVE_CALL_ID.reset(token)
+                _fire(callbacks, end, call_id, outputs, error)
+
+        async_wrapper.fires_callbacks = True  # type: ignore[attr-defined]
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(instance: Any, *args: Any, **kwargs: Any) -> Any:
+        callbacks = active_callbacks(instance)
+        if not callbacks:
+            return fn(instance, *args, **kwargs)
+        start, end = _hook_names(instance, fn)
+        call_id = uuid.uuid4().hex
+        _fire(callbacks, start, call_id, instance, _inputs(fn, instance, args, kwargs))
+        token = ACTIVE_CALL_ID.set(call_id)
+        outputs, error = None, None
+        try:
+            outputs = fn(instance, *args, **kwargs)
+            return outputs
+        except BaseException as exc:  # reported, then re-raised unchanged (Ctrl-C included)
+            error = exc
+            raise
+        finally:
+            ACTIVE_CALL_ID.reset(token)
+            _fire(callbacks, end, call_id, outputs, error)
+
+    wrapper.fires_callbacks = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+__all__ = ["BaseCallback", "with_callbacks", "active_callbacks", "ACTIVE_CALL_ID"]
