@@ -11,7 +11,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 from ..signature import SignatureMeta
-from .base import NOT_SUPPLIED, Adapter, Message, render_value
+from .base import NOT_SUPPLIED, Adapter, FieldInfoWithName, Message, render_value
 
 
 class TextAdapter(Adapter):
@@ -36,15 +36,27 @@ class TextAdapter(Adapter):
         blocks.append(self._block(signature, inputs, outputs=False) + f"\n{signature.fields[first].display(first)}:")
         return "\n\n".join(blocks)
 
-    def format(self, signature: SignatureMeta, inputs: Mapping[str, Any],
-               demos: Sequence[Mapping[str, Any]] = ()) -> list[Message]:
+    def format(self, signature: SignatureMeta, demos: Sequence[Mapping[str, Any]],
+               inputs: Mapping[str, Any]) -> list[Message]:
         return [{"role": "user", "content": self.prompt(signature, inputs, demos)}]
 
     def format_answer(self, signature: SignatureMeta, values: Mapping[str, Any]) -> str:
         """The continuation after the prompt's last prefix: first value, then the other output lines."""
-        names = list(signature.output_fields)
-        lines = [" " + render_value(values[names[0]])]
-        lines += [self._line(signature, n, values[n]) for n in names[1:]]
+        return self.format_field_with_value({FieldInfoWithName(n, f): values[n]
+                                             for n, f in signature.output_fields.items() if n in values})
+
+    def format_assistant_message_content(self, signature: SignatureMeta, outputs: Mapping[str, Any],
+                                         missing_field_message: str | None = None) -> str:
+        values = {n: outputs.get(n, missing_field_message) for n in signature.output_fields}
+        return self.format_answer(signature, values)
+
+    def format_field_with_value(self, fields_with_values: Mapping[FieldInfoWithName, Any]) -> str:
+        """An answer as the model continues the prompt: the first value right after the prompt's last
+        prefix, then one ``Prefix: value`` line per other field (what DummyLM answers with)."""
+        lines = []
+        for i, (field, value) in enumerate(fields_with_values.items()):
+            text = render_value(value)
+            lines.append(" " + text if i == 0 else f"{field.info.display(field.name)}: {text}")
         return "\n".join(lines)
 
     def parse(self, signature: SignatureMeta, text: str) -> dict[str, Any]:
@@ -61,4 +73,4 @@ class TextAdapter(Adapter):
                 sections[name] = body.split("\n\n")[0] if name == last else body
             elif name in signature.input_fields and sections:
                 break  # the model started a new example: stop
-        return self._coerce_all(signature, sections, text)
+        return self._parse_fields(signature, {n: v.strip() for n, v in sections.items()}, text)

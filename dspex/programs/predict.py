@@ -57,7 +57,8 @@ class Predict(Predictor):
         n = options.pop("n", 1)
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ConfigError(f"n must be an int >= 1 (how many completions), got {n!r}")
-        messages = adapter.format(sig, inputs, demos)
+        adapter.check_inputs(sig, inputs)
+        messages = adapter.format(sig, demos, inputs)
         ask = (lm, adapter, sig, demos, inputs, messages)
         session = current_session()
         if session is not None and n == 1:  # inside dspex.streamify: stream this call if a listener follows it
@@ -135,7 +136,7 @@ class Predict(Predictor):
         log.info("parse_failed_json_fallback", signature=sig.signature_string())
         fallback = JSONAdapter()
         options = {**options, "prompt_style": fallback.prompt_style}
-        comps.append(lm.request(fallback.format(sig, inputs, demos), **options))
+        comps.append(lm.request(fallback.format(sig, demos, inputs), **options))
         return fallback.parse(sig, comps[-1].text)  # AdapterParseError if this fails too
 
     # --- saving ------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def test_every_adapter_gets_an_answer_and_local_models_default_to_the_text_adapt
         lm = dspex.LM("local/smollm2-135m", max_tokens=12, cache=False)
         sig = dspex.Signature("review -> sentiment")
         for adapter in (dspex.ChatAdapter(), dspex.JSONAdapter(), dspex.TextAdapter()):
-            messages = adapter.format(sig, {"review": "Good case, excellent value."})
+            messages = adapter.format(sig, [], {"review": "Good case, excellent value."})
             comp = lm.request(messages, prompt_style=adapter.prompt_style)
             assert comp.text.strip(), type(adapter).__name__  # never an empty completion
         program = dspex.Predict(sig, lm=lm)
