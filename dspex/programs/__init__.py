@@ -2,6 +2,7 @@
 
 from .ensembles import BestOfN, MultiChainComparison, Refine, majority
 from .module import Module, Predictor, combine, load
+from .parallel import Parallel
 from .predict import ChainOfThought, Predict
 from . import streaming
 from .streaming import StreamListener, StreamResponse, streamify
@@ -9,4 +10,4 @@ from .trace import TraceStep
 from .react import ReAct, Tool
 
 __all__ = ["Module", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison", "BestOfN", "Refine",
-           "TraceStep", "majority", "load", "combine", "streamify", "StreamListener", "StreamResponse", "streaming"]
+           "TraceStep", "majority", "Parallel", "load", "combine", "streamify", "StreamListener", "StreamResponse", "streaming"]

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ..clients.host import current_runtime, existing_runtime
-from ..errors import ConfigError
+from ..errors import ConfigError, LMNotConfigured
+from ..utils.callback_context import set_settings_reader
 
 # DSPy's settings and their defaults (``dspy.dsp.utils.settings.DEFAULT_CONFIG``): every key is accepted.
 DEFAULTS: dict[str, Any] = {
@@ -135,6 +136,7 @@ class SettingsView:
 
 
 settings = SettingsView()
+set_settings_reader(setting)  # the layer below reads callbacks, num_threads ... through it
 
 
 def resolve_lm(lm: Any, owner: str) -> Any:
@@ -142,7 +144,7 @@ def resolve_lm(lm: Any, owner: str) -> Any:
     if lm is None:
         lm = setting("lm")
     if lm is None:
-        raise ConfigError(f"{owner} has no LM: pass lm=, call program.set_lm(lm), or "
+        raise LMNotConfigured(f"{owner} has no LM: pass lm=, call program.set_lm(lm), or "
                           "dspex.configure(lm=dspex.LM('openai/gpt-4o-mini'))")
     if isinstance(lm, str):
         from ..clients import LM

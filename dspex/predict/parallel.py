@@ -1,0 +1,5 @@
+"""DSPy's ``dspy.predict.parallel``."""
+
+from ..programs.parallel import Parallel
+
+__all__ = ["Parallel"]
