@@ -1,39 +1,69 @@
-"""dspex: declarative language-model programs on OTP-style supervision (see README)."""
+"""dspex: declarative language-model programs on OTP-style supervision (see README).
 
-from .adapters import Adapter, ChatAdapter, JSONAdapter, TextAdapter
-from .clients import LM, Breaker, Embedder, ClientStatus, Completion, LedgerReport, UsageTotals
-from .errors import (AdapterParseError, AuthError, BudgetExceeded, CircuitOpen, ClientExited, ConfigError, DspexError,
-                     ExampleError, JournalCorrupt, JournalError, JournalLocked, JournalTooNew, JournalWriteError, LMError,
-                     LMTimeout, MalformedResponse, ProviderError, RateLimited, SignatureError)
-from .evaluate import Evaluate, EvaluationResult, EvalRow
-from .logs import configure_logging
-from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Predict, Predictor, ReAct, Refine, Tool,
-                       combine, load, majority)
-from .primitives import Example, Prediction, Usage, examples_from, load_jsonl
-from . import metrics
-from .programs import StreamListener, StreamResponse, streamify, streaming
-from .programs.settings import configure, context, settings
+``import dspex as dspy`` gives a DSPy program the names it uses (DSPy's top level, ``dspy.utils``,
+``dspy.predict``, ``dspy.primitives``, ``dspy.signatures``, ``dspy.adapters``, ``dspy.settings``); the names
+only dspex has (runtimes, budgets, journals, supervision) are below them.
+"""
+
+from .adapters import Adapter, ChatAdapter, JSONAdapter, TextAdapter, TwoStepAdapter, XMLAdapter
+from .adapters.types import Audio, Code, File, History, Image, Reasoning, ToolCallResults, ToolCalls, Type
+from .clients import LM, Breaker, ClientStatus, Completion, Embedder, LedgerReport, UsageTotals
 from .clients.base_lm import BaseLM
 from .clients.cache_control import Cache
 from .clients.cache_control import configure_cache as _configure_cache
-from .runtime import Runtime, current_runtime, inspect_history, runtime
 from .config import Settings
-from .signature import Field, InputField, OutputField, Signature
+from .errors import (AdapterParseError, AuthError, BudgetExceeded, CircuitOpen, ClientExited, ConfigError,
+                     ContextWindowExceededError, DSPyError, DspexError, ExampleError, JournalCorrupt, JournalError,
+                     JournalLocked, JournalTooNew, JournalWriteError, LMAuthError, LMBillingError, LMCollectionLimitError,
+                     LMConfigurationError, LMError, LMInvalidRequestError, LMLockTimeoutError, LMNotConfiguredError,
+                     LMProviderError, LMRateLimitError, LMServerError, LMStreamAssemblyError, LMTimeout, LMTimeoutError,
+                     LMTransportError, LMUnexpectedError, LMUnsupportedFeatureError, LMUnsupportedModelError,
+                     MalformedResponse, ProviderError, RateLimited, SignatureError, is_retryable_lm_error)
+from .evaluate import Evaluate, EvalRow, EvaluationResult
+from .logs import configure_logging
+from . import metrics
+from .primitives import Completions, Example, Prediction, Usage, examples_from, load_jsonl
+from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Parallel, Predict, Predictor, ReAct, Refine,
+                       StreamListener, StreamResponse, Tool, combine, load, majority, streamify, streaming)
+from .programs.settings import configure, context, settings
+from .runtime import Runtime, current_runtime, inspect_history, runtime
+from .signature import (Field, InputField, OutputField, Signature, SignatureMeta, ensure_signature, infer_prefix,
+                        make_signature)
+from .signatures import OldField, OldInputField, OldOutputField
 from .teleprompt import (BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
                          CompileReport, EvaluationFailed, GEPA, KNNFewShot, LabeledFewShot, MIPROv2)
+from .utils.asyncify import asyncify
+from .utils.syncify import syncify
 
-__all__ = ["Signature", "InputField", "OutputField", "Field", "Example", "Prediction", "Usage", "load_jsonl",
-           "examples_from", "Adapter", "ChatAdapter", "JSONAdapter", "TextAdapter", "DspexError", "SignatureError",
-           "ExampleError", "AdapterParseError", "ConfigError", "LMError", "RateLimited", "CircuitOpen", "ProviderError",
-           "AuthError", "LMTimeout", "BudgetExceeded", "MalformedResponse", "ClientExited", "LM", "Breaker",
-           "Completion", "UsageTotals", "LedgerReport", "ClientStatus", "Runtime", "runtime", "current_runtime",
-           "configure_logging", "Module", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool", "MultiChainComparison",
-           "BestOfN", "Refine", "load", "combine", "Evaluate", "EvaluationResult", "EvalRow", "LabeledFewShot",
-           "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "CompileReport", "CandidateScore", "CompileProgress",
-           "KNNFewShot", "Embedder", "configure", "context", "metrics", "inspect_history",
-           "MIPROv2", "GEPA", "streamify", "StreamListener", "StreamResponse", "streaming",
-           "Settings", "JournalError", "JournalCorrupt", "JournalLocked", "JournalTooNew", "JournalWriteError",
-           "EvaluationFailed", "settings", "BaseLM", "cache", "configure_cache", "utils", "majority", "predict", "dsp"]
+BaseModule = Module  # DSPy's base class of modules: dspex has one
+BootstrapRS = BootstrapFewShotWithRandomSearch  # DSPy's short name
+
+__all__ = [
+    # DSPy's programming model
+    "Signature", "SignatureMeta", "InputField", "OutputField", "Field", "OldField", "OldInputField", "OldOutputField",
+    "ensure_signature", "infer_prefix", "make_signature", "Example", "Prediction", "Completions", "Usage", "load_jsonl",
+    "examples_from", "Module", "BaseModule", "Predictor", "Predict", "ChainOfThought", "ReAct", "Tool",
+    "MultiChainComparison", "BestOfN", "Refine", "Parallel", "majority", "load", "combine", "Adapter", "ChatAdapter",
+    "JSONAdapter", "TextAdapter", "XMLAdapter", "TwoStepAdapter", "Audio", "Code", "File", "History", "Image", "Reasoning", "ToolCallResults",
+    "ToolCalls", "Type", "LM", "BaseLM", "Embedder", "Evaluate", "EvaluationResult", "EvalRow", "metrics",
+    "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "BootstrapRS", "KNNFewShot", "MIPROv2",
+    "GEPA", "CompileReport", "CandidateScore", "CompileProgress", "EvaluationFailed", "configure", "context",
+    "settings", "cache", "configure_cache", "inspect_history", "streamify", "StreamListener", "StreamResponse",
+    "streaming", "asyncify", "syncify", "is_retryable_lm_error",
+    # DSPy's submodules users import from
+    "utils", "predict", "primitives", "signatures", "adapters", "experimental", "dsp",
+    # errors: dspex's tree, and DSPy's names for the same failures
+    "DspexError", "SignatureError", "ExampleError", "AdapterParseError", "ConfigError", "LMError", "RateLimited",
+    "CircuitOpen", "ProviderError", "AuthError", "LMTimeout", "BudgetExceeded", "MalformedResponse", "ClientExited",
+    "JournalError", "JournalCorrupt", "JournalLocked", "JournalTooNew", "JournalWriteError", "DSPyError",
+    "ContextWindowExceededError", "LMAuthError", "LMBillingError", "LMCollectionLimitError", "LMConfigurationError",
+    "LMInvalidRequestError", "LMLockTimeoutError", "LMNotConfiguredError", "LMProviderError", "LMRateLimitError",
+    "LMServerError", "LMStreamAssemblyError", "LMTimeoutError", "LMTransportError", "LMUnexpectedError",
+    "LMUnsupportedFeatureError", "LMUnsupportedModelError",
+    # the runtime
+    "Runtime", "runtime", "current_runtime", "Settings", "configure_logging", "Breaker", "Completion", "UsageTotals",
+    "LedgerReport", "ClientStatus",
+]
 
 cache = Cache()  # DSPy's ``dspy.cache``: a view of the current runtime's response cache
 
@@ -48,4 +78,5 @@ def configure_cache(enable_disk_cache: bool = True, enable_memory_cache: bool = 
                              memory_max_entries=memory_max_entries, **options)
 
 
-from . import dsp, predict, utils  # noqa: E402 - DSPy's paths (dspy.utils.DummyLM ...): they import from above
+# DSPy's import paths; they re-export from the layers above, so they load last
+from . import adapters, dsp, experimental, predict, primitives, signatures, utils  # noqa: E402

@@ -186,6 +186,58 @@ class AuthError(ProviderError):
     hint = "Pass api_key=... or set the provider's key variable (e.g. OPENAI_API_KEY) with a valid key"
 
 
+class ServerError(ProviderError):
+    """5xx after every retry: the provider is unwell."""
+
+    hint = "Retry later, lower the load (max_in_flight), or check the provider's status page"
+
+
+class InvalidRequest(ProviderError):
+    """A 4xx other than 401/403/429: the request itself is wrong (never retried)."""
+
+
+class BillingError(ProviderError):
+    """402: the provider's account is out of credit or quota."""
+
+    hint = "Check the provider account's billing and quota"
+
+
+class ContextWindowExceeded(InvalidRequest):
+    """The prompt is longer than the model's context window (the provider said so)."""
+
+    hint = "Shorten the inputs or demos, lower max_tokens, or use a model with a larger context window"
+
+
+class ConnectionFailed(ProviderError):
+    """The connection could not be made, or dropped before an answer (after every retry)."""
+
+    hint = "Check base_url, the network, and that the endpoint is up"
+
+
+_CONTEXT_WINDOW = ("context_length_exceeded", "context length", "context window", "maximum context", "too many tokens",
+                   "prompt is too long")
+
+
+def provider_error(status: int, body: str, model: str = "", attempts: int = 0) -> ProviderError:
+    """The error for a provider's final answer ``status`` (its body excerpt tells a context-window overflow)."""
+    message = "the provider answered an error"
+    if status in (401, 403):
+        return AuthError("the provider refused the credentials", model, attempts, status=status, body=body)
+    if status == 402:
+        return BillingError(message, model, attempts, status=status, body=body)
+    if status >= 500:
+        return ServerError(message, model, attempts, status=status, body=body)
+    if 400 <= status < 500:
+        lowered = body.lower()
+        kind = ContextWindowExceeded if any(m in lowered for m in _CONTEXT_WINDOW) else InvalidRequest
+        return kind(message, model, attempts, status=status, body=body)
+    return ProviderError(message, model, attempts, status=status, body=body)
+
+
+class LMNotConfigured(ConfigError):
+    """A predictor was called with no LM: none given, none configured."""
+
+
 class LMTimeout(LMError, TimeoutError):
     """No complete answer within the client's ``timeout``."""
 
@@ -217,3 +269,54 @@ class ClientExited(LMError, ActorExited):
         self.target = model
         self.reason = message
         LMError.__init__(self, message, model, attempts)
+
+
+# DSPy's names for the same failures (``except dspy.LMRateLimitError`` catches what dspex raises). The last
+# four are failures dspex's clients cannot have (no litellm collections, locks, feature probing): they exist
+# so code naming them runs, and nothing raises them.
+DSPyError = DspexError
+LMProviderError = ProviderError
+LMAuthError = AuthError
+LMRateLimitError = RateLimited
+LMTimeoutError = LMTimeout
+LMServerError = ServerError
+LMInvalidRequestError = InvalidRequest
+LMBillingError = BillingError
+ContextWindowExceededError = ContextWindowExceeded
+LMTransportError = ConnectionFailed
+LMUnexpectedError = MalformedResponse
+LMConfigurationError = ConfigError
+LMNotConfiguredError = LMNotConfigured
+
+
+class LMStreamAssemblyError(MalformedResponse):
+    """DSPy's name: a streamed answer could not be put together (dspex retries a broken stream instead)."""
+
+
+class LMUnsupportedFeatureError(LMError):
+    """DSPy's name: not raised by dspex (its clients do not probe provider features)."""
+
+
+class LMUnsupportedModelError(InvalidRequest):
+    """DSPy's name: not raised by dspex (an unknown model is the provider's 4xx: InvalidRequest)."""
+
+
+class LMCollectionLimitError(LMError):
+    """DSPy's name: not raised by dspex (no litellm collections)."""
+
+
+class LMLockTimeoutError(LMError):
+    """DSPy's name: not raised by dspex (no file locks on LM calls)."""
+
+
+DSPY_ERROR_NAMES = ("DSPyError", "LMError", "LMProviderError", "LMAuthError", "LMRateLimitError", "LMTimeoutError",
+                    "LMServerError", "LMInvalidRequestError", "LMBillingError", "ContextWindowExceededError",
+                    "LMTransportError", "LMUnexpectedError", "LMConfigurationError", "LMNotConfiguredError",
+                    "LMStreamAssemblyError", "LMUnsupportedFeatureError", "LMUnsupportedModelError",
+                    "LMCollectionLimitError", "LMLockTimeoutError")
+
+
+def is_retryable_lm_error(error: BaseException) -> bool:
+    """DSPy's helper: would retrying help? (rate limits, timeouts, 5xx, dropped connections, an open breaker)."""
+    return isinstance(error, (RateLimited, LMTimeout, ServerError, ConnectionFailed, CircuitOpen, ClientExited))
+

@@ -29,6 +29,7 @@ from .lm import LM
 from .messages import Completion
 from .pipeline import Request, history_entry
 from .scope import current_run, current_stream
+from ..utils.callback import with_callbacks
 from .prices import Price, check_price
 from .transport import AttemptKind, AttemptResult
 
@@ -98,7 +99,8 @@ class BaseLM(LM):
                  cache: bool = True, *, num_retries: int = 0, rpm: float | None = None, tpm: float | None = None,
                  max_in_flight: int = 64, timeout: float = 600.0, breaker: Breaker | None = None,
                  budget_usd: float | None = None, budget_tokens: int | None = None, price: Price | None = None,
-                 runtime: "Runtime | None" = None, **kwargs: Any) -> None:
+                 runtime: "Runtime | None" = None, callbacks: list | None = None, **kwargs: Any) -> None:
+        self.callbacks = list(callbacks or [])
         if model_type not in ("chat", "text", "responses"):
             raise ConfigError(f"model_type must be 'chat', 'text' or 'responses', got {model_type!r}")
         self.model = model
@@ -159,6 +161,7 @@ class BaseLM(LM):
     def _rebind(self) -> None:
         self.bind(current_runtime())
 
+    @with_callbacks
     def request(self, messages: Sequence[dict] | str, *, run: str | None = None, rollout: int | None = None,
                 prompt_style: str = "chat", **overrides: Any) -> Completion:
         """As :meth:`LM.request`; the messages and keyword arguments reach ``forward`` as given (with the

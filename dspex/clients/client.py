@@ -36,8 +36,8 @@ from supervision.resilience import (BreakerChange, BreakerOpen, BreakerState, Ci
                                     Reservation, exponential_backoff, health_backoff)
 from supervision.resilience.adaptive import AdaptiveRate, RateHints, RateSource
 
-from ..errors import (AuthError, BudgetExceeded, CircuitOpen, LMError, LMTimeout, MalformedResponse, ProviderError,
-                      RateLimited)
+from ..errors import (BudgetExceeded, CircuitOpen, ConnectionFailed, LMError, LMTimeout, MalformedResponse, RateLimited,
+                      provider_error)
 from .admission import Facts, Verdict, decide, has_room
 from .breaker_line import BreakerLine
 from .budgets import BudgetBook
@@ -457,7 +457,7 @@ class ClientActor(GenServer):
         if outcome.kind == "timeout":
             return LMTimeout(f"no answer within timeout={self.cfg.timeout:g}s", model, attempts)
         if outcome.kind == "connection":
-            return ProviderError(f"connection failed or dropped ({outcome.detail[:200]})", model, attempts)
+            return ConnectionFailed(f"connection failed or dropped ({outcome.detail[:200]})", model, attempts)
         if outcome.kind == "malformed":
             return MalformedResponse("the response body is not valid", model, attempts, body=outcome.detail)
         if outcome.kind == "empty":
@@ -466,11 +466,7 @@ class ClientActor(GenServer):
         if outcome.status == 429:
             return RateLimited("the provider kept answering 429 Too Many Requests", model, attempts,
                                retry_after=outcome.retry_after)
-        if outcome.status in (401, 403):
-            return AuthError("the provider refused the credentials", model, attempts, status=outcome.status,
-                             body=outcome.detail)
-        return ProviderError("the provider answered an error", model, attempts, status=outcome.status,
-                             body=outcome.detail)
+        return provider_error(outcome.status, outcome.detail, model, attempts)
 
     # --- accounting --------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import requests
 
-from ..errors import AuthError, ConfigError, MalformedResponse, ProviderError
+from ..errors import ConfigError, ConnectionFailed, MalformedResponse, provider_error
 from .cache import ResponseCache
 from .config import DEFAULT_BASE_URL, Secret, resolve_key
 from .host import active_runtime
@@ -121,14 +121,10 @@ class Embedder:
             resp = self._session.post(f"{self.base_url}/embeddings", json={"model": self.model, "input": texts},
                                       headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise ProviderError(f"the embeddings request failed ({type(exc).__name__})", self.model, 1) from None
+            raise ConnectionFailed(f"the embeddings request failed ({type(exc).__name__})", self.model, 1) from None
         body = self._scrub(resp.text[:4096])[:300]
-        if resp.status_code in (401, 403):
-            raise AuthError("the embeddings endpoint refused the credentials", self.model, 1,
-                            status=resp.status_code, body=body)
         if resp.status_code != 200:
-            raise ProviderError("the embeddings endpoint answered an error", self.model, 1, status=resp.status_code,
-                                body=body)
+            raise provider_error(resp.status_code, body, self.model, 1)
         try:
             data = sorted(resp.json()["data"], key=lambda d: d["index"])
             vectors = [[float(x) for x in d["embedding"]] for d in data]

@@ -13,6 +13,7 @@ from .messages import ClientStatus, Completion, Flush, GetStatus, GetUsage, Inje
 from .pipeline import Pipeline, Request
 from .prices import Price, check_price
 from .scope import current_run, current_stream
+from ..utils.callback import with_callbacks
 
 if TYPE_CHECKING:
     from .host import ClientHost as Runtime
@@ -29,6 +30,8 @@ class LM:
     Extra keyword arguments are sampling parameters sent with every request (e.g. ``top_p=0.9``).
     """
 
+    _callback_kind = "lm"  # each request fires the lm hooks (dspex.utils.callback)
+
     def __init__(self, model: str, api_key: str | Secret | None = None, base_url: str | None = None, *,
                  temperature: float = 0.0, max_tokens: int = 512, timeout: float = 30.0,
                  rpm: float | None | str = AUTO, tpm: float | None | str = AUTO, max_in_flight: int = 64, retries: int = 5,
@@ -36,6 +39,7 @@ class LM:
                  budget_tokens: int | None = None, backoff_base: float = 0.5, backoff_cap: float = 20.0,
                  price: Price | None = None, name: str | None = None, runtime: "Runtime | None" = None,
                  api_base: str | None = None, **params: Any) -> None:
+        self.callbacks = list(params.pop("callbacks", None) or [])  # this handle's own (dspex.utils.callback)
         params = _framework_options(params)
         if "num_retries" in params:  # DSPy's name
             retries = params.pop("num_retries")
@@ -116,6 +120,7 @@ class LM:
 
     # --- requests ----------------------------------------------------------------------------------
 
+    @with_callbacks
     def request(self, messages: Sequence[dict] | str, *, run: str | None = None, rollout: int | None = None,
                 prompt_style: str = "chat", **overrides: Any) -> Completion:
         """Send a chat request through the pipeline; raises a typed :class:`~dspex.errors.LMError`.
@@ -249,7 +254,7 @@ def _framework_options(params: dict) -> dict:
     if model_type != "chat":
         raise ConfigError(f"model_type={model_type!r}: dspex speaks chat APIs (chat completions, messages, "
                           "generateContent); use model_type='chat' or leave it out")
-    for name in ("rollout_id", "callbacks", "finetuning_model", "launch_kwargs", "train_kwargs"):
+    for name in ("rollout_id", "finetuning_model", "launch_kwargs", "train_kwargs"):
         if name in params:
             raise ConfigError(f"dspex.LM does not take {name}= at construction"
                               + ("; pass rollout_id= per call (program(..., config={'rollout_id': 1}))"

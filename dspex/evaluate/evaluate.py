@@ -27,6 +27,7 @@ from ..clients.messages import UsageTotals
 from ..errors import ConfigError, DspexError, JournalWriteError
 from ..journal import Header, JournalType, JournalWriter, RunLock, lock_path
 from ..primitives import Example
+from ..utils.callback import with_callbacks
 from ..clients.host import active_runtime
 from ..clients.scope import RUN_SEP, current_run
 from .metric_call import MetricPlace, bind_metric
@@ -91,10 +92,13 @@ class Evaluate:
         self.resume_from = Path(resume_from) if resume_from is not None else None
         self.exclude_failures, self.retry_timeouts = exclude_failures, retry_timeouts
 
+    _callback_kind = "evaluate"  # a call fires the evaluate hooks (dspex.utils.callback)
+
     def __call__(self, program: Any, devset: Sequence[Example] | None = None, **kwargs: Any) -> EvaluationResult:
         """DSPy's ``evaluator(program)``: the same as :meth:`run`."""
         return self.run(program, devset=devset, **kwargs)
 
+    @with_callbacks
     def run(self, program: Any, runtime: Any = None, *, devset: Sequence[Example] | None = None,
             until: Callable[["_Tally"], bool] | None = None) -> EvaluationResult:
         """Evaluate ``program``. On a multiproc/tcp runtime with ``workers > 0`` the examples run in worker

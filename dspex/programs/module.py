@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from ..errors import ConfigError
 from ..primitives import Prediction, Usage
+from ..utils.callback import with_callbacks
 from . import trace
 
 FORMAT_VERSION = 1
@@ -27,6 +28,7 @@ class Module:
     """Subclass it, set sub-modules in ``__init__``, implement ``forward(**inputs) -> Prediction``."""
 
     _compiled: bool = False  # set on a program an optimizer returned (DSPy's flag)
+    _callback_kind = "module"  # which hooks its calls fire (dspex.utils.callback)
 
     def __init__(self, callbacks: list | None = None) -> None:
         self.callbacks = list(callbacks or [])
@@ -55,19 +57,24 @@ class Module:
         recording._dspex_recording = True  # type: ignore[attr-defined]
         cls.__init__ = recording  # type: ignore[method-assign]
 
-    def __call__(self, **inputs: Any) -> Prediction:
+    @with_callbacks
+    def __call__(self, *args: Any, **inputs: Any) -> Prediction:
         """``forward``; a top-level call collects every predictor call made inside it, so the result's
         trace, usage and cost cover them all (a user's module may return just its last Prediction)."""
+        return self._run(*args, **inputs)
+
+    def _run(self, *args: Any, **inputs: Any) -> Prediction:
         if trace.in_scope() or isinstance(self, Predictor):  # a lone predictor's result is its own trace
-            return self.forward(**inputs)
+            return self.forward(*args, **inputs)
         with trace.collect(self) as steps:
-            result = self.forward(**inputs)
+            result = self.forward(*args, **inputs)
         return _totalled(result, steps)
 
     def forward(self, **inputs: Any) -> Prediction:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(**inputs)")
 
-    async def acall(self, **inputs: Any) -> Prediction:
+    @with_callbacks
+    async def acall(self, *args: Any, **inputs: Any) -> Prediction:
         """Async twin: ``aforward`` when the module defines one, else the call in a worker thread (the
         client actors provide the concurrency; the caller's context goes along)."""
         import asyncio
@@ -75,11 +82,11 @@ class Module:
         aforward = getattr(self, "aforward", None)
         if aforward is not None:
             if trace.in_scope():
-                return await aforward(**inputs)
+                return await aforward(*args, **inputs)
             with trace.collect(self) as steps:
-                result = await aforward(**inputs)
+                result = await aforward(*args, **inputs)
             return _totalled(result, steps)
-        return await asyncio.to_thread(self.__call__, **inputs)
+        return await asyncio.to_thread(self._run, *args, **inputs)
 
     def batch(self, examples: Any, num_threads: int | None = None, max_errors: int | None = None,
               return_failed_examples: bool = False) -> Any:

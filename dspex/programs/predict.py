@@ -32,7 +32,8 @@ class Predict(Predictor):
     """
 
     def __init__(self, signature: Any, lm: Any = None, adapter: Adapter | None = None,
-                 demos: Sequence[Mapping[str, Any]] = (), **config: Any) -> None:
+                 demos: Sequence[Mapping[str, Any]] = (), callbacks: list | None = None, **config: Any) -> None:
+        self.callbacks = list(callbacks or [])
         self.signature: SignatureMeta = ensure_signature(signature)
         self.lm = lm
         self.adapter = adapter  # None: the LM's default_adapter
@@ -180,11 +181,11 @@ class ChainOfThought(Predict):
 
     def __init__(self, signature: Any, lm: Any = None, adapter: Adapter | None = None,
                  demos: Sequence[Mapping[str, Any]] = (), rationale_desc: str = "Think step by step.",
-                 **config: Any) -> None:
+                 callbacks: list | None = None, **config: Any) -> None:
         base = ensure_signature(signature)
         if "reasoning" not in base.fields:
             base = base.prepend("reasoning", OutputField(desc=rationale_desc), str)
-        super().__init__(base, lm, adapter, demos, **config)
+        super().__init__(base, lm, adapter, demos, callbacks, **config)
 
 
 def dump_signature(sig: SignatureMeta) -> dict:

@@ -11,13 +11,14 @@ import inspect
 import json
 import typing
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import pydantic
 
 from ..errors import ConfigError
 from ..primitives import Prediction
 from ..signature import InputField, OutputField, ensure_signature, make_signature
+from ..utils.callback import with_callbacks
 from .module import Module, combine
 from .predict import ChainOfThought, Predict
 
@@ -34,6 +35,7 @@ class Tool:
     name: str | None = None
     desc: str | None = None
     args: dict | None = None
+    _callback_kind: ClassVar[str] = "tool"  # its calls fire the tool hooks (dspex.utils.callback)
 
     def __post_init__(self) -> None:
         if not callable(self.func):
@@ -61,6 +63,7 @@ class Tool:
 
         return cls(use, name, desc, args or {})
 
+    @with_callbacks
     def __call__(self, **kwargs: Any) -> Any:
         hints = _annotations(self.func)
         values = {}

@@ -111,7 +111,7 @@ def test_the_dashboard_live_in_chromium(browser, tmp_path):
                                          range(20)))
             assert len(failures) == 20 and lm.status().breaker == "open"
             page.wait_for_selector("#clients td.breaker.open")
-            page.wait_for_selector("#clients td.errors:has-text('ProviderError')")  # failures, by type
+            page.wait_for_selector("#clients td.errors:has-text('ServerError')")  # failures, by type
             shot(page, "breaker-open")
             sim.set_faults(Faults())
             page.click("#clients button.reset")
