@@ -20,7 +20,9 @@ from .errors import (AdapterParseError, AuthError, BudgetExceeded, CircuitOpen, 
                      LMTransportError, LMUnexpectedError, LMUnsupportedFeatureError, LMUnsupportedModelError,
                      MalformedResponse, ProviderError, RateLimited, SignatureError, is_retryable_lm_error)
 from .evaluate import Evaluate, EvalRow, EvaluationResult
-from .logs import configure_logging
+from .logs import (configure_dspy_loggers, configure_logging, disable_litellm_logging, disable_logging,
+                   enable_litellm_logging, enable_logging)
+from .clients.usage_tracker import track_usage
 from . import metrics
 from .primitives import Completions, Example, Prediction, Usage, examples_from, load_jsonl
 from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Parallel, Predict, Predictor, ReAct, Refine,
@@ -49,7 +51,8 @@ __all__ = [
     "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "BootstrapRS", "KNNFewShot", "MIPROv2",
     "GEPA", "CompileReport", "CandidateScore", "CompileProgress", "EvaluationFailed", "configure", "context",
     "settings", "cache", "configure_cache", "inspect_history", "streamify", "StreamListener", "StreamResponse",
-    "streaming", "asyncify", "syncify", "is_retryable_lm_error",
+    "streaming", "asyncify", "syncify", "is_retryable_lm_error", "track_usage", "enable_logging", "disable_logging",
+    "configure_dspy_loggers", "enable_litellm_logging", "disable_litellm_logging",
     # DSPy's submodules users import from
     "utils", "predict", "primitives", "signatures", "adapters", "experimental", "dsp",
     # errors: dspex's tree, and DSPy's names for the same failures

@@ -58,9 +58,42 @@ def configure_logging(level: str = "warning") -> None:
                     structlog.processors.TimeStamper(fmt="iso"), structlog.dev.ConsoleRenderer(colors=False),
                     redact_rendered],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,  # sys.stderr as it is when each line is written (tests swap it)
         cache_logger_on_first_use=False,
     )
 
 
-__all__ = ["configure_logging", "redact", "redact_rendered", "scrub"]
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
+def disable_logging() -> None:
+    """DSPy's ``disable_logging``: dspex prints nothing (``enable_logging`` or ``configure_logging`` turn it on)."""
+    configure_logging("critical")
+
+
+def enable_logging(level: str = "warning") -> None:
+    """DSPy's ``enable_logging``: warnings and errors (or ``level``) reach stderr again."""
+    configure_logging(level)
+
+
+def configure_dspy_loggers(root_module_name: str = "dspex") -> None:
+    """DSPy's ``configure_dspy_loggers``: dspex's log set-up at its default level (the module name is DSPy's
+    and not needed: every dspex logger shares one configuration)."""
+    configure_logging()
+
+
+def disable_litellm_logging() -> None:
+    """DSPy's switch for litellm's logs: dspex does not use litellm, so there are none to turn off."""
+
+
+def enable_litellm_logging() -> None:
+    """dspex does not use litellm: there are no litellm logs to turn on (a ConfigError says what to use)."""
+    from .errors import ConfigError
+
+    raise ConfigError("dspex does not use litellm: for each LM request's log lines call "
+                      "dspex.configure_logging('debug'); dspex.inspect_history(n) shows the messages")
+
+
+__all__ = ["configure_logging", "redact", "redact_rendered", "scrub", "disable_logging", "enable_logging",
+           "configure_dspy_loggers", "disable_litellm_logging", "enable_litellm_logging"]

@@ -23,10 +23,11 @@ DSPEX = {
     "Reasoning", "Refine", "Runtime", "Settings", "Signature", "SignatureError", "SignatureMeta", "StreamListener",
     "StreamResponse", "TextAdapter", "Tool", "ToolCallResults", "ToolCalls", "TwoStepAdapter", "Type", "Usage",
     "UsageTotals", "XMLAdapter", "adapters", "asyncify", "cache", "combine", "configure", "configure_cache",
-    "configure_logging", "context", "current_runtime", "dsp", "ensure_signature", "examples_from", "experimental",
-    "infer_prefix", "inspect_history", "is_retryable_lm_error", "load", "load_jsonl", "majority", "make_signature",
-    "metrics", "predict", "primitives", "runtime", "settings", "signatures", "streamify", "streaming", "syncify",
-    "utils",
+    "configure_dspy_loggers", "configure_logging", "context", "current_runtime", "disable_litellm_logging",
+    "disable_logging", "dsp", "enable_litellm_logging", "enable_logging", "ensure_signature", "examples_from",
+    "experimental", "infer_prefix", "inspect_history", "is_retryable_lm_error", "load", "load_jsonl", "majority",
+    "make_signature", "metrics", "predict", "primitives", "runtime", "settings", "signatures", "streamify",
+    "streaming", "syncify", "track_usage", "utils",
 }
 # DSPy 3.4.1's public top-level names (``dir(dspy)``), and those dspex does not have, each with its reason
 DSPY = {
@@ -69,9 +70,7 @@ NOT_IN_DSPEX = {
     "ReActV2": "DSPy 3.4 experimental", "Flex": "DSPy 3.4 experimental", "lm15": "DSPy 3.4 experimental",
     "Provider": "DSPy 3.4 experimental (dspex's providers are a registry: dspex.providers)",
     # issue 22, still to build
-    "track_usage": "issue 22", "load_settings": "issue 22",
-    "configure_dspy_loggers": "issue 22", "enable_logging": "issue 22", "disable_logging": "issue 22",
-    "enable_litellm_logging": "issue 22", "disable_litellm_logging": "issue 22",
+    "load_settings": "issue 22 (DSPy pickles its settings: dspex's are a runtime's configure and a block's context)",
     "threading": "the standard library module DSPy's package happens to import",
 }
 SUPERVISION = {

@@ -1,7 +1,7 @@
 """One LM request, as layers around the transport (httpx's ``send`` → auth → redirects → transport):
 
     Pipeline.send(request)
-      remember    lm.history / dspex.inspect_history, with DSPy's keys (never a key)
+      remember    lm.history / dspex.inspect_history, with DSPy's keys (never a key); dspex.track_usage() totals
       cached      the response cache: a hit is free, takes no lease, is counted by the client actor
                   (``CacheHit``) and streams as one piece
       leased      the client actor's lease for each attempt (admission: budget, backoff, rate, room,
@@ -47,6 +47,7 @@ from .messages import Admit, CacheHit, Completion, Done, Lease, Release, Report,
 from .prices import cost_of, prompt_tokens_bound
 from .scope import StreamSink
 from .transport import AttemptResult, Transport
+from .usage_tracker import active_trackers
 
 Send = Callable[["Request"], Completion]
 CALL_TIMEOUT = 24 * 3600.0  # a request may queue behind the limiter for long; a dead client is detected at once
@@ -77,7 +78,8 @@ class Request:
 
 
 class Remember:
-    """Keeps each answered request for ``lm.history`` (a bounded deque: the last N calls of the process)."""
+    """Keeps each answered request for ``lm.history`` (a bounded deque: the last N calls of the process)
+    and counts it in the open ``dspex.track_usage()`` blocks."""
 
     def __init__(self, inner: Send, history: deque) -> None:
         self.inner, self.history = inner, history
@@ -85,6 +87,8 @@ class Remember:
     def __call__(self, request: Request) -> Completion:
         comp = self.inner(request)
         self.history.append(history_entry(request, comp))
+        for tracker in active_trackers():
+            tracker.add(request.cfg.qualified, comp.usage.prompt_tokens, comp.usage.completion_tokens, comp.cost)
         return comp
 
 

@@ -173,3 +173,29 @@ def test_majority_votes_on_the_normalized_last_field():
     pred = dspy.Prediction.from_completions([{"answer": "Paris."}, {"answer": "Lyon"}, {"answer": "the paris"}])
     assert dspy.predict.majority(pred).answer == "Paris."
     assert dspy.predict.majority([{"a": "x", "b": "1"}, {"a": "y", "b": "2"}], field="a").a == "x"
+
+
+def test_track_usage_counts_the_answers_given_inside_the_block_per_model(rt):
+    lm = EchoLM()
+    with dspy.track_usage() as tracker:
+        dspy.Predict("question -> answer", lm=lm)(question="a")
+        with dspy.track_usage() as inner:
+            lm("b")
+    lm("c")  # after the block: not counted
+    totals = tracker.get_total_tokens()["python/echo-1"]
+    assert (totals["calls"], totals["prompt_tokens"], totals["completion_tokens"], totals["total_tokens"]) == (2, 14, 6, 20)
+    assert inner.get_total_tokens()["python/echo-1"]["calls"] == 1
+
+
+def test_logging_switches(capsys):
+    import structlog
+
+    dspy.disable_logging()
+    structlog.get_logger("dspex").warning("hidden_event")
+    dspy.enable_logging()
+    structlog.get_logger("dspex").warning("shown_event")
+    err = capsys.readouterr().err
+    assert "shown_event" in err and "hidden_event" not in err
+    dspy.disable_litellm_logging()  # nothing to turn off: dspex does not use litellm
+    with pytest.raises(dspy.ConfigError, match="does not use litellm"):
+        dspy.enable_litellm_logging()
