@@ -33,7 +33,6 @@ from supervision.telemetry import EventBus
 from supervision.tcp import free_port
 
 from .clients.budgets import RunBudget
-from .clients.cache import ResponseCache
 from .clients.client import ClientActor
 from .clients.config import LMConfig
 from .clients.engines import Engines
@@ -259,16 +258,6 @@ class Runtime:
                     info.ref.call(CloseBudget(run), 30.0)
         except (ActorExited, Shutdown) as exc:
             structlog.get_logger("dspex").warning("close_budget", run=run, error=str(exc))
-
-    # --- shorthands for the client side of this process (``rt.engines``) ------------------------------
-
-    def flush_reports(self) -> None:
-        """``rt.engines.flush()``: every success report this process still holds goes to its client actor."""
-        self.engines.flush()
-
-    def response_cache(self) -> ResponseCache:
-        """``rt.engines.response_cache()``: this process's response cache."""
-        return self.engines.response_cache()
 
     # --- other processes -------------------------------------------------------------------------
 

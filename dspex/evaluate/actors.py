@@ -164,8 +164,8 @@ class EvalWorker(GenServer):
         if self.coord is not None:  # what this worker had in flight is nobody's now: re-queued at once
             self.send(self.coord, WorkerDown(self.worker, reason))
         if self.rt is not None:  # the process may end before the worker thread does: write what is pending
-            self.rt.flush_reports()
-            self.rt.response_cache().close()
+            self.rt.engines.flush()
+            self.rt.engines.response_cache().close()
 
     def _loop(self) -> None:
         import cloudpickle
@@ -207,7 +207,7 @@ class EvalWorker(GenServer):
                         or want >= max(1, self.concurrency // 2) or (want > 0 and not running and not queued)
                         or now - last_call > HEARTBEAT):
                     if rows:
-                        rt.flush_reports()  # the ledger has a row's calls before the row counts
+                        rt.engines.flush()  # the ledger has a row's calls before the row counts
                     batch = rt.actors.call(coord, Pull(self.worker, want, tuple(rows)), 30.0)
                     rows, last_call = [], time.monotonic()
                     finished = finished or (batch.finished and not batch.items)
