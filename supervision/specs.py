@@ -42,6 +42,8 @@ class AutoShutdown(str, enum.Enum):
 
 
 class Kind(str, enum.Enum):
+    """What a child is: a worker (a GenServer) or a supervisor of its own children (OTP's child type)."""
+
     WORKER = "worker"
     SUPERVISOR = "supervisor"
 

@@ -5,6 +5,9 @@
   fetched from a hub: ``HF_HUB_OFFLINE=1``).
 * ``Embedder("openai/<model>", base_url=..., api_key=...)``: any OpenAI-compatible ``/v1/embeddings``
   endpoint (the provider simulator has one).
+* ``Embedder(fn)``: any callable that embeds a list of texts (DSPy's custom embedder), called in batches.
+
+DSPy's argument names work (``api_base=``, ``caching=``, ``batch_size=``); a single string gives one vector.
 
 Vectors are cached in the runtime's response cache (keyed by endpoint, model and text), so a KNN
 few-shot program embeds each training example once across runs.
@@ -18,7 +21,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import requests
 
@@ -34,8 +37,25 @@ BATCH = 64
 
 
 class Embedder:
-    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | Secret | None = None,
-                 timeout: float = 30.0, cache: bool = True) -> None:
+    """Text embeddings from a local model, an OpenAI-compatible endpoint or a callable (module docstring)."""
+
+    def __init__(self, model: str | Callable[[list[str]], Any], *, base_url: str | None = None,
+                 api_key: str | Secret | None = None, timeout: float = 30.0, cache: bool = True,
+                 api_base: str | None = None, caching: bool | None = None, batch_size: int = BATCH) -> None:
+        if api_base is not None:  # DSPy's names
+            if base_url is not None and base_url != api_base:
+                raise ConfigError("pass base_url= or api_base= (the same setting), not both")
+            base_url = api_base
+        cache = cache if caching is None else caching
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.batch_size = batch_size
+        self._fn = model if callable(model) and not isinstance(model, str) else None
+        if self._fn is not None:  # a user's embedding function: called as given, in batches, never cached
+            self.provider, self.model = "callable", getattr(model, "__name__", type(model).__name__)
+            self.base_url, self.timeout, self.cache, self._key = "", timeout, False, None
+            self._lock, self._local, self._session = threading.Lock(), None, None
+            return
         if not isinstance(model, str) or "/" not in model:
             raise ConfigError(f"model must look like 'local/all-minilm-l6-v2' or 'openai/<model>', got {model!r}")
         self.provider, self.model = model.split("/", 1)
@@ -56,15 +76,17 @@ class Embedder:
 
     def __getstate__(self) -> dict:  # never the key, never the loaded model
         return {"provider": self.provider, "model": self.model, "base_url": self.base_url, "timeout": self.timeout,
-                "cache": self.cache}
+                "cache": self.cache, "batch_size": self.batch_size, "_fn": self._fn}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"batch_size": BATCH, "_fn": None, **state})
         self._key = resolve_key("openai", None) if self.provider == "openai" else None
         self._lock, self._local, self._session = threading.Lock(), None, None
 
-    def __call__(self, texts: Sequence[str]) -> list[list[float]]:
-        """One vector per text (unit length for the local model), in order."""
+    def __call__(self, texts: Sequence[str] | str) -> Any:
+        """One vector per text (unit length for the local model), in order; one vector for one string."""
+        if isinstance(texts, str):
+            return self([texts])[0]
         texts = list(texts)
         if not all(isinstance(t, str) for t in texts):
             raise ConfigError("an Embedder embeds strings")
@@ -72,8 +94,8 @@ class Embedder:
         keys = [self._cache_key(t) for t in texts]
         found = {k: store.get(k) for k in keys} if store is not None else {}
         missing = [t for t, k in zip(texts, keys) if found.get(k) is None]
-        for start in range(0, len(missing), BATCH):
-            chunk = missing[start:start + BATCH]
+        for start in range(0, len(missing), self.batch_size):
+            chunk = missing[start:start + self.batch_size]
             for text, vector in zip(chunk, self._embed(chunk)):
                 key = self._cache_key(text)
                 found[key] = vector
@@ -94,6 +116,12 @@ class Embedder:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
+        if self._fn is not None:
+            vectors = [[float(x) for x in v] for v in self._fn(texts)]
+            if len(vectors) != len(texts):
+                raise ConfigError(f"the embedding function {self.model} gave {len(vectors)} vectors for "
+                                  f"{len(texts)} texts")
+            return vectors
         return self._embed_local(texts) if self.provider == "local" else self._embed_http(texts)
 
     def _embed_local(self, texts: list[str]) -> list[list[float]]:

@@ -35,11 +35,15 @@ class OldField:
 
 
 class OldInputField(OldField):
+    """DSPy's legacy input field declaration (prefix, desc, format)."""
+
     def __init__(self, *, prefix: str | None = None, desc: str | None = None, format: Any = None) -> None:
         super().__init__(prefix=prefix, desc=desc, input=True, format=format)
 
 
 class OldOutputField(OldField):
+    """DSPy's legacy output field declaration (prefix, desc, format)."""
+
     def __init__(self, *, prefix: str | None = None, desc: str | None = None, format: Any = None) -> None:
         super().__init__(prefix=prefix, desc=desc, input=False, format=format)
 

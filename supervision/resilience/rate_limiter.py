@@ -97,7 +97,7 @@ class RateLimiter:
         if self.tpm and tokens:
             if tokens > self.tpm:
                 raise SpecError("RateLimiter.tpm", f"one request needs {tokens} tokens but tpm is {self.tpm:g}",
-                                "raise tpm or lower max_tokens / the prompt size")
+                                "raise tpm or make the request smaller")
             at = max(at, self._token_slot(tokens))
         return at
 

@@ -144,7 +144,7 @@ def test_module_walk_names_as_dspy():
     assert hop.parameters() == hop.predictors() and len(hop.parameters()) == 3
     assert [n for n, _ in dspy.Predict("a -> b").named_parameters()] == ["self"]
     hop.map_named_predictors(lambda p: dspy.ChainOfThought(p.signature))
-    assert all(isinstance(p, dspy.ChainOfThought) for p in hop.predictors())
+    assert all(isinstance(m, dspy.ChainOfThought) for m in (hop.first, hop.steps[0], hop.steps[1]["key"]))
     set_attribute_by_name(hop, "steps[1]['key'].note", 1)
     assert hop.steps[1]["key"].note == 1
     with pytest.raises(dspy.ConfigError, match="settable"):
@@ -199,3 +199,20 @@ def test_logging_switches(capsys):
     dspy.disable_litellm_logging()  # nothing to turn off: dspex does not use litellm
     with pytest.raises(dspy.ConfigError, match="does not use litellm"):
         dspy.enable_litellm_logging()
+
+
+def test_embedder_takes_a_callable_and_dspy_argument_names(rt):
+    calls = []
+
+    def embed(texts):
+        calls.append(list(texts))
+        return DummyVectorizer()(texts)
+
+    embedder = dspy.Embedder(embed, batch_size=2)
+    vectors = embedder(["a cat", "a dog", "a car"])
+    assert len(vectors) == 3 and len(vectors[0]) == 100 and calls == [["a cat", "a dog"], ["a car"]]
+    assert len(embedder("one")) == 100  # one string, one vector
+    with pytest.raises(dspy.ConfigError, match="base_url= or api_base="):
+        dspy.Embedder("openai/e", base_url="http://127.0.0.1:1/v1", api_base="http://127.0.0.1:2/v1")
+    with pytest.raises(dspy.ConfigError, match="2 vectors for 3 texts"):
+        dspy.Embedder(lambda texts: [[0.0], [1.0]])(["a", "b", "c"])
