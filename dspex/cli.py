@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("demo", "host"):  # they parse their own arguments
         from .demo import main as demo
-        from .host import main as host
+        from .worker_host import main as host
 
         return {"demo": demo, "host": host}[args[0]](args[1:])
     from .logs import configure_logging
