@@ -95,3 +95,42 @@ class Prediction(_Record):
 
     def __repr__(self) -> str:
         return f"Prediction({self._data!r}, usage={self.usage}, cost={self.cost})"
+
+    # --- a prediction with a ``score`` is a number (DSPy's metrics return them: summed, divided, compared) ---
+
+    def __float__(self) -> float:
+        if "score" not in self._data:
+            raise ExampleError("this Prediction has no 'score' field, so it is not a number (a metric's "
+                               "Prediction needs score=...)")
+        return float(self._data["score"])
+
+    def _other(self, other: Any, op: str) -> float:
+        if isinstance(other, Prediction):
+            return float(other)
+        if isinstance(other, (int, float)) and not isinstance(other, bool):
+            return float(other)
+        raise TypeError(f"unsupported operand for Prediction {op}: {type(other).__name__}")
+
+    def __add__(self, other: Any) -> float:
+        return float(self) + self._other(other, "+")
+
+    def __radd__(self, other: Any) -> float:
+        return self._other(other, "+") + float(self)
+
+    def __truediv__(self, other: Any) -> float:
+        return float(self) / self._other(other, "/")
+
+    def __rtruediv__(self, other: Any) -> float:
+        return self._other(other, "/") / float(self)
+
+    def __lt__(self, other: Any) -> bool:
+        return float(self) < self._other(other, "<")
+
+    def __le__(self, other: Any) -> bool:
+        return float(self) <= self._other(other, "<=")
+
+    def __gt__(self, other: Any) -> bool:
+        return float(self) > self._other(other, ">")
+
+    def __ge__(self, other: Any) -> bool:
+        return float(self) >= self._other(other, ">=")

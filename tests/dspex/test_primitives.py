@@ -73,3 +73,14 @@ def test_the_shipped_sentiment_data_is_one_record_a_line():
     text = (Path(dspex.__file__).parent / "data" / "sentiment" / "sentences.jsonl").read_text(encoding="utf-8")
     rows = [json.loads(line) for line in text.splitlines()]
     assert len(rows) == 3000 and all({"text", "label"} <= set(r) for r in rows)
+
+
+def test_a_prediction_with_a_score_is_a_number_as_dspy_metrics_use_it():
+    scored = [Prediction(score=0.5, feedback="half"), Prediction(score=1.0)]
+    assert sum(scored) == 1.5 and sum(scored) / len(scored) == 0.75  # sum() starts from 0 + Prediction
+    assert scored[0] / 2 == 0.25 and 1 / scored[1] == 1.0 and scored[0] + scored[1] == 1.5
+    assert scored[0] < scored[1] and scored[1] >= 1 and float(scored[0]) == 0.5 and max(scored) is scored[1]
+    with pytest.raises(ExampleError, match="no 'score' field"):
+        float(Prediction(answer="x"))
+    with pytest.raises(TypeError, match="unsupported operand"):
+        scored[0] + "1"
