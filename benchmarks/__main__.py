@@ -3,6 +3,7 @@ write their tables into benchmarks/README.md."""
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import sys
@@ -10,7 +11,8 @@ import time
 from pathlib import Path
 
 from benchmarks import (bench_adapters, bench_processes, bench_bad_day, bench_clients, bench_defaults, bench_evaluate,
-                        bench_instructions, bench_optimizers, bench_quality, bench_supervision, dspy_env)
+                        bench_instructions, bench_optimizers, bench_quality, bench_supervision, dspy_conformance,
+                        dspy_env)
 
 README = Path(__file__).with_name("README.md")
 
@@ -31,12 +33,18 @@ def main() -> None:
                ("clients", bench_clients.run), ("evaluate", bench_evaluate.run), ("bad_day", bench_bad_day.run),
                ("defaults", bench_defaults.run), ("processes", bench_processes.run),
                ("optimizers", bench_optimizers.run), ("instructions", bench_instructions.run),
-               ("quality", bench_quality.run), ("quality_instructions", lambda: bench_quality.run("instructions")))
+               ("quality", bench_quality.run), ("quality_instructions", lambda: bench_quality.run("instructions")),
+               # DSPy's own tests on dspex: needs a DSPy source checkout ($DSPY_CHECKOUT); without one the
+               # section keeps its last figures
+               ("conformance", lambda: dspy_conformance.run() if os.environ.get("DSPY_CHECKOUT") else None))
     wanted = set(sys.argv[1:]) or {name for name, _ in benches}
     for name, bench in benches:
         if name not in wanted:
             continue
         table = bench()
+        if table is None:
+            print(f"{name}: not run (see benchmarks/__main__.py)", file=sys.stderr)
+            continue
         print(table)
         text = replace_section(text, name, f"{stamp}\n\n{table}")
     README.write_text(text)
