@@ -7,12 +7,20 @@ of the mean with ``exclude_failures=True``); an example past ``timeout_per_examp
 waiting for it (its late result is dropped); ``max_errors`` and Ctrl-C stop dispatching and return the
 partial result, the unfinished examples as ``EvaluationCancelled`` rows. With ``journal=path`` every
 finished row is appended as JSON Lines as it arrives; ``resume_from=path`` skips the rows found there.
+
+DSPy's call, ``evaluator(program, metric=..., devset=..., num_threads=..., display_table=...,
+save_as_csv=..., save_as_json=...)``, takes its overrides for that call; on Ctrl-C it raises
+KeyboardInterrupt as DSPy's does (the partial result on the exception's ``.result``), where ``run``
+returns the partial result.
 """
 
 from __future__ import annotations
 
 import copy
+import csv
 import itertools
+import json
+import logging
 import os
 import signal
 import sys
@@ -21,7 +29,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..clients.messages import UsageTotals
 from ..errors import ConfigError, DspexError, JournalWriteError
@@ -31,13 +39,15 @@ from ..utils.callback import with_callbacks
 from ..clients.host import active_runtime
 from ..clients.scope import RUN_SEP, current_run
 from .metric_call import MetricPlace, bind_metric
-from .runner import Metric, Runner, ThreadRunner
+from ..adapters.base import to_jsonable
+from .runner import Metric, Runner, ThreadRunner, run_example
 from .feed import WorkerFeed
 from .result import EvalProgress, EvalRow, EvaluationResult, RowFinished, load_journal
 from .tracker import Tracker
 
 
 _RUNS = itertools.count(1)
+logger = logging.getLogger(__name__)
 
 
 class EvaluationCancelled(DspexError):
@@ -47,28 +57,38 @@ class EvaluationCancelled(DspexError):
 DSPY_INSTEAD = {
     "return_outputs": "result.results holds (example, prediction, score) triples, result.rows everything",
     "return_all_scores": "result.results holds every score",
-    "provide_traceback": "every failed row carries its typed error (result.errors)",
-    "save_as_csv": "result.to_jsonl(path) (JSON Lines), or journal= while it runs",
-    "save_as_json": "result.to_jsonl(path) (JSON Lines), or journal= while it runs",
 }
+_UNSET: Any = object()
 
 
 class Evaluate:
-    """Also speaks DSPy: ``num_threads`` (= ``max_concurrency``), ``display_progress`` (= ``progress``),
-    ``display_table`` (print the result table), ``failure_score`` (the score of a failed row), and
-    ``evaluator(program)``. Scores are fractions in [0, 1] (DSPy reports 0–100)."""
+    """Also speaks DSPy: ``num_threads`` (= ``max_concurrency``; ``num_threads=1`` runs the examples one by
+    one in the calling thread, as DSPy does, so ``timeout_per_example`` cannot cut one short there),
+    ``display_progress`` (= ``progress``), ``display_table`` (print DSPy's result table: all rows, or the
+    first N), ``failure_score`` (the score of a failed row), ``save_as_csv`` / ``save_as_json`` (DSPy's
+    records: the example's fields, the prediction's, the metric's score), ``provide_traceback`` (log each
+    failure's traceback), and ``evaluator(program, ...)``. ``result.score`` is percent (0–100) as DSPy's,
+    ``result.mean`` the fraction."""
 
     def __init__(self, devset: Sequence[Example] | None = None, metric: Metric | None = None,
                  max_concurrency: int = 64, workers: int = 2, timeout_per_example: float | None = 60.0,
                  max_errors: int | None = None, progress: bool = True, journal: str | Path | None = None,
                  resume_from: str | Path | None = None, exclude_failures: bool = False,
                  retry_timeouts: bool = False, *, num_threads: int | None = None,
-                 display_progress: bool | None = None, display_table: bool | int = False,
-                 failure_score: float = 0.0, warn_if_all_failed: bool = True, **unknown: Any) -> None:
+                 display_progress: bool | None = None, display_table: bool | int | None = False,
+                 failure_score: float = 0.0, warn_if_all_failed: bool = True, save_as_csv: str | Path | None = None,
+                 save_as_json: str | Path | None = None, provide_traceback: bool | None = None,
+                 **unknown: Any) -> None:
         if unknown:
             name = sorted(unknown)[0]
             raise ConfigError(f"Evaluate does not take {name}=: {DSPY_INSTEAD.get(name, 'see help(dspex.Evaluate)')}")
+        display_table = False if display_table is None else display_table
+        _check_table(display_table)
+        self.num_threads = num_threads  # DSPy's attribute, as given (None: max_concurrency decides)
+        self.save_as_csv, self.save_as_json, self.provide_traceback = save_as_csv, save_as_json, provide_traceback
         if num_threads is not None:
+            if not _int_at_least(num_threads, 1):
+                raise ConfigError(f"num_threads must be an int >= 1, got {num_threads!r}")
             max_concurrency = num_threads
         if display_progress is not None:
             progress = display_progress
@@ -94,23 +114,72 @@ class Evaluate:
 
     _callback_kind = "evaluate"  # a call fires the evaluate hooks (dspex.utils.callback)
 
-    def __call__(self, program: Any, devset: Sequence[Example] | None = None, **kwargs: Any) -> EvaluationResult:
-        """DSPy's ``evaluator(program)``: the same as :meth:`run`."""
-        return self.run(program, devset=devset, **kwargs)
+    @property
+    def display_progress(self) -> bool:
+        """DSPy's name for ``progress``."""
+        return self.progress
+
+    @display_progress.setter
+    def display_progress(self, value: bool) -> None:
+        self.progress = value
+
+    def __call__(self, program: Any, metric: Metric | None = None, devset: Sequence[Example] | None = None,
+                 num_threads: int | None = None, display_progress: bool | None = None,
+                 display_table: bool | int | None = None, callback_metadata: dict[str, Any] | None = None,
+                 save_as_csv: str | Path | None = None, save_as_json: str | Path | None = None, *,
+                 runtime: Any = None, until: Callable[["_Tally"], bool] | None = None) -> EvaluationResult:
+        """DSPy's ``evaluator(program, ...)``: :meth:`run`, with DSPy's per-call overrides, except that
+        Ctrl-C raises KeyboardInterrupt (as in DSPy) once the partial result is in (on ``.result``)."""
+        result = self.run(program, runtime, devset=devset, until=until, metric=metric, num_threads=num_threads,
+                          display_progress=display_progress, display_table=display_table,
+                          callback_metadata=callback_metadata, save_as_csv=save_as_csv, save_as_json=save_as_json)
+        if result.aborted == "interrupted":
+            interrupt = KeyboardInterrupt("evaluation interrupted; the partial result is on this exception's .result")
+            interrupt.result = result  # type: ignore[attr-defined]
+            raise interrupt
+        return result
 
     @with_callbacks
     def run(self, program: Any, runtime: Any = None, *, devset: Sequence[Example] | None = None,
-            until: Callable[["_Tally"], bool] | None = None) -> EvaluationResult:
+            until: Callable[["_Tally"], bool] | None = None, metric: Metric | None = None,
+            num_threads: int | None = None, display_progress: bool | None = None,
+            display_table: bool | int | None = None, callback_metadata: dict[str, Any] | None = None,
+            save_as_csv: str | Path | None = None, save_as_json: str | Path | None = None) -> EvaluationResult:
         """Evaluate ``program``. On a multiproc/tcp runtime with ``workers > 0`` the examples run in worker
         processes (``max_concurrency / workers`` threads each); otherwise on threads in this process.
         Either way the LM calls share the runtime's client actors (limits, breakers, ledger).
-        ``devset=`` evaluates on other examples this once.
+        ``devset=``, ``metric=``, ``num_threads=``, ``display_progress=``, ``display_table=``,
+        ``save_as_csv=``, ``save_as_json=`` apply to this run only (DSPy's overrides);
+        ``callback_metadata`` is logged (at debug) for callback handlers.
         ``until(tally)`` is asked after each row; when it says True, dispatching stops as with
         max_errors (optimizers stop a bootstrap once they have their demos, or at their budget)."""
-        if devset is not None:
-            other = copy.copy(self)  # the same settings, other examples, this once
-            other.devset = _checked_devset(devset)
-            return other.run(program, runtime, until=until)
+        if callback_metadata:
+            logger.debug("Evaluate is called with callback metadata: %s", callback_metadata)
+        overrides = {"devset": devset, "metric": metric, "num_threads": num_threads, "progress": display_progress,
+                     "display_table": display_table, "save_as_csv": save_as_csv, "save_as_json": save_as_json}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if overrides:
+            return self._with(overrides)._run(program, runtime, until)
+        return self._run(program, runtime, until)
+
+    def _with(self, overrides: dict[str, Any]) -> "Evaluate":
+        """The same settings with this call's overrides (checked as the constructor checks them)."""
+        other = copy.copy(self)
+        for key, value in overrides.items():
+            if key == "devset":
+                value = _checked_devset(value)
+            elif key == "metric":
+                bind_metric(value, MetricPlace.EVALUATE)
+            elif key == "num_threads":
+                if not _int_at_least(value, 1):
+                    raise ConfigError(f"num_threads must be an int >= 1, got {value!r}")
+                other.max_concurrency = value
+            elif key == "display_table":
+                _check_table(value)
+            setattr(other, key, value)
+        return other
+
+    def _run(self, program: Any, runtime: Any, until: Callable[["_Tally"], bool] | None) -> EvaluationResult:
         if not self.devset:
             raise ConfigError("Evaluate has no examples: pass devset= (to Evaluate or to run)")
         start, run = time.monotonic(), new_run_id()
@@ -118,8 +187,10 @@ class Evaluate:
             rows = self._resumed()
             rt = runtime if runtime is not None else active_runtime()
             metric = bind_metric(self.metric, MetricPlace.EVALUATE)
-            if self.workers > 0 and rt is not None and not rt.actors.is_local:
-                runner: Runner = WorkerFeed(rt, program, metric, self.devset, done=list(rows), workers=self.workers,
+            if self.num_threads == 1:  # DSPy's one thread: the examples run here, in the calling thread
+                runner: Runner = InlineRunner(program, metric, self.devset, set(rows), run)
+            elif self.workers > 0 and rt is not None and not rt.actors.is_local:
+                runner = WorkerFeed(rt, program, metric, self.devset, done=list(rows), workers=self.workers,
                                             concurrency=self.max_concurrency, timeout=self.timeout,
                                             retry_timeouts=self.retry_timeouts, run=run)
             else:
@@ -230,7 +301,7 @@ class Evaluate:
                     if tally.write_error is not None and aborted is None:
                         aborted = "journal write failed"
                         runner.cancel()
-                    if self.max_errors is not None and tally.errors >= self.max_errors and aborted is None:
+                    if self.max_errors is not None and tally.new_errors >= self.max_errors and aborted is None:
                         aborted = f"max_errors={self.max_errors} reached"
                         runner.cancel()
                     if until is not None and aborted is None and until(tally):
@@ -267,9 +338,21 @@ class Evaluate:
             print(f"warning: every one of the {len(result.rows)} rows of this evaluation failed, so its score "
                   f"{result.score:.4g} measures nothing; the first: {type(first).__name__}: {str(first)[:300]}",
                   file=sys.stderr, flush=True)
-        if self.display_table:
-            print(result.to_table(self.display_table if isinstance(self.display_table, int)
-                                  and not isinstance(self.display_table, bool) else 20))
+        if self.provide_traceback:
+            for row in result.errors:
+                if not isinstance(row.error, EvaluationCancelled):
+                    logger.error("Error for example %d: %s", row.index, row.error, exc_info=row.error)
+        logger.info("Average Metric: %s / %d (%s%%)", round(sum(r.score for r in result.rows), 4), len(result.rows),
+                    round(100 * result.mean, 1))
+        if self.display_table or self.save_as_csv or self.save_as_json:
+            records = _records(result, _metric_name(self.metric))
+            if self.display_table:
+                print(_table(records, _metric_name(self.metric), self.display_table), flush=True)
+            if self.save_as_csv:
+                _save_csv(records, self.save_as_csv)
+            if self.save_as_json:
+                with open(self.save_as_json, "w", encoding="utf-8") as fh:
+                    json.dump([_jsonable(r) for r in records], fh)
         if tally.write_error is not None:
             error, done = tally.write_error, sum(1 for r in result.rows if not isinstance(r.error, EvaluationCancelled))
             raise JournalWriteError(f"{error}; the run stopped there with {done} of {len(result.rows)} rows finished "
@@ -325,6 +408,7 @@ class _Tally:
         self.run, self.total, self.rows, self.rt, self.start = run, total, rows, rt, start
         self.resumed = len(rows)
         self.errors = sum(1 for r in rows.values() if r.failed)
+        self.new_errors = 0  # failures of this run (max_errors counts these: resumed rows ran before)
         self.spent = _cost(rows)
         self.tokens = sum(getattr(getattr(r.prediction, "usage", None), "total_tokens", 0) for r in rows.values())
         self.last_event = 0.0
@@ -337,6 +421,7 @@ class _Tally:
             return  # already finished (a resumed row): exactly once
         self.rows[row.index] = row
         self.errors += row.failed
+        self.new_errors += row.failed
         if row.prediction is not None:  # a program may return a dict, a list, a string: no usage of its own
             self.spent += getattr(row.prediction, "cost", 0.0)
             self.tokens += getattr(getattr(row.prediction, "usage", None), "total_tokens", 0)
@@ -366,6 +451,125 @@ class _Tally:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class InlineRunner:
+    """DSPy's ``num_threads=1``: each example in turn in the calling thread (a metric or program that
+    needs the main thread gets it). Nothing can stop an example from outside, so ``timeout_per_example``
+    is not applied; Ctrl-C stops the run between or inside examples, as elsewhere."""
+
+    def __init__(self, program: Any, metric: Metric, examples: Sequence[Example], done: set[int],
+                 run: str | None) -> None:
+        self.program, self.metric, self.examples, self.done, self.run = program, metric, examples, done, run
+        self.cancelled = False
+        self.aborted: str | None = None
+        self.duplicates = 0
+
+    def rows(self, poll: float = 0.05, until: float | None = None) -> Iterator[EvalRow]:
+        for index, example in enumerate(self.examples):
+            if self.cancelled:
+                return
+            if index in self.done:
+                continue
+            self.done.add(index)
+            yield run_example(self.program, self.metric, index, example, "main", 1, self.run)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def close(self) -> None:
+        pass
+
+
+def _check_table(display_table: Any) -> None:
+    if not isinstance(display_table, (bool, int)) or display_table < 0:
+        raise ConfigError(f"display_table must be True/False or a number of rows to show, got {display_table!r}")
+
+
+def _metric_name(metric: Any) -> str:
+    """The metric's column name, as DSPy names it: a function's name, else its class's."""
+    import types
+
+    return metric.__name__ if isinstance(metric, types.FunctionType) else type(metric).__name__
+
+
+def _fields(value: Any) -> dict[str, Any] | None:
+    if hasattr(value, "toDict"):
+        return dict(value.toDict())
+    if isinstance(value, Mapping) or (hasattr(value, "items") and callable(value.items)):
+        return dict(value.items())
+    return None
+
+
+def _records(result: EvaluationResult, metric_name: str) -> list[dict[str, Any]]:
+    """One record per row, as DSPy writes them: the example's fields and the prediction's (a name both
+    have becomes ``example_<name>`` and ``pred_<name>``), or a ``prediction`` field when the program
+    returned a plain value, and the metric's score under the metric's name."""
+    records = []
+    for example, prediction, score in result.results:
+        ex = _fields(example) or {}
+        pred = _fields(prediction)
+        if pred is None:
+            record = {**ex, "prediction": prediction}
+        else:
+            record = {(f"example_{k}" if k in pred else k): v for k, v in ex.items()}
+            record.update({(f"pred_{k}" if k in ex else k): v for k, v in pred.items()})
+        record[metric_name] = score
+        records.append(record)
+    return records
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return to_jsonable(value)
+    except DspexError:
+        return repr(value)
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: text and numbers as they are, anything else as JSON."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return json.dumps(_jsonable(value), ensure_ascii=False)
+
+
+def _save_csv(records: list[dict[str, Any]], path: str | Path) -> None:
+    columns: dict[str, None] = {}
+    for record in records:
+        columns.update(dict.fromkeys(record))
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns))
+        writer.writeheader()
+        for record in records:
+            writer.writerow({k: _cell(v) for k, v in record.items()})
+
+
+def _truncated(value: Any, words: int = 25) -> str:
+    parts = str(value).split()
+    return " ".join(parts[:words]) + "..." if len(parts) > words else " ".join(parts)
+
+
+def _table(records: list[dict[str, Any]], metric_name: str, display_table: bool | int) -> str:
+    """DSPy's result table (its columns, cells cut to 25 words, the score as ``✔️ [score]``), as plain
+    text (dspex does not need pandas); a number shows that many rows and says how many more there are."""
+    shown = records if isinstance(display_table, bool) else records[:display_table]
+    columns: dict[str, None] = {}
+    for record in records:
+        columns.update(dict.fromkeys(record))
+
+    def cell(record: dict[str, Any], column: str) -> str:
+        value = record.get(column)
+        if column == metric_name:
+            return "" if value is None else f"✔️ [{value:.3f}]" if isinstance(value, float) else f"✔️ [{value}]"
+        return "" if column not in record else _truncated(value)
+
+    grid = [[""] + list(columns)] + [[str(i)] + [cell(r, c) for c in columns] for i, r in enumerate(shown)]
+    widths = [min(60, max(len(line[j]) for line in grid)) for j in range(len(grid[0]))]
+    lines = ["  ".join(text[:w].ljust(w) for text, w in zip(line, widths)).rstrip() for line in grid]
+    more = len(records) - len(shown)
+    if more > 0:
+        lines.append(f"... {more} more rows not displayed ...")
+    return "\n".join(lines)
 
 
 def _wait_for_hosts(rt: Any, hosts: list[str], timeout: float) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -63,6 +63,16 @@ def metric_score(value: Any) -> tuple[float, str | None]:
     return number, None if feedback is None else str(feedback)
 
 
+def _example_json(example: Example) -> dict:
+    """The example as ``Example.from_json`` reads it; values JSON cannot hold as they are (a History, a
+    pydantic model) as their JSON data."""
+    try:
+        return json.loads(example.to_json())
+    except (TypeError, ValueError):
+        inputs = example.input_keys
+        return {"data": to_jsonable(dict(example.items())), "inputs": list(inputs) if inputs is not None else None}
+
+
 def _step_json(step: Any) -> dict:
     return {"predictor": getattr(step, "predictor", str(step)), "inputs": to_jsonable(getattr(step, "inputs", {})),
             "outputs": to_jsonable(getattr(step, "outputs", {})),
@@ -106,7 +116,7 @@ class EvalRow:
         pred = self.prediction
         is_prediction = isinstance(pred, Prediction)
         usage = pred.usage if is_prediction else Usage()
-        return {"index": self.index, "example": json.loads(self.example.to_json()),
+        return {"index": self.index, "example": _example_json(self.example),
                 "prediction": (dict(pred.items()) if is_prediction else None if pred is None
                                else {"value": to_jsonable(pred)}),  # a program may return a dict, a list, text
                 "usage": [usage.prompt_tokens, usage.completion_tokens],
@@ -134,7 +144,7 @@ class EvalRow:
                    data.get("feedback"))
 
 
-@dataclass
+@dataclass(init=False, repr=False)
 class EvaluationResult:
     """``score``: the mean metric value in percent, 0–100, rounded to 2 decimals as DSPy reports it (failures
     count as 0, or are left out with ``exclude_failures``); ``mean``: the same mean as a fraction, unrounded.
@@ -143,25 +153,47 @@ class EvaluationResult:
     ``usage`` is what this run really did, from the ledger: LM requests (not rows), successes, failures,
     cache hits, retries, tokens and cost, including the calls of examples that later timed out.
     ``cost`` is what the rows' predictions cost (rows resumed from a journal included).
+
+    DSPy's form works too: ``EvaluationResult(score=67.3, results=[(example, prediction, score), ...])``
+    (the score as given, the triples as rows); ``result["score"]`` / ``result["results"]`` as on DSPy's
+    (a Prediction there).
     """
 
     rows: list[EvalRow]
     wall_s: float
-    usage: UsageTotals = field(default_factory=UsageTotals)
-    exclude_failures: bool = False
-    aborted: str | None = None
-    duplicates_dropped: int = 0
-    run: str = ""
+    usage: UsageTotals
+    exclude_failures: bool
+    aborted: str | None
+    duplicates_dropped: int
+    run: str
+    stated_score: float | None  # DSPy's EvaluationResult(score=...): reported as given
+
+    def __init__(self, rows: list[EvalRow] | None = None, wall_s: float = 0.0, usage: UsageTotals | None = None,
+                 exclude_failures: bool = False, aborted: str | None = None, duplicates_dropped: int = 0,
+                 run: str = "", stated_score: float | None = None, *, score: float | None = None,
+                 results: list[tuple] | None = None) -> None:
+        if rows is None:
+            rows = [EvalRow(index=i, example=ex, prediction=pred, score=_number(value))
+                    for i, (ex, pred, value) in enumerate(results or [])]
+        self.rows, self.wall_s = list(rows), wall_s
+        self.usage = usage if usage is not None else UsageTotals()
+        self.exclude_failures, self.aborted, self.duplicates_dropped, self.run = (exclude_failures, aborted,
+                                                                                  duplicates_dropped, run)
+        self.stated_score = stated_score if score is None else score
 
     @property
     def mean(self) -> float:
         """The mean metric value over the counted rows (0–1 for a 0/1 metric)."""
+        if self.stated_score is not None:
+            return self.stated_score / 100
         rows = [r for r in self.rows if not (self.exclude_failures and r.failed)]
         return sum(r.score for r in rows) / len(rows) if rows else 0.0
 
     @property
     def score(self) -> float:
         """The score in percent (0–100), as DSPy's ``EvaluationResult.score``."""
+        if self.stated_score is not None:
+            return self.stated_score
         return round(100 * self.mean, 2)
 
     @property
@@ -179,8 +211,23 @@ class EvaluationResult:
 
     @property
     def results(self) -> list[tuple]:
-        """DSPy's shape: ``(example, prediction, score)`` per example, in input order."""
-        return [(r.example, r.prediction, r.score) for r in self.rows]
+        """DSPy's shape: ``(example, prediction, score)`` per example, in input order; a row whose program
+        failed has an empty Prediction there, as DSPy's."""
+        return [(r.example, Prediction() if r.prediction is None else r.prediction, r.score) for r in self.rows]
+
+    def __getitem__(self, key: str) -> Any:
+        if key in ("score", "results"):
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in ("score", "results")
+
+    def keys(self) -> list[str]:
+        return ["score", "results"]
+
+    def toDict(self) -> dict:  # noqa: N802 - DSPy's spelling
+        return {"score": self.score, "results": self.results}
 
     def to_jsonl(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as fh:
@@ -201,8 +248,20 @@ class EvaluationResult:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
+        """DSPy's: ``EvaluationResult(score=67.3, results=<list of 3 results>)``."""
+        return f"EvaluationResult(score={self.score}, results=<list of {len(self.rows)} results>)"
+
+    def __str__(self) -> str:
+        """The run at a glance: score, rows, failures, wall time."""
         return (f"EvaluationResult(score={self.score:.2f}%, rows={len(self.rows)}, errors={len(self.errors)}, "
-                f"wall_s={self.wall_s:.2f})")
+                f"wall_s={self.wall_s:.2f})" + (f", aborted: {self.aborted}" if self.aborted else ""))
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(metric_score(value)[0])
+    except MetricError:
+        return 0.0
 
 
 def load_journal(path: str | Path) -> list[EvalRow]:
