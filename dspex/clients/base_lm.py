@@ -16,6 +16,7 @@ DSPy's ``BaseLM`` does, and caches nothing (only ``dspex.LM`` caches provider an
 
 from __future__ import annotations
 
+import contextvars
 import copy as copy_module
 import secrets
 import time
@@ -23,19 +24,22 @@ import weakref
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import ConfigError, MalformedResponse
+from ..primitives import Usage
+from ..utils.callback import with_callbacks
 from .config import Breaker, LMConfig
 from .host import current_runtime
 from .lm import LM
 from .messages import Completion
 from .pipeline import Request, history_entry
 from .scope import current_run, current_stream
-from ..utils.callback import with_callbacks
 from .prices import Price, check_price
 from .transport import AttemptKind, AttemptResult
 
 if TYPE_CHECKING:
     from .host import ClientHost as Runtime
 
+# set while a subclass's own __call__ runs: its super().__call__ requests go to the pipeline, not back to it
+_ROUTED: contextvars.ContextVar[list | None] = contextvars.ContextVar("dspex_base_lm_own_call", default=None)
 LM_CLASS_STATE_KEY = "_dspy_lm_class"  # DSPy's key for the class of a saved LM
 PYTHON_ENDPOINT = "http://python.invalid"  # names a BaseLM class's client (providers.py): nothing is sent there
 
@@ -165,9 +169,16 @@ class BaseLM(LM):
     def request(self, messages: Sequence[dict] | str, *, run: str | None = None, rollout: int | None = None,
                 prompt_style: str = "chat", **overrides: Any) -> Completion:
         """As :meth:`LM.request`; the messages and keyword arguments reach ``forward`` as given (with the
-        handle's ``kwargs`` under them): what they may hold is the subclass's business."""
+        handle's ``kwargs`` under them): what they may hold is the subclass's business.
+
+        A subclass that overrides ``__call__`` sees every request there, as DSPy's adapters call
+        ``lm(messages=...)``: its ``super().__call__`` goes on through the pipeline, and what it returns
+        without one is the answer (not leased, not booked: it never reached the client)."""
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
+        routed = _ROUTED.get()
+        if routed is None and type(self).__call__ is not LM.__call__:
+            return self._through_own_call(messages, overrides)
         rollout_id = overrides.pop("rollout_id", None)
         request = Request(self.config, list(messages), {**self.kwargs, **overrides},
                           run=run if run is not None else current_run(),
@@ -175,7 +186,22 @@ class BaseLM(LM):
                           given=messages, overrides=overrides)
         comp = self._need_pipeline().send(request)
         self.history.append(history_entry(request, comp))
+        if routed is not None:
+            routed.append(comp)
         return comp
+
+    def _through_own_call(self, messages: list[dict], overrides: dict) -> Completion:
+        answered: list[Completion] = []  # what its super().__call__ got from the pipeline
+        token = _ROUTED.set(answered)
+        try:
+            outputs = self(messages=messages, **overrides)
+        finally:
+            _ROUTED.reset(token)
+        if answered:
+            return answered[-1]
+        first = outputs[0] if isinstance(outputs, list) and outputs else outputs
+        text = first.get("text", "") if isinstance(first, dict) else str(first or "")
+        return Completion(text=text, usage=Usage(), cost=0.0, model=str(self.model), latency_s=0.0)
 
     @property
     def default_adapter(self) -> str:

@@ -216,3 +216,21 @@ def test_embedder_takes_a_callable_and_dspy_argument_names(rt):
         dspy.Embedder("openai/e", base_url="http://127.0.0.1:1/v1", api_base="http://127.0.0.1:2/v1")
     with pytest.raises(dspy.ConfigError, match="2 vectors for 3 texts"):
         dspy.Embedder(lambda texts: [[0.0], [1.0]])(["a", "b", "c"])
+
+
+def test_a_base_lm_subclass_that_overrides_call_sees_every_request(rt):
+    class Slow(DummyLM):  # DSPy's pattern: wrap __call__, then let the base answer
+        def __call__(self, *args, **kwargs):
+            self.seen_calls = getattr(self, "seen_calls", 0) + 1
+            return super().__call__(*args, **kwargs)
+
+    class Canned(dspy.BaseLM):  # answers in __call__ itself, never reaching forward
+        def __call__(self, prompt=None, messages=None, **kwargs):
+            return ["[[ ## answer ## ]]\ncanned"]
+
+    slow = Slow([{"answer": "x"}])
+    assert dspy.Predict("question -> answer", lm=slow)(question="q").answer == "x"
+    assert slow.seen_calls == 1 and slow.usage().ok == 1 and len(slow.history) == 1  # through the pipeline
+    canned = Canned("c")
+    assert dspy.Predict("question -> answer", lm=canned)(question="q").answer == "canned"
+    assert canned.usage().requests == 0  # it never reached the client
