@@ -18,8 +18,6 @@ from ..utils.callback import with_callbacks
 if TYPE_CHECKING:
     from .host import ClientHost as Runtime
 
-ROLES = ("system", "user", "assistant")
-
 
 class LM:
     """A language model behind the resilient client pipeline.
@@ -111,6 +109,12 @@ class LM:
     @property
     def model(self) -> str:
         return self.config.qualified
+
+    @property
+    def supports_function_calling(self) -> bool:
+        """Whether the adapters may ask this model for native tool calls (every provider's API but a local
+        model's has them; dspex.clients.wire renders tools in each format)."""
+        return self.config.provider != "local"
 
     @property
     def default_adapter(self) -> str:
@@ -263,14 +267,17 @@ def _framework_options(params: dict) -> dict:
 
 
 def normalize_messages(messages: Sequence[dict] | str) -> list[dict]:
-    """Check chat messages (a plain string is one user message); a clear ConfigError names the bad item."""
+    """Check chat messages (a plain string is one user message); a clear ConfigError names the bad item.
+
+    A content is a string or a list of content parts (text, ``image_url``, ``input_audio``, ``file``; an
+    Anthropic ``document``); an assistant message may carry ``tool_calls`` and a ``role: "tool"`` message
+    answers one (``tool_call_id``), in the chat-completions shape: each wire format renders them as its
+    provider's (``wire.check_message``)."""
+    from .wire import check_message
+
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            raise ConfigError(f"message {i} must be {{'role': one of {ROLES}, 'content': str}}, got {m!r}")
-        out.append({"role": m["role"], "content": m["content"]})
+    out = [check_message(m, i) for i, m in enumerate(messages)]
     if not out:
         raise ConfigError("messages is empty: pass at least one {'role': 'user', 'content': ...}")
     return out

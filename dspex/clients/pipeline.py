@@ -48,6 +48,7 @@ from .prices import cost_of, prompt_tokens_bound
 from .scope import StreamSink
 from .transport import AttemptResult, Transport
 from .usage_tracker import active_trackers
+from .wire import estimate_prompt_tokens
 
 Send = Callable[["Request"], Completion]
 CALL_TIMEOUT = 24 * 3600.0  # a request may queue behind the limiter for long; a dead client is detected at once
@@ -72,7 +73,7 @@ class Request:
         """The admission request of attempt 0 (``est_tokens`` for the token limit; what an attempt whose
         report never comes is booked at; the asking process, so its leases come back if it dies)."""
         max_completion = int(self.sampling.get("max_tokens", self.cfg.max_tokens))
-        est = sum(len(m["content"]) for m in self.messages) // 4 + max_completion
+        est = estimate_prompt_tokens(self.messages) + max_completion  # images etc. at a stated budget
         return Admit(est, self.run, (procfs.node_id(), os.getpid()), self.cfg.retries,
                      max_prompt=prompt_tokens_bound(self.messages), max_completion=max_completion)
 

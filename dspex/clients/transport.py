@@ -10,7 +10,7 @@ import enum
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -24,7 +24,7 @@ from ..scrub import SCRUB_MIN, scrub_secret  # noqa: F401 - re-exported: its hom
 from .config import LMConfig, Secret
 from .deadline import Deadlines, deadline_connection
 from .prices import prompt_tokens_bound
-from .wire import Parsed, WireError, checked, wire_for
+from .wire import Parsed, WireError, checked, openai_calls, wire_for
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 EMPTY_RETRIES = 1  # an empty completion is asked once more (a sampled model may answer); then it is an error
@@ -205,11 +205,11 @@ class Transport:
         latency = time.monotonic() - start
         hints = self.wire.rate_hints(resp.headers)  # case-insensitive header lookups
         if streamed is not None:
-            if not streamed.text.strip():
+            if not streamed.text.strip() and not streamed.extras:  # a tool call alone is an answer
                 return AttemptResult("empty", latency, "", streamed.prompt_tokens, streamed.completion_tokens,
                                streamed.model, status=200, detail="the streamed completion is empty", hints=hints)
             return AttemptResult("ok", latency, streamed.text, streamed.prompt_tokens, streamed.completion_tokens,
-                           streamed.model, status=200, hints=hints)
+                           streamed.model, status=200, hints=hints, extras=streamed.extras)
         excerpt = lambda: self.scrub(raw[:4096].decode("utf-8", "replace"))[:300]  # noqa: E731 - scrub, then cut
         try:
             data = json.loads(raw)
@@ -234,6 +234,7 @@ class Transport:
     def _read_stream(self, resp: Any, on_text: Callable[[str], None]) -> Parsed:
         """Server-sent events: each ``data:`` line is one JSON event (``[DONE]`` ends OpenAI's stream)."""
         text: list[str] = []
+        calls: dict[Any, dict] = {}  # tool calls as their pieces arrive, by the provider's index
         prompt = completion = 0
         model, size, pending = "", 0, b""
         for chunk in resp.stream(4096):
@@ -260,8 +261,16 @@ class Transport:
                 if delta.text:
                     text.append(delta.text)
                     on_text(delta.text)
+                for piece in delta.calls:
+                    key = piece.get("index")
+                    call = calls.setdefault(key if key is not None else ("new", len(calls)),
+                                            {"id": None, "name": "", "arguments": ""})
+                    call["id"] = piece.get("id") or call["id"]
+                    call["name"] = piece.get("name") or call["name"]
+                    call["arguments"] += piece.get("arguments") or ""
         resp.release_conn()
-        return checked("".join(text), prompt, completion, model, self.wire.count_fields)
+        parsed = checked("".join(text), prompt, completion, model, self.wire.count_fields)
+        return replace(parsed, extras=(("tool_calls", openai_calls(list(calls.values()))),)) if calls else parsed
 
     def scrub(self, text: str) -> str:
         """Remove the key from text that may echo the request (error bodies, exception messages): the key

@@ -2,12 +2,22 @@
 
 A provider's entry in the registry (``dspex/providers.py``) names its wire format; this module holds
 one stateless class per format (``WireFormat`` subclasses), found by name in :data:`WIRE_FORMATS`.
+
+Messages come in the chat-completions shape (content parts, ``tool_calls``, ``role: "tool"`` results, checked
+by :func:`check_message`); ``tools`` / ``tool_choice`` in OpenAI's function shape. Each format renders them as
+its provider's (Anthropic image/document/tool_use/tool_result blocks, Gemini inline_data/file_data/
+functionCall/functionResponse parts) and gives an answer's tool calls back in OpenAI's shape, as the
+``tool_calls`` extra, streamed or whole.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
+import json
 import math
+import mimetypes
 import re
 import time
 from dataclasses import dataclass, replace
@@ -16,6 +26,7 @@ from typing import Any, Mapping
 
 from supervision.resilience.adaptive import Advert, RateHints
 
+from ..errors import ConfigError
 from ..providers import PROVIDERS
 from .config import LMConfig, Secret
 
@@ -41,6 +52,8 @@ class StreamDelta:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     model: str | None = None
+    # pieces of tool calls: {"index": key or None (a whole new call), "id", "name", "arguments": a JSON fragment}
+    calls: tuple[dict, ...] = ()
 
 
 def _text_of(content: Any) -> str:
@@ -77,6 +90,260 @@ def checked(text: str, prompt_tokens: Any, completion_tokens: Any, model: Any,
     """An answer whose token counts (named ``fields`` in the body) pass :func:`token_count`."""
     return Parsed(text, token_count(fields[0], prompt_tokens), token_count(fields[1], completion_tokens),
                   model if isinstance(model, str) else "")
+
+
+# --- content parts and tool calls ------------------------------------------------------------------------
+# dspex.LM takes chat messages in the chat-completions shape (DSPy's): a content is a string or a list of
+# content parts, an assistant message may carry ``tool_calls``, a ``role: "tool"`` message is a tool's
+# result. :func:`check_message` validates one (ConfigError naming the message and part); each wire format
+# renders them as its provider's parts, and refuses (ConfigError naming the provider and part type) a part
+# its provider cannot take.
+
+IMAGE_TOKENS = 1_600  # an image in the token estimate (the most Anthropic bills a resized image; OpenAI's
+#                       high detail 2048x768 is 765, Gemini's tile 258): a stated budget, not a count
+MEDIA_TOKENS = 3_000  # an audio clip, a file or a document (a few pages) in the token estimate
+PART_TYPES = ("text", "image_url", "input_audio", "file", "document")
+_DATA_URL = re.compile(r"data:(?P<mime>[-\w.+]+/[-\w.+]+)(?:;[-\w.+]+=[^;,]*)*;base64,(?P<data>.*)", re.S)
+
+
+def parse_data_url(url: str) -> tuple[str, str] | None:
+    """``data:<mime>;base64,<data>`` → (mime, data); None when ``url`` is not a base64 data URL."""
+    match = _DATA_URL.fullmatch(url) if isinstance(url, str) else None
+    return (match["mime"].lower(), match["data"]) if match else None
+
+
+def _is_base64(data: Any) -> bool:
+    if not isinstance(data, str) or not data:
+        return False
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _check_part(part: Any, where: str, role: str) -> dict:
+    """One content part, checked (a shallow copy); ConfigError naming ``where`` and what is wrong."""
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        raise ConfigError(f"{where} must be a content part {{'type': one of {PART_TYPES}, ...}}, got {part!r:.200}")
+    kind = part["type"]
+    if kind not in PART_TYPES:
+        raise ConfigError(f"{where} has type {kind!r}: dspex.LM takes content parts of type {', '.join(PART_TYPES)}")
+    if kind != "text" and role != "user":
+        raise ConfigError(f"{where} is a {kind!r} part in a {role!r} message: only user messages carry images, "
+                          "audio and files (other roles take text)")
+    if kind == "text":
+        if not isinstance(part.get("text"), str):
+            raise ConfigError(f"{where}: a 'text' part needs 'text': str, got {part.get('text')!r:.100}")
+        return dict(part)
+    if kind == "image_url":
+        image = part.get("image_url")
+        image = {"url": image} if isinstance(image, str) else image
+        url = image.get("url") if isinstance(image, dict) else None
+        if not isinstance(url, str):
+            raise ConfigError(f"{where}: an 'image_url' part needs 'image_url': {{'url': str}}, got {image!r:.100}")
+        if url.startswith("data:"):
+            found = parse_data_url(url)
+            if found is None or not found[0].startswith("image/") or not _is_base64(found[1]):
+                raise ConfigError(f"{where}: the image's data URL is not 'data:image/<type>;base64,<base64 data>' "
+                                  f"({url[:40]!r}...)")
+        elif not re.match(r"https?://\S+$", url):
+            raise ConfigError(f"{where}: an image URL must be http(s):// or a base64 data URL, got {url[:60]!r}")
+        detail = image.get("detail")
+        if detail is not None and detail not in ("auto", "low", "high"):
+            raise ConfigError(f"{where}: image detail must be 'auto', 'low' or 'high', got {detail!r}")
+        return {**part, "image_url": dict(image)}
+    if kind == "input_audio":
+        audio = part.get("input_audio")
+        if (not isinstance(audio, dict) or not _is_base64(audio.get("data"))
+                or not isinstance(audio.get("format"), str) or not audio["format"]):
+            raise ConfigError(f"{where}: an 'input_audio' part needs 'input_audio': {{'data': <base64>, "
+                              f"'format': 'wav' | 'mp3' | ...}}")
+        return {**part, "input_audio": dict(audio)}
+    if kind == "file":
+        file = part.get("file")
+        if not isinstance(file, dict) or not (file.get("file_data") or file.get("file_id")):
+            raise ConfigError(f"{where}: a 'file' part needs 'file': {{'file_data': 'data:<mime>;base64,...'}} or "
+                              "{'file_id': str} (and optionally 'filename')")
+        data = file.get("file_data")
+        if data is not None and (parse_data_url(data) is None or not _is_base64(parse_data_url(data)[1])):
+            raise ConfigError(f"{where}: file_data must be a base64 data URL 'data:<mime>;base64,...'")
+        for key in ("file_id", "filename"):
+            if file.get(key) is not None and not isinstance(file[key], str):
+                raise ConfigError(f"{where}: {key} must be a string, got {file[key]!r:.60}")
+        return {**part, "file": dict(file)}
+    source = part.get("source")  # "document": Anthropic's own block (dspex.Document renders it)
+    if not isinstance(source, dict) or not isinstance(source.get("type"), str):
+        raise ConfigError(f"{where}: a 'document' part needs 'source': {{'type': ..., ...}}")
+    return dict(part)
+
+
+def check_content(content: Any, where: str, role: str) -> str | list[dict]:
+    """A message's content: a string, or a non-empty list of content parts (each checked)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and content:
+        return [_check_part(p, f"{where} part {j}", role) for j, p in enumerate(content)]
+    raise ConfigError(f"{where} content must be a string or a non-empty list of content parts, got {content!r:.200}")
+
+
+def _check_tool_calls(calls: Any, where: str) -> list[dict]:
+    """An assistant message's tool calls, as chat completions has them (``arguments`` made a JSON string)."""
+    if not isinstance(calls, list) or not calls:
+        raise ConfigError(f"{where} tool_calls must be a non-empty list of {{'id', 'type': 'function', 'function': "
+                          "{'name', 'arguments'}}}")
+    out = []
+    for j, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if (not isinstance(function, dict) or not isinstance(call.get("id"), str) or not call["id"]
+                or not isinstance(function.get("name"), str) or not function["name"]):
+            raise ConfigError(f"{where} tool call {j} must be {{'id': str, 'type': 'function', 'function': "
+                              f"{{'name': str, 'arguments': JSON object}}}}, got {call!r:.200}")
+        arguments = function.get("arguments", "{}")
+        if isinstance(arguments, str):
+            try:
+                decoded = json.loads(arguments or "{}")
+            except ValueError:
+                decoded = None
+            if not isinstance(decoded, dict):
+                raise ConfigError(f"{where} tool call {j}: arguments must be a JSON object, got {arguments!r:.100}")
+        elif isinstance(arguments, dict):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        else:
+            raise ConfigError(f"{where} tool call {j}: arguments must be a JSON object, got {arguments!r:.100}")
+        out.append({"id": call["id"], "type": "function",
+                    "function": {"name": function["name"], "arguments": arguments}})
+    return out
+
+
+MESSAGE_ROLES = ("system", "user", "assistant", "tool")
+
+
+def check_message(m: Any, i: int) -> dict:
+    """Message ``i`` checked and copied with the keys dspex sends: ``role``, ``content``, and an assistant's
+    ``tool_calls`` / a tool result's ``tool_call_id`` (and ``name``)."""
+    where = f"message {i}"
+    if not isinstance(m, dict) or m.get("role") not in MESSAGE_ROLES:
+        raise ConfigError(f"{where} must be {{'role': one of {MESSAGE_ROLES}, 'content': str or content parts}}, "
+                          f"got {m!r:.200}")
+    role = m["role"]
+    if role == "assistant" and m.get("tool_calls"):
+        content = m.get("content")
+        out = {"role": role, "content": None if content in (None, "") else check_content(content, where, role),
+               "tool_calls": _check_tool_calls(m["tool_calls"], where)}
+        return out
+    if role == "tool":
+        if not isinstance(m.get("tool_call_id"), str) or not m["tool_call_id"]:
+            raise ConfigError(f"{where} (a tool result) needs 'tool_call_id': the id of the call it answers")
+        out = {"role": role, "tool_call_id": m["tool_call_id"], "content": check_content(m.get("content"), where, role)}
+        if isinstance(m.get("name"), str):
+            out["name"] = m["name"]
+        return out
+    return {"role": role, "content": check_content(m.get("content"), where, role)}
+
+
+def content_text(content: Any) -> str:
+    """The text of a content (a string, or its text parts joined); None is empty."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if p.get("type") == "text")
+
+
+def estimate_prompt_tokens(messages: list[dict]) -> int:
+    """The prompt's token estimate for admission: text at four characters a token, each image
+    :data:`IMAGE_TOKENS`, each other non-text part :data:`MEDIA_TOKENS`, tool calls by their JSON."""
+    chars, fixed = 0, 0
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            for part in content:
+                kind = part.get("type")
+                if kind == "text":
+                    chars += len(part.get("text", ""))
+                elif kind == "document" and (part.get("source") or {}).get("type") == "text":
+                    chars += len(str((part.get("source") or {}).get("data", "")))
+                else:
+                    fixed += IMAGE_TOKENS if kind == "image_url" else MEDIA_TOKENS
+        elif content is not None:
+            chars += len(content)
+        for call in m.get("tool_calls") or ():
+            chars += len(call["function"]["name"]) + len(call["function"]["arguments"])
+    return chars // 4 + fixed
+
+
+def _unsupported(cfg: LMConfig, wire: str, what: str) -> ConfigError:
+    return ConfigError(f"provider {cfg.provider!r} ({wire} wire format) cannot take {what}")
+
+
+def _tool_functions(cfg: LMConfig, wire: str, tools: Any) -> list[dict]:
+    """``tools`` as chat completions has them (DSPy's adapters pass them so) → their functions."""
+    if not isinstance(tools, list):
+        raise ConfigError(f"tools must be a list of {{'type': 'function', 'function': {{'name', 'description', "
+                          f"'parameters'}}}}, got {tools!r:.100}")
+    out = []
+    for j, tool in enumerate(tools):
+        if isinstance(tool, dict) and tool.get("type", "function") != "function":
+            raise _unsupported(cfg, wire, f"a tool of type {tool.get('type')!r} (only function tools)")
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise ConfigError(f"tool {j} must be {{'type': 'function', 'function': {{'name': str, 'description': "
+                              f"str, 'parameters': JSON schema}}}}, got {tool!r:.200}")
+        out.append(function)
+    return out
+
+
+def _forced_tool(choice: Any) -> str | None:
+    """The function name a ``tool_choice`` forces (``{"type": "function", "function": {"name": ...}}``)."""
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") if isinstance(choice.get("function"), dict) else None
+        return name if isinstance(name, str) else None
+    return None
+
+
+def _tool_names(messages: list[dict]) -> dict[str, str]:
+    """Each tool call id in the history → the function it called (for formats whose results name it)."""
+    return {call["id"]: call["function"]["name"] for m in messages for call in m.get("tool_calls") or ()}
+
+
+def openai_calls(calls: list[dict]) -> list[dict]:
+    """Tool calls as chat completions has them, from ``{"id", "name", "arguments"}`` (a missing id becomes
+    ``call_<i>``, empty arguments ``{}``)."""
+    return [{"id": c.get("id") or f"call_{i}", "type": "function",
+             "function": {"name": c.get("name") or "", "arguments": c.get("arguments") or "{}"}}
+            for i, c in enumerate(calls)]
+
+
+def _json_args(args: Any) -> str:
+    if not isinstance(args, dict):
+        raise WireError(f"a tool call's arguments are a {type(args).__name__}, not an object")
+    return json.dumps(args, ensure_ascii=False)
+
+
+_GEMINI_SCHEMA_KEYS = frozenset({"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
+                                 "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
+                                 "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum",
+                                 "maximum"})
+
+
+def _gemini_schema(schema: Any) -> Any:
+    """A JSON schema cut to the OpenAPI subset Gemini's function declarations take (it refuses other keys,
+    e.g. ``additionalProperties`` or ``$schema``)."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key not in _GEMINI_SCHEMA_KEYS:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            value = {name: _gemini_schema(sub) for name, sub in value.items()}
+        elif key == "items":
+            value = _gemini_schema(value)
+        elif key == "anyOf" and isinstance(value, list):
+            value = [_gemini_schema(sub) for sub in value]
+        out[key] = value
+    return out
 
 
 class WireFormat:
@@ -151,7 +418,16 @@ class OpenAI(WireFormat):
     def headers(self, key: Secret | None) -> dict:
         return {"Authorization": f"Bearer {key.reveal()}"} if key else {}
 
+    takes = ("text", "image_url", "input_audio", "file")  # the content part types it renders
+
     def body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
+        for m in messages:
+            for part in m["content"] if isinstance(m.get("content"), list) else ():
+                if part["type"] not in self.takes:
+                    raise _unsupported(cfg, self.name, f"a {part['type']!r} content part (it takes "
+                                                       f"{', '.join(self.takes)})")
+        if "tools" in params:
+            _tool_functions(cfg, self.name, params["tools"])
         return {"model": cfg.model, "messages": messages, **params}
 
     def parse(self, body: Any) -> Parsed:
@@ -174,8 +450,13 @@ class OpenAI(WireFormat):
     def stream_event(self, data: Any) -> StreamDelta:
         try:
             choices, usage = data.get("choices") or [], data.get("usage") or {}
-            text = _text_of(choices[0].get("delta", {}).get("content")) if choices else ""
-            return StreamDelta(text, usage.get("prompt_tokens"), usage.get("completion_tokens"), data.get("model"))
+            delta = (choices[0].get("delta") or {}) if choices else {}
+            calls = tuple({"index": ("openai", c.get("index", 0)), "id": c.get("id"),
+                           "name": (c.get("function") or {}).get("name"),
+                           "arguments": (c.get("function") or {}).get("arguments") or ""}
+                          for c in delta.get("tool_calls") or ())
+            return StreamDelta(_text_of(delta.get("content")), usage.get("prompt_tokens"),
+                               usage.get("completion_tokens"), data.get("model"), calls)
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise WireError(f"not an OpenAI chat completion chunk ({type(exc).__name__}: {exc})") from None
 
@@ -204,20 +485,124 @@ class Anthropic(WireFormat):
         base = {"anthropic-version": self.version}
         return {**base, "x-api-key": key.reveal()} if key else base
 
+    image_types = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
     def body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
-        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        turns = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
+        system = "\n\n".join(content_text(m["content"]) for m in messages if m["role"] == "system")
+        turns: list[dict] = []
+        after_tool = False  # the last turn holds tool results: the next user message joins it (results first)
+        for m in messages:
+            role = m["role"]
+            if role == "system":
+                continue
+            if role == "tool":
+                block = {"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": content_text(m["content"])}
+                if after_tool:
+                    turns[-1]["content"].append(block)
+                else:
+                    turns.append({"role": "user", "content": [block]})
+                after_tool = True
+                continue
+            if m.get("tool_calls"):
+                blocks = self._blocks(cfg, m["content"]) if m["content"] is not None else []
+                blocks += [{"type": "tool_use", "id": c["id"], "name": c["function"]["name"],
+                            "input": json.loads(c["function"]["arguments"] or "{}")} for c in m["tool_calls"]]
+                turns.append({"role": "assistant", "content": blocks})
+            elif role == "user" and after_tool:
+                turns[-1]["content"].extend(self._blocks(cfg, m["content"]))
+            else:
+                content = m["content"] if isinstance(m["content"], str) else self._blocks(cfg, m["content"])
+                turns.append({"role": role, "content": content})
+            after_tool = False
+        params = dict(params)
+        tools, choice = params.pop("tools", None), params.pop("tool_choice", None)
+        parallel = params.pop("parallel_tool_calls", None)
         body = {"model": cfg.model, "messages": turns, **params}
         if system:
             body["system"] = system
+        if tools:
+            body["tools"] = [{"name": f["name"], **({"description": f["description"]} if f.get("description") else {}),
+                              "input_schema": f.get("parameters") or {"type": "object", "properties": {}}}
+                             for f in _tool_functions(cfg, self.name, tools)]
+            mapped = self._tool_choice(cfg, choice)
+            if parallel is False and (mapped or {}).get("type") != "none":
+                mapped = {**(mapped or {"type": "auto"}), "disable_parallel_tool_use": True}
+            if mapped is not None:
+                body["tool_choice"] = mapped
         return body
+
+    def _tool_choice(self, cfg: LMConfig, choice: Any) -> dict | None:
+        if choice is None:
+            return None
+        if choice in ("auto", "none"):
+            return {"type": choice}
+        if choice == "required":
+            return {"type": "any"}
+        if _forced_tool(choice):
+            return {"type": "tool", "name": _forced_tool(choice)}
+        raise ConfigError(f"tool_choice must be 'auto', 'none', 'required' or {{'type': 'function', 'function': "
+                          f"{{'name': ...}}}}, got {choice!r:.100}")
+
+    def _blocks(self, cfg: LMConfig, content: str | list[dict]) -> list[dict]:
+        """A content as Anthropic's content blocks (empty text is left out: Anthropic refuses it)."""
+        if isinstance(content, str):
+            return [{"type": "text", "text": content}] if content else []
+        blocks = []
+        for part in content:
+            kind = part["type"]
+            if kind == "text":
+                if part["text"]:
+                    blocks.append({"type": "text", "text": part["text"]})
+            elif kind == "image_url":
+                url = part["image_url"]["url"]
+                found = parse_data_url(url)
+                if found is None:
+                    blocks.append({"type": "image", "source": {"type": "url", "url": url}})
+                elif found[0] in self.image_types:
+                    blocks.append({"type": "image", "source": {"type": "base64", "media_type": found[0],
+                                                               "data": found[1]}})
+                else:
+                    raise _unsupported(cfg, self.name, f"an 'image_url' part of type {found[0]} (it takes "
+                                                       f"{', '.join(self.image_types)})")
+            elif kind == "file":
+                blocks.append(self._document(cfg, part["file"]))
+            elif kind == "document":
+                blocks.append(part)
+            else:
+                raise _unsupported(cfg, self.name, f"a {kind!r} content part (it takes text, image_url, file "
+                                                   "and document parts)")
+        return blocks
+
+    def _document(self, cfg: LMConfig, file: dict) -> dict:
+        """A ``file`` part as a document block: a PDF as base64, plain text as text."""
+        found = parse_data_url(file["file_data"]) if file.get("file_data") else None
+        if found is None:
+            raise _unsupported(cfg, self.name, "a 'file' part by file_id (an upload id belongs to one provider: "
+                                               "pass file_data)")
+        mime, data = found
+        if mime == "application/pdf":
+            source = {"type": "base64", "media_type": mime, "data": data}
+        elif mime.startswith("text/"):
+            try:
+                text = base64.b64decode(data).decode("utf-8")
+            except UnicodeDecodeError:
+                raise _unsupported(cfg, self.name, f"a 'file' part of type {mime} that is not UTF-8") from None
+            source = {"type": "text", "media_type": "text/plain", "data": text}
+        else:
+            raise _unsupported(cfg, self.name, f"a 'file' part of type {mime} (it takes PDF and text files)")
+        block = {"type": "document", "source": source}
+        return {**block, "title": file["filename"]} if file.get("filename") else block
 
     def parse(self, body: Any) -> Parsed:
         try:
-            text = "".join(_text_of(part["text"]) for part in body["content"] if part.get("type") == "text")
+            blocks = body["content"]
+            text = "".join(_text_of(part["text"]) for part in blocks if part.get("type") == "text")
+            calls = [{"id": b["id"], "name": b["name"], "arguments": _json_args(b.get("input", {}))}
+                     for b in blocks if b.get("type") == "tool_use"]
             usage = body["usage"]
-            return checked(text, usage["input_tokens"], usage["output_tokens"], body.get("model", ""),
-                           self.count_fields)
+            parsed = checked(text, usage["input_tokens"], usage["output_tokens"], body.get("model", ""),
+                             self.count_fields)
+            return replace(parsed, extras=(("tool_calls", openai_calls(calls)),)) if calls else parsed
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not an Anthropic message ({type(exc).__name__}: {exc})") from None
 
@@ -227,8 +612,15 @@ class Anthropic(WireFormat):
             if kind == "message_start":
                 message = data["message"]
                 return StreamDelta("", message["usage"]["input_tokens"], None, message.get("model"))
+            if kind == "content_block_start" and data["content_block"].get("type") == "tool_use":
+                block = data["content_block"]
+                return StreamDelta(calls=({"index": ("anthropic", data["index"]), "id": block["id"],
+                                           "name": block["name"], "arguments": ""},))
             if kind == "content_block_delta":
                 delta = data["delta"]
+                if delta.get("type") == "input_json_delta":
+                    return StreamDelta(calls=({"index": ("anthropic", data["index"]),
+                                               "arguments": delta["partial_json"]},))
                 return StreamDelta(_text_of(delta.get("text", "")) if delta.get("type") == "text_delta" else "")
             if kind == "message_delta":
                 return StreamDelta("", None, (data.get("usage") or {}).get("output_tokens"))
@@ -264,22 +656,104 @@ class Gemini(WireFormat):
         return {"x-goog-api-key": key.reveal()} if key else {}
 
     def body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
-        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        contents = [{"role": "model" if m["role"] == "assistant" else "user", "parts": [{"text": m["content"]}]}
-                    for m in messages if m["role"] != "system"]
+        system = "\n\n".join(content_text(m["content"]) for m in messages if m["role"] == "system")
+        names = _tool_names(messages)
+        contents: list[dict] = []
+        after_tool = False  # the last content holds function responses: the next result joins it
+        for m in messages:
+            role = m["role"]
+            if role == "system":
+                continue
+            if role == "tool":
+                name = m.get("name") or names.get(m["tool_call_id"])
+                if not name:
+                    raise ConfigError(f"the tool result for call {m['tool_call_id']!r} names no function, and "
+                                      f"provider {cfg.provider!r} (gemini wire format) needs it: give the message "
+                                      "'name', or keep the assistant message with that call in the history")
+                part = {"functionResponse": {"name": name, "response": {"result": content_text(m["content"])}}}
+                if after_tool:
+                    contents[-1]["parts"].append(part)
+                else:
+                    contents.append({"role": "user", "parts": [part]})
+                after_tool = True
+                continue
+            parts = self._parts(cfg, m["content"]) if m["content"] is not None else []
+            parts += [{"functionCall": {"name": c["function"]["name"],
+                                        "args": json.loads(c["function"]["arguments"] or "{}")}}
+                      for c in m.get("tool_calls") or ()]
+            contents.append({"role": "model" if role == "assistant" else "user", "parts": parts})
+            after_tool = False
+        params = dict(params)
+        tools, choice = params.pop("tools", None), params.pop("tool_choice", None)
+        params.pop("parallel_tool_calls", None)  # Gemini has no such switch: it may always call several
         config = {"maxOutputTokens" if k == "max_tokens" else k: v for k, v in params.items()}
         body: dict = {"contents": contents, "generationConfig": config}
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
+        if tools:
+            declarations = []
+            for f in _tool_functions(cfg, self.name, tools):
+                declaration = {"name": f["name"], **({"description": f["description"]} if f.get("description") else {})}
+                schema = _gemini_schema(f.get("parameters") or {})
+                if schema.get("properties") or schema.get("type") not in (None, "object"):
+                    declaration["parameters"] = schema  # Gemini refuses an object schema with no properties
+                declarations.append(declaration)
+            body["tools"] = [{"functionDeclarations": declarations}]
+            if choice is not None:
+                body["toolConfig"] = {"functionCallingConfig": self._tool_choice(choice)}
         return body
+
+    def _tool_choice(self, choice: Any) -> dict:
+        modes = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+        if isinstance(choice, str) and choice in modes:
+            return {"mode": modes[choice]}
+        if _forced_tool(choice):
+            return {"mode": "ANY", "allowedFunctionNames": [_forced_tool(choice)]}
+        raise ConfigError(f"tool_choice must be 'auto', 'none', 'required' or {{'type': 'function', 'function': "
+                          f"{{'name': ...}}}}, got {choice!r:.100}")
+
+    def _parts(self, cfg: LMConfig, content: str | list[dict]) -> list[dict]:
+        """A content as Gemini's parts: text, ``inline_data`` (base64) or ``file_data`` (a URI)."""
+        if isinstance(content, str):
+            return [{"text": content}]
+        parts = []
+        for part in content:
+            kind = part["type"]
+            if kind == "text":
+                parts.append({"text": part["text"]})
+            elif kind == "image_url":
+                url = part["image_url"]["url"]
+                found = parse_data_url(url)
+                if found is not None:
+                    parts.append({"inline_data": {"mime_type": found[0], "data": found[1]}})
+                else:
+                    mime = mimetypes.guess_type(url.split("?", 1)[0])[0]
+                    parts.append({"file_data": {**({"mime_type": mime} if mime else {}), "file_uri": url}})
+            elif kind == "input_audio":
+                audio = part["input_audio"]
+                parts.append({"inline_data": {"mime_type": f"audio/{audio['format'].lower()}", "data": audio["data"]}})
+            elif kind == "file":
+                file = part["file"]
+                found = parse_data_url(file["file_data"]) if file.get("file_data") else None
+                if found is not None:
+                    parts.append({"inline_data": {"mime_type": found[0], "data": found[1]}})
+                else:
+                    parts.append({"file_data": {"file_uri": file["file_id"]}})
+            else:
+                raise _unsupported(cfg, self.name, f"a {kind!r} content part (it takes text, image_url, input_audio "
+                                                   "and file parts)")
+        return parts
 
     def parse(self, body: Any) -> Parsed:
         try:
             parts = body["candidates"][0]["content"]["parts"]
             meta = body.get("usageMetadata") or {}
-            return checked("".join(_text_of(p.get("text", "")) for p in parts), meta.get("promptTokenCount", 0),
-                           meta.get("candidatesTokenCount", 0), body.get("modelVersion", ""), self.count_fields)
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            calls = [{"id": p["functionCall"].get("id"), "name": p["functionCall"]["name"],
+                      "arguments": _json_args(p["functionCall"].get("args", {}))} for p in parts if "functionCall" in p]
+            parsed = checked("".join(_text_of(p.get("text", "")) for p in parts), meta.get("promptTokenCount", 0),
+                             meta.get("candidatesTokenCount", 0), body.get("modelVersion", ""), self.count_fields)
+            return replace(parsed, extras=(("tool_calls", openai_calls(calls)),)) if calls else parsed
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not a Gemini generateContent answer ({type(exc).__name__}: {exc})") from None
 
     def stream_url(self, cfg: LMConfig) -> str:
@@ -292,9 +766,12 @@ class Gemini(WireFormat):
         try:
             candidates, meta = data.get("candidates") or [], data.get("usageMetadata") or {}
             parts = candidates[0].get("content", {}).get("parts", []) if candidates else []
+            calls = tuple({"index": None, "id": p["functionCall"].get("id"), "name": p["functionCall"]["name"],
+                           "arguments": _json_args(p["functionCall"].get("args", {}))}
+                          for p in parts if "functionCall" in p)
             return StreamDelta("".join(_text_of(p.get("text", "")) for p in parts), meta.get("promptTokenCount"),
-                               meta.get("candidatesTokenCount"), data.get("modelVersion"))
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+                               meta.get("candidatesTokenCount"), data.get("modelVersion"), calls)
+        except (KeyError, IndexError, TypeError, AttributeError, WireError) as exc:
             raise WireError(f"not a Gemini stream chunk ({type(exc).__name__}: {exc})") from None
 
     def reset_hint(self, headers: Mapping[str, str], body: Any) -> float | None:
@@ -313,6 +790,14 @@ class Local(OpenAI):
 
     name = "local"
     streams = False
+    takes = ("text",)
+
+    def body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
+        """Text parts joined into strings: the local server takes string contents only."""
+        body = super().body(cfg, messages, params)
+        body["messages"] = [{**m, "content": content_text(m["content"])} if isinstance(m.get("content"), list) else m
+                            for m in messages]
+        return body
 
 
 WIRE_FORMATS: dict[str, WireFormat] = {w.name: w for w in (OpenAI(), Anthropic(), Gemini(), Local())}
@@ -384,4 +869,6 @@ def parse_timestamp(value: str) -> float | None:
 
 
 __all__ = ["WireFormat", "OpenAI", "Anthropic", "Gemini", "Local", "WIRE_FORMATS", "wire_for", "Parsed", "WireError",
+           "StreamDelta", "check_message", "check_content", "content_text", "estimate_prompt_tokens", "openai_calls",
+           "parse_data_url", "IMAGE_TOKENS", "MEDIA_TOKENS", "PART_TYPES", "MESSAGE_ROLES",
            "token_count", "MAX_TOKEN_COUNT", "parse_duration", "parse_retry_after", "parse_timestamp"]

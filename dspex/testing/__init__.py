@@ -6,7 +6,8 @@ Names are loaded on first use, so ``python -m dspex.testing.provider_server`` ru
 
 from typing import Any
 
-__all__ = ["ProviderServer", "Faults", "SimRequest", "LoggedRequest", "count_tokens", "FAULT_KINDS"]
+__all__ = ["ProviderServer", "Faults", "SimRequest", "SimAnswer", "SimToolCall", "LoggedRequest", "count_tokens",
+           "FAULT_KINDS"]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,8 +9,11 @@ It speaks three wire formats on one port:
 Each streams as its provider does (server-sent events) when asked: ``"stream": true`` (OpenAI, with the
 usage in a last chunk if ``stream_options.include_usage``; Anthropic) or ``:streamGenerateContent`` (Gemini).
 
-Answers come from a scriptable ``answer`` function; token counts are the server's own (a word/punctuation
-count), so a test can compare a client's ledger with the server's. Faults (see :class:`Faults`) are drawn
+Answers come from a scriptable ``answer`` function (a string, or a :class:`SimAnswer` with tool calls, which
+each format renders and streams as its provider does); token counts are the server's own (a word/punctuation
+count, plus ``SIM_MEDIA_TOKENS`` per image, audio clip or file), so a test can compare a client's ledger with
+the server's. Each route checks content parts (images, audio, files), tool declarations and tool history in
+its provider's shape and answers 400 to a malformed one, as the provider would. Faults (see :class:`Faults`) are drawn
 per request. Every request is logged (arrival time, headers with secrets removed, body, status sent).
 This is a test double of a *provider*, never a stand-in for a model: it is not used by the demo.
 
@@ -23,6 +26,8 @@ Run it alone: ``python -m dspex.testing.provider_server --latency 0.05 --error 5
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import email.utils
 import json
 import re
@@ -65,14 +70,52 @@ def count_tokens(text: str) -> int:
 
 
 @dataclass(frozen=True)
+class SimToolCall:
+    """One tool call the simulated model makes: the function's ``name`` and its ``args`` (an ``id`` is made
+    up when empty: ``call_<n>`` / ``toolu_<n>``; Gemini's calls carry none, as Gemini's do not)."""
+
+    name: str
+    args: dict = field(default_factory=dict)
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class SimAnswer:
+    """What an ``answer`` function may return instead of a string: text and/or tool calls, rendered in each
+    provider's format (OpenAI ``tool_calls``, Anthropic ``tool_use`` blocks, Gemini ``functionCall`` parts),
+    streamed as each streams them."""
+
+    text: str = ""
+    tool_calls: tuple[SimToolCall, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
+
+
+SIM_MEDIA_TOKENS = 100  # the simulator's prompt tokens for each image, audio clip, file or document
+
+
+@dataclass(frozen=True)
 class SimRequest:
-    """A parsed request, as the ``answer`` function sees it."""
+    """A parsed request, as the ``answer`` function sees it. ``messages`` hold each turn's text (``role``,
+    ``content``), an assistant's ``tool_calls`` (``[{"id", "name", "args"}]``), and tool results as
+    ``role: "tool"`` turns (``tool_call_id``, ``name`` where the format says them); ``parts`` are the
+    non-text content parts, each ``{"kind": "image" | "audio" | "file" | "document", "source": "base64" |
+    "url" | "file", "mime_type", "role"}``; ``tools`` the declared functions (``name``, ``description``,
+    ``parameters``) and ``tool_choice`` the format's own."""
 
     provider: str
     model: str
     messages: list[dict]
     system: str
     params: dict
+    parts: tuple[dict, ...] = ()
+    tools: tuple[dict, ...] = ()
+    tool_choice: Any = None
+
+    @property
+    def tool_results(self) -> list[dict]:
+        return [m for m in self.messages if m["role"] == "tool"]
 
     @property
     def prompt_text(self) -> str:
@@ -105,7 +148,7 @@ def _echo(req: SimRequest) -> str:
 
 @dataclass
 class _State:
-    answer: Callable[[SimRequest], str]
+    answer: Callable[[SimRequest], "str | SimAnswer"]
     plan: FaultPlan
     api_key: str | None
     log: list[LoggedRequest] = field(default_factory=list)
@@ -120,10 +163,13 @@ class _State:
 class ProviderServer:
     """The simulator as a context manager; ``url`` is ``http://127.0.0.1:<port>``."""
 
-    def __init__(self, answer: Callable[[SimRequest], str] | str | None = None, faults: Faults | None = None,
+    def __init__(self, answer: Callable[[SimRequest], str | SimAnswer] | str | None = None,
+                 faults: Faults | None = None,
                  *, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
                  limits: ServerLimits | None = None, stream_delay: float = 0.0) -> None:
-        """``stream_delay``: seconds between the events of a streamed answer (a stream that visibly streams)."""
+        """``answer``: a fixed string, or a function of the :class:`SimRequest` returning the text or a
+        :class:`SimAnswer` (text and/or tool calls). ``stream_delay``: seconds between the events of a
+        streamed answer (a stream that visibly streams)."""
         if isinstance(answer, str):
             fixed = answer
             answer = lambda _req: fixed  # noqa: E731 - a constant answer
@@ -295,8 +341,11 @@ class _Handler(BaseHTTPRequestHandler):
             req = _parse(provider, model, body)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return self._send_json(entry, 400, _error_body(provider, 400, f"bad request: {exc}"))
-        text = state.answer(req)
-        prompt_tokens, completion_tokens = count_tokens(req.prompt_text), count_tokens(text)
+        answer = state.answer(req)
+        answer = answer if isinstance(answer, SimAnswer) else SimAnswer(str(answer))
+        text, calls = answer.text, _call_ids(provider, answer.tool_calls)
+        prompt_tokens = count_tokens(req.prompt_text) + SIM_MEDIA_TOKENS * len(req.parts)
+        completion_tokens = count_tokens(text) + sum(count_tokens(c.name + json.dumps(c.args)) for c in calls)
         limit_headers: dict = {}
         if state.limits is not None:
             admission = state.limits.admit(provider, prompt_tokens + completion_tokens)
@@ -305,10 +354,11 @@ class _Handler(BaseHTTPRequestHandler):
                 entry.fault = "rate_limit"
                 return self._send_rate_limited(entry, provider, admission.retry_after, limit_headers)
         entry.prompt_tokens, entry.completion_tokens = prompt_tokens, completion_tokens
-        payload = json.dumps(_render(provider, req.model, text, entry.prompt_tokens, entry.completion_tokens)).encode()
+        payload = json.dumps(_render(provider, req.model, text, entry.prompt_tokens, entry.completion_tokens,
+                                     calls)).encode()
         if _wants_stream(provider, split.path, body):
             events = _stream_events(provider, req.model, text, prompt_tokens, completion_tokens,
-                                    bool((body.get("stream_options") or {}).get("include_usage")))
+                                    bool((body.get("stream_options") or {}).get("include_usage")), calls)
             if fault == "malformed":
                 events = [*events[:len(events) // 2], b"data: {not json\n\n"]
             return self._send_stream(entry, events, limit_headers, state, cut=fault == "truncate")
@@ -416,22 +466,307 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client went away (e.g. its timeout fired)
 
 
+def _bad(message: str) -> ValueError:
+    return ValueError(message)
+
+
+_SIM_DATA_URL = re.compile(r"data:(?P<mime>[-\w.+]+/[-\w.+]+)(?:;[-\w.+]+=[^;,]*)*;base64,(?P<data>.*)", re.S)
+_ANTHROPIC_IMAGES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_GEMINI_SCHEMA_KEYS = frozenset({"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
+                                 "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
+                                 "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum",
+                                 "maximum"})
+
+
+def _base64(data: Any, where: str) -> None:
+    if not isinstance(data, str) or not data:
+        raise _bad(f"{where}: data must be a non-empty base64 string")
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad(f"{where}: data is not valid base64") from None
+
+
+def _data_url(url: Any, where: str) -> tuple[str, str]:
+    match = _SIM_DATA_URL.fullmatch(url) if isinstance(url, str) else None
+    if match is None:
+        raise _bad(f"{where}: not a base64 data URL")
+    _base64(match["data"], where)
+    return match["mime"], match["data"]
+
+
+def _http_url(url: Any, where: str) -> None:
+    if not isinstance(url, str) or not re.match(r"https?://\S+$", url):
+        raise _bad(f"{where}: url must be http(s)://..., got {url!r:.60}")
+
+
+def _json_object(text: Any, where: str) -> dict:
+    if not isinstance(text, str):
+        raise _bad(f"{where}: arguments must be a JSON string")
+    value = json.loads(text or "{}")
+    if not isinstance(value, dict):
+        raise _bad(f"{where}: arguments must encode a JSON object")
+    return value
+
+
+def _openai_content(content: Any, role: str, where: str, parts: list[dict]) -> str:
+    """Chat completions' content: its text; each non-text part checked and recorded."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _bad(f"{where}: content must be a string or an array of content parts")
+    text = []
+    for j, part in enumerate(content):
+        at, kind = f"{where}.content[{j}]", part.get("type")
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise _bad(f"{at}: a text part needs text")
+            text.append(part["text"])
+            continue
+        if role != "user":
+            raise _bad(f"{at}: {kind!r} parts are only for user messages")
+        if kind == "image_url":
+            url = (part.get("image_url") or {}).get("url")
+            if isinstance(url, str) and url.startswith("data:"):
+                mime, _ = _data_url(url, at)
+                if not mime.startswith("image/"):
+                    raise _bad(f"{at}: {mime} is not an image")
+                parts.append({"kind": "image", "source": "base64", "mime_type": mime, "role": role})
+            else:
+                _http_url(url, at)
+                parts.append({"kind": "image", "source": "url", "mime_type": None, "url": url, "role": role})
+        elif kind == "input_audio":
+            audio = part.get("input_audio") or {}
+            _base64(audio.get("data"), at)
+            if audio.get("format") not in ("wav", "mp3"):
+                raise _bad(f"{at}: input_audio format must be wav or mp3")
+            parts.append({"kind": "audio", "source": "base64", "mime_type": f"audio/{audio['format']}", "role": role})
+        elif kind == "file":
+            file = part.get("file") or {}
+            if file.get("file_data") is not None:
+                mime, _ = _data_url(file["file_data"], at)
+                parts.append({"kind": "file", "source": "base64", "mime_type": mime, "role": role})
+            elif isinstance(file.get("file_id"), str):
+                parts.append({"kind": "file", "source": "file", "mime_type": None, "role": role})
+            else:
+                raise _bad(f"{at}: a file part needs file_data or file_id")
+        else:
+            raise _bad(f"{at}: unknown content part type {kind!r}")
+    return "".join(text)
+
+
+def _parse_openai(body: dict) -> SimRequest:
+    msgs, parts, ids = [], [], set()
+    for i, m in enumerate(body["messages"]):
+        where, role = f"messages[{i}]", m["role"]
+        if role not in ("system", "developer", "user", "assistant", "tool"):
+            raise _bad(f"{where}: unknown role {role!r}")
+        if role == "assistant" and m.get("tool_calls"):
+            calls = []
+            for j, call in enumerate(m["tool_calls"]):
+                if call.get("type") != "function" or not isinstance(call.get("id"), str):
+                    raise _bad(f"{where}.tool_calls[{j}]: needs an id and type 'function'")
+                calls.append({"id": call["id"], "name": call["function"]["name"],
+                              "args": _json_object(call["function"].get("arguments"), f"{where}.tool_calls[{j}]")})
+                ids.add(call["id"])
+            content = m.get("content")
+            text = "" if content is None else _openai_content(content, role, where, parts)
+            msgs.append({"role": role, "content": text, "tool_calls": calls})
+            continue
+        if role == "tool":
+            if m.get("tool_call_id") not in ids:
+                raise _bad(f"{where}: tool_call_id {m.get('tool_call_id')!r} answers no earlier tool call")
+            msgs.append({"role": "tool", "content": _openai_content(m["content"], role, where, parts),
+                         "tool_call_id": m["tool_call_id"], "name": m.get("name")})
+            continue
+        msgs.append({"role": "system" if role == "developer" else role,
+                     "content": _openai_content(m["content"], role, where, parts)})
+    tools = []
+    for j, tool in enumerate(body.get("tools") or ()):
+        function = tool.get("function")
+        if tool.get("type") != "function" or not isinstance((function or {}).get("name"), str):
+            raise _bad(f"tools[{j}]: must be {{'type': 'function', 'function': {{'name', ...}}}}")
+        tools.append({"name": function["name"], "description": function.get("description", ""),
+                      "parameters": function.get("parameters", {})})
+    choice = body.get("tool_choice")
+    forced = isinstance(choice, dict) and choice.get("type") == "function" and bool((choice.get("function") or {})
+                                                                                    .get("name"))
+    if choice is not None and choice not in ("auto", "none", "required") and not forced:
+        raise _bad(f"tool_choice: not a valid choice: {choice!r}")
+    system = "\n".join(m["content"] for m in msgs if m["role"] == "system")
+    params = {k: v for k, v in body.items() if k not in ("messages", "model")}
+    return SimRequest("openai", body["model"], [m for m in msgs if m["role"] != "system"], system, params,
+                      tuple(parts), tuple(tools), choice)
+
+
+def _anthropic_blocks(content: Any, role: str, where: str, parts: list[dict], msgs: list[dict],
+                      last_uses: set[str]) -> None:
+    """Anthropic's content: text joined into one turn, tool_use into its calls, tool_result into tool turns."""
+    if isinstance(content, str):
+        msgs.append({"role": role, "content": content})
+        return
+    if not isinstance(content, list) or not content:
+        raise _bad(f"{where}: content must be a string or a non-empty array of content blocks")
+    text, calls = [], []
+    for j, block in enumerate(content):
+        at, kind = f"{where}.content[{j}]", block.get("type")
+        if kind == "text":
+            if not isinstance(block.get("text"), str) or not block["text"]:
+                raise _bad(f"{at}: text content blocks must be non-empty")
+            text.append(block["text"])
+        elif kind in ("image", "document") and role == "user":
+            source = block.get("source") or {}
+            if source.get("type") == "base64":
+                _base64(source.get("data"), at)
+                allowed = _ANTHROPIC_IMAGES if kind == "image" else ("application/pdf",)
+                if source.get("media_type") not in allowed:
+                    raise _bad(f"{at}: media_type must be one of {allowed}")
+            elif source.get("type") == "url":
+                _http_url(source.get("url"), at)
+            elif kind == "document" and source.get("type") == "text" and isinstance(source.get("data"), str):
+                text.append(source["data"])
+            else:
+                raise _bad(f"{at}: source.type {source.get('type')!r} is not valid for an {kind} block")
+            parts.append({"kind": kind, "source": source["type"], "mime_type": source.get("media_type"), "role": role})
+        elif kind == "tool_use" and role == "assistant":
+            if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str) \
+                    or not isinstance(block.get("input"), dict):
+                raise _bad(f"{at}: a tool_use block needs id, name and an input object")
+            calls.append({"id": block["id"], "name": block["name"], "args": block["input"]})
+        elif kind == "tool_result" and role == "user":
+            if block.get("tool_use_id") not in last_uses:
+                raise _bad(f"{at}: tool_use_id {block.get('tool_use_id')!r} has no tool_use block in the previous "
+                           "message")
+            result = block.get("content", "")
+            result = result if isinstance(result, str) else "".join(b["text"] for b in result if b["type"] == "text")
+            msgs.append({"role": "tool", "content": result, "tool_call_id": block["tool_use_id"], "name": None})
+        else:
+            raise _bad(f"{at}: a {kind!r} block is not valid in a {role} message")
+    if text or calls or role == "assistant":
+        msgs.append({"role": role, "content": "".join(text), **({"tool_calls": calls} if calls else {})})
+    last_uses.clear()
+    last_uses.update(c["id"] for c in calls)
+
+
+def _parse_anthropic(body: dict) -> SimRequest:
+    if "max_tokens" not in body:
+        raise ValueError("max_tokens is required")
+    msgs: list[dict] = []
+    parts: list[dict] = []
+    last_uses: set[str] = set()
+    for i, m in enumerate(body["messages"]):
+        if m["role"] not in ("user", "assistant"):
+            raise _bad(f"messages[{i}]: role must be user or assistant")
+        _anthropic_blocks(m["content"], m["role"], f"messages[{i}]", parts, msgs, last_uses)
+    tools = []
+    for j, tool in enumerate(body.get("tools") or ()):
+        schema = tool.get("input_schema")
+        if not isinstance(tool.get("name"), str) or not isinstance(schema, dict) or schema.get("type") != "object":
+            raise _bad(f"tools.{j}: needs a name and an input_schema of type object")
+        tools.append({"name": tool["name"], "description": tool.get("description", ""), "parameters": schema})
+    choice = body.get("tool_choice")
+    if choice is not None and (not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none")
+                               or (choice["type"] == "tool" and not isinstance(choice.get("name"), str))):
+        raise _bad(f"tool_choice: not a valid choice: {choice!r}")
+    params = {k: v for k, v in body.items() if k not in ("messages", "model", "system")}
+    return SimRequest("anthropic", body["model"], msgs, _text(body.get("system", "")), params, tuple(parts),
+                      tuple(tools), choice)
+
+
+def _gemini_schema_check(schema: Any, where: str) -> None:
+    if not isinstance(schema, dict):
+        raise _bad(f"{where}: a schema must be an object")
+    unknown = sorted(set(schema) - _GEMINI_SCHEMA_KEYS)
+    if unknown:
+        raise _bad(f"{where}: Invalid JSON payload received. Unknown name {unknown[0]!r}")
+    if str(schema.get("type", "")).lower() == "object" and not schema.get("properties"):
+        raise _bad(f"{where}.properties: should be non-empty for OBJECT type")
+    for name, sub in (schema.get("properties") or {}).items():
+        _gemini_schema_check(sub, f"{where}.properties[{name}]")
+    if "items" in schema:
+        _gemini_schema_check(schema["items"], f"{where}.items")
+
+
+def _either(obj: dict, snake: str, camel: str) -> Any:
+    return obj.get(snake, obj.get(camel))
+
+
+def _parse_gemini(model: str, body: dict) -> SimRequest:
+    msgs: list[dict] = []
+    parts_seen: list[dict] = []
+    for i, c in enumerate(body["contents"]):
+        where, role = f"contents[{i}]", "assistant" if c.get("role") == "model" else "user"
+        if c.get("role", "user") not in ("user", "model"):
+            raise _bad(f"{where}: role must be user or model")
+        if not isinstance(c.get("parts"), list) or not c["parts"]:
+            raise _bad(f"{where}: parts must be a non-empty array")
+        text, calls, responses = [], [], 0
+        for j, part in enumerate(c["parts"]):
+            at = f"{where}.parts[{j}]"
+            if len(part) != 1:
+                raise _bad(f"{at}: a part holds exactly one of text, inline_data, file_data, functionCall, "
+                           "functionResponse")
+            inline, file = _either(part, "inline_data", "inlineData"), _either(part, "file_data", "fileData")
+            call, response = _either(part, "function_call", "functionCall"), _either(part, "function_response",
+                                                                                     "functionResponse")
+            if "text" in part:
+                if not isinstance(part["text"], str):
+                    raise _bad(f"{at}: text must be a string")
+                text.append(part["text"])
+            elif inline is not None:
+                mime = _either(inline, "mime_type", "mimeType")
+                if not isinstance(mime, str) or "/" not in mime:
+                    raise _bad(f"{at}: inline_data needs a mime_type")
+                _base64(inline.get("data"), at)
+                kind = "image" if mime.startswith("image/") else "audio" if mime.startswith("audio/") else "file"
+                parts_seen.append({"kind": kind, "source": "base64", "mime_type": mime, "role": role})
+            elif file is not None:
+                uri = _either(file, "file_uri", "fileUri")
+                if not isinstance(uri, str) or not uri:
+                    raise _bad(f"{at}: file_data needs a file_uri")
+                mime = _either(file, "mime_type", "mimeType")
+                kind = "image" if (mime or "").startswith("image/") else "file"
+                parts_seen.append({"kind": kind, "source": "url", "mime_type": mime, "url": uri, "role": role})
+            elif call is not None:
+                if (role != "assistant" or not isinstance(call.get("name"), str)
+                        or not isinstance(call.get("args", {}), dict)):
+                    raise _bad(f"{at}: a functionCall (name, args object) belongs in a model turn")
+                calls.append({"id": call.get("id"), "name": call["name"], "args": call.get("args", {})})
+            elif response is not None:
+                if role != "user" or not isinstance(response.get("name"), str) \
+                        or not isinstance(response.get("response"), dict):
+                    raise _bad(f"{at}: a functionResponse (name, response object) belongs in a user turn")
+                msgs.append({"role": "tool", "content": json.dumps(response["response"]), "tool_call_id": None,
+                             "name": response["name"]})
+                responses += 1
+            else:
+                raise _bad(f"{at}: unknown part {sorted(part)}")
+        if text or calls or not responses:
+            msgs.append({"role": role, "content": "".join(text), **({"tool_calls": calls} if calls else {})})
+    tools = []
+    for j, tool in enumerate(body.get("tools") or ()):
+        for k, decl in enumerate(_either(tool, "function_declarations", "functionDeclarations") or ()):
+            if not isinstance(decl.get("name"), str):
+                raise _bad(f"tools[{j}].functionDeclarations[{k}]: needs a name")
+            if "parameters" in decl:
+                _gemini_schema_check(decl["parameters"], f"tools[{j}].functionDeclarations[{k}].parameters")
+            tools.append({"name": decl["name"], "description": decl.get("description", ""),
+                          "parameters": decl.get("parameters", {})})
+    config = _either(body.get("toolConfig") or body.get("tool_config") or {}, "function_calling_config",
+                     "functionCallingConfig")
+    if config is not None and config.get("mode") not in ("AUTO", "ANY", "NONE", "VALIDATED"):
+        raise _bad(f"toolConfig.functionCallingConfig.mode: not a valid mode: {config.get('mode')!r}")
+    system = "".join(p["text"] for p in (body.get("systemInstruction") or {}).get("parts", []))
+    return SimRequest("gemini", model, msgs, system, dict(body.get("generationConfig") or {}), tuple(parts_seen),
+                      tuple(tools), config)
+
+
 def _parse(provider: str, model: str, body: dict) -> SimRequest:
     if provider == "openai":
-        msgs = [{"role": m["role"], "content": _text(m["content"])} for m in body["messages"]]
-        system = "\n".join(m["content"] for m in msgs if m["role"] == "system")
-        params = {k: v for k, v in body.items() if k not in ("messages", "model")}
-        return SimRequest("openai", body["model"], [m for m in msgs if m["role"] != "system"], system, params)
+        return _parse_openai(body)
     if provider == "anthropic":
-        msgs = [{"role": m["role"], "content": _text(m["content"])} for m in body["messages"]]
-        if "max_tokens" not in body:
-            raise ValueError("max_tokens is required")
-        params = {k: v for k, v in body.items() if k not in ("messages", "model", "system")}
-        return SimRequest("anthropic", body["model"], msgs, _text(body.get("system", "")), params)
-    msgs = [{"role": "assistant" if c.get("role") == "model" else "user",
-             "content": "".join(p["text"] for p in c["parts"])} for c in body["contents"]]
-    system = "".join(p["text"] for p in (body.get("systemInstruction") or {}).get("parts", []))
-    return SimRequest("gemini", model, msgs, system, dict(body.get("generationConfig") or {}))
+        return _parse_anthropic(body)
+    return _parse_gemini(model, body)
 
 
 def _text(content: Any) -> str:
@@ -440,17 +775,33 @@ def _text(content: Any) -> str:
     return "".join(part["text"] for part in content if part.get("type") == "text")
 
 
-def _render(provider: str, model: str, text: str, prompt_tokens: int, completion_tokens: int) -> dict:
+def _call_ids(provider: str, calls: tuple[SimToolCall, ...]) -> tuple[SimToolCall, ...]:
+    """The calls with their ids: the answer's own, else made up as each provider makes them (none for Gemini)."""
+    prefix = {"openai": "call_sim", "anthropic": "toolu_sim"}.get(provider)
+    return tuple(c if c.id or prefix is None else SimToolCall(c.name, dict(c.args), f"{prefix}{i}")
+                 for i, c in enumerate(calls))
+
+
+def _render(provider: str, model: str, text: str, prompt_tokens: int, completion_tokens: int,
+            calls: tuple[SimToolCall, ...] = ()) -> dict:
     if provider == "openai":
+        message: dict = {"role": "assistant", "content": text if text or not calls else None}
+        if calls:
+            message["tool_calls"] = [{"id": c.id, "type": "function",
+                                      "function": {"name": c.name, "arguments": json.dumps(c.args)}} for c in calls]
         return {"id": "chatcmpl-sim", "object": "chat.completion", "created": int(time.time()), "model": model or "sim",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens}}
     if provider == "anthropic":
+        blocks = [{"type": "text", "text": text}] if text or not calls else []
+        blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.args} for c in calls]
         return {"id": "msg_sim", "type": "message", "role": "assistant", "model": model or "sim",
-                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                "content": blocks, "stop_reason": "tool_use" if calls else "end_turn",
                 "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}}
-    return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+    parts = [{"text": text}] if text or not calls else []
+    parts += [{"functionCall": {**({"id": c.id} if c.id else {}), "name": c.name, "args": c.args}} for c in calls]
+    return {"candidates": [{"content": {"parts": parts, "role": "model"}, "finishReason": "STOP", "index": 0}],
             "usageMetadata": {"promptTokenCount": prompt_tokens, "candidatesTokenCount": completion_tokens,
                               "totalTokenCount": prompt_tokens + completion_tokens}, "modelVersion": model}
 
@@ -468,41 +819,70 @@ def _pieces(text: str) -> list[str]:
 
 
 def _stream_events(provider: str, model: str, text: str, prompt_tokens: int, completion_tokens: int,
-                   include_usage: bool) -> list[bytes]:
-    """The answer as the provider's server-sent events."""
+                   include_usage: bool, calls: tuple[SimToolCall, ...] = ()) -> list[bytes]:
+    """The answer as the provider's server-sent events (tool calls too: OpenAI's and Anthropic's arguments
+    arrive in two pieces, Gemini's calls whole in the last chunk)."""
     def sse(data: Any, event: str | None = None) -> bytes:
         return ((f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n").encode()
 
+    def halves(args: dict) -> list[str]:
+        encoded = json.dumps(args)
+        return [encoded[:len(encoded) // 2], encoded[len(encoded) // 2:]]
+
     model = model or "sim"
+    text_pieces = _pieces(text) if text or not calls else []
     if provider == "openai":
         chunk = {"id": "chatcmpl-sim", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
         out = [sse({**chunk, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]})
-               for p in _pieces(text)]
-        out.append(sse({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+               for p in text_pieces]
+        for i, c in enumerate(calls):
+            first = {"index": i, "id": c.id, "type": "function", "function": {"name": c.name, "arguments": ""}}
+            out.append(sse({**chunk, "choices": [{"index": 0, "delta": {"tool_calls": [first]},
+                                                  "finish_reason": None}]}))
+            out += [sse({**chunk, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, "function": {
+                "arguments": piece}}]}, "finish_reason": None}]}) for piece in halves(c.args)]
+        finish = "tool_calls" if calls else "stop"
+        out.append(sse({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}))
         if include_usage:
             out.append(sse({**chunk, "choices": [], "usage": {"prompt_tokens": prompt_tokens,
                                                               "completion_tokens": completion_tokens,
                                                               "total_tokens": prompt_tokens + completion_tokens}}))
         return [*out, b"data: [DONE]\n\n"]
     if provider == "anthropic":
-        return [sse({"type": "message_start", "message": {"id": "msg_sim", "type": "message", "role": "assistant",
-                                                          "model": model, "content": [],
-                                                          "usage": {"input_tokens": prompt_tokens, "output_tokens": 0}}},
-                    "message_start"),
-                sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                    "content_block_start"),
-                *(sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
-                      "content_block_delta") for p in _pieces(text)),
-                sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-                sse({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+        out = [sse({"type": "message_start", "message": {"id": "msg_sim", "type": "message", "role": "assistant",
+                                                         "model": model, "content": [],
+                                                         "usage": {"input_tokens": prompt_tokens, "output_tokens": 0}}},
+                   "message_start")]
+        index = 0
+        if text_pieces:
+            out += [sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                        "content_block_start"),
+                    *(sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+                          "content_block_delta") for p in text_pieces),
+                    sse({"type": "content_block_stop", "index": 0}, "content_block_stop")]
+            index = 1
+        for i, c in enumerate(calls, start=index):
+            out.append(sse({"type": "content_block_start", "index": i,
+                            "content_block": {"type": "tool_use", "id": c.id, "name": c.name, "input": {}}},
+                           "content_block_start"))
+            out += [sse({"type": "content_block_delta", "index": i,
+                         "delta": {"type": "input_json_delta", "partial_json": piece}}, "content_block_delta")
+                    for piece in halves(c.args)]
+            out.append(sse({"type": "content_block_stop", "index": i}, "content_block_stop"))
+        return [*out,
+                sse({"type": "message_delta", "delta": {"stop_reason": "tool_use" if calls else "end_turn"},
                      "usage": {"output_tokens": completion_tokens}}, "message_delta"),
                 sse({"type": "message_stop"}, "message_stop")]
-    pieces = _pieces(text)
+    chunks: list[list[dict]] = [[{"text": piece}] for piece in text_pieces]
+    if calls:
+        call_parts = [{"functionCall": {**({"id": c.id} if c.id else {}), "name": c.name, "args": c.args}}
+                      for c in calls]
+        chunks.append(call_parts)
     out = []
-    for i, piece in enumerate(pieces):
-        data: dict = {"candidates": [{"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0}],
+    for i, parts in enumerate(chunks):
+        data: dict = {"candidates": [{"content": {"parts": parts, "role": "model"}, "index": 0}],
                       "modelVersion": model}
-        if i == len(pieces) - 1:
+        if i == len(chunks) - 1:
             data["candidates"][0]["finishReason"] = "STOP"
             data["usageMetadata"] = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": completion_tokens,
                                      "totalTokenCount": prompt_tokens + completion_tokens}
