@@ -217,6 +217,18 @@ class BaseLM(LM):
                 "num_retries": self.num_retries, **kwargs,
                 LM_CLASS_STATE_KEY: f"{type(self).__module__}.{type(self).__qualname__}"}
 
+    @classmethod
+    def load_state(cls, state: dict[str, Any], *, allow_custom_lm_class: bool = False) -> "LM":
+        """DSPy's ``BaseLM.load_state``: on ``BaseLM`` itself, the LM a saved state names (a ``dspex.LM`` for
+        DSPy's or dspex's built-in class or none; another class only with ``allow_custom_lm_class=True``,
+        else a ValueError); on a subclass, ``cls(**state)``."""
+        if cls is BaseLM:
+            from .lm_state import lm_from_state
+
+            return lm_from_state(state, LM, BaseLM, allow_custom_lm_class=allow_custom_lm_class)
+        state = {k: v for k, v in dict(state).items() if k not in (LM_CLASS_STATE_KEY, "api_key")}
+        return cls(**state)
+
     def copy(self, **kwargs: Any) -> "BaseLM":
         """A copy with other settings (DSPy's ``lm.copy(temperature=...)``): attributes it has are set,
         anything else goes to ``kwargs``; its history starts empty."""

@@ -237,6 +237,22 @@ class LM:
             clone.bind(self._runtime)
         return clone
 
+    def dump_state(self) -> dict[str, Any]:
+        """DSPy's saved form of an LM (never the key; see :mod:`dspex.clients.lm_state`)."""
+        from .lm_state import dump_lm
+
+        return dump_lm(self, builtin=type(self) is LM)
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any], *, allow_custom_lm_class: bool = False) -> "LM":
+        """An LM of this class from DSPy's saved form (the saved class name is not used: ``dspex.BaseLM.
+        load_state`` is the one that picks the class); the key comes from the environment."""
+        from .lm_state import lm_kwargs_from_state
+
+        if not isinstance(state, dict):
+            raise ConfigError(f"a saved LM must be an object (lm.dump_state()), got {type(state).__name__}")
+        return cls(**lm_kwargs_from_state(state))
+
     def __copy__(self) -> "LM":
         return self
 

@@ -1,5 +1,5 @@
 """DSPy's ``dspy.predict.predict``."""
 
-from ..programs.predict import Predict, serialize_object
+from ..programs.predict import Predict, logger, serialize_object
 
-__all__ = ["Predict", "serialize_object"]
+__all__ = ["Predict", "serialize_object", "logger"]

@@ -8,9 +8,9 @@ from typing import Any, Callable
 
 import structlog
 
-from ..errors import ConfigError, DspexError
+from ..errors import ConfigError
 from ..primitives import Prediction
-from ..signature import InputField, OutputField, ensure_signature, make_signature
+from ..signature import InputField, OutputField, ensure_signature
 from .module import Module, combine
 from .predict import ChainOfThought, Predict, dump_signature, load_signature
 
@@ -19,35 +19,66 @@ Reward = Callable[[dict, Prediction], float]
 
 
 class MultiChainComparison(Module):
-    """Make ``M`` reasoning attempts (ChainOfThought at ``temperature``), then one call compares them
-    and gives the final answer with its own ``rationale``."""
+    """DSPy's MultiChainComparison: ``mcc(completions, **inputs)`` shows ``M`` reasoning attempts (predictions
+    with a ``rationale`` or ``reasoning`` and the signature's last output) to one call (``self.predict``),
+    which compares them and gives the final answer with its own ``rationale``.
 
-    def __init__(self, signature: Any, M: int = 3, lm: Any = None, temperature: float = 0.7,  # noqa: N803 - DSPy's name
+    dspex addition: called without ``completions``, it makes the ``M`` attempts itself (a ChainOfThought of
+    the signature at ``temperature``, each its own rollout, with this module's ``lm`` and ``config``).
+    """
+
+    def __init__(self, signature: Any, M: int = 3, temperature: float = 0.7, lm: Any = None,  # noqa: N803 - DSPy's name
                  **config: Any) -> None:
-        if M < 1:
-            raise ConfigError(f"MultiChainComparison needs M >= 1, got {M}")
+        super().__init__()
+        if not isinstance(M, int) or M < 1:
+            raise ConfigError(f"MultiChainComparison needs M >= 1, got {M!r}")
         self.M, self.temperature = M, temperature
         base = ensure_signature(signature)
-        self.attempt = ChainOfThought(base, lm=lm, temperature=temperature, **config)
+        self.last_key = list(base.output_fields)[-1]
+        self._base, self._config = base, dict(config)
         compare = base
         for i in range(1, M + 1):
-            compare = compare.append(f"reasoning_attempt_{i}", InputField(desc=f"student attempt {i}"), str)
-        compare = compare.prepend("rationale", OutputField(desc="Compare the attempts; say which reasoning holds."), str)
-        self.compare = Predict(compare, lm=lm, **config)
+            compare = compare.append(f"reasoning_attempt_{i}",
+                                     InputField(prefix=f"Student Attempt #{i}:", desc="${reasoning attempt}"), str)
+        compare = compare.prepend("rationale", OutputField(
+            prefix="Accurate Reasoning: Thank you everyone. Let's now holistically", desc="${corrected reasoning}"), str)
+        self.predict = Predict(compare, lm=lm, temperature=temperature, **config)
 
-    def forward(self, **inputs: Any) -> Prediction:
+    def forward(self, completions: Any = None, **inputs: Any) -> Prediction:
+        made: list[Prediction] = []
+        if completions is None:
+            made = self._attempts(inputs)
+            completions = made
+        completions = list(completions)
+        if len(completions) != self.M:
+            raise ConfigError(f"MultiChainComparison was given {len(completions)} attempts but M={self.M}: pass M "
+                              "attempts, or set M to their number when building it")
+        shown = {f"reasoning_attempt_{i + 1}": self._attempt_text(c) for i, c in enumerate(completions)}
+        final = self.predict(**{**shown, **inputs})
+        return combine([*made, final], **dict(final.items())) if made else final
+
+    def _attempt_text(self, completion: Any) -> str:
+        def first_line(value: Any) -> str:
+            text = str(value).strip()
+            return text.split("\n")[0].strip()
+
+        get = completion.get if hasattr(completion, "get") else (lambda k, d=None: getattr(completion, k, d))
+        rationale = get("rationale", None)
+        if rationale is None:
+            rationale = get("reasoning", "")
+        answer = get(self.last_key, "")
+        return f"«I'm trying to {first_line(rationale)} I'm not sure but my prediction is {first_line(answer)}»"
+
+    def _attempts(self, inputs: dict) -> list[Prediction]:
+        attempt = ChainOfThought(self._base, lm=self.predict.lm, **{**self._config, "temperature": self.temperature})
         attempts = []
         for i in range(self.M):
-            self.attempt.config["rollout"] = i
-            attempts.append(self.attempt(**inputs))
-        answers = {f"reasoning_attempt_{i + 1}": _summary(p, self.attempt.signature) for i, p in enumerate(attempts)}
-        final = self.compare(**inputs, **answers)
-        return combine([*attempts, final], **dict(final.items()))
+            attempt.config["rollout"] = i
+            attempts.append(attempt(**inputs))
+        return attempts
 
     def dump_config(self) -> dict:
-        sig = self.attempt.signature
-        base = make_signature({n: f for n, f in sig.fields.items() if n != "reasoning"}, sig.custom_instructions, sig.__name__)
-        return {"signature": dump_signature(base), "M": self.M, "temperature": self.temperature}
+        return {"signature": dump_signature(self._base), "M": self.M, "temperature": self.temperature}
 
     @classmethod
     def from_config(cls, config: dict | None) -> "MultiChainComparison":
@@ -71,19 +102,21 @@ class BestOfN(Module):
             raise ConfigError(f"{type(self).__name__} needs N >= 1, got {N}")
         self.module, self.N, self.reward_fn, self.threshold = module, N, reward_fn, threshold
         self.temperature = temperature
-        self.fail_count = N if fail_count is None else fail_count
+        self.fail_count = fail_count or N  # DSPy's: 0 or None means N
 
     def forward(self, **inputs: Any) -> Prediction:
+        """As DSPy's: a failed rollout (any exception) counts, and the others may still succeed; the
+        exception is raised once more than ``fail_count`` rollouts failed, or when none succeeded."""
         best, best_reward, spent, failures = None, float("-inf"), [], 0
         last_error: Exception | None = None
         for i in range(self.N):
             program = self._rollout(i, best, best_reward)
             try:
                 pred = program(**inputs)
-            except DspexError as exc:  # a failed rollout counts; the others may still succeed
+            except Exception as exc:  # noqa: BLE001 - DSPy's BestOfN counts every failed rollout
                 failures, last_error = failures + 1, exc
                 log.info("rollout_failed", attempt=i, error=str(exc)[:200])
-                if failures >= self.fail_count:
+                if failures > self.fail_count:
                     raise
                 continue
             spent.append(pred)
@@ -93,7 +126,9 @@ class BestOfN(Module):
             if reward >= self.threshold:
                 break
         if best is None:
-            raise last_error if last_error is not None else ConfigError("no rollout ran")
+            if last_error is not None:
+                raise last_error
+            raise ConfigError("no rollout ran")
         return combine(spent, **dict(best.items()))
 
     def _rollout(self, i: int, best: Prediction | None, best_reward: float) -> Module:

@@ -57,7 +57,7 @@ def test_streamify_streams_the_field_as_the_provider_writes_it(server, runtime, 
     assert final.answer == ANSWER
     assert "".join(c.chunk for c in chunks) == ANSWER  # the field only: no markers, no reasoning
     assert len(chunks) > 3 and chunks[-1].is_last_chunk and not any(c.is_last_chunk for c in chunks[:-1])
-    assert {(c.predict_name, c.signature_field_name) for c in chunks} == {("self", "answer")}
+    assert {(c.predict_name, c.signature_field_name) for c in chunks} == {("predict", "answer")}  # DSPy's name
     assert first_at - started < (done - started) * 0.8  # the first piece came well before the end
     assert server.log[-1].body.get("stream") is True or "streamGenerateContent" in server.log[-1].path
     assert lm.usage().prompt_tokens == server.log[-1].prompt_tokens  # the ledger counted the streamed call

@@ -91,9 +91,9 @@ def broken(x: str) -> str:
 def test_react_uses_tools_and_turns_tool_errors_into_observations(script, lm):
     def step(req):
         text = req.last_user
-        if "Observation 2" in text:
+        if "observation_1" in text:  # the trajectory's fields, as DSPy shows them
             return chat(next_thought="done", next_tool_name="finish", next_tool_args="{}")
-        if "Observation 1" in text:
+        if "observation_0" in text:
             return chat(next_thought="look it up", next_tool_name="broken", next_tool_args='{"x": "q"}')
         return chat(next_thought="add them", next_tool_name="add", next_tool_args='{"a": 2, "b": 3}')
 
@@ -102,10 +102,12 @@ def test_react_uses_tools_and_turns_tool_errors_into_observations(script, lm):
     agent = dspex.ReAct("question -> answer", tools=[add, broken], lm=lm, max_iters=6)
     out = agent(question="2+3?")
     assert out.answer == "5"
-    assert out.trajectory["observation_0"] == "5" and out.trajectory["tool_args_0"] == {"a": 2, "b": 3}
-    assert out.trajectory["observation_1"] == "Error: RuntimeError: the search index is down"
+    assert out.trajectory["observation_0"] == 5 and out.trajectory["tool_args_0"] == {"a": 2, "b": 3}
+    error = out.trajectory["observation_1"]  # DSPy's format: the tool's name, then the traceback
+    assert error.startswith("Execution error in broken: \nTraceback")
+    assert error.endswith("RuntimeError: the search index is down")
     assert out.trajectory["tool_name_2"] == "finish"
-    assert [n for n, _ in agent.named_predictors()] == ["react", "extract"]
+    assert [n for n, _ in agent.named_predictors()] == ["react", "extract.predict"]  # DSPy's names
     assert len(out.trace) == 4  # three steps and the extraction
 
 
@@ -158,7 +160,7 @@ def test_user_module_names_copies_save_and_load(script, lm, tmp_path):
     script.rules.append((lambda r: "reasoning" in r.prompt_text.lower(), chat(reasoning="r", draft="a draft")))
     script.rules.append((lambda r: True, chat(answer="final")))
     program = Pipeline().set_lm(lm)
-    assert [n for n, _ in program.named_predictors()] == ["draft", "polish"]
+    assert [n for n, _ in program.named_predictors()] == ["draft.predict", "polish"]  # DSPy's names
     out = program(question="?")
     assert out.answer == "final" and len(out.trace) == 2
     fresh = program.reset_copy()
@@ -166,7 +168,7 @@ def test_user_module_names_copies_save_and_load(script, lm, tmp_path):
     path = tmp_path / "p.json"
     program.save(path)
     text = path.read_text()
-    assert KEY not in text and '"lm": "openai/sim"' in text
+    assert KEY not in text and '"model": "openai/sim"' in text  # the LM's DSPy state, never its key
     loaded = dspex.load(path, lm=lm)
     assert isinstance(loaded, Pipeline) and loaded.dump_state() == program.dump_state()
     assert loaded(question="?").answer == "final"
@@ -275,17 +277,18 @@ def test_react_tool_can_be_a_supervised_actor(script, lm):
 
     def step(req):
         text = req.last_user
-        if "Observation 3" in text:
+        if "observation_2" in text:
             return chat(next_thought="done", next_tool_name="finish", next_tool_args="{}")
-        if "Observation 2" in text:
+        if "observation_1" in text:
             return chat(next_thought="more", next_tool_name="tally", next_tool_args='{"n": 5}')
-        if "Observation 1" in text:
+        if "observation_0" in text:
             return chat(next_thought="break it", next_tool_name="tally", next_tool_args='{"n": -1}')
         return chat(next_thought="count", next_tool_name="tally", next_tool_args='{"n": 2}')
 
     script.rules.append((lambda r: "next_tool_name" in r.prompt_text, step))
     script.rules.append((lambda r: True, chat(reasoning="r", answer="ok")))
     out = dspex.ReAct("question -> answer", tools=[tally], lm=lm, max_iters=5)(question="count")
-    assert out.trajectory["observation_0"] == "2"
-    assert out.trajectory["observation_1"].startswith("Error: CallFailed")  # the actor crashed on n < 0
-    assert out.trajectory["observation_2"] == "5"  # restarted by its supervisor, state fresh
+    assert out.trajectory["observation_0"] == 2
+    crash = out.trajectory["observation_1"]  # the actor crashed on n < 0
+    assert crash.startswith("Execution error in tally: ") and "CallFailed" in crash
+    assert out.trajectory["observation_2"] == 5  # restarted by its supervisor, state fresh
