@@ -10,7 +10,9 @@ import copy
 import functools
 import inspect
 import json
+import logging
 import re
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,7 +21,11 @@ from ..primitives import Prediction, Usage
 from ..utils.callback import with_callbacks
 from . import trace
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: DSPy's shape (state per predictor name at the top, and ``metadata``); 1 had ``state``
+READS_FORMATS = (1, 2)
+DSPY_COMPATIBLE = "3.4.1"  # the DSPy release whose saved files dspex writes and reads
+_NOT_STATE = ("dspex_format", "class", "config", "metadata", "state")
+logger = logging.getLogger("dspex.primitives.base_module")  # DSPy's logger name, re-exported there
 INIT_ARGS = "_dspex_init_args"  # where a module keeps the __init__ arguments it was built with
 PICKLE_MAGIC = b"DSPEX-PICKLE\n"  # a whole-program pickle starts with this line
 
@@ -37,6 +43,9 @@ class Module:
         """A user's ``__init__`` arguments are remembered (when they are plain data) so that ``save`` /
         ``dspex.load`` rebuild the module with them, not with the defaults."""
         super().__init_subclass__(**kwargs)
+        forward = cls.__dict__.get("forward")
+        if callable(forward) and not getattr(forward, "_dspex_warning", False) and cls.__module__.split(".")[0] != "dspex":
+            cls.forward = _warn_if_called_directly(forward)  # type: ignore[method-assign]
         init = cls.__dict__.get("__init__")
         if init is None or getattr(init, "_dspex_recording", False):
             return
@@ -190,8 +199,28 @@ class Module:
         return self
 
     def deepcopy(self) -> "Module":
-        """An independent copy; LM handles are shared (they are references to client actors)."""
-        return copy.deepcopy(self)
+        """An independent copy; LM handles are shared (they are references to client actors). As DSPy's:
+        an attribute that cannot be deep-copied (a lock) is copied shallowly, or shared, with a warning;
+        sub-modules are still copied deeply."""
+        try:
+            return copy.deepcopy(self)
+        except Exception:  # noqa: BLE001 - some attribute refuses; copy attribute by attribute below
+            pass
+        fresh = type(self).__new__(type(self))
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                vars(fresh)[name] = value.deepcopy()
+                continue
+            try:
+                vars(fresh)[name] = copy.deepcopy(value)
+            except Exception:  # noqa: BLE001
+                logger.warning(f"Failed to deep copy attribute '{name}' of {type(self).__name__}, falling back "
+                               "to shallow copy or reference copy.")
+                try:
+                    vars(fresh)[name] = copy.copy(value)
+                except Exception:  # noqa: BLE001
+                    vars(fresh)[name] = value
+        return fresh
 
     def reset_copy(self) -> "Module":
         """A copy with every predictor's demos cleared (what optimizers start from)."""
@@ -211,31 +240,77 @@ class Module:
             raise ConfigError(f"a saved program's state must be an object, got {type(state).__name__}")
         missing = set(names) - set(state)
         if missing:
-            raise ConfigError(f"the saved program has no state for predictors {sorted(missing)}: "
-                              "it was saved from a different program")
-        for name, p in names.items():
-            p.load_state(state[name])
+            raise MissingState(f"the saved program has no state for predictors {sorted(missing)}: "
+                               "it was saved from a different program")
+        before = {name: copy.copy(vars(p)) for name, p in names.items()}
+        try:
+            for name, p in names.items():
+                p.load_state(state[name])
+        except BaseException:  # all or nothing: every predictor as it was
+            for name, p in names.items():
+                vars(p).clear()
+                vars(p).update(before[name])
+            raise
         return self
 
-    def save(self, path: str | Path, save_program: bool = False) -> None:
-        """JSON: program class, constructor config, and per predictor its signature, demos, adapter and LM
-        name. Never an API key. ``dspex.load(path)`` rebuilds it; ``program.load(path)`` loads the state
-        into a program you built. ``save_program=True`` pickles the whole program instead (cloudpickle,
-        as DSPy does; loading it runs code, so ``dspex.load`` needs ``allow_pickle=True``)."""
+    def save(self, path: str | Path, save_program: bool = False, modules_to_serialize: list | None = None) -> None:
+        """DSPy's file: each predictor's state under its name, and ``metadata`` (dependency versions); dspex
+        adds the program class and constructor config (for ``dspex.load``). Never an API key. A path ending
+        in ``.pkl`` pickles that state (cloudpickle, as DSPy does). ``save_program=True`` pickles the whole
+        program into the directory ``path`` (``program.pkl`` and ``metadata.json``, as DSPy's; a path with a
+        suffix gets one file); ``modules_to_serialize`` are pickled by value. Loading a pickle runs code,
+        so it needs ``allow_pickle=True``."""
+        path = Path(path)
+        metadata = {"dependency_versions": get_dependency_versions(), "dspex": _dspex_version()}
         if save_program:
             import cloudpickle
 
-            Path(path).write_bytes(PICKLE_MAGIC + cloudpickle.dumps(self))  # LM handles pickle without keys
+            for module in modules_to_serialize or ():
+                cloudpickle.register_pickle_by_value(module)
+            try:
+                if path.suffix and not path.is_dir():  # dspex's one-file form
+                    path.write_bytes(PICKLE_MAGIC + cloudpickle.dumps(self))  # LM handles pickle without keys
+                    return
+                path.mkdir(parents=True, exist_ok=True)
+                (path / "program.pkl").write_bytes(cloudpickle.dumps(self))
+                (path / "metadata.json").write_text(json.dumps(metadata, indent=2))
+            finally:
+                for module in modules_to_serialize or ():
+                    cloudpickle.unregister_pickle_by_value(module)
+            return
+        state = dict(self.dump_state())
+        state["metadata"] = metadata
+        if path.suffix == ".pkl":
+            import cloudpickle
+
+            path.write_bytes(cloudpickle.dumps(state))
             return
         cls = type(self)
-        doc = {"dspex_format": FORMAT_VERSION, "class": f"{cls.__module__}:{cls.__qualname__}",
-               "config": self.dump_config(), "state": self.dump_state()}
-        Path(path).write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+        doc = {**state, "dspex_format": FORMAT_VERSION, "class": f"{cls.__module__}:{cls.__qualname__}",
+               "config": self.dump_config()}
+        path.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
 
-    def load(self, path: str | Path) -> "Module":
-        """Load a saved program's state (demos, signatures, adapters) into this one (DSPy's state-only way)."""
-        doc = _read_saved(path)
-        return self.load_state(doc.get("state"))
+    def load(self, path: str | Path, allow_pickle: bool = False) -> "Module":
+        """Load a saved program's state (demos, signatures, adapters) into this one (DSPy's state-only way):
+        a file dspex or DSPy saved (JSON, or with ``allow_pickle=True`` a ``.pkl``); dependency versions
+        that differ from the saver's are logged. A predictor missing from the file is a KeyError (a
+        ConfigError too) and nothing is changed."""
+        path = Path(path)
+        if path.suffix == ".pkl":
+            if not allow_pickle:
+                raise ConfigError(f"{path} is a pickle: loading it runs code; pass allow_pickle=True if you "
+                                  "trust the file")
+            import cloudpickle
+
+            logger.warning(f"Loading untrusted .pkl files can run arbitrary code, which may be dangerous: "
+                           f"{path}. Only load .pkl files from sources you trust; prefer .json.")
+            doc = cloudpickle.loads(path.read_bytes())
+            if not isinstance(doc, dict):
+                raise ConfigError(f"{path} does not hold a saved program's state")
+        else:
+            doc = _read_saved(path, dspy_ok=True)
+        _check_versions(doc.get("metadata"))
+        return self.load_state(saved_state(doc))
 
     def dump_config(self) -> dict | None:
         """Constructor arguments for ``dspex.load``: the ones ``__init__`` was given, when plain data."""
@@ -249,6 +324,23 @@ class Module:
             raise ConfigError(f"cannot rebuild {cls.__name__} from the saved file ({exc}): its __init__ takes "
                               f"arguments that are not plain data; build it yourself and call program.load(path)") from None
 
+
+
+def _warn_if_called_directly(forward: Any) -> Any:
+    """A user's ``forward`` that logs DSPy's warning when user code calls it itself (not through the
+    module's call, another forward, or dspex)."""
+
+    @functools.wraps(forward)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        caller = sys._getframe(1)
+        if (caller.f_code.co_name not in ("__call__", "_run", "forward", "aforward", "acall")
+                and not str(caller.f_globals.get("__name__", "")).startswith("dspex")):
+            logger.warning(f"Calling module.forward(...) on {type(self).__name__} directly is discouraged. "
+                           "Please use module(...) instead.")
+        return forward(self, *args, **kwargs)
+
+    checked._dspex_warning = True  # type: ignore[attr-defined]
+    return checked
 
 
 class Predictor(Module):
@@ -316,7 +408,15 @@ def _totalled(result: Any, steps: list) -> Any:
                       trace=steps, completions=result.completions)
 
 
-def _read_saved(path: str | Path) -> dict:
+class MissingState(ConfigError, KeyError):
+    """A saved program lacks the state of one of the program's predictors (DSPy raises KeyError)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _read_saved(path: str | Path, dspy_ok: bool = False) -> dict:
+    """The saved document; with ``dspy_ok`` a file DSPy wrote (no ``dspex_format``) is read too."""
     try:
         raw = Path(path).read_bytes()
         if raw.startswith(PICKLE_MAGIC):
@@ -325,11 +425,60 @@ def _read_saved(path: str | Path) -> dict:
         doc = json.loads(raw.decode("utf-8"))
     except (OSError, ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read a saved program from {path}: {type(exc).__name__}: {str(exc)[:200]}") from None
-    if not isinstance(doc, dict) or "dspex_format" not in doc:
-        raise ConfigError(f"{path} is not a saved dspex program (no 'dspex_format' field)")
-    if doc["dspex_format"] != FORMAT_VERSION:
-        raise ConfigError(f"{path} has format {doc['dspex_format']!r}; this dspex reads format {FORMAT_VERSION}")
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path} is not a saved program (not a JSON object)")
+    if "dspex_format" not in doc:
+        if dspy_ok:
+            return doc
+        raise ConfigError(f"{path} is not a saved dspex program (no 'dspex_format' field): a file DSPy saved "
+                          "loads into a program you build, with program.load(path)")
+    if doc["dspex_format"] not in READS_FORMATS:
+        raise ConfigError(f"{path} has format {doc['dspex_format']!r}; this dspex reads formats "
+                          f"{', '.join(map(str, READS_FORMATS))}")
     return doc
+
+
+def saved_state(doc: dict) -> dict:
+    """The per-predictor state of a saved document: dspex's format 1 kept it under ``state``; DSPy's shape
+    (and dspex's format 2) has it at the top beside ``metadata``."""
+    if doc.get("dspex_format") == 1:
+        return doc.get("state")  # type: ignore[return-value]
+    return {k: v for k, v in doc.items() if k not in _NOT_STATE}
+
+
+def get_dependency_versions() -> dict:
+    """DSPy's ``metadata.dependency_versions``: python, dspy (the DSPy release dspex is compatible with)
+    and cloudpickle, as ``major.minor``."""
+    try:
+        import cloudpickle
+
+        pickle_version = ".".join(cloudpickle.__version__.split(".")[:2])
+    except ImportError:  # pragma: no cover
+        pickle_version = None
+    return {"python": f"{sys.version_info.major}.{sys.version_info.minor}", "dspy": DSPY_COMPATIBLE,
+            "cloudpickle": pickle_version}
+
+
+def _dspex_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("dspex")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return None
+
+
+def _check_versions(metadata: Any) -> None:
+    saved = metadata.get("dependency_versions") if isinstance(metadata, dict) else None
+    if not isinstance(saved, dict):
+        return
+    current = get_dependency_versions()
+    for key, version in saved.items():
+        if key in current and current[key] != version:
+            logger.warning(f"There is a mismatch of {key} version between saved model and current environment. "
+                           f"You saved with `{key}=={version}`, but now you have `{key}=={current[key]}`. This "
+                           "might cause errors or performance downgrade on the loaded model, please consider "
+                           "loading the model in the same environment as the saving environment.")
 
 
 def load(path: str | Path, lm: Any = None, allow_pickle: bool = False) -> Module:
@@ -340,6 +489,13 @@ def load(path: str | Path, lm: Any = None, allow_pickle: bool = False) -> Module
     if allow_pickle:
         import cloudpickle
 
+        if Path(path).is_dir():  # save(dir, save_program=True): DSPy's layout
+            metadata = json.loads((Path(path) / "metadata.json").read_text()) if (Path(path) / "metadata.json").exists() else {}
+            _check_versions(metadata)
+            program = cloudpickle.loads((Path(path) / "program.pkl").read_bytes())
+            if not isinstance(program, Module):
+                raise ConfigError(f"{path} holds a {type(program).__name__}, not a dspex Module")
+            return program.set_lm(lm) if lm is not None else program
         raw = Path(path).read_bytes()
         if raw.startswith(PICKLE_MAGIC):
             program = cloudpickle.loads(raw[len(PICKLE_MAGIC):])
@@ -348,7 +504,7 @@ def load(path: str | Path, lm: Any = None, allow_pickle: bool = False) -> Module
             return program.set_lm(lm) if lm is not None else program
     doc = _read_saved(path)
     cls = program_class(doc.get("class"))
-    config, state = doc.get("config"), doc.get("state")
+    config, state = doc.get("config"), saved_state(doc)
     if not (config is None or isinstance(config, dict)) or not isinstance(state, dict):
         raise ConfigError(f"{path}: 'config' must be an object or null and 'state' an object")
     try:
@@ -398,4 +554,5 @@ def combine(predictions: list[Prediction], **outputs: Any) -> Prediction:
     return Prediction(outputs, usage=usage, cost=cost, raw=raw, trace=trace)
 
 
-__all__ = ["Module", "Predictor", "load", "combine", "set_attribute_by_name", "FORMAT_VERSION"]
+__all__ = ["Module", "Predictor", "load", "combine", "set_attribute_by_name", "FORMAT_VERSION", "MissingState",
+           "get_dependency_versions", "logger"]

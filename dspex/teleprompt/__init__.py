@@ -8,7 +8,8 @@ own; what they share is beside them: the job (``job.py``), the checks (``validat
 
 from .base import Teleprompter
 from .fewshot import BootstrapFewShot, LabeledFewShot, NoTracePassed
-from .knn import KNNFewShot, KNNProgram
+from .knn import KNN, KNNFewShot, KNNProgram
+from . import bootstrap, knn_fewshot, teleprompt, vanilla  # DSPy's module paths
 from .job import CandidateScore, CompileJob, CompileProgress, CompileReport, CompileStopped, EvaluationFailed
 from .gepa import GEPA
 from .mipro import MIPROv2
@@ -16,5 +17,5 @@ from .proposer import ProposalRejected
 from .random_search import BootstrapFewShotWithRandomSearch
 
 __all__ = ["Teleprompter", "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "KNNFewShot",
-           "KNNProgram", "CompileReport", "CandidateScore", "CompileProgress", "CompileJob", "CompileStopped",
+           "KNN", "KNNProgram", "CompileReport", "CandidateScore", "CompileProgress", "CompileJob", "CompileStopped",
            "NoTracePassed", "EvaluationFailed", "MIPROv2", "GEPA", "ProposalRejected"]

@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..primitives import Example, Prediction
 from ..programs import Module
 from .base import Teleprompter
+from .fewshot import Demo
 from .validate import check_student, check_trainset, structure
 
 
@@ -33,7 +34,7 @@ class KNNProgram(Module):
 
     def forward(self, **inputs: Any) -> Prediction:
         """The student's answer with the nearest examples as every predictor's demos (on a copy)."""
-        demos = [dict(ex.items()) for ex in self.nearest(inputs)]
+        demos = [Demo(ex.items()) for ex in self.nearest(inputs)]
         program = self.student.deepcopy()
         for predictor in program.predictors():
             predictor.demos = list(demos)
@@ -46,17 +47,42 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     return dot / (na * nb) if na and nb else 0.0
 
 
+class KNN:
+    """DSPy's ``KNN`` settings as ``KNNFewShot.KNN`` holds them: ``k``, the ``trainset`` and the
+    ``vectorizer`` (any callable embedding a list of texts). Calling it with inputs gives the ``k``
+    nearest training examples (the trainset is embedded on the first call, or at compile)."""
+
+    def __init__(self, k: int, trainset: Sequence[Example], vectorizer: Any) -> None:
+        self.k, self.trainset, self.vectorizer = k, list(trainset), vectorizer
+        self.vectors: list | None = None
+
+    def embed_trainset(self) -> list:
+        if self.vectors is None:
+            keys = list(self.trainset[0].inputs().keys()) if self.trainset else []
+            self.vectors = [list(map(float, v)) for v in
+                            self.vectorizer([_text(dict(ex.inputs()), keys) for ex in self.trainset])]
+        return self.vectors
+
+    def __call__(self, **inputs: Any) -> list[Example]:
+        return KNNProgram(Module(), self.trainset, self.embed_trainset(), self.k, self.vectorizer).nearest(inputs)
+
+
 class KNNFewShot(Teleprompter):
     """DSPy's KNNFewShot: the compiled program gives every predictor, for each call, the ``k`` training
     examples whose inputs are nearest to that call's (cosine similarity of ``embedder`` vectors) as its
     demos. The training set is embedded once, at compile; each call embeds its own inputs."""
 
-    def __init__(self, k: int = 3, trainset: Sequence[Example] = (), embedder: Any = None) -> None:
+    def __init__(self, k: int = 3, trainset: Sequence[Example] = (), vectorizer: Any = None, *,
+                 embedder: Any = None, **few_shot_bootstrap_args: Any) -> None:
         if not isinstance(k, int) or k < 1:
             raise ConfigError(f"k must be an int >= 1, got {k!r}")
+        embedder = embedder if embedder is not None else vectorizer
         if embedder is None or not callable(embedder):
-            raise ConfigError("KNNFewShot needs embedder= (e.g. dspex.Embedder('local/all-minilm-l6-v2'))")
+            raise ConfigError("KNNFewShot needs vectorizer= (any callable embedding a list of texts, e.g. "
+                              "dspex.Embedder('local/all-minilm-l6-v2') or dspex.Embedder(my_function))")
         self.k, self.trainset, self.embedder = k, list(trainset), embedder
+        self.KNN = KNN(k, self.trainset, embedder)
+        self.few_shot_bootstrap_args = few_shot_bootstrap_args  # DSPy's; taken, not used (demos are the neighbours)
 
     def compile(self, student: Module, *, teacher: Module | None = None, **job_options: Any) -> KNNProgram:
         """The student wrapped with its nearest-neighbour demos (``teacher`` is taken for DSPy's signature
@@ -66,12 +92,12 @@ class KNNFewShot(Teleprompter):
         job = self.job({"student": structure(student), "k": self.k}, **job_options)
         compiled = None
         with job:
-            keys = list(trainset[0].inputs().keys())
-            vectors = self.embedder([_text(dict(ex.inputs()), keys) for ex in trainset])
+            vectors = self.KNN.embed_trainset() if self.KNN.trainset == trainset else KNN(
+                self.k, trainset, self.embedder).embed_trainset()
             compiled = KNNProgram(student.reset_copy(), trainset, vectors, self.k, self.embedder)
         if compiled is None:  # Ctrl-C while the training set was embedded: nothing to return
             raise KeyboardInterrupt
         return job.report(compiled)
 
 
-__all__ = ["KNNFewShot", "KNNProgram"]
+__all__ = ["KNN", "KNNFewShot", "KNNProgram"]

@@ -10,7 +10,7 @@ picks the same best (the highest score, the earliest candidate on a tie).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import ConfigError
 from ..evaluate.metric_call import MetricPlace, bind_metric
@@ -35,7 +35,8 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
     def __init__(self, metric: Callable, num_candidate_programs: int = 16, max_bootstrapped_demos: int = 4,
                  max_labeled_demos: int = 16, stop_at_score: float | None = None, search_adapters: bool = False,
                  seed: int = 0, metric_threshold: float | None = None, max_rounds: int = 1,
-                 parallel: int | None = None) -> None:
+                 parallel: int | None = None, num_threads: int | None = None, max_errors: int | None = None,
+                 teacher_settings: dict | None = None) -> None:
         bind_metric(metric, MetricPlace.BOOTSTRAP, "BootstrapFewShotWithRandomSearch")  # it bootstraps demos
         if not isinstance(num_candidate_programs, int) or num_candidate_programs < 0:
             raise ConfigError(f"num_candidate_programs must be an int >= 0, got {num_candidate_programs!r}")
@@ -43,6 +44,7 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
         self.max_bootstrapped_demos, self.max_labeled_demos = max_bootstrapped_demos, max_labeled_demos
         self.stop_at_score, self.search_adapters, self.seed = stop_at_score, search_adapters, seed
         self.metric_threshold, self.max_rounds, self.parallel = metric_threshold, max_rounds, parallel
+        self.num_threads, self.max_errors, self.teacher_settings = num_threads, max_errors, teacher_settings
 
     def plan(self) -> list[demo_sets.DemoSet]:
         """The candidates, in order: what each is (the journal and the report say it)."""
@@ -50,22 +52,33 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
                               self.search_adapters)
 
     def compile(self, student: Module, *, trainset: Sequence[Example], valset: Sequence[Example] | None = None,
-                teacher: Module | None = None, **job_options: Any) -> Module:
-        """The best candidate program by its score on ``valset`` (required: candidates are scored on it)."""
+                teacher: Module | None = None, restrict: Iterable[int] | None = None, labeled_sample: bool = True,
+                **job_options: Any) -> Module:
+        """The best candidate program by its score on ``valset`` (DSPy's default: the trainset itself).
+        ``restrict`` keeps only the candidates of those DSPy seeds (-3 zero-shot, -2 labeled demos only,
+        -1 the unshuffled bootstrap, 0, 1, ... the shuffled ones)."""
         student = check_student(student)
         trainset = check_trainset(trainset, student)
-        if valset is None:
-            raise ConfigError("BootstrapFewShotWithRandomSearch needs valset= (the examples candidates are scored "
-                              "on); pass a held-out split, e.g. valset=dev")
-        valset = check_trainset(valset, student, "valset")
+        valset = check_trainset(valset if valset is not None else trainset, student, "valset")
         plan = self.plan()
+        if restrict is not None:
+            wanted = set(restrict)  # read once: a single-use iterator is fine
+            plan = [item for item in plan if dspy_seed(item) in wanted]
+            if not plan:
+                raise ValueError(f"restrict={sorted(wanted)} matches no candidate seed: the seeds are -3 (zero-shot), "
+                                 f"-2 (labeled demos), -1 (unshuffled bootstrap) and 0..{self.num_candidate_programs - 1}")
+        if self.num_threads is not None and "max_concurrency" not in job_options:
+            job_options["max_concurrency"] = self.num_threads
         settings = {"n": self.num_candidate_programs, "boot": self.max_bootstrapped_demos,
                     "labeled": self.max_labeled_demos, "adapters": self.search_adapters,
                     "threshold": self.metric_threshold, "stop": self.stop_at_score}
+        if restrict is not None:
+            settings["restrict"] = sorted({dspy_seed(item) for item in plan})
         job = self.job({"student": structure(student), "trainset": example_digest(trainset),
                         "valset": example_digest(valset), "settings": settings}, **job_options)
         booter = BootstrapFewShot(self.metric, self.metric_threshold, self.max_bootstrapped_demos,
-                                  self.max_labeled_demos, self.max_rounds, seed=self.seed)
+                                  self.max_labeled_demos, self.max_rounds, max_errors=self.max_errors, seed=self.seed,
+                                  teacher_settings=self.teacher_settings)
         scored: dict[int, ScoredCandidate] = {}
         programs: dict[int, Module] = {}
         with job:
@@ -100,10 +113,19 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
             compiled = student.reset_copy()
         else:  # built in this run, or else rebuilt from the journal (its traces are there: it was scored)
             compiled = programs.get(best.id) or demo_sets.build(job, booter, student, teacher, trainset,
-                                                                plan[best.id])
+                                                                {item.id: item for item in plan}[best.id])
         candidates = [CandidateScore(e.id, e.description, e.score, e.lm_calls) for _, e in sorted(scored.items())]
         return job.report(compiled, best=best.score if best else None,
                           baseline=scored[0].score if 0 in scored else None, candidates=candidates)
+
+
+def dspy_seed(item: demo_sets.DemoSet) -> int:
+    """The seed DSPy's random search gives this candidate: -3 zero-shot, -2 labeled, -1 unshuffled, else its shuffle."""
+    if item.source == "zero-shot":
+        return -3
+    if item.source == "labeled":
+        return -2
+    return -1 if item.shuffle is None else item.shuffle
 
 
 def _best(scored: dict[int, ScoredCandidate]) -> ScoredCandidate | None:

@@ -33,7 +33,7 @@ def test_get_params_are_the_settings():
     assert dspex.BootstrapFewShotWithRandomSearch(exact, num_candidate_programs=3, seed=7).get_params() == {
         "metric": exact, "num_candidate_programs": 3, "max_bootstrapped_demos": 4, "max_labeled_demos": 16,
         "stop_at_score": None, "search_adapters": False, "seed": 7, "metric_threshold": None, "max_rounds": 1,
-        "parallel": None}
+        "parallel": None, "num_threads": None, "max_errors": None, "teacher_settings": None}
 
 
 def job(run_dir) -> CompileJob:

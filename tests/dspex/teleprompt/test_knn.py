@@ -67,7 +67,7 @@ def test_embeddings_are_cached_and_typed_errors(world):
                        cache=False)(["x"])
     with pytest.raises(dspex.ConfigError):
         dspex.Embedder("cohere/x")
-    with pytest.raises(dspex.ConfigError, match="embedder"):
+    with pytest.raises(dspex.ConfigError, match="vectorizer"):
         dspex.KNNFewShot(k=2, trainset=topic_examples("t", 3))
 
 

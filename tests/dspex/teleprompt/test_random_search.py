@@ -41,9 +41,9 @@ def test_search_adapters_makes_the_adapter_part_of_each_candidate(lm):
     assert {"zero-shot, ChatAdapter", "zero-shot, JSONAdapter", "zero-shot, TextAdapter"} <= set(names)
 
 
-def test_a_valset_is_required():
-    with pytest.raises(dspex.ConfigError, match="valset"):
-        search().compile(dspex.Predict("question -> answer"), trainset=data(4))
+def test_without_a_valset_candidates_are_scored_on_the_trainset_and_restrict_is_checked():
+    with pytest.raises(ValueError, match="restrict"):  # DSPy's: no valset means the trainset; a restrict
+        search().compile(dspex.Predict("question -> answer"), trainset=data(4), restrict=[999])  # naming no seed
 
 
 def test_resume_from_the_journal_asks_nothing_again_and_gives_the_same_program(lm, sim, tmp_path):
