@@ -26,7 +26,7 @@ from .clients.usage_tracker import track_usage
 from . import metrics
 from .primitives import Completions, Example, Prediction, Usage, examples_from, load_jsonl
 from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Parallel, Predict, Predictor, ReAct, Refine,
-                       StreamListener, StreamResponse, Tool, combine, load, majority, streamify, streaming)
+                       StreamListener, StreamResponse, Tool, combine, load, majority, streamify)
 from .programs.settings import configure, context, settings
 from .runtime import Runtime, current_runtime, inspect_history, runtime
 from .signature import (Field, InputField, OutputField, Signature, SignatureMeta, ensure_signature, infer_prefix,
@@ -82,4 +82,4 @@ def configure_cache(enable_disk_cache: bool = True, enable_memory_cache: bool = 
 
 
 # DSPy's import paths; they re-export from the layers above, so they load last
-from . import adapters, dsp, experimental, predict, primitives, signatures, utils  # noqa: E402
+from . import adapters, dsp, experimental, predict, primitives, signatures, streaming, utils  # noqa: E402
