@@ -24,7 +24,9 @@ from . import trace
 FORMAT_VERSION = 2  # 2: DSPy's shape (state per predictor name at the top, and ``metadata``); 1 had ``state``
 READS_FORMATS = (1, 2)
 DSPY_COMPATIBLE = "3.4.1"  # the DSPy release whose saved files dspex writes and reads
-_NOT_STATE = ("dspex_format", "class", "config", "metadata", "state")
+# dspex's own keys beside DSPy's per-predictor state (``dspex_config``, not ``config``: a lone predictor's
+# state has a ``config`` of its own)
+_NOT_STATE = ("dspex_format", "class", "dspex_config", "metadata")
 logger = logging.getLogger("dspex.primitives.base_module")  # DSPy's logger name, re-exported there
 INIT_ARGS = "_dspex_init_args"  # where a module keeps the __init__ arguments it was built with
 PICKLE_MAGIC = b"DSPEX-PICKLE\n"  # a whole-program pickle starts with this line
@@ -234,7 +236,9 @@ class Module:
     def dump_state(self) -> dict:
         return {name: p.dump_state() for name, p in self.named_predictors()}
 
-    def load_state(self, state: dict) -> "Module":
+    def load_state(self, state: dict, *, allow_unsafe_lm_state: bool = False) -> "Module":
+        """Each predictor's saved state, all or nothing (``allow_unsafe_lm_state``: a saved LM of a custom
+        class, or its endpoint, is used: only for files you trust)."""
         names = dict(self.named_predictors())
         if not isinstance(state, dict):
             raise ConfigError(f"a saved program's state must be an object, got {type(state).__name__}")
@@ -245,7 +249,10 @@ class Module:
         before = {name: copy.copy(vars(p)) for name, p in names.items()}
         try:
             for name, p in names.items():
-                p.load_state(state[name])
+                if allow_unsafe_lm_state:
+                    p.load_state(state[name], allow_unsafe_lm_state=True)
+                else:
+                    p.load_state(state[name])
         except BaseException:  # all or nothing: every predictor as it was
             for name, p in names.items():
                 vars(p).clear()
@@ -287,10 +294,10 @@ class Module:
             return
         cls = type(self)
         doc = {**state, "dspex_format": FORMAT_VERSION, "class": f"{cls.__module__}:{cls.__qualname__}",
-               "config": self.dump_config()}
+               "dspex_config": self.dump_config()}
         path.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
 
-    def load(self, path: str | Path, allow_pickle: bool = False) -> "Module":
+    def load(self, path: str | Path, allow_pickle: bool = False, *, allow_unsafe_lm_state: bool = False) -> "Module":
         """Load a saved program's state (demos, signatures, adapters) into this one (DSPy's state-only way):
         a file dspex or DSPy saved (JSON, or with ``allow_pickle=True`` a ``.pkl``); dependency versions
         that differ from the saver's are logged. A predictor missing from the file is a KeyError (a
@@ -310,7 +317,7 @@ class Module:
         else:
             doc = _read_saved(path, dspy_ok=True)
         _check_versions(doc.get("metadata"))
-        return self.load_state(saved_state(doc))
+        return self.load_state(saved_state(doc), allow_unsafe_lm_state=allow_unsafe_lm_state)
 
     def dump_config(self) -> dict | None:
         """Constructor arguments for ``dspex.load``: the ones ``__init__`` was given, when plain data."""
@@ -504,7 +511,8 @@ def load(path: str | Path, lm: Any = None, allow_pickle: bool = False) -> Module
             return program.set_lm(lm) if lm is not None else program
     doc = _read_saved(path)
     cls = program_class(doc.get("class"))
-    config, state = doc.get("config"), saved_state(doc)
+    config = doc.get("config") if doc.get("dspex_format") == 1 else doc.get("dspex_config")
+    state = saved_state(doc)
     if not (config is None or isinstance(config, dict)) or not isinstance(state, dict):
         raise ConfigError(f"{path}: 'config' must be an object or null and 'state' an object")
     try:

@@ -41,7 +41,7 @@ def test_a_field_annotation_in_the_file_is_never_evaluated(tmp_path):
     marker = tmp_path / "pwned"
     doc = saved(tmp_path, dspex.Predict("question -> answer"))
     code = f"__import__('pathlib').Path({str(marker)!r}).write_text('x') or str"
-    field = doc["config"]["signature"]["fields"]["question"]  # the constructor config holds the signature
+    field = doc["dspex_config"]["signature"]["fields"]["question"]  # the constructor config holds the signature
     field["annotation"], field["kind"] = code, "output"
     with pytest.raises(dspex.ConfigError, match="only 'desc' and 'prefix'"):
         dspex.load(write(tmp_path, doc))
@@ -70,8 +70,8 @@ def test_the_class_entry_never_imports_a_module(tmp_path, monkeypatch):
 
 def test_a_custom_type_is_looked_up_only_in_imported_modules(tmp_path):
     doc = saved(tmp_path, dspex.Predict(dspex.Signature("review -> verdict: Verdict", custom_types={"Verdict": Verdict})))
-    assert doc["config"]["signature"]["types"] == {"Verdict": f"{__name__}:Verdict"}
-    doc["config"]["signature"]["types"]["Verdict"] = "os:system"
+    assert doc["dspex_config"]["signature"]["types"] == {"Verdict": f"{__name__}:Verdict"}
+    doc["dspex_config"]["signature"]["types"]["Verdict"] = "os:system"
     with pytest.raises(dspex.ConfigError, match="not a pydantic model or an enum"):
         dspex.load(write(tmp_path, doc))
 

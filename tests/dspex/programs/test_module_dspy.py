@@ -79,3 +79,11 @@ def test_deepcopy_shares_what_cannot_be_copied():
     model = Locked()
     twin = model.deepcopy()
     assert twin.lock is model.lock and twin.cot is not model.cot and twin.cot.predict is not model.cot.predict
+
+
+def test_a_lone_predictors_options_survive_save_and_load(tmp_path):
+    path = tmp_path / "p.json"
+    dspex.Predict("q -> a", temperature=0.7).save(path)
+    into = dspex.Predict("q -> a")
+    into.load(path)
+    assert into.config == {"temperature": 0.7} and dspex.load(path).config == {"temperature": 0.7}
