@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import ConfigError
-from ..primitives import Prediction, Usage
+from ..primitives import Example, Prediction, Usage
 from ..utils.callback import with_callbacks
+from ..utils.parallelizer import ParallelExecutor
 from . import trace
 
 FORMAT_VERSION = 2  # 2: DSPy's shape (state per predictor name at the top, and ``metadata``); 1 had ``state``
@@ -100,37 +101,25 @@ class Module:
         return await asyncio.to_thread(self._run, *args, **inputs)
 
     def batch(self, examples: Any, num_threads: int | None = None, max_errors: int | None = None,
-              return_failed_examples: bool = False) -> Any:
-        """Run on many examples concurrently (DSPy's ``Module.batch``): one result per example, in order
-        (None for a failed one); after ``max_errors`` failures the rest are not started. With
-        ``return_failed_examples``, also the failed examples and their errors. (Scoring, timeouts, journals
-        and worker processes are ``dspex.Evaluate``'s.)"""
-        import concurrent.futures
-        import contextvars
-
+              return_failed_examples: bool = False, provide_traceback: bool | None = None,
+              disable_progress_bar: bool = False, timeout: float = 120.0, straggler_limit: int = 3) -> Any:
+        """Run on many examples concurrently (DSPy's ``Module.batch``, on its ``ParallelExecutor``): one
+        result per example, in order (None for a failed one). ``max_errors`` failures (default: the
+        ``max_errors`` setting) stop the run with ``ExecutionCancelled``; with ``return_failed_examples``,
+        also the failed examples and their errors. (Scoring, journals and worker processes are
+        ``dspex.Evaluate``'s.)"""
         items = list(examples)
-        results: list[Any] = [None] * len(items)
-        errors: dict[int, BaseException] = {}
-        stop = False
+        executor = ParallelExecutor(num_threads=num_threads, max_errors=max_errors,
+                                    disable_progress_bar=disable_progress_bar, provide_traceback=provide_traceback,
+                                    timeout=timeout, straggler_limit=straggler_limit)
 
-        def one(i: int) -> None:
-            if stop:
-                return
-            inputs = items[i].inputs() if hasattr(items[i], "inputs") else items[i]
-            try:
-                results[i] = self(**inputs)
-            except Exception as exc:  # noqa: BLE001 - every failure is this example's, returned to the caller
-                errors[i] = exc
+        def one(item: Any) -> Any:
+            return self(**(item.inputs() if isinstance(item, Example) else item))
 
-        with concurrent.futures.ThreadPoolExecutor(num_threads or 16, thread_name_prefix="dspex-batch") as pool:
-            futures = [pool.submit(contextvars.copy_context().run, one, i) for i in range(len(items))]
-            for future in futures:
-                future.result()
-                if max_errors is not None and len(errors) >= max_errors:
-                    stop = True
+        results = executor.execute(one, items)
         if return_failed_examples:
-            failed = sorted(errors)
-            return results, [items[i] for i in failed], [errors[i] for i in failed]
+            failed = sorted(executor.failed_indices)
+            return results, [items[i] for i in failed], [executor.exceptions_map.get(i) for i in failed]
         return results
 
     # --- the tree ----------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "num_threads": 8, "max_errors": 10, "allow_tool_async_sync_conversion": False, "max_history_size": 10000,
     "max_trace_size": 10000, "warn_on_type_mismatch": True,
 }
+# Defaults that are a runtime's own object, not a fresh copy per read: predictors append to ``trace``
+SHARED_DEFAULTS = frozenset({"trace"})
 # Keys dspex keeps only at their default: another value would be ignored, so it is refused with what to write.
 INSTEAD = {
     "rm": "pass the retriever to your module explicitly (e.g. dspex.retrievers.Embeddings as a tool)",
@@ -92,6 +94,8 @@ def setting(key: str) -> Any:
     rt = existing_runtime()  # asking never starts a runtime (a worker process has none of its own)
     if rt is not None and key in rt.defaults:
         return rt.defaults[key]
+    if rt is not None and key in SHARED_DEFAULTS:  # the runtime's own list, that calls append to (DSPy's trace)
+        return rt.defaults.setdefault(key, copy.deepcopy(DEFAULTS[key]))
     return copy.deepcopy(DEFAULTS.get(key))
 
 

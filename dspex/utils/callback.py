@@ -110,19 +110,33 @@ def _fire(callbacks: list, hook: str, *args: Any) -> None:
             log.warning("callback_failed", callback=type(callback).__name__, hook=hook, error=repr(exc)[:300])
 
 
+def _start(instance: Any, fn: Callable, args: tuple, kwargs: dict) -> tuple | None:
+    """Fire the start hooks of a call; what its end needs (None: no callback is active)."""
+    callbacks = active_callbacks(instance)
+    if not callbacks:
+        return None
+    start, end = _hook_names(instance, fn)
+    call_id = uuid.uuid4().hex
+    _fire(callbacks, start, call_id, instance, _inputs(fn, instance, args, kwargs))
+    return callbacks, end, call_id, ACTIVE_CALL_ID.set(call_id)
+
+
+def _end(begun: tuple, outputs: Any, error: BaseException | None) -> None:
+    callbacks, end, call_id, token = begun
+    ACTIVE_CALL_ID.reset(token)
+    _fire(callbacks, end, call_id, outputs, error)
+
+
 def with_callbacks(fn: Callable) -> Callable:
-    """Fire the active callbacks' start and end hooks around each call of the method ``fn`` (sync or async)."""
+    """Fire the active callbacks' start and end hooks around each call of the method ``fn`` (sync or async).
+    The wrapper refers only to module-level functions, so it pickles (cloudpickle) with its method."""
 
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def async_wrapper(instance: Any, *args: Any, **kwargs: Any) -> Any:
-            callbacks = active_callbacks(instance)
-            if not callbacks:
+            begun = _start(instance, fn, args, kwargs)
+            if begun is None:
                 return await fn(instance, *args, **kwargs)
-            start, end = _hook_names(instance, fn)
-            call_id = uuid.uuid4().hex
-            _fire(callbacks, start, call_id, instance, _inputs(fn, instance, args, kwargs))
-            token = ACTIVE_CALL_ID.set(call_id)
             outputs, error = None, None
             try:
                 outputs = await fn(instance, *args, **kwargs)
@@ -131,21 +145,16 @@ def with_callbacks(fn: Callable) -> Callable:
                 error = exc
                 raise
             finally:
-                ACTIVE_CALL_ID.reset(token)
-                _fire(callbacks, end, call_id, outputs, error)
+                _end(begun, outputs, error)
 
         async_wrapper.fires_callbacks = True  # type: ignore[attr-defined]
         return async_wrapper
 
     @functools.wraps(fn)
     def wrapper(instance: Any, *args: Any, **kwargs: Any) -> Any:
-        callbacks = active_callbacks(instance)
-        if not callbacks:
+        begun = _start(instance, fn, args, kwargs)
+        if begun is None:
             return fn(instance, *args, **kwargs)
-        start, end = _hook_names(instance, fn)
-        call_id = uuid.uuid4().hex
-        _fire(callbacks, start, call_id, instance, _inputs(fn, instance, args, kwargs))
-        token = ACTIVE_CALL_ID.set(call_id)
         outputs, error = None, None
         try:
             outputs = fn(instance, *args, **kwargs)
@@ -154,8 +163,7 @@ def with_callbacks(fn: Callable) -> Callable:
             error = exc
             raise
         finally:
-            ACTIVE_CALL_ID.reset(token)
-            _fire(callbacks, end, call_id, outputs, error)
+            _end(begun, outputs, error)
 
     wrapper.fires_callbacks = True  # type: ignore[attr-defined]
     return wrapper
