@@ -203,9 +203,19 @@ class BillingError(ProviderError):
 
 
 class ContextWindowExceeded(InvalidRequest):
-    """The prompt is longer than the model's context window (the provider said so)."""
+    """The prompt is longer than the model's context window (the provider said so). DSPy's
+    ``ContextWindowExceededError``: it may be raised with no arguments, or ``message=`` / ``model=`` only
+    (what ReAct's trajectory truncation and custom LMs do)."""
 
     hint = "Shorten the inputs or demos, lower max_tokens, or use a model with a larger context window"
+
+    def __init__(self, message: str = "Context window exceeded", model: str | None = "", attempts: int = 0,
+                 status: int = 0, body: str = "") -> None:
+        if status:
+            super().__init__(message, model or "", attempts, status=status, body=body)
+            return
+        self.status, self.body = status, body[:300]
+        LMError.__init__(self, message, model or "", attempts)  # no HTTP answer to quote
 
 
 class ConnectionFailed(ProviderError):

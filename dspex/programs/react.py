@@ -1,175 +1,246 @@
 """ReAct: think, call a tool, observe, repeat (at most ``max_iters``), then answer from the trajectory.
 
-Tools are plain callables; their name, docstring and type hints make the schema the model sees. A
-tool that raises gives the model an ``Error: ...`` observation instead of stopping the run. A tool
-may be a supervised actor: ``Tool.from_actor(ref, name, desc, args)`` calls ``ref.call(args)``.
+Tools are plain callables (or ``dspex.Tool``); their name, docstring and type hints make the schema the
+model sees. The run keeps DSPy's trajectory: ``thought_i``, ``tool_name_i``, ``tool_args_i`` and
+``observation_i`` (what the tool returned, as returned), shown to the model as fields formatted by the
+adapter in force. A tool that raises gives the model an ``Execution error in <tool>: <traceback>``
+observation instead of stopping the run. When the prompt outgrows the context window the oldest step is
+dropped (``truncate_trajectory``, overridable) and the call retried, at most 3 times.
+
+A tool may be a supervised actor: ``Tool.from_actor(ref, name, desc, args)`` calls ``ref.call(args)``.
+``Tool`` itself lives in ``dspex.adapters.types.tool`` (DSPy's path); it is re-exported here.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
-import typing
-from dataclasses import dataclass, replace
-from typing import Any, Callable, ClassVar, Literal
+import logging
+import traceback
+from typing import Any, Literal
 
-import pydantic
-
-from ..errors import ConfigError
+from ..adapters import ChatAdapter
+from ..adapters.types import tool as _tool_module
+from ..adapters.types.tool import Tool
+from ..errors import ConfigError, ContextWindowExceeded
 from ..primitives import Prediction
 from ..signature import InputField, OutputField, ensure_signature, make_signature
-from ..utils.callback import with_callbacks
+from ..utils import callback as _callback_module
+from ..utils.exceptions import format_error_for_lm
 from .module import Module, combine
 from .predict import ChainOfThought, Predict
+from .settings import setting
 
 FINISH = "finish"
+_ATTEMPTS = 3  # calls of one step with an ever shorter trajectory before giving up on it
+_TRACEBACK_FRAMES = 5  # frames of a failing tool's traceback the model reads
+
+logger = logging.getLogger("dspex.predict.react")  # DSPy's logger name
+_INTERNAL_FILES = {__file__, _tool_module.__file__, _callback_module.__file__}
 
 
-@dataclass(frozen=True)
-class Tool:
-    """A callable the agent may use: ``dspex.Tool(func)`` takes its name, description and argument
-    schemas from the function (``args`` maps argument names to JSON schemas). Arguments are validated
-    into their annotated types (pydantic models included); an ``async`` tool is awaited."""
-
-    func: Callable[..., Any]
-    name: str | None = None
-    desc: str | None = None
-    args: dict | None = None
-    _callback_kind: ClassVar[str] = "tool"  # its calls fire the tool hooks (dspex.utils.callback)
-
-    def __post_init__(self) -> None:
-        if not callable(self.func):
-            raise ConfigError(f"a tool must be callable, got {self.func!r}")
-        name = self.name or getattr(self.func, "__name__", type(self.func).__name__)
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "desc", self.desc or inspect.getdoc(self.func) or f"the tool {name}")
-        if self.args is None:
-            object.__setattr__(self, "args", {n: _schema(a) for n, a in _annotations(self.func).items()})
-
-    @classmethod
-    def from_callable(cls, func: Callable[..., Any]) -> "Tool":
-        return func if isinstance(func, Tool) else cls(func)
-
-    @classmethod
-    def from_actor(cls, ref: Any, name: str, desc: str, args: dict | None = None, timeout: float = 30.0,
-                   child: str | None = None) -> "Tool":
-        """A stateful tool living under supervision: each use is ``ref.call(args_dict)``. With ``child``,
-        ``ref`` is its supervisor and every use calls the child's current incarnation (after a restart too)."""
-        def use(**kwargs: Any) -> Any:
-            target = ref.child(child) if child is not None else ref
-            if target is None:
-                raise ConfigError(f"the tool actor {child!r} is restarting; try again")
-            return target.call(kwargs, timeout)
-
-        return cls(use, name, desc, args or {})
-
-    @with_callbacks
-    def __call__(self, **kwargs: Any) -> Any:
-        hints = _annotations(self.func)
-        values = {}
-        for key, value in kwargs.items():
-            annotation = hints.get(key, Any)
-            try:
-                values[key] = pydantic.TypeAdapter(annotation).validate_python(value) if annotation is not Any else value
-            except pydantic.ValidationError as exc:
-                raise ConfigError(f"tool {self.name}: argument {key!r} is not a valid {annotation}: "
-                                  f"{exc.errors()[0]['msg']}") from None
-        result = self.func(**values)
-        if inspect.isawaitable(result):  # an async tool: run it to completion here (ReAct's loop is sync)
-            import asyncio
-
-            return asyncio.run(_awaited(result))
-        return result
-
-    def describe(self) -> str:
-        return f"{self.name}: {self.desc} Arguments (JSON): {json.dumps(self.args)}"
-
-
-def _annotations(func: Callable[..., Any]) -> dict[str, Any]:
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return {}
-    hints: dict[str, Any] = {}
-    try:
-        resolved = typing.get_type_hints(func)
-    except (NameError, TypeError):
-        resolved = {}
-    for name, param in params.items():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        annotation = resolved.get(name, param.annotation)
-        hints[name] = Any if annotation is inspect.Parameter.empty else annotation
-    return hints
-
-
-def _schema(annotation: Any) -> dict:
-    try:
-        return pydantic.TypeAdapter(annotation).json_schema()
-    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError):
-        return {}
-
-
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
+def _finished() -> str:
+    """The ``finish`` tool: the agent has what it needs (a module-level function, so a ReAct pickles)."""
+    return "Completed."
 
 
 class ReAct(Module):
-    """``ReAct("question -> answer", tools=[search, calculator], lm=lm, max_iters=6)``."""
+    """``ReAct("question -> answer", tools=[search, calculator], lm=lm, max_iters=20)``.
 
-    def __init__(self, signature: Any, tools: list[Any], lm: Any = None, max_iters: int = 6, **config: Any) -> None:
+    ``react`` (a Predict) picks each step, ``extract`` (a ChainOfThought) answers from the trajectory; both
+    are optimizable predictors under DSPy's names. ``max_iters`` may also be passed per call
+    (``agent(question=..., max_iters=3)``), as in DSPy."""
+
+    def __init__(self, signature: Any, tools: list[Any], lm: Any = None, max_iters: int = 20, **config: Any) -> None:
+        super().__init__()
         if max_iters < 1:
             raise ConfigError(f"ReAct needs max_iters >= 1, got {max_iters}")
-        base = ensure_signature(signature)
-        self.tools = {t.name: t for t in (Tool.from_callable(f) for f in tools)}
-        if FINISH in self.tools:
-            raise ConfigError(f"a tool may not be named {FINISH!r}: it ends the loop")
+        self.signature = base = ensure_signature(signature)
         self.max_iters = max_iters
-        names = tuple([*self.tools, FINISH])
-        listing = "\n".join(f"- {t.describe()}" for t in self.tools.values())
-        instructions = (f"{base.instructions}\n\nYou work in steps. In each step give your next thought, then pick "
-                        f"a tool and its arguments as a JSON object. Tools:\n{listing}\n- {FINISH}: you have what you "
-                        "need to answer (arguments: {}).")
-        step_fields = {n: f for n, f in base.input_fields.items()}
-        step_fields["trajectory"] = InputField(desc="your previous steps and their observations")
+        wrapped = [Tool.from_callable(t) for t in tools]
+        if any(t.name == FINISH for t in wrapped):
+            raise ConfigError(f"a tool may not be named {FINISH!r}: it ends the loop")
+        self.tools: dict[str, Tool] = {t.name: t for t in wrapped}
+        inputs = ", ".join(f"`{n}`" for n in base.input_fields)
+        outputs = ", ".join(f"`{n}`" for n in base.output_fields)
+        self.tools[FINISH] = Tool(_finished, name=FINISH, args={}, desc=(
+            f"Marks the task as complete: all the information needed to produce the outputs ({outputs}) is "
+            "now available to be extracted."))
+        listing = "\n".join(f"({i}) {tool}" for i, tool in enumerate(self.tools.values(), 1))
+        instructions = "\n".join([
+            *([f"{base.instructions}\n"] if base.instructions else []),
+            f"You are an Agent. In each episode you are given the fields {inputs} as input, and you can see your "
+            "trajectory so far.",
+            f"Your goal is to use one or more of the supplied tools to collect the information needed to produce "
+            f"{outputs}.\n",
+            "To do this, in each turn give next_thought, next_tool_name and next_tool_args, also when finishing "
+            "the task.",
+            "After each tool call you receive the resulting observation, which is appended to your trajectory.\n",
+            "In next_thought, reason about the current situation and plan the next steps.",
+            "next_tool_name must be one of the following tools, and next_tool_args its arguments:\n",
+            listing,
+            "When providing `next_tool_args`, the value inside the field must be in JSON format",
+        ])
+        step_fields = dict(base.input_fields)
+        step_fields["trajectory"] = InputField()
         step_fields["next_thought"] = OutputField()
         step_fields["next_tool_name"] = OutputField()
         step_fields["next_tool_args"] = OutputField()
-        step_fields["next_tool_name"] = replace(step_fields["next_tool_name"], annotation=Literal[names])  # type: ignore[valid-type]
-        step_fields["next_tool_args"] = replace(step_fields["next_tool_args"], annotation=dict[str, Any])
-        self.react = Predict(make_signature(step_fields, instructions, "ReActStep"), lm=lm, **config)
-        extract = base.append("trajectory", InputField(desc="the steps taken and what they observed"), str)
+        step = make_signature(step_fields, instructions, "ReActStep")
+        step = step.with_updated_fields("trajectory", type_=str).with_updated_fields("next_thought", type_=str)
+        step = step.with_updated_fields("next_tool_name", type_=Literal[tuple(self.tools)])  # type: ignore[misc]
+        step = step.with_updated_fields("next_tool_args", type_=dict[str, Any])
+        self.react = Predict(step, lm=lm, **config)
+        extract = base.append("trajectory", InputField(), str)
         self.extract = ChainOfThought(extract, lm=lm, **config)
 
-    def forward(self, **inputs: Any) -> Prediction:
-        """The result's ``trajectory`` is DSPy's dict: ``thought_0``, ``tool_name_0``, ``tool_args_0``,
-        ``observation_0``, ... (the model reads it rendered as text)."""
-        steps: list[str] = []
-        trajectory: dict[str, Any] = {}
-        preds: list[Prediction] = []
-        for i in range(self.max_iters):
-            pred = self.react(**inputs, trajectory="\n".join(steps) or "(none yet)")
-            preds.append(pred)
-            name, args = pred.next_tool_name, pred.next_tool_args
-            trajectory.update({f"thought_{i}": pred.next_thought, f"tool_name_{i}": name, f"tool_args_{i}": args})
-            steps.append(f"Thought {i + 1}: {pred.next_thought}\nTool {i + 1}: {name} {json.dumps(args, default=str)}")
-            if name == FINISH:
-                trajectory[f"observation_{i}"] = "Completed."
-                break
-            observation = self._use(name, args)
-            trajectory[f"observation_{i}"] = observation
-            steps.append(f"Observation {i + 1}: {observation}")
-        else:
-            steps.append(f"(stopped after max_iters={self.max_iters} steps)")
-        final = self.extract(**inputs, trajectory="\n".join(steps))
-        return combine([*preds, final], **dict(final.items()), trajectory=trajectory)
+    # --- the loop ---------------------------------------------------------------------------------------
 
-    def _use(self, name: str, args: dict) -> str:
+    def forward(self, **input_args: Any) -> Prediction:
+        """The result has the signature's outputs and ``trajectory``, DSPy's dict: ``thought_0``,
+        ``tool_name_0``, ``tool_args_0``, ``observation_0``, ..."""
+        max_iters = input_args.pop("max_iters", self.max_iters)
+        trajectory: dict[str, Any] = {}
+        preds: list[Any] = []
+        for idx in range(max_iters):
+            try:
+                pred = self._call_with_potential_trajectory_truncation(self.react, trajectory, **input_args)
+            except (ContextWindowExceeded, ValueError) as err:
+                self._log_end(err)
+                break
+            preds.append(pred)
+            self._record(trajectory, idx, pred)
+            try:
+                observation = self.tools[pred.next_tool_name](**_as_args(pred.next_tool_args))
+            except Exception as err:  # noqa: BLE001 - any tool failure becomes an observation for the model
+                observation = self._error_observation(pred.next_tool_name, err)
+            trajectory[f"observation_{idx}"] = observation
+            if pred.next_tool_name == FINISH:
+                break
+        final = self._call_with_potential_trajectory_truncation(self.extract, trajectory, **input_args)
+        return self._result(preds, final, trajectory)
+
+    async def aforward(self, **input_args: Any) -> Prediction:
+        """``forward`` for ``await agent.acall(...)``: steps through ``acall``, tools through ``Tool.acall``
+        (async tools are awaited)."""
+        max_iters = input_args.pop("max_iters", self.max_iters)
+        trajectory: dict[str, Any] = {}
+        preds: list[Any] = []
+        for idx in range(max_iters):
+            try:
+                pred = await self._async_call_with_potential_trajectory_truncation(self.react, trajectory,
+                                                                                   **input_args)
+            except (ContextWindowExceeded, ValueError) as err:
+                self._log_end(err)
+                break
+            preds.append(pred)
+            self._record(trajectory, idx, pred)
+            try:
+                observation = await self.tools[pred.next_tool_name].acall(**_as_args(pred.next_tool_args))
+            except Exception as err:  # noqa: BLE001 - any tool failure becomes an observation for the model
+                observation = self._error_observation(pred.next_tool_name, err)
+            trajectory[f"observation_{idx}"] = observation
+            if pred.next_tool_name == FINISH:
+                break
+        final = await self._async_call_with_potential_trajectory_truncation(self.extract, trajectory, **input_args)
+        return self._result(preds, final, trajectory)
+
+    @staticmethod
+    def _record(trajectory: dict[str, Any], idx: int, pred: Any) -> None:
+        trajectory[f"thought_{idx}"] = pred.next_thought
+        trajectory[f"tool_name_{idx}"] = pred.next_tool_name
+        trajectory[f"tool_args_{idx}"] = pred.next_tool_args
+
+    @staticmethod
+    def _error_observation(name: Any, err: BaseException) -> str:
+        """DSPy's ``Execution error in <tool>: `` and the traceback, from the tool's own frames on (ReAct's
+        and Tool's frames would only show the model dspex's internals)."""
+        tb = err.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename in _INTERNAL_FILES:
+            tb = tb.tb_next
+        lines = traceback.format_exception(type(err), err, tb, limit=_TRACEBACK_FRAMES)
+        return f"Execution error in {name}: \n" + "".join(lines).strip()
+
+    @staticmethod
+    def _log_end(err: BaseException) -> None:
+        if isinstance(err, ContextWindowExceeded):
+            logger.warning("Ending the trajectory: %s", format_error_for_lm(err, traceback_frames=_TRACEBACK_FRAMES))
+        else:
+            logger.warning("Ending the trajectory: Agent failed to select a valid tool: %s",
+                           format_error_for_lm(err, traceback_frames=_TRACEBACK_FRAMES))
+
+    @staticmethod
+    def _result(preds: list[Any], final: Any, trajectory: dict[str, Any]) -> Prediction:
+        outputs = dict(final.items()) if hasattr(final, "items") else dict(final)
+        outputs.pop("trajectory", None)
+        steps = [p for p in (*preds, final) if isinstance(p, Prediction)]
+        return combine(steps, **outputs, trajectory=trajectory) if steps else Prediction(trajectory=trajectory,
+                                                                                        **outputs)
+
+    # --- the trajectory in the prompt ---------------------------------------------------------------------
+
+    def _format_trajectory(self, trajectory: dict[str, Any]) -> str:
+        """The trajectory as the model reads it: each entry a field, formatted by the adapter in force (the
+        step predictor's own, else the configured one, else ChatAdapter)."""
+        if not trajectory:
+            return ""
+        adapter = getattr(self.react, "adapter", None) or setting("adapter") or ChatAdapter()
+        fields = {name: InputField() for name in trajectory}
+        fields["x"] = OutputField()
+        signature = make_signature(fields, "", "Trajectory")
         try:
-            result = self.tools[name](**args)
-        except Exception as exc:  # noqa: BLE001 - any tool failure becomes an observation for the model
-            return f"Error: {type(exc).__name__}: {exc}"
-        return result if isinstance(result, str) else json.dumps(result, default=str)
+            return adapter.format_user_message_content(signature, trajectory)
+        except NotImplementedError:  # an adapter with no user-message format of its own (TextAdapter)
+            return ChatAdapter().format_user_message_content(signature, trajectory)
+
+    def _call_with_potential_trajectory_truncation(self, module: Any, trajectory: dict[str, Any],
+                                                   **input_args: Any) -> Any:
+        """``module(**input_args, trajectory=...)``; on ContextWindowExceededError the oldest step is dropped
+        from ``trajectory`` (in place) and the call retried, up to 3 attempts in all."""
+        last_error: BaseException | None = None
+        for _ in range(_ATTEMPTS):
+            try:
+                return module(**input_args, trajectory=self._format_trajectory(trajectory))
+            except ContextWindowExceeded as err:
+                logger.warning("Trajectory exceeded the context window, truncating the oldest tool call information.")
+                last_error = err
+                trajectory = self.truncate_trajectory(trajectory)
+        raise ContextWindowExceeded(
+            message=f"The context window was exceeded even after {_ATTEMPTS} attempts to truncate the trajectory."
+        ) from last_error
+
+    async def _async_call_with_potential_trajectory_truncation(self, module: Any, trajectory: dict[str, Any],
+                                                               **input_args: Any) -> Any:
+        last_error: BaseException | None = None
+        for _ in range(_ATTEMPTS):
+            try:
+                return await module.acall(**input_args, trajectory=self._format_trajectory(trajectory))
+            except ContextWindowExceeded as err:
+                logger.warning("Trajectory exceeded the context window, truncating the oldest tool call information.")
+                last_error = err
+                trajectory = self.truncate_trajectory(trajectory)
+        raise ContextWindowExceeded(
+            message=f"The context window was exceeded even after {_ATTEMPTS} attempts to truncate the trajectory."
+        ) from last_error
+
+    def truncate_trajectory(self, trajectory: dict[str, Any]) -> dict[str, Any]:
+        """Drop the oldest tool call (its thought, tool name, arguments and observation) from ``trajectory``,
+        in place, and return it. A trajectory of one tool call cannot shrink: ContextWindowExceededError.
+        Override it for another policy (e.g. summarizing old steps)."""
+        keys = list(trajectory)
+        if len(keys) <= 4:  # one step: thought, tool_name, tool_args, observation
+            raise ContextWindowExceeded(
+                message="The trajectory is too long so the prompt exceeded the context window, but it cannot be "
+                        "truncated because it only has one tool call.")
+        for key in keys[:4]:
+            trajectory.pop(key)
+        return trajectory
+
+
+def _as_args(args: Any) -> dict[str, Any]:
+    if args is None:
+        return {}
+    if isinstance(args, dict):
+        return args
+    raise ConfigError(f"the tool arguments must be a JSON object, got {args!r}")
 
 
 __all__ = ["ReAct", "Tool", "FINISH"]

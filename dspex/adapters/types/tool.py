@@ -6,22 +6,29 @@ back).
 (``{"id", "type": "function", "function": {"name", "arguments": "<json>"}}``); all validate to the same
 value. A call's ``id`` (the provider's) is kept but neither shown to the LM nor in the JSON schema.
 
-The ``Tool`` wrapper of a Python function is ``dspex.Tool`` (``dspex.programs``, a higher layer):
-:meth:`ToolCalls.ToolCall.execute` takes any objects with a ``name`` and a ``func`` (or plain
-functions), so it needs nothing from there.
+``Tool`` wraps a Python function for an agent (``dspex.Tool``, also ``dspex.programs.Tool``, as DSPy's
+``dspy.adapters.types.tool.Tool``): its name, description and per-argument JSON schemas come from the
+function; a call validates the arguments into their annotated types. :meth:`ToolCalls.ToolCall.execute`
+takes any objects with a ``name`` and a ``func`` (or plain functions).
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 import json
-from typing import Any
+import threading
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
 
 import pydantic
 from pydantic import TypeAdapter
+from pydantic_core import SchemaSerializer, core_schema
 
 from ...errors import ConfigError, ExampleError
+from ...utils.callback import with_callbacks
 from .base_type import Type, schema_without_docstring
 
 _TYPE_MAPPING = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict}
@@ -35,6 +42,224 @@ def _hide_from_schema(schema: dict[str, Any], name: str) -> dict[str, Any]:
     if isinstance(required, list):
         schema["required"] = [field for field in required if field != name]
     return schema
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A callable the agent may use. ``dspex.Tool(func)`` reads from the function what DSPy's ``Tool`` does:
+    ``name``, ``desc`` (its docstring), ``args`` (argument name -> JSON schema, with ``default`` and, from
+    ``arg_desc``, ``description``), ``arg_types`` (argument name -> annotation, ``Any`` when none) and
+    ``has_kwargs`` (it takes ``**kwargs``); what is passed explicitly is kept as given.
+
+    A call (``tool(**kwargs)`` or ``await tool.acall(**kwargs)``) refuses an argument the tool does not take
+    and validates each one into its annotated type (pydantic models and nested generics included); an
+    invalid one raises ConfigError (a ValueError). An ``async`` function is awaited by ``acall`` and run to
+    completion by a plain call."""
+
+    func: Callable[..., Any]
+    name: str | None = None
+    desc: str | None = None
+    args: dict[str, Any] | None = None
+    arg_types: dict[str, Any] | None = None
+    arg_desc: dict[str, str] | None = None
+    has_kwargs: bool = field(default=False, init=False)
+    _callback_kind: ClassVar[str] = "tool"  # its calls fire the tool hooks (dspex.utils.callback)
+
+    def __post_init__(self) -> None:
+        if not callable(self.func):
+            raise ConfigError(f"a tool must be callable, got {self.func!r}")
+        params = _parameters(self.func)
+        hints = _type_hints(self.func)
+        name = self.name or getattr(self.func, "__name__", None) or type(self.func).__name__
+        object.__setattr__(self, "name", name)
+        if self.desc is None:
+            object.__setattr__(self, "desc", _docstring(self.func))
+        if self.arg_types is None:
+            object.__setattr__(self, "arg_types", {n: hints.get(n, Any) for n, p in params.items()
+                                                   if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)})
+        if self.args is None:
+            arg_desc = self.arg_desc or {}
+            schemas: dict[str, Any] = {}
+            for n, p in params.items():
+                if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    continue
+                schema = _schema(hints.get(n, Any))
+                if p.default is not inspect.Parameter.empty:
+                    schema["default"] = p.default
+                if n in arg_desc:
+                    schema["description"] = arg_desc[n]
+                schemas[n] = schema
+            object.__setattr__(self, "args", schemas)
+        object.__setattr__(self, "has_kwargs", any(p.kind == p.VAR_KEYWORD for p in params.values()))
+
+    @classmethod
+    def from_callable(cls, func: Callable[..., Any]) -> "Tool":
+        return func if isinstance(func, Tool) else cls(func)
+
+    @classmethod
+    def from_actor(cls, ref: Any, name: str, desc: str, args: dict | None = None, timeout: float = 30.0,
+                   child: str | None = None) -> "Tool":
+        """A stateful tool living under supervision: each use is ``ref.call(args_dict)``. With ``child``,
+        ``ref`` is its supervisor and every use calls the child's current incarnation (after a restart too)."""
+        def use(**kwargs: Any) -> Any:
+            target = ref.child(child) if child is not None else ref
+            if target is None:
+                raise ConfigError(f"the tool actor {child!r} is restarting; try again")
+            return target.call(kwargs, timeout)
+
+        return cls(use, name, desc, args or {})
+
+    def _parse_args(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` checked against the tool's arguments and validated into their annotated types."""
+        known = self.args or {}
+        types = self.arg_types or {}
+        parsed: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if key not in known and key not in types and not self.has_kwargs:
+                raise ConfigError(f"Arg {key} is not in the tool's args (tool {self.name} takes: "
+                                  f"{', '.join(known) or 'no arguments'}).")
+            annotation = types.get(key, Any)
+            if annotation is Any or annotation is inspect.Parameter.empty:
+                parsed[key] = value
+                continue
+            try:
+                parsed[key] = _type_adapter(annotation).validate_python(value)
+            except pydantic.ValidationError as exc:
+                first = exc.errors()[0] if exc.errors() else {"msg": str(exc)}
+                where = ".".join(str(p) for p in first.get("loc", ()))
+                raise ConfigError(f"Arg {key} is invalid: {first['msg']}" + (f" (at {where})" if where else "")
+                                  + f" (tool {self.name})") from None
+            except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError):
+                parsed[key] = value  # an annotation pydantic cannot check: passed as given
+        return parsed
+
+    @with_callbacks
+    def __call__(self, **kwargs: Any) -> Any:
+        result = self.func(**self._parse_args(kwargs))
+        if inspect.isawaitable(result):  # an async tool in a sync call: run it to completion here
+            return _run_sync(result)
+        return result
+
+    @with_callbacks
+    async def acall(self, **kwargs: Any) -> Any:
+        """The async call: an async function is awaited, a sync one runs in a worker thread (the event loop
+        stays free; the caller's context goes along)."""
+        parsed = self._parse_args(kwargs)
+        if inspect.iscoroutinefunction(self.func) or inspect.iscoroutinefunction(getattr(self.func, "__call__", None)):
+            return await self.func(**parsed)
+        result = await asyncio.to_thread(self.func, **parsed)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    def format(self) -> str:
+        return str(self)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """As a pydantic value (a ``list[dspex.Tool]`` input field): a Tool, or a callable made one; dumped
+        as its text (``format()``), as DSPy's Tool is."""
+        def validate(value: Any) -> "Tool":
+            if isinstance(value, cls) or callable(value):
+                return cls.from_callable(value)
+            raise ValueError(f"expected a dspex.Tool or a callable, got {type(value).__name__}")
+
+        return core_schema.no_info_plain_validator_function(
+            validate, serialization=core_schema.plain_serializer_function_ser_schema(lambda tool: tool.format()))
+
+    def format_as_litellm_function_call(self) -> dict[str, Any]:
+        """The tool as a chat-completions ``tools`` entry (arguments with a default are not required)."""
+        args = self.args or {}
+        return {"type": "function", "function": {
+            "name": self.name, "description": self.desc,
+            "parameters": {"type": "object", "properties": args,
+                           "required": [k for k, v in args.items() if not (isinstance(v, dict) and "default" in v)]}}}
+
+    def describe(self) -> str:
+        return str(self)
+
+    def __str__(self) -> str:
+        about = f", whose description is <desc>{self.desc}</desc>.".replace("\n", "  ") if self.desc else "."
+        return f"{self.name}{about} It takes arguments {self.args}."
+
+    def __repr__(self) -> str:
+        return f"Tool(name={self.name}, desc={self.desc}, args={self.args})"
+
+
+# pydantic dumps a Tool met inside any value (a list of tools in a prompt) as its text, as DSPy's Tool does
+Tool.__pydantic_serializer__ = SchemaSerializer(core_schema.any_schema(  # type: ignore[attr-defined]
+    serialization=core_schema.plain_serializer_function_ser_schema(lambda tool: tool.format())))
+
+
+def _call_target(func: Callable[..., Any]) -> Any:
+    """Where a callable's annotations and docstring live: the function itself, else its ``__call__``."""
+    if inspect.isfunction(func) or inspect.ismethod(func):
+        return func
+    return getattr(func, "__call__", func)
+
+
+def _parameters(func: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    try:
+        return dict(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return {}
+
+
+def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    target = _call_target(func)
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable forward references: fall back to the raw annotations
+        hints = {}
+        for name, param in _parameters(func).items():
+            if param.annotation is not inspect.Parameter.empty and not isinstance(param.annotation, str):
+                hints[name] = param.annotation
+        return hints
+
+
+def _docstring(func: Callable[..., Any]) -> str:
+    doc = getattr(func, "__doc__", None) or getattr(_call_target(func), "__doc__", None)
+    return inspect.cleandoc(doc) if doc else ""
+
+
+def _type_adapter(annotation: Any) -> TypeAdapter:
+    return TypeAdapter(annotation)
+
+
+def _schema(annotation: Any) -> dict[str, Any]:
+    try:
+        return _resolve_json_schema_reference(TypeAdapter(annotation).json_schema())
+    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError, TypeError):
+        return {}
+
+
+def _run_sync(awaitable: Any) -> Any:
+    """Run an awaitable to completion from sync code: here when no event loop runs in this thread, else in
+    a helper thread with a loop of its own (this thread's loop is busy calling us)."""
+    async def wait() -> Any:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    import contextvars
+
+    box: dict[str, Any] = {}
+    ctx = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            box["value"] = ctx.run(asyncio.run, wait())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="dspex-tool-sync", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 class ToolCalls(Type):
