@@ -18,7 +18,6 @@ import ast
 import asyncio
 import inspect
 import json
-import threading
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -29,6 +28,7 @@ from pydantic_core import SchemaSerializer, core_schema
 
 from ...errors import ConfigError, ExampleError
 from ...utils.callback import with_callbacks
+from ...utils.syncify import run_async
 from .base_type import Type, schema_without_docstring
 
 _TYPE_MAPPING = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict}
@@ -209,7 +209,7 @@ def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:
     target = _call_target(func)
     try:
         return typing.get_type_hints(target)
-    except Exception:  # noqa: BLE001 - unresolvable forward references: fall back to the raw annotations
+    except (NameError, TypeError, AttributeError, SyntaxError):  # unresolvable forward references: the raw ones
         hints = {}
         for name, param in _parameters(func).items():
             if param.annotation is not inspect.Parameter.empty and not isinstance(param.annotation, str):
@@ -234,32 +234,11 @@ def _schema(annotation: Any) -> dict[str, Any]:
 
 
 def _run_sync(awaitable: Any) -> Any:
-    """Run an awaitable to completion from sync code: here when no event loop runs in this thread, else in
-    a helper thread with a loop of its own (this thread's loop is busy calling us)."""
+    """Run an awaitable to completion from sync code (also while this thread's event loop runs)."""
     async def wait() -> Any:
         return await awaitable
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(wait())
-    import contextvars
-
-    box: dict[str, Any] = {}
-    ctx = contextvars.copy_context()
-
-    def run() -> None:
-        try:
-            box["value"] = ctx.run(asyncio.run, wait())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, name="dspex-tool-sync", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return run_async(wait())
 
 
 class ToolCalls(Type):
