@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence, get_origin
 
 import pydantic
 
-from ..errors import LMError
+from ..errors import AdapterParseError, LMError
 from ..signature import SignatureMeta
 from .base import FieldInfoWithName, ParseFailure
 from . import chat_adapter
@@ -25,6 +25,10 @@ from .utils import (format_field_value, get_annotation_name, loads_lenient, seri
                     translate_field_type)
 
 log = logging.getLogger(__name__)
+
+# what makes JSONAdapter fall back from structured outputs to JSON mode, as DSPy's does: the outputs have no
+# JSON schema pydantic can build, or the answer did not parse (an LMError is never a reason: it propagates)
+STRUCTURED_REFUSED = (AdapterParseError, ValueError, TypeError, pydantic.PydanticUserError)
 
 
 @lru_cache(maxsize=512)
@@ -160,7 +164,7 @@ class JSONAdapter(ChatAdapter):
             return super().__call__(lm, lm_kwargs, signature, demos, inputs)
         except LMError:
             raise
-        except Exception:  # noqa: BLE001 - the schema or the provider refused structured outputs
+        except STRUCTURED_REFUSED:  # no schema for these outputs, or the answer did not follow it
             log.warning("Failed to use structured output format, falling back to JSON mode.")
             lm_kwargs["response_format"] = {"type": "json_object"}
             return super().__call__(lm, lm_kwargs, signature, demos, inputs)
@@ -179,7 +183,7 @@ class JSONAdapter(ChatAdapter):
             return await super().acall(lm, lm_kwargs, signature, demos, inputs)
         except LMError:
             raise
-        except Exception:  # noqa: BLE001
+        except STRUCTURED_REFUSED:
             log.warning("Failed to use structured output format, falling back to JSON mode.")
             lm_kwargs["response_format"] = {"type": "json_object"}
             return await super().acall(lm, lm_kwargs, signature, demos, inputs)

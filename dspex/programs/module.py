@@ -10,6 +10,7 @@ import copy
 import functools
 import inspect
 import json
+import pickle
 import logging
 import re
 import sys
@@ -195,21 +196,20 @@ class Module:
         sub-modules are still copied deeply."""
         try:
             return copy.deepcopy(self)
-        except Exception:  # noqa: BLE001 - some attribute refuses; copy attribute by attribute below
-            pass
-        fresh = type(self).__new__(type(self))
+        except (TypeError, copy.Error, pickle.PicklingError):  # an attribute refuses: attribute by attribute
+            fresh = type(self).__new__(type(self))
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 vars(fresh)[name] = value.deepcopy()
                 continue
             try:
                 vars(fresh)[name] = copy.deepcopy(value)
-            except Exception:  # noqa: BLE001
+            except (TypeError, copy.Error, pickle.PicklingError):
                 logger.warning(f"Failed to deep copy attribute '{name}' of {type(self).__name__}, falling back "
                                "to shallow copy or reference copy.")
                 try:
                     vars(fresh)[name] = copy.copy(value)
-                except Exception:  # noqa: BLE001
+                except (TypeError, copy.Error, pickle.PicklingError):
                     vars(fresh)[name] = value
         return fresh
 
@@ -456,11 +456,11 @@ def get_dependency_versions() -> dict:
 
 
 def _dspex_version() -> str | None:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("dspex")
-    except Exception:  # noqa: BLE001 - not installed as a distribution
+    except PackageNotFoundError:  # not installed as a distribution
         return None
 
 
