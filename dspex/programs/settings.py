@@ -96,7 +96,8 @@ def setting(key: str) -> Any:
         return rt.defaults[key]
     if rt is not None and key in SHARED_DEFAULTS:  # the runtime's own list, that calls append to (DSPy's trace)
         return rt.defaults.setdefault(key, copy.deepcopy(DEFAULTS[key]))
-    return copy.deepcopy(DEFAULTS.get(key))
+    default = DEFAULTS.get(key)
+    return default.copy() if isinstance(default, (list, dict)) else default  # a fresh [] each read: no sharing
 
 
 class SettingsView:
