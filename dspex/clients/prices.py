@@ -7,6 +7,8 @@ The published figures are in the provider registry (``dspex/providers.py``).
 
 from __future__ import annotations
 
+import json
+
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError
@@ -44,11 +46,42 @@ def cost_of(price: Price | None, prompt_tokens: int, completion_tokens: int) -> 
 MARKUP_TOKENS = 8  # per message, and once for the reply: the chat markup a provider bills (OpenAI's is 3-4)
 
 
+IMAGE_BOUND_TOKENS = 30_000  # the most one image part is billed (gpt-4o-mini's high detail at 2048x768 is ~25.5k)
+REFERENCED_MEDIA_BOUND_TOKENS = 1_000_000  # audio / a file / a document named by URL or id: its size is unknown here
+
+
+def _part_bound(part: Any) -> int:
+    """The most one content part can be billed as: text by its bytes; an image at IMAGE_BOUND_TOKENS (plus
+    its bytes); other media by their inline bytes (base64: more bytes than tokens), or, when only referenced,
+    at REFERENCED_MEDIA_BOUND_TOKENS."""
+    if not isinstance(part, Mapping):
+        return len(str(part).encode("utf-8"))
+    raw = len(json.dumps(part, default=str).encode("utf-8"))
+    kind = part.get("type")
+    if kind == "text":
+        return len(str(part.get("text", "")).encode("utf-8"))
+    if kind == "image_url":
+        return raw + IMAGE_BOUND_TOKENS
+    inline = "base64" in json.dumps(part, default=str)[:4096] or raw > 4096
+    return raw if inline else raw + REFERENCED_MEDIA_BOUND_TOKENS
+
+
 def prompt_tokens_bound(messages: Sequence[Mapping[str, Any]]) -> int:
     """The most prompt tokens ``messages`` can be billed as, whatever the tokenizer: none makes a token
-    of less than one byte of UTF-8, plus each message's chat markup. An attempt whose count never comes
-    back is booked at this (and its ``max_tokens``), so the ledger never reports less than was billed."""
-    return sum(len(str(m.get("content", "")).encode("utf-8")) + MARKUP_TOKENS for m in messages) + MARKUP_TOKENS
+    of less than one byte of UTF-8, plus each message's chat markup (content parts: :func:`_part_bound`;
+    tool calls by their JSON). An attempt whose count never comes back is booked at this (and its
+    ``max_tokens``), so the ledger never reports less than was billed."""
+    total = MARKUP_TOKENS
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            total += sum(_part_bound(part) for part in content)
+        else:
+            total += len(str(content if content is not None else "").encode("utf-8"))
+        if m.get("tool_calls"):
+            total += len(json.dumps(m["tool_calls"], default=str).encode("utf-8"))
+        total += MARKUP_TOKENS
+    return total
 
 
 __all__ = ["DEFAULT_PRICES", "price_for", "cost_of", "check_price", "prompt_tokens_bound", "Price"]

@@ -284,3 +284,18 @@ def test_bad_tools_are_config_errors(tooled, drt):
         make_lm(tooled, "gemini").request([{"role": "user", "content": "x"},
                                            {"role": "tool", "tool_call_id": "c9", "content": "3"}])
     assert tooled.log == []
+
+
+def test_the_booking_bound_of_an_unconfirmed_attempt_covers_what_parts_can_be_billed():
+    from dspex.clients.prices import IMAGE_BOUND_TOKENS, REFERENCED_MEDIA_BOUND_TOKENS, prompt_tokens_bound
+
+    text_only = prompt_tokens_bound([{"role": "user", "content": "describe"}])
+    by_url = prompt_tokens_bound([{"role": "user", "content": [
+        {"type": "text", "text": "describe"}, {"type": "image_url", "image_url": {"url": "https://img.test/a.png"}}]}])
+    assert by_url >= text_only + IMAGE_BOUND_TOKENS  # a short URL is never booked as a few tokens
+    referenced = prompt_tokens_bound([{"role": "user", "content": [{"type": "file", "file": {"file_id": "f-1"}}]}])
+    assert referenced >= REFERENCED_MEDIA_BOUND_TOKENS
+    data = "QUJD" * 5000
+    inline = prompt_tokens_bound([{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}]}])
+    assert len(data) <= inline < REFERENCED_MEDIA_BOUND_TOKENS  # base64 has more bytes than the clip has tokens
