@@ -1,7 +1,7 @@
 """TextAdapter: completion-style ``Field Name: value`` lines; small local models follow it far better.
 
 SmolLM2-135M scores ~91% on UCI sentiment with this shape and 6 demos, ~58% with marker-style
-chat turns (../shared/MODELS.md). The prompt ends with the first output prefix, so the model
+chat turns (benchmarks/README.md, adapters). The prompt ends with the first output prefix, so the model
 continues the answer.
 """
 

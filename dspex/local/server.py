@@ -9,7 +9,7 @@ are not thread-safe); callers queue on a lock.
 
 ``prompt_format`` in the request body: ``"chat"`` (the default) applies the model's chat template;
 ``"raw"`` joins the message contents and continues the text (completion style, which small models
-follow far better for ``Field: value`` prompts; see ../shared/MODELS.md). A raw completion ends at the
+follow far better for ``Field: value`` prompts; measured in benchmarks/README.md). A raw completion ends at the
 first blank line *after some text*: blank lines before the answer are skipped, never the answer.
 """
 
