@@ -533,7 +533,9 @@ def _base_usable(base: str) -> tuple[bool, str, str]:
         with ActorRuntime(base, f"dspex-doctor-{base}"):
             pass
     except (SupervisionError, OSError) as exc:
-        return False, f"{type(exc).__name__}: {_first_line(exc)}", "this base could not start an actor system: the local base needs no sockets; for the others, free the admin port"
+        return False, f"{type(exc).__name__}: {_first_line(exc)}", ("this base could not start an actor system: "
+                                                                   "the local base needs no sockets; for the "
+                                                                   "others, free the admin port")
     return True, f"starts and stops ({time.monotonic() - started:.1f} s)", ""
 
 
