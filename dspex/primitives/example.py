@@ -15,7 +15,10 @@ from ..errors import ExampleError
 
 
 def _plain(value: Any) -> Any:
-    """A field value as plain data (pydantic models such as ``History`` dumped), for ``to_dict``."""
+    """A field value as plain data (pydantic models such as ``History`` dumped, nested Examples as dicts),
+    for ``to_dict``."""
+    if isinstance(value, _Record):
+        return value.to_dict()
     if hasattr(value, "model_dump") and callable(value.model_dump):
         return value.model_dump()
     if isinstance(value, list):

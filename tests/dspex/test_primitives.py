@@ -84,3 +84,9 @@ def test_a_prediction_with_a_score_is_a_number_as_dspy_metrics_use_it():
         float(Prediction(answer="x"))
     with pytest.raises(TypeError, match="unsupported operand"):
         scored[0] + "1"
+
+
+def test_to_dict_turns_nested_examples_into_dicts():
+    nested = Example(q=[Example(q="a"), Example(q="b")], a="x").with_inputs("q")
+    assert nested.toDict() == {"q": [{"q": "a"}, {"q": "b"}], "a": "x"}
+    assert json.loads(json.dumps(nested.toDict()))["q"][1] == {"q": "b"}
