@@ -200,6 +200,12 @@ class ResponseCache:
             if self.memory is not None:
                 self.memory = MemoryLRU(self.memory.maxsize)
 
+    def flush(self) -> None:
+        """Write the pending puts now (another process reads them from the file at once)."""
+        disk = self.disk
+        if disk is not None:
+            disk.flush()
+
     def close(self) -> None:
         """Write what is pending (the process's last puts reach the file)."""
         if self.disk is not None:

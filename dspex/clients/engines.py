@@ -75,11 +75,15 @@ class Engines:
             return self._cache
 
     def flush(self) -> None:
-        """Hand the client actors every success report this process still holds."""
+        """Hand the client actors every success report this process still holds, and write the cache's
+        pending puts: a row reported from a worker process is then in the ledger and, for the next run's
+        workers, in the cache file."""
         with self._lock:
-            pipelines = list(self._pipelines.values())
+            pipelines, cache = list(self._pipelines.values()), self._cache
         for pipeline in pipelines:
             pipeline.flush()
+        if cache is not None:
+            cache.flush()
 
     def close(self) -> None:
         """Send what is pending, close the HTTP pools and write the cache's last puts."""
