@@ -11,6 +11,7 @@ from .fewshot import BootstrapFewShot, LabeledFewShot, NoTracePassed
 from .knn import KNN, KNNFewShot, KNNProgram
 from . import bootstrap, knn_fewshot, teleprompt, vanilla  # DSPy's module paths
 from .job import CandidateScore, CompileJob, CompileProgress, CompileReport, CompileStopped, EvaluationFailed
+from .ensemble import Ensemble, EnsembledProgram
 from .gepa import GEPA
 from .mipro import MIPROv2
 from .proposer import ProposalRejected
@@ -18,4 +19,5 @@ from .random_search import BootstrapFewShotWithRandomSearch
 
 __all__ = ["Teleprompter", "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "KNNFewShot",
            "KNN", "KNNProgram", "CompileReport", "CandidateScore", "CompileProgress", "CompileJob", "CompileStopped",
-           "NoTracePassed", "EvaluationFailed", "MIPROv2", "GEPA", "ProposalRejected"]
+           "NoTracePassed", "EvaluationFailed", "MIPROv2", "GEPA", "ProposalRejected",
+           "Ensemble", "EnsembledProgram"]
