@@ -177,6 +177,7 @@ class SignatureMeta(type):
         return f"{', '.join(cls.input_fields)} -> {', '.join(cls.output_fields)}"
 
     # --- edits return new signatures -------------------------------------------------------------
+    # (an edit keeps the instructions text in force, the default one included, as DSPy freezes it at creation)
 
     def with_instructions(cls, instructions: str) -> "SignatureMeta":
         return make_signature(cls.fields, instructions, cls.__name__)
@@ -214,7 +215,7 @@ class SignatureMeta(type):
         if type_ is not None:
             changes.update(annotation=type_, typed=True)
         field = replace(field, extra=extra, **changes)
-        return make_signature({**cls._fields, name: field}, cls._instructions, cls.__name__)
+        return make_signature({**cls._fields, name: field}, cls.instructions, cls.__name__)
 
     def insert(cls, index: int, name: str, field: Field, type_: Any = None) -> "SignatureMeta":
         """A new signature with ``field`` at position ``index`` among its inputs (an InputField) or its
@@ -238,7 +239,7 @@ class SignatureMeta(type):
             raise SignatureError(f"cannot insert {name!r} at index {index}: the signature has {len(side)} "
                                  f"{field.kind.value} field(s), so the index must be in [{-len(side) - 1}, {len(side)}]")
         side.insert(at, (name, field))
-        return make_signature(dict(inputs + outputs), cls._instructions, cls.__name__)
+        return make_signature(dict(inputs + outputs), cls.instructions, cls.__name__)
 
     def prepend(cls, name: str, field: Field, type_: Any = None) -> "SignatureMeta":
         """A new signature with ``field`` first among its inputs or outputs (as ChainOfThought does)."""
@@ -250,7 +251,7 @@ class SignatureMeta(type):
 
     def delete(cls, name: str) -> "SignatureMeta":
         """A new signature without field ``name`` (the same fields if it has none of that name, as in DSPy)."""
-        return make_signature({n: f for n, f in cls._fields.items() if n != name}, cls._instructions, cls.__name__)
+        return make_signature({n: f for n, f in cls._fields.items() if n != name}, cls.instructions, cls.__name__)
 
     def dump_state(cls) -> dict:
         """DSPy's saved form: ``{"instructions": ..., "fields": [{"prefix": ..., "description": ...}, ...]}``
