@@ -32,7 +32,7 @@ from .runtime import Runtime, current_runtime, inspect_history, runtime
 from .signature import (Field, InputField, OutputField, Signature, SignatureMeta, ensure_signature, infer_prefix,
                         make_signature)
 from .signatures import OldField, OldInputField, OldOutputField
-from .teleprompt import (BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
+from .teleprompt import (COPRO, BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
                          CompileReport, Ensemble, EvaluationFailed, GEPA, KNNFewShot, LabeledFewShot, MIPROv2)
 from .utils.asyncify import asyncify
 from .utils.syncify import syncify
@@ -49,7 +49,8 @@ __all__ = [
     "JSONAdapter", "TextAdapter", "XMLAdapter", "TwoStepAdapter", "Audio", "Code", "File", "History", "Image", "Reasoning", "ToolCallResults",
     "ToolCalls", "Type", "LM", "BaseLM", "Embedder", "Evaluate", "EvaluationResult", "EvalRow", "metrics",
     "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "BootstrapRS", "KNNFewShot", "MIPROv2",
-    "GEPA", "Ensemble", "CompileReport", "CandidateScore", "CompileProgress", "EvaluationFailed", "configure", "context",
+    "GEPA", "COPRO", "Ensemble", "CompileReport", "CandidateScore", "CompileProgress", "EvaluationFailed",
+    "configure", "context",
     "settings", "cache", "configure_cache", "inspect_history", "streamify", "StreamListener", "StreamResponse",
     "streaming", "asyncify", "syncify", "is_retryable_lm_error", "track_usage", "enable_logging", "disable_logging",
     "configure_dspy_loggers", "enable_litellm_logging", "disable_litellm_logging",

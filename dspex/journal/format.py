@@ -31,9 +31,9 @@ class EntryKind(str, Enum):
     HEADER = "header"  # the first line: the journal's type and format (a compile's: what it must match)
     ROW = "row"  # Evaluate: one example finished (format 1 rows carry no kind)
     BOOTSTRAP = "bootstrap"  # BootstrapFewShot (and the optimizers built on it): one teacher trace tried
-    CANDIDATE = "candidate"  # random search: a candidate program scored; GEPA: a candidate added to the pool
+    CANDIDATE = "candidate"  # random search, COPRO: a candidate program scored; GEPA: a candidate added to the pool
     SUMMARY = "summary"  # MIPROv2: the proposer's summary of the data
-    PROPOSAL = "proposal"  # MIPROv2: an instruction proposed; GEPA: what became of a planned proposal
+    PROPOSAL = "proposal"  # MIPROv2, COPRO: an instruction proposed; GEPA: what became of a planned proposal
     TRIAL = "trial"  # MIPROv2: one sampler trial's minibatch score
     FULL = "full"  # MIPROv2: one configuration's score on the whole valset
     REFLECTION = "reflection"  # GEPA: the instruction one reflection wrote
@@ -231,6 +231,33 @@ class PoolCandidate(Entry):
 
 
 @dataclass(frozen=True)
+class CoproProposal(Entry):
+    """COPRO: proposal ``slot`` of ``round`` for ``predictor``, an instruction and the prefix of its last
+    output field (``instruction`` None: rejected, ``error`` says why)."""
+
+    kind: ClassVar[EntryKind] = EntryKind.PROPOSAL
+    round: int
+    predictor: str
+    slot: int
+    instruction: str | None
+    prefix: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class CoproScore(Entry):
+    """COPRO: candidate ``slot`` of ``round`` for ``predictor`` scored ``score`` (the trainset mean) as the
+    program ``config`` (each predictor's [instruction, prefix])."""
+
+    kind: ClassVar[EntryKind] = EntryKind.CANDIDATE
+    round: int
+    predictor: str
+    slot: int
+    config: dict[str, list[str]]
+    score: float
+
+
+@dataclass(frozen=True)
 class Step:
     """A line of a kind the reader named no class for (the dashboard reads any journal): its kind and
     fields as written. A step that scores a program has a finite ``score``."""
@@ -297,4 +324,4 @@ def finite_number(value: Any) -> bool:
 
 __all__ = ["FORMAT", "JournalType", "EntryKind", "Entry", "Header", "Row", "BootstrapTrace", "ScoredCandidate",
            "DataSummary", "InstructionProposal", "Trial", "FullScore", "Reflection", "ProposalOutcome", "PoolCandidate",
-           "Step"]
+           "CoproProposal", "CoproScore", "Step"]

@@ -9,9 +9,11 @@ own; what they share is beside them: the job (``job.py``), the checks (``validat
 from .base import Teleprompter
 from .fewshot import BootstrapFewShot, LabeledFewShot, NoTracePassed
 from .knn import KNN, KNNFewShot, KNNProgram
-from . import bootstrap, knn_fewshot, teleprompt, vanilla  # DSPy's module paths
+from . import bootstrap, copro_optimizer, knn_fewshot, signature_opt, teleprompt, vanilla  # DSPy's module paths
 from .job import CandidateScore, CompileJob, CompileProgress, CompileReport, CompileStopped, EvaluationFailed
 from .ensemble import Ensemble, EnsembledProgram
+from .copro import COPRO
+from . import signature_opt  # DSPy's module path of COPRO
 from .gepa import GEPA
 from .mipro import MIPROv2
 from .proposer import ProposalRejected
@@ -19,5 +21,5 @@ from .random_search import BootstrapFewShotWithRandomSearch
 
 __all__ = ["Teleprompter", "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "KNNFewShot",
            "KNN", "KNNProgram", "CompileReport", "CandidateScore", "CompileProgress", "CompileJob", "CompileStopped",
-           "NoTracePassed", "EvaluationFailed", "MIPROv2", "GEPA", "ProposalRejected",
+           "NoTracePassed", "EvaluationFailed", "MIPROv2", "GEPA", "COPRO", "ProposalRejected",
            "Ensemble", "EnsembledProgram"]

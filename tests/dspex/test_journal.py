@@ -23,7 +23,7 @@ import pytest
 import dspex
 from dspex.errors import JournalCorrupt, JournalError, JournalLocked, JournalTooNew, JournalWriteError
 from dspex.evaluate import EvaluationCancelled
-from dspex.journal import (FORMAT, BootstrapTrace, EntryKind, FullScore, Header, JournalType, JournalWriter,
+from dspex.journal import (FORMAT, BootstrapTrace, CoproProposal, CoproScore, EntryKind, FullScore, Header, JournalType, JournalWriter,
                            PoolCandidate, ProposalOutcome, Row, RunLock, ScoredCandidate, Step, Trial, append,
                            lock_path, read)
 from dspex.testing import ProviderServer
@@ -117,6 +117,8 @@ def test_a_fifo_is_refused_not_read_forever(tmp_path):
     ScoredCandidate(1, "labeled demos only", 0.75, 12, True), Trial(0, [[1, 2]], [3, 1], 0.5),
     FullScore([[0, 0]], 1.0), PoolCandidate(2, {"self": "Say it."}, [0, 1], "merge of 0 and 1", 0.5),
     ProposalOutcome(0, 1, "reflect", [0], "self", "minibatch 3 > 1"),
+    CoproProposal(1, "self", 2, "Answer briefly.", "Answer:", None),
+    CoproScore(1, "self", 2, {"self": ["Answer briefly.", "Answer:"]}, 0.5),
 ], ids=lambda e: type(e).__name__)
 def test_every_entry_reads_back_as_itself(tmp_path, entry):
     journal = tmp_path / "j.jsonl"

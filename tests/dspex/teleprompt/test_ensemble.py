@@ -34,7 +34,7 @@ def test_members_run_at_once_and_keep_their_order():
 
 def test_majority_reduces_predictions():
     programs = [Echo(1), Echo(2), Echo(1)]
-    best = Ensemble(reduce_fn=dspex.majority).compile(programs)(question="q")
+    best = Ensemble(reduce_fn=lambda outputs: dspex.majority(outputs, field="answer")).compile(programs)(question="q")
     assert best.answer == "1"
 
 
