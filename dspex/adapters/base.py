@@ -18,6 +18,7 @@ import pydantic
 from ..errors import AdapterParseError, LMError, SignatureError
 from ..signature import Field, FieldKind, SignatureMeta, make_signature
 from ..utils.callback import with_callbacks
+from .tool_history import replay_turn
 from .utils import (apply_output_field_defaults, format_field_value, get_field_description_string,
                     loads_lenient, parse_value, serialize_for_json)
 
@@ -179,6 +180,11 @@ class Adapter:
                 if self.parallel_tool_calls is not None and lm_kwargs.get("parallel_tool_calls") is None:
                     lm_kwargs["parallel_tool_calls"] = self.parallel_tool_calls
                 signature = without_fields(signature, calls_out, tools_in)
+            elif calls_out:  # the LM cannot call tools natively: the calls are asked for as text
+                for key in _TOOL_KWARGS:
+                    lm_kwargs.pop(key, None)
+        if lm_kwargs.get("parallel_tool_calls") is not None:  # providers take the switch with a tool choice
+            lm_kwargs.setdefault("tool_choice", "auto")
         for name, field in signature.output_fields.items():
             if self._is_native_response_type(field.annotation):
                 signature = field.annotation.adapt_to_native_lm_feature(signature, name, lm, lm_kwargs)
@@ -301,20 +307,16 @@ class Adapter:
 
     def format_conversation_history(self, signature: SignatureMeta, history_field_name: str,
                                     inputs: dict[str, Any]) -> list[Message]:
-        """The turns of the ``History`` input as user/assistant messages (and the field taken out of
-        ``inputs``)."""
+        """The turns of the ``History`` input as messages (and the field taken out of ``inputs``): each
+        turn's inputs as a user message, its outputs as the assistant's, and a turn that called tools as
+        :mod:`.tool_history` replays it (natively, or as text)."""
         history = inputs.get(history_field_name)
         turns = getattr(history, "messages", None) if history is not None else None
         if turns is None:
             return []
         messages: list[Message] = []
         for turn in turns:
-            user = self.format_user_message_content(signature, turn)
-            if user:
-                messages.append({"role": "user", "content": user})
-            assistant = self.format_assistant_message_content(signature, turn)
-            if assistant:
-                messages.append({"role": "assistant", "content": assistant})
+            messages.extend(replay_turn(self, signature, turn))
         del inputs[history_field_name]
         return messages
 

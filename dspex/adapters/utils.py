@@ -204,10 +204,9 @@ def translate_field_type(field_name: str, field_info: Any) -> str:
         note = "must be one of: " + "; ".join(str(member.value) for member in annotation)
     elif get_origin(annotation) is Literal:
         note = "must exactly match (no extra characters) one of: " + "; ".join(str(a) for a in get_args(annotation))
-    elif _is_named_type(annotation, "Code") or (inspect.isclass(annotation) and annotation.__name__ == "Code"
-                                                 and callable(getattr(annotation, "description", None))
-                                                 and annotation.description()):
-        note = ""
+    elif (inspect.isclass(annotation) and any(_is_named_type(base, "Code") for base in annotation.__mro__)
+          and callable(getattr(annotation, "description", None)) and annotation.description()):
+        note = ""  # Code (and Code["python"]) describes itself at length: no schema block beside it
     else:
         note = "must adhere to the JSON schema: " + json.dumps(json_schema_of(annotation), ensure_ascii=False)
     return f"{{{field_name}}}" + (" " * 8 + f"# note: the value you produce {note}" if note else "")
