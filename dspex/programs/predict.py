@@ -109,8 +109,11 @@ class Predict(Predictor):
             if temperature is None or temperature <= 0.15:
                 options["temperature"] = 0.7
         adapter.check_inputs(sig, inputs)
-        messages = adapter.format(sig, demos, inputs)
-        ask = (lm, adapter, sig, demos, inputs, messages)
+        # the adapter's native features: tools the LM calls natively, its own reasoning; the fields they fill
+        # leave the rendered signature and ``options`` gain what the request needs (tools, reasoning_effort)
+        shown = adapter._call_preprocess(lm, options, sig, inputs)
+        messages = adapter.format(shown, demos, inputs)
+        ask = (lm, adapter, (shown, sig), demos, inputs, messages)
         session = current_session()
         if session is not None and n == 1:  # inside dspex.streamify: stream this call if a listener follows it
             sink, finish = session.sink_for(self, step_name(self))
@@ -185,12 +188,18 @@ class Predict(Predictor):
         sig = ensure_signature(call["signature"]) if call.get("signature") is not None else self.signature
         return kwargs, sig, call
 
-    def _answer(self, lm: Any, adapter: Adapter, sig: SignatureMeta, demos: list, inputs: dict, messages: list,
-                options: dict) -> tuple[dict, list]:
-        """One parsed answer and the completions it took (a re-ask, a JSON fallback)."""
+    def _answer(self, lm: Any, adapter: Adapter, sigs: tuple[SignatureMeta, SignatureMeta], demos: list,
+                inputs: dict, messages: list, options: dict) -> tuple[dict, list]:
+        """One parsed answer and the completions it took (a re-ask, a JSON fallback). ``sigs``: the signature
+        rendered (less the natively filled fields) and the one called."""
+        shown, sig = sigs
+
+        def parse(using: Adapter, comp: Any) -> dict:
+            return using._call_postprocess(shown, sig, [comp.output()], lm, options)[0]
+
         comps = [lm.request(messages, **options)]
         try:
-            values = adapter.parse(sig, comps[-1].text)
+            values = parse(adapter, comps[-1])
         except AdapterParseError as first:
             log.info("parse_failed_reasking", signature=sig.signature_string(), reason=first.reason)
             why = first.reason or "missing fields: " + ", ".join(first.missing_fields)
@@ -199,9 +208,15 @@ class Predict(Predictor):
                                                  "Answer again, exactly in the required format."}]
             comps.append(lm.request(retry, **options))
             try:
-                values = adapter.parse(sig, comps[-1].text)
+                values = parse(adapter, comps[-1])
             except AdapterParseError:
-                values = self._json_fallback(lm, adapter, sig, demos, inputs, options, comps)
+                if isinstance(adapter, JSONAdapter):
+                    raise
+                log.info("parse_failed_json_fallback", signature=sig.signature_string())
+                fallback = JSONAdapter()
+                comps.append(lm.request(fallback.format(shown, demos, inputs),
+                                        **{**options, "prompt_style": fallback.prompt_style}))
+                values = parse(fallback, comps[-1])  # AdapterParseError if this fails too
         return values, comps
 
     def adapter_for(self, lm: Any) -> Adapter:
@@ -214,16 +229,6 @@ class Predict(Predictor):
             return scoped
         preferred = getattr(lm, "default_adapter", "ChatAdapter")
         return ADAPTERS.get(preferred, ChatAdapter)()
-
-    def _json_fallback(self, lm: Any, adapter: Adapter, sig: SignatureMeta, demos: list, inputs: dict,
-                       options: dict, comps: list) -> dict:
-        if isinstance(adapter, JSONAdapter):
-            return adapter.parse(sig, comps[-1].text)  # raises the AdapterParseError
-        log.info("parse_failed_json_fallback", signature=sig.signature_string())
-        fallback = JSONAdapter()
-        options = {**options, "prompt_style": fallback.prompt_style}
-        comps.append(lm.request(fallback.format(sig, demos, inputs), **options))
-        return fallback.parse(sig, comps[-1].text)  # AdapterParseError if this fails too
 
     # --- saving ------------------------------------------------------------------------------------
 

@@ -91,3 +91,37 @@ def test_an_adapter_with_native_function_calling_fills_tool_calls(world, provide
     assert (call.name, call.args) == ("weather", {"city": "Paris"})
     assert call.execute([dspy.Tool(weather)]) == "sunny in Paris"
     assert "tools" in world.log[-1].body  # asked natively, in the provider's format
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_predict_asks_natively_through_the_request_pipeline(world, provider):
+    with dspy.context(adapter=dspy.ChatAdapter(use_native_function_calling=True)):
+        pred = dspy.Predict(Plan, lm=lm_for(world, provider))(question="weather in Paris?", tools=[dspy.Tool(weather)])
+    (call,) = pred.calls.tool_calls
+    assert (call.name, call.args) == ("weather", {"city": "Paris"})
+    assert "tools" in world.log[-1].body
+
+
+class Agent(dspy.Signature):
+    """Answer, calling tools when needed."""
+
+    question: str = dspy.InputField()
+    history: dspy.History = dspy.InputField()
+    tools: list[dspy.Tool] = dspy.InputField()
+    calls: dspy.ToolCalls = dspy.OutputField()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_replayed_tool_turn_reaches_each_provider_as_its_own_messages(world, provider):
+    call = dspy.ToolCalls.ToolCall(id="call_7", name="weather", args={"city": "Oslo"})
+    results = dspy.ToolCallResults.from_tool_calls_and_values([call], ["rain in Oslo"])
+    history = dspy.History(messages=[{"question": "weather in Oslo?",
+                                      "calls": dspy.ToolCalls(tool_calls=[call], tool_call_results=results)}])
+    with dspy.context(adapter=dspy.ChatAdapter(use_native_function_calling=True)):
+        pred = dspy.Predict(Agent, lm=lm_for(world, provider))(question="and Paris?", history=history,
+                                                                  tools=[dspy.Tool(weather)])
+    assert pred.calls.tool_calls[0].args == {"city": "Paris"}
+    body = json.dumps(world.log[-1].body)
+    assert "rain in Oslo" in body and "Oslo" in body
+    assert {"openai": '"tool_call_id": "call_7"', "anthropic": '"tool_use_id": "call_7"',
+            "gemini": '"functionResponse"'}[provider] in body
