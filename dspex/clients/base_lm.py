@@ -28,7 +28,7 @@ from ..primitives import Usage
 from ..utils.callback import with_callbacks
 from .config import Breaker, LMConfig
 from .host import current_runtime
-from .lm import LM
+from .lm import _ROUTED, LM, PYTHON_ENDPOINT, answers_itself
 from .messages import Completion
 from .pipeline import Request, history_entry
 from .scope import current_run, current_stream
@@ -38,10 +38,7 @@ from .transport import AttemptKind, AttemptResult
 if TYPE_CHECKING:
     from .host import ClientHost as Runtime
 
-# set while a subclass's own __call__ runs: its super().__call__ requests go to the pipeline, not back to it
-_ROUTED: contextvars.ContextVar[list | None] = contextvars.ContextVar("dspex_base_lm_own_call", default=None)
 LM_CLASS_STATE_KEY = "_dspy_lm_class"  # DSPy's key for the class of a saved LM
-PYTHON_ENDPOINT = "http://python.invalid"  # names a BaseLM class's client (providers.py): nothing is sent there
 
 
 def _read(obj: Any, name: str, default: Any = None) -> Any:
@@ -177,7 +174,7 @@ class BaseLM(LM):
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         routed = _ROUTED.get()
-        if routed is None and type(self).__call__ is not LM.__call__:
+        if routed is None and answers_itself(type(self)):
             return self._through_own_call(messages, overrides)
         rollout_id = overrides.pop("rollout_id", None)
         request = Request(self.config, list(messages), {**self.kwargs, **overrides},
@@ -189,19 +186,6 @@ class BaseLM(LM):
         if routed is not None:
             routed.append(comp)
         return comp
-
-    def _through_own_call(self, messages: list[dict], overrides: dict) -> Completion:
-        answered: list[Completion] = []  # what its super().__call__ got from the pipeline
-        token = _ROUTED.set(answered)
-        try:
-            outputs = self(messages=messages, **overrides)
-        finally:
-            _ROUTED.reset(token)
-        if answered:
-            return answered[-1]
-        first = outputs[0] if isinstance(outputs, list) and outputs else outputs
-        text = first.get("text", "") if isinstance(first, dict) else str(first or "")
-        return Completion(text=text, usage=Usage(), cost=0.0, model=str(self.model), latency_s=0.0)
 
     @property
     def default_adapter(self) -> str:

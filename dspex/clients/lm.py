@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import ConfigError
+from ..primitives import Usage
 from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, check_sampling, parse_model, resolve_key
 from .host import current_runtime, open_runtimes
 from .messages import ClientStatus, Completion, Flush, GetStatus, GetUsage, InjectFaults, ResetBreaker, UsageTotals
@@ -17,6 +19,36 @@ from ..utils.callback import with_callbacks
 
 if TYPE_CHECKING:
     from .host import ClientHost as Runtime
+
+
+PYTHON_ENDPOINT = "http://python.invalid"  # names a Python-answered client (providers.py): nothing is sent there
+# set while a subclass's own __call__ runs: its super().__call__ requests go to the pipeline, not back to it
+_ROUTED: contextvars.ContextVar[list | None] = contextvars.ContextVar("dspex_lm_own_call", default=None)
+
+
+def answers_itself(cls: type) -> bool:
+    """Whether an LM class overrides ``__call__`` (DSPy's adapters call ``lm(messages=...)``, so DSPy users
+    subclass the LM and answer there): dspex then routes every request of a program through that method."""
+    return cls.__call__ is not LM.__call__
+
+
+class NoProvider:
+    """The transport of a self-answering LM subclass named without a provider (``SpyLM("dummy_model")``):
+    reached only when its ``super().__call__`` would send a request, which needs a provider."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def attempt(self, messages: list[dict], params: dict, on_text: Any) -> Any:
+        raise ConfigError(f"{self.model!r} names no provider, so this LM cannot send a request: name the model as "
+                          "'provider/model' (e.g. 'openai/gpt-4o-mini'), or answer in your subclass's __call__ "
+                          "without calling super().__call__")
+
+    def scrub(self, text: str) -> str:
+        return text
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 class LM:
@@ -45,6 +77,11 @@ class LM:
             if base_url is not None and base_url != api_base:
                 raise ConfigError("pass base_url= or api_base= (the same setting), not both")
             base_url = api_base
+        if answers_itself(type(self)) and isinstance(model, str) and "/" not in model:
+            # a subclass that answers in its own __call__ (DSPy test doubles: SpyLM("dummy_model")) needs no
+            # provider until its super().__call__ sends something: then the NoProvider transport says so
+            self._init_self_answering(model, runtime, params)
+            return
         provider, model_name = parse_model(model)
         if provider == "python":
             raise ConfigError(f"{model!r}: 'python/' models are dspex.BaseLM subclasses: subclass dspex.BaseLM "
@@ -68,6 +105,14 @@ class LM:
         self._pipeline: Pipeline | None = None
         self.bind(rt)
 
+    def _init_self_answering(self, model: str, runtime: "Runtime | None", params: dict) -> None:
+        cls = type(self)
+        self.config = LMConfig(provider="python", model=model, base_url=f"{PYTHON_ENDPOINT}/{cls.__module__}."
+                               f"{cls.__qualname__}", params=tuple(sorted(params.items())), cache=False)
+        self.price, self._key, self._token = None, None, secrets.token_hex(8)
+        self._runtime, self._pipeline = None, None
+        self.bind(runtime or current_runtime())
+
     # --- binding -----------------------------------------------------------------------------------
 
     def bind(self, runtime: "Runtime") -> "LM":
@@ -75,6 +120,11 @@ class LM:
         unpickled in the process that made it gets its key back from that runtime (never from the pickle)."""
         runtime.client_ref(self.config, self.price)  # started now; other limits for this client: ConfigError
         engines = runtime.engines
+        if self.config.provider == "python":  # a self-answering subclass: nothing behind it to send to
+            self._runtime = runtime
+            self._pipeline = engines.pipeline(self.config, None, self.price, transport=NoProvider(self.config.model),
+                                              owner=self)
+            return self
         if self._key is None:
             self._key = engines.key_for(self._token) or resolve_key(self.config.provider, None)
         engines.remember_key(self._token, self._key)
@@ -108,7 +158,8 @@ class LM:
 
     @property
     def model(self) -> str:
-        return self.config.qualified
+        """``provider/model``; a self-answering subclass's model as it was named."""
+        return self.config.model if self.config.provider == "python" else self.config.qualified
 
     @property
     def supports_function_calling(self) -> bool:
@@ -134,6 +185,8 @@ class LM:
         tells a local model whether to apply its chat template; providers never see it. ``overrides``
         are sampling parameters for this request.
         """
+        if _ROUTED.get() is None and answers_itself(type(self)):
+            return self._through_own_call(messages, overrides)
         pipeline = self._need_pipeline()
         cfg = self.config
         msgs = normalize_messages(messages)
@@ -142,9 +195,32 @@ class LM:
         sampling = {**cfg.sampling(), **overrides}
         if cfg.provider == "local":
             sampling.setdefault("prompt_format", "raw" if prompt_style == "completion" else "chat")
-        return pipeline.send(Request(cfg, msgs, sampling, run=run if run is not None else current_run(),
+        comp = pipeline.send(Request(cfg, msgs, sampling, run=run if run is not None else current_run(),
                                      rollout=rollout if rollout is not None else rollout_id,
                                      stream=current_stream(), given=messages, overrides=overrides))
+        routed = _ROUTED.get()
+        if routed is not None:
+            routed.append(comp)
+        return comp
+
+    def _through_own_call(self, messages: Sequence[dict] | str, overrides: dict) -> Completion:
+        """A request answered by the subclass's own ``__call__``: what its ``super().__call__`` got from the
+        pipeline, else what it returned (not leased, not booked: it never reached the client)."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        answered: list[Completion] = []  # what its super().__call__ got from the pipeline
+        token = _ROUTED.set(answered)
+        try:
+            outputs = self(messages=messages, **overrides)
+        finally:
+            _ROUTED.reset(token)
+        if answered:
+            return answered[-1]
+        first = outputs[0] if isinstance(outputs, list) and outputs else outputs
+        text = first.get("text", "") if isinstance(first, dict) else str(first or "")
+        extras = tuple((k, v) for k, v in first.items() if k != "text" and v) if isinstance(first, dict) else ()
+        return Completion(text=text or "", usage=Usage(), cost=0.0, model=str(self.model), latency_s=0.0,
+                          extras=extras)
 
     def __call__(self, prompt: str | Sequence[dict] | None = None, messages: Sequence[dict] | None = None,
                  **overrides: Any) -> list[str | dict]:
