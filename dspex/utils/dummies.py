@@ -9,6 +9,8 @@ parses them as it would parse a real model's.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import re
 import zlib
 from collections import Counter
@@ -67,7 +69,9 @@ class DummyLM(BaseLM):
         if write is not None:
             from ..adapters.chat_adapter import FieldInfoWithName
 
-            fields = {FieldInfoWithName(name=name, info=OutputField()): value for name, value in values.items()}
+            # untyped, as DSPy's OutputField() is: a list value is written as JSON, not as a numbered list
+            untyped = replace(OutputField(), annotation=None)
+            fields = {FieldInfoWithName(name=name, info=untyped): value for name, value in values.items()}
             try:
                 return write(fields, role="assistant")
             except TypeError:  # an adapter whose method takes no role
