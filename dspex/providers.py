@@ -31,6 +31,13 @@ class ProviderSpec:
     wire: str  # the wire format's name in dspex.clients.wire.WIRE_FORMATS
     key_env: tuple[str, ...] = ()
     prices: Mapping[str, Price] = field(default_factory=dict)
+    # model-name prefixes that think natively and return their thinking (a ``dspy.Reasoning`` output is then
+    # left to the model: the adapter asks with ``reasoning_effort`` and reads ``reasoning_content``)
+    reasoning: tuple[str, ...] = ()
+
+    def reasons(self, model: str) -> bool:
+        """Whether ``model`` of this provider thinks natively and returns its thinking."""
+        return model.startswith(self.reasoning) if self.reasoning else False
 
     @property
     def key_field(self) -> str | None:
@@ -41,13 +48,17 @@ class ProviderSpec:
 _SPECS = (
     ProviderSpec("openai", "https://api.openai.com/v1", wire="openai", key_env=("OPENAI_API_KEY",), prices={
         "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00), "gpt-4.1": (2.00, 8.00),
-        "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40), "o3-mini": (1.10, 4.40)}),
+        "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40), "o3-mini": (1.10, 4.40)},
+                 # OpenAI's own o-series keep their reasoning to themselves on this API; these servers return it
+                 reasoning=("deepseek-reasoner", "deepseek-r1", "qwq")),
     ProviderSpec("anthropic", "https://api.anthropic.com", wire="anthropic", key_env=("ANTHROPIC_API_KEY",), prices={
         "claude-3-5-haiku-latest": (0.80, 4.00), "claude-3-5-sonnet-latest": (3.00, 15.00),
-        "claude-sonnet-4-0": (3.00, 15.00)}),
+        "claude-sonnet-4-0": (3.00, 15.00)},
+                 reasoning=("claude-3-7-sonnet", "claude-sonnet-4", "claude-opus-4", "claude-haiku-4")),
     ProviderSpec("gemini", "https://generativelanguage.googleapis.com", wire="gemini",
                  key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"), prices={
-        "gemini-2.0-flash": (0.10, 0.40), "gemini-1.5-flash": (0.075, 0.30), "gemini-1.5-pro": (1.25, 5.00)}),
+        "gemini-2.0-flash": (0.10, 0.40), "gemini-1.5-flash": (0.075, 0.30), "gemini-1.5-pro": (1.25, 5.00)},
+                 reasoning=("gemini-2.5", "gemini-3")),
     # a model served by dspex.local.server (the runtime starts it and passes its URL): no key, free
     ProviderSpec("local", "http://127.0.0.1/v1", wire="local"),
     # a dspex.BaseLM subclass: its forward() answers in this process (no HTTP; the URL only names the client)

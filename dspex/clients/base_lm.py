@@ -95,6 +95,7 @@ class BaseLM(LM):
 
     model: Any = None  # DSPy's plain attributes, per instance (shadowing LM's properties)
     history: Any = None
+    kwargs: Any = None
 
     def __init__(self, model: str, model_type: str = "chat", temperature: float = 0.0, max_tokens: int = 1000,
                  cache: bool = True, *, num_retries: int = 0, rpm: float | None = None, tpm: float | None = None,

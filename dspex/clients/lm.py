@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import ConfigError
 from ..primitives import Usage
+from ..providers import PROVIDERS
 from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, check_sampling, parse_model, resolve_key
 from .host import current_runtime, open_runtimes
 from .messages import ClientStatus, Completion, Flush, GetStatus, GetUsage, InjectFaults, ResetBreaker, UsageTotals
@@ -166,6 +167,19 @@ class LM:
         """Whether the adapters may ask this model for native tool calls (every provider's API but a local
         model's has them; dspex.clients.wire renders tools in each format)."""
         return self.config.provider != "local"
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """DSPy's ``lm.kwargs``: the request options this handle sends with every request (a copy; sampling
+        defaults and the options given at construction)."""
+        return self.config.sampling()
+
+    @property
+    def supports_reasoning(self) -> bool:
+        """Whether the model thinks natively and returns its thinking (the provider registry's list): a
+        ``dspex.Reasoning`` output is then the model's own thinking, asked for with ``reasoning_effort``."""
+        spec = PROVIDERS.get(self.config.provider)
+        return spec is not None and spec.reasons(self.config.model)
 
     @property
     def default_adapter(self) -> str:

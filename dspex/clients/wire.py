@@ -92,6 +92,29 @@ def checked(text: str, prompt_tokens: Any, completion_tokens: Any, model: Any,
                   model if isinstance(model, str) else "")
 
 
+# --- native reasoning ----------------------------------------------------------------------------------------
+# ``reasoning_effort`` (OpenAI's name, DSPy's adapters set it for a ``dspy.Reasoning`` output) is sent to
+# OpenAI-compatible APIs as it is; Anthropic and Gemini take a token budget for their thinking instead,
+# and their answers carry the thinking as blocks / parts of their own, returned as ``reasoning_content``.
+THINKING_BUDGET = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}  # LiteLLM's mapping
+OFF = ("none", "disable", "disabled")
+
+
+def thinking_budget(cfg: LMConfig, wire: str, effort: Any) -> int | None:
+    """The thinking budget an effort asks for (None: no thinking); ConfigError for an unknown effort."""
+    if effort is None or effort in OFF:
+        return None
+    if effort not in THINKING_BUDGET:
+        raise ConfigError(f"{cfg.qualified}: reasoning_effort must be one of {', '.join([*THINKING_BUDGET, *OFF])}, "
+                          f"got {effort!r} ({wire} takes it as a thinking budget)")
+    return THINKING_BUDGET[effort]
+
+
+def with_reasoning(parsed: Parsed, reasoning: str) -> Parsed:
+    """``parsed`` with the answer's reasoning text among its extras (DSPy's ``reasoning_content``)."""
+    return replace(parsed, extras=(*parsed.extras, ("reasoning_content", reasoning))) if reasoning else parsed
+
+
 # --- content parts and tool calls ------------------------------------------------------------------------
 # dspex.LM takes chat messages in the chat-completions shape (DSPy's): a content is a string or a list of
 # content parts, an assistant message may carry ``tool_calls``, a ``role: "tool"`` message is a tool's
@@ -440,7 +463,9 @@ class OpenAI(WireFormat):
             extras = tuple((name, value) for name, value in (("logprobs", choice.get("logprobs")),
                                                              ("tool_calls", choice["message"].get("tool_calls")))
                            if value)
-            return replace(parsed, extras=extras) if extras else parsed
+            parsed = replace(parsed, extras=extras) if extras else parsed
+            reasoning = choice["message"].get("reasoning_content")  # DeepSeek's, vLLM's reasoning parsers'
+            return with_reasoning(parsed, reasoning if isinstance(reasoning, str) else "")
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not an OpenAI chat completion ({type(exc).__name__}: {exc})") from None
 
@@ -517,7 +542,14 @@ class Anthropic(WireFormat):
         params = dict(params)
         tools, choice = params.pop("tools", None), params.pop("tool_choice", None)
         parallel = params.pop("parallel_tool_calls", None)
+        budget = thinking_budget(cfg, self.name, params.pop("reasoning_effort", None))
+        if budget is not None:  # extended thinking: within max_tokens, and at the default temperature only
+            params.pop("temperature", None)
+            params.pop("top_k", None)
+            params["max_tokens"] = max(int(params.get("max_tokens") or 0), budget + 1024)
         body = {"model": cfg.model, "messages": turns, **params}
+        if budget is not None:
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         if system:
             body["system"] = system
         if tools:
@@ -602,7 +634,9 @@ class Anthropic(WireFormat):
             usage = body["usage"]
             parsed = checked(text, usage["input_tokens"], usage["output_tokens"], body.get("model", ""),
                              self.count_fields)
-            return replace(parsed, extras=(("tool_calls", openai_calls(calls)),)) if calls else parsed
+            parsed = replace(parsed, extras=(("tool_calls", openai_calls(calls)),)) if calls else parsed
+            return with_reasoning(parsed, "".join(_text_of(b.get("thinking", "")) for b in blocks
+                                                  if b.get("type") == "thinking"))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not an Anthropic message ({type(exc).__name__}: {exc})") from None
 
@@ -686,7 +720,12 @@ class Gemini(WireFormat):
         params = dict(params)
         tools, choice = params.pop("tools", None), params.pop("tool_choice", None)
         params.pop("parallel_tool_calls", None)  # Gemini has no such switch: it may always call several
+        effort = params.pop("reasoning_effort", None)
         config = {"maxOutputTokens" if k == "max_tokens" else k: v for k, v in params.items()}
+        if effort is not None:  # its thinking, with the thoughts returned (an effort of "none": none)
+            budget = thinking_budget(cfg, self.name, effort)
+            config["thinkingConfig"] = ({"thinkingBudget": budget, "includeThoughts": True} if budget is not None
+                                        else {"thinkingBudget": 0})
         body: dict = {"contents": contents, "generationConfig": config}
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
@@ -750,9 +789,11 @@ class Gemini(WireFormat):
             meta = body.get("usageMetadata") or {}
             calls = [{"id": p["functionCall"].get("id"), "name": p["functionCall"]["name"],
                       "arguments": _json_args(p["functionCall"].get("args", {}))} for p in parts if "functionCall" in p]
-            parsed = checked("".join(_text_of(p.get("text", "")) for p in parts), meta.get("promptTokenCount", 0),
-                             meta.get("candidatesTokenCount", 0), body.get("modelVersion", ""), self.count_fields)
-            return replace(parsed, extras=(("tool_calls", openai_calls(calls)),)) if calls else parsed
+            parsed = checked("".join(_text_of(p.get("text", "")) for p in parts if not p.get("thought")),
+                             meta.get("promptTokenCount", 0), meta.get("candidatesTokenCount", 0),
+                             body.get("modelVersion", ""), self.count_fields)
+            parsed = replace(parsed, extras=(("tool_calls", openai_calls(calls)),)) if calls else parsed
+            return with_reasoning(parsed, "".join(_text_of(p.get("text", "")) for p in parts if p.get("thought")))
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not a Gemini generateContent answer ({type(exc).__name__}: {exc})") from None
 
@@ -769,7 +810,8 @@ class Gemini(WireFormat):
             calls = tuple({"index": None, "id": p["functionCall"].get("id"), "name": p["functionCall"]["name"],
                            "arguments": _json_args(p["functionCall"].get("args", {}))}
                           for p in parts if "functionCall" in p)
-            return StreamDelta("".join(_text_of(p.get("text", "")) for p in parts), meta.get("promptTokenCount"),
+            return StreamDelta("".join(_text_of(p.get("text", "")) for p in parts if not p.get("thought")),
+                               meta.get("promptTokenCount"),
                                meta.get("candidatesTokenCount"), data.get("modelVersion"), calls)
         except (KeyError, IndexError, TypeError, AttributeError, WireError) as exc:
             raise WireError(f"not a Gemini stream chunk ({type(exc).__name__}: {exc})") from None

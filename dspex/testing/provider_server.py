@@ -87,6 +87,10 @@ class SimAnswer:
 
     text: str = ""
     tool_calls: tuple[SimToolCall, ...] = ()
+    # the model's thinking, shown as each provider shows it when the request asks for it (Anthropic's
+    # ``thinking`` block, Gemini's thought part with ``includeThoughts``; OpenAI-compatible servers'
+    # ``reasoning_content`` always, as DeepSeek's does); it counts as completion tokens
+    reasoning: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
@@ -344,8 +348,10 @@ class _Handler(BaseHTTPRequestHandler):
         answer = state.answer(req)
         answer = answer if isinstance(answer, SimAnswer) else SimAnswer(str(answer))
         text, calls = answer.text, _call_ids(provider, answer.tool_calls)
+        reasoning = answer.reasoning if _shows_thinking(provider, body) else ""
         prompt_tokens = count_tokens(req.prompt_text) + SIM_MEDIA_TOKENS * len(req.parts)
-        completion_tokens = count_tokens(text) + sum(count_tokens(c.name + json.dumps(c.args)) for c in calls)
+        completion_tokens = (count_tokens(text) + count_tokens(reasoning)
+                             + sum(count_tokens(c.name + json.dumps(c.args)) for c in calls))
         limit_headers: dict = {}
         if state.limits is not None:
             admission = state.limits.admit(provider, prompt_tokens + completion_tokens)
@@ -355,7 +361,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send_rate_limited(entry, provider, admission.retry_after, limit_headers)
         entry.prompt_tokens, entry.completion_tokens = prompt_tokens, completion_tokens
         payload = json.dumps(_render(provider, req.model, text, entry.prompt_tokens, entry.completion_tokens,
-                                     calls)).encode()
+                                     calls, reasoning)).encode()
         if _wants_stream(provider, split.path, body):
             events = _stream_events(provider, req.model, text, prompt_tokens, completion_tokens,
                                     bool((body.get("stream_options") or {}).get("include_usage")), calls)
@@ -668,6 +674,7 @@ def _parse_anthropic(body: dict) -> SimRequest:
     if choice is not None and (not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none")
                                or (choice["type"] == "tool" and not isinstance(choice.get("name"), str))):
         raise _bad(f"tool_choice: not a valid choice: {choice!r}")
+    _check_anthropic_thinking(body)
     params = {k: v for k, v in body.items() if k not in ("messages", "model", "system")}
     return SimRequest("anthropic", body["model"], msgs, _text(body.get("system", "")), params, tuple(parts),
                       tuple(tools), choice)
@@ -691,7 +698,25 @@ def _either(obj: dict, snake: str, camel: str) -> Any:
     return obj.get(snake, obj.get(camel))
 
 
+def _check_anthropic_thinking(body: dict) -> None:
+    """Anthropic's rules for extended thinking (and its refusal of OpenAI's name for it)."""
+    if "reasoning_effort" in body:
+        raise _bad("reasoning_effort: Extra inputs are not permitted")
+    thinking = body.get("thinking")
+    if thinking is None:
+        return
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    if thinking.get("type") != "enabled" or not isinstance(budget, int) or budget < 1024:
+        raise _bad("thinking: must be {'type': 'enabled', 'budget_tokens': >= 1024}")
+    if budget >= body["max_tokens"]:
+        raise _bad("max_tokens must be greater than thinking.budget_tokens")
+    if body.get("temperature", 1) != 1 or "top_k" in body:
+        raise _bad("temperature may only be set to 1 when thinking is enabled; top_k may not be set")
+
+
 def _parse_gemini(model: str, body: dict) -> SimRequest:
+    if "reasoning_effort" in (body.get("generationConfig") or {}):
+        raise _bad("Invalid JSON payload received. Unknown name \"reasoning_effort\" at 'generation_config'")
     msgs: list[dict] = []
     parts_seen: list[dict] = []
     for i, c in enumerate(body["contents"]):
@@ -782,10 +807,21 @@ def _call_ids(provider: str, calls: tuple[SimToolCall, ...]) -> tuple[SimToolCal
                  for i, c in enumerate(calls))
 
 
+def _shows_thinking(provider: str, body: Any) -> bool:
+    """Whether the provider returns the model's thinking for this request (see SimAnswer.reasoning)."""
+    if provider == "anthropic":
+        return isinstance(body.get("thinking"), dict) and body["thinking"].get("type") == "enabled"
+    if provider == "gemini":
+        return bool(((body.get("generationConfig") or {}).get("thinkingConfig") or {}).get("includeThoughts"))
+    return True
+
+
 def _render(provider: str, model: str, text: str, prompt_tokens: int, completion_tokens: int,
-            calls: tuple[SimToolCall, ...] = ()) -> dict:
+            calls: tuple[SimToolCall, ...] = (), reasoning: str = "") -> dict:
     if provider == "openai":
         message: dict = {"role": "assistant", "content": text if text or not calls else None}
+        if reasoning:
+            message["reasoning_content"] = reasoning
         if calls:
             message["tool_calls"] = [{"id": c.id, "type": "function",
                                       "function": {"name": c.name, "arguments": json.dumps(c.args)}} for c in calls]
@@ -794,12 +830,14 @@ def _render(provider: str, model: str, text: str, prompt_tokens: int, completion
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens}}
     if provider == "anthropic":
-        blocks = [{"type": "text", "text": text}] if text or not calls else []
+        blocks = [{"type": "thinking", "thinking": reasoning, "signature": "sim-signature"}] if reasoning else []
+        blocks += [{"type": "text", "text": text}] if text or not calls else []
         blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.args} for c in calls]
         return {"id": "msg_sim", "type": "message", "role": "assistant", "model": model or "sim",
                 "content": blocks, "stop_reason": "tool_use" if calls else "end_turn",
                 "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}}
-    parts = [{"text": text}] if text or not calls else []
+    parts = [{"text": reasoning, "thought": True}] if reasoning else []
+    parts += [{"text": text}] if text or not calls else []
     parts += [{"functionCall": {**({"id": c.id} if c.id else {}), "name": c.name, "args": c.args}} for c in calls]
     return {"candidates": [{"content": {"parts": parts, "role": "model"}, "finishReason": "STOP", "index": 0}],
             "usageMetadata": {"promptTokenCount": prompt_tokens, "candidatesTokenCount": completion_tokens,
