@@ -170,6 +170,7 @@ class EvalWorker(GenServer):
     def _loop(self) -> None:
         import cloudpickle
 
+        from ..clients.foreign_lm import is_dspex_lm
         from ..runtime import Runtime
 
         rt = self.rt = Runtime.attach(self.info)
@@ -177,8 +178,8 @@ class EvalWorker(GenServer):
             program, metric = cloudpickle.loads(self.payload)
             bound: set[int] = set()
             for predictor in getattr(program, "predictors", lambda: [])():
-                if predictor.lm is not None and id(predictor.lm) not in bound:
-                    predictor.lm.bind(rt)
+                if predictor.lm is not None and id(predictor.lm) not in bound and is_dspex_lm(predictor.lm):
+                    predictor.lm.bind(rt)  # (an LM object of the user's own needs no runtime)
                     bound.add(id(predictor.lm))
             coord = rt.actors.whereis(self.coordinator)
             if coord is None:

@@ -30,7 +30,6 @@ DEFAULTS: dict[str, Any] = {
 SHARED_DEFAULTS = frozenset({"trace"})
 # Keys dspex keeps only at their default: another value would be ignored, so it is refused with what to write.
 INSTEAD = {
-    "rm": "pass the retriever to your module explicitly (e.g. dspex.retrievers.Embeddings as a tool)",
     "usage_tracker": "usage is always tracked: read prediction.get_lm_usage() or lm.usage()",
     "caller_predict": "it is DSPy's internal bookkeeping; dspex tracks the calling predictor itself",
     "caller_modules": "it is DSPy's internal bookkeeping; dspex tracks the calling modules itself",
@@ -47,6 +46,10 @@ def _checked(settings: dict) -> dict:
             raise ConfigError(f"dspex.configure/context: {key!r} is not a setting (known: {', '.join(DEFAULTS)})")
         if key in INSTEAD and value != DEFAULTS[key]:
             raise ConfigError(f"dspex.configure/context: {key}= is not supported: {INSTEAD[key]}")
+    rm = settings.get("rm")
+    if rm is not None and not callable(rm):  # what dspex.Retrieve calls: rm(query, k=...)
+        raise ConfigError(f"dspex.configure/context: rm= takes a retriever, a callable rm(query, k=...) returning "
+                          f"passages (e.g. dspex.retrievers.Embeddings(corpus, embedder)); got {type(rm).__name__}")
     lm = settings.get("lm")
     if isinstance(lm, str):
         from ..clients import LM
@@ -155,21 +158,37 @@ def resolve_lm(lm: Any, owner: str) -> Any:
         from ..clients import LM
 
         return LM(lm)
-    if not callable(getattr(lm, "request", None)):
-        raise ConfigError(f"{owner}: lm must be a dspex.LM or a 'provider/model' string, got {type(lm).__name__}")
-    return lm
+    from ..clients.foreign_lm import ForeignLM, is_dspex_lm
+
+    if is_dspex_lm(lm) or isinstance(lm, ForeignLM):
+        return lm
+    if callable(lm):  # DSPy's duck-typed LM: lm(messages=...) -> completions
+        return ForeignLM(lm)
+    raise ConfigError(f"{owner}: lm must be a dspex.LM, a 'provider/model' string or an object called as "
+                      f"lm(messages=[...]) that returns a list of completions, got {type(lm).__name__}")
 
 
 def with_resolved_lms(program: Any) -> Any:
-    """A copy of ``program`` whose predictors hold the LM in force now (for worker processes, where
-    this process's context and runtime defaults do not exist); the program itself if nothing is missing."""
+    """A copy of ``program`` whose predictors hold the LM in force now, and whose ``Retrieve`` steps the
+    retriever (``rm``) in force, for worker processes, where this process's context and runtime defaults
+    do not exist; the program itself if nothing is missing."""
     missing = [p for p in program.predictors() if p.lm is None or isinstance(p.lm, str)]
-    if not missing:
+    rm = setting("rm")
+    unbound = rm is not None and any(_reads_rm(m) for _, m in program.named_sub_modules())
+    if not missing and not unbound:
         return program
     copy = program.deepcopy()
-    for predictor in copy.predictors():
+    for predictor in copy.predictors() if missing else ():
         predictor.lm = resolve_lm(predictor.lm, repr(predictor))
+    for _, module in copy.named_sub_modules() if unbound else ():
+        if _reads_rm(module):
+            module.rm = rm
     return copy
+
+
+def _reads_rm(module: Any) -> bool:
+    """A module that calls the ``rm`` setting because it was given no retriever (``dspex.Retrieve``)."""
+    return getattr(type(module), "uses_rm_setting", False) and getattr(module, "rm", None) is None
 
 
 __all__ = ["configure", "context", "setting", "settings", "SettingsView", "DEFAULTS", "resolve_lm", "with_resolved_lms"]

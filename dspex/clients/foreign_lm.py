@@ -1,0 +1,63 @@
+"""An LM object that is not a dspex LM, used as one: DSPy's duck-typed LM.
+
+DSPy's adapters call ``lm(messages=[...], **lm_kwargs)`` and read back a list of completions (strings, or
+dicts with ``text`` and ``tool_calls`` / ``logprobs`` / ``reasoning_content``). Any object with that call
+works as a DSPy LM; test doubles (``unittest.mock.MagicMock(spec=dspy.LM)``) and users' own clients rely
+on it. :class:`ForeignLM` gives such an object dspex's request interface: each request is one call of the
+object, its first completion the answer. What the object does is its own business: no client actor stands
+behind it, so no limits, breaker, retries, cache or ledger apply (use ``dspex.LM`` or subclass
+``dspex.BaseLM`` for those).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..errors import MalformedResponse
+from ..primitives import Usage
+from .messages import Completion
+
+LOCAL_OPTIONS = ("prompt_style", "rollout", "rollout_id", "run")  # dspex's own request options: never sent
+
+
+class ForeignLM:
+    """``ForeignLM(obj)``: ``request(messages, **options)`` calls ``obj(messages=messages, **options)``;
+    every other attribute is the object's own."""
+
+    def __init__(self, lm: Any) -> None:
+        self.__dict__["_lm"] = lm
+
+    def request(self, messages: Sequence[dict] | str, **options: Any) -> Completion:
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        sent = {k: v for k, v in options.items() if k not in LOCAL_OPTIONS}
+        outputs = self._lm(messages=list(messages), **sent)
+        first = outputs[0] if isinstance(outputs, (list, tuple)) and outputs else outputs
+        if isinstance(first, dict):
+            text, extras = first.get("text"), tuple((k, v) for k, v in first.items() if k != "text" and v)
+        elif isinstance(first, str):
+            text, extras = first, ()
+        else:
+            raise MalformedResponse(f"{type(self._lm).__name__}(messages=...) returned {type(outputs).__name__}: an "
+                                    "LM object must return a list of completions (strings, or dicts with 'text')")
+        return Completion(text=text or "", usage=Usage(), cost=0.0, model=str(getattr(self._lm, "model", "")),
+                          latency_s=0.0, extras=extras)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_lm"], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._lm, name, value)
+
+    def __repr__(self) -> str:
+        return f"ForeignLM({self._lm!r})"
+
+
+def is_dspex_lm(lm: Any) -> bool:
+    """Whether ``lm``'s class is dspex's LM or a subclass (a mock with ``spec=LM`` only pretends)."""
+    from .lm import LM
+
+    return issubclass(type(lm), LM)
+
+
+__all__ = ["ForeignLM", "is_dspex_lm"]
