@@ -36,7 +36,7 @@ class LabeledFewShot(Teleprompter):
                 ) -> Module:
         """A copy of ``student`` whose predictors have ``k`` training examples as demos (a seeded sample, or
         the first ``k`` with ``sample=False``)."""
-        trainset = check_trainset(trainset, check_student(student))
+        trainset = check_trainset(trainset, check_student(student), inputs_marked=False)  # demos only
         job = self.job({"student": structure(student), "k": self.k}, **job_options)
         compiled = student.reset_copy()
         with job:

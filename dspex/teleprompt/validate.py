@@ -20,14 +20,16 @@ def check_student(student: Any) -> Module:
     return student
 
 
-def check_trainset(trainset: Any, student: Module, what: str = "trainset") -> list[Example]:
-    """A non-empty list of Examples with inputs marked that carry every input the student reads."""
+def check_trainset(trainset: Any, student: Module, what: str = "trainset", *, inputs_marked: bool = True
+                   ) -> list[Example]:
+    """A non-empty list of Examples with inputs marked that carry every input the student reads
+    (``inputs_marked=False``: for demos only, which the program is never called with, as LabeledFewShot's)."""
     if not isinstance(trainset, (list, tuple)) or not trainset:
         raise ConfigError(f"{what} must be a non-empty list of dspex.Example (got {type(trainset).__name__}"
                           f"{' of length 0' if isinstance(trainset, (list, tuple)) else ''})")
     needed = set(student.predictors()[0].signature.input_fields)  # what the program is first called with
     for i, ex in enumerate(trainset):
-        if not isinstance(ex, Example) or ex.input_keys is None:
+        if not isinstance(ex, Example) or (inputs_marked and ex.input_keys is None):
             raise ConfigError(f"{what}[{i}] must be a dspex.Example with inputs marked (example.with_inputs(...))")
         missing = needed - set(ex.keys())
         if missing:

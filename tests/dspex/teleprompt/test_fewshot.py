@@ -89,3 +89,10 @@ def test_the_job_lets_its_run_dir_go_when_the_compile_ends_or_fails(lm, tmp_path
     with pytest.raises(dspex.ConfigError, match="teacher"):
         dspex.BootstrapFewShot(exact).compile(student, trainset=data(4), teacher=TwoStep(lm), run_dir=tmp_path / "b")
     assert not (tmp_path / "a" / "lock").exists() and not (tmp_path / "b" / "lock").exists()
+
+
+def test_labeled_few_shot_takes_examples_without_inputs_marked_they_are_only_demos():
+    student = dspex.Predict("question -> answer")
+    trainset = [dspex.Example(question=f"q{i}", answer=f"a{i}") for i in range(3)]
+    compiled = dspex.LabeledFewShot(k=2).compile(student, trainset=trainset)
+    assert len(compiled.predictors()[0].demos) == 2 and student.demos == []
