@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from ..errors import MalformedResponse
 from ..primitives import Usage
+from ..utils.callback import with_callbacks
 from .messages import Completion
 
 LOCAL_OPTIONS = ("prompt_style", "rollout", "rollout_id", "run")  # dspex's own request options: never sent
@@ -22,11 +23,14 @@ LOCAL_OPTIONS = ("prompt_style", "rollout", "rollout_id", "run")  # dspex's own 
 
 class ForeignLM:
     """``ForeignLM(obj)``: ``request(messages, **options)`` calls ``obj(messages=messages, **options)``;
-    every other attribute is the object's own."""
+    every other attribute is the object's own. Its requests fire the LM callbacks, as dspex LMs' do."""
+
+    _callback_kind = "lm"
 
     def __init__(self, lm: Any) -> None:
         self.__dict__["_lm"] = lm
 
+    @with_callbacks
     def request(self, messages: Sequence[dict] | str, **options: Any) -> Completion:
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
@@ -44,6 +48,8 @@ class ForeignLM:
                           latency_s=0.0, extras=extras)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "callbacks":  # the object's own callbacks fire on its own calls, not again here
+            return []
         return getattr(self.__dict__["_lm"], name)
 
     def __setattr__(self, name: str, value: Any) -> None:

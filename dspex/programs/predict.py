@@ -23,6 +23,7 @@ from .settings import resolve_lm, setting
 from ..clients.scope import streaming
 from .streaming import current_session
 from .trace import TraceStep, record, step_name
+from ..utils.callback import reported_as_one
 
 log = structlog.get_logger("dspex.programs")
 logger = logging.getLogger("dspex.predict.predict")  # DSPy's warnings (extra inputs, type mismatches, unsafe LM keys)
@@ -122,15 +123,8 @@ class Predict(Predictor):
             finish(answers[0][0])
         elif n == 1:
             answers = [self._answer(*ask, options)]
-        else:  # n completions as n concurrent calls, told apart in the cache by their rollout ids
-            import concurrent.futures
-            import contextvars
-
-            base = int(options.pop("rollout", 0) or 0)
-            with concurrent.futures.ThreadPoolExecutor(min(n, 16), thread_name_prefix="dspex-n") as pool:
-                futures = [pool.submit(contextvars.copy_context().run, self._answer, *ask,
-                                       {**options, "rollout": base * n + i}) for i in range(n)]
-                answers = [f.result() for f in futures]
+        else:
+            answers = self._answers(n, ask, options)
         comps = [c for _, cs in answers for c in cs]
         values = answers[0][0]
         usage, cost = sum((c.usage for c in comps), Usage()), sum(c.cost for c in comps)
@@ -188,16 +182,33 @@ class Predict(Predictor):
         sig = ensure_signature(call["signature"]) if call.get("signature") is not None else self.signature
         return kwargs, sig, call
 
+    def _answers(self, n: int, ask: tuple, options: dict) -> list[tuple[dict, list]]:
+        """``n`` answers: ``n`` concurrent requests, told apart in the cache by their rollout ids, reported to
+        callbacks as one LM call with ``n`` completions (DSPy's), then each parsed (re-asked where it does not
+        parse)."""
+        import concurrent.futures
+        import contextvars
+
+        lm, messages = ask[0], ask[5]
+        base = int(options.pop("rollout", 0) or 0)
+        each = [{**options, "rollout": base * n + i} for i in range(n)]
+        with reported_as_one(lm, type(lm).request, messages, **options, n=n) as report:
+            with concurrent.futures.ThreadPoolExecutor(min(n, 16), thread_name_prefix="dspex-n") as pool:
+                futures = [pool.submit(contextvars.copy_context().run, lm.request, messages, **o) for o in each]
+                firsts = [f.result() for f in futures]
+            report.outputs = [c.output() for c in firsts]
+        return [self._answer(*ask, o, first=c) for o, c in zip(each, firsts)]
+
     def _answer(self, lm: Any, adapter: Adapter, sigs: tuple[SignatureMeta, SignatureMeta], demos: list,
-                inputs: dict, messages: list, options: dict) -> tuple[dict, list]:
-        """One parsed answer and the completions it took (a re-ask, a JSON fallback). ``sigs``: the signature
-        rendered (less the natively filled fields) and the one called."""
+                inputs: dict, messages: list, options: dict, first: Any = None) -> tuple[dict, list]:
+        """One parsed answer and the completions it took (``first``, if already asked; a re-ask, a JSON
+        fallback). ``sigs``: the signature rendered (less the natively filled fields) and the one called."""
         shown, sig = sigs
 
         def parse(using: Adapter, comp: Any) -> dict:
             return using._call_postprocess(shown, sig, [comp.output()], lm, options)[0]
 
-        comps = [lm.request(messages, **options)]
+        comps = [first if first is not None else lm.request(messages, **options)]
         try:
             values = parse(adapter, comps[-1])
         except AdapterParseError as first:

@@ -24,10 +24,12 @@ method's name picks ``format`` or ``parse``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import structlog
 
@@ -110,8 +112,16 @@ def _fire(callbacks: list, hook: str, *args: Any) -> None:
             log.warning("callback_failed", callback=type(callback).__name__, hook=hook, error=repr(exc)[:300])
 
 
+# the callback kinds whose calls are parts of one call already reported (see reported_as_one)
+_PARTS_OF: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("dspex_callback_parts_of",
+                                                                          default=frozenset())
+
+
 def _start(instance: Any, fn: Callable, args: tuple, kwargs: dict) -> tuple | None:
-    """Fire the start hooks of a call; what its end needs (None: no callback is active)."""
+    """Fire the start hooks of a call; what its end needs (None: no callback is active, or the call is a
+    part of one reported already)."""
+    if getattr(instance, "_callback_kind", "module") in _PARTS_OF.get():
+        return None
     callbacks = active_callbacks(instance)
     if not callbacks:
         return None
@@ -125,6 +135,33 @@ def _end(begun: tuple, outputs: Any, error: BaseException | None) -> None:
     callbacks, end, call_id, token = begun
     ACTIVE_CALL_ID.reset(token)
     _fire(callbacks, end, call_id, outputs, error)
+
+
+class Report:
+    """What :func:`reported_as_one` reports at its end: set ``outputs`` inside the block."""
+
+    outputs: Any = None
+
+
+@contextlib.contextmanager
+def reported_as_one(instance: Any, fn: Callable, *args: Any, **kwargs: Any) -> Iterator[Report]:
+    """One start / end pair, as for a call ``fn(instance, *args, **kwargs)``, around a block that makes
+    several calls of that kind, which are not reported themselves (in the block's threads too, when they
+    copy its context). Predict's ``n=3`` is three LM requests here and one LM call with three completions
+    in DSPy: its callbacks see that one call."""
+    report = Report()
+    begun = _start(instance, fn, args, kwargs)
+    token = _PARTS_OF.set(_PARTS_OF.get() | {getattr(instance, "_callback_kind", "module")})
+    error: BaseException | None = None
+    try:
+        yield report
+    except BaseException as exc:  # reported, then re-raised unchanged
+        error = exc
+        raise
+    finally:
+        _PARTS_OF.reset(token)
+        if begun is not None:
+            _end(begun, None if error is not None else report.outputs, error)
 
 
 def with_callbacks(fn: Callable) -> Callable:
@@ -169,4 +206,4 @@ def with_callbacks(fn: Callable) -> Callable:
     return wrapper
 
 
-__all__ = ["BaseCallback", "with_callbacks", "active_callbacks", "ACTIVE_CALL_ID"]
+__all__ = ["BaseCallback", "with_callbacks", "active_callbacks", "reported_as_one", "ACTIVE_CALL_ID"]

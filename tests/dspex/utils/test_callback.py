@@ -153,3 +153,20 @@ def test_the_active_call_id_follows_work_into_threads_and_tasks(rt):
     asyncio.run(cancel())
     assert rec.names() == ["on_module_start", "on_module_end"]
     assert isinstance(rec.calls[1][3][1], asyncio.CancelledError)
+
+
+def test_n_completions_are_one_lm_call_to_the_callbacks_and_n_requests_to_the_provider(rt):
+    from dspex.testing import ProviderServer
+
+    from ..scripted import chat
+
+    rec = Recorder()
+    with ProviderServer(answer=lambda req: chat(answer="4"), api_key="sk-test-0123456789abcdef") as server:
+        lm = dspy.LM("openai/m", api_key="sk-test-0123456789abcdef", base_url=server.base_url(), cache=False)
+        with dspy.context(callbacks=[rec]):
+            pred = dspy.Predict("question -> answer", lm=lm, n=3)(question="2+2?")
+        assert len(server.log) == 3 and len(pred.completions) == 3  # each completion leased and booked
+    lm_calls = [c for c in rec.calls if c[0].startswith("on_lm")]
+    assert [c[0] for c in lm_calls] == ["on_lm_start", "on_lm_end"]
+    assert lm_calls[0][3][1]["overrides"]["n"] == 3 and len(lm_calls[1][3][0]) == 3
+    assert [c[0] for c in rec.calls].count("on_adapter_parse_start") == 3
