@@ -11,14 +11,13 @@ shows their results, under a ``tool_call_results`` marker.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from ..signature import InputField, SignatureMeta, make_signature
 from .types.tool import ToolCallResults, ToolCalls
 from .utils import serialize_for_json
 
-if TYPE_CHECKING:
-    from .base import Adapter, Message
+Message = dict[str, Any]  # a chat message (base.py's alias: this module sits below it)
 
 RESULTS_SIGNATURE = make_signature({"tool_call_results": (ToolCallResults, InputField())})
 
@@ -45,8 +44,9 @@ def _as_message_call(call: Any) -> dict[str, Any]:
     return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
-def replay_turn(adapter: "Adapter", signature: SignatureMeta, turn: Mapping[str, Any]) -> list["Message"]:
-    """The messages of one history turn (``signature``: the request's, less the history field)."""
+def replay_turn(adapter: Any, signature: SignatureMeta, turn: Mapping[str, Any]) -> list[Message]:
+    """The messages of one history turn, as ``adapter`` (a :class:`~dspex.adapters.base.Adapter`) formats
+    its parts (``signature``: the request's, less the history field)."""
     field, calls = tool_calls_in(turn)
     results = _results(calls) if calls is not None else None
     messages: list[Message] = []
