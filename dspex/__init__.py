@@ -34,6 +34,7 @@ from .signature import (Field, InputField, OutputField, Signature, SignatureMeta
 from .signatures import OldField, OldInputField, OldOutputField
 from .teleprompt import (COPRO, BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
                          CompileReport, Ensemble, EvaluationFailed, GEPA, KNNFewShot, LabeledFewShot, MIPROv2)
+from .retrievers import Embeddings, EmbeddingsWithScores, Retrieve
 from .utils.asyncify import asyncify
 from .utils.syncify import syncify
 
@@ -50,12 +51,13 @@ __all__ = [
     "ToolCalls", "Type", "LM", "BaseLM", "Embedder", "Evaluate", "EvaluationResult", "EvalRow", "metrics",
     "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "BootstrapRS", "KNNFewShot", "MIPROv2",
     "GEPA", "COPRO", "Ensemble", "CompileReport", "CandidateScore", "CompileProgress", "EvaluationFailed",
+    "Retrieve", "Embeddings", "EmbeddingsWithScores",
     "configure", "context",
     "settings", "cache", "configure_cache", "inspect_history", "streamify", "StreamListener", "StreamResponse",
     "streaming", "asyncify", "syncify", "is_retryable_lm_error", "track_usage", "enable_logging", "disable_logging",
     "configure_dspy_loggers", "enable_litellm_logging", "disable_litellm_logging",
     # DSPy's submodules users import from
-    "utils", "predict", "primitives", "signatures", "adapters", "experimental", "dsp",
+    "utils", "predict", "primitives", "signatures", "adapters", "experimental", "dsp", "retrievers",
     # errors: dspex's tree, and DSPy's names for the same failures
     "DspexError", "SignatureError", "ExampleError", "AdapterParseError", "ConfigError", "LMError", "RateLimited",
     "CircuitOpen", "ProviderError", "AuthError", "LMTimeout", "BudgetExceeded", "MalformedResponse", "ClientExited",
@@ -83,4 +85,4 @@ def configure_cache(enable_disk_cache: bool = True, enable_memory_cache: bool = 
 
 
 # DSPy's import paths; they re-export from the layers above, so they load last
-from . import adapters, dsp, experimental, predict, primitives, signatures, streaming, utils  # noqa: E402
+from . import adapters, dsp, experimental, predict, primitives, retrievers, signatures, streaming, utils  # noqa: E402

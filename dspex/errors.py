@@ -7,6 +7,10 @@
     ├── ExampleError          a data row is malformed (says which row/line and why)
     ├── AdapterParseError     an LM answer could not be parsed into the signature's output fields
     ├── ConfigError           a bad setting (LM options, model string, fault plan, price table)
+    │   ├── RetrieverNotConfigured  dspex.Retrieve has no retriever (also an ``AssertionError``, as DSPy's)
+    │   ├── FaissNotInstalled       a corpus at brute_force_threshold needs faiss (also an ``ImportError``)
+    │   └── SavedIndexError         a saved retriever directory is malformed (``path``)
+    │       └── SavedIndexMissing   ... or a file of it is missing (also a ``FileNotFoundError``)
     ├── JournalError          a run's journal (Evaluate's rows, a compile's steps) cannot be used (``path``)
     │   ├── JournalCorrupt    a line other than the last is not a record (``line``); a torn last line is skipped
     │   ├── JournalLocked     another live run holds the journal / run directory (``pid``, ``host``)
@@ -246,6 +250,30 @@ def provider_error(status: int, body: str, model: str = "", attempts: int = 0) -
 
 class LMNotConfigured(ConfigError):
     """A predictor was called with no LM: none given, none configured."""
+
+
+class RetrieverNotConfigured(ConfigError, AssertionError):
+    """``dspex.Retrieve`` was called with no retriever: none given, none configured (DSPy asserts here)."""
+
+
+class FaissNotInstalled(ConfigError, ImportError):
+    """A retriever's corpus reached ``brute_force_threshold`` and ``faiss`` is not importable; dspex does not
+    fall back to a brute-force search that may take minutes (DSPy raises ImportError here)."""
+
+
+class SavedIndexError(ConfigError):
+    """A saved retriever directory cannot be used: the message names the file (``path``) and what is wrong."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.args[0] if self.args else "", self.path))
+
+
+class SavedIndexMissing(SavedIndexError, FileNotFoundError):
+    """The saved retriever directory, or a file it needs, does not exist (DSPy raises FileNotFoundError)."""
 
 
 class LMTimeout(LMError, TimeoutError):

@@ -10,6 +10,7 @@ DSPEX = {
     "Adapter", "AdapterParseError", "Audio", "AuthError", "BaseLM", "BaseModule", "BestOfN", "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch", "BootstrapRS", "Breaker", "BudgetExceeded", "COPRO", "CandidateScore",
     "ChainOfThought", "ChatAdapter", "CircuitOpen", "ClientExited", "ClientStatus", "Code", "CompileProgress",
+    "Retrieve", "Embeddings", "EmbeddingsWithScores", "retrievers",
     "CompileReport", "Completion", "Completions", "ConfigError", "ContextWindowExceededError", "DSPyError",
     "DspexError", "Embedder", "EvalRow", "Evaluate", "EvaluationFailed", "EvaluationResult", "Example",
     "ExampleError", "Field", "File", "Ensemble", "GEPA", "History", "Image", "InputField", "JSONAdapter", "JournalCorrupt",
@@ -56,8 +57,7 @@ NOT_IN_DSPEX = {
     # issue 23 (optimizers and retrieval): built on the Teleprompter base and the journal, each in its own file
     "SIMBA": "issue 23", "InferRules": "issue 23",
     "BootstrapFewShotWithOptuna": "issue 23", "bootstrap_trace_data": "issue 23", "propose": "issue 23",
-    "Retrieve": "issue 23", "ColBERTv2": "issue 23", "Embeddings": "issue 23", "EmbeddingsWithScores": "issue 23",
-    "retrievers": "issue 23", "KNN": "issue 23",
+    "ColBERTv2": "issue 23", "KNN": "issue 23",
     # fine-tuning needs a trainable model (no GPU here): out of scope
     "BootstrapFinetune": "fine-tuning", "BetterTogether": "fine-tuning", "TrainingJob": "fine-tuning",
     "AvatarOptimizer": "deprecated in DSPy",
