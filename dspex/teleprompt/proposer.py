@@ -163,11 +163,11 @@ def reflective_examples(rows: Sequence[EvalRow], predictor: str) -> str:
 
 
 def extract_block(text: str) -> str:
-    """The content of the answer's ``` block (a language tag after the fence dropped)."""
-    match = re.search(r"```[^\n`]*\n?(.*?)```", text, re.DOTALL)
-    if match is None:
-        raise ProposalRejected("the reflection's answer has no ``` block: " + repr(text[:200]))
-    return match.group(1)
+    """The content of the answer's ``` block (a language tag after the fence dropped); a block opened and
+    never closed runs to the end, and an answer with no fence at all is the instruction itself, stripped
+    (as gepa reads it: small models often leave the fence out)."""
+    match = re.search(r"```[^\n`]*\n?(.*?)```", text, re.DOTALL) or re.search(r"```[^\n`]*\n?(.*)", text, re.DOTALL)
+    return match.group(1) if match is not None else text.strip()
 
 
 def reflect(lm: Any, instruction: str, rows: Sequence[EvalRow], predictor: str, rollout: int) -> str:

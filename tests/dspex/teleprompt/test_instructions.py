@@ -125,8 +125,23 @@ def test_gepa_takes_a_dspy_feedback_metric_with_pred_name_and_pred_trace(task_lm
 
 def garbage_reflections(req) -> str:
     if "new instruction" in req.last_user:
-        return "I would rather not write an instruction today."  # no ``` block: unusable
+        return "```\n   \n```"  # an empty block: unusable
     return task_answer(req)
+
+
+def unfenced_reflections(req) -> str:
+    if "new instruction" in req.last_user:  # the right instruction, without the fence it was asked for
+        return "  " + task_answer(req).strip("`\n") + "\n"
+    return task_answer(req)
+
+
+def test_a_reflection_without_the_fence_is_used_whole_as_gepa_does(tmp_path):
+    with ProviderServer(answer=unfenced_reflections, api_key=KEY) as server, \
+            dspex.runtime("local", cache_dir=tmp_path / "cache", log_level="warning"):
+        lm = dspex.LM("openai/task", api_key=KEY, base_url=server.base_url())
+        compiled = gepa(use_merge=False).compile(dspex.Predict("question -> answer", lm=lm),
+                                                 trainset=task_data(16, "t"), valset=task_data(16, "v"))
+    assert compiled.compile_report.score >= 95 and instruction_task.RULE in compiled.signature.instructions
 
 
 def test_a_reflection_lm_that_answers_garbage_is_recorded_and_skipped(tmp_path):
@@ -140,7 +155,7 @@ def test_a_reflection_lm_that_answers_garbage_is_recorded_and_skipped(tmp_path):
     assert report.stopped == "done" and report.score == 50.0 and len(report.candidates) == 1
     journal = [json.loads(line) for line in (tmp_path / "run" / "journal.jsonl").read_text().splitlines()]
     rejected = [e for e in journal if e["kind"] == "reflection"]
-    assert rejected and all(e["instruction"] is None and "no ``` block" in e["error"] for e in rejected)
+    assert rejected and all(e["instruction"] is None and "empty" in e["error"] for e in rejected)
 
 
 def test_mipro_skips_a_proposal_it_cannot_parse(tmp_path):
