@@ -26,7 +26,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ..errors import ConfigError
+from ..errors import AdapterParseError, ConfigError
 from ..evaluate.metric_call import MetricPlace, bind_metric
 from ..journal import PoolCandidate, ProposalOutcome, Reflection
 from ..primitives import Example
@@ -36,10 +36,12 @@ from . import pareto
 from .base import Teleprompter
 from .candidates import ScoreBoard, in_order, digest, edited, instructions_of
 from .job import CandidateScore, CompileJob
-from .proposer import ProposalRejected, reflect
+from .proposer import ProposalRejected, checked_instruction, reflect, reflective_dataset
 from .validate import check_student, check_trainset, example_digest, structure
 
 AUTO_CANDIDATES = {"light": 6, "medium": 12, "heavy": 18}
+COMPONENT_SELECTORS = ("round_robin", "all")
+ALL = "*"  # a proposal's component when component_selector="all": every predictor is reflected on
 ROUND = 8  # proposals planned together (the most that can be in flight at once)
 DEFAULT_PARALLEL = 4
 MERGE_SUBSAMPLE = 5
@@ -70,6 +72,30 @@ class Proposal:
 
 
 @dataclass(frozen=True)
+class GEPAResult:
+    """``track_stats=True``: the search as DSPy's ``detailed_results`` gives it (candidates in the order they
+    joined the pool, each with its parents and valset scores)."""
+
+    candidates: list[dict[str, str]]
+    parents: list[list[int]]
+    val_aggregate_scores: list[float]
+    val_subscores: list[list[float]]
+    best_idx: int
+    best_candidate: dict[str, str]
+    total_metric_calls: int
+    seed: int
+    log_dir: str | None = None
+
+    @property
+    def num_candidates(self) -> int:
+        return len(self.candidates)
+
+    @property
+    def highest_score_achieved_per_val_task(self) -> list[float]:
+        return [max(column) for column in zip(*self.val_subscores)] if self.val_subscores else []
+
+
+@dataclass(frozen=True)
 class Outcome:
     proposal: Proposal
     child: dict[str, str] | None  # None: nothing to keep
@@ -88,7 +114,10 @@ class GEPA(Teleprompter):
                  max_metric_calls: int | None = None, max_full_evals: int | None = None,
                  reflection_minibatch_size: int = 3, candidate_selection_strategy: str = "pareto",
                  use_merge: bool = True, max_merge_invocations: int = 5, seed: int = 0,
-                 skip_perfect_score: bool = True, perfect_score: float = 1.0) -> None:
+                 skip_perfect_score: bool = True, perfect_score: float = 1.0,
+                 add_format_failure_as_feedback: bool = True, track_stats: bool = False,
+                 log_dir: str | None = None, instruction_proposer: Callable | None = None,
+                 component_selector: str = "round_robin") -> None:
         given = [name for name, v in (("auto", auto), ("max_metric_calls", max_metric_calls),
                                       ("max_full_evals", max_full_evals)) if v is not None]
         if len(given) != 1:
@@ -104,6 +133,13 @@ class GEPA(Teleprompter):
         if candidate_selection_strategy not in ("pareto", "current_best"):
             raise ConfigError(f"candidate_selection_strategy must be 'pareto' or 'current_best', "
                               f"got {candidate_selection_strategy!r}")
+        if component_selector not in COMPONENT_SELECTORS:
+            raise ConfigError(f"component_selector must be one of {', '.join(map(repr, COMPONENT_SELECTORS))}, got "
+                              f"{component_selector!r} (a callable selector needs gepa's engine state, which dspex's "
+                              "journaled engine does not expose)")
+        if instruction_proposer is not None and not callable(instruction_proposer):
+            raise ConfigError("instruction_proposer must be callable as proposer(candidate, reflective_dataset, "
+                              f"components_to_update) -> {{component: instruction}}, got {instruction_proposer!r}")
         # DSPy's GEPA metric form (gold, pred, trace, pred_name, pred_trace) or an Evaluate-style metric; returning
         # a number or an object with .score and .feedback
         self.metric = bind_metric(metric, MetricPlace.FEEDBACK, "GEPA")
@@ -112,6 +148,9 @@ class GEPA(Teleprompter):
         self.reflection_minibatch_size, self.strategy = reflection_minibatch_size, candidate_selection_strategy
         self.use_merge, self.max_merge_invocations, self.seed = use_merge, max_merge_invocations, seed
         self.skip_perfect_score, self.perfect_score = skip_perfect_score, perfect_score
+        self.add_format_failure_as_feedback, self.track_stats = add_format_failure_as_feedback, track_stats
+        self.log_dir, self.instruction_proposer = log_dir, instruction_proposer
+        self.component_selector = component_selector
 
     def budget(self, num_preds: int, train: int, val: int) -> int:
         """The metric calls this compile may make; ConfigError when not even one proposal fits."""
@@ -141,7 +180,13 @@ class GEPA(Teleprompter):
         budget = self.budget(len(names), len(trainset), len(valset))
         settings = {"budget": budget, "mb": self.reflection_minibatch_size, "strategy": self.strategy,
                     "merge": self.use_merge, "merges": self.max_merge_invocations, "skip": self.skip_perfect_score,
-                    "perfect": self.perfect_score}
+                    "perfect": self.perfect_score, "format_feedback": self.add_format_failure_as_feedback,
+                    "selector": self.component_selector,
+                    "proposer": _qualname(self.instruction_proposer)}
+        if self.log_dir is not None:  # DSPy's name for the run directory
+            if job_options.get("run_dir") not in (None, self.log_dir):
+                raise ConfigError("GEPA(log_dir=...) and compile(run_dir=...) name two run directories: pass one")
+            job_options["run_dir"] = self.log_dir
         lm = self.reflection_lm if self.reflection_lm is not None else resolve_lm(
             student.predictors()[0].lm, "GEPA's reflection LM (pass reflection_lm=)")
         job = self.job({"student": structure(student), "trainset": example_digest(trainset),
@@ -151,9 +196,12 @@ class GEPA(Teleprompter):
             evolution.run()
         best = evolution.best()
         scores = evolution.averages()
-        return job.report(edited(student, evolution.candidates[best]) if best is not None else student.deepcopy(),
-                          best=scores[best] if best is not None else None, baseline=scores[0] if scores else None,
-                          candidates=evolution.report(), metric_calls=evolution.metric_calls)
+        program = edited(student, evolution.candidates[best]) if best is not None else student.deepcopy()
+        if self.track_stats:
+            program.detailed_results = evolution.detailed_results(job.run_dir)
+        return job.report(program, best=scores[best] if best is not None else None,
+                          baseline=scores[0] if scores else None, candidates=evolution.report(),
+                          metric_calls=evolution.metric_calls)
 
 
 class _Evolution:
@@ -176,7 +224,7 @@ class _Evolution:
         self.queue: list[int] = []
         self.merges_due = self.merges_done = 0
         self.tried_merges: set[tuple] = set()
-        self.reflections = {(e.round, e.slot): e for e in job.journaled(Reflection)}
+        self.reflections = {(e.round, e.slot, e.component): e for e in job.journaled(Reflection)}
 
     @property
     def metric_calls(self) -> int:
@@ -213,8 +261,11 @@ class _Evolution:
                 self.merges_done += 1
         while len(proposals) < ROUND and room >= 2 * mb:
             parent = self.select()
-            component = self.names[self.next_component[parent] % len(self.names)]
-            self.next_component[parent] += 1
+            if self.opt.component_selector == "all":
+                component = ALL
+            else:
+                component = self.names[self.next_component[parent] % len(self.names)]
+                self.next_component[parent] += 1
             proposals.append(Proposal(round_, len(proposals), "reflect", (parent,), component, self.next_batch(mb)))
             room -= 2 * mb
         return proposals
@@ -290,24 +341,42 @@ class _Evolution:
                                 concurrency=self.per_eval)
         if self.opt.skip_perfect_score and all(r.score >= self.opt.perfect_score and r.error is None for r in rows):
             return Outcome(p, None, "the parent is perfect on the minibatch")
-        entry = self.reflections.get((p.round, p.slot))
-        if entry is None:
-            try:
-                text, error = self.job.charged(lambda: reflect(self.lm, parent[p.component], rows, p.component,
-                                                               rollout=p.round * ROUND + p.slot)), None
-            except ProposalRejected as exc:
-                text, error = None, str(exc)
-            entry = Reflection(p.round, p.slot, p.parents[0], p.component, text, error)
-            self.job.record(entry)
-        if entry.instruction is None:
-            return Outcome(p, None, f"proposal skipped: {entry.error}")
-        child = {**parent, p.component: entry.instruction}
+        child = dict(parent)
+        for component in self.names if p.component == ALL else [p.component]:
+            entry = self.reflections.get((p.round, p.slot, component))
+            if entry is None:
+                try:
+                    text, error = self.job.charged(lambda: self.propose(parent, component, rows, p)), None
+                except ProposalRejected as exc:
+                    text, error = None, str(exc)
+                entry = Reflection(p.round, p.slot, p.parents[0], component, text, error)
+                self.job.record(entry)
+            if entry.instruction is None:
+                return Outcome(p, None, f"proposal skipped: {entry.error}")
+            child[component] = entry.instruction
         child_rows = self.train.score(edited(self.student, child), digest(child), p.batch, phase="minibatch",
                                       concurrency=self.per_eval)
         before, after = sum(r.score for r in rows), sum(r.score for r in child_rows)
         if after > before:
             return Outcome(p, child, f"minibatch {after:g} > {before:g}")
         return Outcome(p, None, f"rejected: minibatch {after:g} <= {before:g}")
+
+    def propose(self, parent: dict[str, str], component: str, rows: list, p: Proposal) -> str:
+        """A new instruction for ``component``: the reflection LM's, or the user's ``instruction_proposer``."""
+        if not self.opt.add_format_failure_as_feedback:  # DSPy's default: a parse failure is not shown
+            rows = [r for r in rows if not isinstance(r.error, AdapterParseError)]
+            if not rows:
+                raise ProposalRejected("every minibatch example failed to parse (add_format_failure_as_feedback=True "
+                                       "shows those failures to the reflection)")
+        rollout = p.round * ROUND + p.slot + (self.names.index(component) * 1_000 if p.component == ALL else 0)
+        if self.opt.instruction_proposer is None:
+            return reflect(self.lm, parent[component], rows, component, rollout=rollout)
+        proposed = self.opt.instruction_proposer(dict(parent), {component: reflective_dataset(rows, component)},
+                                                 [component])
+        if not isinstance(proposed, dict) or not isinstance(proposed.get(component), str):
+            raise ProposalRejected(f"instruction_proposer returned {proposed!r:.200}: it must return "
+                                   f"{{{component!r}: <instruction>}}")
+        return checked_instruction(proposed[component], parent[component])
 
     def execute_merge(self, p: Proposal) -> Outcome:
         merged = dict(p.merged)
@@ -340,7 +409,8 @@ class _Evolution:
         for outcome in accepted:
             p = outcome.proposal
             origin = (f"merge of {p.parents[0]} and {p.parents[1]}" if p.kind == "merge"
-                      else f"reflection on {p.component} of {p.parents[0]}")
+                      else f"reflection on {'every component' if p.component == ALL else p.component} "
+                           f"of {p.parents[0]}")
             self.add(outcome.child, p.parents, origin)  # type: ignore[arg-type]
             if p.kind == "reflect":
                 self.merges_due += 1
@@ -372,8 +442,22 @@ class _Evolution:
         averages = self.averages()
         return max(range(len(averages)), key=lambda c: (averages[c], -c)) if averages else None
 
+    def detailed_results(self, run_dir: Any) -> "GEPAResult":
+        averages = self.averages()
+        best = self.best() or 0
+        return GEPAResult(candidates=[dict(c) for c in self.candidates], parents=[list(p) for p in self.parents],
+                          val_aggregate_scores=averages, val_subscores=[list(s) for s in self.val_scores],
+                          best_idx=best, best_candidate=dict(self.candidates[best]) if self.candidates else {},
+                          total_metric_calls=self.metric_calls, seed=self.opt.seed,
+                          log_dir=str(run_dir) if run_dir is not None else None)
+
     def report(self) -> list[CandidateScore]:
         return [CandidateScore(c, self.origins[c], score, 0, dict(self.candidates[c]), True, 0, self.parents[c])
                 for c, score in enumerate(self.averages())]
 
-__all__ = ["GEPA", "auto_budget"]
+def _qualname(fn: Any) -> str | None:
+    """A callable's name in the journal's settings (a resumed compile must use the same proposer)."""
+    return None if fn is None else f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+__all__ = ["GEPA", "GEPAResult", "auto_budget"]

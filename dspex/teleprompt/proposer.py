@@ -140,16 +140,14 @@ general strategy that worked.
 Give the new instruction inside one ``` block."""
 
 
-def reflective_examples(rows: Sequence[EvalRow], predictor: str) -> str:
-    """What one predictor was given and answered on a minibatch, with the metric's feedback (a failed
-    call's error is its feedback: a parse failure is something to fix in the instruction)."""
-    blocks = []
-    for n, row in enumerate(rows, 1):
+def reflective_dataset(rows: Sequence[EvalRow], predictor: str) -> list[dict[str, Any]]:
+    """What one predictor was given and answered on a minibatch, with the metric's feedback, as DSPy's
+    GEPA hands it to an instruction proposer: ``{"Inputs", "Generated Outputs", "Feedback"}`` per example
+    (a failed call's error is its feedback: a parse failure is something to fix in the instruction)."""
+    records = []
+    for row in rows:
         steps = [s for s in (getattr(row.prediction, "trace", None) or []) if s.predictor == predictor]
         inputs = steps[0].inputs if steps else dict(row.example.inputs())
-        lines = [f"# Example {n}", "## Inputs", *(f"{k}: {render_value(v)}" for k, v in inputs.items())]
-        if steps:
-            lines += ["## Answer", *(f"{k}: {render_value(v)}" for k, v in steps[-1].outputs.items())]
         if row.error is not None:
             feedback = f"The call failed ({type(row.error).__name__}): {str(row.error)[:500]}"
         elif row.feedback:
@@ -157,7 +155,19 @@ def reflective_examples(rows: Sequence[EvalRow], predictor: str) -> str:
         else:
             expected = {k: v for k, v in row.example.items() if k not in row.example.inputs()}
             feedback = f"score {row.score:g}" + (f"; expected {render_value(expected)}" if expected else "")
-        lines += ["## Feedback", feedback]
+        records.append({"Inputs": dict(inputs), "Generated Outputs": dict(steps[-1].outputs) if steps else None,
+                        "Feedback": feedback})
+    return records
+
+
+def reflective_examples(rows: Sequence[EvalRow], predictor: str) -> str:
+    """The reflective dataset as the reflection prompt shows it."""
+    blocks = []
+    for n, record in enumerate(reflective_dataset(rows, predictor), 1):
+        lines = [f"# Example {n}", "## Inputs", *(f"{k}: {render_value(v)}" for k, v in record["Inputs"].items())]
+        if record["Generated Outputs"] is not None:
+            lines += ["## Answer", *(f"{k}: {render_value(v)}" for k, v in record["Generated Outputs"].items())]
+        lines += ["## Feedback", record["Feedback"]]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -182,5 +192,5 @@ def reflect(lm: Any, instruction: str, rows: Sequence[EvalRow], predictor: str, 
     return checked_instruction(extract_block(completion.text), instruction)
 
 
-__all__ = ["GroundedProposer", "ProposalRejected", "reflect", "reflective_examples", "describe_program", "TIPS",
+__all__ = ["GroundedProposer", "ProposalRejected", "reflect", "reflective_examples", "reflective_dataset", "describe_program", "TIPS",
            "extract_block", "checked_instruction"]
