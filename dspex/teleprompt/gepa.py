@@ -180,9 +180,14 @@ class GEPA(Teleprompter):
         budget = self.budget(len(names), len(trainset), len(valset))
         settings = {"budget": budget, "mb": self.reflection_minibatch_size, "strategy": self.strategy,
                     "merge": self.use_merge, "merges": self.max_merge_invocations, "skip": self.skip_perfect_score,
-                    "perfect": self.perfect_score, "format_feedback": self.add_format_failure_as_feedback,
-                    "selector": self.component_selector,
-                    "proposer": _qualname(self.instruction_proposer)}
+                    "perfect": self.perfect_score}
+        # later settings join the fingerprint only when they are not at their default, so a journal written
+        # before they existed still resumes (tests/dspex/test_journal_compat.py)
+        for key, value, default in (("format_feedback", self.add_format_failure_as_feedback, True),
+                                    ("selector", self.component_selector, "round_robin"),
+                                    ("proposer", _qualname(self.instruction_proposer), None)):
+            if value != default:
+                settings[key] = value
         if self.log_dir is not None:  # DSPy's name for the run directory
             if job_options.get("run_dir") not in (None, self.log_dir):
                 raise ConfigError("GEPA(log_dir=...) and compile(run_dir=...) name two run directories: pass one")
