@@ -17,7 +17,8 @@ import json
 import threading
 from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Mapping as MappingABC
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..evaluate.result import EvalRow, load_journal
 from ..primitives import Example
@@ -154,4 +155,26 @@ def mean(rows: Sequence[EvalRow]) -> float:
     return sum(r.score for r in rows) / len(rows) if rows else 0.0
 
 
-__all__ = ["ScoreBoard", "instructions_of", "edited", "digest", "mean", "in_order"]
+class ScoredProgram(MappingABC):
+    """One of a compiled program's ``candidate_programs`` (COPRO, SIMBA): ``item["score"]``,
+    ``item["program"]`` and the optimizer's other keys, read as DSPy's dicts. A mapping but not a dict, so
+    the candidates' predictors never count as the compiled program's own (dspex's module walk looks inside
+    dicts held in lists; DSPy's does not)."""
+
+    def __init__(self, score: float, program: Any, **more: Any) -> None:
+        self._items = {"score": score, "program": program, **more}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"ScoredProgram(score={self._items['score']!r})"
+
+
+__all__ = ["ScoreBoard", "ScoredProgram", "instructions_of", "edited", "digest", "mean", "in_order"]

@@ -32,7 +32,7 @@ from ..programs import Module, Predict
 from ..programs.settings import resolve_lm, setting
 from ..signature import InputField, OutputField, Signature
 from .base import Teleprompter
-from .candidates import digest, in_order
+from .candidates import ScoredProgram, digest, in_order
 from .job import CandidateScore, CompileJob, CompileStopped, percent
 from .proposer import ProposalRejected, checked_instruction
 from .validate import check_student, check_trainset, example_digest, structure, tokens_per_call
@@ -306,8 +306,8 @@ class _Search:
         for score, pair, config, d in everything:  # one entry per program (DSPy drops repeats too)
             if self.key(config) not in seen:
                 seen.add(self.key(config))
-                kept.append({"score": percent(score), "program": self.program(config), "instruction": pair[0],
-                             "prefix": pair[1], "depth": d})
+                kept.append(ScoredProgram(percent(score), self.program(config), instruction=pair[0], prefix=pair[1],
+                                          depth=d))
         compiled = kept[0]["program"] if kept else self.student.deepcopy()
         compiled.candidate_programs = kept
         compiled.total_calls = self.total_calls

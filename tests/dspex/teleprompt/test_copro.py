@@ -71,6 +71,7 @@ def test_the_search_finds_the_instruction_in_the_second_round_and_leaves_the_stu
     assert student.signature.fields["answer"].json_schema_extra["prefix"] == "Answer:"
     assert {c.instructions["self"] for c in report.candidates} == {ORIGINAL, WITHOUT_RULE, WITH_RULE}  # quotes dropped
     assert compiled.candidate_programs[0]["program"] is compiled and compiled.candidate_programs[0]["score"] == 100.0
+    assert len(compiled.candidate_programs) > 1 and len(compiled.named_predictors()) == 1  # the others are not its own
     assert dspex.Evaluate(task_data(6, "x"), feedback_metric, progress=False).run(compiled).score == 100.0
     _, shallow = compile_with(lm, copro(depth=1))  # one round: the proposals never see a score
     assert shallow.compile_report.score == 50.0 and WITH_RULE not in shallow.signature.instructions
