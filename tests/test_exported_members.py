@@ -21,7 +21,7 @@ DSPEX = {
     "LMUnsupportedFeatureError", "LMUnsupportedModelError", "LabeledFewShot", "LedgerReport", "MIPROv2",
     "MalformedResponse", "Module", "MultiChainComparison", "OldField", "OldInputField", "OldOutputField",
     "OutputField", "Parallel", "Predict", "Prediction", "Predictor", "ProviderError", "RateLimited", "ReAct",
-    "Reasoning", "Refine", "Runtime", "Settings", "Signature", "SignatureError", "SignatureMeta", "StreamListener",
+    "Reasoning", "Refine", "Runtime", "SIMBA", "Settings", "Signature", "SignatureError", "SignatureMeta", "StreamListener",
     "StreamResponse", "TextAdapter", "Tool", "ToolCallResults", "ToolCalls", "TwoStepAdapter", "Type", "Usage",
     "UsageTotals", "XMLAdapter", "adapters", "asyncify", "cache", "combine", "configure", "configure_cache",
     "configure_dspy_loggers", "configure_logging", "context", "current_runtime", "disable_litellm_logging",
@@ -55,7 +55,7 @@ DSPY = {
 }
 NOT_IN_DSPEX = {
     # issue 23 (optimizers and retrieval): built on the Teleprompter base and the journal, each in its own file
-    "SIMBA": "issue 23", "InferRules": "issue 23",
+    "InferRules": "issue 23",
     "BootstrapFewShotWithOptuna": "issue 23", "bootstrap_trace_data": "issue 23", "propose": "issue 23",
     "ColBERTv2": "issue 23", "KNN": "issue 23",
     # fine-tuning needs a trainable model (no GPU here): out of scope

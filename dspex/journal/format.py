@@ -33,10 +33,13 @@ class EntryKind(str, Enum):
     BOOTSTRAP = "bootstrap"  # BootstrapFewShot (and the optimizers built on it): one teacher trace tried
     CANDIDATE = "candidate"  # random search, COPRO: a candidate program scored; GEPA: a candidate added to the pool
     SUMMARY = "summary"  # MIPROv2: the proposer's summary of the data
-    PROPOSAL = "proposal"  # MIPROv2, COPRO: an instruction proposed; GEPA: what became of a planned proposal
-    TRIAL = "trial"  # MIPROv2: one sampler trial's minibatch score
-    FULL = "full"  # MIPROv2: one configuration's score on the whole valset
+    PROPOSAL = "proposal"  # MIPROv2, COPRO: an instruction proposed; GEPA: what became of a planned proposal;
+    # SIMBA: a candidate made by a strategy (a demo or a rule)
+    TRIAL = "trial"  # MIPROv2: one sampler trial's minibatch score; SIMBA: a new candidate's mini-batch scores
+    FULL = "full"  # MIPROv2: one configuration's score on the whole valset; SIMBA: a winner's on the trainset
     REFLECTION = "reflection"  # GEPA: the instruction one reflection wrote
+    BATCH = "batch"  # SIMBA: the mini-batch a step drew and the programs sampled on it
+    TRAJECTORY = "trajectory"  # SIMBA: one sampled program's run on one example of a step's mini-batch
 
     @property
     def scores_a_program(self) -> bool:
@@ -258,6 +261,77 @@ class CoproScore(Entry):
 
 
 @dataclass(frozen=True)
+class SimbaBatch(Entry):
+    """SIMBA: step ``step`` drew the train indices ``batch``; ``programs[m][i]`` is the pool program that
+    sample ``m`` ran on ``batch[i]``."""
+
+    kind: ClassVar[EntryKind] = EntryKind.BATCH
+    step: int
+    batch: list[int]
+    programs: list[list[int]]
+
+
+@dataclass(frozen=True)
+class SimbaTrajectory(Entry):
+    """SIMBA: sample ``sample`` of step ``step`` ran pool program ``program`` on train example ``example``:
+    its predictor calls (``trace``), outputs, the metric's ``score`` and ``feedback`` (``error``: why the
+    run failed, scored 0)."""
+
+    kind: ClassVar[EntryKind] = EntryKind.TRAJECTORY
+    step: int
+    sample: int
+    example: int
+    program: int
+    score: float
+    outputs: dict | None
+    trace: list[dict]
+    feedback: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class SimbaProposal(Entry):
+    """SIMBA: candidate ``slot`` of step ``step``, made from pool program ``source`` for the bucket of train
+    example ``example`` by ``strategy`` ("demo" or "rule") after dropping the demos at ``dropped``;
+    ``advice``: the rule the prompt model wrote per predictor; ``built`` False: the strategy failed and no
+    candidate came of it (``note`` says why, or what the strategy did)."""
+
+    kind: ClassVar[EntryKind] = EntryKind.PROPOSAL
+    step: int
+    slot: int
+    example: int
+    source: int
+    strategy: str
+    dropped: list[int]
+    advice: dict[str, str] | None
+    built: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class SimbaScore(Entry):
+    """SIMBA: pool program ``program`` (``key``: a digest of its instructions and demos), new in step
+    ``step``, scored ``scores`` on the step's mini-batch."""
+
+    kind: ClassVar[EntryKind] = EntryKind.TRIAL
+    step: int
+    program: int
+    key: str
+    scores: list[float]
+
+
+@dataclass(frozen=True)
+class SimbaFinal(Entry):
+    """SIMBA: pool program ``program`` (``key``: its digest), a step's winner, scored ``score`` (the mean)
+    on the whole trainset."""
+
+    kind: ClassVar[EntryKind] = EntryKind.FULL
+    program: int
+    key: str
+    score: float
+
+
+@dataclass(frozen=True)
 class Step:
     """A line of a kind the reader named no class for (the dashboard reads any journal): its kind and
     fields as written. A step that scores a program has a finite ``score``."""
@@ -324,4 +398,5 @@ def finite_number(value: Any) -> bool:
 
 __all__ = ["FORMAT", "JournalType", "EntryKind", "Entry", "Header", "Row", "BootstrapTrace", "ScoredCandidate",
            "DataSummary", "InstructionProposal", "Trial", "FullScore", "Reflection", "ProposalOutcome", "PoolCandidate",
-           "CoproProposal", "CoproScore", "Step"]
+           "CoproProposal", "CoproScore", "SimbaBatch", "SimbaTrajectory", "SimbaProposal", "SimbaScore", "SimbaFinal",
+           "Step"]

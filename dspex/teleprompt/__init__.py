@@ -18,8 +18,9 @@ from .gepa import GEPA
 from .mipro import MIPROv2
 from .proposer import ProposalRejected
 from .random_search import BootstrapFewShotWithRandomSearch
+from .simba import SIMBA
 
 __all__ = ["Teleprompter", "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "KNNFewShot",
            "KNN", "KNNProgram", "CompileReport", "CandidateScore", "CompileProgress", "CompileJob", "CompileStopped",
-           "NoTracePassed", "EvaluationFailed", "MIPROv2", "GEPA", "COPRO", "ProposalRejected",
+           "NoTracePassed", "EvaluationFailed", "MIPROv2", "GEPA", "COPRO", "SIMBA", "ProposalRejected",
            "Ensemble", "EnsembledProgram"]

@@ -24,7 +24,8 @@ import dspex
 from dspex.errors import JournalCorrupt, JournalError, JournalLocked, JournalTooNew, JournalWriteError
 from dspex.evaluate import EvaluationCancelled
 from dspex.journal import (FORMAT, BootstrapTrace, CoproProposal, CoproScore, EntryKind, FullScore, Header, JournalType, JournalWriter,
-                           PoolCandidate, ProposalOutcome, Row, RunLock, ScoredCandidate, Step, Trial, append,
+                           PoolCandidate, ProposalOutcome, Row, RunLock, ScoredCandidate, SimbaBatch, SimbaFinal,
+                           SimbaProposal, SimbaScore, SimbaTrajectory, Step, Trial, append,
                            lock_path, read)
 from dspex.testing import ProviderServer
 
@@ -119,6 +120,11 @@ def test_a_fifo_is_refused_not_read_forever(tmp_path):
     ProposalOutcome(0, 1, "reflect", [0], "self", "minibatch 3 > 1"),
     CoproProposal(1, "self", 2, "Answer briefly.", "Answer:", None),
     CoproScore(1, "self", 2, {"self": ["Answer briefly.", "Answer:"]}, 0.5),
+    SimbaBatch(1, [3, 0], [[0, 2], [1, 1]]),
+    SimbaTrajectory(1, 0, 3, 2, 1.0, {"a": "É"}, [{"predictor": "self", "inputs": {"q": "é"}, "outputs": {}}], None,
+                    None),
+    SimbaProposal(1, 0, 3, 2, "rule", [0], {"self": "Answer in upper case."}, True, "a rule from the prompt model"),
+    SimbaScore(1, 5, "ab12", [1.0, 0.0]), SimbaFinal(5, "ab12", 0.5),
 ], ids=lambda e: type(e).__name__)
 def test_every_entry_reads_back_as_itself(tmp_path, entry):
     journal = tmp_path / "j.jsonl"
