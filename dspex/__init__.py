@@ -33,7 +33,7 @@ from .signature import (Field, InputField, OutputField, Signature, SignatureMeta
                         make_signature)
 from .signatures import OldField, OldInputField, OldOutputField
 from .teleprompt import (COPRO, BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
-                         CompileReport, Ensemble, EvaluationFailed, GEPA, KNNFewShot, LabeledFewShot, MIPROv2, SIMBA)
+                         CompileReport, Ensemble, EvaluationFailed, GEPA, KNN, KNNFewShot, LabeledFewShot, MIPROv2, SIMBA)
 from .retrievers import Embeddings, EmbeddingsWithScores, Retrieve
 from .utils.asyncify import asyncify
 from .utils.syncify import syncify
@@ -49,7 +49,7 @@ __all__ = [
     "MultiChainComparison", "BestOfN", "Refine", "Parallel", "majority", "load", "combine", "Adapter", "ChatAdapter",
     "JSONAdapter", "TextAdapter", "XMLAdapter", "TwoStepAdapter", "Audio", "Code", "File", "History", "Image", "Reasoning", "ToolCallResults",
     "ToolCalls", "Type", "LM", "BaseLM", "Embedder", "Evaluate", "EvaluationResult", "EvalRow", "metrics",
-    "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "BootstrapRS", "KNNFewShot", "MIPROv2",
+    "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "BootstrapRS", "KNN", "KNNFewShot", "MIPROv2",
     "GEPA", "COPRO", "SIMBA", "Ensemble", "CompileReport", "CandidateScore", "CompileProgress", "EvaluationFailed",
     "Retrieve", "Embeddings", "EmbeddingsWithScores",
     "configure", "context",

@@ -14,7 +14,7 @@ DSPEX = {
     "CompileReport", "Completion", "Completions", "ConfigError", "ContextWindowExceededError", "DSPyError",
     "DspexError", "Embedder", "EvalRow", "Evaluate", "EvaluationFailed", "EvaluationResult", "Example",
     "ExampleError", "Field", "File", "Ensemble", "GEPA", "History", "Image", "InputField", "JSONAdapter", "JournalCorrupt",
-    "JournalError", "JournalLocked", "JournalTooNew", "JournalWriteError", "KNNFewShot", "LM", "LMAuthError",
+    "JournalError", "JournalLocked", "JournalTooNew", "JournalWriteError", "KNN", "KNNFewShot", "LM", "LMAuthError",
     "LMBillingError", "LMCollectionLimitError", "LMConfigurationError", "LMError", "LMInvalidRequestError",
     "LMLockTimeoutError", "LMNotConfiguredError", "LMProviderError", "LMRateLimitError", "LMServerError",
     "LMStreamAssemblyError", "LMTimeout", "LMTimeoutError", "LMTransportError", "LMUnexpectedError",
@@ -57,7 +57,7 @@ NOT_IN_DSPEX = {
     # issue 23 (optimizers and retrieval): built on the Teleprompter base and the journal, each in its own file
     "InferRules": "issue 23",
     "BootstrapFewShotWithOptuna": "issue 23", "bootstrap_trace_data": "issue 23", "propose": "issue 23",
-    "ColBERTv2": "issue 23", "KNN": "issue 23",
+    "ColBERTv2": "issue 23",
     # fine-tuning needs a trainable model (no GPU here): out of scope
     "BootstrapFinetune": "fine-tuning", "BetterTogether": "fine-tuning", "TrainingJob": "fine-tuning",
     "AvatarOptimizer": "deprecated in DSPy",
