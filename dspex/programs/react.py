@@ -13,6 +13,7 @@ A tool may be a supervised actor: ``Tool.from_actor(ref, name, desc, args)`` cal
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 from typing import Any, Literal
@@ -25,11 +26,12 @@ from ..primitives import Prediction
 from ..signature import InputField, OutputField, ensure_signature, make_signature
 from ..utils import callback as _callback_module
 from ..utils.exceptions import format_error_for_lm
+from . import react_native
+from .react_native import FINISH
 from .module import Module, combine
 from .predict import ChainOfThought, Predict
 from .settings import setting
 
-FINISH = "finish"
 _ATTEMPTS = 3  # calls of one step with an ever shorter trajectory before giving up on it
 _TRACEBACK_FRAMES = 5  # frames of a failing tool's traceback the model reads
 
@@ -98,6 +100,10 @@ class ReAct(Module):
         """The result has the signature's outputs and ``trajectory``, DSPy's dict: ``thought_0``,
         ``tool_name_0``, ``tool_args_0``, ``observation_0``, ..."""
         max_iters = input_args.pop("max_iters", self.max_iters)
+        if react_native.uses_native_calls(self):  # the adapter asks for tool calls natively, and the LM makes them
+            preds, trajectory = react_native.run(self, input_args, max_iters)
+            final = self._call_with_potential_trajectory_truncation(self.extract, trajectory, **input_args)
+            return self._result(preds, final, trajectory)
         trajectory: dict[str, Any] = {}
         preds: list[Any] = []
         for idx in range(max_iters):
@@ -122,6 +128,8 @@ class ReAct(Module):
         """``forward`` for ``await agent.acall(...)``: steps through ``acall``, tools through ``Tool.acall``
         (async tools are awaited)."""
         max_iters = input_args.pop("max_iters", self.max_iters)
+        if react_native.uses_native_calls(self):  # the native loop's steps and tools, on a worker thread
+            return await asyncio.to_thread(self.forward, **input_args, max_iters=max_iters)
         trajectory: dict[str, Any] = {}
         preds: list[Any] = []
         for idx in range(max_iters):

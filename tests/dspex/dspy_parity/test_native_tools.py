@@ -125,3 +125,34 @@ def test_a_replayed_tool_turn_reaches_each_provider_as_its_own_messages(world, p
     assert "rain in Oslo" in body and "Oslo" in body
     assert {"openai": '"tool_call_id": "call_7"', "anthropic": '"tool_use_id": "call_7"',
             "gemini": '"functionResponse"'}[provider] in body
+
+
+def agent_answer(req):
+    """A tool-calling model: weather first, then finish once the weather is in the conversation; the extract
+    step (no tools) answers from the trajectory."""
+    if req.tools:
+        if any(m["role"] == "tool" and "sunny" in m["content"] for m in req.messages):
+            return SimAnswer(chat(next_thought="I know it now."), tool_calls=(SimToolCall("finish", {}),))
+        return SimAnswer(chat(next_thought="Look it up."), tool_calls=(SimToolCall("weather", {"city": "Paris"}),))
+    if "next_tool_name" in req.system:  # the text loop's step
+        return chat(next_thought="Done.", next_tool_name="finish", next_tool_args="{}")
+    return chat(reasoning="The tool said so.", answer="sunny")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_react_runs_on_native_tool_calls_when_the_adapter_asks_for_them(tmp_path, provider):
+    with ProviderServer(answer=agent_answer, api_key=KEY) as server, \
+            dspy.runtime("local", cache_dir=tmp_path / "cache", log_level=None):
+        agent = dspy.ReAct("question -> answer", tools=[weather], lm=lm_for(server, provider))
+        with dspy.context(adapter=dspy.ChatAdapter(use_native_function_calling=True)):
+            pred = agent(question="weather in Paris?")
+        assert pred.answer == "sunny"
+        assert pred.trajectory["tool_name_0"] == "weather" and pred.trajectory["observation_0"] == "sunny in Paris"
+        assert pred.trajectory["tool_name_1"] == "finish"
+        second = json.dumps(server.log[1].body)
+        assert "sunny in Paris" in second and "next_tool_name" not in second  # replayed as tool messages
+        assert {"openai": '"tool_call_id"', "anthropic": '"tool_result"', "gemini": '"functionResponse"'}[
+            provider] in second
+        with dspy.context(adapter=dspy.ChatAdapter()):  # the text loop, as DSPy's ReAct
+            agent(question="weather in Rome?")
+        assert "next_tool_name" in json.dumps(server.log[-2].body)
