@@ -7,10 +7,12 @@ answer with the ChatAdapter (JSON fallback included) into the signature's output
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError, LMError
 from ..signature import Field, FieldKind, SignatureMeta, make_signature
+from ..utils.syncify import caller_loop, on_caller_loop
 from .base import Adapter, Message, ParseFailure, _as_output_list
 from .chat_adapter import ChatAdapter
 from .utils import format_field_value, get_field_description_string
@@ -65,9 +67,13 @@ class TwoStepAdapter(Adapter):
 
     def parse(self, signature: SignatureMeta, completion: str) -> dict[str, Any]:
         """The extraction model's reading of the main LM's answer."""
+        extractor = self._extractor_signature(signature)
         try:
-            return ChatAdapter()(self.extraction_model, {}, self._extractor_signature(signature), [],
-                                 {"text": completion})[0]
+            if caller_loop() is not None and inspect.iscoroutinefunction(getattr(self.extraction_model, "acall", None)):
+                # inside ``await program.acall(...)``: the extraction model's async call, on the caller's loop
+                return on_caller_loop(ChatAdapter().acall(self.extraction_model, {}, extractor, [],
+                                                          {"text": completion}))[0]
+            return ChatAdapter()(self.extraction_model, {}, extractor, [], {"text": completion})[0]
         except LMError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure to extract is a parse failure of this answer

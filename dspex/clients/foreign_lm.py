@@ -11,11 +11,13 @@ behind it, so no limits, breaker, retries, cache or ledger apply (use ``dspex.LM
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 from ..errors import MalformedResponse
 from ..primitives import Usage
 from ..utils.callback import with_callbacks
+from ..utils.syncify import caller_loop, on_caller_loop
 from .messages import Completion
 
 LOCAL_OPTIONS = ("prompt_style", "rollout", "rollout_id", "run")  # dspex's own request options: never sent
@@ -35,7 +37,12 @@ class ForeignLM:
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         sent = {k: v for k, v in options.items() if k not in LOCAL_OPTIONS}
-        outputs = self._lm(messages=list(messages), **sent)
+        acall = getattr(self._lm, "acall", None)
+        if caller_loop() is not None and inspect.iscoroutinefunction(acall):
+            # an ``await program.acall(...)``: the object's own async call, on the caller's event loop
+            outputs = on_caller_loop(acall(messages=list(messages), **sent))
+        else:
+            outputs = self._lm(messages=list(messages), **sent)
         first = outputs[0] if isinstance(outputs, (list, tuple)) and outputs else outputs
         if isinstance(first, dict):
             text, extras = first.get("text"), tuple((k, v) for k, v in first.items() if k != "text" and v)

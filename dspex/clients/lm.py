@@ -87,6 +87,9 @@ class LM:
         if provider == "python":
             raise ConfigError(f"{model!r}: 'python/' models are dspex.BaseLM subclasses: subclass dspex.BaseLM "
                               "and implement forward(prompt=None, messages=None, **kwargs)")
+        if provider == "colbert":
+            raise ConfigError(f"{model!r}: a ColBERT server is a retriever, not an LM: use "
+                              "dspex.ColBERTv2(url=...) (e.g. as dspex.configure(rm=...))")
         rt = runtime or current_runtime()
         if provider == "local":  # the runtime starts (or finds) the model's server process; it sets no limits
             rpm = None if rpm == AUTO else rpm
@@ -257,6 +260,14 @@ class LM:
         if any(c.extras for c in comps):
             return [{"text": c.text, **dict(c.extras)} for c in comps]
         return [c.text for c in comps]
+
+    async def acall(self, prompt: str | Sequence[dict] | None = None, messages: Sequence[dict] | None = None,
+                    **overrides: Any) -> list[str | dict]:
+        """DSPy's ``await lm.acall(...)``: the call on a worker thread (the client actor keeps the limits; the
+        caller's context goes along), the same list as ``lm(...)``."""
+        import asyncio
+
+        return await asyncio.to_thread(self.__call__, prompt, messages, **overrides)
 
     # --- state -------------------------------------------------------------------------------------
 

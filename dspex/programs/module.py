@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..primitives import Example, Prediction, Usage
 from ..utils.callback import with_callbacks
 from ..utils.parallelizer import ParallelExecutor
+from ..utils.syncify import awaited_from
 from . import trace
 
 FORMAT_VERSION = 2  # 2: DSPy's shape (state per predictor name at the top, and ``metadata``); 1 had ``state``
@@ -99,7 +100,8 @@ class Module:
             with trace.collect(self) as steps:
                 result = await aforward(*args, **inputs)
             return _totalled(result, steps)
-        return await asyncio.to_thread(self._run, *args, **inputs)
+        with awaited_from(asyncio.get_running_loop()):
+            return await asyncio.to_thread(self._run, *args, **inputs)
 
     def batch(self, examples: Any, num_threads: int | None = None, max_errors: int | None = None,
               return_failed_examples: bool = False, provide_traceback: bool | None = None,

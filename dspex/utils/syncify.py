@@ -17,10 +17,11 @@ root, that defines both ``__call__`` and ``forward``: ``dspex.Module`` for a dsp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from types import MethodType
-from typing import Any, Coroutine
+from typing import Any, Coroutine, Iterator
 
 _wrappers: dict[type, type] = {}
 _wrappers_lock = threading.Lock()
@@ -48,6 +49,35 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+# the event loop of an ``await module.acall(...)`` whose sync body runs on a worker thread: async work that
+# body reaches (an LM object's own ``acall``) is awaited there, not on a loop of its own
+_CALLER_LOOP: contextvars.ContextVar[Any] = contextvars.ContextVar("dspex_caller_loop", default=None)
+
+
+def caller_loop() -> Any:
+    """The event loop awaiting this thread's work (an async call's), or None."""
+    return _CALLER_LOOP.get()
+
+
+@contextlib.contextmanager
+def awaited_from(loop: Any) -> Iterator[None]:
+    """Work started inside the block (on worker threads that copy the context) is awaited on ``loop``."""
+    token = _CALLER_LOOP.set(loop)
+    try:
+        yield
+    finally:
+        _CALLER_LOOP.reset(token)
+
+
+def on_caller_loop(coro: Coroutine[Any, Any, Any]) -> Any:
+    """``coro``'s result, awaited on the caller's event loop (see :func:`awaited_from`), else as
+    :func:`run_async` runs it."""
+    loop = caller_loop()
+    if loop is None:
+        return run_async(coro)
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
 
 def _forward(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -90,4 +120,4 @@ def syncify(program: Any, in_place: bool = True) -> Any:
     return _wrapper_class(_module_base(type(program)))(program)
 
 
-__all__ = ["syncify", "run_async"]
+__all__ = ["syncify", "run_async", "caller_loop", "awaited_from", "on_caller_loop"]

@@ -45,3 +45,29 @@ def test_an_object_that_answers_garbage_is_a_typed_error():
 def test_something_that_cannot_be_called_is_a_config_error():
     with pytest.raises(ConfigError, match="lm must be"):
         dspex.Predict("question -> answer", lm=object())(question="hi?")
+
+
+def test_an_async_call_awaits_the_objects_own_acall_on_the_callers_loop():
+    import asyncio
+
+    class AsyncClient:
+        model = "my/async"
+
+        def __init__(self):
+            self.loops = []
+
+        def __call__(self, messages=None, **kwargs):
+            raise AssertionError("the sync call is not used under acall")
+
+        async def acall(self, messages=None, **kwargs):
+            self.loops.append(asyncio.get_running_loop())
+            return ["[[ ## answer ## ]]\nawaited"]
+
+    client = AsyncClient()
+
+    async def main():
+        pred = await dspex.Predict("question -> answer", lm=client).acall(question="hi?")
+        return pred, asyncio.get_running_loop()
+
+    pred, loop = asyncio.run(main())
+    assert pred.answer == "awaited" and client.loops == [loop]

@@ -60,3 +60,11 @@ def test_a_spy_with_a_provider_sees_the_request_and_its_super_call_is_leased_and
 def test_the_plain_lm_still_refuses_a_model_without_a_provider(rt):
     with pytest.raises(ConfigError, match="provider/model"):
         dspex.LM("dummy_model")
+
+
+def test_lm_acall_gives_the_same_list_as_the_call(rt):
+    import asyncio
+
+    with ProviderServer(answer=lambda req: "plain text", api_key=KEY) as server:
+        lm = dspex.LM("openai/m", api_key=KEY, base_url=server.base_url(), cache=False)
+        assert asyncio.run(lm.acall("hi")) == lm("hi") == ["plain text"]
