@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import dspex
 from dspex.adapters import ChatAdapter, JSONAdapter
 from dspex.adapters.types import History, Reasoning, Tool, ToolCallResults, ToolCalls
+
+
+@pytest.fixture(autouse=True)
+def rt(tmp_path):
+    """The spy LM's client lives in this runtime (never the process's default one, which other tests see)."""
+    with dspex.runtime("local", cache_dir=tmp_path, log_level=None) as runtime:
+        yield runtime
 
 
 def search(query: str) -> str:
