@@ -63,6 +63,8 @@ _SPECS = (
     ProviderSpec("local", "http://127.0.0.1/v1", wire="local"),
     # a dspex.BaseLM subclass: its forward() answers in this process (no HTTP; the URL only names the client)
     ProviderSpec("python", "http://python.invalid", wire="python"),
+    # a ColBERTv2 search server (dspex.ColBERTv2, DSPy's client; the URL is the index's): no key, searches are free
+    ProviderSpec("colbert", "http://0.0.0.0", wire="colbert"),
 )
 # prices as published in 2025; check the provider's page before relying on a budget
 

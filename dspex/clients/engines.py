@@ -44,10 +44,11 @@ class Engines:
         self._history: deque[dict] = deque(maxlen=HISTORY)
 
     def pipeline(self, cfg: LMConfig, key: Secret | None, price: Price | None = None, *,
-                 transport: Any = None, owner: Any = None) -> Pipeline:
+                 transport: Any = None, owner: Any = None, remember: bool = True) -> Pipeline:
         """This process's pipeline for a client (one per client and key). A handle that brings its own
         ``transport`` (a ``dspex.BaseLM``: its ``forward``) gets a pipeline of its own, dropped (its reports
-        handed over first) when the ``owner`` handle is garbage-collected."""
+        handed over first) when the ``owner`` handle is garbage-collected. ``remember=False``: the client's
+        requests stay out of the LM call history (a retriever's searches)."""
         ident: tuple = (cfg.client_key, cfg.max_in_flight, cfg.timeout, key)
         if transport is not None:
             ident = (*ident, id(owner))
@@ -56,7 +57,8 @@ class Engines:
             if found is None:
                 link = ClientLink(lambda: self._find_client(cfg, price), cfg.qualified)
                 found = self._pipelines[ident] = Pipeline(transport or Transport(cfg, key), self.response_cache(),
-                                                          link, self._history, direct=self.direct)
+                                                          link, self._history if remember else None,
+                                                          direct=self.direct)
                 if owner is not None:
                     weakref.finalize(owner, self._drop, ident)
             return found

@@ -232,14 +232,17 @@ class DirectChannel:
 
 class Pipeline:
     """One client's requests from one process: its transport (HTTP pool), the process's response cache
-    and call history, and its lease channel, direct or coalesced (chosen here, once)."""
+    and call history, and its lease channel, direct or coalesced (chosen here, once). ``history`` None: no
+    ``remember`` layer (a client that is not an LM, e.g. a ColBERT search: not in ``lm.history`` or
+    ``dspex.track_usage()``; its client actor still counts each request)."""
 
-    def __init__(self, transport: Transport, cache: ResponseCache, link: ClientLink, history: deque, *,
+    def __init__(self, transport: Transport, cache: ResponseCache, link: ClientLink, history: deque | None, *,
                  direct: bool) -> None:
         self.transport = transport
         self.link = link
         self.channel = DirectChannel(link) if direct else CoalescedChannel(link)
-        self._send = Remember(Cached(Leased(Streamed(transport), self.channel), cache, self.channel), history)
+        send: Send = Cached(Leased(Streamed(transport), self.channel), cache, self.channel)
+        self._send = Remember(send, history) if history is not None else send
 
     def send(self, request: Request) -> Completion:
         """The completion of ``request``; raises a typed :class:`~dspex.errors.LMError`."""

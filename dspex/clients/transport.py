@@ -124,10 +124,11 @@ class Transport:
         self._key = key
         self._url = self.wire.url(cfg)
         split = urlsplit(self._url)
-        self._path = split.path + (f"?{split.query}" if split.query else "")
+        self._path = (split.path or "/") + (f"?{split.query}" if split.query else "")
         streamed = urlsplit(self.wire.stream_url(cfg))
         self._stream_path = streamed.path + (f"?{streamed.query}" if streamed.query else "")
         self._headers = {"Content-Type": "application/json", **self.wire.headers(key)}
+        self._bare_headers = self.wire.headers(key)  # a request without a body (a search by GET)
         self._timeout = urllib3.Timeout(connect=min(10.0, cfg.timeout), read=cfg.timeout)
         self.session = requests.Session()
         self.session.proxies.update(requests.utils.get_environ_proxies(self._url))
@@ -151,8 +152,12 @@ class Transport:
         server-sent events and each piece of text is handed to ``on_text`` as it arrives; the outcome is
         the same either way (the whole text, the provider's counts)."""
         streaming = on_text is not None and self.wire.streams
-        make = self.wire.stream_body if streaming else self.wire.body
-        body = json.dumps(make(self.cfg, messages, params)).encode()
+        if streaming:
+            method, path, payload = "POST", self._stream_path, self.wire.stream_body(self.cfg, messages, params)
+        else:
+            method, query, payload = self.wire.request(self.cfg, messages, params)
+            path = f"{self._path}{'&' if '?' in self._path else '?'}{query}" if query else self._path
+        body = json.dumps(payload).encode() if payload is not None else None
         start = time.monotonic()
         self._deadlines.begin(start + self.cfg.timeout)  # the whole attempt, not each read
         streamed: Parsed | None = None
@@ -163,6 +168,8 @@ class Transport:
             """The provider answered 200, so it bills the attempt, but the answer is unusable: booked at
             what the body says it used, else at the attempt's maximum (marked ``estimated``)."""
             latency = time.monotonic() - start
+            if counts is None and not self.wire.bills:  # an API that bills nothing: no estimate either
+                counts = (0, 0)
             if counts is not None:
                 return AttemptResult(kind, latency, "", counts[0], counts[1], status=status, detail=detail, hints=hints)
             return AttemptResult(kind, latency, "", prompt_tokens_bound(messages),
@@ -170,8 +177,9 @@ class Transport:
                            hints=hints, estimated=True)
 
         try:
-            resp = self._pool.urlopen("POST", self._stream_path if streaming else self._path, body=body,
-                                      headers=self._headers, retries=False, timeout=self._timeout,
+            resp = self._pool.urlopen(method, path, body=body,
+                                      headers=self._headers if body is not None else self._bare_headers,
+                                      retries=False, timeout=self._timeout,
                                       preload_content=False, assert_same_host=False)
             if streaming and resp.status == 200:
                 streamed, raw = self._read_stream(resp, on_text), b""  # type: ignore[arg-type]

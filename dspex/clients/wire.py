@@ -1,7 +1,8 @@
 """Wire formats: how a provider wants a chat request, and where its answer and token counts are.
 
 A provider's entry in the registry (``dspex/providers.py``) names its wire format; this module holds
-one stateless class per format (``WireFormat`` subclasses), found by name in :data:`WIRE_FORMATS`.
+one stateless class per format (``WireFormat`` subclasses), found by name in :data:`WIRE_FORMATS`. One
+format is not chat: ``colbert``, a ColBERTv2 search server (``dspex.ColBERTv2``'s searches, on the same pipeline).
 
 Messages come in the chat-completions shape (content parts, ``tool_calls``, ``role: "tool"`` results, checked
 by :func:`check_message`); ``tools`` / ``tool_choice`` in OpenAI's function shape. Each format renders them as
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Mapping
+from urllib.parse import urlencode
 
 from supervision.resilience.adaptive import Advert, RateHints
 
@@ -401,6 +403,13 @@ class WireFormat:
 
     def body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
         raise NotImplementedError
+
+    def request(self, cfg: LMConfig, messages: list[dict], params: dict) -> tuple[str, str, dict | None]:
+        """A request that is not streamed, as (HTTP method, query string added to :meth:`url`, JSON body or
+        None): chat formats POST their :meth:`body`; a search API may ask with GET and a query string."""
+        return "POST", "", self.body(cfg, messages, params)
+
+    bills = True  # each answer costs tokens (False: the API bills nothing, e.g. a retriever's search)
 
     def parse(self, body: Any) -> Parsed:
         raise NotImplementedError
@@ -842,7 +851,52 @@ class Local(OpenAI):
         return body
 
 
-WIRE_FORMATS: dict[str, WireFormat] = {w.name: w for w in (OpenAI(), Anthropic(), Gemini(), Local())}
+class ColBERT(WireFormat):
+    """A ColBERTv2 search server (DSPy's ``ColBERTv2`` client): ``GET <url>?query=...&k=...``, or ``POST <url>``
+    with ``{"query", "k"}`` when the request's params say ``post_requests``; the answer is ``{"topk": [{"text",
+    "pid", "score", ...}]}``. The passages travel (and are cached) as the answer's text, a JSON array with each
+    passage's ``long_text`` set (DSPy's name for its text). A search bills no tokens; ``{"error": ..., "message":
+    ...}`` or any other shape is a WireError (``MalformedResponse`` after the client's retries)."""
+
+    name = "colbert"
+    streams = False
+    bills = False
+
+    def url(self, cfg: LMConfig) -> str:
+        return cfg.base_url  # the index's own URL, as given (DSPy's url[:port])
+
+    def headers(self, key: Secret | None) -> dict:
+        """The key, if any, is the URL's ``user:password``: HTTP Basic auth (what ``requests`` sends for them)."""
+        return {"Authorization": "Basic " + base64.b64encode(key.reveal().encode()).decode()} if key else {}
+
+    def body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
+        return {"query": content_text(messages[-1]["content"]), "k": int(params["k"])}
+
+    def request(self, cfg: LMConfig, messages: list[dict], params: dict) -> tuple[str, str, dict | None]:
+        search = self.body(cfg, messages, params)
+        if params.get("post_requests"):
+            return "POST", "", search
+        return "GET", urlencode(search), None
+
+    def usage(self, body: Any) -> tuple[int, int] | None:
+        return 0, 0  # a search is free: a broken answer is booked at nothing, never at an estimate
+
+    def parse(self, body: Any) -> Parsed:
+        if isinstance(body, dict) and body.get("error"):
+            raise WireError(f"the ColBERT server answered an error: {str(body.get('message', body['error']))[:200]}")
+        found = body.get("topk") if isinstance(body, dict) else None
+        if not isinstance(found, list):
+            raise WireError("not a ColBERT answer: no 'topk' list of passages")
+        passages = []
+        for i, passage in enumerate(found):
+            text = passage.get("text", passage.get("long_text")) if isinstance(passage, dict) else None
+            if not isinstance(text, str):
+                raise WireError(f"not a ColBERT answer: topk[{i}] is not a passage with a 'text' string")
+            passages.append({**passage, "text": text, "long_text": text})
+        return Parsed(json.dumps(passages, ensure_ascii=False), 0, 0, "")
+
+
+WIRE_FORMATS: dict[str, WireFormat] = {w.name: w for w in (OpenAI(), Anthropic(), Gemini(), Local(), ColBERT())}
 
 
 def wire_for(provider: str) -> WireFormat:
@@ -910,7 +964,7 @@ def parse_timestamp(value: str) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-__all__ = ["WireFormat", "OpenAI", "Anthropic", "Gemini", "Local", "WIRE_FORMATS", "wire_for", "Parsed", "WireError",
-           "StreamDelta", "check_message", "check_content", "content_text", "estimate_prompt_tokens", "openai_calls",
-           "parse_data_url", "IMAGE_TOKENS", "MEDIA_TOKENS", "PART_TYPES", "MESSAGE_ROLES",
+__all__ = ["WireFormat", "OpenAI", "Anthropic", "Gemini", "Local", "ColBERT", "WIRE_FORMATS", "wire_for", "Parsed",
+           "WireError", "StreamDelta", "check_message", "check_content", "content_text", "estimate_prompt_tokens",
+           "openai_calls", "parse_data_url", "IMAGE_TOKENS", "MEDIA_TOKENS", "PART_TYPES", "MESSAGE_ROLES",
            "token_count", "MAX_TOKEN_COUNT", "parse_duration", "parse_retry_after", "parse_timestamp"]

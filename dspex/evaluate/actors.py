@@ -181,6 +181,11 @@ class EvalWorker(GenServer):
                 if predictor.lm is not None and id(predictor.lm) not in bound and is_dspex_lm(predictor.lm):
                     predictor.lm.bind(rt)  # (an LM object of the user's own needs no runtime)
                     bound.add(id(predictor.lm))
+            for _, module in getattr(program, "named_sub_modules", lambda: [])():
+                rm = getattr(module, "rm", None)  # a Retrieve's retriever on a client actor (dspex.ColBERTv2)
+                if getattr(type(rm), "client_handle", False) and id(rm) not in bound:
+                    rm.bind(rt)
+                    bound.add(id(rm))
             coord = rt.actors.whereis(self.coordinator)
             if coord is None:
                 raise LookupError(f"no coordinator registered as {self.coordinator!r}")

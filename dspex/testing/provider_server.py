@@ -6,6 +6,10 @@ It speaks three wire formats on one port:
 * Anthropic messages        ``POST /v1/messages``                         (``x-api-key``)
 * Gemini generateContent    ``POST /v1beta/models/{model}:generateContent`` (``x-goog-api-key`` or ``?key=``)
 
+and two APIs that are not chat: OpenAI embeddings (``POST /v1/embeddings``) and a ColBERTv2 search server
+(``GET /colbert?query=...&k=...`` or ``POST /colbert``, also at ``/``, over ``ProviderServer(passages=[...])``:
+see :mod:`dspex.testing.colbert_sim`).
+
 Each streams as its provider does (server-sent events) when asked: ``"stream": true`` (OpenAI, with the
 usage in a last chunk if ``stream_options.include_usage``; Anthropic) or ``:streamGenerateContent`` (Gemini).
 
@@ -41,6 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
+from . import colbert_sim
 from .faults import FaultPlan, Faults
 from .limits import LimitState, ServerLimits
 
@@ -144,6 +149,7 @@ class LoggedRequest:
     fault: str = "ok"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    method: str = "POST"
 
 
 def _echo(req: SimRequest) -> str:
@@ -162,6 +168,7 @@ class _State:
     stopping: threading.Event = field(default_factory=threading.Event)
     limits: LimitState | None = None
     stream_delay: float = 0.0
+    passages: tuple[str, ...] = colbert_sim.DEFAULT_PASSAGES  # the ColBERT route's corpus
 
 
 class ProviderServer:
@@ -170,15 +177,19 @@ class ProviderServer:
     def __init__(self, answer: Callable[[SimRequest], str | SimAnswer] | str | None = None,
                  faults: Faults | None = None,
                  *, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 limits: ServerLimits | None = None, stream_delay: float = 0.0) -> None:
+                 limits: ServerLimits | None = None, stream_delay: float = 0.0,
+                 passages: list[str] | tuple[str, ...] | None = None) -> None:
         """``answer``: a fixed string, or a function of the :class:`SimRequest` returning the text or a
         :class:`SimAnswer` (text and/or tool calls). ``stream_delay``: seconds between the events of a
-        streamed answer (a stream that visibly streams)."""
+        streamed answer (a stream that visibly streams). ``passages``: the ColBERT route's corpus (default
+        ``colbert_sim.DEFAULT_PASSAGES``); a passage's ``pid`` is its index."""
         if isinstance(answer, str):
             fixed = answer
             answer = lambda _req: fixed  # noqa: E731 - a constant answer
         self._state = _State(answer or _echo, FaultPlan(faults or Faults()), api_key,
                              limits=LimitState(limits) if limits is not None else None, stream_delay=stream_delay)
+        if passages is not None:
+            self._state.passages = tuple(str(p) for p in passages)
         self._httpd = _Server((host, port), _Handler)
         self._httpd.state = self._state
         self._thread: threading.Thread | None = None
@@ -190,7 +201,8 @@ class ProviderServer:
 
     def base_url(self, provider: str = "openai") -> str:
         """The ``base_url`` a client of ``provider`` should use."""
-        return {"openai": f"{self.url}/v1", "anthropic": self.url, "gemini": self.url}[provider]
+        return {"openai": f"{self.url}/v1", "anthropic": self.url, "gemini": self.url,
+                "colbert": f"{self.url}/colbert"}[provider]
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -302,6 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.in_flight -= 1
 
+    do_GET = do_POST  # noqa: N815 - stdlib's name; only the ColBERT route answers a GET (its search)
+
     def _serve(self, state: _State) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
@@ -317,15 +331,21 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw or b"null")
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        entry = LoggedRequest(time.time(), provider or "?", split.path, headers, body, fault=fault)
+        if self.command == "GET":  # a search's parameters are its query string
+            body = {name: values[0] for name, values in parse_qs(split.query).items()}
+        entry = LoggedRequest(time.time(), provider or "?", split.path, headers, body, fault=fault,
+                              method=self.command)
         with state.lock:
             state.log.append(entry)
         if latency:
             state.stopping.wait(latency)
         if provider is None:
             return self._send_json(entry, 404, {"error": {"message": f"no route {split.path}", "type": "not_found"}})
+        if self.command == "GET" and provider != "colbert":
+            return self._send_json(entry, 405, _error_body(provider, 405, f"{split.path} takes POST"))
         presented = self._key(provider, query_key)
-        if state.api_key is not None and presented != state.api_key:  # echoes the key, as some providers do
+        # ColBERT takes no key; the others' 401 echoes the key, as some providers do
+        if state.api_key is not None and provider != "colbert" and presented != state.api_key:
             return self._send_json(entry, 401, _error_body(provider, 401, f"Incorrect API key provided: {presented}"))
         if fault == "hang":
             state.stopping.wait(faults.hang_s)
@@ -341,6 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_error_status(entry, provider, int(fault), faults)
         if provider == "embeddings":
             return self._send_embeddings(entry, body)
+        if provider == "colbert":
+            return self._send_colbert(entry, body, fault, state)
         try:
             req = _parse(provider, model, body)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -405,6 +427,8 @@ class _Handler(BaseHTTPRequestHandler):
             return "openai", ""
         if path == "/v1/embeddings":
             return "embeddings", ""
+        if path.rstrip("/") in ("/colbert", ""):  # "/" too: DSPy's ColBERTv2(url="http://host", port=...)
+            return "colbert", ""
         if path == "/v1/messages":
             return "anthropic", ""
         match = _GEMINI.match(path)
@@ -422,6 +446,27 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send_json(entry, 200, {"object": "list", "data": data, "model": body.get("model", "sim"),
                                             "usage": {"prompt_tokens": entry.prompt_tokens,
                                                       "total_tokens": entry.prompt_tokens}})
+
+    def _send_colbert(self, entry: LoggedRequest, body: Any, fault: str, state: _State) -> None:
+        """A ColBERT search (``colbert_sim``), with the server's limits and the malformed / truncate faults."""
+        try:
+            answer = colbert_sim.answer(state.passages, body)
+        except colbert_sim.BadSearch as exc:
+            return self._send_json(entry, 400, colbert_sim.error_body(str(exc)))
+        if state.limits is not None:
+            admission = state.limits.admit("colbert", 0)
+            if not admission.allowed:
+                entry.fault = "rate_limit"
+                return self._send_rate_limited(entry, "colbert", admission.retry_after, {})
+        payload = json.dumps(answer).encode()
+        if fault == "malformed":
+            payload = b'{"query": "x", "topk": [{"text": ' + payload[:20]
+        if fault == "truncate":
+            self._send_raw(entry, 200, payload[: len(payload) // 2], {"Content-Type": "application/json"},
+                           declared_length=len(payload))
+            self.close_connection = True
+            return None
+        return self._send_raw(entry, 200, payload, {"Content-Type": "application/json"})
 
     def _key(self, provider: str, query_key: str | None) -> str | None:
         if provider in ("openai", "embeddings"):
@@ -443,7 +488,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif provider == "anthropic":
                 reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + ra))
                 headers["anthropic-ratelimit-requests-reset"] = reset
-            else:
+            elif provider == "gemini":
                 body["error"]["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
                                              "retryDelay": f"{ra:g}s"}]
         self._send_raw(entry, status, json.dumps(body).encode(), headers)
@@ -929,6 +974,8 @@ def _stream_events(provider: str, model: str, text: str, prompt_tokens: int, com
 
 
 def _error_body(provider: str, status: int, message: str) -> dict:
+    if provider == "colbert":
+        return colbert_sim.error_body(message)
     if provider == "anthropic":
         return {"type": "error", "error": {"type": "api_error" if status >= 500 else "invalid_request_error",
                                            "message": message}}
