@@ -33,8 +33,10 @@ from .signature import (Field, InputField, OutputField, Signature, SignatureMeta
                         make_signature)
 from .signatures import OldField, OldInputField, OldOutputField
 from .teleprompt import (COPRO, BootstrapFewShot, BootstrapFewShotWithRandomSearch, CandidateScore, CompileProgress,
-                         CompileReport, Ensemble, EvaluationFailed, GEPA, KNN, KNNFewShot, LabeledFewShot, MIPROv2, SIMBA)
-from .retrievers import Embeddings, EmbeddingsWithScores, Retrieve
+                         CompileReport, Ensemble, EvaluationFailed, GEPA, KNN, KNNFewShot, LabeledFewShot, MIPROv2, SIMBA,
+                         BootstrapFewShotWithOptuna, InferRules, bootstrap_trace_data, AvatarOptimizer, BetterTogether,
+                         BootstrapFinetune)
+from .retrievers import ColBERTv2, Embeddings, EmbeddingsWithScores, Retrieve
 from .utils.asyncify import asyncify
 from .utils.syncify import syncify
 
@@ -50,8 +52,10 @@ __all__ = [
     "JSONAdapter", "TextAdapter", "XMLAdapter", "TwoStepAdapter", "Audio", "Code", "File", "History", "Image", "Reasoning", "ToolCallResults",
     "ToolCalls", "Type", "LM", "BaseLM", "Embedder", "Evaluate", "EvaluationResult", "EvalRow", "metrics",
     "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "BootstrapRS", "KNN", "KNNFewShot", "MIPROv2",
-    "GEPA", "COPRO", "SIMBA", "Ensemble", "CompileReport", "CandidateScore", "CompileProgress", "EvaluationFailed",
-    "Retrieve", "Embeddings", "EmbeddingsWithScores",
+    "GEPA", "COPRO", "SIMBA", "InferRules", "BootstrapFewShotWithOptuna", "bootstrap_trace_data", "Ensemble",
+    "BootstrapFinetune", "BetterTogether", "AvatarOptimizer",
+    "CompileReport", "CandidateScore", "CompileProgress", "EvaluationFailed",
+    "Retrieve", "Embeddings", "EmbeddingsWithScores", "ColBERTv2",
     "configure", "context",
     "settings", "cache", "configure_cache", "inspect_history", "streamify", "StreamListener", "StreamResponse",
     "streaming", "asyncify", "syncify", "is_retryable_lm_error", "track_usage", "enable_logging", "disable_logging",

@@ -31,10 +31,11 @@ class EntryKind(str, Enum):
     HEADER = "header"  # the first line: the journal's type and format (a compile's: what it must match)
     ROW = "row"  # Evaluate: one example finished (format 1 rows carry no kind)
     BOOTSTRAP = "bootstrap"  # BootstrapFewShot (and the optimizers built on it): one teacher trace tried
-    CANDIDATE = "candidate"  # random search, COPRO: a candidate program scored; GEPA: a candidate added to the pool
+    CANDIDATE = "candidate"  # random search, COPRO: a candidate program scored; GEPA: a candidate added to the pool;
+    # InferRules: a candidate's rules scored; BootstrapFewShotWithOptuna: one trial scored on the valset
     SUMMARY = "summary"  # MIPROv2: the proposer's summary of the data
     PROPOSAL = "proposal"  # MIPROv2, COPRO: an instruction proposed; GEPA: what became of a planned proposal;
-    # SIMBA: a candidate made by a strategy (a demo or a rule)
+    # SIMBA: a candidate made by a strategy (a demo or a rule); InferRules: the rules induced for a predictor
     TRIAL = "trial"  # MIPROv2: one sampler trial's minibatch score; SIMBA: a new candidate's mini-batch scores
     FULL = "full"  # MIPROv2: one configuration's score on the whole valset; SIMBA: a winner's on the trainset
     REFLECTION = "reflection"  # GEPA: the instruction one reflection wrote
@@ -332,6 +333,30 @@ class SimbaFinal(Entry):
 
 
 @dataclass(frozen=True)
+class RuleInduction(Entry):
+    """InferRules: the rules the LM induced for ``predictor`` in candidate ``candidate`` from ``examples``
+    examples (``rules`` None: none could be used, ``error`` says why)."""
+
+    kind: ClassVar[EntryKind] = EntryKind.PROPOSAL
+    candidate: int
+    predictor: str
+    rules: str | None
+    examples: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class OptunaTrial(Entry):
+    """BootstrapFewShotWithOptuna: sampler trial ``trial`` gave each predictor the demos of demo set
+    ``demo_sets[name]`` and scored ``score`` (the mean) on the whole valset."""
+
+    kind: ClassVar[EntryKind] = EntryKind.CANDIDATE
+    trial: int
+    demo_sets: dict[str, int]
+    score: float
+
+
+@dataclass(frozen=True)
 class Step:
     """A line of a kind the reader named no class for (the dashboard reads any journal): its kind and
     fields as written. A step that scores a program has a finite ``score``."""
@@ -399,4 +424,4 @@ def finite_number(value: Any) -> bool:
 __all__ = ["FORMAT", "JournalType", "EntryKind", "Entry", "Header", "Row", "BootstrapTrace", "ScoredCandidate",
            "DataSummary", "InstructionProposal", "Trial", "FullScore", "Reflection", "ProposalOutcome", "PoolCandidate",
            "CoproProposal", "CoproScore", "SimbaBatch", "SimbaTrajectory", "SimbaProposal", "SimbaScore", "SimbaFinal",
-           "Step"]
+           "RuleInduction", "OptunaTrial", "Step"]

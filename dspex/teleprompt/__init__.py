@@ -15,12 +15,19 @@ from .ensemble import Ensemble, EnsembledProgram
 from .copro import COPRO
 from . import signature_opt  # DSPy's module path of COPRO
 from .gepa import GEPA
+from .out_of_scope import AvatarOptimizer, BetterTogether, BootstrapFinetune
 from .mipro import MIPROv2
 from .proposer import ProposalRejected
 from .random_search import BootstrapFewShotWithRandomSearch
 from .simba import SIMBA
+from .bootstrap_trace import bootstrap_trace_data
+from .infer_rules import InferRules
+from .optuna_fewshot import BootstrapFewShotWithOptuna
+from . import teleprompt_optuna  # DSPy's module path of BootstrapFewShotWithOptuna
 
 __all__ = ["Teleprompter", "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "KNNFewShot",
            "KNN", "KNNProgram", "CompileReport", "CandidateScore", "CompileProgress", "CompileJob", "CompileStopped",
            "NoTracePassed", "EvaluationFailed", "MIPROv2", "GEPA", "COPRO", "SIMBA", "ProposalRejected",
-           "Ensemble", "EnsembledProgram"]
+           "Ensemble", "EnsembledProgram", "bootstrap_trace_data",
+           "InferRules", "BootstrapFewShotWithOptuna",
+           "BootstrapFinetune", "BetterTogether", "AvatarOptimizer"]

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import traceback
 
-from ..errors import AdapterParseError, ContextWindowExceededError, DSPyError, LMError
+from ..errors import (AdapterParseError, ContextWindowExceededError, DSPyError, LMAuthError, LMBillingError,
+                      LMCollectionLimitError, LMConfigurationError, LMError, LMInvalidRequestError,
+                      LMLockTimeoutError, LMNotConfiguredError, LMProviderError, LMRateLimitError, LMServerError,
+                      LMStreamAssemblyError, LMTimeoutError, LMTransportError, LMUnexpectedError,
+                      LMUnsupportedFeatureError, LMUnsupportedModelError)
 
 
 def format_error_for_lm(error: BaseException, *, traceback_frames: int = 0) -> str:
@@ -17,4 +21,8 @@ def format_error_for_lm(error: BaseException, *, traceback_frames: int = 0) -> s
     return "\n" + "".join(lines).strip()
 
 
-__all__ = ["AdapterParseError", "ContextWindowExceededError", "DSPyError", "LMError", "format_error_for_lm"]
+__all__ = ["AdapterParseError", "ContextWindowExceededError", "DSPyError", "LMError", "LMTransportError",
+           "LMLockTimeoutError", "LMCollectionLimitError", "LMConfigurationError", "LMNotConfiguredError",
+           "LMUnsupportedFeatureError", "LMProviderError", "LMUnexpectedError", "LMStreamAssemblyError", "LMAuthError",
+           "LMBillingError", "LMRateLimitError", "LMInvalidRequestError", "LMUnsupportedModelError", "LMTimeoutError",
+           "LMServerError", "format_error_for_lm"]

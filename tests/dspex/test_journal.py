@@ -24,7 +24,8 @@ import dspex
 from dspex.errors import JournalCorrupt, JournalError, JournalLocked, JournalTooNew, JournalWriteError
 from dspex.evaluate import EvaluationCancelled
 from dspex.journal import (FORMAT, BootstrapTrace, CoproProposal, CoproScore, EntryKind, FullScore, Header, JournalType, JournalWriter,
-                           PoolCandidate, ProposalOutcome, Row, RunLock, ScoredCandidate, SimbaBatch, SimbaFinal,
+                           OptunaTrial, PoolCandidate, ProposalOutcome, Row, RuleInduction, RunLock, ScoredCandidate,
+                           SimbaBatch, SimbaFinal,
                            SimbaProposal, SimbaScore, SimbaTrajectory, Step, Trial, append,
                            lock_path, read)
 from dspex.testing import ProviderServer
@@ -125,6 +126,8 @@ def test_a_fifo_is_refused_not_read_forever(tmp_path):
                     None),
     SimbaProposal(1, 0, 3, 2, "rule", [0], {"self": "Answer in upper case."}, True, "a rule from the prompt model"),
     SimbaScore(1, 5, "ab12", [1.0, 0.0]), SimbaFinal(5, "ab12", 0.5),
+    RuleInduction(2, "self", "Answer in upper case.", 8, None), RuleInduction(0, "self", None, 3, "no rules"),
+    OptunaTrial(3, {"self": 2}, 0.75),
 ], ids=lambda e: type(e).__name__)
 def test_every_entry_reads_back_as_itself(tmp_path, entry):
     journal = tmp_path / "j.jsonl"

@@ -96,3 +96,11 @@ def test_labeled_few_shot_takes_examples_without_inputs_marked_they_are_only_dem
     trainset = [dspex.Example(question=f"q{i}", answer=f"a{i}") for i in range(3)]
     compiled = dspex.LabeledFewShot(k=2).compile(student, trainset=trainset)
     assert len(compiled.predictors()[0].demos) == 2 and student.demos == []
+
+
+@pytest.mark.parametrize("name", ["BootstrapFinetune", "BetterTogether", "AvatarOptimizer"])
+def test_dspys_optimizers_out_of_scope_are_config_errors_naming_what_to_use(name):
+    from dspex.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="MIPROv2"):
+        getattr(dspex, name)(metric=lambda ex, pred, trace=None: 1.0)
