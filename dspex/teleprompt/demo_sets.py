@@ -1,9 +1,9 @@
 """Candidate demo sets as DSPy's random search builds them (BootstrapFewShotWithRandomSearch scores them
 as programs; MIPROv2 searches over them beside its instructions).
 
-In order: zero-shot and labeled-demos-only (once per adapter searched), an unshuffled bootstrap with the
-most demos, then ``num_shuffled`` bootstraps of seeded shuffles of the trainset, each with a random number
-of demos (and a random adapter). The plan is a function of its settings alone; building a bootstrapped
+In order: zero-shot, labeled demos only, an unshuffled bootstrap with the most demos, then ``num_shuffled``
+bootstraps of seeded shuffles of the trainset, each with a random number of demos; with ``search_adapters``
+the same sets again under the other adapters (see :func:`plan`). The plan is a function of its settings alone; building a bootstrapped
 set journals its traces under the set's tag (``candidate-N``), so a resumed compile builds it again
 without asking anything.
 """
@@ -42,17 +42,24 @@ class DemoSet:
 
 
 def plan(seed: int, num_shuffled: int, max_bootstrapped_demos: int, search_adapters: bool = False) -> list[DemoSet]:
-    """The demo sets, in order (every random draw from one generator seeded with ``seed``)."""
+    """The demo sets, in order (every random draw from generators seeded with ``seed``). With
+    ``search_adapters`` the plan is the single-adapter plan, unchanged and first, then the same sets under the
+    other adapters (zero-shot and labeled under each, every bootstrap under one drawn at random): a wider
+    search holds every candidate of the narrower one, scored the same, and a tie goes to the earlier, so it
+    never picks a program that scores lower on the valset."""
     rng = random.Random(seed)
-    adapters: list[str | None] = list(ADAPTERS) if search_adapters else [None]
-    items: list[tuple] = []
-    for adapter in adapters:
-        items.append(("zero-shot", adapter, None, 0))
-        items.append(("labeled", adapter, None, 0))
-    items.append(("bootstrap", adapters[0], None, max_bootstrapped_demos))
+    items: list[tuple] = [("zero-shot", None, None, 0), ("labeled", None, None, 0),
+                          ("bootstrap", None, None, max_bootstrapped_demos)]
     for shuffle in range(num_shuffled):
-        adapter = rng.choice(adapters)
-        items.append(("bootstrap", adapter, shuffle, rng.randint(1, max(1, max_bootstrapped_demos))))
+        rng.choice([None])  # the draw the plan has always made here: the demo counts below stay as they were
+        items.append(("bootstrap", None, shuffle, rng.randint(1, max(1, max_bootstrapped_demos))))
+    if search_adapters:
+        names = list(ADAPTERS)
+        widen = random.Random(f"{seed}:adapters")
+        variants: list[tuple] = [(source, name, None, 0) for name in names for source in ("zero-shot", "labeled")]
+        variants += [(source, widen.choice(names), shuffle, demos)
+                     for source, _, shuffle, demos in items if source == "bootstrap"]
+        items += variants
     return [DemoSet(i, *item) for i, item in enumerate(items)]
 
 

@@ -72,6 +72,8 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
         settings = {"n": self.num_candidate_programs, "boot": self.max_bootstrapped_demos,
                     "labeled": self.max_labeled_demos, "adapters": self.search_adapters,
                     "threshold": self.metric_threshold, "stop": self.stop_at_score}
+        if self.search_adapters:  # the widened plan holds the single-adapter one (a journal of the old plan differs)
+            settings["adapter_plan"] = 2
         if restrict is not None:
             settings["restrict"] = sorted({dspy_seed(item) for item in plan})
         job = self.job({"student": structure(student), "trainset": example_digest(trainset),

@@ -41,6 +41,20 @@ def test_search_adapters_makes_the_adapter_part_of_each_candidate(lm):
     assert {"zero-shot, ChatAdapter", "zero-shot, JSONAdapter", "zero-shot, TextAdapter"} <= set(names)
 
 
+def test_a_wider_search_holds_the_narrower_one_and_never_picks_a_lower_valset_score(lm):
+    from dspex.teleprompt import demo_sets
+
+    for seed in range(5):
+        narrow, wide = demo_sets.plan(seed, 6, 3), demo_sets.plan(seed, 6, 3, search_adapters=True)
+        assert wide[:len(narrow)] == narrow  # the same sets, the same ids, first
+        assert {item.adapter for item in wide[len(narrow):]} <= set(dspex.adapters.ADAPTERS)
+    student, train, val = dspex.Predict("question -> answer", lm=lm), data(8, "t"), data(4, "v")
+    plain = search().compile(student, trainset=train, valset=val).compile_report
+    widened = search(search_adapters=True).compile(student, trainset=train, valset=val).compile_report
+    assert widened.score >= plain.score
+    assert [c.score for c in widened.candidates[:len(plain.candidates)]] == [c.score for c in plain.candidates]
+
+
 def test_without_a_valset_candidates_are_scored_on_the_trainset_and_restrict_is_checked():
     with pytest.raises(ValueError, match="restrict"):  # DSPy's: no valset means the trainset; a restrict
         search().compile(dspex.Predict("question -> answer"), trainset=data(4), restrict=[999])  # naming no seed
