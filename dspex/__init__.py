@@ -27,7 +27,7 @@ from . import metrics
 from .primitives import Completions, Example, Prediction, Usage, examples_from, load_jsonl
 from .programs import (BestOfN, ChainOfThought, Module, MultiChainComparison, Parallel, Predict, Predictor, ReAct, Refine,
                        StreamListener, StreamResponse, Tool, combine, load, majority, streamify)
-from .programs.settings import configure, context, settings
+from .programs.settings import configure, context, load_settings, settings
 from .runtime import Runtime, current_runtime, inspect_history, runtime
 from .signature import (Field, InputField, OutputField, Signature, SignatureMeta, ensure_signature, infer_prefix,
                         make_signature)
@@ -56,7 +56,7 @@ __all__ = [
     "BootstrapFinetune", "BetterTogether", "AvatarOptimizer",
     "CompileReport", "CandidateScore", "CompileProgress", "EvaluationFailed",
     "Retrieve", "Embeddings", "EmbeddingsWithScores", "ColBERTv2",
-    "configure", "context",
+    "configure", "context", "load_settings",
     "settings", "cache", "configure_cache", "inspect_history", "streamify", "StreamListener", "StreamResponse",
     "streaming", "asyncify", "syncify", "is_retryable_lm_error", "track_usage", "enable_logging", "disable_logging",
     "configure_dspy_loggers", "enable_litellm_logging", "disable_litellm_logging",

@@ -25,7 +25,7 @@ DSPEX = {
     "Reasoning", "Refine", "Runtime", "SIMBA", "Settings", "Signature", "SignatureError", "SignatureMeta", "StreamListener",
     "StreamResponse", "TextAdapter", "Tool", "ToolCallResults", "ToolCalls", "TwoStepAdapter", "Type", "Usage",
     "UsageTotals", "XMLAdapter", "adapters", "asyncify", "bootstrap_trace_data", "cache", "combine", "configure", "configure_cache",
-    "configure_dspy_loggers", "configure_logging", "context", "current_runtime", "disable_litellm_logging",
+    "configure_dspy_loggers", "configure_logging", "context", "load_settings", "current_runtime", "disable_litellm_logging",
     "disable_logging", "dsp", "enable_litellm_logging", "enable_logging", "ensure_signature", "examples_from",
     "experimental", "infer_prefix", "inspect_history", "is_retryable_lm_error", "load", "load_jsonl", "majority",
     "make_signature", "metrics", "predict", "primitives", "runtime", "settings", "signatures", "streamify",
@@ -55,8 +55,9 @@ DSPY = {
     "track_usage", "utils",
 }
 NOT_IN_DSPEX = {
-    # issue 23 (optimizers and retrieval): built on the Teleprompter base and the journal, each in its own file
-    "propose": "issue 23",
+    # DSPy's proposer module: dspex's proposers are MIPROv2's and GEPA's own (dspex.teleprompt.proposer), with
+    # other constructors, so an import of DSPy's path would mislead
+    "propose": "MIPROv2's proposer is internal (dspex.teleprompt.proposer)",
     # fine-tuning needs a trainable model (no GPU here): out of scope (its optimizers are ConfigErrors saying so)
     "TrainingJob": "fine-tuning",
     # code execution needs a sandbox (DSPy uses Deno): out of scope
@@ -67,8 +68,6 @@ NOT_IN_DSPEX = {
     # DSPy 3.4's experimental surfaces, not yet here
     "ReActV2": "DSPy 3.4 experimental", "Flex": "DSPy 3.4 experimental", "lm15": "DSPy 3.4 experimental",
     "Provider": "DSPy 3.4 experimental (dspex's providers are a registry: dspex.providers)",
-    # issue 22, still to build
-    "load_settings": "issue 22 (DSPy pickles its settings: dspex's are a runtime's configure and a block's context)",
     "threading": "the standard library module DSPy's package happens to import",
 }
 SUPERVISION = {

@@ -10,6 +10,7 @@ processes carries the LM it resolved here (``with_resolved_lms``).
 from __future__ import annotations
 
 import contextvars
+from pathlib import Path
 import copy
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -142,6 +143,46 @@ class SettingsView:
         shown = {k: v for k, v in self.copy().items() if not _is_default(k, v)}
         return f"dspex.settings({shown})"
 
+    def save(self, path: str | Path, modules_to_serialize: list | None = None,
+             exclude_keys: list[str] | None = None) -> None:
+        """DSPy's ``settings.save``: the settings in force, pickled with cloudpickle (an LM goes without its
+        key, as every dspex pickle does); ``modules_to_serialize`` are pickled by value. Only
+        :func:`load_settings` with ``allow_pickle=True`` reads the file back."""
+        import cloudpickle
+
+        data = {k: v for k, v in self.copy().items() if k not in set(exclude_keys or ()) and not _is_default(k, v)}
+        for module in modules_to_serialize or ():
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            blob = cloudpickle.dumps(data)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure gets the same clear message
+            raise ConfigError(f"dspex.settings.save: a setting cannot be pickled ({type(exc).__name__}: {exc}); "
+                              "leave it out with exclude_keys=[...]") from None
+        finally:
+            for module in modules_to_serialize or ():
+                cloudpickle.unregister_pickle_by_value(module)
+        Path(path).write_bytes(blob)
+
+    @staticmethod
+    def load(path: str | Path, allow_pickle: bool = False) -> dict[str, Any]:
+        """DSPy's ``settings.load``: see :func:`load_settings`."""
+        return load_settings(path, allow_pickle=allow_pickle)
+
+
+def load_settings(path: str | Path, allow_pickle: bool = False) -> dict[str, Any]:
+    """DSPy's ``dspy.load_settings``: the settings :meth:`SettingsView.save` wrote, as a dict to pass to
+    ``dspex.configure(**...)``. Unpickling can run code, so it needs ``allow_pickle=True`` (a ConfigError
+    otherwise), and only files you made yourself should be loaded."""
+    if not allow_pickle:
+        raise ConfigError(f"load_settings({str(path)!r}) unpickles the file, which can run code: pass allow_pickle=True "
+                          "for a file you saved yourself, or set the values in code with dspex.configure(...)")
+    import cloudpickle
+
+    data = cloudpickle.loads(Path(path).read_bytes())
+    if not isinstance(data, dict):
+        raise ConfigError(f"{str(path)!r} does not hold saved settings (a dict), but a {type(data).__name__}")
+    return data
+
 
 settings = SettingsView()
 set_settings_reader(setting)  # the layer below reads callbacks, num_threads ... through it
@@ -191,4 +232,5 @@ def _reads_rm(module: Any) -> bool:
     return getattr(type(module), "uses_rm_setting", False) and getattr(module, "rm", None) is None
 
 
-__all__ = ["configure", "context", "setting", "settings", "SettingsView", "DEFAULTS", "resolve_lm", "with_resolved_lms"]
+__all__ = ["configure", "context", "setting", "settings", "SettingsView", "DEFAULTS", "resolve_lm", "with_resolved_lms",
+           "load_settings"]

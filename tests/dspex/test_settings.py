@@ -93,3 +93,17 @@ def test_a_runtime_takes_its_keys_cache_folder_and_prices_from_its_settings(tmp_
         lm = dspex.LM("openai/m", base_url=server.base_url())  # no api_key=: the settings have it
         comp = lm.request("hello")
         assert comp.text == "hi" and comp.cost == pytest.approx((comp.usage.prompt_tokens + 2 * comp.usage.completion_tokens) / 1e6)
+
+
+def test_settings_save_and_load_settings_round_trip_only_with_allow_pickle(tmp_path):
+    from dspex.errors import ConfigError
+
+    path = tmp_path / "settings.pkl"
+    with dspex.context(num_threads=7, max_errors=3):
+        dspex.settings.save(path, exclude_keys=["max_errors"])
+    with pytest.raises(ConfigError, match="allow_pickle=True"):
+        dspex.load_settings(path)
+    loaded = dspex.load_settings(path, allow_pickle=True)
+    assert loaded == {"num_threads": 7} and dspex.settings.load(path, allow_pickle=True) == loaded
+    with dspex.context(**loaded):
+        assert dspex.settings.num_threads == 7
