@@ -6,8 +6,9 @@ speaks. Everything else derives from this table: ``parse_model`` and ``LMConfig`
 default base URLs, key resolution, ``dspex.Settings``' key fields (``<name>_api_key``, also read from
 ``DSPEX_<NAME>_API_KEY``) and the default price table.
 
-Adding a provider is one entry here; one that speaks a new wire format also needs that format's class
-in ``dspex.clients.wire`` (an OpenAI-compatible one names ``wire="openai"`` and needs nothing more).
+Adding a provider is one entry here; one that speaks a new wire format also needs that format's module
+in the ``dspex.clients.wire`` package (its ``WireFormat`` subclass, named in ``dspex.clients.wire.registry``'s
+``WIRE_FORMATS``; an OpenAI-compatible one names ``wire="openai"`` and needs nothing more).
 The registry is plain data at the bottom layer (``dspex.Settings`` is built from it), so a wire format
 is named here and resolved by the clients layer.
 """
