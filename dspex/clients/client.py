@@ -12,12 +12,12 @@ One request, top to bottom (the handle's side is the request pipeline, ``pipelin
    flight without an actor each), classified by ``transport.AttemptResult``;
 4. ``Report`` — the outcome comes back: the breaker and the rate policy learn from it (advertised
    limits, 429s, successes); a retryable failure backs off and goes round step 2 again; a success
-   (sent one-way) or a final failure is booked;
+   (sent one-way) or a final failure is booked (what an outcome means: ``outcomes.py``);
 5. ledger — usage records go to the ledger actor in batches (totals survive client restarts).
 
 Nothing billed goes unbooked: an attempt whose report never comes (its holder process died with the
 lease, its host was lost, Ctrl-C in the holder) is booked when the lease is taken back, at its maximum
-(``Admit.max_prompt`` + ``max_completion`` tokens) and marked unconfirmed; so is a 200 whose counts
+(``Admit.max_prompt`` + ``max_completion`` tokens) and marked unconfirmed (``leases.py``); so is a 200 whose counts
 could not be read (``AttemptResult.estimated``). Budgets count that too: the client's own ``budget_usd`` /
 ``budget_tokens``, and the run budgets of compiles (``budgets.py``), both checked at admission.
 """
@@ -32,65 +32,23 @@ from typing import Any
 
 from supervision import GenServer, NoReply, procfs
 from supervision.messages import Call, CallToken, Reply, WhichChildren
-from supervision.resilience import (BreakerChange, BreakerOpen, BreakerState, CircuitBreaker, Permit, RateLimiter,
-                                    Reservation, exponential_backoff, health_backoff)
-from supervision.resilience.adaptive import AdaptiveRate, RateHints, RateSource
+from supervision.resilience import BreakerChange, BreakerOpen, BreakerState, CircuitBreaker, RateLimiter
+from supervision.resilience.adaptive import AdaptiveRate, RateSource
 
-from ..errors import (BudgetExceeded, CircuitOpen, ConnectionFailed, LMError, LMTimeout, MalformedResponse, RateLimited,
-                      provider_error)
+from ..errors import BudgetExceeded, CircuitOpen, LMError
 from .admission import Facts, Verdict, decide, has_room
 from .breaker_line import BreakerLine
 from .budgets import BudgetBook
 from .config import LMConfig
+from .leases import SWEEP_EVERY, HeldLease, Wait, holder_gone, remember, to_take_back
 from .messages import (Admit, AdmitBatch, Booked, CacheHit, ClientStatus, CloseBudget, Done, Flush, GetStatus, GetUsage,
                        InjectFaults, Lease, Leases, LedgerQuery, LedgerReport, OpenBudget, RecordBatch, Release, Report,
                        ReportBatch, ResetBreaker, UsageRecord, UsageTotals)
+from .outcomes import attempt_error, learn, remaining_pause, retry_delay, throttle_pause
 from .prices import Price, cost_of
 from .transport import AttemptResult
 
 FLUSH_EVERY = 0.2  # seconds between usage batches to the ledger
-SWEEP_EVERY = 1.0  # seconds between checks for leases whose holder vanished
-SWEPT_KEPT = 10_000  # ids of leases taken back, remembered so a late report is not booked twice
-
-
-@dataclass
-class _Wait:
-    """A request between attempts: waiting for its backoff, its rate slot or an in-flight place."""
-
-    id: int
-    token: CallToken
-    est_tokens: int
-    run: str | None
-    attempt: int = 0
-    not_before: float = 0.0
-    reservation: Reservation | None = None
-    holder: tuple[str, int] | None = None  # the asking process (node id, pid)
-    retries: int | None = None  # the asking handle's retries (None: the client's)
-    billed: tuple[int, int] = (0, 0)  # tokens of failed attempts the provider still counted (empty answers)
-    batch: tuple = ()  # the rest of an AdmitBatch: leased with this one if free right now
-    open_deadline: float | None = None  # when it stops waiting for an open breaker (set when it first meets one)
-    max_prompt: int = 0  # the most one attempt can be billed (Admit.max_prompt, max_completion)
-    max_completion: int = 0
-    unconfirmed: tuple[int, int, int] = (0, 0, 0)  # of ``billed``: attempts booked at their maximum, and its tokens
-
-    @classmethod
-    def of(cls, wait_id: int, token: CallToken | None, admit: Admit, batch: tuple = ()) -> "_Wait":
-        return cls(wait_id, token, admit.est_tokens, admit.run, holder=admit.holder, retries=admit.retries,  # type: ignore[arg-type]
-                   batch=batch, max_prompt=admit.max_prompt, max_completion=admit.max_completion)
-
-    def add(self, prompt: int, completion: int, estimated: bool) -> None:
-        """One attempt's tokens (``estimated``: its maximum, the provider's count never came)."""
-        self.billed = (self.billed[0] + prompt, self.billed[1] + completion)
-        if estimated:
-            calls, p, c = self.unconfirmed
-            self.unconfirmed = (calls + 1, p + prompt, c + completion)
-
-
-@dataclass
-class _Lease:
-    wait: _Wait
-    permit: Permit | None  # None: the lease had expired when its report came
-    started: float
 
 
 @dataclass(frozen=True)
@@ -126,9 +84,9 @@ class ClientActor(GenServer):
         self.blocked = BreakerLine()  # requests waiting for the open breaker (up to b.max_wait)
         self.blocked_check: float | None = None  # when the line is next looked at (a timer is set)
         self.ids = itertools.count(1)
-        self.leases: dict[int, _Lease] = {}
-        self.timed: dict[int, _Wait] = {}
-        self.ready: deque[_Wait] = deque()
+        self.leases: dict[int, HeldLease] = {}
+        self.timed: dict[int, Wait] = {}
+        self.ready: deque[Wait] = deque()
         self.totals = UsageTotals()
         self.baseline = UsageTotals()  # what the ledger had for this client before a restart
         self.errors: dict[str, int] = {}  # requests that failed for good, by error type (since this actor started)
@@ -224,23 +182,23 @@ class ClientActor(GenServer):
     # --- the pipeline ------------------------------------------------------------------------------
 
     def _admit(self, req: Admit, batch: tuple = ()) -> Any:
-        self._advance(_Wait.of(next(self.ids), self.current_call, req, batch))
+        self._advance(Wait.of(next(self.ids), self.current_call, req, batch))
         return NoReply
 
-    def _advance(self, wait: _Wait) -> None:
+    def _advance(self, wait: Wait) -> None:
         """The waiting path: a lease now, or the request parks (timer, ready queue) or fails."""
         lease = self._try_lease(wait, park=True)
         if lease is None:
             return
         if wait.batch:  # the followers of an AdmitBatch get a lease too if one is free this instant
             batch, wait.batch = wait.batch, ()
-            followers = (self._try_lease(_Wait.of(next(self.ids), None, a), park=False) for a in batch)
+            followers = (self._try_lease(Wait.of(next(self.ids), None, a), park=False) for a in batch)
             self.reply(wait.token, Leases((lease, *followers)))
         else:
             self.reply(wait.token, lease)
         self._tick("sweep", SWEEP_EVERY)
 
-    def _try_lease(self, wait: _Wait, *, park: bool) -> Lease | None:
+    def _try_lease(self, wait: Wait, *, park: bool) -> Lease | None:
         """The one admission core, non-blocking: a lease if ``wait`` may be sent now, else None.
 
         budget → backoff → rate slot → place in flight → breaker (the verdict is ``admission.decide``).
@@ -269,7 +227,7 @@ class ClientActor(GenServer):
                 self.ready.append(wait)
         return None
 
-    def _rate_delay(self, wait: _Wait, now: float, book: bool) -> float:
+    def _rate_delay(self, wait: Wait, now: float, book: bool) -> float:
         """Seconds to the request's rate slot; a waiting request books it (again after a 429's pause)."""
         if not book:
             return self.limiter.available_in(wait.est_tokens)
@@ -278,7 +236,7 @@ class ClientActor(GenServer):
             wait.reservation = self.limiter.reserve(wait.est_tokens)
         return self.limiter.delay(wait.reservation)
 
-    def _lease(self, wait: _Wait, now: float, park: bool) -> Lease | None:
+    def _lease(self, wait: Wait, now: float, park: bool) -> Lease | None:
         """The breaker's permit, then the lease (an open breaker parks a waiting request in its line, up to
         ``Breaker.max_wait``; with 0, or a rejection by fault injection, it fails, typed)."""
         try:
@@ -300,7 +258,7 @@ class ClientActor(GenServer):
         if wait.reservation is None:  # a follower: its slot is free right now
             wait.reservation = self.limiter.reserve(wait.est_tokens)
         lease_id = next(self.ids)
-        self.leases[lease_id] = _Lease(wait, permit, now)
+        self.leases[lease_id] = HeldLease(wait, permit, now)
         return Lease(lease_id, wait.attempt, self.price)
 
     def _room(self) -> bool:
@@ -325,7 +283,7 @@ class ClientActor(GenServer):
         if lease is None and rep.lease in self.swept:
             return self._late(rep)
         if lease is None:  # a lease of this client before a restart: account for it all the same
-            lease = _Lease(_Wait(next(self.ids), self.current_call, 0, rep.run, rep.attempt), None, self.clock())
+            lease = HeldLease(Wait(next(self.ids), self.current_call, 0, rep.run, rep.attempt), None, self.clock())
         wait = lease.wait
         wait.token = self.current_call
         if lease.permit is not None:
@@ -342,25 +300,19 @@ class ClientActor(GenServer):
             self._log_request(outcome, wait.attempt)
             self._pump()
             return Done(cost, wait.attempt + 1)
-        if outcome.kind == "status" and outcome.status == 429:
-            pause = outcome.retry_after if outcome.retry_after is not None else self._backoff(wait.attempt)
-            if pause > 0:  # "Retry-After: 0" asks for no pause
-                self.limiter.pause(pause)
-                self._emit("rate_pause", f"429: no request for {pause:.2f}s")
-        retries = self.cfg.retries if wait.retries is None else wait.retries
-        cap = retries if outcome.max_retries is None else min(retries, outcome.max_retries)
-        if outcome.retryable and wait.attempt < cap:
-            delay = (outcome.retry_after if outcome.retry_after is not None
-                     else self._backoff(wait.attempt) if outcome.status == 429
-                     else health_backoff(wait.attempt, self.cfg.backoff_base, self.cfg.backoff_cap,
-                                         self.breaker.pressure()))  # scattered errors: soon; degraded: the lot
+        pause = throttle_pause(outcome, wait.attempt, self.cfg)
+        if pause is not None and pause > 0:  # "Retry-After: 0" asks for no pause
+            self.limiter.pause(pause)
+            self._emit("rate_pause", f"429: no request for {pause:.2f}s")
+        delay = retry_delay(outcome, wait.attempt, wait.retries, self.cfg, self.breaker.pressure)
+        if delay is not None:
             wait.attempt += 1
             wait.not_before = self.clock() + delay
             wait.reservation = None
             self._advance(wait)
         else:
             self._log_request(outcome, wait.attempt)
-            self._fail(wait, self._error(outcome, wait.attempt + 1), outcome.status)
+            self._fail(wait, attempt_error(outcome, wait.attempt + 1, self.cfg), outcome.status)
         self._pump()
         return NoReply
 
@@ -372,7 +324,7 @@ class ClientActor(GenServer):
         self.actor_log.warning("late_report", client=self.cfg.client_key, attempt=rep.attempt, kind=outcome.kind.value)
         if outcome.ok:
             return Done(cost_of(self.price, outcome.prompt_tokens, outcome.completion_tokens), rep.attempt + 1)
-        self.reply_error(self.current_call, self._error(outcome, rep.attempt + 1))
+        self.reply_error(self.current_call, attempt_error(outcome, rep.attempt + 1, self.cfg))
         return NoReply
 
     def _release(self, lease_id: int, run: str | None) -> None:
@@ -384,7 +336,7 @@ class ClientActor(GenServer):
         if lease.permit is not None:
             self.breaker.cancel(lease.permit)
         wait = lease.wait
-        wait.add(wait.max_prompt, wait.max_completion, estimated=True)
+        wait.add_maximum()
         self._book(wait, ok=False, status=0, error="Aborted")
         self._pump()
 
@@ -423,54 +375,25 @@ class ClientActor(GenServer):
         """The rate policy learns from every answer: advertised limits, 429s (decrease), successes (increase)."""
         rate = self.rate
         before, old_rpm = rate.source, rate.rpm
-        changed = rate.answered(outcome.hints)
-        if outcome.kind == "status" and outcome.status == 429:
-            changed = rate.throttled_by_server(sent_at, outcome.hints) or changed
-        elif outcome.ok:
-            changed = rate.succeeded() or changed
-        if changed:
+        if learn(rate, outcome, sent_at):
             self.limiter.set_limits(rate.rpm, rate.tpm, sliding_window=rate.source is RateSource.FIXED)
             if rate.rpm is not None and (old_rpm is None or rate.rpm < old_rpm):
                 for wait in (*self.ready, *self.timed.values()):  # slots booked at the old rate: book again
                     wait.reservation = None
             if rate.source is not before:
                 self._emit("rate_" + rate.source.value, f"rpm={_fmt(rate.rpm)} tpm={_fmt(rate.tpm)}")
-        self._respect_remaining(outcome.hints)
+        pause = remaining_pause(outcome.hints)  # no request left at the server: none until its next is due
+        if pause is not None:
+            self.limiter.pause(pause)
 
-    def _respect_remaining(self, hints: RateHints | None) -> None:
-        """A server that says no request is left right now gets none until its next one is due."""
-        adv = hints.requests if hints is not None else None
-        if adv is not None and adv.remaining is not None and adv.remaining < 1 and adv.limit:
-            due = 60.0 / adv.limit
-            self.limiter.pause(min(due, adv.reset_s) if adv.reset_s is not None else due)
-
-    def _backoff(self, attempt: int) -> float:
-        return exponential_backoff(attempt, self.cfg.backoff_base, self.cfg.backoff_cap, jitter=1.0)
-
-    def _fail(self, wait: _Wait, error: LMError, status: int) -> None:
+    def _fail(self, wait: Wait, error: LMError, status: int) -> None:
         self._book(wait, ok=False, status=status, error=type(error).__name__)
         self.errors[type(error).__name__] = self.errors.get(type(error).__name__, 0) + 1
         self.reply_error(wait.token, error)
 
-    def _error(self, outcome: AttemptResult, attempts: int) -> LMError:
-        model = self.cfg.qualified
-        if outcome.kind == "timeout":
-            return LMTimeout(f"no answer within timeout={self.cfg.timeout:g}s", model, attempts)
-        if outcome.kind == "connection":
-            return ConnectionFailed(f"connection failed or dropped ({outcome.detail[:200]})", model, attempts)
-        if outcome.kind == "malformed":
-            return MalformedResponse("the response body is not valid", model, attempts, body=outcome.detail)
-        if outcome.kind == "empty":
-            return MalformedResponse("the model returned an empty completion (check the prompt format, stop "
-                                     "sequences and max_tokens)", model, attempts, body=outcome.detail)
-        if outcome.status == 429:
-            return RateLimited("the provider kept answering 429 Too Many Requests", model, attempts,
-                               retry_after=outcome.retry_after)
-        return provider_error(outcome.status, outcome.detail, model, attempts)
-
     # --- accounting --------------------------------------------------------------------------------
 
-    def _book(self, wait: _Wait, *, ok: bool, status: int, error: str = "") -> float:
+    def _book(self, wait: Wait, *, ok: bool, status: int, error: str = "") -> float:
         """Book a finished request: every attempt the provider counted, the unconfirmed ones at their
         maximum (and said so). Returns its cost."""
         prompt, completion = wait.billed
@@ -536,24 +459,20 @@ class ClientActor(GenServer):
         horizon = self.clock() - (self.cfg.timeout + 30.0)
         node = procfs.node_id()
 
-        def dead(wait: _Wait) -> bool:
-            return wait.holder is not None and wait.holder[0] == node and procfs.gone(wait.holder[1])
+        def dead(wait: Wait) -> bool:
+            return holder_gone(wait, node, procfs.gone)
 
-        for lease_id, lease in list(self.leases.items()):
-            gone = dead(lease.wait)
-            if gone or lease.started < horizon:
-                del self.leases[lease_id]
-                if lease.permit is not None:
-                    self.breaker.cancel(lease.permit)
-                wait = lease.wait
-                wait.add(wait.max_prompt, wait.max_completion, estimated=True)
-                self._book(wait, ok=False, status=0, error="LeaseTakenBack")
-                self.swept[lease_id] = None
-                while len(self.swept) > SWEPT_KEPT:
-                    del self.swept[next(iter(self.swept))]
-                self.actor_log.warning("lease_expired", client=self.cfg.client_key, attempt=wait.attempt,
-                                       why="holder process gone" if gone else "no report in time",
-                                       booked_tokens=wait.max_prompt + wait.max_completion)
+        for lease_id, lease, gone in to_take_back(self.leases, horizon, dead):
+            del self.leases[lease_id]
+            if lease.permit is not None:
+                self.breaker.cancel(lease.permit)
+            wait = lease.wait
+            wait.add_maximum()
+            self._book(wait, ok=False, status=0, error="LeaseTakenBack")
+            remember(self.swept, lease_id)
+            self.actor_log.warning("lease_expired", client=self.cfg.client_key, attempt=wait.attempt,
+                                   why="holder process gone" if gone else "no report in time",
+                                   booked_tokens=wait.max_prompt + wait.max_completion)
         orphans = {w.id: w for w in (*self.ready, *self.timed.values(), *self.blocked) if dead(w)}
         if orphans:
             self.ready = deque(w for w in self.ready if w.id not in orphans)
