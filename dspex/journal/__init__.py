@@ -32,13 +32,13 @@ directory is refused with :class:`~dspex.errors.JournalLocked`; a lock whose pro
 """
 
 from .files import Journal, JournalWriter, append, read
-from .format import (FORMAT, BootstrapTrace, CoproProposal, CoproScore, DataSummary, Entry, EntryKind, FullScore,
+from .format import (FORMAT, BootstrapBatch, BootstrapTrace, CoproProposal, CoproScore, DataSummary, Entry, EntryKind, FullScore,
                      Header, InstructionProposal, JournalType, PoolCandidate, ProposalOutcome, Reflection, Row,
                      ScoredCandidate, SimbaBatch, SimbaFinal, SimbaProposal, SimbaScore, SimbaTrajectory, Step, Trial,
                      RuleInduction, OptunaTrial)
 from .lock import RunLock, lock_path
 
-__all__ = ["FORMAT", "JournalType", "EntryKind", "Entry", "Header", "Row", "BootstrapTrace", "ScoredCandidate",
+__all__ = ["FORMAT", "JournalType", "EntryKind", "Entry", "Header", "Row", "BootstrapTrace", "BootstrapBatch", "ScoredCandidate",
            "DataSummary", "InstructionProposal", "Trial", "FullScore", "Reflection", "ProposalOutcome", "PoolCandidate",
            "CoproProposal", "CoproScore", "SimbaBatch", "SimbaTrajectory", "SimbaProposal", "SimbaScore", "SimbaFinal",
            "RuleInduction", "OptunaTrial", "Step", "Journal", "read", "JournalWriter", "append", "RunLock", "lock_path"]

@@ -31,6 +31,7 @@ class EntryKind(str, Enum):
     HEADER = "header"  # the first line: the journal's type and format (a compile's: what it must match)
     ROW = "row"  # Evaluate: one example finished (format 1 rows carry no kind)
     BOOTSTRAP = "bootstrap"  # BootstrapFewShot (and the optimizers built on it): one teacher trace tried
+    BOOTSTRAP_BATCH = "bootstrap_batch"  # BootstrapFewShot: the examples one evaluation of the teacher runs
     CANDIDATE = "candidate"  # random search, COPRO: a candidate program scored; GEPA: a candidate added to the pool;
     # InferRules: a candidate's rules scored; BootstrapFewShotWithOptuna: one trial scored on the valset
     SUMMARY = "summary"  # MIPROv2: the proposer's summary of the data
@@ -140,6 +141,18 @@ class BootstrapTrace(Entry):
     ok: bool
     steps: list[dict] | None
     error: str | None
+
+
+@dataclass(frozen=True)
+class BootstrapBatch(Entry):
+    """BootstrapFewShot: the train ``examples`` one evaluation of the teacher runs in ``round``, journaled
+    before it runs: a kill between its examples' entries resumes that very evaluation (its rows journal
+    answers what was answered) instead of planning another."""
+
+    kind: ClassVar[EntryKind] = EntryKind.BOOTSTRAP_BATCH
+    tag: str
+    round: int
+    examples: list[int]
 
 
 @dataclass(frozen=True)
@@ -421,7 +434,7 @@ def finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-__all__ = ["FORMAT", "JournalType", "EntryKind", "Entry", "Header", "Row", "BootstrapTrace", "ScoredCandidate",
+__all__ = ["FORMAT", "JournalType", "EntryKind", "Entry", "Header", "Row", "BootstrapTrace", "BootstrapBatch", "ScoredCandidate",
            "DataSummary", "InstructionProposal", "Trial", "FullScore", "Reflection", "ProposalOutcome", "PoolCandidate",
            "CoproProposal", "CoproScore", "SimbaBatch", "SimbaTrajectory", "SimbaProposal", "SimbaScore", "SimbaFinal",
            "RuleInduction", "OptunaTrial", "Step"]

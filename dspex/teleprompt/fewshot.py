@@ -9,13 +9,14 @@ concurrent calls finish in; once every predictor has its demos the rest are canc
 from __future__ import annotations
 
 import random
+from collections import deque
 import logging
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import ConfigError, DspexError
 from ..evaluate.metric_call import MetricPlace, bind_metric
 from ..evaluate.result import metric_score
-from ..journal import BootstrapTrace
+from ..journal import BootstrapBatch, BootstrapTrace
 from ..primitives import Example, Prediction, Usage
 from ..programs import Module
 from ..programs.trace import collect
@@ -136,7 +137,7 @@ class BootstrapFewShot(Teleprompter):
         self.max_rounds, self.max_errors, self.seed = max_rounds, max_errors, seed
         self.teacher_settings = dict(teacher_settings or {})
 
-    journal_entries = (BootstrapTrace,)
+    journal_entries = (BootstrapTrace, BootstrapBatch)
 
     def settings(self) -> dict:
         """What a resumed compile's journal must have been made with (besides the student, data and seed)."""
@@ -205,12 +206,17 @@ class BootstrapFewShot(Teleprompter):
         each through its rounds before later ones: exactly the examples DSPy's sequential loop would try."""
         found: dict[int, list[dict] | None] = {}
         tried: dict[int, int] = {}  # index -> last round it ran in
+        journaled: set[tuple[int, int]] = set()  # (index, round) with an entry from an earlier run
         errors = 0
         for entry in job.journaled(BootstrapTrace):
             if entry.tag == tag:
                 found[entry.index] = entry.steps if entry.ok else None
                 tried[entry.index] = max(tried.get(entry.index, -1), entry.round)
                 errors += entry.error is not None
+                journaled.add((entry.index, entry.round))
+        # the evaluations an earlier run started, in order: one a kill left unfinished runs again as it was
+        unfinished = deque(b for b in job.journaled(BootstrapBatch) if b.tag == tag
+                           and not all((i, b.round) in journaled for i in b.examples))
         max_errors = self.max_errors
         if max_errors is None:
             from ..programs.settings import setting
@@ -218,18 +224,23 @@ class BootstrapFewShot(Teleprompter):
             max_errors = setting("max_errors") or 10
         metric = passed(self.metric, self.metric_threshold)
         while want > 0:
-            ok, batch = 0, []
-            for i in order:
-                if ok + len(batch) >= want:
+            if unfinished:  # the evaluation a kill cut short: the same examples under the same name
+                started = unfinished.popleft()
+                round_, pending = started.round, list(started.examples)
+            else:
+                ok, batch = 0, []
+                for i in order:
+                    if ok + len(batch) >= want:
+                        break
+                    if found.get(i) is not None:
+                        ok += 1
+                    elif i not in found or tried.get(i, -1) < self.max_rounds - 1:
+                        batch.append(i)
+                if not batch:
                     break
-                if found.get(i) is not None:
-                    ok += 1
-                elif i not in found or tried.get(i, -1) < self.max_rounds - 1:
-                    batch.append(i)
-            if not batch:
-                break
-            round_ = min(tried.get(i, -1) + 1 for i in batch)
-            pending = [i for i in batch if tried.get(i, -1) + 1 == round_]
+                round_ = min(tried.get(i, -1) + 1 for i in batch)
+                pending = [i for i in batch if tried.get(i, -1) + 1 == round_]
+                job.record(BootstrapBatch(tag, round_, pending))
             program = teacher if round_ == 0 else _sampling(teacher, round_)
             result = job.evaluate(Traced(program, self.teacher_settings), [trainset[i] for i in pending], metric,
                                   phase="bootstrap", concurrency=min(job.max_concurrency, len(pending)),
@@ -238,6 +249,8 @@ class BootstrapFewShot(Teleprompter):
             for pos, row in enumerate(result.rows):
                 if type(row.error).__name__ == "EvaluationCancelled":
                     continue  # never ran: not journaled, so a resumed compile may still run it
+                if (pending[pos], round_) in journaled:
+                    continue  # journaled before the kill: the state has it already
                 ok_row = row.error is None and row.score >= 1.0
                 steps = [_step_json(s) for s in row.prediction.trace] if ok_row else None
                 found[pending[pos]], tried[pending[pos]] = steps, round_

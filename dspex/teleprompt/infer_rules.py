@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 from ..adapters.base import render_value
 from ..errors import AdapterParseError, BudgetExceeded, ConfigError, ContextWindowExceeded, LMError
-from ..journal import BootstrapTrace, RuleInduction, ScoredCandidate
+from ..journal import BootstrapBatch, BootstrapTrace, RuleInduction, ScoredCandidate
 from ..primitives import Example
 from ..programs import ChainOfThought, Module
 from ..programs.settings import context, resolve_lm
@@ -135,7 +135,7 @@ class InferRules(BootstrapFewShot):
     BootstrapFewShot's. ``teacher_settings`` are the settings the teacher runs in, and the rule writer too:
     their ``"lm"`` writes the rules (by default each predictor's own LM writes its own)."""
 
-    journal_entries = (BootstrapTrace, RuleInduction, ScoredCandidate)
+    journal_entries = (BootstrapTrace, BootstrapBatch, RuleInduction, ScoredCandidate)
 
     def __init__(self, num_candidates: int = 10, num_rules: int = 10, num_threads: int | None = None,
                  teacher_settings: dict | None = None, **bootstrap_kwargs: Any) -> None:

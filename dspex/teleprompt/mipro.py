@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import AdapterParseError, ConfigError, LMError
 from ..evaluate.metric_call import MetricPlace, bind_metric
-from ..journal import BootstrapTrace, DataSummary, FullScore, InstructionProposal, Trial
+from ..journal import BootstrapBatch, BootstrapTrace, DataSummary, FullScore, InstructionProposal, Trial
 from ..primitives import Example
 from ..programs import Module
 from ..programs.settings import resolve_lm
@@ -62,7 +62,7 @@ class MIPROv2(Teleprompter):
     ``auto=None`` set ``num_candidates`` (and optionally ``num_trials``). ``prompt_model`` writes the
     proposals (default: the student's LM); ``task_model`` runs the student (default: its own)."""
 
-    journal_entries = (BootstrapTrace, DataSummary, InstructionProposal, Trial, FullScore)
+    journal_entries = (BootstrapTrace, BootstrapBatch, DataSummary, InstructionProposal, Trial, FullScore)
 
     def __init__(self, metric: Callable, prompt_model: Any = None, task_model: Any = None, auto: str | None = "light",
                  num_candidates: int | None = None, num_trials: int | None = None, minibatch: bool = True,

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
 from ..evaluate.metric_call import MetricPlace, bind_metric
-from ..journal import BootstrapTrace, OptunaTrial
+from ..journal import BootstrapBatch, BootstrapTrace, OptunaTrial
 from ..primitives import Example
 from ..programs import Module
 from . import demo_sets
@@ -50,7 +50,7 @@ class BootstrapFewShotWithOptuna(Teleprompter):
     ``compile``'s ``max_demos`` defaults to; ``num_threads`` is the job's ``max_concurrency``; ``seed``
     seeds the demo-set plan and the sampler."""
 
-    journal_entries = (BootstrapTrace, OptunaTrial)
+    journal_entries = (BootstrapTrace, BootstrapBatch, OptunaTrial)
 
     def __init__(self, metric: Callable, teacher_settings: dict | None = None, max_bootstrapped_demos: int = 4,
                  max_labeled_demos: int = 16, max_rounds: int = 1, num_candidate_programs: int = 16,

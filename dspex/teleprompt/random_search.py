@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import ConfigError
 from ..evaluate.metric_call import MetricPlace, bind_metric
-from ..journal import BootstrapTrace, ScoredCandidate
+from ..journal import BootstrapBatch, BootstrapTrace, ScoredCandidate
 from ..primitives import Example
 from ..programs import Module
 from . import demo_sets
@@ -30,7 +30,7 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
     the valset as a program; the best (the earliest on a tie) is returned. ``stop_at_score`` stops the
     search at the first batch whose best reaches it."""
 
-    journal_entries = (BootstrapTrace, ScoredCandidate)
+    journal_entries = (BootstrapTrace, BootstrapBatch, ScoredCandidate)
 
     def __init__(self, metric: Callable, num_candidate_programs: int = 16, max_bootstrapped_demos: int = 4,
                  max_labeled_demos: int = 16, stop_at_score: float | None = None, search_adapters: bool = False,

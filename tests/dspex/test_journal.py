@@ -23,7 +23,7 @@ import pytest
 import dspex
 from dspex.errors import JournalCorrupt, JournalError, JournalLocked, JournalTooNew, JournalWriteError
 from dspex.evaluate import EvaluationCancelled
-from dspex.journal import (FORMAT, BootstrapTrace, CoproProposal, CoproScore, EntryKind, FullScore, Header, JournalType, JournalWriter,
+from dspex.journal import (FORMAT, BootstrapBatch, BootstrapTrace, CoproProposal, CoproScore, EntryKind, FullScore, Header, JournalType, JournalWriter,
                            OptunaTrial, PoolCandidate, ProposalOutcome, Row, RuleInduction, RunLock, ScoredCandidate,
                            SimbaBatch, SimbaFinal,
                            SimbaProposal, SimbaScore, SimbaTrajectory, Step, Trial, append,
@@ -116,6 +116,7 @@ def test_a_fifo_is_refused_not_read_forever(tmp_path):
     Header(JournalType.COMPILE.value, optimizer="GEPA", seed=3, fingerprint={"student": "ab12"}),
     Row(4, 0.5, {"data": {"q": "é"}, "inputs": ["q"]}, {"a": "É"}, [10, 2], 0.001, None, 1, "w1", "ok", []),
     BootstrapTrace("candidate-2", 3, 0, True, [{"predictor": "self", "inputs": {}, "outputs": {}}], None),
+    BootstrapBatch("candidate-2", 1, [3, 5, 8]),
     ScoredCandidate(1, "labeled demos only", 0.75, 12, True), Trial(0, [[1, 2]], [3, 1], 0.5),
     FullScore([[0, 0]], 1.0), PoolCandidate(2, {"self": "Say it."}, [0, 1], "merge of 0 and 1", 0.5),
     ProposalOutcome(0, 1, "reflect", [0], "self", "minibatch 3 > 1"),

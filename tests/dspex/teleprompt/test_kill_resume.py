@@ -229,7 +229,7 @@ def asked_for(logged) -> str:
 # Requests a resume asks again beyond the one in flight at the kill, with these settings (the most any cut
 # of the journal between two entries gives; measured by cutting it after every line): the rows of an
 # evaluation whose per-row entries the kill split (see test_a_kill_between_the_entries_of_one_evaluation_...).
-REASKED = {"copro": 0, "infer_rules": 2, "optuna": 4, "simba": 3}
+REASKED = {"copro": 0, "infer_rules": 0, "optuna": 0, "simba": 3}  # SIMBA: the known re-ask pinned below
 
 
 @pytest.mark.slow
@@ -267,32 +267,53 @@ def test_kill_9_of_the_compiling_process_then_resume_gives_the_identical_program
             compiler.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="an evaluation's rows journal is named after the examples not yet journaled "
-                                       "(fewshot.py: bootstrap-...-at{pending[0]}; simba.py: sampled-...-"
-                                       "{digest(positions)}): a kill between the entries of one evaluation renames "
-                                       "it on resume, and its answered rows are asked again")
-@pytest.mark.parametrize("name, cut, unjournaled", [
-    ("simba", 11, 2),  # after 1 of the last sample's 4 trajectories of step 0; then step 0's 2 rules are asked
-    ("optuna", 5, 0),  # after the first of candidate 3's two bootstrap traces; nothing else was unjournaled
-    ("infer_rules", 2, 3),  # after the first bootstrap trace; then the 3 candidates' rules are asked
-])
-def test_a_kill_between_the_entries_of_one_evaluation_asks_only_what_was_not_journaled(tmp_path, name, cut,
-                                                                                         unjournaled):
-    """Deterministic, in-process: every rows journal of the uninterrupted run is there and whole, the compile
-    journal ends after line ``cut`` (as a kill -9 between two of the entries one evaluation's rows become
-    leaves it): the resume asks only for what was not journaled anywhere (the rule / instruction requests
-    after the cut, which have no rows journal)."""
+def bootstrap_cut(journal: Path) -> int:
+    """The length of the journal cut right after the first example entry of a bootstrap evaluation of two
+    or more examples (as a kill between that evaluation's entries leaves it)."""
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    for n, entry in enumerate(lines):
+        if entry["kind"] == "bootstrap_batch" and len(entry["examples"]) >= 2:
+            return next(m for m in range(n + 1, len(lines)) if lines[m]["kind"] == "bootstrap") + 1
+    raise AssertionError("no bootstrap evaluation of two examples in the journal")
+
+
+def resume_after_cut(tmp_path, name, cut_at) -> tuple[dict, dict, list]:
     counter = Counter()
     with ProviderServer(answer=answers(name, counter), api_key=KEY) as sim:
         expected = compile_here(name, sim, tmp_path / "clean")
         (tmp_path / "cut").mkdir()
         shutil.copytree(tmp_path / "clean" / "run", tmp_path / "cut" / "run")
         journal = tmp_path / "cut" / "run" / "journal.jsonl"
+        cut = cut_at(journal) if callable(cut_at) else cut_at
         kept = journal.read_text().splitlines(keepends=True)[:cut]
         journal.write_text("".join(kept))
         counter.value = sum(1 for line in kept if json.loads(line)["kind"] == "proposal")
         sim.clear_log()
         resumed = compile_here(name, sim, tmp_path / "cut")
-        assert resumed["state"] == expected["state"]  # the identical program, as it is
-        asked = [asked_for(r) for r in sim.log]
-        assert len(asked) == unjournaled, asked
+        return expected, resumed, [asked_for(r) for r in sim.log]
+
+
+@pytest.mark.parametrize("name, unjournaled", [
+    ("optuna", 0),  # nothing after the cut is unjournaled: every trace and score comes back
+    ("infer_rules", 3),  # then the 3 candidates' rules are asked (they have no rows journal)
+])
+def test_a_kill_inside_a_bootstrap_evaluation_resumes_that_evaluation_and_asks_only_what_was_not_journaled(
+        tmp_path, name, unjournaled):
+    """Deterministic, in-process: every rows journal of the uninterrupted run is there and whole, the compile
+    journal ends inside one bootstrap evaluation's entries (its BootstrapBatch journaled, one of its examples'
+    traces too): the resume runs that evaluation again under its name, so its answered rows come from its rows
+    journal, and asks only what was journaled nowhere."""
+    expected, resumed, asked = resume_after_cut(tmp_path, name, bootstrap_cut)
+    assert resumed["state"] == expected["state"]  # the identical program, as it is
+    assert len(asked) == unjournaled, asked
+
+
+@pytest.mark.xfail(strict=True, reason="SIMBA's sample evaluations are named after the examples not yet journaled "
+                                       "(simba.py: sampled-...-{digest(positions)}): a kill between the entries of "
+                                       "one evaluation renames it on resume, and its answered rows are asked again")
+def test_a_kill_between_the_entries_of_one_simba_evaluation_asks_only_what_was_not_journaled(tmp_path):
+    """As above for SIMBA: the journal ends after 1 of the last sample's 4 trajectories of step 0; only step 0's
+    2 rules should be asked."""
+    expected, resumed, asked = resume_after_cut(tmp_path, "simba", 11)
+    assert resumed["state"] == expected["state"]
+    assert len(asked) == 2, asked
