@@ -36,7 +36,7 @@ from ..primitives import Example
 from ..programs import Module, Predict
 from ..programs.settings import resolve_lm, setting
 from .base import Teleprompter
-from .candidates import ScoreBoard, ScoredProgram, digest, edited, in_order, instructions_of
+from .candidates import ScoreBoard, ScoredProgram, edited, in_order, instructions_of
 from .fewshot import Demo
 from .job import CandidateScore, CompileJob, CompileStopped, fingerprint
 from .proposer import ProposalRejected, describe_program
@@ -208,26 +208,34 @@ class _Ascent:
     def sample(self, step: int, batch: list[int], chosen: list[list[int]]) -> list[list[SimbaTrajectory]]:
         """Every sample's run on every example of the batch (those not journaled, by program and sample)."""
         groups: dict[tuple[int, int], list[int]] = {}
+        unfinished: set[tuple[int, int]] = set()
         for m, row in enumerate(chosen):
             for pos, p in enumerate(row):
+                groups.setdefault((m, p), []).append(pos)
                 if (step, m, batch[pos]) not in self.runs:
-                    groups.setdefault((m, p), []).append(pos)
+                    unfinished.add((m, p))
 
         def run(item: tuple[tuple[int, int], list[int]]) -> None:
+            # a group's whole evaluation, under a name fixed by the step alone: after a kill between its rows'
+            # entries, its rows journal answers what was answered and only the rest is asked
             (m, p), positions = item
             result = self.job.evaluate(self.sampler(self.program(self.pool[p]), m),
                                        [self.trainset[batch[pos]] for pos in positions], self.opt.metric,
-                                       phase="trajectories", name=f"sampled-{step}-{m}-{p}-{digest(positions)}",
+                                       phase="trajectories", name=f"sampled-{step}-{m}-{p}",
                                        concurrency=self.per_eval)
             if result.aborted:  # cut short (the budget): no trajectories
                 raise CompileStopped("budget", f"a sample's evaluation stopped: {result.aborted}")
             for row in result.rows:
-                entry = trajectory(step, m, batch[positions[row.index]], p, row)
+                example = batch[positions[row.index]]
+                if (step, m, example) in self.runs:
+                    continue  # journaled before the kill
+                entry = trajectory(step, m, example, p, row)
                 self.job.record(entry)
                 with self._lock:
                     self.runs[(step, m, entry.example)] = entry
 
-        in_order(self.job, self.parallel, run, list(groups.items()), "dspex-simba-sample")
+        in_order(self.job, self.parallel, run, [item for item in groups.items() if item[0] in unfinished],
+                 "dspex-simba-sample")
         return [[self.runs[(step, m, i)] for i in batch] for m in range(len(chosen))]
 
     def sampler(self, program: Module, m: int) -> Module:
