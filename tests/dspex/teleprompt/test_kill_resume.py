@@ -8,7 +8,8 @@ requests or the journal holds that many lines, and resumes in-process on the sam
 program is the uninterrupted one (``dump_state()``: instructions, prefixes, demos) with the same report
 (score, candidates) and the same journal, and journaled work is not asked again: the killed run's requests
 and the resumed run's add up to the uninterrupted run's, plus the one request that was in flight at the
-kill (and, a known bug pinned below, the rows of an evaluation whose per-row entries the kill split).
+kill: an evaluation whose per-row entries the kill split resumes under its own name, so its rows journal
+answers what was answered.
 
 One request at a time (``max_concurrency=1, parallel_trials=1``), so the order of the requests, and the
 count, are deterministic."""
