@@ -9,8 +9,8 @@ far, ranked by score, and asks for ``breadth`` new ones. (With one predictor a r
 pairs; with several, every pair so far, since the other predictors have moved.) The best program scored
 is returned; the student is never changed.
 
-Unlike DSPy: a round's candidates are scored together (``parallel_trials`` at once, default 4, sharing
-``max_concurrency``), each proposal is a call of its own (a rollout id each, so the cache tells them
+Unlike DSPy: a round's candidates are scored together (``parallel_trials`` at once, default 4, each with up
+to ``max_concurrency`` calls in flight, together under the LM client's ``max_in_flight``), each proposal is a call of its own (a rollout id each, so the cache tells them
 apart) and one that cannot be used is journaled and skipped, a program already scored is not scored
 again, and every proposal and score is journaled, so ``compile(..., run_dir=same)`` resumes without
 asking the prompt model again or re-scoring, and gives the same program. ``results_best`` and
@@ -148,7 +148,7 @@ class _Search:
         self.proposed = {(e.round, e.predictor, e.slot): e for e in job.journaled(CoproProposal)}
         self.scored = {(e.round, e.predictor, e.slot): e for e in job.journaled(CoproScore)}
         self.parallel = job.parallel_trials or max(1, min(DEFAULT_PARALLEL, job.max_concurrency))
-        self.per_eval = max(1, job.max_concurrency // self.parallel)
+        self.per_eval = job.max_concurrency  # per evaluation, as for Evaluate; the LM client's max_in_flight caps the sum
         self._lock = threading.Lock()
 
     # --- the rounds ----------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ step's mini-batch and join the pool; the best is the step's winner. At the end t
 ``num_candidates`` evenly spaced winners are scored on the whole trainset and the best is returned.
 
 Unlike DSPy: a step's samples, rules and candidate scores run concurrently (``parallel_trials`` at once,
-default 4, sharing ``max_concurrency``); a program is scored on an example once (DSPy's cache does the same
+default 4, each with up to ``max_concurrency`` calls in flight, together under the LM client's
+``max_in_flight``); a program is scored on an example once (DSPy's cache does the same
 for it); the demo-drop counts come from a second seeded generator (DSPy's is numpy's), so the main one
 draws what DSPy's draws; ``trial_logs`` are keyed by step (with its batch and scores); and every step (the
 batch and the programs sampled on it, each trajectory, each strategy's outcome with the prompt model's
@@ -141,7 +142,7 @@ class _Ascent:
         self.scored = {(e.step, e.program): e for e in job.journaled(SimbaScore)}
         self.journaled_finals = {e.program: e for e in job.journaled(SimbaFinal)}
         self.parallel = job.parallel_trials or max(1, min(DEFAULT_PARALLEL, job.max_concurrency))
-        self.per_eval = max(1, job.max_concurrency // self.parallel)
+        self.per_eval = job.max_concurrency  # per evaluation, as for Evaluate; the LM client's max_in_flight caps the sum
         self._lock = threading.Lock()
 
     def average(self, p: int) -> float:
