@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from benchmarks import (bench_adapters, bench_processes, bench_bad_day, bench_clients, bench_defaults, bench_evaluate,
-                        bench_instructions, bench_optimizers, bench_quality, bench_supervision, dspy_conformance,
-                        dspy_env)
+                        bench_instructions, bench_optimizers, bench_quality, bench_supervision, bench_two_rules,
+                        dspy_conformance, dspy_env)
 
 README = Path(__file__).with_name("README.md")
 
@@ -33,6 +33,7 @@ def main() -> None:
                ("clients", bench_clients.run), ("evaluate", bench_evaluate.run), ("bad_day", bench_bad_day.run),
                ("defaults", bench_defaults.run), ("processes", bench_processes.run),
                ("optimizers", bench_optimizers.run), ("instructions", bench_instructions.run),
+               ("two_rules", bench_two_rules.run),
                ("quality", bench_quality.run), ("quality_instructions", lambda: bench_quality.run("instructions")),
                # DSPy's own tests on dspex: needs a DSPy source checkout ($DSPY_CHECKOUT); without one the
                # section keeps its last figures
