@@ -236,11 +236,16 @@ class _Evolution:
         return self.train.metric_calls + self.val.metric_calls
 
     def run(self) -> None:
-        """Rounds until the budget is used or two rounds learn nothing; a stop (budget, Ctrl-C, the
-        journal) goes up to the job's ``with`` block."""
+        """Rounds until the budget is used, two rounds learn nothing, or (``skip_perfect_score``) a candidate
+        scores ``perfect_score`` on every validation example: none can do better, so the rest of the budget
+        would buy nothing (DSPy spends it). A stop (budget, Ctrl-C, the journal) goes up to the job's ``with``
+        block."""
         self.add(instructions_of(self.student), (), "the student's own instructions")
         idle, round_ = 0, 0
         while idle < 2:
+            if self.opt.skip_perfect_score and any(min(scores) >= self.opt.perfect_score
+                                                   for scores in self.val_scores):
+                break
             proposals = self.plan(round_)
             if not proposals:
                 break

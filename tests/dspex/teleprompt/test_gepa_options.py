@@ -110,3 +110,17 @@ def test_parse_failures_reach_the_proposer_only_with_add_format_failure_as_feedb
             dspex.Predict("question -> answer", lm=lm), trainset=task_data(12, "t"), valset=task_data(12, "v"))
     failed = [r for d in datasets for r in d if r["Feedback"].startswith("The call failed")]
     assert datasets and (bool(failed) is shown)
+
+
+def test_the_search_stops_once_a_candidate_is_perfect_on_every_validation_example(task_lm, tmp_path):
+    def after_the_perfect_candidate(**options) -> list[str]:
+        run = tmp_path / f"run-{len(options)}"
+        dspex.GEPA(metric=feedback_metric, max_metric_calls=600, use_merge=False, **options).compile(
+            dspex.Predict("question -> answer", lm=task_lm), trainset=task_data(12, "t"),
+            valset=task_data(12, "v"), run_dir=run)
+        entries = journal(run)
+        perfect = next(n for n, e in enumerate(entries) if e["kind"] == "candidate" and e["score"] == 1.0)
+        return [e["kind"] for e in entries[perfect + 1:]]
+
+    assert not {"reflection", "proposal"} & set(after_the_perfect_candidate())  # nothing asked after it
+    assert "reflection" in after_the_perfect_candidate(skip_perfect_score=False)  # DSPy's way: it goes on
