@@ -7,12 +7,11 @@ answer with the ChatAdapter (JSON fallback included) into the signature's output
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError, LMError
 from ..signature import Field, FieldKind, SignatureMeta, make_signature
-from ..utils.syncify import caller_loop, on_caller_loop
+from ..utils.syncify import caller_awaits, on_caller_loop
 from .base import Adapter, Message, ParseFailure, _as_output_list
 from .chat_adapter import ChatAdapter
 from .utils import format_field_value, get_field_description_string
@@ -69,7 +68,7 @@ class TwoStepAdapter(Adapter):
         """The extraction model's reading of the main LM's answer."""
         extractor = self._extractor_signature(signature)
         try:
-            if caller_loop() is not None and inspect.iscoroutinefunction(getattr(self.extraction_model, "acall", None)):
+            if caller_awaits(getattr(self.extraction_model, "acall", None)):
                 # inside ``await program.acall(...)``: the extraction model's async call, on the caller's loop
                 return on_caller_loop(ChatAdapter().acall(self.extraction_model, {}, extractor, [],
                                                           {"text": completion}))[0]

@@ -11,13 +11,11 @@ behind it, so no limits, breaker, retries, cache or ledger apply (use ``dspex.LM
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Sequence
 
 from ..errors import MalformedResponse
-from ..primitives import Usage
 from ..utils.callback import with_callbacks
-from ..utils.syncify import caller_loop, on_caller_loop
+from ..utils.syncify import caller_awaits, on_caller_loop
 from .messages import Completion
 
 LOCAL_OPTIONS = ("prompt_style", "rollout", "rollout_id", "run")  # dspex's own request options: never sent
@@ -38,21 +36,15 @@ class ForeignLM:
             messages = [{"role": "user", "content": messages}]
         sent = {k: v for k, v in options.items() if k not in LOCAL_OPTIONS}
         acall = getattr(self._lm, "acall", None)
-        if caller_loop() is not None and inspect.iscoroutinefunction(acall):
-            # an ``await program.acall(...)``: the object's own async call, on the caller's event loop
+        if caller_awaits(acall):  # an ``await program.acall(...)``: the object's own async call, on that loop
             outputs = on_caller_loop(acall(messages=list(messages), **sent))
         else:
             outputs = self._lm(messages=list(messages), **sent)
         first = outputs[0] if isinstance(outputs, (list, tuple)) and outputs else outputs
-        if isinstance(first, dict):
-            text, extras = first.get("text"), tuple((k, v) for k, v in first.items() if k != "text" and v)
-        elif isinstance(first, str):
-            text, extras = first, ()
-        else:
+        if not isinstance(first, (str, dict)):
             raise MalformedResponse(f"{type(self._lm).__name__}(messages=...) returned {type(outputs).__name__}: an "
                                     "LM object must return a list of completions (strings, or dicts with 'text')")
-        return Completion(text=text or "", usage=Usage(), cost=0.0, model=str(getattr(self._lm, "model", "")),
-                          latency_s=0.0, extras=extras)
+        return Completion.unbilled(first, str(getattr(self._lm, "model", "")))
 
     def __getattr__(self, name: str) -> Any:
         if name == "callbacks":  # the object's own callbacks fire on its own calls, not again here

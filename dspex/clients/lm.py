@@ -8,7 +8,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import ConfigError
-from ..primitives import Usage
 from ..providers import PROVIDERS
 from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, check_sampling, parse_model, resolve_key
 from .host import current_runtime, open_runtimes
@@ -234,10 +233,7 @@ class LM:
         if answered:
             return answered[-1]
         first = outputs[0] if isinstance(outputs, list) and outputs else outputs
-        text = first.get("text", "") if isinstance(first, dict) else str(first or "")
-        extras = tuple((k, v) for k, v in first.items() if k != "text" and v) if isinstance(first, dict) else ()
-        return Completion(text=text or "", usage=Usage(), cost=0.0, model=str(self.model), latency_s=0.0,
-                          extras=extras)
+        return Completion.unbilled(first if isinstance(first, dict) else str(first or ""), str(self.model))
 
     def __call__(self, prompt: str | Sequence[dict] | None = None, messages: Sequence[dict] | None = None,
                  **overrides: Any) -> list[str | dict]:

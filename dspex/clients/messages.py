@@ -32,6 +32,16 @@ class Completion:
         ``logprobs`` / ``tool_calls`` the answer carried."""
         return {"text": self.text, **dict(self.extras)} if self.extras else self.text
 
+    @classmethod
+    def unbilled(cls, output: str | dict, model: str) -> "Completion":
+        """The inverse of :meth:`output`: one of DSPy's completions (a text, or a dict with ``text`` and its
+        extras) that no provider billed (an LM object's own answer, never leased or booked)."""
+        if isinstance(output, dict):
+            text, extras = output.get("text"), tuple((k, v) for k, v in output.items() if k != "text" and v)
+        else:
+            text, extras = output, ()
+        return cls(text=text or "", usage=Usage(), cost=0.0, model=model, latency_s=0.0, extras=extras)
+
 
 @dataclass(frozen=True)
 class UsageTotals:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import inspect
 import threading
 from types import MethodType
 from typing import Any, Coroutine, Iterator
@@ -71,6 +72,12 @@ def awaited_from(loop: Any) -> Iterator[None]:
         _CALLER_LOOP.reset(token)
 
 
+def caller_awaits(fn: Any) -> bool:
+    """Whether an async caller awaits this thread's work and ``fn`` is a coroutine function it can await
+    there (:func:`on_caller_loop`): an object's ``acall`` then serves instead of its sync call."""
+    return caller_loop() is not None and inspect.iscoroutinefunction(fn)
+
+
 def on_caller_loop(coro: Coroutine[Any, Any, Any]) -> Any:
     """``coro``'s result, awaited on the caller's event loop (see :func:`awaited_from`), else as
     :func:`run_async` runs it."""
@@ -120,4 +127,4 @@ def syncify(program: Any, in_place: bool = True) -> Any:
     return _wrapper_class(_module_base(type(program)))(program)
 
 
-__all__ = ["syncify", "run_async", "caller_loop", "awaited_from", "on_caller_loop"]
+__all__ = ["syncify", "run_async", "caller_loop", "caller_awaits", "awaited_from", "on_caller_loop"]
