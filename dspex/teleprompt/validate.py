@@ -4,6 +4,7 @@ size of one call (for the budget check before anything is sent)."""
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from typing import Any, Sequence
 
@@ -27,15 +28,33 @@ def check_trainset(trainset: Any, student: Module, what: str = "trainset", *, in
     if not isinstance(trainset, (list, tuple)) or not trainset:
         raise ConfigError(f"{what} must be a non-empty list of dspex.Example (got {type(trainset).__name__}"
                           f"{' of length 0' if isinstance(trainset, (list, tuple)) else ''})")
-    needed = set(student.predictors()[0].signature.input_fields)  # what the program is first called with
+    needed = called_with(student)
     for i, ex in enumerate(trainset):
         if not isinstance(ex, Example) or (inputs_marked and ex.input_keys is None):
             raise ConfigError(f"{what}[{i}] must be a dspex.Example with inputs marked (example.with_inputs(...))")
         missing = needed - set(ex.keys())
         if missing:
-            raise ConfigError(f"{what}[{i}] lacks the input field(s) {sorted(missing)} the program's first predictor "
-                              "reads")
+            raise ConfigError(f"{what}[{i}] lacks the input field(s) {sorted(missing)} the program is called with")
     return copy.deepcopy(list(trainset))  # Examples are mutable: the compile works on its own copies
+
+
+def called_with(student: Module) -> set[str]:
+    """The inputs an example must carry for ``student(**example.inputs())``: a predictor's input fields;
+    for a module, the parameters its ``forward`` requires (a RAG module's first predictor reads a
+    ``context`` that ``forward`` retrieves, so the predictors say nothing about the call)."""
+    predictors = student.predictors()
+    if len(predictors) == 1 and predictors[0] is student:
+        return set(student.signature.input_fields)
+    try:
+        params = list(inspect.signature(student.forward).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C-level forward: nothing to check
+        return set()
+    required = {p.name for p in params
+                if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if not required and any(p.kind is p.VAR_KEYWORD for p in params):
+        # forward(**inputs) hands its inputs on (ChainOfThought, ReAct, ...): what its first predictor reads
+        return set(student.predictors()[0].signature.input_fields)
+    return required
 
 
 def structure(program: Module) -> list:

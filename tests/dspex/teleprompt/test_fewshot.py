@@ -64,6 +64,28 @@ def test_a_teacher_of_another_structure_and_bad_trainsets_are_refused(lm):
         boot.compile(student, trainset=[dspex.Example(query="x", answer="X").with_inputs("query")])
 
 
+class Retrieving(dspex.Module):
+    """A RAG-shaped module: its predictor reads a ``context`` that forward supplies, not the example."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.respond = dspex.Predict("context, question -> answer", lm=lm)
+
+    def forward(self, question):
+        return self.respond(context=f"passage about {question}", question=question)
+
+
+def test_a_module_is_checked_against_what_its_forward_takes_not_what_its_predictor_reads(lm):
+    boot = dspex.BootstrapFewShot(exact, max_bootstrapped_demos=1, max_labeled_demos=1)
+    compiled = boot.compile(Retrieving(lm), trainset=data(4, "t"))  # no "context" in the examples: forward makes it
+    assert [set(d) for d in compiled.respond.demos] == [{"context", "question", "answer"}]
+    with pytest.raises(dspex.ConfigError, match=r"lacks the input field\(s\) \['question'\]"):
+        boot.compile(Retrieving(lm), trainset=[dspex.Example(query="x", answer="X").with_inputs("query")])
+    with pytest.raises(dspex.ConfigError, match="lacks the input"):  # forward(**inputs): its first predictor's
+        boot.compile(dspex.ChainOfThought("question -> answer", lm=lm),
+                     trainset=[dspex.Example(query="x", answer="X").with_inputs("query")])
+
+
 def test_a_metric_that_fails_on_every_row_is_a_typed_error_naming_the_first_errors(lm):
     def broken(example, pred, trace=None):
         raise ValueError("metric bug")
