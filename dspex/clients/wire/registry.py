@@ -9,11 +9,13 @@ from ...providers import PROVIDERS
 from .anthropic import Anthropic
 from .base import WireFormat
 from .colbert import ColBERT
+from .embeddings import Embeddings
 from .gemini import Gemini
 from .openai import Local, OpenAI
 
 
-WIRE_FORMATS: dict[str, WireFormat] = {w.name: w for w in (OpenAI(), Anthropic(), Gemini(), Local(), ColBERT())}
+WIRE_FORMATS: dict[str, WireFormat] = {w.name: w for w in (OpenAI(), Anthropic(), Gemini(), Local(), ColBERT(),
+                                                  Embeddings())}
 
 
 def wire_for(provider: str) -> WireFormat:
