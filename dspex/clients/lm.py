@@ -51,6 +51,10 @@ class NoProvider:
         """Nothing to close."""
 
 
+DEFAULT_IN_FLIGHT = 64  # requests of one client in flight at once, unless max_in_flight= says otherwise
+LOCAL_IN_FLIGHT = 2  # a local model's: one answered, one waiting, so its server never idles between requests
+
+
 class LM:
     """A language model behind the resilient client pipeline.
 
@@ -64,7 +68,8 @@ class LM:
 
     def __init__(self, model: str, api_key: str | Secret | None = None, base_url: str | None = None, *,
                  temperature: float = 0.0, max_tokens: int = 512, timeout: float = 30.0,
-                 rpm: float | None | str = AUTO, tpm: float | None | str = AUTO, max_in_flight: int = 64, retries: int = 5,
+                 rpm: float | None | str = AUTO, tpm: float | None | str = AUTO, max_in_flight: int | None = None,
+                 retries: int = 5,
                  breaker: Breaker | None = None, cache: bool = True, budget_usd: float | None = None,
                  budget_tokens: int | None = None, backoff_base: float = 0.5, backoff_cap: float = 20.0,
                  price: Price | None = None, name: str | None = None, runtime: "Runtime | None" = None,
@@ -89,6 +94,9 @@ class LM:
         if provider == "colbert":
             raise ConfigError(f"{model!r}: a ColBERT server is a retriever, not an LM: use "
                               "dspex.ColBERTv2(url=...) (e.g. as dspex.configure(rm=...))")
+        if provider == "embeddings":
+            raise ConfigError(f"{model!r}: an embeddings API is not an LM: use dspex.Embedder('openai/<model>', "
+                              "base_url=...)")
         rt = runtime or current_runtime()
         if provider == "local":  # the runtime starts (or finds) the model's server process; it sets no limits
             rpm = None if rpm == AUTO else rpm
@@ -96,6 +104,11 @@ class LM:
             # a local model that times out is slow (a busy machine), not down: its breaker ignores timeouts
             breaker = breaker or Breaker(count_timeouts=False)
             base_url = base_url or rt.local_model_url(model_name)
+            # the model server answers one request at a time: more in flight would only queue at its lock,
+            # where each one's timeout ticks (a compile's 16 parallel calls timed out there); here they
+            # queue in the client actor's admission, which no timeout bounds
+            max_in_flight = LOCAL_IN_FLIGHT if max_in_flight is None else max_in_flight
+        max_in_flight = DEFAULT_IN_FLIGHT if max_in_flight is None else max_in_flight
         self.config = LMConfig(provider=provider, model=model_name, base_url=base_url or DEFAULT_BASE_URL[provider],
                                temperature=temperature, max_tokens=max_tokens, timeout=timeout, rpm=rpm, tpm=tpm,
                                max_in_flight=max_in_flight, retries=retries, breaker=breaker or Breaker(), cache=cache,
