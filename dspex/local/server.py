@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
 import socket
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 RAW_END = "\n\n"  # a raw completion's end: the first blank line after some text
 
@@ -43,11 +44,15 @@ class _Model:
         self.llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, seed=seed, verbose=False)
         self.lock = threading.Lock()
 
-    def complete(self, body: dict) -> dict:
+    def complete(self, body: dict, gone: Callable[[], bool] = lambda: False) -> dict | None:
+        """The answer; None when the caller hung up while the request waited for the model (a client whose
+        timeout ran out): nothing is generated for nobody."""
         messages = body["messages"]
         params = {"temperature": float(body.get("temperature", 0.0)), "max_tokens": int(body.get("max_tokens", 256))}
         stop = body.get("stop")
         with self.lock:
+            if gone():
+                return None
             if body.get("prompt_format", "chat") == "raw":
                 return self._raw(messages, stop, params)
             out = self.llm.create_chat_completion(messages=messages, stop=stop, **params)
@@ -102,16 +107,31 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
         try:
             body = json.loads(raw)
-            answer = self.model.complete(body)
+            answer = self.model.complete(body, self._caller_gone)
         except (ValueError, KeyError, TypeError) as exc:
             return self._send(400, {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}})
+        if answer is None:
+            self.close_connection = True
+            return None
         return self._send(200, answer)
+
+    def _caller_gone(self) -> bool:
+        """Whether the caller closed its connection (a request is all it sends, so anything readable now is
+        its end of the stream)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def _send(self, status: int, body: dict) -> None:
         payload = json.dumps(body).encode()
         head = (f"HTTP/1.1 {status} {self.responses[status][0]}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(payload)}\r\n\r\n").encode()
-        self.connection.sendall(head + payload)
+        try:
+            self.connection.sendall(head + payload)
+        except (BrokenPipeError, ConnectionResetError):  # the caller gave up (its timeout): its client retries
+            self.close_connection = True
 
 
 def main(argv: list[str] | None = None) -> None:
