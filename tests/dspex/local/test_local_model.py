@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -83,3 +84,22 @@ def test_bootstrap_few_shot_lifts_the_real_local_model(tmp_path):
         lifted = dspex.Evaluate(dev, correct, max_concurrency=2, progress=False).run(compiled).mean
     assert len(compiled.demos) == 6 and compiled.compile_report.stopped == "done"
     assert lifted >= zero + 0.15, (zero, lifted)
+
+
+def test_the_server_sees_a_caller_that_hung_up_and_skips_its_request():
+    import socket
+
+    from dspex.local.server import _Handler, _Model
+
+    here, there = socket.socketpair()
+    handler = _Handler.__new__(_Handler)  # only its connection is used
+    handler.connection = here
+    try:
+        assert not handler._caller_gone()  # connected, nothing sent: still waiting for its answer
+        there.close()
+        assert handler._caller_gone()
+        model = _Model.__new__(_Model)  # no weights needed: a gone caller never reaches them
+        model.lock = threading.Lock()
+        assert model.complete({"messages": [{"role": "user", "content": "hi"}]}, handler._caller_gone) is None
+    finally:
+        here.close()
