@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from ..adapters import ChatAdapter
 from ..adapters.types import tool as _tool_module
@@ -203,31 +203,24 @@ class ReAct(Module):
                                                    **input_args: Any) -> Any:
         """``module(**input_args, trajectory=...)``; on ContextWindowExceededError the oldest step is dropped
         from ``trajectory`` (in place) and the call retried, up to 3 attempts in all."""
-        last_error: BaseException | None = None
-        for _ in range(_ATTEMPTS):
+        tries = _Truncating(self, trajectory)
+        for formatted in tries:
             try:
-                return module(**input_args, trajectory=self._format_trajectory(trajectory))
+                return module(**input_args, trajectory=formatted)
             except ContextWindowExceeded as err:
-                logger.warning("Trajectory exceeded the context window, truncating the oldest tool call information.")
-                last_error = err
-                trajectory = self.truncate_trajectory(trajectory)
-        raise ContextWindowExceeded(
-            message=f"The context window was exceeded even after {_ATTEMPTS} attempts to truncate the trajectory."
-        ) from last_error
+                tries.failed(err)
+        raise tries.exhausted()
 
     async def _async_call_with_potential_trajectory_truncation(self, module: Any, trajectory: dict[str, Any],
                                                                **input_args: Any) -> Any:
-        last_error: BaseException | None = None
-        for _ in range(_ATTEMPTS):
+        """The same, awaiting ``module.acall``."""
+        tries = _Truncating(self, trajectory)
+        for formatted in tries:
             try:
-                return await module.acall(**input_args, trajectory=self._format_trajectory(trajectory))
+                return await module.acall(**input_args, trajectory=formatted)
             except ContextWindowExceeded as err:
-                logger.warning("Trajectory exceeded the context window, truncating the oldest tool call information.")
-                last_error = err
-                trajectory = self.truncate_trajectory(trajectory)
-        raise ContextWindowExceeded(
-            message=f"The context window was exceeded even after {_ATTEMPTS} attempts to truncate the trajectory."
-        ) from last_error
+                tries.failed(err)
+        raise tries.exhausted()
 
     def truncate_trajectory(self, trajectory: dict[str, Any]) -> dict[str, Any]:
         """Drop the oldest tool call (its thought, tool name, arguments and observation) from ``trajectory``,
@@ -250,5 +243,29 @@ def _as_args(args: Any) -> dict[str, Any]:
         return args
     raise ConfigError(f"the tool arguments must be a JSON object, got {args!r}")
 
+
+
+class _Truncating:
+    """The attempts of one call whose trajectory may exceed the context window: each attempt's formatted
+    trajectory; after a failure the oldest step is dropped (``truncate_trajectory``); after the last, the
+    error to raise. The sync and async calls share it and differ only in how they call."""
+
+    def __init__(self, react: ReAct, trajectory: dict[str, Any]) -> None:
+        self.react, self.trajectory, self.last_error = react, trajectory, None
+
+    def __iter__(self) -> Iterator[str]:
+        for _ in range(_ATTEMPTS):
+            yield self.react._format_trajectory(self.trajectory)
+
+    def failed(self, err: ContextWindowExceeded) -> None:
+        logger.warning("Trajectory exceeded the context window, truncating the oldest tool call information.")
+        self.last_error = err
+        self.trajectory = self.react.truncate_trajectory(self.trajectory)
+
+    def exhausted(self) -> ContextWindowExceeded:
+        error = ContextWindowExceeded(
+            message=f"The context window was exceeded even after {_ATTEMPTS} attempts to truncate the trajectory.")
+        error.__cause__ = self.last_error
+        return error
 
 __all__ = ["ReAct", "Tool", "FINISH"]
