@@ -504,9 +504,12 @@ def _doctor(ns: argparse.Namespace) -> int:
 
 
 def _reachable(provider: str) -> tuple[bool, str, str]:
-    from .clients.config import DEFAULT_BASE_URL
+    from .clients.config import base_url_for
 
-    url = urlsplit(DEFAULT_BASE_URL[provider])
+    try:
+        url = urlsplit(base_url_for(provider, None))
+    except ConfigError as exc:
+        return False, str(exc), "set the endpoint variable named (or pass base_url= in your code)"
     try:
         with socket.create_connection((url.hostname, url.port or 443), timeout=3):
             return True, f"{url.hostname} answers", ""

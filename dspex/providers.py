@@ -35,6 +35,10 @@ class ProviderSpec:
     # model-name prefixes that think natively and return their thinking (a ``dspy.Reasoning`` output is then
     # left to the model: the adapter asks with ``reasoning_effort`` and reads ``reasoning_content``)
     reasoning: tuple[str, ...] = ()
+    # the variables its base URL may be in (LiteLLM's names), read when no base_url= is passed; with
+    # ``base_url=""`` there is no default: one of them or base_url= is required (a self-hosted server)
+    base_env: tuple[str, ...] = ()
+    key_optional: bool = False  # a server that usually takes no key (Ollama, vLLM, LM Studio)
 
     def reasons(self, model: str) -> bool:
         """Whether ``model`` of this provider thinks natively and returns its thinking."""
@@ -64,6 +68,42 @@ _SPECS = (
     ProviderSpec("local", "http://127.0.0.1/v1", wire="local"),
     # a dspex.BaseLM subclass: its forward() answers in this process (no HTTP; the URL only names the client)
     ProviderSpec("python", "http://python.invalid", wire="python"),
+    # OpenAI-compatible APIs, by LiteLLM's prefixes, default base URLs and key variables (litellm 1.110)
+    ProviderSpec("openrouter", "https://openrouter.ai/api/v1", wire="openai",
+                 key_env=("OPENROUTER_API_KEY", "OR_API_KEY"), base_env=("OPENROUTER_API_BASE",)),
+    ProviderSpec("together_ai", "https://api.together.ai/v1", wire="openai",
+                 key_env=("TOGETHER_API_KEY", "TOGETHER_AI_API_KEY", "TOGETHERAI_API_KEY", "TOGETHER_AI_TOKEN"),
+                 base_env=("TOGETHER_AI_API_BASE",)),
+    ProviderSpec("groq", "https://api.groq.com/openai/v1", wire="openai", key_env=("GROQ_API_KEY",),
+                 base_env=("GROQ_API_BASE",)),
+    ProviderSpec("deepseek", "https://api.deepseek.com/beta", wire="openai", key_env=("DEEPSEEK_API_KEY",),
+                 base_env=("DEEPSEEK_API_BASE",), reasoning=("deepseek-reasoner", "deepseek-r1")),
+    ProviderSpec("mistral", "https://api.mistral.ai/v1", wire="openai", key_env=("MISTRAL_API_KEY",),
+                 base_env=("MISTRAL_API_BASE",)),
+    ProviderSpec("fireworks_ai", "https://api.fireworks.ai/inference/v1", wire="openai",
+                 key_env=("FIREWORKS_API_KEY", "FIREWORKS_AI_API_KEY", "FIREWORKSAI_API_KEY", "FIREWORKS_AI_TOKEN"),
+                 base_env=("FIREWORKS_API_BASE",)),
+    ProviderSpec("xai", "https://api.x.ai/v1", wire="openai", key_env=("XAI_API_KEY",), base_env=("XAI_API_BASE",)),
+    ProviderSpec("perplexity", "https://api.perplexity.ai", wire="openai",
+                 key_env=("PERPLEXITYAI_API_KEY", "PERPLEXITY_API_KEY"), base_env=("PERPLEXITY_API_BASE",)),
+    ProviderSpec("cerebras", "https://api.cerebras.ai/v1", wire="openai", key_env=("CEREBRAS_API_KEY",),
+                 base_env=("CEREBRAS_API_BASE",)),
+    ProviderSpec("huggingface", "https://router.huggingface.co/v1", wire="openai",
+                 key_env=("HF_TOKEN", "HUGGINGFACE_API_KEY"), base_env=("HF_API_BASE", "HUGGINGFACE_API_BASE")),
+    # self-hosted or per-workspace servers: no default base URL (base_url= or the variable)
+    ProviderSpec("databricks", "", wire="openai", key_env=("DATABRICKS_API_KEY",), base_env=("DATABRICKS_API_BASE",)),
+    ProviderSpec("hosted_vllm", "", wire="openai", key_env=("HOSTED_VLLM_API_KEY",),
+                 base_env=("HOSTED_VLLM_API_BASE",), key_optional=True),
+    ProviderSpec("lm_studio", "", wire="openai", key_env=("LM_STUDIO_API_KEY",), base_env=("LM_STUDIO_API_BASE",),
+                 key_optional=True),
+    # Azure OpenAI: the deployment's URL under the resource's base, ?api-version=, the key in an api-key header
+    ProviderSpec("azure", "", wire="azure", key_env=("AZURE_OPENAI_API_KEY", "AZURE_API_KEY"),
+                 base_env=("AZURE_API_BASE",)),
+    # Ollama's native API: ollama_chat/ is /api/chat (messages), ollama/ is /api/generate (one prompt)
+    ProviderSpec("ollama_chat", "http://localhost:11434", wire="ollama_chat", key_env=("OLLAMA_API_KEY",),
+                 base_env=("OLLAMA_API_BASE",), key_optional=True),
+    ProviderSpec("ollama", "http://localhost:11434", wire="ollama", key_env=("OLLAMA_API_KEY",),
+                 base_env=("OLLAMA_API_BASE",), key_optional=True),
     # a ColBERTv2 search server (dspex.ColBERTv2, DSPy's client; the URL is the index's): no key, searches are free
     ProviderSpec("colbert", "http://0.0.0.0", wire="colbert"),
     # OpenAI's embeddings API (dspex.Embedder("openai/<model>")'s requests; the Embedder resolves the key)

@@ -16,8 +16,8 @@ processor, the JSON Lines writer, an actor process's journal), and the key is pr
 (it is in this process's memory). The set holds weak references only, so a key leaves it with its last
 ``Secret``, and it can only ever mask more of what is written, never change a result. A "key" shorter
 than ``SCRUB_MIN`` (``"local"``, ``"EMPTY"`` for a local server) is no secret and is left alone:
-masking every ``"local"`` in a journal would destroy it. This module imports nothing of dspex, so
-every writer can use it.
+masking every ``"local"`` in a journal would destroy it. This module imports nothing of dspex but the
+provider registry (plain data: the key variables), so every writer can use it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import os
 import threading
 import weakref
 from typing import Any, Protocol
+
+from .providers import PROVIDERS
 
 SCRUB_MIN = 8  # a run of this many characters of a key is masked wherever it appears
 MASK = "***"
@@ -83,10 +85,15 @@ def _mask(text: str, spans: list[list[int]]) -> str:
     return "".join(out) + text[pos:]
 
 
+KEY_VARIABLES = frozenset(name for spec in PROVIDERS.values() for name in spec.key_env)  # HF_TOKEN, ...
+
+
 def known_keys() -> frozenset[str]:
-    """The keys this process knows now (``*_API_KEY`` in the environment, every live ``Secret``), those of
+    """The keys this process knows now (``*_API_KEY`` and every provider's key variable in the environment,
+    such as ``HF_TOKEN``; every live ``Secret``), those of
     at least ``SCRUB_MIN`` characters."""
-    keys = {value.strip() for name, value in os.environ.items() if name.upper().endswith("_API_KEY")}
+    keys = {value.strip() for name, value in os.environ.items()
+            if name.upper().endswith("_API_KEY") or name in KEY_VARIABLES}
     with _live_lock:
         keys.update(secret.reveal() for secret in list(_live.values()))
     return frozenset(k for k in keys if len(k) >= SCRUB_MIN)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +15,19 @@ from ..scrub import remember
 from ..config import Settings
 
 DEFAULT_BASE_URL = {name: spec.base_url for name, spec in PROVIDERS.items()}  # from the provider registry
+
+
+def base_url_for(provider: str, base_url: str | None) -> str:
+    """The endpoint: ``base_url`` as given, else the provider's base variable (``AZURE_API_BASE``, ...), else
+    its default; a self-hosted provider with neither is a ConfigError that says what to set."""
+    if base_url:
+        return base_url
+    spec = PROVIDERS[provider]
+    found = next((os.environ[name] for name in spec.base_env if os.environ.get(name)), None) or spec.base_url
+    if not found:
+        raise ConfigError(f"{provider}/ models have no default endpoint: pass base_url= (DSPy's api_base=)"
+                          + (f" or set {' or '.join(spec.base_env)}" if spec.base_env else ""))
+    return found
 AUTO = "auto"
 MAX_TIMEOUT = 24 * 3600.0  # seconds: a longer request timeout is a mistake (inf would overflow the socket layer)
 """``rpm="auto"`` / ``tpm="auto"``: no cap until the provider tells us one (headers, 429s); see AdaptiveRate."""
@@ -114,8 +129,15 @@ class LMConfig:
     backoff_cap: float = 20.0
     params: tuple[tuple[str, Any], ...] = ()
     name: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # extra_headers=: sent with every request (never credentials)
+    api_version: str | None = None  # Azure OpenAI's api-version
 
     def __post_init__(self) -> None:
+        _check_headers(self.headers, self.qualified)
+        if self.api_version is not None and (self.provider != "azure" or not isinstance(self.api_version, str)
+                                             or not self.api_version.strip()):
+            raise ConfigError(f"LM {self.qualified}: api_version= is Azure OpenAI's (a string such as "
+                              f"'2024-10-21'), got {self.api_version!r} for provider {self.provider!r}")
         checks = [
             (self.provider in PROVIDERS, f"unknown provider {self.provider!r}: use one of {', '.join(PROVIDERS)}"),
             (bool(self.model), "the model name is empty: write 'provider/model', e.g. 'openai/gpt-4o-mini'"),
@@ -204,6 +226,25 @@ def check_sampling(params: dict, where: str) -> None:
             raise ConfigError(f"{where}: parameter {name}={value!r} cannot be sent as JSON ({exc})") from None
 
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
+_CREDENTIAL_HEADER = re.compile(r"authorization|cookie|api[-_]?key|token|secret|password", re.I)
+
+
+def _check_headers(headers: Any, where: str) -> None:
+    """``extra_headers`` travel in the client's settings (pickled to worker processes, shown in errors), so a
+    header that carries a credential is refused: the key goes in ``api_key=`` (a Secret), never here."""
+    for pair in headers:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise ConfigError(f"LM {where}: extra_headers must map header names to strings, got {pair!r:.80}")
+        name, value = pair
+        if not _HEADER_NAME.match(name) or any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"LM {where}: extra_headers has an invalid header {name!r} (or a line break in its value)")
+        if _CREDENTIAL_HEADER.search(name):
+            raise ConfigError(f"LM {where}: extra_headers may not carry a credential ({name!r}): pass the key as "
+                              "api_key= (it never leaves this process; worker processes read it from the "
+                              "provider's variable)")
+
+
 def _rate_ok(value: Any) -> bool:
     if value is None or value == AUTO:
         return True
@@ -232,4 +273,5 @@ def resolve_key(provider: str, api_key: str | Secret | None, settings: Settings 
     return Secret(value) if value else None
 
 
-__all__ = ["LMConfig", "Breaker", "Secret", "parse_model", "resolve_key", "PROVIDERS", "DEFAULT_BASE_URL", "AUTO"]
+__all__ = ["LMConfig", "Breaker", "Secret", "parse_model", "resolve_key", "PROVIDERS", "DEFAULT_BASE_URL", "AUTO",
+           "base_url_for"]

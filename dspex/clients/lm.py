@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextvars
+import os
 import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import ConfigError
 from ..providers import PROVIDERS
-from .config import AUTO, DEFAULT_BASE_URL, Breaker, LMConfig, Secret, check_sampling, parse_model, resolve_key
+from .config import AUTO, Breaker, LMConfig, Secret, base_url_for, check_sampling, parse_model, resolve_key
 from .host import current_runtime, open_runtimes
 from .messages import ClientStatus, Completion, Flush, GetStatus, GetUsage, InjectFaults, ResetBreaker, UsageTotals
 from .pipeline import Pipeline, Request
@@ -73,7 +74,8 @@ class LM:
                  breaker: Breaker | None = None, cache: bool = True, budget_usd: float | None = None,
                  budget_tokens: int | None = None, backoff_base: float = 0.5, backoff_cap: float = 20.0,
                  price: Price | None = None, name: str | None = None, runtime: "Runtime | None" = None,
-                 api_base: str | None = None, **params: Any) -> None:
+                 api_base: str | None = None, extra_headers: dict[str, str] | None = None,
+                 api_version: str | None = None, **params: Any) -> None:
         self.callbacks = list(params.pop("callbacks", None) or [])  # this handle's own (dspex.utils.callback)
         params = _framework_options(params)
         if "num_retries" in params:  # DSPy's name
@@ -97,6 +99,8 @@ class LM:
         if provider == "embeddings":
             raise ConfigError(f"{model!r}: an embeddings API is not an LM: use dspex.Embedder('openai/<model>', "
                               "base_url=...)")
+        if extra_headers is not None and not isinstance(extra_headers, dict):
+            raise ConfigError(f"extra_headers must be a dict of header name -> value, got {type(extra_headers).__name__}")
         rt = runtime or current_runtime()
         if provider == "local":  # the runtime starts (or finds) the model's server process; it sets no limits
             rpm = None if rpm == AUTO else rpm
@@ -109,11 +113,14 @@ class LM:
             # queue in the client actor's admission, which no timeout bounds
             max_in_flight = LOCAL_IN_FLIGHT if max_in_flight is None else max_in_flight
         max_in_flight = DEFAULT_IN_FLIGHT if max_in_flight is None else max_in_flight
-        self.config = LMConfig(provider=provider, model=model_name, base_url=base_url or DEFAULT_BASE_URL[provider],
+        self.config = LMConfig(provider=provider, model=model_name, base_url=base_url_for(provider, base_url),
                                temperature=temperature, max_tokens=max_tokens, timeout=timeout, rpm=rpm, tpm=tpm,
                                max_in_flight=max_in_flight, retries=retries, breaker=breaker or Breaker(), cache=cache,
                                budget_usd=budget_usd, budget_tokens=budget_tokens, backoff_base=backoff_base,
-                               backoff_cap=backoff_cap, params=tuple(sorted(params.items())), name=name)
+                               backoff_cap=backoff_cap, params=tuple(sorted(params.items())), name=name,
+                               headers=tuple(sorted((extra_headers or {}).items())),
+                               api_version=api_version or (os.environ.get("AZURE_API_VERSION") or None
+                                                           if provider == "azure" else None))
         self.price = check_price(price) if price is not None else None
         self._key = resolve_key(provider, api_key, getattr(rt, "settings", None))
         self._token = secrets.token_hex(8)  # names this handle's key in its runtime (never the key itself)

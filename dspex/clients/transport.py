@@ -127,8 +127,8 @@ class Transport:
         self._path = (split.path or "/") + (f"?{split.query}" if split.query else "")
         streamed = urlsplit(self.wire.stream_url(cfg))
         self._stream_path = streamed.path + (f"?{streamed.query}" if streamed.query else "")
-        self._headers = {"Content-Type": "application/json", **self.wire.headers(key)}
-        self._bare_headers = self.wire.headers(key)  # a request without a body (a search by GET)
+        self._bare_headers = {**dict(cfg.headers), **self.wire.headers(key)}  # a request without a body (a GET)
+        self._headers = {"Content-Type": "application/json", **self._bare_headers}
         self._timeout = urllib3.Timeout(connect=min(10.0, cfg.timeout), read=cfg.timeout)
         self.session = requests.Session()
         self.session.proxies.update(requests.utils.get_environ_proxies(self._url))

@@ -62,6 +62,9 @@ from .sim_types import (EMBED_DIM, SIM_MEDIA_TOKENS, LoggedRequest, SimAnswer, S
 
 SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie")
 _GEMINI = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$")
+_AZURE = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/chat/completions$")
+# the body and answer format each route speaks (Azure OpenAI's is OpenAI's); the rest speak their own
+_FORMAT = {"azure": "openai"}
 
 
 def _echo(req: SimRequest) -> str:
@@ -112,9 +115,11 @@ class ProviderServer:
         return f"http://{host}:{port}"
 
     def base_url(self, provider: str = "openai") -> str:
-        """The ``base_url`` a client of ``provider`` should use."""
-        return {"openai": f"{self.url}/v1", "anthropic": self.url, "gemini": self.url,
-                "colbert": f"{self.url}/colbert"}[provider]
+        """The ``base_url`` a client of ``provider`` should use (an OpenAI-compatible provider's is OpenAI's;
+        Azure OpenAI's and Ollama's are the server's root, as their resources' are)."""
+        if provider in ("anthropic", "gemini", "azure", "ollama", "ollama_chat"):
+            return self.url
+        return f"{self.url}/colbert" if provider == "colbert" else f"{self.url}/v1"
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -259,6 +264,10 @@ class _Handler(BaseHTTPRequestHandler):
         # ColBERT takes no key; the others' 401 echoes the key, as some providers do
         if state.api_key is not None and provider != "colbert" and presented != state.api_key:
             return self._send_json(entry, 401, _error_body(provider, 401, f"Incorrect API key provided: {presented}"))
+        if provider == "azure" and not parse_qs(split.query).get("api-version"):
+            return self._send_json(entry, 404, _error_body("openai", 404, "Resource not found: the api-version "
+                                                                           "query parameter is required"))
+        provider = _FORMAT.get(provider, provider)  # from here on, the format the route speaks
         if fault == "hang":
             state.stopping.wait(faults.hang_s)
             entry.status = -1
@@ -343,6 +352,13 @@ class _Handler(BaseHTTPRequestHandler):
             return "colbert", ""
         if path == "/v1/messages":
             return "anthropic", ""
+        if path == "/api/chat":
+            return "ollama_chat", ""
+        if path == "/api/generate":
+            return "ollama", ""
+        match = _AZURE.match(path)
+        if match:
+            return "azure", match.group("deployment")
         match = _GEMINI.match(path)
         if match:
             return "gemini", match.group("model")
@@ -381,7 +397,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send_raw(entry, 200, payload, {"Content-Type": "application/json"})
 
     def _key(self, provider: str, query_key: str | None) -> str | None:
-        if provider in ("openai", "embeddings"):
+        if provider == "azure":
+            return self.headers.get("api-key")
+        if provider in ("openai", "embeddings", "ollama_chat", "ollama"):
             auth = self.headers.get("Authorization", "")
             return auth[7:] if auth.startswith("Bearer ") else None
         if provider == "anthropic":

@@ -331,11 +331,40 @@ def _parse_gemini(model: str, body: dict) -> SimRequest:
                       tuple(tools), config)
 
 
+def _parse_ollama(provider: str, body: dict) -> SimRequest:
+    """Ollama's /api/chat (``messages``, string contents) and /api/generate (``prompt``, ``system``), as the
+    server checks them: ``stream`` must be false (the simulator answers Ollama whole), ``options`` an object."""
+    if body.get("stream", True) is not False:
+        raise _bad("stream: the simulator answers Ollama with \"stream\": false only")
+    if not isinstance(body.get("options", {}), dict):
+        raise _bad("options must be an object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise _bad("model is required")
+    if provider == "ollama":
+        if not isinstance(body.get("prompt"), str):
+            raise _bad("prompt must be a string")
+        msgs, system = [{"role": "user", "content": body["prompt"]}], body.get("system", "")
+    else:
+        msgs = []
+        for i, m in enumerate(body["messages"]):
+            if m.get("role") not in ("system", "user", "assistant", "tool") or not isinstance(m.get("content"), str):
+                raise _bad(f"messages[{i}]: needs a role and a string content")
+            msgs.append({"role": m["role"], "content": m["content"]})
+        system = "\n".join(m["content"] for m in msgs if m["role"] == "system")
+        msgs = [m for m in msgs if m["role"] != "system"]
+    tools = tuple({"name": t["function"]["name"], "description": t["function"].get("description", ""),
+                   "parameters": t["function"].get("parameters", {})} for t in body.get("tools") or ())
+    params = {**body.get("options", {}), **({"format": body["format"]} if "format" in body else {})}
+    return SimRequest(provider, body["model"], msgs, system, params, (), tools)
+
+
 def _parse(provider: str, model: str, body: dict) -> SimRequest:
     if provider == "openai":
         return _parse_openai(body)
     if provider == "anthropic":
         return _parse_anthropic(body)
+    if provider in ("ollama_chat", "ollama"):
+        return _parse_ollama(provider, body)
     return _parse_gemini(model, body)
 
 

@@ -52,6 +52,15 @@ def _render(provider: str, model: str, text: str, prompt_tokens: int, completion
         return {"id": "msg_sim", "type": "message", "role": "assistant", "model": model or "sim",
                 "content": blocks, "stop_reason": "tool_use" if calls else "end_turn",
                 "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}}
+    if provider in ("ollama_chat", "ollama"):
+        done = {"model": model or "sim", "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "done": True, "done_reason": "stop", "prompt_eval_count": prompt_tokens, "eval_count": completion_tokens}
+        if provider == "ollama":
+            return {**done, "response": text}
+        message: dict = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = [{"function": {"name": c.name, "arguments": c.args}} for c in calls]
+        return {**done, "message": message}
     parts = [{"text": reasoning, "thought": True}] if reasoning else []
     parts += [{"text": text}] if text or not calls else []
     parts += [{"functionCall": {**({"id": c.id} if c.id else {}), "name": c.name, "args": c.args}} for c in calls]
@@ -63,6 +72,8 @@ def _render(provider: str, model: str, text: str, prompt_tokens: int, completion
 def _wants_stream(provider: str, path: str, body: Any) -> bool:
     if provider == "gemini":
         return path.endswith(":streamGenerateContent")
+    if provider in ("ollama_chat", "ollama"):
+        return False  # a request asking Ollama for a stream is refused when it is parsed
     return isinstance(body, dict) and body.get("stream") is True
 
 
@@ -152,5 +163,7 @@ def _error_body(provider: str, status: int, message: str) -> dict:
                                            "message": message}}
     if provider == "gemini":
         return {"error": {"code": status, "message": message, "status": "UNAVAILABLE" if status >= 500 else "INVALID"}}
+    if provider in ("ollama_chat", "ollama"):
+        return {"error": message}
     kind = "server_error" if status >= 500 else "rate_limit_exceeded" if status == 429 else "invalid_request_error"
     return {"error": {"message": message, "type": kind, "code": status}}

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from ...providers import PROVIDERS
 from .anthropic import Anthropic
+from .azure import Azure
 from .base import WireFormat
 from .colbert import ColBERT
 from .embeddings import Embeddings
 from .gemini import Gemini
+from .ollama import OllamaChat, OllamaGenerate
 from .openai import Local, OpenAI
 
 
 WIRE_FORMATS: dict[str, WireFormat] = {w.name: w for w in (OpenAI(), Anthropic(), Gemini(), Local(), ColBERT(),
-                                                  Embeddings())}
+                                                  Embeddings(), Azure(), OllamaChat(), OllamaGenerate())}
 
 
 def wire_for(provider: str) -> WireFormat:

@@ -95,7 +95,7 @@ def test_bad_settings_and_messages_raise_config_errors(server, drt):
     with pytest.raises(dspex.ConfigError, match="provider/model"):
         dspex.LM("gpt-4o-mini")
     with pytest.raises(dspex.ConfigError, match="unknown provider"):
-        dspex.LM("mistral/large")
+        dspex.LM("nosuchprovider/large")
     with pytest.raises(dspex.ConfigError, match="max_in_flight"):
         make_lm(server, max_in_flight=0)
     with pytest.raises(dspex.ConfigError, match="message 0"):

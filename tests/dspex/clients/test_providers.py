@@ -1,0 +1,117 @@
+"""The model strings DSPy users write (LiteLLM's prefixes): each provider of the registry answers through
+the simulator in its own wire format and auth scheme, its key read from its own variables."""
+
+from __future__ import annotations
+
+import pytest
+
+import dspex
+from dspex.providers import PROVIDERS
+from dspex.scrub import known_keys
+from dspex.testing import ProviderServer
+
+KEY = "sk-test-providers-5551234"
+OPENAI_COMPATIBLE = sorted(name for name, spec in PROVIDERS.items() if spec.wire == "openai" and name != "openai")
+
+
+def answer(req) -> str:
+    return f"[[ ## answer ## ]]\n{req.model}\n\n[[ ## completed ## ]]"
+
+
+@pytest.fixture
+def sim(tmp_path):
+    with ProviderServer(answer=answer, api_key=KEY) as server, \
+            dspex.runtime("local", cache_dir=tmp_path, log_level=None):
+        yield server
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No provider variable of the machine leaks into these tests."""
+    for spec in PROVIDERS.values():
+        for name in (*spec.key_env, *spec.base_env):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AZURE_API_VERSION", raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("provider", OPENAI_COMPATIBLE)
+def test_each_openai_compatible_prefix_answers_with_the_key_from_its_own_variable(sim, clean_env, provider):
+    spec = PROVIDERS[provider]
+    clean_env.setenv(spec.key_env[-1], KEY)  # any of its variables will do: the last, to prove the list is read
+    lm = dspex.LM(f"{provider}/some-model", api_base=sim.base_url(), cache=False)
+    assert dspex.Predict("question -> answer", lm=lm)(question="hi").answer == "some-model"
+    sent = sim.log[-1]
+    assert sent.path == "/v1/chat/completions" and sent.headers["authorization"] == "<redacted>"
+    assert lm.usage().requests == 1 and KEY in known_keys()
+
+
+def test_self_hosted_providers_need_an_endpoint_and_may_go_without_a_key(tmp_path, clean_env):
+    with ProviderServer(answer=answer) as server, dspex.runtime("local", cache_dir=tmp_path, log_level=None):
+        with pytest.raises(dspex.ConfigError, match="HOSTED_VLLM_API_BASE"):
+            dspex.LM("hosted_vllm/my-model")
+        clean_env.setenv("HOSTED_VLLM_API_BASE", server.base_url())
+        lm = dspex.LM("hosted_vllm/my-model", cache=False)
+        assert lm.config.base_url == server.base_url()
+        assert dspex.Predict("question -> answer", lm=lm)(question="hi").answer == "my-model"
+        assert "authorization" not in server.log[-1].headers  # no key set: none sent
+
+
+def test_azure_posts_to_the_deployment_with_the_api_key_header_and_version(sim, clean_env):
+    with pytest.raises(dspex.ConfigError, match="AZURE_API_BASE"):
+        dspex.LM("azure/my-deployment", api_key=KEY)
+    clean_env.setenv("AZURE_API_BASE", sim.base_url("azure"))
+    clean_env.setenv("AZURE_API_KEY", KEY)
+    clean_env.setenv("AZURE_API_VERSION", "2024-10-21")
+    lm = dspex.LM("azure/my-deployment", cache=False)
+    assert dspex.Predict("question -> answer", lm=lm)(question="hi").answer == "my-deployment"
+    sent = sim.log[-1]
+    assert sent.provider == "azure" and sent.path == "/openai/deployments/my-deployment/chat/completions"
+    assert sent.headers["api-key"] == "<redacted>" and "authorization" not in sent.headers
+    assert lm.config.api_version == "2024-10-21"
+    wrong = dspex.LM("azure/my-deployment", api_key=KEY + "x", api_version="2025-01-01", cache=False)
+    with pytest.raises(dspex.AuthError) as err:
+        wrong.request([{"role": "user", "content": "hi"}])
+    assert KEY not in str(err.value)
+    with pytest.raises(dspex.ConfigError, match="api_version= is Azure OpenAI's"):
+        dspex.LM("openai/gpt-4o-mini", api_key=KEY, api_version="2024-10-21")
+
+
+@pytest.mark.parametrize("provider, path", [("ollama_chat", "/api/chat"), ("ollama", "/api/generate")])
+def test_ollama_speaks_its_native_api_with_options_and_its_counts(tmp_path, clean_env, provider, path):
+    with ProviderServer(answer=answer) as server, dspex.runtime("local", cache_dir=tmp_path, log_level=None):
+        clean_env.setenv("OLLAMA_API_BASE", server.base_url(provider))
+        lm = dspex.LM(f"{provider}/llama3.2", max_tokens=40, temperature=0.3, top_p=0.9, cache=False)
+        result = dspex.Predict("question -> answer", lm=lm)(question="hi")
+        assert result.answer == "llama3.2"
+        sent = server.log[-1]
+        assert sent.path == path and sent.body["stream"] is False
+        assert sent.body["options"] == {"num_predict": 40, "temperature": 0.3, "top_p": 0.9}
+        assert ("messages" in sent.body) == (provider == "ollama_chat")
+        usage = lm.usage()
+        assert (usage.prompt_tokens, usage.completion_tokens) == (sent.prompt_tokens, sent.completion_tokens) != (0, 0)
+        assert usage.cost == 0.0  # unpriced: a local server
+
+
+def test_extra_headers_are_sent_and_a_credential_among_them_is_refused(sim):
+    lm = dspex.LM("openrouter/auto", api_key=KEY, api_base=sim.base_url(), cache=False,
+                  extra_headers={"HTTP-Referer": "https://example.org", "X-Title": "dspex tests"})
+    lm.request([{"role": "user", "content": "hi"}])
+    assert sim.log[-1].headers["http-referer"] == "https://example.org"
+    assert sim.log[-1].headers["x-title"] == "dspex tests"
+    for name in ("Authorization", "X-Api-Key", "api-key", "X-Auth-Token"):
+        with pytest.raises(dspex.ConfigError, match="may not carry a credential"):
+            dspex.LM("openai/gpt-4o-mini", api_key=KEY, extra_headers={name: "v"})
+    with pytest.raises(dspex.ConfigError, match="invalid header"):
+        dspex.LM("openai/gpt-4o-mini", api_key=KEY, extra_headers={"X-Bad": "a\r\nInjected: 1"})
+
+
+def test_an_unknown_prefix_lists_the_known_ones_and_every_key_variable_is_masked(clean_env):
+    with pytest.raises(dspex.ConfigError, match="groq, deepseek") as err:
+        dspex.LM("nosuchprovider/model")
+    assert "ollama_chat" in str(err.value) and "azure" in str(err.value)
+    for spec in PROVIDERS.values():
+        for n, name in enumerate(spec.key_env):
+            value = f"env-secret-{spec.name}-{n}-0123456789"
+            clean_env.setenv(name, value)
+            assert value in known_keys(), name  # masked in every log line, journal and error
