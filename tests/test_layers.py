@@ -21,7 +21,7 @@ LAYERS = [
     {"teleprompt"},
     # DSPy's paths that re-export from several layers (``dspex.primitives.module.Module``, ``dspex.predict``,
     # ``dspex.dsp.utils.settings``, ``dspex.utils.dummies``)
-    {"testing", "demo", "worker_host", "cli", "__main__", "__init__", "utils", "predict", "dsp", "primitives.module",
+    {"testing", "demo", "datasets", "worker_host", "cli", "__main__", "__init__", "utils", "predict", "dsp", "primitives.module",
      "primitives.base_module", "retrievers", "streaming"},
 ]
 
