@@ -136,6 +136,10 @@ class BootstrapFewShot(Teleprompter):
         self.max_bootstrapped_demos, self.max_labeled_demos = max_bootstrapped_demos, max_labeled_demos
         self.max_rounds, self.max_errors, self.seed = max_rounds, max_errors, seed
         self.teacher_settings = dict(teacher_settings or {})
+        # examples handed out at once per pass still missing: 1 tries exactly the examples DSPy's sequential
+        # loop tries; an optimizer that bootstraps many sets from one trainset (MIPROv2) hands out more, for
+        # fewer rounds of evaluations (the chosen demos are the same: the first passes in order)
+        self.lookahead = 1
 
     journal_entries = (BootstrapTrace, BootstrapBatch)
 
@@ -202,8 +206,9 @@ class BootstrapFewShot(Teleprompter):
     def bootstrap(self, job: CompileJob, teacher: Module, trainset: list[Example], order: list[int], want: int,
                   tag: str) -> dict[int, list[dict] | None]:
         """Train index → the passing trace's steps (None: it failed every round). Journaled results are
-        reused. Examples are handed out in ``order``, at most as many at once as passes are still missing,
-        each through its rounds before later ones: exactly the examples DSPy's sequential loop would try."""
+        reused. Examples are handed out in ``order``, at most as many at once as passes are still missing
+        (``lookahead`` times as many), each through its rounds before later ones: with ``lookahead`` 1, exactly
+        the examples DSPy's sequential loop would try."""
         found: dict[int, list[dict] | None] = {}
         tried: dict[int, int] = {}  # index -> last round it ran in
         journaled: set[tuple[int, int]] = set()  # (index, round) with an entry from an earlier run
@@ -230,7 +235,7 @@ class BootstrapFewShot(Teleprompter):
             else:
                 ok, batch = 0, []
                 for i in order:
-                    if ok + len(batch) >= want:
+                    if len(batch) >= self.lookahead * (want - ok):
                         break
                     if found.get(i) is not None:
                         ok += 1

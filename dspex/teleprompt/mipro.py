@@ -43,6 +43,9 @@ from .proposer import GroundedProposer, ProposalRejected
 from .validate import check_student, check_trainset, example_digest, structure, tokens_per_call
 
 AUTO = {"light": {"n": 6, "val": 100}, "medium": {"n": 12, "val": 300}, "heavy": {"n": 18, "val": 1000}}
+# its demo sets' bootstraps hand out 4x the examples still missing a pass: a quarter of the rounds of small
+# evaluations, for a few more teacher calls (the same demos); measured on the two-rule task, 3.3 s -> 2.6 s
+BOOTSTRAP_LOOKAHEAD = 4
 TRIAL_ROUND = 8  # trials asked of the sampler together (the most that can be in flight at once)
 DEFAULT_PARALLEL = 4
 COMPILE_OVERRIDES = ("num_trials", "minibatch", "minibatch_size", "minibatch_full_eval_steps", "max_bootstrapped_demos",
@@ -172,6 +175,7 @@ class _Search:
             return
         booter = BootstrapFewShot(opt.metric, opt.metric_threshold, opt.max_bootstrapped_demos, opt.max_labeled_demos,
                                   seed=opt.seed)
+        booter.lookahead = BOOTSTRAP_LOOKAHEAD
         plan = demo_sets.plan(opt.seed, max(0, self.n - 3), opt.max_bootstrapped_demos)[:max(self.n, 3)]
         programs = self.map(lambda item: demo_sets.build(self.job, booter, self.student, self.teacher, self.trainset,
                                                          item), plan)

@@ -13,9 +13,9 @@ to each predictor's instruction), until ``num_candidates + 1`` candidates are ma
 step's mini-batch and join the pool; the best is the step's winner. At the end the student and up to
 ``num_candidates`` evenly spaced winners are scored on the whole trainset and the best is returned.
 
-Unlike DSPy: a step's samples, rules and candidate scores run concurrently (``parallel_trials`` at once,
-default 4, each with up to ``max_concurrency`` calls in flight, together under the LM client's
-``max_in_flight``); a program is scored on an example once (DSPy's cache does the same
+Unlike DSPy: a step's samples, rules and candidate scores run concurrently (a step's sample groups up to
+``max_concurrency`` at once, its rules and candidate scores ``parallel_trials`` at once, default 4, each evaluation with up to
+``max_concurrency`` calls in flight, together under the LM client's ``max_in_flight``); a program is scored on an example once (DSPy's cache does the same
 for it); the demo-drop counts come from a second seeded generator (DSPy's is numpy's), so the main one
 draws what DSPy's draws; ``trial_logs`` are keyed by step (with its batch and scores); and every step (the
 batch and the programs sampled on it, each trajectory, each strategy's outcome with the prompt model's
@@ -235,8 +235,11 @@ class _Ascent:
                 with self._lock:
                     self.runs[(step, m, entry.example)] = entry
 
-        in_order(self.job, self.parallel, run, [item for item in groups.items() if item[0] in unfinished],
-                 "dspex-simba-sample")
+        # after the first step a step's samples are a dozen small groups: up to max_concurrency of them at
+        # once, each at max_concurrency (the LM client's max_in_flight caps the sum; max_concurrency=1 still
+        # runs one call at a time), where parallel_trials at a time left most of it idle behind the slowest
+        todo = [item for item in groups.items() if item[0] in unfinished]
+        in_order(self.job, max(self.parallel, self.job.max_concurrency), run, todo, "dspex-simba-sample")
         return [[self.runs[(step, m, i)] for i in batch] for m in range(len(chosen))]
 
     def sampler(self, program: Module, m: int) -> Module:
