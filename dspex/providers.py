@@ -39,6 +39,8 @@ class ProviderSpec:
     # ``base_url=""`` there is no default: one of them or base_url= is required (a self-hosted server)
     base_env: tuple[str, ...] = ()
     key_optional: bool = False  # a server that usually takes no key (Ollama, vLLM, LM Studio)
+    # other variables that hold credentials (AWS's secret and session token): masked wherever dspex writes
+    credential_env: tuple[str, ...] = ()
 
     def reasons(self, model: str) -> bool:
         """Whether ``model`` of this provider thinks natively and returns its thinking."""
@@ -99,6 +101,9 @@ _SPECS = (
     # Azure OpenAI: the deployment's URL under the resource's base, ?api-version=, the key in an api-key header
     ProviderSpec("azure", "", wire="azure", key_env=("AZURE_OPENAI_API_KEY", "AZURE_API_KEY"),
                  base_env=("AZURE_API_BASE",)),
+    # Amazon Bedrock's Converse API, SigV4-signed (botocore, dspex[bedrock]); the endpoint is the region's
+    ProviderSpec("bedrock", "https://bedrock-runtime.{region}.amazonaws.com", wire="bedrock",
+                 base_env=("AWS_BEDROCK_RUNTIME_ENDPOINT",), credential_env=("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")),
     # Ollama's native API: ollama_chat/ is /api/chat (messages), ollama/ is /api/generate (one prompt)
     ProviderSpec("ollama_chat", "http://localhost:11434", wire="ollama_chat", key_env=("OLLAMA_API_KEY",),
                  base_env=("OLLAMA_API_BASE",), key_optional=True),

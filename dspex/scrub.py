@@ -85,7 +85,8 @@ def _mask(text: str, spans: list[list[int]]) -> str:
     return "".join(out) + text[pos:]
 
 
-KEY_VARIABLES = frozenset(name for spec in PROVIDERS.values() for name in spec.key_env)  # HF_TOKEN, ...
+KEY_VARIABLES = frozenset(name for spec in PROVIDERS.values()
+                          for name in (*spec.key_env, *spec.credential_env))  # HF_TOKEN, AWS_SECRET_ACCESS_KEY, ...
 
 
 def known_keys() -> frozenset[str]:

@@ -17,9 +17,10 @@ from ..config import Settings
 DEFAULT_BASE_URL = {name: spec.base_url for name, spec in PROVIDERS.items()}  # from the provider registry
 
 
-def base_url_for(provider: str, base_url: str | None) -> str:
+def base_url_for(provider: str, base_url: str | None, region: str | None = None) -> str:
     """The endpoint: ``base_url`` as given, else the provider's base variable (``AZURE_API_BASE``, ...), else
-    its default; a self-hosted provider with neither is a ConfigError that says what to set."""
+    its default (a regional one, such as Bedrock's, for ``region``); a self-hosted provider with neither is
+    a ConfigError that says what to set."""
     if base_url:
         return base_url
     spec = PROVIDERS[provider]
@@ -27,7 +28,33 @@ def base_url_for(provider: str, base_url: str | None) -> str:
     if not found:
         raise ConfigError(f"{provider}/ models have no default endpoint: pass base_url= (DSPy's api_base=)"
                           + (f" or set {' or '.join(spec.base_env)}" if spec.base_env else ""))
+    if "{region}" in found:
+        if not region:
+            raise ConfigError(f"{provider}/ models need a region: pass aws_region_name= or set AWS_REGION_NAME "
+                              "(or AWS_REGION)")
+        found = found.format(region=region)
     return found
+
+
+def aws_region(given: str | None) -> str | None:
+    """The AWS region: the one given, else ``AWS_REGION_NAME``, else ``AWS_REGION`` (LiteLLM's order)."""
+    return given or os.environ.get("AWS_REGION_NAME") or os.environ.get("AWS_REGION") or None
+
+
+def aws_credentials(access_key_id: str | None = None, secret_access_key: str | None = None,
+                    session_token: str | None = None) -> tuple[Secret, list[Secret]] | None:
+    """The AWS credentials given, else those of the environment, as the client's key (one Secret,
+    ``"<key id>:<secret>[:<token>]"``) and the Secrets of its parts (kept alive by the handle, so each part
+    alone is masked too); None when there are none."""
+    access = access_key_id or os.environ.get("AWS_ACCESS_KEY_ID")
+    secret = secret_access_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
+    token = session_token or os.environ.get("AWS_SESSION_TOKEN")
+    if not access or not secret:
+        return None
+    parts = [Secret(secret), *([Secret(token)] if token else [])]
+    return Secret(":".join([access, secret, *([token] if token else [])])), parts
+
+
 AUTO = "auto"
 MAX_TIMEOUT = 24 * 3600.0  # seconds: a longer request timeout is a mistake (inf would overflow the socket layer)
 """``rpm="auto"`` / ``tpm="auto"``: no cap until the provider tells us one (headers, 429s); see AdaptiveRate."""
@@ -131,6 +158,7 @@ class LMConfig:
     name: str | None = None
     headers: tuple[tuple[str, str], ...] = ()  # extra_headers=: sent with every request (never credentials)
     api_version: str | None = None  # Azure OpenAI's api-version
+    region: str | None = None  # the AWS region a Bedrock request is signed for
 
     def __post_init__(self) -> None:
         _check_headers(self.headers, self.qualified)
@@ -269,9 +297,12 @@ def resolve_key(provider: str, api_key: str | Secret | None, settings: Settings 
         return api_key
     if api_key is not None:
         return Secret(api_key)
+    if provider == "bedrock":  # AWS's pair of variables (a worker process reads them as the handle did)
+        found = aws_credentials()
+        return found[0] if found is not None else None
     value = (settings if settings is not None else Settings.load()).key(provider)
     return Secret(value) if value else None
 
 
 __all__ = ["LMConfig", "Breaker", "Secret", "parse_model", "resolve_key", "PROVIDERS", "DEFAULT_BASE_URL", "AUTO",
-           "base_url_for"]
+           "base_url_for", "aws_region", "aws_credentials"]

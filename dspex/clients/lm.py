@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import ConfigError
 from ..providers import PROVIDERS
-from .config import AUTO, Breaker, LMConfig, Secret, base_url_for, check_sampling, parse_model, resolve_key
+from .config import (AUTO, Breaker, LMConfig, Secret, aws_credentials, aws_region, base_url_for, check_sampling,
+                     parse_model, resolve_key)
+from .wire.bedrock import require_signer
 from .host import current_runtime, open_runtimes
 from .messages import ClientStatus, Completion, Flush, GetStatus, GetUsage, InjectFaults, ResetBreaker, UsageTotals
 from .pipeline import Pipeline, Request
@@ -53,6 +55,7 @@ class NoProvider:
 
 
 DEFAULT_IN_FLIGHT = 64  # requests of one client in flight at once, unless max_in_flight= says otherwise
+AWS_OPTIONS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name")  # LiteLLM's
 LOCAL_IN_FLIGHT = 2  # a local model's: one answered, one waiting, so its server never idles between requests
 
 
@@ -99,6 +102,16 @@ class LM:
         if provider == "embeddings":
             raise ConfigError(f"{model!r}: an embeddings API is not an LM: use dspex.Embedder('openai/<model>', "
                               "base_url=...)")
+        aws = {name: params.pop(name) for name in AWS_OPTIONS if name in params}
+        region, self._credential_parts = None, []  # the parts of an AWS key, each masked on its own while held
+        if provider == "bedrock":
+            require_signer()
+            region = aws_region(aws.pop("aws_region_name", None))
+            found = aws_credentials(*(aws.get(name) for name in AWS_OPTIONS[:3])) if api_key is None else None
+            if found is not None:
+                api_key, self._credential_parts = found
+        elif aws:
+            raise ConfigError(f"{', '.join(f'{k}=' for k in aws)}: AWS options are bedrock/ models'")
         if extra_headers is not None and not isinstance(extra_headers, dict):
             raise ConfigError(f"extra_headers must be a dict of header name -> value, got {type(extra_headers).__name__}")
         rt = runtime or current_runtime()
@@ -113,14 +126,14 @@ class LM:
             # queue in the client actor's admission, which no timeout bounds
             max_in_flight = LOCAL_IN_FLIGHT if max_in_flight is None else max_in_flight
         max_in_flight = DEFAULT_IN_FLIGHT if max_in_flight is None else max_in_flight
-        self.config = LMConfig(provider=provider, model=model_name, base_url=base_url_for(provider, base_url),
+        self.config = LMConfig(provider=provider, model=model_name, base_url=base_url_for(provider, base_url, region),
                                temperature=temperature, max_tokens=max_tokens, timeout=timeout, rpm=rpm, tpm=tpm,
                                max_in_flight=max_in_flight, retries=retries, breaker=breaker or Breaker(), cache=cache,
                                budget_usd=budget_usd, budget_tokens=budget_tokens, backoff_base=backoff_base,
                                backoff_cap=backoff_cap, params=tuple(sorted(params.items())), name=name,
                                headers=tuple(sorted((extra_headers or {}).items())),
                                api_version=api_version or (os.environ.get("AZURE_API_VERSION") or None
-                                                           if provider == "azure" else None))
+                                                           if provider == "azure" else None), region=region)
         self.price = check_price(price) if price is not None else None
         self._key = resolve_key(provider, api_key, getattr(rt, "settings", None))
         self._token = secrets.token_hex(8)  # names this handle's key in its runtime (never the key itself)
@@ -134,6 +147,7 @@ class LM:
                                f"{cls.__qualname__}", params=tuple(sorted(params.items())), cache=False)
         self.price, self._key, self._token = None, None, secrets.token_hex(8)
         self._runtime, self._pipeline = None, None
+        self._credential_parts = []
         self.bind(runtime or current_runtime())
 
     # --- binding -----------------------------------------------------------------------------------
@@ -328,6 +342,7 @@ class LM:
         self.config, self.price = state["config"], state["price"]
         self._token = state.get("token") or secrets.token_hex(8)
         self._key = None
+        self._credential_parts = []
         self._runtime = None
         self._pipeline = None
 
@@ -349,6 +364,7 @@ class LM:
         clone = object.__new__(LM)
         clone.config = replace(self.config, **fields, params=tuple(sorted(params.items())))
         clone.price, clone._key, clone._token = self.price, self._key, secrets.token_hex(8)
+        clone._credential_parts = self._credential_parts
         clone._runtime, clone._pipeline = None, None
         if self._runtime is not None:
             clone.bind(self._runtime)

@@ -125,6 +125,7 @@ class Transport:
         self._url = self.wire.url(cfg)
         split = urlsplit(self._url)
         self._path = (split.path or "/") + (f"?{split.query}" if split.query else "")
+        self._origin = f"{split.scheme}://{split.netloc}"
         streamed = urlsplit(self.wire.stream_url(cfg))
         self._stream_path = streamed.path + (f"?{streamed.query}" if streamed.query else "")
         self._bare_headers = {**dict(cfg.headers), **self.wire.headers(key)}  # a request without a body (a GET)
@@ -158,6 +159,9 @@ class Transport:
             method, query, payload = self.wire.request(self.cfg, messages, params)
             path = f"{self._path}{'&' if '?' in self._path else '?'}{query}" if query else self._path
         body = json.dumps(payload).encode() if payload is not None else None
+        headers = self._headers if body is not None else self._bare_headers
+        if self.wire.signs:  # a signature covers the body and the time: made for each attempt
+            headers = self.wire.signed(self.cfg, self._key, method, self._origin + path, headers, body)
         start = time.monotonic()
         self._deadlines.begin(start + self.cfg.timeout)  # the whole attempt, not each read
         streamed: Parsed | None = None
@@ -178,7 +182,7 @@ class Transport:
 
         try:
             resp = self._pool.urlopen(method, path, body=body,
-                                      headers=self._headers if body is not None else self._bare_headers,
+                                      headers=headers,
                                       retries=False, timeout=self._timeout,
                                       preload_content=False, assert_same_host=False)
             if streaming and resp.status == 200:

@@ -93,7 +93,7 @@ class LimitState:
             return Admission(wait <= 0, wait, self._headers(provider))
 
     def _headers(self, provider: str) -> dict:
-        if not self.limits.advertise or provider in ("gemini", "ollama_chat", "ollama"):  # they advertise none
+        if not self.limits.advertise or provider in ("gemini", "ollama_chat", "ollama", "bedrock"):  # they advertise none
             return {}
         out = {}
         for kind, bucket in (("requests", self._requests), ("tokens", self._tokens)):

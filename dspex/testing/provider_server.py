@@ -46,9 +46,9 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import colbert_sim
+from . import colbert_sim, sigv4
 from .faults import FaultPlan, Faults
 from .limits import LimitState, ServerLimits
 # the simulator's pieces; every name this module held before they moved stays importable from here
@@ -60,9 +60,10 @@ from .sim_render import (_call_ids, _error_body, _pieces, _render, _shows_thinki
 from .sim_types import (EMBED_DIM, SIM_MEDIA_TOKENS, LoggedRequest, SimAnswer, SimRequest, SimToolCall,  # noqa: F401
                         count_tokens, embed_text)
 
-SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie")
+SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "x-amz-security-token")
 _GEMINI = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$")
 _AZURE = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/chat/completions$")
+_BEDROCK = re.compile(r"^/model/(?P<model>[^/]+)/converse$")
 # the body and answer format each route speaks (Azure OpenAI's is OpenAI's); the rest speak their own
 _FORMAT = {"azure": "openai"}
 
@@ -260,7 +261,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(entry, 404, {"error": {"message": f"no route {split.path}", "type": "not_found"}})
         if self.command == "GET" and provider != "colbert":
             return self._send_json(entry, 405, _error_body(provider, 405, f"{split.path} takes POST"))
-        presented = self._key(provider, query_key)
+        presented = (sigv4.identity(self.command, self.path, dict(self.headers.items()), raw, state.api_key)
+                     if provider == "bedrock" else self._key(provider, query_key))
         # ColBERT takes no key; the others' 401 echoes the key, as some providers do
         if state.api_key is not None and provider != "colbert" and presented != state.api_key:
             return self._send_json(entry, 401, _error_body(provider, 401, f"Incorrect API key provided: {presented}"))
@@ -359,6 +361,9 @@ class _Handler(BaseHTTPRequestHandler):
         match = _AZURE.match(path)
         if match:
             return "azure", match.group("deployment")
+        match = _BEDROCK.match(path)
+        if match:
+            return "bedrock", unquote(match.group("model"))
         match = _GEMINI.match(path)
         if match:
             return "gemini", match.group("model")

@@ -358,7 +358,25 @@ def _parse_ollama(provider: str, body: dict) -> SimRequest:
     return SimRequest(provider, body["model"], msgs, system, params, (), tools)
 
 
+def _parse_bedrock(model: str, body: dict) -> SimRequest:
+    """Converse: ``messages`` of ``{"role", "content": [{"text"}]}`` alternating from a user turn, ``system``
+    blocks, ``inferenceConfig``."""
+    msgs = []
+    for i, m in enumerate(body["messages"]):
+        if m.get("role") not in ("user", "assistant") or not isinstance(m.get("content"), list):
+            raise _bad(f"messages[{i}]: needs role user or assistant and a list of content blocks")
+        if msgs and msgs[-1]["role"] == m["role"]:
+            raise _bad(f"messages[{i}]: roles must alternate (ValidationException)")
+        msgs.append({"role": m["role"], "content": "".join(b["text"] for b in m["content"])})
+    if not msgs or msgs[0]["role"] != "user":
+        raise _bad("messages: a conversation must start with a user message (ValidationException)")
+    system = "\n".join(b["text"] for b in body.get("system") or ())
+    return SimRequest("bedrock", model, msgs, system, dict(body.get("inferenceConfig") or {}))
+
+
 def _parse(provider: str, model: str, body: dict) -> SimRequest:
+    if provider == "bedrock":
+        return _parse_bedrock(model, body)
     if provider == "openai":
         return _parse_openai(body)
     if provider == "anthropic":

@@ -52,6 +52,10 @@ def _render(provider: str, model: str, text: str, prompt_tokens: int, completion
         return {"id": "msg_sim", "type": "message", "role": "assistant", "model": model or "sim",
                 "content": blocks, "stop_reason": "tool_use" if calls else "end_turn",
                 "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}}
+    if provider == "bedrock":
+        return {"output": {"message": {"role": "assistant", "content": [{"text": text}]}}, "stopReason": "end_turn",
+                "usage": {"inputTokens": prompt_tokens, "outputTokens": completion_tokens,
+                          "totalTokens": prompt_tokens + completion_tokens}, "metrics": {"latencyMs": 1}}
     if provider in ("ollama_chat", "ollama"):
         done = {"model": model or "sim", "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "done": True, "done_reason": "stop", "prompt_eval_count": prompt_tokens, "eval_count": completion_tokens}
@@ -165,5 +169,7 @@ def _error_body(provider: str, status: int, message: str) -> dict:
         return {"error": {"code": status, "message": message, "status": "UNAVAILABLE" if status >= 500 else "INVALID"}}
     if provider in ("ollama_chat", "ollama"):
         return {"error": message}
+    if provider == "bedrock":
+        return {"message": message}
     kind = "server_error" if status >= 500 else "rate_limit_exceeded" if status == 429 else "invalid_request_error"
     return {"error": {"message": message, "type": kind, "code": status}}

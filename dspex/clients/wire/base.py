@@ -139,6 +139,13 @@ class WireFormat:
 
     bills = True  # each answer costs tokens (False: the API bills nothing, e.g. a retriever's search)
 
+    signs = False  # True: each attempt's headers are made by signed() (a signature over the body and the time)
+
+    def signed(self, cfg: LMConfig, key: Secret | None, method: str, url: str, headers: dict,
+               body: bytes | None) -> dict:
+        """The headers of one attempt, for a format whose requests are signed (AWS SigV4)."""
+        return headers
+
     def parse(self, body: Any) -> Parsed:
         raise NotImplementedError
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ...providers import PROVIDERS
 from .anthropic import Anthropic
 from .azure import Azure
+from .bedrock import Bedrock
 from .base import WireFormat
 from .colbert import ColBERT
 from .embeddings import Embeddings
@@ -17,7 +18,8 @@ from .openai import Local, OpenAI
 
 
 WIRE_FORMATS: dict[str, WireFormat] = {w.name: w for w in (OpenAI(), Anthropic(), Gemini(), Local(), ColBERT(),
-                                                  Embeddings(), Azure(), OllamaChat(), OllamaGenerate())}
+                                                  Embeddings(), Azure(), OllamaChat(), OllamaGenerate(),
+                                                  Bedrock())}
 
 
 def wire_for(provider: str) -> WireFormat:

@@ -115,3 +115,37 @@ def test_an_unknown_prefix_lists_the_known_ones_and_every_key_variable_is_masked
             value = f"env-secret-{spec.name}-{n}-0123456789"
             clean_env.setenv(name, value)
             assert value in known_keys(), name  # masked in every log line, journal and error
+
+
+AWS = ("AKIDEXAMPLE0TESTKEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+
+
+def test_bedrock_signs_each_request_with_sigv4_and_the_simulator_checks_it(tmp_path, clean_env):
+    pytest.importorskip("botocore", reason="the bedrock extra (./run test installs it)")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION_NAME", "AWS_REGION"):
+        clean_env.delenv(name, raising=False)
+    with ProviderServer(answer=answer, api_key=":".join(AWS)) as server, \
+            dspex.runtime("local", cache_dir=tmp_path, log_level=None):
+        with pytest.raises(dspex.ConfigError, match="AWS_REGION_NAME"):
+            dspex.LM("bedrock/anthropic.claude-3-5-haiku-20241022-v1:0")
+        clean_env.setenv("AWS_ACCESS_KEY_ID", AWS[0])
+        clean_env.setenv("AWS_SECRET_ACCESS_KEY", AWS[1])
+        clean_env.setenv("AWS_REGION_NAME", "eu-west-3")
+        assert dspex.LM("bedrock/m").config.base_url == "https://bedrock-runtime.eu-west-3.amazonaws.com"
+        lm = dspex.LM("bedrock/anthropic.claude-3-5-haiku-20241022-v1:0", api_base=server.url, max_tokens=50,
+                      cache=False)
+        result = dspex.Predict("question -> answer", lm=lm)(question="hi")
+        assert result.answer == "anthropic.claude-3-5-haiku-20241022-v1:0"
+        sent = server.log[-1]
+        assert sent.path == "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse" and sent.status == 200
+        assert sent.body["inferenceConfig"]["maxTokens"] == 50 and sent.body["messages"][0]["role"] == "user"
+        assert sent.headers["authorization"] == "<redacted>" and "x-amz-date" in sent.headers
+        assert lm.usage().prompt_tokens == sent.prompt_tokens > 0
+        assert AWS[1] in known_keys() and AWS[1] not in repr(lm)
+        forged = dspex.LM("bedrock/m", api_base=server.url, aws_access_key_id=AWS[0],
+                          aws_secret_access_key=AWS[1][:-1] + "X", aws_region_name="eu-west-3", cache=False)
+        with pytest.raises(dspex.AuthError):
+            forged.request([{"role": "user", "content": "hi"}])
+        assert server.log[-1].status == 401
+    with pytest.raises(dspex.ConfigError, match="AWS options are bedrock"):
+        dspex.LM("openai/gpt-4o-mini", api_key=KEY, aws_region_name="us-east-1")
