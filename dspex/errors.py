@@ -190,6 +190,17 @@ class AuthError(ProviderError):
     hint = "Pass api_key=... or set the provider's key variable (e.g. OPENAI_API_KEY) with a valid key"
 
 
+class CredentialsError(AuthError):
+    """The credentials could not be turned into what a request needs (Vertex AI's OAuth access token, asked
+    of the token endpoint by google-auth): never retried."""
+
+    hint = "Check the credentials (vertex_credentials=, VERTEXAI_CREDENTIALS or gcloud's login) and their roles"
+
+    def __init__(self, message: str, model: str = "", attempts: int = 0) -> None:
+        self.status, self.body = 0, ""
+        LMError.__init__(self, message, model, attempts)
+
+
 class ServerError(ProviderError):
     """5xx after every retry: the provider is unwell."""
 

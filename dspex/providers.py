@@ -104,6 +104,9 @@ _SPECS = (
     # Amazon Bedrock's Converse API, SigV4-signed (botocore, dspex[bedrock]); the endpoint is the region's
     ProviderSpec("bedrock", "https://bedrock-runtime.{region}.amazonaws.com", wire="bedrock",
                  base_env=("AWS_BEDROCK_RUNTIME_ENDPOINT",), credential_env=("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")),
+    # Gemini on Vertex AI: an OAuth token from google-auth (dspex[vertex]); the endpoint is the location's
+    ProviderSpec("vertex_ai", "https://{region}-aiplatform.googleapis.com", wire="vertex_ai",
+                 base_env=("VERTEXAI_API_BASE",), credential_env=("VERTEXAI_CREDENTIALS",)),
     # Ollama's native API: ollama_chat/ is /api/chat (messages), ollama/ is /api/generate (one prompt)
     ProviderSpec("ollama_chat", "http://localhost:11434", wire="ollama_chat", key_env=("OLLAMA_API_KEY",),
                  base_env=("OLLAMA_API_BASE",), key_optional=True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -31,7 +32,8 @@ def base_url_for(provider: str, base_url: str | None, region: str | None = None)
     if "{region}" in found:
         if not region:
             raise ConfigError(f"{provider}/ models need a region: pass aws_region_name= or set AWS_REGION_NAME "
-                              "(or AWS_REGION)")
+                              "(or AWS_REGION)" if provider == "bedrock" else
+                              f"{provider}/ models need a location: pass vertex_location=")
         found = found.format(region=region)
     return found
 
@@ -39,6 +41,21 @@ def base_url_for(provider: str, base_url: str | None, region: str | None = None)
 def aws_region(given: str | None) -> str | None:
     """The AWS region: the one given, else ``AWS_REGION_NAME``, else ``AWS_REGION`` (LiteLLM's order)."""
     return given or os.environ.get("AWS_REGION_NAME") or os.environ.get("AWS_REGION") or None
+
+
+def google_credentials(value: str | dict) -> tuple[Secret, list[Secret]]:
+    """A service account (its JSON text or dict, or the path of its file) as the client's key: the path, or
+    ``"json:"`` and the compact JSON in base64 (a Secret holds no spaces), and the private key's base64 body
+    as a Secret of its own (kept alive by the handle, so it is masked wherever dspex writes)."""
+    if isinstance(value, str) and not value.lstrip().startswith("{"):
+        return Secret(value), []
+    try:
+        info = value if isinstance(value, dict) else json.loads(value)
+        body = "".join(line for line in str(info.get("private_key", "")).splitlines() if not line.startswith("-----"))
+    except (ValueError, AttributeError) as exc:
+        raise ConfigError(f"vertex_credentials is not a service account's JSON ({type(exc).__name__})") from None
+    text = base64.b64encode(json.dumps(info, separators=(",", ":")).encode()).decode()
+    return Secret("json:" + text), ([Secret(body)] if body else [])
 
 
 def aws_credentials(access_key_id: str | None = None, secret_access_key: str | None = None,
@@ -158,7 +175,8 @@ class LMConfig:
     name: str | None = None
     headers: tuple[tuple[str, str], ...] = ()  # extra_headers=: sent with every request (never credentials)
     api_version: str | None = None  # Azure OpenAI's api-version
-    region: str | None = None  # the AWS region a Bedrock request is signed for
+    region: str | None = None  # the AWS region a Bedrock request is signed for; Vertex AI's location
+    project: str | None = None  # Vertex AI's Google Cloud project
 
     def __post_init__(self) -> None:
         _check_headers(self.headers, self.qualified)
@@ -300,9 +318,12 @@ def resolve_key(provider: str, api_key: str | Secret | None, settings: Settings 
     if provider == "bedrock":  # AWS's pair of variables (a worker process reads them as the handle did)
         found = aws_credentials()
         return found[0] if found is not None else None
+    if provider == "vertex_ai":  # a service account's JSON or its file; none: Application Default Credentials
+        value = os.environ.get("VERTEXAI_CREDENTIALS")
+        return google_credentials(value)[0] if value else None
     value = (settings if settings is not None else Settings.load()).key(provider)
     return Secret(value) if value else None
 
 
 __all__ = ["LMConfig", "Breaker", "Secret", "parse_model", "resolve_key", "PROVIDERS", "DEFAULT_BASE_URL", "AUTO",
-           "base_url_for", "aws_region", "aws_credentials"]
+           "base_url_for", "aws_region", "aws_credentials", "google_credentials"]

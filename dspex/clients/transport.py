@@ -126,6 +126,7 @@ class Transport:
         split = urlsplit(self._url)
         self._path = (split.path or "/") + (f"?{split.query}" if split.query else "")
         self._origin = f"{split.scheme}://{split.netloc}"
+        self._sign_state: dict = {}  # what a signing format keeps between attempts (an access token)
         streamed = urlsplit(self.wire.stream_url(cfg))
         self._stream_path = streamed.path + (f"?{streamed.query}" if streamed.query else "")
         self._bare_headers = {**dict(cfg.headers), **self.wire.headers(key)}  # a request without a body (a GET)
@@ -161,7 +162,8 @@ class Transport:
         body = json.dumps(payload).encode() if payload is not None else None
         headers = self._headers if body is not None else self._bare_headers
         if self.wire.signs:  # a signature covers the body and the time: made for each attempt
-            headers = self.wire.signed(self.cfg, self._key, method, self._origin + path, headers, body)
+            headers = self.wire.signed(self.cfg, self._key, method, self._origin + path, headers, body,
+                                       self._sign_state)
         start = time.monotonic()
         self._deadlines.begin(start + self.cfg.timeout)  # the whole attempt, not each read
         streamed: Parsed | None = None

@@ -48,7 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import colbert_sim, sigv4
+from . import colbert_sim, google_oauth, sigv4
 from .faults import FaultPlan, Faults
 from .limits import LimitState, ServerLimits
 # the simulator's pieces; every name this module held before they moved stays importable from here
@@ -64,8 +64,10 @@ SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "co
 _GEMINI = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$")
 _AZURE = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/chat/completions$")
 _BEDROCK = re.compile(r"^/model/(?P<model>[^/]+)/converse$")
+_VERTEX = re.compile(r"^/v1/projects/[^/]+/locations/[^/]+/publishers/google/models/(?P<model>[^/:]+)"
+                     r":(?P<method>generateContent|streamGenerateContent)$")
 # the body and answer format each route speaks (Azure OpenAI's is OpenAI's); the rest speak their own
-_FORMAT = {"azure": "openai"}
+_FORMAT = {"azure": "openai", "vertex_ai": "gemini"}
 
 
 def _echo(req: SimRequest) -> str:
@@ -85,6 +87,7 @@ class _State:
     limits: LimitState | None = None
     stream_delay: float = 0.0
     passages: tuple[str, ...] = colbert_sim.DEFAULT_PASSAGES  # the ColBERT route's corpus
+    tokens: set = field(default_factory=set)  # the OAuth access tokens the token route issued (Vertex AI's)
 
 
 class ProviderServer:
@@ -241,6 +244,15 @@ class _Handler(BaseHTTPRequestHandler):
         provider, model = self._route(split.path)
         headers = {k.lower(): ("<redacted>" if k.lower() in SECRET_HEADERS else v) for k, v in self.headers.items()}
         query_key = parse_qs(split.query).get("key", [None])[0]
+        if provider == "google_oauth":  # a service account's token request (google-auth's): no faults drawn
+            entry = LoggedRequest(time.time(), provider, split.path, headers, "<assertion>", method=self.command)
+            with state.lock:
+                state.log.append(entry)
+            status, answer = google_oauth.grant(raw, state.api_key, f"http://{self.headers.get('Host', '')}/token")
+            if status == 200:
+                with state.lock:
+                    state.tokens.add(answer["access_token"])
+            return self._send_json(entry, status, answer)
         with state.lock:
             fault = state.plan.next_fault()
             latency = state.plan.next_latency()
@@ -364,6 +376,11 @@ class _Handler(BaseHTTPRequestHandler):
         match = _BEDROCK.match(path)
         if match:
             return "bedrock", unquote(match.group("model"))
+        match = _VERTEX.match(path)
+        if match:
+            return "vertex_ai", unquote(match.group("model"))
+        if path == "/token":
+            return "google_oauth", ""
         match = _GEMINI.match(path)
         if match:
             return "gemini", match.group("model")
@@ -404,6 +421,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _key(self, provider: str, query_key: str | None) -> str | None:
         if provider == "azure":
             return self.headers.get("api-key")
+        if provider == "vertex_ai":  # an access token the token route issued stands for the service account
+            auth = self.headers.get("Authorization", "")
+            with self.server.state.lock:  # type: ignore[attr-defined]
+                issued = auth[7:] in self.server.state.tokens  # type: ignore[attr-defined]
+            return self.server.state.api_key if issued else auth[7:] or None  # type: ignore[attr-defined]
         if provider in ("openai", "embeddings", "ollama_chat", "ollama"):
             auth = self.headers.get("Authorization", "")
             return auth[7:] if auth.startswith("Bearer ") else None

@@ -142,8 +142,9 @@ class WireFormat:
     signs = False  # True: each attempt's headers are made by signed() (a signature over the body and the time)
 
     def signed(self, cfg: LMConfig, key: Secret | None, method: str, url: str, headers: dict,
-               body: bytes | None) -> dict:
-        """The headers of one attempt, for a format whose requests are signed (AWS SigV4)."""
+               body: bytes | None, state: dict | None = None) -> dict:
+        """The headers of one attempt, for a format whose requests are signed (AWS SigV4) or carry a token
+        that expires (an OAuth access token); ``state`` is the transport's own, kept between attempts."""
         return headers
 
     def parse(self, body: Any) -> Parsed:

@@ -69,7 +69,7 @@ class Bedrock(WireFormat):
         return {}  # the signature is made per attempt: signed()
 
     def signed(self, cfg: LMConfig, key: Secret | None, method: str, url: str, headers: dict,
-               body: bytes | None) -> dict:
+               body: bytes | None, state: dict | None = None) -> dict:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.credentials import Credentials

@@ -9,6 +9,7 @@ from ...providers import PROVIDERS
 from .anthropic import Anthropic
 from .azure import Azure
 from .bedrock import Bedrock
+from .vertex import Vertex
 from .base import WireFormat
 from .colbert import ColBERT
 from .embeddings import Embeddings
@@ -19,7 +20,7 @@ from .openai import Local, OpenAI
 
 WIRE_FORMATS: dict[str, WireFormat] = {w.name: w for w in (OpenAI(), Anthropic(), Gemini(), Local(), ColBERT(),
                                                   Embeddings(), Azure(), OllamaChat(), OllamaGenerate(),
-                                                  Bedrock())}
+                                                  Bedrock(), Vertex())}
 
 
 def wire_for(provider: str) -> WireFormat:

@@ -149,3 +149,44 @@ def test_bedrock_signs_each_request_with_sigv4_and_the_simulator_checks_it(tmp_p
         assert server.log[-1].status == 401
     with pytest.raises(dspex.ConfigError, match="AWS options are bedrock"):
         dspex.LM("openai/gpt-4o-mini", api_key=KEY, aws_region_name="us-east-1")
+
+
+def service_account(token_uri: str) -> dict:
+    """A service account of our own making: a fresh RSA key (google-auth signs its token request with it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return {"type": "service_account", "project_id": "sim-project", "private_key_id": "k1", "private_key": pem,
+            "client_email": "dspex-test@sim-project.iam.gserviceaccount.com", "client_id": "1",
+            "token_uri": token_uri}
+
+
+def test_vertex_ai_gets_a_token_from_the_service_account_and_speaks_gemini(tmp_path, clean_env):
+    pytest.importorskip("google.auth", reason="the vertex extra (./run test installs it)")
+    email = "dspex-test@sim-project.iam.gserviceaccount.com"
+    with ProviderServer(answer=answer, api_key=email) as server, \
+            dspex.runtime("local", cache_dir=tmp_path, log_level=None):
+        info = service_account(f"{server.url}/token")
+        with pytest.raises(dspex.ConfigError, match="VERTEXAI_PROJECT"):
+            dspex.LM("vertex_ai/gemini-2.0-flash", vertex_credentials=info, api_base=server.url).request(
+                [{"role": "user", "content": "hi"}])
+        clean_env.setenv("VERTEXAI_PROJECT", "sim-project")
+        lm = dspex.LM("vertex_ai/gemini-2.0-flash", vertex_credentials=info, vertex_location="europe-west4",
+                      api_base=server.url, cache=False)
+        assert dspex.Predict("question -> answer", lm=lm)(question="hi").answer == "gemini-2.0-flash"
+        lm.request([{"role": "user", "content": "again"}])
+        paths = [e.path for e in server.log]
+        assert paths.count("/token") == 1  # the token is kept until it expires
+        assert paths[-1] == ("/v1/projects/sim-project/locations/europe-west4/publishers/google/models/"
+                             "gemini-2.0-flash:generateContent") and server.log[-1].status == 200
+        private = "".join(info["private_key"].splitlines()[1:-1])
+        assert private in known_keys() and "PRIVATE KEY" not in repr(lm)
+        assert dspex.LM("vertex_ai/m", vertex_credentials=info).config.base_url == \
+            "https://us-central1-aiplatform.googleapis.com"
+        stranger = {**service_account(f"{server.url}/token"), "client_email": "someone@else.iam.gserviceaccount.com"}
+        with pytest.raises(dspex.AuthError, match="access token"):
+            dspex.LM("vertex_ai/gemini-2.0-flash", vertex_credentials=stranger, api_base=server.url,
+                     cache=False).request([{"role": "user", "content": "hi"}])
