@@ -5,6 +5,14 @@
 only dspex has (runtimes, budgets, journals, supervision) are below them.
 """
 
+from importlib.metadata import PackageNotFoundError as _NotInstalled, version as _version
+
+try:
+    __version__ = _version("dspex")
+except _NotInstalled:  # a source tree that was never installed
+    __version__ = "0+unknown"
+del _NotInstalled, _version
+
 from .adapters import Adapter, ChatAdapter, JSONAdapter, TextAdapter, TwoStepAdapter, XMLAdapter
 from .adapters.types import Audio, Code, File, History, Image, Reasoning, ToolCallResults, ToolCalls, Type
 from .clients import LM, Breaker, ClientStatus, Completion, Embedder, LedgerReport, UsageTotals

@@ -109,6 +109,7 @@ class _TerminateAsInterrupt:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dspex", description="declarative LM programs on OTP-style supervision")
+    parser.add_argument("--version", action="version", version=f"dspex {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     sub.add_parser("demo", help="the demo: a local model, zero-shot then compiled (dspex demo --help)")
     sub.add_parser("host", help="a worker host for run_distributed (dspex host --help)")
@@ -155,8 +156,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="provider/model for every predictor (default: the settings' model)")
+    p.add_argument("--model", help="provider/model for every predictor (default: the LM saved in the program, "
+                                   "else the settings' model)")
     p.add_argument("--base-url", help="the provider's endpoint (any OpenAI-compatible server for openai/...)")
     p.add_argument("--workers", type=int, default=0, help="worker processes (0: threads in this process)")
     p.add_argument("--concurrency", type=int, default=16, help="LM calls in flight")
@@ -278,13 +286,58 @@ def _runtime(ns: argparse.Namespace, settings: Any) -> Any:
 
 
 def _program(ns: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
+    """The program and the LM it runs: ``--model`` for every predictor when given; else the LM saved in the
+    program file (each predictor its own), and the settings' model for a predictor saved without one. A
+    provider key that is missing is refused here, before the first request."""
     from .clients import LM
     from .programs import load
 
     for module in ns.module:
         _import_module(module, f"--module {module}")
-    lm = LM(ns.model or settings.model, base_url=ns.base_url)
-    return load(ns.program, lm=lm), lm
+    if ns.base_url and not ns.model:
+        raise UsageError("--base-url is the endpoint of --model: pass --model too (without it the program's "
+                         "saved LM runs, at its own endpoint)")
+    if ns.model:
+        lm = LM(ns.model, base_url=ns.base_url)
+        program = load(ns.program, lm=lm)
+    else:
+        program = load(ns.program)
+        lm = next((p.lm for p in program.predictors() if p.lm is not None), None)
+        missing = [p for p in program.predictors() if p.lm is None]
+        if missing:
+            fallback = LM(settings.model)
+            for predictor in missing:
+                predictor.lm = fallback
+            lm = lm or fallback
+    for model in {p.lm for p in program.predictors()}:
+        _need_key(model)
+    return program, lm
+
+
+def _need_key(lm: Any) -> None:
+    """UsageError (exit 2) when the LM's provider takes a key and none is set: better than N failed rows."""
+    from .providers import PROVIDERS
+
+    spec = PROVIDERS.get(getattr(getattr(lm, "config", None), "provider", ""))
+    if spec is None or not spec.key_env or spec.key_optional or getattr(lm, "_key", None) is not None:
+        return
+    raise UsageError(f"{lm.config.qualified}: no API key: set {' or '.join(spec.key_env)} (or "
+                     f"DSPEX_{spec.name.upper()}_API_KEY, or {spec.key_field} in dspex.toml)")
+
+
+def _models(program: Any) -> str:
+    """The models the program ran, as the summary says them."""
+    return ", ".join(sorted({p.lm.config.qualified for p in program.predictors() if getattr(p.lm, "config", None)}))
+
+
+def _failures(result: Any) -> list[str]:
+    """The failed rows by error type, most first, with the first message of each (the cause, not only
+    the breaker that opened after it: its first error is what the breaker message says)."""
+    by_type: dict[str, list[str]] = {}
+    for row in result.errors:
+        by_type.setdefault(type(row.error).__name__, []).append(_first_line(row.error))
+    return [f"  {len(messages):>5} × {kind}: {messages[0][:200]}"
+            for kind, messages in sorted(by_type.items(), key=lambda kv: -len(kv[1]))]
 
 
 def _examples(path: str, program: Any) -> list:
@@ -324,14 +377,18 @@ def _eval(ns: argparse.Namespace) -> int:
     start = time.monotonic()
     with _runtime(ns, settings):
         program, _ = _program(ns, settings)
+        models = _models(program)
         data = _examples(ns.data, program)
         evaluator = Evaluate(data, metric, max_concurrency=ns.concurrency, workers=ns.workers or 2,
                              progress=not ns.json, journal=ns.journal, resume_from=ns.journal if ns.resume else None)
         result = evaluator.run_distributed(program, ns.hosts) if ns.hosts else evaluator.run(program)
     failed = len(result.errors)
     summary = {"score": result.score, "examples": len(result.rows), "failed": failed, "aborted": result.aborted,
-               "usage": _usage(result.usage), "cost": result.usage.cost, "wall_s": time.monotonic() - start}
-    _say(ns, summary, [f"score     {result.score:.2f}%  ({len(result.rows)} examples, {failed} failed)",
+               "usage": _usage(result.usage), "cost": result.usage.cost, "wall_s": time.monotonic() - start,
+               "model": models}
+    _say(ns, summary, [f"model     {models}",
+                       f"score     {result.score:.2f}%  ({len(result.rows)} examples, {failed} failed)",
+                       *([f"failures by type:", *_failures(result)] if failed else []),
                        f"requests  {result.usage.requests} ({result.usage.retries} retries, "
                        f"{result.usage.cache_hits} from the cache)",
                        f"tokens    {result.usage.total_tokens}   cost ${result.usage.cost:.6f}",
@@ -355,6 +412,7 @@ def _optimize(ns: argparse.Namespace) -> int:
     start = time.monotonic()
     with _runtime(ns, settings) as rt:
         program, lm = _program(ns, settings)
+        models = _models(program)
         train = _examples(ns.train, program)
         dev = _examples(ns.dev, program) if ns.dev else None
         writer = lm if not ns.reflection_model else type(lm)(ns.reflection_model, base_url=ns.base_url)
@@ -367,8 +425,8 @@ def _optimize(ns: argparse.Namespace) -> int:
     summary = {"optimizer": report.optimizer, "baseline": report.baseline_score, "score": report.score,
                "stopped": report.stopped, "candidates": len(report.candidates), "usage": _usage(report.usage),
                "cost": report.cost, "wall_s": time.monotonic() - start, "out": ns.out, "run_dir": ns.run_dir,
-               "resumed_steps": report.resumed_steps}
-    lines = [f"{report.optimizer}: {report.stopped}", *(f"  candidate {c.id:>3}  {c.score:6.2f}%  {c.description[:70]}"
+               "resumed_steps": report.resumed_steps, "model": models}
+    lines = [f"{report.optimizer}: {report.stopped}   model {models}", *(f"  candidate {c.id:>3}  {c.score:6.2f}%  {c.description[:70]}"
                                                        for c in report.candidates[:20]),
              f"baseline  {_pct(report.baseline_score)}", f"score     {_pct(report.score)}",
              f"requests  {report.usage.requests}   tokens {report.usage.total_tokens}   cost ${report.cost:.6f}",

@@ -57,7 +57,7 @@ _SPECS = (
         "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00), "gpt-4.1": (2.00, 8.00),
         "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40), "o3-mini": (1.10, 4.40)},
                  # OpenAI's own o-series keep their reasoning to themselves on this API; these servers return it
-                 reasoning=("deepseek-reasoner", "deepseek-r1", "qwq")),
+                 reasoning=("deepseek-reasoner", "deepseek-r1", "qwq"), base_env=("OPENAI_BASE_URL", "OPENAI_API_BASE")),
     ProviderSpec("anthropic", "https://api.anthropic.com", wire="anthropic", key_env=("ANTHROPIC_API_KEY",), prices={
         "claude-3-5-haiku-latest": (0.80, 4.00), "claude-3-5-sonnet-latest": (3.00, 15.00),
         "claude-sonnet-4-0": (3.00, 15.00)},

@@ -35,10 +35,10 @@ def workdir(tmp_path):
     return tmp_path
 
 
-def cli(workdir, *args, timeout=120, **popen):
-    env = {**os.environ, "OPENAI_API_KEY": KEY, "DSPEX_CACHE_DIR": str(workdir / "cache")}
+def cli(workdir, *args, timeout=120, **environ):
+    env = {**os.environ, "OPENAI_API_KEY": KEY, "DSPEX_CACHE_DIR": str(workdir / "cache"), **environ}
     return subprocess.run([sys.executable, "-m", "dspex", *args], cwd=workdir, env=env, capture_output=True,
-                          text=True, timeout=timeout, **popen)
+                          text=True, timeout=timeout)
 
 
 def test_eval_prints_one_json_object_and_exits_0(workdir):
@@ -188,3 +188,40 @@ def test_dashboard_serves_past_runs_from_the_runs_directory_until_stopped(workdi
 def test_dashboard_refuses_a_public_address_without_the_flag(workdir):
     out = cli(workdir, "dashboard", "--host", "0.0.0.0", "--duration", "1")
     assert out.returncode == 2 and "allow_remote=True" in out.stderr
+
+
+def test_eval_runs_the_lm_saved_in_the_program_and_says_which_model_ran(workdir):
+    with ProviderServer(answer=fewshot_answer, api_key=KEY) as sim:
+        with dspex.runtime("local", cache_dir=workdir / "save-cache", log_level="error"):
+            saved = dspex.LM("openai/saved-model", api_key=KEY, base_url=sim.base_url())
+            dspex.Predict("question -> answer", lm=saved).save(workdir / "with_lm.json")
+        # a loaded file's endpoint is not trusted (DSPy's rule: it could send the key elsewhere); the provider's
+        # endpoint variable is
+        out = cli(workdir, "eval", "with_lm.json", "--data", "dev.jsonl", "--metric", "task_metric:exact",
+                  OPENAI_BASE_URL=sim.base_url())
+        assert out.returncode == 0, out.stderr
+        assert "model     openai/saved-model" in out.stdout
+        assert {e.body["model"] for e in sim.log} == {"saved-model"} and len(sim.log) == 12
+        refused = cli(workdir, "eval", "with_lm.json", "--data", "dev.jsonl", "--metric", "task_metric:exact",
+                      "--base-url", sim.base_url())
+        assert refused.returncode == 2 and "pass --model too" in refused.stderr
+
+
+def test_a_missing_key_is_refused_before_any_request_and_failures_are_listed_by_type(workdir):
+    with ProviderServer(answer=fewshot_answer, api_key=KEY) as sim:
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "DSPEX_OPENAI_API_KEY")}
+        out = subprocess.run([sys.executable, "-m", "dspex", "eval", "program.json", "--data", "dev.jsonl",
+                              "--metric", "task_metric:exact", "--model", "openai/task", "--base-url",
+                              sim.base_url()], cwd=workdir, capture_output=True, text=True, timeout=120,
+                             env={**env, "DSPEX_CACHE_DIR": str(workdir / "cache")})
+        assert out.returncode == 2 and "no API key: set OPENAI_API_KEY" in out.stderr and sim.log == []
+        sim.set_faults(Faults(error_rates={400: 1.0}))
+        failing = cli(workdir, "eval", "program.json", "--data", "dev.jsonl", "--metric", "task_metric:exact",
+                      "--model", "openai/task", "--base-url", sim.base_url())
+        assert failing.returncode == 1
+        assert "failures by type:" in failing.stdout and "12 × InvalidRequest" in failing.stdout
+
+
+def test_version():
+    out = subprocess.run([sys.executable, "-m", "dspex", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"dspex {dspex.__version__}" != "dspex 0+unknown"
