@@ -466,7 +466,7 @@ def _compile_bar(rt: Any, label: str, enabled: bool) -> Iterator[None]:
 
     from .events import CompileProgress
 
-    bar = tqdm(desc=label, unit="step", file=sys.stderr, leave=False)
+    bar = tqdm(desc=label, unit="step", file=sys.stderr, leave=False, disable=None)  # a terminal's only
 
     def on_event(event: Any) -> None:
         match event:

@@ -617,7 +617,8 @@ def _cost(rows: dict) -> float:
 def _progress(total: int, initial: int) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc="evaluate", unit="ex", leave=False)
+    # disable=None: a bar on a terminal only, never carriage-return frames in a log file or a CI transcript
+    return tqdm(total=total, initial=initial, desc="evaluate", unit="ex", leave=False, disable=None)
 
 
 __all__ = ["Evaluate", "EvaluationCancelled"]
