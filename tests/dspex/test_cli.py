@@ -58,7 +58,7 @@ def test_eval_with_a_journal_resumes_and_a_table_without_json(workdir):
                 "--base-url", sim.base_url(), "--journal", "rows.jsonl"]
         first = cli(workdir, *base)
         assert first.returncode == 0 and "score     50.00%  (12 examples, 0 failed)" in first.stdout
-        assert "\r" not in first.stderr  # no progress-bar frames when stderr is not a terminal
+        assert "evaluate:" not in first.stderr  # no progress-bar frames when stderr is not a terminal
         again = cli(workdir, *base, "--resume", "--json")
         assert again.returncode == 0 and json.loads(again.stdout)["usage"]["requests"] == 0
         assert len(sim.log) == 12
