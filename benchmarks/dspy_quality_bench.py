@@ -1,7 +1,7 @@
 """Runs inside the DSPy venv: DSPy 3.4.1's optimizers on the local model through its OpenAI-compatible
 server (the same SmolLM2-135M process dspex uses), on the split the parent passes. Prints one JSON line.
 
-usage: dspy_quality_bench.py URL SPLIT_JSON [fewshot | instructions]
+usage: dspy_quality_bench.py URL SPLIT_JSON [fewshot | instructions | optimizers]
 """
 
 import json
@@ -50,19 +50,34 @@ def feedback(gold, pred, trace=None, pred_name=None, pred_trace=None):
     return correct(gold, pred)
 
 
-instruction_runs = (("zero-shot", lambda: student),
-                    ("MIPROv2 auto=light", lambda: dspy.MIPROv2(metric=correct, prompt_model=writer, auto="light",
-                                                                num_threads=2).compile(student, trainset=train,
-                                                                                       valset=val)),
-                    ("GEPA auto=light", lambda: dspy.GEPA(metric=feedback, reflection_lm=writer, auto="light",
-                                                          num_threads=2).compile(student, trainset=train, valset=val)))
-for name, make in instruction_runs if which == "instructions" else (("zero-shot", lambda: student),
-                   ("LabeledFewShot", lambda: dspy.LabeledFewShot(k=6).compile(student, trainset=train)),
-                   ("BootstrapFewShot", lambda: dspy.BootstrapFewShot(
-                       metric=correct, max_bootstrapped_demos=4, max_labeled_demos=6).compile(student, trainset=train)),
-                   ("random search", lambda: dspy.BootstrapFewShotWithRandomSearch(
+runs = {
+    "fewshot": (("zero-shot", lambda: student),
+                ("LabeledFewShot", lambda: dspy.LabeledFewShot(k=6).compile(student, trainset=train)),
+                ("BootstrapFewShot", lambda: dspy.BootstrapFewShot(
+                    metric=correct, max_bootstrapped_demos=4, max_labeled_demos=6).compile(student, trainset=train)),
+                ("random search", lambda: dspy.BootstrapFewShotWithRandomSearch(
+                    metric=correct, num_candidate_programs=4, max_bootstrapped_demos=4, max_labeled_demos=6,
+                    num_threads=2).compile(student, trainset=train, valset=val))),
+    "instructions": (("zero-shot", lambda: student),
+                     ("MIPROv2 auto=light", lambda: dspy.MIPROv2(metric=correct, prompt_model=writer, auto="light",
+                                                                 num_threads=2).compile(student, trainset=train,
+                                                                                        valset=val)),
+                     ("GEPA auto=light", lambda: dspy.GEPA(metric=feedback, reflection_lm=writer, auto="light",
+                                                           num_threads=2).compile(student, trainset=train,
+                                                                                  valset=val))),
+    "optimizers": (("COPRO", lambda: dspy.COPRO(prompt_model=writer, metric=correct, breadth=4, depth=2).compile(
+                        student, trainset=train, eval_kwargs={"num_threads": 2, "display_progress": False})),
+                   ("SIMBA", lambda: dspy.SIMBA(metric=correct, bsize=16, num_candidates=4, max_steps=4, max_demos=2,
+                                                prompt_model=writer, num_threads=2).compile(student, trainset=train)),
+                   ("InferRules", lambda: dspy.InferRules(num_candidates=4, num_rules=5, num_threads=2,
+                                                          teacher_settings={"lm": writer}, metric=correct,
+                                                          max_bootstrapped_demos=4, max_labeled_demos=6).compile(
+                       student, trainset=train, valset=val)),
+                   ("BootstrapFewShotWithOptuna", lambda: dspy.BootstrapFewShotWithOptuna(
                        metric=correct, num_candidate_programs=4, max_bootstrapped_demos=4, max_labeled_demos=6,
-                       num_threads=2).compile(student, trainset=train, valset=val))):
+                       num_threads=2).compile(student, max_demos=4, trainset=train, valset=val))),
+}[which]
+for name, make in runs:
     t0 = time.perf_counter()
     try:
         program = make()
