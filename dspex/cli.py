@@ -533,14 +533,22 @@ def _doctor(ns: argparse.Namespace) -> int:
     except ConfigError as exc:
         check("settings", False, str(exc), "correct the value named above")
         settings = None
+    for name, found in _versions():
+        check(f"version {name}", True, found)
     if settings is not None:
+        check("config file", True, str(settings.config_file) if settings.config_file else
+              "none (dspex.toml here, $DSPEX_CONFIG or --config would be read)")
         for key, shown, source in settings.report():
-            check(f"setting {key}", True, f"{shown} ({source})")
+            if key not in KEY_FIELDS.values():
+                check(f"setting {key}", True, f"{shown} ({source})")
+        unset = []
         for provider, field in KEY_FIELDS.items():
-            present = settings.key(provider) is not None
-            check(f"{provider} key", True, "present" if present else "not set (only needed for that provider)")
-            if present:
-                check(f"{provider} reachable", *_reachable(provider))
+            if settings.key(provider) is None:
+                unset.append(provider)
+                continue
+            check(f"{provider} key", True, f"present ({settings.source(field)})")
+            check(f"{provider} reachable", *_reachable(provider))
+        check("keys not set", True, ", ".join(unset) + " (each only needed for its provider)" if unset else "none")
     loopback = _loopback()
     check("loopback", *loopback)
     check("actor system: local", *_base_usable("local"))
@@ -559,6 +567,25 @@ def _doctor(ns: argparse.Namespace) -> int:
         for c in checks:
             print(f"{'ok ' if c['ok'] else 'FIX'}  {c['check']:<28} {c['detail']}" + (f"  -> {c['fix']}" if "fix" in c else ""))
     return FAILED if bad else OK
+
+
+VERSIONED = ("thespian", "pydantic", "requests", "structlog", "optuna", "numpy", "llama-cpp-python",
+             "sentence-transformers", "faiss-cpu", "botocore", "google-auth", "playwright")
+
+
+def _versions() -> list[tuple[str, str]]:
+    """dspex's, Python's and each dependency's version ("not installed" for an optional one that is not)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    found = [("dspex", __version__), ("python", sys.version.split()[0])]
+    for name in VERSIONED:
+        try:
+            found.append((name, version(name)))
+        except PackageNotFoundError:
+            found.append((name, "not installed"))
+    return found
 
 
 def _reachable(provider: str) -> tuple[bool, str, str]:

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         """``load`` merges arguments, environment and file itself (it must know each value's source)."""
         return (init_settings,)
 
+    @property
+    def config_file(self) -> Path | None:
+        """The TOML file these settings read (None: none)."""
+        return self._origin[2] if self._origin is not None else None
+
     def source(self, key: str) -> str:
         """Where ``key``'s value came from: 'argument', 'env VAR', 'FILE:LINE' or 'default'."""
         if key not in type(self).model_fields:
@@ -136,7 +141,8 @@ class Settings(BaseSettings):
         rows = []
         for key in type(self).model_fields:
             value = getattr(self, key)
-            shown = ("set" if value is not None else "not set") if key in KEY_FIELDS.values() else repr(value)
+            shown = (("set" if value is not None else "not set") if key in KEY_FIELDS.values()
+                     else str(value) if isinstance(value, Path) else repr(value))  # a path as the shell writes it
             rows.append((key, shown, self.source(key)))
         return rows
 
