@@ -426,13 +426,23 @@ def _optimize(ns: argparse.Namespace) -> int:
                "stopped": report.stopped, "candidates": len(report.candidates), "usage": _usage(report.usage),
                "cost": report.cost, "wall_s": time.monotonic() - start, "out": ns.out, "run_dir": ns.run_dir,
                "resumed_steps": report.resumed_steps, "model": models}
-    lines = [f"{report.optimizer}: {report.stopped}   model {models}", *(f"  candidate {c.id:>3}  {c.score:6.2f}%  {c.description[:70]}"
-                                                       for c in report.candidates[:20]),
-             f"baseline  {_pct(report.baseline_score)}", f"score     {_pct(report.score)}",
+    lines = [f"{report.optimizer}: {report.stopped}   model {models}", *(_candidate_line(c) for c in report.candidates[:20]),
+             f"baseline  {_pct(report.baseline_score)}" if report.baseline_score is not None else
+             "baseline  not scored (this optimizer keeps what passes the metric; it scores no program)",
+             f"score     {_pct(report.score)}" if report.score is not None else "score     not scored",
              f"requests  {report.usage.requests}   tokens {report.usage.total_tokens}   cost ${report.cost:.6f}",
              f"saved     {ns.out}"]
     _say(ns, summary, lines)
     return INTERRUPTED if report.stopped == "cancelled" else OK
+
+
+def _candidate_line(c: Any) -> str:
+    """One scored candidate: its score and what it is (its instruction, for an instruction optimizer)."""
+    text = c.description
+    instructions = getattr(c, "instructions", None) or {}
+    if instructions:
+        text = " | ".join(f"{name}: {' '.join(str(i).split())}" for name, i in instructions.items())
+    return f"  candidate {c.id:>3}  {c.score:6.2f}%  {text[:110]}"
 
 
 def _save(compiled: Any, ns: argparse.Namespace) -> None:

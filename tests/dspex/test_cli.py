@@ -230,3 +230,16 @@ def test_a_missing_key_is_refused_before_any_request_and_failures_are_listed_by_
 def test_version():
     out = subprocess.run([sys.executable, "-m", "dspex", "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == f"dspex {dspex.__version__}" != "dspex 0+unknown"
+
+
+def test_optimize_says_what_bootstrap_scores_and_each_mipro_candidate_s_instruction(workdir):
+    with ProviderServer(answer=fewshot_answer, api_key=KEY) as sim:
+        common = ["--train", "train.jsonl", "--metric", "task_metric:exact", "--model", "openai/task",
+                  "--base-url", sim.base_url(), "--out", "compiled.json"]
+        boot = cli(workdir, "optimize", "program.json", "--optimizer", "bootstrap", *common, timeout=300)
+        assert boot.returncode == 0, boot.stderr
+        assert "baseline  not scored" in boot.stdout and "model openai/task" in boot.stdout
+        mipro = cli(workdir, "optimize", "program.json", "--optimizer", "mipro", "--dev", "dev.jsonl", *common,
+                    timeout=300)
+        assert mipro.returncode == 0, mipro.stderr
+        assert "self: Given the fields `question`, produce the fields `answer`." in mipro.stdout  # candidate 0's
