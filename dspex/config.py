@@ -13,7 +13,10 @@ explicit arguments > environment (``DSPEX_*``; provider keys also under their us
 from __future__ import annotations
 
 import os
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package
+    import tomli as tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
