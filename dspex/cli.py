@@ -153,7 +153,37 @@ def _parser() -> argparse.ArgumentParser:
     doc.add_argument("--config", help="a dspex.toml (default: $DSPEX_CONFIG or ./dspex.toml)")
     doc.add_argument("--json", action="store_true", help="one JSON object on stdout")
     doc.set_defaults(run=_doctor)
+
+    comp = sub.add_parser("completion", help="print a shell completion script: eval \"$(dspex completion bash)\"")
+    comp.add_argument("shell", choices=("bash", "zsh"), help="bash, or zsh (through its bash completion layer)")
+    comp.set_defaults(run=_completion)
     return parser
+
+
+def _completion(ns: argparse.Namespace) -> int:
+    """A completion script made from the parser itself (commands, each command's options; files otherwise),
+    so it never disagrees with ``--help``."""
+    parser = _parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    cases = "\n".join(
+        f"    {name}) opts=\"{' '.join(sorted(o for a in sub._actions for o in a.option_strings))}\" ;;"
+        for name, sub in commands.items())
+    script = f"""_dspex() {{
+  local cur="${{COMP_WORDS[COMP_CWORD]}}" opts=""
+  if [ "$COMP_CWORD" -eq 1 ]; then
+    COMPREPLY=( $(compgen -W "{' '.join(commands)} --version --help" -- "$cur") ); return
+  fi
+  case "${{COMP_WORDS[1]}}" in
+{cases}
+  esac
+  if [[ "$cur" == -* ]]; then COMPREPLY=( $(compgen -W "$opts" -- "$cur") ); else COMPREPLY=( $(compgen -f -- "$cur") ); fi
+}}
+complete -o filenames -F _dspex dspex
+"""
+    if ns.shell == "zsh":
+        script = "autoload -U +X bashcompinit && bashcompinit\n" + script
+    print(script, end="")
+    return OK
 
 
 def _version() -> str:

@@ -243,3 +243,18 @@ def test_optimize_says_what_bootstrap_scores_and_each_mipro_candidate_s_instruct
                     timeout=300)
         assert mipro.returncode == 0, mipro.stderr
         assert "self: Given the fields `question`, produce the fields `answer`." in mipro.stdout  # candidate 0's
+
+
+def test_the_bash_completion_completes_commands_and_each_command_s_options(tmp_path):
+    script = subprocess.run([sys.executable, "-m", "dspex", "completion", "bash"], capture_output=True, text=True,
+                            timeout=60)
+    assert script.returncode == 0 and "complete -o filenames -F _dspex dspex" in script.stdout
+    (tmp_path / "dspex.bash").write_text(script.stdout)
+    probe = ("source dspex.bash\n"
+             "COMP_WORDS=(dspex opt); COMP_CWORD=1; _dspex; echo \"${COMPREPLY[*]}\"\n"
+             "COMP_WORDS=(dspex optimize --run); COMP_CWORD=2; _dspex; echo \"${COMPREPLY[*]}\"\n")
+    out = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines() == ["optimize", "--run-dir"], out.stderr
+    zsh = subprocess.run([sys.executable, "-m", "dspex", "completion", "zsh"], capture_output=True, text=True,
+                         timeout=60)
+    assert zsh.stdout.startswith("autoload -U +X bashcompinit && bashcompinit")
