@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,12 @@ KEY = "sk-test-wheel-0987654321"
 
 @pytest.mark.slow
 def test_a_built_wheel_installs_in_a_fresh_venv_and_runs_an_evaluation(tmp_path):
-    dist, venv = tmp_path / "dist", tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)], check=True,
-                   capture_output=True, timeout=600)
+    dist, venv, source = tmp_path / "dist", tmp_path / "venv", tmp_path / "source"
+    # built from a copy: setuptools writes build/ and *.egg-info next to the sources it builds
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", ".venv-dspy", "build", "*.egg-info",
+                                                                "__pycache__", "test-artifacts", "runs"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
+                   check=True, capture_output=True, timeout=600)
     (wheel,) = dist.glob("dspex-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True,
