@@ -94,13 +94,19 @@ def theirs(which: str = "fewshot") -> dict | None:
     rows = lambda exs: [{"review": e.review, "sentiment": e.sentiment} for e in exs]  # noqa: E731
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump({"train": rows(train), "val": rows(val), "dev": rows(dev)}, fh)
+    return dspy_on_local_model("dspy_quality_bench.py", fh.name, which)
+
+
+def dspy_on_local_model(script: str, *args: str) -> dict:
+    """Run ``benchmarks/<script> URL *args`` in DSPy's venv against a SmolLM2-135M server of its own (the same
+    model file, the same server code dspex's runtime starts); its last stdout line is its JSON result."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "dspex.local.server", "--model", str(resolve_model("smollm2-135m")),
                                "--port", str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         server.stdout.readline()  # its URL: it is listening
-        out = subprocess.run([str(DSPY_PY), str(HERE / "dspy_quality_bench.py"), f"http://127.0.0.1:{port}/v1",
-                              fh.name, which], capture_output=True, text=True, timeout=7200)
+        out = subprocess.run([str(DSPY_PY), str(HERE / script), f"http://127.0.0.1:{port}/v1", *args],
+                             capture_output=True, text=True, timeout=7200)
         if out.returncode != 0:
             return {"error": out.stderr.strip().splitlines()[-1][:200]}
         return json.loads(out.stdout.strip().splitlines()[-1])

@@ -13,7 +13,6 @@ Score: exact match after normalization on the dev questions.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,10 +20,9 @@ from pathlib import Path
 
 import dspex
 from benchmarks.bench_clients import DSPY_PY, HERE
+from benchmarks.bench_quality import dspy_on_local_model
 from dspex.datasets import countries_qa
 from dspex.evaluate import answer_exact_match
-from dspex.local.models import resolve_model
-from supervision.tcp import free_port
 
 sys.path.insert(0, str(HERE.parent / "examples"))
 from rag import RAG  # noqa: E402  (the example's module, measured as users run it)
@@ -70,19 +68,7 @@ def theirs(vectors: Path) -> dict | None:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump({"train": rows(task.train), "val": rows(task.val), "dev": rows(task.dev), "corpus": task.corpus,
                    "k": K, "vectors": str(vectors)}, fh)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "dspex.local.server", "--model", str(resolve_model("smollm2-135m")),
-                               "--port", str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        server.stdout.readline()  # its URL: it is listening
-        done = subprocess.run([str(DSPY_PY), str(HERE / "dspy_rag_bench.py"), f"http://127.0.0.1:{port}/v1", fh.name],
-                              capture_output=True, text=True, timeout=7200)
-        if done.returncode != 0:
-            return {"error": done.stderr.strip().splitlines()[-1][:200]}
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    finally:
-        server.stdin.close()  # the model server exits when its stdin closes
-        server.wait(timeout=30)
+    return dspy_on_local_model("dspy_rag_bench.py", fh.name)
 
 
 def run(dspy: bool = True) -> str:
