@@ -97,4 +97,4 @@ def configure_cache(enable_disk_cache: bool = True, enable_memory_cache: bool = 
 
 
 # DSPy's import paths; they re-export from the layers above, so they load last
-from . import adapters, dsp, experimental, predict, primitives, retrievers, signatures, streaming, utils  # noqa: E402
+from . import adapters, datasets, dsp, experimental, predict, primitives, retrievers, signatures, streaming, utils  # noqa: E402
