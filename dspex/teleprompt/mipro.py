@@ -158,6 +158,7 @@ class _Search:
         self.baseline: tuple = tuple((0, 0) for _ in names)
         self.full: dict[str, float] = {}
         self.batches: dict[str, list[float]] = {}
+        self.trials: dict[str, int] = {}  # config key -> the trials that drew it (minibatch or whole valset)
         self.order: dict[str, tuple] = {}  # every configuration scored, in the order first seen
 
     # --- the steps ---------------------------------------------------------------------------------
@@ -253,6 +254,7 @@ class _Search:
                 study.tell(trial, score)
                 key = self.key(config)
                 self.order.setdefault(key, config)
+                self.trials[key] = self.trials.get(key, 0) + 1
                 if not self.use_minibatch:
                     self.full[key] = score
                 else:
@@ -343,7 +345,7 @@ class _Search:
                              for name, (i, d) in zip(self.names, config))
             out.append(CandidateScore(cid, text, score, 0, {name: self.instructions[name][i]
                                                             for name, (i, _) in zip(self.names, config)},
-                                      full, len(self.batches.get(key, []))))
+                                      full, self.trials.get(key, 0)))
         return out
 
 def mean_of(values: Sequence[float]) -> float:

@@ -77,6 +77,15 @@ def test_mipro_full_scores_choose_the_program_and_go_back_to_the_sampler(task_lm
     assert compiled.compile_report.score == round(100 * best_full, 2)
     minibatches = [tuple(e["minibatch"]) for e in journal if e["kind"] == "trial"]
     assert len(set(minibatches)) > 1 and all(len(m) == 8 for m in minibatches)  # a fresh minibatch per trial
+    assert sum(c.trials for c in compiled.compile_report.candidates) == 10  # each trial counted for its candidate
+
+
+def test_mipro_without_minibatches_counts_each_candidate_s_trials(task_lm):
+    compiled = dspex.MIPROv2(metric=feedback_metric, auto=None, num_candidates=3, num_trials=6, minibatch_size=35,
+                             max_bootstrapped_demos=2, max_labeled_demos=2).compile(
+        dspex.Predict("question -> answer", lm=task_lm), trainset=task_data(16, "t"), valset=task_data(16, "v"))
+    candidates = compiled.compile_report.candidates  # a valset smaller than the minibatch: trials score it whole
+    assert sum(c.trials for c in candidates) == 6 and all(c.full for c in candidates)
 
 
 def test_mipro_settings_are_checked():
