@@ -78,6 +78,12 @@ def test_the_same_seed_gives_the_same_program_however_many_trials_run_at_once(lm
         c.description for c in one.compile_report.candidates]
 
 
+def test_every_demo_set_is_scored_before_the_sampler_draws(lm):
+    for seed in (0, 1, 2):  # seed 0's random start drew one set four times out of four
+        compiled = compile_with(lm, optuna(num_candidate_programs=4, seed=seed))[1]
+        assert len({c.description for c in compiled.compile_report.candidates}) == 4
+
+
 def test_each_predictor_chooses_its_own_demo_set(lm, tmp_path):
     program = TwoStep(lm)
     compiled = compile_with(lm, student=program, run_dir=tmp_path / "run")[1]
