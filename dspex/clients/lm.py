@@ -10,10 +10,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import ConfigError
 from ..providers import PROVIDERS
-from .config import (AUTO, Breaker, LMConfig, Secret, aws_credentials, aws_region, base_url_for, check_sampling,
-                     google_credentials, parse_model, resolve_key)
-from .wire.bedrock import require_signer
-from .wire.vertex import require_google_auth
+from .access import provider_access
+from .config import AUTO, Breaker, LMConfig, Secret, base_url_for, check_sampling, parse_model, resolve_key
 from .host import current_runtime, open_runtimes
 from .messages import ClientStatus, Completion, Flush, GetStatus, GetUsage, InjectFaults, ResetBreaker, UsageTotals
 from .pipeline import Pipeline, Request
@@ -56,8 +54,6 @@ class NoProvider:
 
 
 DEFAULT_IN_FLIGHT = 64  # requests of one client in flight at once, unless max_in_flight= says otherwise
-AWS_OPTIONS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name")  # LiteLLM's
-VERTEX_OPTIONS = ("vertex_project", "vertex_location", "vertex_credentials")  # LiteLLM's names
 LOCAL_IN_FLIGHT = 2  # a local model's: one answered, one waiting, so its server never idles between requests
 
 
@@ -104,26 +100,8 @@ class LM:
         if provider == "embeddings":
             raise ConfigError(f"{model!r}: an embeddings API is not an LM: use dspex.Embedder('openai/<model>', "
                               "base_url=...)")
-        aws = {name: params.pop(name) for name in AWS_OPTIONS if name in params}
-        region, self._credential_parts = None, []  # the parts of an AWS key, each masked on its own while held
-        if provider == "bedrock":
-            require_signer()
-            region = aws_region(aws.pop("aws_region_name", None))
-            found = aws_credentials(*(aws.get(name) for name in AWS_OPTIONS[:3])) if api_key is None else None
-            if found is not None:
-                api_key, self._credential_parts = found
-        elif aws:
-            raise ConfigError(f"{', '.join(f'{k}=' for k in aws)}: AWS options are bedrock/ models'")
-        vertex = {name: params.pop(name) for name in VERTEX_OPTIONS if name in params}
-        project = None
-        if provider == "vertex_ai":
-            require_google_auth()
-            project = vertex.get("vertex_project") or os.environ.get("VERTEXAI_PROJECT") or None
-            region = vertex.get("vertex_location") or os.environ.get("VERTEXAI_LOCATION") or "us-central1"
-            if api_key is None and vertex.get("vertex_credentials"):
-                api_key, self._credential_parts = google_credentials(vertex["vertex_credentials"])
-        elif vertex:
-            raise ConfigError(f"{', '.join(f'{k}=' for k in vertex)}: Vertex options are vertex_ai/ models'")
+        access = provider_access(provider, api_key, params)  # bedrock/'s AWS options, vertex_ai/'s, ...
+        api_key, region, self._credential_parts = access.api_key, access.region, access.parts
         if extra_headers is not None and not isinstance(extra_headers, dict):
             raise ConfigError(f"extra_headers must be a dict of header name -> value, got {type(extra_headers).__name__}")
         rt = runtime or current_runtime()
@@ -146,7 +124,7 @@ class LM:
                                headers=tuple(sorted((extra_headers or {}).items())),
                                api_version=api_version or (os.environ.get("AZURE_API_VERSION") or None
                                                            if provider == "azure" else None), region=region,
-                               project=project)
+                               project=access.project)
         self.price = check_price(price) if price is not None else None
         self._key = resolve_key(provider, api_key, getattr(rt, "settings", None))
         self._token = secrets.token_hex(8)  # names this handle's key in its runtime (never the key itself)
