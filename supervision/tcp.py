@@ -32,6 +32,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+PICKED_PORT_ATTEMPTS = 3  # admin ports start_system picks itself before it gives up
 OWNED_LOG_ENV = "SUPERVISION_THESPLOG_FILE"  # the THESPLOG_FILE a runtime set (told apart from the user's)
 
 
@@ -88,23 +89,31 @@ def start_system(bind_host: str, admin_port: int | None, capabilities: dict, *, 
     _thespian.install()
     _thespian.set_base_address(bind_host)
     os.environ[_thespian.PEERS_ENV] = ",".join(peers)
-    admin_port = admin_port or free_port(bind_host)
-    caps = {"Admin Port": admin_port, **capabilities}
     if convention:
         check_address(convention, "convention")
-        caps["Convention Address.IPv4"] = convention
-    before, reaped = procfs.children_of(os.getpid()), set()
-    try:
-        system = ActorSystem("multiprocTCPBase", capabilities=caps, transientUnique=True, logDefs=_thespian.log_defs())
-        reap_new_zombies(before, reaped)
-    except BaseException as exc:  # Ctrl-C included: the admin forked so far must not outlive this failure
-        stop_forked_admin(before, reaped)
-        if isinstance(exc, ActorSystemException):
-            raise SupervisionError(f"the actor system did not start on {bind_host}:{admin_port} "
-                                   f"({type(exc).__name__}: {exc}); check that {bind_host} is up and reachable "
-                                   "(for 127.0.0.1: the loopback interface, `ip link set lo up`)") from exc
-        raise
-    return system, admin_port
+    # a port we picked was free when we looked; something else may take it before the admin binds it (an
+    # outgoing connection's ephemeral port): then another port, a few times. A port the caller named is tried once.
+    attempts = 1 if admin_port else PICKED_PORT_ATTEMPTS
+    for attempt in range(attempts):
+        port = admin_port or free_port(bind_host)
+        caps = {"Admin Port": port, **capabilities}
+        if convention:
+            caps["Convention Address.IPv4"] = convention
+        before, reaped = procfs.children_of(os.getpid()), set()
+        try:
+            system = ActorSystem("multiprocTCPBase", capabilities=caps, transientUnique=True,
+                                 logDefs=_thespian.log_defs())
+            reap_new_zombies(before, reaped)
+            return system, port
+        except BaseException as exc:  # Ctrl-C included: the admin forked so far must not outlive this failure
+            stop_forked_admin(before, reaped)
+            if not isinstance(exc, ActorSystemException):
+                raise
+            if attempt + 1 == attempts:
+                raise SupervisionError(f"the actor system did not start on {bind_host}:{port} "
+                                       f"({type(exc).__name__}: {exc}); check that {bind_host} is up and reachable "
+                                       "(for 127.0.0.1: the loopback interface, `ip link set lo up`)") from exc
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def stop_forked_admin(before: set[int], reaped: set[int], wait: float = 5.0) -> None:
