@@ -85,7 +85,6 @@ class ActorRuntime:
         self._cond = threading.Condition(self._lock)
         self._parked: list[Any] = []  # local base: replies that arrived while another thread drove
         self._waiters = 0  # local base: threads waiting for a deferred reply
-        self._driving = False  # local base: one waiter polls the system for due timers; the others sleep
         self._pool: list[_Endpoint] = []
         self._pool_lock = threading.Lock()
         self._clones: list[_Endpoint] = []
@@ -358,41 +357,29 @@ class ActorRuntime:
         """Local base: whoever holds the lock drives the system; replies for other threads are parked.
 
         A caller waiting for a deferred reply releases the lock between polls, so other threads can
-        send the messages (or let the timers fall due) that produce it. One waiter at a time polls every
-        LOCAL_POLL to fire the timers now due; the others sleep until a reply is parked for them (or
-        SLICE passes): with many callers waiting (a compile queued behind a slow model), polling by
-        each one cost more CPU than the work. A driver that leaves wakes the others, so one takes over.
+        send the messages (or let the timers fall due) that produce it.
         """
         deadline = time.monotonic() + timeout
         with self._cond:
             system.tell(address, msg)  # runs the system until it is idle
-            driver = False
-            try:
-                while True:
-                    reply = self._collect_local(system, matches)
-                    if reply is None:
-                        reply = next((r for r in self._parked if matches(r)), None)
-                        if reply is not None:
-                            self._parked.remove(reply)
+            while True:
+                reply = self._collect_local(system, matches)
+                if reply is None:
+                    reply = next((r for r in self._parked if matches(r)), None)
                     if reply is not None:
-                        return reply
-                    self._raise_if_dead(address, system)
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise CallTimeout(str(address), getattr(msg, "request", msg), timeout)
-                    if not self._driving:
-                        self._driving = driver = True
-                    self._waiters += 1
-                    try:
-                        self._cond.wait(min(remaining, LOCAL_POLL if driver else SLICE))
-                    finally:
-                        self._waiters -= 1
-                    if driver or not self._driving:
-                        system.tell(self._root or address, Nudge())  # fires the timers due, runs what they send
-            finally:
-                if driver:  # another waiter takes over the polling
-                    self._driving = False
-                    self._cond.notify_all()
+                        self._parked.remove(reply)
+                if reply is not None:
+                    return reply
+                self._raise_if_dead(address, system)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CallTimeout(str(address), getattr(msg, "request", msg), timeout)
+                self._waiters += 1
+                try:
+                    self._cond.wait(min(remaining, LOCAL_POLL))
+                finally:
+                    self._waiters -= 1
+                system.tell(self._root or address, Nudge())  # fires the timers now due and runs what they send
 
     def _collect_local(self, system: Any, matches: Callable[[Any], bool] | None = None) -> Any:
         """Take the replies waiting at the outside mailbox: return the one ``matches`` accepts, park the

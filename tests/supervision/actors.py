@@ -104,18 +104,3 @@ class Linked(GenServer):
         if self.raise_on_stop:
             self.orders.put("raise")
             time.sleep(0.2)  # the thread fails while this actor is exiting
-
-
-class Later(GenServer):
-    """Answers each call ``after`` seconds later, from a timer (a deferred reply: its callers wait)."""
-
-    def init(self, after: float = 0.3) -> None:
-        self.after = after
-
-    def handle_call(self, request):
-        self.send_after(self.after, ("answer", self.current_call, request))
-        return NoReply
-
-    def handle_info(self, message):
-        _, token, request = message
-        self.reply(token, request)
