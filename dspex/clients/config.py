@@ -214,6 +214,13 @@ class LMConfig:
         return f"{self.provider}/{self.model}"
 
     @property
+    def transport_key(self) -> tuple:
+        """What makes two handles of one client need transports of their own: the headers they send and the
+        URL parts besides the base (Azure's api-version, the region a request is signed for, Vertex AI's
+        project)."""
+        return self.headers, self.api_version, self.region, self.project
+
+    @property
     def client_key(self) -> str:
         """One client actor per provider + model + endpoint (+ optional name)."""
         return f"{self.qualified}@{self.base_url}" + (f"#{self.name}" if self.name else "")

@@ -49,7 +49,7 @@ class Engines:
         ``transport`` (a ``dspex.BaseLM``: its ``forward``) gets a pipeline of its own, dropped (its reports
         handed over first) when the ``owner`` handle is garbage-collected. ``remember=False``: the client's
         requests stay out of the LM call history (a retriever's searches)."""
-        ident: tuple = (cfg.client_key, cfg.max_in_flight, cfg.timeout, key, cfg.headers, cfg.api_version)
+        ident: tuple = (cfg.client_key, cfg.max_in_flight, cfg.timeout, key, cfg.transport_key)
         if transport is not None:
             ident = (*ident, id(owner))
         with self._lock:

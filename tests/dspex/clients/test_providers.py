@@ -182,6 +182,10 @@ def test_vertex_ai_gets_a_token_from_the_service_account_and_speaks_gemini(tmp_p
         assert paths.count("/token") == 1  # the token is kept until it expires
         assert paths[-1] == ("/v1/projects/sim-project/locations/europe-west4/publishers/google/models/"
                              "gemini-2.0-flash:generateContent") and server.log[-1].status == 200
+        other = dspex.LM("vertex_ai/gemini-2.0-flash", vertex_credentials=info, vertex_location="europe-west4",
+                         vertex_project="other-project", api_base=server.url, cache=False)
+        other.request([{"role": "user", "content": "hi"}])  # the same client, its own project in the URL
+        assert server.log[-1].path.startswith("/v1/projects/other-project/locations/europe-west4/")
         private = "".join(info["private_key"].splitlines()[1:-1])
         assert private in known_keys() and "PRIVATE KEY" not in repr(lm)
         assert dspex.LM("vertex_ai/m", vertex_credentials=info).config.base_url == \
