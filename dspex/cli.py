@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
+from . import __version__
 from .errors import ConfigError, DspexError, ExampleError, JournalLocked
 from .scrub import scrub_text
 
@@ -109,7 +110,7 @@ class _TerminateAsInterrupt:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dspex", description="declarative LM programs on OTP-style supervision")
-    parser.add_argument("--version", action="version", version=f"dspex {_version()}")
+    parser.add_argument("--version", action="version", version=f"dspex {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     sub.add_parser("demo", help="the demo: a local model, zero-shot then compiled (dspex demo --help)")
     sub.add_parser("host", help="a worker host for run_distributed (dspex host --help)")
@@ -184,12 +185,6 @@ complete -o filenames -F _dspex dspex
         script = "autoload -U +X bashcompinit && bashcompinit\n" + script
     print(script, end="")
     return OK
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -616,8 +611,6 @@ VERSIONED = ("thespian", "pydantic", "requests", "structlog", "optuna", "numpy",
 def _versions() -> list[tuple[str, str]]:
     """dspex's, Python's and each dependency's version ("not installed" for an optional one that is not)."""
     from importlib.metadata import PackageNotFoundError, version
-
-    from . import __version__
 
     found = [("dspex", __version__), ("python", sys.version.split()[0])]
     for name in VERSIONED:

@@ -30,10 +30,9 @@ def base_url_for(provider: str, base_url: str | None, region: str | None = None)
         raise ConfigError(f"{provider}/ models have no default endpoint: pass base_url= (DSPy's api_base=)"
                           + (f" or set {' or '.join(spec.base_env)}" if spec.base_env else ""))
     if "{region}" in found:
-        if not region:
+        if not region:  # only bedrock/ can lack one: vertex_ai/'s location has a default
             raise ConfigError(f"{provider}/ models need a region: pass aws_region_name= or set AWS_REGION_NAME "
-                              "(or AWS_REGION)" if provider == "bedrock" else
-                              f"{provider}/ models need a location: pass vertex_location=")
+                              "(or AWS_REGION)")
         found = found.format(region=region)
     return found
 

@@ -34,6 +34,8 @@ class Embeddings:
     Attributes as DSPy's: ``corpus``, ``embedder``, ``k``, ``normalize``, ``corpus_embeddings`` (a float32
     ``(len(corpus), dim)`` array), ``index`` (the FAISS index, or None for exact search)."""
 
+    client_handle = True  # its embedder may ask a client actor: an evaluation worker process binds it there
+
     def __init__(self, corpus: list[str], embedder: Callable[[list[str]], Any], k: int = 5,
                  callbacks: list[Any] | None = None, cache: bool = False, brute_force_threshold: int = 20_000,
                  normalize: bool = True) -> None:
@@ -57,8 +59,6 @@ class Embeddings:
         matrix = vectors.embed_in_batches(self.embedder, corpus, EMBED_BATCH, "corpus passages")
         self.corpus_embeddings = vectors.normalized(matrix) if normalize else matrix
         self.index = vectors.build_index(self.corpus_embeddings) if len(corpus) >= brute_force_threshold else None
-
-    client_handle = True  # its embedder may ask a client actor: an evaluation worker process binds it there
 
     def bind(self, runtime: Any) -> "Embeddings":
         """Embed queries through ``runtime``'s clients from now on (an evaluation worker binds the program's

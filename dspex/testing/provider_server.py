@@ -273,8 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(entry, 404, {"error": {"message": f"no route {split.path}", "type": "not_found"}})
         if self.command == "GET" and provider != "colbert":
             return self._send_json(entry, 405, _error_body(provider, 405, f"{split.path} takes POST"))
-        presented = (sigv4.identity(self.command, self.path, dict(self.headers.items()), raw, state.api_key)
-                     if provider == "bedrock" else self._key(provider, query_key))
+        presented = self._key(provider, query_key, state, raw)
         # ColBERT takes no key; the others' 401 echoes the key, as some providers do
         if state.api_key is not None and provider != "colbert" and presented != state.api_key:
             return self._send_json(entry, 401, _error_body(provider, 401, f"Incorrect API key provided: {presented}"))
@@ -418,14 +417,18 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self._send_raw(entry, 200, payload, {"Content-Type": "application/json"})
 
-    def _key(self, provider: str, query_key: str | None) -> str | None:
+    def _key(self, provider: str, query_key: str | None, state: _State, raw: bytes) -> str | None:
+        """The credential the request presents, as the server's ``api_key`` is written: a key, or for a
+        signed or token-bearing route the identity a valid signature or issued token stands for."""
         if provider == "azure":
             return self.headers.get("api-key")
+        if provider == "bedrock":  # a valid SigV4 signature made with the server's credentials stands for them
+            return sigv4.identity(self.command, self.path, dict(self.headers.items()), raw, state.api_key)
         if provider == "vertex_ai":  # an access token the token route issued stands for the service account
             auth = self.headers.get("Authorization", "")
-            with self.server.state.lock:  # type: ignore[attr-defined]
-                issued = auth[7:] in self.server.state.tokens  # type: ignore[attr-defined]
-            return self.server.state.api_key if issued else auth[7:] or None  # type: ignore[attr-defined]
+            with state.lock:
+                issued = auth[7:] in state.tokens
+            return state.api_key if issued else auth[7:] or None
         if provider in ("openai", "embeddings", "ollama_chat", "ollama"):
             auth = self.headers.get("Authorization", "")
             return auth[7:] if auth.startswith("Bearer ") else None

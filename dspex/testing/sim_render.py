@@ -76,8 +76,6 @@ def _render(provider: str, model: str, text: str, prompt_tokens: int, completion
 def _wants_stream(provider: str, path: str, body: Any) -> bool:
     if provider == "gemini":
         return path.endswith(":streamGenerateContent")
-    if provider in ("ollama_chat", "ollama"):
-        return False  # a request asking Ollama for a stream is refused when it is parsed
     return isinstance(body, dict) and body.get("stream") is True
 
 

@@ -26,7 +26,6 @@ class OllamaChat(WireFormat):
     name = "ollama_chat"
     path = "/api/chat"
     streams = False
-    usage_at = ("", "prompt_eval_count", "eval_count")
 
     def url(self, cfg: LMConfig) -> str:
         return cfg.base_url.rstrip("/") + self.path
@@ -79,14 +78,19 @@ class OllamaChat(WireFormat):
         except WireError:
             return None
 
+    @staticmethod
+    def counted(text: str, body: dict) -> Parsed:
+        """``text`` with the answer's counts (each checked; one Ollama leaves out counts as 0) and model."""
+        return checked(text, body.get("prompt_eval_count", 0), body.get("eval_count", 0), body.get("model", ""),
+                       ("prompt_eval_count", "eval_count"))
+
     def parse(self, body: Any) -> Parsed:
         try:
             message = body["message"]
             text = message.get("content") or ""
             if not isinstance(text, str):
                 raise TypeError("message.content is not a string")
-            parsed = checked(text, body.get("prompt_eval_count", 0), body.get("eval_count", 0), body.get("model", ""),
-                             ("prompt_eval_count", "eval_count"))
+            parsed = self.counted(text, body)
         except (KeyError, TypeError, AttributeError) as exc:
             raise WireError(f"not an Ollama chat answer ({type(exc).__name__}: {exc})") from None
         calls = [{"id": f"call_{i}", "type": "function",
@@ -118,7 +122,6 @@ class OllamaGenerate(OllamaChat):
             text = body["response"]
             if not isinstance(text, str):
                 raise TypeError("response is not a string")
-            return checked(text, body.get("prompt_eval_count", 0), body.get("eval_count", 0), body.get("model", ""),
-                           ("prompt_eval_count", "eval_count"))
+            return self.counted(text, body)
         except (KeyError, TypeError, AttributeError) as exc:
             raise WireError(f"not an Ollama generate answer ({type(exc).__name__}: {exc})") from None
