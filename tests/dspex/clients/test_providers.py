@@ -194,3 +194,33 @@ def test_vertex_ai_gets_a_token_from_the_service_account_and_speaks_gemini(tmp_p
         with pytest.raises(dspex.AuthError, match="access token"):
             dspex.LM("vertex_ai/gemini-2.0-flash", vertex_credentials=stranger, api_base=server.url,
                      cache=False).request([{"role": "user", "content": "hi"}])
+
+
+@pytest.mark.parametrize("wire, body", [
+    ("embeddings", {"data": [{"index": 1, "embedding": [0.1]}], "usage": {"prompt_tokens": 2}}),  # no index 0
+    ("embeddings", {"data": [{"index": 0, "embedding": ["x"]}], "usage": {"prompt_tokens": 2}}),
+    ("embeddings", {"data": [{"index": 0, "embedding": [0.1]}]}),  # no count: never booked at nothing
+    ("ollama_chat", {"message": {"content": 42}, "eval_count": 1}),
+    ("ollama_chat", {"message": {"content": "hi"}, "eval_count": -3}),
+    ("ollama", {"response": ["not", "text"]}),
+    ("bedrock", {"output": {"message": {"content": [{"text": "hi"}]}}}),  # no usage
+    ("bedrock", {"output": {"message": {"content": [{"text": "hi"}]}}, "usage": {"inputTokens": 1e100,
+                                                                               "outputTokens": 1}}),
+    ("vertex_ai", {"candidates": "nope"}),
+])
+def test_a_malformed_answer_of_each_new_wire_format_is_a_wire_error(wire, body):
+    from dspex.clients.wire.base import WireError
+    from dspex.clients.wire.registry import WIRE_FORMATS
+
+    with pytest.raises(WireError):  # MalformedResponse after the client's retries, billed at its estimate
+        WIRE_FORMATS[wire].parse(body)
+
+
+def test_bad_vertex_credentials_are_typed_errors_that_never_show_the_key(clean_env):
+    pytest.importorskip("google.auth", reason="the vertex extra (./run test installs it)")
+    secret = "-----BEGIN PRIVATE KEY-----\nMIIsecretbodyABCDEF0123456789\n-----END PRIVATE KEY-----"
+    with pytest.raises(dspex.ConfigError, match="not a service account's JSON") as err:
+        dspex.LM("vertex_ai/gemini-2.0-flash", vertex_credentials='{"private_key": "' + secret[:20])
+    assert "MIIsecret" not in str(err.value)
+    with pytest.raises(dspex.ConfigError, match="Vertex AI options are vertex_ai"):
+        dspex.LM("openai/gpt-4o-mini", api_key=KEY, vertex_project="p")
