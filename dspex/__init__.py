@@ -98,3 +98,13 @@ def configure_cache(enable_disk_cache: bool = True, enable_memory_cache: bool = 
 
 # DSPy's import paths; they re-export from the layers above, so they load last
 from . import adapters, datasets, dsp, experimental, predict, primitives, retrievers, signatures, streaming, utils  # noqa: E402
+
+import os as _os  # noqa: E402
+
+if _os.environ.get("DSPEX_OTEL", "0") not in ("0", ""):  # tracing with no code (dspex.telemetry)
+    if _os.environ["DSPEX_OTEL"] != "1":
+        raise ConfigError(f"DSPEX_OTEL must be 0 or 1, got {_os.environ['DSPEX_OTEL']!r}")
+    from .telemetry import instrument_from_environment as _instrument_from_environment
+
+    _instrument_from_environment()
+del _os

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (a dotted entry places a subpackage's module on its own: DSPy's import paths put modules of different
 # layers under one name, e.g. ``dspex.utils.callback`` below the adapters and ``dspex.utils.dummies`` on top)
 LAYERS = [
-    {"errors", "scrub", "jsonl", "journal", "logs", "primitives", "signature", "signatures", "providers", "config",
+    {"errors", "scrub", "jsonl", "journal", "logs", "primitives", "signature", "signatures", "providers", "config", "telemetry",
      "events", "utils.callback", "utils.callback_context", "utils.exceptions", "utils.asyncify", "utils.syncify", "utils.parallelizer"},
     {"adapters", "experimental"},
     {"clients"},

@@ -20,6 +20,7 @@ from typing import Any
 
 from supervision import GenServer
 
+from ..telemetry.propagation import call_resumed, flush as flush_spans
 from .runner import run_example
 from .result import EvalRow, timeout_row
 from .tracker import Tracker
@@ -151,9 +152,10 @@ class EvalWorker(GenServer):
     title_prefix = "dspex"
 
     def init(self, worker: str, info: Any, payload: bytes, concurrency: int, coordinator: str,
-             run: str | None = None) -> None:
+             run: str | None = None, trace: dict[str, str] | None = None) -> None:
         self.worker, self.info, self.payload, self.concurrency = worker, info, payload, concurrency
         self.coordinator, self.run = coordinator, run
+        self.trace = trace  # the evaluation's trace context (dspex.telemetry.propagation): rows are its children
         self.stopping = threading.Event()
         self.rt: Any = None  # the attached runtime (made by the worker thread)
         self.coord: Any = None  # the coordinator's address, once the worker thread has found it
@@ -166,6 +168,7 @@ class EvalWorker(GenServer):
         if self.rt is not None:  # the process may end before the worker thread does: write what is pending
             self.rt.engines.flush()
             self.rt.engines.response_cache().close()
+        flush_spans()
 
     def _loop(self) -> None:
         import cloudpickle
@@ -222,8 +225,8 @@ class EvalWorker(GenServer):
                     queued.extend(batch.items)
                 while queued and len(running) < self.concurrency:
                     index, example, attempts = queued.popleft()
-                    running[pool.submit(run_example, program, metric, index, example, self.worker, attempts,
-                                        self.run)] = index
+                    running[pool.submit(call_resumed, self.trace, run_example, program, metric, index, example,
+                                        self.worker, attempts, self.run)] = index
                 if not running:
                     time.sleep(0.01)
                     continue
@@ -237,6 +240,7 @@ class EvalWorker(GenServer):
             pool.shutdown(wait=False, cancel_futures=True)  # the crash is reported now, not after the rest finish
             raise
         pool.shutdown(wait=True)
+        flush_spans()  # the rows' spans are out before the run ends
 
 
 __all__ = ["EvalCoordinator", "EvalWorker", "Hello", "Pull", "WorkerDown", "Batch", "SweepAndCollect", "Progress",

@@ -199,6 +199,7 @@ class Evaluate:
                 runner = ThreadRunner(program, metric, self.devset, tracker, self.max_concurrency, run=run)
             return self._collect(runner, rows, start, rt, run, until, journal)
 
+    @with_callbacks
     def run_distributed(self, program: Any, hosts: Sequence[str], runtime: Any = None, *,
                         join_timeout: float = 30.0, lost_after: float = 10.0,
                         until: Callable[["_Tally"], bool] | None = None) -> EvaluationResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
+from ..telemetry.propagation import carry
 from .actors import CancelRun, EvalCoordinator, EvalWorker, SweepAndCollect
 
 GIVE_UP_SEEN = 5.0  # seconds to wait, after the coordinator is found gone, for the root to record why
@@ -48,9 +49,10 @@ class WorkerFeed:
         coordinator = f"{self.name}-coordinator"
         per_worker = max(1, concurrency // (workers * max(1, len(hosts))))
         info = rt.info()
+        trace = carry()  # the evaluation's span: each worker's rows are its children (when tracing is on)
 
         def worker(wid: str, title: str, **placement: Any) -> ChildSpec:
-            return ChildSpec(wid, EvalWorker, args=(wid, info, payload, per_worker, coordinator, run), title=title,
+            return ChildSpec(wid, EvalWorker, args=(wid, info, payload, per_worker, coordinator, run, trace), title=title,
                              **placement)
 
         children = [ChildSpec("coordinator", EvalCoordinator, name=coordinator, title="eval-coordinator",

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 from ..clients.scope import run_scope
 from ..primitives import Example
 from ..scrub import known_keys, scrub_text
+from ..utils.callback import observed
 from .result import (EvalRow, MetricError, ProgramAborted, RemoteError, metric_score, portable,
                      timeout_row)
 from .tracker import Tracker
@@ -22,9 +23,12 @@ Metric = Callable[..., Any]
 def run_example(program: Any, metric: Metric, index: int, example: Example, worker: str, attempts: int = 1,
                 run: str | None = None) -> EvalRow:
     """Program, then metric; a failure of either is this row's typed error (score 0). The LM calls
-    made inside are booked to ``run`` in the ledger."""
-    with run_scope(run):
-        return _without_keys(_run_example(program, metric, index, example, worker, attempts))
+    made inside are booked to ``run`` in the ledger; the row is one ``evaluate_row`` step for callbacks
+    (a span under dspex.telemetry)."""
+    with run_scope(run), observed(None, "evaluate_row", index=index, example=example, attempt=attempts,
+                                  worker=worker) as report:
+        report.outputs = _without_keys(_run_example(program, metric, index, example, worker, attempts))
+        return report.outputs
 
 
 def _without_keys(row: EvalRow) -> EvalRow:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 from ..journal import Entry
 from ..primitives import Example
 from ..programs import Module
+from ..utils.callback import with_callbacks
 from .job import CompileJob, fingerprint
 
 
@@ -33,6 +34,14 @@ class Teleprompter:
 
     journal_entries: ClassVar[tuple[type[Entry], ...]] = ()  # the kinds of step its journal holds
     seed: int = 0  # the journal's seed (optimizers that draw at random take it as a setting)
+    _callback_kind: ClassVar[str] = "compile"  # compile fires the compile hooks (dspex.utils.callback)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's own ``compile`` fires the callbacks (a span per compile under dspex.telemetry)."""
+        super().__init_subclass__(**kwargs)
+        method = cls.__dict__.get("compile")
+        if method is not None and not getattr(method, "fires_callbacks", False):
+            cls.compile = with_callbacks(method)  # type: ignore[method-assign]
 
     def compile(self, student: Module, *, trainset: Sequence[Example], teacher: Module | None = None,
                 valset: Sequence[Example] | None = None, **job_options: Any) -> Module:

@@ -48,6 +48,7 @@ from ..evaluate.evaluate import new_run_id, run_usage
 from ..evaluate.result import MetricError
 from ..primitives import Example
 from ..journal import Entry, Header, JournalType, JournalWriter, RunLock, append, read
+from ..utils.callback import observed
 
 log = structlog.get_logger("dspex.teleprompt")
 T = TypeVar("T")
@@ -311,9 +312,11 @@ class CompileJob:
                              progress=False, timeout_per_example=300.0, journal=rows, resume_from=rows,
                              warn_if_all_failed=False)
         try:
-            with run_scope(self.run):  # the evaluation is a run inside the compile's: its budget covers it
-                result = (evaluator.run_distributed(program, self.hosts, until=stop) if self.hosts
-                          else evaluator.run(program, until=stop))
+            # the evaluation is a run inside the compile's (its budget covers it), and one compile step
+            with run_scope(self.run), observed(self, "compile_step", phase=phase, name=name,
+                                               examples=len(examples)) as step:
+                result = step.outputs = (evaluator.run_distributed(program, self.hosts, until=stop) if self.hosts
+                                         else evaluator.run(program, until=stop))
         except JournalWriteError as exc:  # this evaluation's rows journal: its rows so far still count as spent
             with self._lock:
                 self._live.pop(me, None)

@@ -18,8 +18,12 @@ A hook that raises is logged (with its callback and hook name) and the call goes
 changes what the program computes.
 
 Which hooks a method's call fires is the instance's ``_callback_kind`` (``"module"``, ``"lm"``,
-``"adapter"``, ``"tool"``, ``"evaluate"``; each class above this layer declares its own); for adapters the
-method's name picks ``format`` or ``parse``.
+``"adapter"``, ``"tool"``, ``"evaluate"``, ``"compile"``; each class above this layer declares its own); for
+adapters the method's name picks ``format`` or ``parse``. Steps that are not method calls (an evaluation's
+row, a compile's scoring step) are reported with :func:`observed`.
+
+Besides the setting and the instance's own list, a tracing integration may install callbacks for the whole
+process (:func:`add_instrument`; ``dspex.telemetry.instrument`` does): they observe every call, first.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import threading
 import uuid
 from typing import Any, Callable, Iterator
 
@@ -77,10 +82,55 @@ class BaseCallback:
     def on_evaluate_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
         """It ended (``outputs``: the EvaluationResult)."""
 
+    def on_evaluate_row_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        """One example of an evaluation starts (dspex; ``inputs``: ``index``, ``example``, ``attempt``)."""
+
+    def on_evaluate_row_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
+        """It ended (``outputs``: its row: score, error, prediction)."""
+
+    def on_compile_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        """An optimizer's ``compile`` starts (dspex; ``instance``: the optimizer)."""
+
+    def on_compile_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
+        """It ended (``outputs``: the compiled program)."""
+
+    def on_compile_step_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        """A compile scores a program (dspex; ``inputs``: ``phase``, ``name``, ``examples``)."""
+
+    def on_compile_step_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
+        """It ended (``outputs``: the EvaluationResult)."""
+
+
+# callbacks installed for the whole process by a tracing integration (add_instrument): every call fires them
+_INSTRUMENTS: tuple[BaseCallback, ...] = ()
+_INSTRUMENTS_LOCK = threading.Lock()
+
+
+def add_instrument(callback: BaseCallback) -> None:
+    """Fire ``callback``'s hooks on every call in this process, before the setting's and the instance's
+    own (``dspex.telemetry.instrument`` installs its tracer this way). Adding one twice adds it once."""
+    global _INSTRUMENTS
+    with _INSTRUMENTS_LOCK:
+        if callback not in _INSTRUMENTS:
+            _INSTRUMENTS = (*_INSTRUMENTS, callback)
+
+
+def remove_instrument(callback: BaseCallback) -> None:
+    """Undo :func:`add_instrument` (no error when it is not installed)."""
+    global _INSTRUMENTS
+    with _INSTRUMENTS_LOCK:
+        _INSTRUMENTS = tuple(c for c in _INSTRUMENTS if c is not callback)
+
+
+def instruments() -> tuple[BaseCallback, ...]:
+    """The callbacks installed for the whole process."""
+    return _INSTRUMENTS
+
 
 def active_callbacks(instance: Any) -> list[BaseCallback]:
-    """The callbacks for a call on ``instance``: the setting in force, then the instance's own."""
-    return [*(read_setting("callbacks", None) or []), *(getattr(instance, "callbacks", None) or [])]
+    """The callbacks for a call on ``instance``: the process's instruments, the setting in force, then the
+    instance's own."""
+    return [*_INSTRUMENTS, *(read_setting("callbacks", None) or []), *(getattr(instance, "callbacks", None) or [])]
 
 
 def _hook_names(instance: Any, fn: Callable) -> tuple[str, str]:
@@ -126,8 +176,12 @@ def _start(instance: Any, fn: Callable, args: tuple, kwargs: dict) -> tuple | No
     if not callbacks:
         return None
     start, end = _hook_names(instance, fn)
+    return _begin(callbacks, start, end, instance, _inputs(fn, instance, args, kwargs))
+
+
+def _begin(callbacks: list, start: str, end: str, instance: Any, inputs: dict[str, Any]) -> tuple:
     call_id = uuid.uuid4().hex
-    _fire(callbacks, start, call_id, instance, _inputs(fn, instance, args, kwargs))
+    _fire(callbacks, start, call_id, instance, inputs)
     return callbacks, end, call_id, ACTIVE_CALL_ID.set(call_id)
 
 
@@ -162,6 +216,27 @@ def reported_as_one(instance: Any, fn: Callable, *args: Any, **kwargs: Any) -> I
         _PARTS_OF.reset(token)
         if begun is not None:
             _end(begun, None if error is not None else report.outputs, error)
+
+
+@contextlib.contextmanager
+def observed(instance: Any, kind: str, **inputs: Any) -> Iterator[Report]:
+    """``on_{kind}_start`` / ``on_{kind}_end`` around a block that is one step but no method call (an
+    evaluation's row, a compile's scoring step): ``inputs`` go to the start hooks, ``report.outputs`` (set
+    inside the block) or the exception to the end hooks. Costs one list read when no callback is active."""
+    report = Report()
+    callbacks = active_callbacks(instance)
+    if not callbacks:
+        yield report
+        return
+    begun = _begin(callbacks, f"on_{kind}_start", f"on_{kind}_end", instance, inputs)
+    error: BaseException | None = None
+    try:
+        yield report
+    except BaseException as exc:  # reported, then re-raised unchanged
+        error = exc
+        raise
+    finally:
+        _end(begun, None if error is not None else report.outputs, error)
 
 
 def with_callbacks(fn: Callable) -> Callable:
@@ -206,4 +281,5 @@ def with_callbacks(fn: Callable) -> Callable:
     return wrapper
 
 
-__all__ = ["BaseCallback", "with_callbacks", "active_callbacks", "reported_as_one", "ACTIVE_CALL_ID"]
+__all__ = ["BaseCallback", "with_callbacks", "active_callbacks", "reported_as_one", "observed", "add_instrument",
+           "remove_instrument", "instruments", "ACTIVE_CALL_ID"]
