@@ -46,6 +46,11 @@ class ExampleError(DspexError, ValueError):
     """A malformed example or data row (with its line number when loaded from a file)."""
 
 
+class EvaluationCancelled(DspexError):
+    """The run stopped (max_errors, Ctrl-C, a cancel, a budget) before this example finished; a resumed run
+    redoes it (``dspex.evaluate.EvaluationCancelled``)."""
+
+
 class AdapterParseError(DspexError):
     """The LM's text did not contain the signature's output fields in a parseable form."""
 

@@ -22,6 +22,7 @@ class EvalProgress:
     spend_usd: float
     finished: bool = False
     aborted: str | None = None
+    cancelled: int = 0  # examples never run because the run stopped first (not failures)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,24 @@ class CompileProgress:
     spend_usd: float
     eta_s: float | None
     finished: bool = False
+    parents: tuple[int, ...] = ()  # the candidates this one was made from (GEPA's lineage)
 
 
-__all__ = ["EvalProgress", "RowFinished", "CompileProgress"]
+@dataclass(frozen=True)
+class CompileStep:
+    """A compile scored a program: its evaluation's run (``step_run``, whose rows the dashboard can show),
+    the phase and name the optimizer gave it, how many examples, the mean score (0-1; None when cut short),
+    and the prompt it scored: per predictor its instructions and demos (bounded, keys masked), with a
+    digest that is equal for equal prompts (one candidate scored on several minibatches and the full set)."""
+
+    run: str
+    step_run: str
+    phase: str
+    name: str
+    examples: int
+    score: float | None
+    digest: str
+    prompts: tuple[dict, ...] = ()
+
+
+__all__ = ["EvalProgress", "RowFinished", "CompileProgress", "CompileStep"]

@@ -20,11 +20,16 @@ from supervision.messages import ActorEvent
 from supervision.telemetry import EventBus
 
 from ..adapters.base import to_jsonable
-from ..errors import JournalError
-from ..events import CompileProgress, EvalProgress, RowFinished
+from ..clients.scope import RUN_SEP
+from ..errors import EvaluationCancelled, JournalError
+from ..events import CompileProgress, CompileStep, EvalProgress, RowFinished
+from ..scrub import known_keys, scrub_text
 from ..journal import JournalType, Row, read
 
 MAX_EVENTS, MAX_ROWS, MAX_RUNS, MAX_CANDIDATES = 500, 2000, 50, 500
+MAX_ROW_SETS = 2 * MAX_RUNS  # runs (a compile's evaluations included) whose rows are kept
+MAX_TEXT, MAX_MESSAGES = 4000, 20  # of a drill-down's messages and raw answers
+MAX_SAMPLES = 300  # points of each client's cost and tokens over time
 
 
 def _plain(value: Any) -> Any:
@@ -33,18 +38,41 @@ def _plain(value: Any) -> Any:
     return to_jsonable(value)
 
 
+def _bounded(text: Any, keys: frozenset[str], limit: int = MAX_TEXT) -> str:
+    """Text as the page shows it: at most ``limit`` characters, every known key masked."""
+    text = str(text)
+    return scrub_text(text if len(text) <= limit else text[:limit] + "…", keys)
+
+
+def _messages(messages: Any, keys: frozenset[str]) -> list[dict]:
+    """The messages a predictor call sent, bounded (MAX_MESSAGES, MAX_TEXT each), keys masked; a
+    multimodal content list is shown as its text parts."""
+    out = []
+    for m in list(messages or ())[:MAX_MESSAGES]:
+        content = m.get("content", "") if isinstance(m, dict) else m
+        if isinstance(content, list):
+            content = "\n".join(str(part.get("text", f"[{part.get('type', 'part')}]")) if isinstance(part, dict)
+                                else str(part) for part in content)
+        out.append({"role": str(m.get("role", "")) if isinstance(m, dict) else "", "content": _bounded(content, keys)})
+    return out
+
+
 def row_summary(row: Any) -> dict:
     pred = row.prediction
+    keys = known_keys()
     error = None if row.error is None else {"type": type(row.error).__name__, "message": str(row.error)[:500]}
     return {"index": row.index, "inputs": _plain(dict(row.example.inputs())),
             "prediction": _plain(dict(pred.items())) if hasattr(pred, "items") else _plain(pred),
             "score": row.score, "error": error, "attempts": row.attempts, "worker": row.worker,
-            "feedback": row.feedback, "raw": str(getattr(pred, "raw", ""))[:4000],
+            "skipped": isinstance(row.error, EvaluationCancelled),  # never run (the run stopped first): no failure
+            "feedback": row.feedback, "raw": _bounded(getattr(pred, "raw", ""), keys),
             "tokens": getattr(getattr(pred, "usage", None), "total_tokens", 0),
             "cost": getattr(pred, "cost", 0.0),
             "trace": [{"predictor": s.predictor, "model": getattr(s, "model", ""), "inputs": _plain(s.inputs),
                        "outputs": _plain(s.outputs), "prompt_tokens": s.usage.prompt_tokens,
-                       "completion_tokens": s.usage.completion_tokens, "cost": s.cost}
+                       "completion_tokens": s.usage.completion_tokens, "cost": s.cost,
+                       "messages": _messages(getattr(s, "messages", ()), keys),
+                       "raw": _bounded(getattr(s, "raw", ""), keys)}
                       for s in getattr(pred, "trace", ()) or ()]}
 
 
@@ -57,8 +85,9 @@ class DashboardState:
         self.events: deque[dict] = deque(maxlen=MAX_EVENTS)
         self.tree: dict[str, dict] = {}  # "supervisor/child" -> status
         self.runs: OrderedDict[str, dict] = OrderedDict()
-        self.rows: dict[str, OrderedDict] = {}
+        self.rows: OrderedDict[str, OrderedDict] = OrderedDict()  # run -> its rows (MAX_ROW_SETS runs)
         self.breakers: deque[dict] = deque(maxlen=MAX_EVENTS)
+        self.series: dict[str, deque] = {}  # client id -> (time, cost, tokens) samples, for the charts
         self.listeners = EventBus()  # the open pages' update queues
         self.unsubscribe = rt.subscribe(self.on_event)
 
@@ -90,16 +119,22 @@ class DashboardState:
                 self._run(event.run, "evaluation", _plain(event))
             case CompileProgress():
                 self._run(event.run, "compile", _plain(event))
+            case CompileStep():
+                self._step(event)
             case RowFinished():
                 summary = row_summary(event.row)
                 with self.lock:
                     rows = self.rows.setdefault(event.run, OrderedDict())
+                    self.rows.move_to_end(event.run)
                     rows[summary["index"]] = summary
                     while len(rows) > MAX_ROWS:
                         rows.popitem(last=False)
-                    if summary["error"] is not None and event.run in self.runs:  # typed errors, counted by type
-                        errors = self.runs[event.run].setdefault("errors", {})
-                        errors[summary["error"]["type"]] = errors.get(summary["error"]["type"], 0) + 1
+                    while len(self.rows) > MAX_ROW_SETS:
+                        self.rows.popitem(last=False)
+                    error = summary["error"]
+                    if error is not None and not summary["skipped"] and event.run in self.runs:
+                        errors = self.runs[event.run].setdefault("errors", {})  # typed errors, counted by type
+                        errors[error["type"]] = errors.get(error["type"], 0) + 1
                 self._push({"type": "row", "run": event.run, "row": {k: summary[k] for k in summary if k != "trace"}})
             case _:
                 pass  # other dspex events are not shown
@@ -121,27 +156,69 @@ class DashboardState:
             snapshot = dict(node)
         self._push({"type": "tree", "key": key, "node": snapshot, "event": entry})
 
-    def _run(self, run: str, kind: str, progress: dict) -> None:
-        with self.lock:
-            entry = self.runs.setdefault(run, {"run": run, "kind": kind, "started": time.time(), "best": [],
-                                               "candidates": []})
-            entry["progress"] = progress
-            if kind == "compile" and progress.get("score") is not None:
-                entry["candidates"].append({"candidate": progress.get("candidate"), "phase": progress.get("phase"),
-                                            "score": progress["score"]})
-                entry["best"].append(progress.get("best"))
-                del entry["candidates"][:-MAX_CANDIDATES], entry["best"][:-MAX_CANDIDATES]
+    def _entry(self, run: str, kind: str) -> dict:
+        """The top-level run's entry (the lock held), made on its first event; the oldest goes past MAX_RUNS."""
+        entry = self.runs.get(run)
+        if entry is None:
+            entry = self.runs[run] = {"run": run, "kind": kind, "started": time.time(), "best": [],
+                                      "candidates": [], "steps": {}, "prompts": {}, "progress": {}}
             while len(self.runs) > MAX_RUNS:
                 old, _ = self.runs.popitem(last=False)
                 self.rows.pop(old, None)
-            summary = {k: entry[k] for k in ("run", "kind", "progress")}
-        self._push({"type": "run", **summary})
+        return entry
+
+    def _run(self, run: str, kind: str, progress: dict) -> None:
+        """A run's progress. A run inside another (``compile:eval``: a compile's evaluations and nested
+        compiles) is a step of its top-level run, not a run of its own in the list."""
+        top, _, inner = run.partition(RUN_SEP)
+        with self.lock:
+            entry = self._entry(top, "compile" if inner else kind)
+            if inner:
+                if kind != "evaluation":
+                    return  # a compile inside a compile: its evaluations are the outer one's steps
+                step = entry["steps"].setdefault(run, {"run": run})
+                step["progress"] = progress
+                self._trim_steps(entry)
+                update = {"type": "step", "run": top, "step": dict(step)}
+            else:
+                entry["kind"], entry["progress"] = kind, progress
+                if kind == "compile" and progress.get("score") is not None:
+                    entry["candidates"].append({"candidate": progress.get("candidate"), "phase": progress.get("phase"),
+                                                "score": progress["score"], "parents": list(progress.get("parents") or ())})
+                    entry["best"].append(progress.get("best"))
+                    del entry["candidates"][:-MAX_CANDIDATES], entry["best"][:-MAX_CANDIDATES]
+                update = {"type": "run", **{k: entry[k] for k in ("run", "kind", "progress")}}
+        self._push(update)
+
+    def _step(self, event: CompileStep) -> None:
+        """A compile scored a program: the step (its evaluation) gets its phase, name, score and prompt."""
+        top = event.run.partition(RUN_SEP)[0]
+        with self.lock:
+            entry = self._entry(top, "compile")
+            step = entry["steps"].setdefault(event.step_run, {"run": event.step_run})
+            step.update({"phase": event.phase, "name": event.name, "examples": event.examples,
+                         "score": event.score, "digest": event.digest})
+            entry["prompts"].setdefault(event.digest, _json_safe(_plain(list(event.prompts))))
+            self._trim_steps(entry)
+            update = {"type": "step", "run": top, "step": dict(step), "digest": event.digest,
+                      "prompt": entry["prompts"][event.digest]}
+        self._push(update)
+
+    @staticmethod
+    def _trim_steps(entry: dict) -> None:
+        steps, prompts = entry["steps"], entry["prompts"]
+        for old in list(steps)[:-MAX_CANDIDATES]:
+            del steps[old]
+        if len(prompts) > MAX_CANDIDATES:
+            used = {s.get("digest") for s in steps.values()}
+            for digest in [d for d in prompts if d not in used][:len(prompts) - MAX_CANDIDATES]:
+                del prompts[digest]
 
     # --- views ----------------------------------------------------------------------------------------
 
     def snapshot(self) -> dict:
         with self.lock:
-            runs = [dict(r) for r in self.runs.values()]
+            runs = [{**r, "steps": list(r["steps"].values()), "prompts": dict(r["prompts"])} for r in self.runs.values()]
             events = list(self.events)[-100:]
             tree = dict(self.tree)
             breakers = list(self.breakers)[-50:]
@@ -200,11 +277,25 @@ class DashboardState:
             cfg = configs.get(status.client)
             model = cfg.qualified if cfg is not None else status.client
             times = sorted(latencies.get(model, []))
-            out.append({"id": info.id, "client": status.client, **_plain(status),
+            plain = _plain(status)
+            out.append({"id": info.id, "client": status.client, **plain,
                         "budget_usd": getattr(cfg, "budget_usd", None),
                         "latency_p50": times[len(times) // 2] if times else None,
-                        "latency_p95": times[min(len(times) - 1, int(len(times) * 0.95))] if times else None})
+                        "latency_p95": times[min(len(times) - 1, int(len(times) * 0.95))] if times else None,
+                        "series": self._sample(info.id, plain.get("totals") or {})})
         return out
+
+    def _sample(self, client: str, totals: dict) -> list:
+        """Add a point to the client's cost and tokens over time (when they changed, or a minute passed) and
+        return the series, oldest first: [[time, cost, tokens], ...]."""
+        now = time.time()
+        cost = float(totals.get("cost") or 0.0)
+        tokens = int(totals.get("prompt_tokens") or 0) + int(totals.get("completion_tokens") or 0)
+        with self.lock:
+            points = self.series.setdefault(client, deque(maxlen=MAX_SAMPLES))
+            if not points or points[-1][1:] != [cost, tokens] or now - points[-1][0] >= 60:
+                points.append([now, cost, tokens])
+            return [list(p) for p in points]
 
     def run_rows(self, run: str) -> list[dict]:
         with self.lock:
@@ -259,8 +350,8 @@ def summarize_journal(path: Path, rows: bool = False) -> dict | None:
     out = {"kind": "evaluation", "examples": len(entries), "score": round(100 * sum(e.score for e in entries) / len(entries), 2),
            "failed": sum(1 for e in entries if e.error), "cost": sum(e.cost for e in entries)}
     if rows:
-        out["rows"] = [{"index": e.index, "score": e.score, "error": e.error, "prediction": e.prediction}
-                       for e in entries[:MAX_ROWS]]
+        out["rows"] = [{"index": e.index, "score": e.score, "error": e.error, "prediction": e.prediction,
+                        "example": e.example, "cost": e.cost} for e in entries[:MAX_ROWS]]
     return _json_safe(out)
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..clients.messages import UsageTotals
-from ..errors import ConfigError, DspexError, JournalWriteError
+from ..errors import ConfigError, DspexError, EvaluationCancelled, JournalWriteError
 from ..journal import Header, JournalType, JournalWriter, RunLock, lock_path
 from ..primitives import Example
 from ..utils.callback import with_callbacks
@@ -48,10 +48,6 @@ from .tracker import Tracker
 
 _RUNS = itertools.count(1)
 logger = logging.getLogger(__name__)
-
-
-class EvaluationCancelled(DspexError):
-    """The run stopped (max_errors or Ctrl-C) before this example finished; a resumed run redoes it."""
 
 
 DSPY_INSTEAD = {
@@ -326,7 +322,7 @@ class Evaluate:
             if i not in rows:
                 rows[i] = EvalRow(index=i, example=ex, prediction=None, score=0.0,
                                   error=EvaluationCancelled(f"not finished: {aborted}"), attempts=0, worker="")
-                tally.errors += 1
+                tally.cancelled += 1
         tally.publish(finished=True, aborted=aborted)
         ordered = [rows[i] for i in range(len(self.devset))]
         if self.failure_score:
@@ -410,6 +406,7 @@ class _Tally:
         self.resumed = len(rows)
         self.errors = sum(1 for r in rows.values() if r.failed)
         self.new_errors = 0  # failures of this run (max_errors counts these: resumed rows ran before)
+        self.cancelled = 0  # examples the run stopped before (EvaluationCancelled rows): not failures
         self.spent = _cost(rows)
         self.tokens = sum(getattr(getattr(r.prediction, "usage", None), "total_tokens", 0) for r in rows.values())
         self.last_event = 0.0
@@ -447,7 +444,8 @@ class _Tally:
         rate = (len(self.rows) - self.resumed) / elapsed if elapsed > 0 else 0.0
         left = self.total - len(self.rows)
         self.rt.publish(EvalProgress(self.run, self.total, len(self.rows), self.errors, rate,
-                                     left / rate if rate > 0 else None, self.spent, finished, aborted))
+                                     left / rate if rate > 0 else None, self.spent, finished, aborted,
+                                     self.cancelled))
 
     def close(self) -> None:
         if self.bar is not None:

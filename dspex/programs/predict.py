@@ -128,7 +128,8 @@ class Predict(Predictor):
         comps = [c for _, cs in answers for c in cs]
         values = answers[0][0]
         usage, cost = sum((c.usage for c in comps), Usage()), sum(c.cost for c in comps)
-        step = TraceStep(step_name(self), dict(inputs), dict(values), usage, cost, str(getattr(lm, "model", "")))
+        step = TraceStep(step_name(self), dict(inputs), dict(values), usage, cost, str(getattr(lm, "model", "")),
+                         tuple(messages), comps[-1].text)
         record(step)
         prediction = Prediction(values, usage=usage, cost=cost, raw=comps[-1].text, trace=[step],
                                 completions=[v for v, _ in answers])

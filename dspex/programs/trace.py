@@ -19,7 +19,9 @@ from ..primitives import Usage
 
 @dataclass(frozen=True)
 class TraceStep:
-    """One predictor call: its dotted name, inputs and outputs, and what it cost."""
+    """One predictor call: its dotted name, inputs and outputs, what it cost, and what went over the wire:
+    the messages sent (the first request's; a re-ask after a parse failure adds to them) and the raw
+    answer its outputs were parsed from."""
 
     predictor: str
     inputs: dict
@@ -27,6 +29,8 @@ class TraceStep:
     usage: Usage = field(default_factory=Usage)
     cost: float = 0.0
     model: str = ""  # the LM's "provider/model"
+    messages: tuple = ()  # the adapter's messages (held, not copied: the ones the request was built from)
+    raw: str = ""
 
 
 @dataclass

@@ -438,7 +438,8 @@ class _Evolution:
         score = sum(self.val_scores[-1]) / len(rows)
         self.job.record_once(PoolCandidate(len(self.candidates) - 1, dict(instructions), list(parents), origin, score),
                              "id")
-        self.job.progress("candidates", len(self.candidates) - 1, score, min(1.0, self.metric_calls / self.budget))
+        self.job.progress("candidates", len(self.candidates) - 1, score, min(1.0, self.metric_calls / self.budget),
+                          parents=parents)
 
     # --- results -------------------------------------------------------------------------------------
 

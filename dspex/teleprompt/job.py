@@ -42,12 +42,13 @@ from ..clients.host import active_runtime
 from ..clients.messages import UsageTotals
 from ..errors import AuthError, BudgetExceeded, ConfigError, DspexError, JournalWriteError, LMError
 from ..evaluate import Evaluate, EvaluationResult
-from ..events import CompileProgress
+from ..events import CompileProgress, CompileStep
 from ..clients.scope import run_scope
 from ..evaluate.evaluate import new_run_id, run_usage
 from ..evaluate.result import MetricError
 from ..primitives import Example
 from ..journal import Entry, Header, JournalType, JournalWriter, RunLock, append, read
+from ..scrub import known_keys, scrub_text
 from ..utils.callback import observed
 
 log = structlog.get_logger("dspex.teleprompt")
@@ -330,6 +331,10 @@ class CompileJob:
         with self._lock:  # in one step, so no other evaluation sees this one's spend twice or not at all
             self._live.pop(me, None)
             self.usage = self.usage + result.usage
+        if rt is not None and rt.watched:  # the dashboard's candidate table
+            prompts = prompts_of(program)
+            rt.publish(CompileStep(self.run, result.run, phase, name, len(examples),
+                                   None if result.aborted else result.mean, _digest(prompts), prompts))
         if result.aborted in ("interrupted", "cancelled"):
             raise CompileStopped("cancelled", f"Ctrl-C during {phase}")
         refused = next((r for r in result.rows if _refused(r)), None)
@@ -387,16 +392,15 @@ class CompileJob:
     # --- events and report --------------------------------------------------------------------------
 
     def progress(self, phase: str, candidate: int | None = None, score: float | None = None,
-                 fraction: float | None = None, finished: bool = False) -> None:
+                 fraction: float | None = None, finished: bool = False, parents: Sequence[int] = ()) -> None:
         """Publish a CompileProgress event (``score``: a candidate's, kept as the best when higher;
-        ``fraction``: how far the compile is, for the ETA)."""
+        ``fraction``: how far the compile is, for the ETA; ``parents``: the candidates it was made from)."""
         if score is not None and (self.best is None or score > self.best):
             self.best = score
         elapsed = time.monotonic() - self.started
         eta = elapsed * (1 - fraction) / fraction if fraction else None
         event = CompileProgress(self.run, self.optimizer, phase, candidate, percent(score), percent(self.best),
-                                self.usage.requests,
-                                self.usage.cost, eta, finished)
+                                self.usage.requests, self.usage.cost, eta, finished, tuple(parents))
         rt = active_runtime()
         if rt is not None:
             rt.publish(event)
@@ -432,6 +436,30 @@ def _refused(row: Any) -> bool:
     """The row's LM call was refused at admission because a budget is spent (nothing was sent)."""
     error = row.error
     return isinstance(error, BudgetExceeded) or getattr(error, "type_name", "") == "BudgetExceeded"
+
+
+MAX_PROMPT_TEXT, MAX_DEMOS = 4000, 16  # what a CompileStep shows of a prompt
+
+
+def prompts_of(program: Any) -> tuple[dict, ...]:
+    """Per predictor of ``program``: its name, instructions and demos, as bounded plain text with every known
+    key masked (what the dashboard shows of a candidate)."""
+    keys = known_keys()
+
+    def text(value: Any) -> str:
+        return scrub_text(str(value)[:MAX_PROMPT_TEXT], keys)
+
+    out = []
+    for name, predictor in getattr(program, "named_predictors", lambda: [])():
+        demos = [{k: text(v) for k, v in dict(d).items()} for d in list(predictor.demos or [])[:MAX_DEMOS]]
+        out.append({"predictor": name, "instructions": text(predictor.signature.instructions),
+                    "signature": predictor.signature.signature_string(), "demos": demos,
+                    "demo_count": len(predictor.demos or [])})
+    return tuple(out)
+
+
+def _digest(prompts: tuple[dict, ...]) -> str:
+    return hashlib.sha256(json.dumps(prompts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def fingerprint(**parts: Any) -> dict:

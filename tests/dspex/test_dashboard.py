@@ -125,6 +125,7 @@ def test_the_dashboard_live_in_chromium(browser, tmp_path):
                 valset=fewshot_data(6, "v"))
             assert compiled.compile_report.candidates
             page.wait_for_selector("#runs td:text('compile')")
+            page.click("#runs tr[data-run^='compile'] td.run")
             page.wait_for_selector("#best-chart svg")
             shot(page, "compile")
             page.reload()
@@ -149,6 +150,95 @@ def test_the_dashboard_live_in_chromium(browser, tmp_path):
             assert "token" in anonymous.inner_text("body") and anonymous.locator("#runs").count() == 0
         finally:
             anonymous.close()
+
+
+def overflow(page, selector: str) -> int:
+    """How many pixels ``selector``'s content is wider than its box (0: it fits)."""
+    return page.locator(selector).evaluate("e => Math.max(0, e.scrollWidth - e.clientWidth)")
+
+
+@pytest.mark.slow
+def test_the_dashboard_for_prompt_work_in_chromium(browser, tmp_path):
+    """What users of MLflow, Phoenix and Langfuse look for: the examples table fills with no click, a row's
+    messages as sent and its raw answer, past runs that appear while the page is open, open on click and
+    compare row by row, a compile as one run with its candidates (prompts, scores, a diff, the lineage),
+    cost and tokens over time per client; every column fits at 1440 px."""
+    from dspex.events import CompileProgress
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with ProviderServer(answer=fewshot_answer, api_key=KEY) as sim, \
+            dspex.runtime("local", cache_dir=tmp_path / "cache", log_level="error") as rt:
+        dash = rt.dashboard(runs_dir=runs)
+        lm = dspex.LM("openai/task", api_key=KEY, base_url=sim.base_url(), cache=False, rpm=None)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        try:
+            page.goto(dash.url)
+            page.wait_for_selector("#conn:text('live')")
+            zero_shot = dspex.Predict("question -> answer", lm=lm)
+            devset = fewshot_data(8, "v")
+            first = dspex.Evaluate(devset, exact, max_concurrency=2, progress=False, journal=runs / "zero-shot.jsonl")
+            assert first.run(zero_shot).score == 50.0
+            more_than(page, "#rows tr.row", 7)  # no click: the table follows the newest run
+            page.click("#rows tr.row >> nth=1")
+            page.wait_for_selector("#detail .message.system")
+            detail = page.inner_text("#detail")
+            assert "messages sent (2)" in detail and "Your input fields are" in detail and "[[ ## question ## ]]" in detail
+            assert "[[ ## answer ## ]]" in page.inner_text("#detail pre.raw") and KEY not in page.content()
+            shot(page, "messages")
+
+            page.wait_for_selector("#past tr[data-name='zero-shot.jsonl']")  # no reload: the list re-reads
+            few_shot = zero_shot.deepcopy()
+            few_shot.demos = [fewshot_data(1, "d")[0]]
+            assert dspex.Evaluate(devset, exact, max_concurrency=2, progress=False,
+                                  journal=runs / "few-shot.jsonl").run(few_shot).score == 100.0
+            page.wait_for_selector("#past tr[data-name='few-shot.jsonl']")
+            page.check("#past tr[data-name='zero-shot.jsonl'] input.pick")
+            page.check("#past tr[data-name='few-shot.jsonl'] input.pick")
+            page.click("#compare-button")
+            page.wait_for_selector("#compare-rows tbody tr")
+            assert page.locator("#compare-rows tbody tr").count() == 8
+            # the odd ones, right only with the demo (few-shot.jsonl is listed, so compared, first)
+            assert page.locator("#compare-rows tbody tr.worse").count() == 4
+            assert "examples scored differently: 4" in page.inner_text("#compare")
+            shot(page, "compare-runs")
+            page.click("#past tr[data-name='zero-shot.jsonl'] td:nth-child(2)")
+            page.wait_for_selector("#rows-run:text('zero-shot.jsonl (journal)')")
+            assert page.locator("#rows tr.row").count() == 8
+
+            compiled = dspex.BootstrapFewShotWithRandomSearch(exact, num_candidate_programs=2, max_bootstrapped_demos=1,
+                                                              max_labeled_demos=1).compile(
+                zero_shot, trainset=fewshot_data(6, "t"), valset=devset)
+            scored = [c for c in compiled.compile_report.candidates]
+            page.wait_for_selector("#runs tr[data-run^='compile'] td.progress:has-text('finished')")
+            assert page.locator("#runs tr[data-run*=':']").count() == 0  # its evaluations are inside it
+            page.click("#runs tr[data-run^='compile'] td.run")
+            page.wait_for_selector("#compile-view:not([hidden]) #candidates tbody tr")
+            assert page.locator("#candidates tbody tr").count() == len(scored)
+            assert page.locator("#candidates tbody tr.best").count() >= 1
+            page.click("#candidates tbody tr >> nth=0")
+            page.wait_for_selector("#candidate pre.instructions")
+            assert "Given the fields `question`" in page.inner_text("#candidate pre.instructions")
+            page.check("#candidates tbody tr >> nth=0 >> input.cand-pick")
+            page.check("#candidates tbody tr >> nth=-1 >> input.cand-pick")
+            page.click("#diff-button")
+            page.wait_for_selector("#diff pre.diff div")
+            assert page.locator("#diff .ins, #diff .del").count() > 0  # the demos they differ in
+            page.wait_for_selector("#clients svg.spark[data-series='tokens'] polyline", state="attached")
+            points = page.get_attribute("#clients svg.spark[data-series='tokens'] polyline", "points")
+            assert len(set(p.split(',')[1] for p in points.split())) > 1  # the tokens grew over time
+            shot(page, "compile-candidates")
+
+            for n, parents in enumerate([(), (0,), (0,), (1, 2)]):  # GEPA's lineage: a merge of two children
+                rt.publish(CompileProgress("compile-lineage-1", "GEPA", "candidates", n, 50.0 + 10 * n, 50.0 + 10 * n,
+                                           n, 0.0, None, parents=parents))
+            page.click("#runs tr[data-run='compile-lineage-1'] td.run")
+            page.wait_for_selector("#lineage circle >> nth=3")
+            assert page.locator("#lineage line").count() == 4
+            for section in ("#runs-view", "#compile-view", "#rows-view", "#clients-view", "#past-view", "#tree-view"):
+                assert overflow(page, section) == 0, f"{section} does not fit at 1440 px"
+        finally:
+            page.close()
 
 
 def test_binding_another_interface_needs_the_explicit_flag(tmp_path):
