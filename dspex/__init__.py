@@ -26,7 +26,8 @@ from .errors import (AdapterParseError, AuthError, BudgetExceeded, CircuitOpen, 
                      LMConfigurationError, LMError, LMInvalidRequestError, LMLockTimeoutError, LMNotConfiguredError,
                      LMProviderError, LMRateLimitError, LMServerError, LMStreamAssemblyError, LMTimeout, LMTimeoutError,
                      LMTransportError, LMUnexpectedError, LMUnsupportedFeatureError, LMUnsupportedModelError,
-                     MalformedResponse, ProviderError, RateLimited, SignatureError, is_retryable_lm_error)
+                     MalformedResponse, OptionalDependencyMissing, ProviderError, RateLimited, SignatureError,
+                     is_retryable_lm_error)
 from .evaluate import Evaluate, EvalRow, EvaluationResult
 from .logs import (configure_dspy_loggers, configure_logging, disable_litellm_logging, disable_logging,
                    enable_litellm_logging, enable_logging)
@@ -73,6 +74,7 @@ __all__ = [
     # errors: dspex's tree, and DSPy's names for the same failures
     "DspexError", "SignatureError", "ExampleError", "AdapterParseError", "ConfigError", "LMError", "RateLimited",
     "CircuitOpen", "ProviderError", "AuthError", "LMTimeout", "BudgetExceeded", "MalformedResponse", "ClientExited",
+    "OptionalDependencyMissing",
     "JournalError", "JournalCorrupt", "JournalLocked", "JournalTooNew", "JournalWriteError", "DSPyError",
     "ContextWindowExceededError", "LMAuthError", "LMBillingError", "LMCollectionLimitError", "LMConfigurationError",
     "LMInvalidRequestError", "LMLockTimeoutError", "LMNotConfiguredError", "LMProviderError", "LMRateLimitError",

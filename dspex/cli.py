@@ -605,7 +605,7 @@ def _doctor(ns: argparse.Namespace) -> int:
 
 
 VERSIONED = ("thespian", "pydantic", "requests", "structlog", "optuna", "numpy", "llama-cpp-python",
-             "sentence-transformers", "faiss-cpu", "botocore", "google-auth", "playwright")
+             "sentence-transformers", "faiss-cpu", "botocore", "google-auth", "opentelemetry-sdk", "playwright")
 
 
 def _versions() -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@
     ├── AdapterParseError     an LM answer could not be parsed into the signature's output fields
     ├── ConfigError           a bad setting (LM options, model string, fault plan, price table)
     │   ├── RetrieverNotConfigured  dspex.Retrieve has no retriever (also an ``AssertionError``, as DSPy's)
+    │   ├── OptionalDependencyMissing  a feature needs an extra: names ``pip install 'dspex[extra]'`` (an ImportError)
     │   ├── FaissNotInstalled       a corpus at brute_force_threshold needs faiss (also an ``ImportError``)
     │   └── SavedIndexError         a saved retriever directory is malformed (``path``)
     │       └── SavedIndexMissing   ... or a file of it is missing (also a ``FileNotFoundError``)
@@ -270,6 +271,18 @@ class LMNotConfigured(ConfigError):
 
 class RetrieverNotConfigured(ConfigError, AssertionError):
     """``dspex.Retrieve`` was called with no retriever: none given, none configured (DSPy asserts here)."""
+
+
+class OptionalDependencyMissing(ConfigError, ImportError):
+    """A feature needs a library of one of dspex's extras that is not installed: the message names the
+    ``pip install 'dspex[extra]'`` that fixes it (``module``, ``extra``)."""
+
+    def __init__(self, message: str, module: str = "", extra: str = "") -> None:
+        self.module, self.extra = module, extra
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.args[0] if self.args else "", self.module, self.extra))
 
 
 class FaissNotInstalled(ConfigError, ImportError):

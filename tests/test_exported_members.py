@@ -20,7 +20,7 @@ DSPEX = {
     "LMLockTimeoutError", "LMNotConfiguredError", "LMProviderError", "LMRateLimitError", "LMServerError",
     "LMStreamAssemblyError", "LMTimeout", "LMTimeoutError", "LMTransportError", "LMUnexpectedError",
     "LMUnsupportedFeatureError", "LMUnsupportedModelError", "LabeledFewShot", "LedgerReport", "MIPROv2",
-    "MalformedResponse", "Module", "MultiChainComparison", "OldField", "OldInputField", "OldOutputField",
+    "MalformedResponse", "Module", "MultiChainComparison", "OptionalDependencyMissing", "OldField", "OldInputField", "OldOutputField",
     "OutputField", "Parallel", "Predict", "Prediction", "Predictor", "ProviderError", "RateLimited", "ReAct",
     "Reasoning", "Refine", "Runtime", "SIMBA", "Settings", "Signature", "SignatureError", "SignatureMeta", "StreamListener",
     "StreamResponse", "TextAdapter", "Tool", "ToolCallResults", "ToolCalls", "TwoStepAdapter", "Type", "Usage",

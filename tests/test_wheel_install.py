@@ -44,6 +44,10 @@ def test_a_built_wheel_installs_in_a_fresh_venv_and_runs_an_evaluation(tmp_path)
     assert where.returncode == 0, where.stderr
     location, passages = where.stdout.split()
     assert str(venv) in location and passages == "280"  # the installed package, with its data
+    # the core install is small: no optimizer library, no model runtime; a feature that needs an extra says so
+    extra = run(python, "-c", "import dspex\ntry:\n    dspex.MIPROv2(metric=lambda e, p, t=None: 1)\n"
+                              "except dspex.OptionalDependencyMissing as exc:\n    print(exc.extra)")
+    assert extra.returncode == 0 and extra.stdout.split() == ["optuna"], extra.stderr
     doctor = run(str(venv / "bin" / "dspex"), "doctor", "--json")
     assert doctor.returncode in (0, 1) and json.loads(doctor.stdout)["checks"], doctor.stderr
     (tmp_path / "metric.py").write_text("def exact(example, pred, trace=None):\n    return pred.answer == 'ok'\n")

@@ -22,11 +22,11 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..utils.callback import add_instrument, remove_instrument
+from ..utils.optional import need
 from .spans import SpanCallback
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
-INSTALL_HINT = "pip install 'dspex[otel]' (the OpenTelemetry SDK and its OTLP exporter)"
 
 
 @dataclass
@@ -55,11 +55,9 @@ def current() -> Installed | None:
 
 
 def _sdk() -> Any:
-    try:
-        from opentelemetry import trace
-        from opentelemetry.sdk import trace as sdk_trace  # noqa: F401 - the SDK is what the extra installs
-    except ImportError as exc:
-        raise ConfigError(f"dspex.telemetry needs the OpenTelemetry SDK: {INSTALL_HINT} ({exc})") from None
+    need("opentelemetry.sdk.trace", "otel", "dspex.telemetry (the OpenTelemetry SDK)")
+    from opentelemetry import trace
+
     return trace
 
 
@@ -85,11 +83,8 @@ def _exporter(endpoint: str | None) -> Any:
         return OTLPSpanExporter() if endpoint is None else OTLPSpanExporter(endpoint=endpoint)
     if protocol != "http/protobuf":
         raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: use http/protobuf or grpc")
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPExporter
-    except ImportError as exc:
-        raise ConfigError(f"exporting spans over OTLP needs its exporter: {INSTALL_HINT} ({exc})") from None
-    return HTTPExporter() if endpoint is None else HTTPExporter(endpoint=endpoint)
+    exporter = need("opentelemetry.exporter.otlp.proto.http.trace_exporter", "otel", "exporting spans over OTLP")
+    return exporter.OTLPSpanExporter() if endpoint is None else exporter.OTLPSpanExporter(endpoint=endpoint)
 
 
 def _otlp_provider(endpoint: str | None) -> Any:

@@ -19,12 +19,14 @@ steps the optimizer journals are entries of :mod:`dspex.journal.format`, named i
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, ClassVar, Mapping, Sequence
 
 from ..journal import Entry
 from ..primitives import Example
 from ..programs import Module
 from ..utils.callback import with_callbacks
+from ..utils.optional import need
 from .job import CompileJob, fingerprint
 
 
@@ -60,4 +62,10 @@ class Teleprompter:
                           **job_options)
 
 
-__all__ = ["Teleprompter"]
+def need_optuna(optimizer: str) -> ModuleType:
+    """The ``optuna`` module (the ``optuna`` extra), or OptionalDependencyMissing naming it: asked for in the
+    optimizer's constructor, so a missing extra is said before any LM call is spent."""
+    return need("optuna", "optuna", f"{optimizer}'s Bayesian search (seeded TPE)")
+
+
+__all__ = ["Teleprompter", "need_optuna"]

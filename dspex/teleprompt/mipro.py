@@ -35,7 +35,7 @@ from ..primitives import Example
 from ..programs import Module
 from ..programs.settings import resolve_lm
 from . import demo_sets
-from .base import Teleprompter
+from .base import Teleprompter, need_optuna
 from .candidates import ScoreBoard, in_order, edited, mean
 from .fewshot import BootstrapFewShot
 from .job import CandidateScore, CompileJob
@@ -73,6 +73,7 @@ class MIPROv2(Teleprompter):
                  max_labeled_demos: int = 4, seed: int = 9, init_temperature: float = 1.0,
                  metric_threshold: float | None = None) -> None:
         bind_metric(metric, MetricPlace.BOOTSTRAP, "MIPROv2")  # it bootstraps demos
+        need_optuna("MIPROv2")
         if auto is not None and auto not in AUTO:
             raise ConfigError(f"auto must be one of {', '.join(map(repr, AUTO))} or None, got {auto!r}")
         if auto is not None and (num_candidates is not None or num_trials is not None):
@@ -223,8 +224,7 @@ class _Search:
         job.progress("proposals", fraction=0.2)
 
     def search(self) -> None:
-        import optuna
-
+        optuna = need_optuna("MIPROv2")
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # its per-trial INFO lines are ours to report
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # multivariate TPE

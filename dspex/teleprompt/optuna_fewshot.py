@@ -31,7 +31,7 @@ from ..journal import BootstrapBatch, BootstrapTrace, OptunaTrial
 from ..primitives import Example
 from ..programs import Module
 from . import demo_sets
-from .base import Teleprompter
+from .base import Teleprompter, need_optuna
 from .candidates import ScoreBoard, edited, in_order, mean
 from .fewshot import BootstrapFewShot, Demo
 from .job import CandidateScore, CompileJob
@@ -57,6 +57,7 @@ class BootstrapFewShotWithOptuna(Teleprompter):
                  max_labeled_demos: int = 16, max_rounds: int = 1, num_candidate_programs: int = 16,
                  num_threads: int | None = None, seed: int = 0) -> None:
         bind_metric(metric, MetricPlace.BOOTSTRAP, "BootstrapFewShotWithOptuna")  # it bootstraps demos
+        need_optuna("BootstrapFewShotWithOptuna")
         for label, value, low in (("max_bootstrapped_demos", max_bootstrapped_demos, 0),
                                   ("max_labeled_demos", max_labeled_demos, 0), ("max_rounds", max_rounds, 1),
                                   ("num_candidate_programs", num_candidate_programs, 1)):
@@ -134,8 +135,7 @@ class _Search:
         self.search()
 
     def search(self) -> None:
-        import optuna
-
+        optuna = need_optuna("BootstrapFewShotWithOptuna")
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # its per-trial INFO lines are ours to report
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=self.opt.seed))
         dists = {param_name(name): optuna.distributions.IntDistribution(0, len(self.sets) - 1)
