@@ -11,7 +11,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import requests
@@ -246,45 +246,72 @@ class Transport:
                              parsed.model, status=200, hints=hints, extras=parsed.extras)
 
     def _read_stream(self, resp: Any, on_text: Callable[[str], None]) -> Parsed:
-        """Server-sent events: each ``data:`` line is one JSON event (``[DONE]`` ends OpenAI's stream)."""
+        """A streamed answer, event by event (the wire format's framing), each piece of text handed to
+        ``on_text`` as it arrives; the whole answer with the provider's counts at the end."""
         text: list[str] = []
         calls: dict[Any, dict] = {}  # tool calls as their pieces arrive, by the provider's index
         prompt = completion = 0
-        model, size, pending = "", 0, b""
-        for chunk in resp.stream(4096):
-            size += len(chunk)
-            if size > MAX_BODY:
-                resp.close()
-                raise BodyTooLarge(f"the stream is larger than {MAX_BODY} bytes; the rest was not read")
+        model = ""
+        for data in self._stream_events(resp):
+            delta = self.wire.stream_event(data)
+            prompt = delta.prompt_tokens if delta.prompt_tokens is not None else prompt
+            completion = delta.completion_tokens if delta.completion_tokens is not None else completion
+            model = delta.model or model
+            if delta.text:
+                text.append(delta.text)
+                on_text(delta.text)
+            for piece in delta.calls:
+                key = piece.get("index")
+                call = calls.setdefault(key if key is not None else ("new", len(calls)),
+                                        {"id": None, "name": "", "arguments": ""})
+                call["id"] = piece.get("id") or call["id"]
+                call["name"] = piece.get("name") or call["name"]
+                call["arguments"] += piece.get("arguments") or ""
+        resp.release_conn()
+        parsed = checked("".join(text), prompt, completion, model, self.wire.count_fields)
+        return replace(parsed, extras=(("tool_calls", openai_calls(list(calls.values()))),)) if calls else parsed
+
+    def _stream_events(self, resp: Any) -> Iterator[Any]:
+        """The stream's events as JSON values, by the wire format's framing (at most MAX_BODY bytes read;
+        WireError for an event that cannot be read)."""
+        size = 0
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal size
+            for chunk in resp.stream(4096):
+                size += len(chunk)
+                if size > MAX_BODY:
+                    resp.close()
+                    raise BodyTooLarge(f"the stream is larger than {MAX_BODY} bytes; the rest was not read")
+                yield chunk
+
+        def loaded(payload: bytes) -> Any:
+            try:
+                return json.loads(payload)
+            except (ValueError, RecursionError) as exc:
+                raise WireError(f"a stream event is not JSON ({exc})") from None
+
+        framing = self.wire.stream_framing
+        if framing == "aws-eventstream":
+            yield from _aws_events(chunks(), loaded)
+            return
+        pending = b""
+        for chunk in chunks():
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 line = line.strip()
+                if framing == "ndjson":
+                    if line:
+                        yield loaded(line)
+                    continue
                 if not line.startswith(b"data:"):
                     continue  # event names, comments, keep-alives
                 payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    continue
-                try:
-                    delta = self.wire.stream_event(json.loads(payload))
-                except (ValueError, RecursionError) as exc:
-                    raise WireError(f"a stream event is not JSON ({exc})") from None
-                prompt = delta.prompt_tokens if delta.prompt_tokens is not None else prompt
-                completion = delta.completion_tokens if delta.completion_tokens is not None else completion
-                model = delta.model or model
-                if delta.text:
-                    text.append(delta.text)
-                    on_text(delta.text)
-                for piece in delta.calls:
-                    key = piece.get("index")
-                    call = calls.setdefault(key if key is not None else ("new", len(calls)),
-                                            {"id": None, "name": "", "arguments": ""})
-                    call["id"] = piece.get("id") or call["id"]
-                    call["name"] = piece.get("name") or call["name"]
-                    call["arguments"] += piece.get("arguments") or ""
-        resp.release_conn()
-        parsed = checked("".join(text), prompt, completion, model, self.wire.count_fields)
-        return replace(parsed, extras=(("tool_calls", openai_calls(list(calls.values()))),)) if calls else parsed
+                if payload != b"[DONE]":
+                    yield loaded(payload)
+        if framing == "ndjson" and pending.strip():
+            yield loaded(pending.strip())
 
     def scrub(self, text: str) -> str:
         """Remove the key from text that may echo the request (error bodies, exception messages): the key
@@ -293,6 +320,28 @@ class Transport:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _aws_events(chunks: Iterator[bytes], loaded: Callable[[bytes], Any]) -> Iterator[dict]:
+    """AWS's event stream (Bedrock's ConverseStream) decoded by botocore's own reader, which checks each
+    message's checksums: ``{"event": type, "payload": JSON}`` per event; an exception message in the stream
+    is a WireError that says it."""
+    from botocore.eventstream import EventStreamBuffer, ParserError
+
+    buffer = EventStreamBuffer()
+    for chunk in chunks:
+        buffer.add_data(chunk)
+        try:
+            messages = list(buffer)
+        except ParserError as exc:
+            raise WireError(f"the event stream is damaged ({type(exc).__name__}: {exc})") from None
+        for message in messages:
+            headers = message.headers
+            if headers.get(":message-type") != "event":
+                kind = headers.get(":exception-type") or headers.get(":error-code") or "error"
+                detail = message.payload.decode("utf-8", "replace")[:300]
+                raise WireError(f"the stream reported {kind}: {detail}")
+            yield {"event": headers.get(":event-type", ""), "payload": loaded(message.payload)}
 
 
 __all__ = ["Transport", "AttemptResult", "AttemptKind", "RETRYABLE_STATUS"]

@@ -56,14 +56,14 @@ from .sim_parse import (_ANTHROPIC_IMAGES, _GEMINI_SCHEMA_KEYS, _SIM_DATA_URL, _
                         _base64, _check_anthropic_thinking, _data_url, _either, _gemini_schema_check, _http_url,
                         _json_object, _openai_content, _parse, _parse_anthropic, _parse_gemini, _parse_openai, _text)
 from .sim_render import (_call_ids, _error_body, _pieces, _render, _shows_thinking, _stream_events,  # noqa: F401
-                         _wants_stream)
+                         _wants_stream, _malformed_event, _stream_type)
 from .sim_types import (EMBED_DIM, SIM_MEDIA_TOKENS, LoggedRequest, SimAnswer, SimRequest, SimToolCall,  # noqa: F401
                         count_tokens, embed_text)
 
 SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "x-amz-security-token")
 _GEMINI = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$")
 _AZURE = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/chat/completions$")
-_BEDROCK = re.compile(r"^/model/(?P<model>[^/]+)/converse$")
+_BEDROCK = re.compile(r"^/model/(?P<model>[^/]+)/(?:converse|converse-stream)$")
 _VERTEX = re.compile(r"^/v1/projects/[^/]+/locations/[^/]+/publishers/google/models/(?P<model>[^/:]+)"
                      r":(?P<method>generateContent|streamGenerateContent)$")
 # the body and answer format each route speaks (Azure OpenAI's is OpenAI's); the rest speak their own
@@ -322,8 +322,9 @@ class _Handler(BaseHTTPRequestHandler):
             events = _stream_events(provider, req.model, text, prompt_tokens, completion_tokens,
                                     bool((body.get("stream_options") or {}).get("include_usage")), calls)
             if fault == "malformed":
-                events = [*events[:len(events) // 2], b"data: {not json\n\n"]
-            return self._send_stream(entry, events, limit_headers, state, cut=fault == "truncate")
+                events = [*events[:len(events) // 2], _malformed_event(provider)]
+            return self._send_stream(entry, events, {"Content-Type": _stream_type(provider), **limit_headers}, state,
+                                     cut=fault == "truncate")
         if fault == "malformed":
             payload = b'{"id": "x", "choices": [{"message": ' + payload[:20]
         if fault == "truncate":
@@ -336,11 +337,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_stream(self, entry: LoggedRequest, events: list[bytes], headers: dict, state: _State,
                      cut: bool = False) -> None:
-        """Server-sent events in HTTP/1.1 chunks, one event a chunk (``stream_delay`` s between them);
-        ``cut``: the connection closes half way (a truncated stream)."""
+        """A stream in HTTP/1.1 chunks, one event a chunk (``stream_delay`` s between them); ``headers``
+        carry its content type; ``cut``: the connection closes half way (a truncated stream)."""
         entry.status = 200
-        lines = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream", "Cache-Control: no-cache",
-                 "Transfer-Encoding: chunked", *(f"{k}: {v}" for k, v in headers.items())]
+        lines = ["HTTP/1.1 200 OK", "Cache-Control: no-cache", "Transfer-Encoding: chunked",
+                 *(f"{k}: {v}" for k, v in headers.items())]
         try:
             self.connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             for event in events[:len(events) // 2] if cut else events:

@@ -333,9 +333,9 @@ def _parse_gemini(model: str, body: dict) -> SimRequest:
 
 def _parse_ollama(provider: str, body: dict) -> SimRequest:
     """Ollama's /api/chat (``messages``, string contents) and /api/generate (``prompt``, ``system``), as the
-    server checks them: ``stream`` must be false (the simulator answers Ollama whole), ``options`` an object."""
-    if body.get("stream", True) is not False:
-        raise _bad("stream: the simulator answers Ollama with \"stream\": false only")
+    server checks them: ``stream`` a boolean (absent: true, as Ollama streams by default), ``options`` an object."""
+    if not isinstance(body.get("stream", True), bool):
+        raise _bad("stream must be true or false")
     if not isinstance(body.get("options", {}), dict):
         raise _bad("options must be an object")
     if not isinstance(body.get("model"), str) or not body["model"]:

@@ -1,7 +1,8 @@
 """How the provider simulator answers: an answer, an error or a stream, in each provider's format.
 
-A whole answer (:func:`_render`: OpenAI ``chat.completion``, Anthropic ``message``, Gemini candidates), its
-server-sent events when streamed (:func:`_stream_events`), the error bodies (:func:`_error_body`), and the
+A whole answer (:func:`_render`: OpenAI ``chat.completion``, Anthropic ``message``, Gemini candidates, Bedrock's
+Converse, Ollama's), its stream when streamed (:func:`_stream_events`: server-sent events, Ollama's JSON lines,
+Bedrock's AWS event stream), the error bodies (:func:`_error_body`), and the
 choices a request makes about them (tool call ids, whether thinking is shown, whether to stream).
 """
 
@@ -12,7 +13,7 @@ import re
 import time
 from typing import Any
 
-from . import colbert_sim
+from . import aws_eventstream, colbert_sim
 from .sim_types import SimToolCall
 
 
@@ -74,9 +75,31 @@ def _render(provider: str, model: str, text: str, prompt_tokens: int, completion
 
 
 def _wants_stream(provider: str, path: str, body: Any) -> bool:
-    if provider == "gemini":
+    if provider == "gemini":  # Vertex AI's routes speak Gemini's format
         return path.endswith(":streamGenerateContent")
+    if provider == "bedrock":
+        return path.endswith("/converse-stream")
+    if provider in ("ollama", "ollama_chat"):  # Ollama streams unless told not to
+        return isinstance(body, dict) and body.get("stream", True) is not False
     return isinstance(body, dict) and body.get("stream") is True
+
+
+def _stream_type(provider: str) -> str:
+    """The content type of a provider's stream: server-sent events, Ollama's JSON lines, AWS's event stream."""
+    if provider in ("ollama", "ollama_chat"):
+        return "application/x-ndjson"
+    if provider == "bedrock":
+        return "application/vnd.amazon.eventstream"
+    return "text/event-stream"
+
+
+def _malformed_event(provider: str) -> bytes:
+    """An event that is not the provider's shape, in its framing (the ``malformed`` fault of a stream)."""
+    if provider in ("ollama", "ollama_chat"):
+        return b"{not json\n"
+    if provider == "bedrock":
+        return aws_eventstream.message({":event-type": "contentBlockDelta", ":message-type": "event"}, b"{not json")
+    return b"data: {not json\n\n"
 
 
 def _pieces(text: str) -> list[str]:
@@ -98,6 +121,27 @@ def _stream_events(provider: str, model: str, text: str, prompt_tokens: int, com
 
     model = model or "sim"
     text_pieces = _pieces(text) if text or not calls else []
+    if provider in ("ollama", "ollama_chat"):  # JSON lines: pieces, then one with done and the counts
+        whole = _render(provider, model, text, prompt_tokens, completion_tokens, calls)
+        key = "response" if provider == "ollama" else "message"
+        piece = lambda p: {"model": model, "created_at": whole["created_at"], "done": False,  # noqa: E731
+                           key: p if provider == "ollama" else {"role": "assistant", "content": p}}
+        out = [json.dumps(piece(p)).encode() + b"\n" for p in text_pieces]
+        if calls:  # Ollama sends tool calls whole, in one message of their own
+            out.append(json.dumps({**piece(""), "message": {"role": "assistant", "content": "",
+                                                            "tool_calls": whole["message"]["tool_calls"]}}).encode()
+                       + b"\n")
+        last = {**whole, key: "" if provider == "ollama" else {"role": "assistant", "content": ""}}
+        return [*out, json.dumps(last).encode() + b"\n"]
+    if provider == "bedrock":  # AWS's event stream: ConverseStream's events
+        return [aws_eventstream.event("messageStart", {"role": "assistant"}),
+                *(aws_eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": p}})
+                  for p in text_pieces),
+                aws_eventstream.event("contentBlockStop", {"contentBlockIndex": 0}),
+                aws_eventstream.event("messageStop", {"stopReason": "end_turn"}),
+                aws_eventstream.event("metadata", {"usage": {"inputTokens": prompt_tokens, "outputTokens": completion_tokens,
+                                                             "totalTokens": prompt_tokens + completion_tokens},
+                                                   "metrics": {"latencyMs": 1}})]
     if provider == "openai":
         chunk = {"id": "chatcmpl-sim", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
         out = [sse({**chunk, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]})

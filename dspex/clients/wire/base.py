@@ -164,7 +164,11 @@ class WireFormat:
         """The request and token limits the provider advertises in its response headers (None: none)."""
         return None
 
-    streams = True  # answers can come as server-sent events
+    streams = True  # answers can come as a stream
+    # how the stream is framed: "sse" (server-sent events: JSON on each ``data:`` line), "ndjson" (a JSON
+    # object a line: Ollama), "aws-eventstream" (AWS's binary event stream: Bedrock's ConverseStream, each
+    # event handed to stream_event as {"event": its type, "payload": its JSON})
+    stream_framing = "sse"
 
     def stream_url(self, cfg: LMConfig) -> str:
         return self.url(cfg)

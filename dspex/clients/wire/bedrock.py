@@ -10,8 +10,9 @@ wherever dspex writes; the signature is made per attempt (it covers the body and
 
 Messages become Converse's turns (system messages its ``system`` blocks; turns of one role in a row merged,
 as Converse wants them alternating); ``max_tokens``, ``temperature``, ``top_p`` and ``stop`` its
-``inferenceConfig``. Answers come whole (Converse's stream is AWS's binary event stream): a streamed call gets
-its text as one piece. Tools are not sent yet (a ConfigError says so).
+``inferenceConfig``. A streamed call is ``ConverseStream`` (``/converse-stream``): AWS's binary event stream,
+read with botocore's decoder (which checks each message's checksums); its ``metadata`` event has the counts.
+Tools are not sent yet (a ConfigError says so).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from ...errors import ConfigError
 from ..config import LMConfig, Secret
-from .base import Parsed, WireError, WireFormat, checked
+from .base import Parsed, StreamDelta, WireError, WireFormat, checked
 from .parts import _unsupported, content_text
 
 INFERENCE = {"max_tokens": "maxTokens", "temperature": "temperature", "top_p": "topP", "stop": "stopSequences"}
@@ -58,7 +59,7 @@ def credentials(key: Secret | None) -> tuple[str, str, str | None]:
 
 class Bedrock(WireFormat):
     name = "bedrock"
-    streams = False
+    stream_framing = "aws-eventstream"
     signs = True
     usage_at = ("usage", "inputTokens", "outputTokens")
 
@@ -102,6 +103,29 @@ class Bedrock(WireFormat):
             inference[INFERENCE[name]] = [value] if name == "stop" and isinstance(value, str) else value
         return {"messages": turns, **({"system": system} if system else {}),
                 **({"inferenceConfig": inference} if inference else {})}
+
+    def stream_url(self, cfg: LMConfig) -> str:
+        return f"{cfg.base_url.rstrip('/')}/model/{quote(cfg.model, safe='')}/converse-stream"
+
+    def stream_body(self, cfg: LMConfig, messages: list[dict], params: dict) -> dict:
+        return self.body(cfg, messages, params)  # the route says it streams, not the body
+
+    def stream_event(self, data: Any) -> StreamDelta:
+        """One ConverseStream event (``{"event": type, "payload": JSON}``): text from ``contentBlockDelta``,
+        the counts from ``metadata``; the others add nothing."""
+        try:
+            kind, payload = data["event"], data["payload"]
+            if kind == "contentBlockDelta":
+                text = payload["delta"].get("text", "")
+                if not isinstance(text, str):
+                    raise TypeError("delta.text is not a string")
+                return StreamDelta(text)
+            if kind == "metadata":
+                usage = payload["usage"]
+                return StreamDelta("", usage["inputTokens"], usage["outputTokens"])
+            return StreamDelta()
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise WireError(f"not a Bedrock ConverseStream event ({type(exc).__name__}: {exc})") from None
 
     def parse(self, body: Any) -> Parsed:
         try:

@@ -4,8 +4,8 @@ with one prompt), as LiteLLM's ``ollama_chat/`` and ``ollama/`` prefixes speak i
 Sampling settings go in ``options`` (``max_tokens`` as ``num_predict``); ``response_format`` asking for JSON
 is ``"format": "json"``; tools are chat completions' (``/api/chat`` only). The counts are ``prompt_eval_count``
 and ``eval_count`` (Ollama leaves out the first when the whole prompt was cached: then 0, and the model is
-local, so nothing is billed). Answers come whole (``"stream": false``): a streamed call gets its text as
-one piece.
+local, so nothing is billed). A streamed call asks for Ollama's stream: a JSON object a line, each with a
+piece of the answer, the last (``"done": true``) with the counts.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from ..config import LMConfig, Secret
-from .base import Parsed, WireError, WireFormat, checked, token_count
+from .base import Parsed, StreamDelta, WireError, WireFormat, checked, token_count
 from .parts import _tool_functions, _unsupported, content_text
 
 OPTIONS = {"temperature": "temperature", "max_tokens": "num_predict", "top_p": "top_p", "top_k": "top_k",
@@ -25,7 +25,7 @@ OPTIONS = {"temperature": "temperature", "max_tokens": "num_predict", "top_p": "
 class OllamaChat(WireFormat):
     name = "ollama_chat"
     path = "/api/chat"
-    streams = False
+    stream_framing = "ndjson"
 
     def url(self, cfg: LMConfig) -> str:
         return cfg.base_url.rstrip("/") + self.path
@@ -103,6 +103,28 @@ class OllamaChat(WireFormat):
         return Parsed(parsed.text, parsed.prompt_tokens, parsed.completion_tokens, parsed.model, extras)
 
 
+    def piece(self, data: dict) -> str:
+        """The text one line of the stream adds."""
+        text = (data.get("message") or {}).get("content") or ""
+        if not isinstance(text, str):
+            raise TypeError("message.content is not a string")
+        return text
+
+    def stream_event(self, data: Any) -> StreamDelta:
+        try:
+            if data.get("error"):
+                raise WireError(f"the stream reported an error: {str(data['error'])[:300]}")
+            text = self.piece(data)
+            calls = tuple({"index": None, "id": f"call_{i}", "name": c["function"]["name"],
+                           "arguments": json.dumps(c["function"].get("arguments", {}))}
+                          for i, c in enumerate((data.get("message") or {}).get("tool_calls") or ()))
+            if data.get("done"):  # the last line: the counts (checked with the whole answer)
+                return StreamDelta(text, data.get("prompt_eval_count", 0), data["eval_count"], data.get("model"), calls)
+            return StreamDelta(text, model=data.get("model"), calls=calls)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise WireError(f"not a line of Ollama's stream ({type(exc).__name__}: {exc})") from None
+
+
 class OllamaGenerate(OllamaChat):
     """``/api/generate``: the system message as ``system``, the other turns' texts as one ``prompt``."""
 
@@ -116,6 +138,12 @@ class OllamaGenerate(OllamaChat):
         prompt = "\n\n".join(content_text(m.get("content")) for m in messages if m["role"] != "system")
         return {"model": cfg.model, "prompt": prompt, **({"system": system} if system else {}),
                 **self.options(cfg, params)}
+
+    def piece(self, data: dict) -> str:
+        text = data.get("response") or ""
+        if not isinstance(text, str):
+            raise TypeError("response is not a string")
+        return text
 
     def parse(self, body: Any) -> Parsed:
         try:

@@ -224,3 +224,83 @@ def test_bad_vertex_credentials_are_typed_errors_that_never_show_the_key(clean_e
     assert "MIIsecret" not in str(err.value)
     with pytest.raises(dspex.ConfigError, match="Vertex AI options are vertex_ai"):
         dspex.LM("openai/gpt-4o-mini", api_key=KEY, vertex_project="p")
+
+
+def streamed_lm(provider: str, server, clean_env, **options):
+    """An LM of ``provider`` on the simulator, with what it needs (endpoint, credentials)."""
+    if provider == "bedrock":
+        pytest.importorskip("botocore", reason="the bedrock extra (./run test installs it)")
+        return dspex.LM("bedrock/anthropic.claude-3-5-haiku-20241022-v1:0", api_base=server.url, cache=False,
+                        aws_access_key_id=AWS[0], aws_secret_access_key=AWS[1], aws_region_name="eu-west-3", **options)
+    if provider == "vertex_ai":
+        pytest.importorskip("google.auth", reason="the vertex extra (./run test installs it)")
+        return dspex.LM("vertex_ai/gemini-2.0-flash", vertex_credentials=service_account(f"{server.url}/token"),
+                        vertex_project="sim-project", api_base=server.url, cache=False, **options)
+    clean_env.setenv("OLLAMA_API_BASE", server.base_url(provider))
+    return dspex.LM(f"{provider}/llama3.2", cache=False, **options)
+
+
+STREAM_ROUTES = {"ollama_chat": "/api/chat", "ollama": "/api/generate",
+                 "bedrock": "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream",
+                 "vertex_ai": "/v1/projects/sim-project/locations/us-central1/publishers/google/models/"
+                              "gemini-2.0-flash:streamGenerateContent"}
+
+
+@pytest.mark.parametrize("provider", sorted(STREAM_ROUTES))
+def test_each_new_wire_format_streams_in_its_own_framing(tmp_path, clean_env, provider):
+    """Ollama's JSON lines, Bedrock's AWS event stream (read by botocore's decoder), Vertex AI's server-sent
+    events: the pieces arrive in order, make the whole answer, and the counts are the provider's."""
+    from dspex.clients.scope import streaming
+
+    words = "one two three four five six seven eight nine ten eleven twelve"
+    keys = {"bedrock": ":".join(AWS), "vertex_ai": "dspex-test@sim-project.iam.gserviceaccount.com"}
+    with ProviderServer(answer=words, api_key=keys.get(provider)) as server, \
+            dspex.runtime("local", cache_dir=tmp_path, log_level=None):
+        lm = streamed_lm(provider, server, clean_env)
+        pieces: list[str] = []
+        with streaming(pieces.append):
+            comp = lm.request([{"role": "user", "content": "count"}])
+        sent = server.log[-1]
+        assert sent.path == STREAM_ROUTES[provider] and sent.status == 200
+        assert len([p for p in pieces if p]) == 4 and "".join(pieces) == comp.text == words
+        assert (comp.usage.prompt_tokens, comp.usage.completion_tokens) == (sent.prompt_tokens, sent.completion_tokens)
+        if provider.startswith("ollama"):
+            assert sent.body["stream"] is True
+        assert comp.usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize("provider", ["ollama_chat", "bedrock"])
+def test_a_damaged_stream_is_a_malformed_response_billed_not_lost(tmp_path, clean_env, provider):
+    from dspex.clients.scope import streaming
+    from dspex.testing import Faults
+
+    keys = {"bedrock": ":".join(AWS)}
+    with ProviderServer(answer="a b c d e f g h i", api_key=keys.get(provider),
+                        faults=Faults(schedule=["malformed"] * 5)) as server, \
+            dspex.runtime("local", cache_dir=tmp_path, log_level=None):
+        lm = streamed_lm(provider, server, clean_env, retries=1, backoff_base=0.001)
+        with pytest.raises(dspex.MalformedResponse, match="not JSON|damaged|not a"), streaming(lambda _: None):
+            lm.request([{"role": "user", "content": "count"}])
+        usage = lm.usage()  # both attempts booked, at their maximum (the answer's counts never came)
+        assert (usage.requests, usage.retries, usage.unconfirmed_calls) == (1, 1, 2) and usage.prompt_tokens > 0
+
+
+def test_an_exception_in_the_middle_of_a_bedrock_stream_says_what_it_was(monkeypatch):
+    """Bedrock sends a throttling (or any) exception as a message of the event stream: a WireError that
+    names it, never a half answer."""
+    pytest.importorskip("botocore", reason="the bedrock extra (./run test installs it)")
+    from dspex.clients.transport import _aws_events
+    from dspex.clients.wire.base import WireError
+    from dspex.testing import aws_eventstream
+
+    frames = [aws_eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "half"}}),
+              aws_eventstream.exception("throttlingException", "Too many tokens, please wait.")]
+    stream = b"".join(frames)
+    events = _aws_events(iter([stream[:7], stream[7:40], stream[40:]]), __import__("json").loads)
+    assert next(events) == {"event": "contentBlockDelta", "payload": {"contentBlockIndex": 0, "delta": {"text": "half"}}}
+    with pytest.raises(WireError, match="throttlingException: .*Too many tokens"):
+        next(events)
+    damaged = bytearray(frames[0])
+    damaged[-1] ^= 0xFF  # the message's checksum no longer matches
+    with pytest.raises(WireError, match="damaged"):
+        list(_aws_events(iter([bytes(damaged)]), __import__("json").loads))
