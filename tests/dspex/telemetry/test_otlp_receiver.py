@@ -15,7 +15,9 @@ import socket
 import subprocess
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -45,19 +47,19 @@ def _get(url: str) -> dict:
         return json.load(response)
 
 
-@pytest.fixture(scope="module")
-def phoenix(tmp_path_factory):
+@contextmanager
+def phoenix_server(work: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """Phoenix serving on ``host`` (its data in ``work``), until the block ends: its URL."""
     if not PHOENIX.exists():
         pytest.skip(f"the OTLP receiver is not installed ({PHOENIX}): `./run test` installs it")
-    work = tmp_path_factory.mktemp("phoenix")
     port = _free_port()
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(work), "PHOENIX_WORKING_DIR": str(work),
-           "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(port), "PHOENIX_GRPC_PORT": str(_free_port()),
+           "PHOENIX_HOST": host, "PHOENIX_PORT": str(port), "PHOENIX_GRPC_PORT": str(_free_port()),
            "PHOENIX_TELEMETRY_ENABLED": "false", "PHOENIX_SQL_DATABASE_ECHO": "false"}
     with open(work / "phoenix.log", "wb") as log:
         proc = subprocess.Popen([str(PHOENIX), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -76,6 +78,12 @@ def phoenix(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def phoenix(tmp_path_factory):
+    with phoenix_server(tmp_path_factory.mktemp("phoenix")) as url:
+        yield url
 
 
 def stored(url: str, project: str, expect: int, timeout: float = 30.0) -> list[dict]:
@@ -168,4 +176,49 @@ def test_a_compile_with_captured_messages_is_stored_with_its_steps(phoenix, trac
     lm_span = next(s for s in spans if s["name"] == "chat stored")
     assert "[[ ## question ## ]]" in lm_span["attributes"]["gen_ai.input.messages"]
     assert "[[ ## answer ## ]]" in lm_span["attributes"]["output.value"]
+    assert KEY not in json.dumps(spans)
+
+
+def lineage(span: dict, by_id: dict) -> list[str]:
+    """The first words of the names from ``span`` up to its root."""
+    chain = [span]
+    while chain[-1]["parent_id"] is not None:
+        chain.append(by_id[chain[-1]["parent_id"]])
+    return [s["name"].split(" ")[0] for s in chain]
+
+
+@pytest.mark.multihost
+def test_an_evaluation_over_hosts_is_one_stored_trace(tmp_path, monkeypatch):
+    """Rows run on two hosts in network namespaces: their spans, exported by each host to the receiver on
+    the leader's bridge, hang under the leader's Evaluate span (the trace context went with the work)."""
+    from dspex.testing.netns import Network
+
+    n = 16
+    (tmp_path / "phoenix").mkdir()
+    with Network(2) as net, phoenix_server(tmp_path / "phoenix", host=net.leader_ip) as url, \
+            ProviderServer(answer=answer, api_key=KEY, host=net.leader_ip) as server, \
+            dspex.runtime("tcp", bind_host=net.leader_ip, peers=[h.ip for h in net.hosts], cache_dir=tmp_path,
+                          log_level=None) as rt:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)  # the hosts inherit it (their own export)
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "openinference.project.name=hosts")
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
+        hosts = net.start_dspex_hosts(f"{net.leader_ip}:{rt.actors.admin_port}", 19350, {"OPENAI_API_KEY": KEY})
+        try:
+            dspex.telemetry.instrument()
+            lm = dspex.LM("openai/stored", api_key=KEY, base_url=server.base_url(), cache=False)
+            devset = [dspex.Example(question=f"q{i}", answer=f"Q{i}").with_inputs("question") for i in range(n)]
+            result = dspex.Evaluate(devset, exact, max_concurrency=4, workers=1, progress=False).run_distributed(
+                dspex.Predict("question -> answer", lm=lm), hosts)
+        finally:
+            dspex.telemetry.uninstrument()
+        assert result.score == 100.0
+        spans = stored(url, "hosts", expect=1 + n * 5)
+    by_id = {s["context"]["span_id"]: s for s in spans}
+    (root,) = [s for s in spans if s["name"] == "Evaluate"]
+    rows = [s for s in spans if s["name"].startswith("evaluate row ")]
+    assert len(rows) == n and all(r["parent_id"] == root["context"]["span_id"] for r in rows)
+    assert {r["attributes"]["dspex.row.worker"].split("@")[1] for r in rows} == set(hosts)
+    chats = [s for s in spans if s["name"] == "chat stored"]
+    assert len(chats) == n and all(lineage(c, by_id) == ["chat", "Predict.forward", "evaluate", "Evaluate"]
+                                   for c in chats)
     assert KEY not in json.dumps(spans)
