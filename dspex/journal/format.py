@@ -427,7 +427,9 @@ def _checker(hint: Any) -> Callable[[Any], bool]:
 
 
 def _show(hint: Any) -> str:
-    return (hint.__name__ if isinstance(hint, type) else str(hint)).replace("float", "a finite float")
+    # a plain class by its name; a generic alias as written (on Python 3.10 ``list[int]`` is also a ``type``)
+    plain = isinstance(hint, type) and typing.get_origin(hint) is None
+    return (hint.__name__ if plain else str(hint)).replace("float", "a finite float")
 
 
 def finite_number(value: Any) -> bool:

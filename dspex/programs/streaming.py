@@ -407,7 +407,9 @@ def streamify(program: Any, status_message_provider: StatusMessageProvider | Non
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
 
-        task = asyncio.get_running_loop().create_task(run(), context=context)
+        # the task runs in a copy of ``context`` (create_task takes it as it is created; Python 3.10 has no
+        # create_task(context=...))
+        task = context.run(asyncio.get_running_loop().create_task, run())
         try:
             while True:
                 item = await channel.get()
