@@ -140,11 +140,17 @@ def _hook_names(instance: Any, fn: Callable) -> tuple[str, str]:
     return f"on_{kind}_start", f"on_{kind}_end"
 
 
+@functools.lru_cache(maxsize=1024)
+def _signature(fn: Callable) -> inspect.Signature:
+    """``fn``'s signature, worked out once (it is most of what a hook's inputs cost)."""
+    return inspect.signature(fn)
+
+
 def _inputs(fn: Callable, instance: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
     """The call's arguments by parameter name, ``self`` left out (``*args`` / ``**kwargs`` under their own
     names, as DSPy reports them)."""
     try:
-        bound = inspect.signature(fn).bind(instance, *args, **kwargs)
+        bound = _signature(fn).bind(instance, *args, **kwargs)
     except TypeError:  # the call itself will raise the same TypeError
         return {"args": args, "kwargs": kwargs}
     bound.apply_defaults()
