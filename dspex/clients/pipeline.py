@@ -7,7 +7,9 @@
       leased      the client actor's lease for each attempt (admission: budget, backoff, rate, room,
                   breaker), the attempt, its outcome reported back; a failure's report answers with the
                   next attempt's lease or the typed error. An attempt that ends without an outcome
-                  (Ctrl-C, a bug below) gives its lease back at once (``Release``).
+                  (Ctrl-C, a bug below) gives its lease back at once (``Release``). A 429 with a
+                  ``Retry-After`` holds this process's other leased attempts at once (:class:`Hold`),
+                  before its report reaches the client actor, which pauses every process.
       streamed    one attempt through the transport; with a stream sink, its text goes out as it comes,
                   a failed attempt's streamed text is declared void (``sink(None)``: a retry streams from
                   the start), an answer that came whole goes out as one piece
@@ -117,12 +119,31 @@ class Cached:
         return comp
 
 
+class Hold:
+    """A pause this process has just heard of (a 429's ``Retry-After``): attempts already leased wait it out
+    before they send, instead of reaching a provider that asked for quiet while the report travels to the
+    client actor. It only ever delays; the client actor still decides every admission."""
+
+    MAX = 60.0  # seconds: a longer Retry-After is the client actor's to enforce (and its breaker's)
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.until, self.clock, self.sleep = 0.0, clock, sleep
+
+    def extend(self, seconds: float) -> None:
+        self.until = max(self.until, self.clock() + min(max(0.0, seconds), self.MAX))
+
+    def wait(self) -> None:
+        while (left := self.until - self.clock()) > 0:  # extended while asleep: sleep again
+            self.sleep(left)
+
+
 class Leased:
     """Attempts under leases of the client actor (see the module docstring)."""
 
     def __init__(self, attempt: Callable[[Request], AttemptResult],
-                 channel: DirectChannel | CoalescedChannel) -> None:
+                 channel: DirectChannel | CoalescedChannel, hold: Hold | None = None) -> None:
         self.attempt, self.channel = attempt, channel
+        self.hold = hold if hold is not None else Hold()
 
     def __call__(self, request: Request) -> Completion:
         start = time.monotonic()
@@ -130,10 +151,13 @@ class Leased:
         billed = Usage()  # every attempt the provider counted (an empty answer is billed, then retried)
         while isinstance(reply, Lease):
             try:
+                self.hold.wait()
                 outcome = self.attempt(request)
             except BaseException:  # Ctrl-C, or a bug below: the lease goes back at once, never leaks
                 self.channel.release(reply.id, request.run)
                 raise
+            if outcome.status == 429 and outcome.retry_after:
+                self.hold.extend(outcome.retry_after)
             billed = billed + Usage(outcome.prompt_tokens, outcome.completion_tokens,
                                     outcome.prompt_tokens + outcome.completion_tokens if outcome.estimated else 0)
             report = Report(reply.id, outcome, reply.attempt, request.run)

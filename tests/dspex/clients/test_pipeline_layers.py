@@ -177,3 +177,34 @@ def test_the_batcher_sends_in_order_replaces_a_pending_key_and_sends_at_once_aft
     batcher.close()
     batcher.add("late")
     assert sent[-1] == ["late"]
+
+
+def test_a_429_holds_this_processs_other_leased_attempts_until_its_retry_after():
+    """The caller that got a 429 with Retry-After holds the process's attempts already leased (they wait it
+    out before sending), without waiting for its report to reach the client actor; the hold only delays."""
+    from dspex.clients.pipeline import Hold
+
+    hold = Hold()
+    first_answered = threading.Event()
+    sent_at: dict[str, float] = {}
+
+    def attempt(req: Request) -> AttemptResult:
+        who = req.messages[0]["content"]
+        sent_at.setdefault(who, time.monotonic())
+        if who == "first" and not first_answered.is_set():
+            first_answered.set()
+            return AttemptResult("status", 0.01, status=429, retry_after=0.3)
+        return ok()
+
+    leased = Leased(attempt, FakeChannel(), hold)
+    start = time.monotonic()
+    first = threading.Thread(target=leased, args=(request(messages=[{"role": "user", "content": "first"}]),))
+    first.start()
+    first_answered.wait(5)
+    leased(request(messages=[{"role": "user", "content": "second"}]))  # leased, then held before it sends
+    first.join(5)
+    assert sent_at["second"] - start >= 0.29
+    assert Hold(clock=lambda: 0.0).until == 0.0  # nothing held until a 429 says so
+    capped = Hold(clock=lambda: 100.0)
+    capped.extend(3600)
+    assert capped.until == 100.0 + Hold.MAX
