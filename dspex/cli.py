@@ -404,8 +404,10 @@ def _eval(ns: argparse.Namespace) -> int:
         program, _ = _program(ns, settings)
         models = _models(program)
         data = _examples(ns.data, program)
+        # the summary needs scores and errors only: rows are kept without their predictions (--journal has them)
         evaluator = Evaluate(data, metric, max_concurrency=ns.concurrency, workers=ns.workers or 2,
-                             progress=not ns.json, journal=ns.journal, resume_from=ns.journal if ns.resume else None)
+                             progress=not ns.json, journal=ns.journal, resume_from=ns.journal if ns.resume else None,
+                             keep_rows=False)
         result = evaluator.run_distributed(program, ns.hosts) if ns.hosts else evaluator.run(program)
     failed = len(result.errors)
     summary = {"score": result.score, "examples": len(result.rows), "failed": failed, "aborted": result.aborted,

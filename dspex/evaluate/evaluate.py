@@ -74,7 +74,7 @@ class Evaluate:
                  display_progress: bool | None = None, display_table: bool | int | None = False,
                  failure_score: float = 0.0, warn_if_all_failed: bool = True, save_as_csv: str | Path | None = None,
                  save_as_json: str | Path | None = None, provide_traceback: bool | None = None,
-                 **unknown: Any) -> None:
+                 keep_rows: bool = True, **unknown: Any) -> None:
         if unknown:
             name = sorted(unknown)[0]
             raise ConfigError(f"Evaluate does not take {name}=: {DSPY_INSTEAD.get(name, 'see help(dspex.Evaluate)')}")
@@ -107,6 +107,11 @@ class Evaluate:
         self.journal = Path(journal) if journal is not None else None
         self.resume_from = Path(resume_from) if resume_from is not None else None
         self.exclude_failures, self.retry_timeouts = exclude_failures, retry_timeouts
+        if not isinstance(keep_rows, bool):
+            raise ConfigError(f"keep_rows must be True or False, got {keep_rows!r}")
+        # False: a row keeps its score, error and example, not its prediction (the journal has it): an
+        # evaluation of 100,000 examples holds a few hundred bytes a row instead of the predictions' traces
+        self.keep_rows = keep_rows
 
     _callback_kind = "evaluate"  # a call fires the evaluate hooks (dspex.utils.callback)
 
@@ -284,7 +289,7 @@ class Evaluate:
         """Take the runner's rows (each example once) into ``rows``, with journal, bar, progress events,
         max_errors and Ctrl-C (rows finished while draining are journaled like any other). A journal the
         disk stops taking stops dispatching as Ctrl-C does: JournalWriteError carries the partial result."""
-        tally = _Tally(run, len(self.devset), rows, rt, start, journal, self.progress)
+        tally = _Tally(run, len(self.devset), rows, rt, start, journal, self.progress, self.keep_rows)
         aborted: str | None = None
         interrupts = _HeldInterrupts()
         if until is not None and rows and until(tally):  # the resumed rows are already enough: ask nothing
@@ -401,8 +406,9 @@ class _Tally:
     and published as ``EvalProgress`` (at most ten times a second, and once at the end)."""
 
     def __init__(self, run: str, total: int, rows: dict[int, EvalRow], rt: Any, start: float,
-                 journal: JournalWriter | None, bar: bool) -> None:
+                 journal: JournalWriter | None, bar: bool, keep_rows: bool = True) -> None:
         self.run, self.total, self.rows, self.rt, self.start = run, total, rows, rt, start
+        self.keep_rows = keep_rows
         self.resumed = len(rows)
         self.errors = sum(1 for r in rows.values() if r.failed)
         self.new_errors = 0  # failures of this run (max_errors counts these: resumed rows ran before)
@@ -417,7 +423,8 @@ class _Tally:
     def take(self, row: EvalRow) -> None:
         if row.index in self.rows:
             return  # already finished (a resumed row): exactly once
-        self.rows[row.index] = row
+        # kept compact when asked: journaled and published whole below, held without its prediction
+        self.rows[row.index] = row if self.keep_rows else replace(row, prediction=None)
         self.errors += row.failed
         self.new_errors += row.failed
         if row.prediction is not None:  # a program may return a dict, a list, a string: no usage of its own

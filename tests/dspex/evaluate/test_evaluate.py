@@ -231,3 +231,27 @@ def test_usage_counts_what_the_run_really_did_cache_hits_and_retries(tmp_path, b
         assert (again.usage.requests, again.usage.cache_hits, again.usage.ok, again.usage.retries) == (12, 12, 0, 0)
         assert again.usage.total_tokens == 0 and len(server.log) == 15  # nothing new was sent
         assert again.run != first.run
+
+
+def test_keep_rows_false_holds_scores_and_errors_and_the_journal_holds_the_predictions(world, tmp_path):
+    """An evaluation that keeps only what the score needs: one row per example with its score, error and
+    example, no prediction (the journal is the full record); the dashboard's events still get whole rows."""
+    server, rt, lm = world
+    data = devset(40) + [dspex.Example(question="boom", answer="x").with_inputs("question")]
+    seen: list = []
+    stop = rt.subscribe(lambda e: seen.append(e) if type(e).__name__ == "RowFinished" else None)
+    try:
+        result = dspex.Evaluate(data, exact, max_concurrency=8, progress=False, journal=tmp_path / "rows.jsonl",
+                                keep_rows=False).run(dspex.Predict("question -> answer", lm=lm))
+    finally:
+        stop()
+    assert [r.index for r in result.rows] == list(range(41))
+    assert all(r.prediction is None for r in result.rows)
+    assert result.score == round(100 * 40 / 41, 2) and [r.index for r in result.errors] == [40]
+    assert isinstance(result.errors[0].error, dspex.AdapterParseError)
+    journal = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()[1:]]
+    assert sorted(j["index"] for j in journal) == list(range(41))
+    assert {j["index"]: j["prediction"] for j in journal}[3] == {"answer": data[3].question.upper()}
+    assert sum(e.row.prediction is not None for e in seen) == 40  # the events carried whole rows
+    with pytest.raises(dspex.ConfigError, match="keep_rows"):
+        dspex.Evaluate(data, exact, keep_rows="no")
