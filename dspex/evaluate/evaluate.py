@@ -300,6 +300,7 @@ class Evaluate:
                 for row in runner.rows():
                     with interrupts.held():  # a Ctrl-C waits until this row is in the result and the journal
                         tally.take(row)
+                    interrupts.raise_if_lost()
                     if tally.write_error is not None and aborted is None:
                         aborted = "journal write failed"
                         runner.cancel()
@@ -313,6 +314,7 @@ class Evaluate:
                         aborted = "cancelled"  # from the dashboard: as Ctrl-C, the partial result is kept
                         runner.cancel()
             except KeyboardInterrupt:
+                interrupts.delivered = True
                 aborted = "interrupted"
                 runner.cancel()
                 for row in runner.rows(poll=0.02, until=time.monotonic() + 2.0):
@@ -370,6 +372,10 @@ class _HeldInterrupts:
 
     def __init__(self) -> None:
         self.busy = self.pending = False
+        # a Ctrl-C whose KeyboardInterrupt Python swallowed (raised while the main thread ran a weakref
+        # callback or a __del__ during garbage collection: "Exception ignored in ..."): raised again by
+        # raise_if_lost() after the next row, so a Ctrl-C is never lost
+        self.fired = self.delivered = False
         self.previous: Any = None
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.getsignal(signal.SIGINT)
@@ -379,9 +385,15 @@ class _HeldInterrupts:
                 self.previous = None
 
     def _handler(self, signum: int, frame: Any) -> None:
+        self.fired = True
         if self.busy:
             self.pending = True
         else:
+            raise KeyboardInterrupt
+
+    def raise_if_lost(self) -> None:
+        if self.fired and not self.delivered:
+            self.delivered = True
             raise KeyboardInterrupt
 
     @contextmanager
