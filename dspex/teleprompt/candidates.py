@@ -12,8 +12,6 @@ journal of its candidates first, whichever evaluation wrote it, and finds each r
 from __future__ import annotations
 
 import contextvars
-import hashlib
-import json
 import threading
 from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from ..evaluate.result import EvalRow, load_journal
 from ..primitives import Example
 from ..programs import Module
-from .job import CompileJob
+from .job import CompileJob, digest
 
 
 def instructions_of(program: Module) -> dict[str, str]:
@@ -41,11 +39,6 @@ def edited(program: Module, instructions: Mapping[str, str] | None = None,
         if demos is not None and name in demos:
             predictor.demos = [dict(d) for d in demos[name]]
     return copy
-
-
-def digest(value: Any) -> str:
-    """A short stable name for a candidate or a subset (journal file names, cache keys)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 class ScoreBoard:

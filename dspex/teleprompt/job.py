@@ -334,7 +334,7 @@ class CompileJob:
         if rt is not None and rt.watched:  # the dashboard's candidate table
             prompts = prompts_of(program)
             rt.publish(CompileStep(self.run, result.run, phase, name, len(examples),
-                                   None if result.aborted else result.mean, _digest(prompts), prompts))
+                                   None if result.aborted else result.mean, digest(prompts), prompts))
         if result.aborted in ("interrupted", "cancelled"):
             raise CompileStopped("cancelled", f"Ctrl-C during {phase}")
         refused = next((r for r in result.rows if _refused(r)), None)
@@ -458,14 +458,14 @@ def prompts_of(program: Any) -> tuple[dict, ...]:
     return tuple(out)
 
 
-def _digest(prompts: tuple[dict, ...]) -> str:
-    return hashlib.sha256(json.dumps(prompts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def digest(value: Any, length: int = 12) -> str:
+    """A short stable name for a JSON-able value (a candidate's prompts, a subset, a fingerprint part)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 def fingerprint(**parts: Any) -> dict:
     """Stable digests of what a journal must match (the student's structure, the data, the settings)."""
-    return {k: hashlib.sha256(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()[:16]
-            for k, v in parts.items()}
+    return {k: digest(v, 16) for k, v in parts.items()}
 
 
 __all__ = ["CompileJob", "CompileReport", "CandidateScore", "CompileProgress", "CompileStopped", "EvaluationFailed",
