@@ -107,6 +107,13 @@ def scrub_text(text: str, keys: frozenset[str] | None = None) -> str:
     return _mask(text, [span for key in (known_keys() if keys is None else keys) for span in _spans(low, key)])
 
 
+def bounded(text: Any, limit: int, keys: frozenset[str] | None = None) -> str:
+    """``text`` as shown outside the process (a page, a span): at most ``limit`` characters, then "…",
+    every known key (or every one of ``keys``) masked."""
+    text = str(text)
+    return scrub_text(text if len(text) <= limit else text[:limit] + "…", keys)
+
+
 def scrub_value(value: Any, keys: frozenset[str] | None = None) -> Any:
     """Strings masked, recursively in dicts (keys and values), lists and tuples; other values as they are."""
     keys = known_keys() if keys is None else keys
@@ -121,4 +128,4 @@ def scrub_value(value: Any, keys: frozenset[str] | None = None) -> Any:
     return value
 
 
-__all__ = ["SCRUB_MIN", "MASK", "remember", "scrub_secret", "known_keys", "scrub_text", "scrub_value"]
+__all__ = ["SCRUB_MIN", "MASK", "remember", "scrub_secret", "known_keys", "scrub_text", "bounded", "scrub_value"]

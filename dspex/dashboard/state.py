@@ -23,7 +23,7 @@ from ..adapters.base import to_jsonable
 from ..clients.scope import RUN_SEP
 from ..errors import EvaluationCancelled, JournalError
 from ..events import CompileProgress, CompileStep, EvalProgress, RowFinished
-from ..scrub import known_keys, scrub_text
+from ..scrub import bounded, known_keys
 from ..journal import JournalType, Row, read
 
 MAX_EVENTS, MAX_ROWS, MAX_RUNS, MAX_CANDIDATES = 500, 2000, 50, 500
@@ -38,12 +38,6 @@ def _plain(value: Any) -> Any:
     return to_jsonable(value)
 
 
-def _bounded(text: Any, keys: frozenset[str], limit: int = MAX_TEXT) -> str:
-    """Text as the page shows it: at most ``limit`` characters, every known key masked."""
-    text = str(text)
-    return scrub_text(text if len(text) <= limit else text[:limit] + "…", keys)
-
-
 def _messages(messages: Any, keys: frozenset[str]) -> list[dict]:
     """The messages a predictor call sent, bounded (MAX_MESSAGES, MAX_TEXT each), keys masked; a
     multimodal content list is shown as its text parts."""
@@ -53,7 +47,8 @@ def _messages(messages: Any, keys: frozenset[str]) -> list[dict]:
         if isinstance(content, list):
             content = "\n".join(str(part.get("text", f"[{part.get('type', 'part')}]")) if isinstance(part, dict)
                                 else str(part) for part in content)
-        out.append({"role": str(m.get("role", "")) if isinstance(m, dict) else "", "content": _bounded(content, keys)})
+        role = str(m.get("role", "")) if isinstance(m, dict) else ""
+        out.append({"role": role, "content": bounded(content, MAX_TEXT, keys)})
     return out
 
 
@@ -65,14 +60,14 @@ def row_summary(row: Any) -> dict:
             "prediction": _plain(dict(pred.items())) if hasattr(pred, "items") else _plain(pred),
             "score": row.score, "error": error, "attempts": row.attempts, "worker": row.worker,
             "skipped": isinstance(row.error, EvaluationCancelled),  # never run (the run stopped first): no failure
-            "feedback": row.feedback, "raw": _bounded(getattr(pred, "raw", ""), keys),
+            "feedback": row.feedback, "raw": bounded(getattr(pred, "raw", ""), MAX_TEXT, keys),
             "tokens": getattr(getattr(pred, "usage", None), "total_tokens", 0),
             "cost": getattr(pred, "cost", 0.0),
             "trace": [{"predictor": s.predictor, "model": getattr(s, "model", ""), "inputs": _plain(s.inputs),
                        "outputs": _plain(s.outputs), "prompt_tokens": s.usage.prompt_tokens,
                        "completion_tokens": s.usage.completion_tokens, "cost": s.cost,
                        "messages": _messages(getattr(s, "messages", ()), keys),
-                       "raw": _bounded(getattr(s, "raw", ""), keys)}
+                       "raw": bounded(getattr(s, "raw", ""), MAX_TEXT, keys)}
                       for s in getattr(pred, "trace", ()) or ()]}
 
 

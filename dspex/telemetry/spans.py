@@ -18,7 +18,7 @@ import json
 import threading
 from typing import Any, Callable
 
-from ..scrub import known_keys, scrub_text
+from ..scrub import bounded, known_keys, scrub_text
 from ..utils.callback import BaseCallback
 
 MAX_TEXT = 16_000  # characters of captured text per attribute (a span stays small; the rest is "…")
@@ -32,15 +32,11 @@ _OPENINFERENCE = {"module": "CHAIN", "lm": "LLM", "adapter_format": "CHAIN", "ad
 def _text(value: Any) -> str:
     """``value`` as bounded text with every known key masked (captured content only)."""
     if isinstance(value, str):
-        text = value
-    else:
-        try:
-            text = json.dumps(value, default=str, ensure_ascii=False)
-        except (TypeError, ValueError):
-            text = str(value)
-    if len(text) > MAX_TEXT:
-        text = text[:MAX_TEXT] + "…"
-    return scrub_text(text, known_keys())
+        return bounded(value, MAX_TEXT)
+    try:
+        return bounded(json.dumps(value, default=str, ensure_ascii=False), MAX_TEXT)
+    except (TypeError, ValueError):
+        return bounded(value, MAX_TEXT)
 
 
 def _class(instance: Any) -> str:
