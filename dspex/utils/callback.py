@@ -204,37 +204,13 @@ class Report:
 
 
 @contextlib.contextmanager
-def reported_as_one(instance: Any, fn: Callable, *args: Any, **kwargs: Any) -> Iterator[Report]:
-    """One start / end pair, as for a call ``fn(instance, *args, **kwargs)``, around a block that makes
-    several calls of that kind, which are not reported themselves (in the block's threads too, when they
-    copy its context). Predict's ``n=3`` is three LM requests here and one LM call with three completions
-    in DSPy: its callbacks see that one call."""
+def _ending(begun: tuple | None) -> Iterator[Report]:
+    """A :class:`Report` for the block; at its end the end hooks of ``begun`` (None: nothing begun) get
+    ``report.outputs`` or the block's exception, which is re-raised unchanged."""
     report = Report()
-    begun = _start(instance, fn, args, kwargs)
-    token = _PARTS_OF.set(_PARTS_OF.get() | {getattr(instance, "_callback_kind", "module")})
-    error: BaseException | None = None
-    try:
-        yield report
-    except BaseException as exc:  # reported, then re-raised unchanged
-        error = exc
-        raise
-    finally:
-        _PARTS_OF.reset(token)
-        if begun is not None:
-            _end(begun, None if error is not None else report.outputs, error)
-
-
-@contextlib.contextmanager
-def observed(instance: Any, kind: str, **inputs: Any) -> Iterator[Report]:
-    """``on_{kind}_start`` / ``on_{kind}_end`` around a block that is one step but no method call (an
-    evaluation's row, a compile's scoring step): ``inputs`` go to the start hooks, ``report.outputs`` (set
-    inside the block) or the exception to the end hooks. Costs one list read when no callback is active."""
-    report = Report()
-    callbacks = active_callbacks(instance)
-    if not callbacks:
+    if begun is None:
         yield report
         return
-    begun = _begin(callbacks, f"on_{kind}_start", f"on_{kind}_end", instance, inputs)
     error: BaseException | None = None
     try:
         yield report
@@ -243,6 +219,31 @@ def observed(instance: Any, kind: str, **inputs: Any) -> Iterator[Report]:
         raise
     finally:
         _end(begun, None if error is not None else report.outputs, error)
+
+
+@contextlib.contextmanager
+def reported_as_one(instance: Any, fn: Callable, *args: Any, **kwargs: Any) -> Iterator[Report]:
+    """One start / end pair, as for a call ``fn(instance, *args, **kwargs)``, around a block that makes
+    several calls of that kind, which are not reported themselves (in the block's threads too, when they
+    copy its context). Predict's ``n=3`` is three LM requests here and one LM call with three completions
+    in DSPy: its callbacks see that one call."""
+    with _ending(_start(instance, fn, args, kwargs)) as report:
+        token = _PARTS_OF.set(_PARTS_OF.get() | {getattr(instance, "_callback_kind", "module")})
+        try:
+            yield report
+        finally:
+            _PARTS_OF.reset(token)
+
+
+@contextlib.contextmanager
+def observed(instance: Any, kind: str, **inputs: Any) -> Iterator[Report]:
+    """``on_{kind}_start`` / ``on_{kind}_end`` around a block that is one step but no method call (an
+    evaluation's row, a compile's scoring step): ``inputs`` go to the start hooks, ``report.outputs`` (set
+    inside the block) or the exception to the end hooks. Costs one list read when no callback is active."""
+    callbacks = active_callbacks(instance)
+    begun = _begin(callbacks, f"on_{kind}_start", f"on_{kind}_end", instance, inputs) if callbacks else None
+    with _ending(begun) as report:
+        yield report
 
 
 def with_callbacks(fn: Callable) -> Callable:
