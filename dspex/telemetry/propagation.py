@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator, TypeVar
 
-from .setup import ENDPOINT_VARIABLES, current, instrument_for_worker
+from .setup import current, instrument_for_worker
 
 T = TypeVar("T")
 
@@ -67,4 +67,4 @@ def flush(timeout_s: float = 5.0) -> None:
         installed.flush(timeout_s)
 
 
-__all__ = ["carry", "resumed", "call_resumed", "flush", "ENDPOINT_VARIABLES"]
+__all__ = ["carry", "resumed", "call_resumed", "flush"]
