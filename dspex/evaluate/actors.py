@@ -1,12 +1,15 @@
 """Evaluation across processes: a coordinator actor hands out batches; worker actors pull them.
 
-Each worker is a process (``dspex: eval-worker N`` in ``ps``) that attaches to the runtime, unpickles
-the program and metric (sent by value with cloudpickle), and runs its examples on threads, its LM calls
-going through the shared client actors. The thread that does this is linked to the worker actor
-(``spawn_thread``): if it dies, the worker exits abnormally with its reason and is restarted. A worker
-says hello when it starts and tells the coordinator when it exits, so after a crash the coordinator
-re-queues what that worker had in flight at once (after kill -9, at the restart's hello; a worker that
-never comes back, after ``lost_after``); a result for an example already done is dropped.
+The coordinator and its workers are a pool (``feed.WorkerPool``) that serves one evaluation, or every
+evaluation of a compile, several at once: each evaluation is a *run* opened on the coordinator with its
+examples and its program and metric (pickled by value with cloudpickle). Each worker is a process
+(``dspex: eval-worker N`` in ``ps``) that attaches to the runtime, unpickles a run's program the first
+time it is handed one of its examples, and runs examples on threads, its LM calls going through the
+shared client actors. The thread that does this is linked to the worker actor (``spawn_thread``): if it
+dies, the worker exits abnormally with its reason and is restarted. A worker says hello when it starts
+and tells the coordinator when it exits, so after a crash the coordinator re-queues what that worker had
+in flight, in every run, at once (after kill -9, at the restart's hello; a worker that never comes back,
+after ``lost_after``); a result for an example already done, or of a run closed since, is dropped.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from supervision import GenServer
+from supervision import GenServer, NoReply
 
 from ..telemetry.propagation import call_resumed, flush as flush_spans
 from .runner import run_example
@@ -28,6 +31,7 @@ from .tracker import Tracker
 HEARTBEAT = 1.0  # seconds: a worker calls the coordinator at least this often, busy or not
 ROWS_PER_CALL = 8  # a worker sends its finished rows once it has this many...
 ROW_DELAY = 0.02  # ...or the oldest has waited this long (seconds)
+IDLE_WAIT = 0.5  # seconds an idle worker's call waits at the coordinator for work before it is answered empty
 
 
 @dataclass(frozen=True)
@@ -44,24 +48,71 @@ class WorkerDown:
 
 
 @dataclass(frozen=True)
+class OpenRun:
+    """An evaluation for the pool. ``done``: indices finished already (resumed); ``running``: examples of
+    this run each worker runs at once at most (its share of the evaluation's concurrency); the
+    coordinator keeps at most twice that per worker in flight (running, or queued at a worker so a
+    thread never waits for a round trip)."""
+
+    run: str
+    payload: bytes  # cloudpickle of (program, metric)
+    examples: list
+    done: tuple
+    running: int
+    timeout: float | None
+    retry_timeouts: bool
+    trace: dict | None = None  # the evaluation's trace context (dspex.telemetry.propagation)
+
+
+@dataclass(frozen=True)
+class CloseRun:
+    """The evaluation is over: its state goes; a late row of it is dropped."""
+
+    run: str
+
+
+@dataclass(frozen=True)
 class Pull:
-    """Up to ``n`` more examples for ``worker``; ``rows`` are its results since the last call."""
+    """Up to ``n`` more examples for ``worker``; ``rows`` are its results since the last call, as
+    ``(run, EvalRow)``; ``known``: the runs whose program it holds. With none to give, the answer waits
+    up to ``wait`` seconds for some (a run opening, a lost worker's examples coming back)."""
 
     worker: str
     n: int
     rows: tuple = ()
+    known: frozenset = frozenset()
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)
 class Batch:
-    items: tuple  # ((index, example, attempts), ...)
-    finished: bool = False
+    items: tuple  # ((run, index, example, attempts), ...)
+    programs: dict = field(default_factory=dict)  # run -> RunProgram, for runs in items the worker lacks
+    runs: frozenset = frozenset()  # the runs open now: a worker forgets the others' programs
+
+
+@dataclass(frozen=True)
+class RunProgram:
+    payload: bytes
+    trace: dict | None
+    running: int
 
 
 @dataclass(frozen=True)
 class SweepAndCollect:
-    """Evaluate's poll, and it changes things: workers silent too long lose their examples (re-queued),
-    overdue examples are failed as ExampleTimeout rows; the reply carries the rows finished since."""
+    """Evaluate's poll of one run, and it changes things: workers silent too long lose their examples
+    (re-queued, in every run), the run's overdue examples are failed as ExampleTimeout rows; the reply
+    carries the run's rows finished since, and waits up to ``wait`` seconds for the first of them."""
+
+    run: str
+    wait: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Expire:
+    """A parked call's wait is over: answer it with what there is."""
+
+    key: int
 
 
 @dataclass(frozen=True)
@@ -73,92 +124,193 @@ class Progress:
 
 @dataclass(frozen=True)
 class CancelRun:
-    pass
+    run: str
+
+
+@dataclass
+class _Run:
+    """The coordinator's state of one open evaluation."""
+
+    examples: list
+    tracker: Tracker
+    program: RunProgram
+    started: float
+    fresh: list = field(default_factory=list)  # rows finished since the last poll
+    cancelled: bool = False
 
 
 class EvalCoordinator(GenServer):
-    """Owns the Tracker: pending / in flight (per worker) / done. Workers call in at least every
-    HEARTBEAT seconds; one silent for ``lost_after`` (its host gone, its process hung) loses its
+    """Owns a Tracker per open run: pending / in flight (per worker) / done. Workers call in at least
+    every HEARTBEAT seconds; one silent for ``lost_after`` (its host gone, its process hung) loses its
     examples to the others, and a result it sends later counts only if nobody finished them first."""
 
     title_prefix = "dspex"
 
-    def init(self, examples: list, timeout: float | None, retry_timeouts: bool, done: list,
-             lost_after: float = 10.0) -> None:
-        self.examples = examples
-        self.tracker = Tracker(len(examples), timeout, retry_timeouts)
-        self.tracker.skip(done)
-        self.fresh: list[EvalRow] = []
-        self.cancelled = False
+    def init(self, lost_after: float = 10.0) -> None:
+        self.runs: dict[str, _Run] = {}
+        self.turn = 0  # which run is served first in the next batch (runs take turns)
         self.lost_after = lost_after
         self.seen: dict[str, float] = {}  # worker -> last call
-        self.started = time.monotonic()
+        # calls answered later (long polls): idle workers' Pulls and runs' polls, each with its timer's key
+        self.idle: dict[str, tuple[Any, Pull, int]] = {}  # worker -> (token, request, key)
+        self.polls: dict[str, tuple[Any, int]] = {}  # run -> (token, key)
+        self.keys = 0
 
     def handle_call(self, request: Any) -> Any:
         now = time.monotonic()
         match request:
+            case OpenRun(run=run) if run in self.runs:
+                raise ValueError(f"run {run!r} is open on this pool already")
+            case OpenRun():
+                tracker = Tracker(len(request.examples), request.timeout, request.retry_timeouts)
+                tracker.skip(request.done)
+                self.runs[request.run] = _Run(request.examples, tracker, RunProgram(
+                    request.payload, request.trace, request.running), now)
+                self._serve_idle(now)
+                return True
+            case CloseRun(run=run):
+                self.runs.pop(run, None)
+                self._answer_poll(run, now)
+                return True
             case Hello(worker=worker):
                 self.seen[worker] = now
-                requeued = self.tracker.worker_lost(worker)
-                if requeued:
-                    self.actor_log.warning("worker_restarted", worker=worker, requeued=len(requeued))
+                self.idle.pop(worker, None)  # a call of its previous life: nobody waits for that answer
+                self._lost(worker, "worker_restarted", now)
                 return True
-            case Pull(worker=worker, n=n, rows=rows):
+            case Pull(worker=worker, rows=rows):
                 self.seen[worker] = now
-                self._finish(rows)
-                if self.cancelled:
-                    return Batch((), finished=True)
-                idx = self.tracker.take(worker, n, now)
-                return Batch(tuple((i, self.examples[i], self.tracker.attempts[i]) for i in idx), self.tracker.finished)
-            case SweepAndCollect():
-                return self._sweep_and_collect(now)
-            case CancelRun():
-                self.cancelled = True
+                self._finish(rows, now)
+                batch = self._batch(request, now)
+                if batch.items or request.wait <= 0:
+                    return batch
+                self.idle[worker] = (self.current_call, request, self._timer(request.wait))
+                return NoReply
+            case SweepAndCollect(run=run):
+                progress = self._sweep_and_collect(run, now)
+                if progress.rows or progress.finished or request.wait <= 0:
+                    return progress
+                self.polls[run] = (self.current_call, self._timer(request.wait))
+                return NoReply
+            case CancelRun(run=run):
+                if run in self.runs:
+                    self.runs[run].cancelled = True
+                self._answer_poll(run, now)
                 return True
         return super().handle_call(request)
 
     def handle_info(self, message: Any) -> None:
+        now = time.monotonic()
         match message:
             case WorkerDown(worker=worker, reason=reason):
-                requeued = self.tracker.worker_lost(worker)
-                if requeued:
-                    self.actor_log.warning("worker_down", worker=worker, reason=reason, requeued=len(requeued))
+                self.idle.pop(worker, None)
+                self._lost(worker, "worker_down", now, reason=reason)
+            case _Expire(key=key):
+                for worker, (token, request, k) in list(self.idle.items()):
+                    if k == key:
+                        del self.idle[worker]
+                        self.reply(token, self._batch(request, now))
+                for run, (_, k) in list(self.polls.items()):
+                    if k == key:
+                        self._answer_poll(run, now)
             case _:
                 super().handle_info(message)
 
-    def _sweep_and_collect(self, now: float) -> Progress:
+    def _timer(self, seconds: float) -> int:
+        self.keys += 1
+        self.send_after(seconds, _Expire(self.keys))
+        return self.keys
+
+    def _batch(self, request: Pull, now: float) -> Batch:
+        items = self._take(request.worker, request.n, now)
+        programs = {run: self.runs[run].program for run in {item[0] for item in items} - request.known}
+        return Batch(items, programs, frozenset(self.runs))
+
+    def _serve_idle(self, now: float) -> None:
+        """Examples to hand out (a run opened, examples re-queued): answer the idle workers waiting."""
+        for worker, (token, request, _) in list(self.idle.items()):
+            batch = self._batch(request, now)
+            if batch.items:
+                del self.idle[worker]
+                self.reply(token, batch)
+
+    def _answer_poll(self, run: str, now: float) -> None:
+        """Answer the poll of ``run`` waiting, if one is (a closed run's with what it had: nothing more)."""
+        waiting = self.polls.pop(run, None)
+        if waiting is not None:
+            if run in self.runs:
+                self.reply(waiting[0], self._sweep_and_collect(run, now))
+            else:
+                self.reply(waiting[0], Progress((), {"done": 0, "in_flight": 0, "pending": 0, "duplicates": 0,
+                                                     "live_workers": len(self.seen), "age_s": 0.0}, True))
+
+    def _lost(self, worker: str, event: str, now: float, **details: Any) -> None:
+        """What ``worker`` had in flight, in every run, goes back to the front of its run's queue."""
+        requeued = sum(len(run.tracker.worker_lost(worker)) for run in self.runs.values())
+        if requeued:
+            self.actor_log.warning(event, worker=worker, requeued=requeued, **details)
+            self._serve_idle(now)
+
+    def _take(self, worker: str, n: int, now: float) -> tuple:
+        """Up to ``n`` examples for ``worker``, the open runs taking turns, none past its in-flight share."""
+        order = list(self.runs.items())
+        if not order:
+            return ()
+        self.turn = (self.turn + 1) % len(order)
+        order = order[self.turn:] + order[:self.turn]
+        items: list = []
+        while len(items) < n:
+            before = len(items)
+            for name, run in order:
+                held = sum(1 for holder, _ in run.tracker.in_flight.values() if holder == worker)
+                room = 2 * run.program.running - held
+                share = min(room, max(1, (n - len(items)) // len(order)), n - len(items))
+                if run.cancelled or share <= 0:
+                    continue
+                items.extend((name, i, run.examples[i], run.tracker.attempts[i])
+                             for i in run.tracker.take(worker, share, now))
+            if len(items) == before:
+                break
+        return tuple(items)
+
+    def _sweep_and_collect(self, name: str, now: float) -> Progress:
         for silent in [w for w, t in self.seen.items() if now - t > self.lost_after]:
             del self.seen[silent]
-            requeued = self.tracker.worker_lost(silent)
-            self.actor_log.warning("worker_lost", worker=silent, silent_s=self.lost_after, requeued=len(requeued))
-        failed, _ = self.tracker.overdue(now)
+            self._lost(silent, "worker_lost", now, silent_s=self.lost_after)
+        run = self.runs.get(name)
+        if run is None:
+            raise LookupError(f"no run {name!r} is open on this pool")
+        failed, retried = run.tracker.overdue(now)
+        if retried:
+            self._serve_idle(now)
         for i in failed:
-            holder = self.tracker.in_flight.get(i, ("coordinator",))[0]
-            if self.tracker.finish(i):
-                self.fresh.append(timeout_row(i, self.examples[i], self.tracker.attempts.get(i, 1), holder))
-        rows, self.fresh = tuple(self.fresh), []
-        counts = {**self.tracker.counts(), "live_workers": len(self.seen), "age_s": now - self.started}
-        return Progress(rows, counts, self.tracker.finished)
+            holder = run.tracker.in_flight.get(i, ("coordinator",))[0]
+            if run.tracker.finish(i):
+                run.fresh.append(timeout_row(i, run.examples[i], run.tracker.attempts.get(i, 1), holder))
+        rows, run.fresh = tuple(run.fresh), []
+        counts = {**run.tracker.counts(), "live_workers": len(self.seen), "age_s": now - run.started}
+        return Progress(rows, counts, run.tracker.finished)
 
-    def _finish(self, rows: tuple) -> None:
-        for row in rows:
-            if self.tracker.finish(row.index):
-                self.fresh.append(row)
+    def _finish(self, rows: tuple, now: float) -> None:
+        for name, row in rows:
+            run = self.runs.get(name)
+            if run is not None and run.tracker.finish(row.index):  # (a closed run's late row is dropped)
+                run.fresh.append(row)
+        for name in {name for name, _ in rows} & set(self.polls):
+            self._answer_poll(name, now)
 
 
 class EvalWorker(GenServer):
-    """A process that pulls batches and runs them on ``concurrency`` threads."""
+    """A process that pulls batches of any open run and runs them on up to ``concurrency`` threads, each
+    run's examples on at most its ``running`` share of them."""
 
     title_prefix = "dspex"
 
-    def init(self, worker: str, info: Any, payload: bytes, concurrency: int, coordinator: str,
-             run: str | None = None, trace: dict[str, str] | None = None) -> None:
-        self.worker, self.info, self.payload, self.concurrency = worker, info, payload, concurrency
-        self.coordinator, self.run = coordinator, run
-        self.trace = trace  # the evaluation's trace context (dspex.telemetry.propagation): rows are its children
+    def init(self, worker: str, info: Any, concurrency: int, coordinator: str) -> None:
+        self.worker, self.info, self.concurrency, self.coordinator = worker, info, concurrency, coordinator
         self.stopping = threading.Event()
         self.rt: Any = None  # the attached runtime (made by the worker thread)
         self.coord: Any = None  # the coordinator's address, once the worker thread has found it
+        self.programs: dict[str, tuple] = {}  # run -> (program, metric, RunProgram), as unpickled here
         self.thread = self.spawn_thread(self._loop, name=f"eval-{worker}")  # its crash is this actor's crash
 
     def terminate(self, reason: str) -> None:
@@ -171,14 +323,30 @@ class EvalWorker(GenServer):
         flush_spans()
 
     def _loop(self) -> None:
-        import cloudpickle
-
-        from ..clients.foreign_lm import is_dspex_lm
         from ..runtime import Runtime
 
         rt = self.rt = Runtime.attach(self.info)
         try:
-            program, metric = cloudpickle.loads(self.payload)
+            coord = rt.actors.whereis(self.coordinator)
+            if coord is None:
+                raise LookupError(f"no coordinator registered as {self.coordinator!r}")
+            coord = self.coord = coord.address
+            rt.actors.call(coord, Hello(self.worker), 30.0)
+            self._work(rt, coord)
+        finally:  # a failure goes on up: the linked thread's crash is the worker's exit (then a restart)
+            rt.close()
+
+    def _learn(self, rt: Any, batch: Batch) -> None:
+        """Unpickle the programs of runs new to this worker, bound to this process's runtime; forget
+        those of runs closed since."""
+        import cloudpickle
+
+        from ..clients.foreign_lm import is_dspex_lm
+
+        for run in [r for r in self.programs if r not in batch.runs]:
+            del self.programs[run]
+        for run, sent in batch.programs.items():
+            program, metric = cloudpickle.loads(sent.payload)
             bound: set[int] = set()
             for predictor in getattr(program, "predictors", lambda: [])():
                 if predictor.lm is not None and id(predictor.lm) not in bound and is_dspex_lm(predictor.lm):
@@ -191,42 +359,36 @@ class EvalWorker(GenServer):
                     if getattr(type(handle), "client_handle", False) and id(handle) not in bound:
                         handle.bind(rt)
                         bound.add(id(handle))
-            coord = rt.actors.whereis(self.coordinator)
-            if coord is None:
-                raise LookupError(f"no coordinator registered as {self.coordinator!r}")
-            coord = self.coord = coord.address
-            rt.actors.call(coord, Hello(self.worker), 30.0)
-            self._work(rt, coord, program, metric)
-        finally:  # a failure goes on up: the linked thread's crash is the worker's exit (then a restart)
-            rt.close()
+            self.programs[run] = (program, metric, sent)
 
-    def _work(self, rt: Any, coord: Any, program: Any, metric: Any) -> None:
-        """Keep ``concurrency`` examples running and as many queued (so a thread never waits for a round
-        trip); one call to the coordinator both returns finished rows and takes more."""
-        running: dict[Future, int] = {}
+    def _work(self, rt: Any, coord: Any) -> None:
+        """Keep the threads busy and as many examples queued (so a thread never waits for a round trip);
+        one call to the coordinator both returns finished rows and takes more. Runs until stopped."""
+        running: dict[Future, str] = {}  # future -> its run
+        per_run: dict[str, int] = {}  # run -> its examples running here
         queued: deque = deque()  # handed to us, not started yet: still ours (in flight) at the coordinator
-        rows: list[EvalRow] = []
+        rows: list[tuple[str, EvalRow]] = []
         first_row_at = 0.0
-        finished = False
         last_call = float("-inf")
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.worker}-ex")
         try:
-            while not self.stopping.is_set() and (running or queued or rows or not finished):
+            while not self.stopping.is_set():
                 now = time.monotonic()
-                want = 0 if finished else 2 * self.concurrency - len(running) - len(queued)
+                want = 2 * self.concurrency - len(running) - len(queued)
+                busy = bool(running or queued)
                 if ((rows and (len(rows) >= ROWS_PER_CALL or now - first_row_at > ROW_DELAY))
-                        or want >= max(1, self.concurrency // 2) or (want > 0 and not running and not queued)
-                        or now - last_call > HEARTBEAT):
+                        or want >= max(1, self.concurrency // 2) or now - last_call > HEARTBEAT):
                     if rows:
                         rt.engines.flush()  # the ledger has a row's calls before the row counts
-                    batch = rt.actors.call(coord, Pull(self.worker, want, tuple(rows)), 30.0)
+                        if not busy:
+                            flush_spans()  # an idle moment: the rows' spans go out before the rows
+                    # idle, the call waits at the coordinator until there is work (or IDLE_WAIT passes)
+                    pull = Pull(self.worker, want, tuple(rows), frozenset(self.programs), 0.0 if busy else IDLE_WAIT)
+                    batch = rt.actors.call(coord, pull, 30.0)
                     rows, last_call = [], time.monotonic()
-                    finished = finished or (batch.finished and not batch.items)
+                    self._learn(rt, batch)
                     queued.extend(batch.items)
-                while queued and len(running) < self.concurrency:
-                    index, example, attempts = queued.popleft()
-                    running[pool.submit(call_resumed, self.trace, run_example, program, metric, index, example,
-                                        self.worker, attempts, self.run)] = index
+                self._start(pool, queued, running, per_run)
                 if not running:
                     time.sleep(0.01)
                     continue
@@ -234,14 +396,31 @@ class EvalWorker(GenServer):
                 for f in done:
                     if not rows:
                         first_row_at = time.monotonic()
-                    rows.append(f.result())  # run_example raises only what must stop the worker (Ctrl-C's kind)
-                    del running[f]
+                    run = running.pop(f)
+                    per_run[run] -= 1
+                    rows.append((run, f.result()))  # run_example raises only what must stop the worker (Ctrl-C's kind)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)  # the crash is reported now, not after the rest finish
             raise
-        pool.shutdown(wait=True)
-        flush_spans()  # the rows' spans are out before the run ends
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def _start(self, pool: ThreadPoolExecutor, queued: deque, running: dict, per_run: dict) -> None:
+        """Start queued examples on free threads, in order, each run within its share of them."""
+        waiting: deque = deque()
+        while queued and len(running) < self.concurrency:
+            item = queued.popleft()
+            run, index, example, attempts = item
+            if run not in self.programs:  # closed while queued here: its rows are not wanted any more
+                continue
+            program, metric, sent = self.programs[run]
+            if per_run.get(run, 0) >= sent.running:
+                waiting.append(item)
+                continue
+            per_run[run] = per_run.get(run, 0) + 1
+            running[pool.submit(call_resumed, sent.trace, run_example, program, metric, index, example,
+                                self.worker, attempts, run)] = run
+        queued.extendleft(reversed(waiting))
 
 
-__all__ = ["EvalCoordinator", "EvalWorker", "Hello", "Pull", "WorkerDown", "Batch", "SweepAndCollect", "Progress",
-           "CancelRun"]
+__all__ = ["EvalCoordinator", "EvalWorker", "Hello", "Pull", "WorkerDown", "OpenRun", "CloseRun", "RunProgram", "Batch",
+           "SweepAndCollect", "Progress", "CancelRun"]

@@ -41,7 +41,7 @@ from ..clients.scope import RUN_SEP, current_run
 from .metric_call import MetricPlace, bind_metric
 from ..adapters.base import to_jsonable
 from .runner import Metric, Runner, ThreadRunner, run_example
-from .feed import WorkerFeed
+from .feed import feed
 from .result import EvalProgress, EvalRow, EvaluationResult, RowFinished, load_journal
 from .tracker import Tracker
 
@@ -191,9 +191,9 @@ class Evaluate:
             if self.num_threads == 1:  # DSPy's one thread: the examples run here, in the calling thread
                 runner: Runner = InlineRunner(program, metric, self.devset, set(rows), run)
             elif self.workers > 0 and rt is not None and not rt.actors.is_local:
-                runner = WorkerFeed(rt, program, metric, self.devset, done=list(rows), workers=self.workers,
-                                            concurrency=self.max_concurrency, timeout=self.timeout,
-                                            retry_timeouts=self.retry_timeouts, run=run)
+                runner = feed(rt, program, metric, self.devset, done=list(rows), workers=self.workers,
+                              concurrency=self.max_concurrency, timeout=self.timeout,
+                              retry_timeouts=self.retry_timeouts, run=run)
             else:
                 tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
                 tracker.skip(rows)
@@ -240,10 +240,10 @@ class Evaluate:
                               f"`python -m dspex host --leader {leader} --bind <its ip> --port <its port>`")
         with self._journal() as journal:  # locked and open before anything is read back or sent
             rows = self._resumed()
-            runner = WorkerFeed(rt, program, bind_metric(self.metric, MetricPlace.EVALUATE), self.devset,
-                                done=list(rows), workers=max(1, self.workers), concurrency=self.max_concurrency,
-                                timeout=self.timeout, retry_timeouts=self.retry_timeouts, hosts=hosts,
-                                lost_after=lost_after, run=run)
+            runner = feed(rt, program, bind_metric(self.metric, MetricPlace.EVALUATE), self.devset,
+                          done=list(rows), workers=max(1, self.workers), concurrency=self.max_concurrency,
+                          timeout=self.timeout, retry_timeouts=self.retry_timeouts, hosts=hosts,
+                          lost_after=lost_after, run=run)
             return self._collect(runner, rows, start, rt, run, until, journal)
 
     @contextmanager

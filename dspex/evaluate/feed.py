@@ -1,64 +1,61 @@
-"""Evaluate's side of a run on worker processes (or hosts): the evaluation supervisor and the poll.
+"""Evaluate's side of a run on worker processes (or hosts): the worker pool and the poll.
 
-Not an actor: it runs in the caller's thread, starts the run's supervisor (coordinator + workers, see
-``actors.py``) and turns the coordinator's answers into rows; it is a :class:`~.runner.Runner`.
+A :class:`WorkerPool` is a supervisor of one coordinator and its workers (``actors.py``). Evaluate opens
+one for its run and stops it at the end, unless a pool is leased in the current context
+(:func:`leased`): a compile leases one for all its evaluations, several at once, so its rounds start
+no processes (a pool is ~4 processes; an evaluation each was ~7, 56 for an 8-candidate compile).
+Neither is an actor: they run in the caller's thread; :class:`WorkerFeed` is a
+:class:`~.runner.Runner`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import itertools
+import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..telemetry.propagation import carry
-from .actors import CancelRun, EvalCoordinator, EvalWorker, SweepAndCollect
+from .actors import CancelRun, CloseRun, EvalCoordinator, EvalWorker, OpenRun, SweepAndCollect
 
+GATHER = 0.02  # seconds between polls that brought rows (the next one waits at the coordinator anyway)
 GIVE_UP_SEEN = 5.0  # seconds to wait, after the coordinator is found gone, for the root to record why
 
+_LEASED: contextvars.ContextVar["WorkerPool | None"] = contextvars.ContextVar("dspex_worker_pool", default=None)
+_names = itertools.count(1)
 
-class WorkerFeed:
-    """Evaluate's side of a worker run: starts the evaluation supervisor, polls the coordinator for rows.
+
+class WorkerPool:
+    """A coordinator and ``workers`` worker processes (per host with ``hosts``) under one supervisor,
+    with ``concurrency`` threads in all; runs evaluations (:meth:`open`), several at once.
 
     Without ``hosts`` the workers are processes of this runtime. With ``hosts`` (node addresses,
     ``ip:port``) each host gets ``workers`` workers under its own supervisor, a temporary child of the
-    run's supervisor: a host that is lost (or keeps failing) gives up alone while the coordinator and
+    pool's supervisor: a host that is lost (or keeps failing) gives up alone while the coordinator and
     the other hosts go on; its examples go back to the queue when its workers fall silent.
     """
 
-    def __init__(self, rt: Any, program: Any, metric: Any, examples: list, *, done: list, workers: int,
-                 concurrency: int, timeout: float | None, retry_timeouts: bool,
-                 hosts: Sequence[str] = (), lost_after: float = 10.0, run: str = "eval") -> None:
-        import cloudpickle
-
+    def __init__(self, rt: Any, *, workers: int, concurrency: int, hosts: Sequence[str] = (),
+                 lost_after: float = 10.0, name: str | None = None) -> None:
         from supervision import ChildSpec, SupervisorSpec
         from supervision.node import NODE_CAPABILITY
 
-        from ..errors import ConfigError
-
-        from ..programs.settings import with_resolved_lms
-
-        if hasattr(program, "predictors"):  # workers have no dspex.context / configure of this process
-            program = with_resolved_lms(program)
-        try:
-            payload = cloudpickle.dumps((program, metric))
-        except Exception as exc:  # noqa: BLE001 - any pickling failure gets the same clear message
-            raise ConfigError(f"cannot send the program and metric to worker processes ({type(exc).__name__}: "
-                              f"{exc}); make them picklable or use workers=0") from None
-        self.rt = rt
-        self.name = run  # the run's id names its supervisor too
-        self.lost_after = lost_after
+        self.rt, self.hosts, self.lost_after = rt, tuple(hosts), lost_after
+        self.name = name or f"eval-pool-{next(_names)}"
+        self.spread = workers * max(1, len(self.hosts))  # worker processes in all
         coordinator = f"{self.name}-coordinator"
-        per_worker = max(1, concurrency // (workers * max(1, len(hosts))))
+        per_worker = max(1, concurrency // self.spread)
         info = rt.info()
-        trace = carry()  # the evaluation's span: each worker's rows are its children (when tracing is on)
 
         def worker(wid: str, title: str, **placement: Any) -> ChildSpec:
-            return ChildSpec(wid, EvalWorker, args=(wid, info, payload, per_worker, coordinator, run, trace), title=title,
-                             **placement)
+            return ChildSpec(wid, EvalWorker, args=(wid, info, per_worker, coordinator), title=title, **placement)
 
         children = [ChildSpec("coordinator", EvalCoordinator, name=coordinator, title="eval-coordinator",
-                              args=(examples, timeout, retry_timeouts, list(done), lost_after))]
+                              args=(lost_after,))]
         local_workers = [worker(f"worker-{n}", f"eval-worker {n}") for n in range(1, workers + 1)] if not hosts else []
-        for host in hosts:
+        for host in self.hosts:
             placed = [worker(f"worker-{n}@{host}", f"eval-worker {n}@{host}", shutdown=2.0,
                              requirements={NODE_CAPABILITY: host}) for n in range(1, workers + 1)]
             # a restart on a host that is gone waits for its start timeout: keep both small, so a lost
@@ -75,61 +72,183 @@ class WorkerFeed:
             rt.actors.stop_supervisor(self.name)
             raise
         self.coord = self.sup.child("coordinator")
+        self.gone = False  # the supervisor has exited on its own (restart intensity reached)
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def open(self, program: Any, metric: Any, examples: list, *, done: list, concurrency: int,
+             timeout: float | None, retry_timeouts: bool, run: str, owned: bool = False) -> "WorkerFeed":
+        """Start evaluating ``program`` on ``examples`` (the ``done`` indices skipped), at most
+        ``concurrency`` examples running at once; its rows through the returned feed."""
+        import cloudpickle
+
+        from ..errors import ConfigError
+        from ..programs.settings import with_resolved_lms
+
+        if hasattr(program, "predictors"):  # workers have no dspex.context / configure of this process
+            program = with_resolved_lms(program)
+        try:
+            payload = cloudpickle.dumps((program, metric))
+        except Exception as exc:  # noqa: BLE001 - any pickling failure gets the same clear message
+            raise ConfigError(f"cannot send the program and metric to worker processes ({type(exc).__name__}: "
+                              f"{exc}); make them picklable or use workers=0") from None
+        running = max(1, concurrency // self.spread)
+        feed = WorkerFeed(self, run, owned)
+        # the evaluation's span travels with it: each worker's rows are its children (when tracing is on)
+        feed._ask(OpenRun(run, payload, examples, tuple(done), running, timeout, retry_timeouts, carry()))
+        return feed
+
+    def close(self) -> None:
+        """Stop the coordinator and the workers. Idempotent."""
+        from supervision import SpecError
+
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        if self.gone:  # a supervisor that gave up is gone from the tree already
+            return
+        try:
+            self.rt.actors.stop_supervisor(self.name)
+        except SpecError:  # no such child: it gave up since the last poll
+            if self.failure() is None:
+                raise
+
+    def failure(self) -> Any:
+        """The root's record of this pool's supervisor exiting abnormally, if it did."""
+        return next((f for f in reversed(self.rt.actors.failures) if f.name == self.name), None)
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class PoolLease:
+    """One worker pool for every evaluation run in a context (:func:`leased`; a compile's), started when
+    the first of them runs on worker processes and stopped by :meth:`close`. ``concurrency``: threads in
+    all (e.g. the compile's per-evaluation concurrency × the evaluations it runs at once)."""
+
+    def __init__(self, concurrency: int, name: str) -> None:
+        self.concurrency, self.name = concurrency, name
+        self._pool: WorkerPool | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def pool(self, rt: Any, hosts: tuple, workers: int, lost_after: float) -> WorkerPool | None:
+        """The pool for an evaluation on ``rt`` (and ``hosts``), started (again, if the last one gave up
+        or served other hosts) when needed; None once the lease is closed."""
+        with self._lock:
+            if self._closed:
+                return None
+            old = self._pool
+            if old is None or old.gone or old.closed or old.rt is not rt or old.hosts != hosts:
+                if old is not None:
+                    old.close()
+                self._pool = WorkerPool(rt, workers=workers, concurrency=max(self.concurrency, workers),
+                                        hosts=hosts, lost_after=lost_after, name=f"{self.name}-pool")
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the pool, if one was started. Idempotent."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
+@contextlib.contextmanager
+def leased(lease: PoolLease) -> Iterator[PoolLease]:
+    """Evaluations started in this context (and in threads that copy it) that run on worker processes
+    run on ``lease``'s pool."""
+    token = _LEASED.set(lease)
+    try:
+        yield lease
+    finally:
+        _LEASED.reset(token)
+
+
+def feed(rt: Any, program: Any, metric: Any, examples: list, *, done: list, workers: int, concurrency: int,
+         timeout: float | None, retry_timeouts: bool, hosts: Sequence[str] = (), lost_after: float = 10.0,
+         run: str = "eval") -> "WorkerFeed":
+    """A run on the leased pool, if this context has one; else on a pool of its own (named after the
+    run), stopped when the run closes."""
+    lease = _LEASED.get()
+    pool = lease.pool(rt, tuple(hosts), workers, lost_after) if lease is not None else None
+    owned = pool is None
+    if pool is None:
+        pool = WorkerPool(rt, workers=workers, concurrency=concurrency, hosts=hosts, lost_after=lost_after, name=run)
+    try:
+        return pool.open(program, metric, examples, done=done, concurrency=concurrency, timeout=timeout,
+                         retry_timeouts=retry_timeouts, run=run, owned=owned)
+    except BaseException:
+        if owned:
+            pool.close()
+        raise
+
+
+class WorkerFeed:
+    """Evaluate's side of one run on a pool: polls the coordinator for rows; closing it closes the run
+    (and the pool, when the run has it to itself)."""
+
+    def __init__(self, pool: WorkerPool, run: str, owned: bool) -> None:
+        self.pool, self.run, self.owned = pool, run, owned
         self.cancelled = False
         self.aborted: str | None = None  # why the run stopped early on its own (no worker left)
-        self.gone = False  # the run's supervisor has exited on its own (restart intensity reached)
         self.duplicates = 0  # late results the coordinator dropped
 
     def rows(self, poll: float = 0.1, until: float | None = None):
-        while (until is None or time.monotonic() < until) and not self.gone:
-            progress = self._ask(SweepAndCollect())
+        """Rows as they finish: each poll waits at the coordinator up to ``poll`` seconds for the first
+        (so a row is here as soon as a worker reports it); after rows, a short pause lets more gather."""
+        while (until is None or time.monotonic() < until) and not self.pool.gone:
+            wait = poll if until is None else max(0.0, min(poll, until - time.monotonic()))
+            progress = self._ask(SweepAndCollect(self.run, wait))
             if progress is None:
                 return
             self.duplicates = progress.counts["duplicates"]
             yield from progress.rows
             if progress.finished or (self.cancelled and not progress.counts["in_flight"]):
                 return
-            if not progress.counts["live_workers"] and progress.counts["age_s"] > 3 * self.lost_after:
-                self.aborted = f"no evaluation worker has called in for {self.lost_after:g}s (all hosts lost?)"
+            if not progress.counts["live_workers"] and progress.counts["age_s"] > 3 * self.pool.lost_after:
+                self.aborted = f"no evaluation worker has called in for {self.pool.lost_after:g}s (all hosts lost?)"
                 return
-            time.sleep(poll)
+            if progress.rows:
+                time.sleep(GATHER)
 
     def cancel(self) -> None:
         self.cancelled = True
-        if not self.gone:
-            self._ask(CancelRun())
+        if not self.pool.gone:
+            self._ask(CancelRun(self.run))
 
     def close(self) -> None:
-        from supervision import SpecError
-
-        if self.gone:  # a supervisor that gave up is gone from the tree already
-            return
         try:
-            self.rt.actors.stop_supervisor(self.name)
-        except SpecError:  # no such child: it gave up since the last poll
-            if self._failure() is None:
-                raise
+            if not self.owned and not self.pool.gone:
+                self._ask(CloseRun(self.run))
+        finally:
+            if self.owned:
+                self.pool.close()
 
     def _ask(self, request: Any) -> Any:
-        """The coordinator's answer; None once the run's supervisor has given up (restart intensity
+        """The coordinator's answer; None once the pool's supervisor has given up (restart intensity
         reached, e.g. workers that crash as they start): then ``aborted`` says why and the run stops."""
         from supervision import ActorExited
 
+        if self.pool.gone:
+            self.aborted = self.aborted or "the evaluation's supervisor gave up"
+            return None
         try:
-            return self.coord.call(request, 30.0)
+            return self.pool.coord.call(request, 30.0)
         except ActorExited:
             deadline = time.monotonic() + GIVE_UP_SEEN
-            while (failure := self._failure()) is None and time.monotonic() < deadline:
+            while (failure := self.pool.failure()) is None and time.monotonic() < deadline:
                 time.sleep(0.05)  # the supervisor stops the coordinator first, then exits: the root learns it next
             if failure is None:
                 raise
-            self.gone = True
+            self.pool.gone = True
             self.aborted = f"the evaluation's supervisor gave up: {failure.reason}"
             return None
-
-    def _failure(self) -> Any:
-        """The root's record of this run's supervisor exiting abnormally, if it did."""
-        return next((f for f in reversed(self.rt.actors.failures) if f.name == self.name), None)
 
 
 def _start_with_retry(sup: Any, spec: Any, attempts: int = 3) -> None:
@@ -145,4 +264,4 @@ def _start_with_retry(sup: Any, spec: Any, attempts: int = 3) -> None:
                 raise
 
 
-__all__ = ["WorkerFeed"]
+__all__ = ["WorkerPool", "PoolLease", "WorkerFeed", "feed", "leased"]

@@ -33,13 +33,12 @@ from ..programs.settings import resolve_lm, setting
 from ..signature import InputField, OutputField, Signature
 from .base import Teleprompter
 from .candidates import ScoredProgram, digest, in_order
-from .job import CandidateScore, CompileJob, CompileStopped, percent
+from .job import DEFAULT_PARALLEL, CandidateScore, CompileJob, CompileStopped, percent
 from .proposer import ProposalRejected, checked_instruction
 from .validate import check_student, check_trainset, example_digest, structure, tokens_per_call
 
 Pair = tuple[str, str]  # (instruction, prefix of the last output field)
 Config = dict[str, Pair]  # each predictor's pair: one candidate program
-DEFAULT_PARALLEL = 4
 TOP = 10  # results_best: statistics of each predictor's ten best scores (DSPy's)
 TO_JOB = {"num_threads": "max_concurrency", "max_concurrency": "max_concurrency", "workers": "workers"}
 DISPLAY_ONLY = ("display_progress", "progress", "display_table", "provide_traceback")  # no bearing on a score

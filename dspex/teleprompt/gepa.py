@@ -35,7 +35,7 @@ from ..programs.settings import resolve_lm
 from . import pareto
 from .base import Teleprompter
 from .candidates import ScoreBoard, in_order, digest, edited, instructions_of
-from .job import CandidateScore, CompileJob
+from .job import DEFAULT_PARALLEL, CandidateScore, CompileJob
 from .proposer import ProposalRejected, checked_instruction, reflect, reflective_dataset
 from .validate import check_student, check_trainset, example_digest, structure
 
@@ -43,7 +43,6 @@ AUTO_CANDIDATES = {"light": 6, "medium": 12, "heavy": 18}
 COMPONENT_SELECTORS = ("round_robin", "all")
 ALL = "*"  # a proposal's component when component_selector="all": every predictor is reflected on
 ROUND = 8  # proposals planned together (the most that can be in flight at once)
-DEFAULT_PARALLEL = 4
 MERGE_SUBSAMPLE = 5
 
 

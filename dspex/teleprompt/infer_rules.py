@@ -35,11 +35,10 @@ from ..programs.settings import context, resolve_lm
 from ..signature import InputField, OutputField, Signature
 from .candidates import edited, in_order
 from .fewshot import BootstrapFewShot
-from .job import CandidateScore, CompileJob, CompileStopped
+from .job import DEFAULT_PARALLEL, CandidateScore, CompileJob, CompileStopped
 from .proposer import ProposalRejected
 from .validate import check_student, check_trainset, example_digest, structure, tokens_per_call
 
-DEFAULT_PARALLEL = 4
 BOOTSTRAP_KEYWORDS = tuple(k for k in inspect.signature(BootstrapFewShot).parameters if k != "teacher_settings")
 
 

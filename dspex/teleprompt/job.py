@@ -45,6 +45,7 @@ from ..evaluate import Evaluate, EvaluationResult
 from ..events import CompileProgress, CompileStep
 from ..clients.scope import run_scope
 from ..evaluate.evaluate import new_run_id, run_usage
+from ..evaluate.feed import PoolLease, leased
 from ..evaluate.result import MetricError
 from ..primitives import Example
 from ..journal import Entry, Header, JournalType, JournalWriter, RunLock, append, read
@@ -122,6 +123,9 @@ class CompileReport:
     metric_calls: int = 0  # (candidate, example) pairs scored, for the optimizers that count them
 
 
+DEFAULT_PARALLEL = 4  # evaluations (trials, candidates) an optimizer runs at once unless parallel_trials says
+
+
 @dataclass
 class CompileJob:
     """One compile's journal, budget, events and report; used as ``with job:`` (see the module's doc)."""
@@ -154,6 +158,7 @@ class CompileJob:
     _run_lock: Any = field(default=None, repr=False)  # the run_dir's RunLock, held until close()
     _journal_error: Any = field(default=None, repr=False)  # the JournalWriteError that stopped the compile
     _budget_rt: Any = field(default=None, repr=False)  # the runtime holding this compile's run budget, until close()
+    _lease: PoolLease = field(init=False, repr=False)  # the worker pool its evaluations share (process runtimes)
 
     def __post_init__(self) -> None:
         for label, value in (("budget_usd", self.budget_usd), ("budget_tokens", self.budget_tokens)):
@@ -163,6 +168,8 @@ class CompileJob:
             raise ConfigError(f"max_concurrency must be an int >= 1, got {self.max_concurrency!r}")
         if self.parallel_trials is not None and (not isinstance(self.parallel_trials, int) or self.parallel_trials < 1):
             raise ConfigError(f"parallel_trials must be an int >= 1 or None, got {self.parallel_trials!r}")
+        # every evaluation of the compile, parallel_trials at once, on one pool: no processes per round
+        self._lease = PoolLease(self.max_concurrency * (self.parallel_trials or DEFAULT_PARALLEL), self.run)
         if self.budget_usd == 0 or self.budget_tokens == 0:
             raise BudgetExceeded("the budget is zero: not even the baseline fits; raise budget_usd / budget_tokens",
                                  self.optimizer, 0)
@@ -220,6 +227,7 @@ class CompileJob:
         budget_rt, self._budget_rt = self._budget_rt, None
         if budget_rt is not None:
             budget_rt.close_budget(self.run)
+        self._lease.close()
 
     # --- journal -----------------------------------------------------------------------------------
 
@@ -314,8 +322,8 @@ class CompileJob:
                              warn_if_all_failed=False)
         try:
             # the evaluation is a run inside the compile's (its budget covers it), and one compile step
-            with run_scope(self.run), observed(self, "compile_step", phase=phase, name=name,
-                                               examples=len(examples)) as step:
+            with run_scope(self.run), leased(self._lease), observed(self, "compile_step", phase=phase, name=name,
+                                                                    examples=len(examples)) as step:
                 result = step.outputs = (evaluator.run_distributed(program, self.hosts, until=stop) if self.hosts
                                          else evaluator.run(program, until=stop))
         except JournalWriteError as exc:  # this evaluation's rows journal: its rows so far still count as spent

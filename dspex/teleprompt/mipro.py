@@ -38,7 +38,7 @@ from . import demo_sets
 from .base import Teleprompter, need_optuna
 from .candidates import ScoreBoard, in_order, edited, mean
 from .fewshot import BootstrapFewShot
-from .job import CandidateScore, CompileJob
+from .job import DEFAULT_PARALLEL, CandidateScore, CompileJob
 from .proposer import GroundedProposer, ProposalRejected
 from .validate import check_student, check_trainset, example_digest, structure, tokens_per_call
 
@@ -47,7 +47,6 @@ AUTO = {"light": {"n": 6, "val": 100}, "medium": {"n": 12, "val": 300}, "heavy":
 # evaluations, for a few more teacher calls (the same demos); measured on the two-rule task, 3.3 s -> 2.6 s
 BOOTSTRAP_LOOKAHEAD = 4
 TRIAL_ROUND = 8  # trials asked of the sampler together (the most that can be in flight at once)
-DEFAULT_PARALLEL = 4
 COMPILE_OVERRIDES = ("num_trials", "minibatch", "minibatch_size", "minibatch_full_eval_steps", "max_bootstrapped_demos",
                      "max_labeled_demos", "seed", "num_candidates")  # DSPy takes these in compile() too
 

@@ -34,11 +34,10 @@ from . import demo_sets
 from .base import Teleprompter, need_optuna
 from .candidates import ScoreBoard, edited, in_order, mean
 from .fewshot import BootstrapFewShot, Demo
-from .job import CandidateScore, CompileJob
+from .job import DEFAULT_PARALLEL, CandidateScore, CompileJob
 from .validate import check_student, check_trainset, example_digest, structure, tokens_per_call
 
 TRIAL_ROUND = 8  # trials asked of the sampler together (the most that can be in flight at once)
-DEFAULT_PARALLEL = 4
 
 
 def param_name(predictor: str) -> str:

@@ -39,13 +39,12 @@ from ..programs.settings import resolve_lm, setting
 from .base import Teleprompter
 from .candidates import ScoreBoard, ScoredProgram, edited, in_order, instructions_of
 from .fewshot import Demo
-from .job import CandidateScore, CompileJob, CompileStopped, fingerprint
+from .job import DEFAULT_PARALLEL, CandidateScore, CompileJob, CompileStopped, fingerprint
 from .proposer import ProposalRejected, describe_program
 from .simba_utils import (Candidate, WriteRules, contrast, demo_drops, dumps, percentile, rank_buckets,
                           softmax_sample, spaced, top_programs, trajectory)
 from .validate import check_student, check_trainset, example_digest, structure, tokens_per_call
 
-DEFAULT_PARALLEL = 4
 
 
 class SIMBA(Teleprompter):
