@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 WALKS = ("predict", "evaluate", "mipro")
 
@@ -60,6 +61,7 @@ def measure(walk: str) -> dict:
             return "[[ ## proposed_instruction ## ]]\nAnswer briefly.\n\n[[ ## completed ## ]]"
         return "[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]"
 
+    os.environ["OPENAI_API_KEY"] = "sk-rooms-0123456789"  # worker processes read their key from the environment
     with ProviderServer(answer=answer, api_key="sk-rooms-0123456789") as server:
         base = "multiproc" if walk == "evaluate" else "local"
         with dspex.runtime(base, log_level=None):
@@ -68,14 +70,17 @@ def measure(walk: str) -> dict:
             qa = dspex.Predict("question -> answer")
             data = [dspex.Example(question=f"What is {i} + 2?", answer="4").with_inputs("question") for i in range(20)]
 
-            def run() -> None:
+            def run() -> Any:
                 if walk == "predict":
-                    qa(question="What is 2 + 2?")
-                elif walk == "evaluate":
-                    dspex.Evaluate(devset=data, metric=lambda e, p, trace=None: e.answer == p.answer, workers=2,
-                                   progress=False)(qa)
-                else:
-                    dspex.MIPROv2(metric=lambda e, p, t=None: e.answer == p.answer, auto=None, num_candidates=2,
+                    return qa(question="What is 2 + 2?")
+                if walk == "evaluate":
+                    result = dspex.Evaluate(devset=data, metric=lambda e, p, trace=None: e.answer == p.answer,
+                                            workers=2, progress=False)(qa)
+                    failed = [r.error for r in result.rows if r.error is not None]
+                    if failed:  # a walk that fails measures the failure's path, not the evaluation's
+                        raise RuntimeError(f"the evaluate walk failed: {failed[0]!r}")
+                    return result
+                return dspex.MIPROv2(metric=lambda e, p, t=None: e.answer == p.answer, auto=None, num_candidates=2,
                                   num_trials=2, max_bootstrapped_demos=1, max_labeled_demos=1,
                                   minibatch=False).compile(qa, trainset=data[:8], valset=data[8:16])
 
