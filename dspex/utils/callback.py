@@ -185,15 +185,19 @@ def _start(instance: Any, fn: Callable, args: tuple, kwargs: dict) -> tuple | No
     return _begin(callbacks, start, end, instance, _inputs(fn, instance, args, kwargs))
 
 
-def _begin(callbacks: list, start: str, end: str, instance: Any, inputs: dict[str, Any]) -> tuple:
+def _begin(callbacks: list, start: str, end: str, instance: Any, inputs: dict[str, Any],
+           parents: bool = True) -> tuple:
+    """Fire the start hooks; with ``parents``, the call is the parent (``ACTIVE_CALL_ID``) of the calls
+    made inside it."""
     call_id = uuid.uuid4().hex
     _fire(callbacks, start, call_id, instance, inputs)
-    return callbacks, end, call_id, ACTIVE_CALL_ID.set(call_id)
+    return callbacks, end, call_id, ACTIVE_CALL_ID.set(call_id) if parents else None
 
 
 def _end(begun: tuple, outputs: Any, error: BaseException | None) -> None:
     callbacks, end, call_id, token = begun
-    ACTIVE_CALL_ID.reset(token)
+    if token is not None:
+        ACTIVE_CALL_ID.reset(token)
     _fire(callbacks, end, call_id, outputs, error)
 
 
@@ -239,9 +243,12 @@ def reported_as_one(instance: Any, fn: Callable, *args: Any, **kwargs: Any) -> I
 def observed(instance: Any, kind: str, **inputs: Any) -> Iterator[Report]:
     """``on_{kind}_start`` / ``on_{kind}_end`` around a block that is one step but no method call (an
     evaluation's row, a compile's scoring step): ``inputs`` go to the start hooks, ``report.outputs`` (set
-    inside the block) or the exception to the end hooks. Costs one list read when no callback is active."""
+    inside the block) or the exception to the end hooks. Costs one list read when no callback is active.
+    Such a step is not a call in DSPy's sense: the calls inside it keep the enclosing call as their parent
+    (``ACTIVE_CALL_ID``), as under DSPy (a Predict in an evaluation's row is the Evaluate call's child)."""
     callbacks = active_callbacks(instance)
-    begun = _begin(callbacks, f"on_{kind}_start", f"on_{kind}_end", instance, inputs) if callbacks else None
+    begun = (_begin(callbacks, f"on_{kind}_start", f"on_{kind}_end", instance, inputs, parents=False)
+             if callbacks else None)
     with _ending(begun) as report:
         yield report
 

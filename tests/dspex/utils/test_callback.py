@@ -170,3 +170,17 @@ def test_n_completions_are_one_lm_call_to_the_callbacks_and_n_requests_to_the_pr
     assert [c[0] for c in lm_calls] == ["on_lm_start", "on_lm_end"]
     assert lm_calls[0][3][1]["overrides"]["n"] == 3 and len(lm_calls[1][3][0]) == 3
     assert [c[0] for c in rec.calls].count("on_adapter_parse_start") == 3
+
+
+def test_an_evaluation_row_is_reported_but_a_predict_in_it_is_the_evaluate_calls_child_as_in_dspy(rt):
+    rec = Recorder()
+    dspy.configure(callbacks=[rec], lm=DummyLM([{"answer": "4"}] * 3))
+    devset = [dspy.Example(question=f"q{i}", answer="4").with_inputs("question") for i in range(3)]
+    dspy.Evaluate(devset=devset, metric=lambda e, p: e.answer == p.answer, num_threads=1)(
+        dspy.Predict("question -> answer"))
+    evaluate_id = next(c[1] for c in rec.calls if c[0] == "on_evaluate_start")
+    rows = [c for c in rec.calls if c[0] == "on_evaluate_row_start"]
+    modules = [c for c in rec.calls if c[0] == "on_module_start"]
+    assert len(rows) == 3 and all(parent == evaluate_id for _, _, parent, _ in rows)
+    assert len(modules) == 3 and all(parent == evaluate_id for _, _, parent, _ in modules)
+    assert len([c for c in rec.calls if c[0] == "on_evaluate_row_end"]) == 3
