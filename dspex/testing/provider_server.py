@@ -35,7 +35,9 @@ errors and streams in each provider's format); this module holds the server, its
 from __future__ import annotations
 
 import argparse
+import asyncio
 import email.utils
+import http
 import json
 import re
 import signal
@@ -44,7 +46,6 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -60,6 +61,8 @@ from .sim_render import (_call_ids, _error_body, _pieces, _render, _shows_thinki
 from .sim_types import (EMBED_DIM, SIM_MEDIA_TOKENS, LoggedRequest, SimAnswer, SimRequest, SimToolCall,  # noqa: F401
                         count_tokens, embed_text)
 
+BACKLOG = 16384  # connections the listening socket queues (10,000 clients connecting at once)
+MAX_HEAD = 64 * 1024  # bytes of request line and headers; more is a 431
 SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "x-amz-security-token")
 _GEMINI = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$")
 _AZURE = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/chat/completions$")
@@ -88,6 +91,8 @@ class _State:
     stream_delay: float = 0.0
     passages: tuple[str, ...] = colbert_sim.DEFAULT_PASSAGES  # the ColBERT route's corpus
     tokens: set = field(default_factory=set)  # the OAuth access tokens the token route issued (Vertex AI's)
+    conns: set = field(default_factory=set)  # the tasks serving open connections (the loop's thread only)
+    wake: Any = None  # an asyncio.Event of the server's loop, set when the server closes
 
 
 class ProviderServer:
@@ -109,13 +114,15 @@ class ProviderServer:
                              limits=LimitState(limits) if limits is not None else None, stream_delay=stream_delay)
         if passages is not None:
             self._state.passages = tuple(str(p) for p in passages)
-        self._httpd = _Server((host, port), _Handler)
-        self._httpd.state = self._state
+        # bound now (the URL is known before start); served by an asyncio loop on one thread from start()
+        self._sock = socket.create_server((host, port), backlog=BACKLOG, reuse_port=False)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
+        host, port = self._sock.getsockname()[:2]
         return f"http://{host}:{port}"
 
     def base_url(self, provider: str = "openai") -> str:
@@ -154,6 +161,11 @@ class ProviderServer:
         """Most requests being handled at once since start (or the last ``clear_log``)."""
         return self._state.peak
 
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return len(self._state.conns)
+
     def successes(self) -> list[LoggedRequest]:
         """Requests answered 200 with a complete, valid body (what a client may bill)."""
         return [r for r in self.log if r.status == 200 and r.fault == "ok"]
@@ -161,18 +173,47 @@ class ProviderServer:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> "ProviderServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="provider-server", daemon=True)
+        """Serve on a thread of its own (an asyncio loop: one task per connection, so thousands of
+        connections cost no thread each). Returns once the server accepts connections."""
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve_forever, args=(ready,), name="provider-server",
+                                        daemon=True)
         self._thread.start()
+        ready.wait(10)
         return self
+
+    def _serve_forever(self, ready: threading.Event) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        state = self._state
+        state.wake = asyncio.Event()
+
+        async def serve() -> None:
+            server = await asyncio.start_server(lambda r, w: _Exchange(state, r, w).run(), sock=self._sock,
+                                                limit=MAX_HEAD)
+            ready.set()
+            async with server:
+                await state.wake.wait()  # close(): stop accepting, end every connection's task
+            for task in list(state.conns):
+                task.cancel()
+            await asyncio.gather(*state.conns, return_exceptions=True)
+
+        try:
+            loop.run_until_complete(serve())
+        finally:
+            ready.set()
+            loop.close()
+            self._closed.set()
 
     def close(self) -> None:
         self._state.stopping.set()  # hanging handlers give up at once
+        if self._loop is not None and not self._closed.is_set():
+            try:
+                self._loop.call_soon_threadsafe(self._state.wake.set)
+            except RuntimeError:  # the loop has closed already
+                pass
         if self._thread is not None:
-            self._httpd.shutdown()
             self._thread.join(timeout=5)
-        self._httpd.server_close()
-        self._httpd.close_connections()
+        self._sock.close()
 
     def __enter__(self) -> "ProviderServer":
         return self.start()
@@ -181,65 +222,76 @@ class ProviderServer:
         self.close()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-    state: _State
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Close the kept-alive connections too, so their handler threads end."""
-        with self._conns_lock:
-            conns, self._conns = list(self._conns), set()
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the peer
+class _Closed(Exception):
+    """The connection is over (the peer closed it, or a fault or error closes it)."""
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
+class _Exchange:
+    """One connection: HTTP/1.1 requests one after another (keep-alive), each answered by the routes."""
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, state: _State, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.state, self.reader, self.writer = state, reader, writer
+        self.command, self.path = "", ""
+        self.headers: _Headers = _Headers([])
+        self.close_connection = False
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
-        """Quiet: the request log is the record."""
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib's name
-        state = self.server.state
-        with state.lock:
-            state.in_flight += 1
-            state.peak = max(state.peak, state.in_flight)
+    async def run(self) -> None:
+        state = self.state
+        task = asyncio.current_task()
+        state.conns.add(task)
         try:
-            self._serve(state)
+            while not self.close_connection:
+                if not await self._read_request():
+                    return
+                with state.lock:
+                    state.in_flight += 1
+                    state.peak = max(state.peak, state.in_flight)
+                try:
+                    await self._serve(state)
+                finally:
+                    with state.lock:
+                        state.in_flight -= 1
+                await self.writer.drain()
+        except (_Closed, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass  # the peer went away (e.g. its timeout fired) or sent what is not HTTP: the connection ends
+        except asyncio.CancelledError:
+            pass  # the server is closing
         finally:
-            with state.lock:
-                state.in_flight -= 1
+            state.conns.discard(task)
+            if self.close_connection == "reset":
+                self.writer.transport.abort()
+            else:
+                self.writer.close()
 
-    do_GET = do_POST  # noqa: N815 - stdlib's name; only the ColBERT route answers a GET (its search)
+    async def _read_request(self) -> bool:
+        """The next request's line, headers and body; False when the peer closed the connection between requests."""
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                return False
+            raise
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3:
+            raise _Closed(f"bad request line {lines[0]!r}")
+        self.command, self.path, version = parts
+        self.headers = _Headers([tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:] if ":" in line])
+        self.raw = await self.reader.readexactly(int(self.headers.get("Content-Length") or 0))
+        wants_close = (self.headers.get("Connection") or "").lower() == "close" or version == "HTTP/1.0"
+        self.close_connection = wants_close
+        return True
 
-    def _serve(self, state: _State) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)
+    async def _wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the server closes meanwhile."""
+        if seconds > 0 and not self.state.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.state.wake.wait(), seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _serve(self, state: _State) -> None:
+        raw = self.raw
         split = urlsplit(self.path)
         provider, model = self._route(split.path)
         headers = {k.lower(): ("<redacted>" if k.lower() in SECRET_HEADERS else v) for k, v in self.headers.items()}
@@ -268,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.log.append(entry)
         if latency:
-            state.stopping.wait(latency)
+            await self._wait(latency)
         if provider is None:
             return self._send_json(entry, 404, {"error": {"message": f"no route {split.path}", "type": "not_found"}})
         if self.command == "GET" and provider != "colbert":
@@ -282,14 +334,16 @@ class _Handler(BaseHTTPRequestHandler):
                                                                            "query parameter is required"))
         provider = _FORMAT.get(provider, provider)  # from here on, the format the route speaks
         if fault == "hang":
-            state.stopping.wait(faults.hang_s)
+            await self._wait(faults.hang_s)
             entry.status = -1
             self.close_connection = True
             return None
         if fault == "reset":
             entry.status = -1
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
+            sock = self.writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = "reset"  # aborted: the peer sees a RST
             return None
         if fault.isdigit():
             return self._send_error_status(entry, provider, int(fault), faults)
@@ -323,8 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
                                     bool((body.get("stream_options") or {}).get("include_usage")), calls)
             if fault == "malformed":
                 events = [*events[:len(events) // 2], _malformed_event(provider)]
-            return self._send_stream(entry, events, {"Content-Type": _stream_type(provider), **limit_headers}, state,
-                                     cut=fault == "truncate")
+            return await self._send_stream(entry, events, {"Content-Type": _stream_type(provider), **limit_headers},
+                                           state, cut=fault == "truncate")
         if fault == "malformed":
             payload = b'{"id": "x", "choices": [{"message": ' + payload[:20]
         if fault == "truncate":
@@ -335,25 +389,23 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_raw(entry, 200, payload, {"Content-Type": "application/json", **limit_headers})
         return None
 
-    def _send_stream(self, entry: LoggedRequest, events: list[bytes], headers: dict, state: _State,
-                     cut: bool = False) -> None:
+    async def _send_stream(self, entry: LoggedRequest, events: list[bytes], headers: dict, state: _State,
+                           cut: bool = False) -> None:
         """A stream in HTTP/1.1 chunks, one event a chunk (``stream_delay`` s between them); ``headers``
         carry its content type; ``cut``: the connection closes half way (a truncated stream)."""
         entry.status = 200
         lines = ["HTTP/1.1 200 OK", "Cache-Control: no-cache", "Transfer-Encoding: chunked",
                  *(f"{k}: {v}" for k, v in headers.items())]
-        try:
-            self.connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            for event in events[:len(events) // 2] if cut else events:
-                if state.stream_delay:
-                    state.stopping.wait(state.stream_delay)
-                self.connection.sendall(f"{len(event):x}\r\n".encode() + event + b"\r\n")
-            if cut:
-                self.close_connection = True
-                return
-            self.connection.sendall(b"0\r\n\r\n")
-        except OSError:
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        for event in events[:len(events) // 2] if cut else events:
+            if state.stream_delay:
+                await self._wait(state.stream_delay)
+            self.writer.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+            await self.writer.drain()
+        if cut:
             self.close_connection = True
+            return
+        self.writer.write(b"0\r\n\r\n")
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -467,15 +519,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_raw(self, entry: LoggedRequest, status: int, payload: bytes, headers: dict,
                   declared_length: int | None = None) -> None:
-        """Status line, headers and body in one send (no Nagle / delayed-ACK stall on keep-alive)."""
+        """Status line, headers and body in one write."""
         entry.status = status
-        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+        lines = [f"HTTP/1.1 {status} {_phrase(status)}",
                  f"Content-Length: {declared_length if declared_length is not None else len(payload)}",
                  *(f"{k}: {v}" for k, v in headers.items())]
-        try:
-            self.connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
-        except OSError:
-            self.close_connection = True  # the client went away (e.g. its timeout fired)
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+
+
+class _Headers:
+    """A request's headers as sent (names in their case, in order), looked up case-insensitively."""
+
+    def __init__(self, pairs: list) -> None:
+        self._pairs = [(name, value) for name, value in pairs]
+        self._lower = {name.lower(): value for name, value in self._pairs}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._lower.get(name.lower(), default)
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._pairs)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def main(argv: list[str] | None = None) -> None:
