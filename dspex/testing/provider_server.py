@@ -24,7 +24,8 @@ This is a test double of a *provider*, never a stand-in for a model: it is not u
     with ProviderServer(answer=lambda req: "Paris", faults=Faults(error_rates={500: 0.2})) as server:
         lm = dspex.LM("openai/gpt-4o-mini", base_url=server.base_url("openai"), api_key="sk-test")
 
-Run it alone: ``python -m dspex.testing.provider_server --latency 0.05 --error 500:0.2``.
+Run it alone: ``python -m dspex.testing.provider_server --latency 0.05 --error 500:0.2``; a harness in another
+process reads its counters at ``GET /_sim/stats`` (requests, in flight, peak, connections, ok; ``?reset=1``).
 
 The pieces: :mod:`dspex.testing.sim_types` (:class:`SimRequest`, :class:`SimAnswer`, :class:`SimToolCall`,
 :class:`LoggedRequest`, the token count and the embedding), :mod:`dspex.testing.sim_parse` (each provider's
@@ -61,6 +62,7 @@ from .sim_render import (_call_ids, _error_body, _pieces, _render, _shows_thinki
 from .sim_types import (EMBED_DIM, SIM_MEDIA_TOKENS, LoggedRequest, SimAnswer, SimRequest, SimToolCall,  # noqa: F401
                         count_tokens, embed_text)
 
+STATS_PATH = "/_sim/stats"  # GET: requests, in flight, peak, connections, ok (``?reset=1``: clear the log and peak)
 BACKLOG = 16384  # connections the listening socket queues (10,000 clients connecting at once)
 MAX_HEAD = 64 * 1024  # bytes of request line and headers; more is a 431
 SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "x-amz-security-token")
@@ -243,14 +245,15 @@ class _Exchange:
             while not self.close_connection:
                 if not await self._read_request():
                     return
+                counted = not self.path.startswith(STATS_PATH)  # (asking for the counters is not a request)
                 with state.lock:
-                    state.in_flight += 1
+                    state.in_flight += counted
                     state.peak = max(state.peak, state.in_flight)
                 try:
                     await self._serve(state)
                 finally:
                     with state.lock:
-                        state.in_flight -= 1
+                        state.in_flight -= counted
                 await self.writer.drain()
         except (_Closed, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the peer went away (e.g. its timeout fired) or sent what is not HTTP: the connection ends
@@ -296,6 +299,16 @@ class _Exchange:
         provider, model = self._route(split.path)
         headers = {k.lower(): ("<redacted>" if k.lower() in SECRET_HEADERS else v) for k, v in self.headers.items()}
         query_key = parse_qs(split.query).get("key", [None])[0]
+        if provider == "stats":  # the simulator's own counters, for a harness in another process: not logged
+            with state.lock:
+                stats = {"requests": len(state.log), "in_flight": state.in_flight, "peak": state.peak,
+                         "connections": len(state.conns), "ok": sum(1 for r in state.log if r.status == 200)}
+                if parse_qs(split.query).get("reset"):
+                    state.log.clear()
+                    state.peak = state.in_flight
+            self._send_raw(LoggedRequest(time.time(), "stats", split.path, {}, None), 200, json.dumps(stats).encode(),
+                           {"Content-Type": "application/json"})
+            return None
         if provider == "google_oauth":  # a service account's token request (google-auth's): no faults drawn
             entry = LoggedRequest(time.time(), provider, split.path, headers, "<assertion>", method=self.command)
             with state.lock:
@@ -431,6 +444,8 @@ class _Exchange:
         match = _VERTEX.match(path)
         if match:
             return "vertex_ai", unquote(match.group("model"))
+        if path == STATS_PATH:
+            return "stats", ""
         if path == "/token":
             return "google_oauth", ""
         match = _GEMINI.match(path)

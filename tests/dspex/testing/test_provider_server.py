@@ -111,3 +111,15 @@ def test_a_reset_is_a_reset_a_truncated_body_is_short_and_a_hung_connection_ends
             assert time.monotonic() - start < 5
     finally:
         server.close()
+
+
+def test_the_counters_are_read_over_http_by_a_harness_in_another_process():
+    with ProviderServer(answer="hi", api_key=KEY) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        assert asyncio.run(one(port)) == 200
+        import requests
+
+        stats = requests.get(f"{server.url}/_sim/stats", timeout=5).json()
+        assert stats == {"requests": 1, "in_flight": 0, "peak": 1, "connections": stats["connections"], "ok": 1}
+        assert requests.get(f"{server.url}/_sim/stats?reset=1", timeout=5).json()["requests"] == 1
+        assert requests.get(f"{server.url}/_sim/stats", timeout=5).json()["requests"] == 0 and not server.log

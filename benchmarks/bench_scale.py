@@ -1,0 +1,157 @@
+"""Ten thousand evaluations in flight from one process: dspex, DSPy and a raw asyncio client, side by side in
+one run, against the project's simulator in its own process (2 s latency, so the floor is 2 s).
+
+    python -m benchmarks.bench_scale [N] [LATENCY]        (default 10000 examples, 2.0 s)
+
+* **raw asyncio client**: N requests at once, each on its own connection (asyncio streams): what this
+  machine and the simulator allow, the yardstick of the issue's "wall ≤ 1.5× raw".
+* **dspex**: ``Evaluate(max_concurrency=N)`` of a ``Predict`` with ``LM(max_in_flight=N)`` on a local
+  runtime (threads, today's only engine), in its own process; at the defaults (``max_in_flight=64``) the
+  same run is capped at 64 in flight (N / 64 × latency; computed, not run).
+* **dspy.Evaluate** with ``num_threads=N`` (DSPy 3.4.1 in ``benchmarks/.venv-dspy``).
+
+Per run: wall, the most requests in flight at the server (its ``/_sim/stats``), rows and whether each
+example ended as exactly one row, the most threads the client process ran, its peak RSS and CPU time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+from urllib.request import urlopen
+
+from benchmarks.bench_clients import DSPY_PY, HERE, simulator
+
+ANSWER = "[[ ## answer ## ]]\nok\n\n[[ ## completed ## ]]"
+KEY = "sk-bench"
+
+
+def raise_file_limit() -> None:
+    """Open files up to the hard limit (10,000 connections need 10,000 descriptors a side)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def stats(url: str, reset: bool = False) -> dict:
+    with urlopen(f"{url}/_sim/stats{'?reset=1' if reset else ''}", timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def raw(url: str, n: int) -> dict:
+    """N chat requests at once over asyncio streams, one connection each."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    body = json.dumps({"model": "sim", "messages": [{"role": "user", "content": "question"}]}).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+
+    async def one() -> bool:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(head + body)
+            answer = await reader.read()
+            return answer.startswith(b"HTTP/1.1 200")
+        finally:
+            writer.close()
+
+    async def all_at_once() -> list:
+        return await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+
+    start, cpu = time.perf_counter(), time.process_time()
+    results = asyncio.run(all_at_once())
+    return {"wall": time.perf_counter() - start, "ok": sum(r is True for r in results), "rows": n, "once": True,
+            "threads": threading.active_count(), "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "cpu_s": time.process_time() - cpu}
+
+
+def dspex_side(url: str, n: int) -> dict:
+    """Runs in its own process (``--side dspex``): one Evaluate of N examples, N in flight."""
+    import tempfile
+
+    import dspex
+
+    most = [threading.active_count()]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.1):
+            most.append(threading.active_count())
+
+    with dspex.runtime("local", cache_dir=tempfile.mkdtemp(), log_level="error"):
+        lm = dspex.LM("openai/sim", api_key=KEY, base_url=url + "/v1", rpm=None, cache=False, max_tokens=64,
+                      max_in_flight=n)
+        program = dspex.Predict("question -> answer", lm=lm)
+        devset = [dspex.Example(question=f"question {i}", answer="ok").with_inputs("question") for i in range(n)]
+        dspex.Evaluate(devset[:20], lambda e, p: p.answer == e.answer, max_concurrency=20, progress=False)(program)
+        stats(url, reset=True)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        start, cpu = time.perf_counter(), time.process_time()
+        result = dspex.Evaluate(devset, lambda e, p: p.answer == e.answer, max_concurrency=n, progress=False)(program)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        done.set()
+        indices = [r.index for r in result.rows]
+    return {"wall": wall, "ok": sum(r.error is None for r in result.rows), "rows": len(indices),
+            "once": sorted(indices) == list(range(n)), "threads": max(most),
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_s": cpu}
+
+
+def in_process(side: str, url: str, n: int) -> dict:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--side", side, url, str(n)],
+                         capture_output=True, text=True, timeout=3600, cwd=HERE.parent)
+    if out.returncode != 0:
+        raise RuntimeError(f"the {side} side failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def dspy_side(url: str, n: int) -> dict | None:
+    if not DSPY_PY.exists():
+        return None
+    start = time.perf_counter()
+    out = subprocess.run([str(DSPY_PY), str(HERE / "dspy_evaluate_bench.py"), url, str(n), str(n), "0"],
+                         capture_output=True, text=True, timeout=3600, check=True)
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"wall": measured["wall"], "ok": None, "rows": measured["rows"], "once": measured["rows"] == n,
+            "threads": None, "rss_mb": None, "cpu_s": None, "process_wall": time.perf_counter() - start}
+
+
+def run(n: int = 10_000, latency: float = 2.0) -> str:
+    raise_file_limit()
+    rows = []
+    with simulator("--answer", ANSWER, "--latency", f"{latency:g}") as (url, _):
+        for label, measure in (("raw asyncio client", lambda: raw(url, n)),
+                               (f"dspex Evaluate, max_concurrency={n}, max_in_flight={n} (threads)",
+                                lambda: in_process("dspex", url, n)),
+                               (f"dspy.Evaluate, num_threads={n}", lambda: dspy_side(url, n))):
+            stats(url, reset=True)
+            m = measure()
+            if m is None:
+                continue
+            m["peak"] = stats(url)["peak"]
+            rows.append((label, m))
+    raw_wall = rows[0][1]["wall"]
+    lines = [f"{n:,} examples, simulator at {latency:g} s latency in its own process (floor {latency:g} s)", "",
+             "| client | wall | vs raw | peak in flight at the server | rows ok | each example one row | "
+             "most threads | peak RSS | CPU |", "|---|---|---|---|---|---|---|---|---|"]
+    for label, m in rows:
+        ok = "n/a" if m["ok"] is None else f"{m['ok']:,}"
+        rss = "n/a" if m["rss_mb"] is None else f"{m['rss_mb']:.0f} MB"
+        cpu = "n/a" if m["cpu_s"] is None else f"{m['cpu_s']:.1f} s"
+        lines.append(f"| {label} | {m['wall']:.1f} s | {m['wall'] / raw_wall:.2f}× | {m['peak']:,} | {ok} | "
+                     f"{'yes' if m['once'] else 'NO'} | {m['threads'] or 'n/a'} | {rss} | {cpu} |")
+    lines.append(f"| dspex at the defaults (max_in_flight=64) | ≥ {n / 64 * latency:.0f} s (computed: {n:,} / 64 × "
+                 f"{latency:g} s) | | 64 | | | | | |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if args and args[0] == "--side":
+        raise_file_limit()
+        print(json.dumps(dspex_side(args[2], int(args[3]))))
+    else:
+        print(run(*(int(args[0]),) if args else (), *(float(args[1]),) if len(args) > 1 else ()))
