@@ -189,12 +189,24 @@ class ProviderServer:
         state = self._state
         state.wake = asyncio.Event()
 
+        async def connection(conn: socket.socket) -> None:
+            reader, writer = await asyncio.open_connection(sock=conn, limit=MAX_HEAD)
+            await _Exchange(state, reader, writer).run()
+
+        def adopt(conn: socket.socket) -> None:
+            if state.wake.is_set():
+                conn.close()
+                return
+            task = loop.create_task(connection(conn))
+            state.conns.add(task)
+            task.add_done_callback(state.conns.discard)
+
         async def serve() -> None:
-            server = await asyncio.start_server(lambda r, w: _Exchange(state, r, w).run(), sock=self._sock,
-                                                limit=MAX_HEAD)
+            acceptor = threading.Thread(target=self._accept, args=(loop, adopt), name="provider-server-accept",
+                                        daemon=True)
+            acceptor.start()
             ready.set()
-            async with server:
-                await state.wake.wait()  # close(): stop accepting, end every connection's task
+            await state.wake.wait()  # close(): stop accepting, end every connection's task
             for task in list(state.conns):
                 task.cancel()
             await asyncio.gather(*state.conns, return_exceptions=True)
@@ -205,6 +217,26 @@ class ProviderServer:
             ready.set()
             loop.close()
             self._closed.set()
+
+    def _accept(self, loop: asyncio.AbstractEventLoop, adopt: Callable[[socket.socket], None]) -> None:
+        """Take connections off the listening socket as fast as they come, on a thread of its own: while
+        the loop is busy answering, the kernel's accept queue (capped by ``net.core.somaxconn``) would
+        fill, and a connection it drops waits out a SYN retransmit (1 s, 3 s, 7 s...)."""
+        self._sock.settimeout(0.1)
+        while not self._state.stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # the listening socket was closed
+                return
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                loop.call_soon_threadsafe(adopt, conn)
+            except RuntimeError:  # the loop has closed
+                conn.close()
+                return
 
     def close(self) -> None:
         self._state.stopping.set()  # hanging handlers give up at once
@@ -239,8 +271,6 @@ class _Exchange:
 
     async def run(self) -> None:
         state = self.state
-        task = asyncio.current_task()
-        state.conns.add(task)
         try:
             while not self.close_connection:
                 if not await self._read_request():
@@ -260,7 +290,6 @@ class _Exchange:
         except asyncio.CancelledError:
             pass  # the server is closing
         finally:
-            state.conns.discard(task)
             if self.close_connection == "reset":
                 self.writer.transport.abort()
             else:
