@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from urllib.request import urlopen
 
 from benchmarks.bench_clients import DSPY_PY, HERE, simulator
@@ -63,7 +64,9 @@ def raw(url: str, n: int) -> dict:
 
     start, cpu = time.perf_counter(), time.process_time()
     results = asyncio.run(all_at_once())
+    failed = Counter(type(r).__name__ if isinstance(r, BaseException) else "not 200" for r in results if r is not True)
     return {"wall": time.perf_counter() - start, "ok": sum(r is True for r in results), "rows": n, "once": True,
+            "errors": dict(failed.most_common(3)),
             "threads": threading.active_count(), "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "cpu_s": time.process_time() - cpu}
 
@@ -95,7 +98,9 @@ def dspex_side(url: str, n: int) -> dict:
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         done.set()
         indices = [r.index for r in result.rows]
+        errors = Counter(type(r.error).__name__ for r in result.rows if r.error is not None)
     return {"wall": wall, "ok": sum(r.error is None for r in result.rows), "rows": len(indices),
+            "errors": dict(errors.most_common(3)),
             "once": sorted(indices) == list(range(n)), "threads": max(most),
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_s": cpu}
 
@@ -115,8 +120,9 @@ def dspy_side(url: str, n: int) -> dict | None:
     out = subprocess.run([str(DSPY_PY), str(HERE / "dspy_evaluate_bench.py"), url, str(n), str(n), "0"],
                          capture_output=True, text=True, timeout=3600, check=True)
     measured = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"wall": measured["wall"], "ok": None, "rows": measured["rows"], "once": measured["rows"] == n,
-            "threads": None, "rss_mb": None, "cpu_s": None, "process_wall": time.perf_counter() - start}
+    ok = round(measured["score"] * n / 100)  # (DSPy's score is a percentage of rows scored 1: the right answer)
+    return {"wall": measured["wall"], "ok": ok, "rows": measured["rows"], "once": measured["rows"] == n,
+            "threads": None, "rss_mb": None, "cpu_s": None, "errors": {}, "process_wall": time.perf_counter() - start}
 
 
 def run(n: int = 10_000, latency: float = 2.0) -> str:
@@ -135,16 +141,17 @@ def run(n: int = 10_000, latency: float = 2.0) -> str:
             rows.append((label, m))
     raw_wall = rows[0][1]["wall"]
     lines = [f"{n:,} examples, simulator at {latency:g} s latency in its own process (floor {latency:g} s)", "",
-             "| client | wall | vs raw | peak in flight at the server | rows ok | each example one row | "
-             "most threads | peak RSS | CPU |", "|---|---|---|---|---|---|---|---|---|"]
+             "| client | wall | vs raw | peak in flight at the server | rows ok | failures | each example one row | "
+             "most threads | peak RSS | CPU |", "|---|---|---|---|---|---|---|---|---|---|"]
     for label, m in rows:
         ok = "n/a" if m["ok"] is None else f"{m['ok']:,}"
         rss = "n/a" if m["rss_mb"] is None else f"{m['rss_mb']:.0f} MB"
         cpu = "n/a" if m["cpu_s"] is None else f"{m['cpu_s']:.1f} s"
-        lines.append(f"| {label} | {m['wall']:.1f} s | {m['wall'] / raw_wall:.2f}× | {m['peak']:,} | {ok} | "
+        failures = ", ".join(f"{k} {v:,}" for k, v in m["errors"].items()) or "-"
+        lines.append(f"| {label} | {m['wall']:.1f} s | {m['wall'] / raw_wall:.2f}× | {m['peak']:,} | {ok} | {failures} | "
                      f"{'yes' if m['once'] else 'NO'} | {m['threads'] or 'n/a'} | {rss} | {cpu} |")
     lines.append(f"| dspex at the defaults (max_in_flight=64) | ≥ {n / 64 * latency:.0f} s (computed: {n:,} / 64 × "
-                 f"{latency:g} s) | | 64 | | | | | |")
+                 f"{latency:g} s) | | 64 | | | | | | |")
     return "\n".join(lines)
 
 
