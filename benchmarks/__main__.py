@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from benchmarks import (bench_adapters, bench_processes, bench_bad_day, bench_clients, bench_defaults, bench_evaluate,
-                        bench_instructions, bench_optimizers, bench_quality, bench_rag, bench_row_memory, bench_supervision,
-                        bench_telemetry,
+                        bench_instructions, bench_optimizers, bench_quality, bench_rag, bench_row_memory, bench_scale,
+                        bench_supervision, bench_telemetry,
                         bench_two_rules,
                         dspy_conformance, dspy_env)
 
@@ -38,7 +38,7 @@ def main() -> None:
                ("two_rules", bench_two_rules.run),
                ("quality", bench_quality.run), ("quality_instructions", lambda: bench_quality.run("instructions")),
                ("quality_optimizers", lambda: bench_quality.run("optimizers")), ("rag", bench_rag.run),
-               ("telemetry", bench_telemetry.run), ("row_memory", bench_row_memory.run),
+               ("telemetry", bench_telemetry.run), ("row_memory", bench_row_memory.run), ("scale", bench_scale.run),
                # DSPy's own tests on dspex: needs a DSPy source checkout ($DSPY_CHECKOUT); without one the
                # section keeps its last figures
                ("conformance", lambda: dspy_conformance.run() if os.environ.get("DSPY_CHECKOUT") else None))
