@@ -41,7 +41,7 @@ MODES = {"copro": f"COPRO, breadth {SIZES['breadth']}, depth {SIZES['depth']}, {
 REPEATS = 3
 
 
-class _Handler(provider_server._Handler):
+class _Handler(provider_server._Exchange):
     """The simulator's handler, answering a request for ``n`` choices with n choices, as OpenAI does (the
     simulated model joins its n answers with ``two_rule_task.SEPARATOR``). DSPy 3.4.1's COPRO asks for its
     ``n=breadth`` proposals as n requests of one choice each, as dspex does, so this only guards the task
@@ -58,10 +58,11 @@ class _Handler(provider_server._Handler):
 
 
 class Simulator(ProviderServer):
+    exchange = _Handler
+
     def __init__(self) -> None:
         model = task.Model()
         super().__init__(lambda req: model.answer(req.system, req.messages, req.params), faults=Faults(latency=0.05))
-        self._httpd.RequestHandlerClass = _Handler
 
     def compile_calls(self) -> int:
         """Requests of the compile (model ``task``; the scores before and after use ``eval``)."""

@@ -100,6 +100,8 @@ class _State:
 class ProviderServer:
     """The simulator as a context manager; ``url`` is ``http://127.0.0.1:<port>``."""
 
+    exchange: type["_Exchange"]  # what serves a connection (a subclass may answer differently); set below
+
     def __init__(self, answer: Callable[[SimRequest], str | SimAnswer] | str | None = None,
                  faults: Faults | None = None,
                  *, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
@@ -191,7 +193,7 @@ class ProviderServer:
 
         async def connection(conn: socket.socket) -> None:
             reader, writer = await asyncio.open_connection(sock=conn, limit=MAX_HEAD)
-            await _Exchange(state, reader, writer).run()
+            await self.exchange(state, reader, writer).run()
 
         def adopt(conn: socket.socket) -> None:
             if state.wake.is_set():
@@ -569,6 +571,9 @@ class _Exchange:
                  f"Content-Length: {declared_length if declared_length is not None else len(payload)}",
                  *(f"{k}: {v}" for k, v in headers.items())]
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+
+
+ProviderServer.exchange = _Exchange
 
 
 class _Headers:
