@@ -23,6 +23,7 @@ class EvalProgress:
     finished: bool = False
     aborted: str | None = None
     cancelled: int = 0  # examples never run because the run stopped first (not failures)
+    capped: str | None = None  # a client's own max_in_flight holding requests back, when it is the bottleneck
 
 
 @dataclass(frozen=True)

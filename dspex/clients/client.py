@@ -177,7 +177,8 @@ class ClientActor(GenServer):
                             totals=self.baseline + self.totals, rpm=rate.rpm, tpm=rate.tpm,
                             rate_source=rate.source.value, tpm_source=rate.tpm_source.value,
                             advertised_rpm=rate.advertised_rpm, advertised_tpm=rate.advertised_tpm,
-                            throttled=rate.throttled, errors=tuple(sorted(self.errors.items())))
+                            throttled=rate.throttled, errors=tuple(sorted(self.errors.items())),
+                            max_in_flight=self.cfg.max_in_flight, waiting_for_room=len(self.ready))
 
     # --- the pipeline ------------------------------------------------------------------------------
 

@@ -219,6 +219,15 @@ class ClientStatus:
     advertised_tpm: float | None = None
     throttled: int = 0  # 429s seen
     errors: tuple[tuple[str, int], ...] = ()  # requests that failed for good, by error type
+    max_in_flight: int = 0  # this client's own cap on requests out at once
+    waiting_for_room: int = 0  # requests waiting for a place under that cap (nothing else holds them)
+
+    def capped(self) -> str | None:
+        """What this client's own ``max_in_flight`` holds back now, when it is the bottleneck (all its
+        places taken, requests waiting for one): a progress line names it. None otherwise."""
+        if self.max_in_flight and self.in_flight >= self.max_in_flight and self.waiting_for_room:
+            return f"max_in_flight={self.max_in_flight} of {self.client} (all in use, requests waiting)"
+        return None
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from .tracker import Tracker
 
 
 _RUNS = itertools.count(1)
+CAP_CHECK_S = 2.0  # seconds between asks whether a client's own max_in_flight holds the run back (bar, dashboard)
 logger = logging.getLogger(__name__)
 
 
@@ -198,7 +199,7 @@ class Evaluate:
                 tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
                 tracker.skip(rows)
                 runner = ThreadRunner(program, metric, self.devset, tracker, self.max_concurrency, run=run)
-            return self._collect(runner, rows, start, rt, run, until, journal)
+            return self._collect(runner, rows, start, rt, run, until, journal, _clients_of(program))
 
     @with_callbacks
     def run_distributed(self, program: Any, hosts: Sequence[str], runtime: Any = None, *,
@@ -244,7 +245,7 @@ class Evaluate:
                           done=list(rows), workers=max(1, self.workers), concurrency=self.max_concurrency,
                           timeout=self.timeout, retry_timeouts=self.retry_timeouts, hosts=hosts,
                           lost_after=lost_after, run=run)
-            return self._collect(runner, rows, start, rt, run, until, journal)
+            return self._collect(runner, rows, start, rt, run, until, journal, _clients_of(program))
 
     @contextmanager
     def _journal(self) -> Iterator[JournalWriter | None]:
@@ -285,11 +286,12 @@ class Evaluate:
 
     def _collect(self, runner: Runner, rows: dict[int, EvalRow], start: float, rt: Any, run: str,
                  until: Callable[["_Tally"], bool] | None = None,
-                 journal: JournalWriter | None = None) -> EvaluationResult:
+                 journal: JournalWriter | None = None, clients: tuple = ()) -> EvaluationResult:
         """Take the runner's rows (each example once) into ``rows``, with journal, bar, progress events,
         max_errors and Ctrl-C (rows finished while draining are journaled like any other). A journal the
         disk stops taking stops dispatching as Ctrl-C does: JournalWriteError carries the partial result."""
         tally = _Tally(run, len(self.devset), rows, rt, start, journal, self.progress, self.keep_rows)
+        tally.clients = clients
         aborted: str | None = None
         interrupts = _HeldInterrupts()
         if until is not None and rows and until(tally):  # the resumed rows are already enough: ask nothing
@@ -431,6 +433,9 @@ class _Tally:
         self.journal = journal
         self.write_error: JournalWriteError | None = None  # the first refused write: nothing more is written
         self.bar = _progress(total, len(rows)) if bar else None
+        self.clients: tuple = ()  # the program's LM handles, asked every CAP_CHECK_S whether their cap holds it back
+        self.capped: str | None = None
+        self.last_check = time.monotonic()
 
     def take(self, row: EvalRow) -> None:
         if row.index in self.rows:
@@ -447,9 +452,14 @@ class _Tally:
                 self.journal.append(row.to_entry())
             except JournalWriteError as exc:
                 self.write_error = exc
+        if self.clients and time.monotonic() - self.last_check >= CAP_CHECK_S and (
+                self.bar is not None or (self.rt is not None and self.rt.watched)):
+            self.last_check = time.monotonic()
+            self.capped = next(filter(None, (lm.status().capped() for lm in self.clients)), None)
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(failed=self.errors, spend=f"${self.spent:.4f}", refresh=False)
+            self.bar.set_postfix(failed=self.errors, spend=f"${self.spent:.4f}", refresh=False,
+                                 **({"capped": self.capped} if self.capped else {}))
         if self.rt is not None and self.rt.watched:
             self.rt.publish(RowFinished(self.run, row))
         if time.monotonic() - self.last_event >= 0.1:
@@ -464,7 +474,7 @@ class _Tally:
         left = self.total - len(self.rows)
         self.rt.publish(EvalProgress(self.run, self.total, len(self.rows), self.errors, rate,
                                      left / rate if rate > 0 else None, self.spent, finished, aborted,
-                                     self.cancelled))
+                                     self.cancelled, self.capped))
 
     def close(self) -> None:
         if self.bar is not None:
@@ -619,6 +629,19 @@ def new_run_id(kind: str = "eval") -> str:
     budget covers it (``clients/budgets.py``)."""
     run, outer = f"{kind}-{os.getpid()}-{next(_RUNS)}", current_run()
     return f"{outer}{RUN_SEP}{run}" if outer is not None else run
+
+
+def _clients_of(program: Any) -> tuple:
+    """The dspex LM handles ``program``'s predictors call (their own, else the one in force), once each."""
+    from ..clients.foreign_lm import is_dspex_lm
+    from ..programs.settings import setting
+
+    found: dict[int, Any] = {}
+    for predictor in getattr(program, "predictors", lambda: [])():
+        lm = getattr(predictor, "lm", None) or setting("lm")
+        if is_dspex_lm(lm):
+            found.setdefault(id(lm), lm)
+    return tuple(found.values())
 
 
 def run_usage(rt: Any, run: str) -> UsageTotals:

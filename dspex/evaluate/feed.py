@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import enum
 import itertools
 import threading
 import time
@@ -23,8 +24,14 @@ from .actors import CancelRun, CloseRun, EvalCoordinator, EvalWorker, OpenRun, S
 GATHER = 0.02  # seconds between polls that brought rows (the next one waits at the coordinator anyway)
 GIVE_UP_SEEN = 5.0  # seconds to wait, after the coordinator is found gone, for the root to record why
 
-_LEASED: contextvars.ContextVar["WorkerPool | None"] = contextvars.ContextVar("dspex_worker_pool", default=None)
+_LEASED: contextvars.ContextVar["PoolLease | None"] = contextvars.ContextVar("dspex_worker_pool", default=None)
 _names = itertools.count(1)
+
+
+class PoolState(enum.Enum):
+    RUNNING = "running"
+    GAVE_UP = "gave_up"  # its supervisor exited on its own (restart intensity reached)
+    CLOSED = "closed"  # stopped by close()
 
 
 class WorkerPool:
@@ -72,9 +79,18 @@ class WorkerPool:
             rt.actors.stop_supervisor(self.name)
             raise
         self.coord = self.sup.child("coordinator")
-        self.gone = False  # the supervisor has exited on its own (restart intensity reached)
-        self.closed = False
+        self.state = PoolState.RUNNING
         self._lock = threading.Lock()
+
+    @property
+    def gone(self) -> bool:
+        """The supervisor has exited on its own (restart intensity reached): nothing runs on this pool."""
+        return self.state is PoolState.GAVE_UP
+
+    def gave_up(self) -> None:
+        with self._lock:
+            if self.state is PoolState.RUNNING:
+                self.state = PoolState.GAVE_UP
 
     def open(self, program: Any, metric: Any, examples: list, *, done: list, concurrency: int,
              timeout: float | None, retry_timeouts: bool, run: str, owned: bool = False) -> "WorkerFeed":
@@ -103,10 +119,8 @@ class WorkerPool:
         from supervision import SpecError
 
         with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-        if self.gone:  # a supervisor that gave up is gone from the tree already
+            state, self.state = self.state, PoolState.CLOSED
+        if state is not PoolState.RUNNING:  # closed already, or it gave up and is gone from the tree
             return
         try:
             self.rt.actors.stop_supervisor(self.name)
@@ -143,7 +157,7 @@ class PoolLease:
             if self._closed:
                 return None
             old = self._pool
-            if old is None or old.gone or old.closed or old.rt is not rt or old.hosts != hosts:
+            if old is None or old.state is not PoolState.RUNNING or old.rt is not rt or old.hosts != hosts:
                 if old is not None:
                     old.close()
                 self._pool = WorkerPool(rt, workers=workers, concurrency=max(self.concurrency, workers),
@@ -246,7 +260,7 @@ class WorkerFeed:
                 time.sleep(0.05)  # the supervisor stops the coordinator first, then exits: the root learns it next
             if failure is None:
                 raise
-            self.pool.gone = True
+            self.pool.gave_up()
             self.aborted = f"the evaluation's supervisor gave up: {failure.reason}"
             return None
 
@@ -264,4 +278,4 @@ def _start_with_retry(sup: Any, spec: Any, attempts: int = 3) -> None:
                 raise
 
 
-__all__ = ["WorkerPool", "PoolLease", "WorkerFeed", "feed", "leased"]
+__all__ = ["WorkerPool", "PoolState", "PoolLease", "WorkerFeed", "feed", "leased"]

@@ -154,6 +154,28 @@ def test_progress_events_reach_runtime_subscribers(world):
     assert not any(e.finished for e in events[:-1]) and last.aborted is None
 
 
+def test_the_progress_names_a_clients_own_max_in_flight_when_it_holds_the_run_back(world, monkeypatch):
+    server, rt, _ = world
+    server.set_faults(Faults(latency=0.1))
+    monkeypatch.setattr("dspex.evaluate.evaluate.CAP_CHECK_S", 0.05)
+    narrow = dspex.LM("openai/narrow", api_key=KEY, base_url=server.base_url(), rpm=None, cache=False, max_in_flight=2)
+    wide = dspex.LM("openai/wide", api_key=KEY, base_url=server.base_url(), rpm=None, cache=False, max_in_flight=64)
+    seen: dict[str, list] = {}
+    for name, lm in (("narrow", narrow), ("wide", wide)):
+        events: list = []
+        unsubscribe = rt.subscribe(lambda e: events.append(e) if isinstance(e, EvalProgress) else None)
+        try:
+            dspex.Evaluate(devset(16), exact, max_concurrency=16, progress=False).run(
+                dspex.Predict("question -> answer", lm=lm))
+        finally:
+            unsubscribe()
+        seen[name] = [e.capped for e in events if e.capped]
+    assert seen["narrow"] and all(c.startswith("max_in_flight=2 of openai/narrow") for c in seen["narrow"])
+    assert not seen["wide"]  # 16 at once fit under 64: nothing to name
+    status = narrow.status()
+    assert status.max_in_flight == 2 and status.capped() is None  # idle now
+
+
 def test_bad_devset_and_metric_are_config_errors():
     with pytest.raises(dspex.ConfigError, match="with_inputs"):
         dspex.Evaluate([dspex.Example(question="x")], exact)
