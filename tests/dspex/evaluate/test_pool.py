@@ -14,26 +14,24 @@ import pytest
 
 import dspex
 from dspex.evaluate.feed import PoolLease, leased
-from dspex.testing import Faults, ProviderServer
+from dspex.testing import Faults
 
 from ...conftest import pids_titled, wait_until
-from .test_evaluate import KEY, answer, devset, exact
+from .test_evaluate import devset, exact
+from .test_workers import farm  # noqa: F401 - the module's fixture
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def farm(tmp_path_factory):
-    os.environ["OPENAI_API_KEY"] = KEY  # worker processes read their key from the environment
+@pytest.fixture
+def slow_farm(farm):
+    """test_workers' multiproc runtime and simulator, answering in 50 ms (so runs overlap)."""
+    server, rt, lm = farm
+    server.set_faults(Faults(latency=0.05))
     try:
-        with ProviderServer(answer=answer, api_key=KEY, faults=Faults(latency=0.05)) as server, \
-                dspex.runtime("multiproc", cache_dir=tmp_path_factory.mktemp("cache"), log_level=None) as rt:
-            wait_until(lambda: pids_titled(b"supervision: watchdog"), timeout=5)  # titled before tests look
-            lm = dspex.LM("openai/pool", api_key=KEY, base_url=server.base_url(), rpm=None, cache=False, retries=2,
-                          backoff_base=0.001, backoff_cap=0.005, breaker=dspex.Breaker(max_failures=10_000))
-            yield server, rt, lm
+        yield farm
     finally:
-        del os.environ["OPENAI_API_KEY"]
+        server.set_faults(Faults())
 
 
 def run_together(lm, sets: list[list], concurrency: int) -> list:
@@ -57,8 +55,8 @@ def run_together(lm, sets: list[list], concurrency: int) -> list:
     return results
 
 
-def test_runs_at_once_share_the_pool_each_within_its_concurrency_and_each_row_once(farm):
-    server, rt, lm = farm
+def test_runs_at_once_share_the_pool_each_within_its_concurrency_and_each_row_once(slow_farm):
+    server, rt, lm = slow_farm
     sets = [devset(40, f"p{k}-") for k in range(3)]
     lease = PoolLease(12, "test-share")
     server.clear_log()
@@ -79,8 +77,8 @@ def test_runs_at_once_share_the_pool_each_within_its_concurrency_and_each_row_on
     assert wait_until(lambda: not set(pids_titled(b"dspex: eval-worker")) - before, timeout=10)  # closed: gone
 
 
-def test_a_killed_worker_gives_its_examples_back_in_every_run(farm):
-    server, rt, lm = farm
+def test_a_killed_worker_gives_its_examples_back_in_every_run(slow_farm):
+    server, rt, lm = slow_farm
     sets = [devset(60, f"k{k}-") for k in range(3)]
     lease = PoolLease(12, "test-kill")
     server.clear_log()
@@ -107,8 +105,8 @@ def test_a_killed_worker_gives_its_examples_back_in_every_run(farm):
         assert all(r.error is None and r.score == 1.0 for r in result.rows)
 
 
-def test_a_compile_on_worker_processes_starts_one_pool_not_processes_per_evaluation(farm):
-    server, rt, lm = farm
+def test_a_compile_on_worker_processes_starts_one_pool_not_processes_per_evaluation(slow_farm):
+    server, rt, lm = slow_farm
     events: list = []
     unsubscribe = rt.actors.subscribe(events.append)
     since = time.time()
