@@ -3,8 +3,8 @@ one run, against the project's simulator in its own process (2 s latency, so the
 
     python -m benchmarks.bench_scale [N] [LATENCY]        (default 10000 examples, 2.0 s)
 
-* **raw asyncio client**: N requests at once, each on its own connection (asyncio streams): what this
-  machine and the simulator allow, the yardstick of the issue's "wall ≤ 1.5× raw".
+* **raw asyncio client**: N requests at once, each on its own connection (asyncio streams), in its own
+  process: what this machine and the simulator allow, the yardstick of the issue's "wall ≤ 1.5× raw".
 * **dspex**: ``Evaluate(max_concurrency=N)`` of a ``Predict`` with ``LM(max_in_flight=N)`` on a local
   runtime (threads, today's only engine), in its own process; at the defaults (``max_in_flight=64``) the
   same run is capped at 64 in flight (N / 64 × latency; computed, not run).
@@ -129,7 +129,7 @@ def run(n: int = 10_000, latency: float = 2.0) -> str:
     raise_file_limit()
     rows = []
     with simulator("--answer", ANSWER, "--latency", f"{latency:g}") as (url, _):
-        for label, measure in (("raw asyncio client", lambda: raw(url, n)),
+        for label, measure in (("raw asyncio client", lambda: in_process("raw", url, n)),
                                (f"dspex Evaluate, max_concurrency={n}, max_in_flight={n} (threads)",
                                 lambda: in_process("dspex", url, n)),
                                (f"dspy.Evaluate, num_threads={n}", lambda: dspy_side(url, n))):
@@ -157,8 +157,8 @@ def run(n: int = 10_000, latency: float = 2.0) -> str:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if args and args[0] == "--side":
+    if args and args[0] == "--side":  # one client in a process of its own (its threads, memory and CPU alone)
         raise_file_limit()
-        print(json.dumps(dspex_side(args[2], int(args[3]))))
+        print(json.dumps((raw if args[1] == "raw" else dspex_side)(args[2], int(args[3]))))
     else:
         print(run(*(int(args[0]),) if args else (), *(float(args[1]),) if len(args) > 1 else ()))
