@@ -38,7 +38,7 @@ async def one(port: int) -> int:
 
 @pytest.mark.slow
 def test_three_thousand_connections_at_once_are_served_together_on_one_thread():
-    n, latency = 3000, 1.0
+    n, latency = 3000, 2.0  # long enough for all of them to arrive within it, even on a loaded machine
     with ProviderServer(answer="hi", api_key=KEY, faults=Faults(latency=latency)) as server:
         port = int(server.url.rsplit(":", 1)[1])
         threads = threading.active_count()
@@ -63,8 +63,8 @@ def test_three_thousand_connections_at_once_are_served_together_on_one_thread():
             sampler.join()
         assert max(most) <= threads + 1  # (the sampler): no thread per connection
         assert statuses == [200] * n and len(server.successes()) == n
-        assert server.peak_concurrency >= 0.95 * n  # all waiting out their latency together
-    assert wall < latency + 5.0  # not n / threads × latency
+        assert server.peak_concurrency >= 0.9 * n  # (nearly) all waiting out their latency together
+    assert wall < latency + 8.0  # not n / threads × latency
 
 
 def test_keep_alive_serves_requests_one_after_another_on_one_connection():
