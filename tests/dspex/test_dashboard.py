@@ -214,6 +214,9 @@ def test_the_dashboard_for_prompt_work_in_chromium(browser, tmp_path):
             assert page.locator("#runs tr[data-run*=':']").count() == 0  # its evaluations are inside it
             page.click("#runs tr[data-run^='compile'] td.run")
             page.wait_for_selector("#compile-view:not([hidden]) #candidates tbody tr")
+            # the table fills as the page's polls bring the compile's steps: wait for all of them (bounded)
+            page.wait_for_function("n => document.querySelectorAll('#candidates tbody tr').length >= n",
+                                   arg=len(scored), timeout=10_000)
             assert page.locator("#candidates tbody tr").count() == len(scored)
             assert page.locator("#candidates tbody tr.best").count() >= 1
             page.click("#candidates tbody tr >> nth=0")
