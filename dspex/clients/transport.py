@@ -84,6 +84,24 @@ class AttemptResult:
 MAX_BODY = 16 * 1024 * 1024  # bytes: no chat answer is larger; a bigger body is refused, not read whole
 
 
+@dataclass(frozen=True)
+class HttpCall:
+    """The HTTP request of one attempt, as the rules made it (``Transport.prepare``) for an executor to send:
+    ``path`` is relative to the provider's origin; ``messages`` and ``params`` are kept for the estimate
+    of what a broken-off 200 bills."""
+
+    method: str
+    path: str
+    headers: dict
+    body: bytes | None
+    streaming: bool
+    messages: list[dict]
+    params: dict
+
+    def __repr__(self) -> str:  # headers carry the key: never shown
+        return f"<HttpCall {self.method} {self.path}>"
+
+
 class BodyTooLarge(Exception):
     """A response body past MAX_BODY (its connection is dropped)."""
 
@@ -153,7 +171,43 @@ class Transport:
         """One request. With ``on_text`` (and a provider that streams) the answer is asked for as
         server-sent events and each piece of text is handed to ``on_text`` as it arrives; the outcome is
         the same either way (the whole text, the provider's counts)."""
-        streaming = on_text is not None and self.wire.streams
+        call = self.prepare(messages, params, streaming=on_text is not None and self.wire.streams)
+        start = time.monotonic()
+        self._deadlines.begin(start + self.cfg.timeout)  # the whole attempt, not each read
+        streamed: Parsed | None = None
+        resp: Any = None
+        try:
+            resp = self._pool.urlopen(call.method, call.path, body=call.body, headers=call.headers,
+                                      retries=False, timeout=self._timeout,
+                                      preload_content=False, assert_same_host=False)
+            if call.streaming and resp.status == 200:
+                streamed, raw = self._read_stream(resp, on_text), b""  # type: ignore[arg-type]
+            else:
+                raw = _read_capped(resp, MAX_BODY)
+        except WireError as exc:  # a stream event that is not the provider's shape
+            self._deadlines.end()
+            return self.billed(call, "malformed", self.scrub(str(exc))[:300], start)
+        except urllib3.exceptions.TimeoutError as exc:
+            self._deadlines.end()
+            return self.late(call, _answered(resp), start, self.scrub(str(exc)))
+        except urllib3.exceptions.HTTPError as exc:  # refused, reset, truncated body, TLS (or cut at the deadline)
+            if self._deadlines.end():
+                return self.late(call, _answered(resp), start)
+            return self.broken(call, _answered(resp), start, self.scrub(str(exc)))
+        except BodyTooLarge as exc:
+            self._deadlines.end()
+            return self.too_large(call, resp.status, start, str(exc))
+        if self._deadlines.end():
+            return self.late(call, _answered(resp), start)
+        if streamed is not None:
+            return self.streamed(streamed, start, self.wire.rate_hints(resp.headers))
+        return self.interpret(call, resp.status, resp.headers, raw, start)
+
+    # --- the rules, shared by every executor of an attempt (this one and ``async_transport``) -------
+
+    def prepare(self, messages: list[dict], params: dict, *, streaming: bool = False) -> HttpCall:
+        """The HTTP request of one attempt (signed, when the wire format signs: a signature covers the
+        body and the time, so each attempt makes its own)."""
         if streaming:
             method, path, payload = "POST", self._stream_path, self.wire.stream_body(self.cfg, messages, params)
         else:
@@ -161,87 +215,78 @@ class Transport:
             path = f"{self._path}{'&' if '?' in self._path else '?'}{query}" if query else self._path
         body = json.dumps(payload).encode() if payload is not None else None
         headers = self._headers if body is not None else self._bare_headers
-        if self.wire.signs:  # a signature covers the body and the time: made for each attempt
+        if self.wire.signs:
             headers = self.wire.signed(self.cfg, self._key, method, self._origin + path, headers, body,
                                        self._sign_state)
-        start = time.monotonic()
-        self._deadlines.begin(start + self.cfg.timeout)  # the whole attempt, not each read
-        streamed: Parsed | None = None
-        resp: Any = None
+        return HttpCall(method, path, headers, body, streaming, messages, params)
 
-        def billed(kind: str, detail: str, counts: tuple[int, int] | None = None, hints: RateHints | None = None,
-                   status: int = 200) -> AttemptResult:
-            """The provider answered 200, so it bills the attempt, but the answer is unusable: booked at
-            what the body says it used, else at the attempt's maximum (marked ``estimated``)."""
-            latency = time.monotonic() - start
-            if counts is None and not self.wire.bills:  # an API that bills nothing: no estimate either
-                counts = (0, 0)
-            if counts is not None:
-                return AttemptResult(kind, latency, "", counts[0], counts[1], status=status, detail=detail, hints=hints)
-            return AttemptResult(kind, latency, "", prompt_tokens_bound(messages),
-                           int(params.get("max_tokens", self.cfg.max_tokens)), status=status, detail=detail,
-                           hints=hints, estimated=True)
+    @property
+    def origin(self) -> str:
+        """``scheme://host:port`` of the provider (an :class:`HttpCall`'s path is relative to it)."""
+        return self._origin
 
-        try:
-            resp = self._pool.urlopen(method, path, body=body,
-                                      headers=headers,
-                                      retries=False, timeout=self._timeout,
-                                      preload_content=False, assert_same_host=False)
-            if streaming and resp.status == 200:
-                streamed, raw = self._read_stream(resp, on_text), b""  # type: ignore[arg-type]
-            else:
-                raw = _read_capped(resp, MAX_BODY)
-        except WireError as exc:  # a stream event that is not the provider's shape
-            self._deadlines.end()
-            return billed("malformed", self.scrub(str(exc))[:300])
-        except urllib3.exceptions.TimeoutError as exc:
-            self._deadlines.end()
-            if _answered(resp):
-                return billed("timeout", self.scrub(str(exc)), status=0)
-            return AttemptResult("timeout", time.monotonic() - start, detail=self.scrub(str(exc)))
-        except urllib3.exceptions.HTTPError as exc:  # refused, reset, truncated body, TLS (or cut at the deadline)
-            if self._deadlines.end():
-                late = f"no complete answer within timeout={self.cfg.timeout:g}s"
-                return (billed("timeout", late, status=0) if _answered(resp)
-                        else AttemptResult("timeout", time.monotonic() - start, detail=late))
-            if _answered(resp):  # the 200's body was cut off: the answer was made (and billed)
-                return billed("connection", f"the 200 answer was cut off ({self.scrub(str(exc))})", status=0)
-            return AttemptResult("connection", time.monotonic() - start, detail=self.scrub(str(exc)))
-        except BodyTooLarge as exc:
-            self._deadlines.end()
-            if _answered(resp):
-                return billed("malformed", str(exc))
-            return AttemptResult("malformed", time.monotonic() - start, status=resp.status, detail=str(exc))
-        if self._deadlines.end():
-            late = f"no complete answer within timeout={self.cfg.timeout:g}s"
-            return (billed("timeout", late, status=0) if _answered(resp)
-                    else AttemptResult("timeout", time.monotonic() - start, detail=late))
+    def billed(self, call: HttpCall, kind: str, detail: str, start: float, counts: tuple[int, int] | None = None,
+               hints: RateHints | None = None, status: int = 200) -> AttemptResult:
+        """The provider answered 200, so it bills the attempt, but the answer is unusable: booked at
+        what the body says it used, else at the attempt's maximum (marked ``estimated``)."""
         latency = time.monotonic() - start
-        hints = self.wire.rate_hints(resp.headers)  # case-insensitive header lookups
-        if streamed is not None:
-            if not streamed.text.strip() and not streamed.extras:  # a tool call alone is an answer
-                return AttemptResult("empty", latency, "", streamed.prompt_tokens, streamed.completion_tokens,
-                               streamed.model, status=200, detail="the streamed completion is empty", hints=hints)
-            return AttemptResult("ok", latency, streamed.text, streamed.prompt_tokens, streamed.completion_tokens,
-                           streamed.model, status=200, hints=hints, extras=streamed.extras)
+        if counts is None and not self.wire.bills:  # an API that bills nothing: no estimate either
+            counts = (0, 0)
+        if counts is not None:
+            return AttemptResult(kind, latency, "", counts[0], counts[1], status=status, detail=detail, hints=hints)
+        return AttemptResult(kind, latency, "", prompt_tokens_bound(call.messages),
+                             int(call.params.get("max_tokens", self.cfg.max_tokens)), status=status, detail=detail,
+                             hints=hints, estimated=True)
+
+    def late(self, call: HttpCall, answered: bool, start: float, detail: str = "") -> AttemptResult:
+        """No complete answer within the attempt's deadline (billed when a 200 had begun)."""
+        detail = detail or f"no complete answer within timeout={self.cfg.timeout:g}s"
+        if answered:
+            return self.billed(call, "timeout", detail, start, status=0)
+        return AttemptResult("timeout", time.monotonic() - start, detail=detail)
+
+    def broken(self, call: HttpCall, answered: bool, start: float, detail: str) -> AttemptResult:
+        """Refused, reset or cut off (a 200 whose body was cut off was made, and billed)."""
+        if answered:
+            return self.billed(call, "connection", f"the 200 answer was cut off ({detail})", start, status=0)
+        return AttemptResult("connection", time.monotonic() - start, detail=detail)
+
+    def too_large(self, call: HttpCall, status: int, start: float, detail: str) -> AttemptResult:
+        if status == 200:
+            return self.billed(call, "malformed", detail, start)
+        return AttemptResult("malformed", time.monotonic() - start, status=status, detail=detail)
+
+    def streamed(self, parsed: Parsed, start: float, hints: RateHints | None) -> AttemptResult:
+        """A whole streamed answer (``_read_stream``), classified."""
+        latency = time.monotonic() - start
+        if not parsed.text.strip() and not parsed.extras:  # a tool call alone is an answer
+            return AttemptResult("empty", latency, "", parsed.prompt_tokens, parsed.completion_tokens,
+                                 parsed.model, status=200, detail="the streamed completion is empty", hints=hints)
+        return AttemptResult("ok", latency, parsed.text, parsed.prompt_tokens, parsed.completion_tokens,
+                             parsed.model, status=200, hints=hints, extras=parsed.extras)
+
+    def interpret(self, call: HttpCall, status: int, headers: Any, raw: bytes, start: float) -> AttemptResult:
+        """A whole (not streamed) answer, classified: ``headers`` a case-insensitive mapping."""
+        latency = time.monotonic() - start
+        hints = self.wire.rate_hints(headers)
         excerpt = lambda: self.scrub(raw[:4096].decode("utf-8", "replace"))[:300]  # noqa: E731 - scrub, then cut
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError):  # not JSON, or nested deeper than any answer is
             data = None
-        if resp.status != 200:
-            headers = {k.lower(): v for k, v in resp.headers.items()}
-            return AttemptResult("status", latency, status=resp.status, detail=excerpt(),
-                           retry_after=self.wire.retry_after(headers, data), hints=hints)
+        if status != 200:
+            lowered = {k.lower(): v for k, v in headers.items()}
+            return AttemptResult("status", latency, status=status, detail=excerpt(),
+                                 retry_after=self.wire.retry_after(lowered, data), hints=hints)
         if data is None:
-            return billed("malformed", excerpt(), hints=hints)
+            return self.billed(call, "malformed", excerpt(), start, hints=hints)
         try:
             parsed = self.wire.parse(data)
         except WireError as exc:
-            return billed("malformed", f"{exc}; body: {excerpt()}", self.wire.usage(data), hints)
+            return self.billed(call, "malformed", f"{exc}; body: {excerpt()}", start, self.wire.usage(data), hints)
         if not parsed.text.strip() and not parsed.extras:  # a tool call alone is an answer
             return AttemptResult("empty", latency, "", parsed.prompt_tokens, parsed.completion_tokens, parsed.model,
-                           status=200, detail=f"the completion is empty; body: {excerpt()}", hints=hints)
+                                 status=200, detail=f"the completion is empty; body: {excerpt()}", hints=hints)
         return AttemptResult("ok", latency, parsed.text, parsed.prompt_tokens, parsed.completion_tokens,
                              parsed.model, status=200, hints=hints, extras=parsed.extras)
 
@@ -344,4 +389,4 @@ def _aws_events(chunks: Iterator[bytes], loaded: Callable[[bytes], Any]) -> Iter
             yield {"event": headers.get(":event-type", ""), "payload": loaded(message.payload)}
 
 
-__all__ = ["Transport", "AttemptResult", "AttemptKind", "RETRYABLE_STATUS"]
+__all__ = ["Transport", "HttpCall", "AttemptResult", "AttemptKind", "RETRYABLE_STATUS", "MAX_BODY", "BodyTooLarge"]
