@@ -29,20 +29,13 @@ MAX_BATCH = 16  # admissions asked for in one AdmitBatch
 REPORT_EVERY = 0.005  # seconds a success report may wait for others
 
 
-class CoalescedChannel:
-    """The lease channel of a process other than the client actor's (module docstring); the same
-    methods as ``pipeline.DirectChannel``, which it differs from in ``admit``, ``succeeded`` and ``flush``."""
+class ReportingChannel:
+    """What every lease channel outside the client actor's process shares: success reports batched, a
+    release or a cache hit cast, ``flush`` / ``close`` sending what is pending."""
 
     def __init__(self, link: Any) -> None:  # a pipeline.ClientLink (which imports this module)
         self.link = link
-        self.admissions = Admissions()
         self.reports = Batcher(self._send_reports, REPORT_EVERY, "dspex-reports")
-
-    def admit(self, admit: Admit) -> Lease:
-        return self.admissions.admit(self.link.call, admit)
-
-    def failed(self, report: Report) -> Lease | Done:
-        return self.link.call(report)
 
     def succeeded(self, report: Report) -> None:
         self.reports.add(report)
@@ -64,6 +57,21 @@ class CoalescedChannel:
             self.link.cast(ReportBatch(tuple(batch)) if len(batch) > 1 else batch[0])
         except LMError as exc:  # the client actor is gone: its restart starts from the ledger
             log.warning("reports_lost", reports=len(batch), error=str(exc))
+
+
+class CoalescedChannel(ReportingChannel):
+    """The lease channel of a process other than the client actor's (module docstring); the same
+    methods as ``pipeline.DirectChannel``, which it differs from in ``admit``, ``succeeded`` and ``flush``."""
+
+    def __init__(self, link: Any) -> None:
+        super().__init__(link)
+        self.admissions = Admissions()
+
+    def admit(self, admit: Admit) -> Lease:
+        return self.admissions.admit(self.link.call, admit)
+
+    def failed(self, report: Report) -> Lease | Done:
+        return self.link.call(report)
 
 
 class _Ask:
@@ -127,4 +135,4 @@ class Admissions:
                 self._cond.notify_all()
 
 
-__all__ = ["CoalescedChannel", "Admissions"]
+__all__ = ["CoalescedChannel", "ReportingChannel", "Admissions", "REPORT_EVERY"]

@@ -11,20 +11,26 @@ actors' own (``direct``), so nothing here reaches up to the runtime.
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import weakref
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+import structlog
+
 from .cache import ResponseCache
 from .config import LMConfig, Secret
+from .event_loop import STOP_TIMEOUT, EventLoop, LoopState
 from .pipeline import ClientLink, Pipeline
 from .prices import Price
 from .transport import Transport
 
 if TYPE_CHECKING:
     from supervision import ActorRef
+
+log = structlog.get_logger("dspex")
 
 HISTORY = 200  # LM calls a process remembers for inspect_history (bounded: a long run does not grow memory)
 
@@ -42,6 +48,7 @@ class Engines:
         self._cache: ResponseCache | None = None
         self._keys: dict[str, Secret | None] = {}  # LM handle token -> its key, for handles unpickled here
         self._history: deque[dict] = deque(maxlen=HISTORY)
+        self.loop = EventLoop("dspex-loop")  # the asyncio engine's loop, started on first use
 
     def pipeline(self, cfg: LMConfig, key: Secret | None, price: Price | None = None, *,
                  transport: Any = None, owner: Any = None, remember: bool = True) -> Pipeline:
@@ -58,7 +65,7 @@ class Engines:
                 link = ClientLink(lambda: self._find_client(cfg, price), cfg.qualified)
                 found = self._pipelines[ident] = Pipeline(transport or Transport(cfg, key), self.response_cache(),
                                                           link, self._history if remember else None,
-                                                          direct=self.direct)
+                                                          direct=self.direct, loop=self.loop)
                 if owner is not None:
                     weakref.finalize(owner, self._drop, ident)
             return found
@@ -92,6 +99,13 @@ class Engines:
         with self._lock:
             pipelines, self._pipelines = list(self._pipelines.values()), {}
             cache, self._cache = self._cache, None
+        if self.loop.state is LoopState.RUNNING:  # the HTTP sessions on the loop close on it, then the loop
+            for pipeline in pipelines:
+                try:
+                    self.loop.submit(pipeline.aclose()).result(STOP_TIMEOUT)
+                except (concurrent.futures.TimeoutError, OSError) as exc:
+                    log.warning("http_session_not_closed", model=pipeline.link.model, error=repr(exc))
+        self.loop.close()
         for pipeline in pipelines:
             pipeline.close()
         if cache is not None:

@@ -228,7 +228,24 @@ class LM:
         """
         if _ROUTED.get() is None and answers_itself(type(self)):
             return self._through_own_call(messages, overrides)
-        pipeline = self._need_pipeline()
+        return self._routed(self._need_pipeline().send(self._request_of(messages, run, rollout, prompt_style,
+                                                                         overrides)))
+
+    @with_callbacks
+    async def arequest(self, messages: Sequence[dict] | str, *, run: str | None = None, rollout: int | None = None,
+                       prompt_style: str = "chat", **overrides: Any) -> Completion:
+        """:meth:`request` for async code: a task on the runtime's event loop (aiohttp; the same leases,
+        retries, cache and ledger), not a thread. A subclass that answers in its own ``__call__`` is
+        called on a thread."""
+        import asyncio
+
+        if _ROUTED.get() is None and answers_itself(type(self)):
+            return await asyncio.to_thread(self._through_own_call, messages, overrides)
+        return self._routed(await self._need_pipeline().asend(self._request_of(messages, run, rollout,
+                                                                                prompt_style, overrides)))
+
+    def _request_of(self, messages: Sequence[dict] | str, run: str | None, rollout: int | None, prompt_style: str,
+                    overrides: dict) -> Request:
         cfg = self.config
         msgs = normalize_messages(messages)
         rollout_id = overrides.pop("rollout_id", None)  # DSPy's name: part of the cache key, never sent
@@ -236,9 +253,12 @@ class LM:
         sampling = {**cfg.sampling(), **overrides}
         if cfg.provider == "local":
             sampling.setdefault("prompt_format", "raw" if prompt_style == "completion" else "chat")
-        comp = pipeline.send(Request(cfg, msgs, sampling, run=run if run is not None else current_run(),
-                                     rollout=rollout if rollout is not None else rollout_id,
-                                     stream=current_stream(), given=messages, overrides=overrides))
+        return Request(cfg, msgs, sampling, run=run if run is not None else current_run(),
+                       rollout=rollout if rollout is not None else rollout_id, stream=current_stream(),
+                       given=messages, overrides=overrides)
+
+    @staticmethod
+    def _routed(comp: Completion) -> Completion:
         routed = _ROUTED.get()
         if routed is not None:
             routed.append(comp)
@@ -266,6 +286,24 @@ class LM:
         through the whole pipeline, told apart in the cache by its rollout): their texts, or, when any
         carries ``logprobs`` or ``tool_calls`` (asked for with ``logprobs=True`` / ``tools=[...]``), a
         dict per completion with ``text`` and those, as DSPy gives them."""
+        ask, each = self._asks(prompt, messages, overrides)
+        return self._outputs([self.request(ask, **o) for o in each])
+
+    async def acall(self, prompt: str | Sequence[dict] | None = None, messages: Sequence[dict] | None = None,
+                    **overrides: Any) -> list[str | dict]:
+        """DSPy's ``await lm.acall(...)``: the same list as ``lm(...)``, its requests tasks on the runtime's
+        event loop (``n`` of them at once for ``n=``)."""
+        import asyncio
+
+        if answers_itself(type(self)):  # the subclass's own __call__ answers: on a thread, as it is sync
+            return await asyncio.to_thread(self.__call__, prompt, messages, **overrides)
+        ask, each = self._asks(prompt, messages, overrides)
+        return self._outputs(list(await asyncio.gather(*(self.arequest(ask, **o) for o in each))))
+
+    @staticmethod
+    def _asks(prompt: str | Sequence[dict] | None, messages: Sequence[dict] | None,
+              overrides: dict) -> tuple[Any, list[dict]]:
+        """What ``lm(...)`` asks (the prompt or messages) and each completion's request options."""
         if (prompt is None) == (messages is None):
             raise ConfigError("call the LM with a prompt string, lm('...'), or with messages=[{'role': 'user', "
                               "'content': '...'}], not both")
@@ -274,21 +312,15 @@ class LM:
             raise ConfigError(f"n must be an int >= 1 (how many completions), got {n!r}")
         ask = prompt if prompt is not None else messages
         if n == 1:
-            comps = [self.request(ask, **overrides)]
-        else:
-            base = int(overrides.pop("rollout", 0) or overrides.pop("rollout_id", 0) or 0)
-            comps = [self.request(ask, **overrides, rollout=base * n + i) for i in range(n)]
+            return ask, [overrides]
+        base = int(overrides.pop("rollout", 0) or overrides.pop("rollout_id", 0) or 0)
+        return ask, [{**overrides, "rollout": base * n + i} for i in range(n)]
+
+    @staticmethod
+    def _outputs(comps: list[Completion]) -> list[str | dict]:
         if any(c.extras for c in comps):
             return [{"text": c.text, **dict(c.extras)} for c in comps]
         return [c.text for c in comps]
-
-    async def acall(self, prompt: str | Sequence[dict] | None = None, messages: Sequence[dict] | None = None,
-                    **overrides: Any) -> list[str | dict]:
-        """DSPy's ``await lm.acall(...)``: the call on a worker thread (the client actor keeps the limits; the
-        caller's context goes along), the same list as ``lm(...)``."""
-        import asyncio
-
-        return await asyncio.to_thread(self.__call__, prompt, messages, **overrides)
 
     # --- state -------------------------------------------------------------------------------------
 

@@ -30,24 +30,29 @@ and the next one finds the actor its supervisor restarted.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from supervision import ActorExited, ActorRef, procfs
 
 from ..errors import ClientExited
 from ..primitives import Usage
 from .cache import ResponseCache, cache_key
+from .async_channel import AsyncChannel
+from .async_transport import AsyncTransport
 from .coalesced import CoalescedChannel
+from .event_loop import EventLoop
 from .config import LMConfig
 from .messages import Admit, CacheHit, Completion, Done, Lease, Release, Report, cache_entry, cached_completion
 from .prices import cost_of, prompt_tokens_bound
 from .scope import StreamSink
+from .steps import Step, arun_steps, run_steps
 from .transport import AttemptResult, Transport
 from .usage_tracker import active_trackers
 from .wire import estimate_prompt_tokens
@@ -88,7 +93,9 @@ class Remember:
         self.inner, self.history = inner, history
 
     def __call__(self, request: Request) -> Completion:
-        comp = self.inner(request)
+        return self.record(request, self.inner(request))
+
+    def record(self, request: Request, comp: Completion) -> Completion:
         self.history.append(history_entry(request, comp))
         for tracker in active_trackers():
             tracker.add(request.cfg.qualified, comp.usage.prompt_tokens, comp.usage.completion_tokens, comp.cost)
@@ -102,20 +109,30 @@ class Cached:
         self.inner, self.cache, self.channel = inner, cache, channel
 
     def __call__(self, request: Request) -> Completion:
+        key, hit = self.lookup(request)
+        if hit is not None:
+            return hit
+        return self.store(key, self.inner(request))
+
+    def lookup(self, request: Request) -> tuple[str | None, Completion | None]:
+        """(the request's cache key, its cached completion) — (None, None) when it is not cached."""
         cfg = request.cfg
         if not cfg.cache or not self.cache.enabled:
-            return self.inner(request)
+            return None, None
         key = cache_key(cfg.provider, cfg.model, request.messages, {**request.sampling, "_rollout": request.rollout},
                         endpoint=cfg.base_url)
         hit = self.cache.get(key)
-        if hit is not None:
-            self.channel.cache_hit(request.run)
-            comp = cached_completion(hit)
-            if request.stream is not None:
-                request.stream(comp.text)  # a cached answer streams as one piece
-            return comp
-        comp = self.inner(request)
-        self.cache.put(key, cache_entry(comp))
+        if hit is None:
+            return key, None
+        self.channel.cache_hit(request.run)
+        comp = cached_completion(hit)
+        if request.stream is not None:
+            request.stream(comp.text)  # a cached answer streams as one piece
+        return key, comp
+
+    def store(self, key: str | None, comp: Completion) -> Completion:
+        if key is not None:
+            self.cache.put(key, cache_entry(comp))
         return comp
 
 
@@ -136,9 +153,44 @@ class Hold:
         while (left := self.until - self.clock()) > 0:  # extended while asleep: sleep again
             self.sleep(left)
 
+    async def await_(self) -> None:
+        """``wait`` for a task on the event loop."""
+        while (left := self.until - self.clock()) > 0:
+            await asyncio.sleep(left)
+
+
+def lease_steps(request: Request, channel: Any, hold: Hold) -> Generator[Step, Any, Completion]:
+    """One request's attempts under leases of the client actor, as steps an engine performs (the threads'
+    :class:`Leased` or the event loop's ``Pipeline.asend``): each blocking step is yielded and its result
+    sent back; an exception raised by a step is thrown back in. Success reports and releases are one-way."""
+    start = time.monotonic()
+    reply: Lease | Done = yield ("admit", request.admit())
+    billed = Usage()  # every attempt the provider counted (an empty answer is billed, then retried)
+    while isinstance(reply, Lease):
+        try:
+            yield ("hold",)
+            outcome: AttemptResult = yield ("attempt", request)
+        except BaseException:  # Ctrl-C, a cancelled task, a bug below: the lease goes back at once, never leaks
+            channel.release(reply.id, request.run)
+            raise
+        if outcome.status == 429 and outcome.retry_after:
+            hold.extend(outcome.retry_after)
+        billed = billed + Usage(outcome.prompt_tokens, outcome.completion_tokens,
+                                outcome.prompt_tokens + outcome.completion_tokens if outcome.estimated else 0)
+        report = Report(reply.id, outcome, reply.attempt, request.run)
+        if outcome.ok:  # the holder knows the cost: one hop instead of a round trip
+            channel.succeeded(report)
+            reply = Done(cost_of(reply.price, billed.prompt_tokens, billed.completion_tokens), reply.attempt + 1)
+        else:
+            reply = yield ("failed", report)
+    if not isinstance(reply, Done):  # the protocol allows only Lease or Done here
+        raise TypeError(f"dspex bug: the client actor answered {type(reply).__name__} to a request")
+    return Completion(text=outcome.text, usage=billed, cost=reply.cost, model=outcome.model or request.cfg.model,
+                      latency_s=time.monotonic() - start, attempts=reply.attempts, extras=outcome.extras)
+
 
 class Leased:
-    """Attempts under leases of the client actor (see the module docstring)."""
+    """Attempts under leases of the client actor, on the calling thread (see :func:`lease_steps`)."""
 
     def __init__(self, attempt: Callable[[Request], AttemptResult],
                  channel: DirectChannel | CoalescedChannel, hold: Hold | None = None) -> None:
@@ -146,30 +198,19 @@ class Leased:
         self.hold = hold if hold is not None else Hold()
 
     def __call__(self, request: Request) -> Completion:
-        start = time.monotonic()
-        reply: Lease | Done = self.channel.admit(request.admit())
-        billed = Usage()  # every attempt the provider counted (an empty answer is billed, then retried)
-        while isinstance(reply, Lease):
-            try:
-                self.hold.wait()
-                outcome = self.attempt(request)
-            except BaseException:  # Ctrl-C, or a bug below: the lease goes back at once, never leaks
-                self.channel.release(reply.id, request.run)
-                raise
-            if outcome.status == 429 and outcome.retry_after:
-                self.hold.extend(outcome.retry_after)
-            billed = billed + Usage(outcome.prompt_tokens, outcome.completion_tokens,
-                                    outcome.prompt_tokens + outcome.completion_tokens if outcome.estimated else 0)
-            report = Report(reply.id, outcome, reply.attempt, request.run)
-            if outcome.ok:  # the holder knows the cost: one hop instead of a round trip
-                self.channel.succeeded(report)
-                reply = Done(cost_of(reply.price, billed.prompt_tokens, billed.completion_tokens), reply.attempt + 1)
-            else:
-                reply = self.channel.failed(report)
-        if not isinstance(reply, Done):  # the protocol allows only Lease or Done here
-            raise TypeError(f"dspex bug: the client actor answered {type(reply).__name__} to a request")
-        return Completion(text=outcome.text, usage=billed, cost=reply.cost, model=outcome.model or request.cfg.model,
-                          latency_s=time.monotonic() - start, attempts=reply.attempts, extras=outcome.extras)
+        return run_steps(lease_steps(request, self.channel, self.hold), self._perform)
+
+    def _perform(self, step: Step) -> Any:
+        match step:
+            case ("admit", admit):
+                return self.channel.admit(admit)
+            case ("hold",):
+                return self.hold.wait()
+            case ("attempt", request):
+                return self.attempt(request)
+            case ("failed", report):
+                return self.channel.failed(report)
+        raise TypeError(f"dspex bug: unknown lease step {step!r}")
 
 
 class Streamed:
@@ -258,26 +299,82 @@ class Pipeline:
     """One client's requests from one process: its transport (HTTP pool), the process's response cache
     and call history, and its lease channel, direct or coalesced (chosen here, once). ``history`` None: no
     ``remember`` layer (a client that is not an LM, e.g. a ColBERT search: not in ``lm.history`` or
-    ``dspex.track_usage()``; its client actor still counts each request)."""
+    ``dspex.track_usage()``; its client actor still counts each request).
+
+    ``asend`` is the same pipeline on the process's event loop (``loop``): the cache and history layers
+    as they are, the lease steps awaited on an :class:`~dspex.clients.async_channel.AsyncChannel`, each
+    attempt on an :class:`~dspex.clients.async_transport.AsyncTransport` (both made on first use). A
+    request streamed to a sink, or a client whose transport is not HTTP (a ``dspex.BaseLM``'s ``forward``),
+    goes through ``send`` on a thread."""
 
     def __init__(self, transport: Transport, cache: ResponseCache, link: ClientLink, history: deque | None, *,
-                 direct: bool) -> None:
+                 direct: bool, loop: EventLoop | None = None) -> None:
         self.transport = transport
         self.link = link
+        self.loop = loop
         self.channel = DirectChannel(link) if direct else CoalescedChannel(link)
-        send: Send = Cached(Leased(Streamed(transport), self.channel), cache, self.channel)
-        self._send = Remember(send, history) if history is not None else send
+        self.hold = Hold()  # one per client and process: a 429's pause holds both engines' attempts
+        self._cached = Cached(Leased(Streamed(transport), self.channel, self.hold), cache, self.channel)
+        self._remember = Remember(self._cached, history) if history is not None else None
+        self._send: Send = self._remember if self._remember is not None else self._cached
+        self._achannel: AsyncChannel | None = None
+        self._atransport: AsyncTransport | None = None
+
+    @property
+    def runs_async(self) -> bool:
+        """Its requests can run as tasks on the event loop (an HTTP client with a loop to run on)."""
+        return self.loop is not None and isinstance(self.transport, Transport)
 
     def send(self, request: Request) -> Completion:
         """The completion of ``request``; raises a typed :class:`~dspex.errors.LMError`."""
         return self._send(request)
 
+    async def asend(self, request: Request) -> Completion:
+        """``send`` for async code: on the process's event loop (hopping onto it from any other loop)."""
+        if not self.runs_async or request.stream is not None:
+            return await asyncio.to_thread(self._send, request)
+        assert self.loop is not None
+        if self.loop.running_here():
+            return await self._asend(request)
+        return await asyncio.wrap_future(self.loop.submit(self._asend(request)))
+
+    async def _asend(self, request: Request) -> Completion:
+        key, comp = self._cached.lookup(request)
+        if comp is None:
+            if self._achannel is None:
+                self._achannel, self._atransport = AsyncChannel(self.link), AsyncTransport(self.transport)
+            comp = self._cached.store(key, await arun_steps(lease_steps(request, self._achannel, self.hold),
+                                                            self._aperform))
+        return self._remember.record(request, comp) if self._remember is not None else comp
+
+    async def _aperform(self, step: Step) -> Any:
+        assert self._achannel is not None and self._atransport is not None
+        match step:
+            case ("admit", admit):
+                return await self._achannel.admit(admit)
+            case ("hold",):
+                return await self.hold.await_()
+            case ("attempt", request):
+                return await self._atransport.attempt(request.messages, request.sampling)
+            case ("failed", report):
+                return await self._achannel.failed(report)
+        raise TypeError(f"dspex bug: unknown lease step {step!r}")
+
     def flush(self) -> None:
         """Hand the client actor what this pipeline still holds (batched success reports)."""
         self.channel.flush()
+        if self._achannel is not None:
+            self._achannel.flush()
+
+    async def aclose(self) -> None:
+        """Close what lives on the event loop (its HTTP session), on the loop."""
+        if self._atransport is not None:
+            await self._atransport.aclose()
 
     def close(self) -> None:
         self.channel.close()
+        if self._achannel is not None:
+            self._achannel.close()
         self.transport.close()
 
 
@@ -295,4 +392,4 @@ def history_entry(request: Request, comp: Completion) -> dict:
 
 
 __all__ = ["Pipeline", "Request", "Remember", "Cached", "Leased", "Streamed", "ClientLink", "DirectChannel",
-           "history_entry", "CALL_TIMEOUT"]
+           "history_entry", "lease_steps", "CALL_TIMEOUT"]

@@ -41,6 +41,10 @@ from ..clients.scope import RUN_SEP, current_run
 from .metric_call import MetricPlace, bind_metric
 from ..adapters.base import to_jsonable
 from .runner import Metric, Runner, ThreadRunner, run_example
+from .async_runner import AsyncRunner, runs_async
+from ..clients.event_loop import EventLoop
+from ..clients.lm import LM
+from ..programs.settings import setting
 from .feed import feed
 from .result import EvalProgress, EvalRow, EvaluationResult, RowFinished, load_journal
 from .tracker import Tracker
@@ -51,6 +55,7 @@ CAP_CHECK_S = 2.0  # seconds between asks whether a client's own max_in_flight h
 logger = logging.getLogger(__name__)
 
 
+ENGINES = ("auto", "async", "threads")
 DSPY_INSTEAD = {
     "return_outputs": "result.results holds (example, prediction, score) triples, result.rows everything",
     "return_all_scores": "result.results holds every score",
@@ -75,7 +80,7 @@ class Evaluate:
                  display_progress: bool | None = None, display_table: bool | int | None = False,
                  failure_score: float = 0.0, warn_if_all_failed: bool = True, save_as_csv: str | Path | None = None,
                  save_as_json: str | Path | None = None, provide_traceback: bool | None = None,
-                 keep_rows: bool = True, **unknown: Any) -> None:
+                 keep_rows: bool = True, engine: str = "auto", **unknown: Any) -> None:
         if unknown:
             name = sorted(unknown)[0]
             raise ConfigError(f"Evaluate does not take {name}=: {DSPY_INSTEAD.get(name, 'see help(dspex.Evaluate)')}")
@@ -110,6 +115,12 @@ class Evaluate:
         self.exclude_failures, self.retry_timeouts = exclude_failures, retry_timeouts
         if not isinstance(keep_rows, bool):
             raise ConfigError(f"keep_rows must be True or False, got {keep_rows!r}")
+        if engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
+        # how the examples run in this process: "async" as tasks on the runtime's event loop (the program
+        # must run async all the way down to gain from it), "threads" a thread each, "auto" the first when
+        # the program can (async_runner.runs_async), else the second
+        self.engine = engine
         # False: a row keeps its score, error and example, not its prediction (the journal has it): an
         # evaluation of 100,000 examples holds a few hundred bytes a row instead of the predictions' traces
         self.keep_rows = keep_rows
@@ -198,8 +209,27 @@ class Evaluate:
             else:
                 tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
                 tracker.skip(rows)
-                runner = ThreadRunner(program, metric, self.devset, tracker, self.max_concurrency, run=run)
+                loop = self._event_loop(program, rt)
+                runner = (AsyncRunner(program, metric, self.devset, tracker, self.max_concurrency, loop, run=run)
+                          if loop is not None else
+                          ThreadRunner(program, metric, self.devset, tracker, self.max_concurrency, run=run))
             return self._collect(runner, rows, start, rt, run, until, journal, _clients_of(program))
+
+    def _event_loop(self, program: Any, rt: Any) -> EventLoop | None:
+        """The event loop the examples run on (None: threads), by ``engine``."""
+        if self.engine == "threads":
+            return None
+        default_lm = setting("lm")
+        if self.engine == "auto" and not runs_async(program, default_lm):
+            return None
+        lms = [getattr(p, "lm", None) or default_lm for _, p in getattr(program, "named_predictors", list)()]
+        lm = next((lm for lm in lms if isinstance(lm, LM)), None)
+        if lm is not None:
+            return lm._need_runtime().engines.loop
+        if rt is None:
+            raise ConfigError("engine='async' runs the examples on a dspex runtime's event loop, and none is open: "
+                              "evaluate inside `with dspex.runtime():`, or pass engine='threads'")
+        return rt.engines.loop
 
     @with_callbacks
     def run_distributed(self, program: Any, hosts: Sequence[str], runtime: Any = None, *,

@@ -70,12 +70,24 @@ def _run_example(program: Any, metric: Metric, index: int, example: Example, wor
         prediction = program(**example.inputs())
     except KeyboardInterrupt:
         raise  # Ctrl-C keeps its meaning: the run stops with its partial result
-    except Exception as exc:  # noqa: BLE001 - every failure of the program becomes this row's error
-        return EvalRow(index=index, example=example, prediction=None, score=0.0, error=portable(exc), attempts=attempts,
-                       worker=worker)
-    except BaseException as exc:  # SystemExit, a library's own BaseException: this example's failure, not the run's
-        return EvalRow(index=index, example=example, prediction=None, score=0.0, error=ProgramAborted(
-            f"the program raised {type(exc).__name__}: {exc}"), attempts=attempts, worker=worker)
+    except BaseException as exc:  # noqa: BLE001 - every failure of the program becomes this row's error
+        return program_failed(exc, index, example, worker, attempts)
+    return scored(metric, index, example, prediction, worker, attempts)
+
+
+def program_failed(exc: BaseException, index: int, example: Example, worker: str, attempts: int) -> EvalRow:
+    """The row of an example whose program raised (SystemExit or a library's own BaseException too: this
+    example's failure, not the run's)."""
+    if isinstance(exc, Exception):
+        error: BaseException = portable(exc)
+    else:
+        error = ProgramAborted(f"the program raised {type(exc).__name__}: {exc}")
+    return EvalRow(index=index, example=example, prediction=None, score=0.0, error=error, attempts=attempts,
+                   worker=worker)
+
+
+def scored(metric: Metric, index: int, example: Example, prediction: Any, worker: str, attempts: int) -> EvalRow:
+    """The row of an example the program answered: the metric's score, or its failure (score 0)."""
     try:
         value = metric(example, prediction)  # a MetricCall: called the way this metric was bound (Evaluate's form)
         score, feedback = metric_score(value)
@@ -126,9 +138,12 @@ class ThreadRunner:
         while not self.tracker.finished and (until is None or self.clock() < until):
             if not self.cancelled.is_set():
                 free = self.concurrency - len(self.tracker.in_flight)
-                for index in self.tracker.take(self.worker, max(0, free), self.clock()):
-                    self._start(index)
-            failed, _ = self.tracker.overdue(self.clock())
+                taken = self.tracker.take(self.worker, max(0, free), self.clock())
+                if taken:
+                    self._start(taken)
+            failed, retried = self.tracker.overdue(self.clock())
+            if failed or retried:
+                self._abandon(failed + retried)
             for index in failed:
                 if self.tracker.finish(index):
                     yield timeout_row(index, self.examples[index], self.tracker.attempts.get(index, 1), self.worker)
@@ -152,15 +167,22 @@ class ThreadRunner:
     def close(self) -> None:
         """Nothing to stop: a straggler's daemon thread ends on its own and its late result is dropped."""
 
-    def _start(self, index: int) -> None:
-        attempts = self.tracker.attempts.get(index, 1)
+    def _start(self, indices: list[int]) -> None:
+        """Start these examples (taken from the tracker), a thread each."""
+        for index in indices:
+            attempts = self.tracker.attempts.get(index, 1)
 
-        def work() -> None:
-            self.results.put(run_example(self.program, self.metric, index, self.examples[index], self.worker, attempts,
-                                         self.run))
+            def work(index: int = index, attempts: int = attempts) -> None:
+                self.results.put(run_example(self.program, self.metric, index, self.examples[index], self.worker,
+                                             attempts, self.run))
 
-        # the caller's context (its dspex.context overrides) goes with the example
-        threading.Thread(target=contextvars.copy_context().run, args=(work,), name=f"eval-{index}", daemon=True).start()
+            # the caller's context (its dspex.context overrides) goes with the example
+            threading.Thread(target=contextvars.copy_context().run, args=(work,), name=f"eval-{index}",
+                             daemon=True).start()
+
+    def _abandon(self, indices: list[int]) -> None:
+        """Examples past their timeout (their rows are written without them): a thread cannot be stopped,
+        so it runs out on its own and its late result is dropped."""
 
 
-__all__ = ["run_example", "Runner", "ThreadRunner", "Metric"]
+__all__ = ["run_example", "program_failed", "scored", "Runner", "ThreadRunner", "Metric"]

@@ -35,6 +35,19 @@ INIT_ARGS = "_dspex_init_args"  # where a module keeps the __init__ arguments it
 PICKLE_MAGIC = b"DSPEX-PICKLE\n"  # a whole-program pickle starts with this line
 
 
+def own_aforward(module: Any) -> Any:
+    """``module.aforward`` when it is the async twin of the ``forward`` in force, else None (a subclass that
+    overrides only ``forward`` — of ``Predict``, say — is not bypassed by the ``aforward`` it inherits)."""
+    if "forward" in vars(module) or "aforward" in vars(module):
+        return vars(module).get("aforward")
+    mro = type(module).__mro__
+    forward = next((c for c in mro if "forward" in c.__dict__), None)
+    aforward = next((c for c in mro if "aforward" in c.__dict__), None)
+    if aforward is None or (forward is not None and not issubclass(aforward, forward)):
+        return None
+    return module.aforward
+
+
 class Module:
     """Subclass it, set sub-modules in ``__init__``, implement ``forward(**inputs) -> Prediction``."""
 
@@ -93,9 +106,9 @@ class Module:
         client actors provide the concurrency; the caller's context goes along)."""
         import asyncio
 
-        aforward = getattr(self, "aforward", None)
+        aforward = own_aforward(self)
         if aforward is not None:
-            if trace.in_scope():
+            if trace.in_scope() or isinstance(self, Predictor):  # as _run: a lone predictor's trace is its own
                 return await aforward(*args, **inputs)
             with trace.collect(self) as steps:
                 result = await aforward(*args, **inputs)

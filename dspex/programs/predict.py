@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import types
 from dataclasses import replace
-from typing import Any, Literal, Mapping, Sequence, Union, get_args, get_origin
+from typing import Any, Generator, Literal, Mapping, Sequence, Union, get_args, get_origin
 
 import pydantic
 import structlog
@@ -18,6 +18,7 @@ from ..signature import (NO_DEFAULT, OutputField, Signature, SignatureMeta, cust
                          make_signature)
 from ..clients.base_lm import BaseLM
 from ..clients.lm_state import dump_lm_state, sanitize_lm_state
+from ..clients.steps import arun_steps, run_steps
 from .module import Module, Predictor, imported_object
 from .settings import resolve_lm, setting
 from ..clients.scope import streaming
@@ -85,6 +86,16 @@ class Predict(Predictor):
         ``config=`` (LM options), ``demos=`` and ``signature=`` for this call only (unless the signature has
         a field of that name). A keyword that is not a field of the signature is a ConfigError naming it, and
         a missing required input a SignatureError (DSPy warns about both)."""
+        return run_steps(self._steps(kwargs), _request_now)
+
+    async def aforward(self, **kwargs: Any) -> Prediction:
+        """``forward`` for async code: the same steps, each LM request awaited (``lm.arequest``: a task on
+        the runtime's event loop), so thousands of calls wait at once without a thread each."""
+        return await arun_steps(self._steps(kwargs), _request_later)
+
+    def _steps(self, kwargs: dict) -> Generator[tuple, Any, Prediction]:
+        """One call, as steps: each LM request is yielded (``("request", lm, messages, options)``, or
+        ``("requests", lm, messages, [options, ...])`` for ``n`` at once) and its completion(s) sent back."""
         inputs, sig, call = self._call_options(kwargs)
         per_call = call.get("config")
         if per_call is not None and not isinstance(per_call, dict):
@@ -119,12 +130,12 @@ class Predict(Predictor):
         if session is not None and n == 1:  # inside dspex.streamify: stream this call if a listener follows it
             sink, finish = session.sink_for(self, step_name(self))
             with streaming(sink):
-                answers = [self._answer(*ask, options)]
+                answers = [(yield from self._answer(*ask, options))]
             finish(answers[0][0])
         elif n == 1:
-            answers = [self._answer(*ask, options)]
+            answers = [(yield from self._answer(*ask, options))]
         else:
-            answers = self._answers(n, ask, options)
+            answers = yield from self._answers(n, ask, options)
         comps = [c for _, cs in answers for c in cs]
         values = answers[0][0]
         usage, cost = sum((c.usage for c in comps), Usage()), sum(c.cost for c in comps)
@@ -183,25 +194,24 @@ class Predict(Predictor):
         sig = ensure_signature(call["signature"]) if call.get("signature") is not None else self.signature
         return kwargs, sig, call
 
-    def _answers(self, n: int, ask: tuple, options: dict) -> list[tuple[dict, list]]:
+    def _answers(self, n: int, ask: tuple, options: dict) -> Generator[tuple, Any, list[tuple[dict, list]]]:
         """``n`` answers: ``n`` concurrent requests, told apart in the cache by their rollout ids, reported to
         callbacks as one LM call with ``n`` completions (DSPy's), then each parsed (re-asked where it does not
         parse)."""
-        import concurrent.futures
-        import contextvars
-
         lm, messages = ask[0], ask[5]
         base = int(options.pop("rollout", 0) or 0)
         each = [{**options, "rollout": base * n + i} for i in range(n)]
         with reported_as_one(lm, type(lm).request, messages, **options, n=n) as report:
-            with concurrent.futures.ThreadPoolExecutor(min(n, 16), thread_name_prefix="dspex-n") as pool:
-                futures = [pool.submit(contextvars.copy_context().run, lm.request, messages, **o) for o in each]
-                firsts = [f.result() for f in futures]
+            firsts = yield ("requests", lm, messages, each)
             report.outputs = [c.output() for c in firsts]
-        return [self._answer(*ask, o, first=c) for o, c in zip(each, firsts)]
+        answers = []
+        for o, c in zip(each, firsts):
+            answers.append((yield from self._answer(*ask, o, first=c)))
+        return answers
 
     def _answer(self, lm: Any, adapter: Adapter, sigs: tuple[SignatureMeta, SignatureMeta], demos: list,
-                inputs: dict, messages: list, options: dict, first: Any = None) -> tuple[dict, list]:
+                inputs: dict, messages: list, options: dict,
+                first: Any = None) -> Generator[tuple, Any, tuple[dict, list]]:
         """One parsed answer and the completions it took (``first``, if already asked; a re-ask, a JSON
         fallback). ``sigs``: the signature rendered (less the natively filled fields) and the one called."""
         shown, sig = sigs
@@ -209,7 +219,7 @@ class Predict(Predictor):
         def parse(using: Adapter, comp: Any) -> dict:
             return using._call_postprocess(shown, sig, [comp.output()], lm, options)[0]
 
-        comps = [first if first is not None else lm.request(messages, **options)]
+        comps = [first if first is not None else (yield ("request", lm, messages, options))]
         try:
             values = parse(adapter, comps[-1])
         except AdapterParseError as first:
@@ -218,7 +228,7 @@ class Predict(Predictor):
             retry = [*messages, {"role": "assistant", "content": comps[-1].text},
                      {"role": "user", "content": f"Your answer could not be parsed ({why}). "
                                                  "Answer again, exactly in the required format."}]
-            comps.append(lm.request(retry, **options))
+            comps.append((yield ("request", lm, retry, options)))
             try:
                 values = parse(adapter, comps[-1])
             except AdapterParseError:
@@ -226,8 +236,8 @@ class Predict(Predictor):
                     raise
                 log.info("parse_failed_json_fallback", signature=sig.signature_string())
                 fallback = JSONAdapter()
-                comps.append(lm.request(fallback.format(shown, demos, inputs),
-                                        **{**options, "prompt_style": fallback.prompt_style}))
+                comps.append((yield ("request", lm, fallback.format(shown, demos, inputs),
+                                     {**options, "prompt_style": fallback.prompt_style})))
                 values = parse(fallback, comps[-1])  # AdapterParseError if this fails too
         return values, comps
 
@@ -323,6 +333,40 @@ class Predict(Predictor):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.signature.signature_string()!r}, demos={len(self.demos)})"
+
+
+def _request_now(step: tuple) -> Any:
+    """Perform a ``Predict._steps`` step on this thread: one request, or ``n`` of them on threads at once."""
+    match step:
+        case ("request", lm, messages, options):
+            return lm.request(messages, **options)
+        case ("requests", lm, messages, each):
+            import concurrent.futures
+            import contextvars
+
+            with concurrent.futures.ThreadPoolExecutor(min(len(each), 16), thread_name_prefix="dspex-n") as pool:
+                futures = [pool.submit(contextvars.copy_context().run, lm.request, messages, **o) for o in each]
+                return [f.result() for f in futures]
+    raise TypeError(f"dspex bug: unknown Predict step {step!r}")
+
+
+async def _request_later(step: tuple) -> Any:
+    """Perform a ``Predict._steps`` step on the event loop (an LM without ``arequest``, e.g. a user's own
+    class, is called on a thread)."""
+    import asyncio
+
+    async def one(lm: Any, messages: list, options: dict) -> Any:
+        arequest = getattr(lm, "arequest", None)
+        if arequest is None:
+            return await asyncio.to_thread(lm.request, messages, **options)
+        return await arequest(messages, **options)
+
+    match step:
+        case ("request", lm, messages, options):
+            return await one(lm, messages, options)
+        case ("requests", lm, messages, each):
+            return list(await asyncio.gather(*(one(lm, messages, o) for o in each)))
+    raise TypeError(f"dspex bug: unknown Predict step {step!r}")
 
 
 class ChainOfThought(Module):

@@ -1,0 +1,135 @@
+"""The lease channel of tasks on the event loop: thousands of requests' admissions asked for in batches by one
+thread, so the client actor stays the single owner of limits, breaker and ledger while its cost per request
+stays flat as concurrency grows.
+
+A task that needs a lease puts its ``Admit`` and a future in a queue and awaits the future. One pump thread
+per channel takes up to ``MAX_BATCH`` of them and sends one :class:`AdmitBatch` (a blocking call: the
+actor answers when the first may go, and leases the others only if free that instant); the leases come back
+to their futures in one hop onto the loop, and the rest queue again. A task cancelled while it waits (its
+example timed out) has its lease handed back the moment it arrives. Success reports go in batches
+(``batcher.Batcher``), as from a worker process. A failed attempt's report is a call whose answer (the next
+attempt's lease after its backoff, or the typed error) may take seconds: it waits in a bounded pool of
+threads, not on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections import deque
+from typing import Any
+
+from .coalesced import ReportingChannel
+from .messages import Admit, AdmitBatch, Done, Lease, Leases, Report
+
+MAX_BATCH = 512  # admissions asked for in one AdmitBatch
+FAILED_CALLS = 32  # threads that wait for failed attempts' answers (their backoffs) at once
+
+
+class AsyncChannel(ReportingChannel):
+    """See the module docstring. ``link``: the pipeline's ``ClientLink``."""
+
+    def __init__(self, link: Any) -> None:
+        super().__init__(link)
+        self._cond = threading.Condition()
+        self._asks: deque[tuple[Admit, asyncio.Future]] = deque()
+        self._pump: threading.Thread | None = None
+        self._closed = False
+        self._calls = concurrent.futures.ThreadPoolExecutor(FAILED_CALLS, thread_name_prefix="dspex-failed")
+
+    # --- what the pipeline's async lease steps use -------------------------------------------------
+
+    async def admit(self, admit: Admit) -> Lease:
+        """A lease for attempt 0 (waits its turn; a typed LMError when it may not be sent)."""
+        future = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("dspex bug: a request on a closed lease channel")
+            self._asks.append((admit, future))
+            if self._pump is None:
+                self._pump = threading.Thread(target=self._pump_admissions, name="dspex-admissions", daemon=True)
+                self._pump.start()
+            self._cond.notify()
+        return await future
+
+    async def failed(self, report: Report) -> Lease | Done:
+        """A failed attempt's outcome: the next attempt's lease, or the request's typed error."""
+        answer = self._calls.submit(self.link.call, report)
+        try:
+            return await asyncio.wrap_future(answer)
+        except asyncio.CancelledError:  # its example timed out: a lease that comes later goes back
+            answer.add_done_callback(lambda f: self._release_late(f, report.run))
+            raise
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        super().close()
+        self._calls.shutdown(wait=False, cancel_futures=True)
+
+    # --- the pump ------------------------------------------------------------------------------
+
+    def _pump_admissions(self) -> None:
+        while True:
+            with self._cond:
+                while not self._asks and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                batch = []
+                while self._asks and len(batch) < MAX_BATCH:
+                    ask = self._asks.popleft()
+                    if not ask[1].cancelled():  # its task gave up before it was asked for
+                        batch.append(ask)
+            if batch:
+                self._ask(batch)
+
+    def _ask(self, batch: list[tuple[Admit, asyncio.Future]]) -> None:
+        error: BaseException | None = None
+        answers: tuple = (None,) * len(batch)
+        try:
+            reply = self.link.call(AdmitBatch(tuple(a for a, _ in batch)) if len(batch) > 1 else batch[0][0])
+            answers = reply.leases if isinstance(reply, Leases) else (reply,)
+        except Exception as exc:  # noqa: BLE001 - the first's error (typed LMError); the others ask again
+            error = exc
+        settled, again = [], []
+        for i, ((admit, future), lease) in enumerate(zip(batch, answers)):
+            if i == 0 and error is not None:
+                settled.append((future, None, error, admit.run))
+            elif lease is not None:
+                settled.append((future, lease, None, admit.run))
+            else:
+                again.append((admit, future))
+        with self._cond:
+            self._asks.extendleft(reversed(again))
+        if settled:
+            loop = settled[0][0].get_loop()
+            try:
+                loop.call_soon_threadsafe(self._settle, settled)
+            except RuntimeError:  # the loop is closed: nobody waits; the leases go back
+                for _, lease, _, run in settled:
+                    if lease is not None:
+                        self.release(lease.id, run)
+
+    def _settle(self, settled: list) -> None:
+        """On the loop: each lease to its waiting task (or back, if the task gave up meanwhile)."""
+        for future, lease, error, run in settled:
+            if future.done():
+                if lease is not None:
+                    self.release(lease.id, run)
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(lease)
+
+    def _release_late(self, answer: concurrent.futures.Future, run: str | None) -> None:
+        if answer.cancelled() or answer.exception() is not None:
+            return
+        lease = answer.result()
+        if isinstance(lease, Lease):
+            self.release(lease.id, run)
+
+
+__all__ = ["AsyncChannel", "MAX_BATCH", "FAILED_CALLS"]

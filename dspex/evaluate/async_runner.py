@@ -1,0 +1,143 @@
+"""Examples as tasks on the runtime's event loop: thousands in flight without a thread each.
+
+The asyncio engine of an evaluation. ``Evaluate`` picks it by itself (``engine="auto"``) when the program can
+run async all the way down (:func:`runs_async`): every module has an ``aforward`` twin of its ``forward``
+(every built-in predictor does) and every LM is a ``dspex.LM``, whose requests are tasks on the same loop
+(``Pipeline.asend``: aiohttp, leases asked for in batches). The bookkeeping is the threads' (``ThreadRunner``:
+the same tracker, one row per example, timeouts, cancel, Ctrl-C); only how an example starts differs: a
+task, and a timed-out one is cancelled (its lease goes back) instead of left to run out. The metric is
+called on a bounded pool of threads (it may be slow, or call an LM itself), an ``async def`` metric on the
+loop; a program without ``acall`` (a plain function) runs on that pool too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import inspect
+from typing import Any, Sequence
+
+from ..clients.event_loop import EventLoop
+from ..clients.lm import LM, answers_itself
+from ..clients.scope import run_scope
+from ..primitives import Example
+from ..utils.callback import observed
+from .result import EvalRow
+from .runner import Metric, ThreadRunner, _without_keys, program_failed, scored
+from .tracker import Tracker
+
+METRIC_THREADS = 32  # the most metrics (and plain-function programs) running at once, each on a thread
+
+
+class AsyncRunner(ThreadRunner):
+    """See the module docstring. ``loop``: the runtime's event loop (``rt.engines.loop``)."""
+
+    def __init__(self, program: Any, metric: Metric, examples: Sequence[Example], tracker: Tracker,
+                 concurrency: int, loop: EventLoop, worker: str = "main", run: str | None = None) -> None:
+        super().__init__(program, metric, examples, tracker, concurrency, worker=worker, run=run)
+        self.loop = loop
+        self._tasks: dict[int, asyncio.Task] = {}
+        self._threads = concurrent.futures.ThreadPoolExecutor(min(concurrency, METRIC_THREADS),
+                                                              thread_name_prefix="dspex-metric")
+        self._async_metric = inspect.iscoroutinefunction(getattr(metric, "metric", metric))
+
+    def _start(self, indices: list[int]) -> None:
+        starts = [(index, self.tracker.attempts.get(index, 1)) for index in indices]
+        context = contextvars.copy_context()  # the caller's (its dspex.context overrides); each task copies it
+        self.loop.get().call_soon_threadsafe(context.run, self._spawn, starts)
+
+    def _spawn(self, starts: list[tuple[int, int]]) -> None:
+        loop = asyncio.get_running_loop()
+        for index, attempts in starts:
+            task = loop.create_task(self._example(index, attempts))
+            self._tasks[index] = task
+            task.add_done_callback(lambda _, index=index: self._tasks.pop(index, None))
+
+    def _abandon(self, indices: list[int]) -> None:
+        """Examples past their timeout: their tasks are cancelled (a lease held goes back at once)."""
+        def cancel() -> None:
+            for index in indices:
+                task = self._tasks.get(index)
+                if task is not None:
+                    task.cancel()
+
+        self.loop.get().call_soon_threadsafe(cancel)
+
+    async def _example(self, index: int, attempts: int) -> None:
+        try:
+            row = await self._row(index, self.examples[index], attempts)
+        except asyncio.CancelledError:
+            return  # timed out (its row is written without it) or the runner closed
+        self.results.put(row)
+
+    async def _row(self, index: int, example: Example, attempts: int) -> EvalRow:
+        """``run_example`` as a task: the program awaited, then the metric."""
+        with run_scope(self.run), observed(None, "evaluate_row", index=index, example=example, attempt=attempts,
+                                           worker=self.worker) as report:
+            try:
+                acall = getattr(self.program, "acall", None)
+                if acall is not None:
+                    prediction = await acall(**example.inputs())
+                else:
+                    prediction = await self._on_thread(self.program, **example.inputs())
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - every failure of the program becomes this row's error
+                row = program_failed(exc, index, example, self.worker, attempts)
+            else:
+                if self._async_metric:
+                    row = await self._ascored(index, example, prediction, attempts)
+                else:
+                    row = await self._on_thread(scored, self.metric, index, example, prediction, self.worker,
+                                                attempts)
+            report.outputs = _without_keys(row)
+            return report.outputs
+
+    async def _ascored(self, index: int, example: Example, prediction: Any, attempts: int) -> EvalRow:
+        """An ``async def`` metric, awaited on the loop; then scored as a sync metric's value is."""
+        try:
+            value = await self.metric(example, prediction)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - scored() turns it into the row's MetricError
+            failure = exc
+
+            def raising(*_: Any) -> Any:
+                raise failure
+
+            return scored(raising, index, example, prediction, self.worker, attempts)
+        return scored(lambda *_: value, index, example, prediction, self.worker, attempts)
+
+    async def _on_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._threads, lambda: context.run(fn, *args,
+                                                                                                   **kwargs))
+
+    def close(self) -> None:
+        """Cancel what still runs (a cancelled run's stragglers); the metric threads end with their work."""
+        tasks = list(self._tasks.values())
+        if tasks:
+            self.loop.get().call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
+        self._threads.shutdown(wait=False)
+
+
+def runs_async(program: Any, default_lm: Any = None) -> bool:
+    """The program runs async all the way down (see the module docstring): every module in it has its
+    own ``aforward``, and every predictor's LM (or ``default_lm``, for one without) is a ``dspex.LM`` that
+    does not answer in its own ``__call__``."""
+    from ..programs.module import Module, own_aforward
+
+    if not isinstance(program, Module):
+        return False
+    modules = [program, *(m for _, m in program.named_sub_modules())]
+    if any(own_aforward(m) is None for m in modules):
+        return False
+    for _, predictor in program.named_predictors():
+        lm = getattr(predictor, "lm", None) or default_lm
+        if not isinstance(lm, LM) or answers_itself(type(lm)):
+            return False
+    return True
+
+
+__all__ = ["AsyncRunner", "runs_async", "METRIC_THREADS"]
