@@ -40,6 +40,24 @@ class ForeignLM:
             outputs = on_caller_loop(acall(messages=list(messages), **sent))
         else:
             outputs = self._lm(messages=list(messages), **sent)
+        return self._completion(outputs)
+
+    @with_callbacks
+    async def arequest(self, messages: Sequence[dict] | str, **options: Any) -> Completion:
+        """``request`` for async code: the object's own ``async def acall`` awaited, else its call on a thread."""
+        import asyncio
+        import inspect
+
+        acall = getattr(self._lm, "acall", None)
+        if not inspect.iscoroutinefunction(acall):
+            # the request itself (its hooks fired here already)
+            return await asyncio.to_thread(ForeignLM.request.__wrapped__, self, messages, **options)  # type: ignore[attr-defined]
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        sent = {k: v for k, v in options.items() if k not in LOCAL_OPTIONS}
+        return self._completion(await acall(messages=list(messages), **sent))
+
+    def _completion(self, outputs: Any) -> Completion:
         first = outputs[0] if isinstance(outputs, (list, tuple)) and outputs else outputs
         if not isinstance(first, (str, dict)):
             raise MalformedResponse(f"{type(self._lm).__name__}(messages=...) returned {type(outputs).__name__}: an "
