@@ -1,19 +1,16 @@
-"""aiohttp's ClientSession against httpx's AsyncClient as the HTTP client of an asyncio request engine, side by
-side in one run against the project's simulator (its own process), with bench_scale's raw asyncio client as
-the yardstick of the 10k run.
+"""aiohttp's ClientSession against httpx's AsyncClient as the client of an asyncio request engine, side by side
+against the project's simulator (its own process); bench_scale's raw asyncio client is the 10k run's yardstick.
 
     python -m benchmarks.bench_async_http [--quick] [--repeats R] [--repeats-a R] [--only abc] [--timeout S]
     (isolated: unshare --pid --fork --mount-proc .venv/bin/python -m benchmarks.bench_async_http)
 
-Scenarios (each an OpenAI-style POST /v1/chat/completions; a request is OK when it is a 200 with the answer):
-  a. 10,000 requests at once, 2.0 s latency, each client allowed 10,000 connections (floor 2.0 s); raw too;
-  b. 1,000 requests, 50 ms latency, at most 64 in flight (asyncio.Semaphore), warm keep-alive pool of 64:
-     requests/s and its share of the floor 64 / 0.05 s = 1280/s;
-  c. 2,000 requests, 0 ms latency, 64 in flight, warm: the client's CPU per request.
-Every run is a fresh child process (no pool or memory carried over), runs are interleaved (repeat by repeat,
-client by client) and bounded (the child is killed by its PID after --timeout s). The child measures, over the
-timed part only: wall, peak in flight at the server (/_sim/stats, reset first), 200 answers, failures by type,
-CPU (getrusage RUSAGE_SELF user+sys), peak RSS (and its growth during the run), most OS threads. Medians shown.
+a. 10,000 POST /v1/chat/completions at once, 2.0 s latency, 10,000 connections allowed (floor 2.0 s); raw too;
+b. 1,000 requests, 50 ms latency, <= 64 in flight (asyncio.Semaphore), warm keep-alive pool (floor 1280/s);
+c. 2,000 requests, 0 ms latency, 64 in flight, warm pool: the client's CPU per request.
+Each run is a fresh child process; runs are interleaved (repeat by repeat, client by client) and bounded (requests
+not done 0.8 × --timeout s after the start count as "unfinished"; a child alive at --timeout s is killed by PID).
+Over the timed part the child measures wall, peak in flight at the server (/_sim/stats, reset first), answers
+(200 with the answer), failures by type, CPU (getrusage user+sys), peak RSS (and growth), most OS threads.
 """
 
 from __future__ import annotations
@@ -47,23 +44,29 @@ class Scenario:
     clients: tuple[str, ...]
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def cpu_seconds() -> float:  # user + sys
+    return sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
 
 
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def drive(client: str, url: str, n: int, in_flight: int, timeout: float) -> tuple[list[str | None], dict]:
-    """N requests through one session of ``client``, at most ``in_flight`` at once; per request None or a failure."""
+def os_threads() -> int:
+    """This process's OS threads, less this benchmark's own (named bench-...)."""
+    return len(os.listdir("/proc/self/task")) - sum(t.name.startswith("bench-") for t in threading.enumerate())
+
+
+async def drive(client: str, url: str, n: int, in_flight: int, deadline: float,
+                report: Callable[[dict, list[str | None]], None]) -> None:
+    """N requests through one session of ``client``, at most ``in_flight`` at once, for at most ``deadline`` s;
+    reports the measurements and, per request, None or its failure before the session is closed."""
     endpoint, headers = url + "/v1/chat/completions", {"Authorization": f"Bearer {KEY}",
                                                        "Content-Type": "application/json"}
     if client == "aiohttp":
         import aiohttp
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight, limit_per_host=0),
-                                        timeout=aiohttp.ClientTimeout(total=timeout))
+                                        timeout=aiohttp.ClientTimeout(total=deadline))
 
         async def post(body: bytes) -> tuple[int, bytes]:
             async with session.post(endpoint, data=body, headers=headers) as answer:
@@ -72,7 +75,7 @@ async def drive(client: str, url: str, n: int, in_flight: int, timeout: float) -
     else:
         import httpx
         session = httpx.AsyncClient(limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
-                                    timeout=httpx.Timeout(timeout))
+                                    timeout=httpx.Timeout(deadline))
 
         async def post(body: bytes) -> tuple[int, bytes]:
             answer = await session.post(endpoint, content=body, headers=headers)
@@ -83,74 +86,95 @@ async def drive(client: str, url: str, n: int, in_flight: int, timeout: float) -
     async def one(i: int) -> str | None:
         body = json.dumps({"model": "sim", "max_tokens": 64,
                            "messages": [{"role": "user", "content": f"question {i}"}]}).encode()
-        async with gate:
-            try:
+        try:
+            async with gate:
                 status, payload = await post(body)
-            except Exception as exc:  # noqa: BLE001 - every failure is counted by its type
-                return f"{type(exc).__name__}: {exc!r}"[:200]
-        if status != 200:
-            return f"HTTP {status}"
-        content = json.loads(payload)["choices"][0]["message"]["content"]
-        return None if content == ANSWER else "wrong answer"
+            if status != 200:
+                return f"HTTP {status}"
+            return None if json.loads(payload)["choices"][0]["message"]["content"] == ANSWER else "wrong answer"
+        except Exception as exc:  # noqa: BLE001 - every failure is counted by its type
+            return f"{type(exc).__name__}: {exc!r}"[:200]
 
     try:
         if in_flight < n:  # warm: the keep-alive pool holds in_flight open connections before the clock starts
             await asyncio.gather(*(one(-1 - i) for i in range(in_flight)))
         stats(url, reset=True)
         rss0, start, cpu0 = rss_mb(), time.perf_counter(), cpu_seconds()
-        results = await asyncio.gather(*(one(i) for i in range(n)))
-        measured = {"wall": time.perf_counter() - start, "cpu_s": cpu_seconds() - cpu0, "rss_base_mb": rss0}
+        tasks = [asyncio.ensure_future(one(i)) for i in range(n)]
+        once = threading.Lock()
+
+        def finish() -> None:  # reading the tasks' states from the timer's thread is safe enough here (GIL)
+            if once.acquire(blocking=False):
+                late = f"unfinished: not done {deadline:g} s after the start"
+                report({"wall": time.perf_counter() - start, "cpu_s": cpu_seconds() - cpu0, "rss_base_mb": rss0},
+                       [t.result() if t.done() else late for t in tasks])
+
+        def cut_off() -> None:  # a thread's timer: a loop too busy to run its callbacks would miss its own timeout
+            finish()
+            os._exit(0)
+
+        (timer := threading.Timer(deadline, cut_off)).name = "bench-timer"
+        timer.start()
+        await asyncio.wait(tasks)
+        timer.cancel()
+        finish()
     finally:
         await close()
-    return results, measured
 
 
-def child(client: str, url: str, n: int, in_flight: int, timeout: float) -> dict:
-    """One client's run in this (fresh) process; returns the measurements."""
+def child(client: str, url: str, n: int, in_flight: int, deadline: float) -> None:
+    """One client's run in this (fresh) process; prints its measurements as JSON as soon as they are taken."""
     raise_file_limit()
     if client != "raw":
         __import__(client)  # (imported before the RSS baseline)
     most, done = [0], threading.Event()
 
-    def sample() -> None:  # OS threads of this process, less the sampler
+    def sample() -> None:
         while not done.wait(0.1):
-            most[0] = max(most[0], len(os.listdir("/proc/self/task")) - 1)
+            most[0] = max(most[0], os_threads())
 
-    threading.Thread(target=sample, daemon=True).start()
+    def emit(m: dict) -> None:
+        done.set()
+        m.update(peak=stats(url)["peak"], rss_mb=rss_mb(), n=n, threads=max(most[0], os_threads()))
+        print(json.dumps(m), flush=True)
+
+    def report(m: dict, results: list[str | None]) -> None:
+        failures = [r for r in results if r is not None]
+        emit({**m, "ok": n - len(failures), "errors": dict(Counter(f.split(":")[0] for f in failures).most_common()),
+              "samples": {f.split(":")[0]: f for f in reversed(failures)}})
+
+    threading.Thread(target=sample, name="bench-sampler", daemon=True).start()
     if client == "raw":
         stats(url, reset=True)
         rss0, cpu0 = rss_mb(), cpu_seconds()
         r = raw(url, n)
-        m = {"wall": r["wall"], "cpu_s": cpu_seconds() - cpu0, "rss_base_mb": rss0, "ok": r["ok"], "errors": r["errors"],
-             "samples": {}}
+        emit({"wall": r["wall"], "cpu_s": cpu_seconds() - cpu0, "rss_base_mb": rss0, "ok": r["ok"],
+              "errors": r["errors"]})
     else:
-        results, m = asyncio.run(drive(client, url, n, in_flight, timeout))
-        failures = [r for r in results if r is not None]
-        m["ok"] = n - len(failures)
-        m["errors"] = dict(Counter(f.split(":")[0] for f in failures).most_common())
-        m["samples"] = {f.split(":")[0]: f for f in reversed(failures)}
-    most[0] = max(most[0], len(os.listdir("/proc/self/task")) - 1)
-    done.set()
-    m.update(peak=stats(url)["peak"], rss_mb=rss_mb(), threads=most[0], n=n)
-    return m
+        asyncio.run(drive(client, url, n, in_flight, deadline, report))
 
 
 def in_child(client: str, url: str, n: int, in_flight: int, timeout: float) -> dict:
-    """``child`` in a fresh process, killed by its PID if it outlives ``timeout`` (or on any failure here)."""
+    """``child`` in a fresh process (its requests cut off at 0.8 × ``timeout``), killed by its PID if it outlives
+    ``timeout`` (or on any failure here); its measurements count if it printed them before."""
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_async_http", "--child", client, url, str(n),
                              str(in_flight), str(timeout * 0.8)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE.parent)
+    killed = False
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"failed": f"timeout after {timeout:g} s (killed)"}
+        killed = True
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # (timed out, or interrupted here)
             proc.kill()
-            proc.communicate()
-    if proc.returncode != 0:
-        return {"failed": f"exit {proc.returncode}: {err.strip().splitlines()[-1:] }"}
-    return json.loads(out.strip().splitlines()[-1])
+    if killed:
+        out, err = proc.communicate()
+    printed = [line for line in out.splitlines() if line.startswith("{")]
+    if printed:
+        return json.loads(printed[-1])
+    return {"failed": f"timeout after {timeout:g} s (killed)" if killed else
+            f"exit {proc.returncode}: {err.strip().splitlines()[-1:]}"}
 
 
 def drained(url: str, limit: float = 60.0) -> None:
@@ -160,15 +184,15 @@ def drained(url: str, limit: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def rate(m: dict) -> float:
-    return m["n"] / m["wall"]
+def rate(m: dict) -> float:  # answers (200 with the answer) a second
+    return m["ok"] / m["wall"]
 
 
-def fails(m: dict) -> str:
-    return ", ".join(f"{k} {v:,}" for k, v in m["errors"].items()) or "-"
+def cpu_ms(m: dict) -> float:  # CPU per finished request (answered or failed, not cut off), ms
+    return m["cpu_s"] * 1e3 / max(1, m["n"] - m["errors"].get("unfinished", 0))
 
 
-HEAD = ("| client | runs | wall | req/s | of floor | peak in flight | 200 ok | failures | CPU | CPU/req | peak RSS "
+HEAD = ("| client | runs | wall | req/s | of floor | peak in flight | 200 ok | failures | CPU | CPU/request | peak RSS "
         "(run's growth) | most threads |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
@@ -176,10 +200,12 @@ def row(s: Scenario, label: str, ms: list[dict], runs: str) -> str:
     def med(f: Callable[[dict], float]) -> float:  # a field's median over the runs
         return statistics.median(f(m) for m in ms)
     floor = f"{med(rate) * s.latency / s.in_flight:.0%}" if s.latency else "-"
-    failures = fails(ms[0]) if len(ms) == 1 else f"median {med(lambda m: m['n'] - m['ok']):,.0f}"
+    kinds = ", ".join(sorted({k for m in ms for k in m["errors"]}))
+    failures = (", ".join(f"{k} {v:,}" for k, v in ms[0]["errors"].items()) if len(ms) == 1 else
+                f"{med(lambda m: m['n'] - m['ok']):,.0f} ({kinds})") if kinds else "-"
     return (f"| {label} | {runs} | {med(lambda m: m['wall']):.2f} s | {med(rate):,.0f} | {floor} | "
             f"{med(lambda m: m['peak']):,.0f} | {med(lambda m: m['ok']):,.0f} | {failures} | "
-            f"{med(lambda m: m['cpu_s']):.2f} s | {med(lambda m: m['cpu_s'] / m['n'] * 1e3):.3f} ms | "
+            f"{med(lambda m: m['cpu_s']):.2f} s | {med(cpu_ms):.3f} ms | "
             f"{med(lambda m: m['rss_mb']):.0f} MB (+{med(lambda m: m['rss_mb'] - m['rss_base_mb']):.0f}) | "
             f"{med(lambda m: m['threads']):.0f} |")
 
@@ -241,7 +267,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
-        client, url, n, in_flight, timeout = sys.argv[2:7]
-        print(json.dumps(child(client, url, int(n), int(in_flight), float(timeout))))
+        client, url, n, in_flight, deadline = sys.argv[2:7]
+        child(client, url, int(n), int(in_flight), float(deadline))
     else:
         main()

@@ -6,12 +6,19 @@ one run, against the project's simulator in its own process (2 s latency, so the
 * **raw asyncio client**: N requests at once, each on its own connection (asyncio streams), in its own
   process: what this machine and the simulator allow, the yardstick of the issue's "wall ≤ 1.5× raw".
 * **dspex**: ``Evaluate(max_concurrency=N)`` of a ``Predict`` with ``LM(max_in_flight=N)`` on a local
-  runtime (threads, today's only engine), in its own process; at the defaults (``max_in_flight=64``) the
-  same run is capped at 64 in flight (N / 64 × latency; computed, not run).
+  runtime, in its own process: at the default ``engine="auto"`` (a ``Predict`` runs async: tasks on the
+  runtime's event loop) and with ``engine="threads"`` (a thread an example); at the defaults
+  (``max_in_flight=64``) the same run is capped at 64 in flight (N / 64 × latency; computed, not run).
 * **dspy.Evaluate** with ``num_threads=N`` (DSPy 3.4.1 in ``benchmarks/.venv-dspy``).
 
 Per run: wall, the most requests in flight at the server (its ``/_sim/stats``), rows and whether each
 example ended as exactly one row, the most threads the client process ran, its peak RSS and CPU time.
+
+A second table, at the defaults (``Evaluate`` and ``LM`` as a new user writes them: 64 in flight): 1,000
+examples at 50 ms (floor 1,280/s), and the client's CPU per example at 0 ms, for dspex (auto, threads)
+and DSPy (``num_threads=64``), each in its own process.
+
+    python -m benchmarks.bench_scale --defaults        (the second table alone)
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import threading
@@ -71,8 +79,9 @@ def raw(url: str, n: int) -> dict:
             "cpu_s": time.process_time() - cpu}
 
 
-def dspex_side(url: str, n: int) -> dict:
-    """Runs in its own process (``--side dspex``): one Evaluate of N examples, N in flight."""
+def dspex_side(url: str, n: int, engine: str = "auto", in_flight: int | None = None) -> dict:
+    """Runs in its own process (``--side dspex``): one Evaluate of N examples, ``in_flight`` (default N)
+    at once, on ``engine``."""
     import tempfile
 
     import dspex
@@ -85,16 +94,20 @@ def dspex_side(url: str, n: int) -> dict:
             most.append(threading.active_count())
 
     with dspex.runtime("local", cache_dir=tempfile.mkdtemp(), log_level="error"):
-        lm = dspex.LM("openai/sim", api_key=KEY, base_url=url + "/v1", rpm=None, cache=False, max_tokens=64,
-                      max_in_flight=n)
+        wide = {"max_in_flight": in_flight or n}
+        lm = dspex.LM("openai/sim", api_key=KEY, base_url=url + "/v1", cache=False, max_tokens=64,
+                      **({} if in_flight == 64 else {"rpm": None, **wide}))
         program = dspex.Predict("question -> answer", lm=lm)
         devset = [dspex.Example(question=f"question {i}", answer="ok").with_inputs("question") for i in range(n)]
-        dspex.Evaluate(devset[:20], lambda e, p: p.answer == e.answer, max_concurrency=20, progress=False)(program)
+        dspex.Evaluate(devset[:20], lambda e, p: p.answer == e.answer, max_concurrency=20, progress=False,
+                       engine=engine)(program)
         stats(url, reset=True)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         start, cpu = time.perf_counter(), time.process_time()
-        result = dspex.Evaluate(devset, lambda e, p: p.answer == e.answer, max_concurrency=n, progress=False)(program)
+        concurrency = {} if in_flight == 64 else {"max_concurrency": in_flight or n}  # 64: the defaults
+        result = dspex.Evaluate(devset, lambda e, p: p.answer == e.answer, progress=False, engine=engine,
+                                **concurrency)(program)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         done.set()
         indices = [r.index for r in result.rows]
@@ -105,24 +118,24 @@ def dspex_side(url: str, n: int) -> dict:
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_s": cpu}
 
 
-def in_process(side: str, url: str, n: int) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--side", side, url, str(n)],
+def in_process(side: str, url: str, n: int, *options: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--side", side, url, str(n), *options],
                          capture_output=True, text=True, timeout=3600, cwd=HERE.parent)
     if out.returncode != 0:
         raise RuntimeError(f"the {side} side failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def dspy_side(url: str, n: int) -> dict | None:
+def dspy_side(url: str, n: int, threads: int | None = None) -> dict | None:
     if not DSPY_PY.exists():
         return None
     start = time.perf_counter()
-    out = subprocess.run([str(DSPY_PY), str(HERE / "dspy_evaluate_bench.py"), url, str(n), str(n), "0"],
+    out = subprocess.run([str(DSPY_PY), str(HERE / "dspy_evaluate_bench.py"), url, str(n), str(threads or n), "0"],
                          capture_output=True, text=True, timeout=3600, check=True)
     measured = json.loads(out.stdout.strip().splitlines()[-1])
     ok = round(measured["score"] * n / 100)  # (DSPy's score is a percentage of rows scored 1: the right answer)
     return {"wall": measured["wall"], "ok": ok, "rows": measured["rows"], "once": measured["rows"] == n,
-            "threads": None, "rss_mb": None, "cpu_s": None, "errors": {}, "process_wall": time.perf_counter() - start}
+            "threads": None, "rss_mb": None, "cpu_s": measured.get("cpu_s"), "errors": {}, "process_wall": time.perf_counter() - start}
 
 
 def run(n: int = 10_000, latency: float = 2.0) -> str:
@@ -130,8 +143,10 @@ def run(n: int = 10_000, latency: float = 2.0) -> str:
     rows = []
     with simulator("--answer", ANSWER, "--latency", f"{latency:g}") as (url, _):
         for label, measure in (("raw asyncio client", lambda: in_process("raw", url, n)),
-                               (f"dspex Evaluate, max_concurrency={n}, max_in_flight={n} (threads)",
-                                lambda: in_process("dspex", url, n)),
+                               (f"dspex Evaluate, max_concurrency={n}, max_in_flight={n} (engine auto: async)",
+                                lambda: in_process("dspex", url, n, "auto")),
+                               (f"dspex Evaluate, max_concurrency={n}, max_in_flight={n}, engine='threads'",
+                                lambda: in_process("dspex", url, n, "threads")),
                                (f"dspy.Evaluate, num_threads={n}", lambda: dspy_side(url, n))):
             stats(url, reset=True)
             m = measure()
@@ -152,6 +167,40 @@ def run(n: int = 10_000, latency: float = 2.0) -> str:
                      f"{'yes' if m['once'] else 'NO'} | {m['threads'] or 'n/a'} | {rss} | {cpu} |")
     lines.append(f"| dspex at the defaults (max_in_flight=64) | ≥ {n / 64 * latency:.0f} s (computed: {n:,} / 64 × "
                  f"{latency:g} s) | | 64 | | | | | | |")
+    return "\n".join(lines) + "\n\n" + defaults()
+
+
+def defaults(n: int = 1000, latency: float = 0.05, repeats: int = 3) -> str:
+    """1,000 examples at 50 ms and 64 in flight (the defaults), and CPU per example at 0 ms: medians of
+    ``repeats`` interleaved runs, each client in its own process."""
+    sides = (("dspex (engine auto: async)", lambda url, k: in_process("dspex", url, k, "auto", "64")),
+             ("dspex, engine='threads'", lambda url, k: in_process("dspex", url, k, "threads", "64")),
+             ("dspy.Evaluate, num_threads=64", lambda url, k: dspy_side(url, k, 64)))
+    walls: dict[str, list[float]] = {label: [] for label, _ in sides}
+    cpus: dict[str, list[float]] = {label: [] for label, _ in sides}
+    for lat, into in ((latency, walls), (0.0, cpus)):
+        with simulator("--answer", ANSWER, "--latency", f"{lat:g}") as (url, _):
+            for _ in range(repeats):
+                for label, side in sides:
+                    m = side(url, n)
+                    if m is None:
+                        continue
+                    into[label].append(m["wall"] if into is walls else
+                                       (m["cpu_s"] * 1000 / n if m["cpu_s"] is not None else float("nan")))
+    floor = 64 / latency
+    lines = [f"At the defaults (64 in flight): {n:,} examples at {latency * 1000:g} ms (floor {floor:,.0f}/s), and "
+             f"CPU per example at 0 ms; medians of {repeats} interleaved runs", "",
+             "| client | examples/s at 50 ms | of the floor | vs DSPy | client CPU per example at 0 ms |",
+             "|---|---|---|---|---|"]
+    dspy_rate = n / statistics.median(walls[sides[2][0]]) if walls[sides[2][0]] else None
+    for label, _ in sides:
+        if not walls[label]:
+            continue
+        rate = n / statistics.median(walls[label])
+        cpu = statistics.median(cpus[label]) if cpus[label] else float("nan")
+        cpu_text = "n/a" if cpu != cpu else f"{cpu:.2f} ms"
+        vs = f"{rate / dspy_rate:.2f}×" if dspy_rate else "n/a"
+        lines.append(f"| {label} | {rate:,.0f}/s | {rate / floor:.0%} | {vs} | {cpu_text} |")
     return "\n".join(lines)
 
 
@@ -159,6 +208,11 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if args and args[0] == "--side":  # one client in a process of its own (its threads, memory and CPU alone)
         raise_file_limit()
-        print(json.dumps((raw if args[1] == "raw" else dspex_side)(args[2], int(args[3]))))
+        if args[1] == "raw":
+            print(json.dumps(raw(args[2], int(args[3]))))
+        else:
+            print(json.dumps(dspex_side(args[2], int(args[3]), args[4], int(args[5]) if len(args) > 5 else None)))
+    elif args and args[0] == "--defaults":
+        print(defaults())
     else:
         print(run(*(int(args[0]),) if args else (), *(float(args[1]),) if len(args) > 1 else ()))

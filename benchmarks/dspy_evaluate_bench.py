@@ -25,10 +25,10 @@ def metric(example, pred, trace=None):
 
 for i in range(20):
     program(question=f"warm {i}")
-t0 = time.perf_counter()
+t0, cpu0 = time.perf_counter(), time.process_time()
 result = dspy.Evaluate(devset=devset, metric=metric, num_threads=threads, display_progress=False,
                        max_errors=10 ** 6)(program)
-wall = time.perf_counter() - t0
+wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
 rows = len(result.results) if hasattr(result, "results") else None
 score = result.score if hasattr(result, "score") else float(result)
-print(json.dumps({"wall": wall, "rows": rows, "score": score}))
+print(json.dumps({"wall": wall, "rows": rows, "score": score, "cpu_s": cpu}))

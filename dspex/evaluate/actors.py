@@ -14,6 +14,7 @@ after ``lost_after``); a result for an example already done, or of a run closed 
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -24,7 +25,9 @@ from typing import Any
 from supervision import GenServer, NoReply
 
 from ..telemetry.propagation import call_resumed, flush as flush_spans
+from .async_runner import arun_example, on_pool, runs_async
 from .runner import run_example
+from ..programs.settings import setting
 from .result import EvalRow, timeout_row
 from .tracker import Tracker
 
@@ -62,6 +65,7 @@ class OpenRun:
     timeout: float | None
     retry_timeouts: bool
     trace: dict | None = None  # the evaluation's trace context (dspex.telemetry.propagation)
+    engine: str = "auto"  # how a worker runs its examples (Evaluate's engine)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class RunProgram:
     payload: bytes
     trace: dict | None
     running: int
+    engine: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,7 @@ class EvalCoordinator(GenServer):
                 tracker = Tracker(len(request.examples), request.timeout, request.retry_timeouts)
                 tracker.skip(request.done)
                 self.runs[request.run] = _Run(request.examples, tracker, RunProgram(
-                    request.payload, request.trace, request.running), now)
+                    request.payload, request.trace, request.running, request.engine), now)
                 self._serve_idle(now)
                 return True
             case CloseRun(run=run):
@@ -359,7 +364,8 @@ class EvalWorker(GenServer):
                     if getattr(type(handle), "client_handle", False) and id(handle) not in bound:
                         handle.bind(rt)
                         bound.add(id(handle))
-            self.programs[run] = (program, metric, sent)
+            on_loop = sent.engine == "async" or (sent.engine == "auto" and runs_async(program, setting("lm")))
+            self.programs[run] = (program, metric, sent, on_loop)
 
     def _work(self, rt: Any, coord: Any) -> None:
         """Keep the threads busy and as many examples queued (so a thread never waits for a round trip);
@@ -412,13 +418,18 @@ class EvalWorker(GenServer):
             run, index, example, attempts = item
             if run not in self.programs:  # closed while queued here: its rows are not wanted any more
                 continue
-            program, metric, sent = self.programs[run]
+            program, metric, sent, on_loop = self.programs[run]
             if per_run.get(run, 0) >= sent.running:
                 waiting.append(item)
                 continue
             per_run[run] = per_run.get(run, 0) + 1
-            running[pool.submit(call_resumed, sent.trace, run_example, program, metric, index, example,
-                                self.worker, attempts, run)] = run
+            if on_loop:  # a task on this process's event loop; its metric on the pool's threads
+                row = arun_example(program, metric, index, example, self.worker, attempts, run,
+                                   functools.partial(on_pool, pool))
+                running[call_resumed(sent.trace, self.rt.engines.loop.submit, row)] = run
+            else:
+                running[pool.submit(call_resumed, sent.trace, run_example, program, metric, index, example,
+                                    self.worker, attempts, run)] = run
         queued.extendleft(reversed(waiting))
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import inspect
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
-from ..clients.event_loop import EventLoop
+from ..clients.event_loop import EventLoop, LoopState
 from ..clients.lm import LM, answers_itself
 from ..clients.scope import run_scope
 from ..primitives import Example
@@ -40,7 +41,6 @@ class AsyncRunner(ThreadRunner):
         self._tasks: dict[int, asyncio.Task] = {}
         self._threads = concurrent.futures.ThreadPoolExecutor(min(concurrency, METRIC_THREADS),
                                                               thread_name_prefix="dspex-metric")
-        self._async_metric = inspect.iscoroutinefunction(getattr(metric, "metric", metric))
 
     def _start(self, indices: list[int]) -> None:
         starts = [(index, self.tracker.attempts.get(index, 1)) for index in indices]
@@ -52,7 +52,11 @@ class AsyncRunner(ThreadRunner):
         for index, attempts in starts:
             task = loop.create_task(self._example(index, attempts))
             self._tasks[index] = task
-            task.add_done_callback(lambda _, index=index: self._tasks.pop(index, None))
+            task.add_done_callback(functools.partial(self._forget, index))
+
+    def _forget(self, index: int, task: asyncio.Task) -> None:
+        if self._tasks.get(index) is task:  # (a retried example has a newer task)
+            del self._tasks[index]
 
     def _abandon(self, indices: list[int]) -> None:
         """Examples past their timeout: their tasks are cancelled (a lease held goes back at once)."""
@@ -66,60 +70,75 @@ class AsyncRunner(ThreadRunner):
 
     async def _example(self, index: int, attempts: int) -> None:
         try:
-            row = await self._row(index, self.examples[index], attempts)
+            row = await arun_example(self.program, self.metric, index, self.examples[index], self.worker, attempts,
+                                     self.run, self._on_thread)
         except asyncio.CancelledError:
             return  # timed out (its row is written without it) or the runner closed
         self.results.put(row)
 
-    async def _row(self, index: int, example: Example, attempts: int) -> EvalRow:
-        """``run_example`` as a task: the program awaited, then the metric."""
-        with run_scope(self.run), observed(None, "evaluate_row", index=index, example=example, attempt=attempts,
-                                           worker=self.worker) as report:
-            try:
-                acall = getattr(self.program, "acall", None)
-                if acall is not None:
-                    prediction = await acall(**example.inputs())
-                else:
-                    prediction = await self._on_thread(self.program, **example.inputs())
-            except (KeyboardInterrupt, asyncio.CancelledError):
-                raise
-            except BaseException as exc:  # noqa: BLE001 - every failure of the program becomes this row's error
-                row = program_failed(exc, index, example, self.worker, attempts)
-            else:
-                if self._async_metric:
-                    row = await self._ascored(index, example, prediction, attempts)
-                else:
-                    row = await self._on_thread(scored, self.metric, index, example, prediction, self.worker,
-                                                attempts)
-            report.outputs = _without_keys(row)
-            return report.outputs
-
-    async def _ascored(self, index: int, example: Example, prediction: Any, attempts: int) -> EvalRow:
-        """An ``async def`` metric, awaited on the loop; then scored as a sync metric's value is."""
-        try:
-            value = await self.metric(example, prediction)
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - scored() turns it into the row's MetricError
-            failure = exc
-
-            def raising(*_: Any) -> Any:
-                raise failure
-
-            return scored(raising, index, example, prediction, self.worker, attempts)
-        return scored(lambda *_: value, index, example, prediction, self.worker, attempts)
-
     async def _on_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self._threads, lambda: context.run(fn, *args,
-                                                                                                   **kwargs))
+        return await on_pool(self._threads, fn, *args, **kwargs)
 
     def close(self) -> None:
         """Cancel what still runs (a cancelled run's stragglers); the metric threads end with their work."""
-        tasks = list(self._tasks.values())
-        if tasks:
-            self.loop.get().call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
+        def cancel() -> None:
+            for task in list(self._tasks.values()):
+                task.cancel()
+
+        if self.loop.state is LoopState.RUNNING:
+            self.loop.get().call_soon_threadsafe(cancel)
         self._threads.shutdown(wait=False)
+
+
+OnThread = Callable[..., Awaitable[Any]]  # runs fn(*args, **kwargs) on a thread, awaited
+
+
+async def on_pool(pool: concurrent.futures.Executor, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` on ``pool``, in a copy of the task's context."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(pool, lambda: context.run(fn, *args, **kwargs))
+
+
+async def arun_example(program: Any, metric: Metric, index: int, example: Example, worker: str, attempts: int,
+                       run: str | None, on_thread: OnThread) -> EvalRow:
+    """``runner.run_example`` as a task: the program awaited (``acall``; a program without one on a
+    thread), then the metric (on a thread; an ``async def`` metric awaited)."""
+    with run_scope(run), observed(None, "evaluate_row", index=index, example=example, attempt=attempts,
+                                  worker=worker) as report:
+        try:
+            acall = getattr(program, "acall", None)
+            if acall is not None:
+                prediction = await acall(**example.inputs())
+            else:
+                prediction = await on_thread(program, **example.inputs())
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure of the program becomes this row's error
+            row = program_failed(exc, index, example, worker, attempts)
+        else:
+            if inspect.iscoroutinefunction(getattr(metric, "metric", metric)):
+                row = await _ascored(metric, index, example, prediction, worker, attempts)
+            else:
+                row = await on_thread(scored, metric, index, example, prediction, worker, attempts)
+        report.outputs = _without_keys(row)
+        return report.outputs
+
+
+async def _ascored(metric: Metric, index: int, example: Example, prediction: Any, worker: str,
+                   attempts: int) -> EvalRow:
+    """An ``async def`` metric, awaited on the loop; its value (or failure) scored as a sync metric's is."""
+    try:
+        value = await metric(example, prediction)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - scored() turns it into the row's MetricError
+        failure = exc
+
+        def raising(*_: Any) -> Any:
+            raise failure
+
+        return scored(raising, index, example, prediction, worker, attempts)
+    return scored(lambda *_: value, index, example, prediction, worker, attempts)
 
 
 def runs_async(program: Any, default_lm: Any = None) -> bool:
@@ -140,4 +159,4 @@ def runs_async(program: Any, default_lm: Any = None) -> bool:
     return True
 
 
-__all__ = ["AsyncRunner", "runs_async", "METRIC_THREADS"]
+__all__ = ["AsyncRunner", "runs_async", "arun_example", "on_pool", "METRIC_THREADS"]

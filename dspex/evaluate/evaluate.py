@@ -205,7 +205,7 @@ class Evaluate:
             elif self.workers > 0 and rt is not None and not rt.actors.is_local:
                 runner = feed(rt, program, metric, self.devset, done=list(rows), workers=self.workers,
                               concurrency=self.max_concurrency, timeout=self.timeout,
-                              retry_timeouts=self.retry_timeouts, run=run)
+                              retry_timeouts=self.retry_timeouts, run=run, engine=self.engine)
             else:
                 tracker = Tracker(len(self.devset), self.timeout, self.retry_timeouts)
                 tracker.skip(rows)
@@ -274,7 +274,7 @@ class Evaluate:
             runner = feed(rt, program, bind_metric(self.metric, MetricPlace.EVALUATE), self.devset,
                           done=list(rows), workers=max(1, self.workers), concurrency=self.max_concurrency,
                           timeout=self.timeout, retry_timeouts=self.retry_timeouts, hosts=hosts,
-                          lost_after=lost_after, run=run)
+                          lost_after=lost_after, run=run, engine=self.engine)
             return self._collect(runner, rows, start, rt, run, until, journal, _clients_of(program))
 
     @contextmanager

@@ -93,7 +93,8 @@ class WorkerPool:
                 self.state = PoolState.GAVE_UP
 
     def open(self, program: Any, metric: Any, examples: list, *, done: list, concurrency: int,
-             timeout: float | None, retry_timeouts: bool, run: str, owned: bool = False) -> "WorkerFeed":
+             timeout: float | None, retry_timeouts: bool, run: str, owned: bool = False,
+             engine: str = "auto") -> "WorkerFeed":
         """Start evaluating ``program`` on ``examples`` (the ``done`` indices skipped), at most
         ``concurrency`` examples running at once; its rows through the returned feed."""
         import cloudpickle
@@ -111,7 +112,7 @@ class WorkerPool:
         running = max(1, concurrency // self.spread)
         feed = WorkerFeed(self, run, owned)
         # the evaluation's span travels with it: each worker's rows are its children (when tracing is on)
-        feed._ask(OpenRun(run, payload, examples, tuple(done), running, timeout, retry_timeouts, carry()))
+        feed._ask(OpenRun(run, payload, examples, tuple(done), running, timeout, retry_timeouts, carry(), engine))
         return feed
 
     def close(self) -> None:
@@ -186,7 +187,7 @@ def leased(lease: PoolLease) -> Iterator[PoolLease]:
 
 def feed(rt: Any, program: Any, metric: Any, examples: list, *, done: list, workers: int, concurrency: int,
          timeout: float | None, retry_timeouts: bool, hosts: Sequence[str] = (), lost_after: float = 10.0,
-         run: str = "eval") -> "WorkerFeed":
+         run: str = "eval", engine: str = "auto") -> "WorkerFeed":
     """A run on the leased pool, if this context has one; else on a pool of its own (named after the
     run), stopped when the run closes."""
     lease = _LEASED.get()
@@ -196,7 +197,7 @@ def feed(rt: Any, program: Any, metric: Any, examples: list, *, done: list, work
         pool = WorkerPool(rt, workers=workers, concurrency=concurrency, hosts=hosts, lost_after=lost_after, name=run)
     try:
         return pool.open(program, metric, examples, done=done, concurrency=concurrency, timeout=timeout,
-                         retry_timeouts=retry_timeouts, run=run, owned=owned)
+                         retry_timeouts=retry_timeouts, run=run, owned=owned, engine=engine)
     except BaseException:
         if owned:
             pool.close()

@@ -132,8 +132,12 @@ def test_syncify_with_a_wrapper_module():
 
 
 def test_syncify_needs_an_aforward():
+    class SyncOnly(dspex.Module):
+        def forward(self, x):
+            return dspex.Prediction(y=x)
+
     with pytest.raises(TypeError, match="aforward"):
-        syncify(dspex.Predict("x -> y"))
+        syncify(SyncOnly())
 
 
 def test_run_async_inside_a_running_event_loop():

@@ -1,0 +1,203 @@
+"""The asyncio engine: examples as tasks on the runtime's event loop, chosen by itself for async programs,
+thousands in flight on a handful of threads, and every promise of the threads' engine kept (one row per
+example under faults, timeouts that give their lease back, the ledger)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import dspex
+from dspex.testing import Faults, ProviderServer
+from dspex.utils.callback import BaseCallback
+
+from ..scripted import chat
+
+KEY = "sk-test-async-engine-0123"
+
+
+def answer(req):
+    number = req.last_user.split("[[ ## question ## ]]\n")[-1].split("\n")[0]
+    return chat(answer=number.upper())
+
+
+def exact(example, pred, trace=None):
+    return pred.answer == example.question.upper()
+
+
+def devset(n):
+    return [dspex.Example(question=f"q{i}", answer=f"Q{i}").with_inputs("question") for i in range(n)]
+
+
+def make_lm(server, **options):
+    defaults = {"api_key": KEY, "base_url": server.base_url(), "rpm": None, "cache": False, "backoff_base": 0.01,
+                "backoff_cap": 0.05}
+    return dspex.LM("openai/async", **{**defaults, **options})
+
+
+class RowThreads(BaseCallback):
+    """Records the thread each evaluation row runs on."""
+
+    def __init__(self):
+        self.threads = set()
+
+    def on_evaluate_row_start(self, call_id, instance, inputs):
+        self.threads.add(threading.current_thread().name)
+
+
+class SyncOnly(dspex.Module):
+    def __init__(self, lm):
+        super().__init__()
+        self.step = dspex.Predict("question -> answer", lm=lm)
+
+    def forward(self, question):
+        return self.step(question=question)
+
+
+class AsyncToo(SyncOnly):
+    async def aforward(self, question):
+        return await self.step.acall(question=question)
+
+
+@pytest.fixture
+def world(tmp_path):
+    with ProviderServer(answer=answer, api_key=KEY) as server, \
+            dspex.runtime("local", cache_dir=tmp_path / "cache", log_level=None) as rt:
+        yield server, rt
+
+
+def engine_of(program, **options):
+    seen = RowThreads()
+    with dspex.context(callbacks=[seen]):
+        result = dspex.Evaluate(devset(6), exact, max_concurrency=3, progress=False, **options)(program)
+    assert result.score == 100.0
+    return "async" if seen.threads == {"dspex-loop"} else "threads"
+
+
+def test_auto_runs_async_programs_on_the_loop_and_sync_ones_on_threads(world):
+    server, _ = world
+    lm = make_lm(server)
+    assert engine_of(dspex.Predict("question -> answer", lm=lm)) == "async"
+    assert engine_of(AsyncToo(lm)) == "async"
+    assert engine_of(SyncOnly(lm)) == "threads"  # its forward would hold a thread of the loop's pool
+    assert engine_of(dspex.Predict("question -> answer", lm=lm), engine="threads") == "threads"
+    assert engine_of(SyncOnly(lm), engine="async") == "async"  # asked for: its forward runs on a thread under it
+
+
+def test_a_subclass_overriding_only_forward_is_not_bypassed_by_the_inherited_aforward(world):
+    server, _ = world
+
+    class Shouting(dspex.Predict):
+        def forward(self, **kwargs):
+            pred = super().forward(**kwargs)
+            pred.answer = pred.answer + "!"
+            return pred
+
+    program = Shouting("question -> answer", lm=make_lm(server))
+    result = dspex.Evaluate(devset(4), lambda e, p: p.answer.endswith("!"), max_concurrency=2, progress=False)(program)
+    assert result.score == 100.0
+    assert asyncio.run(program.acall(question="q1")).answer == "Q1!"
+
+
+def test_a_bad_engine_is_a_config_error():
+    with pytest.raises(dspex.ConfigError, match="engine must be one of"):
+        dspex.Evaluate(devset(1), exact, engine="greenlets")
+
+
+@pytest.mark.slow
+def test_two_thousand_examples_in_flight_together_on_few_threads(world):
+    _, rt = world
+    n = 2000
+    with ProviderServer(answer=answer, api_key=KEY, faults=Faults(latency=1.0)) as slow:
+        lm = make_lm(slow, max_in_flight=n)
+        program = dspex.Predict("question -> answer", lm=lm)
+        most = [threading.active_count()]
+        done = threading.Event()
+
+        def sample():
+            while not done.wait(0.05):
+                most.append(threading.active_count())
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        start = time.monotonic()
+        result = dspex.Evaluate(devset(n), exact, max_concurrency=n, progress=False)(program)
+        wall = time.monotonic() - start
+        done.set()
+        assert sorted(r.index for r in result.rows) == list(range(n))
+        assert result.score == 100.0
+        assert slow.peak_concurrency >= 0.9 * n, slow.peak_concurrency  # all of them waited out 1 s together
+        assert max(most) <= 100, max(most)
+        assert wall < 30, wall
+        assert lm.usage().ok == n
+
+
+def test_faults_at_scale_end_each_row_once_and_a_hung_request_at_its_timeout(world):
+    _, rt = world
+    n = 400
+    faults = Faults(error_rates={500: 0.05, 429: 0.05}, hang_rate=0.01, hang_s=30.0, retry_after=0.05,
+                    latency=0.05, seed=7)
+    with ProviderServer(answer=answer, api_key=KEY, faults=faults) as server:
+        lm = make_lm(server, max_in_flight=n, timeout=1.0, retries=3, breaker=dspex.Breaker(max_failures=10_000))
+        start = time.monotonic()
+        result = dspex.Evaluate(devset(n), exact, max_concurrency=n, progress=False, timeout_per_example=20)(
+            dspex.Predict("question -> answer", lm=lm))
+        wall = time.monotonic() - start
+        assert sorted(r.index for r in result.rows) == list(range(n))
+        assert result.score >= 95.0, [str(r.error) for r in result.rows if r.error][:3]
+        assert wall < 15, wall  # a hung connection is cut at the LM's timeout (1 s), not the server's 30 s
+        usage = lm.usage()
+        assert usage.failed + usage.ok == n
+        assert usage.retries > 0
+        assert lm.status().in_flight == 0
+
+
+def test_a_timed_out_example_is_cancelled_and_gives_its_lease_back(world):
+    _, rt = world
+    with ProviderServer(answer=answer, api_key=KEY, faults=Faults(hang_rate=1.0, hang_s=30.0)) as server:
+        lm = make_lm(server, timeout=60.0, max_in_flight=4)
+        start = time.monotonic()
+        result = dspex.Evaluate(devset(4), exact, max_concurrency=4, progress=False, timeout_per_example=0.5)(
+            dspex.Predict("question -> answer", lm=lm))
+        assert time.monotonic() - start < 10
+        assert [type(r.error).__name__ for r in result.rows] == ["ExampleTimeout"] * 4
+        deadline = time.monotonic() + 5
+        while lm.status().in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lm.status().in_flight == 0  # the cancelled tasks handed their leases back
+
+
+def test_an_async_metric_is_awaited_and_a_failing_one_is_the_rows_error(world):
+    server, _ = world
+
+    async def metric(example, pred, trace=None):
+        await asyncio.sleep(0)
+        if example.question == "q1":
+            raise ValueError("metric bug")
+        return pred.answer == example.question.upper()
+
+    result = dspex.Evaluate(devset(4), metric, max_concurrency=4, progress=False)(
+        dspex.Predict("question -> answer", lm=make_lm(server)))
+    errors = {r.index: r.error for r in result.rows}
+    assert isinstance(errors[1], dspex.evaluate.MetricError) and "metric bug" in str(errors[1])
+    assert [errors[i] for i in (0, 2, 3)] == [None] * 3 and result.score == 75.0
+
+
+def test_async_calls_from_the_users_own_loop_share_the_client(world):
+    server, _ = world
+    lm = make_lm(server, max_in_flight=8)
+    program = AsyncToo(lm)
+
+    async def main():
+        preds = await asyncio.gather(*(program.acall(question=f"q{i}") for i in range(50)))
+        texts = await lm.acall("hello", n=3)
+        return preds, texts
+
+    preds, texts = asyncio.run(main())
+    assert [p.answer for p in preds] == [f"Q{i}" for i in range(50)]
+    assert len(texts) == 3
+    assert lm.usage().ok == 53
+    assert server.peak_concurrency <= 8
