@@ -201,3 +201,37 @@ def test_async_calls_from_the_users_own_loop_share_the_client(world):
     assert len(texts) == 3
     assert lm.usage().ok == 53
     assert server.peak_concurrency <= 8
+
+
+class Where(dspex.Module):
+    """Answers, and says which thread its call ran on."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.step = dspex.Predict("question -> answer", lm=lm)
+
+    async def aforward(self, question):
+        pred = await self.step.acall(question=question)
+        return dspex.Prediction(answer=pred.answer, thread=threading.current_thread().name)
+
+    def forward(self, question):
+        pred = self.step(question=question)
+        return dspex.Prediction(answer=pred.answer, thread=threading.current_thread().name)
+
+
+@pytest.mark.slow
+def test_worker_processes_run_an_async_program_on_their_own_loop(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # worker processes read their key from the environment
+    with ProviderServer(answer=answer, api_key=KEY) as server, \
+            dspex.runtime("multiproc", cache_dir=tmp_path / "cache", log_level=None):
+        program = Where(make_lm(server))
+
+        def on(thread):
+            return lambda e, p: p.answer == e.question.upper() and p.thread == thread
+
+        result = dspex.Evaluate(devset(40), on("dspex-loop"), max_concurrency=8, workers=2, progress=False)(program)
+        assert result.score == 100.0, [(r.prediction, r.error) for r in result.rows if not r.score][:3]
+        assert len({r.worker for r in result.rows}) == 2
+        threads = dspex.Evaluate(devset(8), lambda e, p: "-ex_" in p.thread, max_concurrency=4, workers=2,
+                                 progress=False, engine="threads")(program)
+        assert threads.score == 100.0, [r.prediction for r in threads.rows][:2]
