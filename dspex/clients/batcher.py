@@ -32,11 +32,13 @@ class Batcher:
 
     def add(self, item: Any, key: Hashable | None = None) -> None:
         with self._cond:
+            first = not self._pending  # the thread waits only for a first item: no wake-up for the others
             self._pending[(0, key) if key is not None else (1, next(self._ids))] = item
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if first:
+                self._cond.notify()
             closed = self._closed
         if closed:
             self.flush()

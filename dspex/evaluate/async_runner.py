@@ -5,9 +5,10 @@ run async all the way down (:func:`runs_async`): every module has an ``aforward`
 (every built-in predictor does) and every LM is a ``dspex.LM``, whose requests are tasks on the same loop
 (``Pipeline.asend``: aiohttp, leases asked for in batches). The bookkeeping is the threads' (``ThreadRunner``:
 the same tracker, one row per example, timeouts, cancel, Ctrl-C); only how an example starts differs: a
-task, and a timed-out one is cancelled (its lease goes back) instead of left to run out. The metric is
-called on a bounded pool of threads (it may be slow, or call an LM itself), an ``async def`` metric on the
-loop; a program without ``acall`` (a plain function) runs on that pool too.
+task, and a timed-out one is cancelled (its lease goes back) instead of left to run out. A metric is called
+on the loop while it is quick, and on a bounded pool of threads from its first slow call on (a metric
+that calls an LM itself holds the loop up once); an ``async def`` metric is awaited; a program without
+``acall`` (a plain function) runs on that pool.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import concurrent.futures
 import contextvars
 import functools
 import inspect
+import time
 from typing import Any, Awaitable, Callable, Sequence
 
 from ..clients.event_loop import EventLoop, LoopState
@@ -29,6 +31,7 @@ from .runner import Metric, ThreadRunner, _without_keys, program_failed, scored
 from .tracker import Tracker
 
 METRIC_THREADS = 32  # the most metrics (and plain-function programs) running at once, each on a thread
+INLINE_METRIC_S = 0.002  # a metric call longer than this moves the run's metric calls off the loop
 
 
 class AsyncRunner(ThreadRunner):
@@ -41,6 +44,7 @@ class AsyncRunner(ThreadRunner):
         self._tasks: dict[int, asyncio.Task] = {}
         self._threads = concurrent.futures.ThreadPoolExecutor(min(concurrency, METRIC_THREADS),
                                                               thread_name_prefix="dspex-metric")
+        self._inline_metric = True  # until a call proves slow (see _score)
 
     def _start(self, indices: list[int]) -> None:
         starts = [(index, self.tracker.attempts.get(index, 1)) for index in indices]
@@ -71,13 +75,25 @@ class AsyncRunner(ThreadRunner):
     async def _example(self, index: int, attempts: int) -> None:
         try:
             row = await arun_example(self.program, self.metric, index, self.examples[index], self.worker, attempts,
-                                     self.run, self._on_thread)
+                                     self.run, self._on_thread, self._score)
         except asyncio.CancelledError:
             return  # timed out (its row is written without it) or the runner closed
         self.results.put(row)
 
     async def _on_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await on_pool(self._threads, fn, *args, **kwargs)
+
+    async def _score(self, fn: Any, *args: Any) -> Any:
+        """The metric on the loop while it is quick (a thread hop costs more than most metrics); once a call
+        takes longer than ``INLINE_METRIC_S`` (a slow metric, or one that calls an LM) it and every later
+        one run on the pool's threads, so the loop is held up once, never again."""
+        if not self._inline_metric:
+            return await self._on_thread(fn, *args)
+        start = time.perf_counter()
+        row = fn(*args)
+        if time.perf_counter() - start > INLINE_METRIC_S:
+            self._inline_metric = False
+        return row
 
     def close(self) -> None:
         """Cancel what still runs (a cancelled run's stragglers); the metric threads end with their work."""
@@ -100,9 +116,9 @@ async def on_pool(pool: concurrent.futures.Executor, fn: Any, *args: Any, **kwar
 
 
 async def arun_example(program: Any, metric: Metric, index: int, example: Example, worker: str, attempts: int,
-                       run: str | None, on_thread: OnThread) -> EvalRow:
+                       run: str | None, on_thread: OnThread, score: OnThread | None = None) -> EvalRow:
     """``runner.run_example`` as a task: the program awaited (``acall``; a program without one on a
-    thread), then the metric (on a thread; an ``async def`` metric awaited)."""
+    thread), then the metric through ``score`` (default: on a thread; an ``async def`` metric awaited)."""
     with run_scope(run), observed(None, "evaluate_row", index=index, example=example, attempt=attempts,
                                   worker=worker) as report:
         try:
@@ -119,7 +135,7 @@ async def arun_example(program: Any, metric: Metric, index: int, example: Exampl
             if inspect.iscoroutinefunction(getattr(metric, "metric", metric)):
                 row = await _ascored(metric, index, example, prediction, worker, attempts)
             else:
-                row = await on_thread(scored, metric, index, example, prediction, worker, attempts)
+                row = await (score or on_thread)(scored, metric, index, example, prediction, worker, attempts)
         report.outputs = _without_keys(row)
         return report.outputs
 

@@ -128,7 +128,7 @@ class ThreadRunner:
                  run: str | None = None) -> None:
         self.program, self.metric, self.examples, self.tracker = program, metric, examples, tracker
         self.concurrency, self.worker, self.clock, self.run = concurrency, worker, clock, run
-        self.results: queue.Queue = queue.Queue()
+        self.results: queue.SimpleQueue = queue.SimpleQueue()
         self.cancelled = threading.Event()
         self.aborted: str | None = None  # a thread run never aborts on its own
 
