@@ -23,6 +23,8 @@ class Tracker:
     done: set = field(default_factory=set)
     attempts: dict = field(default_factory=dict)
     duplicates: int = 0
+    _last_take: float = float("-inf")
+    _in_time_order: bool = True
 
     def __post_init__(self) -> None:
         if not self.pending and not self.done:
@@ -43,6 +45,10 @@ class Tracker:
             self.attempts[i] = self.attempts.get(i, 0) + 1
             self.in_flight[i] = (worker, now)
             batch.append(i)
+        if batch:
+            if now < self._last_take:
+                self._in_time_order = False  # an injected clock that went back: overdue scans them all
+            self._last_take = now
         return batch
 
     def finish(self, index: int) -> bool:
@@ -66,7 +72,13 @@ class Tracker:
         """(indices to fail, indices re-queued) among those in flight longer than ``timeout``."""
         if self.timeout is None:
             return [], []
-        late = [i for i, (_, started) in self.in_flight.items() if now - started > self.timeout]
+        late = []
+        for i, (_, started) in self.in_flight.items():  # in the order handed out: oldest first while the clock
+            if now - started <= self.timeout:           # only went forward, so a poll stops at the first on time
+                if self._in_time_order:
+                    break
+                continue
+            late.append(i)
         if self.retry_timeouts:
             retry = [i for i in late if self.attempts.get(i, 1) < 2]
             for i in retry:
