@@ -3,6 +3,7 @@ against the project's simulator (its own process); bench_scale's raw asyncio cli
 
     python -m benchmarks.bench_async_http [--quick] [--repeats R] [--repeats-a R] [--only abc] [--timeout S]
     (isolated: unshare --pid --fork --mount-proc .venv/bin/python -m benchmarks.bench_async_http)
+    (needs httpx, not a dependency of dspex: pip install httpx; not one of ./run bench's sections)
 
 a. 10,000 POST /v1/chat/completions at once, 2.0 s latency, 10,000 connections allowed (floor 2.0 s); raw too;
 b. 1,000 requests, 50 ms latency, <= 64 in flight (asyncio.Semaphore), warm keep-alive pool (floor 1280/s);
@@ -257,7 +258,10 @@ def main() -> None:
                  Scenario("c", f"{n_c:,} requests, 0 ms latency, 64 in flight, warm pool: client CPU per request",
                           n_c, 0.0, 64, r, ("aiohttp", "httpx"))]
     import aiohttp
-    import httpx
+    try:
+        import httpx
+    except ImportError:
+        raise SystemExit("this comparison needs httpx, which dspex does not depend on: pip install httpx") from None
     print(f"aiohttp {aiohttp.__version__}, httpx {httpx.__version__}, Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs; medians of interleaved runs, each in a fresh process\n")
     for s in scenarios:

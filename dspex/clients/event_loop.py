@@ -21,6 +21,7 @@ import structlog
 log = structlog.get_logger("dspex")
 
 STOP_TIMEOUT = 10.0  # seconds the loop's last tasks have to end when the runtime closes
+SYNC_THREADS = 64  # the loop's pool for sync code called from tasks (asyncio.to_thread): a module without aforward
 
 
 class LoopState(str, enum.Enum):
@@ -38,6 +39,7 @@ class EventLoop:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._sync: concurrent.futures.ThreadPoolExecutor | None = None
 
     def get(self) -> asyncio.AbstractEventLoop:
         """The running loop (started now if it was not)."""
@@ -46,6 +48,8 @@ class EventLoop:
                 raise RuntimeError("the runtime's event loop is closed (the runtime was closed)")
             if self._loop is None:
                 loop = asyncio.new_event_loop()
+                self._sync = concurrent.futures.ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix=f"{self.name}-sync")
+                loop.set_default_executor(self._sync)
                 ready = threading.Event()
                 thread = threading.Thread(target=self._run, args=(loop, ready), name=self.name, daemon=True)
                 thread.start()
@@ -107,6 +111,8 @@ class EventLoop:
             log.warning("event_loop_stopped_late", loop=self.name, waited_s=STOP_TIMEOUT + 5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(STOP_TIMEOUT)
+        if self._sync is not None:  # a sync call still running ends on its own; nothing new starts
+            self._sync.shutdown(wait=False, cancel_futures=True)
 
     @staticmethod
     def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 import structlog
 
 from ..errors import ConfigError
 from ..primitives import Prediction
 from ..signature import InputField, OutputField, ensure_signature
-from .module import Module, combine
+from ..clients.steps import arun_steps, run_steps
+from .module import Module, call_later, call_now, combine
 from .predict import ChainOfThought, Predict, dump_signature, load_signature
 
 log = structlog.get_logger("dspex.programs")
@@ -45,16 +46,22 @@ class MultiChainComparison(Module):
         self.predict = Predict(compare, lm=lm, temperature=temperature, **config)
 
     def forward(self, completions: Any = None, **inputs: Any) -> Prediction:
+        return run_steps(self._steps(completions, inputs), call_now)
+
+    async def aforward(self, completions: Any = None, **inputs: Any) -> Prediction:
+        return await arun_steps(self._steps(completions, inputs), call_later)
+
+    def _steps(self, completions: Any, inputs: dict) -> Generator[tuple, Any, Prediction]:
         made: list[Prediction] = []
         if completions is None:
-            made = self._attempts(inputs)
+            made = yield from self._attempts(inputs)
             completions = made
         completions = list(completions)
         if len(completions) != self.M:
             raise ConfigError(f"MultiChainComparison was given {len(completions)} attempts but M={self.M}: pass M "
                               "attempts, or set M to their number when building it")
         shown = {f"reasoning_attempt_{i + 1}": self._attempt_text(c) for i, c in enumerate(completions)}
-        final = self.predict(**{**shown, **inputs})
+        final = yield ("call", self.predict, {**shown, **inputs})
         return combine([*made, final], **dict(final.items())) if made else final
 
     def _attempt_text(self, completion: Any) -> str:
@@ -69,12 +76,12 @@ class MultiChainComparison(Module):
         answer = get(self.last_key, "")
         return f"«I'm trying to {first_line(rationale)} I'm not sure but my prediction is {first_line(answer)}»"
 
-    def _attempts(self, inputs: dict) -> list[Prediction]:
-        attempt = ChainOfThought(self._base, lm=self.predict.lm, **{**self._config, "temperature": self.temperature})
+    def _attempts(self, inputs: dict) -> Generator[tuple, Any, list[Prediction]]:
         attempts = []
         for i in range(self.M):
-            attempt.config["rollout"] = i
-            attempts.append(attempt(**inputs))
+            attempt = ChainOfThought(self._base, lm=self.predict.lm,
+                                     **{**self._config, "temperature": self.temperature, "rollout": i})
+            attempts.append((yield ("call", attempt, inputs)))
         return attempts
 
     def dump_config(self) -> dict:
@@ -107,12 +114,18 @@ class BestOfN(Module):
     def forward(self, **inputs: Any) -> Prediction:
         """As DSPy's: a failed rollout (any exception) counts, and the others may still succeed; the
         exception is raised once more than ``fail_count`` rollouts failed, or when none succeeded."""
+        return run_steps(self._steps(inputs), call_now)
+
+    async def aforward(self, **inputs: Any) -> Prediction:
+        return await arun_steps(self._steps(inputs), call_later)
+
+    def _steps(self, inputs: dict) -> Generator[tuple, Any, Prediction]:
         best, best_reward, spent, failures = None, float("-inf"), [], 0
         last_error: Exception | None = None
         for i in range(self.N):
             program = self._rollout(i, best, best_reward)
             try:
-                pred = program(**inputs)
+                pred = yield ("call", program, inputs)
             except Exception as exc:  # noqa: BLE001 - DSPy's BestOfN counts every failed rollout
                 failures, last_error = failures + 1, exc
                 log.info("rollout_failed", attempt=i, error=str(exc)[:200])

@@ -48,6 +48,22 @@ def own_aforward(module: Any) -> Any:
     return module.aforward
 
 
+def call_now(step: tuple) -> Any:
+    """Perform a module's ``("call", module, inputs)`` step on this thread (``module(**inputs)``)."""
+    match step:
+        case ("call", module, inputs):
+            return module(**inputs)
+    raise TypeError(f"dspex bug: unknown module step {step!r}")
+
+
+async def call_later(step: tuple) -> Any:
+    """Perform a module's ``("call", module, inputs)`` step on the event loop (``await module.acall(**inputs)``)."""
+    match step:
+        case ("call", module, inputs):
+            return await module.acall(**inputs)
+    raise TypeError(f"dspex bug: unknown module step {step!r}")
+
+
 class Module:
     """Subclass it, set sub-modules in ``__init__``, implement ``forward(**inputs) -> Prediction``."""
 

@@ -70,6 +70,17 @@ class Parallel(Module):
         self.exceptions = [executor.exceptions_map[i] for i in failed]
         return results, self.failed_examples, self.exceptions
 
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        """``aforward``, with no trace scope of its own (as ``__call__``)."""
+        return await self.aforward(*args, **kwargs)
+
+    async def aforward(self, exec_pairs: list[tuple[Any, Any]], num_threads: int | None = None) -> Any:
+        """``forward`` for async code, on a thread of the loop's pool: its pairs run on their own threads
+        (``ParallelExecutor``: its error limit, stragglers and progress, as DSPy's)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.forward, exec_pairs, num_threads)
+
     def _run_pair(self, pair: tuple[Any, Any]) -> Any:
         module, example = pair
         if isinstance(example, Example):

@@ -54,6 +54,16 @@ def test_a_real_program_over_examples_and_dicts_in_order(lm, server):
     assert len(server.successes()) == 8
 
 
+def test_awaited_it_gives_the_same_results(lm):
+    import asyncio
+
+    qa = dspex.Predict("question -> answer")
+    pairs = [(qa, {"question": f"q{i}"}) for i in range(6)]
+    with dspex.context(lm=lm):
+        results = asyncio.run(Parallel(num_threads=3, disable_progress_bar=True).acall(pairs))
+    assert [r.answer for r in results] == [f"answer to q{i}" for i in range(6)]
+
+
 def test_inside_a_program_every_pair_joins_its_trace(lm):
     class Fanout(dspex.Module):
         def __init__(self):

@@ -120,14 +120,24 @@ def test_react_loop_that_never_finishes_is_bounded(script, lm):
                                                                           "observation_2"]
 
 
-def test_multichain_comparison_best_of_n_and_refine(script, lm):
+def called(how):
+    """Call a module as ``module(**inputs)`` or ``asyncio.run(module.acall(**inputs))``."""
+    import asyncio
+
+    return (lambda module, **inputs: module(**inputs)) if how == "sync" else \
+        (lambda module, **inputs: asyncio.run(module.acall(**inputs)))
+
+
+@pytest.mark.parametrize("how", ["sync", "async"])
+def test_multichain_comparison_best_of_n_and_refine(script, lm, how):
+    call = called(how)
     seen_rollouts = []
     script.rules.append((lambda r: "reasoning_attempt_3" in r.prompt_text,
                          chat(rationale="attempt 2 is right", answer="B")))
     script.rules.append((lambda r: "reasoning" in r.prompt_text.lower(),
                          lambda r: seen_rollouts.append(r.params.get("temperature")) or chat(reasoning="r", answer="A")))
     mcc = dspex.MultiChainComparison("question -> answer", M=3, lm=lm)
-    out = mcc(question="which?")
+    out = call(mcc, question="which?")
     assert out.answer == "B" and out.rationale == "attempt 2 is right" and len(out.trace) == 4
     assert seen_rollouts == [0.7, 0.7, 0.7]
 
@@ -135,14 +145,21 @@ def test_multichain_comparison_best_of_n_and_refine(script, lm):
     script.rules[:] = [(lambda r: True, lambda r: chat(answer=next(answers)))]
     best = dspex.BestOfN(dspex.Predict("q -> answer", lm=lm), N=4,
                          reward_fn=lambda args, pred: float(pred.answer == "right"), threshold=1.0)
-    assert best(q="x").answer == "right"
+    assert call(best, q="x").answer == "right"
 
     prompts = []
     script.rules[:] = [(lambda r: True, lambda r: prompts.append(r.prompt_text) or chat(answer=str(len(prompts))))]
     ref = dspex.Refine(dspex.Predict("q -> answer", lm=lm), N=3, reward_fn=lambda a, p: float(p.answer == "3"),
                        threshold=1.0)
-    assert ref(q="x").answer == "3"
+    assert call(ref, q="x").answer == "3"
     assert "scored 0, below the target 1" in prompts[1]  # the next attempt sees the feedback
+    if how == "async":  # each a task on the runtime's loop, not a thread per call
+        assert dspex.evaluate.async_runner.runs_async(ref) and runs_on_loop(lm)
+
+
+def runs_on_loop(lm):
+    """The LM's last request ran on the runtime's event loop thread (dspex-loop)."""
+    return lm._need_runtime().engines.loop.state.value == "running"
 
 
 class Pipeline(dspex.Module):
