@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from urllib.request import urlopen
 
 from benchmarks.bench_clients import DSPY_PY, HERE, simulator
@@ -79,9 +80,9 @@ def raw(url: str, n: int) -> dict:
             "cpu_s": time.process_time() - cpu}
 
 
-def dspex_side(url: str, n: int, engine: str = "auto", in_flight: int | None = None) -> dict:
+def dspex_side(url: str, n: int, engine: str = "auto", in_flight: int | None = None, keep_rows: bool = True) -> dict:
     """Runs in its own process (``--side dspex``): one Evaluate of N examples, ``in_flight`` (default N)
-    at once, on ``engine``."""
+    at once, on ``engine``; ``keep_rows=False``: the result keeps no predictions (the journal has them)."""
     import tempfile
 
     import dspex
@@ -107,6 +108,7 @@ def dspex_side(url: str, n: int, engine: str = "auto", in_flight: int | None = N
         start, cpu = time.perf_counter(), time.process_time()
         concurrency = {} if in_flight == 64 else {"max_concurrency": in_flight or n}  # 64: the defaults
         result = dspex.Evaluate(devset, lambda e, p: p.answer == e.answer, progress=False, engine=engine,
+                                keep_rows=keep_rows, journal=None if keep_rows else Path(tempfile.mkdtemp()) / "run.jsonl",
                                 **concurrency)(program)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         done.set()
@@ -167,7 +169,23 @@ def run(n: int = 10_000, latency: float = 2.0) -> str:
                      f"{'yes' if m['once'] else 'NO'} | {m['threads'] or 'n/a'} | {rss} | {cpu} |")
     lines.append(f"| dspex at the defaults (max_in_flight=64) | ≥ {n / 64 * latency:.0f} s (computed: {n:,} / 64 × "
                  f"{latency:g} s) | | 64 | | | | | | |")
-    return "\n".join(lines) + "\n\n" + defaults()
+    return "\n".join(lines) + "\n\n" + hundred_thousand(rows[1][1]) + "\n\n" + defaults()
+
+
+def hundred_thousand(ten: dict, n: int = 100_000, in_flight: int = 10_000, latency: float = 2.0) -> str:
+    """``n`` examples, ``in_flight`` at once, the result keeping no predictions (``keep_rows=False``, a
+    journal as the full record): throughput against the 10,000 run's (``ten``), and peak RSS."""
+    with simulator("--answer", ANSWER, "--latency", f"{latency:g}") as (url, _):
+        stats(url, reset=True)
+        m = in_process("dspex", url, n, "auto", str(in_flight), "lean")
+        m["peak"] = stats(url)["peak"]
+    rate, ten_rate = n / m["wall"], 10_000 / ten["wall"]
+    return "\n".join([
+        f"{n:,} examples, {in_flight:,} in flight, {latency:g} s latency, `keep_rows=False` with a journal (engine auto)",
+        "", "| wall | examples/s | of the 10,000 run's rate | peak in flight | rows ok | each example one row | "
+        "most threads | peak RSS |", "|---|---|---|---|---|---|---|---|",
+        f"| {m['wall']:.1f} s | {rate:,.0f} | {rate / ten_rate:.0%} | {m['peak']:,} | {m['ok']:,} | "
+        f"{'yes' if m['once'] else 'NO'} | {m['threads']} | {m['rss_mb']:.0f} MB |"])
 
 
 def defaults(n: int = 1000, latency: float = 0.05, repeats: int = 3) -> str:
@@ -211,7 +229,8 @@ if __name__ == "__main__":
         if args[1] == "raw":
             print(json.dumps(raw(args[2], int(args[3]))))
         else:
-            print(json.dumps(dspex_side(args[2], int(args[3]), args[4], int(args[5]) if len(args) > 5 else None)))
+            print(json.dumps(dspex_side(args[2], int(args[3]), args[4], int(args[5]) if len(args) > 5 else None,
+                                        keep_rows=args[6] != "lean" if len(args) > 6 else True)))
     elif args and args[0] == "--defaults":
         print(defaults())
     else:

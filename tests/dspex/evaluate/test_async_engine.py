@@ -108,10 +108,10 @@ def test_a_bad_engine_is_a_config_error():
 
 
 @pytest.mark.slow
-def test_two_thousand_examples_in_flight_together_on_few_threads(world):
+def test_a_thousand_examples_in_flight_together_on_few_threads(world):
     _, rt = world
-    n = 2000
-    with ProviderServer(answer=answer, api_key=KEY, faults=Faults(latency=1.0)) as slow:
+    n = 1000
+    with ProviderServer(answer=answer, api_key=KEY, faults=Faults(latency=3.0)) as slow:
         lm = make_lm(slow, max_in_flight=n)
         program = dspex.Predict("question -> answer", lm=lm)
         most = [threading.active_count()]
@@ -129,8 +129,8 @@ def test_two_thousand_examples_in_flight_together_on_few_threads(world):
         done.set()
         assert sorted(r.index for r in result.rows) == list(range(n))
         assert result.score == 100.0
-        assert slow.peak_concurrency >= 0.9 * n, slow.peak_concurrency  # all of them waited out 1 s together
-        assert max(most) <= 100, max(most)
+        assert slow.peak_concurrency >= 0.9 * n, slow.peak_concurrency  # all of them waited out 3 s together
+        assert max(most) <= 100, max(most)  # (threads: a thousand)
         assert wall < 30, wall
         assert lm.usage().ok == n
 
