@@ -235,8 +235,26 @@ def get_annotation_name(annotation: Any) -> str:
     return f"{get_annotation_name(origin)}[{inner}]"
 
 
+_NOTES: dict[Any, str] = {}  # annotation -> its notes (types are values; a type's description is its class's)
+
+
 def _custom_type_notes(annotation: Any) -> str:
-    """``Type description of X: ...`` lines for the dspex custom types a field's type uses."""
+    """``Type description of X: ...`` lines for the dspex custom types a field's type uses (worked out once
+    per annotation: a signature's system message is formatted for every call)."""
+    try:
+        return _NOTES[annotation]
+    except (KeyError, TypeError):  # not seen yet, or not hashable (then not remembered)
+        pass
+    notes = _type_notes(annotation)
+    try:
+        if len(_NOTES) < 4096:
+            _NOTES[annotation] = notes
+    except TypeError:
+        pass  # an unhashable annotation: worked out each time
+    return notes
+
+
+def _type_notes(annotation: Any) -> str:
     try:
         from .types.base_type import Type as CustomType
     except Exception:  # noqa: BLE001 - the types package is optional here

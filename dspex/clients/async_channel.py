@@ -51,7 +51,12 @@ class AsyncChannel(ReportingChannel):
                 self._pump = threading.Thread(target=self._pump_admissions, name="dspex-admissions", daemon=True)
                 self._pump.start()
             self._cond.notify()
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:  # cancelled just as its lease came: the lease goes back, never leaks
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self.release(future.result().id, admit.run)
+            raise
 
     async def failed(self, report: Report) -> Lease | Done:
         """A failed attempt's outcome: the next attempt's lease, or the request's typed error."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import enum
 import inspect
 import keyword
@@ -85,6 +86,7 @@ class _FrozenDict(dict):
         return (dict, (dict(self),))
 
 
+@functools.lru_cache(maxsize=4096)
 def infer_prefix(attribute_name: str) -> str:
     """A field name as words: ``"camelCaseText"`` -> ``"Camel Case Text"``, ``"snake_case"`` -> ``"Snake Case"``,
     ``"text2number"`` -> ``"Text 2 Number"``, ``"HTMLParser"`` -> ``"HTML Parser"`` (acronyms kept)."""
@@ -148,7 +150,11 @@ class Field:
     def json_schema_extra(self) -> dict[str, Any]:
         """As DSPy's field has it: ``__dspy_field_type``, ``desc`` and ``prefix`` (DSPy's defaults ``${name}``
         and ``"Name:"`` when not given), ``format``/``parser``/``constraints`` when given, and any
-        ``json_schema_extra=`` entries passed to the field. Read-only."""
+        ``json_schema_extra=`` entries passed to the field. Read-only (and worked out once per name: a field
+        is a frozen value, read for every call an adapter formats)."""
+        cached = self.__dict__.get("_schema_extra")
+        if cached is not None and cached[0] == (self.name, self.typed) and type(cached[1]) is _FrozenDict:
+            return cached[1]
         out: dict[str, Any] = dict(self.extra.get("json_schema_extra") or {})
         for key in ("format", "parser"):
             if key in self.extra:
@@ -163,7 +169,9 @@ class Field:
             out["desc"] = self.desc or f"${{{self.name}}}"
         if self.prefix or self.name:
             out["prefix"] = self.prefix or f"{infer_prefix(self.name)}:"
-        return _FrozenDict(out)
+        frozen = _FrozenDict(out)
+        self.__dict__["_schema_extra"] = ((self.name, self.typed), frozen)
+        return frozen
 
     @property
     def description(self) -> str | None:

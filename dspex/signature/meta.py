@@ -129,11 +129,20 @@ class SignatureMeta(type):
 
     @property
     def input_fields(cls) -> dict[str, Field]:
-        return {n: f for n, f in cls._fields.items() if f.kind == "input"}
+        return dict(cls._of_kind("input"))
 
     @property
     def output_fields(cls) -> dict[str, Field]:
-        return {n: f for n, f in cls._fields.items() if f.kind == "output"}
+        return dict(cls._of_kind("output"))
+
+    def _of_kind(cls, kind: str) -> dict[str, Field]:
+        """The fields of one kind, worked out once per signature (its fields are set when it is made; an
+        adapter reads them many times a call). Callers get copies."""
+        cached = cls.__dict__.get(f"_{kind}_fields")
+        if cached is None or cached[0] is not cls._fields:
+            cached = (cls._fields, {n: f for n, f in cls._fields.items() if f.kind == kind})
+            type.__setattr__(cls, f"_{kind}_fields", cached)
+        return cached[1]
 
     @property
     def fields(cls) -> dict[str, Field]:
