@@ -38,6 +38,7 @@ from urllib.request import urlopen
 from benchmarks.bench_clients import DSPY_PY, HERE, simulator
 
 ANSWER = "[[ ## answer ## ]]\nok\n\n[[ ## completed ## ]]"
+FAULT_TIMEOUT = 10.0  # seconds: the LM's timeout in the faults run (a hung request is cut there, then retried)
 KEY = "sk-bench"
 
 
@@ -80,9 +81,11 @@ def raw(url: str, n: int) -> dict:
             "cpu_s": time.process_time() - cpu}
 
 
-def dspex_side(url: str, n: int, engine: str = "auto", in_flight: int | None = None, keep_rows: bool = True) -> dict:
+def dspex_side(url: str, n: int, engine: str = "auto", in_flight: int | None = None, mode: str = "") -> dict:
     """Runs in its own process (``--side dspex``): one Evaluate of N examples, ``in_flight`` (default N)
-    at once, on ``engine``; ``keep_rows=False``: the result keeps no predictions (the journal has them)."""
+    at once, on ``engine``; ``mode`` "lean": the result keeps no predictions (``keep_rows=False``, the journal
+    has them); "faults": the LM's ``timeout`` is FAULT_TIMEOUT (a hung request is cut there)."""
+    keep_rows = mode != "lean"
     import tempfile
 
     import dspex
@@ -97,7 +100,8 @@ def dspex_side(url: str, n: int, engine: str = "auto", in_flight: int | None = N
     with dspex.runtime("local", cache_dir=tempfile.mkdtemp(), log_level="error"):
         wide = {"max_in_flight": in_flight or n}
         lm = dspex.LM("openai/sim", api_key=KEY, base_url=url + "/v1", cache=False, max_tokens=64,
-                      **({} if in_flight == 64 else {"rpm": None, **wide}))
+                      **({} if in_flight == 64 else {"rpm": None, **wide}),
+                      **({"timeout": FAULT_TIMEOUT} if mode == "faults" else {}))
         program = dspex.Predict("question -> answer", lm=lm)
         devset = [dspex.Example(question=f"question {i}", answer="ok").with_inputs("question") for i in range(n)]
         dspex.Evaluate(devset[:20], lambda e, p: p.answer == e.answer, max_concurrency=20, progress=False,
@@ -169,7 +173,26 @@ def run(n: int = 10_000, latency: float = 2.0) -> str:
                      f"{'yes' if m['once'] else 'NO'} | {m['threads'] or 'n/a'} | {rss} | {cpu} |")
     lines.append(f"| dspex at the defaults (max_in_flight=64) | ≥ {n / 64 * latency:.0f} s (computed: {n:,} / 64 × "
                  f"{latency:g} s) | | 64 | | | | | | |")
-    return "\n".join(lines) + "\n\n" + hundred_thousand(rows[1][1]) + "\n\n" + defaults()
+    return ("\n".join(lines) + "\n\n" + faults_at_scale(rows[1][1], n, latency) + "\n\n" + hundred_thousand(rows[1][1])
+            + "\n\n" + defaults())
+
+
+def faults_at_scale(clean: dict, n: int = 10_000, latency: float = 2.0) -> str:
+    """The async run again under 5% 500s, 5% 429s (Retry-After 1 s) and 1% hung connections (held 60 s;
+    the LM's timeout cuts them at FAULT_TIMEOUT and retries): every row once, and the wall against ``clean``'s."""
+    with simulator("--answer", ANSWER, "--latency", f"{latency:g}", "--error", "500:0.05", "--error", "429:0.05",
+                   "--hang", "0.01", "--hang-s", "60") as (url, _):
+        stats(url, reset=True)
+        m = in_process("dspex", url, n, "auto", str(n), "faults")
+        m["peak"] = stats(url)["peak"]
+    failures = ", ".join(f"{k} {v:,}" for k, v in m["errors"].items()) or "-"
+    return "\n".join([
+        f"{n:,} examples, {n:,} in flight, {latency:g} s latency, 5% 500 + 5% 429 + 1% hung (held 60 s; LM timeout "
+        f"{FAULT_TIMEOUT:g} s), engine auto", "",
+        "| wall | vs the clean run | rows ok | failed rows | each example one row | peak in flight | most threads |",
+        "|---|---|---|---|---|---|---|",
+        f"| {m['wall']:.1f} s | {m['wall'] / clean['wall']:.2f}× | {m['ok']:,} | {failures} | "
+        f"{'yes' if m['once'] else 'NO'} | {m['peak']:,} | {m['threads']} |"])
 
 
 def hundred_thousand(ten: dict, n: int = 100_000, in_flight: int = 10_000, latency: float = 2.0) -> str:
@@ -177,7 +200,7 @@ def hundred_thousand(ten: dict, n: int = 100_000, in_flight: int = 10_000, laten
     journal as the full record): throughput against the 10,000 run's (``ten``), and peak RSS."""
     with simulator("--answer", ANSWER, "--latency", f"{latency:g}") as (url, _):
         stats(url, reset=True)
-        m = in_process("dspex", url, n, "auto", str(in_flight), "lean")
+        m = in_process("dspex", url, n, "auto", str(in_flight), "lean")  # keep_rows=False
         m["peak"] = stats(url)["peak"]
     rate, ten_rate = n / m["wall"], 10_000 / ten["wall"]
     return "\n".join([
@@ -230,7 +253,7 @@ if __name__ == "__main__":
             print(json.dumps(raw(args[2], int(args[3]))))
         else:
             print(json.dumps(dspex_side(args[2], int(args[3]), args[4], int(args[5]) if len(args) > 5 else None,
-                                        keep_rows=args[6] != "lean" if len(args) > 6 else True)))
+                                        args[6] if len(args) > 6 else "")))
     elif args and args[0] == "--defaults":
         print(defaults())
     else:

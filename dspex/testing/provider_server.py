@@ -605,6 +605,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--error", action="append", default=[], metavar="STATUS:RATE", help="e.g. 500:0.2")
     parser.add_argument("--retry-after", type=float, default=1.0)
+    parser.add_argument("--hang", type=float, default=0.0, metavar="RATE", help="share of requests held, then closed")
+    parser.add_argument("--hang-s", type=float, default=10.0, help="seconds a hung request is held")
     parser.add_argument("--answer", default=None, help="a fixed answer (default: echo the last user message)")
     parser.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
     parser.add_argument("--seed", type=int, default=0)
@@ -612,7 +614,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tpm", type=float, default=None, help="enforce and advertise this many tokens a minute")
     args = parser.parse_args(argv)
     rates = {int(s): float(r) for s, r in (e.split(":") for e in args.error)}
-    faults = Faults(error_rates=rates, latency=args.latency, retry_after=args.retry_after, seed=args.seed)
+    faults = Faults(error_rates=rates, latency=args.latency, retry_after=args.retry_after, seed=args.seed,
+                    hang_rate=args.hang, hang_s=args.hang_s)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
