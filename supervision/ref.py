@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from typing import Any, Protocol
 
 from .errors import Shutdown, SpecError
@@ -18,6 +19,8 @@ class Caller(Protocol):
     def call(self, address: Any, request: Any, timeout: float) -> Any: ...
 
     def cast(self, address: Any, message: Any) -> None: ...
+
+    def call_future(self, address: Any, request: Any, timeout: float) -> Any: ...
 
     def check_spec(self, specs: Any) -> None: ...
 
@@ -53,6 +56,11 @@ class ActorRef:
     def cast(self, message: Any) -> None:
         """Send ``message`` to ``handle_cast``; no reply, no error if the actor is gone."""
         self._need_caller().cast(self.address, message)
+
+    def call_future(self, request: Any, timeout: float = DEFAULT_TIMEOUT) -> "concurrent.futures.Future":
+        """``call`` without waiting: a future of the reply (it raises what ``call`` would). No thread waits
+        for it, so thousands may be pending (``asyncio.wrap_future`` awaits one on an event loop)."""
+        return self._need_caller().call_future(self.address, request, timeout)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorRef) and self.address == other.address

@@ -8,6 +8,8 @@ and reaps what Thespian leaves behind.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import itertools
 import os
 import subprocess
@@ -25,6 +27,7 @@ from .messages import (Call, CallError, ChildSpec, Cast, DrainEvents, GetFailure
                        IsAlive, LifecycleEvent, Nudge, Reply, RootFailure, StartTop, StopTree, TerminateChild,
                        WhereIs)
 from .node import local_admin_port
+from .pending import LIVENESS_EVERY, PendingCalls
 from .ref import ActorRef, SupervisorRef
 from .root import RootSupervisor
 from .specs import SupervisorSpec, validate_children, walk_classes, walk_names
@@ -36,6 +39,7 @@ BASES = {"local": "simpleSystemBase", "multiproc": "multiprocTCPBase", "tcp": "m
 LOOPBACK = ("127.0.0.1", "localhost")
 SLICE = 0.25  # seconds between liveness checks while a call waits
 EVENT_POLL = 0.05
+PENDING_POLL = 0.005  # seconds between a call_future driver's rounds (timers fired, replies collected)
 LOCAL_POLL = 0.002  # local base: how often a waiting caller lets timers fire and checks for its reply
 
 
@@ -97,6 +101,11 @@ class ActorRuntime:
         self._log_place: tcp.LogPlace | None = None  # Thespian's log folder (process bases)
         self._root_pid: int | None = None  # the root supervisor's process (process bases)
         self._root_lost: RootFailure | None = None  # set when that process died under us
+        self._pending = PendingCalls()  # call_future's calls, settled as their replies come
+        self._pending_lock = threading.Lock()
+        self._outbox: collections.deque = collections.deque()  # process bases: calls the driver sends
+        self._driver: threading.Thread | None = None
+        self._next_liveness = 0.0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -183,6 +192,10 @@ class ActorRuntime:
                 self._pump_events(system)
         finally:
             self._stop_events.set()
+            self._pending.fail(Shutdown(f"runtime {self.name!r} is closed"))
+            driver = self._driver
+            if driver is not None:
+                driver.join(timeout=2.0)
             if self._event_thread is not None:
                 self._event_thread.join(timeout=2.0)
             self._close_clones()
@@ -299,13 +312,95 @@ class ActorRuntime:
             raise reply.error
         return reply.value
 
+    def call_future(self, address: Any, request: Any, timeout: float = 5.0) -> concurrent.futures.Future:
+        """``call`` with no thread waiting: the future resolves with the reply, or raises what ``call`` would
+        (``CallTimeout``, ``ActorExited``, the handler's error). See ``supervision/pending.py``."""
+        system = self._need_system()
+        corr = next(self._corr)
+        future = self._pending.add(corr, time.monotonic(), timeout, address, request)
+        if self.is_local:
+            with self._cond:
+                system.tell(address, Call(corr, request))  # runs the system: the reply may be here already
+                self._collect_local(system)
+            self._pending.settle()
+        else:
+            self._outbox.append((address, Call(corr, request)))  # sent by the driver, from its own endpoint
+        with self._pending_lock:
+            if self._driver is None:
+                self._driver = threading.Thread(target=self._drive_pending, name=f"supervision-replies-{self.name}",
+                                                daemon=True)
+                self._driver.start()
+        return future
+
+    def _drive_pending(self) -> None:
+        """Keep the replies of pending ``call_future`` calls coming (module docstring of ``pending``); ends
+        when none is left."""
+        private = None
+        try:
+            while not self._stop_events.is_set():
+                with self._pending_lock:
+                    if not len(self._pending) and not self._outbox:
+                        self._driver = None
+                        return
+                system = self._system
+                if system is None:
+                    return
+                if self.is_local:
+                    time.sleep(PENDING_POLL)
+                    with self._cond:
+                        system.tell(self._root, Nudge())  # lets due timers fire (a deferred reply's backoff)
+                        self._collect_local(system)
+                    self._pending.settle()
+                else:
+                    if private is None:
+                        private = system.private()
+                        endpoint = private.__enter__()
+                    while self._outbox:
+                        endpoint.tell(*self._outbox.popleft())
+                    reply = endpoint.listen(PENDING_POLL)
+                    while reply is not None:
+                        if isinstance(reply, PoisonMessage):  # the call reached no live actor
+                            corr = getattr(reply.poisonMessage, "corr", None)
+                            if corr is not None:
+                                self._pending.fail(ActorExited("actor", "it is not running"), corr=corr)
+                        else:
+                            self._pending.take(reply)
+                        reply = endpoint.listen(0)
+                    self._pending.settle()
+                self._check_pending(system)
+        except Exception as exc:  # a bug here must not leave callers waiting forever: they fail with it
+            log.error("reply_driver_failed", runtime=self.name, error=repr(exc))
+            self._pending.fail(SupervisionError(f"the runtime's reply driver failed: {exc!r}"))
+            raise
+        finally:
+            with self._pending_lock:
+                if self._driver is threading.current_thread():
+                    self._driver = None
+            if private is not None:
+                private.__exit__(None, None, None)
+
+    def _check_pending(self, system: Any) -> None:
+        now = time.monotonic()
+        self._pending.expire(now)
+        if now < self._next_liveness:
+            return
+        self._next_liveness = now + LIVENESS_EVERY
+        for address in self._pending.addresses():
+            try:
+                self._raise_if_dead(address, system)
+            except ActorExited as exc:
+                self._pending.exited(address, exc.reason)
+            except SupervisionError as exc:  # the root did not answer in time: asked again next round
+                log.warning("liveness_check_failed", runtime=self.name, error=str(exc))
+
     def cast(self, address: Any, message: Any) -> None:
         system = self._need_system()
         if self.is_local:
             with self._cond:
                 system.tell(address, Cast(message))
-                if self._waiters:  # the cast may have released deferred replies for them
+                if self._waiters or len(self._pending):  # the cast may have released deferred replies for them
                     self._collect_local(system)
+            self._pending.settle()
             if self._bus:
                 self._pump_events(system)
         else:
@@ -389,10 +484,12 @@ class ActorRuntime:
         while reply is not None:
             if found is None and matches is not None and matches(reply):
                 found = reply
+            elif self._pending.take(reply):
+                pass  # a call_future's reply: its future is settled outside the lock (_pending.settle)
             elif not isinstance(reply, PoisonMessage):
                 self._parked.append(reply)
                 parked = True
-            if found is not None and not self._waiters:
+            if found is not None and not self._waiters and not len(self._pending):
                 break  # nobody else waits: skip the extra scheduler pass
             reply = system.listen(0)
         if parked:

@@ -104,3 +104,20 @@ class Linked(GenServer):
         if self.raise_on_stop:
             self.orders.put("raise")
             time.sleep(0.2)  # the thread fails while this actor is exiting
+
+
+class Later(GenServer):
+    """Answers ``("after", s, value)`` ``s`` seconds later (a deferred reply, by a timer)."""
+
+    def handle_call(self, request):
+        if request == "now":
+            return "now"
+        if request == "crash":
+            raise ValueError("boom")
+        _, seconds, value = request
+        self.send_after(seconds, ("answer", self.current_call, value))
+        return NoReply
+
+    def handle_info(self, message):
+        _, token, value = message
+        self.reply(token, value)

@@ -1,0 +1,55 @@
+"""call_future: a call whose reply resolves a future, with no thread waiting (OTP's send_request), on every
+base: deferred replies come in order of their timers, errors and exits reach the future, a deadline holds,
+and closing the runtime fails what is still pending."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from supervision import ActorExited, ActorRuntime, CallFailed, CallTimeout, ChildSpec, Shutdown, SupervisorSpec
+
+from .actors import Later
+
+
+def later(rt):
+    return rt.start_supervisor(SupervisorSpec(intensity=5), [ChildSpec(id="later", start=Later)]).child("later")
+
+
+def test_hundreds_of_deferred_replies_pending_on_no_threads(rt):
+    ref = later(rt)
+    threads = threading.active_count()
+    start = time.monotonic()
+    futures = [ref.call_future(("after", 0.5 if i % 2 else 0.2, i), timeout=30) for i in range(300)]
+    assert threading.active_count() <= threads + 2  # one driver (and Thespian's own), not a thread a call
+    assert [f.result(timeout=30) for f in futures] == list(range(300))
+    assert time.monotonic() - start < 10
+    assert ref.call_future("now").result(timeout=10) == "now"  # an immediate reply too
+
+
+def test_a_failing_handler_a_deadline_and_an_exited_actor_reach_the_future(rt):
+    sup = rt.start_supervisor(SupervisorSpec(intensity=5), [ChildSpec(id="later", start=Later)])
+    ref = sup.child("later")
+    with pytest.raises(CallTimeout):
+        ref.call_future(("after", 30, "never"), timeout=0.3).result(timeout=10)
+    pending = ref.call_future(("after", 30, "never"), timeout=60)
+    sup.terminate_child("later")  # its pending call does not wait out its 60 s deadline
+    start = time.monotonic()
+    with pytest.raises(ActorExited):
+        pending.result(timeout=10)
+    assert time.monotonic() - start < 5
+    sup.restart_child("later")
+    with pytest.raises(CallFailed, match="boom"):
+        sup.child("later").call_future("crash").result(timeout=10)
+
+
+def test_closing_the_runtime_fails_what_is_pending(base):
+    rt = ActorRuntime(base=base, name="t").start()
+    try:
+        future = later(rt).call_future(("after", 30, "never"), timeout=60)
+    finally:
+        rt.close()
+    with pytest.raises(Shutdown):
+        future.result(timeout=10)
