@@ -8,8 +8,8 @@ actor answers when the first may go, and leases the others only if free that ins
 to their futures in one hop onto the loop, and the rest queue again. A task cancelled while it waits (its
 example timed out) has its lease handed back the moment it arrives. Success reports go in batches
 (``batcher.Batcher``), as from a worker process. A failed attempt's report is a call whose answer (the next
-attempt's lease after its backoff, or the typed error) may take seconds: it waits in a bounded pool of
-threads, not on the loop.
+attempt's lease after its backoff, or the typed error) may take seconds: its reply resolves a future
+(``ActorRef.call_future``), so no thread waits through the backoff, however many attempts failed at once.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import threading
 from collections import deque
 from typing import Any
 
+from supervision import ActorExited
+
 from .coalesced import ReportingChannel
 from .messages import Admit, AdmitBatch, Done, Lease, Leases, Report
 
 MAX_BATCH = 512  # admissions asked for in one AdmitBatch
-FAILED_CALLS = 32  # threads that wait for failed attempts' answers (their backoffs) at once
 
 
 class AsyncChannel(ReportingChannel):
@@ -36,7 +37,6 @@ class AsyncChannel(ReportingChannel):
         self._asks: deque[tuple[Admit, asyncio.Future]] = deque()
         self._pump: threading.Thread | None = None
         self._closed = False
-        self._calls = concurrent.futures.ThreadPoolExecutor(FAILED_CALLS, thread_name_prefix="dspex-failed")
 
     # --- what the pipeline's async lease steps use -------------------------------------------------
 
@@ -59,10 +59,13 @@ class AsyncChannel(ReportingChannel):
             raise
 
     async def failed(self, report: Report) -> Lease | Done:
-        """A failed attempt's outcome: the next attempt's lease, or the request's typed error."""
-        answer = self._calls.submit(self.link.call, report)
+        """A failed attempt's outcome: the next attempt's lease (after its backoff), or the request's typed
+        error. The call's reply resolves a future: no thread waits through the backoff."""
+        answer = self.link.call_future(report)
         try:
             return await asyncio.wrap_future(answer)
+        except ActorExited as exc:
+            raise self.link.exited(exc) from None
         except asyncio.CancelledError:  # its example timed out: a lease that comes later goes back
             answer.add_done_callback(lambda f: self._release_late(f, report.run))
             raise
@@ -72,7 +75,6 @@ class AsyncChannel(ReportingChannel):
             self._closed = True
             self._cond.notify_all()
         super().close()
-        self._calls.shutdown(wait=False, cancel_futures=True)
 
     # --- the pump ------------------------------------------------------------------------------
 
@@ -137,4 +139,4 @@ class AsyncChannel(ReportingChannel):
             self.release(lease.id, run)
 
 
-__all__ = ["AsyncChannel", "MAX_BATCH", "FAILED_CALLS"]
+__all__ = ["AsyncChannel", "MAX_BATCH"]

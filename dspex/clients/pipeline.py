@@ -31,6 +31,7 @@ and the next one finds the actor its supervisor restarted.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import os
 import time
@@ -252,15 +253,27 @@ class ClientLink:
     def cast(self, message: Any) -> None:
         self._send(message, None)
 
+    def call_future(self, message: Any, timeout: float = CALL_TIMEOUT) -> concurrent.futures.Future:
+        """A call whose reply resolves the returned future, no thread waiting for it (an ``ActorExited`` in it
+        is the caller's to turn into ``ClientExited``: :meth:`exited`)."""
+        ref = self._ref
+        if ref is None:
+            ref = self._ref = self.find()
+        return ref.call_future(message, timeout)
+
+    def exited(self, exc: ActorExited) -> ClientExited:
+        """The typed error of a call to a client actor that exited (the next call finds the restarted one)."""
+        self._ref = None
+        return ClientExited(f"the client actor exited ({exc.reason})", self.model)
+
     def _send(self, message: Any, timeout: float | None) -> Any:
         ref = self._ref
         if ref is None:
             ref = self._ref = self.find()
         try:
             return ref.cast(message) if timeout is None else ref.call(message, timeout)
-        except ActorExited as exc:
-            self._ref = None  # the supervisor restarts the client; the next request finds the new one
-            raise ClientExited(f"the client actor exited ({exc.reason})", self.model) from None
+        except ActorExited as exc:  # the supervisor restarts the client; the next request finds the new one
+            raise self.exited(exc) from None
 
 
 class DirectChannel:
