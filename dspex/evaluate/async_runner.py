@@ -6,9 +6,9 @@ run async all the way down (:func:`runs_async`): every module has an ``aforward`
 (``Pipeline.asend``: aiohttp, leases asked for in batches). The bookkeeping is the threads' (``ThreadRunner``:
 the same tracker, one row per example, timeouts, cancel, Ctrl-C); only how an example starts differs: a
 task, and a timed-out one is cancelled (its lease goes back) instead of left to run out. A metric is called
-on the loop while it is quick, and on a bounded pool of threads from its first slow call on (a metric
-that calls an LM itself holds the loop up once); an ``async def`` metric is awaited; a program without
-``acall`` (a plain function) runs on that pool.
+on a bounded pool of threads until its first calls prove it quick, then on the loop, and back on the threads
+for good from its first slow call there; an ``async def`` metric is awaited; a program without ``acall`` (a
+plain function) runs on that pool.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from .runner import Metric, ThreadRunner, _without_keys, program_failed, scored
 from .tracker import Tracker
 
 METRIC_THREADS = 32  # the most metrics (and plain-function programs) running at once, each on a thread
-INLINE_METRIC_S = 0.002  # a metric call longer than this moves the run's metric calls off the loop
+INLINE_METRIC_S = 0.002  # a metric call longer than this keeps (or moves) the run's metric calls off the loop
+QUICK_PROBES = 8  # quick metric calls on threads before the rest run on the loop
 
 
 class AsyncRunner(ThreadRunner):
@@ -44,7 +45,8 @@ class AsyncRunner(ThreadRunner):
         self._tasks: dict[int, asyncio.Task] = {}
         self._threads = concurrent.futures.ThreadPoolExecutor(min(concurrency, METRIC_THREADS),
                                                               thread_name_prefix="dspex-metric")
-        self._inline_metric = True  # until a call proves slow (see _score)
+        self._metric_mode = "probing"  # -> "loop" once proven quick, "threads" once slow (see _score)
+        self._quick = 0
 
     def _start(self, indices: list[int]) -> None:
         starts = [(index, self.tracker.attempts.get(index, 1)) for index in indices]
@@ -84,15 +86,33 @@ class AsyncRunner(ThreadRunner):
         return await on_pool(self._threads, fn, *args, **kwargs)
 
     async def _score(self, fn: Any, *args: Any) -> Any:
-        """The metric on the loop while it is quick (a thread hop costs more than most metrics); once a call
-        takes longer than ``INLINE_METRIC_S`` (a slow metric, or one that calls an LM) it and every later
-        one run on the pool's threads, so the loop is held up once, never again."""
-        if not self._inline_metric:
-            return await self._on_thread(fn, *args)
-        start = time.perf_counter()
-        row = fn(*args)
-        if time.perf_counter() - start > INLINE_METRIC_S:
-            self._inline_metric = False
+        """The metric on the pool's threads until its first ``QUICK_PROBES`` calls have each taken less than
+        ``INLINE_METRIC_S`` (a thread hop costs more than most metrics), then on the loop; a call on the
+        loop that takes longer (a metric that calls an LM, or waits) sends it back to the threads for good,
+        so a slow metric holds the loop up at most once, and one that is slow from the start never does."""
+        if self._metric_mode == "loop":
+            start = time.perf_counter()
+            row = fn(*args)
+            if time.perf_counter() - start > INLINE_METRIC_S:
+                self._metric_mode = "threads"
+            return row
+        took: list[float] = []
+
+        def timed(*a: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*a)
+            finally:
+                took.append(time.perf_counter() - start)
+
+        row = await self._on_thread(timed, *args)
+        if self._metric_mode == "probing":
+            if took and took[0] <= INLINE_METRIC_S:
+                self._quick += 1
+                if self._quick >= QUICK_PROBES:
+                    self._metric_mode = "loop"
+            else:
+                self._metric_mode = "threads"
         return row
 
     def close(self) -> None:
