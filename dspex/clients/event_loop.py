@@ -18,6 +18,8 @@ from typing import Any, Coroutine
 
 import structlog
 
+from supervision import Shutdown
+
 log = structlog.get_logger("dspex")
 
 STOP_TIMEOUT = 10.0  # seconds the loop's last tasks have to end when the runtime closes
@@ -45,7 +47,7 @@ class EventLoop:
         """The running loop (started now if it was not)."""
         with self._lock:
             if self.state is LoopState.CLOSED:
-                raise RuntimeError("the runtime's event loop is closed (the runtime was closed)")
+                raise Shutdown("the runtime's event loop is closed (the runtime was closed): open a new runtime")
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 self._sync = concurrent.futures.ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix=f"{self.name}-sync")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import enum
 import functools
 import inspect
 import time
@@ -35,6 +36,14 @@ INLINE_METRIC_S = 0.002  # a metric call longer than this keeps (or moves) the r
 QUICK_PROBES = 8  # quick metric calls on threads before the rest run on the loop
 
 
+class MetricMode(str, enum.Enum):
+    """Where a run's sync metric is called (``AsyncRunner._score``)."""
+
+    PROBING = "probing"  # on threads, timing each call
+    LOOP = "loop"  # on the loop: its calls proved quick
+    THREADS = "threads"  # on threads for good: a call was slow
+
+
 class AsyncRunner(ThreadRunner):
     """See the module docstring. ``loop``: the runtime's event loop (``rt.engines.loop``)."""
 
@@ -45,7 +54,7 @@ class AsyncRunner(ThreadRunner):
         self._tasks: dict[int, asyncio.Task] = {}
         self._threads = concurrent.futures.ThreadPoolExecutor(min(concurrency, METRIC_THREADS),
                                                               thread_name_prefix="dspex-metric")
-        self._metric_mode = "probing"  # -> "loop" once proven quick, "threads" once slow (see _score)
+        self._metric_mode = MetricMode.PROBING
         self._quick = 0
 
     def _start(self, indices: list[int]) -> None:
@@ -90,11 +99,11 @@ class AsyncRunner(ThreadRunner):
         ``INLINE_METRIC_S`` (a thread hop costs more than most metrics), then on the loop; a call on the
         loop that takes longer (a metric that calls an LM, or waits) sends it back to the threads for good,
         so a slow metric holds the loop up at most once, and one that is slow from the start never does."""
-        if self._metric_mode == "loop":
+        if self._metric_mode is MetricMode.LOOP:
             start = time.perf_counter()
             row = fn(*args)
             if time.perf_counter() - start > INLINE_METRIC_S:
-                self._metric_mode = "threads"
+                self._metric_mode = MetricMode.THREADS
             return row
         took: list[float] = []
 
@@ -106,13 +115,13 @@ class AsyncRunner(ThreadRunner):
                 took.append(time.perf_counter() - start)
 
         row = await self._on_thread(timed, *args)
-        if self._metric_mode == "probing":
+        if self._metric_mode is MetricMode.PROBING:
             if took and took[0] <= INLINE_METRIC_S:
                 self._quick += 1
                 if self._quick >= QUICK_PROBES:
-                    self._metric_mode = "loop"
+                    self._metric_mode = MetricMode.LOOP
             else:
-                self._metric_mode = "threads"
+                self._metric_mode = MetricMode.THREADS
         return row
 
     def close(self) -> None:
