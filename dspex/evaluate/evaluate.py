@@ -159,7 +159,9 @@ class Evaluate:
             display_table: bool | int | None = None, callback_metadata: dict[str, Any] | None = None,
             save_as_csv: str | Path | None = None, save_as_json: str | Path | None = None) -> EvaluationResult:
         """Evaluate ``program``. On a multiproc/tcp runtime with ``workers > 0`` the examples run in worker
-        processes (``max_concurrency / workers`` threads each); otherwise on threads in this process.
+        processes (``max_concurrency / workers`` at once each); otherwise in this process: as tasks on the
+        runtime's event loop or on threads, by ``engine`` (``"auto"``: tasks when the program runs async all
+        the way down).
         Either way the LM calls share the runtime's client actors (limits, breakers, ledger).
         ``devset=``, ``metric=``, ``num_threads=``, ``display_progress=``, ``display_table=``,
         ``save_as_csv=``, ``save_as_json=`` apply to this run only (DSPy's overrides);
