@@ -22,8 +22,8 @@ from typing import Any
 
 from supervision import ActorExited
 
-from .coalesced import ReportingChannel
-from .messages import Admit, AdmitBatch, Done, Lease, Leases, Report
+from .coalesced import ReportingChannel, ask_batch
+from .messages import Admit, Done, Lease, Report
 
 MAX_BATCH = 512  # admissions asked for in one AdmitBatch
 
@@ -94,13 +94,7 @@ class AsyncChannel(ReportingChannel):
                 self._ask(batch)
 
     def _ask(self, batch: list[tuple[Admit, asyncio.Future]]) -> None:
-        error: BaseException | None = None
-        answers: tuple = (None,) * len(batch)
-        try:
-            reply = self.link.call(AdmitBatch(tuple(a for a, _ in batch)) if len(batch) > 1 else batch[0][0])
-            answers = reply.leases if isinstance(reply, Leases) else (reply,)
-        except Exception as exc:  # noqa: BLE001 - the first's error (typed LMError); the others ask again
-            error = exc
+        answers, error = ask_batch(self.link.call, [admit for admit, _ in batch])
         settled, again = [], []
         for i, ((admit, future), lease) in enumerate(zip(batch, answers)):
             if i == 0 and error is not None:

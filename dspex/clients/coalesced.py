@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import structlog
 
@@ -74,6 +74,17 @@ class CoalescedChannel(ReportingChannel):
         return self.link.call(report)
 
 
+def ask_batch(call: Callable[[Any], Any], admits: Sequence[Admit]) -> tuple[tuple, Exception | None]:
+    """Ask for ``admits`` in one call (an AdmitBatch, or the lone Admit): each one's lease, or None where none
+    was free that instant (it asks again); a failure is the first's error (a typed LMError) and the others
+    ask again. Ctrl-C (a BaseException) is the caller's to handle."""
+    try:
+        reply = call(AdmitBatch(tuple(admits)) if len(admits) > 1 else admits[0])
+    except Exception as exc:  # noqa: BLE001 - the first's error; the others ask again
+        return (None,) * len(admits), exc
+    return (reply.leases if isinstance(reply, Leases) else (reply,)), None
+
+
 class _Ask:
     def __init__(self, admit: Admit) -> None:
         self.admit = admit
@@ -108,13 +119,8 @@ class Admissions:
                     return ask.lease  # type: ignore[return-value]
                 self._asking = True
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
-            answers: tuple = (None,) * len(batch)
-            error: BaseException | None = None
             try:
-                reply = call(AdmitBatch(tuple(a.admit for a in batch)) if len(batch) > 1 else batch[0].admit)
-                answers = reply.leases if isinstance(reply, Leases) else (reply,)
-            except Exception as exc:  # noqa: BLE001 - the first's error (typed LMError); the others ask again
-                error = exc
+                answers, error = ask_batch(call, [a.admit for a in batch])
             except BaseException:  # Ctrl-C in this thread: its own to raise; the batch asks again
                 with self._cond:
                     self._queue.extendleft(reversed(batch))
@@ -135,4 +141,4 @@ class Admissions:
                 self._cond.notify_all()
 
 
-__all__ = ["CoalescedChannel", "ReportingChannel", "Admissions", "REPORT_EVERY"]
+__all__ = ["CoalescedChannel", "ReportingChannel", "Admissions", "ask_batch", "REPORT_EVERY"]

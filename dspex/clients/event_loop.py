@@ -71,18 +71,21 @@ class EventLoop:
         done: concurrent.futures.Future = concurrent.futures.Future()
 
         def start() -> None:
-            if not done.set_running_or_notify_cancel():
+            if done.cancelled():  # given up before it started
                 coro.close()
                 return
             task = ctx.run(loop.create_task, coro)  # the task runs in ctx (Python 3.10 has no context=)
 
             def settle(t: asyncio.Task) -> None:
-                if t.cancelled():
-                    done.set_exception(concurrent.futures.CancelledError())
-                elif t.exception() is not None:
-                    done.set_exception(t.exception())  # type: ignore[arg-type]
-                else:
-                    done.set_result(t.result())
+                try:
+                    if t.cancelled():
+                        done.set_exception(concurrent.futures.CancelledError())
+                    elif t.exception() is not None:
+                        done.set_exception(t.exception())  # type: ignore[arg-type]
+                    else:
+                        done.set_result(t.result())
+                except concurrent.futures.InvalidStateError:
+                    return  # the caller gave up first (its cancel reached the task): nobody reads the outcome
 
             task.add_done_callback(settle)
             done.add_done_callback(lambda f: loop.call_soon_threadsafe(task.cancel) if f.cancelled() else None)

@@ -258,3 +258,19 @@ def test_worker_processes_run_an_async_program_on_their_own_loop(tmp_path, monke
         threads = dspex.Evaluate(devset(8), lambda e, p: "-ex_" in p.thread, max_concurrency=4, workers=2,
                                  progress=False, engine="threads")(program)
         assert threads.score == 100.0, [r.prediction for r in threads.rows][:2]
+
+
+def test_an_await_given_up_on_the_users_loop_cancels_the_request_on_the_runtimes(world):
+    _, rt = world
+    with ProviderServer(answer=answer, api_key=KEY, faults=Faults(latency=5.0)) as slow:
+        lm = make_lm(slow, max_in_flight=4)
+
+        async def main():
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(lm.acall("hi"), 0.5)
+
+        asyncio.run(main())
+        deadline = time.monotonic() + 2
+        while lm.status().in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lm.status().in_flight == 0  # the hopped task was cancelled, its lease given back (not 5 s later)
