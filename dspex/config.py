@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     budget_tokens: int | None = Field(None, ge=0)
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(0, ge=0, le=65535)
+    cookie: SecretStr | None = Field(None, description="the cluster cookie itself (DSPEX_COOKIE); the process bases "
+                                     "authenticate every connection with it (default: ~/.dspex/cookie)")
+    cookie_file: Path | None = Field(None, description="a file holding the cluster cookie (mode 600)")
     _origin: tuple | None = PrivateAttr(None)  # what load() read, to say where each value came from
 
     @field_validator("model")
@@ -134,9 +137,9 @@ class Settings(BaseSettings):
         return secret.get_secret_value() if secret is not None else None
 
     def __getstate__(self) -> dict:
-        """Pickled without its keys (as an LM handle is): the receiving process reads its own."""
+        """Pickled without its keys and cookie (as an LM handle is): the receiving process reads its own."""
         state = super().__getstate__()
-        state["__dict__"] = {**state["__dict__"], **{field: None for field in KEY_FIELDS.values()}}
+        state["__dict__"] = {**state["__dict__"], **{field: None for field in SECRET_FIELDS}}
         return state
 
     def report(self) -> list[tuple[str, str, str]]:
@@ -144,12 +147,13 @@ class Settings(BaseSettings):
         rows = []
         for key in type(self).model_fields:
             value = getattr(self, key)
-            shown = (("set" if value is not None else "not set") if key in KEY_FIELDS.values()
+            shown = (("set" if value is not None else "not set") if key in SECRET_FIELDS
                      else str(value) if isinstance(value, Path) else repr(value))  # a path as the shell writes it
             rows.append((key, shown, self.source(key)))
         return rows
 
 
+SECRET_FIELDS = frozenset((*KEY_FIELDS.values(), "cookie"))  # never shown, never pickled
 _KEY_ENV = {field: PROVIDERS[provider].key_env for provider, field in KEY_FIELDS.items()}
 
 
@@ -220,7 +224,7 @@ def _config_error(exc: ValidationError, overrides: dict, env: Mapping[str, str],
     key = str(error["loc"][0]) if error["loc"] else "?"
     in_file = set(lines)
     where = _source_of(key, set(overrides), env, path, lines, in_file)
-    shown = "***" if key in KEY_FIELDS.values() else repr(error.get("input"))
+    shown = "***" if key in SECRET_FIELDS else repr(error.get("input"))
     return ConfigError(f"settings: {key} = {shown} (from {where}): {error['msg']}")
 
 

@@ -68,6 +68,11 @@ class Runtime:
                  prices: Mapping[str, Price] | None = None, log_level: str | None = "warning",
                  settings: Settings | None = None, **runtime_options: Any) -> None:
         self.settings = settings if settings is not None else Settings.load()  # keys, cache folder, prices
+        if "cookie" not in runtime_options and "cookie_file" not in runtime_options:  # else the given one wins
+            if self.settings.cookie_file is not None:
+                runtime_options["cookie_file"] = self.settings.cookie_file
+            elif self.settings.cookie is not None:
+                runtime_options["cookie"] = self.settings.cookie.get_secret_value()
         self.actors = ActorRuntime(base, name, **runtime_options)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.settings.cache_dir
         self.prices = {**{k: check_price(v) for k, v in self.settings.prices.items()},

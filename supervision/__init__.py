@@ -3,7 +3,8 @@
     from supervision import ActorRuntime, ChildSpec, SupervisorSpec, GenServer
 """
 
-from .errors import (ActorExited, CallFailed, CallTimeout, FailedToStartChild, Shutdown, SpecError,
+from .cookie import Cookie
+from .errors import (ActorExited, CallFailed, CallTimeout, CookieError, FailedToStartChild, Shutdown, SpecError,
                      SupervisionError)
 from .gen_server import GenServer, Lifecycle, NoReply
 from .messages import ChildCounts, ChildInfo, LifecycleEvent, RootFailure
@@ -15,4 +16,5 @@ __all__ = [
     "ActorRuntime", "ChildSpec", "SupervisorSpec", "GenServer", "Lifecycle", "NoReply", "ActorRef", "SupervisorRef",
     "ChildInfo", "ChildCounts", "LifecycleEvent", "RootFailure", "Restart", "Strategy", "AutoShutdown", "Kind",
     "SupervisionError", "SpecError", "CallTimeout", "ActorExited", "CallFailed", "FailedToStartChild", "Shutdown",
+    "Cookie", "CookieError",
 ]

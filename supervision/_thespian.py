@@ -1,19 +1,26 @@
-"""The one place that adapts Thespian: three small patches and two helpers that reach into it.
+"""The one place that adapts Thespian: the patches below and two helpers that reach into it.
 
 1. Bind actors to one interface, not 0.0.0.0. Thespian binds its admin and every actor on all
-   interfaces and accepts unauthenticated pickles: anyone who reaches a port can run code. With
-   ``SUPERVISION_BIND_HOST`` set (the runtime sets it to 127.0.0.1 unless told otherwise), every
-   socket binds to that address instead. Forked processes inherit the environment and the patch.
-2. Accept connections only from listed peers. With ``SUPERVISION_ALLOWED_PEERS`` set (a comma
+   interfaces. With ``SUPERVISION_BIND_HOST`` set (the runtime sets it to 127.0.0.1 unless told
+   otherwise), every socket binds to that address instead. Forked processes inherit the environment.
+2. Authenticate every connection (:mod:`supervision.channel`). Thespian unpickles whatever arrives
+   and a pickle is code, so every socket it opens or accepts is a :class:`~supervision.channel.SecureSocket`:
+   a challenge-response over the cluster cookie when the connection opens, then HMAC-checked records,
+   so nothing from a peer without the cookie reaches the unpickler. The transport selects a client
+   socket for reading while its handshake waits on the server, and keeps reading a connection that has
+   delivered part of a record without Thespian's growing back-off.
+3. Accept connections only from listed peers. With ``SUPERVISION_ALLOWED_PEERS`` set (a comma
    separated list of IP addresses; the runtime always sets it for the process bases), a connection
-   from any other address is closed as soon as it is accepted, before a byte of it is read, so an
-   unlisted host cannot hand Thespian a pickle to load (a pickle is code). Loopback and the bound
-   address are always allowed.
-3. Survive malformed frames. Thespian's frame reader raises on a size prefix that is not a number
-   and that exception kills the whole transport (one stray connection from loopback took a tree
-   down); a bad, negative or absurd size now marks the frame corrupt, which Thespian already handles
-   by dropping that one connection.
-4. simpleSystemBase looks for expired timers before every message it delivers, through a fold of
+   from any other address is closed as soon as it is accepted, before a byte of it is read.
+   Loopback and the bound address are always allowed (the cookie is what keeps local users out).
+4. Survive malformed frames. Thespian's frame reader raises on a size prefix that is not a number
+   and that exception kills the whole transport; a bad, negative or absurd size now marks the frame
+   corrupt, which Thespian already handles by dropping that one connection. A frame that unpickles to
+   anything but ``(sender address, message)`` or an acknowledgement is dropped the same way (a frame
+   whose sender was not an address made the admin, and with it the whole system, exit).
+5. Convention membership changes only by the member itself: a register or de-register whose admin
+   address is not its sender's is ignored (a spoofed de-register evicted a live host).
+6. simpleSystemBase looks for expired timers before every message it delivers, through a fold of
    lambdas that cost ~15 µs per pending timer (Thespian cannot cancel timers, so supervisors' start
    timeouts stay pending for a minute): the same partition in one plain pass.
 
@@ -27,19 +34,27 @@ import errno
 import functools
 import logging
 import os
+import pickle
 import socket
 from typing import Any
 
 import structlog
+from thespian.actors import ActorAddress
 from thespian.system import simpleSystemBase
+from thespian.system.admin import convention
 from thespian.system.transport import IPBase, ReceiveEnvelope, TCPTransport, streamBuffer
 from thespian.system.utilis import thesplog
+
+from . import channel
 
 BIND_ENV = "SUPERVISION_BIND_HOST"
 PEERS_ENV = "SUPERVISION_ALLOWED_PEERS"
 _original_init = IPBase.IPActorAddress.__init__
 _original_accept = TCPTransport.TCPTransport._acceptNewIncoming
 _original_add_more = streamBuffer.ReceiveBuffer.addMore
+_original_new_socket = TCPTransport.TCPTransport.new_socket
+_original_register = convention.ConventioneerAdmin.h_ConventionRegister
+_original_deregister = convention.ConventioneerAdmin.h_ConventionDeRegister
 MAX_FRAME = 1 << 30  # bytes: a larger declared frame is treated as corrupt
 
 
@@ -79,13 +94,12 @@ def _parse_peers(listed: str, bound: str) -> frozenset[str]:
 
 
 def _accept_new_incoming(self):  # type: ignore[no-untyped-def]
-    """TCPTransport._acceptNewIncoming, closing connections from unlisted peers before reading a byte.
+    """TCPTransport._acceptNewIncoming: closes connections from unlisted peers before reading a byte and
+    makes every other one the server side of an authenticated channel.
 
     Thespian's own version queues an internal wake-up after a failed accept that its admin cannot
     handle, so a refusal must look like no connection at all, not like an accept error."""
     peers = allowed_peers()
-    if peers is None:
-        return _original_accept(self)
     try:
         sock, remote = self.new_socket(self.socket.accept)
     except OSError as exc:
@@ -93,7 +107,7 @@ def _accept_new_incoming(self):  # type: ignore[no-untyped-def]
         self._check_indicators()
         return None
     self._check_indicators()
-    if remote[0] not in peers:
+    if peers is not None and remote[0] not in peers:
         sock.close()
         thesplog("refused a connection from unlisted peer %s (allowed: %s)", remote[0], sorted(peers),
                  level=logging.WARNING)
@@ -101,6 +115,7 @@ def _accept_new_incoming(self):  # type: ignore[no-untyped-def]
         return None
     if remote == self.myAddress:
         self._incomingEnvelopes.append(TCPTransport.Thespian__UpdateWork())
+    sock = channel.SecureSocket.accepted(sock)
     sock.setblocking(0)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -110,6 +125,85 @@ def _accept_new_incoming(self):  # type: ignore[no-untyped-def]
     incoming = TCPTransport.TCPIncomingPersistent if hasattr(self, "_openSockets") else TCPTransport.TCPIncoming
     self._incomingSockets[sock.fileno()] = incoming(TCPTransport.ActorAddress(None), sock)
     return None
+
+
+def _new_socket(self, op, *args, **kw):  # type: ignore[no-untyped-def]
+    """TCPTransport.new_socket: the sockets Thespian opens to send are authenticated channels' clients."""
+    return _original_new_socket(self, channel.SecureSocket if op is socket.socket else op, *args, **kw)
+
+
+def _wait_for_sendable(intent) -> bool:  # type: ignore[no-untyped-def]
+    """TCPTransport._waitForSendable: also wait to read while a handshake waits on the server."""
+    if intent.stage == TCPTransport.TCPTransport._XMITStepWaitForAck:
+        return False
+    return not getattr(getattr(intent, "socket", None), "awaiting_peer", False)
+
+
+def _handle_readable_incoming(self, inc, has_exclusive_flag=False):  # type: ignore[no-untyped-def]
+    """TCPTransport._handleReadableIncoming, where a read that advanced the handshake or a record without
+    completing one keeps the connection watched (Thespian would back off on it as on an empty read)."""
+    try:
+        rdata = inc.socket.recv(min(1024000, inc.remainingSize()))
+        inc.failCount = 0
+    except channel.NoFrameBytesYet:
+        inc.failCount = 0
+        return inc
+    except OSError as exc:
+        inc.failCount = getattr(inc, "failCount", 0) + 1
+        if TCPTransport.err_recv_inprogress(exc.errno) and inc.failCount < TCPTransport.MAX_CONSECUTIVE_READ_FAILURES:
+            inc.backoffPause(True)
+            return inc
+        inc.close()
+        return None
+    if not rdata:  # closed (or failed authentication): an incomplete frame is discarded
+        inc.close()
+        return None
+    try:
+        inc.addData(rdata)
+    except Exception:  # noqa: BLE001 - Thespian's own rule: bad data closes that one connection
+        thesplog("corrupted incoming data; closing socket", level=logging.WARNING)
+        inc.close()
+        return None
+    return self._addedDataToIncoming(inc, has_exclusive_flag=has_exclusive_flag)
+
+
+class _Frames:
+    """Thespian's serializer (module ``TCPTransport.serializer``), loading only well-formed frames."""
+
+    dumps = staticmethod(pickle.dumps)
+
+    @staticmethod
+    def loads(data: bytes) -> Any:
+        frame = pickle.loads(data)
+        if isinstance(frame, str) and streamBuffer.isControlMessage(frame):
+            return frame
+        if (isinstance(frame, tuple) and len(frame) == 2 and isinstance(frame[0], ActorAddress)
+                and isinstance(frame[0].addressDetails, IPBase.IPActorAddress)):
+            return frame
+        why = f"a frame that is not (sender address, message) but a {type(frame).__name__}"
+        structlog.get_logger("supervision").warning("malformed_frame_dropped", why=why)
+        raise ValueError(why)
+
+
+def _h_convention_register(self, envelope):  # type: ignore[no-untyped-def]
+    if _from_member_itself(envelope, "register"):
+        return _original_register(self, envelope)
+    return True
+
+
+def _h_convention_deregister(self, envelope):  # type: ignore[no-untyped-def]
+    if _from_member_itself(envelope, "de-register"):
+        return _original_deregister(self, envelope)
+    return True
+
+
+def _from_member_itself(envelope: Any, what: str) -> bool:
+    if getattr(envelope.message, "adminAddress", None) == envelope.sender:
+        return True
+    structlog.get_logger("supervision").warning("convention_change_ignored", change=what,
+                                                member=str(getattr(envelope.message, "adminAddress", None)),
+                                                sender=str(envelope.sender))
+    return False
 
 
 def _pop_expired_wakeups(self, ct):  # type: ignore[no-untyped-def]
@@ -166,13 +260,18 @@ def tell_self(actor: Any, message: Any) -> None:
 
 def install() -> None:
     """Idempotent; called by ActorRuntime before any actor system starts."""
-    if IPBase.IPActorAddress.__init__ is not _init:
-        IPBase.IPActorAddress.__init__ = _init
-    if TCPTransport.TCPTransport._acceptNewIncoming is not _accept_new_incoming:
-        TCPTransport.TCPTransport._acceptNewIncoming = _accept_new_incoming
-    if streamBuffer.ReceiveBuffer.addMore is not _add_more:
-        streamBuffer.ReceiveBuffer.addMore = _add_more
-    simpleSystemBase.WakeupManager._pop_expired_wakeups = _pop_expired_wakeups
+    patches = [(IPBase.IPActorAddress, "__init__", _init),
+               (TCPTransport.TCPTransport, "_acceptNewIncoming", _accept_new_incoming),
+               (TCPTransport.TCPTransport, "new_socket", _new_socket),
+               (TCPTransport.TCPTransport, "_waitForSendable", staticmethod(_wait_for_sendable)),
+               (TCPTransport.TCPTransport, "_handleReadableIncoming", _handle_readable_incoming),
+               (streamBuffer.ReceiveBuffer, "addMore", _add_more),
+               (convention.ConventioneerAdmin, "h_ConventionRegister", _h_convention_register),
+               (convention.ConventioneerAdmin, "h_ConventionDeRegister", _h_convention_deregister),
+               (simpleSystemBase.WakeupManager, "_pop_expired_wakeups", _pop_expired_wakeups)]
+    for owner, name, patched in patches:
+        setattr(owner, name, patched)
+    TCPTransport.serializer = _Frames
 
 
 def log_defs() -> dict:

@@ -8,7 +8,8 @@
     ├── ActorExited                  the called actor is not running (exited, crashed, unknown)
     ├── CallFailed                   the handler raised; carries the remote type and message
     ├── FailedToStartChild           a child's init raised or its process could not start
-    └── Shutdown                     the runtime is shut down or shutting down
+    ├── Shutdown                     the runtime is shut down or shutting down
+    └── CookieError                  the cluster cookie is missing, unreadable, too open or too short
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ class FailedToStartChild(SupervisionError):
 
 class Shutdown(SupervisionError):
     """The runtime is closed (or closing): no more calls can be made through it."""
+
+
+class CookieError(SupervisionError):
+    """The cluster cookie cannot be used; the message says what to fix (never shows the secret)."""
 
 
 def _reduce(self: Exception):

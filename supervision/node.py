@@ -10,8 +10,10 @@ a ``ChildSpec(..., requirements={"role": "worker"})`` under any of its superviso
 whose capabilities match (Thespian's convention placement), supervised from the leader like any child.
 Every node also has the capability ``supervision.node = "<bind>:<port>"``, to place a child on one node.
 
-Trust: a node accepts connections only from ``peers`` (and itself). Messages are pickles, and loading
-a pickle runs code, so a peer is trusted with code execution on the node, as the node is on the leader.
+Trust: a node accepts connections only from ``peers`` (and itself), and only from processes that prove
+they hold the cluster cookie (the leader's: copy its ``~/.dspex/cookie`` here, or set ``DSPEX_COOKIE``;
+see :mod:`supervision.cookie`). Messages are pickles, and loading a pickle runs code, so a cookie holder
+is trusted with code execution on the node, as the node is on the leader.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import threading
 from typing import Any, Sequence
 
 from . import tcp
+from .cookie import Cookie
+from .cookie import resolve as resolve_cookie
 from .errors import SpecError
 
 NODE_CAPABILITY = "supervision.node"
@@ -34,7 +38,8 @@ class Node:
     """A convention member: start with ``with Node(...)``; ``close()`` stops its actors and system."""
 
     def __init__(self, leader: str, bind_host: str, admin_port: int, *, capabilities: dict | None = None,
-                 peers: Sequence[str] = (), log_dir: str | None = None, name: str = "node") -> None:
+                 peers: Sequence[str] = (), log_dir: str | None = None, name: str = "node",
+                 cookie: Cookie | str | None = None, cookie_file: str | os.PathLike | None = None) -> None:
         tcp.check_address(f"{bind_host}:{admin_port}", "Node.bind_host/admin_port")
         leader_host, _ = tcp.check_address(leader, "Node.leader")
         self.leader, self.bind_host, self.admin_port = leader, bind_host, admin_port
@@ -42,6 +47,7 @@ class Node:
         self.capabilities = {**(capabilities or {}), NODE_CAPABILITY: self.address}
         self.peers = tuple(dict.fromkeys([leader_host, *peers]))
         self.log_dir, self.name = log_dir, name
+        self._cookie = (cookie, cookie_file)
         self._system: Any = None
         self._watchdog: Any = None
         self._saved_env: str | None = None
@@ -50,10 +56,11 @@ class Node:
     def start(self) -> "Node":
         if self._system is not None:
             return self
+        key = resolve_cookie(*self._cookie).key
         self._saved_env = os.environ.get(NODE_ENV)
         os.environ[NODE_ENV] = self.address
         self._log_place = tcp.place_thespian_log(self.log_dir)
-        self._system, _ = tcp.start_system(self.bind_host, self.admin_port, self.capabilities,
+        self._system, _ = tcp.start_system(self.bind_host, self.admin_port, self.capabilities, key=key,
                                            convention=self.leader, peers=self.peers)
         self._watchdog = tcp.start_watchdog(self.admin_port, self.name, 10.0)
         return self
@@ -68,6 +75,7 @@ class Node:
         finally:
             tcp.stop_watchdog(self._watchdog)
             tcp.release_thespian_log(self._log_place)
+            tcp.release_key()
             if self._saved_env is None:
                 os.environ.pop(NODE_ENV, None)
             else:
@@ -116,7 +124,8 @@ def serve(node: Node, ready: str = "ready") -> None:
 
 
 def add_node_arguments(parser: argparse.ArgumentParser, default_port: int | None = None) -> None:
-    """The command-line options of a node: --leader, --bind, --port, --peer, --cap (see :func:`node_from_args`)."""
+    """The command-line options of a node: --leader, --bind, --port, --peer, --cap, --cookie-file
+    (see :func:`node_from_args`)."""
     parser.add_argument("--leader", required=True, help="the leader's admin address, ip:port")
     parser.add_argument("--bind", required=True, help="this host's address on the network the leader sees")
     if default_port is None:
@@ -125,12 +134,14 @@ def add_node_arguments(parser: argparse.ArgumentParser, default_port: int | None
         parser.add_argument("--port", type=int, default=default_port, help=f"this node's admin port ({default_port})")
     parser.add_argument("--peer", action="append", default=[], help="another IP allowed to connect (repeat)")
     parser.add_argument("--cap", action="append", default=[], help="a capability key=value (repeat)")
+    parser.add_argument("--cookie-file", default=None,
+                        help="the cluster cookie's file (default: $DSPEX_COOKIE, else ~/.dspex/cookie)")
 
 
 def node_from_args(args: argparse.Namespace, capabilities: dict | None = None, name: str = "node") -> Node:
     """The :class:`Node` the options of :func:`add_node_arguments` describe, with ``capabilities`` added."""
     return Node(args.leader, args.bind, args.port, capabilities={**(capabilities or {}), **parse_capabilities(args.cap)},
-                peers=args.peer, name=name)
+                peers=args.peer, name=name, cookie_file=args.cookie_file)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,8 @@ import structlog
 from thespian.actors import ActorSystem, PoisonMessage
 
 from . import _thespian, procfs, tcp
+from .cookie import Cookie
+from .cookie import resolve as resolve_cookie
 from .errors import ActorExited, CallTimeout, Shutdown, SpecError, SupervisionError
 from .messages import (Call, CallError, ChildSpec, Cast, DrainEvents, GetFailures, Init, InitFailed, InitOk,
                        IsAlive, LifecycleEvent, Nudge, Reply, RootFailure, StartTop, StopTree, TerminateChild,
@@ -58,14 +60,17 @@ class ActorRuntime:
     (multiprocTCPBase on 127.0.0.1, one process per actor, a free admin port per runtime), or
     ``"tcp"`` (the same base on the interface ``bind_host``, the leader of a convention that other
     hosts join with :class:`~supervision.node.Node`; ``convention="ip:port"`` makes it a member of
-    another leader's instead). Off loopback, only the IP addresses in ``peers`` may connect: list
-    the hosts you trust, since whoever connects can run code in every actor process.
+    another leader's instead). On the process bases every connection proves it holds the cluster
+    cookie (``cookie`` / ``cookie_file``, else ``$DSPEX_COOKIE``, else ``~/.dspex/cookie``, made on first
+    use; see :mod:`supervision.cookie`) before anything it sends is unpickled; off loopback, only the IP
+    addresses in ``peers`` may connect at all.
     """
 
     def __init__(self, base: str = "local", name: str = "app", *, admin_port: int | None = None,
                  bind_host: str = "127.0.0.1", convention: str | None = None,
                  capabilities: dict | None = None, peers: Sequence[str] = (), log_dir: str | None = None,
-                 shutdown_timeout: float = 60.0) -> None:
+                 shutdown_timeout: float = 60.0, cookie: Cookie | str | None = None,
+                 cookie_file: str | os.PathLike | None = None) -> None:
         if base not in BASES:
             raise SpecError("ActorRuntime.base", f"unknown base {base!r}", "use 'local', 'multiproc' or 'tcp'")
         if not isinstance(name, str) or not name or "/" in name:
@@ -80,6 +85,7 @@ class ActorRuntime:
             raise SpecError("ActorRuntime.peers", f"must be a list of IP addresses, got {peers!r}")
         self.peers = tuple(peers)
         self.log_dir = log_dir
+        self._cookie = (cookie, cookie_file)  # resolved when a process base starts (supervision.cookie)
         self.shutdown_timeout = shutdown_timeout
         self._system: Any = None
         self._root: Any = None
@@ -147,10 +153,12 @@ class ActorRuntime:
 
     def _start_process_system(self) -> None:
         peers = self.peers if self.bind_host not in LOOPBACK else ()
+        key = resolve_cookie(*self._cookie).key
         self._log_place = tcp.place_thespian_log(self.log_dir)
         try:
             self._system, self.admin_port = tcp.start_system(
-                self.bind_host, self.admin_port, self.extra_capabilities, convention=self.convention, peers=peers)
+                self.bind_host, self.admin_port, self.extra_capabilities, convention=self.convention, peers=peers,
+                key=key)
         except BaseException:
             tcp.release_thespian_log(self._log_place)
             self._log_place = None
@@ -164,6 +172,7 @@ class ActorRuntime:
         actor placed on another host's node it goes through that node's admin (same convention).
         """
         _thespian.install()
+        tcp.adopt_key()
         admin_port = local_admin_port(admin_port)
         rt = cls("multiproc", name, admin_port=admin_port)
         rt._system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": admin_port})
@@ -202,6 +211,8 @@ class ActorRuntime:
             system.shutdown()
             tcp.stop_watchdog(self._watchdog)
             tcp.release_thespian_log(self._log_place)
+            if not self.is_local:
+                tcp.release_key()
             log.info("runtime_stopped", runtime=self.name)
 
     def _close_clones(self) -> None:

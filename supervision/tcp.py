@@ -2,8 +2,9 @@
 
 Used by :class:`~supervision.ActorRuntime` (a tree's own system) and :class:`~supervision.node.Node`
 (a host's system joined to a leader's convention). Every socket binds to ``bind_host`` (127.0.0.1
-unless a multi-host run names an interface) and accepts connections only from ``peers``: Thespian
-unpickles whatever arrives, so whoever can connect can run code in every actor process.
+unless a multi-host run names an interface), accepts connections only from ``peers``, and
+authenticates each one with the cluster key (:mod:`supervision.channel`): Thespian unpickles whatever
+arrives, so only holders of the cookie may get a byte to it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, Sequence
 
 from thespian.actors import ActorSystem, ActorSystemException
 
-from . import _thespian, procfs
+from . import _thespian, channel, procfs
+from .cookie import resolve as resolve_cookie
 from .errors import SpecError, SupervisionError
 
 
@@ -81,11 +83,34 @@ def release_thespian_log(place: LogPlace | None) -> None:
         shutil.rmtree(place.folder, ignore_errors=True)  # our own temporary folder; nothing else is in it
 
 
-def start_system(bind_host: str, admin_port: int | None, capabilities: dict, *, convention: str | None = None,
-                 peers: Sequence[str] = (), log_place: LogPlace | None = None) -> tuple[Any, int]:
+def start_system(bind_host: str, admin_port: int | None, capabilities: dict, *, key: bytes,
+                 convention: str | None = None, peers: Sequence[str] = ()) -> tuple[Any, int]:
     """Start (or join) the multiprocTCPBase system on ``bind_host:admin_port`` (a free port if None);
     returns the system and its admin port. Actor processes forked from it inherit the bind address,
-    the peer list and the log place through the environment set here."""
+    the peer list and the log place through the environment set here, and the cluster ``key`` (held
+    until :func:`release_key`) in memory."""
+    channel.use_key(key)
+    try:
+        return _start_system(bind_host, admin_port, capabilities, convention, peers)
+    except BaseException:
+        channel.release_key()
+        raise
+
+
+def release_key() -> None:
+    """The system started with :func:`start_system` is shut down: its hold on the cluster key ends."""
+    channel.release_key()
+
+
+def adopt_key() -> None:
+    """Before talking to a running system from a process that did not start it: the key it inherited
+    (an actor process), else the cookie's (module :mod:`supervision.cookie`)."""
+    if channel.current_key() is None:
+        channel.inherit_key(resolve_cookie().key)
+
+
+def _start_system(bind_host: str, admin_port: int | None, capabilities: dict, convention: str | None,
+                  peers: Sequence[str]) -> tuple[Any, int]:
     _thespian.install()
     _thespian.set_base_address(bind_host)
     os.environ[_thespian.PEERS_ENV] = ",".join(peers)
@@ -179,7 +204,8 @@ def start_watchdog(admin_port: int, name: str, timeout: float, root: Any = None)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     watchdog = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True, env=env)
     first = pickle.dumps(root).hex().encode() if root is not None else b"-"
-    watchdog.stdin.write(first + b"\n")
+    key = channel.current_key() or b""
+    watchdog.stdin.write(key.hex().encode() + b"\n" + first + b"\n")  # a private pipe: never argv or env
     watchdog.stdin.flush()
     return watchdog
 

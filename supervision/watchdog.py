@@ -1,7 +1,8 @@
 """Owner watchdog: ``python -m supervision.watchdog --port P``, started by ActorRuntime.
 
-Its stdin is a pipe from the owning process: first line, the root supervisor's address (hex of a
-pickle: the pipe is private to the owner) or ``-`` for a system without a tree (a convention member,
+Its stdin is a pipe from the owning process (private to the owner): first line, the cluster key in hex
+(the watchdog talks to the system through authenticated connections like any member); second, the
+root supervisor's address (hex of a pickle) or ``-`` for a system without a tree (a convention member,
 :class:`supervision.node.Node`); then ``bye`` when the owner closes the runtime itself.
 End-of-file without ``bye`` means the owner died (kill -9): the watchdog joins the actor system as
 an outside client, asks the root to stop the tree in order, and shuts the system down, so no
@@ -27,23 +28,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the owner's to handle
     set_process_title(f"supervision: watchdog {args.name}")
+    key = bytes.fromhex(sys.stdin.buffer.readline().strip().decode() or "")
     first = sys.stdin.buffer.readline().strip()
     rest = sys.stdin.buffer.read()
     if rest.strip() == b"bye" or not first:
         return 0
     root = None if first == b"-" else pickle.loads(bytes.fromhex(first.decode()))
-    shut_down(args.port, root, args.name, args.timeout)
+    shut_down(args.port, root, args.name, args.timeout, key)
     return 0
 
 
-def shut_down(port: int, root: Any | None, name: str, timeout: float) -> None:
+def shut_down(port: int, root: Any | None, name: str, timeout: float, key: bytes) -> None:
     """Stop the tree under ``root`` (if any) in order, then the whole actor system on ``port``."""
     from thespian.actors import ActorSystem
 
-    from . import _thespian
+    from . import _thespian, channel
     from .messages import Call, StopTree
 
     _thespian.install()
+    channel.inherit_key(key)
     system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": port}, transientUnique=True,
                          logDefs={"version": 1, "disable_existing_loggers": False})
     try:

@@ -107,3 +107,24 @@ def test_settings_save_and_load_settings_round_trip_only_with_allow_pickle(tmp_p
     assert loaded == {"num_threads": 7} and dspex.settings.load(path, allow_pickle=True) == loaded
     with dspex.context(**loaded):
         assert dspex.settings.num_threads == 7
+
+
+def test_the_cluster_cookie_comes_from_the_settings_and_is_never_shown(tmp_path):
+    from supervision import Cookie, CookieError, channel
+
+    secret = "a cluster cookie of ours, long enough"
+    s = dspex.Settings.load(environ={"DSPEX_COOKIE": secret})  # DSPEX_COOKIE is a setting, not refused
+    for text in (repr(s), str(s), str(s.report()), str(pickle.dumps(s))):
+        assert secret not in text
+    with dspex.runtime("multiproc", settings=s, log_level="warning"):
+        assert channel.current_key() == Cookie(secret).key  # the runtime's connections use it
+    path = tmp_path / "cookie"
+    path.write_text("another cookie, from a file\n")
+    path.chmod(0o600)
+    with dspex.runtime("multiproc", settings=dspex.Settings.load(environ={"DSPEX_COOKIE_FILE": str(path)}),
+                       log_level="warning"):
+        assert channel.current_key() == Cookie("another cookie, from a file").key
+    path.chmod(0o644)
+    with pytest.raises(CookieError, match="chmod 600"):
+        dspex.runtime("multiproc", settings=dspex.Settings.load(environ={"DSPEX_COOKIE_FILE": str(path)}),
+                      log_level="warning").__enter__()

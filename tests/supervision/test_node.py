@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import os
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -20,10 +21,11 @@ pytestmark = pytest.mark.multihost
 NODE_PORT = 19100
 
 
-def start_node(net: Network, i: int, leader: str, *extra: str) -> None:
+def start_node(net: Network, i: int, leader: str, *extra: str) -> subprocess.Popen:
     proc = net.spawn(i, [sys.executable, "-m", "supervision.node", "--leader", leader, "--bind", net.hosts[i].ip,
                          "--port", str(NODE_PORT), *extra])
     assert proc.stdout.readline().startswith("ready")
+    return proc
 
 
 def child_pid(sup, cid: str) -> int | None:
@@ -105,3 +107,51 @@ def test_node_and_runtime_arguments_are_checked():
         ActorRuntime("tcp", peers="10.0.0.6")
     with pytest.raises(SpecError, match="only workers"):
         ChildSpec("s", SupervisorSpec(), requirements={"zone": "a"})
+
+
+def test_without_the_cookie_nothing_is_unpickled_nothing_exits_and_membership_holds(tmp_path):
+    """From a listed host's namespace (the IP filter lets it in): a process without the cookie sends code
+    pickles, malformed frames, garbage, a fake register and a spoofed de-register of the live member to
+    every port of the leader and of the member; a node started with another cookie tries to join. Nothing
+    is unpickled anywhere, nothing exits, the convention is unchanged, and the next call succeeds."""
+    from thespian.system.messages.convention import ConventionDeRegister
+
+    from tests.supervision.attacker import address, frame, listening_ports
+    from tests.supervision.test_auth import authenticated_exchange, runtime_ports
+
+    marker = str(tmp_path / "loaded")
+    with Network(2) as net, ActorRuntime("tcp", "lead", bind_host=net.leader_ip,
+                                         peers=[h.ip for h in net.hosts]) as rt:
+        leader = f"{net.leader_ip}:{rt.admin_port}"
+        node = start_node(net, 0, leader)
+        member = f"{net.hosts[0].ip}:{NODE_PORT}"
+        assert wait_until(lambda: member in rt.convention_members(), timeout=15)
+        sup = rt.start_supervisor(SupervisorSpec("one_for_one", intensity=0), [
+            ChildSpec("far", Counter, requirements={NODE_CAPABILITY: member}, shutdown=2.0)])
+        stranger = net.spawn(1, [sys.executable, "-m", "supervision.node", "--leader", leader, "--bind",
+                                 net.hosts[1].ip, "--port", str(NODE_PORT)],
+                             env={"DSPEX_COOKIE": "not the leader's cookie at all"})
+        said = [stranger.stdout.readline() for _ in range(2)]  # ready, and why the leader will not have it
+        assert any(line.startswith("ready") for line in said), said
+        targets = sorted(runtime_ports(rt, sup) | listening_ports(net.pids(0)))
+        assert {ip for ip, _ in targets} == {net.leader_ip, net.hosts[0].ip}
+        attacker = net.spawn(1, [sys.executable, "-m", "tests.supervision.attacker", marker, member,
+                                 *(f"{ip}:{port}" for ip, port in targets)])
+        calls = 0
+        while attacker.poll() is None:  # the leader's own process serves its endpoint while it calls
+            calls += 1
+            assert sup.child("far").call("incr", timeout=10) == calls
+        lines = attacker.stdout.read().splitlines()
+        assert len(lines) == len(targets), lines
+        idle = {f"{ip}:{port}" for ip, port in listening_ports([node.pid])}  # reads nothing while it waits
+        for line in lines:
+            target, counts = line.split(" ", 1)
+            assert counts == ("closed 0 silent 8 answered 0" if target in idle else "closed 8 silent 0 answered 0"), line
+        assert not glob.glob(f"{marker}*")  # nothing was loaded, in any namespace
+        # with the cookie, a de-register of the member sent by someone else is acknowledged and ignored
+        me, them = address(f"{net.leader_ip}:1"), address(member)
+        assert b"ACK" in authenticated_exchange(net.leader_ip, rt.admin_port, frame((me, ConventionDeRegister(them))))
+        wait_until(lambda: False, timeout=1.0)
+        assert rt.convention_members() == [member]  # no phantom, no eviction, no stranger
+        assert sup.child("far").call("incr", timeout=10) == calls + 1
+        assert rt.failures == []

@@ -1,0 +1,288 @@
+"""An authenticated byte stream under Thespian's TCP transport: a challenge-response when a connection
+opens, then every byte inside an HMAC-checked record, so nothing a peer without the cookie sends is
+ever handed to Thespian (which unpickles it: a pickle is code).
+
+The handshake (both sides prove they hold the key, each over the other's fresh nonce)::
+
+    client → server   MAGIC · Nc                                  (on its first send)
+    server → client   MAGIC · Ns · HMAC(key, "server" · Nc · Ns)
+    client → server   HMAC(key, "client" · Ns · Nc)               (then its records)
+
+Then each side's bytes travel as records ``length · HMAC(k_dir, seq · data) · data``, with a key per
+direction derived from both nonces and an implicit sequence number, so a record cannot be forged,
+altered, replayed from another connection, reordered or reflected back. A check that fails closes
+the connection (counted, logged once per peer and reason). Confidentiality is not the aim: frames
+are readable on the wire (use a private network or a VPN between hosts).
+
+:class:`SecureSocket` is a ``socket.socket`` (Thespian checks ``isinstance``) whose ``send`` and
+``recv`` speak this protocol with Thespian's non-blocking calling conventions: ``send`` returns how
+many of the caller's bytes it took (0 while the handshake waits on the peer), ``recv`` returns only
+authenticated bytes, and raises :class:`NoFrameBytesYet` when it consumed bytes that did not yet
+complete a record. The key is process-wide (:func:`use_key`): processes the actor system forks
+inherit it in memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import errno
+import hmac
+import os
+import socket
+import struct
+import threading
+
+import structlog
+
+from .errors import SupervisionError
+
+MAGIC = b"DSX1"
+NONCE = 16
+MAC = 32  # HMAC-SHA256
+CLIENT_HELLO = len(MAGIC) + NONCE
+SERVER_HELLO = len(MAGIC) + NONCE + MAC
+HEAD = struct.Struct(">I")
+RECORD_HEAD = HEAD.size + MAC
+MAX_RECORD = 1 << 20  # bytes of data in one record; a frame is split over as many as it needs
+READ_SIZE = 1 << 18
+
+log = structlog.get_logger("supervision")
+
+
+class Phase(enum.Enum):
+    """Where a connection is in its handshake."""
+
+    FRESH = 1  # client: nothing sent yet
+    AWAIT_SERVER = 2  # client: hello sent, waiting for the server's nonce and proof
+    AWAIT_CLIENT = 3  # server: accepted, waiting for the client's hello
+    AWAIT_PROOF = 4  # server: hello sent, waiting for the client's proof
+    OPEN = 5  # both proved: records flow
+    FAILED = 6  # a check failed: the connection is closed
+
+
+class Rejection(enum.Enum):
+    """Why a connection was closed (the value is what the log says)."""
+
+    NO_HANDSHAKE = "no handshake (not a dspex peer, or an old one)"
+    WRONG_COOKIE = "a wrong cookie (or none)"
+    SERVER_COOKIE = ("the peer holds another cluster cookie: give every host the same one "
+                     "(copy ~/.dspex/cookie, or set DSPEX_COOKIE)")
+    OVERSIZED = "a record larger than any sender makes"
+    FORGED = "a record that fails its HMAC"
+
+
+class NoFrameBytesYet(BlockingIOError):
+    """``recv`` read bytes off the wire (handshake, part of a record) but has none for the caller yet."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.EAGAIN, "no authenticated bytes yet")
+
+
+_key: bytes | None = None
+_holders = 0
+_lock = threading.Lock()
+rejections: collections.Counter = collections.Counter()  # Rejection → connections closed in this process
+_logged: set = set()
+
+
+def use_key(key: bytes) -> None:
+    """Make ``key`` this process's cluster key (one per process: a different one while another is in use
+    raises :class:`~supervision.errors.SupervisionError`); pair with :func:`release_key`."""
+    global _key, _holders
+    with _lock:
+        if _key is not None and _holders and not hmac.compare_digest(_key, key):
+            raise SupervisionError("a runtime with another cluster cookie is running in this process: one cookie "
+                                   "per process (close it first, or give both the same cookie)")
+        _key, _holders = key, _holders + 1
+
+
+def release_key() -> None:
+    """One holder of the key is done (the key stays for processes still talking through it)."""
+    global _holders
+    with _lock:
+        _holders = max(0, _holders - 1)
+
+
+def inherit_key(key: bytes) -> None:
+    """Set the key without holding it (a helper process told the key by its owner)."""
+    global _key
+    with _lock:
+        _key = key
+
+
+def current_key() -> bytes | None:
+    return _key
+
+
+def _need_key() -> bytes:
+    if _key is None:
+        raise SupervisionError("no cluster cookie in this process: start the actor system through "
+                               "supervision.ActorRuntime / Node, which install it")
+    return _key
+
+
+class SecureSocket(socket.socket):
+    """A TCP socket whose traffic is the authenticated protocol of the module docstring."""
+
+    def __init__(self, *args, server: bool = False, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kw)
+        self._k = _need_key()
+        self._phase = Phase.AWAIT_CLIENT if server else Phase.FRESH
+        self._raw = bytearray()
+        self._out = bytearray()
+        self._out_taken = 0  # caller's bytes in a record still in _out (reported once it is on the wire)
+        self._nonce = os.urandom(NONCE)
+        self._seal_key = self._open_key = b""
+        self._seal_seq = self._open_seq = 0
+
+    @classmethod
+    def accepted(cls, sock: socket.socket) -> "SecureSocket":
+        """The server side of a connection ``accept`` returned (its descriptor moves over)."""
+        return cls(sock.family, sock.type, sock.proto, fileno=sock.detach(), server=True)
+
+    @property
+    def awaiting_peer(self) -> bool:
+        """True while a client can only wait for the server's answer (the transport then selects on read)."""
+        return self._phase is Phase.AWAIT_SERVER and not self._out
+
+    # --- the calls Thespian makes ------------------------------------------------------------------
+
+    def send(self, data, flags: int = 0) -> int:  # type: ignore[override]
+        if self._out:
+            self._flush()
+            if self._out:
+                return 0
+            if self._out_taken:
+                taken, self._out_taken = self._out_taken, 0
+                return taken
+        if self._phase is Phase.FRESH:
+            self._out += MAGIC + self._nonce
+            self._phase = Phase.AWAIT_SERVER
+            self._flush()
+            return 0
+        if self._phase is Phase.AWAIT_SERVER:
+            try:
+                chunk = super().recv(READ_SIZE)
+            except BlockingIOError:
+                return 0
+            if not chunk:
+                raise ConnectionResetError(errno.ECONNRESET, "the peer closed the connection during authentication")
+            self._raw += chunk
+            self._absorb()
+            if self._phase is Phase.FAILED:
+                raise ConnectionResetError(errno.ECONNRESET, "the peer failed authentication")
+        if self._phase is not Phase.OPEN:
+            return 0
+        chunk = bytes(data[:MAX_RECORD])
+        self._out += self._seal(chunk)
+        self._flush()
+        if self._out:
+            self._out_taken = len(chunk)
+            return 0
+        return len(chunk)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:  # type: ignore[override]
+        if self._out:
+            self._flush()
+        chunk = super().recv(max(bufsize, READ_SIZE))
+        if not chunk or self._phase is Phase.FAILED:
+            return b""
+        self._raw += chunk
+        data = self._absorb()
+        if self._phase is Phase.FAILED:
+            return b""  # read as "closed": Thespian drops the connection
+        if not data:
+            raise NoFrameBytesYet()
+        return data
+
+    # --- the protocol ------------------------------------------------------------------------------
+
+    def _absorb(self) -> bytes:
+        """Advance the handshake and open every complete record in ``_raw``; returns their data."""
+        raw, out = self._raw, bytearray()
+        while True:
+            phase = self._phase
+            if phase is Phase.OPEN:
+                if len(raw) < RECORD_HEAD:
+                    break
+                (size,) = HEAD.unpack_from(raw)
+                if size > MAX_RECORD:
+                    return self._fail(Rejection.OVERSIZED)
+                if len(raw) < RECORD_HEAD + size:
+                    break
+                body = bytes(raw[RECORD_HEAD:RECORD_HEAD + size])
+                expected = hmac.digest(self._open_key, self._open_seq.to_bytes(8, "big") + body, "sha256")
+                if not hmac.compare_digest(expected, bytes(raw[HEAD.size:RECORD_HEAD])):
+                    return self._fail(Rejection.FORGED)
+                self._open_seq += 1
+                out += body
+                del raw[:RECORD_HEAD + size]
+            elif phase is Phase.AWAIT_CLIENT:
+                if raw[:len(MAGIC)] != MAGIC[:len(raw)]:
+                    return self._fail(Rejection.NO_HANDSHAKE)
+                if len(raw) < CLIENT_HELLO:
+                    break
+                self._peer_nonce = bytes(raw[len(MAGIC):CLIENT_HELLO])
+                del raw[:CLIENT_HELLO]
+                proof = hmac.digest(self._k, b"server" + self._peer_nonce + self._nonce, "sha256")
+                self._out += MAGIC + self._nonce + proof
+                self._flush()
+                self._phase = Phase.AWAIT_PROOF
+            elif phase is Phase.AWAIT_PROOF:
+                if len(raw) < MAC:
+                    break
+                expected = hmac.digest(self._k, b"client" + self._nonce + self._peer_nonce, "sha256")
+                if not hmac.compare_digest(expected, bytes(raw[:MAC])):
+                    return self._fail(Rejection.WRONG_COOKIE)
+                del raw[:MAC]
+                self._open(client_nonce=self._peer_nonce, server_nonce=self._nonce, server=True)
+            elif phase is Phase.AWAIT_SERVER:
+                if len(raw) < SERVER_HELLO:
+                    break
+                if raw[:len(MAGIC)] != MAGIC:
+                    return self._fail(Rejection.NO_HANDSHAKE)
+                server_nonce = bytes(raw[len(MAGIC):len(MAGIC) + NONCE])
+                expected = hmac.digest(self._k, b"server" + self._nonce + server_nonce, "sha256")
+                if not hmac.compare_digest(expected, bytes(raw[len(MAGIC) + NONCE:SERVER_HELLO])):
+                    return self._fail(Rejection.SERVER_COOKIE)
+                del raw[:SERVER_HELLO]
+                self._out += hmac.digest(self._k, b"client" + server_nonce + self._nonce, "sha256")
+                self._open(client_nonce=self._nonce, server_nonce=server_nonce, server=False)
+            else:
+                break
+        return bytes(out)
+
+    def _open(self, client_nonce: bytes, server_nonce: bytes, server: bool) -> None:
+        session = hmac.digest(self._k, b"session" + client_nonce + server_nonce, "sha256")
+        to_server = hmac.digest(session, b"client to server", "sha256")
+        to_client = hmac.digest(session, b"server to client", "sha256")
+        self._seal_key, self._open_key = (to_client, to_server) if server else (to_server, to_client)
+        self._phase = Phase.OPEN
+
+    def _seal(self, data: bytes) -> bytes:
+        mac = hmac.digest(self._seal_key, self._seal_seq.to_bytes(8, "big") + data, "sha256")
+        self._seal_seq += 1
+        return HEAD.pack(len(data)) + mac + data
+
+    def _flush(self) -> None:
+        while self._out:
+            try:
+                sent = super().send(self._out)
+            except BlockingIOError:
+                return
+            del self._out[:sent]
+
+    def _fail(self, reason: Rejection) -> bytes:
+        self._phase = Phase.FAILED
+        self._raw.clear()
+        rejections[reason] += 1
+        try:
+            name = self.getpeername()
+            peer = name[0] if isinstance(name, tuple) else str(name) or "local"
+        except OSError:
+            peer = "?"
+        if (peer, reason) not in _logged:  # once per peer and reason: a flood does not flood the log
+            _logged.add((peer, reason))
+            log.warning("connection_rejected", peer=peer, reason=reason.value)
+        return b""
