@@ -156,6 +156,13 @@ def _parser() -> argparse.ArgumentParser:
     doc.add_argument("--json", action="store_true", help="one JSON object on stdout")
     doc.set_defaults(run=_doctor)
 
+    nodes = sub.add_parser("nodes", help="the hosts that joined a leader, and whether each answers now")
+    nodes.add_argument("--leader", required=True, help="the leader's admin address, ip:port (on this machine)")
+    nodes.add_argument("--cookie-file", help="the cluster cookie's file (default: $DSPEX_COOKIE, else ~/.dspex/cookie)")
+    nodes.add_argument("--timeout", type=float, default=1.0, help="seconds a host has to answer (1)")
+    nodes.add_argument("--json", action="store_true", help="one JSON object a host")
+    nodes.set_defaults(run=_nodes)
+
     comp = sub.add_parser("completion", help="print a shell completion script: eval \"$(dspex completion bash)\"")
     comp.add_argument("shell", choices=("bash", "zsh"), help="bash, or zsh (through its bash completion layer)")
     comp.set_defaults(run=_completion)
@@ -556,6 +563,49 @@ def _dashboard(ns: argparse.Namespace) -> int:
                 time.sleep(0.2)
         except KeyboardInterrupt:
             pass
+    return OK
+
+
+def _nodes(ns: argparse.Namespace) -> int:
+    """``dspex nodes``: attach to the leader's admin (which must be up: nothing is started), list its hosts."""
+    from supervision import ActorRuntime, SupervisionError
+    from supervision.tcp import check_address
+
+    try:
+        host, port = check_address(ns.leader, "--leader")
+    except SupervisionError as exc:
+        raise UsageError(str(exc)) from None
+    try:  # a leader must already listen there: attaching to an empty port would start an actor system
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        raise UsageError(f"--leader {ns.leader}: nothing answers there ({exc.strerror or exc}); give the admin "
+                         "address the leader's runtime was started with (bind_host:admin_port)") from None
+    try:
+        rt = ActorRuntime.attach(port, None, "dspex-nodes", host=host, cookie_file=ns.cookie_file)
+        try:
+            infos = rt.nodes(ns.timeout)
+        finally:
+            rt.close()
+    except SupervisionError as exc:
+        raise UsageError(f"--leader {ns.leader}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - Thespian's own errors when the admin will not talk to us
+        raise UsageError(f"--leader {ns.leader}: the leader did not answer ({type(exc).__name__}); check that this "
+                         "machine holds the leader's cookie (~/.dspex/cookie, DSPEX_COOKIE or --cookie-file)") from None
+    if ns.json:
+        for info in infos:
+            print(json.dumps({"address": info.address, "state": info.state.value, "answered_in": info.answered_in,
+                              "capabilities": dict(info.capabilities)}))
+        return OK
+    rows = [("ADDRESS", "STATE", "ANSWERED IN", "CAPABILITIES")]
+    for info in infos:
+        caps = ", ".join(f"{k}={v}" for k, v in sorted(info.capabilities.items())
+                         if k not in ("Admin Port", "Convention Address.IPv4", "Python Version"))
+        took = f"{info.answered_in * 1000:.0f} ms" if info.answered_in is not None else "-"
+        rows.append((info.address, info.state.value, took, caps))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+    print(f"{len(infos)} host(s), {sum(i.state.value == 'up' for i in infos)} up")
     return OK
 
 

@@ -27,7 +27,8 @@ from typing import Any, Callable, Mapping
 
 import structlog
 
-from supervision import ActorExited, ActorRef, ActorRuntime, ChildSpec, Kind, SupervisorRef, SupervisorSpec
+from supervision import (ActorExited, ActorRef, ActorRuntime, ChildSpec, Kind, NodeInfo, SupervisorRef,
+                         SupervisorSpec)
 from supervision.errors import Shutdown
 from supervision.telemetry import EventBus
 from supervision.tcp import free_port
@@ -185,6 +186,11 @@ class Runtime:
             return run in self._cancelled_runs
 
     # --- the tree ----------------------------------------------------------------------------------
+
+    def nodes(self, timeout: float = 1.0) -> list[NodeInfo]:
+        """The hosts that joined this runtime (a ``tcp`` leader), each asked now whether it is up: a
+        ``supervision.NodeInfo`` per host (address, ``NodeState``, its capabilities); ``[]`` on other bases."""
+        return self.actors.nodes(timeout)
 
     def supervisors(self) -> list[SupervisorRef]:
         """dspex's top supervisors that run now: ``clients``, ``models`` and, once a compile ran, ``compile``."""

@@ -7,6 +7,7 @@ from .cookie import Cookie
 from .errors import (ActorExited, CallFailed, CallTimeout, CookieError, FailedToStartChild, Shutdown, SpecError,
                      SupervisionError)
 from .gen_server import GenServer, Lifecycle, NoReply
+from .membership import NodeInfo, NodeState
 from .messages import ChildCounts, ChildInfo, LifecycleEvent, RootFailure
 from .ref import ActorRef, SupervisorRef
 from .runtime import ActorRuntime
@@ -16,5 +17,5 @@ __all__ = [
     "ActorRuntime", "ChildSpec", "SupervisorSpec", "GenServer", "Lifecycle", "NoReply", "ActorRef", "SupervisorRef",
     "ChildInfo", "ChildCounts", "LifecycleEvent", "RootFailure", "Restart", "Strategy", "AutoShutdown", "Kind",
     "SupervisionError", "SpecError", "CallTimeout", "ActorExited", "CallFailed", "FailedToStartChild", "Shutdown",
-    "Cookie", "CookieError",
+    "Cookie", "CookieError", "NodeInfo", "NodeState",
 ]

@@ -20,7 +20,15 @@
    whose sender was not an address made the admin, and with it the whole system, exit).
 5. Convention membership changes only by the member itself: a register or de-register whose admin
    address is not its sender's is ignored (a spoofed de-register evicted a live host).
-6. simpleSystemBase looks for expired timers before every message it delivers, through a fold of
+6. A member that cannot reach its leader tries again within seconds (1, 2, 4, 8, then every 15 s), not
+   after Thespian's 7 minutes 22 seconds, and its admin looks at the clock at least every second until it
+   has joined (its loop otherwise sleeps for the whole period): a host started before its leader joins
+   once the leader is up.
+7. Actor ports from a configured range. Thespian gives every actor (and every outside endpoint) an
+   ephemeral port, so a firewall would have to open them all; with ``SUPERVISION_ACTOR_PORTS`` set
+   (``"20000-20999"``; the runtime and nodes set it from ``actor_ports``) each listening socket that would
+   take an ephemeral port takes a free one of the range instead (admin ports are fixed already).
+8. simpleSystemBase looks for expired timers before every message it delivers, through a fold of
    lambdas that cost ~15 µs per pending timer (Thespian cannot cancel timers, so supervisors' start
    timeouts stay pending for a minute): the same partition in one plain pass.
 
@@ -35,7 +43,10 @@ import functools
 import logging
 import os
 import pickle
+import random
 import socket
+import types
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -43,11 +54,13 @@ from thespian.actors import ActorAddress
 from thespian.system import simpleSystemBase
 from thespian.system.admin import convention
 from thespian.system.transport import IPBase, ReceiveEnvelope, TCPTransport, streamBuffer
+from thespian.system.timing import ExpirationTimer
 from thespian.system.utilis import thesplog
 
 from . import channel
 
 BIND_ENV = "SUPERVISION_BIND_HOST"
+PORTS_ENV = "SUPERVISION_ACTOR_PORTS"
 PEERS_ENV = "SUPERVISION_ALLOWED_PEERS"
 _original_init = IPBase.IPActorAddress.__init__
 _original_accept = TCPTransport.TCPTransport._acceptNewIncoming
@@ -55,6 +68,9 @@ _original_add_more = streamBuffer.ReceiveBuffer.addMore
 _original_new_socket = TCPTransport.TCPTransport.new_socket
 _original_register = convention.ConventioneerAdmin.h_ConventionRegister
 _original_deregister = convention.ConventioneerAdmin.h_ConventionDeRegister
+_original_registration_failed = convention.LocalConventionState._setupConventionCBError
+_original_inattention = convention.LocalConventionState.convention_inattention_delay
+JOIN_RETRY_MAX = 15.0  # seconds between a member's attempts to reach a leader that is not up (yet)
 MAX_FRAME = 1 << 30  # bytes: a larger declared frame is treated as corrupt
 
 
@@ -129,7 +145,8 @@ def _accept_new_incoming(self):  # type: ignore[no-untyped-def]
 
 def _new_socket(self, op, *args, **kw):  # type: ignore[no-untyped-def]
     """TCPTransport.new_socket: the sockets Thespian opens to send are authenticated channels' clients."""
-    return _original_new_socket(self, channel.SecureSocket if op is socket.socket else op, *args, **kw)
+    outgoing = op is socket.socket or op is _RangeBoundSocket
+    return _original_new_socket(self, channel.SecureSocket if outgoing else op, *args, **kw)
 
 
 def _wait_for_sendable(intent) -> bool:  # type: ignore[no-untyped-def]
@@ -197,6 +214,22 @@ def _h_convention_deregister(self, envelope):  # type: ignore[no-untyped-def]
     return True
 
 
+def _registration_failed(self, result, finished_intent):  # type: ignore[no-untyped-def]
+    """LocalConventionState._setupConventionCBError, then the next attempt soon (see 6. above)."""
+    _original_registration_failed(self, result, finished_intent)
+    misses = getattr(self, "_conventionLeaderMissCount", 1)
+    delay = min(JOIN_RETRY_MAX, 2.0 ** (misses - 1))
+    self._conventionRegistration = ExpirationTimer(timedelta(seconds=delay))
+
+
+def _inattention_delay(self, current_time):  # type: ignore[no-untyped-def]
+    """LocalConventionState.convention_inattention_delay, at most a second while not joined (see 6. above)."""
+    delay = _original_inattention(self, current_time)
+    if self.isConventionLeader() or self.active_in_convention() or not self.conventionLeaderAddr:
+        return delay
+    return min(delay, ExpirationTimer(timedelta(seconds=1)).view(current_time))
+
+
 def _from_member_itself(envelope: Any, what: str) -> bool:
     if getattr(envelope.message, "adminAddress", None) == envelope.sender:
         return True
@@ -204,6 +237,49 @@ def _from_member_itself(envelope: Any, what: str) -> bool:
                                                 member=str(getattr(envelope.message, "adminAddress", None)),
                                                 sender=str(envelope.sender))
     return False
+
+
+def actor_ports() -> tuple[int, int] | None:
+    """The (first, last) port actors listen on in this process (None: any ephemeral port)."""
+    spec = os.environ.get(PORTS_ENV)
+    return None if not spec else parse_port_range(spec, PORTS_ENV)
+
+
+def parse_port_range(spec: str, what: str) -> tuple[int, int]:
+    """``"20000-20999"`` → (20000, 20999), or ValueError saying how to write it."""
+    first, sep, last = str(spec).partition("-")
+    if not sep or not first.strip().isdigit() or not last.strip().isdigit() \
+            or not 0 < int(first) <= int(last) < 65536:
+        raise ValueError(f"{what}: {spec!r} is not a port range; write it as 'first-last', e.g. '20000-20999'")
+    return int(first), int(last)
+
+
+class _RangeBoundSocket(socket.socket):
+    """A listening socket that takes a free port of :func:`actor_ports` where it would take an ephemeral one."""
+
+    def bind(self, address):  # type: ignore[no-untyped-def]
+        ports = actor_ports()
+        if ports is None or not isinstance(address, tuple) or address[1] != 0:
+            return super().bind(address)
+        first, last = ports
+        span = last - first + 1
+        start = random.randrange(span)  # processes binding at once rarely race for the same port
+        for i in range(span):
+            try:
+                return super().bind((address[0], first + (start + i) % span, *address[2:]))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+        raise OSError(errno.EADDRINUSE, f"no free port in {PORTS_ENV}={first}-{last}: widen the range (actor_ports)")
+
+
+class _SocketModule(types.ModuleType):
+    """What Thespian's TCP transport sees as ``socket``: the module, with its listening sockets range-bound."""
+
+    socket = _RangeBoundSocket
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(socket, name)
 
 
 def _pop_expired_wakeups(self, ct):  # type: ignore[no-untyped-def]
@@ -268,10 +344,13 @@ def install() -> None:
                (streamBuffer.ReceiveBuffer, "addMore", _add_more),
                (convention.ConventioneerAdmin, "h_ConventionRegister", _h_convention_register),
                (convention.ConventioneerAdmin, "h_ConventionDeRegister", _h_convention_deregister),
+               (convention.LocalConventionState, "_setupConventionCBError", _registration_failed),
+               (convention.LocalConventionState, "convention_inattention_delay", _inattention_delay),
                (simpleSystemBase.WakeupManager, "_pop_expired_wakeups", _pop_expired_wakeups)]
     for owner, name, patched in patches:
         setattr(owner, name, patched)
     TCPTransport.serializer = _Frames
+    TCPTransport.socket = _SocketModule("socket")
 
 
 def log_defs() -> dict:

@@ -39,7 +39,8 @@ class Node:
 
     def __init__(self, leader: str, bind_host: str, admin_port: int, *, capabilities: dict | None = None,
                  peers: Sequence[str] = (), log_dir: str | None = None, name: str = "node",
-                 cookie: Cookie | str | None = None, cookie_file: str | os.PathLike | None = None) -> None:
+                 cookie: Cookie | str | None = None, cookie_file: str | os.PathLike | None = None,
+                 actor_ports: tuple[int, int] | str | None = None) -> None:
         tcp.check_address(f"{bind_host}:{admin_port}", "Node.bind_host/admin_port")
         leader_host, _ = tcp.check_address(leader, "Node.leader")
         self.leader, self.bind_host, self.admin_port = leader, bind_host, admin_port
@@ -48,6 +49,7 @@ class Node:
         self.peers = tuple(dict.fromkeys([leader_host, *peers]))
         self.log_dir, self.name = log_dir, name
         self._cookie = (cookie, cookie_file)
+        self.actor_ports = None if actor_ports is None else tcp.check_port_range(actor_ports, "Node.actor_ports")
         self._system: Any = None
         self._watchdog: Any = None
         self._saved_env: str | None = None
@@ -61,7 +63,7 @@ class Node:
         os.environ[NODE_ENV] = self.address
         self._log_place = tcp.place_thespian_log(self.log_dir)
         self._system, _ = tcp.start_system(self.bind_host, self.admin_port, self.capabilities, key=key,
-                                           convention=self.leader, peers=self.peers)
+                                           convention=self.leader, peers=self.peers, actor_ports=self.actor_ports)
         self._watchdog = tcp.start_watchdog(self.admin_port, self.name, 10.0)
         return self
 
@@ -124,8 +126,8 @@ def serve(node: Node, ready: str = "ready") -> None:
 
 
 def add_node_arguments(parser: argparse.ArgumentParser, default_port: int | None = None) -> None:
-    """The command-line options of a node: --leader, --bind, --port, --peer, --cap, --cookie-file
-    (see :func:`node_from_args`)."""
+    """The command-line options of a node: --leader, --bind, --port, --peer, --cap, --actor-ports,
+    --cookie-file (see :func:`node_from_args`)."""
     parser.add_argument("--leader", required=True, help="the leader's admin address, ip:port")
     parser.add_argument("--bind", required=True, help="this host's address on the network the leader sees")
     if default_port is None:
@@ -134,6 +136,8 @@ def add_node_arguments(parser: argparse.ArgumentParser, default_port: int | None
         parser.add_argument("--port", type=int, default=default_port, help=f"this node's admin port ({default_port})")
     parser.add_argument("--peer", action="append", default=[], help="another IP allowed to connect (repeat)")
     parser.add_argument("--cap", action="append", default=[], help="a capability key=value (repeat)")
+    parser.add_argument("--actor-ports", default=None,
+                        help="the range actors listen on, first-last (default: any free port)")
     parser.add_argument("--cookie-file", default=None,
                         help="the cluster cookie's file (default: $DSPEX_COOKIE, else ~/.dspex/cookie)")
 
@@ -141,7 +145,7 @@ def add_node_arguments(parser: argparse.ArgumentParser, default_port: int | None
 def node_from_args(args: argparse.Namespace, capabilities: dict | None = None, name: str = "node") -> Node:
     """The :class:`Node` the options of :func:`add_node_arguments` describe, with ``capabilities`` added."""
     return Node(args.leader, args.bind, args.port, capabilities={**(capabilities or {}), **parse_capabilities(args.cap)},
-                peers=args.peer, name=name, cookie_file=args.cookie_file)
+                peers=args.peer, name=name, cookie_file=args.cookie_file, actor_ports=args.actor_ports)
 
 
 def main(argv: list[str] | None = None) -> int:

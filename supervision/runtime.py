@@ -25,6 +25,7 @@ from . import _thespian, procfs, tcp
 from .cookie import Cookie
 from .cookie import resolve as resolve_cookie
 from .errors import ActorExited, CallTimeout, Shutdown, SpecError, SupervisionError
+from .membership import PROBE_TIMEOUT, NodeInfo, probe
 from .messages import (Call, CallError, ChildSpec, Cast, DrainEvents, GetFailures, Init, InitFailed, InitOk,
                        IsAlive, LifecycleEvent, Nudge, Reply, RootFailure, StartTop, StopTree, TerminateChild,
                        WhereIs)
@@ -63,14 +64,15 @@ class ActorRuntime:
     another leader's instead). On the process bases every connection proves it holds the cluster
     cookie (``cookie`` / ``cookie_file``, else ``$DSPEX_COOKIE``, else ``~/.dspex/cookie``, made on first
     use; see :mod:`supervision.cookie`) before anything it sends is unpickled; off loopback, only the IP
-    addresses in ``peers`` may connect at all.
+    addresses in ``peers`` may connect at all. ``actor_ports=(first, last)``: every actor (and outside
+    endpoint) listens on a port of that range, not an ephemeral one (for a firewall).
     """
 
     def __init__(self, base: str = "local", name: str = "app", *, admin_port: int | None = None,
                  bind_host: str = "127.0.0.1", convention: str | None = None,
                  capabilities: dict | None = None, peers: Sequence[str] = (), log_dir: str | None = None,
                  shutdown_timeout: float = 60.0, cookie: Cookie | str | None = None,
-                 cookie_file: str | os.PathLike | None = None) -> None:
+                 cookie_file: str | os.PathLike | None = None, actor_ports: tuple[int, int] | str | None = None) -> None:
         if base not in BASES:
             raise SpecError("ActorRuntime.base", f"unknown base {base!r}", "use 'local', 'multiproc' or 'tcp'")
         if not isinstance(name, str) or not name or "/" in name:
@@ -86,6 +88,7 @@ class ActorRuntime:
         self.peers = tuple(peers)
         self.log_dir = log_dir
         self._cookie = (cookie, cookie_file)  # resolved when a process base starts (supervision.cookie)
+        self.actor_ports = None if actor_ports is None else tcp.check_port_range(actor_ports, "ActorRuntime.actor_ports")
         self.shutdown_timeout = shutdown_timeout
         self._system: Any = None
         self._root: Any = None
@@ -158,21 +161,26 @@ class ActorRuntime:
         try:
             self._system, self.admin_port = tcp.start_system(
                 self.bind_host, self.admin_port, self.extra_capabilities, convention=self.convention, peers=peers,
-                key=key)
+                key=key, actor_ports=self.actor_ports)
         except BaseException:
             tcp.release_thespian_log(self._log_place)
             self._log_place = None
             raise
 
     @classmethod
-    def attach(cls, admin_port: int, root: Any, name: str = "attached") -> "ActorRuntime":
+    def attach(cls, admin_port: int, root: Any, name: str = "attached", *, host: str | None = None,
+               cookie_file: str | os.PathLike | None = None) -> "ActorRuntime":
         """A caller into a running multiproc/tcp runtime from another process (e.g. inside an actor).
 
         It owns nothing: ``close`` only drops its endpoints; the owning runtime stops the tree. In an
         actor placed on another host's node it goes through that node's admin (same convention).
+        ``host``: the address the admin is bound to (a ``tcp`` runtime's ``bind_host``; this process
+        then binds there too). The key is the one this process inherited, else the cookie's.
         """
         _thespian.install()
-        tcp.adopt_key()
+        tcp.adopt_key(cookie_file)
+        if host is not None:
+            _thespian.set_base_address(host)
         admin_port = local_admin_port(admin_port)
         rt = cls("multiproc", name, admin_port=admin_port)
         rt._system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": admin_port})
@@ -274,6 +282,13 @@ class ActorRuntime:
             return []
         with self._endpoint() as ep:
             return tcp.convention_members(ep.system)
+
+    def nodes(self, timeout: float = PROBE_TIMEOUT) -> list[NodeInfo]:
+        """The nodes of this runtime's convention, each asked now whether it is up (``NodeState``); a node
+        that does not answer within ``timeout`` seconds is listed as unreachable. Process bases only."""
+        if self.is_local:
+            return []
+        return probe(self._need_system(), timeout)
 
     @property
     def failures(self) -> list[RootFailure]:

@@ -46,6 +46,18 @@ def check_address(value: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def check_port_range(value: Any, what: str) -> tuple[int, int]:
+    """``(first, last)`` or ``"first-last"`` → (first, last), or SpecError saying how to write it."""
+    try:
+        if isinstance(value, str):
+            return _thespian.parse_port_range(value, what)
+        first, last = (int(v) for v in value)
+        return _thespian.parse_port_range(f"{first}-{last}", what)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(what, f"{value!r} is not a port range", "give (first, last) or 'first-last', e.g. "
+                        "'20000-20999'") from exc
+
+
 @dataclass(frozen=True)
 class LogPlace:
     """Where Thespian's own log goes for one system: ``owned`` folders are removed when it closes."""
@@ -84,11 +96,14 @@ def release_thespian_log(place: LogPlace | None) -> None:
 
 
 def start_system(bind_host: str, admin_port: int | None, capabilities: dict, *, key: bytes,
-                 convention: str | None = None, peers: Sequence[str] = ()) -> tuple[Any, int]:
+                 convention: str | None = None, peers: Sequence[str] = (),
+                 actor_ports: tuple[int, int] | None = None) -> tuple[Any, int]:
     """Start (or join) the multiprocTCPBase system on ``bind_host:admin_port`` (a free port if None);
     returns the system and its admin port. Actor processes forked from it inherit the bind address,
-    the peer list and the log place through the environment set here, and the cluster ``key`` (held
-    until :func:`release_key`) in memory."""
+    the peer list, the log place and the range of ``actor_ports`` (if given) through the environment set
+    here, and the cluster ``key`` (held until :func:`release_key`) in memory."""
+    if actor_ports is not None:
+        os.environ[_thespian.PORTS_ENV] = "%d-%d" % check_port_range(actor_ports, "actor_ports")
     channel.use_key(key)
     try:
         return _start_system(bind_host, admin_port, capabilities, convention, peers)
@@ -102,11 +117,12 @@ def release_key() -> None:
     channel.release_key()
 
 
-def adopt_key() -> None:
-    """Before talking to a running system from a process that did not start it: the key it inherited
-    (an actor process), else the cookie's (module :mod:`supervision.cookie`)."""
-    if channel.current_key() is None:
-        channel.inherit_key(resolve_cookie().key)
+def adopt_key(cookie_file: str | os.PathLike | None = None) -> None:
+    """Before talking to a running system from a process that did not start it: the cookie in
+    ``cookie_file`` if given, else the key this process inherited (an actor process), else the default
+    cookie's (module :mod:`supervision.cookie`)."""
+    if cookie_file is not None or channel.current_key() is None:
+        channel.inherit_key(resolve_cookie(cookie_file=cookie_file).key)
 
 
 def _start_system(bind_host: str, admin_port: int | None, capabilities: dict, convention: str | None,
@@ -230,14 +246,10 @@ def convention_members(system: Any, timeout: float = 10.0) -> list[str]:
     """``ip:port`` of the admins that have joined this system's convention (the leader asks its own)."""
     from thespian.system.messages.status import Thespian_StatusReq
 
+    from .membership import address_text
+
     status = system.ask(system._systemBase.adminAddr, Thespian_StatusReq(), timeout)
-    members = []
-    for address, _valid in getattr(status, "conventionAttendees", None) or []:
-        details = getattr(address, "addressDetails", None)
-        sockname = getattr(details, "sockname", None)
-        if sockname:
-            members.append(f"{sockname[0]}:{sockname[1]}")
-    return members
+    return [address_text(address) for address, _valid in getattr(status, "conventionAttendees", None) or []]
 
 
 def reap_new_zombies(before: set[int], reaped: set[int] | None = None) -> None:

@@ -72,7 +72,7 @@ NOT_IN_DSPEX = {
 }
 SUPERVISION = {
     "ActorExited", "ActorRef", "ActorRuntime", "AutoShutdown", "CallFailed", "CallTimeout", "ChildCounts",
-    "ChildInfo", "Cookie", "CookieError", "ChildSpec", "FailedToStartChild", "GenServer", "Kind", "Lifecycle", "LifecycleEvent", "NoReply",
+    "ChildInfo", "Cookie", "CookieError", "NodeInfo", "NodeState", "ChildSpec", "FailedToStartChild", "GenServer", "Kind", "Lifecycle", "LifecycleEvent", "NoReply",
     "Restart", "RootFailure", "Shutdown", "SpecError", "Strategy", "SupervisionError", "SupervisorRef",
     "SupervisorSpec",
 }

@@ -295,3 +295,30 @@ def test_a_process_with_another_cookie_cannot_attach():
         assert out.stdout.splitlines()[-1].split()[:1] in (["refused"], ["no answer"]), out.stdout + out.stderr
         assert "another cluster cookie" in out.stdout  # said once, with the fix
         assert rt.failures == []
+
+
+def test_actor_ports_come_from_the_configured_range_for_a_firewall():
+    """Every port a runtime listens on but its admin's is in ``actor_ports`` (actors, Thespian's logger,
+    this process's endpoints); a range too small to hold them fails with the fix; a bad range is refused."""
+    import os as _os
+
+    from supervision import SpecError, SupervisionError
+
+    saved = _os.environ.get("SUPERVISION_ACTOR_PORTS")
+    try:
+        with ActorRuntime("tcp", "ranged", actor_ports=(21400, 21449)) as rt:
+            sup = rt.start_supervisor(SupervisorSpec(), [ChildSpec(id=f"c{i}", start=Counter) for i in range(3)])
+            assert [sup.child(f"c{i}").call("incr") for i in range(3)] == [1, 1, 1]
+            ports = {port for _, port in runtime_ports(rt, sup, *(sup.child(f"c{i}") for i in range(3)))}
+            assert len(ports) == 8 and rt.admin_port in ports
+            assert all(21400 <= port <= 21449 for port in ports - {rt.admin_port}), sorted(ports)
+        with pytest.raises((SupervisionError, OSError)):
+            with ActorRuntime("multiproc", "tiny", actor_ports="21450-21451") as rt:
+                rt.start_supervisor(SupervisorSpec(), [ChildSpec(id=f"c{i}", start=Counter) for i in range(3)])
+    finally:
+        if saved is None:
+            _os.environ.pop("SUPERVISION_ACTOR_PORTS", None)
+        else:
+            _os.environ["SUPERVISION_ACTOR_PORTS"] = saved
+    with pytest.raises(SpecError, match="first-last"):
+        ActorRuntime("tcp", actor_ports="20000:20999")

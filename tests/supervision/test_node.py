@@ -155,3 +155,64 @@ def test_without_the_cookie_nothing_is_unpickled_nothing_exits_and_membership_ho
         assert rt.convention_members() == [member]  # no phantom, no eviction, no stranger
         assert sup.child("far").call("incr", timeout=10) == calls + 1
         assert rt.failures == []
+
+
+def test_a_node_started_before_its_leader_joins_within_seconds_of_the_leader_coming_up():
+    """Thespian retries a failed registration after 7 min 22 s; a node now tries again within seconds."""
+    import time
+
+    with Network(1) as net:
+        leader_port = NODE_PORT + 1
+        start_node(net, 0, f"{net.leader_ip}:{leader_port}")  # nobody there yet
+        member = f"{net.hosts[0].ip}:{NODE_PORT}"
+        wait_until(lambda: False, timeout=3.0)  # its first attempts fail
+        with ActorRuntime("tcp", "lead", bind_host=net.leader_ip, admin_port=leader_port,
+                          peers=[net.hosts[0].ip]) as rt:
+            up = time.monotonic()
+            assert wait_until(lambda: member in rt.convention_members(), timeout=30, interval=0.2)
+            assert time.monotonic() - up < 20
+            sup = rt.start_supervisor(SupervisorSpec("one_for_one"), [
+                ChildSpec("far", Counter, requirements={NODE_CAPABILITY: member}, shutdown=2.0)])
+            assert sup.child("far").call("netns") != os.readlink("/proc/self/ns/net")
+
+
+def test_nodes_says_which_hosts_answer_now_and_dspex_nodes_prints_them():
+    """``rt.nodes()`` asks every member's admin for its status: a stopped host (SIGSTOP, still registered
+    for minutes in Thespian's list) is unreachable at once, and up again once it continues."""
+    import json
+
+    from supervision import NodeState
+
+    with Network(2) as net, ActorRuntime("tcp", "lead", bind_host=net.leader_ip,
+                                         peers=[h.ip for h in net.hosts]) as rt:
+        leader = f"{net.leader_ip}:{rt.admin_port}"
+        for i in range(2):
+            start_node(net, i, leader, "--cap", f"zone=z{i}")
+        members = [f"{h.ip}:{NODE_PORT}" for h in net.hosts]
+        assert wait_until(lambda: set(members) <= set(rt.convention_members()), timeout=15)
+        infos = rt.nodes()
+        assert [(i.address, i.state, i.capabilities.get("zone")) for i in infos] == [
+            (members[0], NodeState.UP, "z0"), (members[1], NodeState.UP, "z1")]
+        stopped = net.pids(1)
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            states = {i.address: i.state for i in rt.nodes(timeout=1.0)}
+            assert states == {members[0]: NodeState.UP, members[1]: NodeState.UNREACHABLE}
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+        assert wait_until(lambda: all(i.state is NodeState.UP for i in rt.nodes()), timeout=10)
+
+        out = subprocess.run([sys.executable, "-m", "dspex", "nodes", "--leader", leader, "--json"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        listed = [json.loads(line) for line in out.stdout.splitlines()]
+        assert [(n["address"], n["state"], n["capabilities"]["zone"]) for n in listed] == [
+            (members[0], "up", "z0"), (members[1], "up", "z1")]
+        table = subprocess.run([sys.executable, "-m", "dspex", "nodes", "--leader", leader],
+                               capture_output=True, text=True, timeout=120)
+        assert table.returncode == 0 and "2 host(s), 2 up" in table.stdout, table.stdout + table.stderr
+        nobody = subprocess.run([sys.executable, "-m", "dspex", "nodes", "--leader", f"{net.leader_ip}:1"],
+                                capture_output=True, text=True, timeout=60)
+        assert nobody.returncode == 2 and "nothing answers there" in nobody.stderr
