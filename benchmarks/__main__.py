@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import (bench_adapters, bench_processes, bench_bad_day, bench_clients, bench_defaults, bench_evaluate,
+from benchmarks import (bench_adapters, bench_cluster, bench_processes, bench_bad_day, bench_clients, bench_defaults, bench_evaluate,
                         bench_instructions, bench_optimizers, bench_quality, bench_rag, bench_row_memory, bench_scale,
                         bench_supervision, bench_telemetry,
                         bench_two_rules,
@@ -39,6 +39,7 @@ def main() -> None:
                ("quality", bench_quality.run), ("quality_instructions", lambda: bench_quality.run("instructions")),
                ("quality_optimizers", lambda: bench_quality.run("optimizers")), ("rag", bench_rag.run),
                ("telemetry", bench_telemetry.run), ("row_memory", bench_row_memory.run), ("scale", bench_scale.run),
+               ("cluster", bench_cluster.run),
                # DSPy's own tests on dspex: needs a DSPy source checkout ($DSPY_CHECKOUT); without one the
                # section keeps its last figures
                ("conformance", lambda: dspy_conformance.run() if os.environ.get("DSPY_CHECKOUT") else None))

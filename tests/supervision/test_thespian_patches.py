@@ -1,0 +1,75 @@
+"""What ``supervision/_thespian.py`` relies on in Thespian, one test a behaviour: an upgrade of Thespian that
+changes one fails here, by name, rather than as a silent hole in the authentication."""
+
+from __future__ import annotations
+
+import inspect
+import socket
+
+from thespian.system.admin import adminCore, convention
+from thespian.system.transport import TCPTransport, streamBuffer
+
+from supervision import _thespian, channel
+
+
+def test_install_puts_every_patch_in_place():
+    _thespian.install()
+    T = TCPTransport.TCPTransport
+    assert T._acceptNewIncoming is _thespian._accept_new_incoming
+    assert T.new_socket is _thespian._new_socket
+    assert T._handleReadableIncoming is _thespian._handle_readable_incoming
+    assert T.__dict__["_waitForSendable"].__func__ is _thespian._wait_for_sendable
+    assert TCPTransport.serializer is _thespian._Frames
+    assert TCPTransport.socket.socket is _thespian._RangeBoundSocket
+    assert convention.ConventioneerAdmin.h_ConventionRegister is _thespian._h_convention_register
+    assert convention.LocalConventionState.convention_inattention_delay is _thespian._inattention_delay
+
+
+def test_received_frames_are_loaded_by_the_module_serializer_looked_up_when_a_connection_is_read():
+    """TCPIncoming makes its ReceiveBuffer with ``serializer.loads`` at that moment: so replacing the module's
+    ``serializer`` reaches every connection (the frame check runs before a frame is handed on)."""
+    _thespian.install()
+    a, b = socket.socketpair()
+    try:
+        incoming = TCPTransport.TCPIncoming(TCPTransport.ActorAddress(None), a)
+        assert incoming._rData._deserialize == _thespian._Frames.loads
+    finally:
+        a.close()
+        b.close()
+
+
+def test_outgoing_connections_are_made_through_new_socket_with_the_socket_class():
+    """XMIT_1 and interrupt_wait open sockets as ``self.new_socket(socket.socket, ...)``: that is where the
+    client side of the authenticated channel is made."""
+    source = inspect.getsource(TCPTransport.TCPTransport._next_XMIT_1)
+    assert "self.new_socket(" in source and "socket.socket," in source
+    assert "self.new_socket(" in inspect.getsource(TCPTransport.TCPTransport.interrupt_wait)
+
+
+def test_the_transport_selects_write_or_read_for_a_send_by_wait_for_sendable():
+    source = inspect.getsource(TCPTransport.TCPTransport._runWithExpiry)
+    assert "partition(TCPTransport._waitForSendable" in source
+
+
+def test_sends_re_offer_what_was_not_taken_and_acks_are_plain_frames():
+    """XMIT_2 sends ``serMsg[amtSent:]`` and adds what ``send`` returned (so a SecureSocket may take 0 bytes
+    while its handshake waits); acknowledgements are frames of the strings ``ACK`` / ``ACK+DATAERR``."""
+    assert "intent.serMsg[intent.amtSent:]" in inspect.getsource(TCPTransport.TCPTransport._next_XMIT_2)
+    assert streamBuffer.isControlMessage("ACK") and streamBuffer.isControlMessage("ACK+DATAERR")
+
+
+def test_the_admin_dispatches_convention_messages_by_class_name_at_call_time():
+    assert "'h_' + envelope.message.__class__.__name__" in inspect.getsource(adminCore)
+
+
+def test_a_failed_registration_calls_the_error_callback_bound_on_the_state():
+    source = inspect.getsource(convention.LocalConventionState.setup_convention)
+    assert "onError = self._setupConventionCBError" in source
+    assert "self._conventionRegistration = ExpirationTimer(" in source
+    run = inspect.getsource(convention.ConventioneerAdmin.run)
+    assert "convention_inattention_delay(ct)" in run
+
+
+def test_a_secure_socket_is_a_socket():
+    """Thespian tests ``isinstance(x, socket.socket)`` (IPBase.isSameSystem): the channel must pass."""
+    assert issubclass(channel.SecureSocket, socket.socket)
