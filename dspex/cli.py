@@ -123,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--resume", action="store_true", help="skip the rows already in --journal")
     ev.add_argument("--hosts", nargs="+", help="run_distributed hosts (ip:port), with --bind")
     ev.add_argument("--bind", help="this machine's address the hosts reach (tcp runtime)")
+    ev.add_argument("--port", type=int, default=1900,
+                    help="with --hosts: this machine's admin port, the one hosts join with --leader BIND:PORT (1900)")
     ev.add_argument("--cookie-file", help="the cluster cookie's file (default: $DSPEX_COOKIE, else ~/.dspex/cookie)")
     _common(ev)
     ev.set_defaults(run=_eval)
@@ -314,8 +316,8 @@ def _runtime(ns: argparse.Namespace, settings: Any) -> Any:
         if not ns.bind:
             raise UsageError("--hosts needs --bind <this machine's ip the hosts reach>")
         cookie = {"cookie_file": ns.cookie_file} if getattr(ns, "cookie_file", None) else {}
-        return runtime("tcp", settings=settings, bind_host=ns.bind, peers=[h.split(":")[0] for h in ns.hosts],
-                       log_level="error", **cookie)
+        return runtime("tcp", settings=settings, bind_host=ns.bind, admin_port=ns.port,
+                       peers=[h.split(":")[0] for h in ns.hosts], log_level="error", **cookie)
     return runtime("multiproc" if ns.workers else settings.base, settings=settings, log_level="error")
 
 

@@ -26,12 +26,12 @@ import threading
 from typing import Any, Sequence
 
 from . import tcp
+from .tcp import NODE_ENV
 from .cookie import Cookie
 from .cookie import resolve as resolve_cookie
 from .errors import SpecError
 
 NODE_CAPABILITY = "supervision.node"
-NODE_ENV = "SUPERVISION_NODE_ADMIN"  # set for the node's actor processes: their local admin, "ip:port"
 
 
 class Node:
@@ -88,13 +88,6 @@ class Node:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def local_admin_port(default: int) -> int:
-    """The admin port an outside caller in this process must attach through: the node's own when this
-    process is an actor placed on a node, else ``default`` (the runtime's)."""
-    address = os.environ.get(NODE_ENV)
-    return tcp.check_address(address, NODE_ENV)[1] if address else default
 
 
 def parse_capabilities(items: Sequence[str]) -> dict:

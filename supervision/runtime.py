@@ -29,7 +29,6 @@ from .membership import PROBE_TIMEOUT, NodeInfo, probe
 from .messages import (Call, CallError, ChildSpec, Cast, DrainEvents, GetFailures, Init, InitFailed, InitOk,
                        IsAlive, LifecycleEvent, Nudge, Reply, RootFailure, StartTop, StopTree, TerminateChild,
                        WhereIs)
-from .node import local_admin_port
 from .pending import LIVENESS_EVERY, PendingCalls
 from .ref import ActorRef, SupervisorRef
 from .root import RootSupervisor
@@ -181,7 +180,7 @@ class ActorRuntime:
         tcp.adopt_key(cookie_file)
         if host is not None:
             _thespian.set_base_address(host)
-        admin_port = local_admin_port(admin_port)
+        admin_port = tcp.local_admin_port(admin_port)
         rt = cls("multiproc", name, admin_port=admin_port)
         rt._system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": admin_port})
         rt._root = root

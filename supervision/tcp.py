@@ -35,6 +35,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 PICKED_PORT_ATTEMPTS = 3  # admin ports start_system picks itself before it gives up
+NODE_ENV = "SUPERVISION_NODE_ADMIN"  # set for a node's actor processes: their local admin, "ip:port"
 OWNED_LOG_ENV = "SUPERVISION_THESPLOG_FILE"  # the THESPLOG_FILE a runtime set (told apart from the user's)
 
 
@@ -56,6 +57,13 @@ def check_port_range(value: Any, what: str) -> tuple[int, int]:
     except (TypeError, ValueError) as exc:
         raise SpecError(what, f"{value!r} is not a port range", "give (first, last) or 'first-last', e.g. "
                         "'20000-20999'") from exc
+
+
+def local_admin_port(default: int) -> int:
+    """The admin port an outside caller in this process must attach through: the node's own when this
+    process is an actor placed on a node, else ``default`` (the runtime's)."""
+    address = os.environ.get(NODE_ENV)
+    return check_address(address, NODE_ENV)[1] if address else default
 
 
 @dataclass(frozen=True)

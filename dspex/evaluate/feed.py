@@ -14,6 +14,9 @@ import contextlib
 import contextvars
 import enum
 import itertools
+import os
+import sys
+import sysconfig
 import threading
 import time
 from typing import Any, Iterator, Sequence
@@ -32,6 +35,36 @@ class PoolState(enum.Enum):
     RUNNING = "running"
     GAVE_UP = "gave_up"  # its supervisor exited on its own (restart intensity reached)
     CLOSED = "closed"  # stopped by close()
+
+
+def own_modules() -> list[Any]:
+    """The user's own modules loaded in this process: neither installed nor the standard library (nor dspex),
+    so a host cannot import them (a metric in ``my_metrics.py`` beside the leader's command line, wrapped
+    or not). Registering them costs nothing: only what the pickled objects reach is shipped."""
+    installed = {os.path.abspath(p) + os.sep for k, p in sysconfig.get_paths().items()
+                 if k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    found = []
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path is None or name == "__main__" or name.split(".")[0] in ("dspex", "supervision"):
+            continue  # (cloudpickle ships __main__'s by value already)
+        if not any(os.path.abspath(path).startswith(place) for place in installed):
+            found.append(module)
+    return found
+
+
+@contextlib.contextmanager
+def shipped_by_value(modules: Sequence[Any]) -> Iterator[None]:
+    """Within: cloudpickle pickles what ``modules`` define by value (their code travels), not by name."""
+    import cloudpickle
+
+    for module in modules:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        yield
+    finally:
+        for module in modules:
+            cloudpickle.unregister_pickle_by_value(module)
 
 
 class WorkerPool:
@@ -105,7 +138,8 @@ class WorkerPool:
         if hasattr(program, "predictors"):  # workers have no dspex.context / configure of this process
             program = with_resolved_lms(program)
         try:
-            payload = cloudpickle.dumps((program, metric))
+            with shipped_by_value(own_modules() if self.hosts else ()):
+                payload = cloudpickle.dumps((program, metric))
         except Exception as exc:  # noqa: BLE001 - any pickling failure gets the same clear message
             raise ConfigError(f"cannot send the program and metric to worker processes ({type(exc).__name__}: "
                               f"{exc}); make them picklable or use workers=0") from None

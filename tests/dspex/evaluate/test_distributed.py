@@ -132,3 +132,33 @@ def test_the_distributed_example_runs_and_leaves_nothing_behind():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "200 rows for 200 examples, score 100.00%" in out.stdout
     assert "tearing down host 1" in out.stdout
+
+
+def test_dspex_eval_with_hosts_runs_end_to_end(tmp_path):
+    """The command line as a leader: hosts started first (they join within seconds of the leader coming up),
+    then ``dspex eval --hosts ... --bind ... --port ...``; every example one row, made on the hosts."""
+    import json
+    import subprocess
+
+    from tests.dspex.teleprompt.conftest import answer as cli_answer
+
+    (tmp_path / "task_metric.py").write_text("def exact(example, pred, trace=None):\n"
+                                              "    return pred.answer == example.answer\n")
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps({"question": f"w{i}", "answer": f"W{i}"}) + "\n"
+                                                for i in range(40)))
+    with dspex.runtime("local", cache_dir=tmp_path / "save-cache", log_level="error"):
+        dspex.Predict("question -> answer").save(tmp_path / "program.json")
+    leader_port = HOST_PORT + 1
+    with Network(2) as net, ProviderServer(answer=cli_answer, api_key=KEY, host=net.leader_ip) as server:
+        hosts = net.start_dspex_hosts(f"{net.leader_ip}:{leader_port}", HOST_PORT, {"OPENAI_API_KEY": KEY})
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "DSPEX_CACHE_DIR": str(tmp_path / "cache")}
+        out = subprocess.run([sys.executable, "-m", "dspex", "eval", "program.json", "--data", "dev.jsonl",
+                              "--metric", "task_metric:exact", "--model", "openai/task", "--base-url",
+                              server.base_url(), "--hosts", *hosts, "--bind", net.leader_ip, "--port",
+                              str(leader_port), "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+        summary = json.loads(out.stdout)
+        assert summary["examples"] == 40 and summary["failed"] == 0
+        assert len(server.successes()) == 40  # each example asked once, by the hosts
+        assert summary["usage"]["requests"] == 40  # and the leader's ledger saw every one
