@@ -20,10 +20,11 @@
    whose sender was not an address made the admin, and with it the whole system, exit).
 5. Convention membership changes only by the member itself: a register or de-register whose admin
    address is not its sender's is ignored (a spoofed de-register evicted a live host).
-6. A member that cannot reach its leader tries again within seconds (1, 2, 4, 8, then every 15 s), not
-   after Thespian's 7 minutes 22 seconds, and its admin looks at the clock at least every second until it
-   has joined (its loop otherwise sleeps for the whole period): a host started before its leader joins
-   once the leader is up.
+6. A member that cannot reach its leader tries again within seconds (1, 2, then 4 s), not after
+   Thespian's 7 minutes 22 seconds; its admin looks at the clock at least every second until it has
+   joined (its loop otherwise sleeps for the whole period); and the third miss in a row, which Thespian
+   answers by forgetting a leader it never met and waiting the whole period again, is followed by the
+   next attempt at once: a host started before its leader joins once the leader is up.
 7. Actor ports from a configured range. Thespian gives every actor (and every outside endpoint) an
    ephemeral port, so a firewall would have to open them all; with ``SUPERVISION_ACTOR_PORTS`` set
    (``"20000-20999"``; the runtime and nodes set it from ``actor_ports``) each listening socket that would
@@ -70,7 +71,8 @@ _original_register = convention.ConventioneerAdmin.h_ConventionRegister
 _original_deregister = convention.ConventioneerAdmin.h_ConventionDeRegister
 _original_registration_failed = convention.LocalConventionState._setupConventionCBError
 _original_inattention = convention.LocalConventionState.convention_inattention_delay
-JOIN_RETRY_MAX = 15.0  # seconds between a member's attempts to reach a leader that is not up (yet)
+_original_member_checks = convention.LocalConventionState._convention_member_checks
+JOIN_RETRY_MAX = 15.0  # seconds: the longest a member waits between attempts to reach its leader
 MAX_FRAME = 1 << 30  # bytes: a larger declared frame is treated as corrupt
 
 
@@ -230,6 +232,18 @@ def _inattention_delay(self, current_time):  # type: ignore[no-untyped-def]
     return min(delay, ExpirationTimer(timedelta(seconds=1)).view(current_time))
 
 
+def _member_checks(self, ct):  # type: ignore[no-untyped-def]
+    """LocalConventionState._convention_member_checks, trying again at once after the miss that makes
+    Thespian give up on a leader this member never joined (see 6. above)."""
+    never_joined = not self.active_in_convention()
+    gives_up = getattr(self, "_conventionLeaderMissCount", 0) >= convention.CONVENTION_REGISTRATION_MISS_MAX
+    due = self._conventionRegistration.view(ct).expired()
+    messages = _original_member_checks(self, ct)
+    if never_joined and gives_up and due and self.conventionLeaderAddr:
+        messages = messages + self.setup_convention()
+    return messages
+
+
 def _from_member_itself(envelope: Any, what: str) -> bool:
     if getattr(envelope.message, "adminAddress", None) == envelope.sender:
         return True
@@ -346,6 +360,7 @@ def install() -> None:
                (convention.ConventioneerAdmin, "h_ConventionDeRegister", _h_convention_deregister),
                (convention.LocalConventionState, "_setupConventionCBError", _registration_failed),
                (convention.LocalConventionState, "convention_inattention_delay", _inattention_delay),
+               (convention.LocalConventionState, "_convention_member_checks", _member_checks),
                (simpleSystemBase.WakeupManager, "_pop_expired_wakeups", _pop_expired_wakeups)]
     for owner, name, patched in patches:
         setattr(owner, name, patched)

@@ -68,6 +68,11 @@ def test_a_failed_registration_calls_the_error_callback_bound_on_the_state():
     assert "self._conventionRegistration = ExpirationTimer(" in source
     run = inspect.getsource(convention.ConventioneerAdmin.run)
     assert "convention_inattention_delay(ct)" in run
+    # after the checks, an expired registration timer is set to the whole re-registration period: so the
+    # member checks must themselves try again after the miss that makes Thespian forget the leader
+    check = inspect.getsource(convention.LocalConventionState.check_convention)
+    assert "self._conventionRegistration = ExpirationTimer(CONVENTION_REREGISTRATION_PERIOD)" in check
+    assert "CONVENTION_REGISTRATION_MISS_MAX" in inspect.getsource(_thespian._original_member_checks)
 
 
 def test_a_secure_socket_is_a_socket():
