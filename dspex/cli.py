@@ -570,6 +570,8 @@ def _dashboard(ns: argparse.Namespace) -> int:
 
 def _nodes(ns: argparse.Namespace) -> int:
     """``dspex nodes``: attach to the leader's admin (which must be up: nothing is started), list its hosts."""
+    from thespian.actors import ActorSystemException
+
     from supervision import ActorRuntime, SupervisionError
     from supervision.tcp import check_address
 
@@ -590,7 +592,7 @@ def _nodes(ns: argparse.Namespace) -> int:
             rt.close()
     except SupervisionError as exc:
         raise UsageError(f"--leader {ns.leader}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - Thespian's own errors when the admin will not talk to us
+    except ActorSystemException as exc:  # Thespian's, when the admin will not talk to us
         raise UsageError(f"--leader {ns.leader}: the leader did not answer ({type(exc).__name__}); check that this "
                          "machine holds the leader's cookie (~/.dspex/cookie, DSPEX_COOKIE or --cookie-file)") from None
     if ns.json:

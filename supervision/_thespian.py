@@ -64,7 +64,6 @@ BIND_ENV = "SUPERVISION_BIND_HOST"
 PORTS_ENV = "SUPERVISION_ACTOR_PORTS"
 PEERS_ENV = "SUPERVISION_ALLOWED_PEERS"
 _original_init = IPBase.IPActorAddress.__init__
-_original_accept = TCPTransport.TCPTransport._acceptNewIncoming
 _original_add_more = streamBuffer.ReceiveBuffer.addMore
 _original_new_socket = TCPTransport.TCPTransport.new_socket
 _original_register = convention.ConventioneerAdmin.h_ConventionRegister

@@ -104,8 +104,8 @@ def release_key() -> None:
         _holders = max(0, _holders - 1)
 
 
-def inherit_key(key: bytes) -> None:
-    """Set the key without holding it (a helper process told the key by its owner)."""
+def inherit_key(key: bytes | None) -> None:
+    """Set the key without holding it (a helper process told the key by its owner); None unsets it."""
     global _key
     with _lock:
         _key = key
@@ -133,6 +133,7 @@ class SecureSocket(socket.socket):
         self._out = bytearray()
         self._out_taken = 0  # caller's bytes in a record still in _out (reported once it is on the wire)
         self._nonce = os.urandom(NONCE)
+        self._peer_nonce = b""
         self._seal_key = self._open_key = b""
         self._seal_seq = self._open_seq = 0
 

@@ -26,10 +26,10 @@ import threading
 from typing import Any, Sequence
 
 from . import tcp
-from .tcp import NODE_ENV
 from .cookie import Cookie
 from .cookie import resolve as resolve_cookie
 from .errors import SpecError
+from .tcp import NODE_ENV
 
 NODE_CAPABILITY = "supervision.node"
 
