@@ -21,9 +21,12 @@ import threading
 import time
 from typing import Any, Iterator, Sequence
 
+import structlog
+
 from ..telemetry.propagation import carry
 from .actors import CancelRun, CloseRun, EvalCoordinator, EvalWorker, OpenRun, SweepAndCollect
 
+log = structlog.get_logger("dspex.evaluate")
 GATHER = 0.02  # seconds between polls that brought rows (the next one waits at the coordinator anyway)
 GIVE_UP_SEEN = 5.0  # seconds to wait, after the coordinator is found gone, for the root to record why
 
@@ -67,6 +70,10 @@ def shipped_by_value(modules: Sequence[Any]) -> Iterator[None]:
             cloudpickle.unregister_pickle_by_value(module)
 
 
+REVIVE_EVERY = 2.0  # seconds between looks for a lost host that answers again
+REVIVE_PROBE = 0.5  # seconds a host has to answer that look
+
+
 class WorkerPool:
     """A coordinator and ``workers`` worker processes (per host with ``hosts``) under one supervisor,
     with ``concurrency`` threads in all; runs evaluations (:meth:`open`), several at once.
@@ -83,6 +90,8 @@ class WorkerPool:
         from supervision.node import NODE_CAPABILITY
 
         self.rt, self.hosts, self.lost_after = rt, tuple(hosts), lost_after
+        self.host_specs: dict[str, ChildSpec] = {}  # host -> the spec of its supervisor (started again by revive)
+        self.next_revive = 0.0  # monotonic time of the next look for hosts to start again
         self.name = name or f"eval-pool-{next(_names)}"
         self.spread = workers * max(1, len(self.hosts))  # worker processes in all
         coordinator = f"{self.name}-coordinator"
@@ -100,9 +109,10 @@ class WorkerPool:
                              requirements={NODE_CAPABILITY: host}) for n in range(1, workers + 1)]
             # a restart on a host that is gone waits for its start timeout: keep both small, so a lost
             # host's supervisor gives up in seconds (the coordinator has re-queued its examples already)
-            children.append(ChildSpec(f"host:{host}", SupervisorSpec("one_for_one", intensity=3, period=30.0,
-                                                                     start_timeout=5.0),
-                                      children=placed, restart="temporary"))
+            self.host_specs[host] = ChildSpec(f"host:{host}", SupervisorSpec("one_for_one", intensity=3, period=30.0,
+                                                                             start_timeout=5.0),
+                                              children=placed, restart="temporary")
+            children.append(self.host_specs[host])
         self.sup = rt.actors.start_supervisor(SupervisorSpec("one_for_one", intensity=20, period=10.0), children,
                                               name=self.name)
         try:
@@ -114,6 +124,35 @@ class WorkerPool:
         self.coord = self.sup.child("coordinator")
         self.state = PoolState.RUNNING
         self._lock = threading.Lock()
+
+    def revive(self, now: float) -> list[str]:
+        """Hosts whose supervisor gave up (the host was lost: restarts there failed) get it back once they
+        answer again (restarted, or healed), so their workers join the runs still open. At most every
+        REVIVE_EVERY seconds; the hosts are asked only when one is missing."""
+        from supervision import NodeState, SupervisionError
+
+        if not self.hosts or now < self.next_revive or self.state is not PoolState.RUNNING:
+            return []
+        self.next_revive = now + REVIVE_EVERY
+        listed = {child.id: child.ref is not None for child in self.sup.which_children()}
+        missing = [host for host in self.hosts if not listed.get(f"host:{host}", False)]
+        if not missing:
+            return []
+        up = {info.address for info in self.rt.actors.nodes(timeout=REVIVE_PROBE) if info.state is NodeState.UP}
+        revived = []
+        for host in (h for h in missing if h in up):
+            cid = f"host:{host}"
+            try:  # a spec still listed (stopped) is restarted; one deleted on exit (temporary) is started anew
+                if cid in listed:
+                    self.sup.restart_child(cid)
+                else:
+                    self.sup.start_child(self.host_specs[host])
+            except SupervisionError as exc:  # it went again, or is not ready: the next look tries again
+                log.info("host_not_revived", pool=self.name, host=host, error=str(exc))
+                continue
+            log.warning("host_revived", pool=self.name, host=host)
+            revived.append(host)
+        return revived
 
     @property
     def gone(self) -> bool:
@@ -260,6 +299,7 @@ class WorkerFeed:
             yield from progress.rows
             if progress.finished or (self.cancelled and not progress.counts["in_flight"]):
                 return
+            self.pool.revive(time.monotonic())
             if not progress.counts["live_workers"] and progress.counts["age_s"] > 3 * self.pool.lost_after:
                 self.aborted = f"no evaluation worker has called in for {self.pool.lost_after:g}s (all hosts lost?)"
                 return

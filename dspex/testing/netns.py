@@ -118,6 +118,10 @@ class Network:
         ip("link", "set", self.hosts[i].link, "down", check=False)
         self._kill_all(i)
 
+    def kill(self, i: int) -> None:
+        """Every process in host ``i`` is killed (-9); its link stays up (the machine reboots, say)."""
+        self._kill_all(i)
+
     def _kill_all(self, i: int) -> None:
         for _ in range(50):
             pids = self.pids(i)

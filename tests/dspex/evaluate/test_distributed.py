@@ -162,3 +162,48 @@ def test_dspex_eval_with_hosts_runs_end_to_end(tmp_path):
         assert summary["examples"] == 40 and summary["failed"] == 0
         assert len(server.successes()) == 40  # each example asked once, by the hosts
         assert summary["usage"]["requests"] == 40  # and the leader's ledger saw every one
+
+
+def stop_host_supervisor(rt, host: str) -> None:
+    """Stop the supervisor of ``host`` in the evaluation pool under the runtime's root."""
+    from supervision import Kind, SupervisorRef
+
+    root = SupervisorRef(rt.actors.root, "root", Kind.SUPERVISOR, rt.actors)
+    pools = [top for top in root.which_children() if top.ref is not None and top.id.startswith("eval")]
+    assert len(pools) == 1, pools
+    pool = SupervisorRef(pools[0].ref.address, pools[0].id, Kind.SUPERVISOR, rt.actors)
+    pool.terminate_child(f"host:{host}", timeout=30)
+
+
+def test_a_restarted_host_is_used_again_in_the_same_run(tmp_path):
+    """Every process of a host is killed mid-run and its supervisor on the leader is gone (as when restarts on
+    the dead node exhaust it); the host is started again: the pool starts its supervisor again
+    (``host_revived``) and the host takes examples in the same run."""
+    import time
+
+    with cluster(tmp_path, latency=0.05) as (net, server, rt, program, hosts):
+        counts: dict = {}
+
+        def restart_host() -> None:
+            wait_until(lambda: len(server.log) >= 100, timeout=60)
+            net.kill(0)
+            counts["killed_at"] = len(server.log)
+            time.sleep(3)  # its workers' exits reach the leader; their restarts on the dead node fail
+            stop_host_supervisor(rt, hosts[0])  # as when those restarts exhaust its intensity: it gives up
+            proc = net.spawn(0, [sys.executable, "-m", "dspex", "host", "--leader",
+                                 f"{net.leader_ip}:{rt.actors.admin_port}", "--bind", net.hosts[0].ip,
+                                 "--port", str(HOST_PORT)], env={"OPENAI_API_KEY": KEY})
+            counts["ready"] = proc.stdout.readline()
+            counts["restarted_at"] = len(server.log)
+
+        helper = threading.Thread(target=restart_host, daemon=True)
+        helper.start()
+        result = dspex.Evaluate(devset(3000), exact, max_concurrency=8, workers=1,
+                                progress=False).run_distributed(program, hosts=hosts, lost_after=2.0)
+        helper.join(timeout=5)
+        assert counts.get("ready", "").startswith("dspex host ready"), counts
+        assert counts["restarted_at"] < 2600, counts  # the run still had work when the host came back
+        assert [r.index for r in result.rows] == list(range(3000)) and not result.errors
+        by_host = sum(r.worker.endswith("@" + hosts[0]) for r in result.rows)
+        # it worked again after its restart: with its supervisor stopped, only the pool's revive could do that
+        assert by_host > counts["killed_at"] // 2 + 100, (by_host, counts)
