@@ -134,11 +134,14 @@ class WorkerPool:
         if not self.hosts or now < self.next_revive or self.state is not PoolState.RUNNING:
             return []
         self.next_revive = now + REVIVE_EVERY
-        listed = {child.id: child.ref is not None for child in self.sup.which_children()}
-        missing = [host for host in self.hosts if not listed.get(f"host:{host}", False)]
-        if not missing:
+        try:
+            listed = {child.id: child.ref is not None for child in self.sup.which_children()}
+            missing = [host for host in self.hosts if not listed.get(f"host:{host}", False)]
+            if not missing:
+                return []
+            up = {info.address for info in self.rt.actors.nodes(timeout=REVIVE_PROBE) if info.state is NodeState.UP}
+        except SupervisionError:  # the pool itself is going: the feed sees that on its own
             return []
-        up = {info.address for info in self.rt.actors.nodes(timeout=REVIVE_PROBE) if info.state is NodeState.UP}
         revived = []
         for host in (h for h in missing if h in up):
             cid = f"host:{host}"
