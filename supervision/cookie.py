@@ -22,6 +22,7 @@ import hmac
 import os
 import secrets
 import stat
+import tempfile
 from pathlib import Path
 
 from .errors import CookieError
@@ -106,11 +107,20 @@ def read_file(path: Path, create: bool) -> Cookie:
 
 
 def _create(path: Path) -> None:
-    """Write a fresh secret, readable by its owner only; a file made meanwhile by another process wins."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Write a fresh secret, readable by its owner only. Written aside, then linked into place (atomic, and
+    never over an existing file): a process racing to make it reads either no file or the whole secret."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_urlsafe(32) + "\n")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, aside = tempfile.mkstemp(prefix=".cookie-", dir=path.parent)  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32) + "\n")
+            try:
+                os.link(aside, path)
+            except FileExistsError:  # another process made it first: theirs is the cookie
+                pass
+        finally:
+            os.unlink(aside)
+    except OSError as exc:
+        raise CookieError(f"cannot make the cookie file {path} ({exc.strerror or exc}): set {COOKIE_ENV}, or give "
+                          "cookie_file= / --cookie-file a file you may write") from None

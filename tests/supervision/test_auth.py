@@ -44,6 +44,24 @@ def test_the_cookie_comes_from_the_argument_then_the_environment_then_the_file_m
     assert cookies.resolve(cookie_file=other, environ={"DSPEX_COOKIE": "x" * 20}) == from_env
 
 
+def _fingerprint_of(path: Path, out: "multiprocessing.Queue") -> None:
+    out.put(cookies.read_file(path, create=True).fingerprint)
+
+
+def test_processes_making_the_cookie_at_once_all_read_the_same_one(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "fresh" / "cookie"
+    out = multiprocessing.get_context("fork").Queue()
+    procs = [multiprocessing.get_context("fork").Process(target=_fingerprint_of, args=(path, out)) for _ in range(8)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(30)
+    assert len({out.get(timeout=5) for _ in procs}) == 1  # nobody read a half-written file
+    assert [p.name for p in path.parent.iterdir()] == ["cookie"]  # nothing left aside
+
+
 def test_a_bad_cookie_is_refused_with_the_fix(tmp_path):
     loose = tmp_path / "loose"
     loose.write_text(SECRET)
