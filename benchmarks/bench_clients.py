@@ -24,7 +24,6 @@ from supervision import procfs
 
 HERE = Path(__file__).resolve().parent
 DSPY_PY = HERE / ".venv-dspy" / "bin" / "python"
-TICK = os.sysconf("SC_CLK_TCK")
 CPU_N, TP_N, TP_THREADS, FAULT_N, FAULT_THREADS = 2000, 1920, 64, 400, 16
 FAULTS = ["--error", "500:0.1", "--error", "503:0.1", "--error", "429:0.1", "--retry-after", "0.2"]
 
@@ -58,7 +57,7 @@ def descendants_cpu(exclude: int) -> float:
         while p in parent_of and p != me and chain < 50:
             p, chain = parent_of[p], chain + 1
         if p == me and pid not in (me, exclude):
-            total += (int(fields[11]) + int(fields[12])) / TICK
+            total += procfs.cpu_seconds(fields)
     return total
 
 

@@ -86,8 +86,7 @@ def frame_cost(n: int = 20_000, size: int = 300) -> tuple[float, float]:
 def _one_way(secure: bool, n: int, size: int) -> float:
     a, b = socket.socketpair()
     if secure:
-        a = channel.SecureSocket(a.family, a.type, a.proto, fileno=a.detach())
-        b = channel.SecureSocket.accepted(b)
+        a, b = channel.SecureSocket.connected(a), channel.SecureSocket.accepted(b)
     a.setblocking(False)
     b.setblocking(False)
     payload = b"x" * size
@@ -115,7 +114,7 @@ def leader_cpu(rt: Any) -> float:
     for pid in procfs.pids():
         fields = procfs.stat_fields(pid)
         if fields is not None and int(fields[3]) == session:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += procfs.cpu_seconds(fields)
     return total
 
 

@@ -71,7 +71,8 @@ _original_deregister = convention.ConventioneerAdmin.h_ConventionDeRegister
 _original_registration_failed = convention.LocalConventionState._setupConventionCBError
 _original_inattention = convention.LocalConventionState.convention_inattention_delay
 _original_member_checks = convention.LocalConventionState._convention_member_checks
-JOIN_RETRY_MAX = 15.0  # seconds: the longest a member waits between attempts to reach its leader
+JOIN_RETRY_MAX = 15.0  # seconds between a member's attempts at most (misses run past 3 only if
+                       # CONVENTION_REGISTRATION_MISS_MAX is raised in the environment)
 MAX_FRAME = 1 << 30  # bytes: a larger declared frame is treated as corrupt
 
 
@@ -203,16 +204,15 @@ class _Frames:
         raise ValueError(why)
 
 
-def _h_convention_register(self, envelope):  # type: ignore[no-untyped-def]
-    if _from_member_itself(envelope, "register"):
-        return _original_register(self, envelope)
-    return True
+def _from_member_only(original: Any, what: str) -> Any:
+    """A convention handler that passes on only a change a member makes about itself (see 5. above)."""
+    def handler(self, envelope):  # type: ignore[no-untyped-def]
+        return original(self, envelope) if _from_member_itself(envelope, what) else True
+    return handler
 
 
-def _h_convention_deregister(self, envelope):  # type: ignore[no-untyped-def]
-    if _from_member_itself(envelope, "de-register"):
-        return _original_deregister(self, envelope)
-    return True
+_h_convention_register = _from_member_only(_original_register, "register")
+_h_convention_deregister = _from_member_only(_original_deregister, "de-register")
 
 
 def _registration_failed(self, result, finished_intent):  # type: ignore[no-untyped-def]

@@ -142,6 +142,11 @@ class SecureSocket(socket.socket):
         """The server side of a connection ``accept`` returned (its descriptor moves over)."""
         return cls(sock.family, sock.type, sock.proto, fileno=sock.detach(), server=True)
 
+    @classmethod
+    def connected(cls, sock: socket.socket) -> "SecureSocket":
+        """The client side of a socket already connected (its descriptor moves over)."""
+        return cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+
     @property
     def awaiting_peer(self) -> bool:
         """True while a client can only wait for the server's answer (the transport then selects on read)."""

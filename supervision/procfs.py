@@ -1,4 +1,4 @@
-"""Reading /proc (Linux): a process's state, parent and session, and a process's children.
+"""Reading /proc (Linux): a process's state, parent, session and CPU, and a process's children.
 
 Used to reap the fork Thespian leaves behind, and by the tests to find stray processes.
 """
@@ -17,6 +17,11 @@ def stat_fields(pid: int) -> list[str] | None:
     except OSError:
         return None
     return stat[stat.rfind(")") + 2:].split()
+
+
+def cpu_seconds(fields: list[str]) -> float:
+    """User + system CPU seconds of a process, from its :func:`stat_fields`."""
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @functools.cache

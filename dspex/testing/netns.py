@@ -116,13 +116,11 @@ class Network:
     def tear_down(self, i: int) -> None:
         """Host ``i`` is lost: its link goes down and every process in it is killed (-9)."""
         ip("link", "set", self.hosts[i].link, "down", check=False)
-        self._kill_all(i)
+        self.kill(i)
 
     def kill(self, i: int) -> None:
-        """Every process in host ``i`` is killed (-9); its link stays up (the machine reboots, say)."""
-        self._kill_all(i)
-
-    def _kill_all(self, i: int) -> None:
+        """Every process in host ``i`` is killed (-9), by pid (the namespace's members, again until none is
+        left); its link stays up (the machine reboots, say)."""
         for _ in range(50):
             pids = self.pids(i)
             if not pids:
@@ -148,7 +146,7 @@ class Network:
             except subprocess.TimeoutExpired:
                 pass
         for i, host in enumerate(self.hosts):
-            self._kill_all(i)
+            self.kill(i)
             ip("netns", "del", host.ns, check=False)
             ip("link", "del", host.link, check=False)
         for proc in self.procs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import hmac
+import multiprocessing
 import os
 import pickle
 import re
@@ -49,8 +50,6 @@ def _fingerprint_of(path: Path, out: "multiprocessing.Queue") -> None:
 
 
 def test_processes_making_the_cookie_at_once_all_read_the_same_one(tmp_path):
-    import multiprocessing
-
     path = tmp_path / "fresh" / "cookie"
     out = multiprocessing.get_context("fork").Queue()
     procs = [multiprocessing.get_context("fork").Process(target=_fingerprint_of, args=(path, out)) for _ in range(8)]
@@ -93,13 +92,14 @@ def keyed():
     channel.inherit_key(before)
 
 
+def non_blocking(sock: socket.socket) -> socket.socket:
+    sock.setblocking(False)
+    return sock
+
+
 def pair() -> tuple[channel.SecureSocket, channel.SecureSocket]:
     a, b = socket.socketpair()
-    client = channel.SecureSocket(a.family, a.type, a.proto, fileno=a.detach())
-    server = channel.SecureSocket.accepted(b)
-    client.setblocking(False)
-    server.setblocking(False)
-    return client, server
+    return non_blocking(channel.SecureSocket.connected(a)), non_blocking(channel.SecureSocket.accepted(b))
 
 
 def pump(client: channel.SecureSocket, server: channel.SecureSocket, data: bytes) -> bytes:
@@ -141,8 +141,7 @@ def test_a_peer_with_another_cookie_is_closed_before_any_byte_reaches_the_caller
     assert server.recv(1024) == b""
 
     raw, b = socket.socketpair()  # a client that guesses: it answers the server's nonce with another key
-    server = channel.SecureSocket.accepted(b)
-    server.setblocking(False)
+    server = non_blocking(channel.SecureSocket.accepted(b))
     before = channel.rejections[channel.Rejection.WRONG_COOKIE]
     nonce = os.urandom(channel.NONCE)
     raw.sendall(channel.MAGIC + nonce)
@@ -167,8 +166,7 @@ def test_a_tampered_or_replayed_record_closes_the_connection(keyed):
     # everything a client sent on one connection, replayed on a new one, fails the proof (a new server nonce)
     near, relay_in = socket.socketpair()
     relay_out, far = socket.socketpair()
-    client = channel.SecureSocket(near.family, near.type, near.proto, fileno=near.detach())
-    server = channel.SecureSocket.accepted(far)
+    client, server = channel.SecureSocket.connected(near), channel.SecureSocket.accepted(far)
     for end in (client, server, relay_in, relay_out):
         end.setblocking(False)
     recorded, got, sent = b"", b"", 0
@@ -187,8 +185,7 @@ def test_a_tampered_or_replayed_record_closes_the_connection(keyed):
         except BlockingIOError:
             pass
     x, y = socket.socketpair()
-    victim = channel.SecureSocket.accepted(y)
-    victim.setblocking(False)
+    victim = non_blocking(channel.SecureSocket.accepted(y))
     x.sendall(recorded)
     time.sleep(0.01)
     assert victim.recv(1024) == b""
