@@ -31,8 +31,10 @@ MAX_BATCH = 512  # admissions asked for in one AdmitBatch
 class AsyncChannel(ReportingChannel):
     """See the module docstring. ``link``: the pipeline's ``ClientLink``."""
 
-    def __init__(self, link: Any) -> None:
-        super().__init__(link)
+    most = MAX_BATCH
+
+    def __init__(self, link: Any, ahead: float = 0.0) -> None:
+        super().__init__(link, ahead)
         self._cond = threading.Condition()
         self._asks: deque[tuple[Admit, asyncio.Future]] = deque()
         self._pump: threading.Thread | None = None
@@ -42,6 +44,9 @@ class AsyncChannel(ReportingChannel):
 
     async def admit(self, admit: Admit) -> Lease:
         """A lease for attempt 0 (waits its turn; a typed LMError when it may not be sent)."""
+        held = self.held_lease(admit)
+        if held is not None:
+            return held
         future = asyncio.get_running_loop().create_future()
         with self._cond:
             if self._closed:
@@ -61,6 +66,7 @@ class AsyncChannel(ReportingChannel):
     async def failed(self, report: Report) -> Lease | Done:
         """A failed attempt's outcome: the next attempt's lease (after its backoff), or the request's typed
         error. The call's reply resolves a future: no thread waits through the backoff."""
+        self.give_back_all()
         answer = self.link.call_future(report)
         try:
             return await asyncio.wrap_future(answer)
@@ -85,16 +91,22 @@ class AsyncChannel(ReportingChannel):
                     self._cond.wait()
                 if self._closed:
                     return
-                batch = []
+                batch, held = [], []
                 while self._asks and len(batch) < MAX_BATCH:
-                    ask = self._asks.popleft()
-                    if not ask[1].cancelled():  # its task gave up before it was asked for
-                        batch.append(ask)
+                    admit, future = self._asks.popleft()
+                    if future.cancelled():  # its task gave up before it was asked for
+                        continue
+                    lease = self.held_lease(admit, note=False)  # one granted ahead since it queued
+                    if lease is not None:
+                        held.append((future, lease, None, admit.run))
+                    else:
+                        batch.append((admit, future))
+            self._deliver(held)
             if batch:
                 self._ask(batch)
 
     def _ask(self, batch: list[tuple[Admit, asyncio.Future]]) -> None:
-        answers, error = ask_batch(self.link.call, [admit for admit, _ in batch])
+        answers, error = ask_batch(self.link.call, [admit for admit, _ in batch], self)
         settled, again = [], []
         for i, ((admit, future), lease) in enumerate(zip(batch, answers)):
             if i == 0 and error is not None:
@@ -105,6 +117,10 @@ class AsyncChannel(ReportingChannel):
                 again.append((admit, future))
         with self._cond:
             self._asks.extendleft(reversed(again))
+        self._deliver(settled)
+
+    def _deliver(self, settled: list) -> None:
+        """Hand ``(future, lease, error, run)`` answers to their tasks, in one hop onto the loop."""
         if settled:
             loop = settled[0][0].get_loop()
             try:

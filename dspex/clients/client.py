@@ -42,7 +42,7 @@ from .budgets import BudgetBook
 from .config import LMConfig
 from .leases import SWEEP_EVERY, HeldLease, Wait, holder_gone, remember, to_take_back
 from .messages import (Admit, AdmitBatch, Booked, CacheHit, ClientStatus, CloseBudget, Done, Flush, GetStatus, GetUsage,
-                       InjectFaults, Lease, Leases, LedgerQuery, LedgerReport, OpenBudget, RecordBatch, Release, Report,
+                       GiveBack, InjectFaults, Lease, Leases, LedgerQuery, LedgerReport, OpenBudget, RecordBatch, Release, Report,
                        ReportBatch, ResetBreaker, UsageRecord, UsageTotals)
 from .outcomes import attempt_error, learn, remaining_pause, retry_delay, throttle_pause
 from .prices import Price, cost_of
@@ -146,6 +146,8 @@ class ClientActor(GenServer):
                     self._report(report)
             case Release(lease=lease_id, run=run):
                 self._release(lease_id, run)
+            case GiveBack(leases=ids):
+                self._give_back(ids)
             case CacheHit(run=run):
                 self._account(UsageRecord(client=self.cfg.client_key, run=run, ok=True, cached=True, retries=0,
                                           prompt_tokens=0, completion_tokens=0, cost=0.0))
@@ -339,6 +341,14 @@ class ClientActor(GenServer):
         wait = lease.wait
         wait.add_maximum()
         self._book(wait, ok=False, status=0, error="Aborted")
+        self._pump()
+
+    def _give_back(self, ids: tuple) -> None:
+        """Leases granted ahead that no request used: their places (and breaker permits) go back, unbooked."""
+        for lease_id in ids:
+            lease = self.leases.pop(lease_id, None)
+            if lease is not None and lease.permit is not None:
+                self.breaker.cancel(lease.permit)
         self._pump()
 
     def _pump(self) -> None:

@@ -9,6 +9,9 @@ if a lease is free that instant, so no lease is ever held without a thread waiti
 give back, nothing to leak). Success reports (one-way) are gathered for a few milliseconds and sent as
 one :class:`ReportBatch` (``batcher.Batcher``); ``flush()`` sends what is pending at once (an evaluation
 worker flushes before it hands in its rows, so the ledger has every call of a row before the row counts).
+
+A channel made with ``ahead`` > 0 (an evaluation worker on another host) also holds leases ahead of need,
+asked for in the same messages (``ahead.py``): most of its requests then take a lease without a message.
 """
 
 from __future__ import annotations
@@ -20,22 +23,32 @@ from typing import Any, Callable, Sequence
 import structlog
 
 from ..errors import LMError
+from .ahead import Ahead
 from .batcher import Batcher
-from .messages import Admit, AdmitBatch, CacheHit, Done, Lease, Leases, Release, Report, ReportBatch
+from .messages import Admit, AdmitBatch, CacheHit, Done, GiveBack, Lease, Leases, Release, Report, ReportBatch
 
 log = structlog.get_logger("dspex")
 
 MAX_BATCH = 16  # admissions asked for in one AdmitBatch
 REPORT_EVERY = 0.005  # seconds a success report may wait for others
+HELD_FOR = 1.0  # seconds a lease held ahead waits for a request before it goes back unused
 
 
 class ReportingChannel:
     """What every lease channel outside the client actor's process shares: success reports batched, a
-    release or a cache hit cast, ``flush`` / ``close`` sending what is pending."""
+    release or a cache hit cast, ``flush`` / ``close`` sending what is pending, and the leases held ahead
+    (``ahead`` seconds of this process's need; 0: none)."""
 
-    def __init__(self, link: Any) -> None:  # a pipeline.ClientLink (which imports this module)
+    most = MAX_BATCH  # admissions asked for in one message
+
+    def __init__(self, link: Any, ahead: float = 0.0) -> None:  # a pipeline.ClientLink (which imports this module)
         self.link = link
-        self.reports = Batcher(self._send_reports, REPORT_EVERY, "dspex-reports")
+        # holding leases ahead, a process reports as seldom as it asks: its successes wait up to half of ``ahead``
+        self.reports = Batcher(self._send_reports, max(REPORT_EVERY, ahead / 2), "dspex-reports")
+        self._held = Ahead(ahead, HELD_FOR, self.most) if ahead > 0 else None
+        self._held_lock = threading.Condition()
+        self._sweeper: threading.Thread | None = None
+        self._closing = False
 
     def succeeded(self, report: Report) -> None:
         self.reports.add(report)
@@ -50,7 +63,70 @@ class ReportingChannel:
         self.reports.flush()
 
     def close(self) -> None:
+        with self._held_lock:
+            self._closing = True
+            self._held_lock.notify_all()
+        self.give_back_all()
         self.reports.close()
+
+    # --- leases held ahead (``ahead.py``) -------------------------------------------------------
+
+    def held_lease(self, admit: Admit, note: bool = True) -> Lease | None:
+        """A lease held ahead that fits ``admit`` (None: it asks the actor); ``note``: count it in the need."""
+        if self._held is None:
+            return None
+        with self._held_lock:
+            return self._held.take(admit, note)
+
+    def extras(self, asking: Sequence[Admit]) -> list[Admit]:
+        """The admissions to ask for ahead, in the message that asks for ``asking``."""
+        if self._held is None:
+            return []
+        with self._held_lock:
+            return self._held.extras(asking)
+
+    def hold(self, extras: Sequence[Admit], leases: Sequence[Lease | None]) -> None:
+        """Keep the leases granted for ``extras``; each goes back if unused in ``HELD_FOR`` seconds."""
+        if self._held is None or not extras:
+            return
+        with self._held_lock:
+            self._held.add(extras, leases)
+            if self._closing:
+                back = self._held.drain()
+            else:
+                back = []
+                if self._sweeper is None and self._held.held:
+                    self._sweeper = threading.Thread(target=self._sweep, name="dspex-leases-ahead", daemon=True)
+                    self._sweeper.start()
+                self._held_lock.notify_all()
+        self._give_back(back)
+
+    def give_back_all(self) -> None:
+        """Every lease held ahead goes back (an attempt failed: the actor decides again; or closing)."""
+        if self._held is not None:
+            with self._held_lock:
+                back = self._held.drain()
+            self._give_back(back)
+
+    def _give_back(self, ids: list[int]) -> None:
+        if ids:
+            try:
+                self.link.cast(GiveBack(tuple(ids)))
+            except LMError as exc:  # the client actor is gone: its leases went with it
+                log.info("leases_not_given_back", leases=len(ids), error=str(exc))
+
+    def _sweep(self) -> None:
+        """Give back leases whose time is up, until none is held (the next ``hold`` starts this again)."""
+        assert self._held is not None
+        while True:
+            with self._held_lock:
+                due = self._held.next_expiry()
+                if due is None or self._closing:
+                    self._sweeper = None
+                    return
+                self._held_lock.wait(max(0.0, due - self._held.clock()))
+                back = self._held.expired()
+            self._give_back(back)
 
     def _send_reports(self, batch: list[Report]) -> None:
         try:
@@ -63,26 +139,34 @@ class CoalescedChannel(ReportingChannel):
     """The lease channel of a process other than the client actor's (module docstring); the same
     methods as ``pipeline.DirectChannel``, which it differs from in ``admit``, ``succeeded`` and ``flush``."""
 
-    def __init__(self, link: Any) -> None:
-        super().__init__(link)
-        self.admissions = Admissions()
+    def __init__(self, link: Any, ahead: float = 0.0) -> None:
+        super().__init__(link, ahead)
+        self.admissions = Admissions(self)
 
     def admit(self, admit: Admit) -> Lease:
         return self.admissions.admit(self.link.call, admit)
 
     def failed(self, report: Report) -> Lease | Done:
+        self.give_back_all()
         return self.link.call(report)
 
 
-def ask_batch(call: Callable[[Any], Any], admits: Sequence[Admit]) -> tuple[tuple, Exception | None]:
+def ask_batch(call: Callable[[Any], Any], admits: Sequence[Admit],
+              channel: ReportingChannel | None = None) -> tuple[tuple, Exception | None]:
     """Ask for ``admits`` in one call (an AdmitBatch, or the lone Admit): each one's lease, or None where none
     was free that instant (it asks again); a failure is the first's error (a typed LMError) and the others
-    ask again. Ctrl-C (a BaseException) is the caller's to handle."""
+    ask again. With ``channel``, the leases it holds ahead are asked for in the same call and kept there.
+    Ctrl-C (a BaseException) is the caller's to handle."""
+    extras = channel.extras(admits) if channel is not None else []
+    asked = [*admits, *extras]
     try:
-        reply = call(AdmitBatch(tuple(admits)) if len(admits) > 1 else admits[0])
+        reply = call(AdmitBatch(tuple(asked)) if len(asked) > 1 else asked[0])
     except Exception as exc:  # noqa: BLE001 - the first's error; the others ask again
         return (None,) * len(admits), exc
-    return (reply.leases if isinstance(reply, Leases) else (reply,)), None
+    leases = reply.leases if isinstance(reply, Leases) else (reply,)
+    if channel is not None:
+        channel.hold(extras, leases[len(admits):])
+    return tuple(leases[:len(admits)]), None
 
 
 class _Ask:
@@ -97,15 +181,20 @@ class _Ask:
 
 
 class Admissions:
-    """The threads of one process asking one client actor for leases, coalesced (module docstring)."""
+    """The threads of one process asking one client actor for leases, coalesced (module docstring); with
+    ``channel``, first from the leases it holds ahead."""
 
-    def __init__(self) -> None:
+    def __init__(self, channel: ReportingChannel | None = None) -> None:
+        self.channel = channel
         self._cond = threading.Condition()
         self._queue: deque[_Ask] = deque()
         self._asking = False  # a thread's AdmitBatch is on its way
 
     def admit(self, call: Callable[[Any], Any], admit: Admit) -> Lease:
         """A lease for ``admit`` (``call`` sends a message to the client actor and returns its answer)."""
+        held = self.channel.held_lease(admit) if self.channel is not None else None
+        if held is not None:
+            return held
         ask = _Ask(admit)
         with self._cond:
             self._queue.append(ask)
@@ -120,7 +209,7 @@ class Admissions:
                 self._asking = True
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
             try:
-                answers, error = ask_batch(call, [a.admit for a in batch])
+                answers, error = ask_batch(call, [a.admit for a in batch], self.channel)
             except BaseException:  # Ctrl-C in this thread: its own to raise; the batch asks again
                 with self._cond:
                     self._queue.extendleft(reversed(batch))
@@ -137,6 +226,10 @@ class Admissions:
                     else:
                         again.append(queued)
                 self._queue.extendleft(reversed(again))
+                if self.channel is not None:  # asks queued meanwhile take the leases just granted ahead
+                    for queued in [q for q in self._queue if not q.done]:
+                        queued.lease = self.channel.held_lease(queued.admit, note=False)
+                    self._queue = deque(q for q in self._queue if not q.done)
                 self._asking = False
                 self._cond.notify_all()
 

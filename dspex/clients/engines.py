@@ -42,6 +42,9 @@ class Engines:
                  find_client: Callable[[LMConfig, Price | None], "ActorRef"]) -> None:
         self.cache_dir = cache_dir
         self.direct = direct  # this process is the client actors' own (a local runtime): leases by direct calls
+        # seconds of this process's need whose leases its pipelines hold ahead (0: none; an evaluation worker
+        # on another host sets it before its first request, so its LM calls do not each reach the leader)
+        self.lease_ahead = 0.0
         self._find_client = find_client
         self._lock = threading.RLock()
         self._pipelines: dict[tuple, Pipeline] = {}
@@ -65,7 +68,8 @@ class Engines:
                 link = ClientLink(lambda: self._find_client(cfg, price), cfg.qualified)
                 found = self._pipelines[ident] = Pipeline(transport or Transport(cfg, key), self.response_cache(),
                                                           link, self._history if remember else None,
-                                                          direct=self.direct, loop=self.loop)
+                                                          direct=self.direct, loop=self.loop,
+                                                          ahead=0.0 if self.direct else self.lease_ahead)
                 if owner is not None:
                     weakref.finalize(owner, self._drop, ident)
             return found
@@ -93,6 +97,14 @@ class Engines:
             pipeline.flush()
         if cache is not None:
             cache.flush()
+
+    def give_back(self) -> None:
+        """Give back every lease this process holds ahead of need (``ahead.py``): it will make no more requests
+        (an evaluation worker stopping), so those places go back now, unbooked, not by the actor's sweep."""
+        with self._lock:
+            pipelines = list(self._pipelines.values())
+        for pipeline in pipelines:
+            pipeline.give_back()
 
     def close(self) -> None:
         """Send what is pending, close the HTTP pools and write the cache's last puts."""

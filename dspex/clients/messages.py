@@ -162,6 +162,14 @@ class Release:
 
 
 @dataclass(frozen=True)
+class GiveBack:
+    """Leases granted ahead of need (``ahead.py``) that no request used: their places go back, nothing is
+    booked (no attempt was made with them). One-way."""
+
+    leases: tuple  # lease ids
+
+
+@dataclass(frozen=True)
 class ReportBatch:
     """Success reports of several calls of one process, sent together (one-way)."""
 

@@ -321,11 +321,12 @@ class Pipeline:
     goes through ``send`` on a thread."""
 
     def __init__(self, transport: Transport, cache: ResponseCache, link: ClientLink, history: deque | None, *,
-                 direct: bool, loop: EventLoop | None = None) -> None:
+                 direct: bool, loop: EventLoop | None = None, ahead: float = 0.0) -> None:
         self.transport = transport
         self.link = link
         self.loop = loop
-        self.channel = DirectChannel(link) if direct else CoalescedChannel(link)
+        self.ahead = ahead  # seconds of need whose leases are held ahead (a worker on another host; ahead.py)
+        self.channel = DirectChannel(link) if direct else CoalescedChannel(link, ahead)
         self.hold = Hold()  # one per client and process: a 429's pause holds both engines' attempts
         self._cached = Cached(Leased(Streamed(transport), self.channel, self.hold), cache, self.channel)
         self._remember = Remember(self._cached, history) if history is not None else None
@@ -355,7 +356,7 @@ class Pipeline:
         key, comp = self._cached.lookup(request)
         if comp is None:
             if self._achannel is None:
-                self._achannel, self._atransport = AsyncChannel(self.link), AsyncTransport(self.transport)
+                self._achannel, self._atransport = AsyncChannel(self.link, self.ahead), AsyncTransport(self.transport)
             comp = self._cached.store(key, await arun_steps(lease_steps(request, self._achannel, self.hold),
                                                             self._aperform))
         return self._remember.record(request, comp) if self._remember is not None else comp
@@ -378,6 +379,13 @@ class Pipeline:
         self.channel.flush()
         if self._achannel is not None:
             self._achannel.flush()
+
+    def give_back(self) -> None:
+        """Give back the leases this pipeline holds ahead of need (none on a direct channel)."""
+        if isinstance(self.channel, CoalescedChannel):
+            self.channel.give_back_all()
+        if self._achannel is not None:
+            self._achannel.give_back_all()
 
     async def aclose(self) -> None:
         """Close what lives on the event loop (its HTTP session), on the loop."""

@@ -15,6 +15,7 @@ after ``lost_after``); a result for an example already done, or of a run closed 
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 from collections import deque
@@ -31,10 +32,30 @@ from ..programs.settings import setting
 from .result import EvalRow, timeout_row
 from .tracker import Tracker
 
-HEARTBEAT = 1.0  # seconds: a worker calls the coordinator at least this often, busy or not
-ROWS_PER_CALL = 8  # a worker sends its finished rows once it has this many...
-ROW_DELAY = 0.02  # ...or the oldest has waited this long (seconds)
 IDLE_WAIT = 0.5  # seconds an idle worker's call waits at the coordinator for work before it is answered empty
+LOOP_WAIT = 0.02  # seconds a worker's loop waits for a running example before it looks again
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How often the workers of a pool talk to its coordinator, and Evaluate to it: the trade between a
+    row's latency and the coordinator's cost an example. A busy worker calls when its oldest row has waited
+    ``row_delay`` seconds or its threads are about to run dry, and at least every ``heartbeat`` seconds
+    (an idle one waits at the coordinator); it keeps queued what it finishes in ``row_delay`` besides twice
+    its threads, so a thread never waits for a round trip. Evaluate pauses ``gather`` seconds after a poll
+    that brought rows, letting more gather. A worker's LM calls hold leases for ``lease_ahead`` seconds of
+    their need, asked for together, so they do not each cross to the client actor."""
+
+    row_delay: float = 0.02
+    heartbeat: float = 1.0
+    gather: float = 0.02
+    lease_ahead: float = 0.0  # seconds of LM admissions a worker holds leases for ahead (clients/ahead.py)
+
+    @classmethod
+    def for_hosts(cls, lost_after: float) -> "Pace":
+        """Workers on other hosts: the leader sees each a few times a second, not once an example (its cost
+        an example must stay flat as hosts are added), and often enough to tell a lost host in ``lost_after``."""
+        return cls(row_delay=0.5, heartbeat=min(0.5, lost_after / 4), gather=0.1, lease_ahead=0.5)
 
 
 @dataclass(frozen=True)
@@ -86,6 +107,7 @@ class Pull:
     rows: tuple = ()
     known: frozenset = frozenset()
     wait: float = 0.0
+    ahead: int = 0  # examples it finishes between two calls: held beyond twice its share of each run
 
 
 @dataclass(frozen=True)
@@ -146,7 +168,7 @@ class _Run:
 
 class EvalCoordinator(GenServer):
     """Owns a Tracker per open run: pending / in flight (per worker) / done. Workers call in at least
-    every HEARTBEAT seconds; one silent for ``lost_after`` (its host gone, its process hung) loses its
+    every ``Pace.heartbeat`` seconds; one silent for ``lost_after`` (its host gone, its process hung) loses its
     examples to the others, and a result it sends later counts only if nobody finished them first."""
 
     title_prefix = "dspex"
@@ -226,7 +248,7 @@ class EvalCoordinator(GenServer):
         return self.keys
 
     def _batch(self, request: Pull, now: float) -> Batch:
-        items = self._take(request.worker, request.n, now)
+        items = self._take(request.worker, request.n, now, request.ahead)
         programs = {run: self.runs[run].program for run in {item[0] for item in items} - request.known}
         return Batch(items, programs, frozenset(self.runs))
 
@@ -255,8 +277,9 @@ class EvalCoordinator(GenServer):
             self.actor_log.warning(event, worker=worker, requeued=requeued, **details)
             self._serve_idle(now)
 
-    def _take(self, worker: str, n: int, now: float) -> tuple:
-        """Up to ``n`` examples for ``worker``, the open runs taking turns, none past its in-flight share."""
+    def _take(self, worker: str, n: int, now: float, ahead: int = 0) -> tuple:
+        """Up to ``n`` examples for ``worker``, the open runs taking turns, none past its in-flight share
+        (twice its running share, and the ``ahead`` it finishes between two calls)."""
         order = list(self.runs.items())
         if not order:
             return ()
@@ -267,7 +290,7 @@ class EvalCoordinator(GenServer):
             before = len(items)
             for name, run in order:
                 held = sum(1 for holder, _ in run.tracker.in_flight.values() if holder == worker)
-                room = 2 * run.program.running - held
+                room = 2 * run.program.running + ahead - held
                 share = min(room, max(1, (n - len(items)) // len(order)), n - len(items))
                 if run.cancelled or share <= 0:
                     continue
@@ -310,8 +333,9 @@ class EvalWorker(GenServer):
 
     title_prefix = "dspex"
 
-    def init(self, worker: str, info: Any, concurrency: int, coordinator: str) -> None:
+    def init(self, worker: str, info: Any, concurrency: int, coordinator: str, pace: Pace = Pace()) -> None:
         self.worker, self.info, self.concurrency, self.coordinator = worker, info, concurrency, coordinator
+        self.pace = pace
         self.stopping = threading.Event()
         self.rt: Any = None  # the attached runtime (made by the worker thread)
         self.coord: Any = None  # the coordinator's address, once the worker thread has found it
@@ -323,6 +347,7 @@ class EvalWorker(GenServer):
         if self.coord is not None:  # what this worker had in flight is nobody's now: re-queued at once
             self.send(self.coord, WorkerDown(self.worker, reason))
         if self.rt is not None:  # the process may end before the worker thread does: write what is pending
+            self.rt.engines.give_back()  # leases held ahead: unused, back now rather than swept as lost
             self.rt.engines.flush()
             self.rt.engines.response_cache().close()
         flush_spans()
@@ -331,6 +356,7 @@ class EvalWorker(GenServer):
         from ..runtime import Runtime
 
         rt = self.rt = Runtime.attach(self.info)
+        rt.engines.lease_ahead = self.pace.lease_ahead  # before the first pipeline is made
         try:
             coord = rt.actors.whereis(self.coordinator)
             if coord is None:
@@ -368,42 +394,54 @@ class EvalWorker(GenServer):
             self.programs[run] = (program, metric, sent, on_loop)
 
     def _work(self, rt: Any, coord: Any) -> None:
-        """Keep the threads busy and as many examples queued (so a thread never waits for a round trip);
-        one call to the coordinator both returns finished rows and takes more. Runs until stopped."""
+        """Keep the threads busy and enough examples queued (so a thread never waits for a round trip);
+        one call to the coordinator both returns finished rows and takes more (``Pace``). Runs until stopped."""
+        pace = self.pace
         running: dict[Future, str] = {}  # future -> its run
         per_run: dict[str, int] = {}  # run -> its examples running here
         queued: deque = deque()  # handed to us, not started yet: still ours (in flight) at the coordinator
         rows: list[tuple[str, EvalRow]] = []
         first_row_at = 0.0
         last_call = float("-inf")
+        drained = False  # the last call got less than it asked for: the coordinator has no more for now
+        rate, counted = 0.0, 0  # rows a second finished here (smoothed), and rows since the last call
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.worker}-ex")
         try:
             while not self.stopping.is_set():
                 now = time.monotonic()
-                want = 2 * self.concurrency - len(running) - len(queued)
+                ahead = math.ceil(rate * pace.row_delay)
+                want = 2 * self.concurrency + ahead - len(running) - len(queued)
                 busy = bool(running or queued)
-                if ((rows and (len(rows) >= ROWS_PER_CALL or now - first_row_at > ROW_DELAY))
-                        or want >= max(1, self.concurrency // 2) or now - last_call > HEARTBEAT):
+                starving = len(running) + len(queued) < self.concurrency and (
+                    not drained or now - last_call > pace.row_delay)
+                if ((rows and (not busy or now - first_row_at > pace.row_delay))
+                        or starving or now - last_call > pace.heartbeat):
                     if rows:
                         rt.engines.flush()  # the ledger has a row's calls before the row counts
                         if not busy:
                             flush_spans()  # an idle moment: the rows' spans go out before the rows
                     # idle, the call waits at the coordinator until there is work (or IDLE_WAIT passes)
-                    pull = Pull(self.worker, want, tuple(rows), frozenset(self.programs), 0.0 if busy else IDLE_WAIT)
+                    pull = Pull(self.worker, max(0, want), tuple(rows), frozenset(self.programs),
+                                0.0 if busy else IDLE_WAIT, ahead)
                     batch = rt.actors.call(coord, pull, 30.0)
-                    rows, last_call = [], time.monotonic()
+                    took = time.monotonic()
+                    if counted and took > last_call:
+                        rate = 0.5 * rate + 0.5 * counted / max(took - last_call, pace.row_delay)
+                    rows, last_call, counted = [], took, 0
+                    drained = len(batch.items) < want
                     self._learn(rt, batch)
                     queued.extend(batch.items)
                 self._start(pool, queued, running, per_run)
                 if not running:
-                    time.sleep(0.01)
+                    time.sleep(LOOP_WAIT)
                     continue
-                done, _ = wait(list(running), timeout=ROW_DELAY, return_when=FIRST_COMPLETED)
+                done, _ = wait(list(running), timeout=LOOP_WAIT, return_when=FIRST_COMPLETED)
                 for f in done:
                     if not rows:
                         first_row_at = time.monotonic()
                     run = running.pop(f)
                     per_run[run] -= 1
+                    counted += 1
                     rows.append((run, f.result()))  # run_example raises only what must stop the worker (Ctrl-C's kind)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)  # the crash is reported now, not after the rest finish
@@ -433,5 +471,5 @@ class EvalWorker(GenServer):
         queued.extendleft(reversed(waiting))
 
 
-__all__ = ["EvalCoordinator", "EvalWorker", "Hello", "Pull", "WorkerDown", "OpenRun", "CloseRun", "RunProgram", "Batch",
+__all__ = ["Pace", "EvalCoordinator", "EvalWorker", "Hello", "Pull", "WorkerDown", "OpenRun", "CloseRun", "RunProgram", "Batch",
            "SweepAndCollect", "Progress", "CancelRun"]

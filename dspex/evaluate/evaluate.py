@@ -45,7 +45,7 @@ from .async_runner import AsyncRunner, runs_async
 from ..clients.event_loop import EventLoop
 from ..clients.lm import LM
 from ..programs.settings import setting
-from .feed import feed
+from .feed import HOST_LOST_AFTER, feed
 from .result import EvalProgress, EvalRow, EvaluationResult, RowFinished, load_journal
 from .tracker import Tracker
 
@@ -235,7 +235,7 @@ class Evaluate:
 
     @with_callbacks
     def run_distributed(self, program: Any, hosts: Sequence[str], runtime: Any = None, *,
-                        join_timeout: float = 30.0, lost_after: float = 10.0,
+                        join_timeout: float = 30.0, lost_after: float = HOST_LOST_AFTER,
                         until: Callable[["_Tally"], bool] | None = None) -> EvaluationResult:
         """Evaluate ``program`` with ``workers`` worker processes on each of ``hosts``.
 

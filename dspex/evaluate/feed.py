@@ -24,10 +24,9 @@ from typing import Any, Iterator, Sequence
 import structlog
 
 from ..telemetry.propagation import carry
-from .actors import CancelRun, CloseRun, EvalCoordinator, EvalWorker, OpenRun, SweepAndCollect
+from .actors import CancelRun, CloseRun, EvalCoordinator, EvalWorker, OpenRun, Pace, SweepAndCollect
 
 log = structlog.get_logger("dspex.evaluate")
-GATHER = 0.02  # seconds between polls that brought rows (the next one waits at the coordinator anyway)
 GIVE_UP_SEEN = 5.0  # seconds to wait, after the coordinator is found gone, for the root to record why
 
 _LEASED: contextvars.ContextVar["PoolLease | None"] = contextvars.ContextVar("dspex_worker_pool", default=None)
@@ -70,6 +69,9 @@ def shipped_by_value(modules: Sequence[Any]) -> Iterator[None]:
             cloudpickle.unregister_pickle_by_value(module)
 
 
+LOST_AFTER = 10.0  # seconds a local worker may stay silent before its examples go to the others
+HOST_LOST_AFTER = 2.0  # the same for a worker on another host (it calls in every Pace.heartbeat seconds)
+ABANDON_AFTER = 30.0  # seconds a run waits with no worker at all (every host lost) before it stops
 REVIVE_EVERY = 2.0  # seconds between looks for a lost host that answers again
 REVIVE_PROBE = 0.5  # seconds a host has to answer that look
 
@@ -85,11 +87,15 @@ class WorkerPool:
     """
 
     def __init__(self, rt: Any, *, workers: int, concurrency: int, hosts: Sequence[str] = (),
-                 lost_after: float = 10.0, name: str | None = None) -> None:
+                 lost_after: float | None = None, name: str | None = None) -> None:
         from supervision import ChildSpec, SupervisorSpec
         from supervision.node import NODE_CAPABILITY
 
-        self.rt, self.hosts, self.lost_after = rt, tuple(hosts), lost_after
+        self.rt, self.hosts = rt, tuple(hosts)
+        self.lost_after = lost_after = lost_after or (HOST_LOST_AFTER if self.hosts else LOST_AFTER)
+        self.pace = Pace.for_hosts(lost_after) if self.hosts else Pace()
+        # a run with no worker left waits this long for one (a lost host comes back; one is revived)
+        self.abandon_after = max(ABANDON_AFTER, 3 * lost_after)
         self.host_specs: dict[str, ChildSpec] = {}  # host -> the spec of its supervisor (started again by revive)
         self.next_revive = 0.0  # monotonic time of the next look for hosts to start again
         self.name = name or f"eval-pool-{next(_names)}"
@@ -99,7 +105,8 @@ class WorkerPool:
         info = rt.info()
 
         def worker(wid: str, title: str, **placement: Any) -> ChildSpec:
-            return ChildSpec(wid, EvalWorker, args=(wid, info, per_worker, coordinator), title=title, **placement)
+            return ChildSpec(wid, EvalWorker, args=(wid, info, per_worker, coordinator, self.pace), title=title,
+                             **placement)
 
         children = [ChildSpec("coordinator", EvalCoordinator, name=coordinator, title="eval-coordinator",
                               args=(lost_after,))]
@@ -227,7 +234,7 @@ class PoolLease:
         self._lock = threading.Lock()
         self._closed = False
 
-    def pool(self, rt: Any, hosts: tuple, workers: int, lost_after: float) -> WorkerPool | None:
+    def pool(self, rt: Any, hosts: tuple, workers: int, lost_after: float | None) -> WorkerPool | None:
         """The pool for an evaluation on ``rt`` (and ``hosts``), started (again, if the last one gave up
         or served other hosts) when needed; None once the lease is closed."""
         with self._lock:
@@ -262,7 +269,7 @@ def leased(lease: PoolLease) -> Iterator[PoolLease]:
 
 
 def feed(rt: Any, program: Any, metric: Any, examples: list, *, done: list, workers: int, concurrency: int,
-         timeout: float | None, retry_timeouts: bool, hosts: Sequence[str] = (), lost_after: float = 10.0,
+         timeout: float | None, retry_timeouts: bool, hosts: Sequence[str] = (), lost_after: float | None = None,
          run: str = "eval", engine: str = "auto") -> "WorkerFeed":
     """A run on the leased pool, if this context has one; else on a pool of its own (named after the
     run), stopped when the run closes."""
@@ -303,11 +310,12 @@ class WorkerFeed:
             if progress.finished or (self.cancelled and not progress.counts["in_flight"]):
                 return
             self.pool.revive(time.monotonic())
-            if not progress.counts["live_workers"] and progress.counts["age_s"] > 3 * self.pool.lost_after:
-                self.aborted = f"no evaluation worker has called in for {self.pool.lost_after:g}s (all hosts lost?)"
+            if not progress.counts["live_workers"] and progress.counts["age_s"] > self.pool.abandon_after:
+                self.aborted = (f"no evaluation worker has called in for {self.pool.abandon_after:g}s "
+                                "(all hosts lost?)")
                 return
             if progress.rows:
-                time.sleep(GATHER)
+                time.sleep(self.pool.pace.gather)
 
     def cancel(self) -> None:
         self.cancelled = True

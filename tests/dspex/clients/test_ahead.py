@@ -1,0 +1,179 @@
+"""Leases held ahead of need (``dspex.clients.ahead``): what is asked for ahead, what a lease held may serve,
+when it goes back. Pure, with an injected clock; the channel and the actor's side are tested with a real
+client actor below."""
+
+from __future__ import annotations
+
+import pytest
+
+from dspex.clients.ahead import Ahead, fits
+from dspex.clients.messages import Admit, Lease
+
+HOLDER = ("node", 1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def admit(est: int = 10, run: str | None = "r", prompt: int = 20, completion: int = 30) -> Admit:
+    return Admit(est, run, HOLDER, None, prompt, completion)
+
+
+def test_need_is_measured_over_the_last_second_and_what_is_held_counts():
+    clock = Clock()
+    ahead = Ahead(0.5, 1.0, 16, clock)
+    for _ in range(10):  # ten admissions in the last second: five are needed in the next half second
+        assert ahead.take(admit()) is None
+        clock.now += 0.05
+    extras = ahead.extras([admit()])
+    assert len(extras) == 5
+    ahead.add(extras, [Lease(i, 0) for i in range(3)] + [None, None])  # the actor had three free
+    assert len(ahead.held) == 3
+    assert len(ahead.extras([admit()])) == 2  # what is held counts against the need
+    clock.now += 2.0  # a quiet second: nothing measured, nothing asked for ahead
+    ahead.take(admit())
+    assert ahead.extras([admit()]) == []
+
+
+def test_extras_are_as_large_as_the_largest_recent_request_of_the_same_run():
+    clock = Clock()
+    ahead = Ahead(0.5, 1.0, 16, clock)
+    for est, prompt in ((10, 20), (40, 90), (25, 30)):
+        ahead.take(admit(est, prompt=prompt))
+    ahead.take(admit(999, run="other", prompt=999))
+    extras = ahead.extras([admit(5, prompt=5)])
+    assert extras and all(e.est_tokens == 40 and e.max_prompt == 90 and e.run == "r" for e in extras)
+
+
+def test_at_most_one_message_worth_and_none_when_disabled():
+    clock = Clock()
+    ahead = Ahead(0.5, 1.0, 4, clock)
+    for _ in range(100):
+        ahead.take(admit())
+    assert len(ahead.extras([admit(), admit()])) == 2  # 4 in one message: two asked, two ahead
+    assert Ahead(0.0, 1.0, 4, clock).extras([admit()]) == []
+
+
+def test_a_held_lease_serves_only_a_request_it_fits():
+    assert fits(admit(10, prompt=20, completion=30), admit(10, prompt=20, completion=30))
+    assert fits(admit(10, prompt=20, completion=30), admit(5, prompt=1, completion=1))
+    assert not fits(admit(10), admit(11))  # more tokens than the lease was granted for
+    assert not fits(admit(10, prompt=20), admit(10, prompt=21))
+    assert not fits(admit(10, completion=30), admit(10, completion=31))
+    assert not fits(admit(run="a"), admit(run="b"))  # another run's budget
+    assert not fits(Admit(10, "r", HOLDER, 3, 20, 30), Admit(10, "r", HOLDER, 2, 20, 30))  # other retries
+
+
+def test_take_uses_a_fitting_lease_and_time_is_up_after_held_for():
+    clock = Clock()
+    ahead = Ahead(0.5, 1.0, 16, clock)
+    ahead.add([admit(10), admit(50)], [Lease(1, 0), Lease(2, 0)])
+    assert ahead.take(admit(40)).id == 2  # the first that fits
+    assert ahead.take(admit(40)) is None
+    assert ahead.next_expiry() == pytest.approx(101.0)
+    clock.now += 0.99
+    assert ahead.expired() == []
+    clock.now += 0.02
+    assert ahead.take(admit(5)) is None  # its time is up: never used
+    assert ahead.expired() == [1] and not ahead.held
+
+
+def test_drain_gives_back_everything_held():
+    ahead = Ahead(0.5, 1.0, 16, Clock())
+    ahead.add([admit()] * 3, [Lease(1, 0), None, Lease(3, 0)])
+    assert ahead.drain() == [1, 3] and ahead.next_expiry() is None
+
+
+def test_held_for_must_exceed_ahead():
+    with pytest.raises(ValueError, match="held_for"):
+        Ahead(1.0, 0.5, 16)
+
+
+# --- a process holding leases ahead, against a real client actor in another process --------------------------
+
+def _counting_calls(monkeypatch):
+    """Count the admission messages this process sends its client actor (the real call still goes)."""
+    from dspex.clients import pipeline
+    from dspex.clients.messages import AdmitBatch
+
+    asked = []
+    real = pipeline.ClientLink.call
+
+    def call(self, message, *args, **kwargs):
+        if isinstance(message, (Admit, AdmitBatch)):
+            asked.append(message)
+        return real(self, message, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.ClientLink, "call", call)
+    return asked
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["threads", "async"])
+def test_a_process_holding_leases_ahead_asks_seldom_and_books_exactly(server, tmp_path, monkeypatch, engine):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dspex
+    from dspex.testing import Faults
+
+    from .conftest import make_lm
+
+    asked = _counting_calls(monkeypatch)
+    server.set_faults(Faults(latency=0.05))
+    with dspex.runtime("multiproc", cache_dir=tmp_path, log_level=None) as rt:
+        rt.engines.lease_ahead = 0.5  # what an evaluation worker on another host sets
+        lm = make_lm(server, retries=0)
+        prompts = [f"p{i}" for i in range(80)]
+        if engine == "threads":
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(lambda p: lm.request(p).text, prompts))
+        else:
+            import asyncio
+
+            async def all_of() -> list:
+                gate = asyncio.Semaphore(4)
+
+                async def one(p: str) -> str:
+                    async with gate:
+                        return (await lm.arequest(p)).text
+                return await asyncio.gather(*(one(p) for p in prompts))
+            answers = rt.engines.loop.submit(all_of()).result(60)
+        assert answers == [f"ans:{p}" for p in prompts]
+        assert len(asked) < len(prompts) / 2, len(asked)  # most requests took a lease held ahead
+        usage = lm.usage()
+        assert usage.requests == 80 and usage.ok == 80 and len(server.log) == 80  # nothing booked twice or unsent
+        deadline = time.monotonic() + 3.0  # the leases nobody used go back within HELD_FOR, unbooked
+        while lm.status().in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lm.status().in_flight == 0
+        assert lm.usage().requests == 80
+
+
+@pytest.mark.slow
+def test_a_failed_attempt_gives_back_every_lease_held(server, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dspex
+    from dspex.testing import Faults
+
+    from .conftest import make_lm
+
+    server.set_faults(Faults(latency=0.05))
+    with dspex.runtime("multiproc", cache_dir=tmp_path, log_level=None) as rt:
+        rt.engines.lease_ahead = 0.5
+        lm = make_lm(server, retries=0)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda p: lm.request(p), [f"p{i}" for i in range(40)]))
+        rt.engines.flush()
+        assert lm.status().in_flight > 0  # leases are held ahead of the next requests
+        server.set_faults(Faults(schedule=["500"]))
+        with pytest.raises(dspex.LMError):
+            lm.request("fails")
+        rt.engines.flush()  # the successes' reports (batched) are in too
+        assert lm.status().in_flight == 0  # given back with the failure's report, not HELD_FOR later
