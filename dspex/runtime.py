@@ -90,6 +90,7 @@ class Runtime:
         self._bus = EventBus()  # dspex-level events (evaluation progress) for the dashboard and tests
         self._cancelled_runs: set[str] = set()  # runs asked to stop (rt.cancel_run)
         self._dashboards: list[Any] = []  # served by this runtime, closed with it
+        self._kept: dict[str, Any] = {}  # resources kept between calls (kept()), closed with it
 
     @property
     def base(self) -> str:
@@ -129,15 +130,31 @@ class Runtime:
             self._dashboards.append(board)
         return board
 
+    def kept(self, key: str, make: Callable[[], Any]) -> Any:
+        """The resource this runtime keeps under ``key`` between calls, made by ``make()`` on first use; its
+        ``close()`` is called when the runtime closes (e.g. the worker pool of ``run_distributed``: its
+        processes on the hosts serve every later evaluation, not only the first)."""
+        with self._lock:
+            if self.state is RuntimeState.CLOSED:
+                raise ConfigError("the runtime is closed: use `with dspex.runtime() as rt:`")
+            if key not in self._kept:
+                self._kept[key] = make()
+            return self._kept[key]
+
     def close(self) -> None:
         with self._lock:
             boards, self._dashboards = list(self._dashboards), []
-        for board in boards:
-            board.close()
-        OPEN.remove(self)
-        self.engines.close()
-        self.actors.close()
-        self.state = RuntimeState.CLOSED
+            kept, self._kept = list(self._kept.values()), {}
+        try:
+            for board in boards:
+                board.close()
+            for resource in kept:  # (worker pools: stopped while the actor system still runs)
+                resource.close()
+        finally:
+            OPEN.remove(self)
+            self.engines.close()
+            self.actors.close()
+            self.state = RuntimeState.CLOSED
 
     def _clients(self) -> SupervisorRef:
         """The ``clients`` supervisor of this open runtime (ConfigError if it is not open)."""

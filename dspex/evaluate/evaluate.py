@@ -45,7 +45,7 @@ from .async_runner import AsyncRunner, runs_async
 from ..clients.event_loop import EventLoop
 from ..clients.lm import LM
 from ..programs.settings import setting
-from .feed import HOST_LOST_AFTER, feed
+from .feed import HOST_LOST_AFTER, feed, host_pools
 from .result import EvalProgress, EvalRow, EvaluationResult, RowFinished, load_journal
 from .tracker import Tracker
 
@@ -246,6 +246,8 @@ class Evaluate:
         through this runtime's client actors (shared limits, breakers, budget, ledger), their HTTP
         from the hosts, each host's keys from its own environment. A host silent for ``lost_after``
         seconds is lost: its examples run again elsewhere, still one row each. ``until`` as for ``run``.
+        The worker processes started on the hosts stay up for the next ``run_distributed`` on this runtime
+        (a pool the runtime keeps, stopped when it closes): only the first evaluation waits for them.
         """
         from supervision import SpecError, tcp
         from supervision.runtime import LOOPBACK
@@ -271,7 +273,7 @@ class Evaluate:
             leader = f"{rt.actors.bind_host}:{rt.actors.admin_port}"
             raise ConfigError(f"hosts {missing} have not joined within {join_timeout:g}s; on each, run "
                               f"`python -m dspex host --leader {leader} --bind <its ip> --port <its port>`")
-        with self._journal() as journal:  # locked and open before anything is read back or sent
+        with self._journal() as journal, host_pools(rt):  # the journal locked and open before anything is sent
             rows = self._resumed()
             runner = feed(rt, program, bind_metric(self.metric, MetricPlace.EVALUATE), self.devset,
                           done=list(rows), workers=max(1, self.workers), concurrency=self.max_concurrency,

@@ -91,7 +91,7 @@ class WorkerPool:
         from supervision import ChildSpec, SupervisorSpec
         from supervision.node import NODE_CAPABILITY
 
-        self.rt, self.hosts = rt, tuple(hosts)
+        self.rt, self.hosts, self.workers, self.concurrency = rt, tuple(hosts), workers, concurrency
         self.lost_after = lost_after = lost_after or (HOST_LOST_AFTER if self.hosts else LOST_AFTER)
         self.pace = Pace.for_hosts(lost_after) if self.hosts else Pace()
         # a run with no worker left waits this long for one (a lost host comes back; one is revived)
@@ -226,7 +226,8 @@ class WorkerPool:
 class PoolLease:
     """One worker pool for every evaluation run in a context (:func:`leased`; a compile's), started when
     the first of them runs on worker processes and stopped by :meth:`close`. ``concurrency``: threads in
-    all (e.g. the compile's per-evaluation concurrency × the evaluations it runs at once)."""
+    all (e.g. the compile's per-evaluation concurrency × the evaluations it runs at once; at least each
+    evaluation's own). A runtime keeps one for ``run_distributed`` (:func:`host_pools`)."""
 
     def __init__(self, concurrency: int, name: str) -> None:
         self.concurrency, self.name = concurrency, name
@@ -234,17 +235,22 @@ class PoolLease:
         self._lock = threading.Lock()
         self._closed = False
 
-    def pool(self, rt: Any, hosts: tuple, workers: int, lost_after: float | None) -> WorkerPool | None:
-        """The pool for an evaluation on ``rt`` (and ``hosts``), started (again, if the last one gave up
-        or served other hosts) when needed; None once the lease is closed."""
+    def pool(self, rt: Any, hosts: tuple, workers: int, lost_after: float | None,
+             concurrency: int = 1) -> WorkerPool | None:
+        """The pool for an evaluation on ``rt`` (and ``hosts``) running ``concurrency`` examples at once,
+        started (again, if the last one gave up, served other hosts or has fewer threads) when needed; None
+        once the lease is closed."""
         with self._lock:
             if self._closed:
                 return None
             old = self._pool
-            if old is None or old.state is not PoolState.RUNNING or old.rt is not rt or old.hosts != hosts:
+            threads = max(self.concurrency, concurrency, workers)
+            if (old is None or old.state is not PoolState.RUNNING or old.rt is not rt or old.hosts != hosts
+                    or old.workers != workers or old.concurrency < threads
+                    or (lost_after is not None and old.lost_after != lost_after)):
                 if old is not None:
                     old.close()
-                self._pool = WorkerPool(rt, workers=workers, concurrency=max(self.concurrency, workers),
+                self._pool = WorkerPool(rt, workers=workers, concurrency=threads,
                                         hosts=hosts, lost_after=lost_after, name=f"{self.name}-pool")
             return self._pool
 
@@ -255,6 +261,14 @@ class PoolLease:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+
+def host_pools(rt: Any) -> contextlib.AbstractContextManager:
+    """Within: ``run_distributed`` uses the pool the runtime keeps for it (its worker processes on the hosts
+    stay up between evaluations, closed with the runtime), unless the context leases one already (a compile)."""
+    if _LEASED.get() is not None:
+        return contextlib.nullcontext()
+    return leased(rt.kept("host-pool", lambda: PoolLease(1, "hosts")))
 
 
 @contextlib.contextmanager
@@ -274,7 +288,7 @@ def feed(rt: Any, program: Any, metric: Any, examples: list, *, done: list, work
     """A run on the leased pool, if this context has one; else on a pool of its own (named after the
     run), stopped when the run closes."""
     lease = _LEASED.get()
-    pool = lease.pool(rt, tuple(hosts), workers, lost_after) if lease is not None else None
+    pool = lease.pool(rt, tuple(hosts), workers, lost_after, concurrency) if lease is not None else None
     owned = pool is None
     if pool is None:
         pool = WorkerPool(rt, workers=workers, concurrency=concurrency, hosts=hosts, lost_after=lost_after, name=run)
@@ -364,4 +378,4 @@ def _start_with_retry(sup: Any, spec: Any, attempts: int = 3) -> None:
                 raise
 
 
-__all__ = ["WorkerPool", "PoolState", "PoolLease", "WorkerFeed", "feed", "leased"]
+__all__ = ["WorkerPool", "PoolState", "PoolLease", "WorkerFeed", "feed", "leased", "host_pools"]

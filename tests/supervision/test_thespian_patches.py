@@ -78,3 +78,23 @@ def test_a_failed_registration_calls_the_error_callback_bound_on_the_state():
 def test_a_secure_socket_is_a_socket():
     """Thespian tests ``isinstance(x, socket.socket)`` (IPBase.isSameSystem): the channel must pass."""
     assert issubclass(channel.SecureSocket, socket.socket)
+
+
+def test_messages_are_described_by_identify_and_never_rendered():
+    """Thespian's debug logging (off) describes envelopes and sends with ``identify()``, evaluated as the
+    argument: the patched descriptions name the type, never calling the message's ``str``."""
+    from thespian.system import actorManager, systemCommon
+    from thespian.system.transport import ReceiveEnvelope, TransmitIntent
+
+    _thespian.install()
+    assert "envelope.identify()" in inspect.getsource(actorManager.ActorManager._handleOneMessage)
+    assert "intent.identify()" in inspect.getsource(systemCommon.systemCommonBase._send_intent_to_transport)
+
+    class Loud:
+        def __str__(self) -> str:
+            raise AssertionError("the message was rendered to text")
+
+        __repr__ = __str__
+
+    assert ReceiveEnvelope("from", Loud()).identify() == "ReceiveEnvelope(from: from, msg: Loud)"
+    assert "Loud" in TransmitIntent("to", Loud()).identify()
