@@ -10,6 +10,7 @@ Neither is an actor: they run in the caller's thread; :class:`WorkerFeed` is a
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import enum
@@ -55,18 +56,33 @@ def own_modules() -> list[Any]:
     return found
 
 
+# cloudpickle's by-value registry is one per process and evaluations pickle in several threads at once (a
+# compile's trials): a module stays registered while any of them needs it
+_by_value: collections.Counter = collections.Counter()
+_by_value_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def shipped_by_value(modules: Sequence[Any]) -> Iterator[None]:
     """Within: cloudpickle pickles what ``modules`` define by value (their code travels), not by name."""
     import cloudpickle
 
-    for module in modules:
-        cloudpickle.register_pickle_by_value(module)
+    with _by_value_lock:
+        registered = cloudpickle.list_registry_pickle_by_value()
+        ours = [m for m in modules if _by_value[m.__name__] or m.__name__ not in registered]
+        for module in ours:  # (one the user registered is left as it is)
+            if not _by_value[module.__name__]:
+                cloudpickle.register_pickle_by_value(module)
+            _by_value[module.__name__] += 1
     try:
         yield
     finally:
-        for module in modules:
-            cloudpickle.unregister_pickle_by_value(module)
+        with _by_value_lock:
+            for module in ours:
+                _by_value[module.__name__] -= 1
+                if not _by_value[module.__name__]:
+                    del _by_value[module.__name__]
+                    cloudpickle.unregister_pickle_by_value(module)
 
 
 LOST_AFTER = 10.0  # seconds a local worker may stay silent before its examples go to the others

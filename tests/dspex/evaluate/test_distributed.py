@@ -169,7 +169,7 @@ def stop_host_supervisor(rt, host: str) -> None:
     from supervision import Kind, SupervisorRef
 
     root = SupervisorRef(rt.actors.root, "root", Kind.SUPERVISOR, rt.actors)
-    pools = [top for top in root.which_children() if top.ref is not None and top.id.startswith("eval")]
+    pools = [top for top in root.which_children() if top.ref is not None and top.id.endswith("pool")]
     assert len(pools) == 1, pools
     pool = SupervisorRef(pools[0].ref.address, pools[0].id, Kind.SUPERVISOR, rt.actors)
     pool.terminate_child(f"host:{host}", timeout=30)
