@@ -328,9 +328,11 @@ class ActorRuntime:
 
     # --- calls (the Caller protocol of ActorRef) ---------------------------------------------------
 
-    def call(self, address: Any, request: Any, timeout: float = 5.0) -> Any:
-        """Send ``request`` to an actor's ``handle_call`` and return its reply (see ActorRef.call)."""
-        reply = self._request(address, Call(next(self._corr), request), timeout)
+    def call(self, address: Any, request: Any, timeout: float = 5.0, *, patience: float = 0.0) -> Any:
+        """Send ``request`` to an actor's ``handle_call`` and return its reply (see ActorRef.call).
+        ``patience``: seconds the answer may take by design (a long poll): whether the actor still lives is
+        not asked (of the root: on a cluster, the leader) before then, only after each ``SLICE`` beyond."""
+        reply = self._request(address, Call(next(self._corr), request), timeout, patience=patience)
         if self.is_local and self._bus:
             self._pump_events(self._system)
         if isinstance(reply, CallError):
@@ -446,8 +448,9 @@ class ActorRuntime:
         self._need_system()
         return self._root
 
-    def _request(self, address: Any, msg: Any, timeout: float, system: Any = None) -> Any:
-        """Deliver ``msg`` and wait for the matching reply; raise ActorExited / CallTimeout."""
+    def _request(self, address: Any, msg: Any, timeout: float, system: Any = None, patience: float = 0.0) -> Any:
+        """Deliver ``msg`` and wait for the matching reply; raise ActorExited / CallTimeout. Liveness is
+        checked after ``patience`` + ``SLICE`` seconds without a reply, then every ``SLICE``."""
         if system is None:
             system = self._need_system()
         corr = getattr(msg, "corr", None)
@@ -461,7 +464,7 @@ class ActorRuntime:
             return self._request_local(system, address, msg, timeout, matches)
         deadline = time.monotonic() + timeout
         with self._endpoint(system) as ep:
-            reply = ep.system.ask(address, msg, min(timeout, SLICE))
+            reply = ep.system.ask(address, msg, min(timeout, patience + SLICE))
             while True:
                 if reply is not None and matches(reply):
                     return reply

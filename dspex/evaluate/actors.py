@@ -19,7 +19,7 @@ import math
 import threading
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,6 @@ from .result import EvalRow, timeout_row
 from .tracker import Tracker
 
 IDLE_WAIT = 0.5  # seconds an idle worker's call waits at the coordinator for work before it is answered empty
-LOOP_WAIT = 0.02  # seconds a worker's loop waits for a running example before it looks again
 
 
 @dataclass(frozen=True)
@@ -337,6 +336,7 @@ class EvalWorker(GenServer):
         self.worker, self.info, self.concurrency, self.coordinator = worker, info, concurrency, coordinator
         self.pace = pace
         self.stopping = threading.Event()
+        self.wake = threading.Event()  # set when a running example finishes (or the worker stops)
         self.rt: Any = None  # the attached runtime (made by the worker thread)
         self.coord: Any = None  # the coordinator's address, once the worker thread has found it
         self.programs: dict[str, tuple] = {}  # run -> (program, metric, RunProgram), as unpickled here
@@ -344,6 +344,7 @@ class EvalWorker(GenServer):
 
     def terminate(self, reason: str) -> None:
         self.stopping.set()
+        self.wake.set()
         if self.coord is not None:  # what this worker had in flight is nobody's now: re-queued at once
             self.send(self.coord, WorkerDown(self.worker, reason))
         if self.rt is not None:  # the process may end before the worker thread does: write what is pending
@@ -423,7 +424,7 @@ class EvalWorker(GenServer):
                     # idle, the call waits at the coordinator until there is work (or IDLE_WAIT passes)
                     pull = Pull(self.worker, max(0, want), tuple(rows), frozenset(self.programs),
                                 0.0 if busy else IDLE_WAIT, ahead)
-                    batch = rt.actors.call(coord, pull, 30.0)
+                    batch = rt.actors.call(coord, pull, 30.0, patience=pull.wait)
                     took = time.monotonic()
                     if counted and took > last_call:
                         rate = 0.5 * rate + 0.5 * counted / max(took - last_call, pace.row_delay)
@@ -432,11 +433,16 @@ class EvalWorker(GenServer):
                     self._learn(rt, batch)
                     queued.extend(batch.items)
                 self._start(pool, queued, running, per_run)
-                if not running:
-                    time.sleep(LOOP_WAIT)
-                    continue
-                done, _ = wait(list(running), timeout=LOOP_WAIT, return_when=FIRST_COMPLETED)
-                for f in done:
+                # sleep until an example finishes or the next call is due (not a poll: a host's worker is
+                # mostly waiting, and its wake-ups are CPU its machine's other work does not get)
+                due = last_call + pace.heartbeat
+                if rows:
+                    due = min(due, first_row_at + pace.row_delay)
+                if len(running) + len(queued) < self.concurrency:
+                    due = min(due, last_call + pace.row_delay)
+                self.wake.wait(max(0.0, due - time.monotonic()))
+                self.wake.clear()
+                for f in [f for f in running if f.done()]:
                     if not rows:
                         first_row_at = time.monotonic()
                     run = running.pop(f)
@@ -464,12 +470,14 @@ class EvalWorker(GenServer):
             if on_loop:  # a task on this process's event loop; its metric on the pool's threads
                 row = arun_example(program, metric, index, example, self.worker, attempts, run,
                                    functools.partial(on_pool, pool))
-                running[call_resumed(sent.trace, self.rt.engines.loop.submit, row)] = run
+                future = call_resumed(sent.trace, self.rt.engines.loop.submit, row)
             else:
-                running[pool.submit(call_resumed, sent.trace, run_example, program, metric, index, example,
-                                    self.worker, attempts, run)] = run
+                future = pool.submit(call_resumed, sent.trace, run_example, program, metric, index, example,
+                                     self.worker, attempts, run)
+            running[future] = run
+            future.add_done_callback(lambda _: self.wake.set())
         queued.extendleft(reversed(waiting))
 
 
-__all__ = ["Pace", "EvalCoordinator", "EvalWorker", "Hello", "Pull", "WorkerDown", "OpenRun", "CloseRun", "RunProgram", "Batch",
-           "SweepAndCollect", "Progress", "CancelRun"]
+__all__ = ["Pace", "EvalCoordinator", "EvalWorker", "Hello", "Pull", "WorkerDown", "OpenRun", "CloseRun", "RunProgram",
+           "Batch", "SweepAndCollect", "Progress", "CancelRun"]

@@ -4,6 +4,7 @@ changes one fails here, by name, rather than as a silent hole in the authenticat
 from __future__ import annotations
 
 import inspect
+import selectors
 import socket
 
 from thespian.system.admin import adminCore, convention
@@ -21,6 +22,7 @@ def test_install_puts_every_patch_in_place():
     assert T.__dict__["_waitForSendable"].__func__ is _thespian._wait_for_sendable
     assert TCPTransport.serializer is _thespian._Frames
     assert TCPTransport.socket.socket is _thespian._RangeBoundSocket
+    assert TCPTransport.selectors.DefaultSelector is selectors.PollSelector
     assert convention.ConventioneerAdmin.h_ConventionRegister is _thespian._h_convention_register
     assert convention.LocalConventionState.convention_inattention_delay is _thespian._inattention_delay
 
@@ -98,3 +100,10 @@ def test_messages_are_described_by_identify_and_never_rendered():
 
     assert ReceiveEnvelope("from", Loud()).identify() == "ReceiveEnvelope(from: from, msg: Loud)"
     assert "Loud" in TransmitIntent("to", Loud()).identify()
+
+
+def test_the_transport_loop_makes_its_selector_from_the_module_each_turn():
+    """``_runWithExpiry`` calls ``selectors.DefaultSelector()`` through the module's global each turn: the
+    patched module's poll selector is what it uses."""
+    source = inspect.getsource(TCPTransport.TCPTransport._runWithExpiry)
+    assert "sel = selectors.DefaultSelector()" in source
