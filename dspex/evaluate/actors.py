@@ -177,6 +177,7 @@ class EvalCoordinator(GenServer):
         self.turn = 0  # which run is served first in the next batch (runs take turns)
         self.lost_after = lost_after
         self.seen: dict[str, float] = {}  # worker -> last call
+        self.heard = float("-inf")  # the last call of any worker
         # calls answered later (long polls): idle workers' Pulls and runs' polls, each with its timer's key
         self.idle: dict[str, tuple[Any, Pull, int]] = {}  # worker -> (token, request, key)
         self.polls: dict[str, tuple[Any, int]] = {}  # run -> (token, key)
@@ -199,12 +200,12 @@ class EvalCoordinator(GenServer):
                 self._answer_poll(run, now)
                 return True
             case Hello(worker=worker):
-                self.seen[worker] = now
+                self.seen[worker] = self.heard = now
                 self.idle.pop(worker, None)  # a call of its previous life: nobody waits for that answer
                 self._lost(worker, "worker_restarted", now)
                 return True
             case Pull(worker=worker, rows=rows):
-                self.seen[worker] = now
+                self.seen[worker] = self.heard = now
                 self._finish(rows, now)
                 batch = self._batch(request, now)
                 if batch.items or request.wait <= 0:
@@ -267,7 +268,7 @@ class EvalCoordinator(GenServer):
                 self.reply(waiting[0], self._sweep_and_collect(run, now))
             else:
                 self.reply(waiting[0], Progress((), {"done": 0, "in_flight": 0, "pending": 0, "duplicates": 0,
-                                                     "live_workers": len(self.seen), "age_s": 0.0}, True))
+                                                     "live_workers": len(self.seen), "alone_s": 0.0}, True))
 
     def _lost(self, worker: str, event: str, now: float, **details: Any) -> None:
         """What ``worker`` had in flight, in every run, goes back to the front of its run's queue."""
@@ -314,7 +315,9 @@ class EvalCoordinator(GenServer):
             if run.tracker.finish(i):
                 run.fresh.append(timeout_row(i, run.examples[i], run.tracker.attempts.get(i, 1), holder))
         rows, run.fresh = tuple(run.fresh), []
-        counts = {**run.tracker.counts(), "live_workers": len(self.seen), "age_s": now - run.started}
+        # alone_s: how long the run has been without any worker calling in (all hosts lost, say)
+        counts = {**run.tracker.counts(), "live_workers": len(self.seen),
+                  "alone_s": 0.0 if self.seen else now - max(self.heard, run.started)}
         return Progress(rows, counts, run.tracker.finished)
 
     def _finish(self, rows: tuple, now: float) -> None:

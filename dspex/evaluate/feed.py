@@ -340,7 +340,7 @@ class WorkerFeed:
             if progress.finished or (self.cancelled and not progress.counts["in_flight"]):
                 return
             self.pool.revive(time.monotonic())
-            if not progress.counts["live_workers"] and progress.counts["age_s"] > self.pool.abandon_after:
+            if progress.counts["alone_s"] > self.pool.abandon_after:
                 self.aborted = (f"no evaluation worker has called in for {self.pool.abandon_after:g}s "
                                 "(all hosts lost?)")
                 return

@@ -127,11 +127,12 @@ def test_the_distributed_example_runs_and_leaves_nothing_behind():
     if os.geteuid() != 0:
         pytest.skip("needs root for ip netns")
     root = Path(__file__).resolve().parents[3]
-    out = subprocess.run([sys.executable, str(root / "examples" / "distributed_eval.py"), "--n", "200"],
-                         capture_output=True, text=True, timeout=240, cwd=root)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "200 rows for 200 examples, score 100.00%" in out.stdout
-    assert "tearing down host 1" in out.stdout
+    out = subprocess.run([sys.executable, str(root / "examples" / "distributed_eval.py"), "--n", "1200",
+                          "--faults", "2"], capture_output=True, text=True, timeout=240, cwd=root)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "1200 rows for 1200 examples (each exactly once), score 100.00%" in out.stdout, out.stdout
+    assert "SIGSTOP host 2" in out.stdout and "link of host 3 down" in out.stdout
+    assert "ledger >= billed: yes" in out.stdout
 
 
 def test_dspex_eval_with_hosts_runs_end_to_end(tmp_path):
