@@ -43,8 +43,9 @@ class ReportingChannel:
 
     def __init__(self, link: Any, ahead: float = 0.0) -> None:  # a pipeline.ClientLink (which imports this module)
         self.link = link
-        # holding leases ahead, a process reports as seldom as it asks: its successes wait up to half of ``ahead``
-        self.reports = Batcher(self._send_reports, max(REPORT_EVERY, ahead / 2), "dspex-reports")
+        # holding leases ahead, a process reports as seldom as it asks: its successes wait up to ``ahead`` (an
+        # evaluation worker flushes them with its rows, every Pace.row_delay)
+        self.reports = Batcher(self._send_reports, max(REPORT_EVERY, ahead), "dspex-reports")
         self._held = Ahead(ahead, HELD_FOR, self.most) if ahead > 0 else None
         self._held_lock = threading.Condition()
         self._sweeper: threading.Thread | None = None
