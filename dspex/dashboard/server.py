@@ -111,6 +111,9 @@ class DashboardApp:
         async def snapshot(request: Request) -> Response:
             return JSONResponse(await asyncio.to_thread(state.snapshot))
 
+        async def nodes(request: Request) -> Response:
+            return JSONResponse(await asyncio.to_thread(state.nodes))
+
         async def rows(request: Request) -> Response:
             return JSONResponse(state.run_rows(request.path_params["run"]))
 
@@ -170,6 +173,7 @@ class DashboardApp:
             return EventSourceResponse(stream(), ping=15)
 
         routes = [Route("/", index), Route("/app.js", guarded(script)), Route("/app.css", guarded(style)), Route("/api/state", guarded(snapshot)),
+                  Route("/api/nodes", guarded(nodes)),
                   Route("/api/runs/{run}/rows", guarded(rows)), Route("/api/runs/{run}/rows/{index:int}", guarded(row)),
                   Route("/api/past", guarded(past)), Route("/api/past/{name:path}", guarded(past_one)),
                   Route("/api/runs/{run}/cancel", guarded(cancel, post=True), methods=["POST"]),

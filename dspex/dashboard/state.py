@@ -32,6 +32,9 @@ MAX_TEXT, MAX_MESSAGES = 4000, 20  # of a drill-down's messages and raw answers
 MAX_SAMPLES = 300  # points of each client's cost and tokens over time
 
 
+NODE_PROBE = 1.0  # seconds a host has to answer the nodes panel's question before it shows as unreachable
+
+
 def _plain(value: Any) -> Any:
     if is_dataclass(value):
         return to_jsonable(asdict(value))
@@ -291,6 +294,17 @@ class DashboardState:
             if not points or points[-1][1:] != [cost, tokens] or now - points[-1][0] >= 60:
                 points.append([now, cost, tokens])
             return [list(p) for p in points]
+
+    def nodes(self) -> dict:
+        """The hosts that joined this runtime (a ``tcp`` leader), each asked now whether it answers
+        (``Runtime.nodes``): address, state, seconds its answer took, and this leader's own address."""
+        actors = self.rt.actors
+        if actors.base != "tcp":
+            return {"leader": None, "base": actors.base, "nodes": []}
+        infos = self.rt.nodes(timeout=NODE_PROBE)
+        return {"leader": f"{actors.bind_host}:{actors.admin_port}", "base": actors.base,
+                "nodes": [{"address": i.address, "state": i.state.value, "answered_in": i.answered_in,
+                           "host": "dspex.host" in i.capabilities} for i in infos]}
 
     def run_rows(self, run: str) -> list[dict]:
         with self.lock:

@@ -329,3 +329,61 @@ def test_a_past_run_name_with_a_nul_or_too_long_is_not_found(tmp_path):
         base = board.url.split("?")[0]
         for name in ("a%00b.jsonl", "%00", "x" * 5000 + ".jsonl", "ok.txt"):
             assert session.get(base + "api/past/" + name).status_code == 404, name[:20]
+
+
+@pytest.mark.slow
+def test_the_nodes_panel_shows_which_hosts_answer(browser, tmp_path):
+    """A tcp leader with two namespace hosts: the panel lists both up; a host stopped (SIGSTOP) shows as
+    unreachable within seconds, and up again once it continues. A local runtime says it has no hosts."""
+    import signal
+
+    from dspex.testing.netns import Network, NetworkUnavailable
+
+    try:
+        net = Network(2)
+    except NetworkUnavailable as exc:
+        pytest.skip(str(exc))
+    with net, dspex.runtime("tcp", bind_host=net.leader_ip, peers=[h.ip for h in net.hosts],
+                            cache_dir=tmp_path / "cache", log_level="error") as rt:
+        hosts = net.start_dspex_hosts(f"{net.leader_ip}:{rt.actors.admin_port}", 19320)
+        deadline = time.monotonic() + 15
+        while not set(hosts) <= set(rt.actors.convention_members()):
+            assert time.monotonic() < deadline, "the hosts did not join"
+            time.sleep(0.1)
+        dash = rt.dashboard(runs_dir=tmp_path / "runs")
+        page = browser.new_page()
+        page.goto(dash.url)
+
+        def state_of(host: str) -> str:
+            cell = page.locator(f'#nodes tr[data-node="{host}"] td.status')
+            return cell.inner_text() if cell.count() else ""
+
+        def wait_for(host: str, state: str, timeout: float = 15.0) -> None:
+            deadline = time.monotonic() + timeout
+            while state_of(host) != state:
+                assert time.monotonic() < deadline, f"{host}: {state_of(host)!r}, not {state!r}"
+                time.sleep(0.1)
+
+        for host in hosts:
+            wait_for(host, "up")
+        assert f"leader {net.leader_ip}:{rt.actors.admin_port}, 2 joined" in page.locator("#nodes-leader").inner_text()
+        stopped = net.pids(1)
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_for(hosts[1], "unreachable")
+            assert state_of(hosts[0]) == "up"
+            shot(page, "nodes-unreachable")
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+        wait_for(hosts[1], "up")
+        page.close()
+    with dspex.runtime("local", cache_dir=tmp_path / "c2", log_level="error") as rt:
+        page = browser.new_page()
+        page.goto(rt.dashboard(runs_dir=tmp_path / "runs").url)
+        deadline = time.monotonic() + 10
+        while "local runtime: no hosts" not in page.locator("#nodes-leader").inner_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        page.close()

@@ -319,6 +319,16 @@ function renderEvents() {
 }
 function render() { renderRuns(); renderCompile(); renderClients(); renderTree(); renderEvents(); }
 
+// --- nodes: the hosts that joined this runtime, asked every few seconds whether they answer ---------------
+
+async function loadNodes() {
+  const n = await getJSON("api/nodes");
+  document.getElementById("nodes-leader").textContent = n.leader ? `leader ${n.leader}, ${n.nodes.length} joined` : `${n.base} runtime: no hosts`;
+  fill("nodes", n.nodes.map((x) => el("tr", { "data-node": x.address, class: x.state },
+    el("td", {}, x.address), el("td", {}, x.host ? "dspex host" : (x.state === "unreachable" ? "" : "node")), el("td", { class: "status" }, x.state),
+    el("td", {}, x.answered_in == null ? "" : `${Math.round(x.answered_in * 1000)} ms`))));
+}
+
 // --- past runs: re-read every few seconds, opened on click, two compared row by row -------------------
 
 async function loadPast() {
@@ -407,5 +417,6 @@ const stream = new EventSource("events");
 stream.addEventListener("open", () => { document.getElementById("conn").textContent = "live"; });
 stream.addEventListener("error", () => { document.getElementById("conn").textContent = "disconnected"; });
 stream.addEventListener("update", (e) => apply(JSON.parse(e.data)));
-load(); loadPast();
+load(); loadPast(); loadNodes();
 setInterval(loadPast, 5000);
+setInterval(loadNodes, 3000);
