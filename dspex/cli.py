@@ -121,11 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--metric", required=True, help="module:function, e.g. dspex.metrics:answer_exact_match")
     ev.add_argument("--journal", help="append each row to this JSONL file as it finishes")
     ev.add_argument("--resume", action="store_true", help="skip the rows already in --journal")
-    ev.add_argument("--hosts", nargs="+", help="run_distributed hosts (ip:port), with --bind")
-    ev.add_argument("--bind", help="this machine's address the hosts reach (tcp runtime)")
-    ev.add_argument("--port", type=int, default=1900,
-                    help="with --hosts: this machine's admin port, the one hosts join with --leader BIND:PORT (1900)")
-    ev.add_argument("--cookie-file", help="the cluster cookie's file (default: $DSPEX_COOKIE, else ~/.dspex/cookie)")
+    _host_options(ev, "the examples run on them (run_distributed)")
     _common(ev)
     ev.set_defaults(run=_eval)
 
@@ -141,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--budget-tokens", type=int, help="stop at this many tokens")
     opt.add_argument("--reflection-model", help="GEPA's reflection / MIPROv2's prompt model (default: --model)")
     opt.add_argument("--max-metric-calls", type=int, default=None, help="GEPA's budget (default: auto=light)")
+    _host_options(opt, "every evaluation of the compile runs on them")
     _common(opt)
     opt.set_defaults(run=_optimize)
 
@@ -309,6 +306,17 @@ def _check_settings(settings: Any) -> None:
                          f"set {var} to a folder (or cache_dir in dspex.toml)")
 
 
+def _host_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--hosts`` and what a leader of hosts needs: where they reach it, and the cluster cookie."""
+    parser.add_argument("--hosts", nargs="+", help=f"`dspex host` hosts (ip:port), with --bind: {what}")
+    parser.add_argument("--bind", help="this machine's address the hosts reach (tcp runtime)")
+    parser.add_argument("--port", type=int, default=1900,
+                        help="with --hosts: this machine's admin port, the one hosts join with --leader BIND:PORT "
+                             "(1900)")
+    parser.add_argument("--cookie-file", help="the cluster cookie's file (default: $DSPEX_COOKIE, else "
+                                              "~/.dspex/cookie)")
+
+
 def _runtime(ns: argparse.Namespace, settings: Any) -> Any:
     from .runtime import runtime
 
@@ -456,6 +464,8 @@ def _optimize(ns: argparse.Namespace) -> int:
         writer = lm if not ns.reflection_model else type(lm)(ns.reflection_model, base_url=ns.base_url)
         compile_options = {"run_dir": ns.run_dir, "budget_usd": budget_usd, "budget_tokens": budget_tokens,
                            "max_concurrency": ns.concurrency, "workers": ns.workers or None}
+        if ns.hosts:  # every evaluation on the hosts, ``workers`` processes each
+            compile_options.update(hosts=ns.hosts, workers=ns.workers or 1)
         with _compile_bar(rt, f"optimize {ns.optimizer}", enabled=not ns.json):
             compiled = _optimizer(ns, metric, writer, ns.max_metric_calls)(program, train, dev, compile_options)
         _save(compiled, ns)

@@ -208,3 +208,39 @@ def test_a_restarted_host_is_used_again_in_the_same_run(tmp_path):
         by_host = sum(r.worker.endswith("@" + hosts[0]) for r in result.rows)
         # it worked again after its restart: with its supervisor stopped, only the pool's revive could do that
         assert by_host > counts["killed_at"] // 2 + 100, (by_host, counts)
+
+
+def test_dspex_optimize_with_hosts_runs_end_to_end(tmp_path):
+    """``dspex optimize --hosts ...``: every evaluation of the compile runs on the hosts (its rows name their
+    workers there), and the compile finds what it finds on one machine."""
+    import json
+    import subprocess
+
+    from tests.dspex.teleprompt.conftest import answer as cli_answer
+
+    (tmp_path / "task_metric.py").write_text("def exact(example, pred, trace=None):\n"
+                                              "    return pred.answer == example.answer\n")
+    for name, n, prefix in (("dev.jsonl", 12, "w"), ("train.jsonl", 16, "t")):
+        (tmp_path / name).write_text("".join(json.dumps({"question": f"{prefix}{i}", "answer": f"{prefix.upper()}{i}"})
+                                             + "\n" for i in range(n)))
+    with dspex.runtime("local", cache_dir=tmp_path / "save-cache", log_level="error"):
+        dspex.Predict("question -> answer").save(tmp_path / "program.json")
+    leader_port = HOST_PORT + 2
+    with Network(2) as net, ProviderServer(answer=cli_answer, api_key=KEY, host=net.leader_ip) as server:
+        hosts = net.start_dspex_hosts(f"{net.leader_ip}:{leader_port}", HOST_PORT, {"OPENAI_API_KEY": KEY})
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "DSPEX_CACHE_DIR": str(tmp_path / "cache")}
+        out = subprocess.run([sys.executable, "-m", "dspex", "optimize", "program.json", "--optimizer",
+                              "random-search", "--train", "train.jsonl", "--dev", "dev.jsonl", "--metric",
+                              "task_metric:exact", "--model", "openai/task", "--base-url", server.base_url(),
+                              "--out", "compiled.json", "--run-dir", "run", "--hosts", *hosts, "--bind",
+                              net.leader_ip, "--port", str(leader_port), "--json"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        summary = json.loads(out.stdout)
+        assert summary["score"] == 100.0 and summary["baseline"] == 50.0 and summary["stopped"] == "done"
+        usage = summary["usage"]  # the leader's ledger saw every call the hosts made (and the cache's answers)
+        assert usage["requests"] - usage["cache_hits"] == len(server.log), usage
+    workers = {json.loads(line).get("worker", "") for journal in (tmp_path / "run").rglob("*.jsonl")
+               for line in journal.read_text().splitlines() if '"worker"' in line}
+    assert workers and all(any(w.endswith("@" + h) for h in hosts) for w in workers if w), workers
+    assert (tmp_path / "compiled.json").exists()
