@@ -48,6 +48,12 @@ class Batcher:
         with self._cond:
             return self._pending.get((0, key))
 
+    def take(self) -> list:
+        """The pending items, oldest first, no longer pending: the caller hands them on its own way."""
+        with self._cond:
+            batch, self._pending = list(self._pending.values()), {}
+        return batch
+
     def flush(self) -> None:
         """Send every pending item now."""
         with self._send_lock:

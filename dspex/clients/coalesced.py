@@ -63,6 +63,16 @@ class ReportingChannel:
     def flush(self) -> None:
         self.reports.flush()
 
+    def take_reports(self) -> tuple[Any, list[Report]] | None:
+        """The success reports waiting to be sent, with the address of the client actor they are for, taken
+        to travel another way (an evaluation worker on a host hands them to the coordinator with its rows);
+        None when there are none, or the actor is not known yet (they stay, and go as usual)."""
+        ref = self.link.known()
+        if ref is None:
+            return None
+        reports = self.reports.take()
+        return (ref.address, reports) if reports else None
+
     def close(self) -> None:
         with self._held_lock:
             self._closing = True

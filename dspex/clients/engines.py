@@ -98,6 +98,14 @@ class Engines:
         if cache is not None:
             cache.flush()
 
+    def take_reports(self) -> list[tuple[Any, list]]:
+        """Every success report this process has not sent yet, as (client actor address, reports), taken: the
+        caller delivers them (an evaluation worker on a host, with its rows, through the coordinator, so the
+        client actor gets one message for all hosts rather than one from each)."""
+        with self._lock:
+            pipelines = list(self._pipelines.values())
+        return [found for pipeline in pipelines for found in pipeline.take_reports()]
+
     def give_back(self) -> None:
         """Give back every lease this process holds ahead of need (``ahead.py``): it will make no more requests
         (an evaluation worker stopping), so those places go back now, unbooked, not by the actor's sweep."""

@@ -261,6 +261,10 @@ class ClientLink:
             ref = self._ref = self.find()
         return ref.call_future(message, timeout)
 
+    def known(self) -> ActorRef | None:
+        """The client actor found last (None before the first message, or after it exited)."""
+        return self._ref
+
     def exited(self, exc: ActorExited) -> ClientExited:
         """The typed error of a call to a client actor that exited (the next call finds the restarted one)."""
         self._ref = None
@@ -379,6 +383,15 @@ class Pipeline:
         self.channel.flush()
         if self._achannel is not None:
             self._achannel.flush()
+
+    def take_reports(self) -> list[tuple[Any, list]]:
+        """The success reports this pipeline has not sent yet, as (client actor address, reports): for a
+        caller that delivers them itself (none on a direct channel: it sends each at once)."""
+        taken = []
+        for channel in (self.channel, self._achannel):
+            if isinstance(channel, (CoalescedChannel, AsyncChannel)) and (found := channel.take_reports()):
+                taken.append(found)
+        return taken
 
     def give_back(self) -> None:
         """Give back the leases this pipeline holds ahead of need (none on a direct channel)."""

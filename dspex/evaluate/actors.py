@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supervision import GenServer, NoReply
+from supervision.messages import Cast
+
+from ..clients.messages import ReportBatch
 
 from ..telemetry.propagation import call_resumed, flush as flush_spans
 from .async_runner import arun_example, on_pool, runs_async
@@ -33,6 +36,7 @@ from .result import EvalRow, timeout_row
 from .tracker import Tracker
 
 IDLE_WAIT = 0.5  # seconds an idle worker's call waits at the coordinator for work before it is answered empty
+STOP_JOIN = 2.0  # seconds a stopping worker waits for its thread to close its runtime
 
 
 @dataclass(frozen=True)
@@ -43,18 +47,22 @@ class Pace:
     (an idle one waits at the coordinator); it keeps queued what it finishes in ``row_delay`` besides twice
     its threads, so a thread never waits for a round trip. Evaluate pauses ``gather`` seconds after a poll
     that brought rows, letting more gather. A worker's LM calls hold leases for ``lease_ahead`` seconds of
-    their need, asked for together, so they do not each cross to the client actor."""
+    their need, asked for together, so they do not each cross to the client actor; with ``relay_reports`` the
+    reports of their successes go with the rows, and the coordinator hands each client actor those of every
+    worker in one message (before Evaluate sees the rows: the ledger has a row's calls when the row counts)."""
 
     row_delay: float = 0.02
     heartbeat: float = 1.0
     gather: float = 0.02
     lease_ahead: float = 0.0  # seconds of LM admissions a worker holds leases for ahead (clients/ahead.py)
+    relay_reports: bool = False  # a worker's LM success reports travel with its rows, the coordinator relays them
 
     @classmethod
     def for_hosts(cls, lost_after: float) -> "Pace":
         """Workers on other hosts: the leader sees each a few times a second, not once an example (its cost
         an example must stay flat as hosts are added), and often enough to tell a lost host in ``lost_after``."""
-        return cls(row_delay=0.5, heartbeat=min(0.5, lost_after / 4), gather=0.1, lease_ahead=0.5)
+        return cls(row_delay=0.5, heartbeat=min(0.5, lost_after / 4), gather=0.1, lease_ahead=0.5,
+                   relay_reports=True)
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,7 @@ class Pull:
     known: frozenset = frozenset()
     wait: float = 0.0
     ahead: int = 0  # examples it finishes between two calls: held beyond twice its share of each run
+    reports: tuple = ()  # ((client actor address, (Report, ...)), ...): its LM calls' success reports, to relay
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,14 @@ class SweepAndCollect:
 
     run: str
     wait: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Relay:
+    """Time to hand the client actors the success reports the workers sent in."""
+
+
+RELAY_EVERY = 0.1  # seconds relayed reports wait at most (for a poll that flushes them sooner)
 
 
 @dataclass(frozen=True)
@@ -182,6 +199,8 @@ class EvalCoordinator(GenServer):
         self.idle: dict[str, tuple[Any, Pull, int]] = {}  # worker -> (token, request, key)
         self.polls: dict[str, tuple[Any, int]] = {}  # run -> (token, key)
         self.keys = 0
+        self.relayed: dict[str, tuple[Any, list]] = {}  # client actor (as text) -> (its address, reports to hand it)
+        self.relay_due = False  # a _Relay timer is set
 
     def handle_call(self, request: Any) -> Any:
         now = time.monotonic()
@@ -206,6 +225,7 @@ class EvalCoordinator(GenServer):
                 return True
             case Pull(worker=worker, rows=rows):
                 self.seen[worker] = self.heard = now
+                self._take_reports(request.reports)
                 self._finish(rows, now)
                 batch = self._batch(request, now)
                 if batch.items or request.wait <= 0:
@@ -213,6 +233,7 @@ class EvalCoordinator(GenServer):
                 self.idle[worker] = (self.current_call, request, self._timer(request.wait))
                 return NoReply
             case SweepAndCollect(run=run):
+                self._relay()  # the rows' calls reach their client actors before Evaluate gets the rows
                 progress = self._sweep_and_collect(run, now)
                 if progress.rows or progress.finished or request.wait <= 0:
                     return progress
@@ -231,6 +252,9 @@ class EvalCoordinator(GenServer):
             case WorkerDown(worker=worker, reason=reason):
                 self.idle.pop(worker, None)
                 self._lost(worker, "worker_down", now, reason=reason)
+            case _Relay():
+                self.relay_due = False
+                self._relay()
             case _Expire(key=key):
                 for worker, (token, request, k) in list(self.idle.items()):
                     if k == key:
@@ -260,8 +284,26 @@ class EvalCoordinator(GenServer):
                 del self.idle[worker]
                 self.reply(token, batch)
 
+    def terminate(self, reason: str) -> None:
+        self._relay()  # reports kept for the client actors are theirs, whatever happens to this pool
+
+    def _take_reports(self, reports: tuple) -> None:
+        """Keep a worker's success reports for their client actors (handed on by ``_relay``)."""
+        for address, batch in reports:  # (a Thespian address is not hashable)
+            self.relayed.setdefault(str(address), (address, []))[1].extend(batch)
+        if reports and not self.relay_due:
+            self.relay_due = True
+            self.send_after(RELAY_EVERY, _Relay())
+
+    def _relay(self) -> None:
+        """Hand each client actor the reports kept for it, one message each."""
+        relayed, self.relayed = self.relayed, {}
+        for address, reports in relayed.values():
+            self.send(address, Cast(ReportBatch(tuple(reports))))
+
     def _answer_poll(self, run: str, now: float) -> None:
         """Answer the poll of ``run`` waiting, if one is (a closed run's with what it had: nothing more)."""
+        self._relay()  # the rows' calls reach their client actors before Evaluate gets the rows
         waiting = self.polls.pop(run, None)
         if waiting is not None:
             if run in self.runs:
@@ -350,8 +392,11 @@ class EvalWorker(GenServer):
         self.wake.set()
         if self.coord is not None:  # what this worker had in flight is nobody's now: re-queued at once
             self.send(self.coord, WorkerDown(self.worker, reason))
-        if self.rt is not None:  # the process may end before the worker thread does: write what is pending
-            self.rt.engines.give_back()  # leases held ahead: unused, back now rather than swept as lost
+        # the worker thread leaves its loop at once and closes its runtime: pending reports sent, leases held
+        # ahead given back (not swept as lost), the cache written; only a thread stuck in a call is not waited for
+        self.thread.join(STOP_JOIN)
+        if self.rt is not None and self.thread.is_alive():  # the process may end first: write what is pending
+            self.rt.engines.give_back()
             self.rt.engines.flush()
             self.rt.engines.response_cache().close()
         flush_spans()
@@ -420,13 +465,16 @@ class EvalWorker(GenServer):
                     not drained or now - last_call > pace.row_delay)
                 if ((rows and (not busy or now - first_row_at > pace.row_delay))
                         or starving or now - last_call > pace.heartbeat):
+                    relayed: tuple = ()
                     if rows:
+                        if pace.relay_reports:  # the rows' calls go with them (the coordinator hands them on)
+                            relayed = tuple(rt.engines.take_reports())
                         rt.engines.flush()  # the ledger has a row's calls before the row counts
                         if not busy:
                             flush_spans()  # an idle moment: the rows' spans go out before the rows
                     # idle, the call waits at the coordinator until there is work (or IDLE_WAIT passes)
                     pull = Pull(self.worker, max(0, want), tuple(rows), frozenset(self.programs),
-                                0.0 if busy else IDLE_WAIT, ahead)
+                                0.0 if busy else IDLE_WAIT, ahead, relayed)
                     batch = rt.actors.call(coord, pull, 30.0, patience=pull.wait)
                     took = time.monotonic()
                     if counted and took > last_call:

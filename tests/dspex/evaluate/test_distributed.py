@@ -46,7 +46,8 @@ def test_examples_spread_over_the_hosts_one_row_each(tmp_path):
         assert all(n > 0 for n in by_host.values()), by_host
         assert sum(by_host.values()) == 200
         assert len(server.successes()) == 200  # no example asked twice
-        assert rt.usage().total.requests == 200  # the leader's ledger saw every call the hosts made
+        total = rt.usage().total  # the leader's ledger saw every call the hosts made, reported (relayed by the
+        assert total.requests == 200 and total.ok == 200 and total.unconfirmed_calls == 0  # coordinator), none swept
 
 
 def test_a_host_torn_down_mid_run_loses_no_example(tmp_path):
