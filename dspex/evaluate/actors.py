@@ -54,6 +54,7 @@ class Pace:
     row_delay: float = 0.02
     heartbeat: float = 1.0
     gather: float = 0.02
+    idle_wait: float = IDLE_WAIT  # seconds an idle worker's call waits at the coordinator for work
     lease_ahead: float = 0.0  # seconds of LM admissions a worker holds leases for ahead (clients/ahead.py)
     relay_reports: bool = False  # a worker's LM success reports travel with its rows, the coordinator relays them
 
@@ -61,7 +62,7 @@ class Pace:
     def for_hosts(cls, lost_after: float) -> "Pace":
         """Workers on other hosts: the leader sees each a few times a second, not once an example (its cost
         an example must stay flat as hosts are added), and often enough to tell a lost host in ``lost_after``."""
-        return cls(row_delay=0.5, heartbeat=min(0.5, lost_after / 4), gather=0.1, lease_ahead=0.5,
+        return cls(row_delay=0.5, heartbeat=min(0.5, lost_after / 4), gather=0.1, idle_wait=5.0, lease_ahead=0.5,
                    relay_reports=True)
 
 
@@ -259,6 +260,7 @@ class EvalCoordinator(GenServer):
                 for worker, (token, request, k) in list(self.idle.items()):
                     if k == key:
                         del self.idle[worker]
+                        self.seen[worker] = now  # (it waited on us: its silence starts now)
                         self.reply(token, self._batch(request, now))
                 for run, (_, k) in list(self.polls.items()):
                     if k == key:
@@ -282,6 +284,7 @@ class EvalCoordinator(GenServer):
             batch = self._batch(request, now)
             if batch.items:
                 del self.idle[worker]
+                self.seen[worker] = now  # (it waited on us: if it died meanwhile, lost_after from now)
                 self.reply(token, batch)
 
     def terminate(self, reason: str) -> None:
@@ -343,7 +346,9 @@ class EvalCoordinator(GenServer):
         return tuple(items)
 
     def _sweep_and_collect(self, name: str, now: float) -> Progress:
-        for silent in [w for w, t in self.seen.items() if now - t > self.lost_after]:
+        # a worker whose call waits here for work is not silent: it holds no example, and it is answered (then
+        # counted from) when work comes or its wait is over
+        for silent in [w for w, t in self.seen.items() if now - t > self.lost_after and w not in self.idle]:
             del self.seen[silent]
             self._lost(silent, "worker_lost", now, silent_s=self.lost_after)
         run = self.runs.get(name)
@@ -472,9 +477,9 @@ class EvalWorker(GenServer):
                         rt.engines.flush()  # the ledger has a row's calls before the row counts
                         if not busy:
                             flush_spans()  # an idle moment: the rows' spans go out before the rows
-                    # idle, the call waits at the coordinator until there is work (or IDLE_WAIT passes)
+                    # idle, the call waits at the coordinator until there is work (or idle_wait passes)
                     pull = Pull(self.worker, max(0, want), tuple(rows), frozenset(self.programs),
-                                0.0 if busy else IDLE_WAIT, ahead, relayed)
+                                0.0 if busy else pace.idle_wait, ahead, relayed)
                     batch = rt.actors.call(coord, pull, 30.0, patience=pull.wait)
                     took = time.monotonic()
                     if counted and took > last_call:
