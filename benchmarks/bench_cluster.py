@@ -25,6 +25,7 @@ from supervision import ActorRuntime, ChildSpec, Cookie, SupervisorSpec, channel
 NODE_PORT = 19500
 SIZES = (8, 32)
 SCALING = (1, 8, 32)
+REPEATS = 3  # weak-scaling rounds, interleaved; the median run of each size is shown
 
 
 def join_and_probe(n_hosts: int) -> dict | None:
@@ -175,6 +176,11 @@ def weak_scaling(n_hosts: int, per_host: int = 40, in_flight: int = 2, latency: 
             "start_and_join": joined}
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """The run whose warm rate is the median of ``runs`` (a whole run, so its columns agree)."""
+    return sorted(runs, key=lambda r: r["rate"])[len(runs) // 2]
+
+
 def leader_model(r: dict, per_host_rate: float) -> tuple[float, float, int]:
     """From one weak-scaling measurement: the leader's CPU a second per joined host (idle: its calls and
     heartbeats) and per example (its rows, reports and admissions), and how many hosts one leader core serves
@@ -215,14 +221,17 @@ def run() -> str | None:
                          f"{r['stopped_probe']:.2f} | {r['unreachable']} |")
     else:
         lines.append("(hosts: not run, network namespaces need root)")
-    scaling = [r for r in (weak_scaling(n) for n in SCALING) if r is not None]
+    rounds = [[r for r in (weak_scaling(n) for n in SCALING) if r is not None] for _ in range(REPEATS)]
+    scaling = [_median_run([round_[i] for round_ in rounds]) for i in range(min(map(len, rounds)))]
     if scaling:
         one = scaling[0]["rate"] / scaling[0]["hosts"]
         floor = 2 / 0.2  # examples a second a host: 2 in flight, 0.2 s each
         lines += ["", f"Weak scaling: {scaling[0]['examples'] // scaling[0]['hosts']} examples a host, 2 in flight on "
                   "each (one worker), provider at 0.2 s (a host's floor: 10 examples/s). All hosts share this "
                   "machine's 2 cores (the machine column: cores busy during the warm run). Cold: the first "
-                  "evaluation, which starts the workers on the hosts; warm: the next (the runtime keeps them).", "",
+                  "evaluation, which starts the workers on the hosts; warm: the next (the runtime keeps them). "
+                  f"Each size run {REPEATS} times, interleaved (1, 8, 32, 1, ...): the run of median warm "
+                  "rate.", "",
                   "| hosts | examples | rows (failed) | cold: examples/s | warm: wall (s) | warm: examples/s | "
                   "efficiency vs 1 host | of the floor | leader CPU / example (ms) | leader CPU idle (ms/s) | "
                   "machine (cores) | hosts started and joined (s) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]

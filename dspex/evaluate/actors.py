@@ -234,7 +234,6 @@ class EvalCoordinator(GenServer):
                 self.idle[worker] = (self.current_call, request, self._timer(request.wait))
                 return NoReply
             case SweepAndCollect(run=run):
-                self._relay()  # the rows' calls reach their client actors before Evaluate gets the rows
                 progress = self._sweep_and_collect(run, now)
                 if progress.rows or progress.finished or request.wait <= 0:
                     return progress
@@ -306,7 +305,6 @@ class EvalCoordinator(GenServer):
 
     def _answer_poll(self, run: str, now: float) -> None:
         """Answer the poll of ``run`` waiting, if one is (a closed run's with what it had: nothing more)."""
-        self._relay()  # the rows' calls reach their client actors before Evaluate gets the rows
         waiting = self.polls.pop(run, None)
         if waiting is not None:
             if run in self.runs:
@@ -346,6 +344,7 @@ class EvalCoordinator(GenServer):
         return tuple(items)
 
     def _sweep_and_collect(self, name: str, now: float) -> Progress:
+        self._relay()  # the rows' calls reach their client actors before Evaluate gets the rows
         # a worker whose call waits here for work is not silent: it holds no example, and it is answered (then
         # counted from) when work comes or its wait is over
         for silent in [w for w, t in self.seen.items() if now - t > self.lost_after and w not in self.idle]:

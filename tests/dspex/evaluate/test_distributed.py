@@ -136,6 +136,21 @@ def test_the_distributed_example_runs_and_leaves_nothing_behind():
     assert "ledger >= billed: yes" in out.stdout
 
 
+def cli_workdir(tmp_path, **files: int) -> None:
+    """What a ``dspex`` command line on the leader reads: a metric module beside it, JSONL files of ``n``
+    examples each (``dev=40``: dev.jsonl, questions w0.. answered W0..), and a saved program."""
+    import json
+
+    (tmp_path / "task_metric.py").write_text("def exact(example, pred, trace=None):\n"
+                                              "    return pred.answer == example.answer\n")
+    for name, n in files.items():
+        prefix = {"dev": "w", "train": "t"}[name]
+        (tmp_path / f"{name}.jsonl").write_text("".join(
+            json.dumps({"question": f"{prefix}{i}", "answer": f"{prefix.upper()}{i}"}) + "\n" for i in range(n)))
+    with dspex.runtime("local", cache_dir=tmp_path / "save-cache", log_level="error"):
+        dspex.Predict("question -> answer").save(tmp_path / "program.json")
+
+
 def test_dspex_eval_with_hosts_runs_end_to_end(tmp_path):
     """The command line as a leader: hosts started first (they join within seconds of the leader coming up),
     then ``dspex eval --hosts ... --bind ... --port ...``; every example one row, made on the hosts."""
@@ -144,12 +159,7 @@ def test_dspex_eval_with_hosts_runs_end_to_end(tmp_path):
 
     from tests.dspex.teleprompt.conftest import answer as cli_answer
 
-    (tmp_path / "task_metric.py").write_text("def exact(example, pred, trace=None):\n"
-                                              "    return pred.answer == example.answer\n")
-    (tmp_path / "dev.jsonl").write_text("".join(json.dumps({"question": f"w{i}", "answer": f"W{i}"}) + "\n"
-                                                for i in range(40)))
-    with dspex.runtime("local", cache_dir=tmp_path / "save-cache", log_level="error"):
-        dspex.Predict("question -> answer").save(tmp_path / "program.json")
+    cli_workdir(tmp_path, dev=40)
     leader_port = HOST_PORT + 1
     with Network(2) as net, ProviderServer(answer=cli_answer, api_key=KEY, host=net.leader_ip) as server:
         hosts = net.start_dspex_hosts(f"{net.leader_ip}:{leader_port}", HOST_PORT, {"OPENAI_API_KEY": KEY})
@@ -219,13 +229,7 @@ def test_dspex_optimize_with_hosts_runs_end_to_end(tmp_path):
 
     from tests.dspex.teleprompt.conftest import answer as cli_answer
 
-    (tmp_path / "task_metric.py").write_text("def exact(example, pred, trace=None):\n"
-                                              "    return pred.answer == example.answer\n")
-    for name, n, prefix in (("dev.jsonl", 12, "w"), ("train.jsonl", 16, "t")):
-        (tmp_path / name).write_text("".join(json.dumps({"question": f"{prefix}{i}", "answer": f"{prefix.upper()}{i}"})
-                                             + "\n" for i in range(n)))
-    with dspex.runtime("local", cache_dir=tmp_path / "save-cache", log_level="error"):
-        dspex.Predict("question -> answer").save(tmp_path / "program.json")
+    cli_workdir(tmp_path, dev=12, train=16)
     leader_port = HOST_PORT + 2
     with Network(2) as net, ProviderServer(answer=cli_answer, api_key=KEY, host=net.leader_ip) as server:
         hosts = net.start_dspex_hosts(f"{net.leader_ip}:{leader_port}", HOST_PORT, {"OPENAI_API_KEY": KEY})
