@@ -150,10 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             faults.stop.set()
         ended = time.time()
-        print(f"\nthe leader's reaction (a lost host's examples asked again elsewhere; lost_after={LOST_AFTER:g}s):")
+        print(f"\nthe leader's reaction: seconds until a lost host's examples were asked again elsewhere "
+              f"(lost_after={LOST_AFTER:g}s):")
         for (what, at, strands), nxt in zip(faults.struck, [*[f[1] for f in faults.struck[1:]], ended]):
             seconds = reaction(server, at, nxt) if strands else None
-            shown = f"{seconds:.1f}s" if seconds is not None else ("none lost" if strands else "no host lost")
+            shown = (f"{seconds:.1f}s" if seconds is not None else
+                     "no example asked twice" if strands else "no host lost")
             print(f"  {what:<52} {shown}")
         indices = Counter(row.index for row in result.rows)
         exact = sorted(indices) == list(range(args.n)) and set(indices.values()) == {1}
