@@ -27,7 +27,6 @@ from supervision import GenServer, NoReply
 from supervision.messages import Cast
 
 from ..clients.messages import ReportBatch
-
 from ..telemetry.propagation import call_resumed, flush as flush_spans
 from .async_runner import arun_example, on_pool, runs_async
 from .runner import run_example
@@ -37,6 +36,7 @@ from .tracker import Tracker
 
 IDLE_WAIT = 0.5  # seconds an idle worker's call waits at the coordinator for work before it is answered empty
 STOP_JOIN = 2.0  # seconds a stopping worker waits for its thread to close its runtime
+RELAY_EVERY = 0.1  # seconds relayed reports wait at most (for a poll that flushes them sooner)
 
 
 @dataclass(frozen=True)
@@ -147,9 +147,6 @@ class SweepAndCollect:
 @dataclass(frozen=True)
 class _Relay:
     """Time to hand the client actors the success reports the workers sent in."""
-
-
-RELAY_EVERY = 0.1  # seconds relayed reports wait at most (for a poll that flushes them sooner)
 
 
 @dataclass(frozen=True)
@@ -457,7 +454,7 @@ class EvalWorker(GenServer):
         first_row_at = 0.0
         last_call = float("-inf")
         drained = False  # the last call got less than it asked for: the coordinator has no more for now
-        rate, counted = 0.0, 0  # rows a second finished here (smoothed), and rows since the last call
+        rate = 0.0  # rows a second finished here (smoothed over calls)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.worker}-ex")
         try:
             while not self.stopping.is_set():
@@ -481,9 +478,9 @@ class EvalWorker(GenServer):
                                 0.0 if busy else pace.idle_wait, ahead, relayed)
                     batch = rt.actors.call(coord, pull, 30.0, patience=pull.wait)
                     took = time.monotonic()
-                    if counted and took > last_call:
-                        rate = 0.5 * rate + 0.5 * counted / max(took - last_call, pace.row_delay)
-                    rows, last_call, counted = [], took, 0
+                    if rows and took > last_call:  # (the rows it just sent are those finished since the last)
+                        rate = 0.5 * rate + 0.5 * len(rows) / max(took - last_call, pace.row_delay)
+                    rows, last_call = [], took
                     drained = len(batch.items) < want
                     self._learn(rt, batch)
                     queued.extend(batch.items)
@@ -502,7 +499,6 @@ class EvalWorker(GenServer):
                         first_row_at = time.monotonic()
                     run = running.pop(f)
                     per_run[run] -= 1
-                    counted += 1
                     rows.append((run, f.result()))  # run_example raises only what must stop the worker (Ctrl-C's kind)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)  # the crash is reported now, not after the rest finish
