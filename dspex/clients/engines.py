@@ -98,20 +98,21 @@ class Engines:
         if cache is not None:
             cache.flush()
 
+    def _current(self) -> list[Pipeline]:
+        """This process's pipelines now (a copy: each is then used outside the lock)."""
+        with self._lock:
+            return list(self._pipelines.values())
+
     def take_reports(self) -> list[tuple[Any, list]]:
         """Every success report this process has not sent yet, as (client actor address, reports), taken: the
         caller delivers them (an evaluation worker on a host, with its rows, through the coordinator, so the
         client actor gets one message for all hosts rather than one from each)."""
-        with self._lock:
-            pipelines = list(self._pipelines.values())
-        return [found for pipeline in pipelines for found in pipeline.take_reports()]
+        return [found for pipeline in self._current() for found in pipeline.take_reports()]
 
     def give_back(self) -> None:
         """Give back every lease this process holds ahead of need (``ahead.py``): it will make no more requests
         (an evaluation worker stopping), so those places go back now, unbooked, not by the actor's sweep."""
-        with self._lock:
-            pipelines = list(self._pipelines.values())
-        for pipeline in pipelines:
+        for pipeline in self._current():
             pipeline.give_back()
 
     def close(self) -> None:

@@ -47,7 +47,7 @@ from ..primitives import Usage
 from .cache import ResponseCache, cache_key
 from .async_channel import AsyncChannel
 from .async_transport import AsyncTransport
-from .coalesced import CoalescedChannel
+from .coalesced import CoalescedChannel, ReportingChannel
 from .event_loop import EventLoop
 from .config import LMConfig
 from .messages import Admit, CacheHit, Completion, Done, Lease, Release, Report, cache_entry, cached_completion
@@ -384,21 +384,20 @@ class Pipeline:
         if self._achannel is not None:
             self._achannel.flush()
 
+    def _remote_channels(self) -> list[ReportingChannel]:
+        """Its lease channels to a client actor in another process (a direct channel batches nothing and
+        holds nothing ahead: it sends each report at once)."""
+        return [c for c in (self.channel, self._achannel) if isinstance(c, ReportingChannel)]
+
     def take_reports(self) -> list[tuple[Any, list]]:
         """The success reports this pipeline has not sent yet, as (client actor address, reports): for a
-        caller that delivers them itself (none on a direct channel: it sends each at once)."""
-        taken = []
-        for channel in (self.channel, self._achannel):
-            if isinstance(channel, (CoalescedChannel, AsyncChannel)) and (found := channel.take_reports()):
-                taken.append(found)
-        return taken
+        caller that delivers them itself."""
+        return [found for channel in self._remote_channels() if (found := channel.take_reports())]
 
     def give_back(self) -> None:
-        """Give back the leases this pipeline holds ahead of need (none on a direct channel)."""
-        if isinstance(self.channel, CoalescedChannel):
-            self.channel.give_back_all()
-        if self._achannel is not None:
-            self._achannel.give_back_all()
+        """Give back the leases this pipeline holds ahead of need."""
+        for channel in self._remote_channels():
+            channel.give_back_all()
 
     async def aclose(self) -> None:
         """Close what lives on the event loop (its HTTP session), on the loop."""
