@@ -168,6 +168,7 @@ def test_budget_overspend_is_bounded_by_requests_in_flight(server, drt):
 
 def test_secrets_never_reach_logs_reprs_pickles_or_errors(server, tmp_path):
     out = io.StringIO()
+    structlog.reset_defaults()  # configure() merges: a level filter an earlier runtime set would hide the events
     structlog.configure(processors=[dspex.logs.redact, structlog.processors.JSONRenderer()],
                         logger_factory=structlog.PrintLoggerFactory(out))
     try:
