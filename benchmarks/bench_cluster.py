@@ -182,8 +182,8 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 def leader_model(r: dict, per_host_rate: float) -> tuple[float, float, int]:
-    """From one weak-scaling measurement: the leader's CPU a second per joined host (idle: its calls and
-    heartbeats) and per example (its rows, reports and admissions), and how many hosts one leader core serves
+    """From one weak-scaling measurement: the leader's CPU a second per joined host (measured idle: its calls
+    waiting at the coordinator) and per example (the rest of a busy run's: rows, reports, admissions), and how many hosts one leader core serves
     when each host finishes ``per_host_rate`` examples a second (the assumption: both costs stay as measured)."""
     per_host = r["leader_idle"] / r["hosts"]
     per_example = max(0.0, (r["leader_cpu_ms"] / 1000 * r["examples"] - r["leader_idle"] * r["wall"]) / r["examples"])
@@ -243,7 +243,7 @@ def run() -> str | None:
         big = scaling[-1]
         per_host, per_example, served = leader_model(big, 32.0)
         lines += ["", f"The leader's cost, from the {big['hosts']}-host run: {per_host * 1000:.1f} ms of CPU a second "
-                  f"per joined host (its calls, heartbeats and lease renewals, idle or not) and "
+                  f"per joined host (measured with the hosts idle: their calls waiting at the coordinator) and "
                   f"{per_example * 1000:.2f} ms per example (rows, reports, admissions). Assuming real hosts that "
                   f"each finish 32 examples a second (32 in flight, 1 s provider) and both costs as measured, one "
                   f"leader core serves about {served} hosts ({1.0 / (per_host + per_example * 10):.0f} at this "
