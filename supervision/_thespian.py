@@ -43,7 +43,9 @@
     readiness, one system call a turn.
 
 Besides ``forget_child``, ``tell_self`` lets a helper thread of an actor put a message in that actor's
-own mailbox (Thespian's ``send`` belongs to the actor's thread).
+own mailbox (Thespian's ``send`` belongs to the actor's thread), and ``send_from_outside`` sends from an
+outside endpoint without waiting for the transmit to finish (Thespian's ``tell`` waits up to a minute when
+the target is exiting as the connection opens).
 """
 
 from __future__ import annotations
@@ -373,6 +375,21 @@ def tell_self(actor: Any, message: Any) -> None:
         system._pendingSends.append(simpleSystemBase.PendingSend(ref.address, message, ref.address))
         return
     raise NotImplementedError(f"cannot reach the mailbox of {type(actor).__name__} on this Thespian base")
+
+
+def send_from_outside(context: Any, address: Any, message: Any, wait: float = 0.0) -> Any:
+    """Send ``message`` to ``address`` from an outside endpoint (a ``private()`` context) and run its
+    transport for at most ``wait`` seconds; return the transmit's track (``.failed`` once it failed).
+
+    ``ActorSystem.tell`` runs the transport until the transmit completes or fails: to an actor that
+    exits while the connection opens that took up to its 60 s limit, holding the caller (a runtime's
+    reply driver, whose deadlines and liveness checks then stopped). What is left of the transmit is
+    carried out by the endpoint's next ``listen`` (or next send)."""
+    system = context._systemBase
+    track = system._tx_to_actor(address, message)
+    if wait > 0:
+        system._run_transport(timedelta(seconds=wait), txonly=True)
+    return track
 
 
 def install() -> None:

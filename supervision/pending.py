@@ -45,6 +45,11 @@ class PendingCalls:
     def __len__(self) -> int:
         return len(self._calls) + len(self._ready)
 
+    def waiting(self, corr: int) -> bool:
+        """Whether the call ``corr`` still waits for its reply."""
+        with self._lock:
+            return corr in self._calls
+
     def take(self, reply: Any) -> bool:
         """Claim ``reply`` (a Reply or CallError) for the call it answers; False if it answers none of them.
         Its future is settled by :meth:`settle`, which the runtime calls outside its own lock (a future's

@@ -41,6 +41,7 @@ BASES = {"local": "simpleSystemBase", "multiproc": "multiprocTCPBase", "tcp": "m
 LOOPBACK = ("127.0.0.1", "localhost")
 SLICE = 0.25  # seconds between liveness checks while a call waits
 EVENT_POLL = 0.05
+CAST_WAIT = 2.0  # seconds a cast from outside waits for its transmit (the rest goes with the endpoint's next use)
 PENDING_POLL = 0.005  # seconds between a call_future driver's rounds (timers fired, replies collected)
 LOCAL_POLL = 0.002  # local base: how often a waiting caller lets timers fire and checks for its reply
 
@@ -363,6 +364,7 @@ class ActorRuntime:
         """Keep the replies of pending ``call_future`` calls coming (module docstring of ``pending``); ends
         when none is left."""
         private = None
+        sending: dict[int, Any] = {}  # corr -> the transmit of a call not answered yet
         try:
             while not self._stop_events.is_set():
                 with self._pending_lock:
@@ -383,8 +385,9 @@ class ActorRuntime:
                         private = system.private()
                         endpoint = private.__enter__()
                     while self._outbox:
-                        endpoint.tell(*self._outbox.popleft())
-                    reply = endpoint.listen(PENDING_POLL)
+                        address, call = self._outbox.popleft()
+                        sending[call.corr] = _thespian.send_from_outside(endpoint, address, call)
+                    reply = endpoint.listen(PENDING_POLL)  # also carries the transmits out
                     while reply is not None:
                         if isinstance(reply, PoisonMessage):  # the call reached no live actor
                             corr = getattr(reply.poisonMessage, "corr", None)
@@ -393,6 +396,11 @@ class ActorRuntime:
                         else:
                             self._pending.take(reply)
                         reply = endpoint.listen(0)
+                    for corr, track in list(sending.items()):
+                        if track.failed:  # the call could not be delivered: its actor is gone
+                            self._pending.fail(ActorExited("actor", "it is not running"), corr=corr)
+                        if track.failed or not self._pending.waiting(corr):
+                            del sending[corr]
                     self._pending.settle()
                 self._check_pending(system)
         except Exception as exc:  # a bug here must not leave callers waiting forever: they fail with it
@@ -431,8 +439,8 @@ class ActorRuntime:
             if self._bus:
                 self._pump_events(system)
         else:
-            with self._endpoint() as ep:
-                ep.system.tell(address, Cast(message))
+            with self._endpoint() as ep:  # not Thespian's tell: it waits up to 60 s on an actor exiting
+                _thespian.send_from_outside(ep.system, address, Cast(message), wait=CAST_WAIT)
 
     def _need_system(self) -> Any:
         if self._system is None:

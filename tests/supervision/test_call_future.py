@@ -53,3 +53,21 @@ def test_closing_the_runtime_fails_what_is_pending(base):
         rt.close()
     with pytest.raises(Shutdown):
         future.result(timeout=10)
+
+
+def test_a_call_to_an_actor_that_exits_as_it_is_sent_fails_within_seconds(rt):
+    """The reply driver never waits on a transmit: a call sent while its actor exits (Thespian's ``tell``
+    then waited up to a minute, and no deadline or liveness check ran meanwhile) fails with ActorExited."""
+    for i in range(5):
+        sup = rt.start_supervisor(SupervisorSpec(intensity=5), [ChildSpec(id="later", start=Later)], name=f"top{i}")
+        ref = sup.child("later")
+        pending = ref.call_future(("after", 30, "never"), timeout=60)
+        sup.terminate_child("later")
+        start = time.monotonic()
+        with pytest.raises(ActorExited):
+            pending.result(timeout=10)
+        assert time.monotonic() - start < 5
+        stray = ref.call_future("now", timeout=60)  # sent after the exit: fails too
+        with pytest.raises(ActorExited):
+            stray.result(timeout=10)
+        rt.stop_supervisor(f"top{i}")

@@ -107,3 +107,14 @@ def test_the_transport_loop_makes_its_selector_from_the_module_each_turn():
     patched module's poll selector is what it uses."""
     source = inspect.getsource(TCPTransport.TCPTransport._runWithExpiry)
     assert "sel = selectors.DefaultSelector()" in source
+
+
+def test_an_outside_send_is_scheduled_by_tx_to_actor_and_carried_out_by_run_transport():
+    """``send_from_outside`` uses the outside endpoint's ``_tx_to_actor`` (a transmit track with ``.failed``)
+    and ``_run_transport(duration, txonly=True)``, the two halves of ``ExternalOpsToActors.tell``."""
+    from thespian.system import systemBase
+
+    tell = inspect.getsource(systemBase.ExternalOpsToActors.tell)
+    assert "self._tx_to_actor(anActor, msg)" in tell and "txonly=True" in tell
+    assert "failed" in inspect.getsource(systemBase.TransmitTrack)
+    assert "transmit_failed" in inspect.getsource(systemBase.ExternalOpsToActors._tx_to_actor)
