@@ -41,7 +41,7 @@ BASES = {"local": "simpleSystemBase", "multiproc": "multiprocTCPBase", "tcp": "m
 LOOPBACK = ("127.0.0.1", "localhost")
 SLICE = 0.25  # seconds between liveness checks while a call waits
 EVENT_POLL = 0.05
-CAST_WAIT = 2.0  # seconds a cast from outside waits for its transmit (the rest goes with the endpoint's next use)
+CAST_WAIT = 10.0  # seconds a cast from outside waits for its transmit (a link down for less loses nothing)
 PENDING_POLL = 0.005  # seconds between a call_future driver's rounds (timers fired, replies collected)
 LOCAL_POLL = 0.002  # local base: how often a waiting caller lets timers fire and checks for its reply
 

@@ -92,6 +92,7 @@ class ClientActor(GenServer):
         self.errors: dict[str, int] = {}  # requests that failed for good, by error type (since this actor started)
         self.budgets = BudgetBook()  # the run budgets open in this runtime (a compile's), as this client knows them
         self.swept: dict[int, None] = {}  # leases taken back (booked at their maximum), oldest first
+        self.settled: dict[int, None] = {}  # leases whose success was booked, oldest first (a report sent twice)
         self.records: list[UsageRecord] = []
         self.flushes: dict[int, list[CallToken]] = {}
         self.usage_waiters: list[CallToken] | None = [] if use_ledger else None
@@ -285,6 +286,8 @@ class ClientActor(GenServer):
         outcome = rep.outcome
         if lease is None and rep.lease in self.swept:
             return self._late(rep)
+        if lease is None and rep.lease in self.settled:  # a report sent again (its first way's answer was lost)
+            return Done(0.0, rep.attempt + 1)
         if lease is None:  # a lease of this client before a restart: account for it all the same
             lease = HeldLease(Wait(next(self.ids), self.current_call, 0, rep.run, rep.attempt), None, self.clock())
         wait = lease.wait
@@ -297,6 +300,7 @@ class ClientActor(GenServer):
         self._adapt(outcome, lease.started)
         wait.add(outcome.prompt_tokens, outcome.completion_tokens, outcome.estimated)
         if outcome.ok:
+            remember(self.settled, rep.lease)
             if wait.reservation is not None:
                 self.limiter.settle(wait.reservation, outcome.prompt_tokens + outcome.completion_tokens)
             cost = self._book(wait, ok=True, status=200)

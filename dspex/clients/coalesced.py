@@ -73,6 +73,11 @@ class ReportingChannel:
         reports = self.reports.take()
         return (ref.address, reports) if reports else None
 
+    def put_back(self, reports: list[Report]) -> None:
+        """Reports taken by :meth:`take_reports` that did not reach the coordinator: they go as usual."""
+        for report in reports:
+            self.reports.add(report)
+
     def close(self) -> None:
         with self._held_lock:
             self._closing = True

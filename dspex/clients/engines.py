@@ -109,6 +109,14 @@ class Engines:
         client actor gets one message for all hosts rather than one from each)."""
         return [found for pipeline in self._current() for found in pipeline.take_reports()]
 
+    def put_back_reports(self, taken: list[tuple[Any, list]]) -> None:
+        """Reports :meth:`take_reports` took that did not reach the coordinator (its call failed): they go to
+        their client actors as usual (a second copy, if the call did arrive, is recognised there)."""
+        pipelines = self._current()
+        for address, reports in taken:
+            if not any(pipeline.put_back_reports(address, reports) for pipeline in pipelines):
+                log.warning("reports_lost", reports=len(reports), why="their pipeline closed")
+
     def give_back(self) -> None:
         """Give back every lease this process holds ahead of need (``ahead.py``): it will make no more requests
         (an evaluation worker stopping), so those places go back now, unbooked, not by the actor's sweep."""

@@ -394,6 +394,15 @@ class Pipeline:
         caller that delivers them itself."""
         return [found for channel in self._remote_channels() if (found := channel.take_reports())]
 
+    def put_back_reports(self, address: Any, reports: list) -> bool:
+        """Put back reports taken for the client actor at ``address`` (True: this pipeline's)."""
+        for channel in self._remote_channels():
+            ref = channel.link.known()
+            if ref is not None and ref.address == address:
+                channel.put_back(reports)
+                return True
+        return False
+
     def give_back(self) -> None:
         """Give back the leases this pipeline holds ahead of need."""
         for channel in self._remote_channels():

@@ -476,7 +476,11 @@ class EvalWorker(GenServer):
                     # idle, the call waits at the coordinator until there is work (or idle_wait passes)
                     pull = Pull(self.worker, max(0, want), tuple(rows), frozenset(self.programs),
                                 0.0 if busy else pace.idle_wait, ahead, relayed)
-                    batch = rt.actors.call(coord, pull, 30.0, patience=pull.wait)
+                    try:
+                        batch = rt.actors.call(coord, pull, 30.0, patience=pull.wait)
+                    except BaseException:  # the rows come again elsewhere; the calls' reports must not be lost
+                        rt.engines.put_back_reports(list(relayed))
+                        raise
                     took = time.monotonic()
                     if rows and took > last_call:  # (the rows it just sent are those finished since the last)
                         rate = 0.5 * rate + 0.5 * len(rows) / max(took - last_call, pace.row_delay)

@@ -177,3 +177,46 @@ def test_a_failed_attempt_gives_back_every_lease_held(server, tmp_path):
             lm.request("fails")
         rt.engines.flush()  # the successes' reports (batched) are in too
         assert lm.status().in_flight == 0  # given back with the failure's report, not HELD_FOR later
+
+
+@pytest.mark.slow
+def test_reports_taken_for_a_call_that_failed_go_back_and_a_report_sent_twice_is_booked_once(server, tmp_path):
+    """An evaluation worker on a host takes its success reports to send with its rows; when that call fails
+    (its link down), they are put back and go the usual way; when the call did arrive after all, the client
+    actor books the second copy of a report not again."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dspex
+    from dspex.clients.messages import ReportBatch
+    from dspex.testing import Faults
+
+    from .conftest import make_lm
+
+    def settles_at(lm, expected: int) -> int:
+        deadline = time.monotonic() + 5.0
+        while lm.usage().requests < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        return lm.usage().requests
+
+    server.set_faults(Faults(latency=0.02))
+    with dspex.runtime("multiproc", cache_dir=tmp_path, log_level=None) as rt:
+        rt.engines.lease_ahead = 0.5
+        lm = make_lm(server, retries=0)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda p: lm.request(p), [f"a{i}" for i in range(20)]))
+        taken = rt.engines.take_reports()
+        assert sum(len(reports) for _, reports in taken) > 0
+        rt.engines.put_back_reports(taken)  # the call that was to carry them failed
+        rt.engines.flush()
+        assert settles_at(lm, 20) == 20
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda p: lm.request(p), [f"b{i}" for i in range(20)]))
+        taken = rt.engines.take_reports()
+        for address, reports in taken:  # the call did arrive: the coordinator relayed them ...
+            rt.actors.cast(address, ReportBatch(tuple(reports)))
+        rt.engines.put_back_reports(taken)  # ... and its answer was lost, so they go again
+        rt.engines.flush()
+        assert settles_at(lm, 40) == 40 == len(server.log)
