@@ -51,11 +51,13 @@ class AsyncChannel(ReportingChannel):
         with self._cond:
             if self._closed:
                 raise RuntimeError("dspex bug: a request on a closed lease channel")
+            first = not self._asks  # the pump waits only for a first ask: no wake-up for the others
             self._asks.append((admit, future))
             if self._pump is None:
                 self._pump = threading.Thread(target=self._pump_admissions, name="dspex-admissions", daemon=True)
                 self._pump.start()
-            self._cond.notify()
+            if first:
+                self._cond.notify()
         try:
             return await future
         except asyncio.CancelledError:  # cancelled just as its lease came: the lease goes back, never leaks

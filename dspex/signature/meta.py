@@ -177,8 +177,15 @@ class SignatureMeta(type):
         return cls._instructions
 
     def signature_string(cls) -> str:
-        side = lambda fs: ", ".join(f"{n}: {type_name(f.annotation)}" for n, f in fs.items())  # noqa: E731
-        return f"{side(cls.input_fields)} -> {side(cls.output_fields)}"
+        """``"question: str -> answer: str"``, worked out once per set of fields (every call names its
+        predictor by it)."""
+        cached = cls.__dict__.get("_signature_string")
+        if cached is None or cached[0] is not cls._fields:
+            side = lambda kind: ", ".join(f"{n}: {type_name(f.annotation)}"  # noqa: E731
+                                          for n, f in cls._of_kind(kind).items())
+            cached = (cls._fields, f"{side('input')} -> {side('output')}")
+            type.__setattr__(cls, "_signature_string", cached)
+        return cached[1]
 
     @property
     def signature(cls) -> str:
