@@ -7,8 +7,8 @@ run async all the way down (:func:`runs_async`): every module has an ``aforward`
 the same tracker, one row per example, timeouts, cancel, Ctrl-C); only how an example starts differs: a
 task, and a timed-out one is cancelled (its lease goes back) instead of left to run out. A metric is called
 on a bounded pool of threads until its first calls prove it quick, then on the loop, and back on the threads
-for good from its first slow call there; an ``async def`` metric is awaited; a program without ``acall`` (a
-plain function) runs on that pool.
+for good after two slow calls in a row there; an ``async def`` metric is awaited; a program without
+``acall`` (a plain function) runs on that pool.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import contextvars
 import enum
 import functools
 import inspect
+import statistics
 import time
 from typing import Any, Awaitable, Callable, Sequence
 
@@ -33,7 +34,8 @@ from .tracker import Tracker
 
 METRIC_THREADS = 32  # the most metrics (and plain-function programs) running at once, each on a thread
 INLINE_METRIC_S = 0.002  # a metric call longer than this keeps (or moves) the run's metric calls off the loop
-QUICK_PROBES = 8  # quick metric calls on threads before the rest run on the loop
+QUICK_PROBES = 8  # metric calls on threads before the rest run on the loop (if their median was quick)
+GIL_WAIT_S = 0.05  # a probe this long or shorter is judged by its CPU time (the rest of it: waiting for the GIL)
 
 
 class MetricMode(str, enum.Enum):
@@ -55,7 +57,8 @@ class AsyncRunner(ThreadRunner):
         self._threads = concurrent.futures.ThreadPoolExecutor(min(concurrency, METRIC_THREADS),
                                                               thread_name_prefix="dspex-metric")
         self._metric_mode = MetricMode.PROBING
-        self._quick = 0
+        self._probes: list[float] = []  # seconds each probe on a thread took
+        self._slow_on_loop = False  # the last call on the loop was slow
 
     def _start(self, indices: list[int]) -> None:
         starts = [(index, self.tracker.attempts.get(index, 1)) for index in indices]
@@ -95,33 +98,39 @@ class AsyncRunner(ThreadRunner):
         return await on_pool(self._threads, fn, *args, **kwargs)
 
     async def _score(self, fn: Any, *args: Any) -> Any:
-        """The metric on the pool's threads until its first ``QUICK_PROBES`` calls have each taken less than
-        ``INLINE_METRIC_S`` (a thread hop costs more than most metrics), then on the loop; a call on the
-        loop that takes longer (a metric that calls an LM, or waits) sends it back to the threads for good,
-        so a slow metric holds the loop up at most once, and one that is slow from the start never does."""
-        if self._metric_mode is MetricMode.LOOP:
+        """The metric on the pool's threads until its first ``QUICK_PROBES`` calls took a median of at most
+        ``INLINE_METRIC_S`` (a thread hop costs more than most metrics), then on the loop; two calls in a row
+        on the loop that take longer (a metric that calls an LM, or waits) send it back to the threads for
+        good, so a slow metric holds the loop up at most twice, and one that is slow from the start never does.
+        A probe on a thread is judged by its CPU time if it took at most ``GIL_WAIT_S`` (a quick metric there
+        waits for the GIL the loop holds: with many examples in flight most probes took milliseconds of wall
+        time, and a trivial metric stayed on threads for the whole run, a tenth of its CPU in thread hops),
+        by its wall time beyond (a metric that waits: an LM call, a gate); one that waits less is caught on
+        the loop."""
+        if self._metric_mode is MetricMode.LOOP:  # judged by wall time: the loop waited all of it
             start = time.perf_counter()
             row = fn(*args)
-            if time.perf_counter() - start > INLINE_METRIC_S:
+            slow = time.perf_counter() - start > INLINE_METRIC_S
+            if slow and self._slow_on_loop:  # twice in a row: one can be the GIL lent out, or the process preempted
                 self._metric_mode = MetricMode.THREADS
+            self._slow_on_loop = slow
             return row
         took: list[float] = []
 
         def timed(*a: Any) -> Any:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 return fn(*a)
             finally:
-                took.append(time.perf_counter() - start)
+                wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
+                took.append(cpu if wall <= GIL_WAIT_S else wall)
 
         row = await self._on_thread(timed, *args)
         if self._metric_mode is MetricMode.PROBING:
-            if took and took[0] <= INLINE_METRIC_S:
-                self._quick += 1
-                if self._quick >= QUICK_PROBES:
-                    self._metric_mode = MetricMode.LOOP
-            else:
-                self._metric_mode = MetricMode.THREADS
+            self._probes.append(took[0] if took else float("inf"))
+            if len(self._probes) >= QUICK_PROBES:
+                quick = statistics.median(self._probes) <= INLINE_METRIC_S
+                self._metric_mode = MetricMode.LOOP if quick else MetricMode.THREADS
         return row
 
     def close(self) -> None:
