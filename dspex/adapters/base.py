@@ -9,6 +9,7 @@ signature, demos, inputs)`` it does both around one LM call, as DSPy's adapters 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 from typing import Any, Mapping, NamedTuple, Sequence
@@ -245,7 +246,7 @@ class Adapter:
         if history_field:
             signature_without_history = without_fields(signature, history_field)
             history = self.format_conversation_history(signature_without_history, history_field, inputs)
-        messages: list[Message] = [{"role": "system", "content": self.format_system_message(signature)}]
+        messages: list[Message] = [{"role": "system", "content": self._system_message(signature)}]
         messages.extend(self.format_demos(signature, list(demos or ())))
         if history_field:
             messages.extend(history)
@@ -254,6 +255,22 @@ class Adapter:
         if content:
             messages.append({"role": "user", "content": content})
         return _content_parts(messages)
+
+    def _system_message(self, signature: SignatureMeta) -> str:
+        """``format_system_message``, worked out once per signature (its fields and instructions) for an adapter
+        whose system message is dspex's own, which depends on the signature alone (a few hundred
+        microseconds a call otherwise); a user's override of any part is called every time."""
+        kind = type(self)
+        if not _builtin_system_message(kind):
+            return self.format_system_message(signature)
+        cached = signature.__dict__.get("_system_messages")
+        if cached is None or cached[0] is not signature._fields or cached[1] is not signature._instructions:
+            cached = (signature._fields, signature._instructions, {})
+            type.__setattr__(signature, "_system_messages", cached)
+        text = cached[2].get(kind)
+        if text is None:
+            text = cached[2][kind] = self.format_system_message(signature)
+        return text
 
     def format_system_message(self, signature: SignatureMeta) -> str:
         return (f"{self.format_field_description(signature)}\n{self.format_field_structure(signature)}\n"
@@ -382,6 +399,17 @@ class Adapter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+_SYSTEM_MESSAGE_PARTS = ("format_system_message", "format_field_description", "format_field_structure",
+                         "format_task_description", "format_field_with_value", "_placeholders")
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_system_message(kind: type) -> bool:
+    """Every method a system message is made with is dspex's own on ``kind`` (not a user's override)."""
+    return all(getattr(getattr(kind, name, None), "__module__", "dspex.adapters").startswith("dspex.adapters.")
+               for name in _SYSTEM_MESSAGE_PARTS)
 
 
 def _why(exc: Exception) -> str:

@@ -662,7 +662,7 @@ def _own_copy(example: Example) -> Example:
     data = example._data
     if type(example) is not Example or not all(isinstance(v, _IMMUTABLE) for v in data.values()):
         return copy.deepcopy(example)
-    return Example(data, _inputs=example._input_keys)
+    return Example._of(dict(data), set(example._input_keys))
 
 
 def _int_at_least(value: Any, low: int) -> bool:

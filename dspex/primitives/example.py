@@ -162,7 +162,16 @@ class Example(_Record):
 
     def inputs(self) -> "Example":
         keys = self._need_inputs()
-        return Example({k: v for k, v in self._data.items() if k in keys}, _inputs=keys)
+        return Example._of({k: v for k, v in self._data.items() if k in keys}, set(keys))
+
+    @staticmethod
+    def _of(data: dict, inputs: set[str] | None) -> "Example":
+        """An Example of fields already checked (taken from another Example), made without checking them again
+        (an evaluation makes one a row)."""
+        made = object.__new__(Example)
+        object.__setattr__(made, "_data", data)
+        object.__setattr__(made, "_input_keys", inputs)
+        return made
 
     def labels(self) -> "Example":
         keys = self._need_inputs()

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import copy
-import functools
 import enum
+import functools
 import inspect
 import keyword
 import re
@@ -118,7 +118,7 @@ class Field:
     name: str = _dc_field(default="", compare=False, hash=False, repr=False)
     typed: bool = _dc_field(default=True, compare=False, hash=False, repr=False)
 
-    @property
+    @functools.cached_property  # (a frozen field: its type's analysis, once; adapters ask every call)
     def optional(self) -> bool:
         if self.default is not NO_DEFAULT or "default_factory" in self.extra:
             return True
