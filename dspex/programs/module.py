@@ -38,14 +38,19 @@ PICKLE_MAGIC = b"DSPEX-PICKLE\n"  # a whole-program pickle starts with this line
 def own_aforward(module: Any) -> Any:
     """``module.aforward`` when it is the async twin of the ``forward`` in force, else None (a subclass that
     overrides only ``forward`` — of ``Predict``, say — is not bypassed by the ``aforward`` it inherits)."""
-    if "forward" in vars(module) or "aforward" in vars(module):
-        return vars(module).get("aforward")
-    mro = type(module).__mro__
-    forward = next((c for c in mro if "forward" in c.__dict__), None)
-    aforward = next((c for c in mro if "aforward" in c.__dict__), None)
-    if aforward is None or (forward is not None and not issubclass(aforward, forward)):
-        return None
-    return module.aforward
+    own = vars(module)
+    if "forward" in own or "aforward" in own:
+        return own.get("aforward")
+    return module.aforward if _class_aforward(type(module)) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _class_aforward(cls: type) -> bool:
+    """``cls`` has an ``aforward`` defined at or below the class that defines its ``forward`` (worked out once
+    per class: every async call asks)."""
+    forward = next((c for c in cls.__mro__ if "forward" in c.__dict__), None)
+    aforward = next((c for c in cls.__mro__ if "aforward" in c.__dict__), None)
+    return aforward is not None and (forward is None or issubclass(aforward, forward))
 
 
 def call_now(step: tuple) -> Any:

@@ -189,6 +189,8 @@ class Predict(Predictor):
     def _call_options(self, kwargs: dict) -> tuple[dict, SignatureMeta, dict]:
         """Split a call's keywords into the signature's inputs, the signature in force and this call's options
         (lm, config, demos, signature, as DSPy's Predict takes them)."""
+        if kwargs.keys().isdisjoint(CALL_OPTIONS):  # the common call: inputs only
+            return kwargs, self.signature, {}
         fields = self.signature.fields
         call = {name: kwargs.pop(name) for name in CALL_OPTIONS if name in kwargs and name not in fields}
         sig = ensure_signature(call["signature"]) if call.get("signature") is not None else self.signature
