@@ -27,20 +27,7 @@ def cpu_seconds(fields: list[str]) -> float:
 @functools.cache
 def node_id() -> str:
     """Where a pid means something: this boot of this machine and this pid namespace. Two processes
-    with the same node id can signal each other by pid; across nodes (other hosts) they cannot. Read once
-    per process (every LM request names its asker by it; a forked child reads it again)."""
-    pid = os.getpid()
-    known = _NODE_ID.get(pid)
-    if known is None:
-        _NODE_ID.clear()
-        known = _NODE_ID[pid] = _read_node_id()
-    return known
-
-
-_NODE_ID: dict[int, str] = {}  # this process's node id, by the pid it was read in
-
-
-def _read_node_id() -> str:
+    with the same node id can signal each other by pid; across nodes (other hosts) they cannot."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as fh:
             boot = fh.read().strip()
