@@ -405,7 +405,7 @@ _SYSTEM_MESSAGE_PARTS = ("format_system_message", "format_field_description", "f
                          "format_task_description", "format_field_with_value", "_placeholders")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=1024)  # (bounded: classes made on the fly are not kept alive)
 def _builtin_system_message(kind: type) -> bool:
     """Every method a system message is made with is dspex's own on ``kind`` (not a user's override)."""
     return all(getattr(getattr(kind, name, None), "__module__", "dspex.adapters").startswith("dspex.adapters.")

@@ -658,7 +658,7 @@ _IMMUTABLE = (str, int, float, bool, bytes, type(None))
 
 def _own_copy(example: Example) -> Example:
     """A copy the run works on (Examples are mutable): ``deepcopy``'s result, made directly for an example whose
-    values are all immutable scalars (deepcopy's machinery took ~15 µs an example, a tenth of a run's own CPU)."""
+    values are all immutable scalars (deepcopy's machinery took ~15 µs an example: 2% of a run's CPU at 0 ms)."""
     data = example._data
     if type(example) is not Example or not all(isinstance(v, _IMMUTABLE) for v in data.values()):
         return copy.deepcopy(example)

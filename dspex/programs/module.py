@@ -44,7 +44,7 @@ def own_aforward(module: Any) -> Any:
     return module.aforward if _class_aforward(type(module)) else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=1024)  # (bounded: classes made on the fly are not kept alive)
 def _class_aforward(cls: type) -> bool:
     """``cls`` has an ``aforward`` defined at or below the class that defines its ``forward`` (worked out once
     per class: every async call asks)."""
