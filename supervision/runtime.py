@@ -41,6 +41,7 @@ BASES = {"local": "simpleSystemBase", "multiproc": "multiprocTCPBase", "tcp": "m
 LOOPBACK = ("127.0.0.1", "localhost")
 SLICE = 0.25  # seconds between liveness checks while a call waits
 EVENT_POLL = 0.05
+LIVENESS_TIMEOUT = 10.0  # seconds the root has to answer whether an actor a caller waits on is alive
 CAST_WAIT = 10.0  # seconds a cast from outside waits for its transmit (a link down for less loses nothing)
 PENDING_POLL = 0.005  # seconds between a call_future driver's rounds (timers fired, replies collected)
 LOCAL_POLL = 0.002  # local base: how often a waiting caller lets timers fire and checks for its reply
@@ -477,11 +478,21 @@ class ActorRuntime:
                 if reply is not None and matches(reply):
                     return reply
                 if reply is None or isinstance(reply, PoisonMessage):
-                    self._raise_if_dead(address, system)
+                    self._check_alive(address, system, deadline)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise CallTimeout(str(address), getattr(msg, "request", msg), timeout)
                 reply = ep.system.listen(min(remaining, SLICE))
+
+    def _check_alive(self, address: Any, system: Any, deadline: float) -> None:
+        """``_raise_if_dead`` for a call waiting until ``deadline``, asked within it. A liveness question that
+        goes unanswered (the root busy, the link to the leader down for a few seconds) is no verdict: the
+        call goes on waiting for its own reply (it raised the question's CallTimeout, naming IsAlive, and a
+        host's worker crashed on a link down for 4 s)."""
+        try:
+            self._raise_if_dead(address, system, max(0.1, min(LIVENESS_TIMEOUT, deadline - time.monotonic())))
+        except CallTimeout:
+            log.warning("liveness_unknown", runtime=self.name, actor=str(address))
 
     def _request_local(self, system: Any, address: Any, msg: Any, timeout: float,
                        matches: Callable[[Any], bool]) -> Any:
@@ -532,12 +543,13 @@ class ActorRuntime:
             self._cond.notify_all()
         return found
 
-    def _raise_if_dead(self, address: Any, system: Any) -> None:
+    def _raise_if_dead(self, address: Any, system: Any, timeout: float | None = None) -> None:
         if self._root is not None and self._root_gone():
             raise ActorExited(str(address), self._root_lost.reason if self._root_lost else "root gone")
         if self._root is None or address == self._root:
             return
-        reason = self._request(self._root, Call(next(self._corr), IsAlive(address)), 10.0, system=system).value
+        question = Call(next(self._corr), IsAlive(address))
+        reason = self._request(self._root, question, timeout or LIVENESS_TIMEOUT, system=system).value
         if reason is not None:
             raise ActorExited(str(address), reason)
 

@@ -71,3 +71,30 @@ def test_a_call_to_an_actor_that_exits_as_it_is_sent_fails_within_seconds(rt):
         with pytest.raises(ActorExited):
             stray.result(timeout=10)
         rt.stop_supervisor(f"top{i}")
+
+
+def test_an_unanswered_liveness_question_is_no_verdict_the_call_waits_for_its_reply(monkeypatch):
+    """A call with no reply yet asks the root whether its actor lives; when that question goes unanswered
+    (the root stopped here; a link to the leader down, on a host) the call keeps waiting for its own reply
+    within its own deadline, instead of failing with the question's CallTimeout."""
+    import os
+    import signal
+
+    from supervision import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "LIVENESS_TIMEOUT", 0.5)
+    rt = ActorRuntime(base="multiproc", name="t").start()
+    try:
+        ref = later(rt)
+        root_pid = rt._root_pid  # (the root supervisor's process)
+        os.kill(root_pid, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            assert ref.call(("after", 2.0, "answered"), timeout=20) == "answered"
+            assert time.monotonic() - start < 10
+        finally:
+            os.kill(root_pid, signal.SIGCONT)
+        with pytest.raises(CallTimeout):  # its own deadline still holds
+            ref.call(("after", 30, "never"), timeout=1.0)
+    finally:
+        rt.close()
