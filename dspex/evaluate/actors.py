@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervision import GenServer, NoReply
+from supervision import CallTimeout, GenServer, NoReply
 from supervision.messages import Cast
 
 from ..clients.messages import ReportBatch
@@ -36,6 +36,7 @@ from .tracker import Tracker
 
 IDLE_WAIT = 0.5  # seconds an idle worker's call waits at the coordinator for work before it is answered empty
 STOP_JOIN = 2.0  # seconds a stopping worker waits for its thread to close its runtime
+PULL_TIMEOUT = 5.0  # seconds beyond its wait a worker's call to the coordinator may take before it is sent again
 RELAY_EVERY = 0.1  # seconds relayed reports wait at most (for a poll that flushes them sooner)
 
 
@@ -477,7 +478,12 @@ class EvalWorker(GenServer):
                     pull = Pull(self.worker, max(0, want), tuple(rows), frozenset(self.programs),
                                 0.0 if busy else pace.idle_wait, ahead, relayed)
                     try:
-                        batch = rt.actors.call(coord, pull, 30.0, patience=pull.wait)
+                        batch = rt.actors.call(coord, pull, pull.wait + PULL_TIMEOUT, patience=pull.wait)
+                    except CallTimeout:  # lost on the way (a link down): the same rows go with the next call
+                        rt.engines.put_back_reports(list(relayed))
+                        self.actor_log.warning("pull_unanswered", rows=len(rows), waited_s=pull.wait + PULL_TIMEOUT)
+                        last_call = time.monotonic()
+                        continue
                     except BaseException:  # the rows come again elsewhere; the calls' reports must not be lost
                         rt.engines.put_back_reports(list(relayed))
                         raise
