@@ -456,6 +456,7 @@ class EvalWorker(GenServer):
         last_call = float("-inf")
         drained = False  # the last call got less than it asked for: the coordinator has no more for now
         rate = 0.0  # rows a second finished here (smoothed over calls)
+        resync = False  # a call went unanswered: what the coordinator handed us in a lost answer is lost to us
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.worker}-ex")
         try:
             while not self.stopping.is_set():
@@ -467,6 +468,14 @@ class EvalWorker(GenServer):
                     not drained or now - last_call > pace.row_delay)
                 if ((rows and (not busy or now - first_row_at > pace.row_delay))
                         or starving or now - last_call > pace.heartbeat):
+                    if resync:  # as after a restart: the coordinator hands out again what it counts as ours
+                        try:
+                            rt.actors.call(coord, Hello(self.worker), PULL_TIMEOUT)
+                        except CallTimeout:
+                            self.actor_log.warning("coordinator_unanswered", waited_s=PULL_TIMEOUT)
+                            last_call = time.monotonic()
+                            continue
+                        resync = False
                     relayed: tuple = ()
                     if rows:
                         if pace.relay_reports:  # the rows' calls go with them (the coordinator hands them on)
@@ -481,8 +490,9 @@ class EvalWorker(GenServer):
                         batch = rt.actors.call(coord, pull, pull.wait + PULL_TIMEOUT, patience=pull.wait)
                     except CallTimeout:  # lost on the way (a link down): the same rows go with the next call
                         rt.engines.put_back_reports(list(relayed))
-                        self.actor_log.warning("pull_unanswered", rows=len(rows), waited_s=pull.wait + PULL_TIMEOUT)
-                        last_call = time.monotonic()
+                        self.actor_log.warning("coordinator_unanswered", rows=len(rows),
+                                               waited_s=pull.wait + PULL_TIMEOUT)
+                        last_call, resync = time.monotonic(), True
                         continue
                     except BaseException:  # the rows come again elsewhere; the calls' reports must not be lost
                         rt.engines.put_back_reports(list(relayed))
