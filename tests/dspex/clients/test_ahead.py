@@ -113,6 +113,22 @@ def _counting_calls(monkeypatch):
     return asked
 
 
+def _holding_ahead(rt, server):
+    """An LM of ``rt`` whose process holds leases ahead, as an evaluation worker on another host does."""
+    from .conftest import make_lm
+
+    rt.engines.lease_ahead = 0.5
+    return make_lm(server, retries=0)
+
+
+def _requests(lm, prefix: str, n: int) -> None:
+    """``n`` requests, four at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda p: lm.request(p), [f"{prefix}{i}" for i in range(n)]))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["threads", "async"])
 def test_a_process_holding_leases_ahead_asks_seldom_and_books_exactly(server, tmp_path, monkeypatch, engine):
@@ -157,19 +173,13 @@ def test_a_process_holding_leases_ahead_asks_seldom_and_books_exactly(server, tm
 
 @pytest.mark.slow
 def test_a_failed_attempt_gives_back_every_lease_held(server, tmp_path):
-    from concurrent.futures import ThreadPoolExecutor
-
     import dspex
     from dspex.testing import Faults
 
-    from .conftest import make_lm
-
     server.set_faults(Faults(latency=0.05))
     with dspex.runtime("multiproc", cache_dir=tmp_path, log_level=None) as rt:
-        rt.engines.lease_ahead = 0.5
-        lm = make_lm(server, retries=0)
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda p: lm.request(p), [f"p{i}" for i in range(40)]))
+        lm = _holding_ahead(rt, server)
+        _requests(lm, "p", 40)
         rt.engines.flush()
         assert lm.status().in_flight > 0  # leases are held ahead of the next requests
         server.set_faults(Faults(schedule=["500"]))
@@ -185,13 +195,10 @@ def test_reports_taken_for_a_call_that_failed_go_back_and_a_report_sent_twice_is
     (its link down), they are put back and go the usual way; when the call did arrive after all, the client
     actor books the second copy of a report not again."""
     import time
-    from concurrent.futures import ThreadPoolExecutor
 
     import dspex
     from dspex.clients.messages import ReportBatch
     from dspex.testing import Faults
-
-    from .conftest import make_lm
 
     def settles_at(lm, expected: int) -> int:
         deadline = time.monotonic() + 5.0
@@ -202,18 +209,15 @@ def test_reports_taken_for_a_call_that_failed_go_back_and_a_report_sent_twice_is
 
     server.set_faults(Faults(latency=0.02))
     with dspex.runtime("multiproc", cache_dir=tmp_path, log_level=None) as rt:
-        rt.engines.lease_ahead = 0.5
-        lm = make_lm(server, retries=0)
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda p: lm.request(p), [f"a{i}" for i in range(20)]))
+        lm = _holding_ahead(rt, server)
+        _requests(lm, "a", 20)
         taken = rt.engines.take_reports()
         assert sum(len(reports) for _, reports in taken) > 0
         rt.engines.put_back_reports(taken)  # the call that was to carry them failed
         rt.engines.flush()
         assert settles_at(lm, 20) == 20
 
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda p: lm.request(p), [f"b{i}" for i in range(20)]))
+        _requests(lm, "b", 20)
         taken = rt.engines.take_reports()
         for address, reports in taken:  # the call did arrive: the coordinator relayed them ...
             rt.actors.cast(address, ReportBatch(tuple(reports)))
