@@ -423,11 +423,9 @@ class ActorRuntime:
         self._next_liveness = now + LIVENESS_EVERY
         for address in self._pending.addresses():
             try:
-                self._raise_if_dead(address, system)
+                self._check_alive(address, system, now + LIVENESS_TIMEOUT)
             except ActorExited as exc:
                 self._pending.exited(address, exc.reason)
-            except SupervisionError as exc:  # the root did not answer in time: asked again next round
-                log.warning("liveness_check_failed", runtime=self.name, error=str(exc))
 
     def cast(self, address: Any, message: Any) -> None:
         system = self._need_system()
@@ -485,14 +483,17 @@ class ActorRuntime:
                 reply = ep.system.listen(min(remaining, SLICE))
 
     def _check_alive(self, address: Any, system: Any, deadline: float) -> None:
-        """``_raise_if_dead`` for a call waiting until ``deadline``, asked within it. A liveness question that
-        goes unanswered (the root busy, the link to the leader down for a few seconds) is no verdict: the
-        call goes on waiting for its own reply (it raised the question's CallTimeout, naming IsAlive, and a
-        host's worker crashed on a link down for 4 s)."""
+        """``_raise_if_dead`` for a call waiting until ``deadline``, asked within it (a ``call`` and the
+        ``call_future`` driver both ask this way). A liveness question that goes unanswered (the root busy,
+        the link to the leader down for a few seconds) is no verdict: the call goes on waiting for its own
+        reply (a ``call`` raised the question's CallTimeout, naming IsAlive, and a host's worker crashed on
+        a link down for 4 s); only ``ActorExited`` is."""
         try:
             self._raise_if_dead(address, system, max(0.1, min(LIVENESS_TIMEOUT, deadline - time.monotonic())))
-        except CallTimeout:
-            log.warning("liveness_unknown", runtime=self.name, actor=str(address))
+        except ActorExited:
+            raise
+        except SupervisionError as exc:  # asked again at the next check
+            log.warning("liveness_unknown", runtime=self.name, actor=str(address), error=str(exc))
 
     def _request_local(self, system: Any, address: Any, msg: Any, timeout: float,
                        matches: Callable[[Any], bool]) -> Any:
