@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .providers import KEY_FIELDS, PROVIDERS
 
 PREFIX = "DSPEX_"
+HOST_CAPABILITY = "dspex.host"  # what a `dspex host` node advertises (the dashboard tells hosts by it)
 
 
 class Settings(BaseSettings):

@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     import requests  # noqa: F401
 
     from . import evaluate, programs  # noqa: F401
+    from .config import HOST_CAPABILITY
     from .logs import configure_logging
 
     configure_logging(args.log_level)
-    serve(node_from_args(args, {"dspex.host": "1"}, name="dspex-host"), ready="dspex host ready")
+    serve(node_from_args(args, {HOST_CAPABILITY: "1"}, name="dspex-host"), ready="dspex host ready")
     return 0

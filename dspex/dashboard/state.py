@@ -21,6 +21,7 @@ from supervision.telemetry import EventBus
 
 from ..adapters.base import to_jsonable
 from ..clients.scope import RUN_SEP
+from ..config import HOST_CAPABILITY
 from ..errors import EvaluationCancelled, JournalError
 from ..events import CompileProgress, CompileStep, EvalProgress, RowFinished
 from ..scrub import bounded, known_keys
@@ -304,7 +305,7 @@ class DashboardState:
         infos = self.rt.nodes(timeout=NODE_PROBE)
         return {"leader": f"{actors.bind_host}:{actors.admin_port}", "base": actors.base,
                 "nodes": [{"address": i.address, "state": i.state.value, "answered_in": i.answered_in,
-                           "host": "dspex.host" in i.capabilities} for i in infos]}
+                           "host": HOST_CAPABILITY in i.capabilities} for i in infos]}
 
     def run_rows(self, run: str) -> list[dict]:
         with self.lock:
