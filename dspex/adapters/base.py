@@ -121,9 +121,12 @@ class Adapter:
     ``ToolCalls`` output, ask the LM for tool calls natively when it supports them.
     ``prompt_style`` says how a model that can take either should read the messages: ``"chat"`` (its chat
     template) or ``"completion"`` (the text continued as it stands); only local models use it.
+    ``parse_calls_lm``: ``parse`` itself calls an LM (TwoStepAdapter's extraction model), so an async call
+    runs it on a worker thread with its LM's async calls awaited on the caller's loop, never inline there.
     """
 
     prompt_style = "chat"
+    parse_calls_lm = False
     _callback_kind = "adapter"  # format and parse fire the adapter hooks (dspex.utils.callback)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -20,6 +20,8 @@ from .utils import format_field_value, get_field_description_string
 class TwoStepAdapter(Adapter):
     """``TwoStepAdapter(extraction_model)``: any LM callable as ``lm(messages=...)`` extracts the outputs."""
 
+    parse_calls_lm = True
+
     def __init__(self, extraction_model: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not callable(extraction_model):

@@ -25,6 +25,7 @@ from ..clients.scope import streaming
 from .streaming import current_session
 from .trace import TraceStep, record, step_name
 from ..utils.callback import reported_as_one
+from ..utils.syncify import awaited_from
 
 log = structlog.get_logger("dspex.programs")
 logger = logging.getLogger("dspex.predict.predict")  # DSPy's warnings (extra inputs, type mismatches, unsafe LM keys)
@@ -218,12 +219,16 @@ class Predict(Predictor):
         fallback). ``sigs``: the signature rendered (less the natively filled fields) and the one called."""
         shown, sig = sigs
 
-        def parse(using: Adapter, comp: Any) -> dict:
-            return using._call_postprocess(shown, sig, [comp.output()], lm, options)[0]
+        def parse(using: Adapter, comp: Any) -> Generator[tuple, Any, dict]:
+            def read() -> dict:
+                return using._call_postprocess(shown, sig, [comp.output()], lm, options)[0]
+            if using.parse_calls_lm:  # e.g. TwoStepAdapter's extraction model: not inline on an event loop
+                return (yield ("call", read))
+            return read()
 
         comps = [first if first is not None else (yield ("request", lm, messages, options))]
         try:
-            values = parse(adapter, comps[-1])
+            values = yield from parse(adapter, comps[-1])
         except AdapterParseError as first:
             log.info("parse_failed_reasking", signature=sig.signature_string(), reason=first.reason)
             why = first.reason or "missing fields: " + ", ".join(first.missing_fields)
@@ -232,7 +237,7 @@ class Predict(Predictor):
                                                  "Answer again, exactly in the required format."}]
             comps.append((yield ("request", lm, retry, options)))
             try:
-                values = parse(adapter, comps[-1])
+                values = yield from parse(adapter, comps[-1])
             except AdapterParseError:
                 if isinstance(adapter, JSONAdapter):
                     raise
@@ -240,7 +245,7 @@ class Predict(Predictor):
                 fallback = JSONAdapter()
                 comps.append((yield ("request", lm, fallback.format(shown, demos, inputs),
                                      {**options, "prompt_style": fallback.prompt_style})))
-                values = parse(fallback, comps[-1])  # AdapterParseError if this fails too
+                values = yield from parse(fallback, comps[-1])  # AdapterParseError if this fails too
         return values, comps
 
     def adapter_for(self, lm: Any) -> Adapter:
@@ -349,6 +354,8 @@ def _request_now(step: tuple) -> Any:
             with concurrent.futures.ThreadPoolExecutor(min(len(each), 16), thread_name_prefix="dspex-n") as pool:
                 futures = [pool.submit(contextvars.copy_context().run, lm.request, messages, **o) for o in each]
                 return [f.result() for f in futures]
+        case ("call", fn):
+            return fn()
     raise TypeError(f"dspex bug: unknown Predict step {step!r}")
 
 
@@ -368,6 +375,9 @@ async def _request_later(step: tuple) -> Any:
             return await one(lm, messages, options)
         case ("requests", lm, messages, each):
             return list(await asyncio.gather(*(one(lm, messages, o) for o in each)))
+        case ("call", fn):  # sync work that may call an LM: on a thread, its async calls awaited on this loop
+            with awaited_from(asyncio.get_running_loop()):
+                return await asyncio.to_thread(fn)
     raise TypeError(f"dspex bug: unknown Predict step {step!r}")
 
 

@@ -328,6 +328,33 @@ def test_two_step_prompts_freely_and_extracts_with_a_second_lm():
     assert "I think it is Paris" in extractor.calls[0]["messages"][-1]["content"]
 
 
+def test_two_step_in_an_async_call_awaits_the_extraction_model_on_the_callers_loop():
+    """``await program.acall``: the extraction model's own ``acall`` is awaited on the caller's loop (its
+    sync call is never used), and the loop is not blocked by the extraction."""
+    from dspex.utils.dummies import DummyLM
+
+    class AsyncOnly(ScriptedLM):
+        def __call__(self, messages=None, **kwargs):
+            raise AssertionError("the sync call was used inside an async call")
+
+        async def acall(self, messages=None, **kwargs):
+            self.loops.append(asyncio.get_running_loop())
+            return ScriptedLM.__call__(self, messages=messages, **kwargs)
+
+    extractor = AsyncOnly("[[ ## answer ## ]]\nParis\n[[ ## score ## ]]\n0.5\n[[ ## completed ## ]]")
+    extractor.loops = []
+    program = dspex.Predict(Scored)
+
+    async def main():
+        with dspex.context(lm=DummyLM([{"answer": "It is Paris, fairly sure."}]), adapter=TwoStepAdapter(extractor)):
+            return await program.acall(question="Capital of France?"), asyncio.get_running_loop()
+
+    result, loop = asyncio.run(main())
+    assert (result.answer, result.score) == ("Paris", 0.5)
+    assert extractor.loops == [loop]
+    assert "It is Paris" in extractor.calls[0]["messages"][-1]["content"]
+
+
 def test_two_step_parse_failure_and_bad_model():
     adapter = TwoStepAdapter(ScriptedLM("invalid", "still invalid"))
     with pytest.raises(AdapterParseError, match="Failed to parse response"):
