@@ -7,6 +7,9 @@ import inspect
 import selectors
 import socket
 
+import pytest
+
+from thespian.system import actorManager, multiprocCommon
 from thespian.system.admin import adminCore, convention
 from thespian.system.transport import TCPTransport, streamBuffer
 
@@ -25,6 +28,8 @@ def test_install_puts_every_patch_in_place():
     assert TCPTransport.selectors.DefaultSelector is selectors.PollSelector
     assert convention.ConventioneerAdmin.h_ConventionRegister is _thespian._h_convention_register
     assert convention.LocalConventionState.convention_inattention_delay is _thespian._inattention_delay
+    assert actorManager.ActorManager.run is _thespian._actor_run
+    assert convention.ConventioneerAdmin.run is _thespian._admin_run
 
 
 def test_received_frames_are_loaded_by_the_module_serializer_looked_up_when_a_connection_is_read():
@@ -68,7 +73,7 @@ def test_a_failed_registration_calls_the_error_callback_bound_on_the_state():
     source = inspect.getsource(convention.LocalConventionState.setup_convention)
     assert "onError = self._setupConventionCBError" in source
     assert "self._conventionRegistration = ExpirationTimer(" in source
-    run = inspect.getsource(convention.ConventioneerAdmin.run)
+    run = inspect.getsource(_thespian._original_admin_run)  # (the loop patch 11 enters)
     assert "convention_inattention_delay(ct)" in run
     # after the checks, an expired registration timer is set to the whole re-registration period: so the
     # member checks must themselves try again after the miss that makes Thespian forget the leader
@@ -107,6 +112,26 @@ def test_the_transport_loop_makes_its_selector_from_the_module_each_turn():
     patched module's poll selector is what it uses."""
     source = inspect.getsource(TCPTransport.TCPTransport._runWithExpiry)
     assert "sel = selectors.DefaultSelector()" in source
+
+
+def test_a_forked_actor_and_the_admin_run_their_loops_through_the_patched_run_methods():
+    """Patch 11 wraps the methods a forked child and the admin call to run their loops: a child calls
+    ``am.run()`` on an ActorManager, the multiproc admin is a ConventioneerAdmin whose ``run`` is its loop."""
+    assert "am.run()" in inspect.getsource(multiprocCommon.startChild)
+    assert issubclass(multiprocCommon.MultiProcManager, actorManager.ActorManager)
+    assert "run" not in vars(multiprocCommon.MultiProcManager)
+    assert issubclass(multiprocCommon.MultiProcAdmin, convention.ConventioneerAdmin)
+    assert all("run" not in vars(c) for c in multiprocCommon.MultiProcAdmin.__mro__
+               if c is not convention.ConventioneerAdmin and issubclass(c, convention.ConventioneerAdmin))
+
+
+def test_the_loop_is_entered_from_a_frame_larger_than_32_kib_that_returns_and_raises_what_it_calls():
+    enter = _thespian._on_fresh_chunk()
+    assert enter.__code__.co_nlocals * 8 > 32 * 1024  # a 64 KiB chunk of its own, half of it free behind it
+    assert enter(lambda a, b: a + b, 2, 3) == 5
+    with pytest.raises(KeyError):
+        enter(lambda: {}["missing"])
+    assert _thespian._on_fresh_chunk() is enter  # compiled once
 
 
 def test_an_outside_send_is_scheduled_by_tx_to_actor_and_carried_out_by_run_transport():
