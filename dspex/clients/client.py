@@ -473,9 +473,15 @@ class ClientActor(GenServer):
         it. A parked request of a dead process is dropped (its earlier attempts booked)."""
         horizon = self.clock() - (self.cfg.timeout + 30.0)
         node = procfs.node_id()
+        checked: dict[int, bool] = {}  # pid -> gone, looked up once a sweep (a process holds many leases)
+
+        def exited(pid: int) -> bool:
+            if pid not in checked:
+                checked[pid] = procfs.gone(pid)
+            return checked[pid]
 
         def dead(wait: Wait) -> bool:
-            return holder_gone(wait, node, procfs.gone)
+            return holder_gone(wait, node, exited)
 
         for lease_id, lease, gone in to_take_back(self.leases, horizon, dead):
             del self.leases[lease_id]

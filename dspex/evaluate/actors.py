@@ -46,8 +46,9 @@ class Pace:
     row's latency and the coordinator's cost an example. A busy worker calls when its oldest row has waited
     ``row_delay`` seconds or its threads are about to run dry, and at least every ``heartbeat`` seconds
     (an idle one waits at the coordinator); it keeps queued what it finishes in ``row_delay`` besides twice
-    its threads, so a thread never waits for a round trip. Evaluate pauses ``gather`` seconds after a poll
-    that brought rows, letting more gather. A worker's LM calls hold leases for ``lease_ahead`` seconds of
+    its threads, so a thread never waits for a round trip. Evaluate's poll waits at the coordinator up to
+    ``poll`` seconds (answered as soon as rows come) and it pauses ``gather`` seconds after a poll that
+    brought rows, letting more gather. A worker's LM calls hold leases for ``lease_ahead`` seconds of
     their need, asked for together, so they do not each cross to the client actor; with ``relay_reports`` the
     reports of their successes go with the rows, and the coordinator hands each client actor those of every
     worker in one message (before Evaluate sees the rows: the ledger has a row's calls when the row counts)."""
@@ -55,6 +56,7 @@ class Pace:
     row_delay: float = 0.02
     heartbeat: float = 1.0
     gather: float = 0.02
+    poll: float = 0.1
     idle_wait: float = IDLE_WAIT  # seconds an idle worker's call waits at the coordinator for work
     lease_ahead: float = 0.0  # seconds of LM admissions a worker holds leases for ahead (clients/ahead.py)
     relay_reports: bool = False  # a worker's LM success reports travel with its rows, the coordinator relays them
@@ -62,9 +64,10 @@ class Pace:
     @classmethod
     def for_hosts(cls, lost_after: float) -> "Pace":
         """Workers on other hosts: the leader sees each a few times a second, not once an example (its cost
-        an example must stay flat as hosts are added), and often enough to tell a lost host in ``lost_after``."""
-        return cls(row_delay=0.5, heartbeat=min(0.5, lost_after / 4), gather=0.1, idle_wait=5.0, lease_ahead=0.5,
-                   relay_reports=True)
+        an example must stay flat as hosts are added), and often enough to tell a lost host in ``lost_after``;
+        Evaluate collects the rows of all hosts (and the coordinator hands on their LM reports) twice a second."""
+        return cls(row_delay=0.5, heartbeat=min(0.5, lost_after / 4), gather=0.5, poll=1.0, idle_wait=5.0,
+                   lease_ahead=0.5, relay_reports=True)
 
 
 @dataclass(frozen=True)

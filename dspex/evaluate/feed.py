@@ -327,9 +327,11 @@ class WorkerFeed:
         self.aborted: str | None = None  # why the run stopped early on its own (no worker left)
         self.duplicates = 0  # late results the coordinator dropped
 
-    def rows(self, poll: float = 0.1, until: float | None = None):
-        """Rows as they finish: each poll waits at the coordinator up to ``poll`` seconds for the first
-        (so a row is here as soon as a worker reports it); after rows, a short pause lets more gather."""
+    def rows(self, poll: float | None = None, until: float | None = None):
+        """Rows as they finish: each poll waits at the coordinator up to ``poll`` seconds (the pool's
+        ``Pace.poll`` unless given) for the first (so a row is here as soon as a worker reports it); after
+        rows, a short pause lets more gather."""
+        poll = self.pool.pace.poll if poll is None else poll
         while (until is None or time.monotonic() < until) and not self.pool.gone:
             wait = poll if until is None else max(0.0, min(poll, until - time.monotonic()))
             progress = self._ask(SweepAndCollect(self.run, wait))
