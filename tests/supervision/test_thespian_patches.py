@@ -25,7 +25,7 @@ def test_install_puts_every_patch_in_place():
     assert T.__dict__["_waitForSendable"].__func__ is _thespian._wait_for_sendable
     assert TCPTransport.serializer is _thespian._Frames
     assert TCPTransport.socket.socket is _thespian._RangeBoundSocket
-    assert TCPTransport.selectors.DefaultSelector is selectors.PollSelector
+    assert TCPTransport.selectors.DefaultSelector is _thespian.LeanPollSelector
     assert convention.ConventioneerAdmin.h_ConventionRegister is _thespian._h_convention_register
     assert convention.LocalConventionState.convention_inattention_delay is _thespian._inattention_delay
     assert actorManager.ActorManager.run is _thespian._actor_run
@@ -112,6 +112,39 @@ def test_the_transport_loop_makes_its_selector_from_the_module_each_turn():
     patched module's poll selector is what it uses."""
     source = inspect.getsource(TCPTransport.TCPTransport._runWithExpiry)
     assert "sel = selectors.DefaultSelector()" in source
+
+
+def test_the_lean_selector_reports_what_the_poll_selector_reports():
+    a, b = socket.socketpair()
+    try:
+        for make in (selectors.PollSelector, _thespian.LeanPollSelector):
+            sel = make()
+            sel.register(a.fileno(), selectors.EVENT_READ)
+            assert sel.select(0) == []  # nothing to read yet
+            sel.close()
+        b.send(b"x")
+        seen = {}
+        for make in (selectors.PollSelector, _thespian.LeanPollSelector):
+            sel = make()
+            sel.register(a.fileno(), selectors.EVENT_READ)
+            sel.register(b.fileno(), selectors.EVENT_WRITE)
+            seen[make] = sorted((key.fd, events) for key, events in sel.select(0.01))
+            sel.close()
+        assert seen[_thespian.LeanPollSelector] == seen[selectors.PollSelector] == sorted(
+            [(a.fileno(), selectors.EVENT_READ), (b.fileno(), selectors.EVENT_WRITE)])
+        sel = _thespian.LeanPollSelector()
+        with pytest.raises(ValueError):
+            sel.register(-1, selectors.EVENT_READ)
+        sel.register(a, selectors.EVENT_WRITE)  # a socket object, and a second registration adds its events
+        sel.register(a.fileno(), selectors.EVENT_READ)
+        assert [(key.fd, events) for key, events in sel.select(0)] == [  # ("x" is still unread)
+            (a.fileno(), selectors.EVENT_READ | selectors.EVENT_WRITE)]
+        b.close()  # the peer gone: readable (end of file), as the poll selector says
+        assert [(key.fd, events & selectors.EVENT_READ) for key, events in sel.select(0.01)] == [
+            (a.fileno(), selectors.EVENT_READ)]
+    finally:
+        a.close()
+        b.close()
 
 
 def test_a_forked_actor_and_the_admin_run_their_loops_through_the_patched_run_methods():
