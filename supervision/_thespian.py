@@ -41,8 +41,8 @@
     selector is epoll: a kernel object created, one system call per socket, then closed, each turn (a
     quarter of a busy coordinator's time with 32 hosts connected). It is ``poll`` instead, one system call
     a turn, and a lean one (:class:`LeanPollSelector`): ``selectors``' bookkeeping (a key object per socket,
-    looked up again for each ready one) cost ~5 µs a socket a turn, which a leader with many hosts
-    connected pays for every message.
+    looked up again for each ready one) cost several µs a socket a turn, which a leader with many hosts
+    connected pays on every turn of its loop.
 11. An actor process's loop runs at the start of a fresh frame stack chunk. CPython (3.11 on) keeps Python
     frames in 16 KiB chunks, allocating a chunk (mmap) when a call does not fit in the current one and
     freeing it (munmap) when that call returns. A Thespian child is forked from deep in its parent's stack
@@ -63,9 +63,9 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import math
 import os
 import pickle
-import math
 import random
 import select
 import selectors
