@@ -328,7 +328,7 @@ def test_two_step_prompts_freely_and_extracts_with_a_second_lm():
     assert "I think it is Paris" in extractor.calls[0]["messages"][-1]["content"]
 
 
-def test_two_step_in_an_async_call_awaits_the_extraction_model_on_the_callers_loop():
+def test_two_step_in_an_async_call_awaits_the_extraction_model_on_the_callers_loop(tmp_path):
     """``await program.acall``: the extraction model's own ``acall`` is awaited on the caller's loop (its
     sync call is never used), and the loop is not blocked by the extraction."""
     from dspex.utils.dummies import DummyLM
@@ -349,7 +349,8 @@ def test_two_step_in_an_async_call_awaits_the_extraction_model_on_the_callers_lo
         with dspex.context(lm=DummyLM([{"answer": "It is Paris, fairly sure."}]), adapter=TwoStepAdapter(extractor)):
             return await program.acall(question="Capital of France?"), asyncio.get_running_loop()
 
-    result, loop = asyncio.run(main())
+    with dspex.runtime("local", cache_dir=tmp_path, log_level=None):  # (not the process's default runtime)
+        result, loop = asyncio.run(main())
     assert (result.answer, result.score) == ("Paris", 0.5)
     assert extractor.loops == [loop]
     assert "It is Paris" in extractor.calls[0]["messages"][-1]["content"]

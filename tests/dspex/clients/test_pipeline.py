@@ -210,6 +210,11 @@ def test_a_pickle_round_trip_in_one_process_just_works_and_keeps_its_explicit_ke
 
 
 def test_an_unpickled_handle_elsewhere_binds_to_the_only_runtime_or_says_how(server, tmp_path, monkeypatch):
+    from dspex.clients.host import OPEN
+
+    default = OPEN.started_default()  # an earlier test's (DSPy-style code without a runtime starts it): none here
+    if default is not None:
+        default.close()
     with dspex.runtime("local", cache_dir=tmp_path / "a", log_level=None):
         blob, other = pickle.dumps(make_lm(server)), pickle.dumps(make_lm(server))
     orphan = pickle.loads(blob)  # its runtime is gone: a handle from "another process"
