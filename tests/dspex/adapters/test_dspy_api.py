@@ -330,7 +330,7 @@ def test_two_step_prompts_freely_and_extracts_with_a_second_lm():
 
 def test_two_step_in_an_async_call_awaits_the_extraction_model_on_the_callers_loop(tmp_path):
     """``await program.acall``: the extraction model's own ``acall`` is awaited on the caller's loop (its
-    sync call is never used), and the loop is not blocked by the extraction."""
+    sync call is never used)."""
     from dspex.utils.dummies import DummyLM
 
     class AsyncOnly(ScriptedLM):
