@@ -296,7 +296,8 @@ class ClientActor(GenServer):
             if outcome.kind == "timeout" and not self.cfg.breaker.count_timeouts:
                 self.breaker.cancel(lease.permit)  # slow, not down (a local model on a busy machine)
             else:
-                self.breaker.record(lease.permit, ok=not outcome.health_failure)
+                self.breaker.record(lease.permit, ok=not outcome.health_failure,
+                                    timed_out=outcome.kind == "timeout")
         self._adapt(outcome, lease.started)
         wait.add(outcome.prompt_tokens, outcome.completion_tokens, outcome.estimated)
         if outcome.ok:

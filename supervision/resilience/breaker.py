@@ -5,7 +5,13 @@ those of the last ``window`` seconds, at most the last ``window_calls`` of them 
 ``min_calls``, at least ``max_failures`` of them failed, and the failures are at least ``failure_rate``
 of them (Hystrix: 50% of at least 20 calls in 10 s; resilience4j: 50% of its last 100 calls). So scattered
 errors never open it, and an outage opens it within a few calls' latency even after a long healthy run
-(the count cap keeps old successes from diluting it). It stays open for ``reset_after`` seconds, then goes
+(the count cap keeps old successes from diluting it). A failure that comes back fast is not more telling
+for coming back first: the calls still out that were sent before the newest failed one count with the
+recent calls, as not failed so far (at 10,000 in flight and 2 s latency, the first hundred answers are all
+the provider's quick refusals; they are not half the calls). So a crowd of slow calls holds the breaker
+back for at most their latency, or their timeout. And a call that timed out does not count once a call
+sent after it has succeeded: the provider has answered since (a hung connection is that request's bad
+luck; in a hang outage nothing sent after it succeeds). It stays open for ``reset_after`` seconds, then goes
 half-open: ``trial_calls`` trial calls may pass; it closes as soon as a majority of them succeeded and opens
 again as soon as a majority can no longer succeed. Not thread-safe by design: one actor owns it. The clock
 and the random source are injected so it can be tested without sleeping.
@@ -13,6 +19,7 @@ and the random source are injected so it can be tested without sleeping.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import itertools
 import random
@@ -96,6 +103,9 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._calls: deque[tuple[float, bool]] = deque()  # (time, failed) of the recent calls
         self._failed = 0
+        self._newest_failed = 0  # the permit id of the newest failed call in the window (ids grow with time)
+        self._newest_ok = 0  # the permit id of the newest-sent call of this state that succeeded
+        self._out: list[int] = []  # ids of this state's permits not yet recorded or cancelled, ascending
         self._opened_at = 0.0
         self._trials = {"out": 0, "ok": 0, "failed": 0}  # trial permits of this half-open period
         self._generation = 0  # bumps on every state change: permits from an older state are ignored
@@ -129,7 +139,7 @@ class CircuitBreaker:
         if self.state is not BreakerState.CLOSED:
             return 1.0
         self._prune()
-        return self._failed / len(self._calls) / self.failure_rate if self._calls else 0.0
+        return self._failed / self._counted() / self.failure_rate if self._calls else 0.0
 
     def snapshot(self) -> BreakerSnapshot:
         self._prune()
@@ -149,10 +159,13 @@ class CircuitBreaker:
             return Permit(next(self._ids), True, self._generation)
         if self.fail_fraction and self.rand() < self.fail_fraction:
             raise BreakerOpen(self.name, state, 0.0, injected=True)
-        return Permit(next(self._ids), False, self._generation)
+        permit = Permit(next(self._ids), False, self._generation)
+        self._out.append(permit.id)
+        return permit
 
-    def record(self, permit: Permit, ok: bool) -> None:
-        """The outcome of a permitted call. Outcomes of calls begun in an older state do not count."""
+    def record(self, permit: Permit, ok: bool, timed_out: bool = False) -> None:
+        """The outcome of a permitted call (``timed_out``: it failed by getting no answer in time). Outcomes
+        of calls begun in an older state do not count, nor a timeout of a call older than one that succeeded."""
         if permit.generation != self._generation:
             return
         if permit.trial:
@@ -160,19 +173,33 @@ class CircuitBreaker:
             return
         if self._state is not BreakerState.CLOSED:
             return
+        self._settled(permit)
+        if ok:
+            self._newest_ok = max(self._newest_ok, permit.id)
+        elif timed_out and permit.id < self._newest_ok:
+            return  # the provider answered a later call since: this one hung, the provider is not down
         self._calls.append((self.clock(), not ok))
-        self._failed += not ok
+        if not ok:
+            self._failed += 1
+            self._newest_failed = max(self._newest_failed, permit.id)
         self._prune()
         calls = len(self._calls)
-        if (not ok and calls >= self.min_calls and self._failed >= self.max_failures
-                and self._failed >= self.failure_rate * calls):
-            self._open(f"{self._failed} of the last {calls} calls failed")
+        if not ok and calls >= self.min_calls and self._failed >= self.max_failures:
+            counted = self._counted()
+            if self._failed >= self.failure_rate * counted:
+                older = counted - calls
+                self._open(f"{self._failed} of the last {calls} calls failed"
+                           + (f" ({older} sent before them still out)" if older else ""))
 
     def cancel(self, permit: Permit) -> None:
         """The permitted call was never made, or its outcome says nothing about the dependency's health:
         it does not count, and a trial permit is handed back."""
-        if permit.trial and permit.generation == self._generation:
+        if permit.generation != self._generation:
+            return
+        if permit.trial:
             self._trials["out"] -= 1
+        else:
+            self._settled(permit)
 
     def reset(self) -> None:
         """Close by hand (an operator fixed the dependency)."""
@@ -199,6 +226,18 @@ class CircuitBreaker:
         elif t["failed"] > self.trial_calls - needed:
             self._open(f"{t['failed']} of {self.trial_calls} trial calls failed")
 
+    def _settled(self, permit: Permit) -> None:
+        """The permit is no longer out."""
+        at = bisect.bisect_left(self._out, permit.id)
+        if at < len(self._out) and self._out[at] == permit.id:
+            del self._out[at]
+
+    def _counted(self) -> int:
+        """The calls a failure share is taken of: the recent ones, and those out that were sent before the
+        newest failed one (not failed so far; a quick failure says nothing about the slow calls before it)."""
+        older = bisect.bisect_left(self._out, self._newest_failed) if self._failed else 0
+        return len(self._calls) + older
+
     def _prune(self) -> None:
         horizon = self.clock() - self.window
         while self._calls and (self._calls[0][0] <= horizon or len(self._calls) > self.window_calls):
@@ -217,6 +256,8 @@ class CircuitBreaker:
     def _move(self, new: BreakerState, reason: str) -> None:
         old, self._state = self._state, new
         self._generation += 1
+        self._out.clear()  # permits of the old state: their outcomes no longer count
+        self._newest_ok = 0
         self._trials = {"out": 0, "ok": 0, "failed": 0}
         if self.on_change is not None and old is not new:
             self.on_change(BreakerChange(self.name, old, new, reason, time.time()))

@@ -265,3 +265,71 @@ def test_health_backoff_retries_scattered_errors_soon_and_a_degraded_provider_la
     assert delays == sorted(delays) and delays[-1] == 8.0
     with pytest.raises(ValueError):
         health_backoff(-1, 0.5, 20.0, 0.5)
+
+
+# --- quick failures among many slow calls (issue 25: 10,000 in flight, 5% answered 500 at once) ----------------
+
+
+def test_quick_failures_do_not_open_it_while_the_slow_calls_sent_before_them_are_out():
+    """10,000 calls out, 2 s each; the provider refuses 5% at once and throttles 5% (429, not a health
+    failure): the first hundred answers are half failures, which is not half the calls."""
+    clock, rng = Clock(), random.Random(3)
+    b = CircuitBreaker(clock=clock)
+    out = [b.acquire() for _ in range(10_000)]
+    slow = []
+    for permit in out:
+        luck = rng.random()
+        if luck < 0.1:
+            b.record(permit, ok=luck >= 0.05)  # answered at once: a 500 (failed) or a 429 (not a health failure)
+        else:
+            slow.append(permit)
+    assert b.state is BreakerState.CLOSED and b.pressure() < 0.2
+    clock.now += 2.0
+    for permit in slow:
+        b.record(permit, ok=True)
+    assert b.state is BreakerState.CLOSED and b.trips == 0
+
+
+def test_an_outage_with_calls_out_opens_once_the_calls_before_the_failures_answer():
+    clock = Clock()
+    b = CircuitBreaker(clock=clock)
+    before = [b.acquire() for _ in range(200)]  # out when the provider goes down
+    fail(b, 40)  # new calls refused at once: the 200 before them may still be fine
+    assert b.state is BreakerState.CLOSED
+    for permit in before[:100]:
+        b.record(permit, ok=False)  # ... they were not
+    assert b.state is BreakerState.OPEN
+
+
+def test_calls_given_back_no_longer_count_as_out():
+    clock = Clock()
+    b = CircuitBreaker(clock=clock)
+    for permit in [b.acquire() for _ in range(500)]:
+        b.cancel(permit)  # leases never used
+    fail(b, 20)
+    assert b.state is BreakerState.OPEN
+
+
+def test_a_timeout_of_a_call_older_than_a_success_does_not_count():
+    """1% of 10,000 calls hang until their timeout; the calls sent after them were answered: no outage."""
+    clock = Clock()
+    b = CircuitBreaker(clock=clock)
+    hung = [b.acquire() for _ in range(100)]
+    for _ in range(900):
+        call(b, ok=True)
+    clock.now += 10.0
+    for permit in hung:
+        b.record(permit, ok=False, timed_out=True)
+    assert b.state is BreakerState.CLOSED and b.pressure() == 0.0
+
+
+def test_a_hang_outage_still_opens_it():
+    clock = Clock()
+    b = CircuitBreaker(clock=clock)
+    for _ in range(200):
+        call(b, ok=True)
+    hung = [b.acquire() for _ in range(60)]  # sent after the last success; nothing answers
+    clock.now += 10.0
+    for permit in hung:
+        b.record(permit, ok=False, timed_out=True)
+    assert b.state is BreakerState.OPEN
