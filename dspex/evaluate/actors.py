@@ -31,6 +31,7 @@ from ..telemetry.propagation import call_resumed, flush as flush_spans
 from .async_runner import arun_example, on_pool, runs_async
 from .runner import run_example
 from ..programs.settings import setting
+from ..utils import collector
 from .result import EvalRow, timeout_row
 from .tracker import Tracker
 
@@ -449,7 +450,12 @@ class EvalWorker(GenServer):
 
     def _work(self, rt: Any, coord: Any) -> None:
         """Keep the threads busy and enough examples queued (so a thread never waits for a round trip);
-        one call to the coordinator both returns finished rows and takes more (``Pace``). Runs until stopped."""
+        one call to the coordinator both returns finished rows and takes more (``Pace``). Runs until stopped,
+        the process's garbage collector paced for many examples in flight (``collector.relaxed``)."""
+        with collector.relaxed():
+            self._run_examples(rt, coord)
+
+    def _run_examples(self, rt: Any, coord: Any) -> None:
         pace = self.pace
         running: dict[Future, str] = {}  # future -> its run
         per_run: dict[str, int] = {}  # run -> its examples running here

@@ -35,6 +35,7 @@ from ..clients.messages import UsageTotals
 from ..errors import ConfigError, DspexError, EvaluationCancelled, JournalWriteError
 from ..journal import Header, JournalType, JournalWriter, RunLock, lock_path
 from ..primitives import Example
+from ..utils import collector
 from ..utils.callback import with_callbacks
 from ..clients.host import active_runtime
 from ..clients.scope import RUN_SEP, current_run
@@ -198,7 +199,8 @@ class Evaluate:
         if not self.devset:
             raise ConfigError("Evaluate has no examples: pass devset= (to Evaluate or to run)")
         start, run = time.monotonic(), new_run_id()
-        with self._journal() as journal:  # locked and open before anything is read back or sent
+        # locked and open before anything is read back or sent; the collector paced for many in flight
+        with self._journal() as journal, collector.relaxed():
             rows = self._resumed()
             rt = runtime if runtime is not None else active_runtime()
             metric = bind_metric(self.metric, MetricPlace.EVALUATE)
