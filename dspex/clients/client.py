@@ -310,8 +310,10 @@ class ClientActor(GenServer):
             return Done(cost, wait.attempt + 1)
         pause = throttle_pause(outcome, wait.attempt, self.cfg)
         if pause is not None and pause > 0:  # "Retry-After: 0" asks for no pause
-            self.limiter.pause(pause)
-            self._emit("rate_pause", f"429: no request for {pause:.2f}s")
+            before = self.limiter.paused_for
+            self.limiter.pause(pause, sent_at=lease.started)  # (none again for a request sent before the pause)
+            if self.limiter.paused_for > before:
+                self._emit("rate_pause", f"429: no request for {pause:.2f}s")
         delay = retry_delay(outcome, wait.attempt, wait.retries, self.cfg, self.breaker.pressure)
         if delay is not None:
             wait.attempt += 1

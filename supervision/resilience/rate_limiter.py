@@ -52,6 +52,7 @@ class RateLimiter:
         self._tat = 0.0  # GCRA's theoretical arrival time
         self._last = 0.0  # slots are handed out in non-decreasing order
         self._paused_until = 0.0
+        self._pause_began = float("-inf")  # when the last pause began
         self._requests: deque[float] = deque(maxlen=None)
         self._tokens: deque[list] = deque()  # [at, tokens, id]
         self._token_sum = 0
@@ -126,10 +127,20 @@ class RateLimiter:
             self._token_sum += actual_tokens - entry[1]
             entry[1] = actual_tokens
 
-    def pause(self, seconds: float) -> float:
-        """Give no slot before ``seconds`` from now (e.g. a 429's Retry-After); returns the pause end."""
-        until = self.clock() + max(0.0, seconds)
+    def pause(self, seconds: float, sent_at: float | None = None) -> float:
+        """Give no slot before ``seconds`` from now (e.g. a 429's Retry-After); returns the pause end.
+
+        A 429 for a request sent (``sent_at``, this clock) before the last pause began belongs to the
+        congestion that pause was for, and does not pause again (as a rate policy decreases once a congestion
+        event): at 10,000 in flight the 429s of one burst reach the limiter's owner over seconds, and each
+        pausing anew from its arrival held every request seconds past what the server had asked."""
+        now = self.clock()
+        if sent_at is not None and sent_at < self._pause_began:
+            return self._paused_until
+        until = now + max(0.0, seconds)
         if until > self._paused_until:
+            if self._paused_until <= now:  # a new pause, not a longer one
+                self._pause_began = now
             self._paused_until = until
             self._tat = max(self._tat, until)
         return self._paused_until

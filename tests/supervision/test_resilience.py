@@ -333,3 +333,20 @@ def test_a_hang_outage_still_opens_it():
     for permit in hung:
         b.record(permit, ok=False, timed_out=True)
     assert b.state is BreakerState.OPEN
+
+
+def test_a_429_for_a_request_sent_before_the_pause_began_does_not_pause_again():
+    """The 429s of one burst reach the limiter over seconds: the first pauses, the rest were paid for."""
+    clock = Clock()
+    lim = RateLimiter(clock=clock)
+    burst_sent = clock.now
+    clock.now += 2.0
+    assert lim.pause(1.0, sent_at=burst_sent) == pytest.approx(clock.now + 1.0)
+    clock.now += 0.8
+    assert lim.pause(1.0, sent_at=burst_sent) == pytest.approx(clock.now + 0.2)  # the same pause
+    clock.now += 2.0
+    assert lim.paused_for == 0.0 and lim.pause(1.0, sent_at=burst_sent) < clock.now  # long over: still paid for
+    sent_after = clock.now
+    clock.now += 0.5
+    assert lim.pause(1.0, sent_at=sent_after) == pytest.approx(clock.now + 1.0)  # a new congestion: a new pause
+    assert lim.pause(3.0) == pytest.approx(clock.now + 3.0)  # (no sending time: as ever)
