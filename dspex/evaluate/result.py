@@ -95,7 +95,7 @@ def portable(error: BaseException) -> BaseException:
         return RemoteError(type(error).__name__, str(error))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EvalRow:
     """One example's outcome: a prediction and score, or an error (score 0 unless excluded)."""
 

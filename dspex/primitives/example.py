@@ -165,7 +165,7 @@ class Example(_Record):
         return Example._of({k: v for k, v in self._data.items() if k in keys}, set(keys))
 
     @staticmethod
-    def _of(data: dict, inputs: set[str] | None) -> "Example":
+    def _of(data: dict, inputs: "set[str] | frozenset[str] | None") -> "Example":
         """An Example of fields already checked (taken from another Example), made without checking them again
         (an evaluation makes one a row)."""
         made = object.__new__(Example)
