@@ -35,18 +35,21 @@ class _OpenHosts:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._stack: list[Any] = []
+        # replaced whole under the lock, never changed in place: a reader takes it without the lock (every
+        # setting read asks for the innermost runtime, several times an LM call)
+        self._stack: tuple[Any, ...] = ()
         self._factory: Callable[[], Any] | None = None
         self._default: Any = None
 
     def push(self, host: Any) -> None:
         with self._lock:
-            self._stack.append(host)
+            self._stack = (*self._stack, host)
 
     def remove(self, host: Any) -> None:
         with self._lock:
             if host in self._stack:
-                self._stack.remove(host)
+                at = self._stack.index(host)
+                self._stack = self._stack[:at] + self._stack[at + 1:]
             if host is self._default:
                 self._default = None
 
@@ -65,12 +68,11 @@ class _OpenHosts:
             return self._default
 
     def all(self) -> list[Any]:
-        with self._lock:
-            return list(self._stack)
+        return list(self._stack)
 
     def innermost(self) -> Any:
-        with self._lock:
-            return self._stack[-1] if self._stack else None
+        stack = self._stack
+        return stack[-1] if stack else None
 
 
 OPEN = _OpenHosts()  # the process's open runtimes: pushed and popped only by Runtime.start / close

@@ -71,15 +71,18 @@ class UsageTotals:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: "UsageTotals") -> "UsageTotals":
-        return UsageTotals(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+        return UsageTotals(*(getattr(self, n) + getattr(other, n) for n in _TOTALS_FIELDS))
 
     def record(self, rec: "UsageRecord") -> "UsageTotals":
-        """These totals with one finished request more."""
-        return self + UsageTotals(requests=1, ok=int(rec.ok and not rec.cached), failed=int(not rec.ok),
-                                  cache_hits=int(rec.cached), retries=rec.retries, prompt_tokens=rec.prompt_tokens,
-                                  completion_tokens=rec.completion_tokens, cost=rec.cost,
-                                  unconfirmed_calls=rec.unconfirmed, unconfirmed_tokens=rec.unconfirmed_tokens,
-                                  unconfirmed_cost=rec.unconfirmed_cost)
+        """These totals with one finished request more (the ledger adds every request to three totals)."""
+        return UsageTotals(self.requests + 1, self.ok + (rec.ok and not rec.cached), self.failed + (not rec.ok),
+                           self.cache_hits + rec.cached, self.retries + rec.retries,
+                           self.prompt_tokens + rec.prompt_tokens, self.completion_tokens + rec.completion_tokens,
+                           self.cost + rec.cost, self.unconfirmed_calls + rec.unconfirmed,
+                           self.unconfirmed_tokens + rec.unconfirmed_tokens, self.unconfirmed_cost + rec.unconfirmed_cost)
+
+
+_TOTALS_FIELDS = tuple(f.name for f in fields(UsageTotals))  # (worked out once: fields() is slow)
 
 
 @dataclass(frozen=True)
