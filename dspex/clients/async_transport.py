@@ -82,6 +82,8 @@ async def _read_capped(resp: Any, limit: int) -> bytes:
     if declared is not None and declared > limit:
         resp.close()
         raise BodyTooLarge(f"the response declares {declared} bytes (more than {limit}); not read")
+    if declared is not None and resp.headers.get("Content-Encoding") is None:
+        return await resp.read()  # as declared: aiohttp's parser reads no byte past Content-Length
     chunks, size = [], 0
     async for chunk in resp.content.iter_chunked(READ_CHUNK):
         size += len(chunk)

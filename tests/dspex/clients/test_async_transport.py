@@ -11,7 +11,7 @@ import pytest
 
 from dspex.clients.async_transport import AsyncTransport
 from dspex.clients.config import LMConfig, Secret
-from dspex.clients.transport import Transport
+from dspex.clients.transport import MAX_BODY, Transport
 from dspex.testing import Faults, ProviderServer
 
 KEY = "sk-test-async-transport-0123456789"
@@ -96,3 +96,11 @@ def test_a_refused_connection_is_a_connection_failure():
             await transport.aclose()
 
     assert asyncio.run(run()).kind.value == "connection"
+
+
+def test_a_body_larger_than_any_answer_is_refused_the_same_on_both_engines():
+    """A 200 whose declared body is past MAX_BODY: not read whole, and booked as the threaded engine books it."""
+    with ProviderServer(answer="x" * (MAX_BODY + 1024), api_key=KEY) as big:
+        results = both(big)
+    assert outcome_shape(results["async"][0]) == outcome_shape(results["sync"][0])
+    assert results["async"][0].kind.value != "ok" and "bytes" in results["async"][0].detail
