@@ -452,7 +452,7 @@ class EvalWorker(GenServer):
         """Keep the threads busy and enough examples queued (so a thread never waits for a round trip);
         one call to the coordinator both returns finished rows and takes more (``Pace``). Runs until stopped,
         the process's garbage collector paced for many examples in flight (``collector.relaxed``)."""
-        with collector.relaxed():
+        with collector.relaxed(self.concurrency):
             self._run_examples(rt, coord)
 
     def _run_examples(self, rt: Any, coord: Any) -> None:

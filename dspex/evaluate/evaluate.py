@@ -200,7 +200,7 @@ class Evaluate:
             raise ConfigError("Evaluate has no examples: pass devset= (to Evaluate or to run)")
         start, run = time.monotonic(), new_run_id()
         # locked and open before anything is read back or sent; the collector paced for many in flight
-        with self._journal() as journal, collector.relaxed():
+        with self._journal() as journal, collector.relaxed(self.max_concurrency):
             rows = self._resumed()
             rt = runtime if runtime is not None else active_runtime()
             metric = bind_metric(self.metric, MetricPlace.EVALUATE)

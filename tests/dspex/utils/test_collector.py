@@ -22,19 +22,27 @@ def thresholds():
     (gc.enable if enabled else gc.disable)()
 
 
+def test_the_pace_follows_the_examples_in_flight_within_bounds():
+    assert collector.young_for(1) == collector.FLOOR
+    assert collector.young_for(2000) == 2000 * collector.PER_EXAMPLE
+    assert collector.young_for(1_000_000) == collector.CEILING
+
+
 def test_relaxed_inside_and_given_back_after(thresholds):
-    with collector.relaxed():
-        assert gc.get_threshold() == (collector.YOUNG, 10, 10)
+    with collector.relaxed(2000):
+        assert gc.get_threshold() == (collector.young_for(2000), collector.MIDDLE, 10)
     assert gc.get_threshold() == (700, 10, 10)
 
 
-def test_overlapping_scopes_give_back_when_the_last_ends(thresholds):
-    first, second = collector.relaxed(), collector.relaxed()
-    first.__enter__()
-    second.__enter__()
-    first.__exit__(None, None, None)
-    assert gc.get_threshold()[0] == collector.YOUNG  # the second still runs
-    second.__exit__(None, None, None)
+def test_overlapping_scopes_run_at_the_largest_pace_and_give_back_when_the_last_ends(thresholds):
+    small, large = collector.relaxed(64), collector.relaxed(10_000)
+    small.__enter__()
+    assert gc.get_threshold()[0] == collector.young_for(64)
+    large.__enter__()
+    assert gc.get_threshold()[0] == collector.young_for(10_000)
+    large.__exit__(None, None, None)
+    assert gc.get_threshold()[0] == collector.young_for(64)  # the small one still runs
+    small.__exit__(None, None, None)
     assert gc.get_threshold() == (700, 10, 10)
 
 
@@ -43,7 +51,7 @@ def test_scopes_in_threads(thresholds):
     seen = []
 
     def evaluate() -> None:
-        with collector.relaxed():
+        with collector.relaxed(1000):
             inside.wait()
             go.wait(5)
             seen.append(gc.get_threshold()[0])
@@ -55,11 +63,11 @@ def test_scopes_in_threads(thresholds):
     go.set()
     for t in threads:
         t.join(5)
-    assert seen == [collector.YOUNG] * 3 and gc.get_threshold() == (700, 10, 10)
+    assert seen == [collector.young_for(1000)] * 3 and gc.get_threshold() == (700, 10, 10)
 
 
 def test_thresholds_set_meanwhile_stay(thresholds):
-    with collector.relaxed():
+    with collector.relaxed(1000):
         gc.set_threshold(2000, 5, 5)  # the user's own, set while an evaluation ran
     assert gc.get_threshold() == (2000, 5, 5)
 
@@ -69,9 +77,9 @@ def test_a_process_that_collects_rarely_or_never_is_left_alone(thresholds, setup
     if setup == "disabled":
         gc.disable()
     else:
-        gc.set_threshold(10 * collector.YOUNG, 10, 10)
+        gc.set_threshold(10 * collector.CEILING, 10, 10)
     before = gc.get_threshold()
-    with collector.relaxed():
+    with collector.relaxed(10_000):
         assert gc.get_threshold() == before
     assert gc.get_threshold() == before
 
@@ -86,5 +94,5 @@ def test_an_evaluation_runs_relaxed_and_gives_the_thresholds_back(thresholds):
     devset = [dspex.Example(question=str(i), answer=str(i)).with_inputs("question") for i in range(8)]
     result = dspex.Evaluate(devset, lambda e, p: e.answer == p.answer, max_concurrency=4, progress=False,
                             engine="threads")(program)
-    assert result.score == 100.0 and set(seen) == {collector.YOUNG}
+    assert result.score == 100.0 and set(seen) == {collector.young_for(4)}
     assert gc.get_threshold() == (700, 10, 10)
