@@ -74,7 +74,8 @@ def _example_json(example: Example) -> dict:
 
 
 def _step_json(step: Any) -> dict:
-    return {"predictor": getattr(step, "predictor", str(step)), "inputs": to_jsonable(getattr(step, "inputs", {})),
+    return {"predictor": step.predictor if hasattr(step, "predictor") else str(step),  # (no repr made for nothing)
+            "inputs": to_jsonable(getattr(step, "inputs", {})),
             "outputs": to_jsonable(getattr(step, "outputs", {})),
             "usage": [step.usage.prompt_tokens, step.usage.completion_tokens] if hasattr(step, "usage") else [0, 0],
             "cost": getattr(step, "cost", 0.0), "model": getattr(step, "model", "")}
