@@ -121,7 +121,9 @@ class Breaker:
 
     It opens when the recent attempts (of the last ``window`` s, at most the last ``window_calls``) number
     at least ``min_calls``, at least ``max_failures`` of them failed, and the failures are at least
-    ``failure_rate`` of them: by default 50% of at least 20 (Hystrix's rule). After ``reset_after`` s,
+    ``failure_rate`` of them: by default 50% of at least 20 (Hystrix's rule); requests still out that were
+    sent before the newest failure count as not failed so far, and a timeout does not count once a request
+    sent after it has succeeded (``CircuitBreaker``). After ``reset_after`` s,
     ``trial_calls`` trial requests go; it closes when a majority of them succeed, else opens again. While it
     is open a request waits for it, up to ``max_wait`` s, then fails with ``CircuitOpen`` (0: fail at once,
     as a service answering users wants). ``count_timeouts=False``: a timeout says nothing about the
