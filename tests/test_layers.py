@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # layers under one name, e.g. ``dspex.utils.callback`` below the adapters and ``dspex.utils.dummies`` on top)
 LAYERS = [
     {"errors", "scrub", "jsonl", "journal", "logs", "primitives", "signature", "signatures", "providers", "config", "telemetry",
-     "events", "utils.callback", "utils.callback_context", "utils.optional", "utils.exceptions", "utils.asyncify", "utils.syncify", "utils.parallelizer"},
+     "events", "utils.callback", "utils.callback_context", "utils.optional", "utils.exceptions", "utils.asyncify", "utils.syncify", "utils.parallelizer", "utils.collector"},
     {"adapters", "experimental"},
     {"clients"},
     {"local"},
