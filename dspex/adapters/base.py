@@ -20,7 +20,7 @@ from ..errors import AdapterParseError, LMError, SignatureError
 from ..signature import Field, FieldKind, SignatureMeta, make_signature
 from ..utils.callback import with_callbacks
 from .tool_history import replay_turn
-from .utils import (apply_output_field_defaults, format_field_value, get_field_description_string,
+from .utils import (_adapter_for, apply_output_field_defaults, format_field_value, get_field_description_string,
                     loads_lenient, parse_value, serialize_for_json)
 
 Message = dict[str, Any]
@@ -43,16 +43,10 @@ def to_jsonable(value: Any) -> Any:
     """Plain JSON data for any value pydantic can serialize (models, containers, scalars); an Example or
     a Prediction given as a value is its fields. Anything else is a SignatureError that says what to pass."""
     try:
-        return _any_adapter().dump_python(_plain(value), mode="json")
+        return _adapter_for(Any).dump_python(_plain(value), mode="json")  # (cached: a schema each time cost ~100 µs)
     except pydantic.PydanticSerializationError as exc:
         raise SignatureError(f"cannot render a {type(value).__name__} as a field value ({str(exc)[:120]}): pass "
                              "text, numbers, lists/dicts of them, or a pydantic model") from None
-
-
-@functools.cache
-def _any_adapter() -> pydantic.TypeAdapter:
-    """One adapter for every value (making one works out a schema: ~100 µs, once per journal row's step)."""
-    return pydantic.TypeAdapter(Any)
 
 
 def _plain(value: Any) -> Any:
