@@ -28,6 +28,9 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
+from supervision import SupervisionError
+from supervision.tls import add_tls_arguments, tls_from_args
+
 from . import __version__
 from .errors import ConfigError, DspexError, ExampleError, JournalLocked
 from .scrub import scrub_text
@@ -158,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     nodes = sub.add_parser("nodes", help="the hosts that joined a leader, and whether each answers now")
     nodes.add_argument("--leader", required=True, help="the leader's admin address, ip:port (on this machine)")
     nodes.add_argument("--cookie-file", help="the cluster cookie's file (default: $DSPEX_COOKIE, else ~/.dspex/cookie)")
+    add_tls_arguments(nodes)
     nodes.add_argument("--timeout", type=float, default=1.0, help="seconds a host has to answer (1)")
     nodes.add_argument("--json", action="store_true", help="one JSON object a host")
     nodes.set_defaults(run=_nodes)
@@ -315,6 +319,23 @@ def _host_options(parser: argparse.ArgumentParser, what: str) -> None:
                              "(1900)")
     parser.add_argument("--cookie-file", help="the cluster cookie's file (default: $DSPEX_COOKIE, else "
                                               "~/.dspex/cookie)")
+    add_tls_arguments(parser)
+
+
+def _cluster_trust(ns: argparse.Namespace) -> dict:
+    """The runtime options of the command line's --cookie-file and --tls-* (none given: the settings')."""
+    options: dict = {"cookie_file": ns.cookie_file} if getattr(ns, "cookie_file", None) else {}
+    if any(getattr(ns, f"tls_{name}", None) for name in ("cert", "key", "ca")):
+        options["tls"] = _tls_of(ns)
+    return options
+
+
+def _tls_of(ns: argparse.Namespace) -> Any:
+    """The TLS setting of --tls-cert/--tls-key/--tls-ca, else the environment's (a partial one: a usage error)."""
+    try:
+        return tls_from_args(ns)
+    except SupervisionError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _runtime(ns: argparse.Namespace, settings: Any) -> Any:
@@ -323,9 +344,8 @@ def _runtime(ns: argparse.Namespace, settings: Any) -> Any:
     if getattr(ns, "hosts", None):
         if not ns.bind:
             raise UsageError("--hosts needs --bind <this machine's ip the hosts reach>")
-        cookie = {"cookie_file": ns.cookie_file} if getattr(ns, "cookie_file", None) else {}
         return runtime("tcp", settings=settings, bind_host=ns.bind, admin_port=ns.port,
-                       peers=[h.split(":")[0] for h in ns.hosts], log_level="error", **cookie)
+                       peers=[h.split(":")[0] for h in ns.hosts], log_level="error", **_cluster_trust(ns))
     return runtime("multiproc" if ns.workers else settings.base, settings=settings, log_level="error")
 
 
@@ -595,7 +615,8 @@ def _nodes(ns: argparse.Namespace) -> int:
         raise UsageError(f"--leader {ns.leader}: nothing answers there ({exc.strerror or exc}); give the admin "
                          "address the leader's runtime was started with (bind_host:admin_port)") from None
     try:
-        rt = ActorRuntime.attach(port, None, "dspex-nodes", host=host, cookie_file=ns.cookie_file)
+        rt = ActorRuntime.attach(port, None, "dspex-nodes", host=host, cookie_file=ns.cookie_file,
+                                 tls=_tls_of(ns))
         try:
             infos = rt.nodes(ns.timeout)
         finally:
@@ -604,7 +625,8 @@ def _nodes(ns: argparse.Namespace) -> int:
         raise UsageError(f"--leader {ns.leader}: {exc}") from None
     except ActorSystemException as exc:  # Thespian's, when the admin will not talk to us
         raise UsageError(f"--leader {ns.leader}: the leader did not answer ({type(exc).__name__}); check that this "
-                         "machine holds the leader's cookie (~/.dspex/cookie, DSPEX_COOKIE or --cookie-file)") from None
+                         "machine holds the leader's cookie (~/.dspex/cookie, DSPEX_COOKIE or --cookie-file) and, if the "
+                         "cluster uses TLS, a certificate its CA signed (--tls-cert/--tls-key/--tls-ca)") from None
     if ns.json:
         for info in infos:
             print(json.dumps({"address": info.address, "state": info.state.value, "answered_in": info.answered_in,

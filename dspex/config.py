@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     cookie: SecretStr | None = Field(None, description="the cluster cookie itself (DSPEX_COOKIE); the process bases "
                                      "authenticate every connection with it (default: ~/.dspex/cookie)")
     cookie_file: Path | None = Field(None, description="a file holding the cluster cookie (mode 600)")
+    tls_cert: Path | None = Field(None, description="TLS between hosts: this host's certificate (PEM); with "
+                                  "tls_key and tls_ca, every connection is TLS both ways (supervision.tls)")
+    tls_key: Path | None = Field(None, description="TLS: this host's private key (PEM)")
+    tls_ca: Path | None = Field(None, description="TLS: the cluster CA's certificate (PEM), that signs every host's")
     _origin: tuple | None = PrivateAttr(None)  # what load() read, to say where each value came from
 
     @field_validator("model")
@@ -75,6 +79,19 @@ class Settings(BaseSettings):
             if prompt < 0 or completion < 0:
                 raise ValueError(f"the price of {model} must be two numbers >= 0 (USD per 1M tokens)")
         return value
+
+    def tls(self) -> Any:
+        """The ``supervision.TlsConfig`` of ``tls_cert`` / ``tls_key`` / ``tls_ca`` (None when none is set)."""
+        given = {"cert": self.tls_cert, "key": self.tls_key, "ca": self.tls_ca}
+        if not any(given.values()):
+            return None
+        missing = ["tls_" + name for name, value in given.items() if value is None]
+        if missing:
+            raise ConfigError(f"settings: TLS needs tls_cert, tls_key and tls_ca together; {', '.join(missing)} "
+                              "not set")
+        from supervision import TlsConfig
+
+        return TlsConfig(**{name: str(value) for name, value in given.items()})
 
     # --- loading -----------------------------------------------------------------------------------
 

@@ -11,15 +11,16 @@ The handshake (both sides prove they hold the key, each over the other's fresh n
 Then each side's bytes travel as records ``length · HMAC(k_dir, seq · data) · data``, with a key per
 direction derived from both nonces and an implicit sequence number, so a record cannot be forged,
 altered, replayed from another connection, reordered or reflected back. A check that fails closes
-the connection (counted, logged once per peer and reason). Confidentiality is not the aim: frames
-are readable on the wire (use a private network or a VPN between hosts).
+the connection (counted, logged once per peer and reason). Confidentiality is not the aim of the records:
+they are readable on the wire unless the cluster uses TLS (:mod:`supervision.tls`), which runs beneath
+them: its handshake (certificates both ways) comes first, then everything above travels encrypted.
 
 :class:`SecureSocket` is a ``socket.socket`` (Thespian checks ``isinstance``) whose ``send`` and
 ``recv`` speak this protocol with Thespian's non-blocking calling conventions: ``send`` returns how
 many of the caller's bytes it took (0 while the handshake waits on the peer), ``recv`` returns only
 authenticated bytes, and raises :class:`NoFrameBytesYet` when it consumed bytes that did not yet
 complete a record. The key is process-wide (:func:`use_key`): processes the actor system forks
-inherit it in memory.
+inherit it in memory, and the TLS contexts (:func:`use_key`'s ``tls``) with it.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ import errno
 import hmac
 import os
 import socket
+import ssl
 import struct
 import threading
 
 import structlog
 
 from .errors import SupervisionError
+from .tls import TlsConfig
 
 MAGIC = b"DSX1"
 NONCE = 16
@@ -70,6 +73,8 @@ class Rejection(enum.Enum):
                      "(copy ~/.dspex/cookie, or set DSPEX_COOKIE)")
     OVERSIZED = "a record larger than any sender makes"
     FORGED = "a record that fails its HMAC"
+    TLS = ("a failed TLS handshake or record: the peer does not use TLS, or its certificate is not signed by "
+           "the cluster's CA (give every host the same --tls-ca, and certificates it signed)")
 
 
 class NoFrameBytesYet(BlockingIOError):
@@ -80,21 +85,45 @@ class NoFrameBytesYet(BlockingIOError):
 
 
 _key: bytes | None = None
+_tls: TlsConfig | None = None
+_contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None = None  # (server, client), made from _tls
 _holders = 0
 _lock = threading.Lock()
 rejections: collections.Counter = collections.Counter()  # Rejection → connections closed in this process
 _logged: set = set()
 
 
-def use_key(key: bytes) -> None:
-    """Make ``key`` this process's cluster key (one per process: a different one while another is in use
-    raises :class:`~supervision.errors.SupervisionError`); pair with :func:`release_key`."""
+def use_key(key: bytes, tls: TlsConfig | None = None) -> None:
+    """Make ``key`` this process's cluster key, and ``tls`` its TLS setting (None: no TLS); one of each per
+    process: another while one is in use raises :class:`~supervision.errors.SupervisionError`. Pair with
+    :func:`release_key`."""
     global _key, _holders
     with _lock:
         if _key is not None and _holders and not hmac.compare_digest(_key, key):
             raise SupervisionError("a runtime with another cluster cookie is running in this process: one cookie "
                                    "per process (close it first, or give both the same cookie)")
+        if _key is not None and _holders and tls != _tls:
+            raise SupervisionError("a runtime with another TLS setting is running in this process: one per "
+                                   "process (close it first, or give both the same TlsConfig)")
+        _set_tls(tls)
         _key, _holders = key, _holders + 1
+
+
+def _set_tls(tls: TlsConfig | None) -> None:
+    global _tls, _contexts
+    if tls != _tls or (tls is not None and _contexts is None):
+        _contexts = tls.contexts() if tls is not None else None  # a TlsError before anything changes
+        _tls = tls
+
+
+def inherit_tls(tls: TlsConfig | None) -> None:
+    """Set the TLS setting without holding it (a process talking to a system another one started)."""
+    with _lock:
+        _set_tls(tls)
+
+
+def current_tls() -> TlsConfig | None:
+    return _tls
 
 
 def release_key() -> None:
@@ -122,20 +151,34 @@ def _need_key() -> bytes:
     return _key
 
 
+class _TlsLayer:
+    """One connection's TLS, over memory buffers: the socket's bytes go in and out through it."""
+
+    def __init__(self, context: ssl.SSLContext, server: bool) -> None:
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_side=server)
+        self.started = False  # the handshake has begun (a client's first flight is out)
+        self.ready = False  # the handshake is done: the protocol's bytes flow
+
+
 class SecureSocket(socket.socket):
-    """A TCP socket whose traffic is the authenticated protocol of the module docstring."""
+    """A TCP socket whose traffic is the authenticated protocol of the module docstring (inside TLS when
+    the process uses it: :func:`use_key`'s ``tls``)."""
 
     def __init__(self, *args, server: bool = False, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kw)
         self._k = _need_key()
         self._phase = Phase.AWAIT_CLIENT if server else Phase.FRESH
         self._raw = bytearray()
-        self._out = bytearray()
+        self._out = bytearray()  # the protocol's bytes not yet handed on (to TLS, or to the socket)
+        self._wire = bytearray()  # TLS's bytes not yet on the socket
         self._out_taken = 0  # caller's bytes in a record still in _out (reported once it is on the wire)
         self._nonce = os.urandom(NONCE)
         self._peer_nonce = b""
         self._seal_key = self._open_key = b""
         self._seal_seq = self._open_seq = 0
+        contexts = _contexts
+        self._tls = _TlsLayer(contexts[0 if server else 1], server) if contexts is not None else None
 
     @classmethod
     def accepted(cls, sock: socket.socket) -> "SecureSocket":
@@ -150,14 +193,27 @@ class SecureSocket(socket.socket):
     @property
     def awaiting_peer(self) -> bool:
         """True while a client can only wait for the server's answer (the transport then selects on read)."""
-        return self._phase is Phase.AWAIT_SERVER and not self._out
+        if self._tls is not None and not self._tls.ready:
+            return self._tls.started and not self._wire  # its part of the TLS handshake is out
+        return self._phase is Phase.AWAIT_SERVER and not self._pending
+
+    @property
+    def _pending(self) -> bool:
+        return bool(self._out or self._wire)
 
     # --- the calls Thespian makes ------------------------------------------------------------------
 
     def send(self, data, flags: int = 0) -> int:  # type: ignore[override]
-        if self._out:
+        if self._tls is not None and not self._tls.ready:
+            if self._phase is not Phase.FAILED:
+                self._tls_step(take=True)
+            if self._phase is Phase.FAILED:
+                raise ConnectionResetError(errno.ECONNRESET, "the peer failed TLS authentication")
+            if not self._tls.ready:
+                return 0
+        if self._pending:
             self._flush()
-            if self._out:
+            if self._pending:
                 return 0
             if self._out_taken:
                 taken, self._out_taken = self._out_taken, 0
@@ -169,7 +225,7 @@ class SecureSocket(socket.socket):
             return 0
         if self._phase is Phase.AWAIT_SERVER:
             try:
-                chunk = super().recv(READ_SIZE)
+                chunk = self._read(READ_SIZE)
             except BlockingIOError:
                 return 0
             if not chunk:
@@ -183,15 +239,15 @@ class SecureSocket(socket.socket):
         chunk = bytes(data[:MAX_RECORD])
         self._out += self._seal(chunk)
         self._flush()
-        if self._out:
+        if self._pending:
             self._out_taken = len(chunk)
             return 0
         return len(chunk)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:  # type: ignore[override]
-        if self._out:
+        if self._pending:
             self._flush()
-        chunk = super().recv(max(bufsize, READ_SIZE))
+        chunk = self._read(max(bufsize, READ_SIZE))
         if not chunk or self._phase is Phase.FAILED:
             return b""
         self._raw += chunk
@@ -201,6 +257,64 @@ class SecureSocket(socket.socket):
         if not data:
             raise NoFrameBytesYet()
         return data
+
+    # --- the wire: the socket, or TLS over it ------------------------------------------------------
+
+    def _read(self, size: int) -> bytes:
+        """The protocol's bytes that arrived (b"": the peer closed, or TLS failed); BlockingIOError when
+        none has (:class:`NoFrameBytesYet` when only TLS's own bytes came)."""
+        chunk = super().recv(size)
+        tls = self._tls
+        if tls is None or not chunk:
+            return chunk
+        tls.incoming.write(chunk)
+        if not tls.ready and not self._tls_step():
+            if self._phase is Phase.FAILED:
+                return b""
+            raise NoFrameBytesYet()
+        data = bytearray()
+        while True:
+            try:
+                piece = tls.obj.read(size)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:  # the peer closed its TLS: what came before is still its
+                break
+            except ssl.SSLError:
+                self._fail(Rejection.TLS)
+                return b""
+            if not piece:
+                break
+            data += piece
+        if not data:
+            raise NoFrameBytesYet()
+        return bytes(data)
+
+    def _tls_step(self, take: bool = False) -> bool:
+        """Advance the TLS handshake with what has arrived (``take``: first read what the socket holds, as
+        a client's send does); True once it is done. A failure fails the connection."""
+        tls = self._tls
+        assert tls is not None
+        if take:
+            try:
+                chunk = super().recv(READ_SIZE)
+            except BlockingIOError:
+                chunk = None
+            if chunk == b"":
+                self._fail(Rejection.TLS)
+                return False
+            if chunk:
+                tls.incoming.write(chunk)
+        tls.started = True
+        try:
+            tls.obj.do_handshake()
+            tls.ready = True
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLError:
+            self._fail(Rejection.TLS)
+        self._flush()  # its next flight (or its alert)
+        return tls.ready
 
     # --- the protocol ------------------------------------------------------------------------------
 
@@ -272,12 +386,24 @@ class SecureSocket(socket.socket):
         return HEAD.pack(len(data)) + mac + data
 
     def _flush(self) -> None:
-        while self._out:
+        """Hand on what is pending: the protocol's bytes (through TLS once its handshake is done), and the
+        wire's, as far as the socket takes them."""
+        tls = self._tls
+        if tls is None:
+            buffer = self._out
+        else:
+            if tls.ready and self._out:
+                tls.obj.write(bytes(self._out))
+                self._out.clear()
+            if tls.outgoing.pending:
+                self._wire += tls.outgoing.read()
+            buffer = self._wire
+        while buffer:
             try:
-                sent = super().send(self._out)
+                sent = super().send(buffer)
             except BlockingIOError:
                 return
-            del self._out[:sent]
+            del buffer[:sent]
 
     def _fail(self, reason: Rejection) -> bytes:
         self._phase = Phase.FAILED

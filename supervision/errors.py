@@ -82,6 +82,11 @@ class CookieError(SupervisionError):
     """The cluster cookie cannot be used; the message says what to fix (never shows the secret)."""
 
 
+class TlsError(SupervisionError):
+    """The TLS setting cannot be used (a file missing, a key that is not the certificate's); the message
+    says what to fix."""
+
+
 def _reduce(self: Exception):
     return (_rebuild, (type(self), self.__dict__.copy(), self.args))
 

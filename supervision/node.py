@@ -30,6 +30,8 @@ from .cookie import Cookie
 from .cookie import resolve as resolve_cookie
 from .errors import SpecError
 from .tcp import NODE_ENV
+from .tls import TlsConfig, add_tls_arguments, tls_from_args
+from .tls import resolve as resolve_tls
 
 NODE_CAPABILITY = "supervision.node"
 
@@ -40,7 +42,7 @@ class Node:
     def __init__(self, leader: str, bind_host: str, admin_port: int, *, capabilities: dict | None = None,
                  peers: Sequence[str] = (), log_dir: str | None = None, name: str = "node",
                  cookie: Cookie | str | None = None, cookie_file: str | os.PathLike | None = None,
-                 actor_ports: tuple[int, int] | str | None = None) -> None:
+                 actor_ports: tuple[int, int] | str | None = None, tls: TlsConfig | None = None) -> None:
         tcp.check_address(f"{bind_host}:{admin_port}", "Node.bind_host/admin_port")
         leader_host, _ = tcp.check_address(leader, "Node.leader")
         self.leader, self.bind_host, self.admin_port = leader, bind_host, admin_port
@@ -49,6 +51,7 @@ class Node:
         self.peers = tuple(dict.fromkeys([leader_host, *peers]))
         self.log_dir, self.name = log_dir, name
         self._cookie = (cookie, cookie_file)
+        self.tls = tls  # else the environment's (supervision.tls)
         self.actor_ports = None if actor_ports is None else tcp.check_port_range(actor_ports, "Node.actor_ports")
         self._system: Any = None
         self._watchdog: Any = None
@@ -63,7 +66,8 @@ class Node:
         os.environ[NODE_ENV] = self.address
         self._log_place = tcp.place_thespian_log(self.log_dir)
         self._system, _ = tcp.start_system(self.bind_host, self.admin_port, self.capabilities, key=key,
-                                           convention=self.leader, peers=self.peers, actor_ports=self.actor_ports)
+                                           convention=self.leader, peers=self.peers, actor_ports=self.actor_ports,
+                                           tls=resolve_tls(self.tls))
         self._watchdog = tcp.start_watchdog(self.admin_port, self.name, 10.0)
         return self
 
@@ -120,7 +124,7 @@ def serve(node: Node, ready: str = "ready") -> None:
 
 def add_node_arguments(parser: argparse.ArgumentParser, default_port: int | None = None) -> None:
     """The command-line options of a node: --leader, --bind, --port, --peer, --cap, --actor-ports,
-    --cookie-file (see :func:`node_from_args`)."""
+    --cookie-file, --tls-cert / --tls-key / --tls-ca (see :func:`node_from_args`)."""
     parser.add_argument("--leader", required=True, help="the leader's admin address, ip:port")
     parser.add_argument("--bind", required=True, help="this host's address on the network the leader sees")
     if default_port is None:
@@ -133,12 +137,14 @@ def add_node_arguments(parser: argparse.ArgumentParser, default_port: int | None
                         help="the range actors listen on, first-last (default: any free port)")
     parser.add_argument("--cookie-file", default=None,
                         help="the cluster cookie's file (default: $DSPEX_COOKIE, else ~/.dspex/cookie)")
+    add_tls_arguments(parser)
 
 
 def node_from_args(args: argparse.Namespace, capabilities: dict | None = None, name: str = "node") -> Node:
     """The :class:`Node` the options of :func:`add_node_arguments` describe, with ``capabilities`` added."""
     return Node(args.leader, args.bind, args.port, capabilities={**(capabilities or {}), **parse_capabilities(args.cap)},
-                peers=args.peer, name=name, cookie_file=args.cookie_file, actor_ports=args.actor_ports)
+                peers=args.peer, name=name, cookie_file=args.cookie_file, actor_ports=args.actor_ports,
+                tls=tls_from_args(args))
 
 
 def main(argv: list[str] | None = None) -> int:

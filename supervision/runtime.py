@@ -34,6 +34,8 @@ from .ref import ActorRef, SupervisorRef
 from .root import RootSupervisor
 from .specs import SupervisorSpec, validate_children, walk_classes, walk_names
 from .telemetry import EventBus, Subscriber
+from .tls import TlsConfig
+from .tls import resolve as resolve_tls
 
 log = structlog.get_logger("supervision")
 
@@ -66,14 +68,17 @@ class ActorRuntime:
     cookie (``cookie`` / ``cookie_file``, else ``$DSPEX_COOKIE``, else ``~/.dspex/cookie``, made on first
     use; see :mod:`supervision.cookie`) before anything it sends is unpickled; off loopback, only the IP
     addresses in ``peers`` may connect at all. ``actor_ports=(first, last)``: every actor (and outside
-    endpoint) listens on a port of that range, not an ephemeral one (for a firewall).
+    endpoint) listens on a port of that range, not an ephemeral one (for a firewall). ``tls``: a
+    :class:`~supervision.tls.TlsConfig` (else ``$DSPEX_TLS_CERT`` / ``_KEY`` / ``_CA``, else none): every
+    connection is TLS with certificates your CA signed both ways, the cookie's protocol inside it.
     """
 
     def __init__(self, base: str = "local", name: str = "app", *, admin_port: int | None = None,
                  bind_host: str = "127.0.0.1", convention: str | None = None,
                  capabilities: dict | None = None, peers: Sequence[str] = (), log_dir: str | None = None,
                  shutdown_timeout: float = 60.0, cookie: Cookie | str | None = None,
-                 cookie_file: str | os.PathLike | None = None, actor_ports: tuple[int, int] | str | None = None) -> None:
+                 cookie_file: str | os.PathLike | None = None, actor_ports: tuple[int, int] | str | None = None,
+                 tls: TlsConfig | None = None) -> None:
         if base not in BASES:
             raise SpecError("ActorRuntime.base", f"unknown base {base!r}", "use 'local', 'multiproc' or 'tcp'")
         if not isinstance(name, str) or not name or "/" in name:
@@ -89,6 +94,7 @@ class ActorRuntime:
         self.peers = tuple(peers)
         self.log_dir = log_dir
         self._cookie = (cookie, cookie_file)  # resolved when a process base starts (supervision.cookie)
+        self.tls = tls  # resolved when a process base starts (supervision.tls)
         self.actor_ports = None if actor_ports is None else tcp.check_port_range(actor_ports, "ActorRuntime.actor_ports")
         self.shutdown_timeout = shutdown_timeout
         self._system: Any = None
@@ -158,11 +164,12 @@ class ActorRuntime:
     def _start_process_system(self) -> None:
         peers = self.peers if self.bind_host not in LOOPBACK else ()
         key = resolve_cookie(*self._cookie).key
+        tls = resolve_tls(self.tls)
         self._log_place = tcp.place_thespian_log(self.log_dir)
         try:
             self._system, self.admin_port = tcp.start_system(
                 self.bind_host, self.admin_port, self.extra_capabilities, convention=self.convention, peers=peers,
-                key=key, actor_ports=self.actor_ports)
+                key=key, actor_ports=self.actor_ports, tls=tls)
         except BaseException:
             tcp.release_thespian_log(self._log_place)
             self._log_place = None
@@ -170,16 +177,17 @@ class ActorRuntime:
 
     @classmethod
     def attach(cls, admin_port: int, root: Any, name: str = "attached", *, host: str | None = None,
-               cookie_file: str | os.PathLike | None = None) -> "ActorRuntime":
+               cookie_file: str | os.PathLike | None = None, tls: TlsConfig | None = None) -> "ActorRuntime":
         """A caller into a running multiproc/tcp runtime from another process (e.g. inside an actor).
 
         It owns nothing: ``close`` only drops its endpoints; the owning runtime stops the tree. In an
         actor placed on another host's node it goes through that node's admin (same convention).
         ``host``: the address the admin is bound to (a ``tcp`` runtime's ``bind_host``; this process
-        then binds there too). The key is the one this process inherited, else the cookie's.
+        then binds there too). The key is the one this process inherited, else the cookie's; the TLS
+        setting ``tls``, else the one inherited, else the environment's.
         """
         _thespian.install()
-        tcp.adopt_key(cookie_file)
+        tcp.adopt_key(cookie_file, tls)
         if host is not None:
             _thespian.set_base_address(host)
         admin_port = tcp.local_admin_port(admin_port)

@@ -26,6 +26,9 @@ from thespian.actors import ActorSystem, ActorSystemException
 from . import _thespian, channel, procfs
 from .cookie import resolve as resolve_cookie
 from .errors import SpecError, SupervisionError
+from .tls import TlsConfig
+from .tls import resolve as resolve_tls
+from .tls import to_args as tls_args
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -105,14 +108,14 @@ def release_thespian_log(place: LogPlace | None) -> None:
 
 def start_system(bind_host: str, admin_port: int | None, capabilities: dict, *, key: bytes,
                  convention: str | None = None, peers: Sequence[str] = (),
-                 actor_ports: tuple[int, int] | None = None) -> tuple[Any, int]:
+                 actor_ports: tuple[int, int] | None = None, tls: TlsConfig | None = None) -> tuple[Any, int]:
     """Start (or join) the multiprocTCPBase system on ``bind_host:admin_port`` (a free port if None);
     returns the system and its admin port. Actor processes forked from it inherit the bind address,
     the peer list, the log place and the range of ``actor_ports`` (if given) through the environment set
-    here, and the cluster ``key`` (held until :func:`release_key`) in memory."""
+    here, and the cluster ``key`` (held until :func:`release_key`) and ``tls`` setting in memory."""
     if actor_ports is not None:
         os.environ[_thespian.PORTS_ENV] = "%d-%d" % check_port_range(actor_ports, "actor_ports")
-    channel.use_key(key)
+    channel.use_key(key, tls)
     try:
         return _start_system(bind_host, admin_port, capabilities, convention, peers)
     except BaseException:
@@ -125,12 +128,14 @@ def release_key() -> None:
     channel.release_key()
 
 
-def adopt_key(cookie_file: str | os.PathLike | None = None) -> None:
+def adopt_key(cookie_file: str | os.PathLike | None = None, tls: TlsConfig | None = None) -> None:
     """Before talking to a running system from a process that did not start it: the cookie in
     ``cookie_file`` if given, else the key this process inherited (an actor process), else the default
-    cookie's (module :mod:`supervision.cookie`)."""
+    cookie's (module :mod:`supervision.cookie`); the same for ``tls`` (else the environment's)."""
     if cookie_file is not None or channel.current_key() is None:
         channel.inherit_key(resolve_cookie(cookie_file=cookie_file).key)
+    if tls is not None or channel.current_tls() is None:
+        channel.inherit_tls(resolve_tls(tls))
 
 
 def _start_system(bind_host: str, admin_port: int | None, capabilities: dict, convention: str | None,
@@ -223,7 +228,7 @@ def start_watchdog(admin_port: int, name: str, timeout: float, root: Any = None)
     """``python -m supervision.watchdog``: stops the tree under ``root`` (if any) and the system when
     this process dies without saying ``bye`` (see :func:`stop_watchdog`)."""
     cmd = [sys.executable, "-m", "supervision.watchdog", "--port", str(admin_port), "--name", name,
-           "--timeout", str(timeout)]
+           "--timeout", str(timeout), *tls_args(channel.current_tls())]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     watchdog = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True, env=env)

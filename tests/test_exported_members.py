@@ -74,7 +74,7 @@ SUPERVISION = {
     "ActorExited", "ActorRef", "ActorRuntime", "AutoShutdown", "CallFailed", "CallTimeout", "ChildCounts",
     "ChildInfo", "Cookie", "CookieError", "NodeInfo", "NodeState", "ChildSpec", "FailedToStartChild", "GenServer", "Kind", "Lifecycle", "LifecycleEvent", "NoReply",
     "Restart", "RootFailure", "Shutdown", "SpecError", "Strategy", "SupervisionError", "SupervisorRef",
-    "SupervisorSpec",
+    "SupervisorSpec", "TlsConfig", "TlsError",
 }
 
 
