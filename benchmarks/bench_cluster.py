@@ -6,8 +6,8 @@ cluster, so there is no side by side here):
 * ``rt.nodes()``: the wall of asking every host whether it is up, with all up and with one host stopped
   (SIGSTOP: it is listed as unreachable after the probe's 1 s timeout, the others still answer);
 * the authenticated channel: the CPU of sending and reading a small frame through ``SecureSocket``s against
-  plain sockets (a record: one HMAC-SHA256 to seal, one to check), and a call to an actor on a multiproc
-  runtime.
+  plain sockets (a record: one HMAC-SHA256 to seal, one to check), the same inside TLS (``supervision.tls``:
+  AES-GCM on top), and a call to an actor on a multiproc runtime, without and with TLS.
 """
 
 from __future__ import annotations
@@ -73,15 +73,33 @@ def join_and_probe(n_hosts: int) -> dict | None:
             "all_up": all_up, "stopped_probe": stopped_probe, "unreachable": unreachable}
 
 
-def frame_cost(n: int = 20_000, size: int = 300) -> tuple[float, float]:
+def frame_cost(n: int = 20_000, size: int = 300, tls: Any = None) -> tuple[float, float, float]:
     """µs of this process's time to send one ``size``-byte frame and read it at the other end of a socket
-    pair (one thread, non-blocking, as Thespian's loop does): plain sockets, then SecureSockets."""
-    before = channel.current_key()
+    pair (one thread, non-blocking, as Thespian's loop does): plain sockets, SecureSockets, SecureSockets in TLS."""
+    before, before_tls = channel.current_key(), channel.current_tls()
     channel.inherit_key(Cookie("a benchmark cookie, long enough").key)
     try:
-        return _one_way(False, n, size), _one_way(True, n, size)
+        plain, secure = _one_way(False, n, size), _one_way(True, n, size)
+        channel.inherit_tls(tls)
+        return plain, secure, _one_way(True, n, size)
     finally:
         channel.inherit_key(before)
+        channel.inherit_tls(before_tls)
+
+
+def throwaway_tls(folder: str) -> Any:
+    """A TlsConfig of a fresh CA's certificate (trustme, a test dependency), written in ``folder``."""
+    import trustme
+
+    from supervision import TlsConfig
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("bench")
+    paths = {name: os.path.join(folder, name) for name in ("cert.pem", "key.pem", "ca.pem")}
+    cert.cert_chain_pems[0].write_to_path(paths["cert.pem"])
+    cert.private_key_pem.write_to_path(paths["key.pem"])
+    ca.cert_pem.write_to_path(paths["ca.pem"])
+    return TlsConfig(paths["cert.pem"], paths["key.pem"], paths["ca.pem"])
 
 
 def _one_way(secure: bool, n: int, size: int) -> float:
@@ -190,11 +208,11 @@ def leader_model(r: dict, per_host_rate: float) -> tuple[float, float, int]:
     return per_host, per_example, int(1.0 / (per_host + per_example * per_host_rate))
 
 
-def actor_call(n: int = 2000) -> float:
-    """µs per call to an actor on a multiproc runtime (every frame authenticated)."""
+def actor_call(n: int = 2000, tls: Any = None) -> float:
+    """µs per call to an actor on a multiproc runtime (every frame authenticated; with ``tls``, inside TLS)."""
     from tests.supervision.actors import Counter
 
-    with ActorRuntime("multiproc", "bench-call") as rt:
+    with ActorRuntime("multiproc", "bench-call", tls=tls) as rt:
         child = rt.start_supervisor(SupervisorSpec(), [ChildSpec(id="c", start=Counter)]).child("c")
         child.call("incr")
         start = time.perf_counter()
@@ -205,11 +223,19 @@ def actor_call(n: int = 2000) -> float:
 
 def run() -> str | None:
     lines = ["### The cluster's plumbing (authenticated connections, joining, membership)", ""]
-    plain, secure = frame_cost()
-    calls = [actor_call() for _ in range(3)]
+    import tempfile
+
+    tls = throwaway_tls(tempfile.mkdtemp())
+    plain, secure, in_tls = frame_cost(tls=tls)
+    calls, tls_calls = [], []
+    for _ in range(3):  # interleaved
+        calls.append(actor_call())
+        tls_calls.append(actor_call(tls=tls))
     lines += ["| a 300-byte frame sent and read (this process's time) | µs |", "|---|---|",
               f"| plain sockets | {plain:.1f} |", f"| SecureSocket (HMAC-SHA256 records) | {secure:.1f} |",
-              f"| multiproc actor call, authenticated (median of 3 × 2,000) | {statistics.median(calls):.0f} |", ""]
+              f"| SecureSocket inside TLS (`tls=TlsConfig(...)`) | {in_tls:.1f} |",
+              f"| multiproc actor call, authenticated (median of 3 × 2,000) | {statistics.median(calls):.0f} |",
+              f"| the same inside TLS (interleaved with it) | {statistics.median(tls_calls):.0f} |", ""]
     rows = [r for r in (join_and_probe(n) for n in SIZES) if r is not None]
     if rows:
         lines += ["| hosts (namespaces) | hosts ready (s) | all joined after the leader is up (s) | "

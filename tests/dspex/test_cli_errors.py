@@ -54,6 +54,8 @@ def prepare(workdir, case: str) -> tuple[list[str], dict]:
     if case == "--run-dir is a file":
         (workdir / "a-file").write_text("")
         return [*OPTIMIZE, "--out", "compiled.json", "--run-dir", "a-file/run"], {}
+    if case == "--hosts with part of a TLS setting":
+        return [*EVAL, "--hosts", "10.9.9.9:1900", "--bind", "127.0.0.1", "--tls-cert", "host.crt"], {}
     if case == "DSPEX_CACHE_DIR is a file":
         (workdir / "cache-file").write_text("not a folder")
         return EVAL, {"DSPEX_CACHE_DIR": str(workdir / "cache-file")}
@@ -69,6 +71,8 @@ def prepare(workdir, case: str) -> tuple[list[str], dict]:
     ("--out in a missing folder", "--out no-such-folder/compiled.json: the folder no-such-folder does not exist"),
     ("--run-dir is a file", "--run-dir a-file/run (its parent a-file) is a file, not a folder"),
     ("DSPEX_CACHE_DIR is a file", "cache-file is a file, not a folder; set DSPEX_CACHE_DIR to a folder"),
+    ("--hosts with part of a TLS setting", "TLS needs all three of --tls-cert, --tls-key, --tls-ca: --tls-key, "
+                                           "--tls-ca not given"),
 ])
 def test_a_hostile_file_or_path_is_one_line_exit_2_and_nothing_sent(workdir, case, message):
     args, env = prepare(workdir, case)
