@@ -574,9 +574,30 @@ class ActorRuntime:
             self._clones.append(ep)
         try:
             yield ep
-        finally:
-            with self._pool_lock:
-                self._pool.append(ep)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                self._give_back(ep)
+            else:  # Ctrl-C inside Thespian's transport: its state is unknown, a later call through it could hang
+                self._discard(ep)
+            raise
+        self._give_back(ep)
+
+    def _give_back(self, ep: _Endpoint) -> None:
+        with self._pool_lock:
+            self._pool.append(ep)
+
+    def _discard(self, ep: _Endpoint) -> None:
+        """An endpoint interrupted mid-operation is not used again: the next caller gets a fresh one (the
+        system's own stays open for the shutdown; a clone is closed)."""
+        if ep.closer is None:
+            return
+        with self._pool_lock:
+            if ep in self._clones:
+                self._clones.remove(ep)
+        try:
+            ep.closer()
+        except Exception as exc:  # noqa: BLE001 - the interrupt is what the caller must see; this is logged
+            log.warning("endpoint_not_closed", runtime=self.name, error=repr(exc))
 
     # --- events ------------------------------------------------------------------------------------
 

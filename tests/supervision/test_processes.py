@@ -183,3 +183,32 @@ def test_malformed_frames_from_loopback_are_dropped_and_the_tree_lives_on(prt):
     assert child.call("incr", timeout=5.0) == 1
     assert prt.failures == []
     assert [c.id for c in sup.which_children()] == ["c"]
+
+
+def test_a_call_interrupted_by_ctrl_c_leaves_the_next_call_working():
+    """Ctrl-C lands anywhere in a call, Thespian's transport included: the outside mailbox it was using is
+    not used again (a later call through it went unanswered: a CLI interrupted while starting its pool
+    could not stop it, and its next call timed out after 60 s)."""
+    import random
+    import threading
+
+    random.seed(5)
+    with ActorRuntime(base="multiproc", name="intr") as rt:
+        child = rt.start_supervisor(SupervisorSpec(), [ChildSpec(id="c", start=Counter)], name="top").child("c")
+        unanswered = []
+        for trial in range(30):
+            timer = threading.Timer(random.uniform(0.0005, 0.004), signal.raise_signal, args=(signal.SIGINT,))
+            deadline = time.monotonic() + 5
+            try:
+                timer.start()
+                while time.monotonic() < deadline:
+                    child.call("incr")
+            except KeyboardInterrupt:
+                pass
+            timer.join()
+            try:
+                child.call("incr", timeout=3)
+            except SupervisionError as exc:
+                unanswered.append((trial, str(exc)))
+        assert unanswered == []
+        assert rt.failures == []
