@@ -50,9 +50,11 @@ LOCAL_POLL = 0.002  # local base: how often a waiting caller lets timers fire an
 
 
 class _Endpoint:
-    """One outside mailbox (Thespian's external endpoints are not thread-safe: one user at a time)."""
+    """One outside mailbox (Thespian's external endpoints are not thread-safe: one user at a time): a private
+    one of the system's, so the system's own is never used by a call that Ctrl-C can interrupt half way,
+    and is sound for the shutdown."""
 
-    def __init__(self, system: Any, closer: Callable[[], None] | None = None) -> None:
+    def __init__(self, system: Any, closer: Callable[[], None]) -> None:
         self.system = system
         self.closer = closer
 
@@ -145,7 +147,6 @@ class ActorRuntime:
         else:
             self._start_process_system()  # on failure (Ctrl-C included) nothing it forked is left running
         try:  # from here on, whatever stops the start (Ctrl-C too) shuts the system down
-            self._pool.append(_Endpoint(self._system))
             self._root = self._system.createActor(RootSupervisor)
             init = Init((), {"spec": SupervisorSpec(intensity=0), "children": ()}, self.name,
                         f"root {self.name}", None, os.getpid())
@@ -234,8 +235,7 @@ class ActorRuntime:
 
     def _close_clones(self) -> None:
         for clone in self._clones:
-            if clone.closer:
-                clone.closer()
+            clone.closer()
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -587,10 +587,7 @@ class ActorRuntime:
             self._pool.append(ep)
 
     def _discard(self, ep: _Endpoint) -> None:
-        """An endpoint interrupted mid-operation is not used again: the next caller gets a fresh one (the
-        system's own stays open for the shutdown; a clone is closed)."""
-        if ep.closer is None:
-            return
+        """An endpoint interrupted mid-operation is closed, not used again: the next caller gets a fresh one."""
         with self._pool_lock:
             if ep in self._clones:
                 self._clones.remove(ep)
