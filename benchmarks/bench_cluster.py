@@ -18,6 +18,7 @@ import socket
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from supervision import ActorRuntime, ChildSpec, Cookie, SupervisorSpec, channel, procfs
@@ -91,15 +92,9 @@ def throwaway_tls(folder: str) -> Any:
     """A TlsConfig of a fresh CA's certificate (trustme, a test dependency), written in ``folder``."""
     import trustme
 
-    from supervision import TlsConfig
+    from tests.supervision.pki import member
 
-    ca = trustme.CA()
-    cert = ca.issue_cert("bench")
-    paths = {name: os.path.join(folder, name) for name in ("cert.pem", "key.pem", "ca.pem")}
-    cert.cert_chain_pems[0].write_to_path(paths["cert.pem"])
-    cert.private_key_pem.write_to_path(paths["key.pem"])
-    ca.cert_pem.write_to_path(paths["ca.pem"])
-    return TlsConfig(paths["cert.pem"], paths["key.pem"], paths["ca.pem"])
+    return member(trustme.CA(), Path(folder), "bench")
 
 
 def _one_way(secure: bool, n: int, size: int) -> float:

@@ -82,16 +82,14 @@ class Settings(BaseSettings):
 
     def tls(self) -> Any:
         """The ``supervision.TlsConfig`` of ``tls_cert`` / ``tls_key`` / ``tls_ca`` (None when none is set)."""
-        given = {"cert": self.tls_cert, "key": self.tls_key, "ca": self.tls_ca}
-        if not any(given.values()):
-            return None
-        missing = ["tls_" + name for name, value in given.items() if value is None]
-        if missing:
-            raise ConfigError(f"settings: TLS needs tls_cert, tls_key and tls_ca together; {', '.join(missing)} "
-                              "not set")
-        from supervision import TlsConfig
+        from supervision import TlsError
+        from supervision.tls import from_parts
 
-        return TlsConfig(**{name: str(value) for name, value in given.items()})
+        try:
+            return from_parts({"cert": self.tls_cert, "key": self.tls_key, "ca": self.tls_ca},
+                              {"cert": "tls_cert", "key": "tls_key", "ca": "tls_ca"}, "not set")
+        except TlsError as exc:
+            raise ConfigError(f"settings: {exc}") from None
 
     # --- loading -----------------------------------------------------------------------------------
 

@@ -74,8 +74,8 @@ class Runtime:
                 runtime_options["cookie_file"] = self.settings.cookie_file
             elif self.settings.cookie is not None:
                 runtime_options["cookie"] = self.settings.cookie.get_secret_value()
-        if "tls" not in runtime_options and self.settings.tls() is not None:
-            runtime_options["tls"] = self.settings.tls()
+        if "tls" not in runtime_options and (tls := self.settings.tls()) is not None:
+            runtime_options["tls"] = tls
         self.actors = ActorRuntime(base, name, **runtime_options)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.settings.cache_dir
         self.prices = {**{k: check_price(v) for k, v in self.settings.prices.items()},

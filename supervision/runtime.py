@@ -574,11 +574,11 @@ class ActorRuntime:
             self._clones.append(ep)
         try:
             yield ep
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                self._give_back(ep)
-            else:  # Ctrl-C inside Thespian's transport: its state is unknown, a later call through it could hang
-                self._discard(ep)
+        except Exception:
+            self._give_back(ep)
+            raise
+        except BaseException:  # Ctrl-C inside Thespian's transport: its state is unknown, a later call could hang
+            self._discard(ep)
             raise
         self._give_back(ep)
 

@@ -82,13 +82,20 @@ def resolve(tls: TlsConfig | None = None, env: Mapping[str, str] | None = None) 
             raise TlsError(f"tls must be a supervision.TlsConfig(cert, key, ca), got {type(tls).__name__}")
         return tls
     env = os.environ if env is None else env
-    given = {name: env.get(var, "") for name, var in ENV.items()}
+    return from_parts({name: env.get(var) for name, var in ENV.items()}, ENV, "not set")
+
+
+def from_parts(given: Mapping[str, str | os.PathLike | None], labels: Mapping[str, str],
+               absent: str) -> TlsConfig | None:
+    """The setting of ``given`` (cert, key, ca; empty: not given): all three, or none for None; a partial one
+    is a TlsError naming the missing ones by their ``labels`` (the flags, variables or settings keys they
+    come from) and saying they are ``absent`` ("not set", "not given")."""
     if not any(given.values()):
         return None
-    missing = [ENV[name] for name, value in given.items() if not value]
+    missing = [labels[name] for name in ("cert", "key", "ca") if not given.get(name)]
     if missing:
-        raise TlsError(f"TLS needs all three of {', '.join(ENV.values())}: {', '.join(missing)} not set")
-    return TlsConfig(**given)
+        raise TlsError(f"TLS needs all three of {', '.join(labels.values())}: {', '.join(missing)} {absent}")
+    return TlsConfig(**{name: given[name] for name in ("cert", "key", "ca")})  # type: ignore[arg-type]
 
 
 def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,12 +109,7 @@ def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
 def tls_from_args(args: argparse.Namespace) -> TlsConfig | None:
     """The setting :func:`add_tls_arguments`' options give (all three, or none: None), else the environment's."""
     given = {name: getattr(args, f"tls_{name}", None) for name in ENV}
-    if not any(given.values()):
-        return resolve()
-    missing = [FLAGS[name] for name, value in given.items() if not value]
-    if missing:
-        raise TlsError(f"TLS needs all three of {', '.join(FLAGS.values())}: {', '.join(missing)} not given")
-    return TlsConfig(**given)  # type: ignore[arg-type]
+    return from_parts(given, FLAGS, "not given") if any(given.values()) else resolve()
 
 
 def to_args(tls: TlsConfig | None) -> list[str]:
@@ -115,4 +117,4 @@ def to_args(tls: TlsConfig | None) -> list[str]:
     return [] if tls is None else [FLAGS["cert"], tls.cert, FLAGS["key"], tls.key, FLAGS["ca"], tls.ca]
 
 
-__all__ = ["TlsConfig", "resolve", "add_tls_arguments", "tls_from_args", "to_args", "ENV", "FLAGS"]
+__all__ = ["TlsConfig", "resolve", "from_parts", "add_tls_arguments", "tls_from_args", "to_args", "ENV", "FLAGS"]

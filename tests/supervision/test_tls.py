@@ -18,17 +18,10 @@ import trustme
 from supervision import ActorRuntime, ChildSpec, Cookie, SupervisorSpec, TlsConfig, TlsError, channel
 from supervision import tls as tls_module
 from tests.supervision.actors import Counter
+from tests.supervision.pki import member
 from tests.supervision.test_auth import SECRET, non_blocking, pump
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _member(ca: trustme.CA, folder: Path, name: str) -> TlsConfig:
-    cert = ca.issue_cert(name)
-    cert.cert_chain_pems[0].write_to_path(folder / f"{name}.crt")
-    cert.private_key_pem.write_to_path(folder / f"{name}.key")
-    ca.cert_pem.write_to_path(folder / f"{name}-ca.pem")
-    return TlsConfig(folder / f"{name}.crt", folder / f"{name}.key", folder / f"{name}-ca.pem")
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +29,8 @@ def pki(tmp_path_factory) -> SimpleNamespace:
     """Two members of one cluster CA, and a stranger whose certificate another CA signed."""
     folder = tmp_path_factory.mktemp("pki")
     ca = trustme.CA()
-    return SimpleNamespace(member=_member(ca, folder, "member"), other=_member(ca, folder, "other"),
-                           stranger=_member(trustme.CA(), folder, "stranger"), folder=folder)
+    return SimpleNamespace(member=member(ca, folder, "member"), other=member(ca, folder, "other"),
+                           stranger=member(trustme.CA(), folder, "stranger"), folder=folder)
 
 
 @pytest.fixture
