@@ -308,7 +308,7 @@ class ClientActor(GenServer):
             self._log_request(outcome, wait.attempt)
             self._pump()
             return Done(cost, wait.attempt + 1)
-        pause = throttle_pause(outcome, wait.attempt, self.cfg)
+        pause = throttle_pause(outcome, wait.attempt, self.cfg, self.rate.share)
         if pause is not None and pause > 0:  # "Retry-After: 0" asks for no pause
             before = self.limiter.paused_for
             self.limiter.pause(pause, sent_at=lease.started)  # (none again for a request sent before the pause)

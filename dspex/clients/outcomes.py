@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from supervision.resilience import exponential_backoff, health_backoff
-from supervision.resilience.adaptive import AdaptiveRate, RateHints
+from supervision.resilience.adaptive import AdaptiveRate, RateHints, ThrottleShare
 
 from ..errors import ConnectionFailed, LMError, LMTimeout, MalformedResponse, RateLimited, provider_error
 from .config import LMConfig
@@ -42,9 +42,11 @@ def backoff(attempt: int, cfg: LMConfig) -> float:
     return exponential_backoff(attempt, cfg.backoff_base, cfg.backoff_cap, jitter=1.0)
 
 
-def throttle_pause(outcome: AttemptResult, attempt: int, cfg: LMConfig) -> float | None:
-    """A 429 pauses every request of the client: its Retry-After, else the backoff (None: not a 429)."""
-    if outcome.kind == "status" and outcome.status == 429:
+def throttle_pause(outcome: AttemptResult, attempt: int, cfg: LMConfig, share: ThrottleShare) -> float | None:
+    """A 429 that is congestion (``share``: it names a limit, or 429s are a sustained share of the recent
+    answers) pauses every request of the client: its Retry-After, else the backoff. None: not a 429, or a
+    scattered one, after which only its own request waits (``retry_delay``), as in the providers' SDKs."""
+    if outcome.kind == "status" and outcome.status == 429 and share.congestion(outcome.hints):
         return outcome.retry_after if outcome.retry_after is not None else backoff(attempt, cfg)
     return None
 

@@ -8,8 +8,9 @@
                   breaker), the attempt, its outcome reported back; a failure's report answers with the
                   next attempt's lease or the typed error. An attempt that ends without an outcome
                   (Ctrl-C, a bug below) gives its lease back at once (``Release``). A 429 with a
-                  ``Retry-After`` holds this process's other leased attempts at once (:class:`Hold`),
-                  before its report reaches the client actor, which pauses every process.
+                  ``Retry-After`` that is congestion (it names a limit, or 429s are a sustained share)
+                  holds this process's other leased attempts at once (:class:`Hold`), before its report
+                  reaches the client actor, which pauses every process; a scattered one, only its own.
       streamed    one attempt through the transport; with a stream sink, its text goes out as it comes,
                   a failed attempt's streamed text is declared void (``sink(None)``: a retry streams from
                   the start), an answer that came whole goes out as one piece
@@ -34,6 +35,7 @@ import asyncio
 import concurrent.futures
 import datetime
 import os
+import threading
 import time
 import uuid
 from collections import deque
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
 from supervision import ActorExited, ActorRef, procfs
+from supervision.resilience.adaptive import ThrottleShare
 
 from ..errors import ClientExited
 from ..primitives import Usage
@@ -138,14 +141,27 @@ class Cached:
 
 
 class Hold:
-    """A pause this process has just heard of (a 429's ``Retry-After``): attempts already leased wait it out
-    before they send, instead of reaching a provider that asked for quiet while the report travels to the
-    client actor. It only ever delays; the client actor still decides every admission."""
+    """A pause this process has just heard of (the ``Retry-After`` of a 429 that is congestion, as the client
+    actor judges it: ``ThrottleShare``): attempts already leased wait it out before they send, instead of
+    reaching a provider that asked for quiet while the report travels to the client actor. A scattered 429
+    holds only its own request (its retry's delay). It only ever delays; the client actor still decides
+    every admission."""
 
     MAX = 60.0  # seconds: a longer Retry-After is the client actor's to enforce (and its breaker's)
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.until, self.clock, self.sleep = 0.0, clock, sleep
+        self.share = ThrottleShare(clock)
+        self._lock = threading.Lock()  # the threads' engine observes from many threads
+
+    def observe(self, outcome: AttemptResult) -> None:
+        """Every answer of this process's attempts: a 429 that is congestion holds for its Retry-After."""
+        with self._lock:
+            self.share.answered()
+            if outcome.status == 429:
+                self.share.throttled()
+                if outcome.retry_after and self.share.congestion(outcome.hints):
+                    self.extend(outcome.retry_after)
 
     def extend(self, seconds: float) -> None:
         self.until = max(self.until, self.clock() + min(max(0.0, seconds), self.MAX))
@@ -174,8 +190,7 @@ def lease_steps(request: Request, channel: Any, hold: Hold) -> Generator[Step, A
         except BaseException:  # Ctrl-C, a cancelled task, a bug below: the lease goes back at once, never leaks
             channel.release(reply.id, request.run)
             raise
-        if outcome.status == 429 and outcome.retry_after:
-            hold.extend(outcome.retry_after)
+        hold.observe(outcome)
         billed = billed + Usage(outcome.prompt_tokens, outcome.completion_tokens,
                                 outcome.prompt_tokens + outcome.completion_tokens if outcome.estimated else 0)
         report = Report(reply.id, outcome, reply.attempt, request.run)

@@ -71,6 +71,39 @@ WEAK_SHARE = 0.5  # a 429 naming no limit decreases the rate only when 429s are 
 WEAK_MIN = 10  # ... of at least this many answers
 
 
+class ThrottleShare:
+    """Whether a 429 is congestion or chance, from the recent answers (a pure decision, clock injected).
+
+    A 429 whose response names a request or token limit is congestion; one naming none is congestion only
+    while 429s are a sustained share (``WEAK_SHARE`` of at least ``WEAK_MIN`` answers of the last
+    ``RECENT_S`` seconds): providers also answer 429 when busy, at random, and at ten thousand in flight a
+    5% share of those arrives many times a second. What congestion earns is its owner's to say (the rate
+    policy decreases; the client actor pauses every request; a process holds its leased attempts)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._answers: deque[float] = deque()  # times of the recent answers (any kind)
+        self._429s: deque[float] = deque()  # times of the recent 429s
+
+    def answered(self) -> None:
+        _note(self._answers, self.clock())
+
+    def throttled(self) -> None:
+        _note(self._429s, self.clock())
+
+    def sustained(self) -> bool:
+        """429s are at least WEAK_SHARE of the answers of the last RECENT_S seconds (WEAK_MIN of them)."""
+        now = self.clock()
+        _note(self._answers, now, add=False)
+        _note(self._429s, now, add=False)
+        answers = max(len(self._answers), len(self._429s))  # a caller may report a 429 without its answer
+        return answers >= WEAK_MIN and len(self._429s) >= WEAK_SHARE * answers
+
+    def congestion(self, hints: RateHints | None) -> bool:
+        """A 429 (already counted with :meth:`throttled`) that said ``hints`` is congestion."""
+        return _names_limit(hints) or self.sustained()
+
+
 class AdaptiveRate:
     """Rates per minute for one client: ``rpm`` / ``tpm`` are a number (fixed), None (none) or "auto"."""
 
@@ -94,8 +127,7 @@ class AdaptiveRate:
         self._step = 1.0  # additive increase per success (rpm), set at each decrease
         self._decreased_at = float("-inf")
         self._ok: deque[float] = deque()
-        self._answers: deque[float] = deque()  # times of the recent answers (any kind)
-        self._429s: deque[float] = deque()  # times of the recent 429s
+        self.share = ThrottleShare(clock)
 
     # --- what happened ---------------------------------------------------------------------------
 
@@ -103,7 +135,7 @@ class AdaptiveRate:
         """Any answer (ends the probe); adopts advertised limits. True when a rate changed."""
         before = self._key()
         self.probing = False
-        _note(self._answers, self.clock())
+        self.share.answered()
         if hints is not None and self.auto_rpm and hints.requests and hints.requests.limit:
             self._advertise_rpm(hints.requests.limit)
         if hints is not None and self.auto_tpm and hints.tokens and hints.tokens.limit:
@@ -130,11 +162,10 @@ class AdaptiveRate:
         names no limit decreases it only while 429s are a sustained share of the recent answers."""
         self.throttled += 1
         self.probing = False
-        now = self.clock()
-        _note(self._429s, now)
+        self.share.throttled()
         if not self.auto_rpm or (sent_at is not None and sent_at < self._decreased_at):
             return False
-        if not _names_limit(hints) and not self._sustained(now):
+        if not self.share.congestion(hints):
             return False
         self._decreased_at = self.clock()
         current = self.rpm if self.rpm is not None else self.recent_rpm()
@@ -142,12 +173,6 @@ class AdaptiveRate:
         self._step = min(STEP_MAX, max(0.5, current / 100.0))
         self.source = RateSource.LEARNED
         return True
-
-    def _sustained(self, now: float) -> bool:
-        """429s are at least WEAK_SHARE of the answers of the last RECENT_S seconds (WEAK_MIN of them)."""
-        _note(self._answers, now, add=False)
-        answers = max(len(self._answers), len(self._429s))  # a caller may report a 429 without its answer
-        return answers >= WEAK_MIN and len(self._429s) >= WEAK_SHARE * answers
 
     def recent_rpm(self) -> float:
         """Requests per minute the server accepted over the last few seconds (at least one a second)."""
@@ -187,4 +212,4 @@ def _names_limit(hints: RateHints | None) -> bool:
     return hints is not None and any(a is not None and bool(a.limit) for a in (hints.requests, hints.tokens))
 
 
-__all__ = ["AdaptiveRate", "RateSource", "RateStatus", "RateHints", "Advert", "AUTO"]
+__all__ = ["AdaptiveRate", "ThrottleShare", "RateSource", "RateStatus", "RateHints", "Advert", "AUTO"]

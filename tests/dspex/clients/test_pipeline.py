@@ -74,22 +74,41 @@ def test_retry_after_is_honoured(server, drt, fmt, wait):
     assert second.at - first.at >= (wait if fmt == "seconds" else wait - 1.0) - 0.01
 
 
-def test_429_pauses_every_concurrent_request(server, drt):
-    """While a Retry-After pause runs, no request of any caller reaches the server (no stampede)."""
+def test_429s_that_are_congestion_pause_every_concurrent_request(server, drt):
+    """Once 429s are a sustained share of the answers (here the first ten), their Retry-After pause holds
+    every request of every caller: none reaches the server (no stampede)."""
     latency, pause = 0.05, 0.6
-    server.set_faults(Faults(schedule=["429"], retry_after=pause, latency=latency))
+    server.set_faults(Faults(schedule=["429"] * 10, retry_after=pause, latency=latency))
     lm = make_lm(server)
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: [lm.request(f"r{i}-{k}") for k in range(3)], range(8)))
     log = server.log
-    t429 = next(e.at for e in log if e.status == 429)
-    # the 429 is back at its caller here: from then on, attempts leased before it wait too (the process's
+    t429 = [e.at for e in log if e.status == 429][-1]  # the tenth: 429s are the share that is congestion
+    # that 429 is back at its caller here: from then on, attempts leased before it wait too (the process's
     # Hold), not only those the client actor admits after the report (clean-clone runs under load saw
     # leased requests go out at +0.12-0.14 s before the Hold)
     reported = t429 + latency + 0.03
     inside = [e.at - t429 for e in log if reported < e.at < t429 + pause - 0.01]
     assert inside == []
     assert len([e for e in log if e.status == 200]) == 24
+
+
+def test_a_scattered_429_delays_only_its_own_request(server, drt):
+    """A lone 429 naming no limit (providers also say 429 when busy, at random) is not congestion: its
+    request waits its Retry-After, the others go on (as the providers' SDKs do)."""
+    latency, pause = 0.05, 0.8
+    server.set_faults(Faults(schedule=["ok"] * 12 + ["429"], retry_after=pause, latency=latency))
+    lm = make_lm(server)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: [lm.request(f"s{i}-{k}") for k in range(6)], range(8)))
+    log = server.log
+    refused = next(e for e in log if e.status == 429)
+    again = [e for e in log if e.body == refused.body and e.status == 200]
+    assert len(again) == 1 and again[0].at - refused.at >= pause - 0.01  # its own Retry-After, honoured
+    meanwhile = [e for e in log if refused.at + latency + 0.05 < e.at < refused.at + pause - 0.05]
+    assert len(meanwhile) >= 8  # the others were not paused
+    assert len([e for e in log if e.status == 200]) == 48
+    assert lm.status().rate_source == "none"  # and the rate was left alone
 
 
 def test_measured_request_rate_never_exceeds_the_limit(server, drt):

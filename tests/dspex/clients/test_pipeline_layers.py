@@ -18,6 +18,7 @@ from dspex.clients.pipeline import Cached, DirectChannel, Leased, Pipeline, Reme
 from dspex.clients.transport import AttemptResult
 from dspex.errors import ProviderError
 from dspex.primitives import Usage
+from supervision.resilience.adaptive import Advert, RateHints
 
 CFG = LMConfig("openai", "m", "http://127.0.0.1:1/v1", cache=True, retries=2)
 
@@ -179,9 +180,10 @@ def test_the_batcher_sends_in_order_replaces_a_pending_key_and_sends_at_once_aft
     assert sent[-1] == ["late"]
 
 
-def test_a_429_holds_this_processs_other_leased_attempts_until_its_retry_after():
-    """The caller that got a 429 with Retry-After holds the process's attempts already leased (they wait it
-    out before sending), without waiting for its report to reach the client actor; the hold only delays."""
+def test_a_429_naming_a_limit_holds_this_processs_other_leased_attempts_until_its_retry_after():
+    """The caller that got a 429 that is congestion (it names the limit) with Retry-After holds the
+    process's attempts already leased (they wait it out before sending), without waiting for its report
+    to reach the client actor; the hold only delays."""
     from dspex.clients.pipeline import Hold
 
     hold = Hold()
@@ -193,7 +195,8 @@ def test_a_429_holds_this_processs_other_leased_attempts_until_its_retry_after()
         sent_at.setdefault(who, time.monotonic())
         if who == "first" and not first_answered.is_set():
             first_answered.set()
-            return AttemptResult("status", 0.01, status=429, retry_after=0.3)
+            return AttemptResult("status", 0.01, status=429, retry_after=0.3,
+                                 hints=RateHints(requests=Advert(limit=60, remaining=0)))
         return ok()
 
     leased = Leased(attempt, FakeChannel(), hold)
@@ -208,3 +211,23 @@ def test_a_429_holds_this_processs_other_leased_attempts_until_its_retry_after()
     capped = Hold(clock=lambda: 100.0)
     capped.extend(3600)
     assert capped.until == 100.0 + Hold.MAX
+
+
+def test_scattered_429s_hold_nothing_until_they_are_a_sustained_share():
+    """A 429 naming no limit holds only its own request (its retry's delay), until 429s are half of at
+    least ten recent answers: then each one's Retry-After holds the process's leased attempts."""
+    from dspex.clients.pipeline import Hold
+
+    now = [0.0]
+    hold = Hold(clock=lambda: now[0])
+    busy = AttemptResult("status", 0.01, status=429, retry_after=2.0)
+    for _ in range(20):
+        hold.observe(ok())
+    hold.observe(busy)
+    assert hold.until == 0.0  # 1 in 21: chance, not congestion
+    for _ in range(19):
+        hold.observe(busy)
+    assert hold.until == 2.0  # 20 of 40: congestion
+    now[0] = 30.0  # the answers of long ago no longer count
+    hold.observe(busy)
+    assert hold.until == 2.0
