@@ -79,7 +79,7 @@ class ClientActor(GenServer):
         b = cfg.breaker
         self.breaker = CircuitBreaker(b.max_failures, b.window, b.reset_after, failure_rate=b.failure_rate,
                                       min_calls=b.min_calls, window_calls=b.window_calls, trial_calls=b.trial_calls,
-                                      name=cfg.qualified,
+                                      timeout_grace=b.timeout_grace, name=cfg.qualified,
                                       fail_fraction=b.fail_fraction, on_change=self._on_breaker)
         self.blocked = BreakerLine()  # requests waiting for the open breaker (up to b.max_wait)
         self.blocked_check: float | None = None  # when the line is next looked at (a timer is set)
@@ -167,6 +167,7 @@ class ClientActor(GenServer):
                 self._sweep()
             case _LineCheck(at=at) if at == self.blocked_check:
                 self.blocked_check = None
+                self._check_line(self.breaker.verdict_in())  # judges the timeouts due, then the next
                 self._pump()
             case Reply():
                 self._on_ledger_reply(message)
@@ -298,6 +299,7 @@ class ClientActor(GenServer):
             else:
                 self.breaker.record(lease.permit, ok=not outcome.health_failure,
                                     timed_out=outcome.kind == "timeout")
+                self._check_line(self.breaker.verdict_in())  # a timeout's verdict is due then
         self._adapt(outcome, lease.started)
         wait.add(outcome.prompt_tokens, outcome.completion_tokens, outcome.estimated)
         if outcome.ok:

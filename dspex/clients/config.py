@@ -123,7 +123,8 @@ class Breaker:
     at least ``min_calls``, at least ``max_failures`` of them failed, and the failures are at least
     ``failure_rate`` of them: by default 50% of at least 20 (Hystrix's rule); requests still out that were
     sent before the newest failure count as not failed so far, and a timeout does not count once a request
-    sent after it has succeeded (``CircuitBreaker``). After ``reset_after`` s,
+    sent after it has succeeded (waiting ``timeout_grace`` s for one while any is out: a process too busy to
+    read its answers is not an outage; ``CircuitBreaker``). After ``reset_after`` s,
     ``trial_calls`` trial requests go; it closes when a majority of them succeed, else opens again. While it
     is open a request waits for it, up to ``max_wait`` s, then fails with ``CircuitOpen`` (0: fail at once,
     as a service answering users wants). ``count_timeouts=False``: a timeout says nothing about the
@@ -140,16 +141,18 @@ class Breaker:
     trial_calls: int = 3
     max_wait: float = 60.0
     count_timeouts: bool = True
+    timeout_grace: float = 2.0
 
     def __post_init__(self) -> None:
         ints = (self.max_failures, self.min_calls, self.window_calls, self.trial_calls)
         if (not all(isinstance(n, int) and not isinstance(n, bool) for n in ints) or self.max_failures < 1
                 or self.window <= 0 or self.reset_after < 0 or not 0 <= self.fail_fraction <= 1
                 or not 0 < self.failure_rate <= 1 or self.min_calls < 1 or self.window_calls < self.min_calls
-                or self.trial_calls < 1 or not 0 <= self.max_wait < float("inf")):
+                or self.trial_calls < 1 or not 0 <= self.max_wait < float("inf")
+                or not 0 <= self.timeout_grace < float("inf")):
             raise ConfigError(f"invalid {self}: use max_failures >= 1, window > 0, reset_after >= 0, "
                               "failure_rate in (0, 1], fail_fraction in [0, 1], min_calls >= 1, window_calls >= "
-                              "min_calls, trial_calls >= 1, max_wait >= 0 (seconds)")
+                              "min_calls, trial_calls >= 1, max_wait >= 0, timeout_grace >= 0 (seconds)")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,10 @@ recent calls, as not failed so far (at 10,000 in flight and 2 s latency, the fir
 the provider's quick refusals; they are not half the calls). So a crowd of slow calls holds the breaker
 back for at most their latency, or their timeout. And a call that timed out does not count once a call
 sent after it has succeeded: the provider has answered since (a hung connection is that request's bad
-luck; in a hang outage nothing sent after it succeeds). It stays open for ``reset_after`` seconds, then goes
+luck; in a hang outage nothing sent after it succeeds); while calls sent after it are still out, its verdict
+waits ``timeout_grace`` seconds for one of them to succeed (a process too busy to read its answers times out
+a burst of calls whose answers are on their way: the breaker is for the provider's outages, not the
+caller's). It stays open for ``reset_after`` seconds, then goes
 half-open: ``trial_calls`` trial calls may pass; it closes as soon as a majority of them succeeded and opens
 again as soon as a majority can no longer succeed. Not thread-safe by design: one actor owns it. The clock
 and the random source are injected so it can be tested without sleeping.
@@ -84,20 +87,20 @@ class CircuitBreaker:
 
     def __init__(self, max_failures: int = 5, window: float = 10.0, reset_after: float = 5.0, *,
                  failure_rate: float = 0.5, min_calls: int = 20, window_calls: int = 100, trial_calls: int = 3,
-                 name: str = "breaker", on_change: Callable[[BreakerChange], None] | None = None,
+                 timeout_grace: float = 2.0, name: str = "breaker", on_change: Callable[[BreakerChange], None] | None = None,
                  fail_fraction: float = 0.0, clock: Callable[[], float] = time.monotonic,
                  rand: Callable[[], float] = random.random) -> None:
         if (max_failures < 1 or window <= 0 or reset_after < 0 or not 0 < failure_rate <= 1 or min_calls < 1
-                or window_calls < min_calls or trial_calls < 1):
+                or window_calls < min_calls or trial_calls < 1 or not timeout_grace >= 0):
             raise SpecError("CircuitBreaker", f"max_failures={max_failures}, window={window}, reset_after="
                             f"{reset_after}, failure_rate={failure_rate}, min_calls={min_calls}, window_calls="
-                            f"{window_calls}, trial_calls={trial_calls}",
+                            f"{window_calls}, trial_calls={trial_calls}, timeout_grace={timeout_grace}",
                             "use max_failures >= 1, window > 0, reset_after >= 0, 0 < failure_rate <= 1, "
-                            "min_calls >= 1, window_calls >= min_calls, trial_calls >= 1")
+                            "min_calls >= 1, window_calls >= min_calls, trial_calls >= 1, timeout_grace >= 0")
         self.name = name
         self.max_failures, self.window, self.reset_after = max_failures, window, reset_after
         self.failure_rate, self.min_calls, self.window_calls = failure_rate, min_calls, window_calls
-        self.trial_calls = trial_calls
+        self.trial_calls, self.timeout_grace = trial_calls, timeout_grace
         self.on_change = on_change
         self.clock, self.rand = clock, rand
         self._state = BreakerState.CLOSED
@@ -106,6 +109,7 @@ class CircuitBreaker:
         self._newest_failed = 0  # the permit id of the newest failed call in the window (ids grow with time)
         self._newest_ok = 0  # the permit id of the newest-sent call of this state that succeeded
         self._out: list[int] = []  # ids of this state's permits not yet recorded or cancelled, ascending
+        self._pending: deque[tuple[float, int]] = deque()  # (time, permit id) of timeouts awaiting their verdict
         self._opened_at = 0.0
         self._trials = {"out": 0, "ok": 0, "failed": 0}  # trial permits of this half-open period
         self._generation = 0  # bumps on every state change: permits from an older state are ignored
@@ -117,6 +121,8 @@ class CircuitBreaker:
 
     @property
     def state(self) -> BreakerState:
+        if self._pending:
+            self._judge_timeouts()
         if self._state is BreakerState.OPEN and self.clock() >= self._opened_at + self.reset_after:
             self._move(BreakerState.HALF_OPEN, "reset_after elapsed")
         return self._state
@@ -140,6 +146,14 @@ class CircuitBreaker:
             return 1.0
         self._prune()
         return self._failed / self._counted() / self.failure_rate if self._calls else 0.0
+
+    def verdict_in(self) -> float | None:
+        """Seconds until the oldest timeout awaiting its verdict is judged (None: none awaits): its owner
+        looks at ``state`` then, so a hang outage opens it ``timeout_grace`` after its first timeouts even
+        if nothing else happens."""
+        if self._pending:
+            self._judge_timeouts()
+        return self._pending[0][0] + self.timeout_grace - self.clock() if self._pending else None
 
     def snapshot(self) -> BreakerSnapshot:
         self._prune()
@@ -178,18 +192,13 @@ class CircuitBreaker:
             self._newest_ok = max(self._newest_ok, permit.id)
         elif timed_out and permit.id < self._newest_ok:
             return  # the provider answered a later call since: this one hung, the provider is not down
-        self._calls.append((self.clock(), not ok))
-        if not ok:
-            self._failed += 1
-            self._newest_failed = max(self._newest_failed, permit.id)
-        self._prune()
-        calls = len(self._calls)
-        if not ok and calls >= self.min_calls and self._failed >= self.max_failures:
-            counted = self._counted()
-            if self._failed >= self.failure_rate * counted:
-                older = counted - calls
-                self._open(f"{self._failed} of the last {calls} calls failed"
-                           + (f" ({older} sent before them still out)" if older else ""))
+        elif timed_out and self.timeout_grace > 0 and self._out and self._out[-1] > permit.id:
+            self._pending.append((self.clock(), permit.id))  # calls sent after it are out: wait for them
+            self._judge_timeouts()
+            return
+        self._count(permit.id, failed=not ok)
+        if self._pending:
+            self._judge_timeouts()
 
     def cancel(self, permit: Permit) -> None:
         """The permitted call was never made, or its outcome says nothing about the dependency's health:
@@ -226,6 +235,30 @@ class CircuitBreaker:
         elif t["failed"] > self.trial_calls - needed:
             self._open(f"{t['failed']} of {self.trial_calls} trial calls failed")
 
+    def _count(self, permit_id: int, failed: bool) -> None:
+        """A call's outcome joins the recent calls; opens the breaker when the failures are the share."""
+        self._calls.append((self.clock(), failed))
+        if failed:
+            self._failed += 1
+            self._newest_failed = max(self._newest_failed, permit_id)
+        self._prune()
+        calls = len(self._calls)
+        if failed and calls >= self.min_calls and self._failed >= self.max_failures:
+            counted = self._counted()
+            if self._failed >= self.failure_rate * counted:
+                older = counted - calls
+                self._open(f"{self._failed} of the last {calls} calls failed"
+                           + (f" ({older} sent before them still out)" if older else ""))
+
+    def _judge_timeouts(self) -> None:
+        """Timeouts whose grace is over: one whose later-sent call has succeeded meanwhile is dropped (its
+        answer was on its way), the others count as failures now."""
+        horizon = self.clock() - self.timeout_grace
+        while self._pending and self._pending[0][0] <= horizon and self._state is BreakerState.CLOSED:
+            _, permit_id = self._pending.popleft()
+            if permit_id > self._newest_ok:
+                self._count(permit_id, failed=True)
+
     def _settled(self, permit: Permit) -> None:
         """The permit is no longer out."""
         at = bisect.bisect_left(self._out, permit.id)
@@ -245,6 +278,7 @@ class CircuitBreaker:
 
     def _clear(self) -> None:
         self._calls.clear()
+        self._pending.clear()
         self._failed = 0
 
     def _open(self, reason: str) -> None:

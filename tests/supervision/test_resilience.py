@@ -229,7 +229,8 @@ def test_half_open_reopens_on_a_majority_of_failed_trials_and_a_cancelled_trial_
     assert b.state is BreakerState.OPEN and b.retry_in() == pytest.approx(5.0)
 
 
-@pytest.mark.parametrize("bad", [{"min_calls": 0}, {"trial_calls": 0}, {"min_calls": 50, "window_calls": 40}])
+@pytest.mark.parametrize("bad", [{"min_calls": 0}, {"trial_calls": 0}, {"min_calls": 50, "window_calls": 40},
+                                 {"timeout_grace": -1.0}])
 def test_breaker_new_settings_are_checked(bad):
     with pytest.raises(SpecError):
         CircuitBreaker(**bad)
@@ -323,7 +324,7 @@ def test_a_timeout_of_a_call_older_than_a_success_does_not_count():
     assert b.state is BreakerState.CLOSED and b.pressure() == 0.0
 
 
-def test_a_hang_outage_still_opens_it():
+def test_a_hang_outage_still_opens_it_timeout_grace_after_its_timeouts():
     clock = Clock()
     b = CircuitBreaker(clock=clock)
     for _ in range(200):
@@ -332,7 +333,35 @@ def test_a_hang_outage_still_opens_it():
     clock.now += 10.0
     for permit in hung:
         b.record(permit, ok=False, timed_out=True)
-    assert b.state is BreakerState.OPEN
+    assert b.state is BreakerState.CLOSED and b.verdict_in() == 2.0  # the later-sent ones may yet answer
+    clock.now += 2.0
+    assert b.state is BreakerState.OPEN and b.verdict_in() is None
+
+
+def test_a_burst_of_timeouts_whose_later_calls_then_answer_does_not_open_it():
+    """A process too busy to read its answers times out a burst of calls sent together; the calls sent
+    after them succeed a moment later: the provider was answering, the breaker stays closed."""
+    clock = Clock()
+    b = CircuitBreaker(clock=clock)
+    for _ in range(200):
+        call(b, ok=True)
+    burst = [b.acquire() for _ in range(80)]
+    later = [b.acquire() for _ in range(80)]
+    clock.now += 5.0
+    for permit in burst:
+        b.record(permit, ok=False, timed_out=True)
+    clock.now += 0.5
+    for permit in later:
+        b.record(permit, ok=True)
+    clock.now += 5.0
+    assert b.state is BreakerState.CLOSED and b.pressure() == 0.0
+    eager = CircuitBreaker(clock=clock, timeout_grace=0)  # no grace: the same burst opens it
+    for _ in range(200):
+        call(eager, ok=True)
+    burst, later = [eager.acquire() for _ in range(80)], [eager.acquire() for _ in range(80)]
+    for permit in burst:
+        eager.record(permit, ok=False, timed_out=True)
+    assert eager.state is BreakerState.OPEN
 
 
 def test_a_429_for_a_request_sent_before_the_pause_began_does_not_pause_again():
