@@ -42,7 +42,7 @@ from .budgets import BudgetBook
 from .config import LMConfig
 from .leases import SWEEP_EVERY, HeldLease, Wait, holder_gone, remember, to_take_back
 from .messages import (Admit, AdmitBatch, Booked, CacheHit, ClientStatus, CloseBudget, Done, Flush, GetStatus, GetUsage,
-                       GiveBack, InjectFaults, Lease, Leases, LedgerQuery, LedgerReport, OpenBudget, RecordBatch, Release, Report,
+                       GiveBack, HEDGED, InjectFaults, Lease, Leases, LedgerQuery, LedgerReport, OpenBudget, RecordBatch, Release, Report,
                        ReportBatch, ResetBreaker, UsageRecord, UsageTotals)
 from .outcomes import attempt_error, learn, remaining_pause, retry_delay, throttle_pause
 from .prices import Price, cost_of
@@ -145,8 +145,8 @@ class ClientActor(GenServer):
             case ReportBatch(reports=reports):
                 for report in reports:
                     self._report(report)
-            case Release(lease=lease_id, run=run):
-                self._release(lease_id, run)
+            case Release(lease=lease_id, reason=reason):
+                self._release(lease_id, reason)
             case GiveBack(leases=ids):
                 self._give_back(ids)
             case CacheHit(run=run):
@@ -339,9 +339,10 @@ class ClientActor(GenServer):
         self.reply_error(self.current_call, attempt_error(outcome, rep.attempt + 1, self.cfg))
         return NoReply
 
-    def _release(self, lease_id: int, run: str | None) -> None:
-        """The holder gave its lease back without an outcome (Ctrl-C mid-request, an error of its own):
-        the request may have reached the provider, so the attempt is booked at its maximum, unconfirmed."""
+    def _release(self, lease_id: int, reason: str) -> None:
+        """The holder gave its lease back without an outcome (Ctrl-C mid-request, an error of its own, the
+        slower of a hedged pair): the request may have reached the provider, so the attempt is booked at its
+        maximum, unconfirmed, failed with ``reason``."""
         lease = self.leases.pop(lease_id, None)
         if lease is None:
             return
@@ -349,7 +350,7 @@ class ClientActor(GenServer):
             self.breaker.cancel(lease.permit)
         wait = lease.wait
         wait.add_maximum()
-        self._book(wait, ok=False, status=0, error="Aborted")
+        self._book(wait, ok=False, status=0, error=reason, hedge=reason == HEDGED)
         self._pump()
 
     def _give_back(self, ids: tuple) -> None:
@@ -413,7 +414,7 @@ class ClientActor(GenServer):
 
     # --- accounting --------------------------------------------------------------------------------
 
-    def _book(self, wait: Wait, *, ok: bool, status: int, error: str = "") -> float:
+    def _book(self, wait: Wait, *, ok: bool, status: int, error: str = "", hedge: bool = False) -> float:
         """Book a finished request: every attempt the provider counted, the unconfirmed ones at their
         maximum (and said so). Returns its cost."""
         prompt, completion = wait.billed
@@ -422,7 +423,7 @@ class ClientActor(GenServer):
         self._account(UsageRecord(client=self.cfg.client_key, run=wait.run, ok=ok, cached=False, retries=wait.attempt,
                                   prompt_tokens=prompt, completion_tokens=completion, cost=cost, status=status,
                                   error=error, unconfirmed=calls, unconfirmed_tokens=up + uc,
-                                  unconfirmed_cost=cost_of(self.price, up, uc)))
+                                  unconfirmed_cost=cost_of(self.price, up, uc), hedge=hedge))
         return cost
 
     def _account(self, rec: UsageRecord) -> None:

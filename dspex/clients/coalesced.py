@@ -54,8 +54,8 @@ class ReportingChannel:
     def succeeded(self, report: Report) -> None:
         self.reports.add(report)
 
-    def release(self, lease: int, run: str | None) -> None:
-        self.link.cast(Release(lease, run))
+    def release(self, lease: int, run: str | None, reason: str = "Aborted") -> None:
+        self.link.cast(Release(lease, run, reason))
 
     def cache_hit(self, run: str | None) -> None:
         self.link.cast(CacheHit(run))
@@ -116,6 +116,10 @@ class ReportingChannel:
                     self._sweeper.start()
                 self._held_lock.notify_all()
         self._give_back(back)
+
+    def give_back(self, leases: list[int]) -> None:
+        """Leases granted that no attempt used (a hedge's twin not needed after all): back, unbooked."""
+        self._give_back(leases)
 
     def give_back_all(self) -> None:
         """Every lease held ahead goes back (an attempt failed: the actor decides again; or closing)."""

@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from ..providers import PROVIDERS
 from ..scrub import remember
 from ..config import Settings
+from .hedging import hedge_ok
 
 DEFAULT_BASE_URL = {name: spec.base_url for name, spec in PROVIDERS.items()}  # from the provider registry
 
@@ -181,6 +182,7 @@ class LMConfig:
     api_version: str | None = None  # Azure OpenAI's api-version
     region: str | None = None  # the AWS region a Bedrock request is signed for; Vertex AI's location
     project: str | None = None  # Vertex AI's Google Cloud project
+    hedge: float | str | None = AUTO  # when an unanswered attempt gets a twin (hedging.py)
 
     def __post_init__(self) -> None:
         _check_headers(self.headers, self.qualified)
@@ -198,6 +200,7 @@ class LMConfig:
             (isinstance(self.max_in_flight, int) and self.max_in_flight >= 1,
              f"max_in_flight must be an int >= 1, got {self.max_in_flight!r}"),
             (isinstance(self.retries, int) and self.retries >= 0, f"retries must be an int >= 0, got {self.retries!r}"),
+            (hedge_ok(self.hedge), f"hedge must be 'auto', None (never) or a number of seconds > 0, got {self.hedge!r}"),
             (_rate_ok(self.rpm), f"rpm must be a number > 0, None (no cap) or 'auto', got {self.rpm!r}"),
             (_rate_ok(self.tpm), f"tpm must be a number > 0, None (no cap) or 'auto', got {self.tpm!r}"),
             (self.budget_usd is None or (_number(self.budget_usd) and self.budget_usd >= 0),

@@ -76,7 +76,7 @@ class LM:
                  budget_tokens: int | None = None, backoff_base: float = 0.5, backoff_cap: float = 20.0,
                  price: Price | None = None, name: str | None = None, runtime: "Runtime | None" = None,
                  api_base: str | None = None, extra_headers: dict[str, str] | None = None,
-                 api_version: str | None = None, **params: Any) -> None:
+                 api_version: str | None = None, hedge: float | str | None = AUTO, **params: Any) -> None:
         self.callbacks = list(params.pop("callbacks", None) or [])  # this handle's own (dspex.utils.callback)
         params = _framework_options(params)
         if "num_retries" in params:  # DSPy's name
@@ -124,7 +124,7 @@ class LM:
                                headers=tuple(sorted((extra_headers or {}).items())),
                                api_version=api_version or (os.environ.get("AZURE_API_VERSION") or None
                                                            if provider == "azure" else None), region=region,
-                               project=access.project)
+                               project=access.project, hedge=hedge)
         self.price = check_price(price) if price is not None else None
         self._key = resolve_key(provider, api_key, getattr(rt, "settings", None))
         self._token = secrets.token_hex(8)  # names this handle's key in its runtime (never the key itself)

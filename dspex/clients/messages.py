@@ -52,7 +52,8 @@ class UsageTotals:
     read) is booked at its maximum (every prompt byte a token, plus ``max_tokens``). Those attempts are
     also counted in ``unconfirmed_calls``, with their share of the tokens and cost in
     ``unconfirmed_tokens`` and ``unconfirmed_cost`` (included in the totals, which are an upper bound by
-    that much)."""
+    that much). ``hedged``: twins of slow attempts whose answer was not used (``hedge=``; each also an
+    unconfirmed call, and not a request of its own)."""
 
     requests: int = 0
     ok: int = 0
@@ -65,6 +66,7 @@ class UsageTotals:
     unconfirmed_calls: int = 0
     unconfirmed_tokens: int = 0
     unconfirmed_cost: float = 0.0
+    hedged: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -75,11 +77,13 @@ class UsageTotals:
 
     def record(self, rec: "UsageRecord") -> "UsageTotals":
         """These totals with one finished request more (the ledger adds every request to three totals)."""
-        return UsageTotals(self.requests + 1, self.ok + (rec.ok and not rec.cached), self.failed + (not rec.ok),
+        return UsageTotals(self.requests + (not rec.hedge), self.ok + (rec.ok and not rec.cached),
+                           self.failed + (not rec.ok and not rec.hedge),
                            self.cache_hits + rec.cached, self.retries + rec.retries,
                            self.prompt_tokens + rec.prompt_tokens, self.completion_tokens + rec.completion_tokens,
                            self.cost + rec.cost, self.unconfirmed_calls + rec.unconfirmed,
-                           self.unconfirmed_tokens + rec.unconfirmed_tokens, self.unconfirmed_cost + rec.unconfirmed_cost)
+                           self.unconfirmed_tokens + rec.unconfirmed_tokens, self.unconfirmed_cost + rec.unconfirmed_cost,
+                           self.hedged + rec.hedge)
 
 
 _TOTALS_FIELDS = tuple(f.name for f in fields(UsageTotals))  # (worked out once: fields() is slow)
@@ -103,6 +107,7 @@ class UsageRecord:
     unconfirmed: int = 0
     unconfirmed_tokens: int = 0
     unconfirmed_cost: float = 0.0
+    hedge: bool = False  # the slower of a hedged pair: booked (at its maximum), not a request of its own
 
 
 # --- handle -> client actor -------------------------------------------------------------------------
@@ -157,11 +162,16 @@ class Report:
 
 @dataclass(frozen=True)
 class Release:
-    """A leased attempt that ended without an outcome (Ctrl-C, an error in the caller's process): the
-    place in flight is given back at once (one-way) and the request is booked as failed."""
+    """A leased attempt that ended without an outcome (Ctrl-C, an error in the caller's process, the slower
+    of a hedged pair): the place in flight is given back at once (one-way) and the request is booked as
+    failed, at its maximum, with ``reason`` as its error."""
 
     lease: int
     run: str | None = None
+    reason: str = "Aborted"  # or HEDGED: booked, but not as a request of its own (UsageTotals.hedged)
+
+
+HEDGED = "Hedged"  # the reason a hedged pair's slower attempt is released with
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Generator
 
 from supervision import ActorExited, ActorRef, procfs
@@ -52,8 +53,9 @@ from .async_channel import AsyncChannel
 from .async_transport import AsyncTransport
 from .coalesced import CoalescedChannel, ReportingChannel
 from .event_loop import EventLoop
+from .hedging import Hedging
 from .config import LMConfig
-from .messages import Admit, CacheHit, Completion, Done, Lease, Release, Report, cache_entry, cached_completion
+from .messages import HEDGED, Admit, CacheHit, Completion, Done, Lease, Release, Report, cache_entry, cached_completion
 from .prices import cost_of, prompt_tokens_bound
 from .scope import StreamSink
 from .steps import Step, arun_steps, run_steps
@@ -186,7 +188,9 @@ def lease_steps(request: Request, channel: Any, hold: Hold) -> Generator[Step, A
     while isinstance(reply, Lease):
         try:
             yield ("hold",)
-            outcome: AttemptResult = yield ("attempt", request)
+            # (an engine that hedges answers with the lease whose attempt answered first: ``_attempt``)
+            outcome: AttemptResult
+            outcome, reply = yield ("attempt", request, reply)
         except BaseException:  # Ctrl-C, a cancelled task, a bug below: the lease goes back at once, never leaks
             channel.release(reply.id, request.run)
             raise
@@ -222,8 +226,8 @@ class Leased:
                 return self.channel.admit(admit)
             case ("hold",):
                 return self.hold.wait()
-            case ("attempt", request):
-                return self.attempt(request)
+            case ("attempt", request, lease):
+                return self.attempt(request), lease
             case ("failed", report):
                 return self.channel.failed(report)
         raise TypeError(f"dspex bug: unknown lease step {step!r}")
@@ -313,9 +317,9 @@ class DirectChannel:
         """A success: the actor books it; nobody waits for its answer."""
         self.link.cast(report)
 
-    def release(self, lease: int, run: str | None) -> None:
+    def release(self, lease: int, run: str | None, reason: str = "Aborted") -> None:
         """A lease that ended without an outcome (Ctrl-C mid-attempt): its place goes back at once."""
-        self.link.cast(Release(lease, run))
+        self.link.cast(Release(lease, run, reason))
 
     def cache_hit(self, run: str | None) -> None:
         self.link.cast(CacheHit(run))
@@ -352,6 +356,7 @@ class Pipeline:
         self._send: Send = self._remember if self._remember is not None else self._cached
         self._achannel: AsyncChannel | None = None
         self._atransport: AsyncTransport | None = None
+        self.hedging = Hedging()  # when this process's attempts on the loop get a twin
 
     @property
     def runs_async(self) -> bool:
@@ -387,11 +392,70 @@ class Pipeline:
                 return await self._achannel.admit(admit)
             case ("hold",):
                 return await self.hold.await_()
-            case ("attempt", request):
-                return await self._atransport.attempt(request.messages, request.sampling)
+            case ("attempt", request, lease):
+                return await self._attempt(request, lease)
             case ("failed", report):
                 return await self._achannel.failed(report)
         raise TypeError(f"dspex bug: unknown lease step {step!r}")
+
+    async def _attempt(self, request: Request, lease: Lease) -> tuple[AttemptResult, Lease]:
+        """One attempt on the loop, hedged when it is still unanswered after the hedging delay (``hedging``):
+        the outcome that came first, and the lease it came under."""
+        assert self._atransport is not None
+        hedging = self.hedging
+        delay = hedging.delay(request.cfg.hedge, request.cfg.timeout)
+        if delay is None:
+            outcome = await self._atransport.attempt(request.messages, request.sampling)
+        else:
+            first = asyncio.ensure_future(self._atransport.attempt(request.messages, request.sampling))
+            try:
+                done, _ = await asyncio.wait((first,), timeout=delay)
+                if not done and hedging.take():
+                    return await self._hedge(request, lease, first)
+                outcome = await first
+            except BaseException:  # cancelled (the example's deadline, Ctrl-C): its HTTP request goes too
+                first.cancel()
+                raise
+        hedging.observe(outcome.ok, outcome.latency_s)
+        return outcome, lease
+
+    async def _hedge(self, request: Request, lease: Lease,
+                     first: asyncio.Future[AttemptResult]) -> tuple[AttemptResult, Lease]:
+        """``first`` is late: a twin goes on a lease of its own (unless ``first`` answers while it is asked
+        for, or none may be had); the first answer wins, the other attempt is cancelled and its lease
+        released (booked at its maximum: the provider may bill it)."""
+        assert self._achannel is not None and self._atransport is not None
+        channel = self._achannel
+        asked = asyncio.ensure_future(channel.admit(request.admit()))
+        twin: asyncio.Future[AttemptResult] | None = None
+        twin_lease: Lease | None = None
+        try:
+            await asyncio.wait((first, asked), return_when=asyncio.FIRST_COMPLETED)
+            if not first.done():
+                twin_lease = asked.result() if asked.exception() is None else None  # none: budget, breaker
+            if twin_lease is None:
+                asked.add_done_callback(partial(_unused, channel))
+                outcome = await first
+                self.hedging.observe(outcome.ok, outcome.latency_s)
+                return outcome, lease
+            twin = asyncio.ensure_future(self._atransport.attempt(request.messages, request.sampling))
+            await asyncio.wait((first, twin), return_when=asyncio.FIRST_COMPLETED)
+            won, lost = (first, twin) if first.done() else (twin, first)
+            won_lease, lost_lease = (lease, twin_lease) if won is first else (twin_lease, lease)
+            lost.cancel()
+            channel.release(lost_lease.id, request.run, reason=HEDGED)
+            outcome = won.result()
+            self.hedging.observe(outcome.ok, outcome.latency_s)
+            return outcome, won_lease
+        except BaseException:  # cancelled: both attempts go; the twin's lease here, the first's by lease_steps
+            first.cancel()
+            if twin is not None:
+                twin.cancel()
+                assert twin_lease is not None
+                channel.release(twin_lease.id, request.run)
+            elif not asked.done():
+                asked.cancel()  # (a lease arriving as it is cancelled goes back: AsyncChannel.admit)
+            raise
 
     def flush(self) -> None:
         """Hand the client actor what this pipeline still holds (batched success reports)."""
@@ -433,6 +497,12 @@ class Pipeline:
         if self._achannel is not None:
             self._achannel.close()
         self.transport.close()
+
+
+def _unused(channel: AsyncChannel, asked: asyncio.Future) -> None:
+    """A twin's lease that came after all: its attempt was not needed, the lease goes back unbooked."""
+    if not asked.cancelled() and asked.exception() is None:
+        channel.give_back([asked.result().id])
 
 
 def history_entry(request: Request, comp: Completion) -> dict:

@@ -1,0 +1,78 @@
+"""When an attempt gets a twin: hedged requests (Dean and Barroso, "The Tail at Scale", 2013).
+
+An attempt still unanswered after :meth:`Hedging.delay` is sent again, on a lease of its own from the client
+actor (so limits, breaker, budget and ledger see it); the first answer is used and the other attempt is
+cancelled and booked at its maximum (the provider may bill it). A hung connection then costs a few
+latencies instead of the whole ``timeout``, and the slow tail of a large evaluation shortens.
+
+``hedge="auto"`` (the default) hedges after ``FACTOR`` times the 95th percentile of the latencies of the
+recent successful attempts (``SAMPLES`` of them, at least ``MIN_SAMPLES`` known), never sooner than
+``FLOOR``; a number is a fixed delay in seconds; None never hedges. Whatever the setting, at most ``SHARE``
+of attempts are hedged (a bucket of ``BURST`` tokens refilled by each attempt, as gRPC throttles its
+retries), so a provider slow for everyone is not sent twice the traffic; and a delay that is not shorter
+than the timeout hedges nothing. Decisions only, and no clock: the event loop's engine executes them
+(``pipeline.Pipeline``), one instance per client and process, used from the loop's thread alone.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+AUTO = "auto"
+FACTOR = 2.0  # auto: hedge after this many times the recent p95 latency ...
+FLOOR = 1.0  # ... and never sooner than this (seconds)
+SAMPLES = 64  # the successful attempts' latencies remembered (recent: the tail of a run is not its start)
+MIN_SAMPLES = 16  # auto hedges nothing before this many are known
+SHARE = 0.02  # at most this share of attempts is hedged ...
+BURST = 20.0  # ... with at most this many hedges at once
+
+
+class Hedging:
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        self._latencies: deque[float] = deque(maxlen=SAMPLES)
+        self._fresh = 0  # latencies added since the percentile was taken
+        self._p95: float | None = None
+        self._tokens = BURST
+        self.hedged = 0  # twins sent
+
+    def observe(self, ok: bool, latency_s: float) -> None:
+        """Every attempt's outcome: a success's latency is learned; every attempt refills the bucket."""
+        self._tokens = min(BURST, self._tokens + SHARE)
+        if ok:
+            self._latencies.append(latency_s)
+            self._fresh += 1
+            if len(self._latencies) >= MIN_SAMPLES and (self._p95 is None or self._fresh >= 8):
+                ordered = sorted(self._latencies)
+                self._p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+                self._fresh = 0
+
+    def delay(self, setting: float | str | None, timeout: float) -> float | None:
+        """Seconds after which an attempt still unanswered is hedged (None: it is not)."""
+        if setting is None:
+            return None
+        if setting == AUTO:
+            if self._p95 is None:
+                return None
+            after = max(FLOOR, FACTOR * self._p95)
+        else:
+            after = float(setting)
+        return after if after < timeout and self._tokens >= 1 else None
+
+    def take(self) -> bool:
+        """A twin may go now (a token is taken); False: the share is used up."""
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        self.hedged += 1
+        return True
+
+
+def hedge_ok(setting: object) -> bool:
+    """A valid ``hedge=`` setting: "auto", None, or a number of seconds > 0."""
+    return setting is None or setting == AUTO or (isinstance(setting, (int, float)) and not isinstance(setting, bool)
+                                                  and 0 < setting < float("inf"))
+
+
+__all__ = ["Hedging", "hedge_ok", "AUTO", "FACTOR", "FLOOR", "SAMPLES", "MIN_SAMPLES", "SHARE", "BURST"]
