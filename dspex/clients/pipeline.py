@@ -40,7 +40,6 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable, Generator
 
 from supervision import ActorExited, ActorRef, procfs
@@ -53,7 +52,7 @@ from .async_channel import AsyncChannel
 from .async_transport import AsyncTransport
 from .coalesced import CoalescedChannel, ReportingChannel
 from .event_loop import EventLoop
-from .hedging import Hedging
+from .hedging import MAX_TWINS, Hedging
 from .config import LMConfig
 from .messages import HEDGED, Admit, CacheHit, Completion, Done, Lease, Release, Report, cache_entry, cached_completion
 from .prices import cost_of, prompt_tokens_bound
@@ -402,60 +401,87 @@ class Pipeline:
         """One attempt on the loop, hedged when it is still unanswered after the hedging delay (``hedging``):
         the outcome that came first, and the lease it came under."""
         assert self._atransport is not None
-        hedging = self.hedging
-        delay = hedging.delay(request.cfg.hedge, request.cfg.timeout)
-        if delay is None:
+        hedging, cfg = self.hedging, request.cfg
+        if cfg.hedge is None:
             outcome = await self._atransport.attempt(request.messages, request.sampling)
-        else:
-            first = asyncio.ensure_future(self._atransport.attempt(request.messages, request.sampling))
-            try:
-                done, _ = await asyncio.wait((first,), timeout=delay)
-                if not done and hedging.take():
-                    return await self._hedge(request, lease, first)
-                outcome = await first
-            except BaseException:  # cancelled (the example's deadline, Ctrl-C): its HTTP request goes too
-                first.cancel()
-                raise
+            hedging.observe(outcome.ok, outcome.latency_s)
+            return outcome, lease
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        first = asyncio.ensure_future(self._atransport.attempt(request.messages, request.sampling))
+        try:
+            looked = False  # whether it looked again already, its delay unknown at first
+            while not first.done():
+                after = hedging.delay(cfg.hedge, cfg.timeout)  # (it changes as latencies are learned)
+                if after is None and not looked:
+                    after, looked = hedging.look_again(cfg.timeout), True
+                elif after is None:
+                    break
+                elif loop.time() >= start + after:
+                    if hedging.take():
+                        return await self._hedge(request, lease, first)
+                    break  # the share of twins is used up: this one waits for its answer
+                await asyncio.wait((first,), timeout=max(0.0, start + after - loop.time()))
+            outcome = await first
+        except BaseException:  # cancelled (the example's deadline, Ctrl-C): its HTTP request goes too
+            first.cancel()
+            raise
         hedging.observe(outcome.ok, outcome.latency_s)
         return outcome, lease
 
     async def _hedge(self, request: Request, lease: Lease,
                      first: asyncio.Future[AttemptResult]) -> tuple[AttemptResult, Lease]:
-        """``first`` is late: a twin goes on a lease of its own (unless ``first`` answers while it is asked
-        for, or none may be had); the first answer wins, the other attempt is cancelled and its lease
-        released (booked at its maximum: the provider may bill it)."""
+        """``first`` is late: twins go, each on a lease of its own, the next one a hedging delay after the
+        last while none has answered (at most ``MAX_TWINS``, while the share allows, and none once no lease
+        may be had: budget, breaker); the first answer wins (a success, if several came at once), the other
+        attempts are cancelled and their leases released (booked at their maximum: the provider may bill
+        them). A lease that comes after an answer goes back unbooked."""
         assert self._achannel is not None and self._atransport is not None
-        channel = self._achannel
-        asked = asyncio.ensure_future(channel.admit(request.admit()))
-        twin: asyncio.Future[AttemptResult] | None = None
-        twin_lease: Lease | None = None
+        channel, hedging, cfg = self._achannel, self.hedging, request.cfg
+        loop = asyncio.get_running_loop()
+        runs: dict[asyncio.Future[AttemptResult], Lease] = {first: lease}
+        asked: asyncio.Future[Lease] | None = asyncio.ensure_future(channel.admit(request.admit()))
+        last, more = loop.time(), True  # when the newest twin started; whether another may be asked for
         try:
-            await asyncio.wait((first, asked), return_when=asyncio.FIRST_COMPLETED)
-            if not first.done():
-                twin_lease = asked.result() if asked.exception() is None else None  # none: budget, breaker
-            if twin_lease is None:
-                asked.add_done_callback(partial(_unused, channel))
-                outcome = await first
-                self.hedging.observe(outcome.ok, outcome.latency_s)
-                return outcome, lease
-            twin = asyncio.ensure_future(self._atransport.attempt(request.messages, request.sampling))
-            await asyncio.wait((first, twin), return_when=asyncio.FIRST_COMPLETED)
-            won, lost = (first, twin) if first.done() else (twin, first)
-            won_lease, lost_lease = (lease, twin_lease) if won is first else (twin_lease, lease)
-            lost.cancel()
-            channel.release(lost_lease.id, request.run, reason=HEDGED)
+            while not any(run.done() for run in runs):
+                timeout = None
+                if asked is None and more and len(runs) <= MAX_TWINS:
+                    after = hedging.delay(cfg.hedge, cfg.timeout)
+                    if after is None or last + after <= loop.time():
+                        more = after is not None and hedging.take()
+                        if more:
+                            asked = asyncio.ensure_future(channel.admit(request.admit()))
+                    else:
+                        timeout = last + after - loop.time()
+                waiting = {*runs, asked} if asked is not None else set(runs)
+                await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if asked is not None and asked.done() and not any(run.done() for run in runs):
+                    if asked.exception() is None:
+                        twin = asyncio.ensure_future(self._atransport.attempt(request.messages, request.sampling))
+                        runs[twin], last = asked.result(), loop.time()
+                    else:
+                        more = False
+                    asked = None
+            answered = [run for run in runs if run.done()]
+            won = next((run for run in answered if run.result().ok), answered[0])
+            for run, held in runs.items():
+                if run is not won:
+                    run.cancel()
+                    channel.release(held.id, request.run, reason=HEDGED)
             outcome = won.result()
-            self.hedging.observe(outcome.ok, outcome.latency_s)
-            return outcome, won_lease
-        except BaseException:  # cancelled: both attempts go; the twin's lease here, the first's by lease_steps
-            first.cancel()
-            if twin is not None:
-                twin.cancel()
-                assert twin_lease is not None
-                channel.release(twin_lease.id, request.run)
-            elif not asked.done():
-                asked.cancel()  # (a lease arriving as it is cancelled goes back: AsyncChannel.admit)
+            hedging.observe(outcome.ok, outcome.latency_s)
+            return outcome, runs[won]
+        except BaseException:  # cancelled: every attempt goes; the twins' leases here, the first's by lease_steps
+            for run, held in runs.items():
+                run.cancel()
+                if run is not first:
+                    channel.release(held.id, request.run)
             raise
+        finally:
+            if asked is not None and not asked.done():
+                asked.cancel()  # (a lease arriving as it is cancelled goes back: AsyncChannel.admit)
+            elif asked is not None:
+                _unused(channel, asked)
 
     def flush(self) -> None:
         """Hand the client actor what this pipeline still holds (batched success reports)."""

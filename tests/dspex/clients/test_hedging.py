@@ -8,7 +8,7 @@ import time
 import pytest
 
 import dspex
-from dspex.clients.hedging import BURST, FLOOR, MIN_SAMPLES, SHARE, Hedging
+from dspex.clients.hedging import BURST, FLOOR, MAX_TWINS, MIN_SAMPLES, SHARE, WINDOW_S, Hedging
 from dspex.testing import Faults, ProviderServer
 
 from ..scripted import chat
@@ -66,13 +66,26 @@ def test_a_fixed_delay_and_none():
     assert h.delay(None, 30.0) is None
 
 
-def test_at_most_a_share_of_attempts_is_hedged():
-    h = Hedging()
+def test_an_attempt_that_started_before_any_latency_was_known_looks_again_a_quarter_into_its_timeout():
+    assert Hedging.look_again(30.0) == 7.5 and Hedging.look_again(2.0) == FLOOR
+
+
+def test_at_most_a_share_of_the_recent_attempts_is_hedged():
+    now = [0.0]
+    h = Hedging(clock=lambda: now[0])
     taken = sum(h.take() for _ in range(100))
-    assert taken == BURST and h.delay(0.5, 30.0) is None  # the burst is spent
+    assert taken == BURST and not h.take()  # the burst is spent
     for _ in range(round(1 / SHARE)):
         h.observe(True, 0.1)
     assert h.take() and not h.take()  # one more per 1/SHARE attempts
+    for _ in range(10_000):  # a wave of 10,000 attempts within the window ...
+        h.observe(True, 0.1)
+    assert sum(h.take() for _ in range(1000)) == 10_000 * SHARE  # ... earns twins for 2% of them at once
+    for _ in range(10_000):
+        h.observe(True, 0.1)
+    now[0] += WINDOW_S + 1  # the wave is over: the bucket holds the burst again
+    h.observe(True, 0.1)
+    assert sum(h.take() for _ in range(1000)) == BURST
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, "sometimes", float("inf"), True])
@@ -109,6 +122,20 @@ def test_a_hung_attempt_gets_a_twin_and_the_row_ends_in_a_latency_not_the_timeou
         assert usage.unconfirmed_calls == 1 and usage.unconfirmed_tokens > 0  # the hung one, at its maximum
 
 
+def test_a_twin_that_hangs_too_gets_a_twin_of_its_own(rt):
+    """One request at a time: the 21st hangs, and so does its twin; a second twin goes a delay later."""
+    faults = Faults(schedule=["ok"] * 20 + ["hang", "hang"], hang_s=60.0, latency=0.05)
+    with ProviderServer(answer=answer, api_key=KEY, faults=faults) as server:
+        lm = make_lm(server)
+        start = time.monotonic()
+        result = dspex.Evaluate(devset(30), exact, max_concurrency=1, progress=False)(
+            dspex.Predict("question -> answer", lm=lm))
+        assert result.score == 100.0 and time.monotonic() - start < 12.0
+        assert len(server.log) == 32 and settle(lm) == 0
+        usage = lm.usage()
+        assert (usage.requests, usage.hedged, usage.unconfirmed_calls) == (30, 2, 2)
+
+
 def test_without_hedging_the_same_hang_waits_for_the_timeout(rt):
     faults = Faults(schedule=["ok"] * 20 + ["hang"], hang_s=60.0, latency=0.05)
     with ProviderServer(answer=answer, api_key=KEY, faults=faults) as server:
@@ -121,6 +148,21 @@ def test_without_hedging_the_same_hang_waits_for_the_timeout(rt):
         assert lm.usage().hedged == 0 and len(server.log) == 41  # the hung one, then its retry
 
 
+def test_the_first_attempts_of_a_run_are_hedged_once_latencies_are_known(rt):
+    """The first requests start before any latency is known; one of them hangs: a quarter into its timeout
+    it looks again, and by then the others' answers say when to hedge."""
+    faults = Faults(schedule=["hang"] + ["ok"] * 40, hang_s=60.0, latency=0.05)
+    with ProviderServer(answer=answer, api_key=KEY, faults=faults) as server:
+        lm = make_lm(server, timeout=8.0)  # it looks again at 2 s (the twin's delay is the 1 s floor by then)
+        start = time.monotonic()
+        result = dspex.Evaluate(devset(40), exact, max_concurrency=8, progress=False)(
+            dspex.Predict("question -> answer", lm=lm))
+        wall = time.monotonic() - start
+        assert result.score == 100.0
+        assert 2.0 <= wall < 6.0, wall  # after the look again, before the 8 s timeout
+        assert lm.usage().hedged == 1 and len(server.log) == 41
+
+
 def test_an_example_cancelled_during_a_hedge_gives_both_leases_back(rt):
     with ProviderServer(answer=answer, api_key=KEY, faults=Faults(hang_rate=1.0, hang_s=60.0)) as server:
         lm = make_lm(server, hedge=0.2, timeout=60.0)
@@ -128,6 +170,6 @@ def test_an_example_cancelled_during_a_hedge_gives_both_leases_back(rt):
             dspex.Predict("question -> answer", lm=lm))
         assert [type(r.error).__name__ for r in result.rows] == ["ExampleTimeout"] * 4
         assert settle(lm) == 0  # the first attempts' leases and the twins'
-        assert len(server.log) == 8  # each hung attempt had its twin
+        assert len(server.log) == 4 * (1 + MAX_TWINS)  # each hung attempt had its twins (at 0.2 and 0.4 s)
         usage = lm.usage()
-        assert usage.unconfirmed_calls == 8 and usage.hedged == 0
+        assert usage.unconfirmed_calls == 4 * (1 + MAX_TWINS) and usage.hedged == 0
