@@ -38,7 +38,8 @@ from urllib.request import urlopen
 from benchmarks.bench_clients import DSPY_PY, HERE, simulator
 
 ANSWER = "[[ ## answer ## ]]\nok\n\n[[ ## completed ## ]]"
-FAULT_TIMEOUTS = (10.0, 5.0)  # seconds: the LM's timeout in the faults runs (a hung request is cut there, then retried)
+FAULT_TIMEOUTS = (None, 10.0, 5.0)  # the LM's timeout in the faults runs (None: its default, 30 s); a hung
+# attempt gets twins (hedge="auto") and is cut there at the latest
 KEY = "sk-bench"
 
 
@@ -118,7 +119,8 @@ def dspex_side(url: str, n: int, engine: str = "auto", in_flight: int | None = N
         done.set()
         indices = [r.index for r in result.rows]
         errors = Counter(type(r.error).__name__ for r in result.rows if r.error is not None)
-    return {"wall": wall, "ok": sum(r.error is None for r in result.rows), "rows": len(indices),
+        twins = lm.usage().hedged  # each twin sent leaves one attempt unused: itself or the one it hedged
+    return {"wall": wall, "twins": twins, "ok": sum(r.error is None for r in result.rows), "rows": len(indices),
             "errors": dict(errors.most_common(3)),
             "once": sorted(indices) == list(range(n)), "threads": max(most),
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_s": cpu}
@@ -191,28 +193,30 @@ def median_run(found: list[dict]) -> dict:
 
 
 def faults_at_scale(clean: dict, n: int = 10_000, latency: float = 2.0) -> str:
-    """The async run again under 5% 500s, 5% 429s (Retry-After 1 s) and 1% hung connections (held 60 s;
-    the LM's timeout cuts them and retries), at each of FAULT_TIMEOUTS: every row once, and the wall against
-    ``clean``'s. An example whose attempt hangs twice (1 in 10,000 on average) ends no sooner than two
-    timeouts and a latency after it is sent: the floor of such a run's wall."""
+    """The async run again under 5% 500s, 5% 429s (Retry-After 1 s) and 1% hung connections (held 60 s),
+    at each of FAULT_TIMEOUTS, each on a fresh simulator: every row once, and the wall against ``clean``'s.
+    A hung attempt gets twins (hedge="auto": after twice the recent p95 latency) and is cut at the LM's
+    timeout at the latest; without twins, an example hung twice ends no sooner than two timeouts and a
+    latency after it is sent (the last column)."""
     found = []
-    with simulator("--answer", ANSWER, "--latency", f"{latency:g}", "--error", "500:0.05", "--error", "429:0.05",
-                   "--hang", "0.01", "--hang-s", "60") as (url, _):
-        for timeout in FAULT_TIMEOUTS:
+    for timeout in FAULT_TIMEOUTS:
+        with simulator("--answer", ANSWER, "--latency", f"{latency:g}", "--error", "500:0.05", "--error",
+                       "429:0.05", "--hang", "0.01", "--hang-s", "60") as (url, _):
             stats(url, reset=True)
-            m = in_process("dspex", url, n, "auto", str(n), f"faults={timeout:g}")
+            m = in_process("dspex", url, n, "auto", str(n), *(() if timeout is None else (f"faults={timeout:g}",)))
             m["peak"] = stats(url)["peak"]
             found.append((timeout, m))
     lines = [f"{n:,} examples, {n:,} in flight, {latency:g} s latency, 5% 500 + 5% 429 + 1% hung (held 60 s), engine "
-             "auto, at two LM timeouts (a hung attempt is cut there, then retried; an example hung twice ends no "
-             "sooner than 2 × timeout + latency)", "",
-             "| LM timeout | wall | vs the clean run | floor of a double hang | rows ok | failed rows | "
-             "each example one row | peak in flight | most threads |", "|---|---|---|---|---|---|---|---|---|"]
+             "auto, hedging at its default (`hedge='auto'`), at three LM timeouts", "",
+             "| LM timeout | wall | vs the clean run | twins sent (`usage.hedged`) | rows ok | "
+             "failed rows | each example one row | peak in flight | most threads | without twins, a double hang "
+             "ends after |", "|---|---|---|---|---|---|---|---|---|---|"]
     for timeout, m in found:
         failures = ", ".join(f"{k} {v:,}" for k, v in m["errors"].items()) or "-"
-        lines.append(f"| {timeout:g} s | {m['wall']:.1f} s | {m['wall'] / clean['wall']:.2f}× | "
-                     f"{2 * timeout + latency:g} s | {m['ok']:,} | {failures} | {'yes' if m['once'] else 'NO'} | "
-                     f"{m['peak']:,} | {m['threads']} |")
+        t = 30.0 if timeout is None else timeout
+        lines.append(f"| {t:g} s{' (default)' if timeout is None else ''} | {m['wall']:.1f} s | "
+                     f"{m['wall'] / clean['wall']:.2f}× | {m.get('twins', 0):,} | {m['ok']:,} | {failures} | "
+                     f"{'yes' if m['once'] else 'NO'} | {m['peak']:,} | {m['threads']} | ≥ {2 * t + latency:g} s |")
     return "\n".join(lines)
 
 
