@@ -11,6 +11,8 @@
                   ``Retry-After`` that is congestion (it names a limit, or 429s are a sustained share)
                   holds this process's other leased attempts at once (:class:`Hold`), before its report
                   reaches the client actor, which pauses every process; a scattered one, only its own.
+                  On the event loop, an attempt still unanswered after the hedging delay gets twins,
+                  each on a lease of its own; the first answer wins (``hedging``, ``Pipeline._hedge``).
       streamed    one attempt through the transport; with a stream sink, its text goes out as it comes,
                   a failed attempt's streamed text is declared void (``sink(None)``: a retry streams from
                   the start), an answer that came whole goes out as one piece
@@ -475,7 +477,7 @@ class Pipeline:
             for run, held in runs.items():
                 run.cancel()
                 if run is not first:
-                    channel.release(held.id, request.run)
+                    channel.release(held.id, request.run, reason=HEDGED)
             raise
         finally:
             if asked is not None and not asked.done():

@@ -172,4 +172,5 @@ def test_an_example_cancelled_during_a_hedge_gives_both_leases_back(rt):
         assert settle(lm) == 0  # the first attempts' leases and the twins'
         assert len(server.log) == 4 * (1 + MAX_TWINS)  # each hung attempt had its twins (at 0.2 and 0.4 s)
         usage = lm.usage()
-        assert usage.unconfirmed_calls == 4 * (1 + MAX_TWINS) and usage.hedged == 0
+        assert usage.unconfirmed_calls == 4 * (1 + MAX_TWINS) and usage.hedged == 4 * MAX_TWINS
+        assert (usage.requests, usage.failed) == (4, 4)  # the twins are not requests of their own
