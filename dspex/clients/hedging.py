@@ -81,8 +81,8 @@ class Hedging:
 
     @staticmethod
     def look_again(timeout: float) -> float:
-        """When an attempt whose delay was not known yet looks again (seconds after its start): the first
-        attempts of a run start before any latency is known, and they are a wave's hung ones too."""
+        """How often an attempt whose delay is not known yet looks again (seconds): the first attempts of a
+        run start before any latency is known, and a wave's hung ones are among them."""
         return max(FLOOR, timeout / 4)
 
     def take(self) -> bool:

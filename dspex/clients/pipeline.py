@@ -412,13 +412,14 @@ class Pipeline:
         start = loop.time()
         first = asyncio.ensure_future(self._atransport.attempt(request.messages, request.sampling))
         try:
-            looked = False  # whether it looked again already, its delay unknown at first
+            looks = 0  # times it looked again, its delay unknown
             while not first.done():
                 after = hedging.delay(cfg.hedge, cfg.timeout)  # (it changes as latencies are learned)
-                if after is None and not looked:
-                    after, looked = hedging.look_again(cfg.timeout), True
-                elif after is None:
-                    break
+                if after is None:
+                    looks += 1
+                    after = looks * hedging.look_again(cfg.timeout)
+                    if after >= cfg.timeout:
+                        break
                 elif loop.time() >= start + after:
                     if hedging.take():
                         return await self._hedge(request, lease, first)
@@ -434,10 +435,11 @@ class Pipeline:
     async def _hedge(self, request: Request, lease: Lease,
                      first: asyncio.Future[AttemptResult]) -> tuple[AttemptResult, Lease]:
         """``first`` is late: twins go, each on a lease of its own, the next one a hedging delay after the
-        last while none has answered (at most ``MAX_TWINS``, while the share allows, and none once no lease
-        may be had: budget, breaker); the first answer wins (a success, if several came at once), the other
-        attempts are cancelled and their leases released (booked at their maximum: the provider may bill
-        them). A lease that comes after an answer goes back unbooked."""
+        last while none has succeeded (at most ``MAX_TWINS``, while the share allows, and none once no lease
+        may be had: budget, breaker); the first success wins (the first to end when all failed: a hung
+        first attempt timing out does not cancel the twin about to answer), the other attempts are
+        cancelled and their leases released (booked at their maximum: the provider may bill them). A lease
+        that comes after a success goes back unbooked."""
         assert self._achannel is not None and self._atransport is not None
         channel, hedging, cfg = self._achannel, self.hedging, request.cfg
         loop = asyncio.get_running_loop()
@@ -445,7 +447,7 @@ class Pipeline:
         asked: asyncio.Future[Lease] | None = asyncio.ensure_future(channel.admit(request.admit()))
         last, more = loop.time(), True  # when the newest twin started; whether another may be asked for
         try:
-            while not any(run.done() for run in runs):
+            while not _settled(runs):
                 timeout = None
                 if asked is None and more and len(runs) <= MAX_TWINS:
                     after = hedging.delay(cfg.hedge, cfg.timeout)
@@ -455,9 +457,9 @@ class Pipeline:
                             asked = asyncio.ensure_future(channel.admit(request.admit()))
                     else:
                         timeout = last + after - loop.time()
-                waiting = {*runs, asked} if asked is not None else set(runs)
+                waiting = {run for run in runs if not run.done()} | ({asked} if asked is not None else set())
                 await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if asked is not None and asked.done() and not any(run.done() for run in runs):
+                if asked is not None and asked.done() and not _settled(runs):
                     if asked.exception() is None:
                         twin = asyncio.ensure_future(self._atransport.attempt(request.messages, request.sampling))
                         runs[twin], last = asked.result(), loop.time()
@@ -525,6 +527,12 @@ class Pipeline:
         if self._achannel is not None:
             self._achannel.close()
         self.transport.close()
+
+
+def _settled(runs: dict) -> bool:
+    """A hedged attempt's runs are settled: one succeeded, or all ended."""
+    ended = [run for run in runs if run.done()]
+    return len(ended) == len(runs) or any(run.result().ok for run in ended)
 
 
 def _unused(channel: AsyncChannel, asked: asyncio.Future) -> None:

@@ -136,6 +136,20 @@ def test_a_twin_that_hangs_too_gets_a_twin_of_its_own(rt):
         assert (usage.requests, usage.hedged, usage.unconfirmed_calls) == (30, 2, 2)
 
 
+def test_a_hung_first_attempt_timing_out_does_not_cancel_its_twin(rt):
+    """The twin goes at 0.5 s and answers at 1.3 s; the first attempt times out at 1 s meanwhile: the twin
+    is let finish and its answer is the request's (with no retries left, a timeout that won would fail it)."""
+    with ProviderServer(answer=answer, api_key=KEY, faults=Faults(schedule=["hang"], hang_s=60.0, latency=0.8)) as server:
+        lm = make_lm(server, hedge=0.5, timeout=1.0, retries=0)
+        result = dspex.Evaluate(devset(1), exact, max_concurrency=1, progress=False)(
+            dspex.Predict("question -> answer", lm=lm))
+        assert result.score == 100.0, [str(r.error) for r in result.rows]
+        assert settle(lm) == 0
+        usage = lm.usage()
+        assert (usage.requests, usage.ok) == (1, 1)
+        assert usage.hedged == len(server.log) - 1 >= 1  # a second twin may have gone at 1 s
+
+
 def test_without_hedging_the_same_hang_waits_for_the_timeout(rt):
     faults = Faults(schedule=["ok"] * 20 + ["hang"], hang_s=60.0, latency=0.05)
     with ProviderServer(answer=answer, api_key=KEY, faults=faults) as server:
