@@ -14,22 +14,11 @@ import dspex
 from dspex.testing import Faults, ProviderServer
 from dspex.utils.callback import BaseCallback
 
-from ..scripted import chat
+from ..scripted import questions as devset
+from ..scripted import shout as answer
+from ..scripted import shouted as exact
 
 KEY = "sk-test-async-engine-0123"
-
-
-def answer(req):
-    number = req.last_user.split("[[ ## question ## ]]\n")[-1].split("\n")[0]
-    return chat(answer=number.upper())
-
-
-def exact(example, pred, trace=None):
-    return pred.answer == example.question.upper()
-
-
-def devset(n):
-    return [dspex.Example(question=f"q{i}", answer=f"Q{i}").with_inputs("question") for i in range(n)]
 
 
 def make_lm(server, **options):
