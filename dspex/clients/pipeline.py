@@ -435,23 +435,27 @@ class Pipeline:
     async def _hedge(self, request: Request, lease: Lease,
                      first: asyncio.Future[AttemptResult]) -> tuple[AttemptResult, Lease]:
         """``first`` is late: twins go, each on a lease of its own, the next one a hedging delay after the
-        last while none has succeeded (at most ``MAX_TWINS``, while the share allows, and none once no lease
-        may be had: budget, breaker); the first success wins (the first to end when all failed: a hung
-        first attempt timing out does not cancel the twin about to answer), the other attempts are
-        cancelled and their leases released (booked at their maximum: the provider may bill them). A lease
-        that comes after a success goes back unbooked."""
+        last while none has succeeded, or at once when one failed (at most ``MAX_TWINS`` out at once and
+        twice that in all, while the share allows, and none once no lease may be had: budget, breaker); the
+        first success wins (the first to end when all failed: a hung first attempt timing out does not
+        cancel the twin about to answer, and a twin's quick 500 does not leave the hung one to its timeout),
+        the other attempts are cancelled and their leases released (booked at their maximum: the provider
+        may bill them). A lease that comes after a success goes back unbooked."""
         assert self._achannel is not None and self._atransport is not None
         channel, hedging, cfg = self._achannel, self.hedging, request.cfg
         loop = asyncio.get_running_loop()
         runs: dict[asyncio.Future[AttemptResult], Lease] = {first: lease}
         asked: asyncio.Future[Lease] | None = asyncio.ensure_future(channel.admit(request.admit()))
         last, more = loop.time(), True  # when the newest twin started; whether another may be asked for
+        replaced = 0  # failed runs a twin was asked for at once
         try:
             while not _settled(runs):
                 timeout = None
-                if asked is None and more and len(runs) <= MAX_TWINS:
+                failed = sum(run.done() for run in runs)  # (ended, none succeeded: failures)
+                if asked is None and more and len(runs) - failed <= MAX_TWINS and len(runs) <= 2 * MAX_TWINS:
                     after = hedging.delay(cfg.hedge, cfg.timeout)
-                    if after is None or last + after <= loop.time():
+                    if after is None or last + after <= loop.time() or failed > replaced:
+                        replaced = failed  # a failed run's place is taken at once, not a delay later
                         more = after is not None and hedging.take()
                         if more:
                             asked = asyncio.ensure_future(channel.admit(request.admit()))

@@ -139,6 +139,25 @@ def test_a_hung_first_attempt_timing_out_does_not_cancel_its_twin(rt):
         assert usage.hedged == len(server.log) - 1 >= 1  # a second twin may have gone at 1 s
 
 
+def test_a_twin_that_fails_at_once_is_replaced_at_once(rt):
+    """One request at a time: the 21st hangs; its twin gets a quick 500: another twin goes at once (not a
+    delay later, and not the hung attempt's timeout), and answers."""
+    faults = Faults(schedule=["ok"] * 20 + ["hang", "500"], hang_s=60.0, latency=0.05)
+    with ProviderServer(answer=answer, api_key=KEY, faults=faults) as server:
+        lm = make_lm(server, timeout=20.0)
+        start = time.monotonic()
+        result = dspex.Evaluate(devset(21), exact, max_concurrency=1, progress=False)(
+            dspex.Predict("question -> answer", lm=lm))
+        assert result.score == 100.0 and time.monotonic() - start < 10.0
+        log = server.log
+        assert len(log) == 23 and settle(lm) == 0
+        hung, refused, again = log[20:]
+        assert (hung.fault, refused.status, again.status) == ("hang", 500, 200)
+        assert again.at - refused.at < 0.5  # at once, not the hedging delay (the 1 s floor) later
+        usage = lm.usage()
+        assert (usage.requests, usage.ok, usage.hedged) == (21, 21, 2)
+
+
 def test_without_hedging_the_same_hang_waits_for_the_timeout(rt):
     faults = Faults(schedule=["ok"] * 20 + ["hang"], hang_s=60.0, latency=0.05)
     with ProviderServer(answer=answer, api_key=KEY, faults=faults) as server:
