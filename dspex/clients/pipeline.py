@@ -423,7 +423,9 @@ class Pipeline:
                 elif loop.time() >= start + after:
                     if hedging.take():
                         return await self._hedge(request, lease, first)
-                    break  # the share of twins is used up: this one waits for its answer
+                    after = loop.time() - start + hedging.look_again(cfg.timeout)  # the share is used up now
+                    if after >= cfg.timeout:
+                        break
                 await asyncio.wait((first,), timeout=max(0.0, start + after - loop.time()))
             outcome = await first
         except BaseException:  # cancelled (the example's deadline, Ctrl-C): its HTTP request goes too
@@ -454,13 +456,15 @@ class Pipeline:
                 failed = sum(run.done() for run in runs)  # (ended, none succeeded: failures)
                 if asked is None and more and len(runs) - failed <= MAX_TWINS and len(runs) <= 2 * MAX_TWINS:
                     after = hedging.delay(cfg.hedge, cfg.timeout)
-                    if after is None or last + after <= loop.time() or failed > replaced:
-                        replaced = failed  # a failed run's place is taken at once, not a delay later
-                        more = after is not None and hedging.take()
-                        if more:
-                            asked = asyncio.ensure_future(channel.admit(request.admit()))
-                    else:
+                    if after is None:
+                        more = False
+                    elif last + after > loop.time() and failed <= replaced:
                         timeout = last + after - loop.time()
+                    elif hedging.take():
+                        replaced = failed  # (a failed run's place is taken at once, not a delay later)
+                        asked = asyncio.ensure_future(channel.admit(request.admit()))
+                    else:  # the share of twins is used up for now: look again later
+                        timeout = hedging.look_again(cfg.timeout)
                 waiting = {run for run in runs if not run.done()} | ({asked} if asked is not None else set())
                 await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if asked is not None and asked.done() and not _settled(runs):

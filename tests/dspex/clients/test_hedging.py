@@ -158,6 +158,19 @@ def test_a_twin_that_fails_at_once_is_replaced_at_once(rt):
         assert (usage.requests, usage.ok, usage.hedged) == (21, 21, 2)
 
 
+def test_a_late_attempt_that_finds_the_share_used_up_looks_again_later(rt):
+    """No twin may go when the hung attempt is late (the bucket holds 0.99); the other example's answer
+    refills it, and a quarter of the timeout later the twin goes: not the 4 s timeout."""
+    with ProviderServer(answer=answer, api_key=KEY, faults=Faults(schedule=["hang"], hang_s=60.0, latency=0.5)) as server:
+        lm = make_lm(server, hedge=0.3, timeout=4.0, retries=0)  # the other answers at 0.5 s, after the 0.3 s look
+        lm._need_pipeline().hedging._tokens = 0.99  # (as after a burst of twins)
+        start = time.monotonic()
+        result = dspex.Evaluate(devset(2), exact, max_concurrency=2, progress=False)(
+            dspex.Predict("question -> answer", lm=lm))
+        assert result.score == 100.0 and time.monotonic() - start < 3.0
+        assert lm.usage().hedged == 1
+
+
 def test_without_hedging_the_same_hang_waits_for_the_timeout(rt):
     faults = Faults(schedule=["ok"] * 20 + ["hang"], hang_s=60.0, latency=0.05)
     with ProviderServer(answer=answer, api_key=KEY, faults=faults) as server:
