@@ -81,8 +81,9 @@ class Hedging:
 
     @staticmethod
     def look_again(timeout: float) -> float:
-        """How often an attempt whose delay is not known yet looks again (seconds): the first attempts of a
-        run start before any latency is known, and a wave's hung ones are among them."""
+        """How often an attempt whose delay is not known yet, or that found the share of twins used up, looks
+        again (seconds): the first attempts of a run start before any latency is known, and a wave's hung
+        ones are among them."""
         return max(FLOOR, timeout / 4)
 
     def take(self) -> bool:
