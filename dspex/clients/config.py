@@ -14,7 +14,6 @@ from ..errors import ConfigError
 from ..providers import PROVIDERS
 from ..scrub import remember
 from ..config import Settings
-from .hedging import hedge_ok
 
 DEFAULT_BASE_URL = {name: spec.base_url for name, spec in PROVIDERS.items()}  # from the provider registry
 
@@ -200,9 +199,9 @@ class LMConfig:
             (isinstance(self.max_in_flight, int) and self.max_in_flight >= 1,
              f"max_in_flight must be an int >= 1, got {self.max_in_flight!r}"),
             (isinstance(self.retries, int) and self.retries >= 0, f"retries must be an int >= 0, got {self.retries!r}"),
-            (hedge_ok(self.hedge), f"hedge must be 'auto', None (never) or a number of seconds > 0, got {self.hedge!r}"),
-            (_rate_ok(self.rpm), f"rpm must be a number > 0, None (no cap) or 'auto', got {self.rpm!r}"),
-            (_rate_ok(self.tpm), f"tpm must be a number > 0, None (no cap) or 'auto', got {self.tpm!r}"),
+            (_auto_none_or_positive(self.hedge), f"hedge must be 'auto', None (never) or a number of seconds > 0, got {self.hedge!r}"),
+            (_auto_none_or_positive(self.rpm), f"rpm must be a number > 0, None (no cap) or 'auto', got {self.rpm!r}"),
+            (_auto_none_or_positive(self.tpm), f"tpm must be a number > 0, None (no cap) or 'auto', got {self.tpm!r}"),
             (self.budget_usd is None or (_number(self.budget_usd) and self.budget_usd >= 0),
              f"budget_usd must be a number >= 0, got {self.budget_usd!r}"),
             (self.budget_tokens is None or (isinstance(self.budget_tokens, int) and self.budget_tokens >= 0),
@@ -305,7 +304,8 @@ def _check_headers(headers: Any, where: str) -> None:
                               "provider's variable)")
 
 
-def _rate_ok(value: Any) -> bool:
+def _auto_none_or_positive(value: Any) -> bool:
+    """A setting that is "auto", None or a finite number > 0 (``rpm``, ``tpm``, ``hedge``)."""
     if value is None or value == AUTO:
         return True
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from typing import Callable
 
-AUTO = "auto"
+from .config import AUTO
 FACTOR = 2.0  # auto: hedge after this many times the recent p95 latency ...
 FLOOR = 1.0  # ... and never sooner than this (seconds)
 SAMPLES = 64  # the successful attempts' latencies remembered (recent: the tail of a run is not its start)
@@ -45,7 +45,6 @@ class Hedging:
         self._fresh = 0  # latencies added since the percentile was taken
         self._p95: float | None = None
         self._tokens = BURST
-        self.hedged = 0  # twins sent
 
     def observe(self, ok: bool, latency_s: float) -> None:
         """Every attempt's outcome: a success's latency is learned; every attempt refills the bucket."""
@@ -91,14 +90,7 @@ class Hedging:
         if self._tokens < 1:
             return False
         self._tokens -= 1
-        self.hedged += 1
         return True
 
 
-def hedge_ok(setting: object) -> bool:
-    """A valid ``hedge=`` setting: "auto", None, or a number of seconds > 0."""
-    return setting is None or setting == AUTO or (isinstance(setting, (int, float)) and not isinstance(setting, bool)
-                                                  and 0 < setting < float("inf"))
-
-
-__all__ = ["Hedging", "hedge_ok", "AUTO", "FACTOR", "FLOOR", "SAMPLES", "MIN_SAMPLES", "SHARE", "WINDOW_S", "BURST", "MAX_TWINS"]
+__all__ = ["Hedging", "FACTOR", "FLOOR", "SAMPLES", "MIN_SAMPLES", "SHARE", "WINDOW_S", "BURST", "MAX_TWINS"]
