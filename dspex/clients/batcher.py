@@ -25,6 +25,7 @@ class Batcher:
         self.name = name
         self._cond = threading.Condition()
         self._pending: dict[Hashable, Any] = {}
+        self._since = 0.0  # monotonic time the oldest pending item was added
         self._ids = itertools.count()  # keys of items added without one
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -33,6 +34,8 @@ class Batcher:
     def add(self, item: Any, key: Hashable | None = None) -> None:
         with self._cond:
             first = not self._pending  # the thread waits only for a first item: no wake-up for the others
+            if first:
+                self._since = time.monotonic()
             self._pending[(0, key) if key is not None else (1, next(self._ids))] = item
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -79,8 +82,13 @@ class Batcher:
                     self._cond.wait()
                 if self._closed:
                     return
-            time.sleep(self.interval)  # let the items of other threads join this batch
-            self.flush()
+                # the oldest item's time, not the first wake-up's: items taken meanwhile (``take``) and added
+                # again since have waited less
+                wait = self._since + self.interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)  # let the items of other threads join this batch
+            else:
+                self.flush()
 
 
 __all__ = ["Batcher"]

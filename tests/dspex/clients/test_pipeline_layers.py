@@ -180,6 +180,24 @@ def test_the_batcher_sends_in_order_replaces_a_pending_key_and_sends_at_once_aft
     assert sent[-1] == ["late"]
 
 
+def test_an_item_added_after_a_take_waits_its_own_interval():
+    # a worker takes its reports to send with its rows; one added just after must not go alone at the end of
+    # the interval the taken ones started (a message of its own, a moment before the next rows take it)
+    sent: list = []
+    batcher = Batcher(sent.append, interval=0.4, name="test-batcher")
+    batcher.add("taken")
+    time.sleep(0.3)
+    assert batcher.take() == ["taken"]
+    batcher.add("next")
+    time.sleep(0.25)  # past the first item's interval, within the second's
+    assert sent == []
+    deadline = time.monotonic() + 5
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sent == [["next"]]
+    batcher.close()
+
+
 def test_a_429_naming_a_limit_holds_this_processs_other_leased_attempts_until_its_retry_after():
     """The caller that got a 429 that is congestion (it names the limit) with Retry-After holds the
     process's attempts already leased (they wait it out before sending), without waiting for its report
