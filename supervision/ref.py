@@ -16,7 +16,7 @@ DEFAULT_TIMEOUT = 5.0
 class Caller(Protocol):
     """What a ref needs from its runtime: blocking calls and fire-and-forget casts."""
 
-    def call(self, address: Any, request: Any, timeout: float) -> Any: ...
+    def call(self, address: Any, request: Any, timeout: float, *, patience: float = 0.0) -> Any: ...
 
     def cast(self, address: Any, message: Any) -> None: ...
 
@@ -49,9 +49,10 @@ class ActorRef:
             raise Shutdown(f"{self!r} is not bound to a running ActorRuntime (it was pickled or its runtime closed)")
         return self._caller
 
-    def call(self, request: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
-        """Send ``request`` to ``handle_call`` and wait for the reply."""
-        return self._need_caller().call(self.address, request, timeout)
+    def call(self, request: Any, timeout: float = DEFAULT_TIMEOUT, *, patience: float = 0.0) -> Any:
+        """Send ``request`` to ``handle_call`` and wait for the reply. ``patience``: seconds the reply may take
+        by design (a long poll): whether the actor lives is not asked before then."""
+        return self._need_caller().call(self.address, request, timeout, patience=patience)
 
     def cast(self, message: Any) -> None:
         """Send ``message`` to ``handle_cast``; no reply, no error if the actor is gone."""

@@ -11,8 +11,10 @@ prompt or reply than the lease was asked for); one that does not asks as before.
 
 A lease held ahead that is not used within ``held_for`` seconds goes back to the actor unused
 (``GiveBack``: nothing booked), and so does every lease held when an attempt of this process fails (a 429's
-pause, a breaker about to open: the actor decides again). A breaker decision therefore reaches every
-process within ``held_for``. A process that is lost with leases held has them taken back by the actor's
+pause, a breaker about to open: the actor decides again), and every lease held when the actor recalls them:
+while it holds leases, a process keeps a long poll at the actor (``messages.Recall``) that is answered the
+moment the breaker opens or a 429 pauses every request. A breaker decision therefore reaches every process
+at once, whatever ``held_for`` is. A process that is lost with leases held has them taken back by the actor's
 sweep and booked at their maximum, unconfirmed, like any lease whose holder vanished (``leases.py``): the
 ledger may count more than the provider billed, never less. What is decided here is pure but for the clock.
 """
@@ -28,6 +30,10 @@ from typing import Callable, Sequence
 from .messages import Admit, Lease
 
 RATE_WINDOW = 1.0  # seconds of admissions the need ahead is measured over
+# a lease held ahead is asked for this much larger than the largest request of the last second, so the next
+# requests fit it when prompts grow a little (numbered questions, a growing history): its reservation is a
+# maximum, each request is booked at what it used
+HEADROOM = 1.25
 
 
 @dataclass(frozen=True)
@@ -73,18 +79,21 @@ class Ahead:
 
     def extras(self, asking: Sequence[Admit]) -> list[Admit]:
         """What to ask for ahead alongside ``asking`` (the admissions about to be asked for): the need of the
-        next ``ahead`` seconds less what is held, each as large as the largest request of the last second of
-        the same run, retries and holder as the first of ``asking``."""
+        next ``ahead`` seconds of the same run, retries and holder as the first of ``asking``, less what is
+        held for them, each ``HEADROOM`` times as large as the largest of their requests of the last second."""
         if not asking or self.ahead <= 0:
-            return []
-        need = math.ceil(len(self.asked) / RATE_WINDOW * self.ahead) - len(self.held)
-        count = min(need, self.most - len(asking))
-        if count <= 0:
             return []
         first = asking[0]
         alike = [a for _, a in self.asked if (a.run, a.retries, a.holder) == (first.run, first.retries, first.holder)]
-        largest = replace(first, est_tokens=max(a.est_tokens for a in [first, *alike]),
-                          max_prompt=max(a.max_prompt for a in [first, *alike]),
+        # the need of the same run: leases held for another (the run before, still unexpired) serve none of it
+        held = sum(1 for h in self.held if (h.granted_for.run, h.granted_for.retries, h.granted_for.holder)
+                   == (first.run, first.retries, first.holder))
+        need = math.ceil(len(alike) / RATE_WINDOW * self.ahead) - held
+        count = min(need, self.most - len(asking))
+        if count <= 0:
+            return []
+        largest = replace(first, est_tokens=math.ceil(HEADROOM * max(a.est_tokens for a in [first, *alike])),
+                          max_prompt=math.ceil(HEADROOM * max(a.max_prompt for a in [first, *alike])),
                           max_completion=max(a.max_completion for a in [first, *alike]))
         return [largest] * count
 
@@ -111,4 +120,4 @@ class Ahead:
         return min((h.until for h in self.held), default=None)
 
 
-__all__ = ["Ahead", "HeldAhead", "fits", "RATE_WINDOW"]
+__all__ = ["Ahead", "HeldAhead", "fits", "RATE_WINDOW", "HEADROOM"]

@@ -42,8 +42,8 @@ from .budgets import BudgetBook
 from .config import LMConfig
 from .leases import SWEEP_EVERY, HeldLease, Wait, holder_gone, remember, to_take_back
 from .messages import (Admit, AdmitBatch, Booked, CacheHit, ClientStatus, CloseBudget, Done, Flush, GetStatus, GetUsage,
-                       GiveBack, HEDGED, InjectFaults, Lease, Leases, LedgerQuery, LedgerReport, OpenBudget, RecordBatch, Release, Report,
-                       ReportBatch, ResetBreaker, UsageRecord, UsageTotals)
+                       GiveBack, HEDGED, InjectFaults, Lease, Leases, LedgerQuery, LedgerReport, OpenBudget, Recall, RecordBatch,
+                       Release, Report, ReportBatch, ResetBreaker, Unwatch, UsageRecord, UsageTotals)
 from .outcomes import attempt_error, learn, remaining_pause, retry_delay, throttle_pause
 from .prices import Price, cost_of
 from .transport import AttemptResult
@@ -96,7 +96,9 @@ class ClientActor(GenServer):
         self.records: list[UsageRecord] = []
         self.flushes: dict[int, list[CallToken]] = {}
         self.usage_waiters: list[CallToken] | None = [] if use_ledger else None
-        self.timers = {"flush": False, "sweep": False}
+        self.timers = {"flush": False, "sweep": False, "recall": False}
+        self.recalls = 0  # times the leases held ahead were recalled (breaker opened, a 429 paused everyone)
+        self.recall_watchers: dict[str, CallToken] = {}  # channels holding leases ahead, waiting to hear of the next
         self.asked_parent = next(self.ids)
         if use_ledger:  # find the ledger (a sibling, restarted with us under rest_for_one), then our totals
             self.send(self._sv_parent, Call(self.asked_parent, WhichChildren()))
@@ -113,6 +115,12 @@ class ClientActor(GenServer):
                 return self._admit(first, tuple(rest))
             case Report():
                 return self._report(request)
+            case Recall(seen=seen, wait=wait, watcher=watcher):
+                if self.recalls > seen:
+                    return self.recalls
+                self.recall_watchers[watcher] = self.current_call
+                self._tick("recall", wait)
+                return NoReply
             case GetUsage():
                 if self.usage_waiters is not None:  # the ledger's baseline has not arrived yet
                     self.usage_waiters.append(self.current_call)
@@ -149,6 +157,10 @@ class ClientActor(GenServer):
                 self._release(lease_id, reason)
             case GiveBack(leases=ids):
                 self._give_back(ids)
+            case Unwatch(watcher=watcher):
+                token = self.recall_watchers.pop(watcher, None)
+                if token is not None:
+                    self.reply(token, self.recalls)
             case CacheHit(run=run):
                 self._account(UsageRecord(client=self.cfg.client_key, run=run, ok=True, cached=True, retries=0,
                                           prompt_tokens=0, completion_tokens=0, cost=0.0))
@@ -165,6 +177,9 @@ class ClientActor(GenServer):
             case _Tick(kind="sweep"):
                 self.timers["sweep"] = False
                 self._sweep()
+            case _Tick(kind="recall"):  # the watchers' waits are over: they ask again
+                self.timers["recall"] = False
+                self._answer_recall_watchers()
             case _LineCheck(at=at) if at == self.blocked_check:
                 self.blocked_check = None
                 self._check_line(self.breaker.verdict_in())  # judges the timeouts due, then the next
@@ -198,7 +213,7 @@ class ClientActor(GenServer):
         if wait.batch:  # the followers of an AdmitBatch get a lease too if one is free this instant
             batch, wait.batch = wait.batch, ()
             followers = (self._try_lease(Wait.of(next(self.ids), None, a), park=False) for a in batch)
-            self.reply(wait.token, Leases((lease, *followers)))
+            self.reply(wait.token, Leases((lease, *followers), self.recalls))
         else:
             self.reply(wait.token, lease)
         self._tick("sweep", SWEEP_EVERY)
@@ -316,6 +331,7 @@ class ClientActor(GenServer):
             self.limiter.pause(pause, sent_at=lease.started)  # (none again for a request sent before the pause)
             if self.limiter.paused_for > before:
                 self._emit("rate_pause", f"429: no request for {pause:.2f}s")
+                self._recall()
         delay = retry_delay(outcome, wait.attempt, wait.retries, self.cfg, self.breaker.pressure)
         if delay is not None:
             wait.attempt += 1
@@ -526,6 +542,19 @@ class ClientActor(GenServer):
 
     def _on_breaker(self, change: BreakerChange) -> None:
         self._emit(f"breaker_{change.new.value}", change.reason, normal=change.new is not BreakerState.OPEN)
+        if change.new is BreakerState.OPEN:
+            self._recall()
+
+    def _recall(self) -> None:
+        """Leases held ahead are no longer leave to send (the breaker opened, or a 429 paused everyone):
+        every holder watching hears it now and gives its leases back (``messages.Recall``)."""
+        self.recalls += 1
+        self._answer_recall_watchers()
+
+    def _answer_recall_watchers(self) -> None:
+        watchers, self.recall_watchers = self.recall_watchers, {}
+        for token in watchers.values():
+            self.reply(token, self.recalls)
 
     def _emit(self, kind: str, reason: str, normal: bool = True) -> None:
         self.emit_event(kind, subject=self.cfg.client_key, reason=reason, normal=normal)

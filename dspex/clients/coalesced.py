@@ -17,21 +17,28 @@ asked for in the same messages (``ahead.py``): most of its requests then take a 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import deque
 from typing import Any, Callable, Sequence
 
 import structlog
 
+from supervision import SupervisionError
+
 from ..errors import LMError
 from .ahead import Ahead
 from .batcher import Batcher
-from .messages import Admit, AdmitBatch, CacheHit, Done, GiveBack, Lease, Leases, Release, Report, ReportBatch
+from .messages import (Admit, AdmitBatch, CacheHit, Done, GiveBack, Lease, Leases, Recall, Release, Report, ReportBatch,
+                       Unwatch)
 
 log = structlog.get_logger("dspex")
 
 MAX_BATCH = 16  # admissions asked for in one AdmitBatch
+MAX_AHEAD = 64  # admissions asked for ahead in the same message, besides those
 REPORT_EVERY = 0.005  # seconds a success report may wait for others
-HELD_FOR = 1.0  # seconds a lease held ahead waits for a request before it goes back unused
+HELD_FOR = 1.0  # seconds (and at least twice ``ahead``) a lease held ahead waits for a request before it goes back
+RECALL_WAIT = 10.0  # seconds a holder's watch for a recall waits at the client actor before it asks again
+CALL_SLACK = 5.0  # seconds beyond that wait its answer may take before the watch counts it lost
 
 
 class ReportingChannel:
@@ -46,10 +53,18 @@ class ReportingChannel:
         # holding leases ahead, a process reports as seldom as it asks: its successes wait up to ``ahead`` (an
         # evaluation worker flushes them with its rows, every Pace.row_delay)
         self.reports = Batcher(self._send_reports, max(REPORT_EVERY, ahead), "dspex-reports")
-        self._held = Ahead(ahead, HELD_FOR, self.most) if ahead > 0 else None
+        self._held = Ahead(ahead, self.held_for(ahead), self.most + MAX_AHEAD) if ahead > 0 else None
         self._held_lock = threading.Condition()
         self._sweeper: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None  # watches for the actor's recalls while leases are held
+        self._recalls = 0  # the actor's recalls as last heard: leases granted before a later one go back
+        self._watch_id = uuid.uuid4().hex  # names this channel's watch at the actor
         self._closing = False
+
+    @staticmethod
+    def held_for(ahead: float) -> float:
+        """Seconds a lease held ``ahead`` waits for a request before it goes back unused."""
+        return max(HELD_FOR, 2 * ahead)
 
     def succeeded(self, report: Report) -> None:
         self.reports.add(report)
@@ -82,6 +97,13 @@ class ReportingChannel:
         with self._held_lock:
             self._closing = True
             self._held_lock.notify_all()
+            watcher = self._watcher
+        if watcher is not None:  # its watch is answered now, so its thread leaves before the runtime closes
+            try:
+                self.link.cast(Unwatch(self._watch_id))
+            except LMError as exc:  # the client actor is gone: so is the watch
+                log.info("recall_watch_not_stopped", error=str(exc))
+            watcher.join(CALL_SLACK)
         self.give_back_all()
         self.reports.close()
 
@@ -101,19 +123,25 @@ class ReportingChannel:
         with self._held_lock:
             return self._held.extras(asking)
 
-    def hold(self, extras: Sequence[Admit], leases: Sequence[Lease | None]) -> None:
-        """Keep the leases granted for ``extras``; each goes back if unused in ``HELD_FOR`` seconds."""
+    def hold(self, extras: Sequence[Admit], leases: Sequence[Lease | None], recalls: int = 0) -> None:
+        """Keep the leases granted for ``extras`` (when the actor had recalled ``recalls`` times); each goes
+        back if unused in :meth:`held_for` seconds, or when the actor recalls them (``messages.Recall``)."""
         if self._held is None or not extras:
             return
         with self._held_lock:
+            back = []
+            if recalls > self._recalls:  # a recall this process has not heard of yet: what it holds is older
+                back, self._recalls = self._held.drain(), recalls
             self._held.add(extras, leases)
-            if self._closing:
-                back = self._held.drain()
+            if self._closing or recalls < self._recalls:  # (granted before a recall heard already)
+                back += self._held.drain()
             else:
-                back = []
                 if self._sweeper is None and self._held.held:
                     self._sweeper = threading.Thread(target=self._sweep, name="dspex-leases-ahead", daemon=True)
                     self._sweeper.start()
+                if self._watcher is None and self._held.held:
+                    self._watcher = threading.Thread(target=self._watch, name="dspex-recalls", daemon=True)
+                    self._watcher.start()
                 self._held_lock.notify_all()
         self._give_back(back)
 
@@ -147,6 +175,29 @@ class ReportingChannel:
                 self._held_lock.wait(max(0.0, due - self._held.clock()))
                 back = self._held.expired()
             self._give_back(back)
+
+    def _watch(self) -> None:
+        """While leases are held ahead: a long poll at the client actor for its next recall (its breaker
+        opened, a 429 paused everyone), which sends them all back at once. Without an answer (the actor
+        restarted, the leader out of reach) they go back too: the actor decides again."""
+        assert self._held is not None
+        while True:
+            with self._held_lock:
+                if not self._held.held or self._closing:
+                    self._watcher = None
+                    return
+                seen = self._recalls
+            try:
+                recalls = self.link.call(Recall(seen, RECALL_WAIT, self._watch_id), RECALL_WAIT + CALL_SLACK,
+                                         patience=RECALL_WAIT)
+            except (LMError, SupervisionError) as exc:
+                log.info("recall_watch_unanswered", error=str(exc))
+                self.give_back_all()
+                continue
+            if recalls > seen:
+                with self._held_lock:
+                    self._recalls = max(self._recalls, recalls)
+                self.give_back_all()
 
     def _send_reports(self, batch: list[Report]) -> None:
         try:
@@ -185,7 +236,7 @@ def ask_batch(call: Callable[[Any], Any], admits: Sequence[Admit],
         return (None,) * len(admits), exc
     leases = reply.leases if isinstance(reply, Leases) else (reply,)
     if channel is not None:
-        channel.hold(extras, leases[len(admits):])
+        channel.hold(extras, leases[len(admits):], reply.recalls if isinstance(reply, Leases) else 0)
     return tuple(leases[:len(admits)]), None
 
 

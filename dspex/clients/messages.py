@@ -137,6 +137,7 @@ class AdmitBatch:
 @dataclass(frozen=True)
 class Leases:
     leases: tuple  # Lease | None, in the order of the AdmitBatch
+    recalls: int = 0  # the client actor's recalls so far (see :class:`Recall`) when these were granted
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,26 @@ class GiveBack:
     booked (no attempt was made with them). One-way."""
 
     leases: tuple  # lease ids
+
+
+@dataclass(frozen=True)
+class Recall:
+    """A process holding leases ahead asks to be told when the client actor wants them back: its breaker
+    opened or a 429 paused every request (leases granted before are no longer leave to send). Answered
+    with the count of recalls as soon as it exceeds ``seen``, or at the latest after ``wait`` seconds (then
+    the holder asks again): a long poll, so the decision reaches every holder at once, not when its leases
+    expire. ``watcher`` names the asking channel: its new watch replaces its old one."""
+
+    seen: int
+    wait: float
+    watcher: str
+
+
+@dataclass(frozen=True)
+class Unwatch:
+    """A channel that stops watching (it closes): its watch is answered now, so nothing waits. One-way."""
+
+    watcher: str
 
 
 @dataclass(frozen=True)

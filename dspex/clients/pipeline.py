@@ -267,8 +267,9 @@ class ClientLink:
         self.model = model
         self._ref: ActorRef | None = None
 
-    def call(self, message: Any, timeout: float = CALL_TIMEOUT) -> Any:
-        return self._send(message, timeout)
+    def call(self, message: Any, timeout: float = CALL_TIMEOUT, patience: float = 0.0) -> Any:
+        """``patience``: seconds the answer may take by design (a long poll; ``ActorRef.call``)."""
+        return self._send(message, timeout, patience)
 
     def cast(self, message: Any) -> None:
         self._send(message, None)
@@ -290,12 +291,12 @@ class ClientLink:
         self._ref = None
         return ClientExited(f"the client actor exited ({exc.reason})", self.model)
 
-    def _send(self, message: Any, timeout: float | None) -> Any:
+    def _send(self, message: Any, timeout: float | None, patience: float = 0.0) -> Any:
         ref = self._ref
         if ref is None:
             ref = self._ref = self.find()
         try:
-            return ref.cast(message) if timeout is None else ref.call(message, timeout)
+            return ref.cast(message) if timeout is None else ref.call(message, timeout, patience=patience)
         except ActorExited as exc:  # the supervisor restarts the client; the next request finds the new one
             raise self.exited(exc) from None
 

@@ -40,14 +40,40 @@ def test_need_is_measured_over_the_last_second_and_what_is_held_counts():
     assert ahead.extras([admit()]) == []
 
 
-def test_extras_are_as_large_as_the_largest_recent_request_of_the_same_run():
+def test_extras_are_larger_than_the_largest_recent_request_of_the_same_run():
     clock = Clock()
     ahead = Ahead(0.5, 1.0, 16, clock)
     for est, prompt in ((10, 20), (40, 90), (25, 30)):
         ahead.take(admit(est, prompt=prompt))
     ahead.take(admit(999, run="other", prompt=999))
     extras = ahead.extras([admit(5, prompt=5)])
-    assert extras and all(e.est_tokens == 40 and e.max_prompt == 90 and e.run == "r" for e in extras)
+    assert extras and all(e.est_tokens == 50 and e.max_prompt == 113 and e.run == "r" for e in extras)
+
+
+def test_a_request_a_little_larger_than_the_last_ones_fits_a_lease_held_ahead():
+    # numbered questions grow a token now and then: each would miss a lease sized exactly (a message each)
+    clock = Clock()
+    ahead = Ahead(0.5, 1.0, 16, clock)
+    for _ in range(10):
+        ahead.take(admit(204, prompt=586))
+    extras = ahead.extras([admit(204, prompt=586)])
+    ahead.add(extras, [Lease(i, 0) for i in range(len(extras))])
+    assert ahead.take(admit(205, prompt=588)) is not None
+
+
+def test_leases_held_for_the_run_before_do_not_count_against_a_new_runs_need():
+    # an evaluation's next run starts while the last one's leases wait to expire: they fit none of its
+    # requests, so without this each of them would ask alone until those expired
+    clock = Clock()
+    ahead = Ahead(2.0, 4.0, 64, clock)
+    for _ in range(10):
+        ahead.take(admit(run="run-1"))
+    extras = ahead.extras([admit(run="run-1")])
+    ahead.add(extras, [Lease(i, 0) for i in range(len(extras))])
+    clock.now += 1.5  # run-1 is over; its 20 leases are held for 2.5 s more
+    for _ in range(5):
+        ahead.take(admit(run="run-2"))
+    assert len(ahead.extras([admit(run="run-2")])) == 10  # two seconds of run-2's five a second
 
 
 def test_at_most_one_message_worth_and_none_when_disabled():
@@ -224,3 +250,39 @@ def test_reports_taken_for_a_call_that_failed_go_back_and_a_report_sent_twice_is
         rt.engines.put_back_reports(taken)  # ... and its answer was lost, so they go again
         rt.engines.flush()
         assert settles_at(lm, 40) == 40 == len(server.log)
+
+
+@pytest.mark.slow
+def test_leases_held_ahead_go_back_at_once_when_another_process_opens_the_breaker(server, tmp_path):
+    """A host holds seconds of leases ahead; when the breaker opens on other hosts' failures, the client
+    actor's recall reaches it at once (its watch), not when the leases expire (``held_for``: 4 s here)."""
+    import time
+
+    import dspex
+    from dspex.clients.messages import Admit, Report
+    from dspex.clients.transport import AttemptResult
+    from dspex.testing import Faults
+
+    from .conftest import make_lm
+
+    server.set_faults(Faults(latency=0.05))
+    with dspex.runtime("multiproc", cache_dir=tmp_path, log_level=None) as rt:
+        rt.engines.lease_ahead = 2.0
+        lm = make_lm(server, retries=0)
+        _requests(lm, "p", 40)
+        rt.engines.flush()
+        assert lm.status().in_flight > 0  # leases are held ahead of the next requests
+        link = lm._pipeline.link  # another holder, as the actor sees it: this process's channel hears nothing
+        for i in range(200):
+            if lm.status().breaker == "open":
+                break
+            lease = link.call(Admit(10, None, ("another-host", 1), 0, 20, 30))
+            with pytest.raises(dspex.LMError):
+                link.call(Report(lease.id, AttemptResult("status", 0.01, status=500, detail="down")))
+        assert lm.status().breaker == "open"
+        opened = time.monotonic()
+        while lm.status().in_flight and time.monotonic() - opened < 3.0:
+            time.sleep(0.02)
+        assert lm.status().in_flight == 0
+        assert time.monotonic() - opened < 1.0  # (before: they stayed until their 4 s were up)
+        assert lm.usage().requests == 40 + i  # given back unbooked
