@@ -148,14 +148,17 @@ class WorkerPool:
         self.state = PoolState.RUNNING
         self._lock = threading.Lock()
 
-    def revive(self, now: float) -> list[str]:
+    def revive(self, now: float, live_workers: int | None = None) -> list[str]:
         """Hosts whose supervisor gave up (the host was lost: restarts there failed) get it back once they
         answer again (restarted, or healed), so their workers join the runs still open. At most every
-        REVIVE_EVERY seconds; the hosts are asked only when one is missing."""
+        REVIVE_EVERY seconds, and not while ``live_workers`` (the coordinator's count of workers calling
+        in) says every worker is there; the hosts are asked only when one is missing."""
         from supervision import NodeState, SupervisionError
 
         if not self.hosts or now < self.next_revive or self.state is not PoolState.RUNNING:
             return []
+        if live_workers is not None and live_workers >= self.spread:
+            return []  # (a question to the pool's supervisor every REVIVE_EVERY s, for nothing)
         self.next_revive = now + REVIVE_EVERY
         try:
             listed = {child.id: child.ref is not None for child in self.sup.which_children()}
@@ -341,7 +344,7 @@ class WorkerFeed:
             yield from progress.rows
             if progress.finished or (self.cancelled and not progress.counts["in_flight"]):
                 return
-            self.pool.revive(time.monotonic())
+            self.pool.revive(time.monotonic(), progress.counts["live_workers"])
             if progress.counts["alone_s"] > self.pool.abandon_after:
                 self.aborted = (f"no evaluation worker has called in for {self.pool.abandon_after:g}s "
                                 "(all hosts lost?)")
