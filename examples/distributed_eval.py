@@ -33,6 +33,7 @@ from dspex.testing.netns import Network, NetworkUnavailable, ip
 HOST_PORT = 19500
 KEY = "sk-example-not-a-secret"
 LOST_AFTER = 2.0  # run_distributed's default: a host silent this long is lost
+SETTLE_S = 20.0  # seconds, after the run, the hosts' last attempts may take to report
 
 
 def answer(request) -> str:
@@ -165,12 +166,24 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(result.errors)} failed, {result.wall_s:.1f}s")
         for host, count in sorted(by_worker.items()):
             print(f"  {host:<24} {count} rows")
-        usage = rt.usage().total
+        # every example has its row; a host that was lost may still finish the attempts it had (their examples
+        # ran again elsewhere): the provider bills them and the ledger books them as they report. Both are read
+        # once nothing is out at the client actor (leases held ahead and not used go back within seconds)
+        waited = time.monotonic()
+        while lm.status().in_flight and time.monotonic() - waited < SETTLE_S:
+            time.sleep(0.1)
+        out = lm.status().in_flight
         billed = [r for r in server.log if r.status == 200]
+        usage = rt.usage().total
         billed_tokens = sum(r.prompt_tokens + r.completion_tokens for r in billed)
-        holds = usage.requests + usage.retries >= len(billed) and usage.total_tokens >= billed_tokens
-        print(f"\nprovider billed: {len(billed)} requests, {billed_tokens} tokens")
-        print(f"leader's ledger: {usage.requests + usage.retries} requests, {usage.total_tokens} tokens "
+        # every attempt the ledger booked: requests (less cache hits), their retries, and the hedges' twins that
+        # lost their race (booked at their maximum: the provider may have answered them too)
+        attempts = usage.requests - usage.cache_hits + usage.retries + usage.hedged
+        holds = attempts >= len(billed) and usage.total_tokens >= billed_tokens
+        print(f"\nafter the run, the hosts' last attempts settled in {time.monotonic() - waited:.1f}s"
+              + (f" ({out} leases still out)" if out else ""))
+        print(f"provider billed: {len(billed)} requests, {billed_tokens} tokens")
+        print(f"leader's ledger: {attempts} requests, {usage.total_tokens} tokens "
               f"({usage.unconfirmed_calls} booked at their maximum: answered, or maybe, to a host that was lost)")
         print("ledger >= billed: " + ("yes" if holds else "NO"))
     print("runtime closed, host processes stopped, namespaces removed")

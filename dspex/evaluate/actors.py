@@ -64,11 +64,14 @@ class Pace:
 
     @classmethod
     def for_hosts(cls, lost_after: float) -> "Pace":
-        """Workers on other hosts: the leader sees each a few times a second, not once an example (its cost
-        an example must stay flat as hosts are added), and often enough to tell a lost host in ``lost_after``;
-        Evaluate collects the rows of all hosts (and the coordinator hands on their LM reports) twice a second."""
-        return cls(row_delay=0.5, heartbeat=min(0.5, lost_after / 4), gather=0.5, poll=1.0, idle_wait=5.0,
-                   lease_ahead=0.5, relay_reports=True)
+        """Workers on other hosts: the leader hears from each about once a second, not once an example (its
+        cost an example must stay flat as hosts are added): a call to the coordinator (rows, their LM reports,
+        more work) every ``row_delay``, at least twice within ``lost_after`` so a lost host is told in time,
+        and an admission to the client actor for two seconds of LM calls at a time (``lease_ahead``; the
+        actor recalls them at once when its breaker opens or a 429 pauses everyone). Evaluate collects the
+        rows of all hosts (and the coordinator hands on their LM reports) twice a second."""
+        return cls(row_delay=1.0, heartbeat=min(1.0, lost_after / 2), gather=0.5, poll=1.0, idle_wait=5.0,
+                   lease_ahead=2.0, relay_reports=True)
 
 
 @dataclass(frozen=True)
