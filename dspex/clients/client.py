@@ -97,7 +97,10 @@ class ClientActor(GenServer):
         self.flushes: dict[int, list[CallToken]] = {}
         self.usage_waiters: list[CallToken] | None = [] if use_ledger else None
         self.timers = {"flush": False, "sweep": False, "recall": False}
-        self.recalls = 0  # times the leases held ahead were recalled (breaker opened, a 429 paused everyone)
+        # leases held ahead recalled so far (breaker opened, a 429 paused everyone), counted from the wall clock's
+        # microseconds: a restarted actor's count exceeds its predecessor's, so a holder drops the old leases
+        # (``ReportingChannel.hold``) instead of taking the new actor's grants for stale ones
+        self.recalls = time.time_ns() // 1000
         self.recall_watchers: dict[str, CallToken] = {}  # channels holding leases ahead, waiting to hear of the next
         self.asked_parent = next(self.ids)
         if use_ledger:  # find the ledger (a sibling, restarted with us under rest_for_one), then our totals

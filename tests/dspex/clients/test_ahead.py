@@ -252,6 +252,29 @@ def test_reports_taken_for_a_call_that_failed_go_back_and_a_report_sent_twice_is
         assert settles_at(lm, 40) == 40 == len(server.log)
 
 
+def test_a_grant_after_a_recall_drops_what_is_held_and_one_from_before_goes_back(monkeypatch):
+    from dspex.clients.coalesced import ReportingChannel
+    from dspex.clients.messages import GiveBack
+
+    class Link:
+        def __init__(self) -> None:
+            self.back: list = []
+
+        def cast(self, message) -> None:
+            if isinstance(message, GiveBack):
+                self.back.extend(message.leases)
+
+    link = Link()
+    channel = ReportingChannel(link, ahead=0.5)
+    monkeypatch.setattr(channel, "_watch", lambda: None)  # (the watch's long poll is tested below)
+    channel.hold([admit()], [Lease(1, 0)], recalls=100)
+    channel.hold([admit()], [Lease(2, 0)], recalls=105)  # a recall came (or the actor restarted) since lease 1
+    assert link.back == [1] and channel.held_lease(admit()).id == 2
+    channel.hold([admit()], [Lease(3, 0)], recalls=100)  # granted before the recall heard
+    assert link.back == [1, 3] and channel.held_lease(admit()) is None
+    channel.close()
+
+
 @pytest.mark.slow
 def test_leases_held_ahead_go_back_at_once_when_another_process_opens_the_breaker(server, tmp_path):
     """A host holds seconds of leases ahead; when the breaker opens on other hosts' failures, the client
