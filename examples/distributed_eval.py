@@ -170,9 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         # ran again elsewhere): the provider bills them and the ledger books them as they report. Both are read
         # once nothing is out at the client actor (leases held ahead and not used go back within seconds)
         waited = time.monotonic()
-        while lm.status().in_flight and time.monotonic() - waited < SETTLE_S:
+        while (out := lm.status().in_flight) and time.monotonic() - waited < SETTLE_S:
             time.sleep(0.1)
-        out = lm.status().in_flight
         billed = [r for r in server.log if r.status == 200]
         usage = rt.usage().total
         billed_tokens = sum(r.prompt_tokens + r.completion_tokens for r in billed)

@@ -43,11 +43,15 @@ class HeldAhead:
     until: float  # monotonic time after which it goes back unused
 
 
+def asker(admit: Admit) -> tuple:
+    """Whose admission it is: its run, retries and holder (a lease held ahead serves only the same)."""
+    return admit.run, admit.retries, admit.holder
+
+
 def fits(held: Admit, wanted: Admit) -> bool:
     """A lease asked for ``held`` may serve the request ``wanted``: same run, retries and holder, and no larger."""
-    return (held.run == wanted.run and held.retries == wanted.retries and held.holder == wanted.holder
-            and held.est_tokens >= wanted.est_tokens and held.max_prompt >= wanted.max_prompt
-            and held.max_completion >= wanted.max_completion)
+    return (asker(held) == asker(wanted) and held.est_tokens >= wanted.est_tokens
+            and held.max_prompt >= wanted.max_prompt and held.max_completion >= wanted.max_completion)
 
 
 class Ahead:
@@ -84,10 +88,9 @@ class Ahead:
         if not asking or self.ahead <= 0:
             return []
         first = asking[0]
-        alike = [a for _, a in self.asked if (a.run, a.retries, a.holder) == (first.run, first.retries, first.holder)]
+        alike = [a for _, a in self.asked if asker(a) == asker(first)]
         # the need of the same run: leases held for another (the run before, still unexpired) serve none of it
-        held = sum(1 for h in self.held if (h.granted_for.run, h.granted_for.retries, h.granted_for.holder)
-                   == (first.run, first.retries, first.holder))
+        held = sum(1 for h in self.held if asker(h.granted_for) == asker(first))
         need = math.ceil(len(alike) / RATE_WINDOW * self.ahead) - held
         count = min(need, self.most - len(asking))
         if count <= 0:
@@ -120,4 +123,4 @@ class Ahead:
         return min((h.until for h in self.held), default=None)
 
 
-__all__ = ["Ahead", "HeldAhead", "fits", "RATE_WINDOW", "HEADROOM"]
+__all__ = ["Ahead", "HeldAhead", "asker", "fits", "RATE_WINDOW", "HEADROOM"]

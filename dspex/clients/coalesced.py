@@ -129,9 +129,7 @@ class ReportingChannel:
         if self._held is None or not extras:
             return
         with self._held_lock:
-            back = []
-            if recalls > self._recalls:  # a recall this process has not heard of yet: what it holds is older
-                back, self._recalls = self._held.drain(), recalls
+            back = self._heard(recalls)  # a recall this process had not heard of yet: what it holds is older
             self._held.add(extras, leases)
             if self._closing or recalls < self._recalls:  # (granted before a recall heard already)
                 back += self._held.drain()
@@ -194,10 +192,18 @@ class ReportingChannel:
                 log.info("recall_watch_unanswered", error=str(exc))
                 self.give_back_all()
                 continue
-            if recalls > seen:
-                with self._held_lock:
-                    self._recalls = max(self._recalls, recalls)
-                self.give_back_all()
+            with self._held_lock:
+                back = self._heard(recalls)
+            self._give_back(back)
+
+    def _heard(self, recalls: int) -> list[int]:
+        """The actor has recalled ``recalls`` times (its lock held): if that is news, every lease held is
+        older than the last recall, no longer held; their ids are returned to go back."""
+        assert self._held is not None
+        if recalls <= self._recalls:
+            return []
+        self._recalls = recalls
+        return self._held.drain()
 
     def _send_reports(self, batch: list[Report]) -> None:
         try:
