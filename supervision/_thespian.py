@@ -52,6 +52,13 @@
     a function whose own frame fills 32 KiB, so it gets a 64 KiB chunk of its own, and the loop and its
     handlers run in the ~32 KiB behind it.
 
+12. A time not yet up is never read as "no time left". A timer's ``remaining()`` is a ``timedelta``, which
+    rounds to whole microseconds: less than half of one left read as ``timedelta(0)``, and the transport's
+    loop, which drops every false delay before taking the shortest (``filter(None, delays)``), then waited
+    in its poll with no timeout while the next timer (a deferred reply's, a supervisor's) was due within
+    the microsecond: it fired only when some message woke the process. ``remaining()`` of a timer not yet
+    expired is now at least a microsecond.
+
 Besides ``forget_child``, ``tell_self`` lets a helper thread of an actor put a message in that actor's
 own mailbox (Thespian's ``send`` belongs to the actor's thread), and ``send_from_outside`` sends from an
 outside endpoint without waiting for the transmit to finish (Thespian's ``tell`` waits up to a minute when
@@ -79,7 +86,7 @@ from thespian.actors import ActorAddress
 from thespian.system import actorManager, simpleSystemBase
 from thespian.system.admin import convention
 from thespian.system.transport import IPBase, ReceiveEnvelope, TCPTransport, TransmitIntent, streamBuffer
-from thespian.system.timing import ExpirationTimer
+from thespian.system.timing import ExpirationTimer, ExpirationTimerView
 from thespian.system.utilis import thesplog
 
 from . import channel
@@ -101,6 +108,7 @@ FRESH_CHUNK_SLOTS = 4100  # frame slots (8 bytes each) of the function that ente
 JOIN_RETRY_MAX = 15.0  # seconds between a member's attempts at most (misses run past 3 only if
                        # CONVENTION_REGISTRATION_MISS_MAX is raised in the environment)
 MAX_FRAME = 1 << 30  # bytes: a larger declared frame is treated as corrupt
+LEAST_DELAY = timedelta(microseconds=1)  # what a timer not yet expired has left at least (patch 12)
 
 
 def _init(self, af, socktype, proto, baseaddr=None, port=0, external=False):  # type: ignore[no-untyped-def]
@@ -408,6 +416,14 @@ def _pop_expired_wakeups(self, ct):  # type: ignore[no-untyped-def]
     return expired
 
 
+def _remaining(self, forever=None):  # type: ignore[no-untyped-def]
+    """ExpirationTimerView.remaining, at least a microsecond while the time is not up (patch 12)."""
+    if self._time_to_quit is None:
+        return forever
+    left = self._time_to_quit - self._current_time
+    return max(timedelta(seconds=left), LEAST_DELAY) if left > 0 else timedelta(0)
+
+
 def _envelope_identity(self):  # type: ignore[no-untyped-def]
     return f"ReceiveEnvelope(from: {self.sender}, msg: {type(self.message).__name__})"
 
@@ -488,6 +504,7 @@ def install() -> None:
                (convention.LocalConventionState, "convention_inattention_delay", _inattention_delay),
                (convention.LocalConventionState, "_convention_member_checks", _member_checks),
                (simpleSystemBase.WakeupManager, "_pop_expired_wakeups", _pop_expired_wakeups),
+               (ExpirationTimerView, "remaining", _remaining),
                (ReceiveEnvelope, "identify", _envelope_identity),
                (TransmitIntent, "identify", _intent_identity),
                (actorManager.ActorManager, "run", _actor_run),

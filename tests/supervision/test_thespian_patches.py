@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from thespian.system import actorManager, multiprocCommon
+from thespian.system import actorManager, multiprocCommon, timing
 from thespian.system.admin import adminCore, convention
 from thespian.system.transport import TCPTransport, streamBuffer
 
@@ -30,6 +30,7 @@ def test_install_puts_every_patch_in_place():
     assert convention.LocalConventionState.convention_inattention_delay is _thespian._inattention_delay
     assert actorManager.ActorManager.run is _thespian._actor_run
     assert convention.ConventioneerAdmin.run is _thespian._admin_run
+    assert timing.ExpirationTimerView.remaining is _thespian._remaining
 
 
 def test_received_frames_are_loaded_by_the_module_serializer_looked_up_when_a_connection_is_read():
@@ -176,3 +177,24 @@ def test_an_outside_send_is_scheduled_by_tx_to_actor_and_carried_out_by_run_tran
     assert "self._tx_to_actor(anActor, msg)" in tell and "txonly=True" in tell
     assert "failed" in inspect.getsource(systemBase.TransmitTrack)
     assert "transmit_failed" in inspect.getsource(systemBase.ExternalOpsToActors._tx_to_actor)
+
+
+def test_the_transport_loop_drops_false_delays_before_taking_the_shortest():
+    """``_runWithExpiry`` waits ``min(filter(None, delays))``, or with no timeout when none is left: a delay that
+    reads as ``timedelta(0)`` is dropped, not waited for (why patch 12 keeps a time not yet up above zero)."""
+    source = inspect.getsource(TCPTransport.TCPTransport._runWithExpiry)
+    assert "filter(None," in source and "self.run_time.view(ct).remaining()" in source
+    assert "delay = max(0, timePeriodSeconds(min(delays))) if delays else None" in source
+
+
+def test_a_timer_not_yet_up_has_time_left_and_one_that_is_up_has_none():
+    _thespian.install()
+    now = timing.currentTime()
+    for left in (1e-9, 3e-7, 5e-7):  # timedelta(seconds=...) would round each of these to 0
+        remaining = timing.ExpirationTimerView(left, now + left, now).remaining()
+        assert remaining and remaining.total_seconds() > 0
+    assert timing.ExpirationTimerView(0.25, now + 0.25, now).remaining().total_seconds() == 0.25
+    assert not timing.ExpirationTimerView(1, now, now).remaining()  # up at this instant
+    assert not timing.ExpirationTimerView(1, now - 2, now).remaining()
+    assert timing.ExpirationTimerView(None, None, now).remaining("forever") == "forever"
+    assert timing.ExpirationTimer(0.001).view(now).remaining().total_seconds() > 0
