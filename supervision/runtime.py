@@ -360,6 +360,8 @@ class ActorRuntime:
                 system.tell(address, Call(corr, request))  # runs the system: the reply may be here already
                 self._collect_local(system)
             self._pending.settle()
+            if future.done():  # answered already (the actor ran in this thread): no driver needed
+                return future
         else:
             self._outbox.append((address, Call(corr, request)))  # sent by the driver, from its own endpoint
         with self._pending_lock:

@@ -29,6 +29,19 @@ def test_hundreds_of_deferred_replies_pending_on_no_threads(rt):
     assert ref.call_future("now").result(timeout=10) == "now"  # an immediate reply too
 
 
+def test_a_reply_there_before_call_future_returns_starts_no_reply_driver():
+    """The local base runs the actor in the calling thread: an immediate reply's future is settled before
+    ``call_future`` returns, and no driver thread is started for it (one a call had cost ~0.2 ms)."""
+    with ActorRuntime(base="local", name="t") as rt:
+        ref = later(rt)
+        future = ref.call_future("now", timeout=10)
+        assert future.done() and future.result() == "now"
+        assert rt._driver is None
+        assert not [t for t in threading.enumerate() if t.name.startswith("supervision-replies")]
+        deferred = ref.call_future(("after", 0.1, "later"), timeout=10)  # one that waits does get the driver
+        assert not deferred.done() and deferred.result(timeout=10) == "later"
+
+
 def test_a_failing_handler_a_deadline_and_an_exited_actor_reach_the_future(rt):
     sup = rt.start_supervisor(SupervisorSpec(intensity=5), [ChildSpec(id="later", start=Later)])
     ref = sup.child("later")
