@@ -234,16 +234,29 @@ def ask_batch(call: Callable[[Any], Any], admits: Sequence[Admit],
     was free that instant (it asks again); a failure is the first's error (a typed LMError) and the others
     ask again. With ``channel``, the leases it holds ahead are asked for in the same call and kept there.
     Ctrl-C (a BaseException) is the caller's to handle."""
-    extras = channel.extras(admits) if channel is not None else []
-    asked = [*admits, *extras]
+    message, extras = batch_message(admits, channel)
     try:
-        reply = call(AdmitBatch(tuple(asked)) if len(asked) > 1 else asked[0])
+        reply = call(message)
     except Exception as exc:  # noqa: BLE001 - the first's error; the others ask again
         return (None,) * len(admits), exc
+    return batch_answer(reply, len(admits), extras, channel), None
+
+
+def batch_message(admits: Sequence[Admit], channel: ReportingChannel | None = None) -> tuple[Any, list[Admit]]:
+    """The message that asks for ``admits`` (and for the leases ``channel`` holds ahead: the extras, also
+    returned); :func:`ask_batch`'s first half, for a caller whose answer comes later (a future)."""
+    extras = channel.extras(admits) if channel is not None else []
+    asked = [*admits, *extras]
+    return (AdmitBatch(tuple(asked)) if len(asked) > 1 else asked[0]), extras
+
+
+def batch_answer(reply: Any, asked: int, extras: list[Admit], channel: ReportingChannel | None = None) -> tuple:
+    """The leases of the ``asked`` admissions in ``reply`` (None where none was free); the extras' are kept by
+    ``channel``. :func:`ask_batch`'s second half."""
     leases = reply.leases if isinstance(reply, Leases) else (reply,)
     if channel is not None:
-        channel.hold(extras, leases[len(admits):], reply.recalls if isinstance(reply, Leases) else 0)
-    return tuple(leases[:len(admits)]), None
+        channel.hold(extras, leases[asked:], reply.recalls if isinstance(reply, Leases) else 0)
+    return tuple(leases[:asked])
 
 
 class _Ask:
@@ -311,4 +324,5 @@ class Admissions:
                 self._cond.notify_all()
 
 
-__all__ = ["CoalescedChannel", "ReportingChannel", "Admissions", "ask_batch", "REPORT_EVERY"]
+__all__ = ["CoalescedChannel", "ReportingChannel", "Admissions", "ask_batch", "batch_message", "batch_answer",
+           "REPORT_EVERY"]

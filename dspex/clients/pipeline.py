@@ -382,7 +382,8 @@ class Pipeline:
         key, comp = self._cached.lookup(request)
         if comp is None:
             if self._achannel is None:
-                self._achannel, self._atransport = AsyncChannel(self.link, self.ahead), AsyncTransport(self.transport)
+                self._achannel = AsyncChannel(self.link, self.ahead, inline=isinstance(self.channel, DirectChannel))
+                self._atransport = AsyncTransport(self.transport)
             comp = self._cached.store(key, await arun_steps(lease_steps(request, self._achannel, self.hold),
                                                             self._aperform))
         return self._remember.record(request, comp) if self._remember is not None else comp

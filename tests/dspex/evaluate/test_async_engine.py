@@ -125,6 +125,32 @@ def test_a_thousand_examples_in_flight_together_on_few_threads(world):
         assert lm.usage().ok == n
 
 
+def test_with_the_client_actor_in_this_process_the_loop_asks_for_its_leases_itself(world):
+    """The local base: admissions and success reports go from the loop (no pump or report thread), in
+    batches, each lease granted and booked once, whatever the limit makes wait."""
+    server, rt = world
+    lm = make_lm(server, max_in_flight=4)  # 16 at once: most admissions wait for a report to free a lease
+    program = dspex.Predict("question -> answer", lm=lm)
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def noting(self):
+        started.append(self.name)
+        return original(self)
+
+    threading.Thread.start = noting
+    try:
+        result = dspex.Evaluate(devset(200), exact, max_concurrency=16, progress=False)(program)
+    finally:
+        threading.Thread.start = original
+    assert result.score == 100.0 and sorted(r.index for r in result.rows) == list(range(200))
+    assert not [name for name in started if name.startswith(("dspex-admissions", "dspex-reports"))], started
+    status = lm.status()
+    assert (status.in_flight, status.queued) == (0, 0)
+    assert lm.usage().requests == lm.usage().ok == 200
+    assert len(server.log) == 200
+
+
 def test_faults_at_scale_end_each_row_once_and_a_hung_request_at_its_timeout(world):
     _, rt = world
     n = 400
