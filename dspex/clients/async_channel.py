@@ -14,7 +14,7 @@ attempt's lease after its backoff, or the typed error) may take seconds: its rep
 When the client actor runs in this process (the local base: ``inline``), there is no pump and no report
 thread: the loop asks itself, one ``AdmitBatch`` at a time as a ``call_future`` (the local base runs the actor
 in the asking thread, so a free lease is there before the call returns, and one waited for comes with the
-report that freed it), and the success reports of one turn of the loop go as one message at its end, sent
+report that freed it), and the success reports of one turn of the loop go as one message at the next, sent
 from the loop. A lease then reaches its task within a turn or two of the one that freed it: at 64 in
 flight and 50 ms, asking through the pump thread (a thread hop each way, waiting for the GIL the loop holds)
 with reports gathered for 5 ms on a thread of theirs had kept each admission waiting ~4 ms (now ~1.6 ms, the
@@ -99,7 +99,8 @@ class AsyncChannel(ReportingChannel):
 
     def succeeded(self, report: Report) -> None:
         if not self.inline:
-            return super().succeeded(report)
+            super().succeeded(report)
+            return
         with self._cond:
             self._turn_reports.append(report)
             first = len(self._turn_reports) == 1
@@ -173,7 +174,7 @@ class AsyncChannel(ReportingChannel):
             error, leases = self.link.exited(exc), (None,) * len(batch)
         except Exception as exc:  # noqa: BLE001 - the first's error (a typed LMError); the others ask again
             error, leases = exc, (None,) * len(batch)
-        self._sort(batch, leases, error)
+        self._settle(self._sort(batch, leases, error))
         with self._cond:
             self._asking = False
             again = bool(self._asks) and not self._ask_due
@@ -209,8 +210,8 @@ class AsyncChannel(ReportingChannel):
         self._deliver(self._sort(batch, answers, error))
 
     def _sort(self, batch: list[tuple[Admit, asyncio.Future]], answers: tuple, error: Exception | None) -> list:
-        """The answers of one AdmitBatch: those settled (``_settle``'s form: on the loop, settled here; on the
-        pump, returned to be delivered) and those to ask again (queued first)."""
+        """The answers of one AdmitBatch: those to ask again are queued first; the others are returned in
+        ``_settle``'s form (settled on the loop, or delivered to it from the pump)."""
         settled, again = [], []
         for i, ((admit, future), lease) in enumerate(zip(batch, answers)):
             if i == 0 and error is not None:
@@ -221,9 +222,6 @@ class AsyncChannel(ReportingChannel):
                 again.append((admit, future))
         with self._cond:
             self._asks.extendleft(reversed(again))
-        if self.inline:
-            self._settle(settled)
-            return []
         return settled
 
     def _deliver(self, settled: list) -> None:

@@ -351,6 +351,7 @@ class Pipeline:
         self.link = link
         self.loop = loop
         self.ahead = ahead  # seconds of need whose leases are held ahead (a worker on another host; ahead.py)
+        self.direct = direct  # the client actor runs in this process (the local base)
         self.channel = DirectChannel(link) if direct else CoalescedChannel(link, ahead)
         self.hold = Hold()  # one per client and process: a 429's pause holds both engines' attempts
         self._cached = Cached(Leased(Streamed(transport), self.channel, self.hold), cache, self.channel)
@@ -382,7 +383,7 @@ class Pipeline:
         key, comp = self._cached.lookup(request)
         if comp is None:
             if self._achannel is None:
-                self._achannel = AsyncChannel(self.link, self.ahead, inline=isinstance(self.channel, DirectChannel))
+                self._achannel = AsyncChannel(self.link, self.ahead, inline=self.direct)
                 self._atransport = AsyncTransport(self.transport)
             comp = self._cached.store(key, await arun_steps(lease_steps(request, self._achannel, self.hold),
                                                             self._aperform))
