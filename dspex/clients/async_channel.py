@@ -144,7 +144,6 @@ class AsyncChannel(ReportingChannel):
                 return
             self._asking = True
         message, extras = batch_message([admit for admit, _ in batch], self)
-        loop = asyncio.get_running_loop()
         try:
             answer = self.link.call_future(message)
         except Exception as exc:  # noqa: BLE001 - finding the client actor failed: the first's error
@@ -153,6 +152,7 @@ class AsyncChannel(ReportingChannel):
         if answer.done():  # (the local base: a free lease is there already)
             self._answered_inline(batch, extras, answer)
         else:
+            loop = asyncio.get_running_loop()
             answer.add_done_callback(lambda done: self._to_loop(loop, batch, extras, done))
 
     def _to_loop(self, loop: asyncio.AbstractEventLoop, batch: list, extras: list[Admit],
@@ -175,10 +175,9 @@ class AsyncChannel(ReportingChannel):
         except Exception as exc:  # noqa: BLE001 - the first's error (a typed LMError); the others ask again
             error, leases = exc, (None,) * len(batch)
         self._settle(self._sort(batch, leases, error))
-        with self._cond:
+        with self._cond:  # (no ask was scheduled meanwhile: admit schedules one only while none is awaited)
             self._asking = False
-            again = bool(self._asks) and not self._ask_due
-            self._ask_due = self._ask_due or again
+            again = bool(self._asks)
         if again:
             self._ask_inline()
 
